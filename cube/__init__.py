@@ -1,0 +1,6 @@
+"""The SEN12MS-CR-TS data cube: GeoTIFF discovery, conversion to Zarr, cloud masks and statistics.
+
+This package never imports torch or :mod:`crts`.
+"""
+
+__version__ = "0.1.0"

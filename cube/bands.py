@@ -1,0 +1,22 @@
+"""Band names, dtypes and value conventions of the Sentinel-1 and Sentinel-2 GeoTIFFs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+S1_BANDS: tuple[str, ...] = ("VV", "VH")
+"""Sentinel-1 GRD backscatter in dB, float32."""
+
+S2_BANDS: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10",
+                             "B11", "B12")
+"""Sentinel-2 Level-1C top-of-atmosphere reflectance x 10000, all resampled to 10 m."""
+
+S2_WAVELENGTH_NM: tuple[int, ...] = (443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190)
+
+DTYPES: dict[str, np.dtype] = {"S1": np.dtype("float32"), "S2": np.dtype("uint16")}
+BANDS: dict[str, tuple[str, ...]] = {"S1": S1_BANDS, "S2": S2_BANDS}
+
+S2_SCALE = 10000.0
+"""Reflectance scale factor of the S2 digital numbers."""
+
+PIXEL_SIZE_M = 10.0

@@ -1,0 +1,141 @@
+"""File and folder names of SEN12MS-CR-TS and SEN12MS-CR, and discovery of the files in a tree.
+
+Multi-temporal (reference section 1)::
+
+    <root>/ROIs1868/73/S2/14/s2_ROIs1868_73_ImgNo_14_2018-06-21_patch_171.tif
+
+Mono-temporal (reference section 6)::
+
+    <root>/ROIs1158_spring_s2_cloudy/s2_cloudy_106/ROIs1158_spring_s2_cloudy_106_p407.tif
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from natsort import natsorted
+
+from .rois import GROUPS, Roi
+
+MODALITIES: tuple[str, ...] = ("S1", "S2")
+SEASONS: dict[str, str] = {"ROIs1158": "spring", "ROIs1868": "summer", "ROIs1970": "fall",
+                           "ROIs2017": "winter"}
+CR_KINDS: tuple[str, ...] = ("s1", "s2", "s2_cloudy")
+
+_TS_NAME = re.compile(
+    r"^(?P<mod>s[12])_(?P<group>ROIs\d{4})_(?P<roi>\d+)_ImgNo_(?P<t>\d+)_"
+    r"(?P<date>\d{4}-\d{2}-\d{2})_patch_(?P<pid>\d+)\.tif$"
+)
+_CR_NAME = re.compile(
+    r"^(?P<group>ROIs\d{4})_(?P<season>[a-z]+)_(?P<kind>s1|s2|s2_cloudy)_(?P<scene>\d+)_p(?P<pid>\d+)\.tif$"
+)
+
+
+@dataclass(frozen=True)
+class TsFile:
+    """One multi-temporal GeoTIFF, as its name and folders describe it."""
+
+    modality: str
+    roi: Roi
+    t: int
+    date: dt.date
+    pid: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class CrFile:
+    """One mono-temporal GeoTIFF (S1, cloud-free S2 or cloudy S2 of a patch)."""
+
+    kind: str
+    roi: Roi
+    pid: int
+    path: Path
+
+
+def ts_relpath(modality: str, roi: Roi, t: int, date: dt.date, pid: int) -> Path:
+    """Path of a multi-temporal file relative to the data set root."""
+    mod = modality.lower()
+    name = f"{mod}_{roi.group}_{roi.number}_ImgNo_{t}_{date.isoformat()}_patch_{pid}.tif"
+    return Path(roi.group, str(roi.number), modality, str(t), name)
+
+
+def cr_relpath(kind: str, roi: Roi, pid: int) -> Path:
+    """Path of a mono-temporal file relative to the data set root."""
+    season = f"{roi.group}_{SEASONS[roi.group]}"
+    return Path(f"{season}_{kind}", f"{kind}_{roi.number}", f"{season}_{kind}_{roi.number}_p{pid}.tif")
+
+
+def parse_ts_path(path: Path, root: Path) -> TsFile:
+    """Parse a multi-temporal file's name and check it against its folders.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and what does not parse or does not match its folder.
+    """
+    m = _TS_NAME.match(path.name)
+    if m is None:
+        raise ValueError(f"{path}: file name does not follow "
+                         "s<1|2>_ROIsXXXX_<roi>_ImgNo_<t>_<YYYY-MM-DD>_patch_<pid>.tif")
+    try:
+        date = dt.date.fromisoformat(m["date"])
+    except ValueError:
+        raise ValueError(f"{path}: invalid date {m['date']!r} in file name") from None
+    parsed = TsFile(m["mod"].upper(), Roi(m["group"], int(m["roi"])), int(m["t"]), date,
+                    int(m["pid"]), path)
+    folders = path.relative_to(root).parts[:-1]
+    expected = (parsed.roi.group, str(parsed.roi.number), parsed.modality, str(parsed.t))
+    if folders != expected:
+        raise ValueError(f"{path}: file name says {'/'.join(expected)} but it lies in {'/'.join(folders)}")
+    return parsed
+
+
+def parse_cr_path(path: Path, root: Path) -> CrFile:
+    """Parse a mono-temporal file's name and check it against its folders."""
+    m = _CR_NAME.match(path.name)
+    if m is None or m["group"] not in SEASONS or SEASONS[m["group"]] != m["season"]:
+        raise ValueError(f"{path}: file name does not follow ROIsXXXX_<season>_<s1|s2|s2_cloudy>_<scene>_p<pid>.tif")
+    parsed = CrFile(m["kind"], Roi(m["group"], int(m["scene"])), int(m["pid"]), path)
+    if path.relative_to(root) != cr_relpath(parsed.kind, parsed.roi, parsed.pid):
+        raise ValueError(f"{path}: lies in the wrong folder for its name")
+    return parsed
+
+
+def scan_ts(root: Path | str) -> tuple[list[TsFile], list[str]]:
+    """Every ``.tif`` of a SEN12MS-CR-TS tree, parsed, in natural sort order.
+
+    Only ``ROIs*`` folders are read, so extra files beside them (archives,
+    index files, ground truth of synthetic data) are ignored.
+
+    Returns
+    -------
+    files, problems
+        Parsed files, and one message per file that did not parse.
+    """
+    root = Path(root)
+    files: list[TsFile] = []
+    problems: list[str] = []
+    for group in GROUPS:
+        for path in natsorted((root / group).glob("*/*/*/*.tif"), key=str):
+            try:
+                files.append(parse_ts_path(path, root))
+            except ValueError as err:
+                problems.append(str(err))
+    return files, problems
+
+
+def scan_cr(root: Path | str) -> tuple[list[CrFile], list[str]]:
+    """Every ``.tif`` of a SEN12MS-CR tree, parsed, in natural sort order."""
+    root = Path(root)
+    files: list[CrFile] = []
+    problems: list[str] = []
+    for path in natsorted(root.glob("ROIs*_*_s*/*/*.tif"), key=str):
+        try:
+            files.append(parse_cr_path(path, root))
+        except ValueError as err:
+            problems.append(str(err))
+    return files, problems

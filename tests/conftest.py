@@ -1,0 +1,22 @@
+"""Shared fixtures: synthetic data sets made once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cube.synth import make_dataset
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default synthetic SEN12MS-CR-TS set (4 ROIs x 2 patches x 30 steps, 256 px)."""
+    return make_dataset(tmp_path_factory.mktemp("default") / "SEN12MSCRTS", workers=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny set for fast checks: 2 ROIs x 3 patches x 4 steps of 32 px."""
+    return make_dataset(tmp_path_factory.mktemp("tiny") / "SEN12MSCRTS", ["ROIs1868/17", "ROIs2017/32"],
+                        patches_per_roi=3, size=32, times=4, seed=7, workers=1, progress=False)

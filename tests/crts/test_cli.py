@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crts.cli import main
+from cube.layout import scan_ts
+
+
+def test_help_lists_the_sub_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert "synth" in capsys.readouterr().out
+
+
+def test_synth_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--rois", "--patches-per-roi", "--size", "--times", "--seed", "--layout", "--overwrite"):
+        assert option in out
+
+
+def test_synth_writes_a_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["synth", str(tmp_path / "d"), "--rois", "ROIs1868/17,ROIs2017/63", "--patches-per-roi", "1",
+                 "--size", "32", "--times", "2", "--workers", "1"])
+    assert code == 0
+    files, problems = scan_ts(tmp_path / "d")
+    assert len(files) == 2 * 1 * 2 * 2 and problems == []
+    assert "wrote sen12mscrts data set with 2 ROIs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--rois", "ROIs1868/17,ROIs9999/1"], "invalid ROI 'ROIs9999/1'"),
+    (["--size", "5"], "invalid size 5"),
+])
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                               message: str) -> None:
+    assert main(["synth", str(tmp_path / "d"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("crts synth: error:")
+
+
+def test_non_empty_output_needs_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "keep.txt").write_text("x")
+    assert main(["synth", str(tmp_path), "--size", "16", "--times", "1"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_console_script_is_installed() -> None:
+    crts = Path(sys.executable).with_name("crts")
+    out = subprocess.run([str(crts), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "usage: crts" in out
