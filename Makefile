@@ -18,8 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/crts synth $(DEMO_DIR) --overwrite
-	$(BIN)/python -m benchmarks.layout_summary $(DEMO_DIR)
+	$(BIN)/crts synth $(DEMO_DIR) --overwrite --preview $(DEMO_DIR)/preview.png
 
 test: setup
 	$(BIN)/python -m pytest

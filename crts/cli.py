@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset
+from cube.synth.preview import plot_patch
 
 
 def _comma_list(text: str) -> list[str]:
@@ -32,16 +33,22 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
                    help="multi-temporal SEN12MS-CR-TS or mono-temporal SEN12MS-CR (default: sen12mscrts)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace a synthetic data set already at OUT")
+    p.add_argument("--preview", metavar="PNG", default=None,
+                   help="also draw the first patch's time series next to its ground truth into PNG")
     p.set_defaults(run=_run_synth)
 
 
 def _run_synth(args: argparse.Namespace) -> None:
+    if args.preview and args.layout != "sen12mscrts":
+        raise ValueError("--preview draws time series: it needs --layout sen12mscrts")
     start = time.perf_counter()
     root = make_dataset(args.out, args.rois, patches_per_roi=args.patches_per_roi, size=args.size,
                         times=args.times, seed=args.seed, layout=args.layout, workers=args.workers,
                         overwrite=args.overwrite)
     print(f"wrote {args.layout} data set with {len(args.rois)} ROIs to {root} "
           f"in {time.perf_counter() - start:.1f} s (ground truth in {root / 'ground_truth'})")
+    if args.preview:
+        print(f"preview of the first patch: {plot_patch(root, out=args.preview)}")
 
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth,)
