@@ -7,6 +7,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from cube.convert import ON_ERROR, convert
+from cube.store import IncompleteCubeError
+from cube.rois import REGIONS, SPLITS
 from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset
 from cube.synth.preview import plot_patch
 
@@ -51,7 +54,47 @@ def _run_synth(args: argparse.Namespace) -> None:
         print(f"preview of the first patch: {plot_patch(root, out=args.preview)}")
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth,)
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="convert a GeoTIFF tree into a Zarr cube (resumable, incremental, parallel)",
+        description="Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into one labelled, lossless Zarr v3 "
+                    "cube. Every file is checked; an existing complete cube gets new ROIs appended.",
+        epilog="example: crts convert /data/SEN12MSCRTS cube.zarr --split test --workers 8 --report report.json")
+    p.add_argument("src", metavar="SRC", help="data set root (holding ROIs1158/ ... ROIs2017/)")
+    p.add_argument("cube", metavar="CUBE", help="the Zarr cube to create or extend")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--rois", type=_comma_list, default=None, help="comma-separated ROIs, e.g. ROIs1868/17")
+    which.add_argument("--split", choices=SPLITS, default=None, help="official split (default: all)")
+    p.add_argument("--region", choices=REGIONS, default=None, help="region (default: all)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="local worker processes (default: all cores; 1 = no dask cluster)")
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="address of a running dask.distributed scheduler (e.g. tcp://host:8786)")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted conversion into CUBE")
+    p.add_argument("--on-error", choices=ON_ERROR, default="fail",
+                   help="fail: stop at the first bad file (default); skip: convert the rest, record the gaps")
+    p.add_argument("--report", metavar="FILE", default=None, help="write a JSON report of the conversion")
+    p.set_defaults(run=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> None:
+    if args.region and args.rois:
+        raise ValueError("--region selects with --split, not with --rois")
+    report = convert(args.src, args.cube, rois=args.rois, split=args.split, region=args.region,
+                     workers=args.workers, scheduler=args.scheduler, resume=args.resume,
+                     on_error=args.on_error, report=args.report)
+    print(f"{args.cube}: {report.patches_in_cube} patches ({report.patches_added} added, "
+          f"{report.patches_converted} converted) in {report.seconds:.1f} s; {report.gaps} gap(s)")
+    for problem in report.problems[:10]:
+        print(f"  skipped {problem['path']}: {problem['message']}")
+    if len(report.problems) > 10:
+        print(f"  ... and {len(report.problems) - 10} more problems")
+    if args.report:
+        print(f"report: {args.report}")
+
+
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_convert)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, IncompleteCubeError) as err:
         print(f"crts {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,340 @@
+"""GeoTIFF tree -> one labelled, lossless, validated Zarr v3 cube; resumable, incremental, dask-parallel.
+
+The conversion is a sequence of idempotent steps, so that a run killed at any
+moment and started again with ``resume=True`` finishes with the same cube:
+
+1. discover and check the files (names, completeness, pairing, headers);
+2. create the store from a template (written beside the target, then renamed
+   into place) or, for new ROIs, grow an existing one; the root attributes say
+   ``complete: false`` and which patches are ``pending``;
+3. one task per patch reads and checks its files and writes its shards, then
+   its ``valid`` row (a patch whose row is all true is done);
+4. the attributes say ``complete: true``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+from tqdm.auto import tqdm
+
+from . import __version__
+from .bands import BANDS, DTYPES
+from .rois import Roi, select_rois
+from .schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, template
+from .validate import (
+    Expected,
+    FileProblem,
+    PatchFiles,
+    Problem,
+    check_complete,
+    detect_layout,
+    group_patches,
+    read_checked,
+    read_header,
+)
+
+ON_ERROR = ("fail", "skip")
+
+
+class ConversionError(ValueError):
+    """Bad input found with ``on_error='fail'``; the message lists the files and problems."""
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did and every gap it left (``on_error='skip'``)."""
+
+    source: str
+    cube: str
+    layout: str
+    on_error: str
+    patches_in_cube: int = 0
+    patches_added: int = 0
+    patches_converted: int = 0
+    problems: list[dict] = field(default_factory=list)
+    gaps: int = 0
+    seconds: float = 0.0
+
+    def write(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+
+def _raise_if_any(problems: list[Problem], what: str) -> None:
+    if problems:
+        listed = "\n".join(f"  {p}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ConversionError(f"{len(problems)} problem(s) {what}:\n{listed}{more}\n"
+                              "(on_error='skip' / --on-error skip converts the rest and records the gaps)")
+
+
+def _select(patches: list[PatchFiles], src: Path, rois: list[str] | None, split: str | None,
+            region: str | None) -> list[PatchFiles]:
+    present = {p.roi for p in patches}
+    if rois:
+        wanted = [Roi.parse(r) for r in rois]
+        missing = [str(r) for r in wanted if r not in present]
+        if missing:
+            raise ValueError(f"{src}: no files of ROI(s) {', '.join(missing)}")
+    else:
+        wanted = select_rois(split or "all", region or "all")
+    chosen = [p for p in patches if p.roi in set(wanted)]
+    if not chosen:
+        raise ValueError(f"{src}: no patches of the chosen ROIs / split / region")
+    order = {r: i for i, r in enumerate(wanted)}
+    return sorted(chosen, key=lambda p: order[p.roi])  # stable: natural patch order inside each ROI
+
+
+def _headers(patches: list[PatchFiles], spec: Spec) -> tuple[dict, dict[str, np.dtype], int, list[Problem]]:
+    """Georeference of each patch, dtype per modality and patch size, from file headers."""
+    georef: dict[tuple, tuple[int, tuple[float, ...]]] = {}
+    dtypes: dict[str, np.dtype] = {}
+    sizes: list[int] = []
+    problems: list[Problem] = []
+    for patch in patches:
+        for slot in sorted(patch.files, key=lambda s: (s[0] != "S2", s[1])):  # prefer S2 as the reference
+            try:
+                epsg, transform, dtype, _, width = read_header(patch.files[slot])
+            except FileProblem as err:
+                problems.append(Problem(str(patch.files[slot]), str(err).split(": ", 1)[1], str(patch.roi),
+                                        patch.pid, slot[1], slot[0]))
+                continue
+            georef.setdefault(patch.key, (epsg, transform))
+            dtypes.setdefault(slot[0], dtype)
+            sizes.append(width)
+            if all(m in dtypes for m in spec.modalities):
+                break
+    for m in spec.modalities:
+        dtypes.setdefault(m, DTYPES["S1" if m == "S1" else "S2"])
+    return georef, dtypes, (sizes[0] if sizes else 256), problems
+
+
+def convert_patch(dst: str, index: int, spec_name: str, times: int, files: dict[tuple[str, int], str],
+                  expected: dict[str, Expected], epsg: int, transform: tuple[float, ...], on_error: str,
+                  label: tuple[str, int]) -> list[Problem]:
+    """Read, check and write one patch (its shards, then its ``valid`` row). Runs on a dask worker."""
+    spec = SPECS[spec_name]
+    group = zarr.open_group(dst, mode="r+")
+    valid = np.zeros((times, len(spec.modalities)) if spec.temporal else (len(spec.modalities),), dtype=bool)
+    problems: list[Problem] = []
+    for mi, m in enumerate(spec.modalities):
+        array = group[m]
+        data = np.full(array.shape[1:], array.fill_value, dtype=array.dtype)
+        for t in range(times):
+            path = files.get((m, t))
+            if path is None:
+                continue
+            try:
+                image = read_checked(Path(path), m, expected[m], epsg, transform)
+            except FileProblem as err:
+                if on_error == "fail":
+                    raise
+                problems.append(Problem(path, str(err).split(": ", 1)[1], label[0], label[1], t, m))
+                continue
+            if spec.temporal:
+                data[t], valid[t, mi] = image, True
+            else:
+                data[:], valid[mi] = image, True
+        array[index] = data
+    group["valid"][index] = valid
+    return problems
+
+
+@contextmanager
+def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
+    """A dask.distributed client: the given scheduler, or local processes; None runs tasks in-process."""
+    if scheduler is None and workers <= 1:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+    else:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+            with Client(lc) as client:
+                yield client
+
+
+def _run(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | None, progress: bool,
+         desc: str) -> list:
+    """Run ``fn(*task)`` for every task with a progress bar; the first exception stops everything."""
+    results = []
+    with _client(workers, scheduler) as client, tqdm(total=len(tasks), desc=desc, unit="patch",
+                                                     disable=not progress) as bar:
+        if client is None:
+            for task in tasks:
+                results.append(fn(*task))
+                bar.update()
+            return results
+        from distributed import as_completed
+
+        futures = [client.submit(fn, *task, pure=False) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.update()
+        except BaseException:
+            client.cancel(futures)
+            raise
+    return results
+
+
+def _metas(patches: list[PatchFiles], georef: dict, src: Path) -> list[PatchMeta]:
+    return [PatchMeta(p.roi, p.pid, *georef[p.key], dates=p.dates,
+                      paths={s: f.relative_to(src).as_posix() for s, f in p.files.items()}) for p in patches]
+
+
+def _create(dst: Path, ds_template, enc: dict) -> None:
+    """Write the template beside ``dst`` and rename it into place, so a half-made store never exists."""
+    partial = dst.with_name(dst.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    ds_template.to_zarr(partial, compute=False, zarr_format=3, consolidated=False, encoding=enc, mode="w-")
+    partial.rename(dst)
+
+
+def _grow(dst: Path, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
+    """Make room for new patches after ``start`` and write their labels (idempotent)."""
+    group = zarr.open_group(dst, mode="r+")
+    total = start + len(metas)
+    for _, array in group.arrays():
+        if array.metadata.dimension_names and array.metadata.dimension_names[0] == "patch":
+            if array.shape[0] != total:
+                array.resize((total, *array.shape[1:]))
+    labels = patch_variables(spec, metas, times)
+    labels.to_zarr(dst, region={"patch": slice(start, total)}, mode="r+", zarr_format=3, consolidated=False)
+
+
+def _stored_keys(group: zarr.Group, upto: int) -> list[tuple[str, int, int]]:
+    return list(zip(group["roi_group"][:upto].tolist(), group["roi"][:upto].tolist(),
+                    group["patch_id"][:upto].tolist(), strict=True))
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] | None = None,
+            split: str | None = None, region: str | None = None, workers: int | None = None,
+            scheduler: str | None = None, resume: bool = False, on_error: str = "fail",
+            report: str | os.PathLike | None = None, progress: bool = True) -> ConversionReport:
+    """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into a Zarr v3 cube.
+
+    Parameters
+    ----------
+    src : path
+        Data set root (``ROIsXXXX/<roi>/S1|S2/<t>/...``, or the SEN12MS-CR layout).
+    dst : path
+        The cube. If it exists and is complete, patches not yet in it are appended.
+    rois : list of str, optional
+        ROIs to convert (``"ROIs1868/17"``); default: those of ``split`` and ``region``.
+    split, region : str, optional
+        Official split and region (default 'all' and 'all': every ROI found).
+    workers : int, optional
+        Local worker processes (default: all cores); 1 runs in this process.
+    scheduler : str, optional
+        Address of a running dask.distributed scheduler; its workers must see
+        ``src`` and ``dst`` at the same paths.
+    resume : bool
+        Finish an interrupted conversion into ``dst``.
+    on_error : {"fail", "skip"}
+        "fail": stop at the first bad file with a message naming it (the cube
+        stays marked incomplete). "skip": convert the rest; gaps are False in
+        the ``valid`` variable and listed in the report.
+    report : path, optional
+        Write the :class:`ConversionReport` as JSON here.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ConversionReport
+
+    Examples
+    --------
+    >>> convert("SEN12MSCRTS", "cube.zarr", split="test", region="europa")  # doctest: +SKIP
+    """
+    start_time = time.perf_counter()
+    if on_error not in ON_ERROR:
+        raise ValueError(f"invalid on_error {on_error!r}: choose one of {', '.join(ON_ERROR)}")
+    src, dst = Path(src).resolve(), Path(dst)
+    spec = SPECS[detect_layout(src)]
+    found, problems = group_patches(src, spec.layout)
+    patches = _select(found, src, rois, split, region)
+    chosen = {(p.roi, p.pid) for p in patches}
+    problems = [p for p in problems if not p.roi or (Roi.parse(p.roi), p.patch_id) in chosen]
+    times = max(t for p in patches for (_, t) in p.files) + 1 if spec.temporal else 1
+    problems += check_complete(patches, src, spec.layout, spec.modalities, times)
+    georef, dtypes, size, header_problems = _headers(patches, spec)
+    problems += header_problems
+    if on_error == "fail":
+        _raise_if_any(problems, f"in {src}")
+    patches = [p for p in patches if p.key in georef]  # unreadable patches cannot be placed
+    out = ConversionReport(str(src), str(dst), spec.layout, on_error)
+
+    if dst.exists():
+        group = zarr.open_group(dst, mode="r+")
+        attrs = dict(group.attrs)
+        if attrs.get("schema_version") != SCHEMA_VERSION or attrs.get("layout") != spec.layout:
+            raise ValueError(f"{dst}: exists and is not a {spec.title} cube of schema version {SCHEMA_VERSION}")
+        if not attrs.get("complete") and not resume:
+            raise ValueError(f"{dst}: an unfinished conversion; re-run with resume=True (--resume)")
+        if attrs.get("source_root") != str(src):
+            raise ValueError(f"{dst}: was converted from {attrs.get('source_root')}, not {src}; "
+                             "appending from another source root is not supported")
+        if spec.temporal and group["time"].shape[0] != times:
+            raise ValueError(f"{dst}: has {group['time'].shape[0]} time steps, {src} has {times}")
+        pending = attrs.get("pending")
+        stored = set(_stored_keys(group, pending["start"] if pending else group["valid"].shape[0]))
+        new = [p for p in patches if p.key not in stored]
+        if pending and [list(p.key) for p in new] != pending["patches"]:
+            raise ValueError(f"{dst}: resume must use the same source and ROIs as the interrupted conversion")
+        first = pending["start"] if pending else group["valid"].shape[0]
+        if new:
+            group.attrs.update({"complete": False, "pending": {"start": first,
+                                                               "patches": [list(p.key) for p in new]}})
+            _grow(dst, spec, first, _metas(new, georef, src), times)
+    else:
+        new, first = patches, 0
+        attrs = {"title": f"{spec.title} data cube", "dataset": spec.title, "layout": spec.layout,
+                 "schema_version": SCHEMA_VERSION, "Conventions": "CF-1.10", "source_root": str(src),
+                 "created_by": f"cube {__version__}", "complete": False,
+                 "pending": {"start": 0, "patches": [list(p.key) for p in new]}}
+        _create(dst, template(spec, _metas(new, georef, src), times, size, dtypes, attrs),
+                encoding(spec, times, size, dtypes))
+    for leftover in dst.rglob("*.partial"):  # torn writes of a killed run
+        leftover.unlink()
+
+    group = zarr.open_group(dst, mode="r+")
+    done = group["valid"][first:].reshape(len(new), -1).all(axis=1) if new else np.array([], bool)
+    expected = {m: Expected(len(BANDS["S1" if m == "S1" else "S2"]), np.dtype(group[m].dtype), size)
+                for m in spec.modalities}
+    tasks = [(str(dst), first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
+              *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
+    try:
+        results = _run(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress, "converting")
+    except FileProblem as err:
+        raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
+                              "--resume, or use --on-error skip)") from None
+    problems += [p for r in results for p in r]
+
+    valid = group["valid"][:]
+    group.attrs.update({"complete": True, "pending": None, "gaps": int((~valid).sum()),
+                        "history": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} converted {len(new)} "
+                                   f"patch(es) from {src}"})
+    out.patches_in_cube = valid.shape[0]
+    out.patches_added = len(new)
+    out.patches_converted = len(tasks)
+    out.problems = [asdict(p) for p in problems]
+    out.gaps = int((~valid).sum())
+    out.seconds = round(time.perf_counter() - start_time, 2)
+    if report:
+        out.write(report)
+    return out

@@ -1,0 +1,165 @@
+"""The cube's schema: variables, dimensions, labels, chunking, sharding and compression.
+
+Documented for users in ``docs/schema.md``; the store's attributes carry the
+same facts so that a plain ``xr.open_zarr`` shows labels and dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from zarr.codecs import BloscCodec
+
+from .bands import BANDS, S2_SCALE
+from .rois import Roi, region_of, split_of
+
+SCHEMA_VERSION = 1
+AFFINE = ("a", "b", "c", "d", "e", "f")
+"""Order of the per-patch geotransform coefficients (rasterio's Affine: x = a*col + b*row + c, ...)."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a layout's cube holds."""
+
+    layout: str
+    title: str
+    modalities: tuple[str, ...]
+    temporal: bool
+
+
+SPECS: dict[str, Spec] = {
+    "sen12mscrts": Spec("sen12mscrts", "SEN12MS-CR-TS", ("S1", "S2"), True),
+    "sen12mscr": Spec("sen12mscr", "SEN12MS-CR", ("S1", "S2", "S2_cloudy"), False),
+}
+
+_LONG_NAMES = {
+    "S1": "Sentinel-1 GRD backscatter (VV, VH)",
+    "S2": "Sentinel-2 L1C top-of-atmosphere reflectance x 10000",
+    "S2_cloudy": "Sentinel-2 L1C reflectance x 10000 of the cloudy acquisition",
+}
+
+
+def band_dim(modality: str) -> str:
+    """Name of a modality's band dimension: ``S1_band`` or ``S2_band`` (shared by S2 and S2_cloudy)."""
+    return "S1_band" if modality == "S1" else "S2_band"
+
+
+def image_dims(spec: Spec, modality: str) -> tuple[str, ...]:
+    """Dimensions of a modality's image variable."""
+    return ("patch", "time", band_dim(modality), "y", "x") if spec.temporal else ("patch", band_dim(modality),
+                                                                                   "y", "x")
+
+
+def compressor(dtype: np.dtype) -> BloscCodec:
+    """Blosc/zstd with bit shuffling for integers, byte shuffling for floats (chosen in benchmarks/)."""
+    shuffle = "bitshuffle" if np.dtype(dtype).kind in "ui" else "shuffle"
+    return BloscCodec(cname="zstd", clevel=3, shuffle=shuffle, typesize=np.dtype(dtype).itemsize)
+
+
+def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype]) -> dict[str, dict]:
+    """Chunks, shards and codecs of the data variables.
+
+    Inner chunk: one (patch, time) image with all bands, so a sample reads only the
+    dates it uses. Shard: all time steps of one patch, written by exactly one task.
+    """
+    enc: dict[str, dict] = {}
+    for m in spec.modalities:
+        bands = len(BANDS["S1" if m == "S1" else "S2"])
+        chunk = (1, 1, bands, size, size) if spec.temporal else (1, bands, size, size)
+        enc[m] = {"chunks": chunk, "compressors": (compressor(dtypes[m]),)}
+        if spec.temporal:
+            enc[m]["shards"] = (1, times, bands, size, size)
+    enc["valid"] = {"chunks": (1, times, len(spec.modalities)) if spec.temporal else (1, len(spec.modalities))}
+    return enc
+
+
+@dataclass(frozen=True)
+class PatchMeta:
+    """What the template needs to know of a patch before its pixels are read."""
+
+    roi: Roi
+    pid: int
+    epsg: int
+    transform: tuple[float, ...]
+    dates: dict[tuple[str, int], dt.date]
+    paths: dict[tuple[str, int], str]
+
+
+def _per_patch_coords(spec: Spec, patches: list[PatchMeta], times: int) -> dict[str, tuple]:
+    coords: dict[str, tuple] = {
+        "roi_group": ("patch", np.array([p.roi.group for p in patches], dtype=object),
+                      {"long_name": "ROI group (seed scene set); 'ROI' in the official HDF5 naming"}),
+        "roi": ("patch", np.array([p.roi.number for p in patches], dtype=np.int32),
+                {"long_name": "ROI number inside its group; 'tile' in the official HDF5 naming"}),
+        "patch_id": ("patch", np.array([p.pid for p in patches], dtype=np.int32),
+                     {"long_name": "patch number inside the ROI (file name field 'patch_<pid>')"}),
+        "region": ("patch", np.array([region_of(p.roi) for p in patches], dtype=object),
+                   {"long_name": "region of the original toolbox's region lists"}),
+        "split": ("patch", np.array([split_of(p.roi) for p in patches], dtype=object),
+                  {"long_name": "official split under region='all'"}),
+        "epsg": ("patch", np.array([p.epsg for p in patches], dtype=np.int32),
+                 {"long_name": "EPSG code of the patch's UTM CRS"}),
+        "transform": (("patch", "affine"), np.array([p.transform for p in patches], dtype=np.float64),
+                      {"long_name": "GeoTIFF geotransform (rasterio Affine a, b, c, d, e, f)"}),
+    }
+    if spec.temporal:
+        for m in spec.modalities:
+            dates = [[np.datetime64(p.dates[(m, t)], "ns") if (m, t) in p.dates else np.datetime64("NaT", "ns")
+                      for t in range(times)] for p in patches]
+            coords[f"{m}_date"] = (("patch", "time"), np.array(dates, dtype="datetime64[ns]"),
+                                   {"long_name": f"{m} acquisition date (from the file name)"})
+    return coords
+
+
+def _paths(spec: Spec, patches: list[PatchMeta], times: int) -> dict[str, tuple]:
+    out = {}
+    for m in spec.modalities:
+        if spec.temporal:
+            values = np.array([[p.paths.get((m, t), "") for t in range(times)] for p in patches], dtype=object)
+            out[f"{m}_path"] = (("patch", "time"), values, {"long_name": f"source {m} GeoTIFF, relative to "
+                                                            "the source_root attribute ('' if missing)"})
+        else:
+            values = np.array([p.paths.get((m, 0), "") for p in patches], dtype=object)
+            out[f"{m}_path"] = ("patch", values, {"long_name": f"source {m} GeoTIFF, relative to source_root"})
+    return out
+
+
+def patch_variables(spec: Spec, patches: list[PatchMeta], times: int) -> xr.Dataset:
+    """Everything per patch that is known before pixels are read: labels, georeference, dates, paths."""
+    ds = xr.Dataset(_paths(spec, patches, times), coords=_per_patch_coords(spec, patches, times))
+    return ds
+
+
+def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes: dict[str, np.dtype],
+             attrs: dict) -> xr.Dataset:
+    """The full cube with lazily allocated (never computed) image and validity variables."""
+    n = len(patches)
+    data_vars = {}
+    for m in spec.modalities:
+        bands = BANDS["S1" if m == "S1" else "S2"]
+        shape = (n, times, len(bands), size, size) if spec.temporal else (n, len(bands), size, size)
+        attrs_m = {"long_name": _LONG_NAMES[m], "units": "dB" if m == "S1" else "1"}
+        if m != "S1":
+            attrs_m["reflectance_scale"] = S2_SCALE
+        data_vars[m] = (image_dims(spec, m), da.zeros(shape, dtype=dtypes[m], chunks=-1), attrs_m)
+    valid_dims = ("patch", "time", "modality") if spec.temporal else ("patch", "modality")
+    valid_shape = (n, times, len(spec.modalities)) if spec.temporal else (n, len(spec.modalities))
+    data_vars["valid"] = (valid_dims, da.zeros(valid_shape, dtype=bool, chunks=-1),
+                          {"long_name": "the source file was found, checked and converted (False: a gap; "
+                                        "its pixels hold the fill value, 0 or NaN, and must not be used)"})
+    coords = {
+        "time": ("time", np.arange(times, dtype=np.int32), {"long_name": "time step (ImgNo in file names)"}),
+        "S1_band": ("S1_band", np.array(BANDS["S1"], dtype=object)),
+        "S2_band": ("S2_band", np.array(BANDS["S2"], dtype=object)),
+        "modality": ("modality", np.array(spec.modalities, dtype=object)),
+        "affine": ("affine", np.array(AFFINE, dtype=object)),
+    }
+    if not spec.temporal:
+        del coords["time"]
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs).merge(patch_variables(spec, patches, times))
+    return ds
