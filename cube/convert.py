@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -96,27 +97,36 @@ def _select(patches: list[PatchFiles], src: Path, rois: list[str] | None, split:
 
 
 def _headers(patches: list[PatchFiles], spec: Spec) -> tuple[dict, dict[str, np.dtype], int, list[Problem]]:
-    """Georeference of each patch, dtype per modality and patch size, from file headers."""
+    """Georeference of each patch, and dtype per modality and patch size, by agreement of file headers.
+
+    Per patch, headers are read (S2 and S1 alternately, from the first time step
+    on) until two agree on CRS and transform, so one odd file cannot impose its
+    georeference on the others; dtype and size are the most common ones seen.
+    """
     georef: dict[tuple, tuple[int, tuple[float, ...]]] = {}
-    dtypes: dict[str, np.dtype] = {}
-    sizes: list[int] = []
+    dtypes: dict[str, Counter] = {m: Counter() for m in spec.modalities}
+    sizes: Counter = Counter()
     problems: list[Problem] = []
     for patch in patches:
-        for slot in sorted(patch.files, key=lambda s: (s[0] != "S2", s[1])):  # prefer S2 as the reference
+        seen: list[tuple[int, tuple[float, ...]]] = []
+        for slot in sorted(patch.files, key=lambda s: (s[1], s[0] != "S2"))[:6]:
             try:
                 epsg, transform, dtype, _, width = read_header(patch.files[slot])
             except FileProblem as err:
                 problems.append(Problem(str(patch.files[slot]), str(err).split(": ", 1)[1], str(patch.roi),
                                         patch.pid, slot[1], slot[0]))
                 continue
-            georef.setdefault(patch.key, (epsg, transform))
-            dtypes.setdefault(slot[0], dtype)
-            sizes.append(width)
-            if all(m in dtypes for m in spec.modalities):
+            dtypes[slot[0]][dtype] += 1
+            sizes[width] += 1
+            if (epsg, transform) in seen:
+                georef[patch.key] = (epsg, transform)
                 break
-    for m in spec.modalities:
-        dtypes.setdefault(m, DTYPES["S1" if m == "S1" else "S2"])
-    return georef, dtypes, (sizes[0] if sizes else 256), problems
+            seen.append((epsg, transform))
+        if patch.key not in georef and seen:
+            georef[patch.key] = seen[0]
+    chosen = {m: counts.most_common(1)[0][0] if counts else DTYPES["S1" if m == "S1" else "S2"]
+              for m, counts in dtypes.items()}
+    return georef, chosen, (sizes.most_common(1)[0][0] if sizes else 256), problems
 
 
 def convert_patch(dst: str, index: int, spec_name: str, times: int, files: dict[tuple[str, int], str],

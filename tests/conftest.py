@@ -20,3 +20,23 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny set for fast checks: 2 ROIs x 3 patches x 4 steps of 32 px."""
     return make_dataset(tmp_path_factory.mktemp("tiny") / "SEN12MSCRTS", ["ROIs1868/17", "ROIs2017/32"],
                         patches_per_roi=3, size=32, times=4, seed=7, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_cube(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_root`` converted in-process."""
+    from cube import convert
+
+    dst = tmp_path_factory.mktemp("tiny_cube") / "cube.zarr"
+    convert(tiny_root, dst, workers=1, progress=False)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def default_cube(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default synthetic set converted by a local dask cluster of 2 worker processes."""
+    from cube import convert
+
+    dst = tmp_path_factory.mktemp("default_cube") / "cube.zarr"
+    convert(synthetic_root, dst, workers=2, progress=False)
+    return dst

@@ -1,0 +1,151 @@
+"""Conversion is lossless, labelled, georeferenced, incremental and resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from cube import IncompleteCubeError, convert, georeferenced, open_cube, patch_index
+from cube.layout import scan_cr, scan_ts
+from cube.synth import make_dataset
+
+
+def _file_of(ds: xr.Dataset, root: Path, modality: str, p: int, t: int) -> Path:
+    return root / str(ds[f"{modality}_path"].values[p, t])
+
+
+def test_every_pixel_of_sampled_images_equals_its_geotiff(default_cube: Path, synthetic_root: Path) -> None:
+    ds = open_cube(default_cube)
+    rng = np.random.default_rng(0)
+    for p, t in zip(rng.integers(0, ds.sizes["patch"], 12), rng.integers(0, ds.sizes["time"], 12), strict=True):
+        for modality in ("S1", "S2"):
+            with rasterio.open(_file_of(ds, synthetic_root, modality, p, t)) as src:
+                expected = src.read()
+            stored = ds[modality].isel(patch=p, time=t).values
+            assert stored.dtype == expected.dtype
+            np.testing.assert_array_equal(stored, expected)  # NaN positions of S1 included
+    assert bool(ds.valid.all())
+
+
+def test_labels_and_dates_come_from_the_file_names(default_cube: Path, synthetic_root: Path) -> None:
+    ds = open_cube(default_cube)
+    files, _ = scan_ts(synthetic_root)
+    for f in files:
+        p = patch_index(ds, f.roi, f.pid)
+        assert ds[f"{f.modality}_date"].values[p, f.t].astype("datetime64[D]").item() == f.date
+        assert ds[f"{f.modality}_path"].values[p, f.t] == f.path.relative_to(synthetic_root).as_posix()
+    assert list(ds.roi_group.values) == ["ROIs1868"] * 4 + ["ROIs1970"] * 2 + ["ROIs2017"] * 2
+    assert list(ds.split.values) == ["val", "val", "train", "train", "train", "train", "test", "test"]
+    assert list(ds.region.values) == ["europa"] * 4 + ["africa"] * 2 + ["europa"] * 2
+    assert list(ds.S2_band.values) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11",
+                                       "B12"]
+    assert list(ds.S1_band.values) == ["VV", "VH"]
+
+
+def test_plain_xarray_shows_labels_and_dates(default_cube: Path) -> None:
+    ds = xr.open_zarr(default_cube, consolidated=False)
+    assert ds.S2.dims == ("patch", "time", "S2_band", "y", "x")
+    assert ds.S2_date.dtype == np.dtype("datetime64[ns]")
+    assert ds.S2.sel(S2_band="B4").dims == ("patch", "time", "y", "x")
+    assert ds.attrs["complete"] is True and ds.attrs["dataset"] == "SEN12MS-CR-TS"
+
+
+def test_georeferenced_patch_has_the_geotiff_bounds_and_crs(default_cube: Path, synthetic_root: Path) -> None:
+    ds = open_cube(default_cube)
+    for p in (0, 5):
+        one = georeferenced(ds, p)
+        with rasterio.open(_file_of(ds, synthetic_root, "S2", p, 0)) as src:
+            assert one.rio.crs == src.crs
+            assert one.rio.bounds() == pytest.approx(tuple(src.bounds))
+            assert one.rio.transform() == src.transform
+
+
+def test_storage_is_sharded_per_patch(default_cube: Path) -> None:
+    per_patch = {name: len(list((default_cube / name / "c").iterdir())) for name in ("S1", "S2", "valid")}
+    assert per_patch == {"S1": 8, "S2": 8, "valid": 8}  # one file per patch and variable
+    assert len(list((default_cube / "S2" / "c" / "0").rglob("*"))) <= 4  # a shard, not 30 chunk files
+
+
+def test_appending_rois_keeps_sample_order_and_values(tiny_root: Path, tiny_cube: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "grown.zarr"
+    first = convert(tiny_root, dst, rois=["ROIs2017/32"], workers=1, progress=False)
+    second = convert(tiny_root, dst, rois=["ROIs2017/32", "ROIs1868/17"], workers=1, progress=False)
+    assert (first.patches_added, second.patches_added, second.patches_in_cube) == (3, 3, 6)
+    grown, whole = open_cube(dst), open_cube(tiny_cube)
+    assert list(grown.roi.values) == [17, 17, 17, 32, 32, 32]
+    for name in ("S1", "S2", "valid", "S2_date", "patch_id", "transform"):
+        xr.testing.assert_identical(grown[name].reset_coords(drop=True), whole[name].reset_coords(drop=True))
+    again = convert(tiny_root, dst, workers=1, progress=False)
+    assert again.patches_added == 0
+
+
+def test_selection_by_split_and_region(tiny_root: Path, tmp_path: Path) -> None:
+    report = convert(tiny_root, tmp_path / "c.zarr", split="val", region="europa", workers=1, progress=False)
+    assert report.patches_in_cube == 3
+    assert set(open_cube(tmp_path / "c.zarr").roi.values) == {17}
+    with pytest.raises(ValueError, match="no files of ROI"):
+        convert(tiny_root, tmp_path / "d.zarr", rois=["ROIs1868/56"], workers=1, progress=False)
+
+
+def test_mono_temporal_layout(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "cr", ["ROIs1158/106", "ROIs1868/17"], patches_per_roi=2, size=32,
+                        layout="sen12mscr", workers=1, progress=False)
+    convert(root, tmp_path / "cr.zarr", workers=1, progress=False)
+    ds = open_cube(tmp_path / "cr.zarr")
+    assert ds.attrs["dataset"] == "SEN12MS-CR"
+    assert ds.S2_cloudy.dims == ("patch", "S2_band", "y", "x") and "time" not in ds.dims
+    kinds = {"s1": "S1", "s2": "S2", "s2_cloudy": "S2_cloudy"}
+    for f in scan_cr(root)[0]:
+        p = patch_index(ds, f.roi, f.pid)
+        with rasterio.open(f.path) as src:
+            np.testing.assert_array_equal(ds[kinds[f.kind]].isel(patch=p).values, src.read())
+    assert list(ds.split.values) == ["test", "test", "val", "val"]
+
+
+def _checksums(path: Path) -> dict[str, str]:
+    ds = xr.open_zarr(path, consolidated=False)
+    return {name: hashlib.sha256(np.ascontiguousarray(ds[name].values).tobytes()).hexdigest()
+            for name in ("S1", "S2", "valid", "S1_date", "S2_date", "roi", "patch_id", "transform", "epsg")}
+
+
+def _kill_when(proc: subprocess.Popen, ready: callable, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "the conversion ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["while creating the store", "after some patches"])
+def test_kill_9_then_resume_gives_the_same_cube(synthetic_root: Path, default_cube: Path, tmp_path: Path,
+                                              moment: str) -> None:
+    dst = tmp_path / "cube.zarr"
+    proc = subprocess.Popen([sys.executable, "-m", "crts", "convert", str(synthetic_root), str(dst),
+                             "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if moment == "while creating the store":
+        _kill_when(proc, lambda: dst.with_name("cube.zarr.partial").exists() or dst.exists())
+    else:
+        _kill_when(proc, lambda: len(list(dst.glob("valid/c/*/0"))) >= 3)
+    if dst.exists():
+        with pytest.raises(IncompleteCubeError, match="--resume"):
+            open_cube(dst)
+        with pytest.raises(ValueError, match="unfinished conversion"):
+            convert(synthetic_root, dst, workers=1, progress=False)
+    report = convert(synthetic_root, dst, resume=True, workers=1, progress=False)
+    if moment == "after some patches":
+        assert report.patches_converted <= 5  # the three done before the kill are not redone
+    assert open_cube(dst).attrs["complete"] is True
+    assert _checksums(dst) == _checksums(default_cube)
