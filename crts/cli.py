@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from cube.convert import ON_ERROR, convert
+from cube.conversion import ON_ERROR, convert
 from cube.store import IncompleteCubeError
 from cube.rois import REGIONS, SPLITS
 from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset

@@ -20,6 +20,8 @@ import os
 import shutil
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import as_completed as futures_completed
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -129,34 +131,46 @@ def _headers(patches: list[PatchFiles], spec: Spec) -> tuple[dict, dict[str, np.
     return georef, chosen, (sizes.most_common(1)[0][0] if sizes else 256), problems
 
 
+READ_THREADS = 4
+PATCHES_IN_FLIGHT = 2
+"""Files of a patch read at once (GDAL releases the GIL): overlaps file I/O with decoding."""
+
+
+def _read_slot(path: str, modality: str, expected: Expected, epsg: int,
+               transform: tuple[float, ...]) -> np.ndarray | FileProblem:
+    try:
+        return read_checked(Path(path), modality, expected, epsg, transform)
+    except FileProblem as err:
+        return err
+
+
 def convert_patch(dst: str, index: int, spec_name: str, times: int, files: dict[tuple[str, int], str],
                   expected: dict[str, Expected], epsg: int, transform: tuple[float, ...], on_error: str,
                   label: tuple[str, int]) -> list[Problem]:
     """Read, check and write one patch (its shards, then its ``valid`` row). Runs on a dask worker."""
     spec = SPECS[spec_name]
     group = zarr.open_group(dst, mode="r+")
-    valid = np.zeros((times, len(spec.modalities)) if spec.temporal else (len(spec.modalities),), dtype=bool)
+    slots = sorted(files)
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        images = dict(zip(slots, pool.map(lambda s: _read_slot(files[s], s[0], expected[s[0]], epsg, transform),
+                                          slots), strict=True))
+    valid = np.zeros((times, len(spec.modalities)), dtype=bool)
     problems: list[Problem] = []
     for mi, m in enumerate(spec.modalities):
         array = group[m]
-        data = np.full(array.shape[1:], array.fill_value, dtype=array.dtype)
+        data = np.empty((times, *array.shape[-3:]), dtype=array.dtype)
         for t in range(times):
-            path = files.get((m, t))
-            if path is None:
-                continue
-            try:
-                image = read_checked(Path(path), m, expected[m], epsg, transform)
-            except FileProblem as err:
+            image = images.get((m, t))
+            if isinstance(image, FileProblem):
                 if on_error == "fail":
-                    raise
-                problems.append(Problem(path, str(err).split(": ", 1)[1], label[0], label[1], t, m))
-                continue
-            if spec.temporal:
+                    raise image
+                problems.append(Problem(files[(m, t)], str(image).split(": ", 1)[1], label[0], label[1], t, m))
+            if isinstance(image, np.ndarray):
                 data[t], valid[t, mi] = image, True
             else:
-                data[:], valid[mi] = image, True
-        array[index] = data
-    group["valid"][index] = valid
+                data[t] = array.fill_value
+        array[index] = data if spec.temporal else data[0]
+    group["valid"][index] = valid if spec.temporal else valid[0]
     return problems
 
 
@@ -183,10 +197,16 @@ def _run(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | None, 
     results = []
     with _client(workers, scheduler) as client, tqdm(total=len(tasks), desc=desc, unit="patch",
                                                      disable=not progress) as bar:
-        if client is None:
-            for task in tasks:
-                results.append(fn(*task))
-                bar.update()
+        if client is None:  # in this process; two patches at a time overlap one's reads with the other's writes
+            with ThreadPoolExecutor(PATCHES_IN_FLIGHT) as pool:
+                futures = [pool.submit(fn, *task) for task in tasks]
+                try:
+                    for future in futures_completed(futures):
+                        results.append(future.result())
+                        bar.update()
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)
+                    raise
             return results
         from distributed import as_completed
 
