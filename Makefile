@@ -4,6 +4,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO_DIR ?= data/synthetic
+DEMO_CUBE ?= data/cube.zarr
 
 .PHONY: setup demo test bench clean
 
@@ -19,6 +20,9 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(BIN)/crts synth $(DEMO_DIR) --overwrite --preview $(DEMO_DIR)/preview.png
+	rm -rf $(DEMO_CUBE)
+	$(BIN)/crts convert $(DEMO_DIR) $(DEMO_CUBE) --workers 1 --report $(DEMO_CUBE).report.json
+	@echo "demo outputs: GeoTIFF tree $(DEMO_DIR), preview $(DEMO_DIR)/preview.png, cube $(DEMO_CUBE)"
 
 test: setup
 	$(BIN)/python -m pytest

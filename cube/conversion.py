@@ -336,6 +336,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
         attrs = {"title": f"{spec.title} data cube", "dataset": spec.title, "layout": spec.layout,
                  "schema_version": SCHEMA_VERSION, "Conventions": "CF-1.10", "source_root": str(src),
                  "created_by": f"cube {__version__}", "complete": False,
+                 "description": f"{spec.title} images ({', '.join(spec.modalities)}) exactly as in the source "
+                                "GeoTIFFs, labelled by ROI, patch, time step and band, with acquisition dates, "
+                                "georeference and a 'valid' flag per file; see docs/schema.md",
                  "pending": {"start": 0, "patches": [list(p.key) for p in new]}}
         _create(dst, template(spec, _metas(new, georef, src), times, size, dtypes, attrs),
                 encoding(spec, times, size, dtypes))

@@ -55,3 +55,32 @@ def test_console_script_is_installed() -> None:
     crts = Path(sys.executable).with_name("crts")
     out = subprocess.run([str(crts), "--help"], capture_output=True, text=True, check=True).stdout
     assert "usage: crts" in out
+
+
+def test_convert_then_resume_is_a_no_op(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cube = tmp_path / "cube.zarr"
+    assert main(["convert", str(tiny_root), str(cube), "--workers", "1", "--report", str(tmp_path / "r.json")]) == 0
+    assert "6 patches (6 added, 6 converted)" in capsys.readouterr().out
+    assert main(["convert", str(tiny_root), str(cube), "--workers", "1", "--resume"]) == 0
+    assert "6 patches (0 added, 0 converted)" in capsys.readouterr().out
+    assert (tmp_path / "r.json").exists()
+
+
+def test_convert_bad_file_is_named(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_root, src)
+    victim = next((src / "ROIs2017/32/S2/3").glob("*.tif"))
+    victim.write_bytes(b"not a tiff")
+    assert main(["convert", str(src), str(tmp_path / "c.zarr"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "crts convert: error:" in err and str(victim) in err and "cannot be read" in err
+
+
+def test_convert_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--rois", "--split", "--region", "--workers", "--scheduler", "--resume", "--on-error", "--report"):
+        assert option in out

@@ -149,3 +149,12 @@ def test_kill_9_then_resume_gives_the_same_cube(synthetic_root: Path, default_cu
         assert report.patches_converted <= 5  # the three done before the kill are not redone
     assert open_cube(dst).attrs["complete"] is True
     assert _checksums(dst) == _checksums(default_cube)
+
+
+def test_an_existing_dask_cluster_does_the_work(tiny_root: Path, tiny_cube: Path, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        convert(tiny_root, tmp_path / "c.zarr", scheduler=cluster.scheduler_address, progress=False)
+    xr.testing.assert_identical(open_cube(tmp_path / "c.zarr").S2.reset_coords(drop=True),
+                                open_cube(tiny_cube).S2.reset_coords(drop=True))
