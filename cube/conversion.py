@@ -21,18 +21,15 @@ import shutil
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import as_completed as futures_completed
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import zarr
-from tqdm.auto import tqdm
 
 from . import __version__
 from .bands import BANDS, DTYPES
+from .parallel import run_tasks
 from .rois import Roi, select_rois
 from .schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, template
 from .validate import (
@@ -132,7 +129,6 @@ def _headers(patches: list[PatchFiles], spec: Spec) -> tuple[dict, dict[str, np.
 
 
 READ_THREADS = 4
-PATCHES_IN_FLIGHT = 2
 """Files of a patch read at once (GDAL releases the GIL): overlaps file I/O with decoding."""
 
 
@@ -172,53 +168,6 @@ def convert_patch(dst: str, index: int, spec_name: str, times: int, files: dict[
         array[index] = data if spec.temporal else data[0]
     group["valid"][index] = valid if spec.temporal else valid[0]
     return problems
-
-
-@contextmanager
-def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
-    """A dask.distributed client: the given scheduler, or local processes; None runs tasks in-process."""
-    if scheduler is None and workers <= 1:
-        yield None
-        return
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        with Client(scheduler) as client:
-            yield client
-    else:
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
-            with Client(lc) as client:
-                yield client
-
-
-def _run(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | None, progress: bool,
-         desc: str) -> list:
-    """Run ``fn(*task)`` for every task with a progress bar; the first exception stops everything."""
-    results = []
-    with _client(workers, scheduler) as client, tqdm(total=len(tasks), desc=desc, unit="patch",
-                                                     disable=not progress) as bar:
-        if client is None:  # in this process; two patches at a time overlap one's reads with the other's writes
-            with ThreadPoolExecutor(PATCHES_IN_FLIGHT) as pool:
-                futures = [pool.submit(fn, *task) for task in tasks]
-                try:
-                    for future in futures_completed(futures):
-                        results.append(future.result())
-                        bar.update()
-                except BaseException:
-                    pool.shutdown(cancel_futures=True)
-                    raise
-            return results
-        from distributed import as_completed
-
-        futures = [client.submit(fn, *task, pure=False) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                results.append(future.result())
-                bar.update()
-        except BaseException:
-            client.cancel(futures)
-            raise
-    return results
 
 
 def _metas(patches: list[PatchFiles], georef: dict, src: Path) -> list[PatchMeta]:
@@ -352,7 +301,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     tasks = [(str(dst), first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
               *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
     try:
-        results = _run(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress, "converting")
+        results = run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress, "converting")
     except FileProblem as err:
         raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
                               "--resume, or use --on-error skip)") from None

@@ -1,0 +1,68 @@
+"""Running one task per patch on dask.distributed (local processes or a cluster), or in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import as_completed as futures_completed
+from contextlib import contextmanager
+
+from tqdm.auto import tqdm
+
+PATCHES_IN_FLIGHT = 2
+"""Tasks run at once in this process when no dask cluster is used."""
+
+
+@contextmanager
+def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
+    """A dask.distributed client: the given scheduler, or local processes; None runs tasks in-process."""
+    if scheduler is None and workers <= 1:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+    else:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+            with Client(lc) as client:
+                yield client
+
+
+def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | None, progress: bool,
+              desc: str) -> list:
+    """Run ``fn(*task)`` for every task with a progress bar; the first exception stops everything.
+
+    ``workers`` local dask worker processes, or the cluster at ``scheduler``; with
+    ``workers <= 1`` and no scheduler, tasks run in this process, two at a time in
+    threads (file reads, compression and writes release the GIL, so one task's
+    reads overlap another's writes).
+    """
+    results = []
+    with _client(workers, scheduler) as client, tqdm(total=len(tasks), desc=desc, unit="patch",
+                                                     disable=not progress) as bar:
+        if client is None:
+            with ThreadPoolExecutor(PATCHES_IN_FLIGHT) as pool:
+                futures = [pool.submit(fn, *task) for task in tasks]
+                try:
+                    for future in futures_completed(futures):
+                        results.append(future.result())
+                        bar.update()
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)
+                    raise
+            return results
+        from distributed import as_completed
+
+        futures = [client.submit(fn, *task, pure=False) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.update()
+        except BaseException:
+            client.cancel(futures)
+            raise
+    return results
+
+
