@@ -7,7 +7,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from cube.clouds import compute_clouds
 from cube.conversion import ON_ERROR, convert
+from cube.detectors import DETECTORS
 from cube.store import IncompleteCubeError
 from cube.rois import REGIONS, SPLITS
 from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset
@@ -75,6 +77,8 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--on-error", choices=ON_ERROR, default="fail",
                    help="fail: stop at the first bad file (default); skip: convert the rest, record the gaps")
     p.add_argument("--report", metavar="FILE", default=None, help="write a JSON report of the conversion")
+    p.add_argument("--detectors", type=_comma_list, default=list(DETECTORS), metavar="LIST",
+                   help=f"cloud pass after the conversion (default: {','.join(DETECTORS)}); 'none' skips it")
     p.set_defaults(run=_run_convert)
 
 
@@ -83,9 +87,10 @@ def _run_convert(args: argparse.Namespace) -> None:
         raise ValueError("--region selects with --split, not with --rois")
     report = convert(args.src, args.cube, rois=args.rois, split=args.split, region=args.region,
                      workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-                     on_error=args.on_error, report=args.report)
+                     on_error=args.on_error, report=args.report, clouds=_detectors(args.detectors))
     print(f"{args.cube}: {report.patches_in_cube} patches ({report.patches_added} added, "
-          f"{report.patches_converted} converted) in {report.seconds:.1f} s; {report.gaps} gap(s)")
+          f"{report.patches_converted} converted, {report.cloud_pass_patches} through the cloud pass) "
+          f"in {report.seconds:.1f} s; {report.gaps} gap(s)")
     for problem in report.problems[:10]:
         print(f"  skipped {problem['path']}: {problem['message']}")
     if len(report.problems) > 10:
@@ -94,7 +99,37 @@ def _run_convert(args: argparse.Namespace) -> None:
         print(f"report: {args.report}")
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_convert)
+def _detectors(names: list[str]) -> tuple[str, ...]:
+    return () if names == ["none"] else tuple(names)
+
+
+def _add_clouds(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "clouds", help="compute cloud/shadow masks and coverage of every S2 image into a cube",
+        description="The cloud pass (also run by `crts convert`): s2cloudless probability, mask and map and the "
+                    "toolbox's cloud/shadow heuristic for every S2 image, with the toolbox's parameters, stored "
+                    "once in the cube with a coverage table per (patch, time, detector). Re-running is a no-op.",
+        epilog="example: crts clouds cube.zarr --detectors s2cloudless_mask --workers 8")
+    p.add_argument("cube", metavar="CUBE", help="a converted SEN12MS-CR-TS cube")
+    p.add_argument("--detectors", type=_comma_list, default=list(DETECTORS), metavar="LIST",
+                   help=f"comma-separated, from {','.join(DETECTORS)} (default: all)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="local worker processes (default: all cores; 1 = no dask cluster)")
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None, help="a running dask.distributed scheduler")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted cloud pass")
+    p.set_defaults(run=_run_clouds)
+
+
+def _run_clouds(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    n = compute_clouds(args.cube, tuple(args.detectors), workers=args.workers, scheduler=args.scheduler,
+                       resume=args.resume)
+    print(f"{args.cube}: cloud pass over {n} patch(es) in {time.perf_counter() - start:.1f} s "
+          f"({', '.join(args.detectors)})")
+
+
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_convert, _add_clouds)
 
 
 def build_parser() -> argparse.ArgumentParser:

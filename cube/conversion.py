@@ -29,6 +29,8 @@ import zarr
 
 from . import __version__
 from .bands import BANDS, DTYPES
+from .clouds import compute_clouds
+from .detectors import DETECTORS
 from .parallel import run_tasks
 from .rois import Roi, select_rois
 from .schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, template
@@ -64,6 +66,7 @@ class ConversionReport:
     patches_converted: int = 0
     problems: list[dict] = field(default_factory=list)
     gaps: int = 0
+    cloud_pass_patches: int = 0
     seconds: float = 0.0
 
     def write(self, path: str | os.PathLike) -> None:
@@ -203,7 +206,8 @@ def _stored_keys(group: zarr.Group, upto: int) -> list[tuple[str, int, int]]:
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] | None = None,
             split: str | None = None, region: str | None = None, workers: int | None = None,
             scheduler: str | None = None, resume: bool = False, on_error: str = "fail",
-            report: str | os.PathLike | None = None, progress: bool = True) -> ConversionReport:
+            report: str | os.PathLike | None = None, clouds: tuple[str, ...] = DETECTORS,
+            progress: bool = True) -> ConversionReport:
     """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into a Zarr v3 cube.
 
     Parameters
@@ -229,6 +233,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
         the ``valid`` variable and listed in the report.
     report : path, optional
         Write the :class:`ConversionReport` as JSON here.
+    clouds : tuple of str
+        Detectors of the cloud pass run after the conversion (SEN12MS-CR-TS
+        only; see :func:`cube.clouds.compute_clouds`); ``()`` skips it.
     progress : bool
         Show a progress bar.
 
@@ -316,6 +323,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     out.patches_converted = len(tasks)
     out.problems = [asdict(p) for p in problems]
     out.gaps = int((~valid).sum())
+    if clouds and spec.temporal:
+        out.cloud_pass_patches = compute_clouds(dst, clouds, workers=workers, scheduler=scheduler, resume=True,
+                                                progress=progress)
     out.seconds = round(time.perf_counter() - start_time, 2)
     if report:
         out.write(report)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import rasterio
 
-from cube.detectors import s2cloudless_mask
+from cube import open_cube, patch_index
 from cube.layout import scan_ts
 from cube.synth import open_truth
 from cube.synth.scene import BARE, CROP, FOREST, URBAN, WATER
@@ -75,19 +74,12 @@ def test_radar_follows_land_cover_not_clouds(synthetic_root: Path) -> None:
     assert np.nanmedian(vv[cover == FOREST]) > np.nanmedian(vv[cover == BARE])
 
 
-@pytest.mark.slow
-def test_s2cloudless_with_toolbox_parameters_finds_the_clouds(synthetic_root: Path) -> None:
+def test_s2cloudless_with_toolbox_parameters_finds_the_clouds(synthetic_root: Path, default_cube: Path) -> None:
+    # The cube's s2cloudless masks are the detector's output (tests/cube/test_clouds.py checks that).
     truth = open_truth(synthetic_root)
-    files, _ = scan_ts(synthetic_root)
-    index = {(int(r), int(p)): i for i, (r, p) in enumerate(zip(truth.roi.values, truth.patch_id.values,
-                                                                strict=True))}
-    cloud = truth.cloud.values
-    intersection = union = 0
-    for f in files:
-        if f.modality != "S2":
-            continue
-        detected = s2cloudless_mask(rasterio.open(f.path).read()).astype(bool)
-        true = cloud[index[(f.roi.number, f.pid)], f.t]
-        intersection += int((detected & true).sum())
-        union += int((detected | true).sum())
-    assert intersection / union >= 0.6
+    ds = open_cube(default_cube)
+    order = [patch_index(ds, f"{g}/{r}", int(p)) for g, r, p in zip(truth.roi_group.values, truth.roi.values,
+                                                                    truth.patch_id.values, strict=True)]
+    detected = ds.s2cloudless_mask.values[order] == 1
+    true = truth.cloud.values
+    assert (detected & true).sum() / (detected | true).sum() >= 0.6

@@ -1,0 +1,200 @@
+"""The cloud pass: cloud and shadow masks and coverage of every S2 image, computed once, stored in the cube.
+
+Variables added (for the SEN12MS-CR-TS layout; dims patch, time, y, x):
+
+- ``s2cloudless_probability`` (uint8, CF-scaled by 1/250; decodes to float in [0, 1], NaN for gaps);
+- ``s2cloudless_mask`` (uint8: 0 clear, 1 cloud; 255 for gaps);
+- ``s2cloudless_map`` (float32 in [0, 1]; NaN for gaps);
+- ``cloud_cloudshadow_mask`` (uint8: 0 clear, 1 cloud, 2 shadow; 255 for gaps);
+- ``coverage`` (patch, time, detector; float32): mean of each detector's mask (of
+  the map for ``s2cloudless_map``; cloud or shadow for the heuristic); NaN for gaps.
+
+Each patch is one task (read its S2 shard, detect, write its shards, then its
+coverage row), so the pass is resumable and parallel like the conversion.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from .detectors import (
+    DETECTORS,
+    HEURISTIC_CLOUD_THRESHOLD,
+    MAP_MIN_PROBABILITY,
+    MAP_SIGMA,
+    S2CLOUDLESS_PARAMS,
+    cloud_cloudshadow_classes,
+    s2cloudless_map,
+    s2cloudless_mask,
+    s2cloudless_probability,
+)
+from .parallel import run_tasks
+from .schema import compressor
+
+NO_DATA = 255
+PROBABILITY_SCALE = 250
+"""Stored probability = round(p * 250): steps of 0.004."""
+
+_MASKS: dict[str, dict] = {
+    "s2cloudless_probability": {
+        "dtype": np.uint8, "needs": "s2cloudless",
+        "attrs": {"long_name": "s2cloudless cloud probability", "units": "1", **{
+            f"s2cloudless_{k}": str(v) for k, v in S2CLOUDLESS_PARAMS.items()}},
+        "encoding": {"scale_factor": np.float32(1 / PROBABILITY_SCALE), "_FillValue": NO_DATA, "dtype": "uint8"}},
+    "s2cloudless_mask": {
+        "dtype": np.uint8, "needs": "s2cloudless_mask",
+        "attrs": {"long_name": "s2cloudless cloud mask (toolbox parameters)", "flag_values": [0, 1, NO_DATA],
+                  "flag_meanings": "clear cloud no_data", **{
+                      f"s2cloudless_{k}": str(v) for k, v in S2CLOUDLESS_PARAMS.items()}}},
+    "s2cloudless_map": {
+        "dtype": np.float32, "needs": "s2cloudless_map",
+        "attrs": {"long_name": "s2cloudless cloud map: probabilities < 0.5 set to 0, Gaussian-smoothed",
+                  "units": "1", "min_probability": MAP_MIN_PROBABILITY, "gaussian_sigma": MAP_SIGMA}},
+    "cloud_cloudshadow_mask": {
+        "dtype": np.uint8, "needs": "cloud_cloudshadow_mask",
+        "attrs": {"long_name": "spectral cloud and shadow heuristic of the toolbox (> 0: its combined mask)",
+                  "flag_values": [0, 1, 2, NO_DATA], "flag_meanings": "clear cloud shadow no_data",
+                  "cloud_threshold": HEURISTIC_CLOUD_THRESHOLD}},
+}
+
+
+def _variables(detectors: tuple[str, ...]) -> list[str]:
+    """Stored variables that the chosen detectors need (the probability for either s2cloudless product)."""
+    wanted = set(detectors)
+    if wanted & {"s2cloudless_mask", "s2cloudless_map"}:
+        wanted.add("s2cloudless")
+    return [name for name, spec in _MASKS.items() if spec["needs"] in wanted]
+
+
+def _check_detectors(detectors: tuple[str, ...]) -> None:
+    unknown = [d for d in detectors if d not in DETECTORS]
+    if unknown or not detectors:
+        raise ValueError(f"invalid detector(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(DETECTORS)}")
+
+
+def _add_variables(dst: Path, names: list[str]) -> None:
+    """Create the missing cloud variables (metadata only) and the coverage array."""
+    ds = xr.open_zarr(dst, consolidated=False, chunks=None)
+    patches, times, size = ds.sizes["patch"], ds.sizes["time"], ds.sizes["y"]
+    dims = ("patch", "time", "y", "x")
+    new = {}
+    encoding = {}
+    for name in names:
+        if name in ds:
+            continue
+        spec = _MASKS[name]
+        dtype = np.float32 if "scale_factor" in spec.get("encoding", {}) else spec["dtype"]
+        new[name] = (dims, da.zeros((patches, times, size, size), dtype=dtype, chunks=-1), spec["attrs"])
+        encoding[name] = {"chunks": (1, 1, size, size), "shards": (1, times, size, size),
+                          "compressors": (compressor(np.dtype(spec["dtype"])),), **spec.get("encoding", {})}
+        if spec["dtype"] == np.float32:
+            encoding[name]["_FillValue"] = np.nan
+    coords = {}
+    if "coverage" not in ds:
+        new["coverage"] = (("patch", "time", "detector"),
+                           da.full((patches, times, len(DETECTORS)), np.nan, dtype=np.float32, chunks=-1),
+                           {"long_name": "share of the image each detector marks (mean of its mask or map)",
+                            "units": "1"})
+        encoding["coverage"] = {"chunks": (1, times, len(DETECTORS)), "_FillValue": np.nan}
+        coords["detector"] = ("detector", np.array(DETECTORS, dtype=object))
+    if new:
+        xr.Dataset(new, coords=coords, attrs=ds.attrs).to_zarr(  # mode "a" rewrites the root attributes
+            dst, mode="a", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+
+
+def clouds_patch(dst: str, index: int, detectors: tuple[str, ...]) -> None:
+    """Detect clouds in every valid S2 image of one patch and write its masks, then its coverage row."""
+    group = zarr.open_group(dst, mode="r+")
+    s2 = group["S2"][index]
+    valid = group["valid"][index][:, list(group["modality"][:]).index("S2")]
+    coverage = group["coverage"][index]
+    times, size = s2.shape[0], s2.shape[-1]
+    images = s2[valid]
+    columns = {d: DETECTORS.index(d) for d in detectors}
+    if set(detectors) & {"s2cloudless_mask", "s2cloudless_map"}:
+        prob = s2cloudless_probability(images) if len(images) else np.zeros((0, size, size), np.float32)
+        stored = np.full((times, size, size), NO_DATA, np.uint8)
+        stored[valid] = np.round(prob * PROBABILITY_SCALE).astype(np.uint8)
+        group["s2cloudless_probability"][index] = stored
+        if "s2cloudless_mask" in detectors:
+            mask = np.full((times, size, size), NO_DATA, np.uint8)
+            mask[valid] = s2cloudless_mask(probability=prob) if len(images) else mask[valid]
+            group["s2cloudless_mask"][index] = mask
+            coverage[valid, columns["s2cloudless_mask"]] = mask[valid].mean(axis=(1, 2))
+        if "s2cloudless_map" in detectors:
+            cmap = np.full((times, size, size), np.nan, np.float32)
+            cmap[valid] = [s2cloudless_map(p) for p in prob]
+            group["s2cloudless_map"][index] = cmap
+            coverage[valid, columns["s2cloudless_map"]] = cmap[valid].mean(axis=(1, 2))
+    if "cloud_cloudshadow_mask" in detectors:
+        classes = np.full((times, size, size), NO_DATA, np.uint8)
+        classes[valid] = [cloud_cloudshadow_classes(image) for image in images]
+        group["cloud_cloudshadow_mask"][index] = classes
+        coverage[valid, columns["cloud_cloudshadow_mask"]] = (classes[valid] > 0).mean(axis=(1, 2))
+    group["coverage"][index] = coverage
+
+
+def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
+    """Patches whose coverage is known for every valid image and chosen detector."""
+    coverage = group["coverage"][:][:, :, [DETECTORS.index(d) for d in detectors]]
+    valid = group["valid"][:][:, :, list(group["modality"][:]).index("S2")]
+    return (~np.isnan(coverage) | ~valid[:, :, None]).all(axis=(1, 2))
+
+
+def compute_clouds(cube: str | os.PathLike, detectors: tuple[str, ...] = DETECTORS, *, workers: int | None = None,
+                   scheduler: str | None = None, resume: bool = False, progress: bool = True) -> int:
+    """Run the cloud pass on a converted SEN12MS-CR-TS cube; returns the number of patches processed.
+
+    Parameters are exactly the toolbox's (``cube.detectors``). Patches already
+    done for the chosen detectors are skipped, so re-running is a no-op.
+
+    Parameters
+    ----------
+    cube : path
+        A complete cube (``crts convert``).
+    detectors : tuple of str
+        Any of ``s2cloudless_mask``, ``s2cloudless_map``, ``cloud_cloudshadow_mask``.
+    workers, scheduler, progress
+        As for :func:`cube.convert`.
+    resume : bool
+        Finish an interrupted pass (otherwise an interrupted pass is an error).
+
+    Examples
+    --------
+    >>> compute_clouds("cube.zarr", ("s2cloudless_mask",), workers=8)  # doctest: +SKIP
+    """
+    detectors = tuple(dict.fromkeys(detectors))
+    _check_detectors(detectors)
+    dst = Path(cube)
+    group = zarr.open_group(dst, mode="r+")
+    if not group.attrs.get("complete"):
+        raise ValueError(f"{dst}: the conversion is not complete; finish it with `crts convert ... --resume`")
+    if group.attrs.get("layout") != "sen12mscrts":
+        raise ValueError(f"{dst}: the cloud pass runs on SEN12MS-CR-TS cubes")
+    state = group.attrs.get("clouds") or {}
+    if state and not state.get("complete") and not resume:
+        raise ValueError(f"{dst}: an interrupted cloud pass; re-run with resume=True (--resume)")
+    before = tuple(state.get("detectors", ()))
+    todo_detectors = tuple(d for d in DETECTORS if d in set(detectors) | set(before))
+    group.attrs["clouds"] = {"detectors": list(todo_detectors), "complete": False}
+    _add_variables(dst, _variables(todo_detectors))
+    group = zarr.open_group(dst, mode="r+")
+    done = _done(group, detectors)
+    tasks = [(str(dst), int(i), detectors) for i in np.flatnonzero(~done)]
+    run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress, "cloud pass")
+    group.attrs["clouds"] = {"detectors": list(todo_detectors), "complete": True}
+    return len(tasks)
+
+
+def require_clouds(ds: xr.Dataset, detector: str) -> None:
+    """Raise a clear error unless the cube holds a complete cloud pass for ``detector``."""
+    state = ds.attrs.get("clouds") or {}
+    if not state.get("complete") or detector not in state.get("detectors", []):
+        raise ValueError(f"the cube has no complete cloud pass for {detector!r}: run `crts clouds CUBE "
+                         f"--detectors {detector}`")
