@@ -60,9 +60,9 @@ def test_console_script_is_installed() -> None:
 def test_convert_then_resume_is_a_no_op(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cube = tmp_path / "cube.zarr"
     assert main(["convert", str(tiny_root), str(cube), "--workers", "1", "--report", str(tmp_path / "r.json")]) == 0
-    assert "6 patches (6 added, 6 converted)" in capsys.readouterr().out
+    assert "6 patches (6 added, 6 converted, 6 through the cloud pass)" in capsys.readouterr().out
     assert main(["convert", str(tiny_root), str(cube), "--workers", "1", "--resume"]) == 0
-    assert "6 patches (0 added, 0 converted)" in capsys.readouterr().out
+    assert "6 patches (0 added, 0 converted, 0 through the cloud pass)" in capsys.readouterr().out
     assert (tmp_path / "r.json").exists()
 
 
