@@ -10,10 +10,13 @@ from collections.abc import Callable, Sequence
 from cube.clouds import compute_clouds
 from cube.conversion import ON_ERROR, convert
 from cube.detectors import DETECTORS
-from cube.store import IncompleteCubeError
+from cube.plots import plot_coverage
+from cube.stats import GROUP_KEYS, coverage_index, coverage_table
+from cube.store import IncompleteCubeError, open_cube
 from cube.rois import REGIONS, SPLITS
 from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset
 from cube.synth.preview import plot_patch
+from cube.synth.scores import score_detectors
 
 
 def _comma_list(text: str) -> list[str]:
@@ -129,7 +132,44 @@ def _run_clouds(args: argparse.Namespace) -> None:
           f"({', '.join(args.detectors)})")
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_convert, _add_clouds)
+def _add_stats(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stats", help="cloud-coverage statistics of a cube: tables and plots",
+        description="Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
+                    "shares of clear (coverage <= 1%%) and cloudy (>= 50%%) images per group.",
+        epilog="example: crts stats cube.zarr --by region,month --detector s2cloudless_mask --plot coverage.png")
+    p.add_argument("cube", metavar="CUBE", help="a cube with a cloud pass")
+    p.add_argument("--by", type=_comma_list, default=["region", "split"], metavar="KEYS",
+                   help=f"comma-separated groups from {','.join(GROUP_KEYS)} (default: region,split)")
+    p.add_argument("--detector", choices=DETECTORS, default=None,
+                   help="one detector (default: every detector of the cloud pass, as a group)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output (default: table)")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="also write coverage histogram, coverage by month and region, clear share by split")
+    p.add_argument("--truth", action="store_true",
+                   help="for a cube of synthetic data: precision, recall and IoU of each detector vs the truth")
+    p.set_defaults(run=_run_stats)
+
+
+def _run_stats(args: argparse.Namespace) -> None:
+    ds = open_cube(args.cube)
+    index = coverage_index(ds, args.detector)
+    table = coverage_table(index, args.by)
+    if args.format == "csv":
+        print(table.to_csv(), end="")
+    elif args.format == "json":
+        print(table.reset_index().to_json(orient="records", indent=2))
+    else:
+        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    if args.plot:
+        print(f"plot: {plot_coverage(index, args.detector, out=args.plot)}", file=sys.stderr)
+    if args.truth:
+        scores = score_detectors(ds)
+        print("\nagainst the synthetic ground truth:")
+        print(scores.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_convert, _add_clouds, _add_stats)
 
 
 def build_parser() -> argparse.ArgumentParser:
