@@ -9,13 +9,17 @@ Variables added (for the SEN12MS-CR-TS layout; dims patch, time, y, x):
 - ``coverage`` (patch, time, detector; float32): mean of each detector's mask (of
   the map for ``s2cloudless_map``; cloud or shadow for the heuristic); NaN for gaps.
 
-Each patch is one task (read its S2 shard, detect, write its shards, then its
-coverage row), so the pass is resumable and parallel like the conversion.
+Each patch is one task (read its S2 shard, detect, write its mask shards) and
+returns its coverage row; this process alone writes the rows into the compact
+``coverage`` array, in batches, so the whole table reads in a few chunks and no
+two writers ever share a chunk. A patch is done when its row is written, so the
+pass is resumable and parallel like the conversion.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import dask.array as da
@@ -38,6 +42,10 @@ from .parallel import run_tasks
 from .schema import compressor
 
 NO_DATA = 255
+COVERAGE_CHUNK = 256
+"""Patches per chunk of the coverage table (about 200 chunks for the whole data set)."""
+FLUSH_EVERY, FLUSH_SECONDS = 4, 10.0
+"""Finished rows are written every 4 patches or 10 s: all a kill can lose."""
 PROBABILITY_SCALE = 250
 """Stored probability = round(p * 250): steps of 0.004."""
 
@@ -101,15 +109,16 @@ def _add_variables(dst: Path, names: list[str]) -> None:
                            da.full((patches, times, len(DETECTORS)), np.nan, dtype=np.float32, chunks=-1),
                            {"long_name": "share of the image each detector marks (mean of its mask or map)",
                             "units": "1"})
-        encoding["coverage"] = {"chunks": (1, times, len(DETECTORS)), "_FillValue": np.nan}
+        encoding["coverage"] = {"chunks": (min(COVERAGE_CHUNK, patches), times, len(DETECTORS)),
+                                "_FillValue": np.nan}
         coords["detector"] = ("detector", np.array(DETECTORS, dtype=object))
     if new:
         xr.Dataset(new, coords=coords, attrs=ds.attrs).to_zarr(  # mode "a" rewrites the root attributes
             dst, mode="a", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
 
 
-def clouds_patch(dst: str, index: int, detectors: tuple[str, ...]) -> None:
-    """Detect clouds in every valid S2 image of one patch and write its masks, then its coverage row."""
+def clouds_patch(dst: str, index: int, detectors: tuple[str, ...]) -> tuple[int, np.ndarray]:
+    """Detect clouds in every valid S2 image of one patch, write its masks, return its coverage row."""
     group = zarr.open_group(dst, mode="r+")
     s2 = group["S2"][index]
     valid = group["valid"][index][:, list(group["modality"][:]).index("S2")]
@@ -137,7 +146,15 @@ def clouds_patch(dst: str, index: int, detectors: tuple[str, ...]) -> None:
         classes[valid] = [cloud_cloudshadow_classes(image) for image in images]
         group["cloud_cloudshadow_mask"][index] = classes
         coverage[valid, columns["cloud_cloudshadow_mask"]] = (classes[valid] > 0).mean(axis=(1, 2))
-    group["coverage"][index] = coverage
+    return index, coverage
+
+
+def _flush(group: zarr.Group, rows: dict[int, np.ndarray]) -> None:
+    """Write finished patches' coverage rows (this process is the only writer of the table)."""
+    if rows:
+        order = sorted(rows)
+        group["coverage"].set_orthogonal_selection((np.array(order),), np.stack([rows[i] for i in order]))
+        rows.clear()
 
 
 def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
@@ -187,7 +204,15 @@ def compute_clouds(cube: str | os.PathLike, detectors: tuple[str, ...] = DETECTO
     group = zarr.open_group(dst, mode="r+")
     done = _done(group, detectors)
     tasks = [(str(dst), int(i), detectors) for i in np.flatnonzero(~done)]
-    run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress, "cloud pass")
+    rows: dict[int, np.ndarray] = {}
+    flushed = time.monotonic()
+    for index, row in run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress,
+                                "cloud pass"):
+        rows[index] = row
+        if len(rows) >= FLUSH_EVERY or time.monotonic() - flushed > FLUSH_SECONDS:
+            _flush(group, rows)
+            flushed = time.monotonic()
+    _flush(group, rows)
     group.attrs["clouds"] = {"detectors": list(todo_detectors), "complete": True}
     return len(tasks)
 

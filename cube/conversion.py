@@ -308,7 +308,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     tasks = [(str(dst), first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
               *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
     try:
-        results = run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress, "converting")
+        results = list(run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress,
+                                  "converting"))
     except FileProblem as err:
         raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
                               "--resume, or use --on-error skip)") from None

@@ -31,15 +31,16 @@ def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
 
 
 def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | None, progress: bool,
-              desc: str) -> list:
-    """Run ``fn(*task)`` for every task with a progress bar; the first exception stops everything.
+              desc: str) -> Iterator:
+    """Run ``fn(*task)`` for every task with a progress bar, yielding results as tasks finish.
+
+    The first exception stops everything.
 
     ``workers`` local dask worker processes, or the cluster at ``scheduler``; with
     ``workers <= 1`` and no scheduler, tasks run in this process, two at a time in
     threads (file reads, compression and writes release the GIL, so one task's
     reads overlap another's writes).
     """
-    results = []
     with _client(workers, scheduler) as client, tqdm(total=len(tasks), desc=desc, unit="patch",
                                                      disable=not progress) as bar:
         if client is None:
@@ -47,22 +48,21 @@ def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | N
                 futures = [pool.submit(fn, *task) for task in tasks]
                 try:
                     for future in futures_completed(futures):
-                        results.append(future.result())
+                        yield future.result()
                         bar.update()
                 except BaseException:
                     pool.shutdown(cancel_futures=True)
                     raise
-            return results
+            return
         from distributed import as_completed
 
         futures = [client.submit(fn, *task, pure=False) for task in tasks]
         try:
             for future in as_completed(futures):
-                results.append(future.result())
+                yield future.result()
                 bar.update()
         except BaseException:
             client.cancel(futures)
             raise
-    return results
 
 

@@ -90,8 +90,9 @@ def coverage_table(index: CoverageIndex, by: tuple[str, ...] | list[str] = ("reg
     codes, labels = zip(*(_codes(index, key) for key in by), strict=True)
     sums, *_ = groupby_reduce(parts.astype(np.float64), *codes, func="sum", axis=(-3, -2, -1),
                               expected_groups=tuple(np.arange(len(lab)) for lab in labels), fill_value=0)
+    groups = pd.MultiIndex.from_product(labels, names=by)
     table = pd.DataFrame(sums.reshape(4, -1).T, columns=["images", "coverage", "clear", "cloudy"],
-                         index=pd.MultiIndex.from_product(labels, names=by))
+                         index=groups if len(by) > 1 else groups.get_level_values(0))
     table = table[table.images > 0]
     return pd.DataFrame({"images": table.images.astype(int), "mean_coverage": table.coverage / table.images,
                          "clear_share": table.clear / table.images, "cloudy_share": table.cloudy / table.images})

@@ -84,3 +84,25 @@ def test_convert_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     for option in ("--rois", "--split", "--region", "--workers", "--scheduler", "--resume", "--on-error", "--report"):
         assert option in out
+
+
+def test_stats_prints_tables_plots_and_truth(tiny_cube: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["stats", str(tiny_cube), "--by", "region", "--detector", "s2cloudless_mask", "--format", "json",
+                 "--plot", str(tmp_path / "c.png"), "--truth"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(out.split("\nagainst the synthetic ground truth:")[0])
+    assert {row["region"] for row in rows} == {"europa", "africa"} and sum(r["images"] for r in rows) == 24
+    assert "precision" in out and (tmp_path / "c.png").exists()
+    assert main(["stats", str(tiny_cube), "--by", "month,time"]) == 0
+    table = capsys.readouterr().out
+    assert "cloud_cloudshadow_mask" in table and "mean_coverage" in table
+
+
+def test_clouds_command_is_a_no_op_when_done(tiny_cube: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["clouds", str(tiny_cube), "--workers", "1"]) == 0
+    assert "cloud pass over 0 patch(es)" in capsys.readouterr().out
+    assert main(["clouds", str(tiny_cube), "--detectors", "fmask"]) == 2
+    assert "invalid detector(s) fmask" in capsys.readouterr().err

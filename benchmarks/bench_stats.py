@@ -1,0 +1,104 @@
+"""Coverage queries over a full-size index, and the cloud pass's throughput.
+
+Index: 50,000 patches x 30 steps x 3 detectors over the 53 ROIs (as many as
+the whole data set has), synthesised here, stored with the cube's chunking.
+Baseline for queries: the same table by a pandas groupby on a tidy frame.
+Baseline for the cloud pass: s2cloudless alone on the same images.
+Goal (issue 4): every query < 0.5 s.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from cube import convert
+from cube.clouds import COVERAGE_CHUNK, compute_clouds
+from cube.detectors import DETECTORS, s2cloudless_probability
+from cube.rois import ALL_ROIS, region_of, split_of
+from cube.stats import (
+    coverage_index,
+    coverage_table,
+    histogram,
+    patches_with_clear_steps,
+    time_steps_in_range,
+)
+from cube.synth import make_dataset
+
+N_PATCHES, TIMES = 50_000, 30
+
+
+def _full_size_store(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rois = [ALL_ROIS[i] for i in np.sort(rng.integers(0, len(ALL_ROIS), N_PATCHES))]
+    coverage = rng.beta(0.5, 0.6, (N_PATCHES, TIMES, len(DETECTORS))).astype(np.float32)
+    coverage[rng.random((N_PATCHES, TIMES)) < 0.03] = np.nan
+    days = (np.arange(TIMES) * 12)[None, :] + rng.integers(0, 12, (N_PATCHES, TIMES))
+    ds = xr.Dataset(
+        {"coverage": (("patch", "time", "detector"), coverage)},
+        coords={"roi_group": ("patch", np.array([r.group for r in rois], dtype=object)),
+                "roi": ("patch", np.array([r.number for r in rois], dtype=np.int32)),
+                "patch_id": ("patch", np.arange(N_PATCHES, dtype=np.int32)),
+                "region": ("patch", np.array([region_of(r) for r in rois], dtype=object)),
+                "split": ("patch", np.array([split_of(r) for r in rois], dtype=object)),
+                "S2_date": (("patch", "time"), (np.datetime64("2018-01-01") + days).astype("datetime64[ns]")),
+                "detector": np.array(DETECTORS, dtype=object)},
+        attrs={"clouds": {"detectors": list(DETECTORS), "complete": True}})
+    ds.to_zarr(path, zarr_format=3, consolidated=False,
+               encoding={"coverage": {"chunks": (COVERAGE_CHUNK, TIMES, len(DETECTORS))}})
+
+
+def _timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def run() -> dict:
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "index.zarr"
+        _full_size_store(store)
+        load_s, index = _timed(lambda: coverage_index(xr.open_zarr(store, consolidated=False)))
+        out["load index from the store (50,000 x 30 x 3)_s"] = round(load_s, 3)
+        queries = {
+            "table by region": lambda: coverage_table(index, ["region"]),
+            "table by region, split": lambda: coverage_table(index, ["region", "split"]),
+            "table by region, month": lambda: coverage_table(index, ["region", "month"]),
+            "table by roi, time": lambda: coverage_table(index, ["roi", "time"]),
+            ">= 10 steps below 5% coverage": lambda: patches_with_clear_steps(index, 10, 0.05),
+            "steps with coverage in [0.2, 0.4]": lambda: time_steps_in_range(index, 0.2, 0.4),
+            "histogram by region": lambda: histogram(index, 20, by="region"),
+        }
+        for name, query in queries.items():
+            out[f"{name}_s"] = round(min(_timed(query)[0] for _ in range(3)), 3)
+
+        def pandas_baseline() -> pd.DataFrame:
+            p, t, d = np.meshgrid(*(np.arange(n) for n in index.coverage.shape), indexing="ij")
+            frame = pd.DataFrame({"detector": np.array(index.detectors)[d.ravel()],
+                                  "region": index.labels.region.to_numpy()[p.ravel()],
+                                  "month": pd.DatetimeIndex(index.dates[p.ravel(), t.ravel()]).month,
+                                  "coverage": index.coverage.ravel()})
+            return frame.groupby(["detector", "region", "month"]).coverage.agg(
+                ["count", "mean", lambda c: (c <= 0.01).mean(), lambda c: (c >= 0.5).mean()])
+
+        baseline = _timed(pandas_baseline)[0]
+        out["pandas baseline, table by region, month_s"] = round(baseline, 3)
+        out["ratio pandas / ours (region, month)"] = round(baseline / out["table by region, month_s"], 1)
+
+        root = make_dataset(Path(tmp) / "src", ["ROIs1868/17"], patches_per_roi=2, workers=2, progress=False)
+        convert(root, Path(tmp) / "cube.zarr", workers=1, clouds=(), progress=False)
+        images = 2 * 30
+        pass_s, _ = _timed(lambda: compute_clouds(Path(tmp) / "cube.zarr", workers=1, progress=False))
+        s2 = xr.open_zarr(Path(tmp) / "cube.zarr", consolidated=False).S2.values.reshape(-1, 13, 256, 256)
+        alone_s, _ = _timed(lambda: s2cloudless_probability(s2))
+        out["cloud pass, all 3 detectors, in-process_images_per_s"] = round(images / pass_s, 2)
+        out["s2cloudless probability alone_images_per_s"] = round(images / alone_s, 2)
+        out["ratio cloud pass / s2cloudless alone (time)"] = round(pass_s / alone_s, 2)
+    out["goal"] = "every query < 0.5 s"
+    return out
