@@ -22,7 +22,8 @@ demo: setup
 	$(BIN)/crts synth $(DEMO_DIR) --overwrite --preview $(DEMO_DIR)/preview.png
 	rm -rf $(DEMO_CUBE)
 	$(BIN)/crts convert $(DEMO_DIR) $(DEMO_CUBE) --workers 1 --report $(DEMO_CUBE).report.json
-	@echo "demo outputs: GeoTIFF tree $(DEMO_DIR), preview $(DEMO_DIR)/preview.png, cube $(DEMO_CUBE)"
+	$(BIN)/crts stats $(DEMO_CUBE) --by region,split --plot data/coverage.png --truth
+	@echo "demo outputs: GeoTIFF tree $(DEMO_DIR), preview $(DEMO_DIR)/preview.png, cube $(DEMO_CUBE), coverage plot data/coverage.png"
 
 test: setup
 	$(BIN)/python -m pytest
