@@ -40,3 +40,16 @@ def default_cube(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory)
     dst = tmp_path_factory.mktemp("default_cube") / "cube.zarr"
     convert(synthetic_root, dst, workers=2, progress=False)
     return dst
+
+
+@pytest.fixture(scope="session")
+def sampling_cube(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Train, val and test ROIs of two regions, 3 patches x 10 steps of 32 px, converted with its cloud pass."""
+    from cube import convert
+
+    base = tmp_path_factory.mktemp("sampling")
+    root = make_dataset(base / "SEN12MSCRTS", ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63", "ROIs1970/21",
+                                               "ROIs2017/32"], patches_per_roi=3, size=32, times=10, seed=11,
+                        workers=1, progress=False)
+    convert(root, base / "cube.zarr", workers=1, progress=False)
+    return base / "cube.zarr"
