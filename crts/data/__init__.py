@@ -1,0 +1,5 @@
+"""Samples and batches from the cube for learning."""
+
+from .sen12mscrts import SEN12MSCRTS
+
+__all__ = ["SEN12MSCRTS"]

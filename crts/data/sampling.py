@@ -1,0 +1,69 @@
+"""Which time steps are a sample's inputs and which its target: the original loader's rules, vectorised.
+
+Reference section 5: the target is the step of lowest coverage (earliest on
+ties); the inputs are the first ``n`` steps, in time order, whose coverage lies
+in [min_cov, max_cov] (the target is not excluded). If fewer qualify, the inputs
+are the first ``n`` steps other than the target and the sample's 'coverage bin'
+flag is False. Steps without a valid image (gaps of a skip-mode conversion) are
+never chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SampleIndex:
+    """The chosen time steps of every sample of a selection, in sample (pdx) order."""
+
+    inputs: np.ndarray  # (samples, n) int, time steps in time order
+    target: np.ndarray  # (samples,) int
+    coverage_bin: np.ndarray  # (samples,) bool: enough inputs met the coverage window
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+
+def _first_true(mask: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the positions of the first ``n`` True values (rows must have at least n)."""
+    return np.sort(np.argsort(~mask, axis=1, kind="stable")[:, :n], axis=1)
+
+
+def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.0, max_cov: float = 1.0,
+                 labels: list[str] | None = None) -> SampleIndex:
+    """Apply the sampling rules to a (samples, time) coverage table (NaN: no valid image).
+
+    Parameters
+    ----------
+    coverage : numpy.ndarray
+        Coverage of the chosen detector per sample and time step.
+    n_input_samples : int
+        Number of input time steps.
+    min_cov, max_cov : float
+        Coverage window the inputs should lie in.
+    labels : list of str, optional
+        Sample names, for the error message about samples with too few valid steps.
+
+    Examples
+    --------
+    >>> idx = choose_steps(np.array([[0.5, 0.0, 0.9, 0.2, 0.0]]), 2, 0.1, 0.6)
+    >>> idx.target.tolist(), idx.inputs.tolist(), idx.coverage_bin.tolist()
+    ([1], [[0, 3]], [True])
+    """
+    valid = ~np.isnan(coverage)
+    too_few = np.flatnonzero(valid.sum(axis=1) < n_input_samples + 1)
+    if len(too_few):
+        names = [labels[i] if labels else str(i) for i in too_few[:5]]
+        raise ValueError(f"{len(too_few)} sample(s) have fewer than {n_input_samples + 1} valid time steps "
+                         f"(e.g. {', '.join(names)})")
+    target = np.argmin(np.where(valid, coverage, np.inf), axis=1)
+    in_window = valid & (coverage >= min_cov) & (coverage <= max_cov)
+    enough = in_window.sum(axis=1) >= n_input_samples
+    steps = np.arange(coverage.shape[1])
+    fallback = valid & (steps[None, :] != target[:, None])
+    inputs = np.where(enough[:, None], _first_true(np.where(enough[:, None], in_window, fallback), n_input_samples),
+                      _first_true(fallback, n_input_samples))
+    return SampleIndex(inputs=inputs.astype(np.int64), target=target.astype(np.int64), coverage_bin=enough)

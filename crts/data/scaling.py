@@ -1,0 +1,34 @@
+"""Value scaling of S1 and S2 for learning (``rescale_method``, reference section 3)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+RESCALE_METHODS: tuple[str, ...] = ("default", "resnet")
+S1_LAUNCH = np.datetime64("2014-04-03")
+"""Dates are given as days since the Sentinel-1 launch ('S1 TD', 'S2 TD')."""
+
+
+def scale_s2(s2: np.ndarray, method: str = "default") -> np.ndarray:
+    """S2 digital numbers clipped to [0, 10000], then / 10000 ('default', [0, 1]) or / 2000 ('resnet', [0, 5])."""
+    return (np.clip(s2, 0, 10000).astype(np.float32) / np.float32(10000 if method == "default" else 2000))
+
+
+def scale_s1(s1: np.ndarray, method: str = "default") -> np.ndarray:
+    """S1 dB (bands on axis -3) clipped and mapped: 'default' both bands [-25, 0] -> [0, 1];
+    'resnet' VV [-25, 0] and VH [-32.5, 0] -> [0, 2].
+
+    NaN (no radar data at swath edges) becomes 0 after scaling, as in the original loader.
+    """
+    if method == "default":
+        low, high, span = np.array([-25.0, -25.0]), np.array([0.0, 0.0]), 1.0
+    else:
+        low, high, span = np.array([-25.0, -32.5]), np.array([0.0, 0.0]), 2.0
+    low, high = low.reshape(2, 1, 1).astype(np.float32), high.reshape(2, 1, 1).astype(np.float32)  # band axis -3
+    scaled = (np.clip(s1, low, high) - low) / (high - low) * np.float32(span)
+    return np.nan_to_num(scaled.astype(np.float32), nan=0.0)
+
+
+def days_since_s1_launch(dates: np.ndarray) -> np.ndarray:
+    """Whole days from 2014-04-03 to each date (int64)."""
+    return (dates.astype("datetime64[D]") - S1_LAUNCH).astype(np.int64)

@@ -1,0 +1,228 @@
+"""SEN12MS-CR-TS samples from a cube, with the original loader's arguments, sample order and dictionary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+import zarr
+
+from cube import open_cube
+from cube.clouds import require_clouds
+from cube.detectors import DETECTORS
+from cube.layout import parse_ts_path
+from cube.rois import Roi, select_rois
+from cube.store import sample_order
+
+from .index_files import (
+    index_file_name,
+    index_from_records,
+    load_json_index,
+    load_npy_index,
+    save_json_index,
+    save_npy_index,
+)
+from .sampling import SampleIndex, choose_steps
+from .scaling import RESCALE_METHODS, days_since_s1_launch, scale_s1, scale_s2
+
+SAMPLE_TYPES = ("generic", "cloudy_cloudfree")
+
+
+class SEN12MSCRTS(torch.utils.data.Dataset):
+    """Multi-temporal SEN12MS-CR-TS samples read from a cube instead of GeoTIFFs.
+
+    Drop-in for the original ``SEN12MSCRTS(root, ...)``: same arguments (the
+    first one is the cube), the same samples in the same order (``pdx``), the
+    same dictionary. Cloud masks and coverage come from the cube's cloud pass.
+
+    Each sample (``sample_type='cloudy_cloudfree'``) is ``{'input': {...},
+    'target': {...}, 'coverage bin': bool}``; ``input`` holds lists over the
+    ``n_input_samples`` steps, ``target`` lists of one:
+
+    - ``'S2'``: float32 (13, H, W), bands B1 ... B12 (with B8A), scaled per
+      ``rescale_method`` ('default': [0, 1]; 'resnet': [0, 5]);
+    - ``'S1'``: float32 (2, H, W), VV and VH ('default': [0, 1]; 'resnet': [0, 2]);
+    - ``'masks'``: float32 (H, W): the detector's mask (map for ``s2cloudless_map``;
+      ones without a detector); ``'coverage'``: its mean;
+    - ``'S1 TD'``, ``'S2 TD'``: int days since 2014-04-03;
+    - ``'S1 path'``, ``'S2 path'``: the source GeoTIFFs recorded at conversion;
+    - ``'coord'``: the S2 file's bounds [left, bottom, right, top] in its UTM CRS;
+    - ``'idx'``: the time step(s).
+
+    ``sample_type='generic'`` (and ``cloud_masks=None``) gives the whole series
+    under the same keys, without ``input``/``target`` nesting.
+
+    Parameters
+    ----------
+    cube : path
+        A cube made by ``crts convert`` (with its cloud pass).
+    split, region, cloud_masks, sample_type, n_input_samples, rescale_method, min_cov, max_cov
+        As in the original loader (reference sections 2-5).
+    import_data_path : path, optional
+        An index file to take inputs and targets from (the published test-split
+        ``.npy`` files work unchanged and are read without running pickled code;
+        ``.json`` files of our own format too); a folder means
+        ``<n>_<split>_<cloud_masks>.npy`` in it.
+    export_data_path : path, optional
+        Where to write this selection's index (``.npy`` as the original, or
+        ``.json``); a folder means ``<n>_<split>_<cloud_masks>.npy`` in it.
+
+    Examples
+    --------
+    >>> from crts.data import SEN12MSCRTS
+    >>> data = SEN12MSCRTS("cube.zarr", split="test", n_input_samples=3)  # doctest: +SKIP
+    >>> sample = data[0]; sample["input"]["S2"][0].shape  # doctest: +SKIP
+    (13, 256, 256)
+    """
+
+    def __init__(self, cube: str | os.PathLike, split: str = "all", region: str = "all",
+                 cloud_masks: str | None = "s2cloudless_mask", sample_type: str = "cloudy_cloudfree",
+                 n_input_samples: int = 3, rescale_method: str = "default", min_cov: float = 0.0,
+                 max_cov: float = 1.0, import_data_path: str | os.PathLike | None = None,
+                 export_data_path: str | os.PathLike | None = None) -> None:
+        if cloud_masks is not None and cloud_masks not in DETECTORS:
+            raise ValueError(f"invalid cloud_masks {cloud_masks!r}: choose from {', '.join(DETECTORS)} or None")
+        if sample_type not in SAMPLE_TYPES:
+            raise ValueError(f"invalid sample_type {sample_type!r}: choose from {', '.join(SAMPLE_TYPES)}")
+        if rescale_method not in RESCALE_METHODS:
+            raise ValueError(f"invalid rescale_method {rescale_method!r}: choose from {', '.join(RESCALE_METHODS)}")
+        self.cube = Path(cube)
+        self.split, self.region, self.cloud_masks = split, region, cloud_masks
+        self.sample_type = "generic" if cloud_masks is None else sample_type
+        self.n_input_samples, self.rescale_method = n_input_samples, rescale_method
+        self.min_cov, self.max_cov = min_cov, max_cov
+
+        ds = open_cube(self.cube, chunks=None)
+        if ds.attrs["layout"] != "sen12mscrts":
+            raise ValueError(f"{self.cube}: a {ds.attrs['dataset']} cube; use SEN12MSCR for it")
+        if cloud_masks is not None:
+            require_clouds(ds, cloud_masks)
+        self.source_root = Path(ds.attrs["source_root"])
+        stored = _stored_positions(self.cube)  # sample order -> position on disk, for direct zarr reads
+        chosen = {(r.group, r.number) for r in select_rois(split, region)}
+        keep = np.array([(g, int(r)) in chosen for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)])
+        if not keep.any():
+            raise ValueError(f"{self.cube}: no patches of split {split!r} and region {region!r}")
+        self.labels = [{"roi": f"{g}/{r}", "patch_id": int(p)} for g, r, p in zip(
+            ds.roi_group.values[keep], ds.roi.values[keep], ds.patch_id.values[keep], strict=True)]
+        self.positions = stored[keep]
+        self.s1_td = days_since_s1_launch(ds.S1_date.values[keep])
+        self.s2_td = days_since_s1_launch(ds.S2_date.values[keep])
+        self.s1_paths = ds.S1_path.values[keep]
+        self.s2_paths = ds.S2_path.values[keep]
+        transform, size = ds.transform.values[keep], ds.sizes["x"]
+        self.coords = np.stack([transform[:, 2], transform[:, 5] + transform[:, 4] * size,
+                                transform[:, 2] + transform[:, 0] * size, transform[:, 5]], axis=1)
+        self.valid = ds.valid.sel(modality="S2").values[keep]
+        self.coverage = (ds.coverage.sel(detector=cloud_masks).values[keep] if cloud_masks
+                         else np.where(self.valid, 1.0, np.nan))
+        self.index = self._sample_index(import_data_path) if self.sample_type == "cloudy_cloudfree" else None
+        if export_data_path is not None and self.index is not None:
+            self.export_index(export_data_path)
+        self._arrays: dict[str, zarr.Array] = {}
+
+    def _sample_index(self, import_data_path: str | os.PathLike | None) -> SampleIndex:
+        if import_data_path is None:
+            return choose_steps(self.coverage, self.n_input_samples, self.min_cov, self.max_cov,
+                                [f"{lab['roi']} patch {lab['patch_id']}" for lab in self.labels])
+        path = Path(import_data_path)
+        if path.is_dir():
+            path = path / index_file_name(self.n_input_samples, self.split, self.cloud_masks)
+        records = load_json_index(path)[0] if path.suffix == ".json" else load_npy_index(path)
+        index = index_from_records(records, self.n_input_samples, len(self.labels), str(path))
+        self._check_paths(records, path)
+        return index
+
+    def _check_paths(self, records: dict[int, dict], source: Path) -> None:
+        """Paths in an imported file must name this selection's patch at every pdx (same order)."""
+        for pdx, record in records.items():
+            for text in _strings(record.get("paths", {})):
+                try:
+                    parsed = parse_ts_path(Path(text).relative_to(Path(text).parents[4]), Path())
+                except (ValueError, IndexError):
+                    continue
+                mine = self.labels[pdx] if pdx < len(self.labels) else None
+                if mine is None or (str(parsed.roi), parsed.pid) != (mine["roi"], mine["patch_id"]):
+                    raise ValueError(f"{source}: sample {pdx} refers to {parsed.roi} patch {parsed.pid}, but this "
+                                     f"selection's sample {pdx} is {mine}")
+
+    def export_index(self, path: str | os.PathLike) -> Path:
+        """Write this selection's sample index (``.npy`` in the original's format, or ``.json``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / index_file_name(self.n_input_samples, self.split, self.cloud_masks)
+        if path.suffix == ".json":
+            settings = {k: getattr(self, k) for k in ("split", "region", "cloud_masks", "n_input_samples",
+                                                      "min_cov", "max_cov")}
+            return save_json_index(path, self.index, self.labels, settings)
+        paths = [{"input": {"S1": [self._path("S1", p, t) for t in self.index.inputs[p]],
+                            "S2": [self._path("S2", p, t) for t in self.index.inputs[p]]},
+                  "target": {"S1": [self._path("S1", p, self.index.target[p])],
+                             "S2": [self._path("S2", p, self.index.target[p])]}} for p in range(len(self))]
+        return save_npy_index(path, self.index, paths)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_arrays": {}}  # zarr handles are opened anew in each worker
+
+    def _array(self, name: str) -> zarr.Array:
+        """A cube variable as a zarr array, opened once per process (reads by basic selection are fastest)."""
+        if name not in self._arrays:
+            self._arrays[name] = zarr.open_array(self.cube / name, mode="r")
+        return self._arrays[name]
+
+    def _path(self, modality: str, pdx: int, t: int) -> str:
+        table = self.s1_paths if modality == "S1" else self.s2_paths
+        return str(self.source_root / str(table[pdx, t]))
+
+    def read_step(self, pdx: int, t: int) -> dict:
+        """One time step of one sample: scaled S1 and S2, mask, coverage, dates, paths, bounds."""
+        p = int(self.positions[pdx])
+        if self.cloud_masks is None:
+            mask = np.ones(self._array("S2").shape[-2:], np.float32)
+        elif self.cloud_masks == "cloud_cloudshadow_mask":
+            mask = (self._array("cloud_cloudshadow_mask")[p, t] > 0).astype(np.float32)
+        else:
+            mask = self._array(self.cloud_masks)[p, t].astype(np.float32)
+        return {"S1": scale_s1(self._array("S1")[p, t], self.rescale_method),
+                "S2": scale_s2(self._array("S2")[p, t], self.rescale_method), "masks": mask,
+                "coverage": float(self.coverage[pdx, t]), "S1 TD": int(self.s1_td[pdx, t]),
+                "S2 TD": int(self.s2_td[pdx, t]), "S1 path": self._path("S1", pdx, t),
+                "S2 path": self._path("S2", pdx, t), "coord": self.coords[pdx].tolist(), "idx": int(t)}
+
+    def _series(self, pdx: int, steps: list[int]) -> dict:
+        reads = [self.read_step(pdx, t) for t in steps]
+        return {key: [r[key] for r in reads] for key in reads[0]}
+
+    def __getitem__(self, pdx: int) -> dict:
+        if self.sample_type == "generic":
+            return self._series(pdx, list(range(self.coverage.shape[1])))
+        target = self._series(pdx, [int(self.index.target[pdx])])
+        target["idx"] = target["idx"][0]
+        return {"input": self._series(pdx, [int(t) for t in self.index.inputs[pdx]]), "target": target,
+                "coverage bin": bool(self.index.coverage_bin[pdx])}
+
+
+def _stored_positions(path: Path) -> np.ndarray:
+    """For each patch in sample order, its position in the store."""
+    group = zarr.open_group(path, mode="r")
+    labels = xr.Dataset({name: ("patch", group[name][:]) for name in ("roi_group", "roi", "patch_id")})
+    return sample_order(labels)
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+__all__ = ["SEN12MSCRTS", "Roi"]
