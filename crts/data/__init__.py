@@ -1,5 +1,6 @@
 """Samples and batches from the cube for learning."""
 
+from .batches import SampleWindows, loader
 from .sen12mscrts import SEN12MSCRTS
 
-__all__ = ["SEN12MSCRTS"]
+__all__ = ["SEN12MSCRTS", "SampleWindows", "loader"]

@@ -1,0 +1,116 @@
+"""Crops of cube samples as torch tensors: windows from xbatcher, batching by torch's DataLoader.
+
+xbatcher's ``BatchGenerator`` lays the windows (``input_dims`` crop size,
+``input_overlap``; windows that do not fit at the far edges are dropped) over a
+lightweight (sample, y, x) view of the selection; the pixels of each window are
+then read with direct per-image reads from the cube, which is the fast path of
+a sharded Zarr store (reference: ecosystem notes). Its own batch cache and torch
+loaders are not used (they do not work with zarr 3 / split work between workers).
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import torch
+import xarray as xr
+import xbatcher
+
+from .sen12mscrts import SEN12MSCRTS
+
+
+class SampleWindows(torch.utils.data.Dataset):
+    """Windows of the cloudy-inputs / cloud-free-target samples of a :class:`SEN12MSCRTS` selection.
+
+    Item ``i`` is a dict of tensors (T = ``n_input_samples``, h, w = window size):
+
+    - ``inputs``: float32 (T, 15, h, w): S2 bands B1 ... B12 then S1 VV, VH, scaled
+      per the selection's ``rescale_method`` ([0, 1] for 'default');
+    - ``target``: float32 (13, h, w);
+    - ``input_masks`` float32 (T, h, w), ``target_mask`` (h, w): the detector's masks;
+    - ``input_coverage`` float32 (T,), ``target_coverage`` (): the whole image's coverage;
+    - ``input_s1_td``, ``input_s2_td`` int64 (T,), ``target_s2_td`` (): days since 2014-04-03;
+    - labels to write results back: ``pdx`` (sample index), ``roi`` (str), ``patch_id``,
+      ``input_times`` (T,), ``target_time``, ``y0``, ``x0`` (window origin in the patch).
+
+    The DataLoader stacks them into batches (B, ...); see :func:`loader`.
+
+    Parameters
+    ----------
+    samples : SEN12MSCRTS
+        A selection with ``sample_type='cloudy_cloudfree'``.
+    input_dims : dict, optional
+        Window size, e.g. ``{"y": 128, "x": 128}``; default the whole patch.
+    input_overlap : dict, optional
+        Overlap of neighbouring windows in pixels, e.g. ``{"y": 32, "x": 32}``.
+    """
+
+    def __init__(self, samples: SEN12MSCRTS, input_dims: dict[str, int] | None = None,
+                 input_overlap: dict[str, int] | None = None) -> None:
+        if samples.index is None:
+            raise ValueError("windows need sample_type='cloudy_cloudfree' and a cloud detector")
+        self.samples = samples
+        size = samples._array("S2").shape[-1]
+        self.input_dims = input_dims or {"y": size, "x": size}
+        self.input_overlap = input_overlap or {}
+        self._size = size
+        self._windows: xbatcher.BatchGenerator | None = None
+
+    @property
+    def windows(self) -> xbatcher.BatchGenerator:
+        """xbatcher's windows over the (sample, y, x) grid; built once per process."""
+        if self._windows is None:
+            n, s = len(self.samples), self._size
+            grid = xr.Dataset({"pixels": (("sample", "y", "x"), da.zeros((n, s, s), dtype=bool, chunks=(1, s, s)))},
+                              coords={"sample": np.arange(n), "y": np.arange(s), "x": np.arange(s)})
+            self._windows = xbatcher.BatchGenerator(grid, input_dims=self.input_dims, input_overlap=self.input_overlap,
+                                                    batch_dims={"sample": 1}, concat_input_dims=False)
+        return self._windows
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_windows": None}
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict:
+        window = self.windows[i]
+        pdx = int(window.sample.values[0])
+        y0, x0 = int(window.y.values[0]), int(window.x.values[0])
+        crop = (slice(y0, y0 + window.sizes["y"]), slice(x0, x0 + window.sizes["x"]))
+        index = self.samples.index
+        steps = [self.samples.read_step(pdx, int(t)) for t in index.inputs[pdx]]
+        target = self.samples.read_step(pdx, int(index.target[pdx]))
+        inputs = np.stack([np.concatenate([s["S2"], s["S1"]])[(slice(None), *crop)] for s in steps])
+        return {
+            "inputs": torch.from_numpy(inputs),
+            "target": torch.from_numpy(np.ascontiguousarray(target["S2"][(slice(None), *crop)])),
+            "input_masks": torch.from_numpy(np.stack([s["masks"][crop] for s in steps])),
+            "target_mask": torch.from_numpy(np.ascontiguousarray(target["masks"][crop])),
+            "input_coverage": torch.tensor([s["coverage"] for s in steps], dtype=torch.float32),
+            "target_coverage": torch.tensor(target["coverage"], dtype=torch.float32),
+            "input_s1_td": torch.tensor([s["S1 TD"] for s in steps]),
+            "input_s2_td": torch.tensor([s["S2 TD"] for s in steps]),
+            "target_s2_td": torch.tensor(target["S2 TD"]),
+            "pdx": pdx, "roi": self.samples.labels[pdx]["roi"], "patch_id": self.samples.labels[pdx]["patch_id"],
+            "input_times": torch.from_numpy(index.inputs[pdx].copy()), "target_time": int(index.target[pdx]),
+            "y0": y0, "x0": x0,
+        }
+
+
+def loader(windows: SampleWindows, batch_size: int = 4, *, shuffle: bool = False, num_workers: int = 0,
+           sampler: torch.utils.data.Sampler | None = None, pin_memory: bool | None = None,
+           drop_last: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over windows that is safe with dask and fast on CUDA.
+
+    Workers start with ``forkserver`` (a forked dask/zarr thread pool can hang),
+    stay alive between epochs, and memory is pinned when CUDA is available.
+    For DDP pass ``sampler=DistributedSampler(windows)`` and call its
+    ``set_epoch`` every epoch.
+    """
+    return torch.utils.data.DataLoader(
+        windows, batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
+        num_workers=num_workers, drop_last=drop_last,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        multiprocessing_context="forkserver" if num_workers > 0 else None,
+        persistent_workers=num_workers > 0)

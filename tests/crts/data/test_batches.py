@@ -1,0 +1,67 @@
+"""Windows and batches: documented shapes and labels, every window once per epoch, also with workers and DDP."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from crts.data import SEN12MSCRTS, SampleWindows, loader
+
+
+@pytest.fixture(scope="module")
+def samples(sampling_cube: Path) -> SEN12MSCRTS:
+    return SEN12MSCRTS(sampling_cube, split="all", n_input_samples=3)
+
+
+def test_batches_have_the_documented_shapes_and_labels(samples: SEN12MSCRTS) -> None:
+    windows = SampleWindows(samples, {"y": 16, "x": 16}, {"y": 8, "x": 8})
+    assert len(windows) == len(samples) * 9  # 3 x 3 windows of 16 px with 8 px overlap on 32 px
+    batch = next(iter(loader(windows, batch_size=4)))
+    assert batch["inputs"].shape == (4, 3, 15, 16, 16) and batch["inputs"].dtype == torch.float32
+    assert batch["target"].shape == (4, 13, 16, 16)
+    assert batch["input_masks"].shape == (4, 3, 16, 16) and batch["target_mask"].shape == (4, 16, 16)
+    assert batch["input_coverage"].shape == (4, 3) and batch["input_s2_td"].shape == (4, 3)
+    assert batch["input_times"].shape == (4, 3)
+    sample = samples[int(batch["pdx"][1])]
+    y0, x0 = int(batch["y0"][1]), int(batch["x0"][1])
+    crop = (slice(y0, y0 + 16), slice(x0, x0 + 16))
+    for k in range(3):  # S2 then S1 channels, cropped at the window
+        np.testing.assert_array_equal(batch["inputs"][1, k, :13].numpy(), sample["input"]["S2"][k][(slice(None), *crop)])
+        np.testing.assert_array_equal(batch["inputs"][1, k, 13:].numpy(), sample["input"]["S1"][k][(slice(None), *crop)])
+    np.testing.assert_array_equal(batch["target"][1].numpy(), sample["target"]["S2"][0][(slice(None), *crop)])
+    assert batch["target_time"][1] == sample["target"]["idx"]
+    assert batch["roi"][1] == samples.labels[int(batch["pdx"][1])]["roi"]
+
+
+def _keys(batches) -> list[tuple[int, int, int]]:
+    return [(int(p), int(y), int(x)) for b in batches for p, y, x in zip(b["pdx"], b["y0"], b["x0"], strict=True)]
+
+
+def test_each_window_once_per_epoch_with_two_workers_and_reshuffled(samples: SEN12MSCRTS) -> None:
+    windows = SampleWindows(samples, {"y": 16, "x": 16})
+    data = loader(windows, batch_size=3, shuffle=True, num_workers=2)
+    first, second = _keys(data), _keys(data)
+    expected = {(p, y, x) for p in range(len(samples)) for y in (0, 16) for x in (0, 16)}
+    assert Counter(first) == Counter(expected) and Counter(second) == Counter(expected)
+    assert first != second
+
+
+def test_distributed_sampler_splits_the_windows(samples: SEN12MSCRTS) -> None:
+    windows = SampleWindows(samples)
+    seen = []
+    for rank in (0, 1):
+        sampler = torch.utils.data.DistributedSampler(windows, num_replicas=2, rank=rank, shuffle=True, seed=3)
+        sampler.set_epoch(1)
+        seen += _keys(loader(windows, batch_size=2, sampler=sampler))
+    everything = {(p, 0, 0) for p in range(len(samples))}
+    assert set(seen) == everything
+    assert len(seen) == len(everything) + len(everything) % 2  # the sampler pads an odd count with one repeat
+
+
+def test_windows_need_cloudy_cloudfree_samples(sampling_cube: Path) -> None:
+    with pytest.raises(ValueError, match="cloudy_cloudfree"):
+        SampleWindows(SEN12MSCRTS(sampling_cube, cloud_masks=None))
