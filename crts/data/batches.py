@@ -79,19 +79,19 @@ class SampleWindows(torch.utils.data.Dataset):
         y0, x0 = int(window.y.values[0]), int(window.x.values[0])
         crop = (slice(y0, y0 + window.sizes["y"]), slice(x0, x0 + window.sizes["x"]))
         index = self.samples.index
-        steps = [self.samples.read_step(pdx, int(t)) for t in index.inputs[pdx]]
-        target = self.samples.read_step(pdx, int(index.target[pdx]))
-        inputs = np.stack([np.concatenate([s["S2"], s["S1"]])[(slice(None), *crop)] for s in steps])
+        inputs = self.samples.read_steps(pdx, [int(t) for t in index.inputs[pdx]])
+        target = self.samples.read_steps(pdx, [int(index.target[pdx])])
+        every = (slice(None), slice(None), *crop)
         return {
-            "inputs": torch.from_numpy(inputs),
-            "target": torch.from_numpy(np.ascontiguousarray(target["S2"][(slice(None), *crop)])),
-            "input_masks": torch.from_numpy(np.stack([s["masks"][crop] for s in steps])),
-            "target_mask": torch.from_numpy(np.ascontiguousarray(target["masks"][crop])),
-            "input_coverage": torch.tensor([s["coverage"] for s in steps], dtype=torch.float32),
-            "target_coverage": torch.tensor(target["coverage"], dtype=torch.float32),
-            "input_s1_td": torch.tensor([s["S1 TD"] for s in steps]),
-            "input_s2_td": torch.tensor([s["S2 TD"] for s in steps]),
-            "target_s2_td": torch.tensor(target["S2 TD"]),
+            "inputs": torch.from_numpy(np.concatenate([inputs["S2"][every], inputs["S1"][every]], axis=1)),
+            "target": torch.from_numpy(target["S2"][every][0].copy()),
+            "input_masks": torch.from_numpy(inputs["masks"][(slice(None), *crop)].copy()),
+            "target_mask": torch.from_numpy(target["masks"][0][crop].copy()),
+            "input_coverage": torch.tensor(inputs["coverage"], dtype=torch.float32),
+            "target_coverage": torch.tensor(target["coverage"][0], dtype=torch.float32),
+            "input_s1_td": torch.tensor(inputs["S1 TD"]),
+            "input_s2_td": torch.tensor(inputs["S2 TD"]),
+            "target_s2_td": torch.tensor(target["S2 TD"][0]),
             "pdx": pdx, "roi": self.samples.labels[pdx]["roi"], "patch_id": self.samples.labels[pdx]["patch_id"],
             "input_times": torch.from_numpy(index.inputs[pdx].copy()), "target_time": int(index.target[pdx]),
             "y0": y0, "x0": x0,

@@ -11,7 +11,9 @@ S1_LAUNCH = np.datetime64("2014-04-03")
 
 def scale_s2(s2: np.ndarray, method: str = "default") -> np.ndarray:
     """S2 digital numbers clipped to [0, 10000], then / 10000 ('default', [0, 1]) or / 2000 ('resnet', [0, 5])."""
-    return (np.clip(s2, 0, 10000).astype(np.float32) / np.float32(10000 if method == "default" else 2000))
+    out = s2.astype(np.float32)  # one allocation, then in place: large stacks are memory-bound
+    np.clip(out, 0, 10000, out=out)
+    return np.divide(out, np.float32(10000 if method == "default" else 2000), out=out)
 
 
 def scale_s1(s1: np.ndarray, method: str = "default") -> np.ndarray:
@@ -25,8 +27,13 @@ def scale_s1(s1: np.ndarray, method: str = "default") -> np.ndarray:
     else:
         low, high, span = np.array([-25.0, -32.5]), np.array([0.0, 0.0]), 2.0
     low, high = low.reshape(2, 1, 1).astype(np.float32), high.reshape(2, 1, 1).astype(np.float32)  # band axis -3
-    scaled = (np.clip(s1, low, high) - low) / (high - low) * np.float32(span)
-    return np.nan_to_num(scaled.astype(np.float32), nan=0.0)
+    out = s1.astype(np.float32)
+    np.clip(out, low, high, out=out)
+    np.subtract(out, low, out=out)
+    np.divide(out, high - low, out=out)
+    if span != 1.0:
+        np.multiply(out, np.float32(span), out=out)
+    return np.nan_to_num(out, nan=0.0, copy=False)
 
 
 def days_since_s1_launch(dates: np.ndarray) -> np.ndarray:

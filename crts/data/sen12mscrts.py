@@ -180,24 +180,36 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         table = self.s1_paths if modality == "S1" else self.s2_paths
         return str(self.source_root / str(table[pdx, t]))
 
-    def read_step(self, pdx: int, t: int) -> dict:
-        """One time step of one sample: scaled S1 and S2, mask, coverage, dates, paths, bounds."""
+    def _images(self, name: str, p: int, steps: list[int]) -> np.ndarray:
+        """Images of the given steps of the patch stored at ``p``: the whole shard at once when all are wanted."""
+        array = self._array(name)
+        if len(steps) == array.shape[1]:
+            return array[p]
+        return np.stack([array[p, t] for t in steps])  # per-step basic reads: the fast path for a few steps
+
+    def read_steps(self, pdx: int, steps: list[int]) -> dict:
+        """Stacked arrays of some time steps of one sample: scaled ``S1`` (n, 2, H, W) and ``S2`` (n, 13, H, W),
+        ``masks`` (n, H, W), and per-step ``coverage``, ``S1 TD``, ``S2 TD``, paths, ``coord``, ``idx`` lists."""
         p = int(self.positions[pdx])
+        s2 = self._images("S2", p, steps)
         if self.cloud_masks is None:
-            mask = np.ones(self._array("S2").shape[-2:], np.float32)
+            masks = np.ones((len(steps), *s2.shape[-2:]), np.float32)
         elif self.cloud_masks == "cloud_cloudshadow_mask":
-            mask = (self._array("cloud_cloudshadow_mask")[p, t] > 0).astype(np.float32)
+            masks = (self._images("cloud_cloudshadow_mask", p, steps) > 0).astype(np.float32)
         else:
-            mask = self._array(self.cloud_masks)[p, t].astype(np.float32)
-        return {"S1": scale_s1(self._array("S1")[p, t], self.rescale_method),
-                "S2": scale_s2(self._array("S2")[p, t], self.rescale_method), "masks": mask,
-                "coverage": float(self.coverage[pdx, t]), "S1 TD": int(self.s1_td[pdx, t]),
-                "S2 TD": int(self.s2_td[pdx, t]), "S1 path": self._path("S1", pdx, t),
-                "S2 path": self._path("S2", pdx, t), "coord": self.coords[pdx].tolist(), "idx": int(t)}
+            masks = self._images(self.cloud_masks, p, steps).astype(np.float32)
+        return {"S1": scale_s1(self._images("S1", p, steps), self.rescale_method),
+                "S2": scale_s2(s2, self.rescale_method), "masks": masks,
+                "coverage": [float(self.coverage[pdx, t]) for t in steps],
+                "S1 TD": [int(self.s1_td[pdx, t]) for t in steps], "S2 TD": [int(self.s2_td[pdx, t]) for t in steps],
+                "S1 path": [self._path("S1", pdx, t) for t in steps],
+                "S2 path": [self._path("S2", pdx, t) for t in steps],
+                "coord": [self.coords[pdx].tolist()] * len(steps), "idx": list(steps)}
 
     def _series(self, pdx: int, steps: list[int]) -> dict:
-        reads = [self.read_step(pdx, t) for t in steps]
-        return {key: [r[key] for r in reads] for key in reads[0]}
+        """The original's per-step lists of arrays."""
+        read = self.read_steps(pdx, steps)
+        return {**read, "S1": list(read["S1"]), "S2": list(read["S2"]), "masks": list(read["masks"])}
 
     def __getitem__(self, pdx: int) -> dict:
         if self.sample_type == "generic":
