@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+import zarr
 from natsort import natsort_keygen
 from rasterio.transform import Affine
 
@@ -74,6 +75,18 @@ def sample_order(ds: xr.Dataset) -> np.ndarray:
     keys = [(table.get((g, int(r)), len(table)), natural(str(p)))
             for g, r, p in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True)]
     return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=int)
+
+
+def stored_order(path: str | os.PathLike) -> np.ndarray:
+    """For each patch in sample order (as :func:`open_cube` gives them), its position in the store."""
+    group = zarr.open_group(path, mode="r")
+    return sample_order(xr.Dataset({name: ("patch", group[name][:]) for name in ("roi_group", "roi", "patch_id")}))
+
+
+def patch_bounds(ds: xr.Dataset) -> np.ndarray:
+    """Bounds (left, bottom, right, top) of every patch in its CRS, shape (patch, 4)."""
+    t, width, height = ds.transform.values, ds.sizes["x"], ds.sizes["y"]
+    return np.stack([t[:, 2], t[:, 5] + t[:, 4] * height, t[:, 2] + t[:, 0] * width, t[:, 5]], axis=1)
 
 
 def patch_index(ds: xr.Dataset, roi: str | Roi, patch_id: int) -> int:

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import xarray as xr
 import zarr
 
 from cube import open_cube
 from cube.clouds import require_clouds
 from cube.detectors import DETECTORS
 from cube.layout import parse_ts_path
-from cube.rois import Roi, select_rois
-from cube.store import sample_order
+from cube.rois import select_rois
+from cube.store import patch_bounds, stored_order
 
 from .index_files import (
     index_file_name,
@@ -101,7 +100,7 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         if cloud_masks is not None:
             require_clouds(ds, cloud_masks)
         self.source_root = Path(ds.attrs["source_root"])
-        stored = _stored_positions(self.cube)  # sample order -> position on disk, for direct zarr reads
+        stored = stored_order(self.cube)  # sample order -> position on disk, for direct zarr reads
         chosen = {(r.group, r.number) for r in select_rois(split, region)}
         keep = np.array([(g, int(r)) in chosen for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)])
         if not keep.any():
@@ -113,9 +112,7 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         self.s2_td = days_since_s1_launch(ds.S2_date.values[keep])
         self.s1_paths = ds.S1_path.values[keep]
         self.s2_paths = ds.S2_path.values[keep]
-        transform, size = ds.transform.values[keep], ds.sizes["x"]
-        self.coords = np.stack([transform[:, 2], transform[:, 5] + transform[:, 4] * size,
-                                transform[:, 2] + transform[:, 0] * size, transform[:, 5]], axis=1)
+        self.coords = patch_bounds(ds)[keep]
         self.valid = ds.valid.sel(modality="S2").values[keep]
         self.coverage = (ds.coverage.sel(detector=cloud_masks).values[keep] if cloud_masks
                          else np.where(self.valid, 1.0, np.nan))
@@ -220,13 +217,6 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
                 "coverage bin": bool(self.index.coverage_bin[pdx])}
 
 
-def _stored_positions(path: Path) -> np.ndarray:
-    """For each patch in sample order, its position in the store."""
-    group = zarr.open_group(path, mode="r")
-    labels = xr.Dataset({name: ("patch", group[name][:]) for name in ("roi_group", "roi", "patch_id")})
-    return sample_order(labels)
-
-
 def _strings(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -236,5 +226,3 @@ def _strings(value: object) -> list[str]:
         return [s for v in value for s in _strings(v)]
     return []
 
-
-__all__ = ["SEN12MSCRTS", "Roi"]

@@ -1,0 +1,88 @@
+"""SEN12MS-CR (mono-temporal) samples from a cube: S1, cloudy S2 and cloud-free S2 of one patch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from cube import open_cube
+from cube.detectors import (
+    DETECTORS,
+    cloud_cloudshadow_mask,
+    s2cloudless_map,
+    s2cloudless_mask,
+    s2cloudless_probability,
+)
+from cube.rois import select_rois
+from cube.store import patch_bounds, stored_order
+
+from .scaling import RESCALE_METHODS, scale_s1, scale_s2
+
+
+class SEN12MSCR(torch.utils.data.Dataset):
+    """Mono-temporal SEN12MS-CR triplets read from a cube made from the SEN12MS-CR layout.
+
+    Each sample is ``{'input': {'S1', 'S2', 'masks', 'coverage', 'S1 path', 'S2 path', 'coord'},
+    'target': {'S2', 'S2 path', 'coord'}}``: ``input`` S2 is the cloudy image
+    (13, H, W), ``target`` S2 the cloud-free one, S1 (2, H, W), scaled per
+    ``rescale_method`` as for :class:`SEN12MSCRTS`. The mask of the cloudy image
+    is computed when the sample is read, as the original loader does (the cloud
+    pass covers multi-temporal cubes); ``cloud_masks=None`` gives ones.
+
+    Examples
+    --------
+    >>> data = SEN12MSCR("sen12mscr.zarr", split="test")  # doctest: +SKIP
+    """
+
+    def __init__(self, cube: str | os.PathLike, split: str = "all", region: str = "all",
+                 cloud_masks: str | None = "s2cloudless_mask", rescale_method: str = "default") -> None:
+        if cloud_masks is not None and cloud_masks not in DETECTORS:
+            raise ValueError(f"invalid cloud_masks {cloud_masks!r}: choose from {', '.join(DETECTORS)} or None")
+        if rescale_method not in RESCALE_METHODS:
+            raise ValueError(f"invalid rescale_method {rescale_method!r}: choose from {', '.join(RESCALE_METHODS)}")
+        self.cube, self.cloud_masks, self.rescale_method = Path(cube), cloud_masks, rescale_method
+        ds = open_cube(self.cube, chunks=None)
+        if ds.attrs["layout"] != "sen12mscr":
+            raise ValueError(f"{self.cube}: a {ds.attrs['dataset']} cube; use SEN12MSCRTS for it")
+        chosen = {(r.group, r.number) for r in select_rois(split, region)}
+        keep = np.array([(g, int(r)) in chosen for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)])
+        self.positions = stored_order(self.cube)[keep]
+        root = Path(ds.attrs["source_root"])
+        self.paths = {m: [str(root / p) for p in ds[f"{m}_path"].values[keep]] for m in ("S1", "S2", "S2_cloudy")}
+        self.coords = patch_bounds(ds)[keep]
+        self._arrays: dict[str, zarr.Array] = {}
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_arrays": {}}
+
+    def _read(self, name: str, pdx: int) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = zarr.open_array(self.cube / name, mode="r")
+        return self._arrays[name][int(self.positions[pdx])]
+
+    def _mask(self, cloudy: np.ndarray) -> np.ndarray:
+        if self.cloud_masks is None:
+            return np.ones(cloudy.shape[1:], np.float32)
+        if self.cloud_masks == "s2cloudless_mask":
+            return s2cloudless_mask(cloudy).astype(np.float32)
+        if self.cloud_masks == "s2cloudless_map":
+            return s2cloudless_map(s2cloudless_probability(cloudy))
+        return cloud_cloudshadow_mask(cloudy).astype(np.float32)
+
+    def __getitem__(self, pdx: int) -> dict:
+        cloudy = self._read("S2_cloudy", pdx)
+        mask = self._mask(cloudy)
+        coord = self.coords[pdx].tolist()
+        return {"input": {"S1": scale_s1(self._read("S1", pdx), self.rescale_method),
+                          "S2": scale_s2(cloudy, self.rescale_method), "masks": mask,
+                          "coverage": float(mask.mean()), "S1 path": self.paths["S1"][pdx],
+                          "S2 path": self.paths["S2_cloudy"][pdx], "coord": coord},
+                "target": {"S2": scale_s2(self._read("S2", pdx), self.rescale_method),
+                           "S2 path": self.paths["S2"][pdx], "coord": coord}}
