@@ -1,0 +1,206 @@
+"""Training the 3D ResNet from cube batches: L1, Adam, the original's linear decay; resumable, DDP-ready.
+
+Determinism: the order of samples in an epoch depends only on (seed, epoch) and
+the random crops of a step only on (seed, step), so a run resumed from a
+checkpoint (model, optimizer, scheduler, position in the epoch) continues to
+the same weights as an uninterrupted one on the CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from .data import SEN12MSCRTS, SampleWindows
+from .models import LeastCloudy, ResNet3D
+from .models.checkpoints import save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (JSON in ``RUN_DIR/config.json``)."""
+
+    cube: str
+    out: str = "runs/train"
+    region: str = "all"
+    cloud_masks: str = "s2cloudless_mask"
+    n_input_samples: int = 3
+    min_cov: float = 0.0
+    max_cov: float = 1.0
+    crop: int = 128
+    batch_size: int = 4
+    lr: float = 2e-4
+    beta1: float = 0.5
+    epochs: int = 100
+    epochs_decay: int = 100
+    max_steps: int | None = None
+    checkpoint_every: int = 500
+    features: int = 256
+    blocks: int = 16
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike, **overrides: object) -> TrainConfig:
+        """A config from a JSON file, with non-None ``overrides`` on top."""
+        values = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _device(choice: str, local_rank: int) -> torch.device:
+    if choice == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(choice)
+
+
+def _crops(batch: dict, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random ``size`` crop per sample of inputs and target, drawn from ``generator``."""
+    h, w = batch["target"].shape[-2:]
+    ys = torch.randint(0, h - size + 1, (len(batch["target"]),), generator=generator)
+    xs = torch.randint(0, w - size + 1, (len(batch["target"]),), generator=generator)
+    inputs = torch.stack([x[..., y:y + size, z:z + size] for x, y, z in zip(batch["inputs"], ys, xs, strict=True)])
+    target = torch.stack([x[..., y:y + size, z:z + size] for x, y, z in zip(batch["target"], ys, xs, strict=True)])
+    return inputs, target
+
+
+def _to_model_scale(x: torch.Tensor) -> torch.Tensor:
+    return x * 2 - 1
+
+
+def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.device, batch_size: int) -> dict:
+    """Mean L1 (model scale) of the model and of the least-cloudy baseline over the validation windows."""
+    loader = torch.utils.data.DataLoader(windows, batch_size=batch_size)
+    totals = {"val_l1": 0.0, "val_l1_least_cloudy": 0.0}
+    count = 0
+    model.eval()
+    with torch.no_grad():
+        for batch in loader:
+            inputs, target = _to_model_scale(batch["inputs"].to(device)), _to_model_scale(batch["target"].to(device))
+            totals["val_l1"] += torch.nn.functional.l1_loss(model(inputs), target, reduction="sum").item()
+            baseline = LeastCloudy()(inputs, batch["input_masks"].to(device))
+            totals["val_l1_least_cloudy"] += torch.nn.functional.l1_loss(baseline, target, reduction="sum").item()
+            count += target.numel()
+    model.train()
+    return {k: v / count for k, v in totals.items()}
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train, logging to ``RUN_DIR/log.csv`` and TensorBoard, checkpointing to ``RUN_DIR/last.pt``.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) it trains with DDP (gloo on CPU, nccl on
+    CUDA); only rank 0 writes. Returns the run folder.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(config.device, local_rank)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    run = Path(config.out)
+    checkpoint = run / "last.pt"
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        if not resume and checkpoint.exists():
+            raise FileExistsError(f"{run} holds a run already: pass --resume to continue it, or another --out")
+        (run / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    torch.manual_seed(config.seed)
+
+    def selection(split: str) -> SampleWindows:
+        return SampleWindows(SEN12MSCRTS(config.cube, split=split, region=config.region,
+                                         cloud_masks=config.cloud_masks, n_input_samples=config.n_input_samples,
+                                         min_cov=config.min_cov, max_cov=config.max_cov))
+
+    train_windows, val_windows = selection("train"), selection("val")
+    model = ResNet3D(n_inputs=config.n_input_samples, features=config.features, blocks=config.blocks).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1))
+    step = epoch = position = 0
+    if resume and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        step, epoch, position = saved["step"], saved["epoch"], saved["position"]
+    net = DistributedDataParallel(model) if world > 1 else model
+    amp = config.amp and device.type == "cuda"
+    writer = _writer(run) if rank == 0 else None
+    log = (run / "log.csv").open("a", newline="") if rank == 0 else None
+    columns = ["step", "epoch", "loss", "lr", "samples_per_s", "val_l1", "val_l1_least_cloudy"]
+    if log is not None and log.tell() == 0:
+        csv.writer(log).writerow(columns)
+
+    def save() -> None:
+        if rank == 0:
+            save_checkpoint(checkpoint, model, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                            step=step, epoch=epoch, position=position, train_config=json.dumps(asdict(config)))
+
+    total_epochs = config.epochs + config.epochs_decay
+    bar = tqdm(total=config.max_steps, initial=step, desc="training", unit="step", disable=not progress or rank)
+    done = config.max_steps is not None and step >= config.max_steps
+    while epoch < total_epochs and not done:
+        order = torch.randperm(len(train_windows), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
+        mine = order[rank::world].tolist()
+        batches = torch.utils.data.DataLoader(
+            train_windows, batch_size=config.batch_size, sampler=mine[position * config.batch_size:],
+            num_workers=config.num_workers, pin_memory=device.type == "cuda",
+            multiprocessing_context="forkserver" if config.num_workers else None)
+        for batch in batches:
+            start = time.perf_counter()
+            inputs, target = _crops(batch, config.crop, torch.Generator().manual_seed(config.seed * 7919 + step))
+            inputs = _to_model_scale(inputs.to(device, non_blocking=True))
+            target = _to_model_scale(target.to(device, non_blocking=True))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = torch.nn.functional.l1_loss(net(inputs).float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step, position = step + 1, position + 1
+            rate = len(target) * world / (time.perf_counter() - start)
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{rate:.1f}")
+            if log is not None:
+                csv.writer(log).writerow([step, epoch, loss.item(), scheduler.get_last_lr()[0], rate, "", ""])
+                writer.add_scalar("train/l1", loss.item(), step)
+            if step % config.checkpoint_every == 0:
+                save()
+            if config.max_steps is not None and step >= config.max_steps:
+                done = True
+                break
+        if not done:
+            epoch, position = epoch + 1, 0
+            scheduler.step()
+            if rank == 0:
+                scores = _validate(model, val_windows, device, config.batch_size)
+                csv.writer(log).writerow([step, epoch, "", scheduler.get_last_lr()[0], "", scores["val_l1"],
+                                          scores["val_l1_least_cloudy"]])
+                for name, value in scores.items():
+                    writer.add_scalar(f"val/{name}", value, step)
+    save()
+    bar.close()
+    if rank == 0:
+        log.close()
+        writer.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return run
+
+
+def _writer(run: Path) -> object:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(run / "tensorboard")

@@ -1,0 +1,69 @@
+"""Training from cube batches: it learns, it resumes exactly, it runs under torchrun."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from crts.data import SEN12MSCRTS, SampleWindows, loader
+from crts.models import ResNet3D, load_checkpoint
+from crts.train import TrainConfig, train
+
+
+def _config(cube: Path, out: Path, **changes: object) -> TrainConfig:
+    base = TrainConfig(cube=str(cube), out=str(out), crop=16, batch_size=2, features=8, blocks=1,
+                       n_input_samples=2, epochs=2, epochs_decay=2, checkpoint_every=2, seed=5)
+    return dataclasses.replace(base, **changes)
+
+
+def test_a_tiny_model_overfits_one_batch(sampling_cube: Path) -> None:
+    torch.manual_seed(0)
+    batch = next(iter(loader(SampleWindows(SEN12MSCRTS(sampling_cube, split="train", n_input_samples=2),
+                                           {"y": 16, "x": 16}), batch_size=4)))
+    inputs, target = batch["inputs"] * 2 - 1, batch["target"] * 2 - 1
+    model = ResNet3D(n_inputs=2, features=16, blocks=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    losses = []
+    for _ in range(300):
+        loss = torch.nn.functional.l1_loss(model(inputs), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert min(losses[-10:]) < losses[0] / 10
+
+
+def test_resume_continues_to_the_same_weights(sampling_cube: Path, tmp_path: Path) -> None:
+    whole = train(_config(sampling_cube, tmp_path / "whole", max_steps=7), progress=False)
+    part = _config(sampling_cube, tmp_path / "part", max_steps=4)
+    train(part, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(part, progress=False)
+    resumed = train(dataclasses.replace(part, max_steps=7), resume=True, progress=False)
+    a, saved_a = load_checkpoint(whole / "last.pt")
+    b, saved_b = load_checkpoint(resumed / "last.pt")
+    assert saved_a["step"] == saved_b["step"] == 7
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    log = (resumed / "log.csv").read_text().splitlines()
+    assert log[0].startswith("step,epoch,loss") and len([row for row in log if row[0].isdigit()]) >= 7
+    assert (resumed / "tensorboard").is_dir()
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_on_cpu(sampling_cube: Path, tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "crts", "train",
+                             "--cube", str(sampling_cube), "--out", str(out), "--crop", "16", "--batch-size", "2",
+                             "--features", "8", "--blocks", "1", "--n-input-samples", "2", "--max-steps", "2",
+                             "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model, saved = load_checkpoint(out / "last.pt")
+    assert saved["step"] == 2 and model.config["features"] == 8
