@@ -67,3 +67,15 @@ def test_torchrun_with_two_processes_on_cpu(sampling_cube: Path, tmp_path: Path)
     assert result.returncode == 0, result.stderr[-2000:]
     model, saved = load_checkpoint(out / "last.pt")
     assert saved["step"] == 2 and model.config["features"] == 8
+
+
+@pytest.mark.slow
+def test_a_short_run_beats_the_least_cloudy_baseline_on_val(sampling_cube: Path, tmp_path: Path) -> None:
+    import csv
+
+    config = _config(sampling_cube, tmp_path / "run", crop=32, batch_size=4, features=16, blocks=2,
+                     n_input_samples=3, min_cov=0.05, epochs=40, epochs_decay=0, lr=1e-3, checkpoint_every=1000)
+    run = train(config, progress=False)
+    rows = [row for row in csv.DictReader((run / "log.csv").open()) if row["val_l1"]]
+    first, last = rows[0], rows[-1]
+    assert float(last["val_l1"]) < float(last["val_l1_least_cloudy"]) < float(first["val_l1"])
