@@ -181,6 +181,8 @@ _TRAIN_HELP = {
     "features": "ResNet width F", "blocks": "residual blocks B of the encoder", "seed": "random seed",
     "device": "auto (CUDA when available), cpu, cuda, cuda:1, ...", "amp": "bfloat16 autocast on CUDA",
     "num_workers": "DataLoader worker processes",
+    "init_encoder": "initialise the encoder from the original's baseline_resnet.pth",
+    "freeze_encoder_steps": "keep the encoder frozen for this many steps (the original: 100000)",
 }
 
 
@@ -202,7 +204,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         if f.type in ("bool", bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_TRAIN_HELP[f.name])
         else:
-            kind = {"int": int, "float": float, "str": str, "int | None": int}[str(f.type)]
+            kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}[str(f.type)]
             p.add_argument(flag, type=kind, default=None, help=f"{_TRAIN_HELP[f.name]} (default: {f.default})")
     p.set_defaults(run=_run_train)
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .data import SEN12MSCRTS, SampleWindows
 from .models import LeastCloudy, ResNet3D
-from .models.checkpoints import save_checkpoint
+from .models.checkpoints import load_original_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -50,6 +50,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     num_workers: int = 0
+    init_encoder: str | None = None
+    freeze_encoder_steps: int = 0
 
     @classmethod
     def from_json(cls, path: str | os.PathLike, **overrides: object) -> TrainConfig:
@@ -125,7 +127,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                                          min_cov=config.min_cov, max_cov=config.max_cov))
 
     train_windows, val_windows = selection("train"), selection("val")
-    model = ResNet3D(n_inputs=config.n_input_samples, features=config.features, blocks=config.blocks).to(device)
+    model = ResNet3D(n_inputs=config.n_input_samples, features=config.features, blocks=config.blocks)
+    if config.init_encoder:  # the mono-temporal pre-trained network (baseline_resnet.pth), as the original offers
+        load_original_checkpoint(config.init_encoder, model)
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1))
@@ -161,6 +166,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             multiprocessing_context="forkserver" if config.num_workers else None)
         for batch in batches:
             start = time.perf_counter()
+            model.model_initial.requires_grad_(step >= config.freeze_encoder_steps)
             inputs, target = _crops(batch, config.crop, torch.Generator().manual_seed(config.seed * 7919 + step))
             inputs = _to_model_scale(inputs.to(device, non_blocking=True))
             target = _to_model_scale(target.to(device, non_blocking=True))

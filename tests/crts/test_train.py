@@ -79,3 +79,18 @@ def test_a_short_run_beats_the_least_cloudy_baseline_on_val(sampling_cube: Path,
     rows = [row for row in csv.DictReader((run / "log.csv").open()) if row["val_l1"]]
     first, last = rows[0], rows[-1]
     assert float(last["val_l1"]) < float(last["val_l1_least_cloudy"]) < float(first["val_l1"])
+
+
+def test_encoder_from_baseline_resnet_stays_frozen_then_learns(sampling_cube: Path, tmp_path: Path) -> None:
+    encoder = ResNet3D(n_inputs=2, features=8, blocks=1).model_initial.state_dict()
+    torch.save({f"model.{k}": v for k, v in encoder.items()}, tmp_path / "baseline_resnet.pth")
+    pretrained = str(tmp_path / "baseline_resnet.pth")
+    frozen = train(_config(sampling_cube, tmp_path / "frozen", max_steps=3, init_encoder=pretrained,
+                           freeze_encoder_steps=3), progress=False)
+    model, _ = load_checkpoint(frozen / "last.pt")
+    for name, value in model.model_initial.state_dict().items():
+        assert torch.equal(value, encoder[name]), name
+    thawed = train(_config(sampling_cube, tmp_path / "thawed", max_steps=3, init_encoder=pretrained,
+                           freeze_encoder_steps=1), progress=False)
+    model, _ = load_checkpoint(thawed / "last.pt")
+    assert not torch.equal(model.model_initial[0].weight, encoder["0.weight"])
