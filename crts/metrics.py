@@ -1,0 +1,95 @@
+"""The paper's image metrics (reference section 8), per image on batches, on CPU or CUDA.
+
+All take predictions and targets (N, C, H, W) scaled to [0, 1] and return one
+value per image (N,); average them over the test samples for the reported
+numbers (:func:`evaluate_batch` does both).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
+
+
+def rmse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Root mean squared error per image; with ``mask`` (N, H, W) only over its True pixels (NaN if none)."""
+    return torch.sqrt(_mean((prediction - target) ** 2, mask))
+
+
+def mae(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error per image; with ``mask`` (N, H, W) only over its True pixels (NaN if none)."""
+    return _mean((prediction - target).abs(), mask)
+
+
+def _mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return values.flatten(1).mean(1)
+    weights = mask[:, None].expand_as(values).to(values.dtype)
+    return (values * weights).flatten(1).sum(1) / weights.flatten(1).sum(1)  # 0/0 = NaN: no such pixel
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """20 log10(1 / RMSE) per image; +inf for a perfect prediction."""
+    return 20 * torch.log10(1 / rmse(prediction, target))
+
+
+def sam(prediction: torch.Tensor, target: torch.Tensor, degrees: bool = True) -> torch.Tensor:
+    """Spectral angle per pixel, averaged per image: degrees (UnCRtainTS) or radians (the 2022 toolbox).
+
+    Pixels where either spectrum is all zero have no angle and are left out.
+    """
+    cosine = (prediction * target).sum(1) / (prediction.norm(dim=1) * target.norm(dim=1))
+    angle = torch.acos(torch.clamp(cosine, -1, 1))
+    angle = torch.rad2deg(angle) if degrees else angle
+    return angle.flatten(1).nanmean(1)
+
+
+def _gaussian_window(channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    coords = torch.arange(SSIM_WINDOW, dtype=torch.float64) - SSIM_WINDOW // 2
+    g = torch.exp(-(coords**2) / (2 * SSIM_SIGMA**2))
+    g = g / g.sum()
+    window = (g[:, None] @ g[None, :]).to(device=device, dtype=dtype)
+    return window.expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
+
+
+def ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Structural similarity per image: 11x11 Gaussian window (sigma 1.5), zero padding, per channel,
+    C1 = 0.01^2, C2 = 0.03^2, the SSIM map averaged over channels and pixels (pytorch-ssim convention)."""
+    channels = prediction.shape[1]
+    window = _gaussian_window(channels, prediction.device, prediction.dtype)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, window, padding=SSIM_WINDOW // 2, groups=channels)
+
+    mu_p, mu_t = blur(prediction), blur(target)
+    var_p = blur(prediction * prediction) - mu_p**2
+    var_t = blur(target * target) - mu_t**2
+    cov = blur(prediction * target) - mu_p * mu_t
+    ssim_map = ((2 * mu_p * mu_t + SSIM_C1) * (2 * cov + SSIM_C2)) / (
+        (mu_p**2 + mu_t**2 + SSIM_C1) * (var_p + var_t + SSIM_C2))
+    return ssim_map.flatten(1).mean(1)
+
+
+def evaluate_batch(prediction: torch.Tensor, target: torch.Tensor, cloudy: torch.Tensor | None = None
+                   ) -> dict[str, torch.Tensor]:
+    """Every metric per image: RMSE, MAE, PSNR, SAM (degrees), SSIM, and, given the union of the input
+    masks ``cloudy`` (N, H, W), RMSE and MAE over cloudy and over clear pixels."""
+    prediction, target = prediction.float(), target.float()
+    out = {"rmse": rmse(prediction, target), "mae": mae(prediction, target), "psnr": psnr(prediction, target),
+           "sam": sam(prediction, target), "ssim": ssim(prediction, target)}
+    if cloudy is not None:
+        cloudy = cloudy.bool()
+        out |= {"rmse_cloudy": rmse(prediction, target, cloudy), "mae_cloudy": mae(prediction, target, cloudy),
+                "rmse_clear": rmse(prediction, target, ~cloudy), "mae_clear": mae(prediction, target, ~cloudy)}
+    return out
+
+
+def aggregate(per_image: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Means over images (NaN entries, e.g. no cloudy pixel, left out; PSNR of perfect images stays inf)."""
+    return {name: (math.inf if torch.isinf(v).any() and name == "psnr" else float(v.nanmean()))
+            for name, v in per_image.items()}
