@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from cube.clouds import compute_clouds
+from crts.evaluate import BASELINES, evaluate, open_run
+from crts.report import write_report
 from crts.train import TrainConfig, train
 from cube.conversion import ON_ERROR, convert
 from cube.detectors import DETECTORS
@@ -45,7 +47,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a synthetic data set already at OUT")
     p.add_argument("--preview", metavar="PNG", default=None,
                    help="also draw the first patch's time series next to its ground truth into PNG")
-    p.set_defaults(run=_run_synth)
+    p.set_defaults(handler=_run_synth)
 
 
 def _run_synth(args: argparse.Namespace) -> None:
@@ -84,7 +86,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="FILE", default=None, help="write a JSON report of the conversion")
     p.add_argument("--detectors", type=_comma_list, default=list(DETECTORS), metavar="LIST",
                    help=f"cloud pass after the conversion (default: {','.join(DETECTORS)}); 'none' skips it")
-    p.set_defaults(run=_run_convert)
+    p.set_defaults(handler=_run_convert)
 
 
 def _run_convert(args: argparse.Namespace) -> None:
@@ -123,7 +125,7 @@ def _add_clouds(sub: argparse._SubParsersAction) -> None:
                        help="local worker processes (default: all cores; 1 = no dask cluster)")
     where.add_argument("--scheduler", metavar="ADDRESS", default=None, help="a running dask.distributed scheduler")
     p.add_argument("--resume", action="store_true", help="finish an interrupted cloud pass")
-    p.set_defaults(run=_run_clouds)
+    p.set_defaults(handler=_run_clouds)
 
 
 def _run_clouds(args: argparse.Namespace) -> None:
@@ -150,7 +152,7 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
                    help="also write coverage histogram, coverage by month and region, clear share by split")
     p.add_argument("--truth", action="store_true",
                    help="for a cube of synthetic data: precision, recall and IoU of each detector vs the truth")
-    p.set_defaults(run=_run_stats)
+    p.set_defaults(handler=_run_stats)
 
 
 def _run_stats(args: argparse.Namespace) -> None:
@@ -206,7 +208,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         else:
             kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}[str(f.type)]
             p.add_argument(flag, type=kind, default=None, help=f"{_TRAIN_HELP[f.name]} (default: {f.default})")
-    p.set_defaults(run=_run_train)
+    p.set_defaults(handler=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> None:
@@ -221,7 +223,59 @@ def _run_train(args: argparse.Namespace) -> None:
     print(f"run: {run} (checkpoint {run / 'last.pt'}, log {run / 'log.csv'})")
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_convert, _add_clouds, _add_stats, _add_train)
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="predict a split with a model or baseline and write predictions and metrics into the cube",
+        description="Predict every sample of a split with a checkpoint of `crts train` or a baseline, score it with "
+                    "the paper's metrics and write predictions and per-sample metrics into CUBE/runs/NAME (the "
+                    "cube's own variables are never modified; a run appears only when complete).",
+        epilog="example: crts evaluate --cube cube.zarr --checkpoint runs/a/last.pt --split test --run resnet_a")
+    p.add_argument("--cube", required=True, help="the cube")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="a checkpoint written by crts train")
+    model.add_argument("--baseline", choices=sorted(BASELINES), help="a baseline instead of a model")
+    p.add_argument("--split", choices=SPLITS, default="test", help="split to predict (default: test)")
+    p.add_argument("--region", choices=REGIONS, default="all", help="region (default: all)")
+    p.add_argument("--cloud-masks", choices=DETECTORS, default="s2cloudless_mask",
+                   help="detector for choosing inputs/target and for the cloudy/clear metrics")
+    p.add_argument("--n-input-samples", type=int, default=None, help="default: the checkpoint's, or 3")
+    p.add_argument("--import-index", metavar="FILE", help="index file (.npy as published, or .json) to use")
+    p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default: 4)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, ...")
+    p.add_argument("--run", required=True, help="name of the run in the cube")
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    path = evaluate(args.cube, args.run, checkpoint=args.checkpoint, baseline=args.baseline, split=args.split,
+                    region=args.region, cloud_masks=args.cloud_masks, n_input_samples=args.n_input_samples,
+                    import_index=args.import_index, batch_size=args.batch_size, device=args.device)
+    ds = open_run(args.cube, args.run)
+    means = ", ".join(f"{m} {float(ds[m].mean()):.4f}" for m in ("rmse", "mae", "psnr", "sam", "ssim"))
+    print(f"run {args.run}: {ds.sizes['sample']} samples -> {path}; {means}")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="metric tables and figures of evaluation runs",
+        description="Tables of every metric by run, overall, by region and by input-coverage bin (report.md and "
+                    "CSV), and figures: true-colour inputs, target and predictions with error maps, and RMSE "
+                    "against input coverage.",
+        epilog="example: crts report cube.zarr --runs resnet_a,least_cloudy,mosaic --out report/")
+    p.add_argument("cube", metavar="CUBE", help="the cube holding the runs")
+    p.add_argument("--runs", type=_comma_list, default=None, help="comma-separated runs (default: all)")
+    p.add_argument("--out", default="report", help="output folder (default: report)")
+    p.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    path = write_report(args.cube, args.out, args.runs)
+    print(path.read_text().split("## by region")[0].strip())
+    print(f"\nreport: {path} (tables as CSV and figures beside it)")
+
+
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_convert, _add_clouds, _add_stats, _add_train, _add_evaluate,
+                                                                 _add_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        args.handler(args)
     except (ValueError, FileExistsError, FileNotFoundError, IncompleteCubeError) as err:
         print(f"crts {args.command}: error: {err}", file=sys.stderr)
         return 2

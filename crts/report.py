@@ -1,0 +1,124 @@
+"""Reports of evaluation runs: metric tables (overall, by region, by coverage bin) and figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from cube import open_cube  # noqa: E402
+from cube.rois import Roi, region_of  # noqa: E402
+
+from .evaluate import list_runs, open_run  # noqa: E402
+
+METRICS = ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy", "rmse_clear", "mae_cloudy", "mae_clear")
+COVERAGE_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
+
+
+def samples_table(cube: str | os.PathLike, runs: list[str] | None = None) -> pd.DataFrame:
+    """One row per (run, sample): labels, region, mean input coverage and its bin, and every metric."""
+    frames = []
+    for run in runs or list_runs(cube):
+        ds = open_run(cube, run)
+        frame = pd.DataFrame({name: ds[name].values for name in METRICS if name in ds})
+        frame.insert(0, "run", run)
+        frame["roi"] = [f"{g}/{r}" for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)]
+        frame["patch_id"] = ds.patch_id.values
+        frame["region"] = [region_of(Roi.parse(r)) for r in frame.roi]
+        frame["input_coverage"] = ds.input_coverage.values.mean(axis=1)
+        frame["coverage_bin"] = pd.cut(frame.input_coverage, COVERAGE_BINS, include_lowest=True).astype(str)
+        frames.append(frame)
+    if not frames:
+        raise FileNotFoundError(f"{cube}: no evaluation runs (crts evaluate writes them)")
+    return pd.concat(frames, ignore_index=True)
+
+
+def metric_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Means of every metric by run: overall, by region, by input-coverage bin (with sample counts)."""
+    metrics = [m for m in METRICS if m in table]
+    out = {}
+    for name, keys in (("overall", ["run"]), ("by_region", ["region", "run"]), ("by_coverage", ["coverage_bin", "run"])):
+        grouped = table.replace([np.inf], np.nan).groupby(keys)
+        out[name] = grouped[metrics].mean().join(grouped.size().rename("samples"))
+    return out
+
+
+def _rgb(s2: np.ndarray) -> np.ndarray:
+    return np.clip(s2[[3, 2, 1]].transpose(1, 2, 0) / 3000.0, 0, 1)
+
+
+def plot_samples(cube: str | os.PathLike, runs: list[str], samples: list[int], out: Path) -> Path:
+    """Per chosen sample: RGB of the inputs, the target, each run's prediction and its error map."""
+    ds = open_cube(cube, chunks=None)
+    first = open_run(cube, runs[0])
+    n_inputs = first.sizes["input"]
+    cols = n_inputs + 1 + 2 * len(runs)
+    fig, axes = plt.subplots(len(samples), cols, figsize=(2.1 * cols, 2.3 * len(samples)), squeeze=False)
+    keys = {(g, int(r), int(p)): i for i, (g, r, p) in enumerate(zip(
+        ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True))}
+    for row, s in enumerate(samples):
+        p = keys[(str(first.roi_group.values[s]), int(first.roi.values[s]), int(first.patch_id.values[s]))]
+        images = [(f"input t={t}", _rgb(ds.S2.values[p, t])) for t in first.input_times.values[s]]
+        target = ds.S2.values[p, int(first.target_time.values[s])]
+        images.append((f"target t={int(first.target_time.values[s])}", _rgb(target)))
+        for k, (title, image) in enumerate(images):
+            axes[row, k].imshow(image)
+            axes[row, k].set_title(title, fontsize=8)
+        for j, run in enumerate(runs):
+            prediction = open_run(cube, run).prediction.values[s]
+            axes[row, len(images) + 2 * j].imshow(_rgb(prediction))
+            axes[row, len(images) + 2 * j].set_title(run, fontsize=8)
+            error = np.abs(prediction.astype(float) - np.clip(target, 0, 10000)).mean(0) / 10000
+            shown = axes[row, len(images) + 2 * j + 1].imshow(error, cmap="magma", vmin=0, vmax=0.2)
+            axes[row, len(images) + 2 * j + 1].set_title(f"|error| {run}", fontsize=8)
+            fig.colorbar(shown, ax=axes[row, len(images) + 2 * j + 1], fraction=0.046, label="MAE [0-1]")
+        axes[row, 0].set_ylabel(f"{first.roi_group.values[s]}/{int(first.roi.values[s])}\n"
+                                f"patch {int(first.patch_id.values[s])}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("True-colour inputs, target and predictions (B4, B3, B2; reflectance 0-0.3)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_metric_vs_coverage(table: pd.DataFrame, out: Path, metric: str = "rmse") -> Path:
+    """Per-sample metric against the mean cloud coverage of the inputs, one colour per run."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for run, rows in table.groupby("run"):
+        ax.scatter(rows.input_coverage, rows[metric], label=run, s=14, alpha=0.8)
+    ax.set(xlabel="mean cloud coverage of the inputs", ylabel=f"{metric.upper()} (per sample, [0, 1] scale)",
+           title=f"{metric.upper()} against input cloud coverage")
+    ax.legend(title="run")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_report(cube: str | os.PathLike, out: str | os.PathLike, runs: list[str] | None = None,
+                 n_examples: int = 3) -> Path:
+    """Tables (``report.md`` and one CSV per table) and figures of the chosen runs (default: all) into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = samples_table(cube, runs)
+    chosen = list(dict.fromkeys(table.run))
+    lines = [f"# Evaluation report: {', '.join(chosen)}", ""]
+    for name, frame in metric_tables(table).items():
+        frame.to_csv(out / f"{name}.csv")
+        lines += [f"## {name.replace('_', ' ')}", "", frame.to_markdown(floatfmt=".4f"), ""]
+    table.to_csv(out / "samples.csv", index=False)
+    examples = list(np.linspace(0, table.groupby("run").size().min() - 1, n_examples).astype(int))
+    plot_samples(cube, chosen, sorted(set(examples)), out / "examples.png")
+    plot_metric_vs_coverage(table, out / "rmse_vs_coverage.png")
+    lines += ["## Figures", "", "![examples](examples.png)", "", "![RMSE vs coverage](rmse_vs_coverage.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return out / "report.md"
