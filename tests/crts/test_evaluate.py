@@ -1,0 +1,95 @@
+"""Evaluation runs in the cube: exact predictions, provenance, safe publishing, reports."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import crts.evaluate
+from crts.data import SEN12MSCRTS, SampleWindows
+from crts.evaluate import evaluate, list_runs, open_run
+from crts.models import LeastCloudy, ResNet3D, save_checkpoint
+from crts.report import write_report
+from cube import open_cube
+
+
+@pytest.fixture
+def cube_copy(sampling_cube: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    dst = tmp_path / "cube.zarr"
+    shutil.copytree(sampling_cube, dst)
+    return dst
+
+
+def test_written_predictions_equal_the_models_output(cube_copy: Path) -> None:
+    evaluate(cube_copy, "least", baseline="least_cloudy", split="test", progress=False)
+    run = open_run(cube_copy, "least")
+    windows = SampleWindows(SEN12MSCRTS(cube_copy, split="test"))
+    for i in (0, len(windows) - 1):
+        item = windows[i]
+        out = (LeastCloudy()(item["inputs"][None] * 2 - 1, item["input_masks"][None]) + 1) / 2
+        expected = np.round(out.clamp(0, 1)[0].numpy() * 10000).astype(np.uint16)
+        np.testing.assert_array_equal(run.prediction.values[item["pdx"]], expected)
+        assert (run.roi.values[item["pdx"]], run.patch_id.values[item["pdx"]]) == (
+            int(item["roi"].split("/")[1]), item["patch_id"])
+    assert run.sizes["sample"] == 6 and float(run.rmse.mean()) >= 0
+    ds = open_cube(cube_copy)  # the cube's own variables are untouched and it still opens
+    assert "prediction" not in ds and ds.attrs["complete"]
+
+
+def test_provenance(cube_copy: Path, tmp_path: Path) -> None:
+    model = ResNet3D(n_inputs=2, features=4, blocks=1)
+    checkpoint = save_checkpoint(tmp_path / "m.pt", model, train_config='{"seed": 1}')
+    evaluate(cube_copy, "tiny", checkpoint=str(checkpoint), split="val", progress=False)
+    attrs = open_run(cube_copy, "tiny").attrs
+    assert attrs["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert '"features": 4' in attrs["model_config"] and attrs["train_config"] == '{"seed": 1}'
+    assert attrs["n_input_samples"] == 2 and attrs["index"] == "computed" and attrs["split"] == "val"
+    assert attrs["code_version"] and attrs["created"].startswith("20") and attrs["complete"]
+
+
+def test_concurrent_runs_do_not_clash(cube_copy: Path) -> None:
+    threads = [threading.Thread(target=evaluate, args=(cube_copy, name), kwargs={
+        "baseline": baseline, "split": "test", "progress": False})
+        for name, baseline in (("a", "least_cloudy"), ("b", "mosaic"), ("a", "least_cloudy"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert list_runs(cube_copy) == ["a", "b"]
+    assert open_run(cube_copy, "a").attrs["baseline"] == "least_cloudy"
+    assert open_run(cube_copy, "b").attrs["baseline"] == "mosaic"
+    assert not [p for p in (cube_copy / "runs").iterdir() if p.name.endswith((".partial", ".replaced"))]
+
+
+def test_an_interrupted_run_is_never_visible(cube_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluate(cube_copy, "a", baseline="mosaic", split="test", progress=False)
+
+    def crash(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crts.evaluate, "evaluate_batch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cube_copy, "a", baseline="least_cloudy", split="test", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cube_copy, "new", baseline="least_cloudy", split="test", progress=False)
+    assert list_runs(cube_copy) == ["a"]
+    assert open_run(cube_copy, "a").attrs["baseline"] == "mosaic"  # the old complete run survives
+    with pytest.raises(FileNotFoundError, match="no complete run 'new'"):
+        open_run(cube_copy, "new")
+
+
+def test_report_has_every_run(cube_copy: Path, tmp_path: Path) -> None:
+    for name, baseline in (("least_cloudy", "least_cloudy"), ("mosaic", "mosaic")):
+        evaluate(cube_copy, name, baseline=baseline, split="test", progress=False)
+    report = write_report(cube_copy, tmp_path / "report")
+    text = report.read_text()
+    assert "| least_cloudy" in text and "| mosaic" in text and "by coverage" in text
+    for name in ("overall.csv", "by_region.csv", "by_coverage.csv", "samples.csv", "examples.png",
+                 "rmse_vs_coverage.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 100
