@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import xarray as xr
 import zarr
+from zarr.errors import ContainsGroupError
 from tqdm.auto import tqdm
 
 from cube.bands import S2_BANDS, S2_SCALE
@@ -129,7 +130,11 @@ def _staging(cube: Path, run: str) -> Path:
     """A fresh hidden folder beside the run's final place, unique to this process."""
     runs = cube / RUNS
     if not (runs / "zarr.json").exists():
-        zarr.open_group(cube, mode="r+").require_group(RUNS)
+        try:
+            zarr.open_group(cube, mode="r+").require_group(RUNS)
+        except (ContainsGroupError, KeyError, FileNotFoundError):  # another run created it at the same moment
+            if not (runs / "zarr.json").exists():
+                raise
     return runs / f".{run}.{uuid.uuid4().hex}.partial"
 
 
