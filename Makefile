@@ -20,10 +20,19 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(BIN)/crts synth $(DEMO_DIR) --overwrite --preview $(DEMO_DIR)/preview.png
-	rm -rf $(DEMO_CUBE)
+	rm -rf $(DEMO_CUBE) data/train data/report
 	$(BIN)/crts convert $(DEMO_DIR) $(DEMO_CUBE) --workers 1 --report $(DEMO_CUBE).report.json
 	$(BIN)/crts stats $(DEMO_CUBE) --by region,split --plot data/coverage.png --truth
-	@echo "demo outputs: GeoTIFF tree $(DEMO_DIR), preview $(DEMO_DIR)/preview.png, cube $(DEMO_CUBE), coverage plot data/coverage.png"
+	$(BIN)/crts train --cube $(DEMO_CUBE) --out data/train --features 32 --blocks 4 --crop 64 --batch-size 4 \
+		--epochs 60 --epochs-decay 20 --max-steps 300 --min-cov 0.05 --checkpoint-every 100
+	$(BIN)/crts evaluate --cube $(DEMO_CUBE) --checkpoint data/train/last.pt --split test --run resnet3d_demo
+	$(BIN)/crts evaluate --cube $(DEMO_CUBE) --baseline least_cloudy --split test --run least_cloudy
+	$(BIN)/crts evaluate --cube $(DEMO_CUBE) --baseline mosaic --split test --run mosaic
+	$(BIN)/crts report $(DEMO_CUBE) --out data/report
+	@echo
+	@echo "demo outputs: GeoTIFF tree $(DEMO_DIR) (preview $(DEMO_DIR)/preview.png), cube $(DEMO_CUBE),"
+	@echo "  coverage plot data/coverage.png, training run data/train (log.csv, tensorboard/, last.pt),"
+	@echo "  evaluation runs in $(DEMO_CUBE)/runs, report data/report/report.md with figures beside it"
 
 test: setup
 	$(BIN)/python -m pytest

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 import zarr
@@ -160,9 +161,50 @@ def open_run(cube: str | os.PathLike, run: str) -> xr.Dataset:
     """A run's predictions and per-sample metrics as a Dataset (dims sample, S2_band, y, x, input).
 
     ``roi_group``, ``roi``, ``patch_id`` and ``target_time`` label each sample, so
-    it lines up with the cube: ``cube.S2.isel(patch=cube_patch_index, time=target_time)``.
+    it lines up with the cube (:func:`side_by_side` does that for you).
     """
     path = Path(cube) / RUNS / run
     if not (path / "zarr.json").exists():
         raise FileNotFoundError(f"{cube}: no complete run {run!r} (runs: {', '.join(list_runs(cube)) or 'none'})")
     return xr.open_zarr(path, consolidated=False).set_coords(["input_times", "input_coverage"])
+
+
+def side_by_side(cube_ds: xr.Dataset, run_ds: xr.Dataset) -> xr.Dataset:
+    """A run's predictions beside their targets and inputs from the cube, all on the ``sample`` dimension.
+
+    Parameters
+    ----------
+    cube_ds : xarray.Dataset
+        The cube (:func:`cube.open_cube`).
+    run_ds : xarray.Dataset
+        One of its runs (:func:`open_run`), or a selection of its samples.
+
+    Returns
+    -------
+    xarray.Dataset
+        The run (``prediction``, per-sample metrics, labels) with ``target``
+        (sample, S2_band, y, x) and ``inputs`` (sample, input, S2_band, y, x) from
+        the cube as S2 reflectance x 10000, ``patch`` (position in ``cube_ds``)
+        and the S2 dates of target and inputs. Lazy where the cube is (dask).
+
+    Examples
+    --------
+    >>> both = side_by_side(open_cube("cube.zarr"), open_run("cube.zarr", "resnet_a"))  # doctest: +SKIP
+    >>> (both.prediction.astype(float) - both.target).sel(S2_band="B4").isel(sample=0).plot()  # doctest: +SKIP
+    """
+    def keys(ds: xr.Dataset) -> pd.MultiIndex:
+        return pd.MultiIndex.from_arrays([ds.roi_group.values.astype(object), ds.roi.values.astype(int),
+                                          ds.patch_id.values.astype(int)])
+
+    patch = keys(cube_ds).get_indexer(keys(run_ds))
+    if (patch < 0).any():
+        missing = keys(run_ds)[patch < 0][0]
+        raise KeyError(f"patch {missing[2]} of {missing[0]}/{missing[1]} of the run is not in the cube")
+    where = xr.DataArray(patch, dims="sample")
+    target = xr.DataArray(run_ds.target_time.values, dims="sample")
+    inputs = xr.DataArray(run_ds.input_times.values, dims=("sample", "input"))
+    s2 = cube_ds.S2.reset_coords(drop=True).drop_vars("time")
+    dates = cube_ds.S2_date.reset_coords(drop=True).drop_vars("time")
+    return run_ds.assign(
+        target=s2.isel(patch=where, time=target), inputs=s2.isel(patch=where, time=inputs)).assign_coords(
+        patch=where, target_date=dates.isel(patch=where, time=target), input_dates=dates.isel(patch=where, time=inputs))

@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from cube import open_cube  # noqa: E402
 from cube.rois import Roi, region_of  # noqa: E402
 
-from .evaluate import list_runs, open_run  # noqa: E402
+from .evaluate import list_runs, open_run, side_by_side  # noqa: E402
 
 METRICS = ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy", "rmse_clear", "mae_cloudy", "mae_clear")
 COVERAGE_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
@@ -56,34 +56,33 @@ def _rgb(s2: np.ndarray) -> np.ndarray:
 def plot_samples(cube: str | os.PathLike, runs: list[str], samples: list[int], out: Path) -> Path:
     """Per chosen sample: RGB of the inputs, the target, each run's prediction and its error map."""
     ds = open_cube(cube, chunks=None)
-    first = open_run(cube, runs[0])
+    shown = {run: side_by_side(ds, open_run(cube, run).isel(sample=samples)) for run in runs}
+    first = shown[runs[0]]
     n_inputs = first.sizes["input"]
     cols = n_inputs + 1 + 2 * len(runs)
     fig, axes = plt.subplots(len(samples), cols, figsize=(2.1 * cols, 2.3 * len(samples)), squeeze=False)
-    keys = {(g, int(r), int(p)): i for i, (g, r, p) in enumerate(zip(
-        ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True))}
-    for row, s in enumerate(samples):
-        p = keys[(str(first.roi_group.values[s]), int(first.roi.values[s]), int(first.patch_id.values[s]))]
-        images = [(f"input t={t}", _rgb(ds.S2.values[p, t])) for t in first.input_times.values[s]]
-        target = ds.S2.values[p, int(first.target_time.values[s])]
-        images.append((f"target t={int(first.target_time.values[s])}", _rgb(target)))
-        for k, (title, image) in enumerate(images):
-            axes[row, k].imshow(image)
-            axes[row, k].set_title(title, fontsize=8)
+    for row in range(len(samples)):
+        one = first.isel(sample=row)
+        target = one.target.values
+        images = [(f"input {str(d)[:10]}", _rgb(one.inputs.values[k])) for k, d in enumerate(one.input_dates.values)]
+        images.append((f"target {str(one.target_date.values)[:10]}", _rgb(target)))
         for j, run in enumerate(runs):
-            prediction = open_run(cube, run).prediction.values[s]
-            axes[row, len(images) + 2 * j].imshow(_rgb(prediction))
-            axes[row, len(images) + 2 * j].set_title(run, fontsize=8)
+            prediction = shown[run].prediction.values[row]
             error = np.abs(prediction.astype(float) - np.clip(target, 0, 10000)).mean(0) / 10000
-            shown = axes[row, len(images) + 2 * j + 1].imshow(error, cmap="magma", vmin=0, vmax=0.2)
-            axes[row, len(images) + 2 * j + 1].set_title(f"|error| {run}", fontsize=8)
-            fig.colorbar(shown, ax=axes[row, len(images) + 2 * j + 1], fraction=0.046, label="MAE [0-1]")
-        axes[row, 0].set_ylabel(f"{first.roi_group.values[s]}/{int(first.roi.values[s])}\n"
-                                f"patch {int(first.patch_id.values[s])}", fontsize=8)
+            images += [(run, _rgb(prediction)), (f"|error| {run}", error)]
+        for k, (title, image) in enumerate(images):
+            ax = axes[row, k]
+            if image.ndim == 2:
+                fig.colorbar(ax.imshow(image, cmap="magma", vmin=0, vmax=0.2), ax=ax, fraction=0.046,
+                             label="MAE [0-1]")
+            else:
+                ax.imshow(image)
+            ax.set_title(title, fontsize=8)
+        axes[row, 0].set_ylabel(f"{one.roi_group.values}/{int(one.roi)}\npatch {int(one.patch_id)}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("True-colour inputs, target and predictions (B4, B3, B2; reflectance 0-0.3)")
+    fig.suptitle("True-colour inputs, target and predictions (B4, B3, B2; reflectance 0-0.3), S2 dates")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -114,7 +113,7 @@ def write_report(cube: str | os.PathLike, out: str | os.PathLike, runs: list[str
     lines = [f"# Evaluation report: {', '.join(chosen)}", ""]
     for name, frame in metric_tables(table).items():
         frame.to_csv(out / f"{name}.csv")
-        lines += [f"## {name.replace('_', ' ')}", "", frame.to_markdown(floatfmt=".4f"), ""]
+        lines += [f"## {name.replace('_', ' ')}", "", frame.reset_index().to_markdown(index=False, floatfmt=".4f"), ""]
     table.to_csv(out / "samples.csv", index=False)
     examples = list(np.linspace(0, table.groupby("run").size().min() - 1, n_examples).astype(int))
     plot_samples(cube, chosen, sorted(set(examples)), out / "examples.png")

@@ -11,7 +11,7 @@ import pytest
 
 import crts.evaluate
 from crts.data import SEN12MSCRTS, SampleWindows
-from crts.evaluate import evaluate, list_runs, open_run
+from crts.evaluate import evaluate, list_runs, open_run, side_by_side
 from crts.models import LeastCloudy, ResNet3D, save_checkpoint
 from crts.report import write_report
 from cube import open_cube
@@ -40,6 +40,23 @@ def test_written_predictions_equal_the_models_output(cube_copy: Path) -> None:
     assert run.sizes["sample"] == 6 and float(run.rmse.mean()) >= 0
     ds = open_cube(cube_copy)  # the cube's own variables are untouched and it still opens
     assert "prediction" not in ds and ds.attrs["complete"]
+
+
+def test_side_by_side_lines_predictions_up_with_the_cube(cube_copy: Path) -> None:
+    evaluate(cube_copy, "least", baseline="least_cloudy", split="test", progress=False)
+    ds, run = open_cube(cube_copy), open_run(cube_copy, "least")
+    both = side_by_side(ds, run.isel(sample=[2, 0]))
+    for row, s in enumerate((2, 0)):
+        p = int(both.patch[row])
+        assert (ds.roi.values[p], ds.patch_id.values[p]) == (run.roi.values[s], run.patch_id.values[s])
+        times = run.input_times.values[s]
+        np.testing.assert_array_equal(both.inputs.values[row], ds.S2.values[p, times])
+        np.testing.assert_array_equal(both.target.values[row], ds.S2.values[p, int(run.target_time.values[s])])
+        np.testing.assert_array_equal(both.input_dates.values[row], ds.S2_date.values[p, times])
+        least = times[int(np.argmin(run.input_coverage.values[s]))]  # the baseline copies the least cloudy input
+        np.testing.assert_array_equal(both.prediction.values[row], np.clip(ds.S2.values[p, least], 0, 10000))
+    with pytest.raises(KeyError, match="not in the cube"):
+        side_by_side(ds.isel(patch=slice(0, 1)), run)
 
 
 def test_provenance(cube_copy: Path, tmp_path: Path) -> None:
