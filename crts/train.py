@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .data import SEN12MSCRTS, SampleWindows
+from .data import SEN12MSCRTS, SampleWindows, loader
 from .models import LeastCloudy, ResNet3D
 from .models.checkpoints import load_original_checkpoint, save_checkpoint
 
@@ -65,9 +65,10 @@ class TrainConfig:
 
 
 def _device(choice: str, local_rank: int) -> torch.device:
+    """The chosen device; ``auto`` and a bare ``cuda`` mean this process's GPU under torchrun."""
     if choice == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(choice)
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(f"cuda:{local_rank}") if choice == "cuda" else torch.device(choice)
 
 
 def _crops(batch: dict, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,6 +128,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                                          min_cov=config.min_cov, max_cov=config.max_cov))
 
     train_windows, val_windows = selection("train"), selection("val")
+    if len(train_windows) < world:
+        raise ValueError(f"{config.cube}: {len(train_windows)} training sample(s) for {world} processes")
     model = ResNet3D(n_inputs=config.n_input_samples, features=config.features, blocks=config.blocks)
     if config.init_encoder:  # the mono-temporal pre-trained network (baseline_resnet.pth), as the original offers
         load_original_checkpoint(config.init_encoder, model)
@@ -159,11 +162,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     done = config.max_steps is not None and step >= config.max_steps
     while epoch < total_epochs and not done:
         order = torch.randperm(len(train_windows), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
-        mine = order[rank::world].tolist()
-        batches = torch.utils.data.DataLoader(
-            train_windows, batch_size=config.batch_size, sampler=mine[position * config.batch_size:],
-            num_workers=config.num_workers, pin_memory=device.type == "cuda",
-            multiprocessing_context="forkserver" if config.num_workers else None)
+        mine = order[rank::world][:len(order) // world].tolist()  # equal shares: DDP ranks step together
+        batches = loader(train_windows, config.batch_size, sampler=mine[position * config.batch_size:],
+                         num_workers=config.num_workers, pin_memory=device.type == "cuda")
         for batch in batches:
             start = time.perf_counter()
             model.model_initial.requires_grad_(step >= config.freeze_encoder_steps)

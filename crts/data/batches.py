@@ -99,7 +99,7 @@ class SampleWindows(torch.utils.data.Dataset):
 
 
 def loader(windows: SampleWindows, batch_size: int = 4, *, shuffle: bool = False, num_workers: int = 0,
-           sampler: torch.utils.data.Sampler | None = None, pin_memory: bool | None = None,
+           sampler: torch.utils.data.Sampler | list[int] | None = None, pin_memory: bool | None = None,
            drop_last: bool = False) -> torch.utils.data.DataLoader:
     """A DataLoader over windows that is safe with dask and fast on CUDA.
 

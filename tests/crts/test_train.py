@@ -61,11 +61,12 @@ def test_torchrun_with_two_processes_on_cpu(sampling_cube: Path, tmp_path: Path)
     torchrun = Path(sys.executable).with_name("torchrun")
     out = tmp_path / "ddp"
     result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "crts", "train",
-                             "--cube", str(sampling_cube), "--out", str(out), "--crop", "16", "--batch-size", "2",
-                             "--features", "8", "--blocks", "1", "--n-input-samples", "2", "--max-steps", "2",
-                             "--device", "cpu"], capture_output=True, text=True, timeout=300)
+                             "--cube", str(sampling_cube), "--out", str(out), "--crop", "16", "--batch-size", "1",
+                             "--features", "8", "--blocks", "1", "--n-input-samples", "2", "--region", "europa",
+                             "--epochs", "2", "--epochs-decay", "0", "--device", "cpu"],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    model, saved = load_checkpoint(out / "last.pt")
+    model, saved = load_checkpoint(out / "last.pt")  # 3 train patches: one per rank and epoch, one left out
     assert saved["step"] == 2 and model.config["features"] == 8
 
 
