@@ -32,7 +32,7 @@ from .bands import BANDS, DTYPES
 from .clouds import compute_clouds
 from .detectors import DETECTORS
 from .parallel import run_tasks
-from .rois import Roi, select_rois
+from .rois import Roi, in_cr_split, region_of, select_rois
 from .schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, template
 from .validate import (
     Expected,
@@ -81,16 +81,20 @@ def _raise_if_any(problems: list[Problem], what: str) -> None:
                               "(on_error='skip' / --on-error skip converts the rest and records the gaps)")
 
 
-def _select(patches: list[PatchFiles], src: Path, rois: list[str] | None, split: str | None,
+def _select(patches: list[PatchFiles], src: Path, layout: str, rois: list[str] | None, split: str | None,
             region: str | None) -> list[PatchFiles]:
+    """The patches of the chosen ROIs (SEN12MS-CR: scenes), or of a split and region, in sample order."""
     present = {p.roi for p in patches}
     if rois:
-        wanted = [Roi.parse(r) for r in rois]
+        wanted = [Roi.parse(r, known=layout == "sen12mscrts") for r in rois]
         missing = [str(r) for r in wanted if r not in present]
         if missing:
             raise ValueError(f"{src}: no files of ROI(s) {', '.join(missing)}")
-    else:
+    elif layout == "sen12mscrts":
         wanted = select_rois(split or "all", region or "all")
+    else:  # every scene found, unless a split or region is asked for
+        wanted = sorted(r for r in present if (not split or in_cr_split(r, split))
+                        and (not region or region == "all" or region_of(r) == region))
     chosen = [p for p in patches if p.roi in set(wanted)]
     if not chosen:
         raise ValueError(f"{src}: no patches of the chosen ROIs / split / region")
@@ -253,9 +257,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     src, dst = Path(src).resolve(), Path(dst)
     spec = SPECS[detect_layout(src)]
     found, problems = group_patches(src, spec.layout)
-    patches = _select(found, src, rois, split, region)
+    patches = _select(found, src, spec.layout, rois, split, region)
     chosen = {(p.roi, p.pid) for p in patches}
-    problems = [p for p in problems if not p.roi or (Roi.parse(p.roi), p.patch_id) in chosen]
+    problems = [p for p in problems if not p.roi or (Roi.parse(p.roi, known=False), p.patch_id) in chosen]
     times = max(t for p in patches for (_, t) in p.files) + 1 if spec.temporal else 1
     problems += check_complete(patches, src, spec.layout, spec.modalities, times)
     georef, dtypes, size, header_problems = _headers(patches, spec)

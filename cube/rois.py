@@ -2,8 +2,12 @@
 
 Facts from the data set's reference (sections 1 and 2). Selection always walks
 the ROI table in its fixed order (groups ROIs1158, ROIs1868, ROIs1970,
-ROIs2017; ROIs in the listed order inside a group), keeping the ROIs that a
-split list names, which is how the original toolbox orders its samples.
+ROIs2017; ROIs in the listed, ascending order inside a group), keeping the ROIs
+that a split list names, which is how the original toolbox orders its samples.
+
+The mono-temporal SEN12MS-CR numbers its scenes the same way (folder
+``ROIs1868_summer_s1/s1_73`` is scene 73 of group ROIs1868) but has many more of
+them, and its own split lists of scene folders (:func:`in_cr_split`).
 """
 
 from __future__ import annotations
@@ -35,13 +39,13 @@ class Roi:
         return f"{self.group}/{self.number}"
 
     @classmethod
-    def parse(cls, text: str) -> Roi:
-        """Parse ``ROIs1868/73`` (or ``1868/73``) into a known ROI.
+    def parse(cls, text: str, *, known: bool = True) -> Roi:
+        """Parse ``ROIs1868/73`` (or ``1868/73``) into a known ROI (any scene of a group with ``known=False``).
 
         Raises
         ------
         ValueError
-            If the text is malformed or names no ROI of the data set.
+            If the text is malformed or, with ``known``, names no ROI of SEN12MS-CR-TS.
         """
         group, sep, number = text.strip().partition("/")
         if not group.startswith("ROIs"):
@@ -49,7 +53,9 @@ class Roi:
         if not sep or not number.isdigit():
             raise ValueError(f"invalid ROI {text!r}: expected GROUP/NUMBER such as ROIs1868/73")
         roi = cls(group, int(number))
-        if roi not in ALL_ROIS:
+        if group not in GROUPS:
+            raise ValueError(f"invalid ROI {text!r}: the group is not one of {', '.join(GROUPS)}")
+        if known and roi not in ALL_ROIS:
             raise ValueError(f"invalid ROI {text!r}: not one of the 53 SEN12MS-CR-TS ROIs")
         return roi
 
@@ -137,3 +143,48 @@ def region_of(roi: Roi) -> str:
         if any(roi in members for members in lists.values()):
             return region
     return "unassigned"
+
+
+# SEN12MS-CR: the original loader's split lists of scene folders (ROIs1158_spring_s1/s1_<n> and so on).
+_CR_SPLITS: dict[str, frozenset[Roi]] = {
+    "train": _rois(" ".join(
+        [f"1970/{n}" for n in (3, 22, 148, 107, 1, 114, 135, 40, 42, 31, 149, 64, 28, 144, 57, 35, 133, 30, 134,
+                               141, 112, 116, 37, 26, 77, 100, 83, 71, 93, 119, 104, 136, 6, 41, 125, 91, 131, 120,
+                               110, 19, 14, 81, 39, 109, 33, 88, 11, 128, 142, 122, 4, 27, 147, 85, 82, 105)]
+        + [f"1158/{n}" for n in (9, 1, 124, 40, 101, 21, 134, 145, 141, 66, 8, 26, 77, 113, 100, 117, 119, 6, 58,
+                                 120, 110, 126, 115, 121, 39, 109, 63, 75, 132, 128, 142, 15, 45, 97, 147)]
+        + [f"1868/{n}" for n in (90, 87, 25, 124, 114, 135, 40, 101, 42, 31, 36, 139, 56, 133, 55, 43, 113, 76, 123,
+                                 143, 93, 125, 89, 120, 126, 72, 115, 121, 146, 140, 95, 102, 7, 11, 132, 15, 137, 4,
+                                 27, 147, 86, 47, 100)]
+        + [f"2017/{n}" for n in (68, 25, 62, 135, 42, 64, 21, 55, 112, 116, 8, 59, 49, 104, 81, 146, 75, 94, 102,
+                                 61, 47)])),
+    "val": _rois("2017/22 1868/19 1970/65 1158/17 2017/107 1868/80 1868/127 2017/130 1868/17 2017/84"),
+    "test": _rois("1158/106 1158/123 1158/140 1158/31 1158/44 1868/119 1868/73 1970/139 2017/108 2017/63"),
+}
+
+
+def cr_split_of(scene: Roi) -> str:
+    """The SEN12MS-CR split list that names a scene ('train', 'val', 'test'), or 'unlisted'."""
+    return next((split for split, scenes in _CR_SPLITS.items() if scene in scenes), "unlisted")
+
+
+def in_cr_split(scene: Roi, split: str, *, exact: bool = False) -> bool:
+    """Whether the original SEN12MS-CR loader takes a scene into ``split``.
+
+    The original keeps a file when a listed folder such as
+    ``ROIs1158_spring_s1/s1_1`` occurs in its path, so a listed scene also takes
+    every scene whose number starts with its own (s1_1 takes s1_106, s1_12, ...)
+    into its split, and a scene can be in several splits. ``exact=True`` takes
+    only the listed scenes.
+
+    Examples
+    --------
+    >>> in_cr_split(Roi("ROIs1158", 106), "train"), in_cr_split(Roi("ROIs1158", 106), "train", exact=True)
+    (True, False)
+    """
+    if split not in SPLITS:
+        raise ValueError(f"invalid split {split!r}: choose one of {', '.join(SPLITS)}")
+    lists = ("train", "val", "test") if split == "all" else (split,)
+    return any(listed.group == scene.group and (listed.number == scene.number if exact else
+                                                 str(scene.number).startswith(str(listed.number)))
+               for name in lists for listed in _CR_SPLITS[name])

@@ -15,7 +15,7 @@ import xarray as xr
 from zarr.codecs import BloscCodec
 
 from .bands import BANDS, S2_SCALE
-from .rois import Roi, region_of, split_of
+from .rois import Roi, cr_split_of, region_of, split_of
 
 SCHEMA_VERSION = 1
 AFFINE = ("a", "b", "c", "d", "e", "f")
@@ -99,8 +99,10 @@ def _per_patch_coords(spec: Spec, patches: list[PatchMeta], times: int) -> dict[
                      {"long_name": "patch number inside the ROI (file name field 'patch_<pid>')"}),
         "region": ("patch", np.array([region_of(p.roi) for p in patches], dtype=object),
                    {"long_name": "region of the original toolbox's region lists"}),
-        "split": ("patch", np.array([split_of(p.roi) for p in patches], dtype=object),
-                  {"long_name": "official split under region='all'"}),
+        "split": ("patch", np.array([(split_of if spec.temporal else cr_split_of)(p.roi) for p in patches],
+                                    dtype=object),
+                  {"long_name": "official split under region='all'" if spec.temporal else
+                   "SEN12MS-CR split list naming the scene ('unlisted' if none)"}),
         "epsg": ("patch", np.array([p.epsg for p in patches], dtype=np.int32),
                  {"long_name": "EPSG code of the patch's UTM CRS"}),
         "transform": (("patch", "affine"), np.array([p.transform for p in patches], dtype=np.float64),

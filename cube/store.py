@@ -12,7 +12,7 @@ import zarr
 from natsort import natsort_keygen
 from rasterio.transform import Affine
 
-from .rois import ALL_ROIS, Roi
+from .rois import GROUPS, Roi
 from .schema import SCHEMA_VERSION
 
 
@@ -69,10 +69,13 @@ def open_cube(path: str | os.PathLike, *, chunks: dict | None | str = "inner",
 
 
 def sample_order(ds: xr.Dataset) -> np.ndarray:
-    """Positions that sort the patches in the original's sample order."""
-    table = {(r.group, r.number): i for i, r in enumerate(ALL_ROIS)}
+    """Positions that sort the patches in the original's sample order.
+
+    ROI groups in their order, ROIs (SEN12MS-CR: scenes) by number, which is the
+    ROI table's order, then patch numbers in natural order.
+    """
     natural = natsort_keygen()
-    keys = [(table.get((g, int(r)), len(table)), natural(str(p)))
+    keys = [(GROUPS.index(str(g)), int(r), natural(str(p)))
             for g, r, p in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True)]
     return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=int)
 
@@ -91,7 +94,7 @@ def patch_bounds(ds: xr.Dataset) -> np.ndarray:
 
 def patch_index(ds: xr.Dataset, roi: str | Roi, patch_id: int) -> int:
     """Position of a patch along the ``patch`` dimension, by ROI and patch number."""
-    roi = roi if isinstance(roi, Roi) else Roi.parse(roi)
+    roi = roi if isinstance(roi, Roi) else Roi.parse(roi, known=False)
     hits = np.flatnonzero((ds.roi_group.values == roi.group) & (ds.roi.values == roi.number)
                           & (ds.patch_id.values == patch_id))
     if len(hits) != 1:

@@ -17,7 +17,7 @@ from cube.detectors import (
     s2cloudless_mask,
     s2cloudless_probability,
 )
-from cube.rois import select_rois
+from cube.rois import REGIONS, Roi, in_cr_split
 from cube.store import patch_bounds, stored_order
 
 from .scaling import RESCALE_METHODS, scale_s1, scale_s2
@@ -33,13 +33,20 @@ class SEN12MSCR(torch.utils.data.Dataset):
     is computed when the sample is read, as the original loader does (the cloud
     pass covers multi-temporal cubes); ``cloud_masks=None`` gives ones.
 
+    ``split`` selects scenes by the original SEN12MS-CR loader's scene lists and
+    its rule: a listed folder also takes scenes whose number starts with the
+    listed one (``s1_1`` takes ``s1_106``; see :func:`cube.rois.in_cr_split`);
+    ``exact_scenes=True`` takes only the listed scenes. ``region`` (the original
+    supports only 'all') keeps the scenes that are SEN12MS-CR-TS ROIs of that region.
+
     Examples
     --------
     >>> data = SEN12MSCR("sen12mscr.zarr", split="test")  # doctest: +SKIP
     """
 
     def __init__(self, cube: str | os.PathLike, split: str = "all", region: str = "all",
-                 cloud_masks: str | None = "s2cloudless_mask", rescale_method: str = "default") -> None:
+                 cloud_masks: str | None = "s2cloudless_mask", rescale_method: str = "default",
+                 exact_scenes: bool = False) -> None:
         if cloud_masks is not None and cloud_masks not in DETECTORS:
             raise ValueError(f"invalid cloud_masks {cloud_masks!r}: choose from {', '.join(DETECTORS)} or None")
         if rescale_method not in RESCALE_METHODS:
@@ -48,8 +55,11 @@ class SEN12MSCR(torch.utils.data.Dataset):
         ds = open_cube(self.cube, chunks=None)
         if ds.attrs["layout"] != "sen12mscr":
             raise ValueError(f"{self.cube}: a {ds.attrs['dataset']} cube; use SEN12MSCRTS for it")
-        chosen = {(r.group, r.number) for r in select_rois(split, region)}
-        keep = np.array([(g, int(r)) in chosen for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)])
+        if region not in REGIONS:
+            raise ValueError(f"invalid region {region!r}: choose one of {', '.join(REGIONS)}")
+        keep = np.array([in_cr_split(Roi(str(g), int(r)), split, exact=exact_scenes) and region in ("all", str(reg))
+                         for g, r, reg in zip(ds.roi_group.values, ds.roi.values, ds.region.values, strict=True)],
+                        dtype=bool)
         self.positions = stored_order(self.cube)[keep]
         root = Path(ds.attrs["source_root"])
         self.paths = {m: [str(root / p) for p in ds[f"{m}_path"].values[keep]] for m in ("S1", "S2", "S2_cloudy")}

@@ -113,6 +113,20 @@ def test_mono_temporal_layout(tmp_path: Path) -> None:
     assert list(ds.split.values) == ["test", "test", "val", "val"]
 
 
+def test_mono_temporal_scenes_beyond_the_time_series_rois_are_kept(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "cr", ["ROIs1158/106"], patches_per_roi=1, size=32, layout="sen12mscr",
+                        workers=1, progress=False)
+    for path in sorted(root.glob("ROIs1158_*/**/*_106*"), key=lambda p: -len(p.parts)):  # files, then folders
+        path.rename(path.with_name(path.name.replace("_106", "_12")))
+    convert(root, tmp_path / "cr.zarr", workers=1, progress=False)
+    ds = open_cube(tmp_path / "cr.zarr")
+    assert list(ds.roi.values) == [12] and list(ds.split.values) == ["unlisted"]
+    convert(root, tmp_path / "train.zarr", split="train", workers=1, progress=False)  # listed s1_1 takes s1_12
+    assert list(open_cube(tmp_path / "train.zarr").roi.values) == [12]
+    with pytest.raises(ValueError, match="no patches"):
+        convert(root, tmp_path / "test.zarr", split="test", workers=1, progress=False)
+
+
 def checksums(path: Path, names: tuple[str, ...] = ("S1", "S2", "valid", "S1_date", "S2_date", "roi", "patch_id",
                                                     "transform", "epsg")) -> dict[str, str]:
     """SHA-256 of the named variables of a store."""

@@ -199,6 +199,10 @@ def test_mono_temporal_samples(tmp_path: Path, sampling_cube: Path) -> None:
     clear = rasterio.open(sample["target"]["S2 path"]).read()
     np.testing.assert_allclose(sample["target"]["S2"], np.clip(clear, 0, 10000) / 10000, rtol=1e-6)
     assert sample["input"]["coord"] == pytest.approx(list(rasterio.open(sample["input"]["S1 path"]).bounds))
+    # the original's rule: listed scene s1_1 of ROIs1158 takes s1_106 into 'train' as well
+    assert len(SEN12MSCR(tmp_path / "cr.zarr", split="train", cloud_masks=None)) == 2
+    assert len(SEN12MSCR(tmp_path / "cr.zarr", split="train", exact_scenes=True)) == 0
+    assert len(SEN12MSCR(tmp_path / "cr.zarr", split="val", region="europa")) == 2
     with pytest.raises(ValueError, match="use SEN12MSCRTS"):
         SEN12MSCR(sampling_cube)
     with pytest.raises(ValueError, match="use SEN12MSCR for it"):
