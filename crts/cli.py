@@ -278,14 +278,70 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synt
                                                                  _add_report)
 
 
+class _MarkdownHelpAction(argparse.Action):
+    """``--help-markdown`` (hidden): print :func:`reference_markdown` and exit, like ``--help``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(reference_markdown(), end="")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``crts`` with every sub-command."""
     parser = argparse.ArgumentParser(
         prog="crts", description="SEN12MS-CR-TS as a Zarr data cube: synthesise, convert, train, evaluate.")
+    parser.add_argument("--help-markdown", action=_MarkdownHelpAction, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _COMMANDS:
         add(sub)
     return parser
+
+
+HELP_WIDTH = 100
+"""Terminal width the reference is laid out for, whatever the real terminal's width."""
+
+
+class _FixedWidthFormatter(argparse.HelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=HELP_WIDTH)
+
+
+def sub_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The sub-command parsers of ``parser`` by name, in the order of ``--help``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def reference_markdown() -> str:
+    """The command reference ``docs/cli.md``: ``crts --help`` and every ``crts <cmd> --help`` as Markdown.
+
+    Help is laid out for a terminal of :data:`HELP_WIDTH` columns, so the text
+    does not depend on where it is generated. Regenerate the file with
+    ``crts --help-markdown > docs/cli.md``.
+
+    Returns
+    -------
+    str
+        Markdown: a heading and a code block per command.
+    """
+    parser = build_parser()
+    commands = sub_parsers(parser)
+    lines = ["# `crts` command reference", "",
+             "<!-- Generated from the argparse parsers in crts/cli.py by `crts --help-markdown > docs/cli.md`;",
+             "     do not edit by hand (tests/crts/test_cli.py fails when this file is stale). -->", "",
+             "The output of `crts --help` and of `--help` for every sub-command: "
+             + ", ".join(f"[`{name}`](#crts-{name})" for name in commands) + ".", ""]
+    for title, command in [("crts", parser), *((f"crts {name}", p) for name, p in commands.items())]:
+        command.formatter_class = _FixedWidthFormatter
+        lines += [f"## `{title}`", "", "```text", f"$ {title} --help", command.format_help().rstrip(), "```", ""]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

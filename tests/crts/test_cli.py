@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crts.cli import main
+from crts.cli import build_parser, main, reference_markdown, sub_parsers
 from cube.layout import scan_ts
 
 
@@ -106,3 +106,26 @@ def test_clouds_command_is_a_no_op_when_done(tiny_cube: Path, capsys: pytest.Cap
     assert "cloud pass over 0 patch(es)" in capsys.readouterr().out
     assert main(["clouds", str(tiny_cube), "--detectors", "fmask"]) == 2
     assert "invalid detector(s) fmask" in capsys.readouterr().err
+
+
+CLI_REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11),
+                    reason="argparse lays out help differently in other Python versions; docs/cli.md is made on 3.11")
+def test_cli_reference_is_up_to_date() -> None:
+    assert CLI_REFERENCE.read_text() == reference_markdown(), \
+        "docs/cli.md is stale: regenerate it with `crts --help-markdown > docs/cli.md`"
+
+
+def test_cli_reference_has_every_sub_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help-markdown"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text == reference_markdown()
+    commands = sub_parsers(build_parser())
+    assert set(commands) == {"synth", "convert", "clouds", "stats", "train", "evaluate", "report"}
+    for name in commands:
+        assert f"## `crts {name}`" in text and f"usage: crts {name} " in text
+    assert "--help-markdown" not in build_parser().format_help()
