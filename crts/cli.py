@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 
-from cube.clouds import compute_clouds
-from crts.evaluate import BASELINES, evaluate, open_run
-from crts.report import write_report
-from crts.train import TrainConfig, train
-from cube.conversion import ON_ERROR, convert
-from cube.detectors import DETECTORS
-from cube.plots import plot_coverage
-from cube.stats import GROUP_KEYS, coverage_index, coverage_table
-from cube.store import IncompleteCubeError, open_cube
-from cube.rois import REGIONS, SPLITS
-from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset
-from cube.synth.preview import plot_patch
-from cube.synth.scores import score_detectors
+import matplotlib
+
+matplotlib.use("Agg")  # the command writes figures to files; set before anything imports pyplot
+
+from crts.evaluate import BASELINES, evaluate, open_run  # noqa: E402
+from crts.report import write_report  # noqa: E402
+from crts.train import TrainConfig, train  # noqa: E402
+from cube.clouds import compute_clouds  # noqa: E402
+from cube.conversion import ON_ERROR, convert  # noqa: E402
+from cube.detectors import DETECTORS  # noqa: E402
+from cube.plots import plot_coverage  # noqa: E402
+from cube.rois import REGIONS, SPLITS  # noqa: E402
+from cube.stats import GROUP_KEYS, coverage_index, coverage_table  # noqa: E402
+from cube.store import IncompleteCubeError, open_cube  # noqa: E402
+from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset  # noqa: E402
+from cube.synth.preview import plot_patch  # noqa: E402
+from cube.synth.scores import score_detectors  # noqa: E402
 
 
 def _comma_list(text: str) -> list[str]:
@@ -239,6 +243,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cloud-masks", choices=DETECTORS, default="s2cloudless_mask",
                    help="detector for choosing inputs/target and for the cloudy/clear metrics")
     p.add_argument("--n-input-samples", type=int, default=None, help="default: the checkpoint's, or 3")
+    p.add_argument("--min-cov", type=float, default=0.0,
+                   help="lowest input coverage (default: 0.0, as the original: the target may be an input)")
+    p.add_argument("--max-cov", type=float, default=1.0, help="highest input coverage (default: 1.0)")
     p.add_argument("--import-index", metavar="FILE", help="index file (.npy as published, or .json) to use")
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default: 4)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, ...")
@@ -249,7 +256,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     path = evaluate(args.cube, args.run, checkpoint=args.checkpoint, baseline=args.baseline, split=args.split,
                     region=args.region, cloud_masks=args.cloud_masks, n_input_samples=args.n_input_samples,
-                    import_index=args.import_index, batch_size=args.batch_size, device=args.device)
+                    min_cov=args.min_cov, max_cov=args.max_cov, import_index=args.import_index,
+                    batch_size=args.batch_size, device=args.device)
     ds = open_run(args.cube, args.run)
     means = ", ".join(f"{m} {float(ds[m].mean()):.4f}" for m in ("rmse", "mae", "psnr", "sam", "ssim"))
     print(f"run {args.run}: {ds.sizes['sample']} samples -> {path}; {means}")

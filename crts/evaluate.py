@@ -54,8 +54,9 @@ def _model(checkpoint: str | None, baseline: str | None) -> tuple[torch.nn.Modul
 
 def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None, baseline: str | None = None,
              split: str = "test", region: str = "all", cloud_masks: str = "s2cloudless_mask",
-             n_input_samples: int | None = None, import_index: str | None = None, batch_size: int = 4,
-             device: str = "auto", progress: bool = True) -> Path:
+             n_input_samples: int | None = None, min_cov: float = 0.0, max_cov: float = 1.0,
+             import_index: str | None = None, batch_size: int = 4, device: str = "auto",
+             progress: bool = True) -> Path:
     """Predict every sample of a split and write predictions and per-sample metrics to ``runs/<run>``.
 
     Returns the run's path; open it with :func:`open_run`.
@@ -68,9 +69,11 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
         Name of the run; an existing run of that name is replaced once this one is complete.
     checkpoint, baseline : str
         Our checkpoint (``crts train``), or ``least_cloudy`` / ``mosaic``.
-    split, region, cloud_masks, import_index
+    split, region, cloud_masks, min_cov, max_cov, import_index
         The samples, as for :class:`crts.data.SEN12MSCRTS` (``import_index``: a
-        published ``.npy`` or our ``.json`` index file).
+        published ``.npy`` or our ``.json`` index file). With the default
+        coverage window the least cloudy step (the target) can be among the
+        inputs, as in the original; ``min_cov > 0`` keeps clear steps out.
     n_input_samples : int, optional
         Default: the checkpoint's, or 3.
     """
@@ -79,7 +82,7 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
     model, provenance = _model(checkpoint, baseline)
     n = n_input_samples or getattr(model, "config", {}).get("n_inputs", 3)
     samples = SEN12MSCRTS(cube, split=split, region=region, cloud_masks=cloud_masks, n_input_samples=n,
-                          import_data_path=import_index)
+                          min_cov=min_cov, max_cov=max_cov, import_data_path=import_index)
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                 "cpu" if device == "auto" else device)
     model = model.to(torch_device).eval()
@@ -119,7 +122,8 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
                                                 + (" (degrees)" if name == "sam" else "")})
          for name, values in scores.items()},
         attrs={**provenance, "run": run, "split": split, "region": region, "cloud_masks": cloud_masks,
-               "n_input_samples": n, "index": str(Path(import_index).resolve()) if import_index else "computed",
+               "n_input_samples": n, "min_cov": min_cov, "max_cov": max_cov,
+               "index": str(Path(import_index).resolve()) if import_index else "computed",
                "index_sha256": _sha256(Path(import_index)) if import_index and Path(import_index).is_file() else "",
                "code_version": __version__, "created": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}",
                "complete": True})

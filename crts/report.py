@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from cube import open_cube
+from cube.rois import Roi, region_of
 
-from cube import open_cube  # noqa: E402
-from cube.rois import Roi, region_of  # noqa: E402
-
-from .evaluate import list_runs, open_run, side_by_side  # noqa: E402
+from .evaluate import list_runs, open_run, side_by_side
 
 METRICS = ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy", "rmse_clear", "mae_cloudy", "mae_clear")
 COVERAGE_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .stats import CoverageIndex, coverage_table, histogram  # noqa: E402
+from .stats import CoverageIndex, coverage_table, histogram
 
 
 def plot_coverage(index: CoverageIndex, detector: str | None = None, out: str | os.PathLike | None = None

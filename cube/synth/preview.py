@@ -5,15 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import rasterio
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import rasterio  # noqa: E402
-
-from ..layout import scan_ts  # noqa: E402
-from .dataset import open_truth  # noqa: E402
+from ..layout import scan_ts
+from .dataset import open_truth
 
 
 def _rgb(s2: np.ndarray) -> np.ndarray:

@@ -62,8 +62,11 @@ def test_side_by_side_lines_predictions_up_with_the_cube(cube_copy: Path) -> Non
 def test_provenance(cube_copy: Path, tmp_path: Path) -> None:
     model = ResNet3D(n_inputs=2, features=4, blocks=1)
     checkpoint = save_checkpoint(tmp_path / "m.pt", model, train_config='{"seed": 1}')
-    evaluate(cube_copy, "tiny", checkpoint=str(checkpoint), split="val", progress=False)
-    attrs = open_run(cube_copy, "tiny").attrs
+    evaluate(cube_copy, "tiny", checkpoint=str(checkpoint), split="val", min_cov=0.05, progress=False)
+    run = open_run(cube_copy, "tiny")
+    attrs = run.attrs
+    chosen = run.input_coverage.values[run.coverage_bin.values]
+    assert chosen.size and (chosen >= 0.05).all() and attrs["min_cov"] == 0.05 and attrs["max_cov"] == 1.0
     assert attrs["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert '"features": 4' in attrs["model_config"] and attrs["train_config"] == '{"seed": 1}'
     assert attrs["n_input_samples"] == 2 and attrs["index"] == "computed" and attrs["split"] == "val"
