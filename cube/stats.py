@@ -1,8 +1,9 @@
 """Cloud-coverage statistics and queries over a cube's ``coverage`` (patch, time, detector) table.
 
-Grouped reductions run through flox (``groupby_reduce``) on integer label codes,
-so a query over the full data set (tens of thousands of patches x 30 steps)
-answers in a fraction of a second. Everything returns pandas objects.
+Grouped reductions are sums over one combined integer code per cell of the
+table (``numpy.bincount``), so a query over the full data set (tens of
+thousands of patches x 30 steps) answers in a fraction of a second.
+Everything returns pandas objects.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import xarray as xr
-from flox import groupby_reduce
 
 from .clouds import require_clouds
 from .detectors import DETECTORS
@@ -68,6 +68,16 @@ def _codes(index: CoverageIndex, key: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"invalid grouping {key!r}: choose from {', '.join(GROUP_KEYS)}")
 
 
+def _group_sums(parts: np.ndarray, codes: tuple[np.ndarray, ...], sizes: tuple[int, ...]) -> np.ndarray:
+    """Sums of each of ``parts`` (k, *shape) per combination of group codes (each broadcastable to shape).
+
+    Returns an array (k, *sizes); combinations that never occur sum to 0.
+    """
+    flat = np.ravel_multi_index([np.broadcast_to(c, parts.shape[1:]).ravel() for c in codes], sizes)
+    n = int(np.prod(sizes))
+    return np.stack([np.bincount(flat, weights=part.ravel(), minlength=n) for part in parts]).reshape(-1, *sizes)
+
+
 def coverage_table(index: CoverageIndex, by: tuple[str, ...] | list[str] = ("region",), *,
                    clear_max: float = CLEAR_MAX, cloudy_min: float = CLOUDY_MIN) -> pd.DataFrame:
     """Coverage statistics per group.
@@ -88,8 +98,7 @@ def coverage_table(index: CoverageIndex, by: tuple[str, ...] | list[str] = ("reg
     valid = ~np.isnan(cov)
     parts = np.stack([valid, np.where(valid, cov, 0), valid & (cov <= clear_max), valid & (cov >= cloudy_min)])
     codes, labels = zip(*(_codes(index, key) for key in by), strict=True)
-    sums, *_ = groupby_reduce(parts.astype(np.float64), *codes, func="sum", axis=(-3, -2, -1),
-                              expected_groups=tuple(np.arange(len(lab)) for lab in labels), fill_value=0)
+    sums = _group_sums(parts, codes, tuple(len(lab) for lab in labels))
     groups = pd.MultiIndex.from_product(labels, names=by)
     table = pd.DataFrame(sums.reshape(4, -1).T, columns=["images", "coverage", "clear", "cloudy"],
                          index=groups if len(by) > 1 else groups.get_level_values(0))
@@ -153,8 +162,6 @@ def histogram(index: CoverageIndex, bins: int = 10, by: str | None = None, detec
     else:
         one = CoverageIndex(cov[:, :, None], ("_",), index.labels, index.dates)
         group_codes, columns = _codes(one, by)
-        counts, *_ = groupby_reduce(valid.astype(np.int64), bin_codes, group_codes[:, :, 0], func="sum",
-                                    axis=(-2, -1), expected_groups=(np.arange(bins), np.arange(len(columns))),
-                                    fill_value=0)
+        counts = _group_sums(valid[None], (bin_codes, group_codes[:, :, 0]), (bins, len(columns)))[0].astype(int)
     labels = pd.Index([f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)], name="coverage")
     return pd.DataFrame(counts, index=labels, columns=pd.Index(columns, name=by or ""))
