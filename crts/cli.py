@@ -282,8 +282,8 @@ def _run_report(args: argparse.Namespace) -> None:
     print(f"\nreport: {path} (tables as CSV and figures beside it)")
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_convert, _add_clouds, _add_stats, _add_train, _add_evaluate,
-                                                                 _add_report)
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_synth, _add_convert, _add_clouds, _add_stats, _add_train, _add_evaluate, _add_report)
 
 
 class _MarkdownHelpAction(argparse.Action):

@@ -209,6 +209,6 @@ def side_by_side(cube_ds: xr.Dataset, run_ds: xr.Dataset) -> xr.Dataset:
     inputs = xr.DataArray(run_ds.input_times.values, dims=("sample", "input"))
     s2 = cube_ds.S2.reset_coords(drop=True).drop_vars("time")
     dates = cube_ds.S2_date.reset_coords(drop=True).drop_vars("time")
-    return run_ds.assign(
-        target=s2.isel(patch=where, time=target), inputs=s2.isel(patch=where, time=inputs)).assign_coords(
-        patch=where, target_date=dates.isel(patch=where, time=target), input_dates=dates.isel(patch=where, time=inputs))
+    both = run_ds.assign(target=s2.isel(patch=where, time=target), inputs=s2.isel(patch=where, time=inputs))
+    return both.assign_coords(patch=where, target_date=dates.isel(patch=where, time=target),
+                              input_dates=dates.isel(patch=where, time=inputs))

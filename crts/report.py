@@ -40,8 +40,10 @@ def metric_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Means of every metric by run: overall, by region, by input-coverage bin (with sample counts)."""
     metrics = [m for m in METRICS if m in table]
     out = {}
-    for name, keys in (("overall", ["run"]), ("by_region", ["region", "run"]), ("by_coverage", ["coverage_bin", "run"])):
-        grouped = table.replace([np.inf], np.nan).groupby(keys)
+    finite = table.replace([np.inf], np.nan)
+    for name, keys in (("overall", ["run"]), ("by_region", ["region", "run"]),
+                       ("by_coverage", ["coverage_bin", "run"])):
+        grouped = finite.groupby(keys)
         out[name] = grouped[metrics].mean().join(grouped.size().rename("samples"))
     return out
 
