@@ -32,7 +32,7 @@ from .bands import BANDS, DTYPES
 from .clouds import compute_clouds
 from .detectors import DETECTORS
 from .parallel import run_tasks
-from .rois import Roi, in_cr_split, region_of, select_rois
+from .rois import Roi, in_cr_split, select_rois
 from .schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, template
 from .validate import (
     Expected,
@@ -93,8 +93,7 @@ def _select(patches: list[PatchFiles], src: Path, layout: str, rois: list[str] |
     elif layout == "sen12mscrts":
         wanted = select_rois(split or "all", region or "all")
     else:  # every scene found, unless a split or region is asked for
-        wanted = sorted(r for r in present if (not split or in_cr_split(r, split))
-                        and (not region or region == "all" or region_of(r) == region))
+        wanted = sorted(r for r in present if in_cr_split(r, split or "all", region or "all"))
     chosen = [p for p in patches if p.roi in set(wanted)]
     if not chosen:
         raise ValueError(f"{src}: no patches of the chosen ROIs / split / region")

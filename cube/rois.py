@@ -168,14 +168,15 @@ def cr_split_of(scene: Roi) -> str:
     return next((split for split, scenes in _CR_SPLITS.items() if scene in scenes), "unlisted")
 
 
-def in_cr_split(scene: Roi, split: str, *, exact: bool = False) -> bool:
-    """Whether the original SEN12MS-CR loader takes a scene into ``split``.
+def in_cr_split(scene: Roi, split: str, region: str = "all", *, exact: bool = False) -> bool:
+    """Whether the original SEN12MS-CR loader takes a scene into ``split`` (and ``region``).
 
     The original keeps a file when a listed folder such as
     ``ROIs1158_spring_s1/s1_1`` occurs in its path, so a listed scene also takes
     every scene whose number starts with its own (s1_1 takes s1_106, s1_12, ...)
     into its split, and a scene can be in several splits. ``exact=True`` takes
-    only the listed scenes.
+    only the listed scenes. The original supports only region 'all'; another
+    region keeps the scenes that are SEN12MS-CR-TS ROIs of that region.
 
     Examples
     --------
@@ -184,6 +185,10 @@ def in_cr_split(scene: Roi, split: str, *, exact: bool = False) -> bool:
     """
     if split not in SPLITS:
         raise ValueError(f"invalid split {split!r}: choose one of {', '.join(SPLITS)}")
+    if region not in REGIONS:
+        raise ValueError(f"invalid region {region!r}: choose one of {', '.join(REGIONS)}")
+    if region != "all" and region_of(scene) != region:
+        return False
     lists = ("train", "val", "test") if split == "all" else (split,)
     return any(listed.group == scene.group and (listed.number == scene.number if exact else
                                                  str(scene.number).startswith(str(listed.number)))

@@ -17,7 +17,7 @@ from cube.detectors import (
     s2cloudless_mask,
     s2cloudless_probability,
 )
-from cube.rois import REGIONS, Roi, in_cr_split
+from cube.rois import Roi, in_cr_split
 from cube.store import patch_bounds, stored_order
 
 from .scaling import RESCALE_METHODS, scale_s1, scale_s2
@@ -55,11 +55,8 @@ class SEN12MSCR(torch.utils.data.Dataset):
         ds = open_cube(self.cube, chunks=None)
         if ds.attrs["layout"] != "sen12mscr":
             raise ValueError(f"{self.cube}: a {ds.attrs['dataset']} cube; use SEN12MSCRTS for it")
-        if region not in REGIONS:
-            raise ValueError(f"invalid region {region!r}: choose one of {', '.join(REGIONS)}")
-        keep = np.array([in_cr_split(Roi(str(g), int(r)), split, exact=exact_scenes) and region in ("all", str(reg))
-                         for g, r, reg in zip(ds.roi_group.values, ds.roi.values, ds.region.values, strict=True)],
-                        dtype=bool)
+        keep = np.array([in_cr_split(Roi(str(g), int(r)), split, region, exact=exact_scenes)
+                         for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)], dtype=bool)
         self.positions = stored_order(self.cube)[keep]
         root = Path(ds.attrs["source_root"])
         self.paths = {m: [str(root / p) for p in ds[f"{m}_path"].values[keep]] for m in ("S1", "S2", "S2_cloudy")}
