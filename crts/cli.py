@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 
 import matplotlib
+from tabulate import tabulate
 
 matplotlib.use("Agg")  # the command writes figures to files; set before anything imports pyplot
 
-from crts.evaluate import BASELINES, evaluate, open_run  # noqa: E402
+from crts.evaluate import BASELINES, evaluate  # noqa: E402
 from crts.report import write_report  # noqa: E402
 from crts.train import TrainConfig, train  # noqa: E402
 from cube.clouds import compute_clouds  # noqa: E402
@@ -21,7 +22,8 @@ from cube.detectors import DETECTORS  # noqa: E402
 from cube.plots import plot_coverage  # noqa: E402
 from cube.rois import REGIONS, SPLITS  # noqa: E402
 from cube.stats import GROUP_KEYS, coverage_index, coverage_table  # noqa: E402
-from cube.store import IncompleteCubeError, open_cube  # noqa: E402
+from cube.runs import list_runs, open_run, prune_runs  # noqa: E402
+from cube.store import IncompleteCubeError, WriterLockedError, open_cube  # noqa: E402
 from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset  # noqa: E402
 from cube.synth.preview import plot_patch  # noqa: E402
 from cube.synth.scores import score_detectors  # noqa: E402
@@ -90,7 +92,14 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="FILE", default=None, help="write a JSON report of the conversion")
     p.add_argument("--detectors", type=_comma_list, default=list(DETECTORS), metavar="LIST",
                    help=f"cloud pass after the conversion (default: {','.join(DETECTORS)}); 'none' skips it")
+    _add_force_unlock(p)
     p.set_defaults(handler=_run_convert)
+
+
+def _add_force_unlock(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force-unlock", action="store_true",
+                   help="break the cube's writer lock left by a process that died on another machine (one that "
+                        "died on this machine is detected and its lock broken without this option)")
 
 
 def _run_convert(args: argparse.Namespace) -> None:
@@ -98,7 +107,8 @@ def _run_convert(args: argparse.Namespace) -> None:
         raise ValueError("--region selects with --split, not with --rois")
     report = convert(args.src, args.cube, rois=args.rois, split=args.split, region=args.region,
                      workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-                     on_error=args.on_error, report=args.report, clouds=_detectors(args.detectors))
+                     on_error=args.on_error, report=args.report, clouds=_detectors(args.detectors),
+                     force_unlock=args.force_unlock)
     print(f"{args.cube}: {report.patches_in_cube} patches ({report.patches_added} added, "
           f"{report.patches_converted} converted, {report.cloud_pass_patches} through the cloud pass) "
           f"in {report.seconds:.1f} s; {report.gaps} gap(s)")
@@ -129,13 +139,14 @@ def _add_clouds(sub: argparse._SubParsersAction) -> None:
                        help="local worker processes (default: all cores; 1 = no dask cluster)")
     where.add_argument("--scheduler", metavar="ADDRESS", default=None, help="a running dask.distributed scheduler")
     p.add_argument("--resume", action="store_true", help="finish an interrupted cloud pass")
+    _add_force_unlock(p)
     p.set_defaults(handler=_run_clouds)
 
 
 def _run_clouds(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     n = compute_clouds(args.cube, tuple(args.detectors), workers=args.workers, scheduler=args.scheduler,
-                       resume=args.resume)
+                       resume=args.resume, force_unlock=args.force_unlock)
     print(f"{args.cube}: cloud pass over {n} patch(es) in {time.perf_counter() - start:.1f} s "
           f"({', '.join(args.detectors)})")
 
@@ -282,8 +293,37 @@ def _run_report(args: argparse.Namespace) -> None:
     print(f"\nreport: {path} (tables as CSV and figures beside it)")
 
 
+def _add_runs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "runs", help="list the evaluation runs of a cube, or clean up what interrupted runs left",
+        description="List the published evaluation runs of CUBE (name, samples, mean RMSE, when published). "
+                    "With --prune, delete run versions that were never published or were replaced, whose writer "
+                    "process has ended on this machine (or, with --older-than, that are older than that).",
+        epilog="example: crts runs cube.zarr --prune")
+    p.add_argument("cube", metavar="CUBE", help="the cube holding the runs")
+    p.add_argument("--prune", action="store_true", help="delete leftovers of interrupted or replaced runs")
+    p.add_argument("--older-than", type=float, default=None, metavar="HOURS",
+                   help="with --prune: also delete leftovers written on other machines older than HOURS h")
+    p.set_defaults(handler=_run_runs)
+
+
+def _run_runs(args: argparse.Namespace) -> None:
+    if args.older_than is not None and not args.prune:
+        raise ValueError("--older-than applies to --prune")
+    if args.prune:
+        for path in prune_runs(args.cube, args.older_than):
+            print(f"deleted {path}")
+    rows = []
+    for name in list_runs(args.cube):
+        run = open_run(args.cube, name)
+        rows.append({"run": name, "samples": run.sizes["sample"], "RMSE (mean)": float(run.rmse.mean()),
+                     "split": run.attrs.get("split"), "model": run.attrs.get("baseline") or "checkpoint",
+                     "created (UTC)": run.attrs.get("created")})
+    print(tabulate(rows, headers="keys", floatfmt=".4f") if rows else f"{args.cube}: no runs")
+
+
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_synth, _add_convert, _add_clouds, _add_stats, _add_train, _add_evaluate, _add_report)
+    _add_synth, _add_convert, _add_clouds, _add_stats, _add_train, _add_evaluate, _add_report, _add_runs)
 
 
 class _MarkdownHelpAction(argparse.Action):
@@ -358,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.handler(args)
-    except (ValueError, FileExistsError, FileNotFoundError, IncompleteCubeError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, IncompleteCubeError, WriterLockedError) as err:
         print(f"crts {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -12,7 +12,7 @@ import pandas as pd
 from cube import open_cube
 from cube.rois import Roi, region_of
 
-from .evaluate import list_runs, open_run, side_by_side
+from cube.runs import list_runs, open_run, side_by_side
 
 METRICS = ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy", "rmse_clear", "mae_cloudy", "mae_clear")
 COVERAGE_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)

@@ -6,7 +6,8 @@ This package never imports torch or :mod:`crts`.
 __version__ = "0.1.0"
 
 from .conversion import ConversionError, ConversionReport, convert
-from .store import IncompleteCubeError, georeferenced, open_cube, patch_index
+from .runs import list_runs, open_run, side_by_side
+from .store import IncompleteCubeError, WriterLockedError, georeferenced, open_cube, patch_index
 
-__all__ = ["ConversionError", "ConversionReport", "IncompleteCubeError", "convert", "georeferenced", "open_cube",
-           "patch_index"]
+__all__ = ["ConversionError", "ConversionReport", "IncompleteCubeError", "WriterLockedError", "convert",
+           "georeferenced", "list_runs", "open_cube", "open_run", "patch_index", "side_by_side"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -40,6 +39,7 @@ from .detectors import (
 )
 from .parallel import run_tasks
 from .schema import compressor
+from .store import CubeStore, checked_state
 
 NO_DATA = 255
 COVERAGE_CHUNK = 256
@@ -86,9 +86,9 @@ def _check_detectors(detectors: tuple[str, ...]) -> None:
         raise ValueError(f"invalid detector(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(DETECTORS)}")
 
 
-def _add_variables(dst: Path, names: list[str]) -> None:
+def _add_variables(store: CubeStore, names: list[str]) -> None:
     """Create the missing cloud variables (metadata only) and the coverage array."""
-    ds = xr.open_zarr(dst, consolidated=False, chunks=None)
+    ds = store.dataset(chunks=None)
     patches, times, size = ds.sizes["patch"], ds.sizes["time"], ds.sizes["y"]
     dims = ("patch", "time", "y", "x")
     new = {}
@@ -114,12 +114,12 @@ def _add_variables(dst: Path, names: list[str]) -> None:
         coords["detector"] = ("detector", np.array(DETECTORS, dtype=object))
     if new:
         xr.Dataset(new, coords=coords, attrs=ds.attrs).to_zarr(  # mode "a" rewrites the root attributes
-            dst, mode="a", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+            store.store, mode="a", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
 
 
 def clouds_patch(dst: str, index: int, detectors: tuple[str, ...]) -> tuple[int, np.ndarray]:
     """Detect clouds in every valid S2 image of one patch, write its masks, return its coverage row."""
-    group = zarr.open_group(dst, mode="r+")
+    group = CubeStore(dst, mode="r+").group(mode="r+")
     s2 = group["S2"][index]
     valid = group["valid"][index][:, list(group["modality"][:]).index("S2")]
     coverage = group["coverage"][index]
@@ -165,11 +165,14 @@ def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
 
 
 def compute_clouds(cube: str | os.PathLike, detectors: tuple[str, ...] = DETECTORS, *, workers: int | None = None,
-                   scheduler: str | None = None, resume: bool = False, progress: bool = True) -> int:
+                   scheduler: str | None = None, resume: bool = False, force_unlock: bool = False,
+                   progress: bool = True) -> int:
     """Run the cloud pass on a converted SEN12MS-CR-TS cube; returns the number of patches processed.
 
     Parameters are exactly the toolbox's (``cube.detectors``). Patches already
-    done for the chosen detectors are skipped, so re-running is a no-op.
+    done for the chosen detectors are skipped, so re-running is a no-op, which
+    reads the cube's state only (no write access needed). The pass holds the
+    cube's writer lock, like a conversion.
 
     Parameters
     ----------
@@ -177,10 +180,15 @@ def compute_clouds(cube: str | os.PathLike, detectors: tuple[str, ...] = DETECTO
         A complete cube (``crts convert``).
     detectors : tuple of str
         Any of ``s2cloudless_mask``, ``s2cloudless_map``, ``cloud_cloudshadow_mask``.
-    workers, scheduler, progress
+    workers, scheduler, force_unlock, progress
         As for :func:`cube.convert`.
     resume : bool
         Finish an interrupted pass (otherwise an interrupted pass is an error).
+
+    Raises
+    ------
+    cube.store.WriterLockedError
+        If another process is writing the cube.
 
     Examples
     --------
@@ -188,22 +196,29 @@ def compute_clouds(cube: str | os.PathLike, detectors: tuple[str, ...] = DETECTO
     """
     detectors = tuple(dict.fromkeys(detectors))
     _check_detectors(detectors)
-    dst = Path(cube)
-    group = zarr.open_group(dst, mode="r+")
-    if not group.attrs.get("complete"):
-        raise ValueError(f"{dst}: the conversion is not complete; finish it with `crts convert ... --resume`")
-    if group.attrs.get("layout") != "sen12mscrts":
-        raise ValueError(f"{dst}: the cloud pass runs on SEN12MS-CR-TS cubes")
-    state = group.attrs.get("clouds") or {}
-    if state and not state.get("complete") and not resume:
-        raise ValueError(f"{dst}: an interrupted cloud pass; re-run with resume=True (--resume)")
-    before = tuple(state.get("detectors", ()))
-    todo_detectors = tuple(d for d in DETECTORS if d in set(detectors) | set(before))
-    group.attrs["clouds"] = {"detectors": list(todo_detectors), "complete": False}
-    _add_variables(dst, _variables(todo_detectors))
-    group = zarr.open_group(dst, mode="r+")
+    state = checked_state(CubeStore(cube))
+    if set(detectors) <= set(state.cloud_detectors()):
+        return 0
+    if state.clouds.get("detectors") and not state.clouds.get("complete") and not resume:
+        raise ValueError(f"{cube}: an interrupted cloud pass; re-run with resume=True (--resume)")
+    store = CubeStore(cube, mode="r+")
+    with store.writer("cloud pass", force_unlock=force_unlock) as owner:
+        return cloud_pass(store, owner, detectors, workers=workers, scheduler=scheduler, progress=progress)
+
+
+def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, workers: int | None,
+               scheduler: str | None, progress: bool) -> int:
+    """The cloud pass's writes, by the holder of the writer lock (``owner``); see :func:`compute_clouds`."""
+    state = checked_state(store)
+    if store.group_attributes("").get("layout") != "sen12mscrts":
+        raise ValueError(f"{store.location}: the cloud pass runs on SEN12MS-CR-TS cubes")
+    todo_detectors = tuple(d for d in DETECTORS if d in set(detectors) | set(state.clouds.get("detectors", ())))
+    state.clouds = {"detectors": list(todo_detectors), "complete": False}
+    store.commit(state, owner)
+    _add_variables(store, _variables(todo_detectors))
+    group = store.group(mode="r+")
     done = _done(group, detectors)
-    tasks = [(str(dst), int(i), detectors) for i in np.flatnonzero(~done)]
+    tasks = [(store.location, int(i), detectors) for i in np.flatnonzero(~done)]
     rows: dict[int, np.ndarray] = {}
     flushed = time.monotonic()
     for index, row in run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress,
@@ -213,13 +228,13 @@ def compute_clouds(cube: str | os.PathLike, detectors: tuple[str, ...] = DETECTO
             _flush(group, rows)
             flushed = time.monotonic()
     _flush(group, rows)
-    group.attrs["clouds"] = {"detectors": list(todo_detectors), "complete": True}
+    state.clouds["complete"] = True
+    store.commit(state, owner)
     return len(tasks)
 
 
 def require_clouds(ds: xr.Dataset, detector: str) -> None:
-    """Raise a clear error unless the cube holds a complete cloud pass for ``detector``."""
-    state = ds.attrs.get("clouds") or {}
-    if not state.get("complete") or detector not in state.get("detectors", []):
-        raise ValueError(f"the cube has no complete cloud pass for {detector!r}: run `crts clouds CUBE "
-                         f"--detectors {detector}`")
+    """Raise a clear error unless the cube (:func:`cube.open_cube`) holds a finished cloud pass for ``detector``."""
+    if detector not in ds.attrs.get("cloud_detectors", ()):
+        raise ValueError(f"the cube has no finished cloud pass for {detector!r}: run `crts clouds CUBE "
+                         f"--detectors {detector} --resume` (--resume finishes an interrupted pass)")

@@ -4,12 +4,15 @@ The conversion is a sequence of idempotent steps, so that a run killed at any
 moment and started again with ``resume=True`` finishes with the same cube:
 
 1. discover and check the files (names, completeness, pairing, headers);
-2. create the store from a template (written beside the target, then renamed
-   into place) or, for new ROIs, grow an existing one; the root attributes say
-   ``complete: false`` and which patches are ``pending``;
+2. commit the state ``complete: false`` with the ``pending`` patches, then
+   create the store from a template (after removing what an interrupted
+   creation left) or, for new ROIs, grow an existing one;
 3. one task per patch reads and checks its files and writes its shards, then
    its ``valid`` row (a patch whose row is all true is done);
-4. the attributes say ``complete: true``.
+4. the state says ``complete: true`` (one write).
+
+Steps 2-4 run under the cube's writer lock, and each commits the cube's state
+(``cube.store.CubeState``) in one write before the work it announces.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -25,15 +27,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from . import __version__
 from .bands import BANDS, DTYPES
-from .clouds import compute_clouds
+from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS
 from .parallel import run_tasks
 from .rois import Roi, in_cr_split, select_rois
+from .runs import RUNS
 from .schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, template
+from .store import LOCK, STATE, CubeState, CubeStore, checked_state
 from .validate import (
     Expected,
     FileProblem,
@@ -151,7 +154,7 @@ def convert_patch(dst: str, index: int, spec_name: str, times: int, files: dict[
                   label: tuple[str, int]) -> list[Problem]:
     """Read, check and write one patch (its shards, then its ``valid`` row). Runs on a dask worker."""
     spec = SPECS[spec_name]
-    group = zarr.open_group(dst, mode="r+")
+    group = CubeStore(dst, mode="r+").group(mode="r+")
     slots = sorted(files)
     with ThreadPoolExecutor(READ_THREADS) as pool:
         images = dict(zip(slots, pool.map(lambda s: _read_slot(files[s], s[0], expected[s[0]], epsg, transform),
@@ -181,37 +184,144 @@ def _metas(patches: list[PatchFiles], georef: dict, src: Path) -> list[PatchMeta
                       paths={s: f.relative_to(src).as_posix() for s, f in p.files.items()}) for p in patches]
 
 
-def _create(dst: Path, ds_template, enc: dict) -> None:
-    """Write the template beside ``dst`` and rename it into place, so a half-made store never exists."""
-    partial = dst.with_name(dst.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    ds_template.to_zarr(partial, compute=False, zarr_format=3, consolidated=False, encoding=enc, mode="w-")
-    partial.rename(dst)
+def _create(store: CubeStore, ds_template, enc: dict) -> None:
+    """Write the template into an empty store (whatever an interrupted creation left is removed first)."""
+    for name in store.children():
+        if name not in (STATE, LOCK, RUNS):
+            store.delete(name)
+    ds_template.to_zarr(store.store, compute=False, zarr_format=3, consolidated=False, encoding=enc, mode="a")
 
 
-def _grow(dst: Path, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
+def _grow(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
     """Make room for new patches after ``start`` and write their labels (idempotent)."""
-    group = zarr.open_group(dst, mode="r+")
+    group = store.group(mode="r+")
     total = start + len(metas)
     for _, array in group.arrays():
         if array.metadata.dimension_names and array.metadata.dimension_names[0] == "patch":
             if array.shape[0] != total:
                 array.resize((total, *array.shape[1:]))
     labels = patch_variables(spec, metas, times)
-    labels.to_zarr(dst, region={"patch": slice(start, total)}, mode="r+", zarr_format=3, consolidated=False)
+    labels.to_zarr(store.store, region={"patch": slice(start, total)}, mode="r+", zarr_format=3,
+                   consolidated=False)
 
 
-def _stored_keys(group: zarr.Group, upto: int) -> list[tuple[str, int, int]]:
-    return list(zip(group["roi_group"][:upto].tolist(), group["roi"][:upto].tolist(),
-                    group["patch_id"][:upto].tolist(), strict=True))
+def _stored_keys(store: CubeStore, state: CubeState) -> set[tuple[str, int, int]]:
+    """Keys of the patches converted before (those of an unfinished conversion excluded)."""
+    upto = state.pending["start"] if state.pending else store.array("valid").shape[0]
+    labels = [store.array(name)[:upto].tolist() for name in ("roi_group", "roi", "patch_id")]
+    return set(zip(*labels, strict=True))
+
+
+def _existing(store: CubeStore, spec: Spec, src: Path, times: int,
+              resume: bool) -> tuple[CubeState | None, set[tuple[str, int, int]]]:
+    """The state of the cube at ``store`` (None if there is none yet) and its patches' keys; checks the fit."""
+    state = store.state()
+    attributes = store.group_attributes("")
+    if state is None or (attributes is None and not state.pending):
+        if attributes is not None:
+            checked_state(store)  # a cube without a committed state: of another schema version
+        return None, set()
+    if not state.complete and not resume:
+        raise ValueError(f"{store.location}: an unfinished conversion; re-run with resume=True (--resume)")
+    if state.pending and state.pending["start"] == 0 and not state.pending.get("grown"):
+        return state, set()  # its creation was interrupted: nothing in it counts
+    if attributes.get("schema_version") != SCHEMA_VERSION or attributes.get("layout") != spec.layout:
+        raise ValueError(f"{store.location}: exists and is not a {spec.title} cube of schema version "
+                         f"{SCHEMA_VERSION}")
+    if attributes.get("source_root") != str(src):
+        raise ValueError(f"{store.location}: was converted from {attributes.get('source_root')}, not {src}; "
+                         "appending from another source root is not supported")
+    if spec.temporal and store.array("time").shape[0] != times:
+        raise ValueError(f"{store.location}: has {store.array('time').shape[0]} time steps, {src} has {times}")
+    return state, _stored_keys(store, state)
+
+
+def _root_attributes(spec: Spec, src: Path) -> dict:
+    return {"title": f"{spec.title} data cube", "dataset": spec.title, "layout": spec.layout,
+            "schema_version": SCHEMA_VERSION, "Conventions": "CF-1.10", "source_root": str(src),
+            "created_by": f"cube {__version__}",
+            "description": f"{spec.title} images ({', '.join(spec.modalities)}) exactly as in the source GeoTIFFs, "
+                           "labelled by ROI, patch, time step and band, with acquisition dates, georeference and a "
+                           "'valid' flag per file; see docs/schema.md"}
+
+
+def _prepare(store: CubeStore, owner: dict, spec: Spec, state: CubeState | None, new: list[PatchFiles],
+             src: Path, times: int) -> tuple[CubeState, int, list[Problem]]:
+    """Make room for the new patches (create or grow the store), committing the pending work first.
+
+    Returns the state, the store position of the first new patch and the header problems found.
+    """
+    georef, dtypes, size, problems = _headers(new, SPECS[spec.layout])
+    keys = [list(p.key) for p in new if p.key in georef]
+    state = state or CubeState()
+    if state.pending and state.pending["patches"] != keys:
+        raise ValueError(f"{store.location}: resume must use the same source and ROIs as the interrupted "
+                         "conversion")
+    first = state.pending["start"] if state.pending else (store.array("valid").shape[0] if state.complete else 0)
+    if not keys or (state.pending or {}).get("grown"):
+        return state, first, problems
+    state.complete, state.pending = False, {"start": first, "patches": keys, "grown": False}
+    store.commit(state, owner)
+    metas = _metas([p for p in new if p.key in georef], georef, src)
+    if first == 0:
+        _create(store, template(spec, metas, times, size, dtypes, _root_attributes(spec, src)),
+                encoding(spec, times, size, dtypes))
+    else:
+        _grow(store, spec, first, metas, times)
+    state.pending["grown"] = True
+    store.commit(state, owner)
+    return state, first, problems
+
+
+def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int, times: int, on_error: str,
+                 workers: int | None, scheduler: str | None, progress: bool) -> tuple[list[Problem], int]:
+    """Run one task per patch not yet done; the problems found and the number of tasks."""
+    store.remove_torn_writes([*spec.modalities, "valid"])
+    group = store.group()
+    done = group["valid"][first:].reshape(len(new), -1).all(axis=1) if new else np.array([], bool)
+    size = group[spec.modalities[0]].shape[-1]
+    expected = {m: Expected(len(BANDS["S1" if m == "S1" else "S2"]), np.dtype(group[m].dtype), size)
+                for m in spec.modalities}
+    georef = {(str(g), int(r), int(p)): (int(e), tuple(t)) for g, r, p, e, t in zip(
+        *(group[name][first:] for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True)}
+    tasks = [(store.location, first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
+              *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
+    try:
+        results = list(run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress,
+                                 "converting"))
+    except FileProblem as err:
+        raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
+                              "--resume, or use --on-error skip)") from None
+    return [p for r in results for p in r], len(tasks)
+
+
+def _discover(src: Path, spec: Spec, rois: list[str] | None, split: str | None,
+              region: str | None) -> tuple[list[PatchFiles], list[Problem], int]:
+    """The chosen patches in sample order, the problems of their files and names, and the number of steps."""
+    found, problems = group_patches(src, spec.layout)
+    patches = _select(found, src, spec.layout, rois, split, region)
+    chosen = {(p.roi, p.pid) for p in patches}
+    problems = [p for p in problems if not p.roi or (Roi.parse(p.roi, known=False), p.patch_id) in chosen]
+    times = max(t for p in patches for (_, t) in p.files) + 1 if spec.temporal else 1
+    return patches, problems + check_complete(patches, src, spec.layout, spec.modalities, times), times
+
+
+def _only_new(problems: list[Problem], new: list[PatchFiles]) -> list[Problem]:
+    """Problems that concern the patches still to convert (or no patch in particular)."""
+    keys = {(str(p.roi), p.pid) for p in new}
+    return [p for p in problems if not p.roi or (str(Roi.parse(p.roi, known=False)), p.patch_id) in keys]
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] | None = None,
             split: str | None = None, region: str | None = None, workers: int | None = None,
             scheduler: str | None = None, resume: bool = False, on_error: str = "fail",
             report: str | os.PathLike | None = None, clouds: tuple[str, ...] = DETECTORS,
-            progress: bool = True) -> ConversionReport:
+            force_unlock: bool = False, progress: bool = True) -> ConversionReport:
     """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into a Zarr v3 cube.
+
+    One process at a time writes a cube: the conversion holds the cube's writer
+    lock (see :class:`cube.store.CubeStore`) and is refused at once while another
+    process holds it. A conversion with nothing to do writes nothing.
 
     Parameters
     ----------
@@ -239,12 +349,20 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     clouds : tuple of str
         Detectors of the cloud pass run after the conversion (SEN12MS-CR-TS
         only; see :func:`cube.clouds.compute_clouds`); ``()`` skips it.
+    force_unlock : bool
+        Break the writer lock of a process that died on another machine (one that
+        died on this machine is detected and its lock broken automatically).
     progress : bool
         Show a progress bar.
 
     Returns
     -------
     ConversionReport
+
+    Raises
+    ------
+    cube.store.WriterLockedError
+        If another process is writing the cube.
 
     Examples
     --------
@@ -253,84 +371,49 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     start_time = time.perf_counter()
     if on_error not in ON_ERROR:
         raise ValueError(f"invalid on_error {on_error!r}: choose one of {', '.join(ON_ERROR)}")
-    src, dst = Path(src).resolve(), Path(dst)
+    src = Path(src).resolve()
     spec = SPECS[detect_layout(src)]
-    found, problems = group_patches(src, spec.layout)
-    patches = _select(found, src, spec.layout, rois, split, region)
-    chosen = {(p.roi, p.pid) for p in patches}
-    problems = [p for p in problems if not p.roi or (Roi.parse(p.roi, known=False), p.patch_id) in chosen]
-    times = max(t for p in patches for (_, t) in p.files) + 1 if spec.temporal else 1
-    problems += check_complete(patches, src, spec.layout, spec.modalities, times)
-    georef, dtypes, size, header_problems = _headers(patches, spec)
-    problems += header_problems
-    if on_error == "fail":
-        _raise_if_any(problems, f"in {src}")
-    patches = [p for p in patches if p.key in georef]  # unreadable patches cannot be placed
+    patches, problems, times = _discover(src, spec, rois, split, region)
     out = ConversionReport(str(src), str(dst), spec.layout, on_error)
-
-    if dst.exists():
-        group = zarr.open_group(dst, mode="r+")
-        attrs = dict(group.attrs)
-        if attrs.get("schema_version") != SCHEMA_VERSION or attrs.get("layout") != spec.layout:
-            raise ValueError(f"{dst}: exists and is not a {spec.title} cube of schema version {SCHEMA_VERSION}")
-        if not attrs.get("complete") and not resume:
-            raise ValueError(f"{dst}: an unfinished conversion; re-run with resume=True (--resume)")
-        if attrs.get("source_root") != str(src):
-            raise ValueError(f"{dst}: was converted from {attrs.get('source_root')}, not {src}; "
-                             "appending from another source root is not supported")
-        if spec.temporal and group["time"].shape[0] != times:
-            raise ValueError(f"{dst}: has {group['time'].shape[0]} time steps, {src} has {times}")
-        pending = attrs.get("pending")
-        stored = set(_stored_keys(group, pending["start"] if pending else group["valid"].shape[0]))
-        new = [p for p in patches if p.key not in stored]
-        if pending and [list(p.key) for p in new] != pending["patches"]:
-            raise ValueError(f"{dst}: resume must use the same source and ROIs as the interrupted conversion")
-        first = pending["start"] if pending else group["valid"].shape[0]
-        if new:
-            group.attrs.update({"complete": False, "pending": {"start": first,
-                                                               "patches": [list(p.key) for p in new]}})
-            _grow(dst, spec, first, _metas(new, georef, src), times)
-    else:
-        new, first = patches, 0
-        attrs = {"title": f"{spec.title} data cube", "dataset": spec.title, "layout": spec.layout,
-                 "schema_version": SCHEMA_VERSION, "Conventions": "CF-1.10", "source_root": str(src),
-                 "created_by": f"cube {__version__}", "complete": False,
-                 "description": f"{spec.title} images ({', '.join(spec.modalities)}) exactly as in the source "
-                                "GeoTIFFs, labelled by ROI, patch, time step and band, with acquisition dates, "
-                                "georeference and a 'valid' flag per file; see docs/schema.md",
-                 "pending": {"start": 0, "patches": [list(p.key) for p in new]}}
-        _create(dst, template(spec, _metas(new, georef, src), times, size, dtypes, attrs),
-                encoding(spec, times, size, dtypes))
-    for leftover in dst.rglob("*.partial"):  # torn writes of a killed run
-        leftover.unlink()
-
-    group = zarr.open_group(dst, mode="r+")
-    done = group["valid"][first:].reshape(len(new), -1).all(axis=1) if new else np.array([], bool)
-    expected = {m: Expected(len(BANDS["S1" if m == "S1" else "S2"]), np.dtype(group[m].dtype), size)
-                for m in spec.modalities}
-    tasks = [(str(dst), first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
-              *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
-    try:
-        results = list(run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress,
-                                  "converting"))
-    except FileProblem as err:
-        raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
-                              "--resume, or use --on-error skip)") from None
-    problems += [p for r in results for p in r]
-
-    valid = group["valid"][:]
-    group.attrs.update({"complete": True, "pending": None, "gaps": int((~valid).sum()),
-                        "history": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} converted {len(new)} "
-                                   f"patch(es) from {src}"})
-    out.patches_in_cube = valid.shape[0]
-    out.patches_added = len(new)
-    out.patches_converted = len(tasks)
-    out.problems = [asdict(p) for p in problems]
-    out.gaps = int((~valid).sum())
-    if clouds and spec.temporal:
+    state, stored = _existing(CubeStore(dst), spec, src, times, resume=True)  # a look, before any write
+    if state is None or not state.complete or any(p.key not in stored for p in patches):
+        with CubeStore(dst, mode="r+").writer("conversion", force_unlock=force_unlock) as owner:
+            _convert_locked(CubeStore(dst, mode="r+"), owner, spec, patches, problems, times, out,
+                            resume=resume, workers=workers, scheduler=scheduler, clouds=clouds, progress=progress)
+    elif clouds and spec.temporal:
         out.cloud_pass_patches = compute_clouds(dst, clouds, workers=workers, scheduler=scheduler, resume=True,
-                                                progress=progress)
+                                                force_unlock=force_unlock, progress=progress)
+    if not out.patches_in_cube:
+        out.patches_in_cube = CubeStore(dst).array("valid").shape[0]
     out.seconds = round(time.perf_counter() - start_time, 2)
     if report:
         out.write(report)
     return out
+
+
+def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[PatchFiles], problems: list[Problem],
+                    times: int, out: ConversionReport, *, resume: bool, workers: int | None,
+                    scheduler: str | None, clouds: tuple[str, ...], progress: bool) -> None:
+    """The conversion's writes, under the writer lock: prepare, convert each patch, commit, cloud pass."""
+    state, stored = _existing(store, spec, Path(out.source), times, resume)  # again: now nobody else writes
+    new = [p for p in patches if p.key not in stored]
+    problems = _only_new(problems, new)
+    if out.on_error == "fail":
+        _raise_if_any(problems, f"in {out.source}")
+    state, first, header_problems = _prepare(store, owner, spec, state, new, Path(out.source), times)
+    if out.on_error == "fail":
+        _raise_if_any(header_problems, f"in {out.source}")
+    placed = {tuple(key) for key in state.pending["patches"]} if state.pending else set()
+    new = [p for p in new if p.key in placed]
+    task_problems, out.patches_converted = _convert_new(store, spec, new, first, times, out.on_error, workers,
+                                                        scheduler, progress)
+    valid = store.array("valid")[:]
+    state.complete, state.pending, state.gaps = True, None, int((~valid).sum())
+    state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} converted {len(placed)} patch(es) from "
+                         f"{out.source}")
+    store.commit(state, owner)
+    out.patches_in_cube, out.patches_added, out.gaps = valid.shape[0], len(placed), state.gaps
+    out.problems = [asdict(p) for p in problems + header_problems + task_problems]
+    if clouds and spec.temporal:
+        out.cloud_pass_patches = cloud_pass(store, owner, clouds, workers=workers, scheduler=scheduler,
+                                            progress=progress)

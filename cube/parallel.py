@@ -41,6 +41,8 @@ def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | N
     threads (file reads, compression and writes release the GIL, so one task's
     reads overlap another's writes).
     """
+    if not tasks:
+        return
     with _client(workers, scheduler) as client, tqdm(total=len(tasks), desc=desc, unit="patch",
                                                      disable=not progress) as bar:
         if client is None:

@@ -1,23 +1,248 @@
-"""Opening a cube, its completeness marker, and georeferenced views of its patches."""
+"""The cube's store: opening it, its state, its single-writer lock, and georeferenced views of its patches.
+
+Everything that reads or writes a cube's objects goes through :class:`CubeStore`;
+no other module builds paths inside a cube. Besides the Zarr hierarchy of the
+data, a cube holds two small control groups whose attributes are written whole,
+in one write of their ``zarr.json`` (an atomic replace on a local disk, one PUT
+on object storage):
+
+- ``cube_state``: what the writers have done (``complete``, ``pending``,
+  ``gaps``, ``history``, ``clouds``); :meth:`CubeStore.commit` replaces it;
+- ``writer_lock``: present while a process converts or runs the cloud pass;
+  created only if absent (a create-only write), so one writer at a time holds it.
+  A lock whose owner is gone from this host is broken automatically; any other
+  lock only with ``force_unlock=True`` (``--force-unlock``).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
+import re
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
 from natsort import natsort_keygen
 from rasterio.transform import Affine
+from zarr.core.buffer import cpu, default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from .rois import GROUPS, Roi
 from .schema import SCHEMA_VERSION
 
+STATE, LOCK = "cube_state", "writer_lock"
+"""The control groups (see the module docstring)."""
+_TORN_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
+"""zarr's local temporary files (``<key>.<uuid>.partial``), left behind when a writer is killed mid-write."""
+
 
 class IncompleteCubeError(RuntimeError):
     """The store exists but its conversion has not finished."""
+
+
+class WriterLockedError(RuntimeError):
+    """Another process holds the cube's writer lock."""
+
+
+@dataclass
+class CubeState:
+    """What the writers of a cube have done; stored whole in the ``cube_state`` group's attributes."""
+
+    complete: bool = False
+    pending: dict | None = None
+    """An unfinished conversion: ``start`` (first new position), ``patches`` ([group, roi, pid] each), ``grown``."""
+    gaps: int = 0
+    history: list[str] = field(default_factory=list)
+    clouds: dict = field(default_factory=lambda: {"detectors": [], "complete": False})
+    """The cloud pass: its ``detectors`` and whether it finished (``complete``)."""
+
+    def cloud_detectors(self) -> tuple[str, ...]:
+        """Detectors of a finished cloud pass (empty while none has finished)."""
+        return tuple(self.clouds["detectors"]) if self.clouds.get("complete") else ()
+
+
+def _group_document(attributes: dict) -> bytes:
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=1).encode()
+
+
+def _process_started(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def owner_record(purpose: str) -> dict:
+    """Who writes: a unique token, host, process (with its start time, so a reused pid is told apart)."""
+    return {"token": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
+            "pid_started": _process_started(os.getpid()), "purpose": purpose,
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
+            "since": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"}
+
+
+def owner_gone(owner: dict) -> bool:
+    """True if the process that wrote ``owner`` (see :func:`owner_record`) ran on this host and has ended."""
+    if owner.get("host") != socket.gethostname():
+        return False
+    started = _process_started(int(owner.get("pid", -1)))
+    return started is None or owner.get("pid_started") is None or abs(started - owner["pid_started"]) > 1e-3
+
+
+class CubeStore:
+    """A cube's objects, state and lock, for reading (``mode='r'``) or writing (``mode='r+'``).
+
+    Parameters
+    ----------
+    location : path
+        The cube (a Zarr v3 store).
+    mode : {"r", "r+"}
+        Read only, or read and write.
+    """
+
+    def __init__(self, location: str | os.PathLike, mode: str = "r") -> None:
+        self.location = str(location)
+        self.store = LocalStore(Path(location), read_only=mode == "r")
+
+    def __repr__(self) -> str:
+        return f"CubeStore({self.location!r})"
+
+    # -- objects -------------------------------------------------------------------------------------------
+    def read_json(self, key: str) -> dict | None:
+        """A JSON object of the store, or None if absent."""
+        try:
+            buffer = sync(self.store.get(key, prototype=default_buffer_prototype()))
+        except FileNotFoundError:  # a local store whose folder does not exist
+            return None
+        return None if buffer is None else json.loads(buffer.to_bytes())
+
+    def write(self, key: str, data: bytes) -> None:
+        """Write one object whole (readers see the old or the new content, never a mix)."""
+        sync(self.store.set(key, cpu.Buffer.from_bytes(data)))
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Write an object only if it does not exist; True if this call created it."""
+        sync(self.store.set_if_not_exists(key, cpu.Buffer.from_bytes(data)))
+        buffer = sync(self.store.get(key, prototype=default_buffer_prototype()))
+        return buffer is not None and buffer.to_bytes() == data
+
+    def delete(self, name: str) -> None:
+        """Delete an object, or everything under ``name`` as a prefix."""
+        sync(self.store.delete(name))
+        sync(self.store.delete_dir(name))
+
+    def children(self, prefix: str = "") -> list[str]:
+        """Names directly under a prefix."""
+        async def listing() -> list[str]:
+            return [name async for name in self.store.list_dir(prefix)]
+        try:
+            return sorted(sync(listing()))
+        except FileNotFoundError:  # a local store whose folder does not exist
+            return []
+
+    def group_attributes(self, path: str) -> dict | None:
+        """The attributes of a group, or None if there is no group at ``path``."""
+        document = self.read_json(f"{path}/zarr.json" if path else "zarr.json")
+        return None if document is None or document.get("node_type") != "group" else document["attributes"]
+
+    def write_group(self, path: str, attributes: dict, *, only_if_absent: bool = False) -> bool:
+        """Write a group's metadata (attributes whole) in one write; True if written."""
+        data = _group_document(attributes)
+        if only_if_absent:
+            return self.create(f"{path}/zarr.json", data)
+        self.write(f"{path}/zarr.json", data)
+        return True
+
+    def remove_torn_writes(self, prefixes: list[str]) -> None:
+        """Delete temporary files of writes that a killed writer left under ``prefixes`` (local disks only)."""
+        root = Path(self.location)
+        for prefix in prefixes:
+            for leftover in (root / prefix).rglob("*.partial"):
+                if leftover.is_file() and _TORN_WRITE.search(leftover.name):
+                    leftover.unlink(missing_ok=True)
+
+    # -- zarr and xarray -----------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """True if something of a cube is here (data or control groups)."""
+        return any(self.read_json(key) is not None for key in ("zarr.json", f"{STATE}/zarr.json", f"{LOCK}/zarr.json"))
+
+    def group(self, path: str = "", mode: str = "r") -> zarr.Group:
+        return zarr.open_group(self.store, path=path, mode=mode)
+
+    def array(self, name: str, mode: str = "r") -> zarr.Array:
+        """One variable of the cube (or of a run: ``runs/<name>/<version>/prediction``) as a zarr array."""
+        return zarr.open_array(self.store, path=name, mode=mode)
+
+    def dataset(self, group: str | None = None, chunks: dict | None = None) -> xr.Dataset:
+        """A group as an :class:`xarray.Dataset` (lazy)."""
+        return xr.open_zarr(self.store, group=group, consolidated=False, chunks=chunks)
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def state(self) -> CubeState | None:
+        """The committed state, or None if no writer has committed one."""
+        attributes = self.group_attributes(STATE)
+        return None if attributes is None else CubeState(**attributes)
+
+    def commit(self, state: CubeState, owner: dict) -> None:
+        """Replace the state in one write, if ``owner`` still holds the writer lock."""
+        holder = self.group_attributes(LOCK)
+        if holder is None or holder.get("token") != owner["token"]:
+            raise WriterLockedError(f"{self.location}: this process lost the writer lock "
+                                    f"(now held by {_describe(holder)}); nothing was committed")
+        self.write_group(STATE, asdict(state))
+
+    # -- the writer lock -----------------------------------------------------------------------------------
+    @contextmanager
+    def writer(self, purpose: str, *, force_unlock: bool = False) -> Iterator[dict]:
+        """Hold the cube's writer lock for the duration of a ``with`` block; yields the owner record.
+
+        Raises
+        ------
+        WriterLockedError
+            If another live process holds it (its pid, host, command and start are named).
+        """
+        owner = owner_record(purpose)
+        self._acquire(owner, force_unlock)
+        try:
+            yield owner
+        finally:
+            holder = self.group_attributes(LOCK)
+            if holder is not None and holder.get("token") == owner["token"]:
+                self.delete(LOCK)
+
+    def _acquire(self, owner: dict, force_unlock: bool) -> None:
+        for _ in range(3):
+            if self.write_group(LOCK, owner, only_if_absent=True):
+                return
+            holder = self.group_attributes(LOCK)
+            if holder is None:
+                continue  # released in between
+            if not (force_unlock or owner_gone(holder)):
+                raise WriterLockedError(
+                    f"{self.location}: another process is writing this cube ({_describe(holder)}); wait for it to "
+                    "finish, or, if that process died on another machine, re-run with --force-unlock")
+            # only the one process that creates this marker breaks the stale lock; others just retry
+            if self.create(f"{LOCK}/broken.{holder.get('token')}", owner["token"].encode()):
+                sync(self.store.delete(f"{LOCK}/zarr.json"))
+        raise WriterLockedError(f"{self.location}: could not take the writer lock; another process keeps taking it")
+
+
+def _describe(holder: dict | None) -> str:
+    if holder is None:
+        return "nobody"
+    return (f"{holder.get('purpose', 'a writer')} by pid {holder.get('pid')} on host {holder.get('host')} since "
+            f"{holder.get('since')}: {holder.get('command')!r}")
 
 
 def open_cube(path: str | os.PathLike, *, chunks: dict | None | str = "inner",
@@ -26,7 +251,8 @@ def open_cube(path: str | os.PathLike, *, chunks: dict | None | str = "inner",
 
     Patches come in the original toolbox's sample order for split 'all' (ROI
     groups, then ROIs in table order, then patch numbers in natural order), also
-    after ROIs were appended in another order.
+    after ROIs were appended in another order. The attribute ``cloud_detectors``
+    lists the detectors of the cube's finished cloud pass.
 
     Parameters
     ----------
@@ -51,21 +277,34 @@ def open_cube(path: str | os.PathLike, *, chunks: dict | None | str = "inner",
     >>> ds = open_cube("cube.zarr")  # doctest: +SKIP
     >>> ds.S2.sel(S2_band=["B4", "B3", "B2"]).isel(patch=0, time=5)  # doctest: +SKIP
     """
-    path = Path(path)
-    if not (path / "zarr.json").exists():
-        raise FileNotFoundError(f"{path}: no cube here (no zarr.json)")
-    ds = xr.open_zarr(path, consolidated=False, chunks={} if chunks == "inner" else chunks)
-    if ds.attrs.get("schema_version") != SCHEMA_VERSION:
-        raise FileNotFoundError(f"{path}: not a cube of schema version {SCHEMA_VERSION} "
-                                f"(found {ds.attrs.get('schema_version')})")
-    if not ds.attrs.get("complete") and not allow_incomplete:
-        raise IncompleteCubeError(f"{path}: the conversion writing this cube did not finish; "
-                                  "re-run `crts convert ... --resume` to complete it")
+    store = CubeStore(path)
+    state = checked_state(store, allow_incomplete)
+    ds = store.dataset(chunks={} if chunks == "inner" else chunks)
+    ds.attrs["cloud_detectors"] = state.cloud_detectors()
     ds = ds.assign_coords({name: ds[name].load() for name in ds.coords})  # labels are small: load them
     order = sample_order(ds)
     if not np.array_equal(order, np.arange(ds.sizes["patch"])):
         ds = ds.isel(patch=order)
     return ds
+
+
+def checked_state(store: CubeStore, allow_incomplete: bool = False) -> CubeState:
+    """The state of a cube of this schema version; raises unless it is complete (or ``allow_incomplete``)."""
+    attributes, state = store.group_attributes(""), store.state()
+    if attributes is None and state is None:
+        raise FileNotFoundError(f"{store.location}: no cube here (no zarr.json)")
+    if attributes is not None and attributes.get("schema_version") != SCHEMA_VERSION:
+        raise FileNotFoundError(f"{store.location}: not a cube of schema version {SCHEMA_VERSION} (found "
+                                f"{attributes.get('schema_version')}); convert the source again into a new cube")
+    state = state or CubeState()
+    if not state.complete and not allow_incomplete:
+        holder = store.group_attributes(LOCK)
+        if holder is not None and not owner_gone(holder):
+            raise IncompleteCubeError(f"{store.location}: is being written ({_describe(holder)}); open it when "
+                                      "that process has finished")
+        raise IncompleteCubeError(f"{store.location}: the conversion writing this cube did not finish; "
+                                  "re-run `crts convert SRC CUBE --resume` to complete it")
+    return state
 
 
 def sample_order(ds: xr.Dataset) -> np.ndarray:
@@ -80,10 +319,10 @@ def sample_order(ds: xr.Dataset) -> np.ndarray:
     return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=int)
 
 
-def stored_order(path: str | os.PathLike) -> np.ndarray:
+def stored_order(store: CubeStore) -> np.ndarray:
     """For each patch in sample order (as :func:`open_cube` gives them), its position in the store."""
-    group = zarr.open_group(path, mode="r")
-    return sample_order(xr.Dataset({name: ("patch", group[name][:]) for name in ("roi_group", "roi", "patch_id")}))
+    return sample_order(xr.Dataset({name: ("patch", store.array(name)[:]) for name in ("roi_group", "roi",
+                                                                                        "patch_id")}))
 
 
 def patch_bounds(ds: xr.Dataset) -> np.ndarray:

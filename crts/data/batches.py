@@ -50,7 +50,7 @@ class SampleWindows(torch.utils.data.Dataset):
         if samples.index is None:
             raise ValueError("windows need sample_type='cloudy_cloudfree' and a cloud detector")
         self.samples = samples
-        size = samples._array("S2").shape[-1]
+        size = samples.image_size
         self.input_dims = input_dims or {"y": size, "x": size}
         self.input_overlap = input_overlap or {}
         self._size = size

@@ -18,7 +18,7 @@ from cube.detectors import (
     s2cloudless_probability,
 )
 from cube.rois import Roi, in_cr_split
-from cube.store import patch_bounds, stored_order
+from cube.store import CubeStore, patch_bounds, stored_order
 
 from .scaling import RESCALE_METHODS, scale_s1, scale_s2
 
@@ -57,7 +57,7 @@ class SEN12MSCR(torch.utils.data.Dataset):
             raise ValueError(f"{self.cube}: a {ds.attrs['dataset']} cube; use SEN12MSCRTS for it")
         keep = np.array([in_cr_split(Roi(str(g), int(r)), split, region, exact=exact_scenes)
                          for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)], dtype=bool)
-        self.positions = stored_order(self.cube)[keep]
+        self.positions = stored_order(CubeStore(self.cube))[keep]
         root = Path(ds.attrs["source_root"])
         self.paths = {m: [str(root / p) for p in ds[f"{m}_path"].values[keep]] for m in ("S1", "S2", "S2_cloudy")}
         self.coords = patch_bounds(ds)[keep]
@@ -71,7 +71,7 @@ class SEN12MSCR(torch.utils.data.Dataset):
 
     def _read(self, name: str, pdx: int) -> np.ndarray:
         if name not in self._arrays:
-            self._arrays[name] = zarr.open_array(self.cube / name, mode="r")
+            self._arrays[name] = CubeStore(self.cube).array(name)
         return self._arrays[name][int(self.positions[pdx])]
 
     def _mask(self, cloudy: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from cube.clouds import require_clouds
 from cube.detectors import DETECTORS
 from cube.layout import parse_ts_path
 from cube.rois import select_rois
-from cube.store import patch_bounds, stored_order
+from cube.store import CubeStore, patch_bounds, stored_order
 
 from .index_files import (
     index_file_name,
@@ -100,7 +100,7 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         if cloud_masks is not None:
             require_clouds(ds, cloud_masks)
         self.source_root = Path(ds.attrs["source_root"])
-        stored = stored_order(self.cube)  # sample order -> position on disk, for direct zarr reads
+        stored = stored_order(CubeStore(self.cube))  # sample order -> position on disk, for direct zarr reads
         chosen = {(r.group, r.number) for r in select_rois(split, region)}
         keep = np.array([(g, int(r)) in chosen for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)])
         if not keep.any():
@@ -164,13 +164,18 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def image_size(self) -> int:
+        """Width (= height) of the cube's images in pixels."""
+        return self._array("S2").shape[-1]
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_arrays": {}}  # zarr handles are opened anew in each worker
 
     def _array(self, name: str) -> zarr.Array:
         """A cube variable as a zarr array, opened once per process (reads by basic selection are fastest)."""
         if name not in self._arrays:
-            self._arrays[name] = zarr.open_array(self.cube / name, mode="r")
+            self._arrays[name] = CubeStore(self.cube).array(name)
         return self._arrays[name]
 
     def _path(self, modality: str, pdx: int, t: int) -> str:
