@@ -17,7 +17,7 @@ from zarr.codecs import BloscCodec
 from .bands import BANDS, S2_SCALE
 from .rois import Roi, cr_split_of, region_of, split_of
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 AFFINE = ("a", "b", "c", "d", "e", "f")
 """Order of the per-patch geotransform coefficients (rasterio's Affine: x = a*col + b*row + c, ...)."""
 
