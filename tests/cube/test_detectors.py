@@ -18,7 +18,14 @@ import pytest
 import rasterio
 from scipy import ndimage
 
-from cube.detectors import CLEAR, CLOUD, SHADOW, cloud_cloudshadow_classes, cloud_cloudshadow_mask, heuristic_cloud_score
+from cube.detectors import (
+    CLEAR,
+    CLOUD,
+    SHADOW,
+    cloud_cloudshadow_classes,
+    cloud_cloudshadow_mask,
+    heuristic_cloud_score,
+)
 
 
 def _rescale(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
