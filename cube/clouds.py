@@ -87,7 +87,12 @@ def _check_detectors(detectors: tuple[str, ...]) -> None:
 
 
 def _add_variables(store: CubeStore, names: list[str]) -> None:
-    """Create the missing cloud variables (metadata only) and the coverage array."""
+    """Create the missing cloud variables (metadata only) and the coverage array.
+
+    The stores' fill value is the gap value (255 for the masks and the stored
+    probability, NaN for the map), so an image the pass never writes, such as
+    every image of a patch without S2, reads as a gap rather than clear sky.
+    """
     ds = store.dataset(chunks=None)
     patches, times, size = ds.sizes["patch"], ds.sizes["time"], ds.sizes["y"]
     dims = ("patch", "time", "y", "x")
@@ -99,7 +104,8 @@ def _add_variables(store: CubeStore, names: list[str]) -> None:
         spec = _MASKS[name]
         dtype = np.float32 if "scale_factor" in spec.get("encoding", {}) else spec["dtype"]
         new[name] = (dims, da.zeros((patches, times, size, size), dtype=dtype, chunks=-1), spec["attrs"])
-        encoding[name] = {"chunks": (1, 1, size, size), "shards": (1, times, size, size),
+        gap = NO_DATA if spec["dtype"] == np.uint8 else np.nan  # what an image never written reads as
+        encoding[name] = {"chunks": (1, 1, size, size), "shards": (1, times, size, size), "fill_value": gap,
                           "compressors": (compressor(np.dtype(spec["dtype"])),), **spec.get("encoding", {})}
         if spec["dtype"] == np.float32:
             encoding[name]["_FillValue"] = np.nan

@@ -72,32 +72,40 @@ def s2cloudless_map(probability: np.ndarray) -> np.ndarray:
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Linear rescaling (x - lo) / (hi - lo); ``hi < lo`` gives a falling ramp."""
+    """Linear rescaling (x - lo) / (hi - lo) in the precision of ``x``; ``hi < lo`` gives a falling ramp."""
     return (x - lo) / (hi - lo)
 
 
 def heuristic_cloud_score(s2: np.ndarray) -> np.ndarray:
-    """Smoothed spectral cloud score in [1e-5, 1] of one image (reference section 4)."""
-    r = _reflectance(s2).astype(np.float64)
+    """Smoothed spectral cloud score in [1e-5, 1] of one image (reference section 4).
+
+    In the original's precision, which decides pixels near the 0.2 threshold:
+    float32 up to the grey closing, then the 7x7 mean with a float64 kernel
+    (so the mean and the clipping are float64).
+    """
+    r = _reflectance(s2)
     b1, b2, b3, b4, b10, b11 = r[0], r[1], r[2], r[3], r[10], r[11]
     denominator = b3 + b11
-    ndsi = (b3 - b11) / np.where(denominator == 0, 0.001, denominator)
-    score = np.ones(b1.shape)
+    ndsi = (b3 - b11) / np.where(denominator == 0, np.float32(0.001), denominator)
+    score = np.ones(b1.shape, np.float32)
     for ramp in (_ramp(b2, 0.1, 0.5), _ramp(b1, 0.1, 0.3), _ramp(b1 + b10, 0.4, 0.9),
                  _ramp(b4 + b3 + b2, 0.2, 0.8), _ramp(ndsi, 0.8, 0.6)):
         score = np.minimum(score, ramp)
     score = ndimage.grey_closing(score, size=(5, 5))
-    score = signal.convolve2d(score, np.full((7, 7), 1 / 49), mode="same")  # zero padding
+    score = signal.convolve2d(score, np.ones((7, 7)) / 49, mode="same")  # zero padding; float64 from here
     return np.clip(score, 1e-5, 1.0)
 
 
 def heuristic_shadow(s2: np.ndarray) -> np.ndarray:
-    """Boolean cloud-shadow mask of one image: dark in NIR+SWIR and in blue, median-filtered 5x5."""
-    r = _reflectance(s2).astype(np.float64)
+    """Boolean cloud-shadow mask of one image: dark in NIR+SWIR and in blue, median-filtered 5x5.
+
+    All in float32 as in the original, the thresholds from float32 minima and means.
+    """
+    r = _reflectance(s2)
     blue, csi = r[1], (r[7] + r[11]) / 2
     t3 = csi.min() + 3 / 4 * (csi.mean() - csi.min())
     t4 = blue.min() + 5 / 6 * (blue.mean() - blue.min())
-    marked = np.where((csi < t3) & (blue < t4), -1.0, 0.0)
+    marked = np.where((csi < t3) & (blue < t4), np.float32(-1), np.float32(0))
     return signal.medfilt2d(marked, 5) < 0  # zero-padded at the borders, as the original
 
 

@@ -12,9 +12,12 @@ Mono-temporal (reference section 6)::
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from natsort import natsorted
 
@@ -24,6 +27,7 @@ MODALITIES: tuple[str, ...] = ("S1", "S2")
 SEASONS: dict[str, str] = {"ROIs1158": "spring", "ROIs1868": "summer", "ROIs1970": "fall",
                            "ROIs2017": "winter"}
 CR_KINDS: tuple[str, ...] = ("s1", "s2", "s2_cloudy")
+_File = TypeVar("_File", "TsFile", "CrFile")
 
 _TS_NAME = re.compile(
     r"^(?P<mod>s[12])_(?P<group>ROIs\d{4})_(?P<roi>\d+)_ImgNo_(?P<t>\d+)_"
@@ -105,6 +109,59 @@ def parse_cr_path(path: Path, root: Path) -> CrFile:
     return parsed
 
 
+_TS_FOLDERS = (re.compile(r"\d+"), re.compile("|".join(MODALITIES)), re.compile(r"\d+"))
+"""Names of the folders below a ROI group folder: ROI number, modality, time step."""
+_CR_KIND_FOLDER = re.compile(r"ROIs[^.]*_[^.]*_s[^.]*")
+"""Mono-temporal folders directly under the root (``ROIs1158_spring_s2_cloudy``; archives beside them have dots)."""
+_CR_SCENE_FOLDER = (re.compile(r"(s1|s2|s2_cloudy)_\d+"),)
+
+
+def _listing(folder: Path, problems: list[str]) -> list[os.DirEntry]:
+    """The entries of a folder by name, or none and a problem naming it if it cannot be listed.
+
+    It cannot when it is unreadable, a file, a broken link or a link loop.
+    """
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError as err:
+        problems.append(f"{folder}: cannot be read as a folder ({err.strerror or err})")
+        return []
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop
+        return False
+
+
+def _tifs(folders: list[Path], levels: tuple[re.Pattern, ...], problems: list[str]) -> list[Path]:
+    """The ``.tif`` files ``len(levels)`` folders below ``folders``.
+
+    Every folder on the way is listed, and every entry named like a folder of
+    its level (``levels``: ROI ``17``, modality ``S2``, time step ``3``) is
+    tried as one, so a folder that cannot be read is a problem, never silently
+    left out. Other files on the way are ignored.
+    """
+    for name in levels:
+        folders = [Path(e.path) for folder in folders for e in _listing(folder, problems)
+                   if _is_dir(e) or name.fullmatch(e.name)]
+    return [Path(e.path) for folder in folders for e in _listing(folder, problems) if e.name.endswith(".tif")]
+
+
+def _parsed(paths: list[Path], parse: Callable[[Path, Path], _File], root: Path,
+            problems: list[str]) -> list[_File]:
+    """``parse`` of each path, in natural sort order; a path that does not parse adds its message to ``problems``."""
+    files = []
+    for path in natsorted(paths, key=str):
+        try:
+            files.append(parse(path, root))
+        except ValueError as err:
+            problems.append(str(err))
+    return files
+
+
 def scan_ts(root: Path | str) -> tuple[list[TsFile], list[str]]:
     """Every ``.tif`` of a SEN12MS-CR-TS tree, parsed, in natural sort order.
 
@@ -114,28 +171,18 @@ def scan_ts(root: Path | str) -> tuple[list[TsFile], list[str]]:
     Returns
     -------
     files, problems
-        Parsed files, and one message per file that did not parse.
+        Parsed files, and one message per file that did not parse or folder
+        that could not be read.
     """
     root = Path(root)
-    files: list[TsFile] = []
     problems: list[str] = []
-    for group in GROUPS:
-        for path in natsorted((root / group).glob("*/*/*/*.tif"), key=str):
-            try:
-                files.append(parse_ts_path(path, root))
-            except ValueError as err:
-                problems.append(str(err))
-    return files, problems
+    groups = [root / group for group in GROUPS if os.path.lexists(root / group)]
+    return _parsed(_tifs(groups, _TS_FOLDERS, problems), parse_ts_path, root, problems), problems
 
 
 def scan_cr(root: Path | str) -> tuple[list[CrFile], list[str]]:
-    """Every ``.tif`` of a SEN12MS-CR tree, parsed, in natural sort order."""
+    """Every ``.tif`` of a SEN12MS-CR tree, parsed, in natural sort order; problems as for :func:`scan_ts`."""
     root = Path(root)
-    files: list[CrFile] = []
     problems: list[str] = []
-    for path in natsorted(root.glob("ROIs*_*_s*/*/*.tif"), key=str):
-        try:
-            files.append(parse_cr_path(path, root))
-        except ValueError as err:
-            problems.append(str(err))
-    return files, problems
+    kinds = [Path(e.path) for e in _listing(root, problems) if _CR_KIND_FOLDER.fullmatch(e.name)]
+    return _parsed(_tifs(kinds, _CR_SCENE_FOLDER, problems), parse_cr_path, root, problems), problems

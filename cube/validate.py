@@ -71,7 +71,7 @@ def detect_layout(root: Path) -> str:
 def group_patches(root: Path, layout: str) -> tuple[list[PatchFiles], list[Problem]]:
     """Discover the files under ``root`` and group them by patch, in natural order.
 
-    Problems: unparsable names and two files for one slot.
+    Problems: folders that cannot be read, unparsable names and two files for one slot.
     """
     found: list[TsFile] | list[CrFile]
     found, messages = scan_ts(root) if layout == "sen12mscrts" else scan_cr(root)
