@@ -246,12 +246,14 @@ def _root_attributes(spec: Spec, src: Path) -> dict:
 
 
 def _prepare(store: CubeStore, owner: dict, spec: Spec, state: CubeState | None, new: list[PatchFiles],
-             src: Path, times: int) -> tuple[CubeState, int, list[Problem]]:
+             src: Path, times: int, on_error: str) -> tuple[CubeState, int, list[Problem]]:
     """Make room for the new patches (create or grow the store), committing the pending work first.
 
     Returns the state, the store position of the first new patch and the header problems found.
     """
     georef, dtypes, size, problems = _headers(new, SPECS[spec.layout])
+    if on_error == "fail":
+        _raise_if_any(problems, f"in {src}")
     keys = [list(p.key) for p in new if p.key in georef]
     state = state or CubeState()
     if state.pending and state.pending["patches"] != keys:
@@ -376,6 +378,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     patches, problems, times = _discover(src, spec, rois, split, region)
     out = ConversionReport(str(src), str(dst), spec.layout, on_error)
     state, stored = _existing(CubeStore(dst), spec, src, times, resume=True)  # a look, before any write
+    if on_error == "fail":
+        _raise_if_any(_only_new(problems, [p for p in patches if p.key not in stored]), f"in {src}")
     if state is None or not state.complete or any(p.key not in stored for p in patches):
         with CubeStore(dst, mode="r+").writer("conversion", force_unlock=force_unlock) as owner:
             _convert_locked(CubeStore(dst, mode="r+"), owner, spec, patches, problems, times, out,
@@ -400,9 +404,7 @@ def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[Pat
     problems = _only_new(problems, new)
     if out.on_error == "fail":
         _raise_if_any(problems, f"in {out.source}")
-    state, first, header_problems = _prepare(store, owner, spec, state, new, Path(out.source), times)
-    if out.on_error == "fail":
-        _raise_if_any(header_problems, f"in {out.source}")
+    state, first, header_problems = _prepare(store, owner, spec, state, new, Path(out.source), times, out.on_error)
     placed = {tuple(key) for key in state.pending["patches"]} if state.pending else set()
     new = [p for p in new if p.key in placed]
     task_problems, out.patches_converted = _convert_new(store, spec, new, first, times, out.on_error, workers,

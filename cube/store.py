@@ -220,6 +220,8 @@ class CubeStore:
             holder = self.group_attributes(LOCK)
             if holder is not None and holder.get("token") == owner["token"]:
                 self.delete(LOCK)
+                if not self.children():  # a writer that stopped before writing anything leaves no folder
+                    Path(self.location).rmdir()
 
     def _acquire(self, owner: dict, force_unlock: bool) -> None:
         for _ in range(3):
