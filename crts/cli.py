@@ -366,17 +366,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.handler(args)
     except (ValueError, FileExistsError, FileNotFoundError, IncompleteCubeError) as err:
-        print(f"crts {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"crts {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     except OSError as err:
         if err.errno not in USER_ERRNOS:
             raise
-        print(f"crts {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"crts {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     return 0
 
 
-def _one_line(err: Exception) -> str:
+def _message(err: Exception) -> str:
     """The message; an OS error's as ``<file>: <reason>`` (``<reason>`` alone where it names no file)."""
     if isinstance(err, OSError) and err.strerror:
         return f"{err.filename}: {err.strerror}" if err.filename is not None else err.strerror
