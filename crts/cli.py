@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -392,16 +393,34 @@ def reference_markdown() -> str:
     return "\n".join(lines)
 
 
+USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.EACCES, errno.ENOTDIR,
+                         errno.EISDIR})
+"""OS errors that a command's paths or the file system cause, not the program: reported like bad input."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``crts``; bad input ends with a one-line error and exit status 2."""
+    """Run ``crts``; bad input, and file systems that refuse a path (see :data:`USER_ERRNOS`), end with a
+    one-line error and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.handler(args)
     except (ValueError, FileExistsError, FileNotFoundError, IncompleteCubeError, WriterLockedError) as err:
-        print(f"crts {args.command}: error: {err}", file=sys.stderr)
+        print(f"crts {args.command}: error: {_message(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in USER_ERRNOS:
+            raise
+        print(f"crts {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _message(err: Exception) -> str:
+    """The message; an OS error's as ``<file>: <reason>`` (``<reason>`` alone where it names no file)."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename is not None else err.strerror
+    return str(err)
 
 
 if __name__ == "__main__":

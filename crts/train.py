@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .data import SEN12MSCRTS, SampleWindows, loader
 from .models import LeastCloudy, ResNet3D
-from .models.checkpoints import load_original_checkpoint, save_checkpoint
+from .models.checkpoints import load_original_checkpoint, read_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -139,7 +139,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1))
     step = epoch = position = 0
     if resume and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=True)
+        saved = read_checkpoint(checkpoint, device, needs=("optimizer", "scheduler", "step", "epoch", "position"),
+                                config=model.config)
         model.load_state_dict(saved["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

@@ -73,7 +73,10 @@ class ConversionReport:
     seconds: float = 0.0
 
     def write(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
+        try:
+            Path(path).write_text(json.dumps(asdict(self), indent=2))
+        except OSError as err:  # a failed write() names no file: name it
+            raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def _raise_if_any(problems: list[Problem], what: str) -> None:

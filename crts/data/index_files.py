@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import reprlib
 from pathlib import Path
 
 import numpy as np
@@ -39,18 +40,22 @@ class _PlainDataUnpickler(pickle.Unpickler):
 
 
 def _plain(value: object, where: str) -> object:
-    """Check that a loaded value is plain data (and NumPy scalars as ints); return it as Python objects."""
+    """Check that a loaded value is plain data (NumPy scalars and 1-d int arrays allowed); return Python objects."""
     if isinstance(value, dict):
-        return {_plain(k, where): _plain(v, where) for k, v in value.items()}
+        return {k if isinstance(k, tuple) else _plain(k, where): _plain(v, where) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v, where) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
+    if isinstance(value, np.integer | np.floating | np.bool_):
+        return value.item()
     if isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.ndim <= 1:
         return value.tolist()
     if isinstance(value, bool | int | str | float) or value is None:
         return value
     raise UnsafeIndexFileError(f"{where}: holds a {type(value).__name__}, not plain data")
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).split("\n", 1)[0]
 
 
 def load_npy_index(path: str | os.PathLike) -> dict[int, dict]:
@@ -70,17 +75,17 @@ def load_npy_index(path: str | os.PathLike) -> dict[int, dict]:
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(f)
-        except ValueError as err:
-            raise ValueError(f"{path}: not a NumPy .npy file ({err})") from None
+        except Exception as err:  # a damaged header fails in NumPy's parser as ValueError, TokenError, ...
+            raise ValueError(f"{path}: not a NumPy .npy file ({type(err).__name__}: {_first_line(err)})") from None
         if dtype != np.dtype(object) or shape != ():
             raise ValueError(f"{path}: expected one pickled dict (a 0-d object array), found {dtype} {shape}")
         try:
             array = _PlainDataUnpickler(io.BytesIO(f.read())).load()
         except UnsafeIndexFileError as err:
             raise UnsafeIndexFileError(f"{path}: refused: {err}") from None
-        except (pickle.UnpicklingError, EOFError) as err:
-            raise ValueError(f"{path}: unreadable pickle payload ({err})") from None
-    content = array.item() if isinstance(array, np.ndarray) else array
+        except Exception as err:  # damaged bytes fail in many ways (TypeError, MemoryError, ...): all mean corrupt
+            raise ValueError(f"{path}: unreadable pickle payload ({type(err).__name__}: {_first_line(err)})") from None
+    content = array[()] if isinstance(array, np.ndarray) and array.shape == () else array
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a dict of samples, found {type(content).__name__}")
     return _plain(content, str(path))
@@ -100,17 +105,88 @@ def save_npy_index(path: str | os.PathLike, index: SampleIndex, paths: list[dict
     return path
 
 
-def index_from_records(records: dict[int, dict], n_input_samples: int, n_samples: int, source: str) -> SampleIndex:
-    """A :class:`SampleIndex` from ``{pdx: {'input': [...], 'target': t}}``, checked against the selection."""
-    if sorted(records) != list(range(n_samples)):
-        raise ValueError(f"{source}: indexes {len(records)} samples, but this selection has {n_samples}; "
-                         "use the split, region and cube it was made for")
-    inputs = np.array([records[p]["input"] for p in range(n_samples)], dtype=np.int64)
-    if inputs.ndim != 2 or inputs.shape[1] != n_input_samples:
-        raise ValueError(f"{source}: inputs are not lists of {n_input_samples} time steps")
-    target = np.array([records[p]["target"] for p in range(n_samples)], dtype=np.int64)
-    bins = np.array([records[p].get("coverage bin", True) for p in range(n_samples)], dtype=bool)
-    return SampleIndex(inputs=inputs, target=target, coverage_bin=bins)
+def index_from_records(records: dict, n_input_samples: int, n_times: int, labels: list[dict],
+                       source: str) -> SampleIndex:
+    """A :class:`SampleIndex` from ``{pdx: {'input': [...], 'target': t}}``, every field checked.
+
+    Parameters
+    ----------
+    records : dict
+        Sample records by pdx, as read from an index file.
+    n_input_samples : int
+        The number of input steps each record must list.
+    n_times : int
+        The cube's number of time steps: steps must lie in [0, n_times).
+    labels : list of dict
+        This selection's ``{'roi', 'patch_id'}`` per pdx; records that carry
+        these labels (our JSON format) must name the same patch.
+    source : str
+        The file, for messages.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file, the sample and the field at fault.
+    """
+    _check_sample_numbers(records, len(labels), source)
+    steps = [_checked_record(records[pdx], pdx, n_input_samples, n_times, labels[pdx], source)
+             for pdx in range(len(labels))]
+    return SampleIndex(inputs=np.array([s[0] for s in steps], dtype=np.int64),
+                       target=np.array([s[1] for s in steps], dtype=np.int64),
+                       coverage_bin=np.array([s[2] for s in steps], dtype=bool))
+
+
+def _check_sample_numbers(records: dict, n_samples: int, source: str) -> None:
+    """Samples must be numbered 0 .. n_samples - 1, as this selection's."""
+    extra = [k for k in records if not _is_int(k) or not 0 <= k < n_samples]
+    missing = [pdx for pdx in range(n_samples) if pdx not in records]
+    if extra or missing:
+        faults = ([f"lacks pdx {_listed(missing)}"] if missing else []) + (
+            [f"has pdx {_listed(extra)} in excess"] if extra else [])
+        raise ValueError(f"{source}: this selection's samples are pdx 0..{n_samples - 1}; the file "
+                         f"{' and '.join(faults)}; use the split, region and cube it was made for")
+
+
+def _is_int(value: object) -> bool:
+    """An integer, and not a bool (JSON's true and false are Python ints)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _listed(values: list, most: int = 5) -> str:
+    shown = ", ".join(repr(v) for v in values[:most])
+    return shown if len(values) <= most else f"{shown}, ... ({len(values)} in all)"
+
+
+def _checked_record(record: object, pdx: int, n_input_samples: int, n_times: int, label: dict,
+                    source: str) -> tuple[list[int], int, bool]:
+    """One sample's inputs, target and coverage bin, checked."""
+    where = f"{source}: sample {pdx}"
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: a {type(record).__name__}, not a dict of 'input' and 'target'")
+    for field in ("input", "target"):
+        if field not in record:
+            raise ValueError(f"{where}: no {field!r}")
+    inputs = record["input"]
+    listed = isinstance(inputs, list) and len(inputs) == n_input_samples
+    for step in inputs if listed else []:
+        _check_step(step, n_times, f"{where}: 'input'")
+    if not listed or len(set(inputs)) < n_input_samples:
+        raise ValueError(f"{where}: 'input' holds {reprlib.repr(inputs)}, not a list of {n_input_samples} "
+                         "distinct time steps")
+    _check_step(record["target"], n_times, f"{where}: 'target'")
+    coverage_bin = record.get("coverage bin", True)
+    if not isinstance(coverage_bin, bool):
+        raise ValueError(f"{where}: 'coverage bin' holds {reprlib.repr(coverage_bin)}, not true or false")
+    roi, patch_id = record.get("roi", label["roi"]), record.get("patch_id", label["patch_id"])
+    if roi != label["roi"] or patch_id != label["patch_id"] or not _is_int(patch_id):
+        raise ValueError(f"{where}: labelled {roi} patch {patch_id}, but this selection's sample {pdx} is "
+                         f"{label['roi']} patch {label['patch_id']}")
+    return inputs, record["target"], coverage_bin
+
+
+def _check_step(value: object, n_times: int, where: str) -> None:
+    if not _is_int(value) or not 0 <= value < n_times:
+        raise ValueError(f"{where} holds {reprlib.repr(value)}, not a time step in [0, {n_times})")
 
 
 def save_json_index(path: str | os.PathLike, index: SampleIndex, labels: list[dict], settings: dict) -> Path:
@@ -123,9 +199,34 @@ def save_json_index(path: str | os.PathLike, index: SampleIndex, labels: list[di
 
 
 def load_json_index(path: str | os.PathLike) -> tuple[dict[int, dict], dict]:
-    """Read an index written by :func:`save_json_index`: records by pdx, and the settings."""
-    content = json.loads(Path(path).read_text())
-    if content.get("format") != JSON_FORMAT:
+    """Read an index written by :func:`save_json_index`: records by pdx, and the settings.
+
+    Raises
+    ------
+    ValueError
+        If the file is not JSON, not of this format, or a sample record lacks its
+        number and labels (the records' contents are checked by :func:`index_from_records`).
+    """
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text())
+    except ValueError as err:  # undecodable bytes or JSON syntax
+        raise ValueError(f"{path}: not a JSON file ({err})") from None
+    if not isinstance(content, dict) or content.get("format") != JSON_FORMAT:
         raise ValueError(f"{path}: not a {JSON_FORMAT} file")
-    records = {s["pdx"]: s for s in content.pop("samples")}
+    if content.get("version") != 1:
+        raise ValueError(f"{path}: version {content.get('version')} of the {JSON_FORMAT} format is not supported")
+    samples = content.pop("samples", None)
+    if not isinstance(samples, list):
+        raise ValueError(f"{path}: 'samples' is not a list")
+    records = {}
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, dict) or not {"pdx", "roi", "patch_id"} <= sample.keys():
+            raise ValueError(f"{path}: samples[{i}]: not a record with 'pdx', 'roi' and 'patch_id'")
+        pdx = sample["pdx"]
+        if not _is_int(pdx):
+            raise ValueError(f"{path}: samples[{i}]: 'pdx' holds {reprlib.repr(pdx)}, not a sample number")
+        if pdx in records:
+            raise ValueError(f"{path}: samples[{i}]: pdx {pdx} appears twice")
+        records[pdx] = sample
     return records, content

@@ -129,7 +129,7 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         if path.is_dir():
             path = path / index_file_name(self.n_input_samples, self.split, self.cloud_masks)
         records = load_json_index(path)[0] if path.suffix == ".json" else load_npy_index(path)
-        index = index_from_records(records, self.n_input_samples, len(self.labels), str(path))
+        index = index_from_records(records, self.n_input_samples, self.coverage.shape[1], self.labels, str(path))
         self._check_paths(records, path)
         return index
 
@@ -141,8 +141,8 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
                     parsed = parse_ts_path(Path(text).relative_to(Path(text).parents[4]), Path())
                 except (ValueError, IndexError):
                     continue
-                mine = self.labels[pdx] if pdx < len(self.labels) else None
-                if mine is None or (str(parsed.roi), parsed.pid) != (mine["roi"], mine["patch_id"]):
+                mine = self.labels[pdx]  # pdx are 0 .. len - 1: index_from_records checked them
+                if (str(parsed.roi), parsed.pid) != (mine["roi"], mine["patch_id"]):
                     raise ValueError(f"{source}: sample {pdx} refers to {parsed.roi} patch {parsed.pid}, but this "
                                      f"selection's sample {pdx} is {mine}")
 

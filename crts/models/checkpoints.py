@@ -8,13 +8,16 @@ Mapping of original names (after removing a ``module.`` prefix from DataParallel
   more leading prefix) become ``model_initial.{0, 2..B+1}.*``, the encoder; its
   layers 18 (conv 256 -> 64) and 20 (conv 64 -> 13) have no counterpart and are dropped.
 
-Files are read with ``torch.load(weights_only=True)``: no pickled code runs.
+Files are read with ``torch.load(weights_only=True)``: no pickled code runs. Our checkpoints'
+configs are checked against their tensors before a model is built (:func:`read_checkpoint`).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,12 +25,33 @@ import torch
 from .resnet3d import ResNet3D
 
 StateDict = dict[str, torch.Tensor]
+CONFIG_KEYS = tuple(inspect.signature(ResNet3D).parameters)
+"""The keys of a checkpoint's model config: the arguments of :class:`ResNet3D`."""
+
+
+def _load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> object:
+    """``torch.load(weights_only=True)``; a file it cannot read as tensors and plain data is one ValueError line.
+
+    OS errors (no such file, permission denied, ...) pass unchanged: they name the file already.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # e.g. about the pickle protocol of a foreign file
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # damaged or foreign bytes fail in many ways: UnpicklingError, RuntimeError, KeyError ...
+        raise ValueError(f"{path}: not a PyTorch file of tensors and plain data "
+                         f"({type(err).__name__} in torch.load)") from None
 
 
 def _read(path_or_state_dict: str | os.PathLike | StateDict) -> StateDict:
     if isinstance(path_or_state_dict, dict):
         return path_or_state_dict
-    return torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
+    state = _load_file(path_or_state_dict)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path_or_state_dict}: a {type(state).__name__}, not a state dict")
+    return state
 
 
 def _generator_config(state: StateDict) -> dict:
@@ -86,9 +110,97 @@ def save_checkpoint(path: str | os.PathLike, model: ResNet3D, **extra: object) -
     return path
 
 
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                    needs: tuple[str, ...] = (), config: dict | None = None) -> dict:
+    """The content of one of our checkpoints, checked before anything is built from it.
+
+    Parameters
+    ----------
+    path : path
+        A file written by :func:`save_checkpoint`.
+    map_location : str or torch.device
+        Where to load the tensors.
+    needs : tuple of str
+        Entries the checkpoint must hold besides ``state_dict`` and ``config``.
+    config : dict, optional
+        The model config it must have been saved from (e.g. that of a run to resume).
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and the problem: not a PyTorch file, not a
+        checkpoint, a config that its tensors contradict, or another config than ``config``.
+    """
+    content = _load_file(path, map_location)
+    wanted = ("state_dict", "config", *needs)
+    if not isinstance(content, dict):
+        raise ValueError(f"{path}: not a checkpoint of crts train (it holds a {type(content).__name__}, not a dict)")
+    if missing := [k for k in wanted if k not in content]:
+        raise ValueError(f"{path}: not a checkpoint of crts train (it lacks {', '.join(map(repr, missing))})")
+    _check_config(content["config"], str(path))
+    _check_state_dict(content["state_dict"], content["config"], str(path))
+    if config is not None and (key := _first_difference(content["config"], config)):
+        raise ValueError(f"{path}: a model with {key}={content['config'][key]}, but this run builds "
+                         f"{key}={config[key]}")
+    return content
+
+
+def _first_difference(a: dict, b: dict) -> str | None:
+    return next((k for k in a if a[k] != b[k]), None)
+
+
+def _check_config(config: object, source: str) -> None:
+    """A config must give every argument of :class:`ResNet3D` as an integer of a buildable size."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: config is a {type(config).__name__}, not a dict")
+    if unknown := [k for k in config if k not in CONFIG_KEYS]:
+        raise ValueError(f"{source}: config has unknown key {unknown[0]!r}")
+    if missing := [k for k in CONFIG_KEYS if k not in config]:
+        raise ValueError(f"{source}: config lacks {missing[0]!r}")
+    for key, value in config.items():
+        least = 0 if key == "blocks" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{source}: config {key!r} holds {value!r}, not an integer of at least {least}")
+
+
+def _check_state_dict(state: object, config: dict, source: str) -> None:
+    """The tensors must be exactly those that ``config`` builds: names, shapes, floating point."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{source}: state dict is a {type(state).__name__}, not a dict")
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{source}: {name!r} holds a {type(value).__name__}, not a tensor")
+        if not value.is_floating_point():
+            raise ValueError(f"{source}: tensor {name} holds {value.dtype}, not floating point numbers")
+    for name, ndim in (("model_initial.0.weight", 4), ("model_final.8.weight", 5)):
+        if name not in state:
+            raise ValueError(f"{source}: state dict lacks {name}")
+        if state[name].ndim != ndim:
+            raise ValueError(f"{source}: tensor {name} has {state[name].ndim} dimensions, not {ndim}")
+    derived = _generator_config(state)
+    if key := _first_difference(config, derived):
+        raise ValueError(f"{source}: config says {key}={config[key]}, but its tensors make {key}={derived[key]}")
+    with torch.device("meta"):  # the config now matches real tensors: building it on no memory is cheap
+        expected = {name: tuple(t.shape) for name, t in ResNet3D(**config).state_dict().items()}
+    if missing := [name for name in expected if name not in state]:
+        raise ValueError(f"{source}: state dict lacks {missing[0]}")
+    if unexpected := [name for name in state if name not in expected]:
+        raise ValueError(f"{source}: state dict has unexpected tensor {unexpected[0]}")
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise ValueError(f"{source}: tensor {name} has shape {tuple(state[name].shape)}, but the config "
+                             f"makes {shape}")
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[ResNet3D, dict]:
-    """A model rebuilt from its config with the saved weights, and the whole checkpoint dict."""
-    content = torch.load(path, map_location="cpu", weights_only=True)
+    """A model rebuilt from its config with the saved weights, and the whole checkpoint dict.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a sound checkpoint (see :func:`read_checkpoint`).
+    """
+    content = read_checkpoint(path)
     model = ResNet3D(**content["config"])
     model.load_state_dict(content["state_dict"])
     return model, content
