@@ -1,8 +1,11 @@
-"""Forward+backward throughput of the full-size 3D ResNet (F=256, B=16, T=3): batch 1 vs 4, fp32 vs AMP.
+"""Forward+backward throughput of the full-size 3D ResNet (F=256, B=16, T=3): batch 1 vs 4, fp32 vs AMP;
+UnCRtainTS (published configuration) beside it.
 
 Baseline: batch size 1, fp32, as the original trains. On CUDA at 256 px, with
 bfloat16 autocast and channels-last as in training; on a CPU the same model at
-64 px (256 px takes minutes per sample there), fp32 only.
+64 px (256 px takes minutes per sample there), fp32 only. UnCRtainTS trains with
+MGNLL at batch size 4 (fp32, as its original): its rate is compared with the 3D
+ResNet's at batch 4 in fp32, with both models' parameter counts.
 """
 
 from __future__ import annotations
@@ -11,18 +14,26 @@ import time
 
 import torch
 
-from crts.models import ResNet3D
+from crts.losses import gaussian_nll
+from crts.models import ResNet3D, UnCRtainTS
 
 
 def _samples_per_s(model: torch.nn.Module, batch: int, size: int, device: torch.device, amp: bool,
                    steps: int) -> float:
-    x = torch.randn(batch, 3, 15, size, size, device=device)
-    target = torch.randn(batch, 13, size, size, device=device)
+    x = torch.rand(batch, 3, 15, size, size, device=device)
+    target = torch.rand(batch, 13, size, size, device=device)
+    dates = torch.tensor([[30.0, 60.0, 90.0]] * batch, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+    def loss_of_step() -> torch.Tensor:
+        if isinstance(model, UnCRtainTS):
+            mean, variance = model(x, dates)
+            return gaussian_nll(mean.float(), target, variance.float())
+        return torch.nn.functional.l1_loss(model(x).float(), target)
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = torch.nn.functional.l1_loss(model(x).float(), target)
+            loss = loss_of_step()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -49,6 +60,12 @@ def run() -> dict:
     batch4 = _samples_per_s(model, 4, size, device, False, steps)
     out["batch 4 fp32 samples/s"] = round(batch4, 3)
     out["ratio batch 4 / batch 1"] = round(batch4 / base, 2)
+    uncrtaints = UnCRtainTS().to(device)
+    rate = _samples_per_s(uncrtaints, 4, size, device, False, steps)
+    out["UnCRtainTS batch 4 fp32 samples/s"] = round(rate, 3)
+    out["ratio UnCRtainTS / 3D ResNet, batch 4 fp32"] = round(rate / batch4, 2)
+    out["parameters 3D ResNet (T=3)"] = sum(p.numel() for p in model.parameters())
+    out["parameters UnCRtainTS"] = sum(p.numel() for p in uncrtaints.parameters())
     if cuda:
         amp = _samples_per_s(model, 4, size, device, True, steps)
         out["batch 4 AMP (bf16) samples/s"] = round(amp, 3)

@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # the command writes figures to files; set before anythin
 
 from crts.evaluate import BASELINES, evaluate  # noqa: E402
 from crts.report import write_report  # noqa: E402
-from crts.train import TrainConfig, train  # noqa: E402
+from crts.train import MODEL_DEFAULTS, TrainConfig, train  # noqa: E402
 from cube.clouds import compute_clouds  # noqa: E402
 from cube.conversion import ON_ERROR, convert  # noqa: E402
 from cube.detectors import DETECTORS  # noqa: E402
@@ -190,13 +190,18 @@ def _run_stats(args: argparse.Namespace) -> None:
 
 
 _TRAIN_HELP = {
-    "out": "run folder for checkpoints and logs", "region": "region of the train/val splits",
+    "out": "run folder for checkpoints and logs", "model": "resnet3d (the paper's 3D ResNet) or uncrtaints",
+    "region": "region of the train/val splits",
     "cloud_masks": "detector whose coverage chooses inputs and target", "n_input_samples": "input time steps",
     "min_cov": "lowest input coverage", "max_cov": "highest input coverage", "crop": "random crop size in px",
     "batch_size": "samples per step (per process under torchrun)", "lr": "Adam learning rate",
     "beta1": "Adam beta1", "epochs": "epochs at the initial rate", "epochs_decay": "epochs of linear decay to 0",
+    "loss": "l1, l2 or MGNLL (Gaussian NLL with the predicted variances; uncrtaints)",
+    "sampler": "fixed (the paper's rule) or random (UnCRtainTS's, redrawn every epoch) for the train split",
     "max_steps": "stop after this many steps", "checkpoint_every": "steps between checkpoints",
     "features": "ResNet width F", "blocks": "residual blocks B of the encoder", "seed": "random seed",
+    "width": "UnCRtainTS channel width", "n_head": "UnCRtainTS attention heads", "d_model": "UnCRtainTS L-TAE width",
+    "scale_by": "UnCRtainTS's internal value scale (the published runs: 10)",
     "device": "auto (CUDA when available), cpu, cuda, cuda:1, ...", "amp": "bfloat16 autocast on CUDA",
     "num_workers": "DataLoader worker processes",
     "init_encoder": "initialise the encoder from the original's baseline_resnet.pth",
@@ -206,9 +211,10 @@ _TRAIN_HELP = {
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train the 3D ResNet on cube batches (resumable; DDP under torchrun)",
-        description="Train the paper's 3D ResNet on the cube's train split with L1 loss, Adam and the original's "
-                    "linear decay, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
+        "train", help="train the 3D ResNet or UnCRtainTS on cube batches (resumable; DDP under torchrun)",
+        description="Train the paper's 3D ResNet (L1 loss, Adam, the original's linear decay) or UnCRtainTS "
+                    "(--model uncrtaints: MGNLL, Adam at a constant rate, random sampler) on the cube's train "
+                    "split, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
                     "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
                     "torchrun.",
         epilog="example: torchrun --nproc_per_node 4 -m crts train --cube cube.zarr --out runs/a --batch-size 8")
@@ -222,8 +228,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         if f.type in ("bool", bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_TRAIN_HELP[f.name])
         else:
-            kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}[str(f.type)]
-            p.add_argument(flag, type=kind, default=None, help=f"{_TRAIN_HELP[f.name]} (default: {f.default})")
+            kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str,
+                    "float | None": float}[str(f.type)]
+            default = ", ".join(f"{model} {values[f.name]}" for model, values in MODEL_DEFAULTS.items()
+                                ) if f.name in MODEL_DEFAULTS["resnet3d"] else f.default
+            p.add_argument(flag, type=kind, default=None, help=f"{_TRAIN_HELP[f.name]} (default: {default})")
     p.set_defaults(handler=_run_train)
 
 

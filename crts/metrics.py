@@ -2,7 +2,9 @@
 
 All take predictions and targets (N, C, H, W) scaled to [0, 1] and return one
 value per image (N,); average them over the test samples for the reported
-numbers (:func:`evaluate_batch` does both).
+numbers (:func:`evaluate_batch` does both). For models that predict variances
+(UnCRtainTS): the mean variance per image, and per run the calibration errors
+UCE and AUCE and the error of the most certain images, as UnCRtainTS reports them.
 """
 
 from __future__ import annotations
@@ -93,3 +95,67 @@ def aggregate(per_image: dict[str, torch.Tensor]) -> dict[str, float]:
     """Means over images (NaN entries, e.g. no cloudy pixel, left out; PSNR of perfect images stays inf)."""
     return {name: (math.inf if torch.isinf(v).any() and name == "psnr" else float(v.nanmean()))
             for name, v in per_image.items()}
+
+
+def mean_variance(variance: torch.Tensor) -> torch.Tensor:
+    """Mean predicted variance per image, (N, C, H, W) -> (N,) (NaN entries left out): the image's uncertainty."""
+    return variance.float().flatten(1).nanmean(1)
+
+
+def mean_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean signed error ``target - prediction`` per image, (N,): the per-image error UnCRtainTS calibrates."""
+    return (target.float() - prediction.float()).flatten(1).nanmean(1)
+
+
+def uncertainty_calibration(variance: torch.Tensor, error: torch.Tensor, n_bins: int = 20
+                            ) -> tuple[float, float]:
+    """Uncertainty calibration error (UCE) and its unweighted variant (AUCE) of a run, as UnCRtainTS computes them.
+
+    Images are binned by their mean predicted variance: ``n_bins - 1`` equal steps
+    between the smallest and largest variance form the bin edges (``numpy.digitize``
+    of the variances on ``linspace(min, max, n_bins)[1:]``, so the last bin holds the
+    largest value). Per bin, the calibration error is ``|RMS(error) - sqrt(mean(variance))|``
+    (root-mean error against root-mean predicted standard deviation); UCE weights it by
+    the bin's share of images, AUCE averages it over non-empty bins.
+
+    Parameters
+    ----------
+    variance : torch.Tensor
+        (images,) mean predicted variance per image (:func:`mean_variance`).
+    error : torch.Tensor
+        (images,) per-image error; UnCRtainTS passes the mean signed error
+        (:func:`mean_error`), which is what its reported UCE measures.
+    n_bins : int
+        20 in UnCRtainTS (5 % steps).
+
+    Returns
+    -------
+    tuple of float
+        (UCE, AUCE).
+    """
+    variance, error = variance.double().flatten(), error.double().flatten()
+    edges = torch.linspace(float(variance.min()), float(variance.max()), n_bins, dtype=torch.float64)[1:]
+    bins = torch.bucketize(variance, edges, right=True)  # = numpy.digitize(variance, edges)
+    counts = torch.bincount(bins, minlength=n_bins).double()
+    rms_error = torch.sqrt(torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, error**2) / counts)
+    rms_std = torch.sqrt(torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, variance) / counts)
+    calibration = (rms_error - rms_std).abs()  # NaN for empty bins
+    return float(torch.nansum(counts / len(variance) * calibration)), float(torch.nanmean(calibration))
+
+
+def error_by_certainty(variance: torch.Tensor, error: torch.Tensor, percent: int = 5) -> torch.Tensor:
+    """Mean error of the x % most certain images for x = percent, 2 percent, ..., 100 (UnCRtainTS's discard curve).
+
+    Images are ranked by ascending ``variance`` (stable on ties); entry k is the
+    mean ``error`` of the first ``floor((k + 1) * percent * images / 100)`` of them
+    (NaN where that is none). UnCRtainTS plots it with the per-image mean squared error.
+
+    Returns
+    -------
+    torch.Tensor
+        (100 // percent,) float64.
+    """
+    order = torch.argsort(variance.flatten(), stable=True)
+    ranked = error.double().flatten()[order]
+    steps = 100 // percent
+    return torch.stack([ranked[: (k + 1) * len(ranked) // steps].nanmean() for k in range(steps)])

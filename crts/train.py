@@ -1,4 +1,10 @@
-"""Training the 3D ResNet from cube batches: L1, Adam, the original's linear decay; resumable, DDP-ready.
+"""Training the 3D ResNet or UnCRtainTS from cube batches; resumable, DDP-ready.
+
+Each model trains with its original's recipe unless told otherwise
+(:data:`MODEL_DEFAULTS`): the 3D ResNet with L1, Adam (lr 2e-4, beta1 0.5) and a
+linear decay; UnCRtainTS with MGNLL, Adam (lr 1e-3, default betas) at a constant
+rate (the original's gamma 1.0) for 20 epochs on the ``random`` sampler's
+samples, redrawn every epoch.
 
 Determinism: the order of samples in an epoch depends only on (seed, epoch) and
 the random crops of a step only on (seed, step), so a run resumed from a
@@ -12,7 +18,7 @@ import csv
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -21,8 +27,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .data import SEN12MSCRTS, SampleWindows, loader
-from .models import LeastCloudy, ResNet3D
+from .losses import reconstruction_loss
+from .models import LeastCloudy, ResNet3D, UnCRtainTS
 from .models.checkpoints import load_original_checkpoint, read_checkpoint, save_checkpoint
+from .models.uncrtaints import input_dates
+
+MODEL_DEFAULTS: dict[str, dict[str, object]] = {
+    "resnet3d": {"lr": 2e-4, "beta1": 0.5, "epochs": 100, "epochs_decay": 100, "loss": "l1", "sampler": "fixed"},
+    "uncrtaints": {"lr": 1e-3, "beta1": 0.9, "epochs": 20, "epochs_decay": 0, "loss": "MGNLL", "sampler": "random"},
+}
+"""Settings left unset (None) take these values of the chosen model (the originals' training defaults)."""
 
 
 @dataclass
@@ -31,6 +45,7 @@ class TrainConfig:
 
     cube: str
     out: str = "runs/train"
+    model: str = "resnet3d"
     region: str = "all"
     cloud_masks: str = "s2cloudless_mask"
     n_input_samples: int = 3
@@ -38,14 +53,20 @@ class TrainConfig:
     max_cov: float = 1.0
     crop: int = 128
     batch_size: int = 4
-    lr: float = 2e-4
-    beta1: float = 0.5
-    epochs: int = 100
-    epochs_decay: int = 100
+    lr: float | None = None
+    beta1: float | None = None
+    epochs: int | None = None
+    epochs_decay: int | None = None
+    loss: str | None = None
+    sampler: str | None = None
     max_steps: int | None = None
     checkpoint_every: int = 500
     features: int = 256
     blocks: int = 16
+    width: int = 128
+    n_head: int = 16
+    d_model: int = 256
+    scale_by: float = 10.0
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -62,6 +83,15 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}")
         return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def resolved(self) -> TrainConfig:
+        """This config with unset settings taken from :data:`MODEL_DEFAULTS` of its model."""
+        if self.model not in MODEL_DEFAULTS:
+            raise ValueError(f"invalid model {self.model!r}: choose from {', '.join(MODEL_DEFAULTS)}")
+        if self.init_encoder and self.model != "resnet3d":
+            raise ValueError("init_encoder (baseline_resnet.pth) initialises the 3D ResNet only")
+        unset = {k: v for k, v in MODEL_DEFAULTS[self.model].items() if getattr(self, k) is None}
+        return replace(self, **unset)
 
 
 def _device(choice: str, local_rank: int) -> torch.device:
@@ -85,6 +115,33 @@ def _to_model_scale(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
 
 
+def _build_model(config: TrainConfig) -> torch.nn.Module:
+    if config.model == "uncrtaints":
+        return UnCRtainTS(encoder_widths=(config.width,), decoder_widths=(config.width,) * 5, n_head=config.n_head,
+                          d_model=config.d_model, scale_by=config.scale_by)
+    return ResNet3D(n_inputs=config.n_input_samples, features=config.features, blocks=config.blocks)
+
+
+def _dates(batch: dict, device: torch.device) -> torch.Tensor:
+    return input_dates(batch["input_s1_td"], batch["input_s2_td"], use_sar=True).to(device)
+
+
+def _loss(net: torch.nn.Module, config: TrainConfig, inputs: torch.Tensor, target: torch.Tensor,
+          batch: dict) -> torch.Tensor:
+    """The training loss of a step: the 3D ResNet's on the [-1, 1] scale, UnCRtainTS's on [0, 1]."""
+    if config.model == "resnet3d":
+        return reconstruction_loss(config.loss, net(_to_model_scale(inputs)).float(), _to_model_scale(target))
+    mean, variance = net(inputs, _dates(batch, inputs.device))
+    return reconstruction_loss(config.loss, mean.float(), target, variance.float())
+
+
+def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch: dict) -> torch.Tensor:
+    """A prediction on the [-1, 1] model scale from inputs in [0, 1]."""
+    if isinstance(model, UnCRtainTS):
+        return _to_model_scale(model(inputs, _dates(batch, inputs.device))[0])
+    return model(_to_model_scale(inputs))
+
+
 def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.device, batch_size: int) -> dict:
     """Mean L1 (model scale) of the model and of the least-cloudy baseline over the validation windows."""
     loader = torch.utils.data.DataLoader(windows, batch_size=batch_size)
@@ -94,7 +151,8 @@ def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.devi
     with torch.no_grad():
         for batch in loader:
             inputs, target = _to_model_scale(batch["inputs"].to(device)), _to_model_scale(batch["target"].to(device))
-            totals["val_l1"] += torch.nn.functional.l1_loss(model(inputs), target, reduction="sum").item()
+            prediction = _predict(model, batch["inputs"].to(device), batch)
+            totals["val_l1"] += torch.nn.functional.l1_loss(prediction, target, reduction="sum").item()
             baseline = LeastCloudy()(inputs, batch["input_masks"].to(device))
             totals["val_l1_least_cloudy"] += torch.nn.functional.l1_loss(baseline, target, reduction="sum").item()
             count += target.numel()
@@ -108,6 +166,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     Under ``torchrun`` (WORLD_SIZE > 1) it trains with DDP (gloo on CPU, nccl on
     CUDA); only rank 0 writes. Returns the run folder.
     """
+    config = config.resolved()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(config.device, local_rank)
@@ -122,15 +181,16 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         (run / "config.json").write_text(json.dumps(asdict(config), indent=2))
     torch.manual_seed(config.seed)
 
-    def selection(split: str) -> SampleWindows:
+    def selection(split: str, sampler: str = "fixed") -> SampleWindows:
         return SampleWindows(SEN12MSCRTS(config.cube, split=split, region=config.region,
                                          cloud_masks=config.cloud_masks, n_input_samples=config.n_input_samples,
-                                         min_cov=config.min_cov, max_cov=config.max_cov))
+                                         min_cov=config.min_cov, max_cov=config.max_cov, sampler=sampler,
+                                         seed=config.seed))
 
-    train_windows, val_windows = selection("train"), selection("val")
+    train_windows, val_windows = selection("train", config.sampler), selection("val")
     if len(train_windows) < world:
         raise ValueError(f"{config.cube}: {len(train_windows)} training sample(s) for {world} processes")
-    model = ResNet3D(n_inputs=config.n_input_samples, features=config.features, blocks=config.blocks)
+    model = _build_model(config)
     if config.init_encoder:  # the mono-temporal pre-trained network (baseline_resnet.pth), as the original offers
         load_original_checkpoint(config.init_encoder, model)
     model = model.to(device)
@@ -162,18 +222,19 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     bar = tqdm(total=config.max_steps, initial=step, desc="training", unit="step", disable=not progress or rank)
     done = config.max_steps is not None and step >= config.max_steps
     while epoch < total_epochs and not done:
+        train_windows.samples.set_epoch(epoch)
         order = torch.randperm(len(train_windows), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
         mine = order[rank::world][:len(order) // world].tolist()  # equal shares: DDP ranks step together
         batches = loader(train_windows, config.batch_size, sampler=mine[position * config.batch_size:],
                          num_workers=config.num_workers, pin_memory=device.type == "cuda")
         for batch in batches:
             start = time.perf_counter()
-            model.model_initial.requires_grad_(step >= config.freeze_encoder_steps)
+            if isinstance(model, ResNet3D):
+                model.model_initial.requires_grad_(step >= config.freeze_encoder_steps)
             inputs, target = _crops(batch, config.crop, torch.Generator().manual_seed(config.seed * 7919 + step))
-            inputs = _to_model_scale(inputs.to(device, non_blocking=True))
-            target = _to_model_scale(target.to(device, non_blocking=True))
+            inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = torch.nn.functional.l1_loss(net(inputs).float(), target)
+                loss = _loss(net, config, inputs, target, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -183,7 +244,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{rate:.1f}")
             if log is not None:
                 csv.writer(log).writerow([step, epoch, loss.item(), scheduler.get_last_lr()[0], rate, "", ""])
-                writer.add_scalar("train/l1", loss.item(), step)
+                writer.add_scalar(f"train/{config.loss}", loss.item(), step)
             if step % config.checkpoint_every == 0:
                 save()
             if config.max_steps is not None and step >= config.max_steps:

@@ -6,6 +6,12 @@ in [min_cov, max_cov] (the target is not excluded). If fewer qualify, the inputs
 are the first ``n`` steps other than the target and the sample's 'coverage bin'
 flag is False. Steps without a valid image (gaps of a skip-mode conversion) are
 never chosen.
+
+UnCRtainTS trains with a ``random`` sampler instead (its loader's
+``random_sampler``): the target is a random step with coverage below 1e-3 (the
+least cloudy step if none is that clear), the inputs the other steps of the
+window of ``n + 1`` consecutive steps around it (of the windows holding the
+target, the middle one), redrawn every epoch; the flag is always True.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+SAMPLERS = ("fixed", "random")
+CLEAR_COVERAGE = 1e-3
+"""The random sampler's targets have coverage below this (UnCRtainTS's ``clear_tresh``)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,17 @@ class SampleIndex:
 def _first_true(mask: np.ndarray, n: int) -> np.ndarray:
     """Per row, the positions of the first ``n`` True values (rows must have at least n)."""
     return np.sort(np.argsort(~mask, axis=1, kind="stable")[:, :n], axis=1)
+
+
+def _valid_steps(coverage: np.ndarray, n_input_samples: int, labels: list[str] | None) -> np.ndarray:
+    """Where ``coverage`` is known; every sample needs ``n_input_samples + 1`` such steps."""
+    valid = ~np.isnan(coverage)
+    too_few = np.flatnonzero(valid.sum(axis=1) < n_input_samples + 1)
+    if len(too_few):
+        names = [labels[i] if labels else str(i) for i in too_few[:5]]
+        raise ValueError(f"{len(too_few)} sample(s) have fewer than {n_input_samples + 1} valid time steps "
+                         f"(e.g. {', '.join(names)})")
+    return valid
 
 
 def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.0, max_cov: float = 1.0,
@@ -53,12 +74,7 @@ def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.
     >>> idx.target.tolist(), idx.inputs.tolist(), idx.coverage_bin.tolist()
     ([1], [[0, 3]], [True])
     """
-    valid = ~np.isnan(coverage)
-    too_few = np.flatnonzero(valid.sum(axis=1) < n_input_samples + 1)
-    if len(too_few):
-        names = [labels[i] if labels else str(i) for i in too_few[:5]]
-        raise ValueError(f"{len(too_few)} sample(s) have fewer than {n_input_samples + 1} valid time steps "
-                         f"(e.g. {', '.join(names)})")
+    valid = _valid_steps(coverage, n_input_samples, labels)
     target = np.argmin(np.where(valid, coverage, np.inf), axis=1)
     in_window = valid & (coverage >= min_cov) & (coverage <= max_cov)
     enough = in_window.sum(axis=1) >= n_input_samples
@@ -67,3 +83,48 @@ def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.
     inputs = np.where(enough[:, None], _first_true(np.where(enough[:, None], in_window, fallback), n_input_samples),
                       _first_true(fallback, n_input_samples))
     return SampleIndex(inputs=inputs.astype(np.int64), target=target.astype(np.int64), coverage_bin=enough)
+
+
+def choose_steps_random(coverage: np.ndarray, n_input_samples: int, seed: int | tuple[int, ...],
+                        labels: list[str] | None = None) -> SampleIndex:
+    """UnCRtainTS's ``random`` rule on a (samples, time) coverage table (NaN: no valid image), one draw per seed.
+
+    Per sample, the target is drawn uniformly from the steps with coverage below
+    :data:`CLEAR_COVERAGE` (the lowest-coverage step, earliest on ties, if there is
+    none). Of the windows of ``n_input_samples + 1`` consecutive valid steps that
+    hold the target, the middle one (``windows[len(windows) // 2]`` in order of
+    start) gives the inputs: its steps other than the target, in time order.
+
+    Parameters
+    ----------
+    coverage : numpy.ndarray
+        Coverage of the chosen detector per sample and time step.
+    n_input_samples : int
+        Number of input time steps.
+    seed : int or tuple of int
+        Seeds numpy's generator, e.g. ``(seed, epoch)``: the same seed gives the same draw.
+    labels : list of str, optional
+        Sample names, for the error message about samples with too few valid steps.
+
+    Examples
+    --------
+    >>> idx = choose_steps_random(np.array([[0.5, 0.0, 0.9, 0.2, 0.3]]), 2, seed=0)
+    >>> idx.target.tolist(), idx.inputs.tolist()
+    ([1], [[2, 3]])
+    """
+    valid = _valid_steps(coverage, n_input_samples, labels)
+    clear = valid & (coverage < CLEAR_COVERAGE)
+    draw = np.random.default_rng(seed).random(coverage.shape)
+    target = np.where(clear.any(axis=1), np.argmin(np.where(clear, draw, np.inf), axis=1),
+                      np.argmin(np.where(valid, coverage, np.inf), axis=1))
+    rows = np.arange(len(coverage))
+    rank = np.cumsum(valid, axis=1)[rows, target] - 1  # the target's position among the valid steps
+    length = n_input_samples + 1
+    first = np.maximum(0, rank - n_input_samples)
+    last = np.minimum(rank, valid.sum(axis=1) - length)
+    start = first + (last - first + 1) // 2
+    valid_steps = np.argsort(~valid, axis=1, kind="stable")  # valid steps first, in time order
+    window = np.take_along_axis(valid_steps, start[:, None] + np.arange(length), axis=1)
+    inputs = window[window != target[:, None]].reshape(len(coverage), n_input_samples)
+    return SampleIndex(inputs=inputs.astype(np.int64), target=target.astype(np.int64),
+                       coverage_bin=np.ones(len(coverage), bool))

@@ -24,7 +24,7 @@ from .index_files import (
     save_json_index,
     save_npy_index,
 )
-from .sampling import SampleIndex, choose_steps
+from .sampling import SAMPLERS, SampleIndex, choose_steps, choose_steps_random
 from .scaling import RESCALE_METHODS, days_since_s1_launch, scale_s1, scale_s2
 
 SAMPLE_TYPES = ("generic", "cloudy_cloudfree")
@@ -68,6 +68,13 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
     export_data_path : path, optional
         Where to write this selection's index (``.npy`` as the original, or
         ``.json``); a folder means ``<n>_<split>_<cloud_masks>.npy`` in it.
+    sampler : {'fixed', 'random'}
+        ``fixed``: the rules above. ``random``: UnCRtainTS's training sampler (a
+        random clear target, inputs from the window around it; see
+        :func:`crts.data.sampling.choose_steps_random`), drawn anew per epoch by
+        :meth:`set_epoch` from ``(seed, epoch)``: reproducible and resumable.
+    seed : int
+        Seed of the ``random`` sampler.
 
     Examples
     --------
@@ -81,11 +88,15 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
                  cloud_masks: str | None = "s2cloudless_mask", sample_type: str = "cloudy_cloudfree",
                  n_input_samples: int = 3, rescale_method: str = "default", min_cov: float = 0.0,
                  max_cov: float = 1.0, import_data_path: str | os.PathLike | None = None,
-                 export_data_path: str | os.PathLike | None = None) -> None:
+                 export_data_path: str | os.PathLike | None = None, sampler: str = "fixed", seed: int = 0) -> None:
         if cloud_masks is not None and cloud_masks not in DETECTORS:
             raise ValueError(f"invalid cloud_masks {cloud_masks!r}: choose from {', '.join(DETECTORS)} or None")
         if sample_type not in SAMPLE_TYPES:
             raise ValueError(f"invalid sample_type {sample_type!r}: choose from {', '.join(SAMPLE_TYPES)}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"invalid sampler {sampler!r}: choose from {', '.join(SAMPLERS)}")
+        if sampler == "random" and import_data_path is not None:
+            raise ValueError("an imported index fixes the time steps: it cannot go with sampler='random'")
         if rescale_method not in RESCALE_METHODS:
             raise ValueError(f"invalid rescale_method {rescale_method!r}: choose from {', '.join(RESCALE_METHODS)}")
         self.cube = Path(cube)
@@ -93,6 +104,7 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         self.sample_type = "generic" if cloud_masks is None else sample_type
         self.n_input_samples, self.rescale_method = n_input_samples, rescale_method
         self.min_cov, self.max_cov = min_cov, max_cov
+        self.sampler, self.seed = sampler, seed
 
         ds = open_cube(self.cube, chunks=None)
         if ds.attrs["layout"] != "sen12mscrts":
@@ -117,6 +129,8 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         self.coverage = (ds.coverage.sel(detector=cloud_masks).values[keep] if cloud_masks
                          else np.where(self.valid, 1.0, np.nan))
         self.index = self._sample_index(import_data_path) if self.sample_type == "cloudy_cloudfree" else None
+        if sampler == "random" and self.index is not None:
+            self.set_epoch(0)
         if export_data_path is not None and self.index is not None:
             self.export_index(export_data_path)
         self._arrays: dict[str, zarr.Array] = {}
@@ -145,6 +159,12 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
                 if (str(parsed.roi), parsed.pid) != (mine["roi"], mine["patch_id"]):
                     raise ValueError(f"{source}: sample {pdx} refers to {parsed.roi} patch {parsed.pid}, but this "
                                      f"selection's sample {pdx} is {mine}")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the ``random`` sampler's time steps for ``epoch`` (from ``(seed, epoch)``); no-op for ``fixed``."""
+        if self.sampler == "random" and self.index is not None:
+            self.index = choose_steps_random(self.coverage, self.n_input_samples, (self.seed, epoch),
+                                             [f"{lab['roi']} patch {lab['patch_id']}" for lab in self.labels])
 
     def export_index(self, path: str | os.PathLike) -> Path:
         """Write this selection's sample index (``.npy`` in the original's format, or ``.json``)."""

@@ -6,7 +6,11 @@ Mapping of original names (after removing a ``module.`` prefix from DataParallel
   onto :class:`ResNet3D`; its size (F, B, T, channels) is read off the shapes;
 - mono-temporal ``baseline_resnet.pth``: ``model.{0, 2..B+1}.*`` (possibly behind one
   more leading prefix) become ``model_initial.{0, 2..B+1}.*``, the encoder; its
-  layers 18 (conv 256 -> 64) and 20 (conv 64 -> 13) have no counterpart and are dropped.
+  layers 18 (conv 256 -> 64) and 20 (conv 64 -> 13) have no counterpart and are dropped;
+- UnCRtainTS ``model*.pth.tar``: the generator's state dict (``state_dict_G``, or
+  ``state_dict`` behind a ``netG.`` prefix) maps one to one onto :class:`UnCRtainTS`;
+  older files name the blocks ``in_block1``, ``out_block1`` ... instead of
+  ``in_block.0``, ``out_block.0`` ... (renamed on loading, as the original does).
 
 Files are read with ``torch.load(weights_only=True)``: no pickled code runs. Our checkpoints'
 configs are checked against their tensors before a model is built (:func:`read_checkpoint`).
@@ -23,10 +27,11 @@ from pathlib import Path
 import torch
 
 from .resnet3d import ResNet3D
+from .uncrtaints import UnCRtainTS
 
 StateDict = dict[str, torch.Tensor]
-CONFIG_KEYS = tuple(inspect.signature(ResNet3D).parameters)
-"""The keys of a checkpoint's model config: the arguments of :class:`ResNet3D`."""
+MODELS: dict[str, type[torch.nn.Module]] = {"resnet3d": ResNet3D, "uncrtaints": UnCRtainTS}
+"""Model kinds of our checkpoints (``crts train --model``)."""
 
 
 def _load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> object:
@@ -103,10 +108,70 @@ def load_original_checkpoint(path_or_state_dict: str | os.PathLike | StateDict,
     return model
 
 
-def save_checkpoint(path: str | os.PathLike, model: ResNet3D, **extra: object) -> Path:
-    """Our checkpoints: a plain state dict and the model's JSON-serialisable config (plus ``extra``)."""
+def _uncrtaints_state(content: dict) -> StateDict:
+    """The generator's weights of an original UnCRtainTS file, with today's names."""
+    if "state_dict_G" in content:
+        state = content["state_dict_G"]
+    else:
+        state = _strip(content.get("state_dict", content), "netG.")
+    renamed = {}
+    for key, value in _strip(state, "module.").items():
+        match = re.match(r"(in|out)_block(\d+)\.(.*)", key)
+        renamed[f"{match[1]}_block.{int(match[2]) - 1}.{match[3]}" if match else key] = value
+    return renamed
+
+
+def _uncrtaints_config(state: StateDict) -> dict:
+    def blocks(part: str) -> int:
+        return len({m[1] for k in state if (m := re.match(rf"{part}\.(\d+)\.", k))})
+
+    def norm(part: str) -> str:
+        return "batch" if f"{part}.0.conv.norm.running_mean" in state else "group"
+
+    width, in_channels = state["in_conv.conv.conv.0.weight"].shape[:2]
+    config = {"use_sar": in_channels == 15, "encoder_widths": [width] * blocks("in_block"),
+              "decoder_widths": [width] * blocks("out_block"), "encoder_norm": norm("in_block"),
+              "decoder_norm": norm("out_block"), "is_mono": "temporal_encoder.inconv.weight" not in state}
+    if not config["is_mono"]:
+        n_head, d_k = state["temporal_encoder.attention_heads.Q"].shape
+        config |= {"n_head": n_head, "d_k": d_k, "d_model": state["temporal_encoder.inconv.weight"].shape[0]}
+    return config
+
+
+def load_original_uncrtaints(path_or_state_dict: str | os.PathLike | StateDict, model: UnCRtainTS | None = None,
+                             scale_by: float = 1.0) -> UnCRtainTS:
+    """Load a published UnCRtainTS checkpoint (``model*.pth.tar`` of the original's training script).
+
+    Parameters
+    ----------
+    path_or_state_dict : path or dict
+        The file, or its loaded content: a dict with ``state_dict_G`` or
+        ``state_dict`` (keys ``netG.*``), or the generator's state dict itself.
+    model : UnCRtainTS, optional
+        The model to load into; default: a new one sized from the shapes
+        (S1 input, widths, blocks, heads, norms, mono-temporal or not).
+    scale_by : float
+        The ``scale_by`` the checkpoint was trained with (its ``conf.json``; the
+        published training command uses 10); it is not in the weights.
+
+    Raises
+    ------
+    RuntimeError
+        If names or shapes do not fit ``model``.
+    """
+    state = _uncrtaints_state(_read(path_or_state_dict))
+    if "in_conv.conv.conv.0.weight" not in state:
+        raise ValueError("not an UnCRtainTS state dict (no in_conv.conv.conv.0.weight)")
+    model = model or UnCRtainTS(**_uncrtaints_config(state), scale_by=scale_by)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, **extra: object) -> Path:
+    """Our checkpoints: a plain state dict, the model's kind and JSON-serialisable config (plus ``extra``)."""
     path = Path(path)
-    torch.save({"state_dict": model.state_dict(), "config": dict(model.config), **extra}, path)
+    kind = next(name for name, cls in MODELS.items() if isinstance(model, cls))
+    torch.save({"state_dict": model.state_dict(), "model": kind, "config": dict(model.config), **extra}, path)
     return path
 
 
@@ -137,8 +202,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path}: not a checkpoint of crts train (it holds a {type(content).__name__}, not a dict)")
     if missing := [k for k in wanted if k not in content]:
         raise ValueError(f"{path}: not a checkpoint of crts train (it lacks {', '.join(map(repr, missing))})")
-    _check_config(content["config"], str(path))
-    _check_state_dict(content["state_dict"], content["config"], str(path))
+    kind = content.setdefault("model", "resnet3d")  # checkpoints written before UnCRtainTS hold a ResNet3D
+    if kind not in MODELS:
+        raise ValueError(f"{path}: a model of kind {kind!r}; known kinds: {', '.join(MODELS)}")
+    _check_config(content["config"], kind, str(path))
+    _check_state_dict(content["state_dict"], content["config"], kind, str(path))
     if config is not None and (key := _first_difference(content["config"], config)):
         raise ValueError(f"{path}: a model with {key}={content['config'][key]}, but this run builds "
                          f"{key}={config[key]}")
@@ -149,21 +217,27 @@ def _first_difference(a: dict, b: dict) -> str | None:
     return next((k for k in a if a[k] != b[k]), None)
 
 
-def _check_config(config: object, source: str) -> None:
-    """A config must give every argument of :class:`ResNet3D` as an integer of a buildable size."""
+def _check_config(config: object, kind: str, source: str) -> None:
+    """A config must give every argument of its model class (ResNet3D's as integers of a buildable size)."""
     if not isinstance(config, dict):
         raise ValueError(f"{source}: config is a {type(config).__name__}, not a dict")
-    if unknown := [k for k in config if k not in CONFIG_KEYS]:
+    keys = tuple(inspect.signature(MODELS[kind]).parameters)
+    if unknown := [k for k in config if k not in keys]:
         raise ValueError(f"{source}: config has unknown key {unknown[0]!r}")
-    if missing := [k for k in CONFIG_KEYS if k not in config]:
+    if missing := [k for k in keys if k not in config]:
         raise ValueError(f"{source}: config lacks {missing[0]!r}")
-    for key, value in config.items():
+    for key, value in config.items() if kind == "resnet3d" else ():
         least = 0 if key == "blocks" else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{source}: config {key!r} holds {value!r}, not an integer of at least {least}")
 
 
-def _check_state_dict(state: object, config: dict, source: str) -> None:
+ANCHORS = {"resnet3d": (("model_initial.0.weight", 4), ("model_final.8.weight", 5)),
+           "uncrtaints": (("in_conv.conv.conv.0.weight", 4),)}
+"""Per model kind, tensors (and their dimensions) that its size is read from."""
+
+
+def _check_state_dict(state: object, config: dict, kind: str, source: str) -> None:
     """The tensors must be exactly those that ``config`` builds: names, shapes, floating point."""
     if not isinstance(state, dict):
         raise ValueError(f"{source}: state dict is a {type(state).__name__}, not a dict")
@@ -172,16 +246,16 @@ def _check_state_dict(state: object, config: dict, source: str) -> None:
             raise ValueError(f"{source}: {name!r} holds a {type(value).__name__}, not a tensor")
         if not value.is_floating_point():
             raise ValueError(f"{source}: tensor {name} holds {value.dtype}, not floating point numbers")
-    for name, ndim in (("model_initial.0.weight", 4), ("model_final.8.weight", 5)):
+    for name, ndim in ANCHORS[kind]:
         if name not in state:
             raise ValueError(f"{source}: state dict lacks {name}")
         if state[name].ndim != ndim:
             raise ValueError(f"{source}: tensor {name} has {state[name].ndim} dimensions, not {ndim}")
-    derived = _generator_config(state)
-    if key := _first_difference(config, derived):
+    derived = (_generator_config if kind == "resnet3d" else _uncrtaints_config)(state)
+    if key := _first_difference(derived, config):
         raise ValueError(f"{source}: config says {key}={config[key]}, but its tensors make {key}={derived[key]}")
     with torch.device("meta"):  # the config now matches real tensors: building it on no memory is cheap
-        expected = {name: tuple(t.shape) for name, t in ResNet3D(**config).state_dict().items()}
+        expected = {name: tuple(t.shape) for name, t in MODELS[kind](**config).state_dict().items()}
     if missing := [name for name in expected if name not in state]:
         raise ValueError(f"{source}: state dict lacks {missing[0]}")
     if unexpected := [name for name in state if name not in expected]:
@@ -192,8 +266,10 @@ def _check_state_dict(state: object, config: dict, source: str) -> None:
                              f"makes {shape}")
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[ResNet3D, dict]:
-    """A model rebuilt from its config with the saved weights, and the whole checkpoint dict.
+def load_checkpoint(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
+    """A model rebuilt from its kind and config with the saved weights, and the whole checkpoint dict.
+
+    Checkpoints without a kind (written before UnCRtainTS) hold a :class:`ResNet3D`.
 
     Raises
     ------
@@ -201,6 +277,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ResNet3D, dict]:
         If the file is not a sound checkpoint (see :func:`read_checkpoint`).
     """
     content = read_checkpoint(path)
-    model = ResNet3D(**content["config"])
+    model = MODELS[content["model"]](**content["config"])
     model.load_state_dict(content["state_dict"])
     return model, content

@@ -9,7 +9,19 @@ import pytest
 import torch
 from scipy import signal
 
-from crts.metrics import aggregate, evaluate_batch, mae, psnr, rmse, sam, ssim
+from crts.metrics import (
+    aggregate,
+    error_by_certainty,
+    evaluate_batch,
+    mae,
+    mean_error,
+    mean_variance,
+    psnr,
+    rmse,
+    sam,
+    ssim,
+    uncertainty_calibration,
+)
 
 
 @pytest.fixture
@@ -83,3 +95,54 @@ def test_cloudy_and_clear_pixels(images: tuple[torch.Tensor, torch.Tensor]) -> N
     scores = evaluate_batch(prediction, target, cloudy)
     assert math.isnan(scores["rmse_cloudy"][0]) and aggregate(scores)["rmse_cloudy"] == pytest.approx(0.2)
     assert aggregate(evaluate_batch(target, target))["psnr"] == math.inf
+
+
+def test_mean_variance_and_error_per_image() -> None:
+    variance = torch.stack([torch.full((13, 4, 4), 0.5), torch.full((13, 4, 4), 2.0)])
+    assert mean_variance(variance).tolist() == [0.5, 2.0]
+    prediction, target = torch.zeros(2, 13, 4, 4), torch.zeros(2, 13, 4, 4)
+    target[0, :, :2] = 0.5  # half the pixels off by 0.5 in the first image
+    prediction[1] = 0.25
+    assert mean_error(prediction, target).tolist() == [0.25, -0.25]
+
+
+def test_uncertainty_calibration_by_hand() -> None:
+    # 20 bins on [0, 1] with edges at k/19: 0 -> bin 0, 0.5 -> bin 9, 1 -> bin 19
+    variance = torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0])
+    error = torch.tensor([0.1, -0.1, 0.5, 1.0, -1.0])
+    bins = [abs(0.1 - 0.0), abs(0.5 - math.sqrt(0.5)), abs(1.0 - 1.0)]  # |RMS error - sqrt(mean variance)|
+    uce, auce = uncertainty_calibration(variance, error)
+    assert uce == pytest.approx(2 / 5 * bins[0] + 1 / 5 * bins[1] + 2 / 5 * bins[2])
+    assert auce == pytest.approx(sum(bins) / 3)
+
+
+def test_calibrated_predictions_have_small_uce() -> None:
+    g = torch.Generator().manual_seed(0)
+    variance = torch.rand(20000, generator=g, dtype=torch.float64) * 0.09 + 0.01
+    calibrated = torch.randn(20000, generator=g, dtype=torch.float64) * variance.sqrt()
+    uce, auce = uncertainty_calibration(variance, calibrated)
+    assert uce < 0.01  # the last bin holds only the largest variance: one sample, which AUCE weighs as a bin
+    assert auce < 0.05
+    assert uncertainty_calibration(variance, 3 * calibrated)[0] > 0.3  # errors 3x the predicted deviation
+
+
+def test_calibration_bins_are_numpy_digitize() -> None:
+    g = torch.Generator().manual_seed(1)
+    variance = torch.rand(500, generator=g, dtype=torch.float64) ** 3
+    error = torch.randn(500, generator=g, dtype=torch.float64)
+    edges = np.linspace(variance.min().item(), variance.max().item(), 20)[1:]
+    bins = np.digitize(variance.numpy(), edges)
+    stats = [(np.sqrt(np.mean(error.numpy()[bins == b] ** 2)), np.sqrt(np.mean(variance.numpy()[bins == b])),
+              np.mean(bins == b)) for b in np.unique(bins)]
+    expected_uce = sum(w * abs(e - s) for e, s, w in stats)
+    expected_auce = sum(abs(e - s) for e, s, _ in stats) / len(stats)
+    assert uncertainty_calibration(variance, error) == pytest.approx((expected_uce, expected_auce))
+
+
+def test_error_by_certainty() -> None:
+    variance, error = torch.tensor([0.4, 0.1, 0.3, 0.2]), torch.tensor([4.0, 1.0, 3.0, 2.0])
+    assert error_by_certainty(variance, error, percent=25).tolist() == [1.0, 1.5, 2.0, 2.5]
+    curve = error_by_certainty(variance, error)  # 5 % steps of 4 images: the first 4 steps hold no image
+    assert len(curve) == 20 and torch.isnan(curve[:4]).all() and curve[4] == 1.0 and curve[-1] == 2.5
+    ties = error_by_certainty(torch.zeros(4), error, percent=25)  # equal variances keep the given order
+    assert ties.tolist() == [4.0, 2.5, 8 / 3, 2.5]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import shutil
 import subprocess
 import sys
@@ -12,7 +14,9 @@ import pytest
 import torch
 
 from crts.data import SEN12MSCRTS, SampleWindows, loader
-from crts.models import ResNet3D, load_checkpoint
+from crts.losses import reconstruction_loss
+from crts.models import ResNet3D, UnCRtainTS, load_checkpoint
+from crts.models.uncrtaints import input_dates
 from crts.train import TrainConfig, train
 
 
@@ -72,8 +76,6 @@ def test_torchrun_with_two_processes_on_cpu(sampling_cube: Path, tmp_path: Path)
 
 @pytest.mark.slow
 def test_a_short_run_beats_the_least_cloudy_baseline_on_val(sampling_cube: Path, tmp_path: Path) -> None:
-    import csv
-
     config = _config(sampling_cube, tmp_path / "run", crop=32, batch_size=4, features=16, blocks=2,
                      n_input_samples=3, min_cov=0.05, epochs=40, epochs_decay=0, lr=1e-3, checkpoint_every=1000)
     run = train(config, progress=False)
@@ -95,3 +97,36 @@ def test_encoder_from_baseline_resnet_stays_frozen_then_learns(sampling_cube: Pa
                            freeze_encoder_steps=1), progress=False)
     model, _ = load_checkpoint(thawed / "last.pt")
     assert not torch.equal(model.model_initial[0].weight, encoder["0.weight"])
+
+
+def test_uncrtaints_overfits_one_batch_with_mgnll(sampling_cube: Path) -> None:
+    torch.manual_seed(0)
+    windows = SampleWindows(SEN12MSCRTS(sampling_cube, split="train", n_input_samples=2, sampler="random"))
+    batch = next(iter(loader(windows, batch_size=2)))
+    model = UnCRtainTS(encoder_widths=(16,), decoder_widths=(16, 16), n_head=4, d_model=32, scale_by=10.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    dates = input_dates(batch["input_s1_td"], batch["input_s2_td"], use_sar=True)
+    losses = []
+    for _ in range(60):
+        mean, variance = model(batch["inputs"], dates)
+        loss = reconstruction_loss("MGNLL", mean, batch["target"], variance)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert min(losses[-5:]) < losses[0] - 20  # nats per pixel: the variances shrink as the means fit
+
+
+def test_train_uncrtaints_with_its_defaults(sampling_cube: Path, tmp_path: Path) -> None:
+    config = TrainConfig(cube=str(sampling_cube), out=str(tmp_path / "unc"), model="uncrtaints", crop=32,
+                         n_input_samples=2, width=16, n_head=4, d_model=32, max_steps=12, checkpoint_every=100,
+                         seed=1)
+    run = train(config, progress=False)
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["lr"], saved["loss"], saved["sampler"], saved["epochs"]) == (1e-3, "MGNLL", "random", 20)
+    model, content = load_checkpoint(run / "last.pt")
+    assert isinstance(model, UnCRtainTS) and content["model"] == "uncrtaints" and content["step"] == 12
+    losses = [float(row["loss"]) for row in csv.DictReader((run / "log.csv").open()) if row["loss"]]
+    assert sum(losses[-3:]) < sum(losses[:3])
+    with pytest.raises(ValueError, match="init_encoder"):
+        train(dataclasses.replace(config, out=str(tmp_path / "bad"), init_encoder="baseline_resnet.pth"))

@@ -1,0 +1,118 @@
+"""UnCRtainTS: attention-based multi-temporal cloud removal with per-pixel, per-band variances."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from .ltae import LTAE, aggregate_groups
+from .mbconv import MBConv, PointwiseBlock
+
+S1_BANDS, S2_BANDS = 2, 13
+ATTENTION_SIZE = 32
+"""Side of the max-pooled feature maps the temporal attention runs on (the original's ``att_down``)."""
+ATTENTION_DROPOUT = 0.1
+"""Dropout on the upsampled attention masks while training."""
+PAD_VALUE = 0.0
+"""An input time step whose values all equal this is padding (the original's ``pad_value``)."""
+VARIANCE_FLOOR = {True: 1e-9, False: 1e-3}
+"""Added to the softplus of the variances, keyed by ``scale_by == 1`` (model scale)."""
+
+
+class UnCRtainTS(nn.Module):
+    """Cloud removal from a short image time series, predicting a mean and a variance per pixel and band.
+
+    Ebel, Garnot, Schmitt, Wegner and Zhu, "UnCRtainTS: Uncertainty Quantification
+    for Cloud Removal in Optical Satellite Time Series", CVPR EarthVision workshop
+    2023 (github.com/PatrickTUM/UnCRtainTS).
+
+    Inputs: ``inputs`` (N, T, C, H, W), each step's 13 S2 bands B1 ... B12 then, with
+    ``use_sar``, the 2 S1 bands VV, VH (C = 15, else 13), in [0, 1] as the cube's
+    default scaling gives them (the order of crts batches; the model moves S1 first,
+    as the original's input is, so its weights apply); ``dates`` (N, T): acquisition
+    dates in days (the original: days since 2014-04-03, the mean of the S1 and S2
+    dates with ``use_sar``, see :func:`input_dates`). A step whose values are all 0 is
+    treated as padding. Outputs: means (N, 13, H, W) in [0, 1] and variances
+    (N, 13, H, W) in that scale squared (a diagonal covariance, ``covmode='diag'``).
+
+    Per step, a shared encoder: a 1x1 convolution to ``encoder_widths[0]`` with group
+    norm and ReLU, then one MBConv block per entry of ``encoder_widths``. Over time
+    (skipped with ``is_mono``, the mono-temporal variant that takes T = 1): the L-TAE
+    computes ``n_head`` attention masks per pixel on the features max-pooled to
+    32 x 32, and each of ``n_head`` channel groups is averaged over time with its
+    head's weights (``att_group``). Then one MBConv block per ``decoder_widths``
+    entry (batch norm) and a 1x1 convolution to 26 channels: 13 means (through
+    ``scale_by * sigmoid``) and 13 variances (softplus plus a floor). Inside, inputs
+    are multiplied by ``scale_by`` and the outputs divided back (variances by
+    ``scale_by**2``), as the original's training wrapper does. Parameter names are
+    the original generator's: :func:`crts.models.load_original_uncrtaints` loads
+    the published checkpoints. Published configuration (``use_sar``, widths 128,
+    16 heads, d_model 256, five decoder blocks): 151 state-dict entries (91
+    parameter tensors), 570,010 parameters; mono-temporal: 520,218.
+
+    Examples
+    --------
+    >>> model = UnCRtainTS(encoder_widths=(16,), decoder_widths=(16, 16), n_head=4, d_model=32)
+    >>> mean, var = model(torch.rand(2, 3, 15, 32, 32), torch.tensor([[10, 40, 70], [5, 6, 7]]))
+    >>> mean.shape, var.shape
+    (torch.Size([2, 13, 32, 32]), torch.Size([2, 13, 32, 32]))
+    """
+
+    def __init__(self, use_sar: bool = True, encoder_widths: Sequence[int] = (128,),
+                 decoder_widths: Sequence[int] = (128, 128, 128, 128, 128), n_head: int = 16, d_model: int = 256,
+                 d_k: int = 4, encoder_norm: str = "group", decoder_norm: str = "batch",
+                 positional_encoding: bool = True, scale_by: float = 1.0, is_mono: bool = False) -> None:
+        super().__init__()
+        if len(set(encoder_widths) | set(decoder_widths)) != 1:
+            raise ValueError("UnCRtainTS keeps one width: encoder_widths and decoder_widths must all be equal")
+        width = encoder_widths[0]
+        self.config = {"use_sar": use_sar, "encoder_widths": list(encoder_widths),
+                       "decoder_widths": list(decoder_widths), "n_head": n_head, "d_model": d_model, "d_k": d_k,
+                       "encoder_norm": encoder_norm, "decoder_norm": decoder_norm,
+                       "positional_encoding": positional_encoding, "scale_by": scale_by, "is_mono": is_mono}
+        self.in_channels = S2_BANDS + S1_BANDS * use_sar
+        self.in_conv = PointwiseBlock(self.in_channels, width, norm=encoder_norm, relu=True)
+        self.in_block = nn.ModuleList(MBConv(w, expansion=2, norm=encoder_norm) for w in encoder_widths)
+        if not is_mono:
+            self.temporal_encoder = LTAE(width, n_head=n_head, d_k=d_k, d_model=d_model,
+                                         positional_encoding=positional_encoding)
+            self.attention_dropout = nn.Dropout(ATTENTION_DROPOUT)
+        self.out_block = nn.ModuleList(MBConv(w, expansion=2, norm=decoder_norm) for w in decoder_widths)
+        self.out_conv = PointwiseBlock(width, 2 * S2_BANDS)
+        self.variance_floor = VARIANCE_FLOOR[scale_by == 1.0]
+
+    def forward(self, inputs: torch.Tensor, dates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and variances (N, 13, H, W) from ``inputs`` (N, T, C, H, W) in [0, 1] and ``dates`` (N, T)."""
+        n, t, c, h, w = inputs.shape
+        if c != self.in_channels:
+            raise ValueError(f"this model takes {self.in_channels} channels per step, got {c}")
+        if self.config["is_mono"] and t != 1:
+            raise ValueError(f"the mono-temporal model takes 1 time step, got {t}")
+        x = inputs if c == S2_BANDS else torch.cat([inputs[:, :, S2_BANDS:], inputs[:, :, :S2_BANDS]], dim=2)
+        x = x * self.config["scale_by"]
+        pad_mask = (x == PAD_VALUE).flatten(2).all(dim=2)  # (N, T)
+        features = self.in_conv(x.reshape(n * t, c, h, w))
+        for block in self.in_block:
+            features = block(features)
+        features = features.view(n, t, -1, h, w)
+        if self.config["is_mono"]:
+            out = features[:, 0]
+        else:
+            pooled = F.adaptive_max_pool2d(features.flatten(0, 1), ATTENTION_SIZE).unflatten(0, (n, t))
+            attention = self.temporal_encoder(pooled, dates, pad_mask)
+            out = aggregate_groups(features, attention, pad_mask, self.attention_dropout)
+        for block in self.out_block:
+            out = block(out)
+        out = self.out_conv(out)
+        scale = self.config["scale_by"]
+        mean = torch.sigmoid(out[:, :S2_BANDS])  # = (scale * sigmoid) / scale
+        variance = (F.softplus(out[:, S2_BANDS:], beta=1, threshold=20) + self.variance_floor) / scale**2
+        return mean, variance
+
+
+def input_dates(s1_days: torch.Tensor, s2_days: torch.Tensor, use_sar: bool) -> torch.Tensor:
+    """The dates UnCRtainTS encodes, (N, T) float days: the mean of the S1 and S2 dates with SAR, else S2's."""
+    return (s1_days.float() + s2_days.float()) / 2 if use_sar else s2_days.float()
