@@ -238,14 +238,12 @@ ANCHORS = {"resnet3d": (("model_initial.0.weight", 4), ("model_final.8.weight", 
 
 
 def _check_state_dict(state: object, config: dict, kind: str, source: str) -> None:
-    """The tensors must be exactly those that ``config`` builds: names, shapes, floating point."""
+    """The tensors must be exactly those that ``config`` builds: names, shapes, floating point or not."""
     if not isinstance(state, dict):
         raise ValueError(f"{source}: state dict is a {type(state).__name__}, not a dict")
     for name, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{source}: {name!r} holds a {type(value).__name__}, not a tensor")
-        if not value.is_floating_point():
-            raise ValueError(f"{source}: tensor {name} holds {value.dtype}, not floating point numbers")
     for name, ndim in ANCHORS[kind]:
         if name not in state:
             raise ValueError(f"{source}: state dict lacks {name}")
@@ -255,15 +253,18 @@ def _check_state_dict(state: object, config: dict, kind: str, source: str) -> No
     if key := _first_difference(derived, config):
         raise ValueError(f"{source}: config says {key}={config[key]}, but its tensors make {key}={derived[key]}")
     with torch.device("meta"):  # the config now matches real tensors: building it on no memory is cheap
-        expected = {name: tuple(t.shape) for name, t in MODELS[kind](**config).state_dict().items()}
+        expected = dict(MODELS[kind](**config).state_dict())
     if missing := [name for name in expected if name not in state]:
         raise ValueError(f"{source}: state dict lacks {missing[0]}")
     if unexpected := [name for name in state if name not in expected]:
         raise ValueError(f"{source}: state dict has unexpected tensor {unexpected[0]}")
-    for name, shape in expected.items():
-        if tuple(state[name].shape) != shape:
+    for name, built in expected.items():
+        if tuple(state[name].shape) != tuple(built.shape):
             raise ValueError(f"{source}: tensor {name} has shape {tuple(state[name].shape)}, but the config "
-                             f"makes {shape}")
+                             f"makes {tuple(built.shape)}")
+        if state[name].is_floating_point() != built.is_floating_point():
+            raise ValueError(f"{source}: tensor {name} holds {state[name].dtype}, not "
+                             f"{'floating point' if built.is_floating_point() else 'integer'} numbers")
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
