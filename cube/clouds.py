@@ -39,7 +39,7 @@ from .detectors import (
 )
 from .parallel import run_tasks
 from .schema import compressor
-from .store import CubeStore, checked_state
+from .store import CubeStore, as_store, checked_state
 
 NO_DATA = 255
 COVERAGE_CHUNK = 256
@@ -123,9 +123,9 @@ def _add_variables(store: CubeStore, names: list[str]) -> None:
             store.store, mode="a", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
 
 
-def clouds_patch(dst: str, index: int, detectors: tuple[str, ...]) -> tuple[int, np.ndarray]:
+def clouds_patch(store: CubeStore, index: int, detectors: tuple[str, ...]) -> tuple[int, np.ndarray]:
     """Detect clouds in every valid S2 image of one patch, write its masks, return its coverage row."""
-    group = CubeStore(dst, mode="r+").group(mode="r+")
+    group = store.group(mode="r+")
     s2 = group["S2"][index]
     valid = group["valid"][index][:, list(group["modality"][:]).index("S2")]
     coverage = group["coverage"][index]
@@ -170,9 +170,9 @@ def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
     return (~np.isnan(coverage) | ~valid[:, :, None]).all(axis=(1, 2))
 
 
-def compute_clouds(cube: str | os.PathLike, detectors: tuple[str, ...] = DETECTORS, *, workers: int | None = None,
+def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ...] = DETECTORS, *, workers: int | None = None,
                    scheduler: str | None = None, resume: bool = False, force_unlock: bool = False,
-                   progress: bool = True) -> int:
+                   storage_options: dict | None = None, progress: bool = True) -> int:
     """Run the cloud pass on a converted SEN12MS-CR-TS cube; returns the number of patches processed.
 
     Parameters are exactly the toolbox's (``cube.detectors``). Patches already
@@ -182,11 +182,11 @@ def compute_clouds(cube: str | os.PathLike, detectors: tuple[str, ...] = DETECTO
 
     Parameters
     ----------
-    cube : path
-        A complete cube (``crts convert``).
+    cube : path, str or CubeStore
+        A complete cube (``crts convert``): a path or URL (see :func:`cube.open_cube`).
     detectors : tuple of str
         Any of ``s2cloudless_mask``, ``s2cloudless_map``, ``cloud_cloudshadow_mask``.
-    workers, scheduler, force_unlock, progress
+    workers, scheduler, force_unlock, storage_options, progress
         As for :func:`cube.convert`.
     resume : bool
         Finish an interrupted pass (otherwise an interrupted pass is an error).
@@ -202,12 +202,13 @@ def compute_clouds(cube: str | os.PathLike, detectors: tuple[str, ...] = DETECTO
     """
     detectors = tuple(dict.fromkeys(detectors))
     _check_detectors(detectors)
-    state = checked_state(CubeStore(cube))
+    store = as_store(cube, storage_options=storage_options)
+    state = checked_state(store)
     if set(detectors) <= set(state.cloud_detectors()):
         return 0
     if state.clouds.get("detectors") and not state.clouds.get("complete") and not resume:
         raise ValueError(f"{cube}: an interrupted cloud pass; re-run with resume=True (--resume)")
-    store = CubeStore(cube, mode="r+")
+    store = store.reopened("r+")
     with store.writer("cloud pass", force_unlock=force_unlock) as owner:
         return cloud_pass(store, owner, detectors, workers=workers, scheduler=scheduler, progress=progress)
 
@@ -224,7 +225,7 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
     _add_variables(store, _variables(todo_detectors))
     group = store.group(mode="r+")
     done = _done(group, detectors)
-    tasks = [(store.location, int(i), detectors) for i in np.flatnonzero(~done)]
+    tasks = [(store, int(i), detectors) for i in np.flatnonzero(~done)]
     rows: dict[int, np.ndarray] = {}
     flushed = time.monotonic()
     for index, row in run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress,
@@ -235,6 +236,7 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
             flushed = time.monotonic()
     _flush(group, rows)
     state.clouds["complete"] = True
+    store.consolidate()
     store.commit(state, owner)
     return len(tasks)
 

@@ -36,7 +36,7 @@ from .parallel import run_tasks
 from .rois import Roi, in_cr_split, select_rois
 from .runs import RUNS
 from .schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, template
-from .store import LOCK, STATE, CubeState, CubeStore, checked_state
+from .store import LOCK, STATE, CubeState, CubeStore, as_store, checked_state
 from .validate import (
     Expected,
     FileProblem,
@@ -152,12 +152,12 @@ def _read_slot(path: str, modality: str, expected: Expected, epsg: int,
         return err
 
 
-def convert_patch(dst: str, index: int, spec_name: str, times: int, files: dict[tuple[str, int], str],
+def convert_patch(store: CubeStore, index: int, spec_name: str, times: int, files: dict[tuple[str, int], str],
                   expected: dict[str, Expected], epsg: int, transform: tuple[float, ...], on_error: str,
                   label: tuple[str, int]) -> list[Problem]:
     """Read, check and write one patch (its shards, then its ``valid`` row). Runs on a dask worker."""
     spec = SPECS[spec_name]
-    group = CubeStore(dst, mode="r+").group(mode="r+")
+    group = store.group(mode="r+")
     slots = sorted(files)
     with ThreadPoolExecutor(READ_THREADS) as pool:
         images = dict(zip(slots, pool.map(lambda s: _read_slot(files[s], s[0], expected[s[0]], epsg, transform),
@@ -289,7 +289,7 @@ def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int
                 for m in spec.modalities}
     georef = {(str(g), int(r), int(p)): (int(e), tuple(t)) for g, r, p, e, t in zip(
         *(group[name][first:] for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True)}
-    tasks = [(store.location, first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
+    tasks = [(store, first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
               *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
     try:
         results = list(run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress,
@@ -317,11 +317,12 @@ def _only_new(problems: list[Problem], new: list[PatchFiles]) -> list[Problem]:
     return [p for p in problems if not p.roi or (str(Roi.parse(p.roi, known=False)), p.patch_id) in keys]
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] | None = None,
+def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois: list[str] | None = None,
             split: str | None = None, region: str | None = None, workers: int | None = None,
             scheduler: str | None = None, resume: bool = False, on_error: str = "fail",
             report: str | os.PathLike | None = None, clouds: tuple[str, ...] = DETECTORS,
-            force_unlock: bool = False, progress: bool = True) -> ConversionReport:
+            force_unlock: bool = False, storage_options: dict | None = None,
+            progress: bool = True) -> ConversionReport:
     """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into a Zarr v3 cube.
 
     One process at a time writes a cube: the conversion holds the cube's writer
@@ -332,8 +333,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     ----------
     src : path
         Data set root (``ROIsXXXX/<roi>/S1|S2/<t>/...``, or the SEN12MS-CR layout).
-    dst : path
-        The cube. If it exists and is complete, patches not yet in it are appended.
+    dst : path, str or CubeStore
+        The cube: a path, or a ``s3://``, ``gs://``, ``file://`` or ``memory://`` URL
+        (each shard is written once, whole). If it exists and is complete,
+        patches not yet in it are appended.
     rois : list of str, optional
         ROIs to convert (``"ROIs1868/17"``); default: those of ``split`` and ``region``.
     split, region : str, optional
@@ -357,6 +360,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     force_unlock : bool
         Break the writer lock of a process that died on another machine (one that
         died on this machine is detected and its lock broken automatically).
+    storage_options : dict, optional
+        Object-store options (see :func:`cube.open_cube`).
     progress : bool
         Show a progress bar.
 
@@ -379,19 +384,20 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, rois: list[str] |
     src = Path(src).resolve()
     spec = SPECS[detect_layout(src)]
     patches, problems, times = _discover(src, spec, rois, split, region)
-    out = ConversionReport(str(src), str(dst), spec.layout, on_error)
-    state, stored = _existing(CubeStore(dst), spec, src, times, resume=True)  # a look, before any write
+    store = as_store(dst, storage_options=storage_options)
+    out = ConversionReport(str(src), store.location, spec.layout, on_error)
+    state, stored = _existing(store, spec, src, times, resume=True)  # a look, before any write
     if on_error == "fail":
         _raise_if_any(_only_new(problems, [p for p in patches if p.key not in stored]), f"in {src}")
     if state is None or not state.complete or any(p.key not in stored for p in patches):
-        with CubeStore(dst, mode="r+").writer("conversion", force_unlock=force_unlock) as owner:
-            _convert_locked(CubeStore(dst, mode="r+"), owner, spec, patches, problems, times, out,
+        with store.reopened("r+").writer("conversion", force_unlock=force_unlock) as owner:
+            _convert_locked(store.reopened("r+"), owner, spec, patches, problems, times, out,
                             resume=resume, workers=workers, scheduler=scheduler, clouds=clouds, progress=progress)
     elif clouds and spec.temporal:
-        out.cloud_pass_patches = compute_clouds(dst, clouds, workers=workers, scheduler=scheduler, resume=True,
+        out.cloud_pass_patches = compute_clouds(store, clouds, workers=workers, scheduler=scheduler, resume=True,
                                                 force_unlock=force_unlock, progress=progress)
     if not out.patches_in_cube:
-        out.patches_in_cube = CubeStore(dst).array("valid").shape[0]
+        out.patches_in_cube = store.array("valid").shape[0]
     out.seconds = round(time.perf_counter() - start_time, 2)
     if report:
         out.write(report)
@@ -416,6 +422,7 @@ def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[Pat
     state.complete, state.pending, state.gaps = True, None, int((~valid).sum())
     state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} converted {len(placed)} patch(es) from "
                          f"{out.source}")
+    store.consolidate()  # before the commit: a reader of a complete cube finds fresh metadata
     store.commit(state, owner)
     out.patches_in_cube, out.patches_added, out.gaps = valid.shape[0], len(placed), state.gaps
     out.problems = [asdict(p) for p in problems + header_problems + task_problems]

@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from .store import CubeStore, owner_record, checked_state, owner_gone
+from .store import CubeStore, as_store, checked_state, owner_gone, owner_record
 
 RUNS = "runs"
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
@@ -99,6 +99,7 @@ class RunWriter:
         rest.assign_attrs(writer=self.writer).to_zarr(self.store.store, group=self.path, mode="a", zarr_format=3,
                                                       consolidated=False)
         self.store.group(self.path, mode="r+").update_attributes({"finished": finished})  # after all the rest
+        self.store.consolidate(self.path)
         self.store.write_group(f"{RUNS}/{self.name}", {"run": self.name, "version": self.version,
                                                        "published": finished})
         for version in _replaced(self.store, self.name):
@@ -117,14 +118,14 @@ def _replaced(store: CubeStore, name: str) -> list[str]:
             if v != current and "finished" in (store.group_attributes(f"{RUNS}/{name}/{v}") or {})]
 
 
-def list_runs(cube: str | os.PathLike | CubeStore) -> list[str]:
-    """Names of the published runs of a cube."""
-    store = cube if isinstance(cube, CubeStore) else CubeStore(cube)
+def list_runs(cube: str | os.PathLike | CubeStore, storage_options: dict | None = None) -> list[str]:
+    """Names of the published runs of a cube (a path, URL or :class:`CubeStore`)."""
+    store = as_store(cube, storage_options=storage_options)
     names = [n for n in store.children(RUNS) if n not in RESERVED]
     return [n for n in names if (_pointer(store, n) or {}).get("version")]
 
 
-def open_run(cube: str | os.PathLike | CubeStore, run: str) -> xr.Dataset:
+def open_run(cube: str | os.PathLike | CubeStore, run: str, storage_options: dict | None = None) -> xr.Dataset:
     """A run's predictions and per-sample metrics as a Dataset (dims sample, S2_band, y, x, input).
 
     ``roi_group``, ``roi``, ``patch_id`` and ``target_time`` label each sample, so
@@ -135,7 +136,7 @@ def open_run(cube: str | os.PathLike | CubeStore, run: str) -> xr.Dataset:
     FileNotFoundError
         If there is no cube, or no published run of that name (the runs are listed).
     """
-    store = cube if isinstance(cube, CubeStore) else CubeStore(cube)
+    store = as_store(cube, storage_options=storage_options)
     checked_state(store, allow_incomplete=True)
     version = (_pointer(store, check_run_name(run)) or {}).get("version")
     if not version:
@@ -144,7 +145,8 @@ def open_run(cube: str | os.PathLike | CubeStore, run: str) -> xr.Dataset:
     return ds.set_coords([c for c in ("input_times", "input_coverage") if c in ds])
 
 
-def prune_runs(cube: str | os.PathLike, older_than_hours: float | None = None) -> list[str]:
+def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | None = None,
+               storage_options: dict | None = None) -> list[str]:
     """Delete what interrupted or replaced runs left; returns the deleted versions.
 
     Deleted: finished versions that are no longer published (replaced), and
@@ -152,7 +154,7 @@ def prune_runs(cube: str | os.PathLike, older_than_hours: float | None = None) -
     has ended), or, for writers on other hosts, that are older than
     ``older_than_hours``. Versions being written by a live process stay.
     """
-    store = CubeStore(cube, mode="r+")
+    store = as_store(cube, "r+", storage_options)
     checked_state(store, allow_incomplete=True)
     deleted = []
     for name in [n for n in store.children(RUNS) if n not in RESERVED]:

@@ -16,6 +16,7 @@ on object storage):
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -23,6 +24,7 @@ import re
 import socket
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -33,6 +35,7 @@ import psutil
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
+import zarr.api.asynchronous
 from natsort import natsort_keygen
 from rasterio.transform import Affine
 from zarr.core.buffer import cpu, default_buffer_prototype
@@ -100,23 +103,80 @@ def owner_gone(owner: dict) -> bool:
     return started is None or owner.get("pid_started") is None or abs(started - owner["pid_started"]) > 1e-3
 
 
+SCHEMES = ("s3", "gs", "http", "https", "file", "memory")
+"""URL schemes of a cube's location besides a plain path (``http(s)`` read-only)."""
+_MEMORY: dict[str, object] = {}
+"""``memory://`` stores of this process, by URL (for tests and notebooks)."""
+
+
+def _object_store(location: str, scheme: str, storage_options: dict) -> object:
+    """An obstore store for a URL; ``anon=True`` means unsigned requests (public buckets)."""
+    from obstore.store import MemoryStore, from_url
+
+    if scheme == "memory":
+        return _MEMORY.setdefault(location.rstrip("/"), MemoryStore())
+    options = dict(storage_options)
+    if str(options.pop("anon", "false")).lower() in ("true", "1", "yes"):
+        options["skip_signature"] = True
+    client = {k: options.pop(k) for k in ("allow_http", "timeout", "connect_timeout") if k in options}
+    return from_url(location, client_options=client or None, **options)
+
+
+def zarr_store(location: str | os.PathLike, read_only: bool, storage_options: dict | None = None) -> object:
+    """The zarr store of a path or URL: zarr's LocalStore for paths and ``file://``, obstore for the rest.
+
+    Credentials and endpoints come from the standard variables (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``, Google's application
+    default credentials) unless ``storage_options`` gives them (obstore's configuration keys).
+
+    Raises
+    ------
+    ValueError
+        For an unknown scheme, or an ``http(s)://`` cube opened for writing.
+    """
+    text = str(location)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in ("", "file"):
+        return LocalStore(Path(text.removeprefix("file://")), read_only=read_only)
+    if scheme not in SCHEMES:
+        raise ValueError(f"{text}: unknown URL scheme {scheme!r}; a cube is a path or a {', '.join(SCHEMES)} URL")
+    if scheme in ("http", "https") and not read_only:
+        raise ValueError(f"{text}: HTTP is read-only; write the cube to a path or an s3:// or gs:// URL")
+    from zarr.storage import ObjectStore
+
+    return ObjectStore(_object_store(text, scheme, storage_options or {}), read_only=read_only)
+
+
 class CubeStore:
     """A cube's objects, state and lock, for reading (``mode='r'``) or writing (``mode='r+'``).
 
     Parameters
     ----------
-    location : path
-        The cube (a Zarr v3 store).
+    location : path or str
+        The cube: a local path, or a ``s3://``, ``gs://``, ``http(s)://`` (read-only),
+        ``file://`` or ``memory://`` URL (see :func:`zarr_store`).
     mode : {"r", "r+"}
         Read only, or read and write.
+    storage_options : dict, optional
+        Options of the object store (endpoint, region, credentials, ``anon``).
     """
 
-    def __init__(self, location: str | os.PathLike, mode: str = "r") -> None:
-        self.location = str(location)
-        self.store = LocalStore(Path(location), read_only=mode == "r")
+    def __init__(self, location: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> None:
+        self.location, self.mode, self.storage_options = str(location), mode, dict(storage_options or {})
+        self.store = zarr_store(location, read_only=mode == "r", storage_options=storage_options)
+        self.local = isinstance(self.store, LocalStore)
+        self._async_arrays: dict[str, zarr.AsyncArray] = {}
 
     def __repr__(self) -> str:
         return f"CubeStore({self.location!r})"
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its arguments: each process (dask worker, DataLoader worker) opens its own connection."""
+        return CubeStore, (self.location, self.mode, self.storage_options)
+
+    def reopened(self, mode: str) -> CubeStore:
+        """The same cube in another mode."""
+        return self if mode == self.mode else CubeStore(self.location, mode, self.storage_options)
 
     # -- objects -------------------------------------------------------------------------------------------
     def read_json(self, key: str) -> dict | None:
@@ -166,8 +226,8 @@ class CubeStore:
 
     def remove_torn_writes(self, prefixes: list[str]) -> None:
         """Delete temporary files of writes that a killed writer left under ``prefixes`` (local disks only)."""
-        root = Path(self.location)
-        for prefix in prefixes:
+        root = Path(self.store.root) if self.local else None
+        for prefix in prefixes if root else ():
             for leftover in (root / prefix).rglob("*.partial"):
                 if leftover.is_file() and _TORN_WRITE.search(leftover.name):
                     leftover.unlink(missing_ok=True)
@@ -184,9 +244,31 @@ class CubeStore:
         """One variable of the cube (or of a run: ``runs/<name>/<version>/prediction``) as a zarr array."""
         return zarr.open_array(self.store, path=name, mode=mode)
 
+    def read(self, requests: list[tuple[str, tuple]]) -> list[np.ndarray]:
+        """Basic selections ``(variable, selection)`` of cube arrays, all read at once.
+
+        The requests are issued concurrently, so over a network the whole list
+        costs about the latency of one read (of a shard's index and a chunk), not
+        one latency per image.
+        """
+        async def gather() -> list[np.ndarray]:
+            for name in {name for name, _ in requests} - set(self._async_arrays):
+                self._async_arrays[name] = await zarr.api.asynchronous.open_array(store=self.store, path=name,
+                                                                                  mode="r")
+            return await asyncio.gather(*(self._async_arrays[name].getitem(sel) for name, sel in requests))
+        return sync(gather())
+
     def dataset(self, group: str | None = None, chunks: dict | None = None) -> xr.Dataset:
-        """A group as an :class:`xarray.Dataset` (lazy)."""
-        return xr.open_zarr(self.store, group=group, consolidated=False, chunks=chunks)
+        """A group as an :class:`xarray.Dataset` (lazy), from its consolidated metadata where it has them."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated", RuntimeWarning)
+            return xr.open_zarr(self.store, group=group, consolidated=None, chunks=chunks)
+
+    def consolidate(self, group: str | None = None) -> None:
+        """Write the consolidated metadata of a group (the root by default): one read opens it."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Consolidated metadata is currently not part", UserWarning)
+            zarr.consolidate_metadata(self.store, path=group)
 
     # -- state ---------------------------------------------------------------------------------------------
     def state(self) -> CubeState | None:
@@ -220,8 +302,8 @@ class CubeStore:
             holder = self.group_attributes(LOCK)
             if holder is not None and holder.get("token") == owner["token"]:
                 self.delete(LOCK)
-                if not self.children():  # a writer that stopped before writing anything leaves no folder
-                    Path(self.location).rmdir()
+                if self.local and not self.children():  # a writer that stopped before writing leaves no folder
+                    Path(self.store.root).rmdir()
 
     def _acquire(self, owner: dict, force_unlock: bool) -> None:
         for _ in range(3):
@@ -247,8 +329,16 @@ def _describe(holder: dict | None) -> str:
             f"{holder.get('since')}: {holder.get('command')!r}")
 
 
-def open_cube(path: str | os.PathLike, *, chunks: dict | None | str = "inner",
-              allow_incomplete: bool = False) -> xr.Dataset:
+def as_store(cube: str | os.PathLike | CubeStore, mode: str = "r",
+             storage_options: dict | None = None) -> CubeStore:
+    """A :class:`CubeStore` for a path, URL or store (in ``mode``)."""
+    if isinstance(cube, CubeStore):
+        return cube.reopened(mode)
+    return CubeStore(cube, mode, storage_options)
+
+
+def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str = "inner",
+              allow_incomplete: bool = False, storage_options: dict | None = None) -> xr.Dataset:
     """Open a cube written by :func:`cube.convert` as an :class:`xarray.Dataset`.
 
     Patches come in the original toolbox's sample order for split 'all' (ROI
@@ -258,14 +348,18 @@ def open_cube(path: str | os.PathLike, *, chunks: dict | None | str = "inner",
 
     Parameters
     ----------
-    path : path
-        The cube (a Zarr v3 store).
+    path : path, str or CubeStore
+        The cube: a path, or a ``s3://``, ``gs://``, ``http(s)://``, ``file://``
+        or ``memory://`` URL.
     chunks : "inner", dict or None
         ``"inner"`` (default): one dask chunk per stored image (one patch, one
         time step); ``None``: no dask, lazy numpy-backed arrays; a dict as in
         :func:`xarray.open_zarr`.
     allow_incomplete : bool
         Open a cube whose conversion has not finished (for inspection only).
+    storage_options : dict, optional
+        Object-store options (endpoint, region, credentials, ``anon``); by
+        default the standard environment variables are used.
 
     Raises
     ------
@@ -279,7 +373,7 @@ def open_cube(path: str | os.PathLike, *, chunks: dict | None | str = "inner",
     >>> ds = open_cube("cube.zarr")  # doctest: +SKIP
     >>> ds.S2.sel(S2_band=["B4", "B3", "B2"]).isel(patch=0, time=5)  # doctest: +SKIP
     """
-    store = CubeStore(path)
+    store = as_store(path, storage_options=storage_options)
     state = checked_state(store, allow_incomplete)
     ds = store.dataset(chunks={} if chunks == "inner" else chunks)
     ds.attrs["cloud_detectors"] = state.cloud_detectors()

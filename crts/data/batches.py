@@ -79,19 +79,19 @@ class SampleWindows(torch.utils.data.Dataset):
         y0, x0 = int(window.y.values[0]), int(window.x.values[0])
         crop = (slice(y0, y0 + window.sizes["y"]), slice(x0, x0 + window.sizes["x"]))
         index = self.samples.index
-        inputs = self.samples.read_steps(pdx, [int(t) for t in index.inputs[pdx]])
-        target = self.samples.read_steps(pdx, [int(index.target[pdx])])
-        every = (slice(None), slice(None), *crop)
+        n = index.inputs.shape[1]
+        read = self.samples.read_steps(pdx, [*map(int, index.inputs[pdx]), int(index.target[pdx])])  # one request
+        inputs = (slice(0, n), slice(None), *crop)
         return {
-            "inputs": torch.from_numpy(np.concatenate([inputs["S2"][every], inputs["S1"][every]], axis=1)),
-            "target": torch.from_numpy(target["S2"][every][0].copy()),
-            "input_masks": torch.from_numpy(inputs["masks"][(slice(None), *crop)].copy()),
-            "target_mask": torch.from_numpy(target["masks"][0][crop].copy()),
-            "input_coverage": torch.tensor(inputs["coverage"], dtype=torch.float32),
-            "target_coverage": torch.tensor(target["coverage"][0], dtype=torch.float32),
-            "input_s1_td": torch.tensor(inputs["S1 TD"]),
-            "input_s2_td": torch.tensor(inputs["S2 TD"]),
-            "target_s2_td": torch.tensor(target["S2 TD"][0]),
+            "inputs": torch.from_numpy(np.concatenate([read["S2"][inputs], read["S1"][inputs]], axis=1)),
+            "target": torch.from_numpy(read["S2"][(n, slice(None), *crop)].copy()),
+            "input_masks": torch.from_numpy(read["masks"][(slice(0, n), *crop)].copy()),
+            "target_mask": torch.from_numpy(read["masks"][(n, *crop)].copy()),
+            "input_coverage": torch.tensor(read["coverage"][:n], dtype=torch.float32),
+            "target_coverage": torch.tensor(read["coverage"][n], dtype=torch.float32),
+            "input_s1_td": torch.tensor(read["S1 TD"][:n]),
+            "input_s2_td": torch.tensor(read["S2 TD"][:n]),
+            "target_s2_td": torch.tensor(read["S2 TD"][n]),
             "pdx": pdx, "roi": self.samples.labels[pdx]["roi"], "patch_id": self.samples.labels[pdx]["patch_id"],
             "input_times": torch.from_numpy(index.inputs[pdx].copy()), "target_time": int(index.target[pdx]),
             "y0": y0, "x0": x0,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 
 from cube import open_cube
 from cube.detectors import (
@@ -18,7 +17,7 @@ from cube.detectors import (
     s2cloudless_probability,
 )
 from cube.rois import Roi, in_cr_split
-from cube.store import CubeStore, patch_bounds, stored_order
+from cube.store import as_store, patch_bounds, stored_order
 
 from .scaling import RESCALE_METHODS, scale_s1, scale_s2
 
@@ -46,33 +45,25 @@ class SEN12MSCR(torch.utils.data.Dataset):
 
     def __init__(self, cube: str | os.PathLike, split: str = "all", region: str = "all",
                  cloud_masks: str | None = "s2cloudless_mask", rescale_method: str = "default",
-                 exact_scenes: bool = False) -> None:
+                 exact_scenes: bool = False, storage_options: dict | None = None) -> None:
         if cloud_masks is not None and cloud_masks not in DETECTORS:
             raise ValueError(f"invalid cloud_masks {cloud_masks!r}: choose from {', '.join(DETECTORS)} or None")
         if rescale_method not in RESCALE_METHODS:
             raise ValueError(f"invalid rescale_method {rescale_method!r}: choose from {', '.join(RESCALE_METHODS)}")
-        self.cube, self.cloud_masks, self.rescale_method = Path(cube), cloud_masks, rescale_method
-        ds = open_cube(self.cube, chunks=None)
+        self.store = as_store(cube, storage_options=storage_options)
+        self.cube, self.cloud_masks, self.rescale_method = self.store.location, cloud_masks, rescale_method
+        ds = open_cube(self.store, chunks=None)
         if ds.attrs["layout"] != "sen12mscr":
             raise ValueError(f"{self.cube}: a {ds.attrs['dataset']} cube; use SEN12MSCRTS for it")
         keep = np.array([in_cr_split(Roi(str(g), int(r)), split, region, exact=exact_scenes)
                          for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)], dtype=bool)
-        self.positions = stored_order(CubeStore(self.cube))[keep]
+        self.positions = stored_order(self.store)[keep]
         root = Path(ds.attrs["source_root"])
         self.paths = {m: [str(root / p) for p in ds[f"{m}_path"].values[keep]] for m in ("S1", "S2", "S2_cloudy")}
         self.coords = patch_bounds(ds)[keep]
-        self._arrays: dict[str, zarr.Array] = {}
 
     def __len__(self) -> int:
         return len(self.positions)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_arrays": {}}
-
-    def _read(self, name: str, pdx: int) -> np.ndarray:
-        if name not in self._arrays:
-            self._arrays[name] = CubeStore(self.cube).array(name)
-        return self._arrays[name][int(self.positions[pdx])]
 
     def _mask(self, cloudy: np.ndarray) -> np.ndarray:
         if self.cloud_masks is None:
@@ -84,12 +75,13 @@ class SEN12MSCR(torch.utils.data.Dataset):
         return cloud_cloudshadow_mask(cloudy).astype(np.float32)
 
     def __getitem__(self, pdx: int) -> dict:
-        cloudy = self._read("S2_cloudy", pdx)
+        p = int(self.positions[pdx])
+        cloudy, s1, s2 = self.store.read([("S2_cloudy", (p,)), ("S1", (p,)), ("S2", (p,))])  # one request
         mask = self._mask(cloudy)
         coord = self.coords[pdx].tolist()
-        return {"input": {"S1": scale_s1(self._read("S1", pdx), self.rescale_method),
+        return {"input": {"S1": scale_s1(s1, self.rescale_method),
                           "S2": scale_s2(cloudy, self.rescale_method), "masks": mask,
                           "coverage": float(mask.mean()), "S1 path": self.paths["S1"][pdx],
                           "S2 path": self.paths["S2_cloudy"][pdx], "coord": coord},
-                "target": {"S2": scale_s2(self._read("S2", pdx), self.rescale_method),
+                "target": {"S2": scale_s2(s2, self.rescale_method),
                            "S2 path": self.paths["S2"][pdx], "coord": coord}}

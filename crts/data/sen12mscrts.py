@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 
 from cube import open_cube
 from cube.clouds import require_clouds
 from cube.detectors import DETECTORS
 from cube.layout import parse_ts_path
 from cube.rois import select_rois
-from cube.store import CubeStore, patch_bounds, stored_order
+from cube.store import as_store, patch_bounds, stored_order
 
 from .index_files import (
     index_file_name,
@@ -88,7 +87,8 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
                  cloud_masks: str | None = "s2cloudless_mask", sample_type: str = "cloudy_cloudfree",
                  n_input_samples: int = 3, rescale_method: str = "default", min_cov: float = 0.0,
                  max_cov: float = 1.0, import_data_path: str | os.PathLike | None = None,
-                 export_data_path: str | os.PathLike | None = None, sampler: str = "fixed", seed: int = 0) -> None:
+                 export_data_path: str | os.PathLike | None = None, sampler: str = "fixed", seed: int = 0,
+                 storage_options: dict | None = None) -> None:
         if cloud_masks is not None and cloud_masks not in DETECTORS:
             raise ValueError(f"invalid cloud_masks {cloud_masks!r}: choose from {', '.join(DETECTORS)} or None")
         if sample_type not in SAMPLE_TYPES:
@@ -99,20 +99,21 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
             raise ValueError("an imported index fixes the time steps: it cannot go with sampler='random'")
         if rescale_method not in RESCALE_METHODS:
             raise ValueError(f"invalid rescale_method {rescale_method!r}: choose from {', '.join(RESCALE_METHODS)}")
-        self.cube = Path(cube)
+        self.store = as_store(cube, storage_options=storage_options)
+        self.cube = self.store.location
         self.split, self.region, self.cloud_masks = split, region, cloud_masks
         self.sample_type = "generic" if cloud_masks is None else sample_type
         self.n_input_samples, self.rescale_method = n_input_samples, rescale_method
         self.min_cov, self.max_cov = min_cov, max_cov
         self.sampler, self.seed = sampler, seed
 
-        ds = open_cube(self.cube, chunks=None)
+        ds = open_cube(self.store, chunks=None)
         if ds.attrs["layout"] != "sen12mscrts":
             raise ValueError(f"{self.cube}: a {ds.attrs['dataset']} cube; use SEN12MSCR for it")
         if cloud_masks is not None:
             require_clouds(ds, cloud_masks)
         self.source_root = Path(ds.attrs["source_root"])
-        stored = stored_order(CubeStore(self.cube))  # sample order -> position on disk, for direct zarr reads
+        stored = stored_order(self.store)  # sample order -> position on disk, for direct zarr reads
         chosen = {(r.group, r.number) for r in select_rois(split, region)}
         keep = np.array([(g, int(r)) in chosen for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)])
         if not keep.any():
@@ -133,7 +134,8 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
             self.set_epoch(0)
         if export_data_path is not None and self.index is not None:
             self.export_index(export_data_path)
-        self._arrays: dict[str, zarr.Array] = {}
+        self.image_size = ds.sizes["x"]
+        """Width (= height) of the cube's images in pixels."""
 
     def _sample_index(self, import_data_path: str | os.PathLike | None) -> SampleIndex:
         if import_data_path is None:
@@ -184,61 +186,47 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
-    def image_size(self) -> int:
-        """Width (= height) of the cube's images in pixels."""
-        return self._array("S2").shape[-1]
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_arrays": {}}  # zarr handles are opened anew in each worker
-
-    def _array(self, name: str) -> zarr.Array:
-        """A cube variable as a zarr array, opened once per process (reads by basic selection are fastest)."""
-        if name not in self._arrays:
-            self._arrays[name] = CubeStore(self.cube).array(name)
-        return self._arrays[name]
-
     def _path(self, modality: str, pdx: int, t: int) -> str:
         table = self.s1_paths if modality == "S1" else self.s2_paths
         return str(self.source_root / str(table[pdx, t]))
 
-    def _images(self, name: str, p: int, steps: list[int]) -> np.ndarray:
-        """Images of the given steps of the patch stored at ``p``: the whole shard at once when all are wanted."""
-        array = self._array(name)
-        if len(steps) == array.shape[1]:
-            return array[p]
-        return np.stack([array[p, t] for t in steps])  # per-step basic reads: the fast path for a few steps
-
     def read_steps(self, pdx: int, steps: list[int]) -> dict:
         """Stacked arrays of some time steps of one sample: scaled ``S1`` (n, 2, H, W) and ``S2`` (n, 13, H, W),
-        ``masks`` (n, H, W), and per-step ``coverage``, ``S1 TD``, ``S2 TD``, paths, ``coord``, ``idx`` lists."""
+        ``masks`` (n, H, W), and per-step ``coverage``, ``S1 TD``, ``S2 TD``, paths, ``coord``, ``idx`` lists.
+
+        Every image (S1, S2 and mask of every step) is read in one concurrent request
+        to the cube (:meth:`cube.store.CubeStore.read`): over a network, one latency per sample.
+        """
         p = int(self.positions[pdx])
-        s2 = self._images("S2", p, steps)
+        names = ["S2", "S1"] + ([] if self.cloud_masks is None else [self.cloud_masks])
+        images = self.store.read([(name, (p, t)) for name in names for t in steps])
+        s2, s1, *masks = (np.stack(images[i * len(steps):(i + 1) * len(steps)]) for i in range(len(names)))
         if self.cloud_masks is None:
             masks = np.ones((len(steps), *s2.shape[-2:]), np.float32)
         elif self.cloud_masks == "cloud_cloudshadow_mask":
-            masks = (self._images("cloud_cloudshadow_mask", p, steps) > 0).astype(np.float32)
+            masks = (masks[0] > 0).astype(np.float32)
         else:
-            masks = self._images(self.cloud_masks, p, steps).astype(np.float32)
-        return {"S1": scale_s1(self._images("S1", p, steps), self.rescale_method),
-                "S2": scale_s2(s2, self.rescale_method), "masks": masks,
+            masks = masks[0].astype(np.float32)
+        return {"S1": scale_s1(s1, self.rescale_method), "S2": scale_s2(s2, self.rescale_method), "masks": masks,
                 "coverage": [float(self.coverage[pdx, t]) for t in steps],
                 "S1 TD": [int(self.s1_td[pdx, t]) for t in steps], "S2 TD": [int(self.s2_td[pdx, t]) for t in steps],
                 "S1 path": [self._path("S1", pdx, t) for t in steps],
                 "S2 path": [self._path("S2", pdx, t) for t in steps],
                 "coord": [self.coords[pdx].tolist()] * len(steps), "idx": list(steps)}
 
-    def _series(self, pdx: int, steps: list[int]) -> dict:
-        """The original's per-step lists of arrays."""
-        read = self.read_steps(pdx, steps)
-        return {**read, "S1": list(read["S1"]), "S2": list(read["S2"]), "masks": list(read["masks"])}
+    @staticmethod
+    def _series(read: dict, part: slice) -> dict:
+        """The original's per-step lists (of arrays) of some steps of a :meth:`read_steps` result."""
+        return {key: list(value[part]) for key, value in read.items()}
 
     def __getitem__(self, pdx: int) -> dict:
         if self.sample_type == "generic":
-            return self._series(pdx, list(range(self.coverage.shape[1])))
-        target = self._series(pdx, [int(self.index.target[pdx])])
+            return self._series(self.read_steps(pdx, list(range(self.coverage.shape[1]))), slice(None))
+        inputs = [int(t) for t in self.index.inputs[pdx]]
+        read = self.read_steps(pdx, [*inputs, int(self.index.target[pdx])])  # one request for the whole sample
+        target = self._series(read, slice(len(inputs), None))
         target["idx"] = target["idx"][0]
-        return {"input": self._series(pdx, [int(t) for t in self.index.inputs[pdx]]), "target": target,
+        return {"input": self._series(read, slice(0, len(inputs))), "target": target,
                 "coverage bin": bool(self.index.coverage_bin[pdx])}
 
 
