@@ -24,7 +24,7 @@ from cube.plots import plot_coverage  # noqa: E402
 from cube.rois import REGIONS, SPLITS  # noqa: E402
 from cube.stats import GROUP_KEYS, coverage_index, coverage_table  # noqa: E402
 from cube.runs import list_runs, open_run, prune_runs  # noqa: E402
-from cube.store import IncompleteCubeError, WriterLockedError, open_cube  # noqa: E402
+from cube.store import CubeStore, IncompleteCubeError, WriterLockedError, open_cube  # noqa: E402
 from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset  # noqa: E402
 from cube.synth.preview import plot_patch  # noqa: E402
 from cube.synth.scores import score_detectors  # noqa: E402
@@ -32,6 +32,21 @@ from cube.synth.scores import score_detectors  # noqa: E402
 
 def _comma_list(text: str) -> list[str]:
     return [item for item in text.split(",") if item]
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def _add_storage_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   dest="storage_options",
+                   help="object-store option for a CUBE URL, repeatable (e.g. endpoint=http://host:9000, "
+                        "region=eu-central-1, anon=true); credentials default to the standard environment "
+                        "variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS)")
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +92,8 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                     "cube. Every file is checked; an existing complete cube gets new ROIs appended.",
         epilog="example: crts convert /data/SEN12MSCRTS cube.zarr --split test --workers 8 --report report.json")
     p.add_argument("src", metavar="SRC", help="data set root (holding ROIs1158/ ... ROIs2017/)")
-    p.add_argument("cube", metavar="CUBE", help="the Zarr cube to create or extend")
+    p.add_argument("cube", metavar="CUBE", help="the Zarr cube to create or extend: a path or an s3:// / gs:// URL")
+    _add_storage_options(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--rois", type=_comma_list, default=None, help="comma-separated ROIs, e.g. ROIs1868/17")
     which.add_argument("--split", choices=SPLITS, default=None, help="official split (default: all)")
@@ -109,7 +125,7 @@ def _run_convert(args: argparse.Namespace) -> None:
     report = convert(args.src, args.cube, rois=args.rois, split=args.split, region=args.region,
                      workers=args.workers, scheduler=args.scheduler, resume=args.resume,
                      on_error=args.on_error, report=args.report, clouds=_detectors(args.detectors),
-                     force_unlock=args.force_unlock)
+                     force_unlock=args.force_unlock, storage_options=dict(args.storage_options))
     print(f"{args.cube}: {report.patches_in_cube} patches ({report.patches_added} added, "
           f"{report.patches_converted} converted, {report.cloud_pass_patches} through the cloud pass) "
           f"in {report.seconds:.1f} s; {report.gaps} gap(s)")
@@ -132,7 +148,8 @@ def _add_clouds(sub: argparse._SubParsersAction) -> None:
                     "toolbox's cloud/shadow heuristic for every S2 image, with the toolbox's parameters, stored "
                     "once in the cube with a coverage table per (patch, time, detector). Re-running is a no-op.",
         epilog="example: crts clouds cube.zarr --detectors s2cloudless_mask --workers 8")
-    p.add_argument("cube", metavar="CUBE", help="a converted SEN12MS-CR-TS cube")
+    p.add_argument("cube", metavar="CUBE", help="a converted SEN12MS-CR-TS cube (a path or URL)")
+    _add_storage_options(p)
     p.add_argument("--detectors", type=_comma_list, default=list(DETECTORS), metavar="LIST",
                    help=f"comma-separated, from {','.join(DETECTORS)} (default: all)")
     where = p.add_mutually_exclusive_group()
@@ -147,7 +164,8 @@ def _add_clouds(sub: argparse._SubParsersAction) -> None:
 def _run_clouds(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     n = compute_clouds(args.cube, tuple(args.detectors), workers=args.workers, scheduler=args.scheduler,
-                       resume=args.resume, force_unlock=args.force_unlock)
+                       resume=args.resume, force_unlock=args.force_unlock,
+                       storage_options=dict(args.storage_options))
     print(f"{args.cube}: cloud pass over {n} patch(es) in {time.perf_counter() - start:.1f} s "
           f"({', '.join(args.detectors)})")
 
@@ -158,7 +176,8 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
         description="Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
                     "shares of clear (coverage <= 1%%) and cloudy (>= 50%%) images per group.",
         epilog="example: crts stats cube.zarr --by region,month --detector s2cloudless_mask --plot coverage.png")
-    p.add_argument("cube", metavar="CUBE", help="a cube with a cloud pass")
+    p.add_argument("cube", metavar="CUBE", help="a cube with a cloud pass (a path or URL)")
+    _add_storage_options(p)
     p.add_argument("--by", type=_comma_list, default=["region", "split"], metavar="KEYS",
                    help=f"comma-separated groups from {','.join(GROUP_KEYS)} (default: region,split)")
     p.add_argument("--detector", choices=DETECTORS, default=None,
@@ -172,7 +191,7 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_stats(args: argparse.Namespace) -> None:
-    ds = open_cube(args.cube)
+    ds = open_cube(args.cube, storage_options=dict(args.storage_options))
     index = coverage_index(ds, args.detector)
     table = coverage_table(index, args.by)
     if args.format == "csv":
@@ -218,7 +237,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
                     "torchrun.",
         epilog="example: torchrun --nproc_per_node 4 -m crts train --cube cube.zarr --out runs/a --batch-size 8")
-    p.add_argument("--cube", help="the cube (required unless --config gives it)")
+    p.add_argument("--cube", help="the cube, a path or URL (required unless --config gives it)")
+    _add_storage_options(p)
     p.add_argument("--config", metavar="FILE", help="JSON file of settings; options given here override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     for f in fields(TrainConfig):
@@ -244,7 +264,7 @@ def _run_train(args: argparse.Namespace) -> None:
         config = TrainConfig(cube=args.cube, **{k: v for k, v in overrides.items() if v is not None})
     else:
         raise ValueError("give --cube (or a --config that names the cube)")
-    run = train(config, resume=args.resume)
+    run = train(config, resume=args.resume, storage_options=dict(args.storage_options))
     print(f"run: {run} (checkpoint {run / 'last.pt'}, log {run / 'log.csv'})")
 
 
@@ -255,7 +275,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                     "the paper's metrics and write predictions and per-sample metrics into CUBE/runs/NAME (the "
                     "cube's own variables are never modified; a run appears only when complete).",
         epilog="example: crts evaluate --cube cube.zarr --checkpoint runs/a/last.pt --split test --run resnet_a")
-    p.add_argument("--cube", required=True, help="the cube")
+    p.add_argument("--cube", required=True, help="the cube (a path or URL)")
+    _add_storage_options(p)
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a checkpoint written by crts train")
     model.add_argument("--baseline", choices=sorted(BASELINES), help="a baseline instead of a model")
@@ -278,8 +299,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     path = evaluate(args.cube, args.run, checkpoint=args.checkpoint, baseline=args.baseline, split=args.split,
                     region=args.region, cloud_masks=args.cloud_masks, n_input_samples=args.n_input_samples,
                     min_cov=args.min_cov, max_cov=args.max_cov, import_index=args.import_index,
-                    batch_size=args.batch_size, device=args.device)
-    ds = open_run(args.cube, args.run)
+                    batch_size=args.batch_size, device=args.device, storage_options=dict(args.storage_options))
+    ds = open_run(args.cube, args.run, storage_options=dict(args.storage_options))
     means = ", ".join(f"{m} {float(ds[m].mean()):.4f}" for m in ("rmse", "mae", "psnr", "sam", "ssim"))
     print(f"run {args.run}: {ds.sizes['sample']} samples -> {path}; {means}")
 
@@ -291,14 +312,15 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                     "CSV), and figures: true-colour inputs, target and predictions with error maps, and RMSE "
                     "against input coverage.",
         epilog="example: crts report cube.zarr --runs resnet_a,least_cloudy,mosaic --out report/")
-    p.add_argument("cube", metavar="CUBE", help="the cube holding the runs")
+    p.add_argument("cube", metavar="CUBE", help="the cube holding the runs (a path or URL)")
+    _add_storage_options(p)
     p.add_argument("--runs", type=_comma_list, default=None, help="comma-separated runs (default: all)")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     p.set_defaults(handler=_run_report)
 
 
 def _run_report(args: argparse.Namespace) -> None:
-    path = write_report(args.cube, args.out, args.runs)
+    path = write_report(args.cube, args.out, args.runs, storage_options=dict(args.storage_options))
     print(path.read_text().split("## by region")[0].strip())
     print(f"\nreport: {path} (tables as CSV and figures beside it)")
 
@@ -310,7 +332,8 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
                     "With --prune, delete run versions that were never published or were replaced, whose writer "
                     "process has ended on this machine (or, with --older-than, that are older than that).",
         epilog="example: crts runs cube.zarr --prune")
-    p.add_argument("cube", metavar="CUBE", help="the cube holding the runs")
+    p.add_argument("cube", metavar="CUBE", help="the cube holding the runs (a path or URL)")
+    _add_storage_options(p)
     p.add_argument("--prune", action="store_true", help="delete leftovers of interrupted or replaced runs")
     p.add_argument("--older-than", type=float, default=None, metavar="HOURS",
                    help="with --prune: also delete leftovers written on other machines older than HOURS h")
@@ -320,12 +343,13 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
 def _run_runs(args: argparse.Namespace) -> None:
     if args.older_than is not None and not args.prune:
         raise ValueError("--older-than applies to --prune")
+    store = CubeStore(args.cube, storage_options=dict(args.storage_options))
     if args.prune:
-        for path in prune_runs(args.cube, args.older_than):
+        for path in prune_runs(store, args.older_than):
             print(f"deleted {path}")
     rows = []
-    for name in list_runs(args.cube):
-        run = open_run(args.cube, name)
+    for name in list_runs(store):
+        run = open_run(store, name)
         rows.append({"run": name, "samples": run.sizes["sample"], "RMSE (mean)": float(run.rmse.mean()),
                      "split": run.attrs.get("split"), "model": run.attrs.get("baseline") or "checkpoint",
                      "created (UTC)": run.attrs.get("created")})

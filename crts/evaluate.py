@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from cube.bands import S2_BANDS, S2_SCALE
 from cube.runs import RunWriter, check_run_name
-from cube.store import CubeStore
+from cube.store import as_store
 
 from . import __version__
 from .data import SEN12MSCRTS, SampleWindows, loader
@@ -51,15 +51,15 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
              split: str = "test", region: str = "all", cloud_masks: str = "s2cloudless_mask",
              n_input_samples: int | None = None, min_cov: float = 0.0, max_cov: float = 1.0,
              import_index: str | None = None, batch_size: int = 4, device: str = "auto",
-             progress: bool = True) -> str:
+             storage_options: dict | None = None, progress: bool = True) -> str:
     """Predict every sample of a split and write predictions and per-sample metrics as run ``run`` of the cube.
 
     Returns the published run's location; open it with :func:`cube.runs.open_run`.
 
     Parameters
     ----------
-    cube : path
-        The cube (with its cloud pass).
+    cube : path, str or cube.store.CubeStore
+        The cube (with its cloud pass): a path or URL.
     run : str
         Name of the run (letters, digits, ``_``, ``-``, ``.`` not first, at most 100
         characters); an existing run of that name is replaced once this one is complete.
@@ -72,12 +72,15 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
         inputs, as in the original; ``min_cov > 0`` keeps clear steps out.
     n_input_samples : int, optional
         Default: the checkpoint's, or 3.
+    storage_options : dict, optional
+        Object-store options (see :func:`cube.open_cube`).
     """
     check_run_name(run)
     model, provenance = _model(checkpoint, baseline)
     n = n_input_samples or getattr(model, "config", {}).get("n_inputs", 3)
-    samples = SEN12MSCRTS(cube, split=split, region=region, cloud_masks=cloud_masks, n_input_samples=n,
-                          min_cov=min_cov, max_cov=max_cov, import_data_path=import_index)
+    store = as_store(cube, "r+", storage_options)
+    samples = SEN12MSCRTS(store.reopened("r"), split=split, region=region, cloud_masks=cloud_masks,
+                          n_input_samples=n, min_cov=min_cov, max_cov=max_cov, import_data_path=import_index)
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                 "cpu" if device == "auto" else device)
     model = model.to(torch_device).eval()
@@ -97,7 +100,7 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
                                  chunks=(1, len(S2_BANDS), size, size)),
                         {"long_name": "predicted cloud-free S2 reflectance x 10000 (clipped to [0, 10000])"})},
         coords=labels)
-    writer = RunWriter(CubeStore(cube, mode="r+"), run, template)
+    writer = RunWriter(store, run, template)
     stored = writer.array("prediction")
     scores: dict[str, np.ndarray] = {}
     with torch.no_grad():

@@ -13,12 +13,13 @@ from cube import open_cube
 from cube.rois import Roi, region_of
 
 from cube.runs import list_runs, open_run, side_by_side
+from cube.store import CubeStore, as_store
 
 METRICS = ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy", "rmse_clear", "mae_cloudy", "mae_clear")
 COVERAGE_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
 
 
-def samples_table(cube: str | os.PathLike, runs: list[str] | None = None) -> pd.DataFrame:
+def samples_table(cube: str | os.PathLike | CubeStore, runs: list[str] | None = None) -> pd.DataFrame:
     """One row per (run, sample): labels, region, mean input coverage and its bin, and every metric."""
     frames = []
     for run in runs or list_runs(cube):
@@ -52,7 +53,7 @@ def _rgb(s2: np.ndarray) -> np.ndarray:
     return np.clip(s2[[3, 2, 1]].transpose(1, 2, 0) / 3000.0, 0, 1)
 
 
-def plot_samples(cube: str | os.PathLike, runs: list[str], samples: list[int], out: Path) -> Path:
+def plot_samples(cube: str | os.PathLike | CubeStore, runs: list[str], samples: list[int], out: Path) -> Path:
     """Per chosen sample: RGB of the inputs, the target, each run's prediction and its error map."""
     ds = open_cube(cube, chunks=None)
     shown = {run: side_by_side(ds, open_run(cube, run).isel(sample=samples)) for run in runs}
@@ -102,9 +103,13 @@ def plot_metric_vs_coverage(table: pd.DataFrame, out: Path, metric: str = "rmse"
     return out
 
 
-def write_report(cube: str | os.PathLike, out: str | os.PathLike, runs: list[str] | None = None,
-                 n_examples: int = 3) -> Path:
-    """Tables (``report.md`` and one CSV per table) and figures of the chosen runs (default: all) into ``out``."""
+def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, runs: list[str] | None = None,
+                 n_examples: int = 3, storage_options: dict | None = None) -> Path:
+    """Tables (``report.md`` and one CSV per table) and figures of the chosen runs (default: all) into ``out``.
+
+    ``cube`` is a path or URL (``storage_options`` as for :func:`cube.open_cube`); ``out`` a local folder.
+    """
+    cube = as_store(cube, storage_options=storage_options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = samples_table(cube, runs)

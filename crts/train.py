@@ -160,8 +160,12 @@ def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.devi
     return {k: v / count for k, v in totals.items()}
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | None = None,
+          progress: bool = True) -> Path:
     """Train, logging to ``RUN_DIR/log.csv`` and TensorBoard, checkpointing to ``RUN_DIR/last.pt``.
+
+    ``config.cube`` is a path or URL; ``storage_options`` (object-store options, see
+    :func:`cube.open_cube`; never written into the run's files) reach its store.
 
     Under ``torchrun`` (WORLD_SIZE > 1) it trains with DDP (gloo on CPU, nccl on
     CUDA); only rank 0 writes. Returns the run folder.
@@ -185,7 +189,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         return SampleWindows(SEN12MSCRTS(config.cube, split=split, region=config.region,
                                          cloud_masks=config.cloud_masks, n_input_samples=config.n_input_samples,
                                          min_cov=config.min_cov, max_cov=config.max_cov, sampler=sampler,
-                                         seed=config.seed))
+                                         seed=config.seed, storage_options=storage_options))
 
     train_windows, val_windows = selection("train", config.sampler), selection("val")
     if len(train_windows) < world:

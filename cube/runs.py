@@ -82,7 +82,7 @@ class RunWriter:
         self.path = f"{RUNS}/{name}/{self.version}"
         self.writer = owner_record(f"run {name}")
         template = template.assign_attrs(writer=self.writer)
-        template.to_zarr(store.store, group=self.path, mode="w-", compute=False, zarr_format=3, consolidated=False)
+        template.to_zarr(store.at(self.path), mode="w-", compute=False, zarr_format=3, consolidated=False)
 
     def array(self, variable: str) -> zarr.Array:
         """A variable of this version, for writing."""
@@ -91,17 +91,19 @@ class RunWriter:
     def publish(self, rest: xr.Dataset) -> str:
         """Add ``rest`` (e.g. per-sample metrics and provenance), then publish; returns the run's location.
 
-        The version is marked ``finished``, the pointer is rewritten to it, and then
-        every other finished version of the run (the one replaced, or one of a
-        concurrent writer of the same name that lost) is deleted.
+        Once everything is written (and the version's metadata consolidated), the
+        pointer is rewritten to this version, the version is marked ``published``,
+        and every other published version of the run that the pointer no longer
+        names is deleted (the one replaced, or that of a concurrent writer of the
+        same name that published first).
         """
-        finished = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
-        rest.assign_attrs(writer=self.writer).to_zarr(self.store.store, group=self.path, mode="a", zarr_format=3,
+        rest.assign_attrs(writer=self.writer).to_zarr(self.store.at(self.path), mode="a", zarr_format=3,
                                                       consolidated=False)
-        self.store.group(self.path, mode="r+").update_attributes({"finished": finished})  # after all the rest
         self.store.consolidate(self.path)
-        self.store.write_group(f"{RUNS}/{self.name}", {"run": self.name, "version": self.version,
-                                                       "published": finished})
+        now = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
+        self.store.write_group(f"{RUNS}/{self.name}", {"run": self.name, "version": self.version, "published": now})
+        self.store.group(self.path, mode="r+").update_attributes({"published": now})
+        self.store.consolidate(self.path)
         for version in _replaced(self.store, self.name):
             self.store.delete(f"{RUNS}/{self.name}/{version}")
         return f"{self.store.location}/{self.path}"
@@ -112,10 +114,15 @@ def _versions(store: CubeStore, name: str) -> list[str]:
 
 
 def _replaced(store: CubeStore, name: str) -> list[str]:
-    """Finished versions of a run that its pointer does not name."""
+    """Versions of a run that were published once and that its pointer no longer names.
+
+    The published ones are listed before the pointer is read: a version whose
+    writer is publishing it right now is either not yet marked, or already named.
+    """
+    published = [v for v in _versions(store, name)
+                 if "published" in (store.group_attributes(f"{RUNS}/{name}/{v}") or {})]
     current = (_pointer(store, name) or {}).get("version")
-    return [v for v in _versions(store, name)
-            if v != current and "finished" in (store.group_attributes(f"{RUNS}/{name}/{v}") or {})]
+    return [v for v in published if v != current]
 
 
 def list_runs(cube: str | os.PathLike | CubeStore, storage_options: dict | None = None) -> list[str]:
@@ -149,8 +156,8 @@ def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | No
                storage_options: dict | None = None) -> list[str]:
     """Delete what interrupted or replaced runs left; returns the deleted versions.
 
-    Deleted: finished versions that are no longer published (replaced), and
-    unfinished versions whose writer is gone (it ran on this host and its process
+    Deleted: versions published once that the pointer no longer names (replaced),
+    and versions never published whose writer is gone (it ran on this host and its process
     has ended), or, for writers on other hosts, that are older than
     ``older_than_hours``. Versions being written by a live process stay.
     """
@@ -161,7 +168,7 @@ def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | No
         current = (_pointer(store, name) or {}).get("version")
         for version in [v for v in _versions(store, name) if v != current]:
             attributes = store.group_attributes(f"{RUNS}/{name}/{version}") or {}
-            if "finished" in attributes or owner_gone(attributes.get("writer") or {}) or _older(
+            if "published" in attributes or owner_gone(attributes.get("writer") or {}) or _older(
                     version, older_than_hours):
                 store.delete(f"{RUNS}/{name}/{version}")
                 deleted.append(f"{RUNS}/{name}/{version}")

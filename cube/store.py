@@ -40,7 +40,7 @@ from natsort import natsort_keygen
 from rasterio.transform import Affine
 from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import LocalStore
+from zarr.storage import LocalStore, StorePath
 
 from .rois import GROUPS, Roi
 from .schema import SCHEMA_VERSION
@@ -237,8 +237,17 @@ class CubeStore:
         """True if something of a cube is here (data or control groups)."""
         return any(self.read_json(key) is not None for key in ("zarr.json", f"{STATE}/zarr.json", f"{LOCK}/zarr.json"))
 
+    def at(self, path: str = "") -> object:
+        """The store rooted at a group's path, for zarr and xarray calls on that group alone.
+
+        (Opened through the root, a group not listed in the root's consolidated
+        metadata, such as a run published after it, would not be found.)
+        """
+        return StorePath(self.store, path) if path else self.store
+
     def group(self, path: str = "", mode: str = "r") -> zarr.Group:
-        return zarr.open_group(self.store, path=path, mode=mode)
+        """A group as zarr sees it now (not as its consolidated metadata saw it at the last commit)."""
+        return zarr.open_group(self.at(path), mode=mode, use_consolidated=False)
 
     def array(self, name: str, mode: str = "r") -> zarr.Array:
         """One variable of the cube (or of a run: ``runs/<name>/<version>/prediction``) as a zarr array."""
@@ -262,7 +271,7 @@ class CubeStore:
         """A group as an :class:`xarray.Dataset` (lazy), from its consolidated metadata where it has them."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated", RuntimeWarning)
-            return xr.open_zarr(self.store, group=group, consolidated=None, chunks=chunks)
+            return xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks)
 
     def consolidate(self, group: str | None = None) -> None:
         """Write the consolidated metadata of a group (the root by default): one read opens it."""

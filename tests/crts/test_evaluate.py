@@ -71,7 +71,7 @@ def test_provenance(cube_copy: Path, tmp_path: Path) -> None:
     assert attrs["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert '"features": 4' in attrs["model_config"] and attrs["train_config"] == '{"seed": 1}'
     assert attrs["n_input_samples"] == 2 and attrs["index"] == "computed" and attrs["split"] == "val"
-    assert attrs["code_version"] and attrs["created"].startswith("20") and attrs["finished"].startswith("20")
+    assert attrs["code_version"] and attrs["created"].startswith("20") and attrs["published"].startswith("20")
 
 
 def test_concurrent_runs_do_not_clash(cube_copy: Path) -> None:
