@@ -281,6 +281,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
                     batch_size=args.batch_size, device=args.device)
     ds = open_run(args.cube, args.run)
     means = ", ".join(f"{m} {float(ds[m].mean()):.4f}" for m in ("rmse", "mae", "psnr", "sam", "ssim"))
+    if "uce" in ds:  # a model that predicts variances
+        means += f", UCE {float(ds.uce):.4f}, AUCE {float(ds.auce):.4f}"
     print(f"run {args.run}: {ds.sizes['sample']} samples -> {path}; {means}")
 
 
