@@ -302,6 +302,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
                     batch_size=args.batch_size, device=args.device, storage_options=dict(args.storage_options))
     ds = open_run(args.cube, args.run, storage_options=dict(args.storage_options))
     means = ", ".join(f"{m} {float(ds[m].mean()):.4f}" for m in ("rmse", "mae", "psnr", "sam", "ssim"))
+    if "uce" in ds:  # a model that predicts variances
+        means += f", UCE {float(ds.uce):.4f}, AUCE {float(ds.auce):.4f}"
     print(f"run {args.run}: {ds.sizes['sample']} samples -> {path}; {means}")
 
 

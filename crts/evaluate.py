@@ -25,26 +25,169 @@ from cube.store import as_store
 
 from . import __version__
 from .data import SEN12MSCRTS, SampleWindows, loader
-from .metrics import evaluate_batch
-from .models import LeastCloudy, Mosaic, load_checkpoint
+from .metrics import (
+    calibration_bins,
+    error_by_certainty,
+    evaluate_batch,
+    mean_error,
+    mean_variance,
+    uncertainty_calibration,
+)
+from .models import LeastCloudy, Mosaic, UnCRtainTS, load_checkpoint
+from .models.uncrtaints import input_dates
 
 BASELINES = {"least_cloudy": LeastCloudy, "mosaic": Mosaic}
+CALIBRATION_BINS = 20
+"""Images are binned by mean predicted variance into this many bins for UCE and AUCE (UnCRtainTS: 5 % steps)."""
+KEPT_PERCENT = 5
+"""Step of the kept shares of the error-by-certainty curve, in percent."""
+VARIANCE_DTYPE = np.float16
+"""Stored type of the predicted variances (relative precision 2**-11 from 6.1e-5 up; see docs/schema.md)."""
+DIMS = ("sample", "S2_band", "y", "x")
+REFLECTANCE = "[0, 1] reflectance"
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _model(checkpoint: str | None, baseline: str | None) -> tuple[torch.nn.Module, dict]:
+def _trained_inputs(model: torch.nn.Module, content: dict) -> int:
+    """The number of input steps a checkpoint's model was trained with (UnCRtainTS's config does not say it)."""
+    if not isinstance(model, UnCRtainTS):
+        return model.config["n_inputs"]
+    if model.config["is_mono"]:
+        return 1
+    try:
+        trained = json.loads(content.get("train_config") or "{}")
+    except json.JSONDecodeError:  # a checkpoint saved by hand may hold any text there
+        trained = {}
+    return int(trained.get("n_input_samples", 3)) if isinstance(trained, dict) else 3
+
+
+def _model(checkpoint: str | None, baseline: str | None) -> tuple[torch.nn.Module, dict, int]:
+    """The model or baseline, its provenance attributes and its default number of inputs."""
     if (checkpoint is None) == (baseline is None):
         raise ValueError("give exactly one of a checkpoint or a baseline")
     if baseline is not None:
         if baseline not in BASELINES:
             raise ValueError(f"invalid baseline {baseline!r}: choose from {', '.join(BASELINES)}")
-        return BASELINES[baseline](), {"baseline": baseline}
+        return BASELINES[baseline](), {"baseline": baseline}, 3
     model, content = load_checkpoint(checkpoint)
     return model, {"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": _sha256(Path(checkpoint)),
-                   "model_config": json.dumps(model.config), "train_config": content.get("train_config", "")}
+                   "model": content["model"], "model_config": json.dumps(model.config),
+                   "train_config": content.get("train_config", "")}, _trained_inputs(model, content)
+
+
+def _labels(samples: SEN12MSCRTS) -> dict:
+    """The run's coordinates: bands, and per sample its patch, target and input steps and their coverage."""
+    return {
+        "S2_band": np.array(S2_BANDS, dtype=object),
+        "roi_group": ("sample", np.array([lab["roi"].split("/")[0] for lab in samples.labels], dtype=object)),
+        "roi": ("sample", np.array([int(lab["roi"].split("/")[1]) for lab in samples.labels], np.int32)),
+        "patch_id": ("sample", np.array([lab["patch_id"] for lab in samples.labels], np.int32)),
+        "target_time": ("sample", samples.index.target),
+        "input_times": (("sample", "input"), samples.index.inputs),
+        "input_coverage": (("sample", "input"), np.take_along_axis(samples.coverage, samples.index.inputs, axis=1)),
+        "coverage_bin": ("sample", samples.index.coverage_bin)}
+
+
+def _template(samples: SEN12MSCRTS, uncertain: bool) -> xr.Dataset:
+    """The run's images, lazily allocated: ``prediction``, and ``variance`` for models that predict it."""
+    size = samples.image_size
+    shape, chunks = (len(samples), len(S2_BANDS), size, size), (1, len(S2_BANDS), size, size)
+    variables = {"prediction": (DIMS, da.zeros(shape, dtype=np.uint16, chunks=chunks), {
+        "long_name": "predicted cloud-free S2 reflectance x 10000 (clipped to [0, 10000])"})}
+    if uncertain:
+        variables["variance"] = (DIMS, da.zeros(shape, dtype=VARIANCE_DTYPE, chunks=chunks), {
+            "long_name": "predicted variance of the reflectance (float16)", "units": f"({REFLECTANCE})^2"})
+    return xr.Dataset(variables, coords=_labels(samples))
+
+
+def _predict(model: torch.nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch's prediction in [0, 1] and, from UnCRtainTS, its variance (else None).
+
+    UnCRtainTS takes the inputs in [0, 1] with their dates and its mean is the
+    prediction; the 3D ResNet and the baselines work on the [-1, 1] scale.
+    """
+    inputs = batch["inputs"].to(device)
+    if isinstance(model, UnCRtainTS):
+        use_sar = model.config["use_sar"]
+        dates = input_dates(batch["input_s1_td"], batch["input_s2_td"], use_sar=use_sar).to(device)
+        mean, variance = model(inputs if use_sar else inputs[:, :, :len(S2_BANDS)], dates)
+        return mean.clamp(0, 1), variance.float()
+    return ((model(inputs * 2 - 1, batch["input_masks"].to(device)) + 1) / 2).clamp(0, 1), None
+
+
+def _predict_all(model: torch.nn.Module, samples: SEN12MSCRTS, writer: RunWriter, device: torch.device,
+                 batch_size: int, progress: bool) -> dict[str, np.ndarray]:
+    """Write every sample's prediction (and variance) into the run; returns the per-image scores (float32)."""
+    names = ("prediction", "variance") if isinstance(model, UnCRtainTS) else ("prediction",)
+    stored = {name: writer.array(name) for name in names}
+    scores: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for batch in tqdm(loader(SampleWindows(samples), batch_size=batch_size), desc=f"evaluating {writer.name}",
+                          disable=not progress):
+            prediction, variance = _predict(model, batch, device)
+            target = batch["target"].to(device)
+            per_image = evaluate_batch(prediction, target, batch["input_masks"].to(device).amax(1) > 0)
+            pdx = batch["pdx"].numpy()
+            stored["prediction"].set_orthogonal_selection(
+                (pdx,), np.round(prediction.cpu().numpy() * S2_SCALE).astype(np.uint16))
+            if variance is not None:
+                largest = float(np.finfo(VARIANCE_DTYPE).max)
+                stored["variance"].set_orthogonal_selection(
+                    (pdx,), variance.clamp(max=largest).cpu().numpy().astype(VARIANCE_DTYPE))
+                per_image |= {"mean_variance": mean_variance(variance), "mean_error": mean_error(prediction, target)}
+            for name, values in per_image.items():
+                scores.setdefault(name, np.full(len(samples), np.nan, np.float32))[pdx] = values.cpu().numpy()
+    return scores
+
+
+def _describe(name: str) -> dict[str, str]:
+    """Attributes of a per-sample score."""
+    if name == "mean_variance":
+        return {"long_name": "mean predicted variance of the image (13 bands, all pixels)",
+                "units": f"({REFLECTANCE})^2"}
+    if name == "mean_error":
+        return {"long_name": "mean signed error target - prediction of the image, the error UCE and AUCE "
+                             "calibrate against (as UnCRtainTS)", "units": REFLECTANCE}
+    return {"long_name": f"{name} of the prediction against the target, in [0, 1] scale"
+                         + (" (degrees)" if name == "sam" else "")}
+
+
+def uncertainty_summary(mean_var: np.ndarray, error: np.ndarray, rmse: np.ndarray) -> xr.Dataset:
+    """A run's uncertainty scores from per-image mean variance, mean signed error and RMSE (as stored).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``uce`` and ``auce`` (scalars, :func:`crts.metrics.uncertainty_calibration`
+        over :data:`CALIBRATION_BINS` bins); per ``calibration_bin`` the images,
+        ``calibration_rmse`` (RMS of the images' mean error) and ``calibration_std``
+        (root mean predicted variance); ``rmse_by_kept_share``: the mean RMSE of the
+        share ``kept_share`` (5 %, 10 %, ..., 100 %) of images with the lowest mean variance.
+    """
+    variance, signed = torch.from_numpy(mean_var), torch.from_numpy(error)
+    uce, auce = uncertainty_calibration(variance, signed, CALIBRATION_BINS)
+    counts, rms_error, rms_std = calibration_bins(variance, signed, CALIBRATION_BINS)
+    kept = error_by_certainty(variance, torch.from_numpy(rmse), KEPT_PERCENT)
+    per_bin = ("calibration_bin",)
+    shares = np.arange(1, len(kept) + 1) * KEPT_PERCENT / 100
+    return xr.Dataset({
+        "uce": ((), uce, {"long_name": f"uncertainty calibration error over {CALIBRATION_BINS} bins of mean "
+                                       "predicted variance (weighted by images)", "units": REFLECTANCE}),
+        "auce": ((), auce, {"long_name": "unweighted mean calibration error of the non-empty bins",
+                            "units": REFLECTANCE}),
+        "calibration_images": (per_bin, counts.numpy().astype(np.int32), {"long_name": "images in the bin"}),
+        "calibration_rmse": (per_bin, rms_error.numpy().astype(np.float32), {
+            "long_name": "root mean square of the images' mean error in the bin (NaN: empty)", "units": REFLECTANCE}),
+        "calibration_std": (per_bin, rms_std.numpy().astype(np.float32), {
+            "long_name": "root mean predicted variance of the bin's images (NaN: empty)", "units": REFLECTANCE}),
+        "rmse_by_kept_share": ("kept_share", kept.numpy().astype(np.float32), {
+            "long_name": "mean RMSE of the kept images, the most certain (lowest mean variance) first",
+            "units": REFLECTANCE})},
+        coords={"calibration_bin": np.arange(CALIBRATION_BINS, dtype=np.int32),
+                "kept_share": ("kept_share", shares, {"long_name": "share of the images kept", "units": "1"})})
 
 
 def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None, baseline: str | None = None,
@@ -55,6 +198,8 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
     """Predict every sample of a split and write predictions and per-sample metrics as run ``run`` of the cube.
 
     Returns the published run's location; open it with :func:`cube.runs.open_run`.
+    Runs of UnCRtainTS also hold ``variance`` (sample, S2_band, y, x), the per-image
+    ``mean_variance`` and ``mean_error``, and :func:`uncertainty_summary`.
 
     Parameters
     ----------
@@ -64,64 +209,34 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
         Name of the run (letters, digits, ``_``, ``-``, ``.`` not first, at most 100
         characters); an existing run of that name is replaced once this one is complete.
     checkpoint, baseline : str
-        Our checkpoint (``crts train``), or ``least_cloudy`` / ``mosaic``.
+        Our checkpoint (``crts train``, 3D ResNet or UnCRtainTS), or ``least_cloudy`` / ``mosaic``.
     split, region, cloud_masks, min_cov, max_cov, import_index
         The samples, as for :class:`crts.data.SEN12MSCRTS` (``import_index``: a
         published ``.npy`` or our ``.json`` index file). With the default
         coverage window the least cloudy step (the target) can be among the
         inputs, as in the original; ``min_cov > 0`` keeps clear steps out.
     n_input_samples : int, optional
-        Default: the checkpoint's, or 3.
+        Default: the checkpoint's (as trained), or 3.
     storage_options : dict, optional
         Object-store options (see :func:`cube.open_cube`).
     """
     check_run_name(run)
-    model, provenance = _model(checkpoint, baseline)
-    n = n_input_samples or getattr(model, "config", {}).get("n_inputs", 3)
+    model, provenance, trained_inputs = _model(checkpoint, baseline)
+    n = n_input_samples or trained_inputs
     store = as_store(cube, "r+", storage_options)
     samples = SEN12MSCRTS(store.reopened("r"), split=split, region=region, cloud_masks=cloud_masks,
                           n_input_samples=n, min_cov=min_cov, max_cov=max_cov, import_data_path=import_index)
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                 "cpu" if device == "auto" else device)
-    model = model.to(torch_device).eval()
-    size = samples.image_size
-    labels = {
-        "S2_band": np.array(S2_BANDS, dtype=object),
-        "roi_group": ("sample", np.array([lab["roi"].split("/")[0] for lab in samples.labels], dtype=object)),
-        "roi": ("sample", np.array([int(lab["roi"].split("/")[1]) for lab in samples.labels], np.int32)),
-        "patch_id": ("sample", np.array([lab["patch_id"] for lab in samples.labels], np.int32)),
-        "target_time": ("sample", samples.index.target),
-        "input_times": (("sample", "input"), samples.index.inputs),
-        "input_coverage": (("sample", "input"), np.take_along_axis(samples.coverage, samples.index.inputs, axis=1)),
-        "coverage_bin": ("sample", samples.index.coverage_bin)}
-    template = xr.Dataset(
-        {"prediction": (("sample", "S2_band", "y", "x"),
-                        da.zeros((len(samples), len(S2_BANDS), size, size), dtype=np.uint16,
-                                 chunks=(1, len(S2_BANDS), size, size)),
-                        {"long_name": "predicted cloud-free S2 reflectance x 10000 (clipped to [0, 10000])"})},
-        coords=labels)
-    writer = RunWriter(store, run, template)
-    stored = writer.array("prediction")
-    scores: dict[str, np.ndarray] = {}
-    with torch.no_grad():
-        for batch in tqdm(loader(SampleWindows(samples), batch_size=batch_size), desc=f"evaluating {run}",
-                          disable=not progress):
-            inputs = batch["inputs"].to(torch_device) * 2 - 1
-            masks = batch["input_masks"].to(torch_device)
-            predicted = ((model(inputs, masks) + 1) / 2).clamp(0, 1)
-            per_image = evaluate_batch(predicted, batch["target"].to(torch_device), masks.amax(1) > 0)
-            pdx = batch["pdx"].numpy()
-            stored.set_orthogonal_selection((pdx,), np.round(predicted.cpu().numpy() * S2_SCALE).astype(np.uint16))
-            for name, values in per_image.items():
-                scores.setdefault(name, np.full(len(samples), np.nan, np.float32))[pdx] = values.cpu().numpy()
-    metrics = xr.Dataset(
-        {name: ("sample", values, {"long_name": f"{name} of the prediction against the target, in [0, 1] scale"
-                                                + (" (degrees)" if name == "sam" else "")})
-         for name, values in scores.items()},
-        attrs={**provenance, "run": run, "split": split, "region": region, "cloud_masks": cloud_masks,
-               "n_input_samples": n, "min_cov": min_cov, "max_cov": max_cov,
-               "index": str(Path(import_index).resolve()) if import_index else "computed",
-               "index_sha256": _sha256(Path(import_index)) if import_index and Path(import_index).is_file() else "",
-               "code_version": __version__, "created": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}",
-               })
-    return writer.publish(metrics)
+    uncertain = isinstance(model, UnCRtainTS)
+    writer = RunWriter(store, run, _template(samples, uncertain))
+    scores = _predict_all(model.to(torch_device).eval(), samples, writer, torch_device, batch_size, progress)
+    metrics = xr.Dataset({name: ("sample", values, _describe(name)) for name, values in scores.items()})
+    if uncertain:
+        metrics = metrics.merge(uncertainty_summary(scores["mean_variance"], scores["mean_error"], scores["rmse"]))
+    return writer.publish(metrics.assign_attrs({
+        **provenance, "run": run, "split": split, "region": region, "cloud_masks": cloud_masks,
+        "n_input_samples": n, "min_cov": min_cov, "max_cov": max_cov,
+        "index": str(Path(import_index).resolve()) if import_index else "computed",
+        "index_sha256": _sha256(Path(import_index)) if import_index and Path(import_index).is_file() else "",
+        "code_version": __version__, "created": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"}))

@@ -107,14 +107,45 @@ def mean_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (target.float() - prediction.float()).flatten(1).nanmean(1)
 
 
+def calibration_bins(variance: torch.Tensor, error: torch.Tensor, n_bins: int = 20
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images binned by their mean predicted variance, as UnCRtainTS bins them for calibration.
+
+    ``n_bins - 1`` equal steps between the smallest and largest variance form the bin
+    edges (``numpy.digitize`` of the variances on ``linspace(min, max, n_bins)[1:]``,
+    so the last bin holds the largest value).
+
+    Parameters
+    ----------
+    variance : torch.Tensor
+        (images,) mean predicted variance per image (:func:`mean_variance`).
+    error : torch.Tensor
+        (images,) per-image error (:func:`mean_error` in UnCRtainTS).
+    n_bins : int
+        20 in UnCRtainTS (5 % steps).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        (n_bins,) float64 each: the images per bin, the root mean squared ``error``
+        and the root mean ``variance`` (the predicted standard deviation) of each
+        bin; NaN for empty bins.
+    """
+    variance, error = variance.double().flatten(), error.double().flatten()
+    edges = torch.linspace(float(variance.min()), float(variance.max()), n_bins, dtype=torch.float64)[1:]
+    bins = torch.bucketize(variance, edges, right=True)  # = numpy.digitize(variance, edges)
+    counts = torch.bincount(bins, minlength=n_bins).double()
+    rms_error = torch.sqrt(torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, error**2) / counts)
+    rms_std = torch.sqrt(torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, variance) / counts)
+    return counts, rms_error, rms_std
+
+
 def uncertainty_calibration(variance: torch.Tensor, error: torch.Tensor, n_bins: int = 20
                             ) -> tuple[float, float]:
     """Uncertainty calibration error (UCE) and its unweighted variant (AUCE) of a run, as UnCRtainTS computes them.
 
-    Images are binned by their mean predicted variance: ``n_bins - 1`` equal steps
-    between the smallest and largest variance form the bin edges (``numpy.digitize``
-    of the variances on ``linspace(min, max, n_bins)[1:]``, so the last bin holds the
-    largest value). Per bin, the calibration error is ``|RMS(error) - sqrt(mean(variance))|``
+    Images are binned by their mean predicted variance (:func:`calibration_bins`).
+    Per bin, the calibration error is ``|RMS(error) - sqrt(mean(variance))|``
     (root-mean error against root-mean predicted standard deviation); UCE weights it by
     the bin's share of images, AUCE averages it over non-empty bins.
 
@@ -133,14 +164,9 @@ def uncertainty_calibration(variance: torch.Tensor, error: torch.Tensor, n_bins:
     tuple of float
         (UCE, AUCE).
     """
-    variance, error = variance.double().flatten(), error.double().flatten()
-    edges = torch.linspace(float(variance.min()), float(variance.max()), n_bins, dtype=torch.float64)[1:]
-    bins = torch.bucketize(variance, edges, right=True)  # = numpy.digitize(variance, edges)
-    counts = torch.bincount(bins, minlength=n_bins).double()
-    rms_error = torch.sqrt(torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, error**2) / counts)
-    rms_std = torch.sqrt(torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, variance) / counts)
+    counts, rms_error, rms_std = calibration_bins(variance, error, n_bins)
     calibration = (rms_error - rms_std).abs()  # NaN for empty bins
-    return float(torch.nansum(counts / len(variance) * calibration)), float(torch.nanmean(calibration))
+    return float(torch.nansum(counts / counts.sum() * calibration)), float(torch.nanmean(calibration))
 
 
 def error_by_certainty(variance: torch.Tensor, error: torch.Tensor, percent: int = 5) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Reports of evaluation runs: metric tables (overall, by region, by coverage bin) and figures."""
+"""Reports of evaluation runs: metric tables (overall, by region, by coverage bin) and figures; for runs with
+predicted variances (UnCRtainTS) also their calibration and the error of the most certain images."""
 
 from __future__ import annotations
 
@@ -53,31 +54,41 @@ def _rgb(s2: np.ndarray) -> np.ndarray:
     return np.clip(s2[[3, 2, 1]].transpose(1, 2, 0) / 3000.0, 0, 1)
 
 
+def _panels(shown: dict, runs: list[str], row: int) -> list[tuple[str, np.ndarray]]:
+    """Titled images of one example: true-colour inputs and target, then per run its prediction, its
+    error map and, for runs with variance, its uncertainty map (2D maps in [0, 1] reflectance)."""
+    one = shown[runs[0]].isel(sample=row)
+    target = one.target.values
+    images = [(f"input {str(d)[:10]}", _rgb(one.inputs.values[k])) for k, d in enumerate(one.input_dates.values)]
+    images.append((f"target {str(one.target_date.values)[:10]}", _rgb(target)))
+    for run in runs:
+        prediction = shown[run].prediction.values[row]
+        error = np.abs(prediction.astype(float) - np.clip(target, 0, 10000)).mean(0) / 10000
+        images += [(run, _rgb(prediction)), (f"|error| {run}", error)]
+        if "variance" in shown[run]:
+            variance = shown[run].variance.values[row].astype(np.float32)
+            images.append((f"predicted std {run}", np.sqrt(variance.mean(0))))
+    return images
+
+
 def plot_samples(cube: str | os.PathLike | CubeStore, runs: list[str], samples: list[int], out: Path) -> Path:
-    """Per chosen sample: RGB of the inputs, the target, each run's prediction and its error map."""
+    """Per chosen sample: RGB of the inputs, the target, each run's prediction, its error map and, for
+    runs with variance (UnCRtainTS), its uncertainty map, on the error map's colour scale."""
     ds = open_cube(cube, chunks=None)
     shown = {run: side_by_side(ds, open_run(cube, run).isel(sample=samples)) for run in runs}
-    first = shown[runs[0]]
-    n_inputs = first.sizes["input"]
-    cols = n_inputs + 1 + 2 * len(runs)
+    cols = len(_panels(shown, runs, 0))
     fig, axes = plt.subplots(len(samples), cols, figsize=(2.1 * cols, 2.3 * len(samples)), squeeze=False)
     for row in range(len(samples)):
-        one = first.isel(sample=row)
-        target = one.target.values
-        images = [(f"input {str(d)[:10]}", _rgb(one.inputs.values[k])) for k, d in enumerate(one.input_dates.values)]
-        images.append((f"target {str(one.target_date.values)[:10]}", _rgb(target)))
-        for j, run in enumerate(runs):
-            prediction = shown[run].prediction.values[row]
-            error = np.abs(prediction.astype(float) - np.clip(target, 0, 10000)).mean(0) / 10000
-            images += [(run, _rgb(prediction)), (f"|error| {run}", error)]
-        for k, (title, image) in enumerate(images):
+        for k, (title, image) in enumerate(_panels(shown, runs, row)):
             ax = axes[row, k]
             if image.ndim == 2:
-                fig.colorbar(ax.imshow(image, cmap="magma", vmin=0, vmax=0.2), ax=ax, fraction=0.046,
-                             label="MAE [0-1]")
+                label = "std, RMS of 13 bands\n[0, 1] reflectance" if title.startswith("predicted std") else \
+                    "MAE of 13 bands\n[0, 1] reflectance"
+                fig.colorbar(ax.imshow(image, cmap="magma", vmin=0, vmax=0.2), ax=ax, fraction=0.046, label=label)
             else:
                 ax.imshow(image)
             ax.set_title(title, fontsize=8)
+        one = shown[runs[0]].isel(sample=row)
         axes[row, 0].set_ylabel(f"{one.roi_group.values}/{int(one.roi)}\npatch {int(one.patch_id)}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -85,6 +96,50 @@ def plot_samples(cube: str | os.PathLike | CubeStore, runs: list[str], samples: 
     fig.suptitle("True-colour inputs, target and predictions (B4, B3, B2; reflectance 0-0.3), S2 dates")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def uncertainty_table(cube: str | os.PathLike, runs: list[str]) -> pd.DataFrame:
+    """Per run with variance (UnCRtainTS): UCE, AUCE, mean predicted variance and the RMSE of the most
+    certain half and of all images; empty when no run has variance."""
+    rows = {}
+    for run in runs:
+        ds = open_run(cube, run)
+        if "variance" in ds:
+            kept = ds.rmse_by_kept_share
+            rows[run] = {"uce": float(ds.uce), "auce": float(ds.auce), "mean_variance": float(ds.mean_variance.mean()),
+                         "rmse_most_certain_50%": float(kept.sel(kept_share=0.5, method="nearest")),
+                         "rmse_all": float(kept.isel(kept_share=-1))}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
+
+
+def plot_uncertainty(cube: str | os.PathLike, runs: list[str], out: Path) -> Path:
+    """Calibration diagram (RMS error against RMS predicted standard deviation per bin of mean predicted
+    variance, with the diagonal of perfect calibration) and RMSE against the share of the most certain
+    images kept, for the runs with variance."""
+    fig, (calibration, kept) = plt.subplots(1, 2, figsize=(11, 4.4))
+    largest = 0.0
+    for run in runs:
+        ds = open_run(cube, run)
+        if "variance" not in ds:
+            continue
+        std, error = ds.calibration_std.values, ds.calibration_rmse.values
+        calibration.scatter(std, error, s=12 + 60 * ds.calibration_images.values / ds.sizes["sample"],
+                            label=f"{run} (UCE {float(ds.uce):.4f})", alpha=0.8)
+        largest = max(largest, np.nanmax(std), np.nanmax(error))
+        kept.plot(100 * ds.kept_share.values, ds.rmse_by_kept_share.values, marker="o", ms=3, label=run)
+    calibration.plot([0, largest], [0, largest], "k--", lw=1, label="perfect calibration")
+    calibration.set(xlabel="RMS predicted standard deviation per bin ([0, 1] reflectance)",
+                    ylabel="RMS of per-image mean error per bin ([0, 1] reflectance)",
+                    title="Calibration (bins of mean predicted variance;\nmarker size: images in the bin)")
+    kept.set(xlabel="images kept, most certain first (%)", ylabel="mean RMSE of the kept images ([0, 1] reflectance)",
+             title="Error of the most certain images", xlim=(0, 100))
+    for ax in (calibration, kept):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
@@ -118,10 +173,19 @@ def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, ru
     for name, frame in metric_tables(table).items():
         frame.to_csv(out / f"{name}.csv")
         lines += [f"## {name.replace('_', ' ')}", "", frame.reset_index().to_markdown(index=False, floatfmt=".4f"), ""]
+    uncertainty = uncertainty_table(cube, chosen)
+    if len(uncertainty):
+        uncertainty.to_csv(out / "uncertainty.csv")
+        lines += ["## uncertainty", "", "UCE and AUCE over 20 bins of mean predicted variance; RMSE of the most "
+                  "certain images ([0, 1] reflectance).", "",
+                  uncertainty.reset_index().to_markdown(index=False, floatfmt=".4f"), ""]
     table.to_csv(out / "samples.csv", index=False)
     examples = list(np.linspace(0, table.groupby("run").size().min() - 1, n_examples).astype(int))
     plot_samples(cube, chosen, sorted(set(examples)), out / "examples.png")
     plot_metric_vs_coverage(table, out / "rmse_vs_coverage.png")
     lines += ["## Figures", "", "![examples](examples.png)", "", "![RMSE vs coverage](rmse_vs_coverage.png)", ""]
+    if len(uncertainty):
+        plot_uncertainty(cube, list(uncertainty.index), out / "uncertainty.png")
+        lines += ["![calibration and error of the most certain images](uncertainty.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     return out / "report.md"

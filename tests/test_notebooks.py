@@ -10,7 +10,7 @@ import pytest
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-RUNS = ("resnet3d_demo", "least_cloudy", "mosaic")  # the runs `make demo` writes
+RUNS = ("resnet3d_demo", "uncrtaints_demo", "least_cloudy", "mosaic")  # the runs `make demo` writes
 CELL_TIMEOUT_S = 300
 
 
@@ -34,7 +34,7 @@ def test_notebook_is_stored_clean(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def notebook_cube(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A small synthetic cube with its cloud pass, a tiny trained checkpoint and the demo's evaluation runs.
+    """A small synthetic cube with its cloud pass, tiny trained checkpoints of both models and the demo's runs.
 
     Train, val and test ROIs of Europe and train and test ROIs of Africa, 2 patches x 12 steps of 64 px.
     """
@@ -42,7 +42,9 @@ def notebook_cube(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     from crts.data import SEN12MSCRTS, SampleWindows, loader
     from crts.evaluate import evaluate
-    from crts.models import ResNet3D, save_checkpoint
+    from crts.losses import reconstruction_loss
+    from crts.models import ResNet3D, UnCRtainTS, save_checkpoint
+    from crts.models.uncrtaints import input_dates
     from cube import convert
     from cube.synth import make_dataset
 
@@ -67,7 +69,20 @@ def notebook_cube(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         optimizer.step()
     checkpoint = save_checkpoint(base / "last.pt", model, step=12, train_config=json.dumps({"fixture": True}))
 
+    uncrtaints = UnCRtainTS(encoder_widths=(16,), decoder_widths=(16, 16), n_head=4, d_model=32, scale_by=10.0)
+    optimizer = torch.optim.Adam(uncrtaints.parameters(), lr=1e-2)
+    dates = input_dates(batch["input_s1_td"], batch["input_s2_td"], use_sar=True)
+    for _ in range(12):
+        mean, variance = uncrtaints(batch["inputs"], dates)
+        loss = reconstruction_loss("MGNLL", mean, batch["target"], variance)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    uncertain = save_checkpoint(base / "uncrtaints.pt", uncrtaints, step=12,
+                                train_config=json.dumps({"n_input_samples": 3}))
+
     evaluate(cube, "resnet3d_demo", checkpoint=str(checkpoint), split="test", min_cov=0.05, progress=False)
+    evaluate(cube, "uncrtaints_demo", checkpoint=str(uncertain), split="test", min_cov=0.05, progress=False)
     for baseline in ("least_cloudy", "mosaic"):
         evaluate(cube, baseline, baseline=baseline, split="test", min_cov=0.05, progress=False)
     return {"cube": cube, "checkpoint": checkpoint}

@@ -1,18 +1,23 @@
-"""Evaluation runs in the cube: exact predictions, provenance, safe publishing, reports."""
+"""Evaluation runs in the cube: exact predictions and variances, provenance, safe publishing, reports."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 import crts.evaluate
 from crts.data import SEN12MSCRTS, SampleWindows
 from crts.evaluate import evaluate
-from crts.models import LeastCloudy, ResNet3D, save_checkpoint
+from crts.metrics import uncertainty_calibration
+from crts.models import LeastCloudy, ResNet3D, UnCRtainTS, save_checkpoint
+from crts.models.uncrtaints import input_dates
 from crts.report import write_report
 from cube import open_cube
 from cube.runs import list_runs, open_run, side_by_side
@@ -116,3 +121,42 @@ def test_report_has_every_run(cube_copy: Path, tmp_path: Path) -> None:
     for name in ("overall.csv", "by_region.csv", "by_coverage.csv", "samples.csv", "examples.png",
                  "rmse_vs_coverage.png"):
         assert (tmp_path / "report" / name).stat().st_size > 100
+
+
+def test_uncrtaints_run_holds_variances_and_calibration(cube_copy: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = UnCRtainTS(encoder_widths=(16,), decoder_widths=(16, 16), n_head=4, d_model=32, scale_by=10.0).eval()
+    checkpoint = save_checkpoint(tmp_path / "u.pt", model, train_config=json.dumps({"n_input_samples": 2}))
+    evaluate(cube_copy, "unc", checkpoint=str(checkpoint), split="test", progress=False)
+    evaluate(cube_copy, "least", baseline="least_cloudy", split="test", progress=False)
+    run = open_run(cube_copy, "unc")
+    assert run.attrs["model"] == "uncrtaints" and run.attrs["n_input_samples"] == 2
+    assert run.variance.dtype == np.float16 and run.variance.shape == run.prediction.shape
+    windows = SampleWindows(SEN12MSCRTS(cube_copy, split="test", n_input_samples=2))
+    for i in (0, len(windows) - 1):
+        item = windows[i]
+        dates = input_dates(item["input_s1_td"][None], item["input_s2_td"][None], use_sar=True)
+        with torch.no_grad():
+            mean, variance = (out[0].numpy() for out in model(item["inputs"][None], dates))
+        stored = run.variance.values[item["pdx"]].astype(np.float32)
+        np.testing.assert_allclose(stored, variance, rtol=2**-10)  # float16: relative precision 2**-11
+        assert np.abs(run.prediction.values[item["pdx"]].astype(int) - np.round(mean * 10000)).max() <= 1
+        assert float(run.mean_variance[item["pdx"]]) == pytest.approx(variance.mean(), rel=1e-5)
+        assert float(run.mean_variance[item["pdx"]]) == pytest.approx(stored.mean(), rel=2**-10)
+        assert float(run.mean_error[item["pdx"]]) == pytest.approx((item["target"].numpy() - mean).mean(), abs=1e-6)
+    mean_var, error = torch.from_numpy(run.mean_variance.values), torch.from_numpy(run.mean_error.values)
+    assert (float(run.uce), float(run.auce)) == pytest.approx(uncertainty_calibration(mean_var, error, 20), rel=1e-6)
+    assert int(run.calibration_images.sum()) == 6 and run.sizes["calibration_bin"] == 20
+    assert run.kept_share.values[[0, -1]].tolist() == [0.05, 1.0] and run.kept_share.attrs["units"] == "1"
+    most_certain = run.rmse.values[np.argsort(run.mean_variance.values, kind="stable")[:3]].mean()
+    assert float(run.rmse_by_kept_share.sel(kept_share=0.5)) == pytest.approx(most_certain)
+    assert float(run.rmse_by_kept_share[-1]) == pytest.approx(float(run.rmse.mean()))
+    least = open_run(cube_copy, "least")
+    assert not {"variance", "mean_variance", "uce", "rmse_by_kept_share"} & set(least.variables)
+
+    report = write_report(cube_copy, tmp_path / "report", ["least", "unc"])
+    text = report.read_text()
+    assert "## uncertainty" in text and "uncertainty.png" in text and "| unc" in text.split("## uncertainty")[1]
+    assert (tmp_path / "report" / "uncertainty.png").stat().st_size > 100
+    table = pd.read_csv(tmp_path / "report" / "uncertainty.csv", index_col="run")
+    assert list(table.index) == ["unc"] and table.loc["unc", "uce"] == pytest.approx(float(run.uce))
