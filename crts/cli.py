@@ -24,7 +24,14 @@ from cube.plots import plot_coverage  # noqa: E402
 from cube.rois import REGIONS, SPLITS  # noqa: E402
 from cube.stats import GROUP_KEYS, coverage_index, coverage_table  # noqa: E402
 from cube.runs import list_runs, open_run, prune_runs  # noqa: E402
-from cube.store import CubeStore, IncompleteCubeError, WriterLockedError, open_cube  # noqa: E402
+from cube.store import (  # noqa: E402
+    CubeStore,
+    IncompleteCubeError,
+    StorageError,
+    WriterLockedError,
+    open_cube,
+    storage_error,
+)
 from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset  # noqa: E402
 from cube.synth.preview import plot_patch  # noqa: E402
 from cube.synth.scores import score_detectors  # noqa: E402
@@ -440,13 +447,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.handler(args)
-    except (ValueError, FileExistsError, FileNotFoundError, IncompleteCubeError, WriterLockedError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, IncompleteCubeError, WriterLockedError,
+            StorageError) as err:
         print(f"crts {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     except OSError as err:
         if err.errno not in USER_ERRNOS:
             raise
         print(f"crts {args.command}: error: {_message(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # an object store's failure deep inside zarr or xarray
+        translated = storage_error(err, getattr(args, "cube", None) or "the cube")
+        if translated is None:
+            raise
+        print(f"crts {args.command}: error: {translated}", file=sys.stderr)
         return 2
     return 0
 

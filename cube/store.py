@@ -59,6 +59,37 @@ class WriterLockedError(RuntimeError):
     """Another process holds the cube's writer lock."""
 
 
+class StorageError(RuntimeError):
+    """The object store failed a request: a missing bucket, denied access, an unreachable server."""
+
+
+_REASONS = {"NotFoundError": "not found (does the bucket exist?)",
+            "PermissionDeniedError": "access denied (check the credentials)",
+            "UnauthenticatedError": "not authenticated (check the credentials)"}
+
+
+def storage_error(err: Exception, location: str) -> StorageError | None:
+    """A one-line :class:`StorageError` for an error of the object-store client, else None."""
+    if not type(err).__module__.startswith("obstore") and not (isinstance(err, FileNotFoundError)
+                                                               and "Error performing" in str(err)):
+        return None
+    kind = "NotFoundError" if isinstance(err, FileNotFoundError) else type(err).__name__
+    first = (str(err).splitlines() or [kind])[0]
+    return StorageError(f"{location}: {_REASONS.get(kind, first[:200])}")
+
+
+@contextmanager
+def _requests(location: str) -> Iterator[None]:
+    """Errors of the object-store client inside as :class:`StorageError` (a missing local folder passes)."""
+    try:
+        yield
+    except Exception as err:
+        translated = storage_error(err, location)
+        if translated is None:
+            raise
+        raise translated from None
+
+
 @dataclass
 class CubeState:
     """What the writers of a cube have done; stored whole in the ``cube_state`` group's attributes."""
@@ -119,6 +150,8 @@ def _object_store(location: str, scheme: str, storage_options: dict) -> object:
     if str(options.pop("anon", "false")).lower() in ("true", "1", "yes"):
         options["skip_signature"] = True
     client = {k: options.pop(k) for k in ("allow_http", "timeout", "connect_timeout") if k in options}
+    if scheme == "http":
+        client.setdefault("allow_http", True)  # the URL says so
     return from_url(location, client_options=client or None, **options)
 
 
@@ -182,32 +215,36 @@ class CubeStore:
     def read_json(self, key: str) -> dict | None:
         """A JSON object of the store, or None if absent."""
         try:
-            buffer = sync(self.store.get(key, prototype=default_buffer_prototype()))
+            with _requests(self.location):
+                buffer = sync(self.store.get(key, prototype=default_buffer_prototype()))
         except FileNotFoundError:  # a local store whose folder does not exist
             return None
         return None if buffer is None else json.loads(buffer.to_bytes())
 
     def write(self, key: str, data: bytes) -> None:
         """Write one object whole (readers see the old or the new content, never a mix)."""
-        sync(self.store.set(key, cpu.Buffer.from_bytes(data)))
+        with _requests(self.location):
+            sync(self.store.set(key, cpu.Buffer.from_bytes(data)))
 
     def create(self, key: str, data: bytes) -> bool:
         """Write an object only if it does not exist; True if this call created it."""
-        sync(self.store.set_if_not_exists(key, cpu.Buffer.from_bytes(data)))
-        buffer = sync(self.store.get(key, prototype=default_buffer_prototype()))
-        return buffer is not None and buffer.to_bytes() == data
+        with _requests(self.location):
+            sync(self.store.set_if_not_exists(key, cpu.Buffer.from_bytes(data)))
+        return self.read_json(key) == json.loads(data)
 
     def delete(self, name: str) -> None:
         """Delete an object, or everything under ``name`` as a prefix."""
-        sync(self.store.delete(name))
-        sync(self.store.delete_dir(name))
+        with _requests(self.location):
+            sync(self.store.delete(name))
+            sync(self.store.delete_dir(name))
 
     def children(self, prefix: str = "") -> list[str]:
         """Names directly under a prefix."""
         async def listing() -> list[str]:
             return [name async for name in self.store.list_dir(prefix)]
         try:
-            return sorted(sync(listing()))
+            with _requests(self.location):
+                return sorted(sync(listing()))
         except FileNotFoundError:  # a local store whose folder does not exist
             return []
 
@@ -247,11 +284,11 @@ class CubeStore:
 
     def group(self, path: str = "", mode: str = "r") -> zarr.Group:
         """A group as zarr sees it now (not as its consolidated metadata saw it at the last commit)."""
-        return zarr.open_group(self.at(path), mode=mode, use_consolidated=False)
+        return zarr.open_group(self.at(path), mode=mode, use_consolidated=False, zarr_format=3)
 
     def array(self, name: str, mode: str = "r") -> zarr.Array:
         """One variable of the cube (or of a run: ``runs/<name>/<version>/prediction``) as a zarr array."""
-        return zarr.open_array(self.store, path=name, mode=mode)
+        return zarr.open_array(self.store, path=name, mode=mode, zarr_format=3)
 
     def read(self, requests: list[tuple[str, tuple]]) -> list[np.ndarray]:
         """Basic selections ``(variable, selection)`` of cube arrays, all read at once.
@@ -262,8 +299,8 @@ class CubeStore:
         """
         async def gather() -> list[np.ndarray]:
             for name in {name for name, _ in requests} - set(self._async_arrays):
-                self._async_arrays[name] = await zarr.api.asynchronous.open_array(store=self.store, path=name,
-                                                                                  mode="r")
+                self._async_arrays[name] = await zarr.api.asynchronous.open_array(
+                    store=self.store, path=name, mode="r", zarr_format=3)
             return await asyncio.gather(*(self._async_arrays[name].getitem(sel) for name, sel in requests))
         return sync(gather())
 
@@ -326,7 +363,8 @@ class CubeStore:
                     f"{self.location}: another process is writing this cube ({_describe(holder)}); wait for it to "
                     "finish, or, if that process died on another machine, re-run with --force-unlock")
             # only the one process that creates this marker breaks the stale lock; others just retry
-            if self.create(f"{LOCK}/broken.{holder.get('token')}", owner["token"].encode()):
+            if self.write_group(f"{LOCK}/broken.{holder.get('token')}", {"breaker": owner["token"]},
+                                only_if_absent=True):
                 sync(self.store.delete(f"{LOCK}/zarr.json"))
         raise WriterLockedError(f"{self.location}: could not take the writer lock; another process keeps taking it")
 
