@@ -278,14 +278,32 @@ def kernel_path(cache: Path | None = None) -> Path:
     return artifact
 
 
-def _load(path: Path) -> Callable:
+def _load(path: Path) -> tuple[Callable, bool]:
+    """The kernel's entry point and whether its vector walk runs on this CPU."""
     pointer = np.ctypeslib.ndpointer
-    fn = ctypes.CDLL(str(path)).forest_probability  # ctypes releases the GIL during the call
+    library = ctypes.CDLL(str(path))
+    fn = library.forest_probability  # ctypes releases the GIL during the call
     fn.argtypes = [pointer(np.uint8, flags="C"), ctypes.c_ssize_t, ctypes.c_int32, pointer(np.uint32, flags="C"),
                    pointer(np.int64, flags="C"), pointer(np.float64, flags="C"), pointer(np.int64, flags="C"),
-                   ctypes.c_double, pointer(np.float32, flags="C")]
+                   ctypes.c_double, pointer(np.uint32, flags="C"), ctypes.c_int32, pointer(np.float32, flags="C")]
     fn.restype = None
-    return fn
+    return fn, bool(library.forest_vector())
+
+
+def vector_nodes(forest: Forest) -> np.ndarray | None:
+    """The nodes in the vector walk's layout, or None where the forest does not fit it.
+
+    Leaves as in ``Forest.nodes``; a split is ``16 * feature | rank << 8 |
+    right child << 16``. It needs at most 12 features and right children
+    below 32768 (s2cloudless: 10 features, trees of 1539 nodes).
+    """
+    words = forest.nodes
+    split = (words & LEAF) == 0
+    right = words >> 12
+    if len(forest.thresholds) > 12 or (split.any() and right[split].max() >= 1 << 15):
+        return None
+    vector = ((words & 15) << 4) | (((words >> 4) & 255) << 8) | (right << 16)
+    return np.where(split, vector, words).astype(np.uint32)
 
 
 def threshold_probe(forest: Forest, n: int = 8192, seed: int = 0) -> np.ndarray:
@@ -314,6 +332,10 @@ class ForestPredictor:
         Cache folder (default :func:`cache_dir`).
     model : path
         The LightGBM model (default: s2cloudless's).
+    vector : bool
+        Use the kernel's AVX-512 walk where the CPU has it and the forest fits
+        (:func:`vector_nodes`); False: the portable walk. Both give the same
+        leaves; ``self.vector`` says which one runs.
 
     Raises
     ------
@@ -322,26 +344,29 @@ class ForestPredictor:
         the threshold probe.
     """
 
-    def __init__(self, cache: Path | None = None, model: Path = MODEL_PATH) -> None:
+    def __init__(self, cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True) -> None:
         import lightgbm
 
         self.cache, self.model = cache, Path(model)
         self.forest = load_forest(self.model)
-        self._fn = _load(kernel_path(cache))
+        self._fn, cpu_vector = _load(kernel_path(cache))
+        layout = vector_nodes(self.forest) if vector and cpu_vector else None
+        self.vector = layout is not None
+        self._vector_nodes = self.forest.nodes if layout is None else layout
         probe = threshold_probe(self.forest)
         expected = lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1).astype(np.float32)
         if not np.array_equal(self.bins_probability(feature_bins(self.forest, probe)), expected):
             raise ValueError(f"{kernel_path(cache)}: the compiled forest differs from LightGBM on the probe")
 
     def __reduce__(self) -> tuple:
-        return predictor, (self.cache, self.model)
+        return predictor, (self.cache, self.model, self.vector)
 
     def bins_probability(self, bins: np.ndarray) -> np.ndarray:
         """Probabilities (float32) of binned pixels (n, 16)."""
         f = self.forest
         out = np.empty(len(bins), np.float32)
         self._fn(np.ascontiguousarray(bins), len(bins), len(f.node_offsets), f.nodes, f.node_offsets, f.leaves,
-                 f.leaf_offsets, f.sigmoid, out)
+                 f.leaf_offsets, f.sigmoid, self._vector_nodes, int(self.vector), out)
         return out
 
     def __call__(self, s2: np.ndarray) -> np.ndarray:
@@ -355,9 +380,9 @@ class ForestPredictor:
 
 
 @cache
-def predictor(cache: Path | None = None, model: Path = MODEL_PATH) -> ForestPredictor:
-    """The process's :class:`ForestPredictor` for a cache and model (loaded and verified once)."""
-    return ForestPredictor(cache, model)
+def predictor(cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True) -> ForestPredictor:
+    """The process's :class:`ForestPredictor` for a cache, model and walk (loaded and verified once)."""
+    return ForestPredictor(cache, model, vector)
 
 
 def fast_probability() -> Callable[[np.ndarray], np.ndarray]:

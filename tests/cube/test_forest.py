@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -18,6 +19,7 @@ from cube.forest import (
     CACHE_ENV,
     MODEL_PATH,
     ForestPredictor,
+    cache_dir,
     feature_bins,
     fast_probability,
     kernel_path,
@@ -25,7 +27,15 @@ from cube.forest import (
     predictor,
     sigmoid32,
     threshold_probe,
+    vector_nodes,
 )
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +66,10 @@ def test_random_reflectances_give_s2cloudless_bit_for_bit(fast: ForestPredictor,
     np.testing.assert_array_equal(fast(s2[0]), s2cloudless_probability(s2[0]))
 
 
-def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(fast: ForestPredictor) -> None:
+@pytest.mark.parametrize("vector", [True, False], ids=["vector-walk", "portable-walk"])
+def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(vector: bool) -> None:
+    walk = predictor(cache_dir(), MODEL_PATH, vector)
+    assert walk.vector == (vector and _cpu_flags() >= {"avx512f", "avx512bw", "avx512vbmi"})
     forest = load_forest()
     probe = threshold_probe(forest, n=50_000, seed=5)
     for f, ts in enumerate(forest.thresholds):
@@ -66,7 +79,26 @@ def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(fast: ForestPr
         assert (down.astype(np.float64) <= ts).all() and (up.astype(np.float64) > ts).all()
         assert np.isin(down, probe[:, f]).mean() > 0.9 and np.isin(up, probe[:, f]).mean() > 0.9
     expected = lightgbm.Booster(model_file=str(MODEL_PATH)).predict(probe, num_threads=1).astype(np.float32)
-    np.testing.assert_array_equal(fast.bins_probability(feature_bins(forest, probe)), expected)
+    np.testing.assert_array_equal(walk.bins_probability(feature_bins(forest, probe)), expected)
+
+
+def test_both_walks_agree_on_every_pixel_count_and_image(fast: ForestPredictor) -> None:
+    portable = predictor(cache_dir(), MODEL_PATH, False)
+    bins = feature_bins(fast.forest, threshold_probe(fast.forest, n=4099, seed=8))
+    for n in (0, 1, 15, 17, 2047, 2049, 4099):  # ragged chunks of 16 and blocks of 2048
+        np.testing.assert_array_equal(fast.bins_probability(bins[:n]), portable.bins_probability(bins[:n]))
+    s2 = np.random.default_rng(9).integers(0, 11_000, (3, 13, 40, 40)).astype(np.uint16)
+    np.testing.assert_array_equal(fast(s2), portable(s2))
+
+
+def test_forests_beyond_the_vector_layout_take_the_portable_walk() -> None:
+    forest = load_forest()
+    words = vector_nodes(forest)
+    split = (forest.nodes & 0x80000000) == 0
+    assert words is not None and np.array_equal(words[~split], forest.nodes[~split])
+    assert np.array_equal(words[split] >> 4 & 15, forest.nodes[split] & 15)
+    assert np.array_equal(words[split] >> 16, forest.nodes[split] >> 12)
+    assert vector_nodes(dataclasses.replace(forest, thresholds=forest.thresholds + [np.zeros(0)] * 3)) is None
 
 
 def test_sigmoid_rounds_as_the_c_library() -> None:
