@@ -87,13 +87,14 @@ VECTOR static inline void advance(Group *g, const uint32_t *nodes, __mmask16 inn
     g->w = _mm512_mask_i32gather_epi32(g->w, inner, g->x, nodes, 4);
 }
 
-/* Leaf of one tree for every pixel of n_chunks chunks (16 pixels each). */
-VECTOR static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_chunks, uint32_t *leaf_of) {
+/* Add one tree's leaf value (values) to the sum (acc) of every pixel of n_chunks chunks (16 pixels each). */
+VECTOR static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_chunks, const double *values,
+                               double *acc) {
     const __m512i root = _mm512_set1_epi32((int)nodes[0]), leaf = _mm512_set1_epi32((int)LEAF);
     Group groups[GROUPS];
     int32_t next = 0, active = 0;
     for (int i = 0; i < GROUPS; ++i) {
-        groups[i].chunk = -1;
+        groups[i].chunk = -1, groups[i].w = leaf; /* idle until begun */
         if (next < n_chunks) begin(&groups[i], chunks, next++, root), ++active;
     }
     while (active) {
@@ -103,7 +104,12 @@ VECTOR static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int
             if (inner) {
                 advance(g, nodes, inner);
             } else if (g->chunk >= 0) {
-                _mm512_storeu_si512(leaf_of + g->chunk * 16, _mm512_andnot_si512(leaf, g->w));
+                __m512i index = _mm512_andnot_si512(leaf, g->w);
+                double *sum = acc + g->chunk * 16;
+                __m512d low = _mm512_i32gather_pd(_mm512_castsi512_si256(index), values, 8);
+                __m512d high = _mm512_i32gather_pd(_mm512_extracti64x4_epi64(index, 1), values, 8);
+                _mm512_storeu_pd(sum, _mm512_add_pd(_mm512_loadu_pd(sum), low));
+                _mm512_storeu_pd(sum + 8, _mm512_add_pd(_mm512_loadu_pd(sum + 8), high));
                 g->chunk = -1;
                 if (next < n_chunks) begin(g, chunks, next++, root); else --active;
             }
@@ -119,8 +125,9 @@ static int has_vector(void) {
 #else
 static int has_vector(void) { return 0; }
 static void transpose(const uint8_t *bins, int32_t m, uint8_t *chunks) { (void)bins, (void)m, (void)chunks; }
-static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_chunks, uint32_t *leaf_of) {
-    (void)nodes, (void)chunks, (void)n_chunks, (void)leaf_of; /* never called: has_vector() is 0 */
+static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_chunks, const double *values,
+                        double *acc) {
+    (void)nodes, (void)chunks, (void)n_chunks, (void)values, (void)acc; /* never called: has_vector() is 0 */
 }
 #endif
 
@@ -140,11 +147,14 @@ void forest_probability(const uint8_t *bins, ptrdiff_t n, int32_t n_trees, const
         int32_t m = n - start < BLOCK ? (int32_t)(n - start) : BLOCK;
         const uint8_t *block = bins + start * 16;
         if (vector) transpose(block, m, chunks);
-        for (int32_t i = 0; i < m; ++i) acc[i] = 0.0;
+        for (int32_t i = 0; i < (m + 15) / 16 * 16; ++i) acc[i] = 0.0;
         for (int32_t t = 0; t < n_trees; ++t) {
-            if (vector) tree_vector(vector_nodes + node_offsets[t], chunks, (m + 15) / 16, leaf_of);
-            else tree_portable(nodes + node_offsets[t], block, m, leaf_of);
             const double *values = leaves + leaf_offsets[t];
+            if (vector) {
+                tree_vector(vector_nodes + node_offsets[t], chunks, (m + 15) / 16, values, acc);
+                continue;
+            }
+            tree_portable(nodes + node_offsets[t], block, m, leaf_of);
             for (int32_t i = 0; i < m; ++i) acc[i] += values[leaf_of[i]];
         }
         for (int32_t i = 0; i < m; ++i) out[start + i] = (float)(1.0 / (1.0 + exp(-alpha * acc[i])));

@@ -204,15 +204,18 @@ def dn_bins(forest: Forest, s2: np.ndarray, scale: int) -> np.ndarray:
     Integer input goes through a per-feature table of all digital numbers
     (built with the same float32 division); other input is divided and binned.
     """
-    bands = s2[:, MODEL_BAND_IDS]
-    if not np.issubdtype(bands.dtype, np.integer):
-        x = np.clip(bands, 0, scale).astype(np.float32) / np.float32(scale)
+    if not np.issubdtype(s2.dtype, np.integer):
+        x = np.clip(s2[:, MODEL_BAND_IDS], 0, scale).astype(np.float32) / np.float32(scale)
         return feature_bins(forest, x.transpose(0, 2, 3, 1).reshape(-1, len(MODEL_BAND_IDS)))
     tables = _dn_tables(forest, scale)
-    dn = np.clip(bands, 0, scale).astype(np.intp)
-    bins = np.zeros((dn.shape[0], dn.shape[2], dn.shape[3], PIXEL_BYTES), np.uint8)
-    for f in range(len(MODEL_BAND_IDS)):
-        bins[..., f] = tables[f][dn[:, f]]
+    bins = np.zeros((s2.shape[0], *s2.shape[2:], PIXEL_BYTES), np.uint8)
+    for f, band in enumerate(MODEL_BAND_IDS):
+        dn = s2[:, band]
+        if dn.dtype == np.uint16 and scale <= np.iinfo(np.uint16).max:  # the cube's dtype: no copy to intp
+            dn = np.minimum(dn, np.uint16(scale))
+        else:
+            dn = np.clip(dn, 0, int(scale)).astype(np.intp)
+        np.take(tables[f], dn, out=bins[..., f])
     return bins.reshape(-1, PIXEL_BYTES)
 
 

@@ -85,7 +85,7 @@ def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(vector: bool) 
 def test_both_walks_agree_on_every_pixel_count_and_image(fast: ForestPredictor) -> None:
     portable = predictor(cache_dir(), MODEL_PATH, False)
     bins = feature_bins(fast.forest, threshold_probe(fast.forest, n=4099, seed=8))
-    for n in (0, 1, 15, 17, 2047, 2049, 4099):  # ragged chunks of 16 and blocks of 2048
+    for n in (0, 1, 15, 16, 17, 100, 2047, 2049, 4099):  # fewer chunks of 16 than groups, ragged blocks
         np.testing.assert_array_equal(fast.bins_probability(bins[:n]), portable.bins_probability(bins[:n]))
     s2 = np.random.default_rng(9).integers(0, 11_000, (3, 13, 40, 40)).astype(np.uint16)
     np.testing.assert_array_equal(fast(s2), portable(s2))
