@@ -14,6 +14,7 @@ from tabulate import tabulate
 
 matplotlib.use("Agg")  # the command writes figures to files; set before anything imports pyplot
 
+from crts.clouds_gpu import TorchForestPredictor  # noqa: E402
 from crts.evaluate import BASELINES, evaluate  # noqa: E402
 from crts.report import write_report  # noqa: E402
 from crts.train import MODEL_DEFAULTS, TrainConfig, train  # noqa: E402
@@ -164,15 +165,18 @@ def _add_clouds(sub: argparse._SubParsersAction) -> None:
                        help="local worker processes (default: all cores; 1 = no dask cluster)")
     where.add_argument("--scheduler", metavar="ADDRESS", default=None, help="a running dask.distributed scheduler")
     p.add_argument("--resume", action="store_true", help="finish an interrupted cloud pass")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (default: the compiled forest) or a torch device such as cuda for s2cloudless")
     _add_force_unlock(p)
     p.set_defaults(handler=_run_clouds)
 
 
 def _run_clouds(args: argparse.Namespace) -> None:
     start = time.perf_counter()
+    predictor = None if args.device == "cpu" else TorchForestPredictor(args.device)
     n = compute_clouds(args.cube, tuple(args.detectors), workers=args.workers, scheduler=args.scheduler,
                        resume=args.resume, force_unlock=args.force_unlock,
-                       storage_options=dict(args.storage_options))
+                       storage_options=dict(args.storage_options), predictor=predictor)
     print(f"{args.cube}: cloud pass over {n} patch(es) in {time.perf_counter() - start:.1f} s "
           f"({', '.join(args.detectors)})")
 

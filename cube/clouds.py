@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import dask.array as da
 import numpy as np
@@ -35,8 +36,8 @@ from .detectors import (
     cloud_cloudshadow_classes,
     s2cloudless_map,
     s2cloudless_mask,
-    s2cloudless_probability,
 )
+from .forest import fast_probability
 from .parallel import run_tasks
 from .schema import compressor
 from .store import CubeStore, as_store, checked_state
@@ -123,8 +124,16 @@ def _add_variables(store: CubeStore, names: list[str]) -> None:
             store.store, mode="a", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
 
 
-def clouds_patch(store: CubeStore, index: int, detectors: tuple[str, ...]) -> tuple[int, np.ndarray]:
-    """Detect clouds in every valid S2 image of one patch, write its masks, return its coverage row."""
+Predictor = Callable[[np.ndarray], np.ndarray]
+"""s2cloudless probabilities (N, H, W) float32 of S2 digital numbers (N, 13, H, W), exactly s2cloudless's."""
+
+
+def clouds_patch(store: CubeStore, index: int, detectors: tuple[str, ...],
+                 predictor: Predictor | None) -> tuple[int, np.ndarray]:
+    """Detect clouds in every valid S2 image of one patch, write its masks, return its coverage row.
+
+    All the patch's images go to ``predictor`` in one call.
+    """
     group = store.group(mode="r+")
     s2 = group["S2"][index]
     valid = group["valid"][index][:, list(group["modality"][:]).index("S2")]
@@ -133,7 +142,7 @@ def clouds_patch(store: CubeStore, index: int, detectors: tuple[str, ...]) -> tu
     images = s2[valid]
     columns = {d: DETECTORS.index(d) for d in detectors}
     if set(detectors) & {"s2cloudless_mask", "s2cloudless_map"}:
-        prob = s2cloudless_probability(images) if len(images) else np.zeros((0, size, size), np.float32)
+        prob = predictor(images) if len(images) else np.zeros((0, size, size), np.float32)
         stored = np.full((times, size, size), NO_DATA, np.uint8)
         stored[valid] = np.round(prob * PROBABILITY_SCALE).astype(np.uint8)
         group["s2cloudless_probability"][index] = stored
@@ -170,9 +179,10 @@ def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
     return (~np.isnan(coverage) | ~valid[:, :, None]).all(axis=(1, 2))
 
 
-def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ...] = DETECTORS, *, workers: int | None = None,
-                   scheduler: str | None = None, resume: bool = False, force_unlock: bool = False,
-                   storage_options: dict | None = None, progress: bool = True) -> int:
+def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ...] = DETECTORS, *,
+                   workers: int | None = None, scheduler: str | None = None, resume: bool = False,
+                   force_unlock: bool = False, storage_options: dict | None = None, progress: bool = True,
+                   predictor: Predictor | None = None) -> int:
     """Run the cloud pass on a converted SEN12MS-CR-TS cube; returns the number of patches processed.
 
     Parameters are exactly the toolbox's (``cube.detectors``). Patches already
@@ -190,6 +200,12 @@ def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ..
         As for :func:`cube.convert`.
     resume : bool
         Finish an interrupted pass (otherwise an interrupted pass is an error).
+    predictor : callable, optional
+        s2cloudless probabilities of a stack of images (see ``Predictor``), e.g.
+        ``crts.clouds_gpu.TorchForestPredictor("cuda")``; default: the compiled
+        forest (:func:`cube.forest.fast_probability`), or s2cloudless itself
+        with a warning where it cannot be built. It must give exactly
+        s2cloudless's probabilities and pickle for worker processes.
 
     Raises
     ------
@@ -210,11 +226,12 @@ def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ..
         raise ValueError(f"{cube}: an interrupted cloud pass; re-run with resume=True (--resume)")
     store = store.reopened("r+")
     with store.writer("cloud pass", force_unlock=force_unlock) as owner:
-        return cloud_pass(store, owner, detectors, workers=workers, scheduler=scheduler, progress=progress)
+        return cloud_pass(store, owner, detectors, workers=workers, scheduler=scheduler, progress=progress,
+                          predictor=predictor)
 
 
 def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, workers: int | None,
-               scheduler: str | None, progress: bool) -> int:
+               scheduler: str | None, progress: bool, predictor: Predictor | None = None) -> int:
     """The cloud pass's writes, by the holder of the writer lock (``owner``); see :func:`compute_clouds`."""
     state = checked_state(store)
     if store.group_attributes("").get("layout") != "sen12mscrts":
@@ -225,11 +242,15 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
     _add_variables(store, _variables(todo_detectors))
     group = store.group(mode="r+")
     done = _done(group, detectors)
-    tasks = [(store, int(i), detectors) for i in np.flatnonzero(~done)]
+    if predictor is None and set(detectors) & {"s2cloudless_mask", "s2cloudless_map"}:
+        predictor = fast_probability()
+    todo = np.flatnonzero(~done)
+    tasks = [(store, int(i), detectors, predictor) for i in todo]
+    images = group["valid"][:][todo, :, list(group["modality"][:]).index("S2")].sum(axis=1)
     rows: dict[int, np.ndarray] = {}
     flushed = time.monotonic()
     for index, row in run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress,
-                                "cloud pass"):
+                                "cloud pass", sizes=[int(n) for n in images], unit="image"):
         rows[index] = row
         if len(rows) >= FLUSH_EVERY or time.monotonic() - flushed > FLUSH_SECONDS:
             _flush(group, rows)

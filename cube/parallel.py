@@ -31,10 +31,11 @@ def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
 
 
 def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | None, progress: bool,
-              desc: str) -> Iterator:
+              desc: str, sizes: list[int] | None = None, unit: str = "patch") -> Iterator:
     """Run ``fn(*task)`` for every task with a progress bar, yielding results as tasks finish.
 
-    The first exception stops everything.
+    The first exception stops everything. The bar counts ``unit``s: one per
+    task, or ``sizes[i]`` for task i (e.g. its images).
 
     ``workers`` local dask worker processes, or the cluster at ``scheduler``; with
     ``workers <= 1`` and no scheduler, tasks run in this process, two at a time in
@@ -43,28 +44,29 @@ def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | N
     """
     if not tasks:
         return
-    with _client(workers, scheduler) as client, tqdm(total=len(tasks), desc=desc, unit="patch",
+    weight = dict(enumerate(sizes or [1] * len(tasks)))
+    with _client(workers, scheduler) as client, tqdm(total=sum(weight.values()), desc=desc, unit=unit,
                                                      disable=not progress) as bar:
         if client is None:
             with ThreadPoolExecutor(PATCHES_IN_FLIGHT) as pool:
-                futures = [pool.submit(fn, *task) for task in tasks]
+                futures = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
                 try:
                     for future in futures_completed(futures):
                         yield future.result()
-                        bar.update()
+                        bar.update(weight[futures[future]])
                 except BaseException:
                     pool.shutdown(cancel_futures=True)
                     raise
             return
         from distributed import as_completed
 
-        futures = [client.submit(fn, *task, pure=False) for task in tasks]
+        futures = {client.submit(fn, *task, pure=False): i for i, task in enumerate(tasks)}
         try:
             for future in as_completed(futures):
                 yield future.result()
-                bar.update()
+                bar.update(weight[futures[future]])
         except BaseException:
-            client.cancel(futures)
+            client.cancel(list(futures))
             raise
 
 

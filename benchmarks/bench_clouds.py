@@ -1,0 +1,98 @@
+"""The cloud pass's s2cloudless probabilities: the compiled forest against s2cloudless, per core and end to end.
+
+Same synthetic images, same run. Per core: CPU seconds of one thread each
+(s2cloudless's LightGBM ``predict`` with ``num_threads=1``; the kernel is
+single-threaded), so that other load on the machine counts less; best and
+median of ``REPEATS`` rounds, each round timing s2cloudless, the kernel's
+vector walk (where the CPU has AVX-512 VBMI) and its portable walk in turn.
+End to end (wall clock): ``compute_clouds`` for both s2cloudless products on a
+fresh copy of the same cube, with s2cloudless itself as the predictor (the old
+path) and with the default (compiled) one, in-process and with 2 worker
+processes. Goal (issue 14): >= 10x images/s per core, identical masks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from cube import convert
+from cube.clouds import compute_clouds
+from cube.detectors import _reflectance, _s2cloudless
+from cube.forest import MODEL_PATH, cache_dir, fast_probability, kernel_path, predictor
+from cube.synth import make_dataset
+
+IMAGES_IN_DATA_SET = 470_000
+PRODUCTS = ("s2cloudless_mask", "s2cloudless_map")
+REPEATS = 3
+
+
+def _s2cloudless_one_thread(s2: np.ndarray) -> np.ndarray:
+    """s2cloudless's own probabilities with LightGBM on one thread."""
+    return _s2cloudless().get_cloud_probability_maps(_reflectance(s2).transpose(0, 2, 3, 1), num_threads=1)
+
+
+def _timed(fn, clock=time.perf_counter) -> tuple[float, object]:
+    start = clock()
+    out = fn()
+    return clock() - start, out
+
+
+def _pass(cube: Path, copy: Path, **kwargs) -> tuple[float, xr.Dataset]:
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(cube, copy)
+    seconds, _ = _timed(lambda: compute_clouds(copy, PRODUCTS, progress=False, **kwargs))
+    return seconds, xr.open_zarr(copy, consolidated=False)[list(PRODUCTS)].load()
+
+
+def _per_core(s2: np.ndarray, out: dict) -> None:
+    """Images per CPU second of s2cloudless and of both walks of the kernel; probabilities compared."""
+    walks = {"s2cloudless": _s2cloudless_one_thread, "compiled forest, vector walk": fast_probability(),
+             "compiled forest, portable walk": predictor(cache_dir(), MODEL_PATH, False)}
+    out["vector walk on this CPU"] = walks["compiled forest, vector walk"].vector
+    seconds: dict[str, list[float]] = {name: [] for name in walks}
+    expected = None
+    for _ in range(REPEATS):
+        for name, fn in walks.items():
+            spent, got = _timed(lambda fn=fn: fn(s2), time.process_time)
+            seconds[name].append(spent)
+            expected = got if expected is None else expected
+            out[f"max |probability difference|, {name}"] = float(np.abs(got - expected).max())
+    base = np.array(seconds["s2cloudless"])
+    for name, spent in seconds.items():
+        per_s = len(s2) / np.array(spent)
+        out[f"{name}, one thread_images_per_cpu_s (best, median)"] = [round(float(per_s.max()), 2),
+                                                                       round(float(np.median(per_s)), 2)]
+        out[f"{name}, speed-up per core (best, median)"] = [round(float(base.min() / min(spent)), 1),
+                                                            round(float(np.median(base / np.array(spent))), 1)]
+        out[f"core-hours for {IMAGES_IN_DATA_SET:,} images, {name}"] = round(IMAGES_IN_DATA_SET / per_s.max() / 3600)
+
+
+def run() -> dict:
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_dataset(Path(tmp) / "src", ["ROIs1868/17"], patches_per_roi=2, times=8, workers=2,
+                            progress=False)
+        cube = Path(tmp) / "cube.zarr"
+        convert(root, cube, workers=1, clouds=(), progress=False)
+        s2 = xr.open_zarr(cube, consolidated=False).S2.values.reshape(-1, 13, 256, 256)
+        build_s, _ = _timed(lambda: kernel_path(Path(tmp) / "cache"))
+        out["kernel build (fresh cache)_s"] = round(build_s, 2)
+        ready_s, _ = _timed(fast_probability)
+        out["compiled forest ready (cached build, load, probe check)_s"] = round(ready_s, 2)
+        _per_core(s2, out)
+        old_s, old = _pass(cube, Path(tmp) / "old.zarr", workers=1, predictor=_s2cloudless_one_thread)
+        new_s, new = _pass(cube, Path(tmp) / "new.zarr", workers=1)
+        two_s, two = _pass(cube, Path(tmp) / "two.zarr", workers=2)
+        out["cloud pass (mask+map), s2cloudless, in-process_images_per_s"] = round(len(s2) / old_s, 2)
+        out["cloud pass (mask+map), compiled forest, in-process_images_per_s"] = round(len(s2) / new_s, 2)
+        out["cloud pass (mask+map), compiled forest, 2 workers_images_per_s"] = round(len(s2) / two_s, 2)
+        out["ratio cloud pass s2cloudless / compiled (time, in-process)"] = round(old_s / new_s, 1)
+        out["stored masks and maps identical"] = bool(old.equals(new) and old.equals(two))
+    out["goal"] = ">= 10x images/s per core, identical masks"
+    return out

@@ -1,0 +1,162 @@
+/* Exact evaluation of a binned LightGBM forest (cube/forest.py builds the inputs).
+ *
+ * Every pixel is 16 bytes: the bin of each feature (bin <= rank of a node's
+ * threshold <=> feature <= threshold, exactly as LightGBM decides in double).
+ * Trees are laid out in preorder, so a node's left child is the next node.
+ * A node is one 32-bit word: bit 31 set for a leaf (bits 0-30: leaf index),
+ * else bits 0-3 feature, 4-11 rank, 12-30 index of the right child.
+ * Pixels go through the forest in blocks, tree by tree (a tree's nodes stay in
+ * L1); each pixel's leaf of the tree is added to its sum in double, so every
+ * pixel adds its leaves in tree order, then the sigmoid, as LightGBM does; the
+ * result is rounded to float32 as s2cloudless does.
+ *
+ * Two walks give the same leaves: a portable one (eight pixels at a time so
+ * that their node chains overlap) and, where the CPU has AVX-512 VBMI (checked
+ * at run time) and the forest fits (at most 12 features, trees of at most
+ * 32768 nodes), one that walks 16 neighbouring pixels per vector: their bins
+ * sit feature-major in three registers, byte permutes pick each lane's bin and
+ * one gather fetches the 16 next nodes; eight such groups are interleaved, and
+ * a group takes the next 16 pixels as soon as all its lanes are at leaves.
+ * The vector walk reads the same trees in its own node layout (see advance).
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BLOCK 2048
+#define LEAF 0x80000000u
+#define CHUNK 192 /* vector walk: bins of 16 pixels, feature-major (byte 16 * feature + lane), features 0-11 */
+#define STEP(w, x, p)                                                   \
+    if (!((w) & LEAF)) {                                                \
+        (x) = (p)[(w) & 15u] <= (((w) >> 4) & 255u) ? (x) + 1 : (w) >> 12; \
+        (w) = nodes[x];                                                 \
+    }
+
+static void eight(const uint32_t *nodes, const uint8_t *p, uint32_t *leaf_of) {
+    uint32_t a = 0, b = 0, c = 0, d = 0, e = 0, f = 0, g = 0, h = 0;
+    uint32_t wa = nodes[0], wb = wa, wc = wa, wd = wa, we = wa, wf = wa, wg = wa, wh = wa;
+    while (!(wa & wb & wc & wd & we & wf & wg & wh & LEAF)) {
+        STEP(wa, a, p) STEP(wb, b, p + 16) STEP(wc, c, p + 32) STEP(wd, d, p + 48)
+        STEP(we, e, p + 64) STEP(wf, f, p + 80) STEP(wg, g, p + 96) STEP(wh, h, p + 112)
+    }
+    leaf_of[0] = wa & ~LEAF; leaf_of[1] = wb & ~LEAF; leaf_of[2] = wc & ~LEAF; leaf_of[3] = wd & ~LEAF;
+    leaf_of[4] = we & ~LEAF; leaf_of[5] = wf & ~LEAF; leaf_of[6] = wg & ~LEAF; leaf_of[7] = wh & ~LEAF;
+}
+
+/* Leaf of one tree for each of m pixels (bins, 16 bytes each), portable. */
+static void tree_portable(const uint32_t *nodes, const uint8_t *bins, int32_t m, uint32_t *leaf_of) {
+    int32_t i = 0;
+    for (; i + 8 <= m; i += 8) eight(nodes, bins + i * 16, leaf_of + i);
+    for (; i < m; ++i) {
+        uint32_t x = 0, w = nodes[0];
+        while (!(w & LEAF)) STEP(w, x, bins + i * 16)
+        leaf_of[i] = w & ~LEAF;
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define VECTOR __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+#define GROUPS 8
+
+typedef struct { __m512i t0, t1, t2, x, w; int32_t chunk; } Group;
+
+VECTOR static void transpose(const uint8_t *bins, int32_t m, uint8_t *chunks) {
+    for (int32_t i = 0; i < (m + 15) / 16 * 16; ++i)
+        for (int f = 0; f < 12; ++f) chunks[i / 16 * CHUNK + f * 16 + i % 16] = i < m ? bins[i * 16 + f] : 0;
+}
+
+VECTOR static inline void begin(Group *g, const uint8_t *chunks, int32_t chunk, __m512i root) {
+    const uint8_t *c = chunks + (ptrdiff_t)chunk * CHUNK;
+    g->t0 = _mm512_loadu_si512(c); g->t1 = _mm512_loadu_si512(c + 64); g->t2 = _mm512_loadu_si512(c + 128);
+    g->x = _mm512_setzero_si512(); g->w = root; g->chunk = chunk;
+}
+
+/* One step of 16 lanes: each lane not at a leaf moves to the child its bin selects. Node words here are
+ * the vector layout: bits 0-7 16 * feature, 8-15 rank, 16-30 right child, 31 leaf. */
+VECTOR static inline void advance(Group *g, const uint32_t *nodes, __mmask16 inner) { /* x: any for leaves */
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __mmask64 low = 0x1111111111111111ull;
+    __m512i index = _mm512_add_epi32(g->w, lanes);
+    __m512i bin = _mm512_maskz_permutexvar_epi8(low, index, g->t0);
+    bin = _mm512_mask_permutexvar_epi8(bin, _mm512_test_epi8_mask(g->w, _mm512_set1_epi32(64)), index, g->t1);
+    bin = _mm512_mask_permutexvar_epi8(bin, _mm512_test_epi8_mask(g->w, _mm512_set1_epi32(128)), index, g->t2);
+    __m512i rank = _mm512_and_si512(_mm512_srli_epi32(g->w, 8), _mm512_set1_epi32(255));
+    __mmask16 left = _mm512_cmple_epu32_mask(bin, rank);
+    g->x = _mm512_mask_add_epi32(_mm512_srli_epi32(g->w, 16), left, g->x, _mm512_set1_epi32(1));
+    g->w = _mm512_mask_i32gather_epi32(g->w, inner, g->x, nodes, 4);
+}
+
+/* Add one tree's leaf value (values) to the sum (acc) of every pixel of n_chunks chunks (16 pixels each). */
+VECTOR static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_chunks, const double *values,
+                               double *acc) {
+    const __m512i root = _mm512_set1_epi32((int)nodes[0]), leaf = _mm512_set1_epi32((int)LEAF);
+    Group groups[GROUPS];
+    int32_t next = 0, active = 0;
+    for (int i = 0; i < GROUPS; ++i) {
+        groups[i].chunk = -1, groups[i].w = leaf; /* idle until begun */
+        if (next < n_chunks) begin(&groups[i], chunks, next++, root), ++active;
+    }
+    while (active) {
+        for (int i = 0; i < GROUPS; ++i) {
+            Group *g = &groups[i];
+            __mmask16 inner = (__mmask16)~_mm512_test_epi32_mask(g->w, leaf);
+            if (inner) {
+                advance(g, nodes, inner);
+            } else if (g->chunk >= 0) {
+                __m512i index = _mm512_andnot_si512(leaf, g->w);
+                double *sum = acc + g->chunk * 16;
+                __m512d low = _mm512_i32gather_pd(_mm512_castsi512_si256(index), values, 8);
+                __m512d high = _mm512_i32gather_pd(_mm512_extracti64x4_epi64(index, 1), values, 8);
+                _mm512_storeu_pd(sum, _mm512_add_pd(_mm512_loadu_pd(sum), low));
+                _mm512_storeu_pd(sum + 8, _mm512_add_pd(_mm512_loadu_pd(sum + 8), high));
+                g->chunk = -1;
+                if (next < n_chunks) begin(g, chunks, next++, root); else --active;
+            }
+        }
+    }
+}
+
+static int has_vector(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vbmi");
+}
+#else
+static int has_vector(void) { return 0; }
+static void transpose(const uint8_t *bins, int32_t m, uint8_t *chunks) { (void)bins, (void)m, (void)chunks; }
+static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_chunks, const double *values,
+                        double *acc) {
+    (void)nodes, (void)chunks, (void)n_chunks, (void)values, (void)acc; /* never called: has_vector() is 0 */
+}
+#endif
+
+/* 1 where the vector walk runs on this CPU. */
+int forest_vector(void) { return has_vector(); }
+
+/* Probability of n pixels: bins (n x 16 bytes), trees given by node and leaf offsets, sigmoid alpha;
+ * vector = 1 walks vector_nodes (the same trees in the vector layout) where the CPU can, else nodes. */
+void forest_probability(const uint8_t *bins, ptrdiff_t n, int32_t n_trees, const uint32_t *nodes,
+                        const int64_t *node_offsets, const double *leaves, const int64_t *leaf_offsets,
+                        double alpha, const uint32_t *vector_nodes, int32_t vector, float *out) {
+    double acc[BLOCK];
+    uint32_t leaf_of[BLOCK];
+    uint8_t chunks[BLOCK / 16 * CHUNK];
+    vector = vector && has_vector();
+    for (ptrdiff_t start = 0; start < n; start += BLOCK) {
+        int32_t m = n - start < BLOCK ? (int32_t)(n - start) : BLOCK;
+        const uint8_t *block = bins + start * 16;
+        if (vector) transpose(block, m, chunks);
+        for (int32_t i = 0; i < (m + 15) / 16 * 16; ++i) acc[i] = 0.0;
+        for (int32_t t = 0; t < n_trees; ++t) {
+            const double *values = leaves + leaf_offsets[t];
+            if (vector) {
+                tree_vector(vector_nodes + node_offsets[t], chunks, (m + 15) / 16, values, acc);
+                continue;
+            }
+            tree_portable(nodes + node_offsets[t], block, m, leaf_of);
+            for (int32_t i = 0; i < m; ++i) acc[i] += values[leaf_of[i]];
+        }
+        for (int32_t i = 0; i < m; ++i) out[start + i] = (float)(1.0 / (1.0 + exp(-alpha * acc[i])));
+    }
+}
