@@ -94,10 +94,13 @@ class UnCRtainTS(nn.Module):
         x = inputs if c == S2_BANDS else torch.cat([inputs[:, :, S2_BANDS:], inputs[:, :, :S2_BANDS]], dim=2)
         x = x * self.config["scale_by"]
         pad_mask = (x == PAD_VALUE).flatten(2).all(dim=2)  # (N, T)
-        features = self.in_conv(x.reshape(n * t, c, h, w))
+        steps = x.reshape(n * t, c, h, w)
+        if steps.is_cuda:
+            steps = steps.contiguous(memory_format=torch.channels_last)  # cuDNN's fastest layout for the convs
+        features = self.in_conv(steps)
         for block in self.in_block:
             features = block(features)
-        features = features.view(n, t, -1, h, w)
+        features = features.reshape(n, t, -1, h, w)
         if self.config["is_mono"]:
             out = features[:, 0]
         else:

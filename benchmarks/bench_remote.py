@@ -1,0 +1,127 @@
+"""The cube in a bucket: loader samples/s with wide-area latency, and conversion into the bucket, vs local disk.
+
+An S3-compatible server (moto) runs on 127.0.0.1; a proxy in front of it delays
+every request by 0, 20 or 100 ms, as a bucket in another region would. Same
+samples in the same run (2 ROIs x 4 patches x 30 steps, 256 px; n_input_samples
+3, s2cloudless masks): one process, then DataLoader workers, against local disk.
+Conversion: images/s into the bucket against into a local folder.
+Goals (issue 13): >= 4 samples/s in one process at 100 ms; with the documented
+workers >= 50% of the local-disk rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+from crts.data import SEN12MSCRTS, SampleWindows, loader
+from cube import convert
+from cube.synth import make_dataset
+from tests.servers import create_bucket, s3_server
+
+LATENCIES_MS = (0, 20, 100)
+WORKERS = 8
+"""DataLoader workers documented for a cube in a bucket (waiting, not computing: more than the cores)."""
+
+
+class DelayingProxy:
+    """A TCP proxy on 127.0.0.1 that holds each request (each chunk from the client) for ``delay`` seconds."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port, self.delay = target_port, delay
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
+        ready.wait()
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = self.server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, client_reader, client_writer) -> None:  # noqa: ANN001
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(reader, writer, delay: float) -> None:  # noqa: ANN001
+            while data := await reader.read(1 << 16):
+                if delay:
+                    await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        await asyncio.gather(pipe(client_reader, server_writer, self.delay), pipe(server_reader, client_writer, 0),
+                             return_exceptions=True)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def _rate(samples: SEN12MSCRTS, workers: int = 0, rounds: int = 4) -> float:
+    """Samples/s reading every sample ``rounds`` times, after a warm-up pass (workers started, arrays opened)."""
+    order = list(range(len(samples))) * rounds
+    if workers:
+        batches = loader(SampleWindows(samples), batch_size=1, num_workers=workers, sampler=order)
+        read = lambda: [None for _ in batches]  # noqa: E731 (persistent workers: the second pass is steady state)
+    else:
+        read = lambda: [samples[pdx] for pdx in order]  # noqa: E731
+    read()
+    start = time.perf_counter()
+    read()
+    return len(order) / (time.perf_counter() - start)
+
+
+def _conversion(root: Path, local: Path, url: str) -> dict:
+    images = 2 * 4 * 30 * 2
+    start = time.perf_counter()
+    convert(root, local, workers=1, clouds=(), progress=False)
+    local_rate = images / (time.perf_counter() - start)
+    start = time.perf_counter()
+    convert(root, url, workers=1, clouds=(), progress=False)
+    bucket_rate = images / (time.perf_counter() - start)
+    return {"conversion_images_per_s": {"local disk": round(local_rate, 1), "bucket": round(bucket_rate, 1),
+                                        "bucket / local": round(bucket_rate / local_rate, 2)}}
+
+
+def run() -> dict:
+    warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)  # more workers than cores: meant
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp, s3_server() as endpoint:
+        root = make_dataset(Path(tmp) / "src", ["ROIs1868/17", "ROIs2017/63"], patches_per_roi=4, workers=1,
+                            progress=False)
+        url = f"{create_bucket('bench-cubes')}/cube.zarr"
+        out |= _conversion(root, Path(tmp) / "cube.zarr", url)
+        convert(root, Path(tmp) / "cube.zarr", workers=1, clouds=("s2cloudless_mask",), progress=False)
+        convert(root, url, workers=1, clouds=("s2cloudless_mask",), progress=False)
+        local = _rate(SEN12MSCRTS(Path(tmp) / "cube.zarr"))
+        rates = {"local disk": round(local, 2)}
+        port = int(endpoint.rsplit(":", 1)[1])
+        for ms in LATENCIES_MS:
+            proxy = DelayingProxy(port, ms / 1000)
+            options = {"endpoint": f"http://127.0.0.1:{proxy.port}"}
+            rates[f"bucket, {ms} ms per request"] = round(_rate(SEN12MSCRTS(url, storage_options=options)), 2)
+            if ms == LATENCIES_MS[-1]:
+                local_workers = _rate(SEN12MSCRTS(Path(tmp) / "cube.zarr"), WORKERS)
+                remote_workers = _rate(SEN12MSCRTS(url, storage_options=options), WORKERS)
+                out[f"samples_per_s_with_{WORKERS}_workers"] = {
+                    "local disk": round(local_workers, 2), f"bucket, {ms} ms": round(remote_workers, 2),
+                    "bucket / local disk": round(remote_workers / local_workers, 2)}
+            proxy.close()
+        out["samples_per_s_one_process"] = rates
+        out["per_sample"] = _costs(Path(tmp) / "cube.zarr", 4)
+    return out
+
+
+def _costs(cube: Path, steps: int) -> dict:
+    """Requests and compressed bytes of one sample (``steps`` images of S2, S1 and the mask)."""
+    per_image = {name: sum(f.stat().st_size for f in (cube / name).rglob("*") if f.is_file()) / (8 * 30)
+                 for name in ("S2", "S1", "s2cloudless_mask")}
+    return {"GET requests": 2 * 3 * steps, "MB": round(steps * sum(per_image.values()) / 1e6, 2),
+            "MB per image": {name: round(size / 1e6, 3) for name, size in per_image.items()}}
