@@ -270,10 +270,6 @@ class CubeStore:
                     leftover.unlink(missing_ok=True)
 
     # -- zarr and xarray -----------------------------------------------------------------------------------
-    def exists(self) -> bool:
-        """True if something of a cube is here (data or control groups)."""
-        return any(self.read_json(key) is not None for key in ("zarr.json", f"{STATE}/zarr.json", f"{LOCK}/zarr.json"))
-
     def at(self, path: str = "") -> object:
         """The store rooted at a group's path, for zarr and xarray calls on that group alone.
 
