@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -161,3 +162,25 @@ def test_converting_into_a_missing_bucket_is_one_line(s3: str, tree: Path, capsy
     assert main(["convert", str(tree), "s3://no-such-bucket-here/cube.zarr", "--workers", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-bucket-here" in err[0]
+
+
+def test_wrong_credentials_are_one_line(s3: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second S3 server that checks signatures (moto's IAM enforcement): the test keys are unknown to it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        options = ["--storage-option", f"endpoint=http://127.0.0.1:{port}", "--storage-option", "allow_http=true"]
+        assert main(["stats", "s3://lab-cubes/cube.zarr", *options]) == 2
+    finally:
+        server.kill()
+        server.wait()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "s3://lab-cubes/cube.zarr: access denied (check the credentials)" in err[0], err
