@@ -91,15 +91,14 @@ class RunWriter:
     def publish(self, rest: xr.Dataset) -> str:
         """Add ``rest`` (e.g. per-sample metrics and provenance), then publish; returns the run's location.
 
-        Once everything is written (and the version's metadata consolidated), the
-        pointer is rewritten to this version, the version is marked ``published``,
-        and every other published version of the run that the pointer no longer
-        names is deleted (the one replaced, or that of a concurrent writer of the
-        same name that published first).
+        Once everything is written, the pointer is rewritten to this version, the
+        version is marked ``published`` (and its metadata consolidated), and every
+        other published version of the run that the pointer no longer names is
+        deleted (the one replaced, or that of a concurrent writer of the same name
+        that published first).
         """
         rest.assign_attrs(writer=self.writer).to_zarr(self.store.at(self.path), mode="a", zarr_format=3,
                                                       consolidated=False)
-        self.store.consolidate(self.path)
         now = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
         self.store.write_group(f"{RUNS}/{self.name}", {"run": self.name, "version": self.version, "published": now})
         self.store.group(self.path, mode="r+").update_attributes({"published": now})
