@@ -419,11 +419,12 @@ def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[Pat
     task_problems, out.patches_converted = _convert_new(store, spec, new, first, times, out.on_error, workers,
                                                         scheduler, progress)
     valid = store.array("valid")[:]
-    state.complete, state.pending, state.gaps = True, None, int((~valid).sum())
-    state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} converted {len(placed)} patch(es) from "
-                         f"{out.source}")
-    store.consolidate()  # before the commit: a reader of a complete cube finds fresh metadata
-    store.commit(state, owner)
+    if placed:  # (nothing is left to do if another writer finished the same work before this one got the lock)
+        state.complete, state.pending, state.gaps = True, None, int((~valid).sum())
+        state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} converted {len(placed)} patch(es) "
+                             f"from {out.source}")
+        store.consolidate()  # before the commit: a reader of a complete cube finds fresh metadata
+        store.commit(state, owner)
     out.patches_in_cube, out.patches_added, out.gaps = valid.shape[0], len(placed), state.gaps
     out.problems = [asdict(p) for p in problems + header_problems + task_problems]
     if clouds and spec.temporal:
