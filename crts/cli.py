@@ -57,6 +57,29 @@ def _add_storage_options(p: argparse.ArgumentParser) -> None:
                         "variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS)")
 
 
+def _add_cube(p: argparse.ArgumentParser, help: str) -> None:
+    """CUBE as a positional argument, with ``--cube`` still accepted (the older spelling)."""
+    p.add_argument("cube", metavar="CUBE", nargs="?", default=None, help=help)
+    p.add_argument("--cube", dest="cube_option", metavar="CUBE", default=None,
+                   help="the same as the positional CUBE (kept for compatibility)")
+
+
+def _cube(args: argparse.Namespace, required: bool = True) -> str | None:
+    """The cube given as CUBE or ``--cube`` (and set ``args.cube`` to it).
+
+    Raises
+    ------
+    ValueError
+        If both are given, or ``required`` and neither is.
+    """
+    if args.cube and args.cube_option:
+        raise ValueError(f"give the cube once: CUBE {args.cube!r} or --cube {args.cube_option!r}")
+    args.cube = args.cube or args.cube_option
+    if required and not args.cube:
+        raise ValueError("give the cube as CUBE (or --cube CUBE)")
+    return args.cube
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth", help="write a synthetic data set in the real on-disk layout",
@@ -185,7 +208,7 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "stats", help="cloud-coverage statistics of a cube: tables and plots",
         description="Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
-                    "shares of clear (coverage <= 1%%) and cloudy (>= 50%%) images per group.",
+                    "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group.",
         epilog="example: crts stats cube.zarr --by region,month --detector s2cloudless_mask --plot coverage.png")
     p.add_argument("cube", metavar="CUBE", help="a cube with a cloud pass (a path or URL)")
     _add_storage_options(p)
@@ -239,6 +262,10 @@ _TRAIN_HELP = {
 }
 
 
+_TRAIN_CHOICES = {"region": REGIONS, "cloud_masks": DETECTORS}
+"""Choices of the train options that have a fixed set of values (argparse shows them in the help)."""
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train the 3D ResNet or UnCRtainTS on cube batches (resumable; DDP under torchrun)",
@@ -247,8 +274,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "split, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
                     "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
                     "torchrun.",
-        epilog="example: torchrun --nproc_per_node 4 -m crts train --cube cube.zarr --out runs/a --batch-size 8")
-    p.add_argument("--cube", help="the cube, a path or URL (required unless --config gives it)")
+        epilog="example: torchrun --nproc_per_node 4 -m crts train cube.zarr --out runs/a --batch-size 8")
+    _add_cube(p, "the cube, a path or URL (required unless --config gives it)")
     _add_storage_options(p)
     p.add_argument("--config", metavar="FILE", help="JSON file of settings; options given here override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -263,18 +290,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "float | None": float}[str(f.type)]
             default = ", ".join(f"{model} {values[f.name]}" for model, values in MODEL_DEFAULTS.items()
                                 ) if f.name in MODEL_DEFAULTS["resnet3d"] else f.default
-            p.add_argument(flag, type=kind, default=None, help=f"{_TRAIN_HELP[f.name]} (default: {default})")
+            p.add_argument(flag, type=kind, default=None, choices=_TRAIN_CHOICES.get(f.name),
+                           help=f"{_TRAIN_HELP[f.name]} (default: {default})")
     p.set_defaults(handler=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> None:
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "cube"}
+    cube = _cube(args, required=not args.config)
     if args.config:
-        config = TrainConfig.from_json(args.config, cube=args.cube, **overrides)
-    elif args.cube:
-        config = TrainConfig(cube=args.cube, **{k: v for k, v in overrides.items() if v is not None})
+        config = TrainConfig.from_json(args.config, cube=cube, **overrides)
     else:
-        raise ValueError("give --cube (or a --config that names the cube)")
+        config = TrainConfig(cube=cube, **{k: v for k, v in overrides.items() if v is not None})
     run = train(config, resume=args.resume, storage_options=dict(args.storage_options))
     print(f"run: {run} (checkpoint {run / 'last.pt'}, log {run / 'log.csv'})")
 
@@ -285,8 +312,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         description="Predict every sample of a split with a checkpoint of `crts train` or a baseline, score it with "
                     "the paper's metrics and write predictions and per-sample metrics into CUBE/runs/NAME (the "
                     "cube's own variables are never modified; a run appears only when complete).",
-        epilog="example: crts evaluate --cube cube.zarr --checkpoint runs/a/last.pt --split test --run resnet_a")
-    p.add_argument("--cube", required=True, help="the cube (a path or URL)")
+        epilog="example: crts evaluate cube.zarr --checkpoint runs/a/last.pt --split test --run resnet_a")
+    _add_cube(p, "the cube (a path or URL)")
     _add_storage_options(p)
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a checkpoint written by crts train")
@@ -294,19 +321,21 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=SPLITS, default="test", help="split to predict (default: test)")
     p.add_argument("--region", choices=REGIONS, default="all", help="region (default: all)")
     p.add_argument("--cloud-masks", choices=DETECTORS, default="s2cloudless_mask",
-                   help="detector for choosing inputs/target and for the cloudy/clear metrics")
+                   help="detector for choosing inputs/target and for the cloudy/clear metrics "
+                        "(default: s2cloudless_mask)")
     p.add_argument("--n-input-samples", type=int, default=None, help="default: the checkpoint's, or 3")
     p.add_argument("--min-cov", type=float, default=0.0,
                    help="lowest input coverage (default: 0.0, as the original: the target may be an input)")
     p.add_argument("--max-cov", type=float, default=1.0, help="highest input coverage (default: 1.0)")
     p.add_argument("--import-index", metavar="FILE", help="index file (.npy as published, or .json) to use")
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default: 4)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, ...")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, ... (default: auto)")
     p.add_argument("--run", required=True, help="name of the run in the cube")
     p.set_defaults(handler=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
+    _cube(args)
     path = evaluate(args.cube, args.run, checkpoint=args.checkpoint, baseline=args.baseline, split=args.split,
                     region=args.region, cloud_masks=args.cloud_masks, n_input_samples=args.n_input_samples,
                     min_cov=args.min_cov, max_cov=args.max_cov, import_index=args.import_index,

@@ -169,10 +169,15 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
                                              [f"{lab['roi']} patch {lab['patch_id']}" for lab in self.labels])
 
     def export_index(self, path: str | os.PathLike) -> Path:
-        """Write this selection's sample index (``.npy`` in the original's format, or ``.json``)."""
+        """Write this selection's sample index (``.npy`` in the original's format, or ``.json``).
+
+        A ``path`` with a suffix is the file; one without (or an existing folder) is a folder that gets the
+        original's file name (:func:`index_file_name`). Missing parent folders are created.
+        """
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() or not path.suffix:
             path = path / index_file_name(self.n_input_samples, self.split, self.cloud_masks)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".json":
             settings = {k: getattr(self, k) for k in ("split", "region", "cloud_masks", "n_input_samples",
                                                       "min_cov", "max_cov")}

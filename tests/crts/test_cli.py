@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,40 @@ def test_cli_reference_has_every_sub_command(capsys: pytest.CaptureFixture[str])
     for name in commands:
         assert f"## `crts {name}`" in text and f"usage: crts {name} " in text
     assert "--help-markdown" not in build_parser().format_help()
+
+
+def test_help_prints_percent_signs_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["stats", "--help"])
+    out = capsys.readouterr().out
+    assert "1%)" in out and "%%" not in out
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_region_and_cloud_masks_list_their_choices(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--region {all,africa,america,asiaEast,asiaWest,europa}" in out
+    assert "--cloud-masks {s2cloudless_mask,s2cloudless_map,cloud_cloudshadow_mask}" in out
+    assert "--region europe" not in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["CUBE_A", "--cube", "CUBE_B"], "give the cube once: CUBE 'CUBE_A' or --cube 'CUBE_B'"),
+    ([], "give the cube as CUBE (or --cube CUBE)"),
+])
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_the_cube_is_given_exactly_once(command: str, args: list[str], message: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    more = ["--baseline", "mosaic", "--run", "r"] if command == "evaluate" else []
+    assert main([command, *args, *more]) == 2
+    err = capsys.readouterr().err
+    assert err == f"crts {command}: error: {message}\n"
+
+
+def test_evaluate_takes_the_cube_as_positional_argument(tiny_cube: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    cube = shutil.copytree(tiny_cube, tmp_path / "cube.zarr")
+    assert main(["evaluate", str(cube), "--baseline", "least_cloudy", "--split", "all", "--run", "lc"]) == 0
+    assert "run lc:" in capsys.readouterr().out

@@ -65,3 +65,9 @@ def test_distributed_sampler_splits_the_windows(samples: SEN12MSCRTS) -> None:
 def test_windows_need_cloudy_cloudfree_samples(sampling_cube: Path) -> None:
     with pytest.raises(ValueError, match="cloudy_cloudfree"):
         SampleWindows(SEN12MSCRTS(sampling_cube, cloud_masks=None))
+
+
+def test_a_window_larger_than_the_patch_is_refused_at_construction(samples: SEN12MSCRTS) -> None:
+    size = samples.image_size
+    with pytest.raises(ValueError, match=rf"window \{{'y': {size + 1}\}} is larger than the patch"):
+        SampleWindows(samples, {"y": size + 1, "x": size})
