@@ -14,6 +14,7 @@ from tabulate import tabulate
 
 matplotlib.use("Agg")  # the command writes figures to files; set before anything imports pyplot
 
+from crts import __version__  # noqa: E402
 from crts.clouds_gpu import TorchForestPredictor  # noqa: E402
 from crts.evaluate import BASELINES, evaluate  # noqa: E402
 from crts.report import write_report  # noqa: E402
@@ -23,6 +24,7 @@ from cube.conversion import ON_ERROR, convert  # noqa: E402
 from cube.detectors import DETECTORS  # noqa: E402
 from cube.plots import plot_coverage  # noqa: E402
 from cube.rois import REGIONS, SPLITS  # noqa: E402
+from cube.summary import format_summary, summary  # noqa: E402
 from cube.stats import GROUP_KEYS, coverage_index, coverage_table  # noqa: E402
 from cube.runs import list_runs, open_run, prune_runs  # noqa: E402
 from cube.store import (  # noqa: E402
@@ -398,8 +400,26 @@ def _run_runs(args: argparse.Namespace) -> None:
     print(tabulate(rows, headers="keys", floatfmt=".4f") if rows else f"{args.cube}: no runs")
 
 
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info", help="what a cube holds: patches, dates, cloud pass, runs, size",
+        description="A summary of CUBE: patches by split and region, time steps, the range of S2 dates, missing "
+                    "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
+                    "and the size on disk (of a local cube; n/a for a URL).",
+        epilog="example: crts info cube.zarr")
+    p.add_argument("cube", metavar="CUBE", help="the cube (a path or URL)")
+    _add_storage_options(p)
+    p.set_defaults(handler=_run_info)
+
+
+def _run_info(args: argparse.Namespace) -> None:
+    options = dict(args.storage_options)
+    print(format_summary(summary(open_cube(args.cube, storage_options=options),
+                                 CubeStore(args.cube, storage_options=options)), args.cube))
+
+
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_synth, _add_convert, _add_clouds, _add_stats, _add_train, _add_evaluate, _add_report, _add_runs)
+    _add_synth, _add_convert, _add_clouds, _add_info, _add_stats, _add_train, _add_evaluate, _add_report, _add_runs)
 
 
 class _MarkdownHelpAction(argparse.Action):
@@ -419,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``crts`` with every sub-command."""
     parser = argparse.ArgumentParser(
         prog="crts", description="SEN12MS-CR-TS as a Zarr data cube: synthesise, convert, train, evaluate.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--help-markdown", action=_MarkdownHelpAction, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _COMMANDS:

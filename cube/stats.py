@@ -34,6 +34,12 @@ class CoverageIndex:
     labels: pd.DataFrame  # one row per patch: roi_group, roi, patch_id, region, split, roi_name
     dates: np.ndarray  # (patch, time) datetime64 of the S2 acquisitions
 
+    def __repr__(self) -> str:
+        patches, steps, _ = self.coverage.shape
+        images = int((~np.isnan(self.coverage[:, :, 0])).sum())
+        return (f"CoverageIndex({patches} patches x {steps} time steps, {images} valid images, "
+                f"detectors {', '.join(self.detectors)})")
+
 
 def coverage_index(ds: xr.Dataset, detector: str | None = None) -> CoverageIndex:
     """Load the coverage table and labels of a cube (one detector, or all with a complete cloud pass).

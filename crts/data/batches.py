@@ -81,6 +81,11 @@ class SampleWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
+    def __repr__(self) -> str:
+        dims = " x ".join(f"{n}" for n in self.input_dims.values())
+        overlap = f", overlap {self.input_overlap}" if self.input_overlap else ""
+        return f"SampleWindows({len(self)} windows of {dims} px{overlap} over {self.samples!r})"
+
     def __getitem__(self, i: int) -> dict:
         window = self.windows[i]
         pdx = int(window.sample.values[0])

@@ -191,6 +191,13 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __repr__(self) -> str:
+        masks = f"cloud_masks={self.cloud_masks!r}, sample_type={self.sample_type!r}"
+        inputs = (f", n_input_samples={self.n_input_samples}, min_cov={self.min_cov}, "
+                  f"max_cov={self.max_cov}, sampler={self.sampler!r}") if self.index is not None else ""
+        return (f"SEN12MSCRTS({self.cube!r}, split={self.split!r}, region={self.region!r}, {masks}{inputs}): "
+                f"{len(self)} samples of {self.image_size} x {self.image_size} px")
+
     def _path(self, modality: str, pdx: int, t: int) -> str:
         table = self.s1_paths if modality == "S1" else self.s2_paths
         return str(self.source_root / str(table[pdx, t]))
