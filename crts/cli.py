@@ -18,7 +18,7 @@ from crts import __version__  # noqa: E402
 from crts.clouds_gpu import TorchForestPredictor  # noqa: E402
 from crts.evaluate import BASELINES, evaluate  # noqa: E402
 from crts.report import write_report  # noqa: E402
-from crts.train import MODEL_DEFAULTS, TrainConfig, train  # noqa: E402
+from crts.train import MODEL_DEFAULTS, TrainConfig, last_validation, train  # noqa: E402
 from cube.clouds import compute_clouds  # noqa: E402
 from cube.conversion import ON_ERROR, convert  # noqa: E402
 from cube.detectors import DETECTORS  # noqa: E402
@@ -306,6 +306,10 @@ def _run_train(args: argparse.Namespace) -> None:
         config = TrainConfig(cube=cube, **{k: v for k, v in overrides.items() if v is not None})
     run = train(config, resume=args.resume, storage_options=dict(args.storage_options))
     print(f"run: {run} (checkpoint {run / 'last.pt'}, log {run / 'log.csv'})")
+    scores = last_validation(run)
+    print("validation: none yet (the run stopped before its first epoch ended)" if scores is None else
+          f"validation at step {scores['step']}: L1 {scores['val_l1']:.4f} (model scale), least-cloudy baseline "
+          f"{scores['val_l1_least_cloudy']:.4f} on the same windows")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
