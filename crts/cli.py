@@ -16,7 +16,9 @@ matplotlib.use("Agg")  # the command writes figures to files; set before anythin
 
 from crts import __version__  # noqa: E402
 from crts.clouds_gpu import TorchForestPredictor  # noqa: E402
+from crts.data.sampling import SAMPLERS  # noqa: E402
 from crts.evaluate import BASELINES, evaluate  # noqa: E402
+from crts.losses import LOSSES  # noqa: E402
 from crts.report import write_report  # noqa: E402
 from crts.train import MODEL_DEFAULTS, TrainConfig, last_validation, train  # noqa: E402
 from cube.clouds import compute_clouds  # noqa: E402
@@ -264,7 +266,8 @@ _TRAIN_HELP = {
 }
 
 
-_TRAIN_CHOICES = {"region": REGIONS, "cloud_masks": DETECTORS}
+_TRAIN_CHOICES = {"region": REGIONS, "cloud_masks": DETECTORS, "model": tuple(MODEL_DEFAULTS), "loss": LOSSES,
+                  "sampler": SAMPLERS}
 """Choices of the train options that have a fixed set of values (argparse shows them in the help)."""
 
 

@@ -186,3 +186,10 @@ def test_info_summarises_the_cube(tiny_cube: Path, capsys: pytest.CaptureFixture
     assert out[2].startswith("mean coverage: s2cloudless_mask 0.")
     assert out[3] == "runs: none" and out[4].endswith(" MiB")
     assert out[-2:] == ["test         3       0", "val          0       3"]
+
+
+def test_train_lists_model_loss_and_sampler_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--model {resnet3d,uncrtaints}" in out and "--sampler {fixed,random}" in out and "--loss {l1" in out
