@@ -26,8 +26,8 @@ def summary(ds: xr.Dataset, store: CubeStore | None = None) -> dict:
     -------
     dict
         ``patches`` (int), ``by_split_region`` (DataFrame of patch counts, splits x regions),
-        ``time_steps``, ``first_date`` and ``last_date`` (ISO dates of the S2 acquisitions, None
-        without any), ``detectors`` (of the finished cloud pass), ``mean_coverage`` (detector ->
+        ``time_steps`` (1 for a mono-temporal SEN12MS-CR cube), ``first_date`` and ``last_date``
+        (ISO dates of the S2 acquisitions, None without any: SEN12MS-CR), ``detectors`` (of the finished cloud pass), ``mean_coverage`` (detector ->
         mean coverage over the valid images), ``gaps`` (missing images: False in ``valid``),
         ``runs`` (names) and ``bytes`` (size on disk of a local cube; None for a URL).
 
@@ -36,11 +36,11 @@ def summary(ds: xr.Dataset, store: CubeStore | None = None) -> dict:
     >>> summary(open_cube("cube.zarr"), CubeStore("cube.zarr"))["patches"]  # doctest: +SKIP
     """
     labels = pd.DataFrame({"split": ds.split.values.tolist(), "region": ds.region.values.tolist()})
-    dates = pd.DatetimeIndex(ds.S2_date.values.ravel()).dropna()
+    dates = pd.DatetimeIndex(ds.S2_date.values.ravel() if "S2_date" in ds else []).dropna()  # none: SEN12MS-CR
     detectors = tuple(ds.attrs.get("cloud_detectors") or ())
     coverage = {d: float(np.nanmean(ds.coverage.sel(detector=d).values)) for d in detectors}
     return {"patches": ds.sizes["patch"], "by_split_region": pd.crosstab(labels.split, labels.region),
-            "time_steps": ds.sizes["time"],
+            "time_steps": ds.sizes.get("time", 1),
             "first_date": dates.min().date().isoformat() if len(dates) else None,
             "last_date": dates.max().date().isoformat() if len(dates) else None,
             "detectors": detectors, "mean_coverage": coverage, "gaps": int((~ds.valid.values).sum()),
