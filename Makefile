@@ -23,16 +23,16 @@ demo: setup
 	rm -rf $(DEMO_CUBE) data/train data/train_uncrtaints data/report
 	$(BIN)/crts convert $(DEMO_DIR) $(DEMO_CUBE) --workers 1 --report $(DEMO_CUBE).report.json
 	$(BIN)/crts stats $(DEMO_CUBE) --by region,split --plot data/coverage.png --truth
-	$(BIN)/crts train --cube $(DEMO_CUBE) --out data/train --features 16 --blocks 2 --crop 64 --batch-size 4 \
+	$(BIN)/crts train $(DEMO_CUBE) --out data/train --features 16 --blocks 2 --crop 64 --batch-size 4 \
 		--lr 1e-3 --epochs 100 --epochs-decay 0 --max-steps 80 --min-cov 0.05 --checkpoint-every 40
-	$(BIN)/crts evaluate --cube $(DEMO_CUBE) --checkpoint data/train/last.pt --split test --min-cov 0.05 --run resnet3d_demo
-	$(BIN)/crts train --cube $(DEMO_CUBE) --model uncrtaints --out data/train_uncrtaints --width 16 --n-head 4 \
+	$(BIN)/crts evaluate $(DEMO_CUBE) --checkpoint data/train/last.pt --split test --min-cov 0.05 --run resnet3d_demo
+	$(BIN)/crts train $(DEMO_CUBE) --model uncrtaints --out data/train_uncrtaints --width 16 --n-head 4 \
 		--d-model 32 --scale-by 10 --crop 64 --batch-size 4 --lr 1e-2 --epochs 100 --max-steps 80 --min-cov 0.05 \
 		--checkpoint-every 40
-	$(BIN)/crts evaluate --cube $(DEMO_CUBE) --checkpoint data/train_uncrtaints/last.pt --split test --min-cov 0.05 \
+	$(BIN)/crts evaluate $(DEMO_CUBE) --checkpoint data/train_uncrtaints/last.pt --split test --min-cov 0.05 \
 		--run uncrtaints_demo
-	$(BIN)/crts evaluate --cube $(DEMO_CUBE) --baseline least_cloudy --split test --min-cov 0.05 --run least_cloudy
-	$(BIN)/crts evaluate --cube $(DEMO_CUBE) --baseline mosaic --split test --min-cov 0.05 --run mosaic
+	$(BIN)/crts evaluate $(DEMO_CUBE) --baseline least_cloudy --split test --min-cov 0.05 --run least_cloudy
+	$(BIN)/crts evaluate $(DEMO_CUBE) --baseline mosaic --split test --min-cov 0.05 --run mosaic
 	$(BIN)/crts report $(DEMO_CUBE) --out data/report
 	@echo
 	@echo "demo outputs: GeoTIFF tree $(DEMO_DIR) (preview $(DEMO_DIR)/preview.png), cube $(DEMO_CUBE),"

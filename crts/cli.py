@@ -14,15 +14,19 @@ from tabulate import tabulate
 
 matplotlib.use("Agg")  # the command writes figures to files; set before anything imports pyplot
 
+from crts import __version__  # noqa: E402
 from crts.clouds_gpu import TorchForestPredictor  # noqa: E402
+from crts.data.sampling import SAMPLERS  # noqa: E402
 from crts.evaluate import BASELINES, evaluate  # noqa: E402
+from crts.losses import LOSSES  # noqa: E402
 from crts.report import write_report  # noqa: E402
-from crts.train import MODEL_DEFAULTS, TrainConfig, train  # noqa: E402
+from crts.train import MODEL_DEFAULTS, TrainConfig, last_validation, train  # noqa: E402
 from cube.clouds import compute_clouds  # noqa: E402
 from cube.conversion import ON_ERROR, convert  # noqa: E402
 from cube.detectors import DETECTORS  # noqa: E402
 from cube.plots import plot_coverage  # noqa: E402
 from cube.rois import REGIONS, SPLITS  # noqa: E402
+from cube.summary import format_summary, summary  # noqa: E402
 from cube.stats import GROUP_KEYS, coverage_index, coverage_table  # noqa: E402
 from cube.runs import list_runs, open_run, prune_runs  # noqa: E402
 from cube.store import (  # noqa: E402
@@ -55,6 +59,29 @@ def _add_storage_options(p: argparse.ArgumentParser) -> None:
                    help="object-store option for a CUBE URL, repeatable (e.g. endpoint=http://host:9000, "
                         "region=eu-central-1, anon=true); credentials default to the standard environment "
                         "variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS)")
+
+
+def _add_cube(p: argparse.ArgumentParser, help: str) -> None:
+    """CUBE as a positional argument, with ``--cube`` still accepted (the older spelling)."""
+    p.add_argument("cube", metavar="CUBE", nargs="?", default=None, help=help)
+    p.add_argument("--cube", dest="cube_option", metavar="CUBE", default=None,
+                   help="the same as the positional CUBE (kept for compatibility)")
+
+
+def _cube(args: argparse.Namespace, required: bool = True) -> str | None:
+    """The cube given as CUBE or ``--cube`` (and set ``args.cube`` to it).
+
+    Raises
+    ------
+    ValueError
+        If both are given, or ``required`` and neither is.
+    """
+    if args.cube and args.cube_option:
+        raise ValueError(f"give the cube once: CUBE {args.cube!r} or --cube {args.cube_option!r}")
+    args.cube = args.cube or args.cube_option
+    if required and not args.cube:
+        raise ValueError("give the cube as CUBE (or --cube CUBE)")
+    return args.cube
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -185,7 +212,7 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "stats", help="cloud-coverage statistics of a cube: tables and plots",
         description="Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
-                    "shares of clear (coverage <= 1%%) and cloudy (>= 50%%) images per group.",
+                    "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group.",
         epilog="example: crts stats cube.zarr --by region,month --detector s2cloudless_mask --plot coverage.png")
     p.add_argument("cube", metavar="CUBE", help="a cube with a cloud pass (a path or URL)")
     _add_storage_options(p)
@@ -239,6 +266,11 @@ _TRAIN_HELP = {
 }
 
 
+_TRAIN_CHOICES = {"region": REGIONS, "cloud_masks": DETECTORS, "model": tuple(MODEL_DEFAULTS), "loss": LOSSES,
+                  "sampler": SAMPLERS}
+"""Choices of the train options that have a fixed set of values (argparse shows them in the help)."""
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train the 3D ResNet or UnCRtainTS on cube batches (resumable; DDP under torchrun)",
@@ -247,8 +279,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "split, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
                     "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
                     "torchrun.",
-        epilog="example: torchrun --nproc_per_node 4 -m crts train --cube cube.zarr --out runs/a --batch-size 8")
-    p.add_argument("--cube", help="the cube, a path or URL (required unless --config gives it)")
+        epilog="example: torchrun --nproc_per_node 4 -m crts train cube.zarr --out runs/a --batch-size 8")
+    _add_cube(p, "the cube, a path or URL (required unless --config gives it)")
     _add_storage_options(p)
     p.add_argument("--config", metavar="FILE", help="JSON file of settings; options given here override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -263,20 +295,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "float | None": float}[str(f.type)]
             default = ", ".join(f"{model} {values[f.name]}" for model, values in MODEL_DEFAULTS.items()
                                 ) if f.name in MODEL_DEFAULTS["resnet3d"] else f.default
-            p.add_argument(flag, type=kind, default=None, help=f"{_TRAIN_HELP[f.name]} (default: {default})")
+            p.add_argument(flag, type=kind, default=None, choices=_TRAIN_CHOICES.get(f.name),
+                           help=f"{_TRAIN_HELP[f.name]} (default: {default})")
     p.set_defaults(handler=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> None:
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "cube"}
+    cube = _cube(args, required=not args.config)
     if args.config:
-        config = TrainConfig.from_json(args.config, cube=args.cube, **overrides)
-    elif args.cube:
-        config = TrainConfig(cube=args.cube, **{k: v for k, v in overrides.items() if v is not None})
+        config = TrainConfig.from_json(args.config, cube=cube, **overrides)
     else:
-        raise ValueError("give --cube (or a --config that names the cube)")
+        config = TrainConfig(cube=cube, **{k: v for k, v in overrides.items() if v is not None})
     run = train(config, resume=args.resume, storage_options=dict(args.storage_options))
     print(f"run: {run} (checkpoint {run / 'last.pt'}, log {run / 'log.csv'})")
+    scores = last_validation(run)
+    print("validation: none yet (the run stopped before its first epoch ended)" if scores is None else
+          f"validation at step {scores['step']}: L1 {scores['val_l1']:.4f} (model scale), least-cloudy baseline "
+          f"{scores['val_l1_least_cloudy']:.4f} on the same windows")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -285,8 +321,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         description="Predict every sample of a split with a checkpoint of `crts train` or a baseline, score it with "
                     "the paper's metrics and write predictions and per-sample metrics into CUBE/runs/NAME (the "
                     "cube's own variables are never modified; a run appears only when complete).",
-        epilog="example: crts evaluate --cube cube.zarr --checkpoint runs/a/last.pt --split test --run resnet_a")
-    p.add_argument("--cube", required=True, help="the cube (a path or URL)")
+        epilog="example: crts evaluate cube.zarr --checkpoint runs/a/last.pt --split test --run resnet_a")
+    _add_cube(p, "the cube (a path or URL)")
     _add_storage_options(p)
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a checkpoint written by crts train")
@@ -294,19 +330,21 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=SPLITS, default="test", help="split to predict (default: test)")
     p.add_argument("--region", choices=REGIONS, default="all", help="region (default: all)")
     p.add_argument("--cloud-masks", choices=DETECTORS, default="s2cloudless_mask",
-                   help="detector for choosing inputs/target and for the cloudy/clear metrics")
+                   help="detector for choosing inputs/target and for the cloudy/clear metrics "
+                        "(default: s2cloudless_mask)")
     p.add_argument("--n-input-samples", type=int, default=None, help="default: the checkpoint's, or 3")
     p.add_argument("--min-cov", type=float, default=0.0,
                    help="lowest input coverage (default: 0.0, as the original: the target may be an input)")
     p.add_argument("--max-cov", type=float, default=1.0, help="highest input coverage (default: 1.0)")
     p.add_argument("--import-index", metavar="FILE", help="index file (.npy as published, or .json) to use")
     p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default: 4)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, ...")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, ... (default: auto)")
     p.add_argument("--run", required=True, help="name of the run in the cube")
     p.set_defaults(handler=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
+    _cube(args)
     path = evaluate(args.cube, args.run, checkpoint=args.checkpoint, baseline=args.baseline, split=args.split,
                     region=args.region, cloud_masks=args.cloud_masks, n_input_samples=args.n_input_samples,
                     min_cov=args.min_cov, max_cov=args.max_cov, import_index=args.import_index,
@@ -369,8 +407,26 @@ def _run_runs(args: argparse.Namespace) -> None:
     print(tabulate(rows, headers="keys", floatfmt=".4f") if rows else f"{args.cube}: no runs")
 
 
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info", help="what a cube holds: patches, dates, cloud pass, runs, size",
+        description="A summary of CUBE: patches by split and region, time steps, the range of S2 dates, missing "
+                    "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
+                    "and the size on disk (of a local cube; n/a for a URL).",
+        epilog="example: crts info cube.zarr")
+    p.add_argument("cube", metavar="CUBE", help="the cube (a path or URL)")
+    _add_storage_options(p)
+    p.set_defaults(handler=_run_info)
+
+
+def _run_info(args: argparse.Namespace) -> None:
+    options = dict(args.storage_options)
+    print(format_summary(summary(open_cube(args.cube, storage_options=options),
+                                 CubeStore(args.cube, storage_options=options)), args.cube))
+
+
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_synth, _add_convert, _add_clouds, _add_stats, _add_train, _add_evaluate, _add_report, _add_runs)
+    _add_synth, _add_convert, _add_clouds, _add_info, _add_stats, _add_train, _add_evaluate, _add_report, _add_runs)
 
 
 class _MarkdownHelpAction(argparse.Action):
@@ -390,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``crts`` with every sub-command."""
     parser = argparse.ArgumentParser(
         prog="crts", description="SEN12MS-CR-TS as a Zarr data cube: synthesise, convert, train, evaluate.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--help-markdown", action=_MarkdownHelpAction, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _COMMANDS:

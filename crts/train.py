@@ -160,6 +160,25 @@ def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.devi
     return {k: v / count for k, v in totals.items()}
 
 
+def total_steps(windows: int, world: int, config: TrainConfig) -> int:
+    """Optimizer steps of a whole run: steps per epoch (each process's share of ``windows`` in batches) x
+    epochs, or ``config.max_steps`` when that comes first."""
+    per_epoch = -(-(windows // world) // config.batch_size)
+    steps = per_epoch * (config.epochs + config.epochs_decay)
+    return steps if config.max_steps is None else min(steps, config.max_steps)
+
+
+def last_validation(run: str | os.PathLike) -> dict | None:
+    """The latest validation in ``RUN/log.csv``: ``step``, ``val_l1`` and ``val_l1_least_cloudy`` (the
+    least-cloudy baseline on the same validation windows), or None before the first epoch ended."""
+    with (Path(run) / "log.csv").open(newline="") as log:
+        rows = [row for row in csv.DictReader(log) if row["val_l1"]]
+    if not rows:
+        return None
+    return {"step": int(rows[-1]["step"]), "val_l1": float(rows[-1]["val_l1"]),
+            "val_l1_least_cloudy": float(rows[-1]["val_l1_least_cloudy"])}
+
+
 def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | None = None,
           progress: bool = True) -> Path:
     """Train, logging to ``RUN_DIR/log.csv`` and TensorBoard, checkpointing to ``RUN_DIR/last.pt``.
@@ -178,6 +197,8 @@ def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | 
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     run = Path(config.out)
     checkpoint = run / "last.pt"
+    if resume and not checkpoint.exists():
+        raise FileNotFoundError(f"{run}: no run to resume (no last.pt): leave out --resume to start a new run")
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         if not resume and checkpoint.exists():
@@ -202,7 +223,7 @@ def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1))
     step = epoch = position = 0
-    if resume and checkpoint.exists():
+    if resume:
         saved = read_checkpoint(checkpoint, device, needs=("optimizer", "scheduler", "step", "epoch", "position"),
                                 config=model.config)
         model.load_state_dict(saved["state_dict"])
@@ -223,7 +244,7 @@ def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | 
                             step=step, epoch=epoch, position=position, train_config=json.dumps(asdict(config)))
 
     total_epochs = config.epochs + config.epochs_decay
-    bar = tqdm(total=config.max_steps, initial=step, desc="training", unit="step", disable=not progress or rank)
+    bar = tqdm(total=total_steps(len(train_windows), world, config), initial=step, desc="training", unit="step", disable=not progress or rank)
     done = config.max_steps is not None and step >= config.max_steps
     while epoch < total_epochs and not done:
         train_windows.samples.set_epoch(epoch)

@@ -34,6 +34,12 @@ class CoverageIndex:
     labels: pd.DataFrame  # one row per patch: roi_group, roi, patch_id, region, split, roi_name
     dates: np.ndarray  # (patch, time) datetime64 of the S2 acquisitions
 
+    def __repr__(self) -> str:
+        patches, steps, _ = self.coverage.shape
+        images = int((~np.isnan(self.coverage[:, :, 0])).sum())
+        return (f"CoverageIndex({patches} patches x {steps} time steps, {images} valid images, "
+                f"detectors {', '.join(self.detectors)})")
+
 
 def coverage_index(ds: xr.Dataset, detector: str | None = None) -> CoverageIndex:
     """Load the coverage table and labels of a cube (one detector, or all with a complete cloud pass).
@@ -41,8 +47,11 @@ def coverage_index(ds: xr.Dataset, detector: str | None = None) -> CoverageIndex
     Raises
     ------
     ValueError
-        If the cube has no complete cloud pass for the detector(s).
+        If ``detector`` is not one of :data:`cube.detectors.DETECTORS`, or the cube has no
+        complete cloud pass for the detector(s).
     """
+    if detector is not None and detector not in DETECTORS:
+        raise ValueError(f"invalid detector {detector!r}: choose from {', '.join(DETECTORS)}")
     detectors = (detector,) if detector else (ds.attrs.get("cloud_detectors") or DETECTORS)
     for d in detectors:
         require_clouds(ds, d)
@@ -78,20 +87,21 @@ def _group_sums(parts: np.ndarray, codes: tuple[np.ndarray, ...], sizes: tuple[i
     return np.stack([np.bincount(flat, weights=part.ravel(), minlength=n) for part in parts]).reshape(-1, *sizes)
 
 
-def coverage_table(index: CoverageIndex, by: tuple[str, ...] | list[str] = ("region",), *,
+def coverage_table(index: CoverageIndex, by: str | tuple[str, ...] | list[str] = ("region",), *,
                    clear_max: float = CLEAR_MAX, cloudy_min: float = CLOUDY_MIN) -> pd.DataFrame:
     """Coverage statistics per group.
 
     Columns: ``images`` (valid S2 images), ``mean_coverage``, ``clear_share``
     (share of images with coverage <= ``clear_max``) and ``cloudy_share``
     (coverage >= ``cloudy_min``). Empty groups are dropped. With several
-    detectors in the index, ``detector`` is always one of the groups.
+    detectors in the index, ``detector`` is always one of the groups. ``by``
+    is one key (a string) or a sequence of keys from :data:`GROUP_KEYS`.
 
     Examples
     --------
     >>> coverage_table(coverage_index(ds, "s2cloudless_mask"), by=["region", "month"])  # doctest: +SKIP
     """
-    by = list(by)
+    by = [by] if isinstance(by, str) else list(by)
     if len(index.detectors) > 1 and "detector" not in by:  # never pool different detectors
         by = ["detector", *by]
     cov = index.coverage

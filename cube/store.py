@@ -471,7 +471,18 @@ def patch_bounds(ds: xr.Dataset) -> np.ndarray:
 
 
 def patch_index(ds: xr.Dataset, roi: str | Roi, patch_id: int) -> int:
-    """Position of a patch along the ``patch`` dimension, by ROI and patch number."""
+    """Position of a patch along the ``patch`` dimension, by ROI (``'ROIsXXXX/NN'`` or a :class:`Roi`) and
+    patch number.
+
+    Raises
+    ------
+    ValueError
+        If ``roi`` is neither a :class:`Roi` nor a string such as ``'ROIs1868/17'``.
+    KeyError
+        If the cube holds no such patch.
+    """
+    if not isinstance(roi, str | Roi):
+        raise ValueError(f"invalid ROI {roi!r}: give it as 'ROIsXXXX/NN', e.g. patch_index(ds, 'ROIs1868/17', 352)")
     roi = roi if isinstance(roi, Roi) else Roi.parse(roi, known=False)
     hits = np.flatnonzero((ds.roi_group.values == roi.group) & (ds.roi.values == roi.number)
                           & (ds.patch_id.values == patch_id))

@@ -43,6 +43,11 @@ class SampleWindows(torch.utils.data.Dataset):
         Window size, e.g. ``{"y": 128, "x": 128}``; default the whole patch.
     input_overlap : dict, optional
         Overlap of neighbouring windows in pixels, e.g. ``{"y": 32, "x": 32}``.
+
+    Raises
+    ------
+    ValueError
+        If the selection has no sample index, or a window is larger than the patch.
     """
 
     def __init__(self, samples: SEN12MSCRTS, input_dims: dict[str, int] | None = None,
@@ -52,6 +57,9 @@ class SampleWindows(torch.utils.data.Dataset):
         self.samples = samples
         size = samples.image_size
         self.input_dims = input_dims or {"y": size, "x": size}
+        too_large = {dim: n for dim, n in self.input_dims.items() if n > size}
+        if too_large:
+            raise ValueError(f"window {too_large} is larger than the patch ({size} x {size} pixels)")
         self.input_overlap = input_overlap or {}
         self._size = size
         self._windows: xbatcher.BatchGenerator | None = None
@@ -72,6 +80,11 @@ class SampleWindows(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.windows)
+
+    def __repr__(self) -> str:
+        dims = " x ".join(f"{n}" for n in self.input_dims.values())
+        overlap = f", overlap {self.input_overlap}" if self.input_overlap else ""
+        return f"SampleWindows({len(self)} windows of {dims} px{overlap} over {self.samples!r})"
 
     def __getitem__(self, i: int) -> dict:
         window = self.windows[i]

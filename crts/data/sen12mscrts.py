@@ -169,10 +169,15 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
                                              [f"{lab['roi']} patch {lab['patch_id']}" for lab in self.labels])
 
     def export_index(self, path: str | os.PathLike) -> Path:
-        """Write this selection's sample index (``.npy`` in the original's format, or ``.json``)."""
+        """Write this selection's sample index (``.npy`` in the original's format, or ``.json``).
+
+        A ``path`` with a suffix is the file; one without (or an existing folder) is a folder that gets the
+        original's file name (:func:`index_file_name`). Missing parent folders are created.
+        """
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() or not path.suffix:
             path = path / index_file_name(self.n_input_samples, self.split, self.cloud_masks)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".json":
             settings = {k: getattr(self, k) for k in ("split", "region", "cloud_masks", "n_input_samples",
                                                       "min_cov", "max_cov")}
@@ -185,6 +190,13 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __repr__(self) -> str:
+        masks = f"cloud_masks={self.cloud_masks!r}, sample_type={self.sample_type!r}"
+        inputs = (f", n_input_samples={self.n_input_samples}, min_cov={self.min_cov}, "
+                  f"max_cov={self.max_cov}, sampler={self.sampler!r}") if self.index is not None else ""
+        return (f"SEN12MSCRTS({self.cube!r}, split={self.split!r}, region={self.region!r}, {masks}{inputs}): "
+                f"{len(self)} samples of {self.image_size} x {self.image_size} px")
 
     def _path(self, modality: str, pdx: int, t: int) -> str:
         table = self.s1_paths if modality == "S1" else self.s2_paths

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import crts
 from crts.cli import build_parser, main, reference_markdown, sub_parsers
 from cube.layout import scan_ts
 
@@ -125,7 +127,69 @@ def test_cli_reference_has_every_sub_command(capsys: pytest.CaptureFixture[str])
     text = capsys.readouterr().out
     assert text == reference_markdown()
     commands = sub_parsers(build_parser())
-    assert set(commands) == {"synth", "convert", "clouds", "stats", "train", "evaluate", "report", "runs"}
+    assert set(commands) == {"synth", "convert", "clouds", "info", "stats", "train", "evaluate", "report",
+                             "runs"}
     for name in commands:
         assert f"## `crts {name}`" in text and f"usage: crts {name} " in text
     assert "--help-markdown" not in build_parser().format_help()
+
+
+def test_help_prints_percent_signs_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["stats", "--help"])
+    out = capsys.readouterr().out
+    assert "1%)" in out and "%%" not in out
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_region_and_cloud_masks_list_their_choices(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--region {all,africa,america,asiaEast,asiaWest,europa}" in out
+    assert "--cloud-masks {s2cloudless_mask,s2cloudless_map,cloud_cloudshadow_mask}" in out
+    assert "--region europe" not in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["CUBE_A", "--cube", "CUBE_B"], "give the cube once: CUBE 'CUBE_A' or --cube 'CUBE_B'"),
+    ([], "give the cube as CUBE (or --cube CUBE)"),
+])
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_the_cube_is_given_exactly_once(command: str, args: list[str], message: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    more = ["--baseline", "mosaic", "--run", "r"] if command == "evaluate" else []
+    assert main([command, *args, *more]) == 2
+    err = capsys.readouterr().err
+    assert err == f"crts {command}: error: {message}\n"
+
+
+def test_evaluate_takes_the_cube_as_positional_argument(tiny_cube: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    cube = shutil.copytree(tiny_cube, tmp_path / "cube.zarr")
+    assert main(["evaluate", str(cube), "--baseline", "least_cloudy", "--split", "all", "--run", "lc"]) == 0
+    assert "run lc:" in capsys.readouterr().out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"crts {crts.__version__}\n"
+
+
+def test_info_summarises_the_cube(tiny_cube: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(tiny_cube)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{tiny_cube}: 6 patches x 4 time steps, S2 dates 2018-02-01 to 2018-10-21, 0 gap(s)"
+    assert out[1] == "cloud pass: s2cloudless_mask, s2cloudless_map, cloud_cloudshadow_mask"
+    assert out[2].startswith("mean coverage: s2cloudless_mask 0.")
+    assert out[3] == "runs: none" and out[4].endswith(" MiB")
+    assert out[-2:] == ["test         3       0", "val          0       3"]
+
+
+def test_train_lists_model_loss_and_sampler_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--model {resnet3d,uncrtaints}" in out and "--sampler {fixed,random}" in out and "--loss {l1" in out

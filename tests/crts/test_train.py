@@ -17,7 +17,8 @@ from crts.data import SEN12MSCRTS, SampleWindows, loader
 from crts.losses import reconstruction_loss
 from crts.models import ResNet3D, UnCRtainTS, load_checkpoint
 from crts.models.uncrtaints import input_dates
-from crts.train import TrainConfig, train
+from crts.cli import main
+from crts.train import TrainConfig, total_steps, train
 
 
 def _config(cube: Path, out: Path, **changes: object) -> TrainConfig:
@@ -130,3 +131,37 @@ def test_train_uncrtaints_with_its_defaults(sampling_cube: Path, tmp_path: Path)
     assert sum(losses[-3:]) < sum(losses[:3])
     with pytest.raises(ValueError, match="init_encoder"):
         train(dataclasses.replace(config, out=str(tmp_path / "bad"), init_encoder="baseline_resnet.pth"))
+
+
+def test_resume_without_a_run_is_refused_before_anything_is_written(sampling_cube: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(sampling_cube), "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert capsys.readouterr().err == (f"crts train: error: {tmp_path / 'none'}: no run to resume (no last.pt): "
+                                       "leave out --resume to start a new run\n")
+    assert not (tmp_path / "none").exists()
+
+
+def test_progress_has_a_total_and_the_end_compares_with_least_cloudy(sampling_cube: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    windows = len(SEN12MSCRTS(sampling_cube, split="train", n_input_samples=2))
+    steps = -(-windows // 2) * 3  # batches of 2, 2 + 1 epochs
+    assert main(["train", str(sampling_cube), "--out", str(tmp_path / "run"), "--crop", "16", "--batch-size", "2",
+                 "--features", "4", "--blocks", "1", "--n-input-samples", "2", "--epochs", "2", "--epochs-decay", "1",
+                 "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert f" {steps}/{steps} " in err
+    with (tmp_path / "run" / "log.csv").open(newline="") as log:
+        last = [row for row in csv.DictReader(log) if row["val_l1"]][-1]
+    assert out.splitlines()[-1] == (f"validation at step {steps}: L1 {float(last['val_l1']):.4f} (model scale), "
+                                    f"least-cloudy baseline {float(last['val_l1_least_cloudy']):.4f} on the same "
+                                    "windows")
+
+
+def test_a_run_stopped_within_its_first_epoch_has_no_validation_yet(sampling_cube: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(sampling_cube), "--out", str(tmp_path / "run"), "--crop", "16", "--features", "4",
+                 "--blocks", "1", "--n-input-samples", "2", "--max-steps", "1", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == ("validation: none yet (the run stopped before its first "
+                                                        "epoch ended)")
+    assert total_steps(10, 1, TrainConfig(cube="c", batch_size=4, epochs=2, epochs_decay=1)) == 9
+    assert total_steps(10, 2, TrainConfig(cube="c", batch_size=4, epochs=1, epochs_decay=0, max_steps=1)) == 1

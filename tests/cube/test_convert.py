@@ -176,3 +176,8 @@ def test_an_existing_dask_cluster_does_the_work(tiny_root: Path, tiny_cube: Path
         convert(tiny_root, tmp_path / "c.zarr", scheduler=cluster.scheduler_address, progress=False)
     xr.testing.assert_identical(open_cube(tmp_path / "c.zarr").S2.reset_coords(drop=True),
                                 open_cube(tiny_cube).S2.reset_coords(drop=True))
+
+
+def test_patch_index_refuses_a_roi_number_alone(tiny_cube: Path) -> None:
+    with pytest.raises(ValueError, match=r"invalid ROI 63: give it as 'ROIsXXXX/NN'"):
+        patch_index(open_cube(tiny_cube), 63, 490)

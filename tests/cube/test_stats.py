@@ -100,3 +100,12 @@ def test_on_a_real_cube(default_cube: Path, tmp_path: Path) -> None:
     scores = score_detectors(ds)
     assert scores.loc["s2cloudless_mask", "iou"] >= 0.6
     assert set(scores.truth) == {"cloud", "shadow", "cloud or shadow"}
+
+
+def test_one_key_as_a_string_is_one_group(index: CoverageIndex) -> None:
+    pd.testing.assert_frame_equal(coverage_table(index, "region"), coverage_table(index, ["region"]))
+
+
+def test_an_unknown_detector_names_the_valid_ones(tiny_cube: Path) -> None:
+    with pytest.raises(ValueError, match="invalid detector 'fmask': choose from s2cloudless_mask, s2cloudless_map"):
+        coverage_index(open_cube(tiny_cube), "fmask")

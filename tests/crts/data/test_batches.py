@@ -65,3 +65,17 @@ def test_distributed_sampler_splits_the_windows(samples: SEN12MSCRTS) -> None:
 def test_windows_need_cloudy_cloudfree_samples(sampling_cube: Path) -> None:
     with pytest.raises(ValueError, match="cloudy_cloudfree"):
         SampleWindows(SEN12MSCRTS(sampling_cube, cloud_masks=None))
+
+
+def test_a_window_larger_than_the_patch_is_refused_at_construction(samples: SEN12MSCRTS) -> None:
+    size = samples.image_size
+    with pytest.raises(ValueError, match=rf"window \{{'y': {size + 1}\}} is larger than the patch"):
+        SampleWindows(samples, {"y": size + 1, "x": size})
+
+
+def test_repr_names_the_settings_and_sizes(samples: SEN12MSCRTS) -> None:
+    text = repr(SampleWindows(samples, {"y": 16, "x": 16}))
+    assert text.startswith(f"SampleWindows({len(samples) * 4} windows of 16 x 16 px over SEN12MSCRTS(")
+    assert "split='all', region='all', cloud_masks='s2cloudless_mask'" in text
+    assert f"n_input_samples=3, min_cov=0.0, max_cov=1.0, sampler='fixed'): {len(samples)} samples of 32 x 32 px" \
+        in text and "\n" not in text

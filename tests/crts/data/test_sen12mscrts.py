@@ -207,3 +207,10 @@ def test_mono_temporal_samples(tmp_path: Path, sampling_cube: Path) -> None:
         SEN12MSCR(sampling_cube)
     with pytest.raises(ValueError, match="use SEN12MSCR for it"):
         SEN12MSCRTS(tmp_path / "cr.zarr")
+
+
+def test_index_export_creates_missing_folders(sampling_cube: Path, tmp_path: Path) -> None:
+    SEN12MSCRTS(sampling_cube, split="test", export_data_path=tmp_path / "new" / "indices")
+    SEN12MSCRTS(sampling_cube, split="test", export_data_path=tmp_path / "other" / "idx.json")
+    assert (tmp_path / "new" / "indices" / "3_test_s2cloudless_mask.npy").is_file()
+    assert (tmp_path / "other" / "idx.json").is_file()
