@@ -264,6 +264,6 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
 
 def require_clouds(ds: xr.Dataset, detector: str) -> None:
     """Raise a clear error unless the cube (:func:`cube.open_cube`) holds a finished cloud pass for ``detector``."""
-    if detector not in ds.attrs.get("cloud_detectors", ()):
+    if detector not in ds.attrs.get("cloud_detectors", "").split():
         raise ValueError(f"the cube has no finished cloud pass for {detector!r}: run `crts clouds CUBE "
                          f"--detectors {detector} --resume` (--resume finishes an interrupted pass)")

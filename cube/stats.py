@@ -43,7 +43,7 @@ def coverage_index(ds: xr.Dataset, detector: str | None = None) -> CoverageIndex
     ValueError
         If the cube has no complete cloud pass for the detector(s).
     """
-    detectors = (detector,) if detector else (ds.attrs.get("cloud_detectors") or DETECTORS)
+    detectors = (detector,) if detector else (tuple(ds.attrs.get("cloud_detectors", "").split()) or DETECTORS)
     for d in detectors:
         require_clouds(ds, d)
     coverage = ds.coverage.sel(detector=list(detectors)).values

@@ -387,7 +387,7 @@ def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str 
     Patches come in the original toolbox's sample order for split 'all' (ROI
     groups, then ROIs in table order, then patch numbers in natural order), also
     after ROIs were appended in another order. The attribute ``cloud_detectors``
-    lists the detectors of the cube's finished cloud pass.
+    names the detectors of the cube's finished cloud pass, separated by spaces (``""``: none).
 
     Parameters
     ----------
@@ -419,7 +419,7 @@ def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str 
     store = as_store(path, storage_options=storage_options)
     state = checked_state(store, allow_incomplete)
     ds = store.dataset(chunks={} if chunks == "inner" else chunks)
-    ds.attrs["cloud_detectors"] = state.cloud_detectors()
+    ds.attrs["cloud_detectors"] = " ".join(state.cloud_detectors())  # a string: netCDF-safe
     ds = ds.assign_coords({name: ds[name].load() for name in ds.coords})  # labels are small: load them
     order = sample_order(ds)
     if not np.array_equal(order, np.arange(ds.sizes["patch"])):
@@ -484,6 +484,8 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2") -> xr.DataAr
     """One patch of a variable with x/y coordinates, CRS and transform set (rioxarray).
 
     ``patch`` is a position along the ``patch`` dimension (see :func:`patch_index`).
+    An image variable's ``long_name`` becomes its band labels (the variable's own
+    moves to ``description``), so ``rio.to_raster`` names the bands ``B1 ... B12``.
 
     Examples
     --------
@@ -491,6 +493,10 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2") -> xr.DataAr
     >>> s2.rio.crs, s2.rio.bounds()  # doctest: +SKIP
     """
     one = ds[variable].isel(patch=patch)
+    bands = [d for d in one.dims if d.endswith("_band")]
+    if bands:  # per-band names: rioxarray writes them as the GeoTIFF's band descriptions
+        one = one.assign_attrs(description=one.attrs.get("long_name", ""),
+                               long_name=tuple(str(b) for b in one[bands[0]].values))
     transform = Affine(*ds.transform.isel(patch=patch).values.tolist())
     cols, rows = np.arange(one.sizes["x"]) + 0.5, np.arange(one.sizes["y"]) + 0.5
     one = one.assign_coords(x=("x", transform.c + transform.a * cols, {"units": "m"}),

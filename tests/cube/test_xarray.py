@@ -6,7 +6,11 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pytest
+import rasterio
 import xarray as xr
+
+from cube import georeferenced, open_cube
 
 matplotlib.use("Agg")
 
@@ -22,3 +26,23 @@ def test_plain_xarray_plots_every_patch_north_up(tiny_cube: Path) -> None:
     bottom, top = image.axes.get_ylim()
     assert image.origin == "upper" and bottom < top
     assert image.get_extent()[3] == top  # row 0 is drawn at the top of the axes
+
+
+@pytest.mark.parametrize("selection", [{"patch": 0, "time": 0}, {}], ids=["one image", "whole cube"])
+def test_any_selection_exports_to_netcdf_and_reads_back(tiny_cube: Path, tmp_path: Path, selection: dict) -> None:
+    pytest.importorskip("netCDF4", reason="netCDF3 (scipy) has no unsigned integers; the cube needs netCDF4")
+    for ds in (xr.open_zarr(tiny_cube, consolidated=False), open_cube(tiny_cube)):
+        part = ds.isel(selection)
+        part.to_netcdf(tmp_path / "x.nc")
+        with xr.open_dataset(tmp_path / "x.nc") as back:
+            xr.testing.assert_identical(back.load(), part.load())  # values, labels, dates and attributes
+
+
+def test_a_georeferenced_image_exports_to_geotiff_with_band_names(tiny_cube: Path, tmp_path: Path) -> None:
+    ds = open_cube(tiny_cube)
+    image = georeferenced(ds, 1).isel(time=2)
+    image.rio.to_raster(tmp_path / "x.tif")
+    with rasterio.open(tmp_path / "x.tif") as src:
+        assert src.descriptions == tuple(ds.S2_band.values)
+        assert src.transform == image.rio.transform() and src.crs == image.rio.crs
+        np.testing.assert_array_equal(src.read(), ds.S2.isel(patch=1, time=2).values)
