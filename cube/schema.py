@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 from zarr.codecs import BloscCodec
 
-from .bands import BANDS, PIXEL_SIZE_M, S2_SCALE
+from .bands import BANDS, PIXEL_SIZE_M, S2_SCALE, S2_WAVELENGTH_NM
 from .rois import Roi, cr_split_of, region_of, split_of
 
 SCHEMA_VERSION = 2
@@ -174,7 +174,8 @@ def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes
         "modality": ("modality", np.array(spec.modalities, dtype=object)),
         "affine": ("affine", np.array(AFFINE, dtype=object)),
     }
-    coords.update(pixel_offsets(size))
+    coords.update(pixel_offsets(size), S2_wavelength=("S2_band", np.array(S2_WAVELENGTH_NM, dtype=np.float32), {
+        "long_name": "band centre wavelength (Sentinel-2A MSI)", "units": "nm"}))
     if not spec.temporal:
         del coords["time"]
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs).merge(patch_variables(spec, patches, times))

@@ -46,3 +46,14 @@ def test_a_georeferenced_image_exports_to_geotiff_with_band_names(tiny_cube: Pat
         assert src.descriptions == tuple(ds.S2_band.values)
         assert src.transform == image.rio.transform() and src.crs == image.rio.crs
         np.testing.assert_array_equal(src.read(), ds.S2.isel(patch=1, time=2).values)
+
+
+def test_bands_carry_wavelengths_and_cloud_parameters_are_numbers(tiny_cube: Path) -> None:
+    ds = xr.open_zarr(tiny_cube, consolidated=False)
+    wavelength = ds.S2_wavelength.sel(S2_band=["B2", "B8A", "B12"])
+    np.testing.assert_allclose(wavelength.values, [492.4, 864.7, 2202.4], rtol=1e-6)
+    assert wavelength.attrs["units"] == "nm"
+    parameters = {name: value for var in ("s2cloudless_probability", "s2cloudless_mask", "cloud_cloudshadow_mask")
+                  for name, value in ds[var].attrs.items() if "threshold" in name or name.startswith("s2cloudless_")}
+    assert parameters["s2cloudless_threshold"] == 0.4 and parameters["s2cloudless_all_bands"] == 1
+    assert all(isinstance(value, int | float) for value in parameters.values())
