@@ -145,9 +145,11 @@ def pixel_offsets(size: int) -> dict[str, tuple]:
 
 
 def patch_variables(spec: Spec, patches: list[PatchMeta], times: int) -> xr.Dataset:
-    """Everything per patch that is known before pixels are read: labels, georeference, dates, paths."""
-    ds = xr.Dataset(_paths(spec, patches, times), coords=_per_patch_coords(spec, patches, times))
-    return ds
+    """Everything per patch that is known before pixels are read: labels, georeference, dates, paths.
+
+    All are coordinates, so that ``ds.where(...)`` masks the images and leaves the labels and paths alone.
+    """
+    return xr.Dataset(coords={**_per_patch_coords(spec, patches, times), **_paths(spec, patches, times)})
 
 
 def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes: dict[str, np.dtype],

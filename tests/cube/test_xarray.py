@@ -57,3 +57,13 @@ def test_bands_carry_wavelengths_and_cloud_parameters_are_numbers(tiny_cube: Pat
                   for name, value in ds[var].attrs.items() if "threshold" in name or name.startswith("s2cloudless_")}
     assert parameters["s2cloudless_threshold"] == 0.4 and parameters["s2cloudless_all_bands"] == 1
     assert all(isinstance(value, int | float) for value in parameters.values())
+
+
+def test_where_selects_patches_by_label_and_groupby_takes_months(tiny_cube: Path) -> None:
+    ds = open_cube(tiny_cube)
+    test = ds.where(ds.split == "test", drop=True)
+    assert set(test.split.values) == {"test"} and test.sizes["patch"] == 3
+    np.testing.assert_array_equal(test.S2.values, ds.S2.isel(patch=ds.split == "test").values)
+    np.testing.assert_array_equal(test.S2_path.values, ds.S2_path.isel(patch=ds.split == "test").values)
+    by_month = ds.coverage.groupby("S2_date.month").mean()
+    assert set(by_month.month.values) == set(np.unique(ds.S2_date.dt.month.values))
