@@ -480,12 +480,14 @@ def patch_index(ds: xr.Dataset, roi: str | Roi, patch_id: int) -> int:
     return int(hits[0])
 
 
-def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2") -> xr.DataArray:
+def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[str] | None = None) -> xr.DataArray:
     """One patch of a variable with x/y coordinates, CRS and transform set (rioxarray).
 
     ``patch`` is a position along the ``patch`` dimension (see :func:`patch_index`).
     An image variable's ``long_name`` becomes its band labels (the variable's own
-    moves to ``description``), so ``rio.to_raster`` names the bands ``B1 ... B12``.
+    moves to ``description``), so ``rio.to_raster`` names the bands ``B1 ... B12``;
+    choose bands with ``bands`` (a later ``.sel`` of bands leaves ``long_name``
+    naming all of them, which ``rio.to_raster`` refuses).
 
     Examples
     --------
@@ -493,10 +495,11 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2") -> xr.DataAr
     >>> s2.rio.crs, s2.rio.bounds()  # doctest: +SKIP
     """
     one = ds[variable].isel(patch=patch)
-    bands = [d for d in one.dims if d.endswith("_band")]
-    if bands:  # per-band names: rioxarray writes them as the GeoTIFF's band descriptions
+    band = next((d for d in one.dims if d.endswith("_band")), None)
+    if band:  # per-band names: rioxarray writes them as the GeoTIFF's band descriptions
+        one = one.sel({band: list(bands)}) if bands is not None else one
         one = one.assign_attrs(description=one.attrs.get("long_name", ""),
-                               long_name=tuple(str(b) for b in one[bands[0]].values))
+                               long_name=tuple(str(b) for b in one[band].values))
     transform = Affine(*ds.transform.isel(patch=patch).values.tolist())
     cols, rows = np.arange(one.sizes["x"]) + 0.5, np.arange(one.sizes["y"]) + 0.5
     one = one.assign_coords(x=("x", transform.c + transform.a * cols, {"units": "m"}),

@@ -46,6 +46,10 @@ def test_a_georeferenced_image_exports_to_geotiff_with_band_names(tiny_cube: Pat
         assert src.descriptions == tuple(ds.S2_band.values)
         assert src.transform == image.rio.transform() and src.crs == image.rio.crs
         np.testing.assert_array_equal(src.read(), ds.S2.isel(patch=1, time=2).values)
+    georeferenced(ds, 1, bands=["B4", "B3", "B2"]).isel(time=2).rio.to_raster(tmp_path / "rgb.tif")
+    with rasterio.open(tmp_path / "rgb.tif") as src:
+        assert src.descriptions == ("B4", "B3", "B2")
+        np.testing.assert_array_equal(src.read(), ds.S2.isel(patch=1, time=2).sel(S2_band=["B4", "B3", "B2"]).values)
 
 
 def test_bands_carry_wavelengths_and_cloud_parameters_are_numbers(tiny_cube: Path) -> None:
