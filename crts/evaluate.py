@@ -45,6 +45,9 @@ VARIANCE_DTYPE = np.float16
 """Stored type of the predicted variances (relative precision 2**-11 from 6.1e-5 up; see docs/schema.md)."""
 DIMS = ("sample", "S2_band", "y", "x")
 REFLECTANCE = "[0, 1] reflectance"
+METRIC_UNITS = {"rmse": ("1", f", {REFLECTANCE}"), "mae": ("1", f", {REFLECTANCE}"),
+                "psnr": ("dB", " (peak 1 of [0, 1] reflectance)"), "sam": ("degree", ""), "ssim": ("1", "")}
+"""Units of each per-image metric (``rmse_cloudy`` etc. as ``rmse``) and what the long name adds."""
 
 
 def _sha256(path: Path) -> str:
@@ -151,8 +154,8 @@ def _describe(name: str) -> dict[str, str]:
     if name == "mean_error":
         return {"long_name": "mean signed error target - prediction of the image, the error UCE and AUCE "
                              "calibrate against (as UnCRtainTS)", "units": REFLECTANCE}
-    return {"long_name": f"{name} of the prediction against the target, in [0, 1] scale"
-                         + (" (degrees)" if name == "sam" else "")}
+    units, scale = METRIC_UNITS[name.split("_")[0]]
+    return {"long_name": f"{name} of the prediction against the target{scale}", "units": units}
 
 
 def uncertainty_summary(mean_var: np.ndarray, error: np.ndarray, rmse: np.ndarray) -> xr.Dataset:

@@ -11,7 +11,9 @@ S2_BANDS: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8
                              "B11", "B12")
 """Sentinel-2 Level-1C top-of-atmosphere reflectance x 10000, all resampled to 10 m."""
 
-S2_WAVELENGTH_NM: tuple[int, ...] = (443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190)
+S2_WAVELENGTH_NM: tuple[float, ...] = (442.7, 492.4, 559.8, 664.6, 704.1, 740.5, 782.8, 832.8, 864.7, 945.1, 1373.5,
+                                       1613.7, 2202.4)
+"""Centre wavelengths of the S2 bands in nm (Sentinel-2A MSI), in the order of :data:`S2_BANDS`."""
 
 DTYPES: dict[str, np.dtype] = {"S1": np.dtype("float32"), "S2": np.dtype("uint16")}
 BANDS: dict[str, tuple[str, ...]] = {"S1": S1_BANDS, "S2": S2_BANDS}

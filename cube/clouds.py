@@ -40,7 +40,7 @@ from .detectors import (
 from .forest import fast_probability
 from .parallel import run_tasks
 from .schema import compressor
-from .store import CubeStore, as_store, checked_state
+from .store import CubeStore, as_store, checked_state, finished_detectors
 
 NO_DATA = 255
 COVERAGE_CHUNK = 256
@@ -50,17 +50,18 @@ FLUSH_EVERY, FLUSH_SECONDS = 4, 10.0
 PROBABILITY_SCALE = 250
 """Stored probability = round(p * 250): steps of 0.004."""
 
+_S2CLOUDLESS_ATTRS = {f"s2cloudless_{k}": int(v) if isinstance(v, bool) else v for k, v in S2CLOUDLESS_PARAMS.items()}
+"""The detector's parameters as attributes: numbers, like ``cloud_threshold`` (True as 1: netCDF has no booleans)."""
+
 _MASKS: dict[str, dict] = {
     "s2cloudless_probability": {
         "dtype": np.uint8, "needs": "s2cloudless",
-        "attrs": {"long_name": "s2cloudless cloud probability", "units": "1", **{
-            f"s2cloudless_{k}": str(v) for k, v in S2CLOUDLESS_PARAMS.items()}},
+        "attrs": {"long_name": "s2cloudless cloud probability", "units": "1", **_S2CLOUDLESS_ATTRS},
         "encoding": {"scale_factor": np.float32(1 / PROBABILITY_SCALE), "_FillValue": NO_DATA, "dtype": "uint8"}},
     "s2cloudless_mask": {
         "dtype": np.uint8, "needs": "s2cloudless_mask",
         "attrs": {"long_name": "s2cloudless cloud mask (toolbox parameters)", "flag_values": [0, 1, NO_DATA],
-                  "flag_meanings": "clear cloud no_data", **{
-                      f"s2cloudless_{k}": str(v) for k, v in S2CLOUDLESS_PARAMS.items()}}},
+                  "flag_meanings": "clear cloud no_data", **_S2CLOUDLESS_ATTRS}},
     "s2cloudless_map": {
         "dtype": np.float32, "needs": "s2cloudless_map",
         "attrs": {"long_name": "s2cloudless cloud map: probabilities < 0.5 set to 0, Gaussian-smoothed",
@@ -264,6 +265,6 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
 
 def require_clouds(ds: xr.Dataset, detector: str) -> None:
     """Raise a clear error unless the cube (:func:`cube.open_cube`) holds a finished cloud pass for ``detector``."""
-    if detector not in ds.attrs.get("cloud_detectors", ()):
+    if detector not in finished_detectors(ds):
         raise ValueError(f"the cube has no finished cloud pass for {detector!r}: run `crts clouds CUBE "
                          f"--detectors {detector} --resume` (--resume finishes an interrupted pass)")

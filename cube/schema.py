@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 from zarr.codecs import BloscCodec
 
-from .bands import BANDS, S2_SCALE
+from .bands import BANDS, PIXEL_SIZE_M, S2_SCALE, S2_WAVELENGTH_NM
 from .rois import Roi, cr_split_of, region_of, split_of
 
 SCHEMA_VERSION = 2
@@ -130,10 +130,26 @@ def _paths(spec: Spec, patches: list[PatchMeta], times: int) -> dict[str, tuple]
     return out
 
 
+def pixel_offsets(size: int) -> dict[str, tuple]:
+    """Coordinates ``y`` and ``x``: pixel centres in metres from the patch's lower-left corner.
+
+    ``y`` decreases down the rows and ``x`` increases along the columns, so plots
+    of any patch are north-up; :func:`cube.georeferenced` gives the UTM coordinates.
+    """
+    centres = (np.arange(size) + 0.5) * PIXEL_SIZE_M
+    described = "pixel centre offset within the patch from its {} edge (cube.georeferenced gives UTM coordinates)"
+    return {"y": ("y", centres[::-1].copy(), {"long_name": "northing offset within the patch", "units": "m",
+                                               "description": described.format("bottom")}),
+            "x": ("x", centres, {"long_name": "easting offset within the patch", "units": "m",
+                                 "description": described.format("left")})}
+
+
 def patch_variables(spec: Spec, patches: list[PatchMeta], times: int) -> xr.Dataset:
-    """Everything per patch that is known before pixels are read: labels, georeference, dates, paths."""
-    ds = xr.Dataset(_paths(spec, patches, times), coords=_per_patch_coords(spec, patches, times))
-    return ds
+    """Everything per patch that is known before pixels are read: labels, georeference, dates, paths.
+
+    All are coordinates, so that ``ds.where(...)`` masks the images and leaves the labels and paths alone.
+    """
+    return xr.Dataset(coords={**_per_patch_coords(spec, patches, times), **_paths(spec, patches, times)})
 
 
 def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes: dict[str, np.dtype],
@@ -160,6 +176,8 @@ def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes
         "modality": ("modality", np.array(spec.modalities, dtype=object)),
         "affine": ("affine", np.array(AFFINE, dtype=object)),
     }
+    coords.update(pixel_offsets(size), S2_wavelength=("S2_band", np.array(S2_WAVELENGTH_NM, dtype=np.float32), {
+        "long_name": "band centre wavelength (Sentinel-2A MSI)", "units": "nm"}))
     if not spec.temporal:
         del coords["time"]
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs).merge(patch_variables(spec, patches, times))

@@ -16,6 +16,7 @@ import xarray as xr
 
 from .clouds import require_clouds
 from .detectors import DETECTORS
+from .store import finished_detectors
 
 GROUP_KEYS: tuple[str, ...] = ("region", "split", "roi", "month", "time", "detector")
 """What coverage tables can be grouped by."""
@@ -52,7 +53,7 @@ def coverage_index(ds: xr.Dataset, detector: str | None = None) -> CoverageIndex
     """
     if detector is not None and detector not in DETECTORS:
         raise ValueError(f"invalid detector {detector!r}: choose from {', '.join(DETECTORS)}")
-    detectors = (detector,) if detector else (ds.attrs.get("cloud_detectors") or DETECTORS)
+    detectors = (detector,) if detector else (finished_detectors(ds) or DETECTORS)
     for d in detectors:
         require_clouds(ds, d)
     coverage = ds.coverage.sel(detector=list(detectors)).values

@@ -387,7 +387,7 @@ def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str 
     Patches come in the original toolbox's sample order for split 'all' (ROI
     groups, then ROIs in table order, then patch numbers in natural order), also
     after ROIs were appended in another order. The attribute ``cloud_detectors``
-    lists the detectors of the cube's finished cloud pass.
+    names the detectors of the cube's finished cloud pass, separated by spaces (``""``: none).
 
     Parameters
     ----------
@@ -419,12 +419,17 @@ def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str 
     store = as_store(path, storage_options=storage_options)
     state = checked_state(store, allow_incomplete)
     ds = store.dataset(chunks={} if chunks == "inner" else chunks)
-    ds.attrs["cloud_detectors"] = state.cloud_detectors()
+    ds.attrs["cloud_detectors"] = " ".join(state.cloud_detectors())  # a string: netCDF-safe
     ds = ds.assign_coords({name: ds[name].load() for name in ds.coords})  # labels are small: load them
     order = sample_order(ds)
     if not np.array_equal(order, np.arange(ds.sizes["patch"])):
         ds = ds.isel(patch=order)
     return ds
+
+
+def finished_detectors(ds: xr.Dataset) -> tuple[str, ...]:
+    """The detectors of the finished cloud pass of a cube opened by :func:`open_cube`."""
+    return tuple(ds.attrs.get("cloud_detectors", "").split())
 
 
 def checked_state(store: CubeStore, allow_incomplete: bool = False) -> CubeState:
@@ -491,10 +496,14 @@ def patch_index(ds: xr.Dataset, roi: str | Roi, patch_id: int) -> int:
     return int(hits[0])
 
 
-def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2") -> xr.DataArray:
+def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[str] | None = None) -> xr.DataArray:
     """One patch of a variable with x/y coordinates, CRS and transform set (rioxarray).
 
     ``patch`` is a position along the ``patch`` dimension (see :func:`patch_index`).
+    An image variable's ``long_name`` becomes its band labels (the variable's own
+    moves to ``description``), so ``rio.to_raster`` names the bands ``B1 ... B12``;
+    choose bands with ``bands`` (a later ``.sel`` of bands leaves ``long_name``
+    naming all of them, which ``rio.to_raster`` refuses).
 
     Examples
     --------
@@ -502,6 +511,11 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2") -> xr.DataAr
     >>> s2.rio.crs, s2.rio.bounds()  # doctest: +SKIP
     """
     one = ds[variable].isel(patch=patch)
+    band = next((d for d in one.dims if d.endswith("_band")), None)
+    if band:  # per-band names: rioxarray writes them as the GeoTIFF's band descriptions
+        one = one.sel({band: list(bands)}) if bands is not None else one
+        one = one.assign_attrs(description=one.attrs.get("long_name", ""),
+                               long_name=tuple(str(b) for b in one[band].values))
     transform = Affine(*ds.transform.isel(patch=patch).values.tolist())
     cols, rows = np.arange(one.sizes["x"]) + 0.5, np.arange(one.sizes["y"]) + 0.5
     one = one.assign_coords(x=("x", transform.c + transform.a * cols, {"units": "m"}),

@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from .runs import list_runs
-from .store import CubeStore
+from .store import CubeStore, finished_detectors
 
 
 def summary(ds: xr.Dataset, store: CubeStore | None = None) -> dict:
@@ -37,7 +37,7 @@ def summary(ds: xr.Dataset, store: CubeStore | None = None) -> dict:
     """
     labels = pd.DataFrame({"split": ds.split.values.tolist(), "region": ds.region.values.tolist()})
     dates = pd.DatetimeIndex(ds.S2_date.values.ravel() if "S2_date" in ds else []).dropna()  # none: SEN12MS-CR
-    detectors = tuple(ds.attrs.get("cloud_detectors") or ())
+    detectors = finished_detectors(ds)
     coverage = {d: float(np.nanmean(ds.coverage.sel(detector=d).values)) for d in detectors}
     return {"patches": ds.sizes["patch"], "by_split_region": pd.crosstab(labels.split, labels.region),
             "time_steps": ds.sizes.get("time", 1),

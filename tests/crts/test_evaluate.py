@@ -44,6 +44,8 @@ def test_written_predictions_equal_the_models_output(cube_copy: Path) -> None:
         assert (run.roi.values[item["pdx"]], run.patch_id.values[item["pdx"]]) == (
             int(item["roi"].split("/")[1]), item["patch_id"])
     assert run.sizes["sample"] == 6 and float(run.rmse.mean()) >= 0
+    units = {name: run[name].attrs["units"] for name in ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy")}
+    assert units == {"rmse": "1", "mae": "1", "psnr": "dB", "sam": "degree", "ssim": "1", "rmse_cloudy": "1"}
     ds = open_cube(cube_copy)  # the cube's own variables are untouched and it still opens
     assert "prediction" not in ds and ds.sizes["patch"] == 15
 

@@ -1,0 +1,73 @@
+"""A converted cube works with plain xarray, matplotlib and rioxarray, without project code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from cube import georeferenced, open_cube
+
+matplotlib.use("Agg")
+
+
+def test_plain_xarray_plots_every_patch_north_up(tiny_cube: Path) -> None:
+    ds = xr.open_zarr(tiny_cube, consolidated=False)
+    size = ds.sizes["y"]
+    np.testing.assert_array_equal(ds.y.values, (np.arange(size)[::-1] + 0.5) * 10.0)
+    np.testing.assert_array_equal(ds.x.values, (np.arange(size) + 0.5) * 10.0)
+    assert ds.y.attrs["units"] == ds.x.attrs["units"] == "m"
+    rgb = ds.S2.sel(S2_band=["B4", "B3", "B2"]).isel(patch=0, time=1)
+    image = rgb.plot.imshow(robust=True)
+    bottom, top = image.axes.get_ylim()
+    assert image.origin == "upper" and bottom < top
+    assert image.get_extent()[3] == top  # row 0 is drawn at the top of the axes
+
+
+@pytest.mark.parametrize("selection", [{"patch": 0, "time": 0}, {}], ids=["one image", "whole cube"])
+def test_any_selection_exports_to_netcdf_and_reads_back(tiny_cube: Path, tmp_path: Path, selection: dict) -> None:
+    pytest.importorskip("netCDF4", reason="netCDF3 (scipy) has no unsigned integers; the cube needs netCDF4")
+    for ds in (xr.open_zarr(tiny_cube, consolidated=False), open_cube(tiny_cube)):
+        part = ds.isel(selection)
+        part.to_netcdf(tmp_path / "x.nc")
+        with xr.open_dataset(tmp_path / "x.nc") as back:
+            xr.testing.assert_identical(back.load(), part.load())  # values, labels, dates and attributes
+
+
+def test_a_georeferenced_image_exports_to_geotiff_with_band_names(tiny_cube: Path, tmp_path: Path) -> None:
+    ds = open_cube(tiny_cube)
+    image = georeferenced(ds, 1).isel(time=2)
+    image.rio.to_raster(tmp_path / "x.tif")
+    with rasterio.open(tmp_path / "x.tif") as src:
+        assert src.descriptions == tuple(ds.S2_band.values)
+        assert src.transform == image.rio.transform() and src.crs == image.rio.crs
+        np.testing.assert_array_equal(src.read(), ds.S2.isel(patch=1, time=2).values)
+    georeferenced(ds, 1, bands=["B4", "B3", "B2"]).isel(time=2).rio.to_raster(tmp_path / "rgb.tif")
+    with rasterio.open(tmp_path / "rgb.tif") as src:
+        assert src.descriptions == ("B4", "B3", "B2")
+        np.testing.assert_array_equal(src.read(), ds.S2.isel(patch=1, time=2).sel(S2_band=["B4", "B3", "B2"]).values)
+
+
+def test_bands_carry_wavelengths_and_cloud_parameters_are_numbers(tiny_cube: Path) -> None:
+    ds = xr.open_zarr(tiny_cube, consolidated=False)
+    wavelength = ds.S2_wavelength.sel(S2_band=["B2", "B8A", "B12"])
+    np.testing.assert_allclose(wavelength.values, [492.4, 864.7, 2202.4], rtol=1e-6)
+    assert wavelength.attrs["units"] == "nm"
+    parameters = {name: value for var in ("s2cloudless_probability", "s2cloudless_mask", "cloud_cloudshadow_mask")
+                  for name, value in ds[var].attrs.items() if "threshold" in name or name.startswith("s2cloudless_")}
+    assert parameters["s2cloudless_threshold"] == 0.4 and parameters["s2cloudless_all_bands"] == 1
+    assert all(isinstance(value, int | float) for value in parameters.values())
+
+
+def test_where_selects_patches_by_label_and_groupby_takes_months(tiny_cube: Path) -> None:
+    ds = open_cube(tiny_cube)
+    test = ds.where(ds.split == "test", drop=True)
+    assert set(test.split.values) == {"test"} and test.sizes["patch"] == 3
+    np.testing.assert_array_equal(test.S2.values, ds.S2.isel(patch=ds.split == "test").values)
+    np.testing.assert_array_equal(test.S2_path.values, ds.S2_path.isel(patch=ds.split == "test").values)
+    by_month = ds.coverage.groupby("S2_date.month").mean()
+    assert set(by_month.month.values) == set(np.unique(ds.S2_date.dt.month.values))
