@@ -61,11 +61,15 @@ def _add_storage_options(p: argparse.ArgumentParser) -> None:
                         "variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS)")
 
 
-def _add_cube(p: argparse.ArgumentParser, help: str) -> None:
-    """CUBE as a positional argument, with ``--cube`` still accepted (the older spelling)."""
-    p.add_argument("cube", metavar="CUBE", nargs="?", default=None, help=help)
-    p.add_argument("--cube", dest="cube_option", metavar="CUBE", default=None,
-                   help="the same as the positional CUBE (kept for compatibility)")
+def _add_cube(p: argparse.ArgumentParser, help: str, *, also_as_option: bool = False) -> None:
+    """CUBE as a positional argument (with ``--cube`` also accepted: the older spelling), and its storage options."""
+    if also_as_option:
+        p.add_argument("cube", metavar="CUBE", nargs="?", default=None, help=help)
+        p.add_argument("--cube", dest="cube_option", metavar="CUBE", default=None,
+                       help="the same as the positional CUBE (kept for compatibility)")
+    else:
+        p.add_argument("cube", metavar="CUBE", help=help)
+    _add_storage_options(p)
 
 
 def _cube(args: argparse.Namespace, required: bool = True) -> str | None:
@@ -127,8 +131,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                     "cube. Every file is checked; an existing complete cube gets new ROIs appended.",
         epilog="example: crts convert /data/SEN12MSCRTS cube.zarr --split test --workers 8 --report report.json")
     p.add_argument("src", metavar="SRC", help="data set root (holding ROIs1158/ ... ROIs2017/)")
-    p.add_argument("cube", metavar="CUBE", help="the Zarr cube to create or extend: a path or an s3:// / gs:// URL")
-    _add_storage_options(p)
+    _add_cube(p, "the Zarr cube to create or extend: a path or an s3:// / gs:// URL")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--rois", type=_comma_list, default=None, help="comma-separated ROIs, e.g. ROIs1868/17")
     which.add_argument("--split", choices=SPLITS, default=None, help="official split (default: all)")
@@ -183,8 +186,7 @@ def _add_clouds(sub: argparse._SubParsersAction) -> None:
                     "toolbox's cloud/shadow heuristic for every S2 image, with the toolbox's parameters, stored "
                     "once in the cube with a coverage table per (patch, time, detector). Re-running is a no-op.",
         epilog="example: crts clouds cube.zarr --detectors s2cloudless_mask --workers 8")
-    p.add_argument("cube", metavar="CUBE", help="a converted SEN12MS-CR-TS cube (a path or URL)")
-    _add_storage_options(p)
+    _add_cube(p, "a converted SEN12MS-CR-TS cube (a path or URL)")
     p.add_argument("--detectors", type=_comma_list, default=list(DETECTORS), metavar="LIST",
                    help=f"comma-separated, from {','.join(DETECTORS)} (default: all)")
     where = p.add_mutually_exclusive_group()
@@ -214,8 +216,7 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
         description="Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
                     "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group.",
         epilog="example: crts stats cube.zarr --by region,month --detector s2cloudless_mask --plot coverage.png")
-    p.add_argument("cube", metavar="CUBE", help="a cube with a cloud pass (a path or URL)")
-    _add_storage_options(p)
+    _add_cube(p, "a cube with a cloud pass (a path or URL)")
     p.add_argument("--by", type=_comma_list, default=["region", "split"], metavar="KEYS",
                    help=f"comma-separated groups from {','.join(GROUP_KEYS)} (default: region,split)")
     p.add_argument("--detector", choices=DETECTORS, default=None,
@@ -280,8 +281,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
                     "torchrun.",
         epilog="example: torchrun --nproc_per_node 4 -m crts train cube.zarr --out runs/a --batch-size 8")
-    _add_cube(p, "the cube, a path or URL (required unless --config gives it)")
-    _add_storage_options(p)
+    _add_cube(p, "the cube, a path or URL (required unless --config gives it)", also_as_option=True)
     p.add_argument("--config", metavar="FILE", help="JSON file of settings; options given here override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     for f in fields(TrainConfig):
@@ -322,8 +322,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                     "the paper's metrics and write predictions and per-sample metrics into CUBE/runs/NAME (the "
                     "cube's own variables are never modified; a run appears only when complete).",
         epilog="example: crts evaluate cube.zarr --checkpoint runs/a/last.pt --split test --run resnet_a")
-    _add_cube(p, "the cube (a path or URL)")
-    _add_storage_options(p)
+    _add_cube(p, "the cube (a path or URL)", also_as_option=True)
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a checkpoint written by crts train")
     model.add_argument("--baseline", choices=sorted(BASELINES), help="a baseline instead of a model")
@@ -363,8 +362,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                     "CSV), and figures: true-colour inputs, target and predictions with error maps, and RMSE "
                     "against input coverage.",
         epilog="example: crts report cube.zarr --runs resnet_a,least_cloudy,mosaic --out report/")
-    p.add_argument("cube", metavar="CUBE", help="the cube holding the runs (a path or URL)")
-    _add_storage_options(p)
+    _add_cube(p, "the cube holding the runs (a path or URL)")
     p.add_argument("--runs", type=_comma_list, default=None, help="comma-separated runs (default: all)")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     p.set_defaults(handler=_run_report)
@@ -383,8 +381,7 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
                     "With --prune, delete run versions that were never published or were replaced, whose writer "
                     "process has ended on this machine (or, with --older-than, that are older than that).",
         epilog="example: crts runs cube.zarr --prune")
-    p.add_argument("cube", metavar="CUBE", help="the cube holding the runs (a path or URL)")
-    _add_storage_options(p)
+    _add_cube(p, "the cube holding the runs (a path or URL)")
     p.add_argument("--prune", action="store_true", help="delete leftovers of interrupted or replaced runs")
     p.add_argument("--older-than", type=float, default=None, metavar="HOURS",
                    help="with --prune: also delete leftovers written on other machines older than HOURS h")
@@ -414,8 +411,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
                     "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
                     "and the size on disk (of a local cube; n/a for a URL).",
         epilog="example: crts info cube.zarr")
-    p.add_argument("cube", metavar="CUBE", help="the cube (a path or URL)")
-    _add_storage_options(p)
+    _add_cube(p, "the cube (a path or URL)")
     p.set_defaults(handler=_run_info)
 
 
