@@ -14,10 +14,12 @@ the same weights as an uninterrupted one on the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -70,6 +72,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    compile: bool = False
+    accumulate: int = 1
+    log_every: int = 10
     num_workers: int = 0
     init_encoder: str | None = None
     freeze_encoder_steps: int = 0
@@ -90,6 +95,9 @@ class TrainConfig:
             raise ValueError(f"invalid model {self.model!r}: choose from {', '.join(MODEL_DEFAULTS)}")
         if self.init_encoder and self.model != "resnet3d":
             raise ValueError("init_encoder (baseline_resnet.pth) initialises the 3D ResNet only")
+        for name in ("batch_size", "accumulate", "log_every", "checkpoint_every", "crop"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"invalid {name} {getattr(self, name)}: must be at least 1")
         unset = {k: v for k, v in MODEL_DEFAULTS[self.model].items() if getattr(self, k) is None}
         return replace(self, **unset)
 
@@ -99,16 +107,6 @@ def _device(choice: str, local_rank: int) -> torch.device:
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(f"cuda:{local_rank}") if choice == "cuda" else torch.device(choice)
-
-
-def _crops(batch: dict, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random ``size`` crop per sample of inputs and target, drawn from ``generator``."""
-    h, w = batch["target"].shape[-2:]
-    ys = torch.randint(0, h - size + 1, (len(batch["target"]),), generator=generator)
-    xs = torch.randint(0, w - size + 1, (len(batch["target"]),), generator=generator)
-    inputs = torch.stack([x[..., y:y + size, z:z + size] for x, y, z in zip(batch["inputs"], ys, xs, strict=True)])
-    target = torch.stack([x[..., y:y + size, z:z + size] for x, y, z in zip(batch["target"], ys, xs, strict=True)])
-    return inputs, target
 
 
 def _to_model_scale(x: torch.Tensor) -> torch.Tensor:
@@ -144,27 +142,33 @@ def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch: dict) -> torch
 
 def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.device, batch_size: int) -> dict:
     """Mean L1 (model scale) of the model and of the least-cloudy baseline over the validation windows."""
-    loader = torch.utils.data.DataLoader(windows, batch_size=batch_size)
-    totals = {"val_l1": 0.0, "val_l1_least_cloudy": 0.0}
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed on the device: one host sync at the end
     count = 0
     model.eval()
     with torch.no_grad():
-        for batch in loader:
+        for batch in loader(windows, batch_size, pin_memory=device.type == "cuda"):
             inputs, target = _to_model_scale(batch["inputs"].to(device)), _to_model_scale(batch["target"].to(device))
             prediction = _predict(model, batch["inputs"].to(device), batch)
-            totals["val_l1"] += torch.nn.functional.l1_loss(prediction, target, reduction="sum").item()
             baseline = LeastCloudy()(inputs, batch["input_masks"].to(device))
-            totals["val_l1_least_cloudy"] += torch.nn.functional.l1_loss(baseline, target, reduction="sum").item()
+            totals += torch.stack([torch.nn.functional.l1_loss(x.float(), target, reduction="sum")
+                                   for x in (prediction, baseline)])
             count += target.numel()
     model.train()
-    return {k: v / count for k, v in totals.items()}
+    model_l1, baseline_l1 = (totals / count).tolist()
+    return {"val_l1": model_l1, "val_l1_least_cloudy": baseline_l1}
+
+
+def steps_per_epoch(windows: int, world: int, config: TrainConfig) -> int:
+    """Optimizer steps of an epoch: each process's share of ``windows`` in batches, ``config.accumulate``
+    batches per step (the last step of an epoch may take fewer)."""
+    batches = -(-(windows // world) // config.batch_size)
+    return -(-batches // config.accumulate)
 
 
 def total_steps(windows: int, world: int, config: TrainConfig) -> int:
-    """Optimizer steps of a whole run: steps per epoch (each process's share of ``windows`` in batches) x
-    epochs, or ``config.max_steps`` when that comes first."""
-    per_epoch = -(-(windows // world) // config.batch_size)
-    steps = per_epoch * (config.epochs + config.epochs_decay)
+    """Optimizer steps of a whole run: :func:`steps_per_epoch` x epochs, or ``config.max_steps`` when that
+    comes first."""
+    steps = steps_per_epoch(windows, world, config) * (config.epochs + config.epochs_decay)
     return steps if config.max_steps is None else min(steps, config.max_steps)
 
 
@@ -186,112 +190,223 @@ def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | 
     ``config.cube`` is a path or URL; ``storage_options`` (object-store options, see
     :func:`cube.open_cube`; never written into the run's files) reach its store.
 
-    Under ``torchrun`` (WORLD_SIZE > 1) it trains with DDP (gloo on CPU, nccl on
-    CUDA); only rank 0 writes. Returns the run folder.
+    Every ``config.log_every`` steps the log gets the mean loss, the samples/s
+    including data loading and the share of the time spent waiting for data
+    (the step itself never waits for the GPU). Under ``torchrun`` (WORLD_SIZE >
+    1) it trains with DDP (gloo on CPU, nccl on CUDA); only rank 0 writes.
+    Returns the run folder.
     """
-    config = config.resolved()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(config.device, local_rank)
-    if world > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    trainer = _Trainer(config.resolved(), resume, storage_options, progress)
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    return trainer.run
+
+
+def _start_run(config: TrainConfig, resume: bool, rank: int) -> Path:
+    """The run folder, checked against ``resume``; rank 0 writes ``config.json``."""
     run = Path(config.out)
-    checkpoint = run / "last.pt"
-    if resume and not checkpoint.exists():
+    if resume and not (run / "last.pt").exists():
         raise FileNotFoundError(f"{run}: no run to resume (no last.pt): leave out --resume to start a new run")
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
-        if not resume and checkpoint.exists():
+        if not resume and (run / "last.pt").exists():
             raise FileExistsError(f"{run} holds a run already: pass --resume to continue it, or another --out")
         (run / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    torch.manual_seed(config.seed)
-
-    def selection(split: str, sampler: str = "fixed") -> SampleWindows:
-        return SampleWindows(SEN12MSCRTS(config.cube, split=split, region=config.region,
-                                         cloud_masks=config.cloud_masks, n_input_samples=config.n_input_samples,
-                                         min_cov=config.min_cov, max_cov=config.max_cov, sampler=sampler,
-                                         seed=config.seed, storage_options=storage_options))
-
-    train_windows, val_windows = selection("train", config.sampler), selection("val")
-    if len(train_windows) < world:
-        raise ValueError(f"{config.cube}: {len(train_windows)} training sample(s) for {world} processes")
-    model = _build_model(config)
-    if config.init_encoder:  # the mono-temporal pre-trained network (baseline_resnet.pth), as the original offers
-        load_original_checkpoint(config.init_encoder, model)
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1))
-    step = epoch = position = 0
-    if resume:
-        saved = read_checkpoint(checkpoint, device, needs=("optimizer", "scheduler", "step", "epoch", "position"),
-                                config=model.config)
-        model.load_state_dict(saved["state_dict"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        step, epoch, position = saved["step"], saved["epoch"], saved["position"]
-    net = DistributedDataParallel(model) if world > 1 else model
-    amp = config.amp and device.type == "cuda"
-    writer = _writer(run) if rank == 0 else None
-    log = (run / "log.csv").open("a", newline="") if rank == 0 else None
-    columns = ["step", "epoch", "loss", "lr", "samples_per_s", "val_l1", "val_l1_least_cloudy"]
-    if log is not None and log.tell() == 0:
-        csv.writer(log).writerow(columns)
-
-    def save() -> None:
-        if rank == 0:
-            save_checkpoint(checkpoint, model, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            step=step, epoch=epoch, position=position, train_config=json.dumps(asdict(config)))
-
-    total_epochs = config.epochs + config.epochs_decay
-    bar = tqdm(total=total_steps(len(train_windows), world, config), initial=step, desc="training", unit="step", disable=not progress or rank)
-    done = config.max_steps is not None and step >= config.max_steps
-    while epoch < total_epochs and not done:
-        train_windows.samples.set_epoch(epoch)
-        order = torch.randperm(len(train_windows), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
-        mine = order[rank::world][:len(order) // world].tolist()  # equal shares: DDP ranks step together
-        batches = loader(train_windows, config.batch_size, sampler=mine[position * config.batch_size:],
-                         num_workers=config.num_workers, pin_memory=device.type == "cuda")
-        for batch in batches:
-            start = time.perf_counter()
-            if isinstance(model, ResNet3D):
-                model.model_initial.requires_grad_(step >= config.freeze_encoder_steps)
-            inputs, target = _crops(batch, config.crop, torch.Generator().manual_seed(config.seed * 7919 + step))
-            inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = _loss(net, config, inputs, target, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step, position = step + 1, position + 1
-            rate = len(target) * world / (time.perf_counter() - start)
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{rate:.1f}")
-            if log is not None:
-                csv.writer(log).writerow([step, epoch, loss.item(), scheduler.get_last_lr()[0], rate, "", ""])
-                writer.add_scalar(f"train/{config.loss}", loss.item(), step)
-            if step % config.checkpoint_every == 0:
-                save()
-            if config.max_steps is not None and step >= config.max_steps:
-                done = True
-                break
-        if not done:
-            epoch, position = epoch + 1, 0
-            scheduler.step()
-            if rank == 0:
-                scores = _validate(model, val_windows, device, config.batch_size)
-                csv.writer(log).writerow([step, epoch, "", scheduler.get_last_lr()[0], "", scores["val_l1"],
-                                          scores["val_l1_least_cloudy"]])
-                for name, value in scores.items():
-                    writer.add_scalar(f"val/{name}", value, step)
-    save()
-    bar.close()
-    if rank == 0:
-        log.close()
-        writer.close()
-    if world > 1:
-        dist.destroy_process_group()
     return run
+
+
+def _windows(config: TrainConfig, split: str, storage_options: dict | None) -> SampleWindows:
+    """Random ``crop`` windows of the train split (redrawn every epoch), whole patches of the others."""
+    samples = SEN12MSCRTS(config.cube, split=split, region=config.region, cloud_masks=config.cloud_masks,
+                          n_input_samples=config.n_input_samples, min_cov=config.min_cov, max_cov=config.max_cov,
+                          sampler=config.sampler if split == "train" else "fixed", seed=config.seed,
+                          storage_options=storage_options)
+    if split != "train":
+        return SampleWindows(samples)
+    return SampleWindows(samples, {"y": config.crop, "x": config.crop}, placement="random", seed=config.seed)
+
+
+class _Meter:
+    """Loss, samples and data-waiting time since the last log line; the loss stays on the device until read."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.data_s, self.samples, self.steps, self.loss = time.perf_counter(), 0.0, 0, 0, 0.0
+
+    def read(self, world: int) -> dict[str, float]:
+        """Mean loss of the steps (the only host synchronisation), samples/s and data-waiting share."""
+        wall = time.perf_counter() - self.start
+        loss = float(self.loss / self.steps)
+        return {"loss": loss, "samples_per_s": self.samples * world / wall, "data_share": self.data_s / wall}
+
+
+class _Log:
+    """``log.csv``, TensorBoard and the progress bar of rank 0 (other ranks write nothing)."""
+
+    COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "data_share", "val_l1", "val_l1_least_cloudy"]
+
+    def __init__(self, run: Path, loss: str, total: int, initial: int, enabled: bool, progress: bool) -> None:
+        self.loss_name, self.enabled = loss, enabled
+        self.bar = tqdm(total=total, initial=initial, desc="training", unit="step", disable=not (progress and enabled))
+        if not enabled:
+            return
+        path = run / "log.csv"
+        old = path.read_text().splitlines()[:1] if path.exists() else []
+        columns = old[0].split(",") if old else self.COLUMNS  # a resumed run keeps its log's columns
+        self.file = path.open("a", newline="")
+        self.csv = csv.DictWriter(self.file, columns, extrasaction="ignore")
+        if not old:
+            self.csv.writeheader()
+        self.tensorboard = _writer(run)
+
+    def write(self, step: int, epoch: int, lr: float, values: dict[str, float]) -> None:
+        if "loss" in values:
+            self.bar.set_postfix(loss=f"{values['loss']:.4f}", samples_per_s=f"{values['samples_per_s']:.1f}",
+                                 data=f"{values['data_share']:.0%}")
+        if not self.enabled:
+            return
+        self.csv.writerow({"step": step, "epoch": epoch, "lr": lr, **values})
+        self.file.flush()
+        for name, value in values.items():
+            tag = f"train/{self.loss_name}" if name == "loss" else (
+                f"val/{name}" if name.startswith("val") else f"train/{name}")
+            self.tensorboard.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.enabled:
+            self.file.close()
+            self.tensorboard.close()
+
+
+class _Trainer:
+    """One process's part of a training run: its model, optimizer, position in the run, and log."""
+
+    def __init__(self, config: TrainConfig, resume: bool, storage_options: dict | None, progress: bool) -> None:
+        self.config, self.world = config, int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = _device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        if self.world > 1:
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.run = _start_run(config, resume, self.rank)
+        torch.manual_seed(config.seed)
+        self.train_windows, self.val_windows = (_windows(config, split, storage_options) for split in ("train", "val"))
+        if len(self.train_windows) < self.world:
+            raise ValueError(f"{config.cube}: {len(self.train_windows)} training sample(s) for {self.world} processes")
+        self.model = _build_model(config)
+        if config.init_encoder:  # the mono-temporal pre-trained network (baseline_resnet.pth), as the original offers
+            load_original_checkpoint(config.init_encoder, self.model)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1))
+        self.step = self.epoch = self.position = 0
+        if resume:
+            self._restore()
+        self.ddp = DistributedDataParallel(self.model) if self.world > 1 else None
+        self.net = self.ddp or self.model
+        if config.compile:
+            self.net = torch.compile(self.net)
+        self.amp = config.amp and self.device.type == "cuda"
+        self.meter = _Meter()
+        self.log = _Log(self.run, config.loss, total_steps(len(self.train_windows), self.world, config), self.step,
+                        self.rank == 0, progress)
+
+    def _restore(self) -> None:
+        saved = read_checkpoint(self.run / "last.pt", self.device, config=self.model.config,
+                                needs=("optimizer", "scheduler", "step", "epoch", "position"))
+        self.model.load_state_dict(saved["state_dict"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.step, self.epoch, self.position = saved["step"], saved["epoch"], saved["position"]
+
+    def save(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.run / "last.pt", self.model, optimizer=self.optimizer.state_dict(),
+                            scheduler=self.scheduler.state_dict(), step=self.step, epoch=self.epoch,
+                            position=self.position, train_config=json.dumps(asdict(self.config)))
+
+    @property
+    def done(self) -> bool:
+        return self.config.max_steps is not None and self.step >= self.config.max_steps
+
+    def fit(self) -> None:
+        """Epochs until the last one or ``max_steps``; validation and the rate's next step after each epoch."""
+        while self.epoch < self.config.epochs + self.config.epochs_decay and not self.done:
+            self._epoch()
+            self._write_train()
+            if self.done:
+                break
+            self.epoch, self.position = self.epoch + 1, 0
+            with warnings.catch_warnings():  # a run resumed at the end of an epoch has made no optimizer step yet
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+                self.scheduler.step()
+            if self.rank == 0:
+                scores = _validate(self.model, self.val_windows, self.device, self.config.batch_size)
+                self.log.write(self.step, self.epoch, self.scheduler.get_last_lr()[0], scores)
+        self.save()
+
+    def _epoch(self) -> None:
+        """The rest of the current epoch (from ``position``, in batches), or up to ``max_steps``."""
+        config = self.config
+        self.train_windows.set_epoch(self.epoch)
+        order = torch.randperm(len(self.train_windows),
+                               generator=torch.Generator().manual_seed(config.seed * 1000 + self.epoch))
+        mine = order[self.rank::self.world][:len(order) // self.world].tolist()  # equal shares: DDP ranks step together
+        batches = -(-len(mine) // config.batch_size)
+        self.meter.reset()
+        clock = time.perf_counter()
+        for batch in loader(self.train_windows, config.batch_size, sampler=mine[self.position * config.batch_size:],
+                            num_workers=config.num_workers, pin_memory=self.device.type == "cuda"):
+            self.meter.data_s += time.perf_counter() - clock
+            cycle = self.position - self.position % config.accumulate  # first batch of this optimizer step
+            last = self.position + 1 == min(cycle + config.accumulate, batches)
+            self._backward(batch, min(config.accumulate, batches - cycle), last)
+            self.position += 1
+            if last:
+                self._optimizer_step()
+                if self.done:
+                    return
+            clock = time.perf_counter()
+
+    def _backward(self, batch: dict, batches_in_step: int, last: bool) -> None:
+        """Gradients of one batch, scaled to the optimizer step's mean; DDP syncs them on its ``last`` batch."""
+        inputs = batch["inputs"].to(self.device, non_blocking=True)
+        target = batch["target"].to(self.device, non_blocking=True)
+        if isinstance(self.model, ResNet3D):
+            self.model.model_initial.requires_grad_(self.step >= self.config.freeze_encoder_steps)
+        with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                loss = _loss(self.net, self.config, inputs, target, batch) / batches_in_step
+            loss.backward()
+        self.meter.loss = self.meter.loss + loss.detach()
+        self.meter.samples += len(target)
+
+    def _optimizer_step(self) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.meter.steps += 1
+        self.log.bar.update()
+        if self.step % self.config.log_every == 0:
+            self._write_train()
+        if self.step % self.config.checkpoint_every == 0:
+            self.save()
+
+    def _write_train(self) -> None:
+        """A log line for the steps since the last one (none if there were none)."""
+        if self.meter.steps:
+            self.log.write(self.step, self.epoch, self.scheduler.get_last_lr()[0], self.meter.read(self.world))
+            self.meter.reset()
+
+    def close(self) -> None:
+        self.log.close()
+        if self.world > 1:
+            dist.destroy_process_group()
 
 
 def _writer(run: Path) -> object:

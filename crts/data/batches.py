@@ -1,10 +1,12 @@
-"""Crops of cube samples as torch tensors: windows from xbatcher, batching by torch's DataLoader.
+"""Windows of cube samples as torch tensors, read window by window; batching by torch's DataLoader.
 
-xbatcher's ``BatchGenerator`` lays the windows (``input_dims`` crop size,
-``input_overlap``; windows that do not fit at the far edges are dropped) over a
-lightweight (sample, y, x) view of the selection; the pixels of each window are
-then read with direct per-image reads from the cube, which is the fast path of
-a sharded Zarr store (reference: ecosystem notes). Its own batch cache and torch
+One mechanism cuts samples into windows (:class:`SampleWindows`): a regular grid
+for evaluation and prediction, laid by xbatcher's ``BatchGenerator`` over a
+lightweight (sample, y, x) view of the selection and completed at the far edges
+(xbatcher drops windows that do not fit, so predictions could not cover whole
+patches), or one random window per sample and epoch for training. Only the
+window's pixels are read from the cube (``array[p, t, :, y0:y1, x0:x1]``, all
+images of a sample in one concurrent request). xbatcher's batch cache and torch
 loaders are not used (they do not work with zarr 3 / split work between workers).
 """
 
@@ -17,6 +19,26 @@ import xarray as xr
 import xbatcher
 
 from .sen12mscrts import SEN12MSCRTS
+
+PLACEMENTS = ("grid", "random")
+
+
+def covering_size(size: int, window: int, overlap: int) -> int:
+    """The length of a grid axis on which xbatcher's windows (stride ``window - overlap``) reach the far edge.
+
+    Windows that start past ``size - window`` on it are moved back to end at the edge.
+
+    Examples
+    --------
+    >>> covering_size(256, 128, 32)  # windows at 0, 96, 192 -> 0, 96, 128
+    320
+    >>> covering_size(256, 64, 0)
+    256
+    """
+    stride = window - overlap
+    if stride <= 0:
+        raise ValueError(f"overlap {overlap} px must be smaller than the window ({window} px)")
+    return window + -(-(size - window) // stride) * stride
 
 
 class SampleWindows(torch.utils.data.Dataset):
@@ -31,7 +53,7 @@ class SampleWindows(torch.utils.data.Dataset):
     - ``input_coverage`` float32 (T,), ``target_coverage`` (): the whole image's coverage;
     - ``input_s1_td``, ``input_s2_td`` int64 (T,), ``target_s2_td`` (): days since 2014-04-03;
     - labels to write results back: ``pdx`` (sample index), ``roi`` (str), ``patch_id``,
-      ``input_times`` (T,), ``target_time``, ``y0``, ``x0`` (window origin in the patch).
+      ``input_times`` (T,), ``target_time``, ``y0``, ``x0`` (window origin in the patch, px).
 
     The DataLoader stacks them into batches (B, ...); see :func:`loader`.
 
@@ -40,66 +62,98 @@ class SampleWindows(torch.utils.data.Dataset):
     samples : SEN12MSCRTS
         A selection with ``sample_type='cloudy_cloudfree'``.
     input_dims : dict, optional
-        Window size, e.g. ``{"y": 128, "x": 128}``; default the whole patch.
+        Window size in pixels, e.g. ``{"y": 128, "x": 128}``; default the whole patch.
     input_overlap : dict, optional
-        Overlap of neighbouring windows in pixels, e.g. ``{"y": 32, "x": 32}``.
+        Overlap of neighbouring grid windows in pixels, e.g. ``{"y": 32, "x": 32}``.
+    placement : {"grid", "random"}
+        ``grid``: xbatcher's regular grid, sample by sample, with a last window
+        flush with the far edge where the stride does not land on it, so the
+        windows cover every pixel. ``random``: one window per sample (item ``i``
+        is sample ``i``) at an offset drawn from ``(seed, epoch, i)`` (see
+        :meth:`set_epoch`): the same in any order, process or resumed run.
+    seed : int
+        Seed of the random windows.
 
     Raises
     ------
     ValueError
-        If the selection has no sample index, or a window is larger than the patch.
+        If the selection has no sample index, a window is larger than the patch,
+        or the overlap is not smaller than the window.
+
+    Examples
+    --------
+    >>> windows = SampleWindows(data, {"y": 64, "x": 64}, placement="random", seed=1)  # doctest: +SKIP
+    >>> windows.set_epoch(3)  # doctest: +SKIP
+    >>> windows[0]["inputs"].shape  # doctest: +SKIP
+    torch.Size([3, 15, 64, 64])
     """
 
     def __init__(self, samples: SEN12MSCRTS, input_dims: dict[str, int] | None = None,
-                 input_overlap: dict[str, int] | None = None) -> None:
+                 input_overlap: dict[str, int] | None = None, *, placement: str = "grid", seed: int = 0) -> None:
         if samples.index is None:
             raise ValueError("windows need sample_type='cloudy_cloudfree' and a cloud detector")
-        self.samples = samples
+        if placement not in PLACEMENTS:
+            raise ValueError(f"invalid placement {placement!r}: choose from {', '.join(PLACEMENTS)}")
         size = samples.image_size
-        self.input_dims = input_dims or {"y": size, "x": size}
+        self.samples, self.placement, self.seed, self.epoch = samples, placement, seed, 0
+        self.input_dims = {"y": size, "x": size} | (input_dims or {})
         too_large = {dim: n for dim, n in self.input_dims.items() if n > size}
         if too_large:
             raise ValueError(f"window {too_large} is larger than the patch ({size} x {size} pixels)")
-        self.input_overlap = input_overlap or {}
+        self.input_overlap = {"y": 0, "x": 0} | (input_overlap or {})
+        self._grid_size = {dim: covering_size(size, self.input_dims[dim], self.input_overlap[dim]) for dim in "yx"}
         self._size = size
         self._windows: xbatcher.BatchGenerator | None = None
 
     @property
     def windows(self) -> xbatcher.BatchGenerator:
-        """xbatcher's windows over the (sample, y, x) grid; built once per process."""
+        """xbatcher's windows over the (sample, y, x) grid, extended to cover the edges; built once per process."""
         if self._windows is None:
-            n, s = len(self.samples), self._size
-            grid = xr.Dataset({"pixels": (("sample", "y", "x"), da.zeros((n, s, s), dtype=bool, chunks=(1, s, s)))},
-                              coords={"sample": np.arange(n), "y": np.arange(s), "x": np.arange(s)})
+            n, (h, w) = len(self.samples), self._grid_size.values()
+            grid = xr.Dataset({"pixels": (("sample", "y", "x"), da.zeros((n, h, w), dtype=bool, chunks=(1, h, w)))},
+                              coords={"sample": np.arange(n), "y": np.arange(h), "x": np.arange(w)})
             self._windows = xbatcher.BatchGenerator(grid, input_dims=self.input_dims, input_overlap=self.input_overlap,
                                                     batch_dims={"sample": 1}, concat_input_dims=False)
         return self._windows
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's random windows (and the ``random`` sampler's samples)."""
+        self.epoch = epoch
+        self.samples.set_epoch(epoch)
+
+    def position(self, i: int) -> tuple[int, int, int]:
+        """Sample index and window origin (row, column in px) of item ``i``."""
+        h, w = self.input_dims["y"], self.input_dims["x"]
+        if self.placement == "random":
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            return i, int(rng.integers(0, self._size - h + 1)), int(rng.integers(0, self._size - w + 1))
+        window = self.windows[i]
+        y0, x0 = int(window.y.values[0]), int(window.x.values[0])
+        return int(window.sample.values[0]), min(y0, self._size - h), min(x0, self._size - w)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_windows": None}
 
     def __len__(self) -> int:
-        return len(self.windows)
+        return len(self.samples) if self.placement == "random" else len(self.windows)
 
     def __repr__(self) -> str:
         dims = " x ".join(f"{n}" for n in self.input_dims.values())
-        overlap = f", overlap {self.input_overlap}" if self.input_overlap else ""
-        return f"SampleWindows({len(self)} windows of {dims} px{overlap} over {self.samples!r})"
+        overlap = f", overlap {self.input_overlap}" if any(self.input_overlap.values()) else ""
+        where = f"random (seed {self.seed}, epoch {self.epoch})" if self.placement == "random" else "grid"
+        return f"SampleWindows({len(self)} windows of {dims} px{overlap}, {where}, over {self.samples!r})"
 
     def __getitem__(self, i: int) -> dict:
-        window = self.windows[i]
-        pdx = int(window.sample.values[0])
-        y0, x0 = int(window.y.values[0]), int(window.x.values[0])
-        crop = (slice(y0, y0 + window.sizes["y"]), slice(x0, x0 + window.sizes["x"]))
+        pdx, y0, x0 = self.position(i)
+        window = (slice(y0, y0 + self.input_dims["y"]), slice(x0, x0 + self.input_dims["x"]))
         index = self.samples.index
         n = index.inputs.shape[1]
-        read = self.samples.read_steps(pdx, [*map(int, index.inputs[pdx]), int(index.target[pdx])])  # one request
-        inputs = (slice(0, n), slice(None), *crop)
+        read = self.samples.read_steps(pdx, [*map(int, index.inputs[pdx]), int(index.target[pdx])], window)
         return {
-            "inputs": torch.from_numpy(np.concatenate([read["S2"][inputs], read["S1"][inputs]], axis=1)),
-            "target": torch.from_numpy(read["S2"][(n, slice(None), *crop)].copy()),
-            "input_masks": torch.from_numpy(read["masks"][(slice(0, n), *crop)].copy()),
-            "target_mask": torch.from_numpy(read["masks"][(n, *crop)].copy()),
+            "inputs": torch.from_numpy(np.concatenate([read["S2"][:n], read["S1"][:n]], axis=1)),
+            "target": torch.from_numpy(read["S2"][n]),
+            "input_masks": torch.from_numpy(read["masks"][:n]),
+            "target_mask": torch.from_numpy(read["masks"][n]),
             "input_coverage": torch.tensor(read["coverage"][:n], dtype=torch.float32),
             "target_coverage": torch.tensor(read["coverage"][n], dtype=torch.float32),
             "input_s1_td": torch.tensor(read["S1 TD"][:n]),

@@ -202,16 +202,20 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         table = self.s1_paths if modality == "S1" else self.s2_paths
         return str(self.source_root / str(table[pdx, t]))
 
-    def read_steps(self, pdx: int, steps: list[int]) -> dict:
+    def read_steps(self, pdx: int, steps: list[int], window: tuple[slice, slice] | None = None) -> dict:
         """Stacked arrays of some time steps of one sample: scaled ``S1`` (n, 2, H, W) and ``S2`` (n, 13, H, W),
         ``masks`` (n, H, W), and per-step ``coverage``, ``S1 TD``, ``S2 TD``, paths, ``coord``, ``idx`` lists.
 
         Every image (S1, S2 and mask of every step) is read in one concurrent request
         to the cube (:meth:`cube.store.CubeStore.read`): over a network, one latency per sample.
+        ``window`` (row and column slices) reads only that part of every image; the
+        coverage stays the whole image's.
         """
         p = int(self.positions[pdx])
         names = ["S2", "S1"] + ([] if self.cloud_masks is None else [self.cloud_masks])
-        images = self.store.read([(name, (p, t)) for name in names for t in steps])
+        rows, cols = window or (slice(None), slice(None))
+        images = self.store.read([(name, (p, t, slice(None), rows, cols) if name in ("S1", "S2") else (p, t, rows, cols))
+                                  for name in names for t in steps])
         s2, s1, *masks = (np.stack(images[i * len(steps):(i + 1) * len(steps)]) for i in range(len(names)))
         if self.cloud_masks is None:
             masks = np.ones((len(steps), *s2.shape[-2:]), np.float32)

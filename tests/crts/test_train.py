@@ -1,4 +1,5 @@
-"""Training from cube batches: it learns, it resumes exactly, it runs under torchrun."""
+"""Training from cube batches: it learns, it resumes exactly (also with gradient accumulation), it logs without
+reading the loss every step, it runs under torchrun."""
 
 from __future__ import annotations
 
@@ -56,8 +57,9 @@ def test_resume_continues_to_the_same_weights(sampling_cube: Path, tmp_path: Pat
     assert saved_a["step"] == saved_b["step"] == 7
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
-    log = (resumed / "log.csv").read_text().splitlines()
-    assert log[0].startswith("step,epoch,loss") and len([row for row in log if row[0].isdigit()]) >= 7
+    with (resumed / "log.csv").open(newline="") as log:
+        rows = [row for row in csv.DictReader(log) if row["loss"]]
+    assert [int(row["step"]) for row in rows][-1] == 7
     assert (resumed / "tensorboard").is_dir()
 
 
@@ -165,3 +167,47 @@ def test_a_run_stopped_within_its_first_epoch_has_no_validation_yet(sampling_cub
                                                         "epoch ended)")
     assert total_steps(10, 1, TrainConfig(cube="c", batch_size=4, epochs=2, epochs_decay=1)) == 9
     assert total_steps(10, 2, TrainConfig(cube="c", batch_size=4, epochs=1, epochs_decay=0, max_steps=1)) == 1
+
+
+def test_accumulating_two_batches_of_one_equals_batches_of_two_and_resumes(sampling_cube: Path,
+                                                                          tmp_path: Path) -> None:
+    pairs = train(_config(sampling_cube, tmp_path / "pairs", max_steps=5), progress=False)
+    part = _config(sampling_cube, tmp_path / "part", batch_size=1, accumulate=2, max_steps=3)
+    train(part, progress=False)
+    accumulated = train(dataclasses.replace(part, max_steps=5), resume=True, progress=False)
+    a, saved_a = load_checkpoint(pairs / "last.pt")
+    b, saved_b = load_checkpoint(accumulated / "last.pt")
+    assert saved_a["step"] == saved_b["step"] == 5 and saved_b["position"] == 2 * saved_a["position"]
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_the_loss_is_read_from_the_device_only_when_a_line_is_logged(sampling_cube: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = []  # values our code reads out of tensors (a host synchronisation on CUDA); torch's own are not counted
+
+    def counting(name: str):
+        original = getattr(torch.Tensor, name)
+
+        def read(self: torch.Tensor, *args: object) -> object:
+            if sys._getframe(1).f_globals["__name__"].startswith("crts.") and self.dtype.is_floating_point:
+                reads.append(name)
+            return original(self, *args)
+        return read
+
+    for name in ("item", "__float__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    run = train(_config(sampling_cube, tmp_path / "run", batch_size=1, epochs=1, epochs_decay=0, max_steps=6,
+                        log_every=3), progress=False)  # 6 training samples: one epoch, no validation
+    monkeypatch.undo()
+    with (run / "log.csv").open(newline="") as log:
+        rows = list(csv.DictReader(log))
+    assert [int(row["step"]) for row in rows] == [3, 6] and len(reads) == 2
+    for row in rows:
+        assert float(row["samples_per_s"]) > 0 and 0 <= float(row["data_share"]) < 1
+
+
+def test_invalid_step_settings_are_refused(sampling_cube: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="invalid accumulate 0: must be at least 1"):
+        train(_config(sampling_cube, tmp_path / "run", accumulate=0), progress=False)
+    assert total_steps(10, 1, TrainConfig(cube="c", batch_size=2, accumulate=2, epochs=1, epochs_decay=1)) == 6

@@ -1,4 +1,5 @@
-"""Windows and batches: documented shapes and labels, every window once per epoch, also with workers and DDP."""
+"""Windows and batches: documented shapes and labels, windows equal crops of whole images, grids that cover
+the patch, reproducible random windows, every window once per epoch, also with workers and DDP."""
 
 from __future__ import annotations
 
@@ -75,7 +76,61 @@ def test_a_window_larger_than_the_patch_is_refused_at_construction(samples: SEN1
 
 def test_repr_names_the_settings_and_sizes(samples: SEN12MSCRTS) -> None:
     text = repr(SampleWindows(samples, {"y": 16, "x": 16}))
-    assert text.startswith(f"SampleWindows({len(samples) * 4} windows of 16 x 16 px over SEN12MSCRTS(")
+    assert text.startswith(f"SampleWindows({len(samples) * 4} windows of 16 x 16 px, grid, over SEN12MSCRTS(")
     assert "split='all', region='all', cloud_masks='s2cloudless_mask'" in text
     assert f"n_input_samples=3, min_cov=0.0, max_cov=1.0, sampler='fixed'): {len(samples)} samples of 32 x 32 px" \
         in text and "\n" not in text
+
+
+def _crop_of_whole_image(samples: SEN12MSCRTS, item: dict) -> dict:
+    """The same window cut from the whole images of the item's sample."""
+    whole = SampleWindows(samples)[item["pdx"]]
+    h, w = item["target"].shape[-2:]
+    crop = (slice(item["y0"], item["y0"] + h), slice(item["x0"], item["x0"] + w))
+    return {key: whole[key][(..., *crop)] for key in ("inputs", "target", "input_masks", "target_mask")}
+
+
+@pytest.mark.parametrize("placement", ["grid", "random"])
+def test_a_window_read_from_the_cube_equals_the_crop_of_the_whole_image(samples: SEN12MSCRTS, placement: str) -> None:
+    windows = SampleWindows(samples, {"y": 12, "x": 20}, placement=placement, seed=5)
+    for i in (0, 7, len(windows) - 1):
+        item = windows[i]
+        assert item["inputs"].shape == (3, 15, 12, 20)
+        for key, expected in _crop_of_whole_image(samples, item).items():
+            torch.testing.assert_close(item[key], expected, rtol=0, atol=0)
+
+
+def test_the_grid_covers_every_pixel_with_windows_flush_at_the_far_edge(samples: SEN12MSCRTS) -> None:
+    windows = SampleWindows(samples, {"y": 12, "x": 12}, {"y": 2, "x": 2})  # stride 10: starts 0, 10, 20 on 32 px
+    assert len(windows) == len(samples) * 9
+    covered = np.zeros((len(samples), 32, 32), int)
+    for i in range(len(windows)):
+        pdx, y0, x0 = windows.position(i)
+        assert 0 <= y0 <= 20 and 0 <= x0 <= 20
+        covered[pdx, y0:y0 + 12, x0:x0 + 12] += 1
+    assert (covered > 0).all()
+    assert {windows.position(i)[1] for i in range(9)} == {0, 10, 20}
+
+
+def test_random_windows_depend_only_on_seed_epoch_and_item(samples: SEN12MSCRTS) -> None:
+    def positions(seed: int, epoch: int, order: list[int]) -> dict[int, tuple]:
+        windows = SampleWindows(samples, {"y": 16, "x": 16}, placement="random", seed=seed)
+        windows.set_epoch(epoch)
+        return {i: windows.position(i) for i in order}
+
+    forward = positions(0, 2, list(range(len(samples))))
+    assert forward == positions(0, 2, list(reversed(range(len(samples)))))  # a resumed run, another order
+    assert len(forward) == len(samples) and [p for p, _, _ in forward.values()] == list(range(len(samples)))
+    assert len({(y, x) for _, y, x in forward.values()}) > 1  # offsets do vary
+    assert forward != positions(0, 3, list(range(len(samples))))
+    assert forward != positions(1, 2, list(range(len(samples))))
+    with_workers = _keys(loader(SampleWindows(samples, {"y": 16, "x": 16}, placement="random"), batch_size=4,
+                                num_workers=2))
+    assert sorted(with_workers) == sorted((p, y, x) for p, y, x in positions(0, 0, list(range(len(samples)))).values())
+
+
+def test_invalid_placements_and_overlaps_are_refused(samples: SEN12MSCRTS) -> None:
+    with pytest.raises(ValueError, match="invalid placement 'tiles': choose from grid, random"):
+        SampleWindows(samples, placement="tiles")
+    with pytest.raises(ValueError, match="overlap 16 px must be smaller than the window"):
+        SampleWindows(samples, {"y": 16, "x": 16}, {"y": 16, "x": 0})
