@@ -338,7 +338,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="lowest input coverage (default: 0.0, as the original: the target may be an input)")
     p.add_argument("--max-cov", type=float, default=1.0, help="highest input coverage (default: 1.0)")
     p.add_argument("--import-index", metavar="FILE", help="index file (.npy as published, or .json) to use")
-    p.add_argument("--batch-size", type=int, default=4, help="samples per batch (default: 4)")
+    p.add_argument("--batch-size", type=int, default=4, help="windows per batch (default: 4)")
+    p.add_argument("--window", type=int, metavar="PX",
+                   help="predict windows of PX x PX pixels and blend them into whole patches (default: whole patches)")
+    p.add_argument("--overlap", type=int, default=0, metavar="PX",
+                   help="overlap of neighbouring windows in pixels, blended without seams (default: 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, ... (default: auto)")
     p.add_argument("--run", required=True, help="name of the run in the cube")
     p.set_defaults(handler=_run_evaluate)
@@ -349,7 +353,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     path = evaluate(args.cube, args.run, checkpoint=args.checkpoint, baseline=args.baseline, split=args.split,
                     region=args.region, cloud_masks=args.cloud_masks, n_input_samples=args.n_input_samples,
                     min_cov=args.min_cov, max_cov=args.max_cov, import_index=args.import_index,
-                    batch_size=args.batch_size, device=args.device, storage_options=dict(args.storage_options))
+                    batch_size=args.batch_size, window=args.window, overlap=args.overlap, device=args.device,
+                    storage_options=dict(args.storage_options))
     ds = open_run(args.cube, args.run, storage_options=dict(args.storage_options))
     means = ", ".join(f"{m} {float(ds[m].mean()):.4f}" for m in ("rmse", "mae", "psnr", "sam", "ssim"))
     if "uce" in ds:  # a model that predicts variances

@@ -24,6 +24,7 @@ from cube.runs import RunWriter, check_run_name
 from cube.store import as_store
 
 from . import __version__
+from .blend import PatchBlender
 from .data import SEN12MSCRTS, SampleWindows, loader
 from .metrics import (
     calibration_bins,
@@ -121,29 +122,47 @@ def _predict(model: torch.nn.Module, batch: dict, device: torch.device) -> tuple
     return ((model(inputs * 2 - 1, batch["input_masks"].to(device)) + 1) / 2).clamp(0, 1), None
 
 
-def _predict_all(model: torch.nn.Module, samples: SEN12MSCRTS, writer: RunWriter, device: torch.device,
+def _predict_all(model: torch.nn.Module, windows: SampleWindows, writer: RunWriter, device: torch.device,
                  batch_size: int, progress: bool) -> dict[str, np.ndarray]:
-    """Write every sample's prediction (and variance) into the run; returns the per-image scores (float32)."""
-    names = ("prediction", "variance") if isinstance(model, UnCRtainTS) else ("prediction",)
-    stored = {name: writer.array(name) for name in names}
+    """Write every sample's prediction (and variance) into the run; returns the per-image scores (float32).
+
+    The model predicts batches of windows; :class:`crts.blend.PatchBlender` puts
+    each patch together, and whole patches are scored and written ``batch_size`` at a time.
+    """
+    blender, complete = PatchBlender(windows, device), []
     scores: dict[str, np.ndarray] = {}
+    batches = loader(windows, batch_size=batch_size, pin_memory=device.type == "cuda")
     with torch.no_grad():
-        for batch in tqdm(loader(SampleWindows(samples), batch_size=batch_size), desc=f"evaluating {writer.name}",
-                          disable=not progress):
+        for n, batch in enumerate(tqdm(batches, desc=f"evaluating {writer.name}", disable=not progress), 1):
             prediction, variance = _predict(model, batch, device)
-            target = batch["target"].to(device)
-            per_image = evaluate_batch(prediction, target, batch["input_masks"].to(device).amax(1) > 0)
-            pdx = batch["pdx"].numpy()
-            stored["prediction"].set_orthogonal_selection(
-                (pdx,), np.round(prediction.cpu().numpy() * S2_SCALE).astype(np.uint16))
-            if variance is not None:
-                largest = float(np.finfo(VARIANCE_DTYPE).max)
-                stored["variance"].set_orthogonal_selection(
-                    (pdx,), variance.clamp(max=largest).cpu().numpy().astype(VARIANCE_DTYPE))
-                per_image |= {"mean_variance": mean_variance(variance), "mean_error": mean_error(prediction, target)}
-            for name, values in per_image.items():
-                scores.setdefault(name, np.full(len(samples), np.nan, np.float32))[pdx] = values.cpu().numpy()
+            outputs = {"prediction": prediction} | ({} if variance is None else {"variance": variance})
+            for j, (pdx, y0, x0) in enumerate(zip(*(batch[k].tolist() for k in ("pdx", "y0", "x0")), strict=True)):
+                whole = blender.add(pdx, y0, x0, {k: v[j] for k, v in outputs.items()},
+                                    {"target": batch["target"][j], "input_masks": batch["input_masks"][j]})
+                complete += [] if whole is None else [(pdx, whole)]
+            while len(complete) >= batch_size or (complete and n == len(batches)):
+                _score_and_write(complete[:batch_size], writer, scores, len(windows.samples))
+                complete = complete[batch_size:]
     return scores
+
+
+def _score_and_write(patches: list[tuple[int, dict]], writer: RunWriter, scores: dict[str, np.ndarray],
+                     samples: int) -> None:
+    """Score whole patches with the paper's metrics and write their prediction (and variance) into the run."""
+    pdx = np.array([p for p, _ in patches])
+    prediction, target, masks = (torch.stack([whole[k] for _, whole in patches])
+                                 for k in ("prediction", "target", "input_masks"))
+    per_image = evaluate_batch(prediction, target, masks.amax(1) > 0)
+    writer.array("prediction").set_orthogonal_selection(
+        (pdx,), np.round(prediction.cpu().numpy() * S2_SCALE).astype(np.uint16))
+    if "variance" in patches[0][1]:
+        variance = torch.stack([whole["variance"] for _, whole in patches])
+        largest = float(np.finfo(VARIANCE_DTYPE).max)
+        writer.array("variance").set_orthogonal_selection(
+            (pdx,), variance.clamp(max=largest).cpu().numpy().astype(VARIANCE_DTYPE))
+        per_image |= {"mean_variance": mean_variance(variance), "mean_error": mean_error(prediction, target)}
+    for name, values in per_image.items():
+        scores.setdefault(name, np.full(samples, np.nan, np.float32))[pdx] = values.cpu().numpy()
 
 
 def _describe(name: str) -> dict[str, str]:
@@ -196,8 +215,8 @@ def uncertainty_summary(mean_var: np.ndarray, error: np.ndarray, rmse: np.ndarra
 def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None, baseline: str | None = None,
              split: str = "test", region: str = "all", cloud_masks: str = "s2cloudless_mask",
              n_input_samples: int | None = None, min_cov: float = 0.0, max_cov: float = 1.0,
-             import_index: str | None = None, batch_size: int = 4, device: str = "auto",
-             storage_options: dict | None = None, progress: bool = True) -> str:
+             import_index: str | None = None, batch_size: int = 4, window: int | None = None, overlap: int = 0,
+             device: str = "auto", storage_options: dict | None = None, progress: bool = True) -> str:
     """Predict every sample of a split and write predictions and per-sample metrics as run ``run`` of the cube.
 
     Returns the published run's location; open it with :func:`cube.runs.open_run`.
@@ -220,6 +239,12 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
         inputs, as in the original; ``min_cov > 0`` keeps clear steps out.
     n_input_samples : int, optional
         Default: the checkpoint's (as trained), or 3.
+    batch_size : int
+        Windows per model call, and patches scored per batch.
+    window, overlap : int, optional
+        Predict ``window`` x ``window`` px windows overlapping by ``overlap`` px and
+        blend them into whole patches (:mod:`crts.blend`): for models trained on
+        crops, or a GPU that cannot hold whole patches. Default: whole patches.
     storage_options : dict, optional
         Object-store options (see :func:`cube.open_cube`).
     """
@@ -233,13 +258,16 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
                                 "cpu" if device == "auto" else device)
     uncertain = isinstance(model, UnCRtainTS)
     writer = RunWriter(store, run, _template(samples, uncertain))
-    scores = _predict_all(model.to(torch_device).eval(), samples, writer, torch_device, batch_size, progress)
+    windows = SampleWindows(samples, None if window is None else {"y": window, "x": window},
+                            {"y": overlap, "x": overlap})
+    scores = _predict_all(model.to(torch_device).eval(), windows, writer, torch_device, batch_size, progress)
     metrics = xr.Dataset({name: ("sample", values, _describe(name)) for name, values in scores.items()})
     if uncertain:
         metrics = metrics.merge(uncertainty_summary(scores["mean_variance"], scores["mean_error"], scores["rmse"]))
     return writer.publish(metrics.assign_attrs({
         **provenance, "run": run, "split": split, "region": region, "cloud_masks": cloud_masks,
         "n_input_samples": n, "min_cov": min_cov, "max_cov": max_cov,
+        "window_px": window or samples.image_size, "overlap_px": overlap,
         "index": str(Path(import_index).resolve()) if import_index else "computed",
         "index_sha256": _sha256(Path(import_index)) if import_index and Path(import_index).is_file() else "",
         "code_version": __version__, "created": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"}))

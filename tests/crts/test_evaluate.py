@@ -1,4 +1,5 @@
-"""Evaluation runs in the cube: exact predictions and variances, provenance, safe publishing, reports."""
+"""Evaluation runs in the cube: exact predictions and variances, seamless blending of windows, provenance, safe
+publishing, reports."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import crts.evaluate
+from crts.blend import PatchBlender
 from crts.data import SEN12MSCRTS, SampleWindows
 from crts.evaluate import evaluate
 from crts.metrics import uncertainty_calibration
@@ -162,3 +164,32 @@ def test_uncrtaints_run_holds_variances_and_calibration(cube_copy: Path, tmp_pat
     assert (tmp_path / "report" / "uncertainty.png").stat().st_size > 100
     table = pd.read_csv(tmp_path / "report" / "uncertainty.csv", index_col="run")
     assert list(table.index) == ["unc"] and table.loc["unc", "uce"] == pytest.approx(float(run.uce))
+
+
+def test_blending_an_identity_model_s_windows_gives_back_the_whole_image(cube_copy: Path) -> None:
+    samples = SEN12MSCRTS(cube_copy, split="test")
+    windows = SampleWindows(samples, {"y": 12, "x": 12}, {"y": 4, "x": 4})  # 4 overlapping windows per axis
+    blender, wholes = PatchBlender(windows, torch.device("cpu")), {}
+    for i in range(len(windows)):
+        item = windows[i]
+        identity = item["inputs"][-1, :13]  # the model's output: its last input step's S2 bands
+        whole = blender.add(item["pdx"], item["y0"], item["x0"], {"prediction": identity}, {"target": item["target"]})
+        if whole is not None:
+            wholes[item["pdx"]] = whole
+    assert sorted(wholes) == list(range(len(samples)))
+    for pdx, whole in wholes.items():
+        image = SampleWindows(samples)[pdx]
+        torch.testing.assert_close(whole["prediction"], image["inputs"][-1, :13], rtol=0, atol=0)
+        torch.testing.assert_close(whole["target"], image["target"], rtol=0, atol=0)
+
+
+def test_windowed_evaluation_of_a_per_pixel_model_equals_the_whole_patch_run(cube_copy: Path) -> None:
+    evaluate(cube_copy, "whole", baseline="mosaic", split="test", progress=False)
+    evaluate(cube_copy, "windows", baseline="mosaic", split="test", window=16, overlap=6, batch_size=3,
+             progress=False)
+    whole, windows = open_run(cube_copy, "whole"), open_run(cube_copy, "windows")
+    np.testing.assert_array_equal(windows.prediction.values, whole.prediction.values)
+    for metric in ("rmse", "psnr", "sam", "ssim", "rmse_cloudy"):
+        np.testing.assert_allclose(windows[metric].values, whole[metric].values, rtol=1e-6, err_msg=metric)
+    assert (windows.attrs["window_px"], windows.attrs["overlap_px"]) == (16, 6)
+    assert (whole.attrs["window_px"], whole.attrs["overlap_px"]) == (32, 0)
