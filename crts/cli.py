@@ -29,6 +29,7 @@ from cube.rois import REGIONS, SPLITS  # noqa: E402
 from cube.summary import format_summary, summary  # noqa: E402
 from cube.stats import GROUP_KEYS, coverage_index, coverage_table  # noqa: E402
 from cube.runs import list_runs, open_run, prune_runs  # noqa: E402
+from cube.schema import TILE_PX  # noqa: E402
 from cube.store import (  # noqa: E402
     CubeStore,
     IncompleteCubeError,
@@ -147,6 +148,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="FILE", default=None, help="write a JSON report of the conversion")
     p.add_argument("--detectors", type=_comma_list, default=list(DETECTORS), metavar="LIST",
                    help=f"cloud pass after the conversion (default: {','.join(DETECTORS)}); 'none' skips it")
+    p.add_argument("--tile", type=int, default=TILE_PX, metavar="PX",
+                   help=f"edge of the images' inner chunks in a new cube, in px (default: {TILE_PX}; it must divide "
+                        "the patch size; an existing cube keeps its chunking)")
     _add_force_unlock(p)
     p.set_defaults(handler=_run_convert)
 
@@ -163,7 +167,7 @@ def _run_convert(args: argparse.Namespace) -> None:
     report = convert(args.src, args.cube, rois=args.rois, split=args.split, region=args.region,
                      workers=args.workers, scheduler=args.scheduler, resume=args.resume,
                      on_error=args.on_error, report=args.report, clouds=_detectors(args.detectors),
-                     force_unlock=args.force_unlock, storage_options=dict(args.storage_options))
+                     force_unlock=args.force_unlock, storage_options=dict(args.storage_options), tile=args.tile)
     print(f"{args.cube}: {report.patches_in_cube} patches ({report.patches_added} added, "
           f"{report.patches_converted} converted, {report.cloud_pass_patches} through the cloud pass) "
           f"in {report.seconds:.1f} s; {report.gaps} gap(s)")

@@ -97,6 +97,7 @@ def _add_variables(store: CubeStore, names: list[str]) -> None:
     """
     ds = store.dataset(chunks=None)
     patches, times, size = ds.sizes["patch"], ds.sizes["time"], ds.sizes["y"]
+    tile = ds["S2"].encoding["chunks"][-2:]  # masks are read with the S2 window: the same tiles
     dims = ("patch", "time", "y", "x")
     new = {}
     encoding = {}
@@ -107,7 +108,7 @@ def _add_variables(store: CubeStore, names: list[str]) -> None:
         dtype = np.float32 if "scale_factor" in spec.get("encoding", {}) else spec["dtype"]
         new[name] = (dims, da.zeros((patches, times, size, size), dtype=dtype, chunks=-1), spec["attrs"])
         gap = NO_DATA if spec["dtype"] == np.uint8 else np.nan  # what an image never written reads as
-        encoding[name] = {"chunks": (1, 1, size, size), "shards": (1, times, size, size), "fill_value": gap,
+        encoding[name] = {"chunks": (1, 1, *tile), "shards": (1, times, size, size), "fill_value": gap,
                           "compressors": (compressor(np.dtype(spec["dtype"])),), **spec.get("encoding", {})}
         if spec["dtype"] == np.float32:
             encoding[name]["_FillValue"] = np.nan

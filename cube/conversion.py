@@ -35,7 +35,7 @@ from .detectors import DETECTORS
 from .parallel import run_tasks
 from .rois import Roi, in_cr_split, select_rois
 from .runs import RUNS
-from .schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, template
+from .schema import SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, template
 from .store import LOCK, STATE, CubeState, CubeStore, as_store, checked_state
 from .validate import (
     Expected,
@@ -249,7 +249,7 @@ def _root_attributes(spec: Spec, src: Path) -> dict:
 
 
 def _prepare(store: CubeStore, owner: dict, spec: Spec, state: CubeState | None, new: list[PatchFiles],
-             src: Path, times: int, on_error: str) -> tuple[CubeState, int, list[Problem]]:
+             src: Path, times: int, on_error: str, tile: int) -> tuple[CubeState, int, list[Problem]]:
     """Make room for the new patches (create or grow the store), committing the pending work first.
 
     Returns the state, the store position of the first new patch and the header problems found.
@@ -265,12 +265,12 @@ def _prepare(store: CubeStore, owner: dict, spec: Spec, state: CubeState | None,
     first = state.pending["start"] if state.pending else (store.array("valid").shape[0] if state.complete else 0)
     if not keys or (state.pending or {}).get("grown"):
         return state, first, problems
+    chunking = encoding(spec, times, size, dtypes, tile)  # a bad tile fails here, before anything is written
     state.complete, state.pending = False, {"start": first, "patches": keys, "grown": False}
     store.commit(state, owner)
     metas = _metas([p for p in new if p.key in georef], georef, src)
     if first == 0:
-        _create(store, template(spec, metas, times, size, dtypes, _root_attributes(spec, src)),
-                encoding(spec, times, size, dtypes))
+        _create(store, template(spec, metas, times, size, dtypes, _root_attributes(spec, src)), chunking)
     else:
         _grow(store, spec, first, metas, times)
     state.pending["grown"] = True
@@ -321,7 +321,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
             split: str | None = None, region: str | None = None, workers: int | None = None,
             scheduler: str | None = None, resume: bool = False, on_error: str = "fail",
             report: str | os.PathLike | None = None, clouds: tuple[str, ...] = DETECTORS,
-            force_unlock: bool = False, storage_options: dict | None = None,
+            force_unlock: bool = False, storage_options: dict | None = None, tile: int = TILE_PX,
             progress: bool = True) -> ConversionReport:
     """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into a Zarr v3 cube.
 
@@ -362,6 +362,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
         died on this machine is detected and its lock broken automatically).
     storage_options : dict, optional
         Object-store options (see :func:`cube.open_cube`).
+    tile : int
+        Edge in px of the images' inner chunks in a new cube (default
+        :data:`cube.schema.TILE_PX`; must divide the patch size); a cube that
+        exists keeps its chunking.
     progress : bool
         Show a progress bar.
 
@@ -392,7 +396,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     if state is None or not state.complete or any(p.key not in stored for p in patches):
         with store.reopened("r+").writer("conversion", force_unlock=force_unlock) as owner:
             _convert_locked(store.reopened("r+"), owner, spec, patches, problems, times, out,
-                            resume=resume, workers=workers, scheduler=scheduler, clouds=clouds, progress=progress)
+                            resume=resume, workers=workers, scheduler=scheduler, clouds=clouds, tile=tile,
+                            progress=progress)
     elif clouds and spec.temporal:
         out.cloud_pass_patches = compute_clouds(store, clouds, workers=workers, scheduler=scheduler, resume=True,
                                                 force_unlock=force_unlock, progress=progress)
@@ -406,14 +411,15 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
 
 def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[PatchFiles], problems: list[Problem],
                     times: int, out: ConversionReport, *, resume: bool, workers: int | None,
-                    scheduler: str | None, clouds: tuple[str, ...], progress: bool) -> None:
+                    scheduler: str | None, clouds: tuple[str, ...], tile: int, progress: bool) -> None:
     """The conversion's writes, under the writer lock: prepare, convert each patch, commit, cloud pass."""
     state, stored = _existing(store, spec, Path(out.source), times, resume)  # again: now nobody else writes
     new = [p for p in patches if p.key not in stored]
     problems = _only_new(problems, new)
     if out.on_error == "fail":
         _raise_if_any(problems, f"in {out.source}")
-    state, first, header_problems = _prepare(store, owner, spec, state, new, Path(out.source), times, out.on_error)
+    state, first, header_problems = _prepare(store, owner, spec, state, new, Path(out.source), times, out.on_error,
+                                             tile)
     placed = {tuple(key) for key in state.pending["patches"]} if state.pending else set()
     new = [p for p in new if p.key in placed]
     task_problems, out.patches_converted = _convert_new(store, spec, new, first, times, out.on_error, workers,

@@ -60,16 +60,38 @@ def compressor(dtype: np.dtype) -> BloscCodec:
     return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=np.dtype(dtype).itemsize)
 
 
-def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype]) -> dict[str, dict]:
+TILE_PX = 128
+"""Edge of the images' inner chunks in px (temporal cubes): a 64 px window decodes a quarter of the image or
+less, a whole image costs no more than one 256 px chunk (benchmarks/bench_windows.py, docs/schema.md)."""
+
+
+def image_chunk(size: int, tile: int = TILE_PX) -> tuple[int, int]:
+    """Rows and columns of an image's inner chunk: ``tile`` px squares, or the whole image where it is smaller.
+
+    Examples
+    --------
+    >>> image_chunk(256), image_chunk(32)
+    ((128, 128), (32, 32))
+    """
+    edge = min(tile, size)
+    if edge < 1 or size % edge:
+        raise ValueError(f"invalid tile {tile} px: it must divide the patch size ({size} px)")
+    return edge, edge
+
+
+def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype], tile: int = TILE_PX
+             ) -> dict[str, dict]:
     """Chunks, shards and codecs of the data variables.
 
-    Inner chunk: one (patch, time) image with all bands, so a sample reads only the
-    dates it uses. Shard: all time steps of one patch, written by exactly one task.
+    Inner chunk (temporal cubes): one ``tile`` x ``tile`` px part of one (patch,
+    time) image with all bands, so a sample reads only the dates and the window it
+    uses. Shard: all time steps of one patch, written by exactly one task. Without
+    a time axis (SEN12MS-CR) every chunk is a stored object of its own: one whole image.
     """
     enc: dict[str, dict] = {}
     for m in spec.modalities:
         bands = len(BANDS["S1" if m == "S1" else "S2"])
-        chunk = (1, 1, bands, size, size) if spec.temporal else (1, bands, size, size)
+        chunk = (1, 1, bands, *image_chunk(size, tile)) if spec.temporal else (1, bands, size, size)
         enc[m] = {"chunks": chunk, "compressors": (compressor(dtypes[m]),)}
         if spec.temporal:
             enc[m]["shards"] = (1, times, bands, size, size)

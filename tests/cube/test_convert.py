@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+import zarr
 
 from cube import IncompleteCubeError, convert, georeferenced, open_cube, patch_index
 from cube.layout import scan_cr, scan_ts
@@ -181,3 +182,18 @@ def test_an_existing_dask_cluster_does_the_work(tiny_root: Path, tiny_cube: Path
 def test_patch_index_refuses_a_roi_number_alone(tiny_cube: Path) -> None:
     with pytest.raises(ValueError, match=r"invalid ROI 63: give it as 'ROIsXXXX/NN'"):
         patch_index(open_cube(tiny_cube), 63, 490)
+
+
+def test_images_are_stored_in_tiles_and_a_window_reads_the_same_pixels(tiny_root: Path, tmp_path: Path) -> None:
+    tiled, whole = tmp_path / "tiled.zarr", tmp_path / "whole.zarr"
+    convert(tiny_root, tiled, workers=1, tile=16, progress=False)
+    convert(tiny_root, whole, workers=1, tile=32, progress=False)
+    a, b = zarr.open_group(tiled, mode="r"), zarr.open_group(whole, mode="r")
+    assert a["S2"].chunks == (1, 1, 13, 16, 16) and a["S2"].shards == (1, 4, 13, 32, 32)
+    assert a["s2cloudless_mask"].chunks == (1, 1, 16, 16) and b["S2"].chunks == (1, 1, 13, 32, 32)
+    for name in ("S2", "S1", "s2cloudless_mask", "coverage"):
+        np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=name)
+    np.testing.assert_array_equal(a["S2"][1, 2, :, 5:21, 9:30], b["S2"][1, 2][:, 5:21, 9:30])
+    with pytest.raises(ValueError, match=r"invalid tile 12 px: it must divide the patch size \(32 px\)"):
+        convert(tiny_root, tmp_path / "bad.zarr", workers=1, tile=12, progress=False)
+    assert not (tmp_path / "bad.zarr" / "S2").exists()
