@@ -9,19 +9,29 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import xarray as xr
+from matplotlib.image import AxesImage
 
 from cube import open_cube
+from cube.clouds import NO_DATA
+from cube.plots import READABLE, finish
 from cube.rois import Roi, region_of
-
 from cube.runs import list_runs, open_run, side_by_side
 from cube.store import CubeStore, as_store
 
+from .evaluate import METRIC_UNITS
+
 METRICS = ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy", "rmse_clear", "mae_cloudy", "mae_clear")
 COVERAGE_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
+CLOUD_COLOUR = "cyan"
+"""Colour of the cloud-mask contours on the examples' input images."""
+Panel = tuple[str, np.ndarray, np.ndarray | None]
+"""One image of an example figure: title, image (RGB or a 2D map), cloud mask to contour or None."""
 
 
 def samples_table(cube: str | os.PathLike | CubeStore, runs: list[str] | None = None) -> pd.DataFrame:
-    """One row per (run, sample): labels, region, mean input coverage and its bin, and every metric."""
+    """One row per (run, sample): labels, region, the run's cloud detector (``detector``), the mean coverage
+    of the inputs by that detector (``input_coverage``) and its bin, and every metric."""
     frames = []
     for run in runs or list_runs(cube):
         ds = open_run(cube, run)
@@ -30,6 +40,7 @@ def samples_table(cube: str | os.PathLike | CubeStore, runs: list[str] | None = 
         frame["roi"] = [f"{g}/{r}" for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)]
         frame["patch_id"] = ds.patch_id.values
         frame["region"] = [region_of(Roi.parse(r)) for r in frame.roi]
+        frame["detector"] = ds.attrs["cloud_masks"]
         frame["input_coverage"] = ds.input_coverage.values.mean(axis=1)
         frame["coverage_bin"] = pd.cut(frame.input_coverage, COVERAGE_BINS, include_lowest=True).astype(str)
         frames.append(frame)
@@ -54,50 +65,78 @@ def _rgb(s2: np.ndarray) -> np.ndarray:
     return np.clip(s2[[3, 2, 1]].transpose(1, 2, 0) / 3000.0, 0, 1)
 
 
-def _panels(shown: dict, runs: list[str], row: int) -> list[tuple[str, np.ndarray]]:
-    """Titled images of one example: true-colour inputs and target, then per run its prediction, its
-    error map and, for runs with variance, its uncertainty map (2D maps in [0, 1] reflectance)."""
+def _input_clouds(ds: xr.Dataset, one: xr.Dataset, detector: str) -> np.ndarray:
+    """The detector's masks of one sample's inputs (input, y, x) as 0/1 (a map: in [0, 1]) to contour at 0.5;
+    gaps count as clear."""
+    times = xr.DataArray(one.input_times.values, dims="input")
+    mask = ds[detector].isel(patch=int(one.patch), time=times).values
+    if mask.dtype == np.uint8:
+        return ((mask > 0) & (mask != NO_DATA)).astype(np.float32)
+    return np.nan_to_num(mask.astype(np.float32))
+
+
+def _panels(ds: xr.Dataset, shown: dict, runs: list[str], row: int, detector: str) -> list[Panel]:
+    """Titled images of one example: true-colour inputs with their cloud masks and the target, then per run
+    its prediction, its error map and, for runs with variance, its uncertainty map (2D maps in [0, 1]
+    reflectance, without a mask)."""
     one = shown[runs[0]].isel(sample=row)
     target = one.target.values
-    images = [(f"input {str(d)[:10]}", _rgb(one.inputs.values[k])) for k, d in enumerate(one.input_dates.values)]
-    images.append((f"target {str(one.target_date.values)[:10]}", _rgb(target)))
+    clouds = _input_clouds(ds, one, detector)
+    images = [(f"input {str(d)[:10]}", _rgb(one.inputs.values[k]), clouds[k])
+              for k, d in enumerate(one.input_dates.values)]
+    images.append((f"target {str(one.target_date.values)[:10]}", _rgb(target), None))
     for run in runs:
         prediction = shown[run].prediction.values[row]
         error = np.abs(prediction.astype(float) - np.clip(target, 0, 10000)).mean(0) / 10000
-        images += [(run, _rgb(prediction)), (f"|error| {run}", error)]
+        images += [(run, _rgb(prediction), None), (f"|error|\n{run}", error, None)]
         if "variance" in shown[run]:
             variance = shown[run].variance.values[row].astype(np.float32)
-            images.append((f"predicted std {run}", np.sqrt(variance.mean(0))))
+            images.append((f"predicted std\n{run}", np.sqrt(variance.mean(0)), None))
     return images
 
 
-def plot_samples(cube: str | os.PathLike | CubeStore, runs: list[str], samples: list[int], out: Path) -> Path:
-    """Per chosen sample: RGB of the inputs, the target, each run's prediction, its error map and, for
-    runs with variance (UnCRtainTS), its uncertainty map, on the error map's colour scale."""
-    ds = open_cube(cube, chunks=None)
-    shown = {run: side_by_side(ds, open_run(cube, run).isel(sample=samples)) for run in runs}
-    cols = len(_panels(shown, runs, 0))
-    fig, axes = plt.subplots(len(samples), cols, figsize=(2.1 * cols, 2.3 * len(samples)), squeeze=False)
-    for row in range(len(samples)):
-        for k, (title, image) in enumerate(_panels(shown, runs, row)):
-            ax = axes[row, k]
-            if image.ndim == 2:
-                label = "std, RMS of 13 bands\n[0, 1] reflectance" if title.startswith("predicted std") else \
-                    "MAE of 13 bands\n[0, 1] reflectance"
-                fig.colorbar(ax.imshow(image, cmap="magma", vmin=0, vmax=0.2), ax=ax, fraction=0.046, label=label)
-            else:
-                ax.imshow(image)
-            ax.set_title(title, fontsize=8)
-        one = shown[runs[0]].isel(sample=row)
-        axes[row, 0].set_ylabel(f"{one.roi_group.values}/{int(one.roi)}\npatch {int(one.patch_id)}", fontsize=8)
-    for ax in axes.flat:
+def _draw_row(axes: np.ndarray, panels: list[Panel], vmax: float) -> AxesImage:
+    """One example's panels into a row of axes; returns the last error or uncertainty map drawn."""
+    for ax, (title, image, clouds) in zip(axes, panels, strict=True):
+        if image.ndim == 2:
+            shown = ax.imshow(image, cmap="magma", vmin=0, vmax=vmax)
+        else:
+            ax.imshow(image)
+        if clouds is not None:
+            ax.contour(clouds, levels=[0.5], colors=CLOUD_COLOUR, linewidths=1.2)
+        ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("True-colour inputs, target and predictions (B4, B3, B2; reflectance 0-0.3), S2 dates")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return shown
+
+
+def plot_samples(cube: str | os.PathLike | CubeStore, runs: list[str], samples: list[int], out: Path | None = None
+                 ) -> plt.Figure | Path:
+    """Per chosen sample: RGB of the inputs with the run's cloud masks contoured, the target, each run's
+    prediction, its error map and, for runs with variance (UnCRtainTS), its uncertainty map.
+
+    Error and uncertainty maps share one colour scale and colour bar (0 to the 99th percentile of all
+    their pixels). The inputs and masks are those of the first run (its ``cloud_masks`` detector).
+    Returns the figure, or the path of the PNG written to ``out``.
+    """
+    ds = open_cube(cube, chunks=None)
+    shown = {run: side_by_side(ds, open_run(cube, run).isel(sample=samples)) for run in runs}
+    detector = shown[runs[0]].attrs["cloud_masks"]
+    rows = [_panels(ds, shown, runs, row, detector) for row in range(len(samples))]
+    maps = np.concatenate([image.ravel() for panels in rows for _, image, _ in panels if image.ndim == 2])
+    vmax = max(float(np.percentile(maps, 99)), 1e-3)
+    with plt.rc_context(READABLE):
+        fig, axes = plt.subplots(len(samples), len(rows[0]), figsize=(2.3 * len(rows[0]) + 1.5, 2.7 * len(samples) + 1),
+                                 squeeze=False, layout="constrained")
+        for row, (ax_row, panels) in enumerate(zip(axes, rows, strict=True)):
+            error_map = _draw_row(ax_row, panels, vmax)
+            one = shown[runs[0]].isel(sample=row)
+            ax_row[0].set_ylabel(f"{one.roi_group.values}/{int(one.roi)}\npatch {int(one.patch_id)}")
+        fig.colorbar(error_map, ax=axes, extend="max", shrink=0.9,
+                     label="|error| (mean of 13 bands), predicted std (RMS of 13 bands); [0, 1] reflectance")
+        fig.suptitle(f"True-colour inputs, target and predictions (B4, B3, B2; reflectance 0-0.3), S2 dates;\n"
+                     f"{CLOUD_COLOUR} contours: the inputs' clouds by {detector}")
+    return finish(fig, out, dpi=100)
 
 
 def uncertainty_table(cube: str | os.PathLike, runs: list[str]) -> pd.DataFrame:
@@ -114,48 +153,58 @@ def uncertainty_table(cube: str | os.PathLike, runs: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
 
 
-def plot_uncertainty(cube: str | os.PathLike, runs: list[str], out: Path) -> Path:
+def plot_uncertainty(cube: str | os.PathLike, runs: list[str], out: Path | None = None) -> plt.Figure | Path:
     """Calibration diagram (RMS error against RMS predicted standard deviation per bin of mean predicted
     variance, with the diagonal of perfect calibration) and RMSE against the share of the most certain
-    images kept, for the runs with variance."""
-    fig, (calibration, kept) = plt.subplots(1, 2, figsize=(11, 4.4))
-    largest = 0.0
-    for run in runs:
-        ds = open_run(cube, run)
-        if "variance" not in ds:
-            continue
-        std, error = ds.calibration_std.values, ds.calibration_rmse.values
-        calibration.scatter(std, error, s=12 + 60 * ds.calibration_images.values / ds.sizes["sample"],
-                            label=f"{run} (UCE {float(ds.uce):.4f})", alpha=0.8)
-        largest = max(largest, np.nanmax(std), np.nanmax(error))
-        kept.plot(100 * ds.kept_share.values, ds.rmse_by_kept_share.values, marker="o", ms=3, label=run)
-    calibration.plot([0, largest], [0, largest], "k--", lw=1, label="perfect calibration")
-    calibration.set(xlabel="RMS predicted standard deviation per bin ([0, 1] reflectance)",
-                    ylabel="RMS of per-image mean error per bin ([0, 1] reflectance)",
-                    title="Calibration (bins of mean predicted variance;\nmarker size: images in the bin)")
-    kept.set(xlabel="images kept, most certain first (%)", ylabel="mean RMSE of the kept images ([0, 1] reflectance)",
-             title="Error of the most certain images", xlim=(0, 100))
-    for ax in (calibration, kept):
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    images kept, for the runs with variance. Returns the figure, or the path of the PNG written to ``out``."""
+    with plt.rc_context(READABLE):
+        fig, (calibration, kept) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
+        largest = 0.0
+        for run in runs:
+            ds = open_run(cube, run)
+            if "variance" not in ds:
+                continue
+            std, error = ds.calibration_std.values, ds.calibration_rmse.values
+            calibration.scatter(std, error, s=12 + 60 * ds.calibration_images.values / ds.sizes["sample"],
+                                label=f"{run} (UCE {float(ds.uce):.4f})", alpha=0.8)
+            largest = max(largest, np.nanmax(std), np.nanmax(error))
+            kept.plot(100 * ds.kept_share.values, ds.rmse_by_kept_share.values, marker="o", ms=3, label=run)
+        calibration.plot([0, largest], [0, largest], "k--", lw=1, label="perfect calibration")
+        calibration.set(xlabel="RMS predicted std per bin ([0, 1] reflectance)",
+                        ylabel="RMS of per-image mean error per bin\n([0, 1] reflectance)",
+                        title="Calibration (bins of mean predicted variance;\nmarker size: images in the bin)")
+        kept.set(xlabel="images kept, most certain first (%)",
+                 ylabel="mean RMSE of the kept images\n([0, 1] reflectance)",
+                 title="Error of the most certain images", xlim=(0, 100))
+        for ax in (calibration, kept):
+            ax.legend()
+            ax.grid(alpha=0.3)
+    return finish(fig, out)
 
 
-def plot_metric_vs_coverage(table: pd.DataFrame, out: Path, metric: str = "rmse") -> Path:
-    """Per-sample metric against the mean cloud coverage of the inputs, one colour per run."""
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for run, rows in table.groupby("run"):
-        ax.scatter(rows.input_coverage, rows[metric], label=run, s=14, alpha=0.8)
-    ax.set(xlabel="mean cloud coverage of the inputs", ylabel=f"{metric.upper()} (per sample, [0, 1] scale)",
-           title=f"{metric.upper()} against input cloud coverage")
-    ax.legend(title="run")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+def _unit(metric: str) -> str:
+    """A metric's unit for an axis label: the reflectance scale for RMSE and MAE, else the stored ``units``."""
+    units, scale = METRIC_UNITS[metric.split("_")[0]]
+    return scale.removeprefix(", ") if units == "1" and scale else units
+
+
+def plot_metric_vs_coverage(table: pd.DataFrame, out: Path | None = None, metric: str = "rmse"
+                            ) -> plt.Figure | Path:
+    """Per-sample metric against the mean cloud coverage of the inputs by the run's cloud detector (the
+    ``detector`` column of :func:`samples_table`), one colour per run.
+
+    Returns the figure, or the path of the PNG written to ``out``.
+    """
+    detectors = ", ".join(dict.fromkeys(table.detector))
+    with plt.rc_context(READABLE):
+        fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
+        for (run, detector), rows in table.groupby(["run", "detector"]):
+            ax.scatter(rows.input_coverage, rows[metric], label=f"{run} ({detector})", s=18, alpha=0.8)
+        ax.set(xlabel=f"mean cloud coverage of the inputs by {detectors}\n(fraction of pixels)",
+               ylabel=f"{metric.upper()} per sample ({_unit(metric)})",
+               title=f"{metric.upper()} against the inputs' cloud coverage\n(cloud detector: {detectors})")
+        ax.legend(title="run (cloud detector)")
+    return finish(fig, out)
 
 
 def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, runs: list[str] | None = None,

@@ -10,42 +10,98 @@ import numpy as np
 
 from .stats import CoverageIndex, coverage_table, histogram
 
+READABLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
+            "ytick.labelsize": 10, "legend.fontsize": 10, "legend.title_fontsize": 10, "figure.titlesize": 13}
+"""Font sizes (points) of this project's figures: at least 10 pt, so they read at the saved size."""
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+REGION_COLOURS = {"africa": "tab:orange", "america": "tab:green", "asiaEast": "tab:red", "asiaWest": "tab:purple",
+                  "europa": "tab:blue", "unassigned": "tab:brown"}
+"""One colour per region, the same in every panel and figure."""
+SPLIT_COLOURS = {"train": "0.2", "val": "0.5", "test": "0.8"}
+"""Greys for the splits, so that a split is never mistaken for a region."""
+
+
+def _counted(name: str, images: int) -> str:
+    return f"{name} (n={images})"
+
+
+def _histogram_panel(ax: plt.Axes, one: CoverageIndex) -> None:
+    """Share of each region's images per coverage bin, grouped bars, image counts in the legend."""
+    counts = histogram(one, bins=10, by="region")
+    width = 0.8 / len(counts.columns)
+    for i, region in enumerate(counts.columns):
+        ax.bar(np.arange(len(counts)) + i * width, counts[region] / counts[region].sum(), width,
+               color=REGION_COLOURS[region], label=_counted(region, counts[region].sum()))
+    ax.set_xticks(np.arange(len(counts)) + 0.4 - width / 2, counts.index, rotation=45, ha="right")
+    ax.set(xlabel="cloud coverage of an image (fraction of its pixels)", ylabel="share of the region's images",
+           title="Coverage histogram")
+    ax.legend(title="region, S2 images")
+
+
+def _month_panel(ax: plt.Axes, one: CoverageIndex) -> None:
+    """Mean coverage by month, one line per region, image counts in the legend."""
+    table = coverage_table(one, ["region", "month"])
+    by_month, images = table.mean_coverage.unstack("region"), table.images.groupby("region").sum()
+    for region in by_month.columns:
+        ax.plot(by_month.index, by_month[region], marker="o", color=REGION_COLOURS[region],
+                label=_counted(region, images[region]))
+    ax.set_xticks(range(1, 13), MONTHS)
+    ax.set(xlabel="month of the S2 acquisition", ylabel="mean coverage (fraction of pixels)", ylim=(0, 1),
+           title="Coverage by month and region")
+    ax.legend(title="region, S2 images")
+
+
+def _split_panel(ax: plt.Axes, one: CoverageIndex) -> None:
+    """Share of clear images per region and split, grey bars labelled with their image counts."""
+    table = coverage_table(one, ["region", "split"])
+    clear, images = table.clear_share.unstack("split"), table.images.unstack("split")
+    splits = [s for s in SPLIT_COLOURS if s in clear.columns]
+    width = 0.8 / len(splits)
+    for i, split in enumerate(splits):
+        bars = ax.bar(np.arange(len(clear)) + (i - (len(splits) - 1) / 2) * width, clear[split].fillna(0), width,
+                      color=SPLIT_COLOURS[split], edgecolor="black", label=split)
+        ax.bar_label(bars, [f"n={n:.0f}" if n > 0 else "" for n in images[split].fillna(0)], rotation=90, padding=2)
+    ax.set_xticks(np.arange(len(clear)), clear.index)
+    ax.set(xlabel="region", ylabel="share of clear images (coverage <= 1%)", ylim=(0, 1.3), yticks=np.linspace(0, 1, 6),
+           title="Clear images by region and split\n(n: S2 images of the bar)")
+    ax.legend(title="split", loc="upper right")
+
 
 def plot_coverage(index: CoverageIndex, detector: str | None = None, out: str | os.PathLike | None = None
                   ) -> plt.Figure | Path:
     """Three panels: coverage histogram per region, mean coverage by month per region, clear share by split.
 
-    Returns the figure, or the path of the PNG written to ``out``.
+    Regions have the same colour in every panel (:data:`REGION_COLOURS`), splits are greys
+    (:data:`SPLIT_COLOURS`); legends and bar labels give the number of S2 images of each group.
+
+    Parameters
+    ----------
+    index : CoverageIndex
+        The coverage table (:func:`cube.stats.coverage_index`).
+    detector : str, optional
+        Whose coverage to plot; default the index's first detector.
+    out : path, optional
+        Where to write the figure as PNG (110 dpi).
+
+    Returns
+    -------
+    matplotlib.figure.Figure or pathlib.Path
+        The figure, or the path of the PNG written to ``out``.
     """
     name = detector or index.detectors[0]
     one = CoverageIndex(index.coverage[:, :, [index.detectors.index(name)]], (name,), index.labels, index.dates)
-    fig, (ax_hist, ax_month, ax_clear) = plt.subplots(1, 3, figsize=(15, 4.2))
+    with plt.rc_context(READABLE):
+        fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), layout="constrained")
+        for panel, ax in zip((_histogram_panel, _month_panel, _split_panel), axes, strict=True):
+            panel(ax, one)
+        fig.suptitle(f"Cloud coverage ({name}), {int(np.isfinite(one.coverage).sum())} S2 images")
+    return finish(fig, out)
 
-    counts = histogram(one, bins=10, by="region")
-    shares = counts / counts.sum()
-    width = 0.8 / len(shares.columns)
-    for i, region in enumerate(shares.columns):
-        ax_hist.bar(np.arange(len(shares)) + i * width, shares[region], width, label=region)
-    ax_hist.set_xticks(np.arange(len(shares)) + 0.4 - width / 2, shares.index, rotation=45, ha="right")
-    ax_hist.set(xlabel="cloud coverage of an image", ylabel="share of the region's images",
-                title="Coverage histogram")
-    ax_hist.legend(title="region")
 
-    by_month = coverage_table(one, ["region", "month"])["mean_coverage"].unstack("region")
-    for region in by_month.columns:
-        ax_month.plot(by_month.index, by_month[region], marker="o", label=region)
-    ax_month.set(xlabel="month", ylabel="mean coverage", ylim=(0, 1), xticks=range(1, 13),
-                 title="Coverage by month and region")
-    ax_month.legend(title="region")
-
-    clear = coverage_table(one, ["region", "split"])["clear_share"].unstack("split")
-    clear.plot.bar(ax=ax_clear, rot=0)
-    ax_clear.set(xlabel="region", ylabel="share of clear images (coverage <= 1%)", ylim=(0, 1),
-                 title="Clear images by region and split")
-    fig.suptitle(f"Cloud coverage ({name}), {int(np.isfinite(one.coverage).sum())} S2 images")
-    fig.tight_layout()
+def finish(fig: plt.Figure, out: str | os.PathLike | None, dpi: int = 110) -> plt.Figure | Path:
+    """The figure itself if ``out`` is None, else the path of the PNG written there (the figure is closed)."""
     if out is None:
         return fig
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return Path(out)

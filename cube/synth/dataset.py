@@ -285,7 +285,13 @@ def make_dataset(out: str | os.PathLike, rois: list[str | Roi] | None = None, *,
 
     Examples
     --------
-    >>> root = make_dataset("synthetic", ["ROIs1868/17"], patches_per_roi=1, times=4)  # doctest: +SKIP
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     root = make_dataset(Path(tmp) / "synthetic", ["ROIs1868/17"], patches_per_roi=1, size=32, times=2,
+    ...                         workers=1, progress=False)
+    ...     sorted(str(p.relative_to(root)) for p in root.rglob("S2/*/*.tif"))  # doctest: +NORMALIZE_WHITESPACE
+    ['ROIs1868/17/S2/0/s2_ROIs1868_17_ImgNo_0_2018-05-11_patch_352.tif',
+     'ROIs1868/17/S2/1/s2_ROIs1868_17_ImgNo_1_2018-07-06_patch_352.tif']
     """
     parsed = [r if isinstance(r, Roi) else Roi.parse(r) for r in (rois or DEFAULT_ROIS)]
     _check_arguments(parsed, patches_per_roi, size, times, layout)

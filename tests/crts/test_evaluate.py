@@ -8,10 +8,12 @@ import json
 import threading
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.contour import ContourSet
 
 import crts.evaluate
 from crts.blend import PatchBlender
@@ -20,9 +22,10 @@ from crts.evaluate import evaluate
 from crts.metrics import uncertainty_calibration
 from crts.models import LeastCloudy, ResNet3D, UnCRtainTS, save_checkpoint
 from crts.models.uncrtaints import input_dates
-from crts.report import write_report
+from crts.report import plot_metric_vs_coverage, plot_samples, samples_table, write_report
 from cube import open_cube
 from cube.runs import list_runs, open_run, side_by_side
+from tests.figures import smallest_font
 
 
 @pytest.fixture
@@ -125,6 +128,45 @@ def test_report_has_every_run(cube_copy: Path, tmp_path: Path) -> None:
     for name in ("overall.csv", "by_region.csv", "by_coverage.csv", "samples.csv", "examples.png",
                  "rmse_vs_coverage.png"):
         assert (tmp_path / "report" / name).stat().st_size > 100
+
+
+def test_report_figures_share_one_error_scale_contour_the_inputs_clouds_and_name_the_detector(
+        cube_copy: Path) -> None:
+    evaluate(cube_copy, "least", baseline="least_cloudy", split="test", progress=False)
+    evaluate(cube_copy, "mosaic", baseline="mosaic", split="test", cloud_masks="cloud_cloudshadow_mask",
+             progress=False)
+    fig = plot_samples(cube_copy, ["least", "mosaic"], [0, 5])
+    *panels, colorbar = fig.axes
+    assert [ax.get_label() for ax in fig.axes].count("<colorbar>") == 1 and colorbar.get_label() == "<colorbar>"
+    maps = [image for ax in panels for image in ax.get_images() if image.get_array().ndim == 2]
+    assert len(maps) == 2 * 2  # an error map per run and example
+    assert {(image.norm.vmin, image.norm.vmax) for image in maps} == {(0, colorbar.get_ylim()[1])}
+    assert colorbar.get_ylim()[1] == pytest.approx(np.percentile([image.get_array() for image in maps], 99))
+    shown = side_by_side(open_cube(cube_copy), open_run(cube_copy, "least").isel(sample=[0, 5]))
+    ds = open_cube(cube_copy, chunks=None)
+    cloudy = []
+    for row, axes in enumerate(np.reshape(panels, (2, -1))):
+        inputs = shown.isel(sample=row)
+        masks = ds.s2cloudless_mask.isel(patch=int(inputs.patch)).values[inputs.input_times.values]
+        contours = [[c for c in ax.collections if isinstance(c, ContourSet)] for ax in axes]
+        assert [len(c) for c in contours] == [1] * 3 + [0] * (len(axes) - 3)  # 3 inputs, then target and runs
+        cloudy += [bool(((m > 0) & (m < 255)).any()) for m in masks]
+        assert [bool(len(c[0].get_paths()[0].vertices)) for c in contours[:3]] == cloudy[-3:]
+    assert set(cloudy) == {True, False}  # contours where the detector marks clouds, none on clear inputs
+    assert "s2cloudless_mask" in fig.get_suptitle() and smallest_font(fig) >= 10
+    plt.close(fig)
+
+    table = samples_table(cube_copy)
+    assert table.groupby("run").detector.unique().map(list).to_dict() == {
+        "least": ["s2cloudless_mask"], "mosaic": ["cloud_cloudshadow_mask"]}
+    fig = plot_metric_vs_coverage(table)
+    ax = fig.axes[0]
+    assert "cloud detector: s2cloudless_mask, cloud_cloudshadow_mask" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["least (s2cloudless_mask)",
+                                                                   "mosaic (cloud_cloudshadow_mask)"]
+    np.testing.assert_allclose(ax.collections[1].get_offsets()[:, 0], table.query("run == 'mosaic'").input_coverage)
+    assert smallest_font(fig) >= 10
+    plt.close(fig)
 
 
 def test_uncrtaints_run_holds_variances_and_calibration(cube_copy: Path, tmp_path: Path) -> None:

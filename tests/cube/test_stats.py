@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 
 from cube import open_cube
 from cube.plots import plot_coverage
@@ -20,6 +22,7 @@ from cube.stats import (
     time_steps_in_range,
 )
 from cube.synth.scores import score_detectors
+from tests.figures import smallest_font
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +112,21 @@ def test_one_key_as_a_string_is_one_group(index: CoverageIndex) -> None:
 def test_an_unknown_detector_names_the_valid_ones(tiny_cube: Path) -> None:
     with pytest.raises(ValueError, match="invalid detector 'fmask': choose from s2cloudless_mask, s2cloudless_map"):
         coverage_index(open_cube(tiny_cube), "fmask")
+
+
+def test_coverage_figure_names_months_counts_images_and_keeps_splits_apart_from_regions(index: CoverageIndex) -> None:
+    fig = plot_coverage(index, "det_b")
+    hist, month, clear = fig.axes
+    assert [t.get_text() for t in month.get_xticklabels()] == ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+                                                               "Aug", "Sep", "Oct", "Nov", "Dec"]
+    images = _long(index).query("detector == 'det_b'").groupby(["region", "split"]).size()
+    by_region = [f"{region} (n={n})" for region, n in images.groupby("region").sum().items()]
+    assert [t.get_text() for t in hist.get_legend().get_texts()] == by_region
+    assert [t.get_text() for t in month.get_legend().get_texts()] == by_region
+    assert sorted(t.get_text() for t in clear.texts if t.get_text()) == sorted(f"n={n}" for n in images)
+    region_colours = {to_hex(line.get_color()) for line in month.lines}
+    assert {to_hex(bar.get_facecolor()) for bar in hist.patches} == region_colours and len(region_colours) == 3
+    split_colours = {to_hex(bar.get_facecolor()) for bar in clear.patches}
+    assert len(split_colours) == 3 and not split_colours & region_colours
+    assert smallest_font(fig) >= 10
+    plt.close(fig)
