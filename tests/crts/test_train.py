@@ -211,3 +211,22 @@ def test_invalid_step_settings_are_refused(sampling_cube: Path, tmp_path: Path) 
     with pytest.raises(ValueError, match="invalid accumulate 0: must be at least 1"):
         train(_config(sampling_cube, tmp_path / "run", accumulate=0), progress=False)
     assert total_steps(10, 1, TrainConfig(cube="c", batch_size=2, accumulate=2, epochs=1, epochs_decay=1)) == 6
+
+
+def test_compile_trains_the_compiled_model_and_saves_plain_weights(sampling_cube: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled = []
+    original = torch.compile
+
+    def eager_compile(model: torch.nn.Module, **kwargs: object) -> torch.nn.Module:  # inductor takes ~1 min here
+        compiled.append(model)
+        return original(model, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    plain = train(_config(sampling_cube, tmp_path / "plain", max_steps=3), progress=False)
+    fast = train(_config(sampling_cube, tmp_path / "compiled", max_steps=3, compile=True), progress=False)
+    assert len(compiled) == 1 and isinstance(compiled[0], ResNet3D)
+    a, _ = load_checkpoint(plain / "last.pt")
+    b, _ = load_checkpoint(fast / "last.pt")  # no torch.compile prefixes: it loads into the plain model
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
