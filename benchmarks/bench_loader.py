@@ -5,7 +5,10 @@ Same samples in the same run (4 patches x 30 steps, 256 px, split 'all'):
   (benchmarks/baseline_loader.py) opens 60 GeoTIFFs and runs s2cloudless on 30 images;
 - masks off (cloud_masks=None, the whole series): both read all 60 images;
 - ceiling: the same chunks read raw from the cube with zarr (no scaling), and
-  the loader's share of that bandwidth.
+  the loader's share of that bandwidth;
+- worker start methods: time to the first batch and steady windows/s of
+  ``crts.data.loader`` with 2 workers started by fork, forkserver (the first
+  loader of a process also starts the server) and spawn, against 0 workers.
 Goals (issue 5): >= 100x with s2cloudless masks, >= 5x masks off, share >= 50%.
 """
 
@@ -19,7 +22,7 @@ import numpy as np
 import zarr
 
 from benchmarks.baseline_loader import GeoTiffLoader
-from crts.data import SEN12MSCRTS
+from crts.data import SEN12MSCRTS, SampleWindows, loader
 from cube import convert
 from cube.synth import make_dataset
 
@@ -33,6 +36,35 @@ def _seconds(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _first_batch_and_rate(windows: SampleWindows, method: str | None, epochs: int = 3) -> tuple[float, float]:
+    """Seconds to the first batch of a new loader (workers starting), then windows/s over ``epochs`` more epochs."""
+    data = loader(windows, batch_size=4, num_workers=0 if method is None else 2, start_method=method)
+    start = time.perf_counter()
+    batches = iter(data)
+    next(batches)
+    first = time.perf_counter() - start
+    for _ in batches:
+        pass
+    return first, _rate(lambda: [None for _ in range(epochs) for _ in data], epochs * len(windows))
+
+
+def start_methods(samples: SEN12MSCRTS) -> dict:
+    """Start-up and steady rate of 2 workers per start method (128 px windows of ``samples``), and ratios to fork."""
+    windows = SampleWindows(samples, {"y": 128, "x": 128})
+    windows[0]  # the parent has read the cube (and used dask) before the workers start, as in training
+    runs = {"0 workers": None, "fork": "fork", "forkserver (starts the server)": "forkserver",
+            "forkserver (server running)": "forkserver", "spawn": "spawn"}
+    measured = {label: _first_batch_and_rate(windows, method) for label, method in runs.items()}
+    out = {}
+    for label, (first, rate) in measured.items():
+        out[f"start method {label}: first batch s"] = round(first, 2)
+        out[f"start method {label}: steady windows/s"] = round(rate, 1)
+    for label, (first, _) in measured.items():
+        if label not in ("0 workers", "fork"):
+            out[f"start method {label}: first batch / fork's"] = round(first / measured["fork"][0], 1)
+    return out
 
 
 def run() -> dict:
@@ -75,5 +107,6 @@ def run() -> dict:
         out["raw chunk reads (same chunks, no scaling) samples/s"] = round(raw_rate, 1)
         out["raw chunk read bandwidth MB/s"] = round(raw_rate * sample_bytes / 1e6, 1)
         out["loader share of the raw read rate"] = f"{ours_rate / raw_rate:.0%}"
+        out.update(start_methods(ours))
     out["goals"] = ">= 100x with s2cloudless masks; >= 5x masks off; loader share >= 50%"
     return out

@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 from crts.cli import main
-from crts.data import SEN12MSCRTS
+from crts.data import SEN12MSCRTS, SampleWindows, loader
 from cube import convert, open_cube
 from cube.runs import list_runs, open_run
 from cube.store import CubeStore
@@ -93,6 +93,13 @@ def test_samples_from_a_bucket_equal_those_from_disk(s3_cube: str, local_cube: P
         np.testing.assert_array_equal(np.stack(a["input"]["S2"]), np.stack(b["input"]["S2"]))
         np.testing.assert_array_equal(np.stack(a["input"]["masks"]), np.stack(b["input"]["masks"]))
         np.testing.assert_array_equal(a["target"]["S1"][0], b["target"]["S1"][0])
+
+
+def test_loader_workers_read_a_bucket_after_the_parent_did(s3_cube: str) -> None:
+    windows = SampleWindows(SEN12MSCRTS(s3_cube, split="all"))
+    windows[0]  # obstore's runtime now runs in this process: workers forked from it hung
+    data = loader(windows, batch_size=2, num_workers=2, timeout=60)
+    assert sorted(int(p) for batch in data for p in batch["pdx"]) == list(range(len(windows)))
 
 
 def test_train_evaluate_report_and_runs_in_a_bucket(s3_cube: str, tmp_path: Path,

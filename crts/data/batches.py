@@ -12,13 +12,13 @@ loaders are not used (they do not work with zarr 3 / split work between workers)
 
 from __future__ import annotations
 
-import dask.array as da
 import numpy as np
 import torch
 import xarray as xr
 import xbatcher
 
 from .sen12mscrts import SEN12MSCRTS
+from .workers import default_start_method, refuse_when_worker_starts, start_worker, worker_context
 
 PLACEMENTS = ("grid", "random")
 
@@ -110,7 +110,8 @@ class SampleWindows(torch.utils.data.Dataset):
         """xbatcher's windows over the (sample, y, x) grid, extended to cover the edges; built once per process."""
         if self._windows is None:
             n, (h, w) = len(self.samples), self._grid_size.values()
-            grid = xr.Dataset({"pixels": (("sample", "y", "x"), da.zeros((n, h, w), dtype=bool, chunks=(1, h, w)))},
+            pixels = np.broadcast_to(np.zeros((), bool), (n, h, w))  # a view of one value: no memory, no dask
+            grid = xr.Dataset({"pixels": (("sample", "y", "x"), pixels)},
                               coords={"sample": np.arange(n), "y": np.arange(h), "x": np.arange(w)})
             self._windows = xbatcher.BatchGenerator(grid, input_dims=self.input_dims, input_overlap=self.input_overlap,
                                                     batch_dims={"sample": 1}, concat_input_dims=False)
@@ -167,17 +168,44 @@ class SampleWindows(torch.utils.data.Dataset):
 
 def loader(windows: SampleWindows, batch_size: int = 4, *, shuffle: bool = False, num_workers: int = 0,
            sampler: torch.utils.data.Sampler | list[int] | None = None, pin_memory: bool | None = None,
-           drop_last: bool = False) -> torch.utils.data.DataLoader:
-    """A DataLoader over windows that is safe with dask and fast on CUDA.
+           drop_last: bool = False, start_method: str | None = None,
+           timeout: float = 0.0) -> torch.utils.data.DataLoader:
+    """A DataLoader over windows that starts its workers safely and fast, and is fast on CUDA.
 
-    Workers start with ``forkserver`` (a forked dask/zarr thread pool can hang),
-    stay alive between epochs, and memory is pinned when CUDA is available.
-    For DDP pass ``sampler=DistributedSampler(windows)`` and call its
+    Workers stay alive between epochs, and memory is pinned when CUDA is
+    available. For DDP pass ``sampler=DistributedSampler(windows)`` and call its
     ``set_epoch`` every epoch.
+
+    Parameters
+    ----------
+    windows : SampleWindows
+        The items.
+    batch_size, shuffle, num_workers, sampler, pin_memory, drop_last
+        As for :class:`torch.utils.data.DataLoader` (``pin_memory`` default: CUDA is available).
+    start_method : {"fork", "forkserver", "spawn"}, optional
+        How workers start; default :func:`crts.data.workers.default_start_method` (fork where it is safe).
+        With ``forkserver`` and ``spawn`` each worker re-runs the main script: its
+        code must be under ``if __name__ == "__main__":``.
+    timeout : float
+        Seconds to wait for one batch before raising, so that a stuck worker
+        stops the loop. With 0 (default) it waits as long as the workers live;
+        a worker that dies stops the loop within about 5 s (torch checks its
+        workers that often while it waits, but only once ``timeout`` has passed).
+
+    Raises
+    ------
+    RuntimeError
+        If called by the main script while a worker re-runs it to start (no
+        ``if __name__ == "__main__":`` guard): the worker stops with this message.
+    ValueError
+        For an unknown ``start_method``.
     """
+    refuse_when_worker_starts()
+    workers = num_workers > 0
+    context = worker_context(start_method or default_start_method(), type(windows).__module__) if workers else None
     return torch.utils.data.DataLoader(
         windows, batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
         num_workers=num_workers, drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        multiprocessing_context="forkserver" if num_workers > 0 else None,
-        persistent_workers=num_workers > 0)
+        multiprocessing_context=context, worker_init_fn=start_worker if workers else None,
+        persistent_workers=workers, timeout=timeout if workers else 0)

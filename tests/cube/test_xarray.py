@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask
 import matplotlib
 import numpy as np
 import pytest
@@ -71,3 +72,34 @@ def test_where_selects_patches_by_label_and_groupby_takes_months(tiny_cube: Path
     np.testing.assert_array_equal(test.S2_path.values, ds.S2_path.isel(patch=ds.split == "test").values)
     by_month = ds.coverage.groupby("S2_date.month").mean()
     assert set(by_month.month.values) == set(np.unique(ds.S2_date.dt.month.values))
+
+
+def test_plain_xarray_refuses_lazy_labels_as_indexer_and_grouper(tiny_cube: Path) -> None:
+    """Why docs/schema.md gives other spellings for plain xr.open_zarr: its labels and dates stay dask arrays."""
+    ds = xr.open_zarr(tiny_cube)
+    assert dask.is_dask_collection(ds.split.data) and dask.is_dask_collection(ds.S2_date.data)
+    with pytest.raises(KeyError, match="boolean dask array"):
+        ds.where(ds.split == "test", drop=True)
+    with pytest.raises(ValueError, match="chunked array"):
+        ds.coverage.groupby("S2_date.month").mean()
+
+
+def test_plain_xarray_selects_by_labels_and_groups_by_month(tiny_cube: Path) -> None:
+    ds = xr.open_zarr(tiny_cube)
+    split, roi_group, roi = ds.split.values, ds.roi_group.values, ds.roi.values
+    by_label = ds.set_xindex(["roi_group", "roi"]).sel(roi_group="ROIs2017", roi=32)
+    in_roi = (roi_group == "ROIs2017") & (roi == 32)
+    np.testing.assert_array_equal(by_label.patch_id.values, ds.patch_id.values[in_roi])
+    np.testing.assert_array_equal(by_label.S2.values, ds.S2.values[in_roi])
+    test = ds.where((ds.split == "test").compute(), drop=True)
+    assert dask.is_dask_collection(test.S2.data) and set(test.split.values) == {"test"}
+    np.testing.assert_array_equal(test.S2.values, ds.S2.values[split == "test"])
+    by_month = ds.coverage.groupby(ds.S2_date.dt.month.compute()).mean()
+    loaded = ds.assign_coords({name: ds[name].load() for name in ds.coords})  # then the usual spellings work
+    natural = loaded.coverage.groupby("S2_date.month").mean()
+    np.testing.assert_array_equal(natural.month.values, by_month.month.values)
+    np.testing.assert_allclose(natural.values, by_month.values)
+    xr.testing.assert_identical(loaded.where(loaded.split == "test", drop=True).load(), test.load())
+    months = ds.S2_date.dt.month.values
+    np.testing.assert_allclose(by_month.sel(month=months[0, 0]).values,
+                               np.nanmean(ds.coverage.values[months == months[0, 0]], axis=0), rtol=1e-6)

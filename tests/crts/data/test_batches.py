@@ -3,6 +3,12 @@ the patch, reproducible random windows, every window once per epoch, also with w
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +17,10 @@ import pytest
 import torch
 
 from crts.data import SEN12MSCRTS, SampleWindows, loader
+from crts.data.workers import default_start_method
+from cube import open_cube
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +144,65 @@ def test_invalid_placements_and_overlaps_are_refused(samples: SEN12MSCRTS) -> No
         SampleWindows(samples, placement="tiles")
     with pytest.raises(ValueError, match="overlap 16 px must be smaller than the window"):
         SampleWindows(samples, {"y": 16, "x": 16}, {"y": 16, "x": 0})
+
+
+def test_forked_workers_read_after_the_parent_used_dask_and_zarr(samples: SEN12MSCRTS, sampling_cube: Path) -> None:
+    float(open_cube(sampling_cube).S2.isel(patch=0).mean())  # dask's thread pool runs in the parent
+    windows = SampleWindows(samples, {"y": 16, "x": 16})
+    windows[0]  # so does zarr's event loop
+    data = loader(windows, batch_size=8, num_workers=2, start_method="fork", timeout=30)  # a hang raises
+    assert Counter(_keys(data)) == Counter((p, y, x) for p in range(len(samples)) for y in (0, 16) for x in (0, 16))
+
+
+def test_fork_is_the_default_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delitem(sys.modules, "obstore", raising=False)
+    assert default_start_method() == "fork"
+    monkeypatch.setitem(sys.modules, "obstore", types.ModuleType("obstore"))  # a cube in an object store was opened
+    assert default_start_method() == "forkserver"
+    monkeypatch.delitem(sys.modules, "obstore")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert default_start_method() == "forkserver"
+
+
+class _Stuck(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> int:
+        time.sleep(60)
+        return i
+
+
+@pytest.mark.slow  # torch gives a stuck worker 5 s to exit before it terminates it
+def test_a_stuck_worker_stops_the_loop_after_the_timeout() -> None:
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="timed out after 1 seconds"):
+        next(iter(loader(_Stuck(), num_workers=1, start_method="fork", timeout=1)))
+    assert time.perf_counter() - start < 30
+
+
+def test_an_unknown_start_method_is_refused(samples: SEN12MSCRTS) -> None:
+    with pytest.raises(ValueError, match="invalid start_method 'thread': choose from fork, forkserver, spawn"):
+        loader(SampleWindows(samples), num_workers=1, start_method="thread")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [None, "forkserver"], ids=["default", "forkserver"])
+def test_a_script_without_main_guard_runs_or_stops_with_the_remedy(sampling_cube: Path, tmp_path: Path,
+                                                                    method: str | None) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(f"""
+        from crts.data import SEN12MSCRTS, SampleWindows, loader
+
+        windows = SampleWindows(SEN12MSCRTS({str(sampling_cube)!r}, n_input_samples=3))
+        print(sum(len(batch["pdx"]) for batch in loader(windows, num_workers=2, start_method={method!r})))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if (method or default_start_method()) == "fork":  # no worker re-runs the script
+        assert done.returncode == 0 and done.stdout.split() == ["15"], done.stderr
+    else:
+        assert done.returncode != 0
+        assert ("RuntimeError: crts.data.loader() ran while a DataLoader worker re-ran the main script to start: "
+                'put the script\'s code under `if __name__ == "__main__":`') in done.stderr
