@@ -60,9 +60,10 @@ def compressor(dtype: np.dtype) -> BloscCodec:
     return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=np.dtype(dtype).itemsize)
 
 
-TILE_PX = 128
-"""Edge of the images' inner chunks in px (temporal cubes): a 64 px window decodes a quarter of the image or
-less, a whole image costs no more than one 256 px chunk (benchmarks/bench_windows.py, docs/schema.md)."""
+TILE_PX = 256
+"""Edge of the images' inner chunks in px (temporal cubes): one chunk per 256 px image. Measured against 128
+and 64 px tiles (benchmarks/bench_windows.py, docs/schema.md): on a disk zarr's fixed cost per chunk read
+outweighs decoding less of the image, for whole images and for 64 px windows alike."""
 
 
 def image_chunk(size: int, tile: int = TILE_PX) -> tuple[int, int]:
@@ -70,8 +71,8 @@ def image_chunk(size: int, tile: int = TILE_PX) -> tuple[int, int]:
 
     Examples
     --------
-    >>> image_chunk(256), image_chunk(32)
-    ((128, 128), (32, 32))
+    >>> image_chunk(256), image_chunk(256, tile=128), image_chunk(32)
+    ((256, 256), (128, 128), (32, 32))
     """
     edge = min(tile, size)
     if edge < 1 or size % edge:
