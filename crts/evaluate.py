@@ -257,9 +257,9 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                 "cpu" if device == "auto" else device)
     uncertain = isinstance(model, UnCRtainTS)
-    writer = RunWriter(store, run, _template(samples, uncertain))
     windows = SampleWindows(samples, None if window is None else {"y": window, "x": window},
-                            {"y": overlap, "x": overlap})
+                            {"y": overlap, "x": overlap})  # bad windows are refused before anything is written
+    writer = RunWriter(store, run, _template(samples, uncertain))
     scores = _predict_all(model.to(torch_device).eval(), windows, writer, torch_device, batch_size, progress)
     metrics = xr.Dataset({name: ("sample", values, _describe(name)) for name, values in scores.items()})
     if uncertain:
