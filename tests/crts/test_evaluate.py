@@ -235,3 +235,9 @@ def test_windowed_evaluation_of_a_per_pixel_model_equals_the_whole_patch_run(cub
         np.testing.assert_allclose(windows[metric].values, whole[metric].values, rtol=1e-6, err_msg=metric)
     assert (windows.attrs["window_px"], windows.attrs["overlap_px"]) == (16, 6)
     assert (whole.attrs["window_px"], whole.attrs["overlap_px"]) == (32, 0)
+
+
+def test_a_bad_window_is_refused_before_anything_is_written(cube_copy: Path) -> None:
+    with pytest.raises(ValueError, match="overlap 16 px must be smaller than the window"):
+        evaluate(cube_copy, "tiles", baseline="mosaic", split="test", window=16, overlap=16, progress=False)
+    assert not (cube_copy / "runs" / "tiles").exists()
