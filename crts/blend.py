@@ -32,7 +32,7 @@ class PatchBlender:
     :meth:`add` takes one window's model outputs (blended: weighted mean where
     windows overlap) and its inputs from the cube (pasted: every window holds the
     same values); once the last window of a patch is in, it returns the whole
-    patch's images (float32, (..., H, W)).
+    patch's images ((..., H, W); blended ones float32, pasted ones in their own dtype).
 
     Examples
     --------

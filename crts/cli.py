@@ -256,7 +256,7 @@ _TRAIN_HELP = {
     "region": "region of the train/val splits",
     "cloud_masks": "detector whose coverage chooses inputs and target", "n_input_samples": "input time steps",
     "min_cov": "lowest input coverage", "max_cov": "highest input coverage", "crop": "random crop size in px",
-    "batch_size": "samples per step (per process under torchrun)", "lr": "Adam learning rate",
+    "batch_size": "samples per batch (per process under torchrun; a step takes --accumulate batches)", "lr": "Adam learning rate",
     "beta1": "Adam beta1", "epochs": "epochs at the initial rate", "epochs_decay": "epochs of linear decay to 0",
     "loss": "l1, l2 or MGNLL (Gaussian NLL with the predicted variances; uncrtaints)",
     "sampler": "fixed (the paper's rule) or random (UnCRtainTS's, redrawn every epoch) for the train split",

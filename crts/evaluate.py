@@ -136,9 +136,10 @@ def _predict_all(model: torch.nn.Module, windows: SampleWindows, writer: RunWrit
         for n, batch in enumerate(tqdm(batches, desc=f"evaluating {writer.name}", disable=not progress), 1):
             prediction, variance = _predict(model, batch, device)
             outputs = {"prediction": prediction} | ({} if variance is None else {"variance": variance})
+            pasted = {k: batch[k].to(device, non_blocking=True) for k in ("target", "input_masks")}
             for j, (pdx, y0, x0) in enumerate(zip(*(batch[k].tolist() for k in ("pdx", "y0", "x0")), strict=True)):
                 whole = blender.add(pdx, y0, x0, {k: v[j] for k, v in outputs.items()},
-                                    {"target": batch["target"][j], "input_masks": batch["input_masks"][j]})
+                                    {k: v[j] for k, v in pasted.items()})
                 complete += [] if whole is None else [(pdx, whole)]
             while len(complete) >= batch_size or (complete and n == len(batches)):
                 _score_and_write(complete[:batch_size], writer, scores, len(windows.samples))
@@ -249,6 +250,8 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
         Object-store options (see :func:`cube.open_cube`).
     """
     check_run_name(run)
+    if batch_size < 1:
+        raise ValueError(f"invalid batch size {batch_size}: must be at least 1")
     model, provenance, trained_inputs = _model(checkpoint, baseline)
     n = n_input_samples or trained_inputs
     store = as_store(cube, "r+", storage_options)

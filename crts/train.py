@@ -7,7 +7,7 @@ rate (the original's gamma 1.0) for 20 epochs on the ``random`` sampler's
 samples, redrawn every epoch.
 
 Determinism: the order of samples in an epoch depends only on (seed, epoch) and
-the random crops of a step only on (seed, step), so a run resumed from a
+the random crop of a sample only on (seed, epoch, sample), so a run resumed from a
 checkpoint (model, optimizer, scheduler, position in the epoch) continues to
 the same weights as an uninterrupted one on the CPU.
 """
@@ -19,7 +19,6 @@ import csv
 import json
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -109,6 +108,11 @@ def _device(choice: str, local_rank: int) -> torch.device:
     return torch.device(f"cuda:{local_rank}") if choice == "cuda" else torch.device(choice)
 
 
+RESUME_SAME = ("batch_size", "accumulate", "crop", "seed", "sampler", "n_input_samples", "region", "cloud_masks",
+               "min_cov", "max_cov")
+"""Settings that define the order and content of a run's batches: a resumed run must keep them."""
+
+
 def _to_model_scale(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
 
@@ -121,7 +125,9 @@ def _build_model(config: TrainConfig) -> torch.nn.Module:
 
 
 def _dates(batch: dict, device: torch.device) -> torch.Tensor:
-    return input_dates(batch["input_s1_td"], batch["input_s2_td"], use_sar=True).to(device)
+    """UnCRtainTS's input dates, computed on the device (the copies do not wait for it)."""
+    s1, s2 = (batch[k].to(device, non_blocking=True) for k in ("input_s1_td", "input_s2_td"))
+    return input_dates(s1, s2, use_sar=True)
 
 
 def _loss(net: torch.nn.Module, config: TrainConfig, inputs: torch.Tensor, target: torch.Tensor,
@@ -140,22 +146,30 @@ def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch: dict) -> torch
     return model(_to_model_scale(inputs))
 
 
-def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.device, batch_size: int) -> dict:
-    """Mean L1 (model scale) of the model and of the least-cloudy baseline over the validation windows."""
-    totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed on the device: one host sync at the end
-    count = 0
+def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.device, batch_size: int,
+              rank: int = 0, world: int = 1) -> dict:
+    """Mean L1 (model scale) of the model and of the least-cloudy baseline over the validation windows.
+
+    Under DDP every process scores its share of the windows and the sums are
+    added up across processes (so no process waits idle for another's validation).
+    """
+    sums, count = torch.zeros(2, dtype=torch.float64, device=device), 0  # summed on the device: one sync at the end
     model.eval()
     with torch.no_grad():
-        for batch in loader(windows, batch_size, pin_memory=device.type == "cuda"):
-            inputs, target = _to_model_scale(batch["inputs"].to(device)), _to_model_scale(batch["target"].to(device))
-            prediction = _predict(model, batch["inputs"].to(device), batch)
-            baseline = LeastCloudy()(inputs, batch["input_masks"].to(device))
-            totals += torch.stack([torch.nn.functional.l1_loss(x.float(), target, reduction="sum")
-                                   for x in (prediction, baseline)])
+        for batch in loader(windows, batch_size, sampler=list(range(rank, len(windows), world)),
+                            pin_memory=device.type == "cuda"):
+            inputs, target = (_to_model_scale(batch[k].to(device, non_blocking=True)) for k in ("inputs", "target"))
+            prediction = _predict(model, batch["inputs"].to(device, non_blocking=True), batch)
+            baseline = LeastCloudy()(inputs, batch["input_masks"].to(device, non_blocking=True))
+            sums += torch.stack([torch.nn.functional.l1_loss(x.float(), target, reduction="sum")
+                                 for x in (prediction, baseline)])
             count += target.numel()
+    totals = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64, device=device)])
+    if world > 1:
+        dist.all_reduce(totals)
     model.train()
-    model_l1, baseline_l1 = (totals / count).tolist()
-    return {"val_l1": model_l1, "val_l1_least_cloudy": baseline_l1}
+    model_l1, baseline_l1, count = totals.tolist()
+    return {"val_l1": model_l1 / count, "val_l1_least_cloudy": baseline_l1 / count}
 
 
 def steps_per_epoch(windows: int, world: int, config: TrainConfig) -> int:
@@ -191,8 +205,8 @@ def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | 
     :func:`cube.open_cube`; never written into the run's files) reach its store.
 
     Every ``config.log_every`` steps the log gets the mean loss, the samples/s
-    including data loading and the share of the time spent waiting for data
-    (the step itself never waits for the GPU). Under ``torchrun`` (WORLD_SIZE >
+    including data loading and the share of the time spent waiting for data;
+    between log lines the step does not wait for the GPU. Under ``torchrun`` (WORLD_SIZE >
     1) it trains with DDP (gloo on CPU, nccl on CUDA); only rank 0 writes.
     Returns the run folder.
     """
@@ -234,14 +248,21 @@ class _Meter:
     def __init__(self) -> None:
         self.reset()
 
-    def reset(self) -> None:
-        self.start, self.data_s, self.samples, self.steps, self.loss = time.perf_counter(), 0.0, 0, 0, 0.0
+    def reset(self, start: float | None = None) -> None:
+        self.start, self.data_s, self.samples, self.steps, self.loss = start or time.perf_counter(), 0.0, 0, 0, 0.0
 
     def read(self, world: int) -> dict[str, float]:
-        """Mean loss of the steps (the only host synchronisation), samples/s and data-waiting share."""
-        wall = time.perf_counter() - self.start
+        """Mean loss of the steps, samples/s and data-waiting share; the next interval starts.
+
+        Reading the loss is the one host synchronisation: the interval ends once
+        the device has done its work.
+        """
         loss = float(self.loss / self.steps)
-        return {"loss": loss, "samples_per_s": self.samples * world / wall, "data_share": self.data_s / wall}
+        now = time.perf_counter()
+        wall = now - self.start
+        values = {"loss": loss, "samples_per_s": self.samples * world / wall, "data_share": self.data_s / wall}
+        self.reset(now)
+        return values
 
 
 class _Log:
@@ -317,8 +338,14 @@ class _Trainer:
                         self.rank == 0, progress)
 
     def _restore(self) -> None:
+        """Continue from the run's checkpoint, which must have been trained with the same steps."""
         saved = read_checkpoint(self.run / "last.pt", self.device, config=self.model.config,
                                 needs=("optimizer", "scheduler", "step", "epoch", "position"))
+        before = json.loads(saved.get("train_config", "{}"))
+        if changed := [k for k in RESUME_SAME if k in before and before[k] != getattr(self.config, k)]:
+            raise ValueError(f"{self.run}: the run was trained with " + ", ".join(
+                f"{k}={before[k]}" for k in changed) + ": resume it with the same settings (its position in the "
+                "epoch counts batches of those)")
         self.model.load_state_dict(saved["state_dict"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -335,23 +362,20 @@ class _Trainer:
         return self.config.max_steps is not None and self.step >= self.config.max_steps
 
     def fit(self) -> None:
-        """Epochs until the last one or ``max_steps``; validation and the rate's next step after each epoch."""
+        """Epochs until the last one or ``max_steps``; after each whole epoch the rate's next step and validation."""
         while self.epoch < self.config.epochs + self.config.epochs_decay and not self.done:
-            self._epoch()
+            finished = self._epoch()
             self._write_train()
-            if self.done:
-                break
-            self.epoch, self.position = self.epoch + 1, 0
-            with warnings.catch_warnings():  # a run resumed at the end of an epoch has made no optimizer step yet
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            if finished:
+                self.epoch, self.position = self.epoch + 1, 0
                 self.scheduler.step()
-            if self.rank == 0:
-                scores = _validate(self.model, self.val_windows, self.device, self.config.batch_size)
+                scores = _validate(self.model, self.val_windows, self.device, self.config.batch_size, self.rank,
+                                   self.world)
                 self.log.write(self.step, self.epoch, self.scheduler.get_last_lr()[0], scores)
         self.save()
 
-    def _epoch(self) -> None:
-        """The rest of the current epoch (from ``position``, in batches), or up to ``max_steps``."""
+    def _epoch(self) -> bool:
+        """The rest of the current epoch (from ``position``, in batches), up to ``max_steps``; True if it ended."""
         config = self.config
         self.train_windows.set_epoch(self.epoch)
         order = torch.randperm(len(self.train_windows),
@@ -365,23 +389,26 @@ class _Trainer:
             self.meter.data_s += time.perf_counter() - clock
             cycle = self.position - self.position % config.accumulate  # first batch of this optimizer step
             last = self.position + 1 == min(cycle + config.accumulate, batches)
-            self._backward(batch, min(config.accumulate, batches - cycle), last)
+            step_samples = min(config.accumulate * config.batch_size, len(mine) - cycle * config.batch_size)
+            self._backward(batch, len(batch["target"]) / step_samples, last)
             self.position += 1
             if last:
                 self._optimizer_step()
                 if self.done:
-                    return
+                    break
             clock = time.perf_counter()
+        return self.position == batches
 
-    def _backward(self, batch: dict, batches_in_step: int, last: bool) -> None:
-        """Gradients of one batch, scaled to the optimizer step's mean; DDP syncs them on its ``last`` batch."""
+    def _backward(self, batch: dict, share: float, last: bool) -> None:
+        """Gradients of one batch, weighted by its ``share`` of the optimizer step's samples; DDP syncs them on
+        the step's ``last`` batch."""
         inputs = batch["inputs"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
         if isinstance(self.model, ResNet3D):
             self.model.model_initial.requires_grad_(self.step >= self.config.freeze_encoder_steps)
         with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                loss = _loss(self.net, self.config, inputs, target, batch) / batches_in_step
+                loss = _loss(self.net, self.config, inputs, target, batch) * share
             loss.backward()
         self.meter.loss = self.meter.loss + loss.detach()
         self.meter.samples += len(target)
@@ -401,7 +428,6 @@ class _Trainer:
         """A log line for the steps since the last one (none if there were none)."""
         if self.meter.steps:
             self.log.write(self.step, self.epoch, self.scheduler.get_last_lr()[0], self.meter.read(self.world))
-            self.meter.reset()
 
     def close(self) -> None:
         self.log.close()

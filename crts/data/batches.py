@@ -35,6 +35,9 @@ def covering_size(size: int, window: int, overlap: int) -> int:
     >>> covering_size(256, 64, 0)
     256
     """
+    if window < 1 or overlap < 0:
+        raise ValueError(f"invalid window {window} px / overlap {overlap} px: the window must be at least 1 px "
+                         "and the overlap at least 0 px")
     stride = window - overlap
     if stride <= 0:
         raise ValueError(f"overlap {overlap} px must be smaller than the window ({window} px)")
@@ -172,9 +175,10 @@ def loader(windows: SampleWindows, batch_size: int = 4, *, shuffle: bool = False
            timeout: float = 0.0) -> torch.utils.data.DataLoader:
     """A DataLoader over windows that starts its workers safely and fast, and is fast on CUDA.
 
-    Workers stay alive between epochs, and memory is pinned when CUDA is
-    available. For DDP pass ``sampler=DistributedSampler(windows)`` and call its
-    ``set_epoch`` every epoch.
+    Workers start with each pass over the loader (with fork in well under a
+    second), so what :meth:`SampleWindows.set_epoch` draws reaches them; memory
+    is pinned when CUDA is available. For DDP pass
+    ``sampler=DistributedSampler(windows)`` and call its ``set_epoch`` every epoch.
 
     Parameters
     ----------
@@ -208,4 +212,4 @@ def loader(windows: SampleWindows, batch_size: int = 4, *, shuffle: bool = False
         num_workers=num_workers, drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         multiprocessing_context=context, worker_init_fn=start_worker if workers else None,
-        persistent_workers=workers, timeout=timeout if workers else 0)
+        timeout=timeout if workers else 0)

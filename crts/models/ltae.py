@@ -29,7 +29,7 @@ def positional_encoding(days: torch.Tensor, d: int, n_repeat: int, period: float
     times (once per attention head).
     """
     i = torch.arange(d, device=days.device, dtype=torch.float32)
-    angles = days.float()[..., None] / torch.pow(torch.tensor(period, device=days.device), 2 * (i // 2) / d)
+    angles = days.float()[..., None] / torch.pow(period, 2 * (i // 2) / d)
     table = torch.where(i.long() % 2 == 0, torch.sin(angles), torch.cos(angles))
     return table.repeat(*([1] * (table.dim() - 1)), n_repeat)
 

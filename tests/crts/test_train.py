@@ -172,7 +172,7 @@ def test_a_run_stopped_within_its_first_epoch_has_no_validation_yet(sampling_cub
 def test_accumulating_two_batches_of_one_equals_batches_of_two_and_resumes(sampling_cube: Path,
                                                                           tmp_path: Path) -> None:
     pairs = train(_config(sampling_cube, tmp_path / "pairs", max_steps=5), progress=False)
-    part = _config(sampling_cube, tmp_path / "part", batch_size=1, accumulate=2, max_steps=3)
+    part = _config(sampling_cube, tmp_path / "part", batch_size=1, accumulate=2, max_steps=2)  # mid-epoch
     train(part, progress=False)
     accumulated = train(dataclasses.replace(part, max_steps=5), resume=True, progress=False)
     a, saved_a = load_checkpoint(pairs / "last.pt")
@@ -197,12 +197,12 @@ def test_the_loss_is_read_from_the_device_only_when_a_line_is_logged(sampling_cu
 
     for name in ("item", "__float__", "tolist"):
         monkeypatch.setattr(torch.Tensor, name, counting(name))
-    run = train(_config(sampling_cube, tmp_path / "run", batch_size=1, epochs=1, epochs_decay=0, max_steps=6,
-                        log_every=3), progress=False)  # 6 training samples: one epoch, no validation
+    run = train(_config(sampling_cube, tmp_path / "run", batch_size=1, epochs=1, epochs_decay=0, max_steps=5,
+                        log_every=3), progress=False)  # 6 training samples: the epoch does not end, no validation
     monkeypatch.undo()
     with (run / "log.csv").open(newline="") as log:
         rows = list(csv.DictReader(log))
-    assert [int(row["step"]) for row in rows] == [3, 6] and len(reads) == 2
+    assert [int(row["step"]) for row in rows] == [3, 5] and len(reads) == 2
     for row in rows:
         assert float(row["samples_per_s"]) > 0 and 0 <= float(row["data_share"]) < 1
 
@@ -230,3 +230,16 @@ def test_compile_trains_the_compiled_model_and_saves_plain_weights(sampling_cube
     b, _ = load_checkpoint(fast / "last.pt")  # no torch.compile prefixes: it loads into the plain model
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_resume_refuses_other_batches_and_keeps_an_old_log_s_columns(sampling_cube: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_config(sampling_cube, run, max_steps=1), progress=False)
+    with pytest.raises(ValueError, match=r"trained with batch_size=2, crop=16: resume it with the same settings"):
+        train(_config(sampling_cube, run, max_steps=2, batch_size=1, crop=8), resume=True, progress=False)
+    old_header = "step,epoch,loss,lr,samples_per_s,val_l1,val_l1_least_cloudy"  # a log written before data_share
+    (run / "log.csv").write_text(old_header + "\n")
+    train(_config(sampling_cube, run, max_steps=4, log_every=1), resume=True, progress=False)
+    with (run / "log.csv").open(newline="") as log:
+        rows = list(csv.DictReader(log))
+    assert list(rows[0]) == old_header.split(",") and [row["step"] for row in rows if row["loss"]] == ["2", "3", "4"]

@@ -111,15 +111,15 @@ def test_a_window_read_from_the_cube_equals_the_crop_of_the_whole_image(samples:
 
 
 def test_the_grid_covers_every_pixel_with_windows_flush_at_the_far_edge(samples: SEN12MSCRTS) -> None:
-    windows = SampleWindows(samples, {"y": 12, "x": 12}, {"y": 2, "x": 2})  # stride 10: starts 0, 10, 20 on 32 px
-    assert len(windows) == len(samples) * 9
+    windows = SampleWindows(samples, {"y": 12, "x": 12}, {"y": 3, "x": 3})  # stride 9: 0, 9, 18, then 27 -> 20
+    assert len(windows) == len(samples) * 16
     covered = np.zeros((len(samples), 32, 32), int)
     for i in range(len(windows)):
         pdx, y0, x0 = windows.position(i)
         assert 0 <= y0 <= 20 and 0 <= x0 <= 20
         covered[pdx, y0:y0 + 12, x0:x0 + 12] += 1
     assert (covered > 0).all()
-    assert {windows.position(i)[1] for i in range(9)} == {0, 10, 20}
+    assert {windows.position(i)[1] for i in range(16)} == {0, 9, 18, 20}
 
 
 def test_random_windows_depend_only_on_seed_epoch_and_item(samples: SEN12MSCRTS) -> None:
@@ -144,6 +144,8 @@ def test_invalid_placements_and_overlaps_are_refused(samples: SEN12MSCRTS) -> No
         SampleWindows(samples, placement="tiles")
     with pytest.raises(ValueError, match="overlap 16 px must be smaller than the window"):
         SampleWindows(samples, {"y": 16, "x": 16}, {"y": 16, "x": 0})
+    with pytest.raises(ValueError, match="invalid window 12 px / overlap -2 px: the window must be at least 1 px"):
+        SampleWindows(samples, {"y": 12, "x": 12}, {"y": -2, "x": 0})
 
 
 def test_forked_workers_read_after_the_parent_used_dask_and_zarr(samples: SEN12MSCRTS, sampling_cube: Path) -> None:
