@@ -105,7 +105,7 @@ def test_evaluate_names_a_checkpoint_that_is_not_one(tiny_cube: Path, tmp_path: 
 
 def _resume(cube: Path, out: Path) -> int:
     return main(["train", "--cube", str(cube), "--out", str(out), "--resume", "--features", "4", "--blocks", "1",
-                 "--n-input-samples", "2", "--max-steps", "1", "--num-workers", "0", "--device", "cpu"])
+                 "--n-input-samples", "2", "--crop", "16", "--max-steps", "1", "--num-workers", "0", "--device", "cpu"])
 
 
 def test_resume_names_a_corrupt_last_checkpoint(sampling_cube: Path, tmp_path: Path,
