@@ -133,7 +133,7 @@ def plot_samples(cube: str | os.PathLike | CubeStore, runs: list[str], samples: 
             one = shown[runs[0]].isel(sample=row)
             ax_row[0].set_ylabel(f"{one.roi_group.values}/{int(one.roi)}\npatch {int(one.patch_id)}")
         fig.colorbar(error_map, ax=axes, extend="max", shrink=0.9,
-                     label="|error| (mean of 13 bands), predicted std (RMS of 13 bands); [0, 1] reflectance")
+                     label="|error| (mean of 13 bands), predicted std (RMS of 13 bands)\n[0, 1] reflectance")
         fig.suptitle(f"True-colour inputs, target and predictions (B4, B3, B2; reflectance 0-0.3), S2 dates;\n"
                      f"{CLOUD_COLOUR} contours: the inputs' clouds by {detector}")
     return finish(fig, out, dpi=100)
