@@ -265,7 +265,7 @@ _TRAIN_HELP = {
     "width": "UnCRtainTS channel width", "n_head": "UnCRtainTS attention heads", "d_model": "UnCRtainTS L-TAE width",
     "scale_by": "UnCRtainTS's internal value scale (the published runs: 10)",
     "device": "auto (CUDA when available), cpu, cuda, cuda:1, ...", "amp": "bfloat16 autocast on CUDA",
-    "num_workers": "DataLoader worker processes", "compile": "compile the model with torch.compile",
+    "num_workers": "DataLoader worker processes; unset: 0 on a CPU, min(6, cores - 1) on CUDA", "compile": "compile the model with torch.compile",
     "accumulate": "batches per optimizer step (gradient accumulation, for small GPUs)",
     "log_every": "steps between log lines (the loss is read from the device only then)",
     "init_encoder": "initialise the encoder from the original's baseline_resnet.pth",

@@ -243,3 +243,10 @@ def test_resume_refuses_other_batches_and_keeps_an_old_log_s_columns(sampling_cu
     with (run / "log.csv").open(newline="") as log:
         rows = list(csv.DictReader(log))
     assert list(rows[0]) == old_header.split(",") and [row["step"] for row in rows if row["loss"]] == ["2", "3", "4"]
+
+
+def test_workers_default_to_none_on_a_cpu_and_some_on_cuda() -> None:
+    from crts.train import _workers
+
+    assert _workers(None, torch.device("cpu")) == 0 and _workers(3, torch.device("cpu")) == 3
+    assert 1 <= _workers(None, torch.device("cuda")) <= 6
