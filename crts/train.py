@@ -219,7 +219,7 @@ def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | 
 
 
 def _start_run(config: TrainConfig, resume: bool, rank: int) -> Path:
-    """The run folder, checked against ``resume``; rank 0 writes ``config.json``."""
+    """The run folder, checked against ``resume`` (rank 0 creates it)."""
     run = Path(config.out)
     if resume and not (run / "last.pt").exists():
         raise FileNotFoundError(f"{run}: no run to resume (no last.pt): leave out --resume to start a new run")
@@ -227,7 +227,6 @@ def _start_run(config: TrainConfig, resume: bool, rank: int) -> Path:
         run.mkdir(parents=True, exist_ok=True)
         if not resume and (run / "last.pt").exists():
             raise FileExistsError(f"{run} holds a run already: pass --resume to continue it, or another --out")
-        (run / "config.json").write_text(json.dumps(asdict(config), indent=2))
     return run
 
 
@@ -336,6 +335,8 @@ class _Trainer:
         self.step = self.epoch = self.position = 0
         if resume:
             self._restore()
+        if self.rank == 0:  # once the settings are known to fit the run
+            (self.run / "config.json").write_text(json.dumps(asdict(config), indent=2))
         self.ddp = DistributedDataParallel(self.model) if self.world > 1 else None
         self.net = self.ddp or self.model
         if config.compile:

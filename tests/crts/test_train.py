@@ -237,6 +237,7 @@ def test_resume_refuses_other_batches_and_keeps_an_old_log_s_columns(sampling_cu
     train(_config(sampling_cube, run, max_steps=1), progress=False)
     with pytest.raises(ValueError, match=r"trained with batch_size=2, crop=16: resume it with the same settings"):
         train(_config(sampling_cube, run, max_steps=2, batch_size=1, crop=8), resume=True, progress=False)
+    assert json.loads((run / "config.json").read_text())["batch_size"] == 2  # the refused settings left no trace
     old_header = "step,epoch,loss,lr,samples_per_s,val_l1,val_l1_least_cloudy"  # a log written before data_share
     (run / "log.csv").write_text(old_header + "\n")
     train(_config(sampling_cube, run, max_steps=4, log_every=1), resume=True, progress=False)
