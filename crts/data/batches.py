@@ -105,7 +105,6 @@ class SampleWindows(torch.utils.data.Dataset):
             raise ValueError(f"window {too_large} is larger than the patch ({size} x {size} pixels)")
         self.input_overlap = {"y": 0, "x": 0} | (input_overlap or {})
         self._grid_size = {dim: covering_size(size, self.input_dims[dim], self.input_overlap[dim]) for dim in "yx"}
-        self._size = size
         self._windows: xbatcher.BatchGenerator | None = None
 
     @property
@@ -127,13 +126,13 @@ class SampleWindows(torch.utils.data.Dataset):
 
     def position(self, i: int) -> tuple[int, int, int]:
         """Sample index and window origin (row, column in px) of item ``i``."""
-        h, w = self.input_dims["y"], self.input_dims["x"]
+        last_y, last_x = (self.samples.image_size - self.input_dims[dim] for dim in "yx")  # of a window's origin
         if self.placement == "random":
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            return i, int(rng.integers(0, self._size - h + 1)), int(rng.integers(0, self._size - w + 1))
+            return i, int(rng.integers(0, last_y + 1)), int(rng.integers(0, last_x + 1))
         window = self.windows[i]
         y0, x0 = int(window.y.values[0]), int(window.x.values[0])
-        return int(window.sample.values[0]), min(y0, self._size - h), min(x0, self._size - w)
+        return int(window.sample.values[0]), min(y0, last_y), min(x0, last_x)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_windows": None}

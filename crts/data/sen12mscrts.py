@@ -214,8 +214,8 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         p = int(self.positions[pdx])
         names = ["S2", "S1"] + ([] if self.cloud_masks is None else [self.cloud_masks])
         rows, cols = window or (slice(None), slice(None))
-        images = self.store.read([(name, (p, t, slice(None), rows, cols) if name in ("S1", "S2") else (p, t, rows, cols))
-                                  for name in names for t in steps])
+        area = {name: (slice(None), rows, cols) if name in ("S1", "S2") else (rows, cols) for name in names}
+        images = self.store.read([(name, (p, t, *area[name])) for name in names for t in steps])
         s2, s1, *masks = (np.stack(images[i * len(steps):(i + 1) * len(steps)]) for i in range(len(names)))
         if self.cloud_masks is None:
             masks = np.ones((len(steps), *s2.shape[-2:]), np.float32)
