@@ -130,6 +130,8 @@ def _predict_all(model: torch.nn.Module, windows: SampleWindows, writer: RunWrit
     each patch together, and whole patches are scored and written ``batch_size`` at a time.
     """
     blender, complete = PatchBlender(windows, device), []
+    names = ("prediction", "variance") if isinstance(model, UnCRtainTS) else ("prediction",)
+    stored = {name: writer.array(name) for name in names}  # opened once, not per batch
     scores: dict[str, np.ndarray] = {}
     batches = loader(windows, batch_size=batch_size, pin_memory=device.type == "cuda")
     with torch.no_grad():
@@ -142,24 +144,25 @@ def _predict_all(model: torch.nn.Module, windows: SampleWindows, writer: RunWrit
                                     {k: v[j] for k, v in pasted.items()})
                 complete += [] if whole is None else [(pdx, whole)]
             while len(complete) >= batch_size or (complete and n == len(batches)):
-                _score_and_write(complete[:batch_size], writer, scores, len(windows.samples))
+                _score_and_write(complete[:batch_size], stored, scores, len(windows.samples))
                 complete = complete[batch_size:]
     return scores
 
 
-def _score_and_write(patches: list[tuple[int, dict]], writer: RunWriter, scores: dict[str, np.ndarray],
+def _score_and_write(patches: list[tuple[int, dict]], stored: dict, scores: dict[str, np.ndarray],
                      samples: int) -> None:
-    """Score whole patches with the paper's metrics and write their prediction (and variance) into the run."""
+    """Score whole patches with the paper's metrics and write their prediction (and variance) into the run's
+    ``stored`` arrays."""
     pdx = np.array([p for p, _ in patches])
     prediction, target, masks = (torch.stack([whole[k] for _, whole in patches])
                                  for k in ("prediction", "target", "input_masks"))
     per_image = evaluate_batch(prediction, target, masks.amax(1) > 0)
-    writer.array("prediction").set_orthogonal_selection(
+    stored["prediction"].set_orthogonal_selection(
         (pdx,), np.round(prediction.cpu().numpy() * S2_SCALE).astype(np.uint16))
-    if "variance" in patches[0][1]:
+    if "variance" in stored:
         variance = torch.stack([whole["variance"] for _, whole in patches])
         largest = float(np.finfo(VARIANCE_DTYPE).max)
-        writer.array("variance").set_orthogonal_selection(
+        stored["variance"].set_orthogonal_selection(
             (pdx,), variance.clamp(max=largest).cpu().numpy().astype(VARIANCE_DTYPE))
         per_image |= {"mean_variance": mean_variance(variance), "mean_error": mean_error(prediction, target)}
     for name, values in per_image.items():
