@@ -3,44 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
+import os
+import re
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import fields
+import warnings
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 
-import matplotlib
-from tabulate import tabulate
+from crts import __version__
+from cube.rois import REGIONS, SPLITS
 
-matplotlib.use("Agg")  # the command writes figures to files; set before anything imports pyplot
-
-from crts import __version__  # noqa: E402
-from crts.clouds_gpu import TorchForestPredictor  # noqa: E402
-from crts.data.sampling import SAMPLERS  # noqa: E402
-from crts.evaluate import BASELINES, evaluate  # noqa: E402
-from crts.losses import LOSSES  # noqa: E402
-from crts.report import write_report  # noqa: E402
-from crts.train import MODEL_DEFAULTS, TrainConfig, last_validation, train  # noqa: E402
-from cube.clouds import compute_clouds  # noqa: E402
-from cube.conversion import ON_ERROR, convert  # noqa: E402
-from cube.detectors import DETECTORS  # noqa: E402
-from cube.plots import plot_coverage  # noqa: E402
-from cube.rois import REGIONS, SPLITS  # noqa: E402
-from cube.summary import format_summary, summary  # noqa: E402
-from cube.stats import GROUP_KEYS, coverage_index, coverage_table  # noqa: E402
-from cube.runs import list_runs, open_run, prune_runs  # noqa: E402
-from cube.schema import TILE_PX  # noqa: E402
-from cube.store import (  # noqa: E402
-    CubeStore,
-    IncompleteCubeError,
-    StorageError,
-    WriterLockedError,
-    open_cube,
-    storage_error,
-)
-from cube.synth import DEFAULT_ROIS, LAYOUTS, make_dataset  # noqa: E402
-from cube.synth.preview import plot_patch  # noqa: E402
-from cube.synth.scores import score_detectors  # noqa: E402
+os.environ["MPLBACKEND"] = "Agg"  # the command writes figures to files; read when pyplot is first imported
 
 
 def _comma_list(text: str) -> list[str]:
@@ -89,13 +65,13 @@ def _cube(args: argparse.Namespace, required: bool = True) -> str | None:
     return args.cube
 
 
-def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "synth", help="write a synthetic data set in the real on-disk layout",
-        description="Write a realistic synthetic SEN12MS-CR-TS (or SEN12MS-CR) tree with the exact folder "
-                    "and file names of the real data set, plus ground truth (cloud and shadow masks, "
-                    "cloud-free images, land cover) in OUT/ground_truth.",
-        epilog="example: crts synth data/synthetic --rois ROIs1868/17,ROIs2017/63 --patches-per-roi 4")
+def _synth_options(p: argparse.ArgumentParser) -> None:
+    from cube.synth import DEFAULT_ROIS, LAYOUTS
+
+    p.description = ("Write a realistic synthetic SEN12MS-CR-TS (or SEN12MS-CR) tree with the exact folder "
+                     "and file names of the real data set, plus ground truth (cloud and shadow masks, "
+                     "cloud-free images, land cover) in OUT/ground_truth.")
+    p.epilog = "example: crts synth data/synthetic --rois ROIs1868/17,ROIs2017/63 --patches-per-roi 4"
     p.add_argument("out", metavar="OUT", help="data set root to create (must be empty or absent)")
     p.add_argument("--rois", type=_comma_list, default=list(DEFAULT_ROIS), metavar="ROIS",
                    help=f"comma-separated ROIs (default: {','.join(DEFAULT_ROIS)})")
@@ -113,6 +89,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> None:
+    from cube.synth import make_dataset
+    from cube.synth.preview import plot_patch
+
     if args.preview and args.layout != "sen12mscrts":
         raise ValueError("--preview draws time series: it needs --layout sen12mscrts")
     start = time.perf_counter()
@@ -125,12 +104,14 @@ def _run_synth(args: argparse.Namespace) -> None:
         print(f"preview of the first patch: {plot_patch(root, out=args.preview)}")
 
 
-def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert", help="convert a GeoTIFF tree into a Zarr cube (resumable, incremental, parallel)",
-        description="Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into one labelled, lossless Zarr v3 "
-                    "cube. Every file is checked; an existing complete cube gets new ROIs appended.",
-        epilog="example: crts convert /data/SEN12MSCRTS cube.zarr --split test --workers 8 --report report.json")
+def _convert_options(p: argparse.ArgumentParser) -> None:
+    from cube.conversion import ON_ERROR
+    from cube.detectors import DETECTORS
+    from cube.schema import TILE_PX
+
+    p.description = ("Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into one labelled, lossless Zarr v3 "
+                     "cube. Every file is checked; an existing complete cube gets new ROIs appended.")
+    p.epilog = "example: crts convert /data/SEN12MSCRTS cube.zarr --split test --workers 8 --report report.json"
     p.add_argument("src", metavar="SRC", help="data set root (holding ROIs1158/ ... ROIs2017/)")
     _add_cube(p, "the Zarr cube to create or extend: a path or an s3:// / gs:// URL")
     which = p.add_mutually_exclusive_group()
@@ -162,6 +143,8 @@ def _add_force_unlock(p: argparse.ArgumentParser) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> None:
+    from cube.conversion import convert
+
     if args.region and args.rois:
         raise ValueError("--region selects with --split, not with --rois")
     report = convert(args.src, args.cube, rois=args.rois, split=args.split, region=args.region,
@@ -183,13 +166,13 @@ def _detectors(names: list[str]) -> tuple[str, ...]:
     return () if names == ["none"] else tuple(names)
 
 
-def _add_clouds(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "clouds", help="compute cloud/shadow masks and coverage of every S2 image into a cube",
-        description="The cloud pass (also run by `crts convert`): s2cloudless probability, mask and map and the "
-                    "toolbox's cloud/shadow heuristic for every S2 image, with the toolbox's parameters, stored "
-                    "once in the cube with a coverage table per (patch, time, detector). Re-running is a no-op.",
-        epilog="example: crts clouds cube.zarr --detectors s2cloudless_mask --workers 8")
+def _clouds_options(p: argparse.ArgumentParser) -> None:
+    from cube.detectors import DETECTORS
+
+    p.description = ("The cloud pass (also run by `crts convert`): s2cloudless probability, mask and map and the "
+                     "toolbox's cloud/shadow heuristic for every S2 image, with the toolbox's parameters, stored "
+                     "once in the cube with a coverage table per (patch, time, detector). Re-running is a no-op.")
+    p.epilog = "example: crts clouds cube.zarr --detectors s2cloudless_mask --workers 8"
     _add_cube(p, "a converted SEN12MS-CR-TS cube (a path or URL)")
     p.add_argument("--detectors", type=_comma_list, default=list(DETECTORS), metavar="LIST",
                    help=f"comma-separated, from {','.join(DETECTORS)} (default: all)")
@@ -205,8 +188,14 @@ def _add_clouds(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_clouds(args: argparse.Namespace) -> None:
+    from cube.clouds import compute_clouds
+
     start = time.perf_counter()
-    predictor = None if args.device == "cpu" else TorchForestPredictor(args.device)
+    predictor = None
+    if args.device != "cpu":
+        from crts.clouds_gpu import TorchForestPredictor
+
+        predictor = TorchForestPredictor(args.device)
     n = compute_clouds(args.cube, tuple(args.detectors), workers=args.workers, scheduler=args.scheduler,
                        resume=args.resume, force_unlock=args.force_unlock,
                        storage_options=dict(args.storage_options), predictor=predictor)
@@ -214,12 +203,13 @@ def _run_clouds(args: argparse.Namespace) -> None:
           f"({', '.join(args.detectors)})")
 
 
-def _add_stats(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "stats", help="cloud-coverage statistics of a cube: tables and plots",
-        description="Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
-                    "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group.",
-        epilog="example: crts stats cube.zarr --by region,month --detector s2cloudless_mask --plot coverage.png")
+def _stats_options(p: argparse.ArgumentParser) -> None:
+    from cube.detectors import DETECTORS
+    from cube.stats import GROUP_KEYS
+
+    p.description = ("Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
+                     "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group.")
+    p.epilog = "example: crts stats cube.zarr --by region,month --detector s2cloudless_mask --plot coverage.png"
     _add_cube(p, "a cube with a cloud pass (a path or URL)")
     p.add_argument("--by", type=_comma_list, default=["region", "split"], metavar="KEYS",
                    help=f"comma-separated groups from {','.join(GROUP_KEYS)} (default: region,split)")
@@ -234,6 +224,11 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_stats(args: argparse.Namespace) -> None:
+    from cube.plots import plot_coverage
+    from cube.stats import coverage_index, coverage_table
+    from cube.store import open_cube
+    from cube.synth.scores import score_detectors
+
     ds = open_cube(args.cube, storage_options=dict(args.storage_options))
     index = coverage_index(ds, args.detector)
     table = coverage_table(index, args.by)
@@ -275,21 +270,24 @@ _TRAIN_HELP = {
 }
 
 
-_TRAIN_CHOICES = {"region": REGIONS, "cloud_masks": DETECTORS, "model": tuple(MODEL_DEFAULTS), "loss": LOSSES,
-                  "sampler": SAMPLERS}
-"""Choices of the train options that have a fixed set of values (argparse shows them in the help)."""
+def _train_options(p: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
 
+    from crts.data.sampling import SAMPLERS
+    from crts.losses import LOSSES
+    from crts.train import MODEL_DEFAULTS, TrainConfig
+    from cube.detectors import DETECTORS
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train", help="train the 3D ResNet or UnCRtainTS on cube batches (resumable; DDP under torchrun)",
-        description="Train the paper's 3D ResNet (L1 loss, Adam, the original's linear decay) or UnCRtainTS "
-                    "(--model uncrtaints: MGNLL, Adam at a constant rate, random sampler) on the cube's train "
-                    "split, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
-                    "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
-                    "torchrun.",
-        epilog="example: torchrun --nproc_per_node 4 -m crts train cube.zarr --out runs/a --batch-size 8")
-    _add_cube(p, "the cube, a path or URL (required unless --config gives it)", also_as_option=True)
+    p.description = ("Train the paper's 3D ResNet (L1 loss, Adam, the original's linear decay) or UnCRtainTS "
+                     "(--model uncrtaints: MGNLL, Adam at a constant rate, random sampler) on the cube's train "
+                     "split, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
+                     "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
+                     "torchrun.")
+    p.epilog = "example: torchrun --nproc_per_node 4 -m crts train cube.zarr --out runs/a --batch-size 8"
+    choices = {"region": REGIONS, "cloud_masks": DETECTORS, "model": tuple(MODEL_DEFAULTS), "loss": LOSSES,
+               "sampler": SAMPLERS}
+    _add_cube(p, "the cube, a path or URL (required unless --config gives it or a run to resume)",
+              also_as_option=True)
     p.add_argument("--config", metavar="FILE", help="JSON file of settings; options given here override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     for f in fields(TrainConfig):
@@ -303,16 +301,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "float | None": float}[str(f.type)]
             default = ", ".join(f"{model} {values[f.name]}" for model, values in MODEL_DEFAULTS.items()
                                 ) if f.name in MODEL_DEFAULTS["resnet3d"] else f.default
-            p.add_argument(flag, type=kind, default=None, choices=_TRAIN_CHOICES.get(f.name),
+            p.add_argument(flag, type=kind, default=None, choices=choices.get(f.name),
                            help=f"{_TRAIN_HELP[f.name]} (default: {default})")
     p.set_defaults(handler=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from crts.train import TrainConfig, last_validation, train
+
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "cube"}
-    cube = _cube(args, required=not args.config)
-    if args.config:
-        config = TrainConfig.from_json(args.config, cube=cube, **overrides)
+    run_config = Path(args.out or TrainConfig.out) / "config.json"
+    base = args.config or (run_config if args.resume and run_config.is_file() else None)  # resume: the run's own
+    cube = _cube(args, required=not base)
+    if base:
+        config = TrainConfig.from_json(base, cube=cube, **overrides)
     else:
         config = TrainConfig(cube=cube, **{k: v for k, v in overrides.items() if v is not None})
     run = train(config, resume=args.resume, storage_options=dict(args.storage_options))
@@ -323,13 +327,14 @@ def _run_train(args: argparse.Namespace) -> None:
           f"{scores['val_l1_least_cloudy']:.4f} on the same windows")
 
 
-def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evaluate", help="predict a split with a model or baseline and write predictions and metrics into the cube",
-        description="Predict every sample of a split with a checkpoint of `crts train` or a baseline, score it with "
-                    "the paper's metrics and write predictions and per-sample metrics into CUBE/runs/NAME (the "
-                    "cube's own variables are never modified; a run appears only when complete).",
-        epilog="example: crts evaluate cube.zarr --checkpoint runs/a/last.pt --split test --run resnet_a")
+def _evaluate_options(p: argparse.ArgumentParser) -> None:
+    from crts.evaluate import BASELINES
+    from cube.detectors import DETECTORS
+
+    p.description = ("Predict every sample of a split with a checkpoint of `crts train` or a baseline, score it with "
+                     "the paper's metrics and write predictions and per-sample metrics into CUBE/runs/NAME (the "
+                     "cube's own variables are never modified; a run appears only when complete).")
+    p.epilog = "example: crts evaluate cube.zarr --checkpoint runs/a/last.pt --split test --run resnet_a"
     _add_cube(p, "the cube (a path or URL)", also_as_option=True)
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a checkpoint written by crts train")
@@ -355,6 +360,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
+    from crts.evaluate import evaluate
+    from cube.runs import open_run
+
     _cube(args)
     path = evaluate(args.cube, args.run, checkpoint=args.checkpoint, baseline=args.baseline, split=args.split,
                     region=args.region, cloud_masks=args.cloud_masks, n_input_samples=args.n_input_samples,
@@ -368,13 +376,11 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     print(f"run {args.run}: {ds.sizes['sample']} samples -> {path}; {means}")
 
 
-def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report", help="metric tables and figures of evaluation runs",
-        description="Tables of every metric by run, overall, by region and by input-coverage bin (report.md and "
-                    "CSV), and figures: true-colour inputs, target and predictions with error maps, and RMSE "
-                    "against input coverage.",
-        epilog="example: crts report cube.zarr --runs resnet_a,least_cloudy,mosaic --out report/")
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.description = ("Tables of every metric by run, overall, by region and by input-coverage bin (report.md and "
+                     "CSV), and figures: true-colour inputs, target and predictions with error maps, and RMSE "
+                     "against input coverage.")
+    p.epilog = "example: crts report cube.zarr --runs resnet_a,least_cloudy,mosaic --out report/"
     _add_cube(p, "the cube holding the runs (a path or URL)")
     p.add_argument("--runs", type=_comma_list, default=None, help="comma-separated runs (default: all)")
     p.add_argument("--out", default="report", help="output folder (default: report)")
@@ -382,18 +388,18 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> None:
+    from crts.report import write_report
+
     path = write_report(args.cube, args.out, args.runs, storage_options=dict(args.storage_options))
     print(path.read_text().split("## by region")[0].strip())
     print(f"\nreport: {path} (tables as CSV and figures beside it)")
 
 
-def _add_runs(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "runs", help="list the evaluation runs of a cube, or clean up what interrupted runs left",
-        description="List the published evaluation runs of CUBE (name, samples, mean RMSE, when published). "
-                    "With --prune, delete run versions that were never published or were replaced, whose writer "
-                    "process has ended on this machine (or, with --older-than, that are older than that).",
-        epilog="example: crts runs cube.zarr --prune")
+def _runs_options(p: argparse.ArgumentParser) -> None:
+    p.description = ("List the published evaluation runs of CUBE (name, samples, mean RMSE, when published). "
+                     "With --prune, delete run versions that were never published or were replaced, whose writer "
+                     "process has ended on this machine (or, with --older-than, that are older than that).")
+    p.epilog = "example: crts runs cube.zarr --prune"
     _add_cube(p, "the cube holding the runs (a path or URL)")
     p.add_argument("--prune", action="store_true", help="delete leftovers of interrupted or replaced runs")
     p.add_argument("--older-than", type=float, default=None, metavar="HOURS",
@@ -402,6 +408,11 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_runs(args: argparse.Namespace) -> None:
+    from tabulate import tabulate
+
+    from cube.runs import list_runs, open_run, prune_runs
+    from cube.store import CubeStore
+
     if args.older_than is not None and not args.prune:
         raise ValueError("--older-than applies to --prune")
     store = CubeStore(args.cube, storage_options=dict(args.storage_options))
@@ -417,25 +428,36 @@ def _run_runs(args: argparse.Namespace) -> None:
     print(tabulate(rows, headers="keys", floatfmt=".4f") if rows else f"{args.cube}: no runs")
 
 
-def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "info", help="what a cube holds: patches, dates, cloud pass, runs, size",
-        description="A summary of CUBE: patches by split and region, time steps, the range of S2 dates, missing "
-                    "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
-                    "and the size on disk (of a local cube; n/a for a URL).",
-        epilog="example: crts info cube.zarr")
+def _info_options(p: argparse.ArgumentParser) -> None:
+    p.description = ("A summary of CUBE: patches by split and region, time steps, the range of S2 dates, missing "
+                     "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
+                     "and the size on disk (of a local cube; n/a for a URL).")
+    p.epilog = "example: crts info cube.zarr"
     _add_cube(p, "the cube (a path or URL)")
     p.set_defaults(handler=_run_info)
 
 
 def _run_info(args: argparse.Namespace) -> None:
+    from cube.store import CubeStore, open_cube
+    from cube.summary import format_summary, summary
+
     options = dict(args.storage_options)
     print(format_summary(summary(open_cube(args.cube, storage_options=options),
                                  CubeStore(args.cube, storage_options=options)), args.cube))
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_synth, _add_convert, _add_clouds, _add_info, _add_stats, _add_train, _add_evaluate, _add_report, _add_runs)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "synth": ("write a synthetic data set in the real on-disk layout", _synth_options),
+    "convert": ("convert a GeoTIFF tree into a Zarr cube (resumable, incremental, parallel)", _convert_options),
+    "clouds": ("compute cloud/shadow masks and coverage of every S2 image into a cube", _clouds_options),
+    "info": ("what a cube holds: patches, dates, cloud pass, runs, size", _info_options),
+    "stats": ("cloud-coverage statistics of a cube: tables and plots", _stats_options),
+    "train": ("train the 3D ResNet or UnCRtainTS on cube batches (resumable; DDP under torchrun)", _train_options),
+    "evaluate": ("predict a split with a model or baseline and write predictions and metrics into the cube", _evaluate_options),
+    "report": ("metric tables and figures of evaluation runs", _report_options),
+    "runs": ("list the evaluation runs of a cube, or clean up what interrupted runs left", _runs_options),
+}
+"""Every sub-command: its one-line help (``crts --help`` lists them) and what adds its options."""
 
 
 class _MarkdownHelpAction(argparse.Action):
@@ -451,15 +473,46 @@ class _MarkdownHelpAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``crts`` with every sub-command."""
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, with the closest valid choice or option suggested."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message)} (see {self.prog} --help)\n")
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    """``; did you mean 'X'?`` for a mistyped choice or option of ``parser``'s error ``message`` ('' if none)."""
+    if choice := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message):
+        candidates = re.findall(r"'([^']*)'", choice.group(2))
+        typed = choice.group(1)
+    elif unknown := re.search(r"unrecognized arguments: (\S+)", message):
+        candidates = [o for a in parser._actions for o in a.option_strings]
+        typed = unknown.group(1).split("=")[0]
+    else:
+        return ""
+    close = difflib.get_close_matches(typed, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``crts``.
+
+    Parameters
+    ----------
+    commands : collection of str, optional
+        Sub-commands to give their options (default: all). The others are only
+        listed, so that ``crts --help`` and ``crts info`` do not import what the
+        options of ``crts train`` need (torch).
+    """
+    parser = _Parser(
         prog="crts", description="SEN12MS-CR-TS as a Zarr data cube: synthesise, convert, train, evaluate.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--help-markdown", action=_MarkdownHelpAction, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in _COMMANDS:
-        add(sub)
+    for name, (summary, add_options) in COMMANDS.items():
+        command = sub.add_parser(name, help=summary)
+        if commands is None or name in commands:
+            add_options(command)
     return parser
 
 
@@ -510,29 +563,62 @@ USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOO
 """OS errors that a command's paths or the file system cause, not the program: reported like bad input."""
 
 
+INTERRUPTED = {
+    "synth": "the data set is unfinished: write it again with --overwrite",
+    "convert": "the patches converted so far are kept: run the same command with --resume to finish",
+    "clouds": "the masks computed so far are kept: run the same command with --resume to finish",
+    "train": "the run's last checkpoint is kept: run the same command with --resume to continue",
+    "evaluate": "no run was published; the cube is as it was",
+    "report": "the report is unfinished: write it again",
+}
+"""What a sub-command stopped by Ctrl-C leaves, and how to go on (the others change nothing)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crts``; bad input, and file systems that refuse a path (see :data:`USER_ERRNOS`), end with a
-    one-line error and exit status 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        args.handler(args)
-    except (ValueError, FileExistsError, FileNotFoundError, IncompleteCubeError, WriterLockedError,
-            StorageError) as err:
-        print(f"crts {args.command}: error: {_message(err)}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if err.errno not in USER_ERRNOS:
-            raise
-        print(f"crts {args.command}: error: {_message(err)}", file=sys.stderr)
-        return 2
-    except Exception as err:  # an object store's failure deep inside zarr or xarray
-        translated = storage_error(err, getattr(args, "cube", None) or "the cube")
-        if translated is None:
-            raise
-        print(f"crts {args.command}: error: {translated}", file=sys.stderr)
-        return 2
+    one-line error and exit status 2; Ctrl-C with one line saying what was kept, exit status 130."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    named = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser([named] if named in COMMANDS else ())
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the sub-command's parser, which can suggest one of its options
+        sub_parsers(parser)[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning(args.command)
+        try:
+            args.handler(args)
+        except KeyboardInterrupt:
+            print(f"crts {args.command}: interrupted: {INTERRUPTED.get(args.command, 'nothing was changed')}",
+                  file=sys.stderr)
+            return 130
+        except Exception as err:
+            message = _user_error(err, getattr(args, "cube", None) or "the cube")
+            if message is None:
+                raise
+            print(f"crts {args.command}: error: {message}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _one_line_warning(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``crts COMMAND: warning: <message>`` (no source line)."""
+    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+        print(f"crts {command}: warning: {message}", file=sys.stderr)
+    return show
+
+
+def _user_error(err: Exception, location: str) -> str | None:
+    """The one-line message of an error that bad input, a refusing file system or the object store caused;
+    None for a fault of the program (it propagates as a traceback)."""
+    from cube.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
+
+    if isinstance(err, ValueError | FileExistsError | FileNotFoundError | IncompleteCubeError | WriterLockedError
+                  | StorageError):
+        return _message(err)
+    if isinstance(err, OSError) and err.errno in USER_ERRNOS:
+        return _message(err)
+    translated = storage_error(err, location)  # an object store's failure deep inside zarr or xarray
+    return None if translated is None else str(translated)
 
 
 def _message(err: Exception) -> str:

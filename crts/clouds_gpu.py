@@ -17,6 +17,8 @@ import torch
 from cube.bands import S2_SCALE
 from cube.forest import LEAF, MODEL_PATH, dn_bins, load_forest, sigmoid32
 
+from .devices import resolve_device
+
 PIXELS_PER_STEP = 1 << 16
 """Pixels walked at once (65,536 x 170 trees of int32 state: about 45 MB)."""
 
@@ -25,7 +27,7 @@ class TorchForestPredictor:
     """s2cloudless probabilities of S2 digital numbers (N, 13, H, W), evaluated by torch on ``device``."""
 
     def __init__(self, device: str | torch.device = "cpu", model: Path = MODEL_PATH) -> None:
-        self.device, self.model = torch.device(device), Path(model)
+        self.device, self.model = resolve_device(device), Path(model)
         self.forest = forest = load_forest(self.model)
         self.nodes = torch.from_numpy(forest.nodes.astype(np.int64)).to(self.device)
         self.roots = torch.from_numpy(forest.node_offsets).to(self.device)

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import dask.array as da
@@ -26,6 +27,7 @@ from cube.store import as_store
 from . import __version__
 from .blend import PatchBlender
 from .data import SEN12MSCRTS, SampleWindows, loader
+from .devices import resolve_device
 from .metrics import (
     calibration_bins,
     error_by_certainty,
@@ -38,6 +40,12 @@ from .models import LeastCloudy, Mosaic, UnCRtainTS, load_checkpoint
 from .models.uncrtaints import input_dates
 
 BASELINES = {"least_cloudy": LeastCloudy, "mosaic": Mosaic}
+
+
+class TargetAmongInputsWarning(UserWarning):
+    """Some samples of an evaluation have their target among their inputs: their scores say nothing."""
+
+
 CALIBRATION_BINS = 20
 """Images are binned by mean predicted variance into this many bins for UCE and AUCE (UnCRtainTS: 5 % steps)."""
 KEPT_PERCENT = 5
@@ -92,7 +100,9 @@ def _labels(samples: SEN12MSCRTS) -> dict:
         "target_time": ("sample", samples.index.target),
         "input_times": (("sample", "input"), samples.index.inputs),
         "input_coverage": (("sample", "input"), np.take_along_axis(samples.coverage, samples.index.inputs, axis=1)),
-        "coverage_bin": ("sample", samples.index.coverage_bin)}
+        "coverage_bin": ("sample", samples.index.coverage_bin),
+        "target_in_inputs": ("sample", samples.index.target_in_inputs, {
+            "long_name": "the target time step is also an input (its scores are trivial)"})}
 
 
 def _template(samples: SEN12MSCRTS, uncertain: bool) -> xr.Dataset:
@@ -134,8 +144,9 @@ def _predict_all(model: torch.nn.Module, windows: SampleWindows, writer: RunWrit
     stored = {name: writer.array(name) for name in names}  # opened once, not per batch
     scores: dict[str, np.ndarray] = {}
     batches = loader(windows, batch_size=batch_size, pin_memory=device.type == "cuda")
-    with torch.no_grad():
-        for n, batch in enumerate(tqdm(batches, desc=f"evaluating {writer.name}", disable=not progress), 1):
+    bar = tqdm(total=len(windows.samples), desc=f"evaluating {writer.name}", unit="sample", disable=not progress)
+    with torch.no_grad(), bar:
+        for n, batch in enumerate(batches, 1):
             prediction, variance = _predict(model, batch, device)
             outputs = {"prediction": prediction} | ({} if variance is None else {"variance": variance})
             pasted = {k: batch[k].to(device, non_blocking=True) for k in ("target", "input_masks")}
@@ -145,6 +156,7 @@ def _predict_all(model: torch.nn.Module, windows: SampleWindows, writer: RunWrit
                 complete += [] if whole is None else [(pdx, whole)]
             while len(complete) >= batch_size or (complete and n == len(batches)):
                 _score_and_write(complete[:batch_size], stored, scores, len(windows.samples))
+                bar.update(len(complete[:batch_size]))
                 complete = complete[batch_size:]
     return scores
 
@@ -255,16 +267,21 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
     check_run_name(run)
     if batch_size < 1:
         raise ValueError(f"invalid batch size {batch_size}: must be at least 1")
+    torch_device = resolve_device(device)
     model, provenance, trained_inputs = _model(checkpoint, baseline)
-    n = n_input_samples or trained_inputs
+    n = trained_inputs if n_input_samples is None else n_input_samples
     store = as_store(cube, "r+", storage_options)
     samples = SEN12MSCRTS(store.reopened("r"), split=split, region=region, cloud_masks=cloud_masks,
                           n_input_samples=n, min_cov=min_cov, max_cov=max_cov, import_data_path=import_index)
-    torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                "cpu" if device == "auto" else device)
     uncertain = isinstance(model, UnCRtainTS)
     windows = SampleWindows(samples, None if window is None else {"y": window, "x": window},
                             {"y": overlap, "x": overlap})  # bad windows are refused before anything is written
+    trivial = int(samples.index.target_in_inputs.sum())
+    if trivial:
+        warnings.warn(f"{trivial} of {len(samples)} samples have their target among their inputs (min_cov "
+                      f"{min_cov}, as the original's sampling allows), so copying an input scores perfectly on them; "
+                      "keep clear steps out of the inputs with --min-cov 0.05, or use the published index files "
+                      "(--import-index)", TargetAmongInputsWarning, stacklevel=2)
     writer = RunWriter(store, run, _template(samples, uncertain))
     scores = _predict_all(model.to(torch_device).eval(), windows, writer, torch_device, batch_size, progress)
     metrics = xr.Dataset({name: ("sample", values, _describe(name)) for name, values in scores.items()})
@@ -272,7 +289,7 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
         metrics = metrics.merge(uncertainty_summary(scores["mean_variance"], scores["mean_error"], scores["rmse"]))
     return writer.publish(metrics.assign_attrs({
         **provenance, "run": run, "split": split, "region": region, "cloud_masks": cloud_masks,
-        "n_input_samples": n, "min_cov": min_cov, "max_cov": max_cov,
+        "n_input_samples": n, "min_cov": min_cov, "max_cov": max_cov, "samples_target_in_inputs": trivial,
         "window_px": window or samples.image_size, "overlap_px": overlap,
         "index": str(Path(import_index).resolve()) if import_index else "computed",
         "index_sha256": _sha256(Path(import_index)) if import_index and Path(import_index).is_file() else "",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -27,7 +28,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from cube.outputs import check_output_folder
+
 from .data import SEN12MSCRTS, SampleWindows, loader
+from .data.sampling import check_selection
+from .devices import resolve_device
 from .losses import reconstruction_loss
 from .models import LeastCloudy, ResNet3D, UnCRtainTS
 from .models.checkpoints import load_original_checkpoint, read_checkpoint, save_checkpoint
@@ -81,7 +86,12 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | os.PathLike, **overrides: object) -> TrainConfig:
         """A config from a JSON file, with non-None ``overrides`` on top."""
-        values = json.loads(Path(path).read_text())
+        try:
+            values = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not a JSON file of settings ({err})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: not a JSON object of settings (it holds a {type(values).__name__})")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -94,18 +104,60 @@ class TrainConfig:
             raise ValueError(f"invalid model {self.model!r}: choose from {', '.join(MODEL_DEFAULTS)}")
         if self.init_encoder and self.model != "resnet3d":
             raise ValueError("init_encoder (baseline_resnet.pth) initialises the 3D ResNet only")
-        for name in ("batch_size", "accumulate", "log_every", "checkpoint_every", "crop"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"invalid {name} {getattr(self, name)}: must be at least 1")
         unset = {k: v for k, v in MODEL_DEFAULTS[self.model].items() if getattr(self, k) is None}
-        return replace(self, **unset)
+        resolved = replace(self, **unset)
+        resolved.check()
+        return resolved
+
+    def check(self) -> None:
+        """Refuse, in one line naming the setting, any number outside its range (see :data:`LIMITS`)."""
+        for name, limit in LIMITS.items():
+            value = getattr(self, name)
+            if not (value is None and name in OPTIONAL or limit.holds(value)):
+                raise ValueError(f"invalid {name} {value!r}: must be {limit}")
+        if self.epochs + self.epochs_decay < 1:
+            raise ValueError(f"invalid epochs {self.epochs} and epochs_decay {self.epochs_decay}: together at least 1")
+        if self.d_model % self.n_head:
+            raise ValueError(f"invalid d_model {self.d_model}: must be a multiple of n_head {self.n_head}")
+        check_selection(self.n_input_samples, self.min_cov, self.max_cov)
 
 
-def _device(choice: str, local_rank: int) -> torch.device:
-    """The chosen device; ``auto`` and a bare ``cuda`` mean this process's GPU under torchrun."""
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(f"cuda:{local_rank}") if choice == "cuda" else torch.device(choice)
+@dataclass(frozen=True)
+class Limit:
+    """The values a numeric setting may take: an interval, of whole numbers or of real ones.
+
+    Examples
+    --------
+    >>> str(Limit(0, 1, high_open=True, whole=False)), Limit(1).holds(0), Limit(1).holds(2.5)
+    ('a number in [0, 1)', False, False)
+    """
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    whole: bool = True
+
+    def holds(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int if self.whole else int | float):
+            return False
+        above = self.low < value if self.low_open else self.low <= value
+        return above and (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open or self.high == math.inf else ']'}"
+
+
+_POSITIVE = Limit(0, low_open=True, whole=False)
+LIMITS: dict[str, Limit] = {
+    **dict.fromkeys(("batch_size", "accumulate", "log_every", "checkpoint_every", "crop", "max_steps", "features",
+                     "width", "n_head", "d_model"), Limit(1)),
+    **dict.fromkeys(("epochs", "epochs_decay", "blocks", "seed", "num_workers", "freeze_encoder_steps"), Limit(0)),
+    "lr": _POSITIVE, "scale_by": _POSITIVE, "beta1": Limit(0, 1, high_open=True, whole=False)}
+"""The range of every numeric setting of :class:`TrainConfig` (whole numbers unless said)."""
+OPTIONAL = ("max_steps", "num_workers")
+"""Settings that may be left unset (None)."""
 
 
 RESUME_SAME = ("batch_size", "accumulate", "crop", "seed", "sampler", "n_input_samples", "region", "cloud_masks",
@@ -218,15 +270,20 @@ def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | 
     return trainer.run
 
 
-def _start_run(config: TrainConfig, resume: bool, rank: int) -> Path:
-    """The run folder, checked against ``resume`` (rank 0 creates it)."""
+RUN_FILES = ("config.json", "last.pt")
+"""A folder holding either was written by :func:`train` (one killed before its first checkpoint has only
+``config.json``)."""
+
+
+def _start_run(config: TrainConfig, resume: bool) -> Path:
+    """The run folder, checked against ``resume``: a folder that holds files of anything but a training run
+    is refused (rank 0 creates the folder once the run's settings are known to fit)."""
     run = Path(config.out)
     if resume and not (run / "last.pt").exists():
         raise FileNotFoundError(f"{run}: no run to resume (no last.pt): leave out --resume to start a new run")
-    if rank == 0:
-        run.mkdir(parents=True, exist_ok=True)
-        if not resume and (run / "last.pt").exists():
-            raise FileExistsError(f"{run} holds a run already: pass --resume to continue it, or another --out")
+    if not resume and (run / "last.pt").exists():
+        raise FileExistsError(f"{run} holds a run already: pass --resume to continue it, or another --out")
+    check_output_folder(run, lambda folder: any((folder / name).is_file() for name in RUN_FILES), "a training run")
     return run
 
 
@@ -317,10 +374,10 @@ class _Trainer:
     def __init__(self, config: TrainConfig, resume: bool, storage_options: dict | None, progress: bool) -> None:
         self.config, self.world = config, int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        self.device = _device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         if self.world > 1:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        self.run = _start_run(config, resume, self.rank)
+        self.run = _start_run(config, resume)
         torch.manual_seed(config.seed)
         self.train_windows, self.val_windows = (_windows(config, split, storage_options) for split in ("train", "val"))
         if len(self.train_windows) < self.world:
@@ -336,6 +393,7 @@ class _Trainer:
         if resume:
             self._restore()
         if self.rank == 0:  # once the settings are known to fit the run
+            self.run.mkdir(parents=True, exist_ok=True)
             (self.run / "config.json").write_text(json.dumps(asdict(config), indent=2))
         self.ddp = DistributedDataParallel(self.model) if self.world > 1 else None
         self.net = self.ddp or self.model

@@ -1,15 +1,28 @@
 """The SEN12MS-CR-TS data cube: GeoTIFF discovery, conversion to Zarr, cloud masks and statistics.
 
-This package never imports torch or :mod:`crts`.
+This package never imports torch or :mod:`crts`. Its public names are imported
+on first use (PEP 562), so that importing a light module such as
+:mod:`cube.rois` does not import xarray, zarr and dask.
 """
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-from .conversion import ConversionError, ConversionReport, convert
-from .runs import list_runs, open_run, side_by_side
-from .store import IncompleteCubeError, WriterLockedError, georeferenced, open_cube, patch_index
-from .summary import summary
+_HOMES = {"ConversionError": "conversion", "ConversionReport": "conversion", "convert": "conversion",
+          "list_runs": "runs", "open_run": "runs", "side_by_side": "runs",
+          "IncompleteCubeError": "store", "WriterLockedError": "store", "georeferenced": "store",
+          "open_cube": "store", "patch_index": "store", "summary": "summary"}
+"""Each public name and the module that defines it."""
 
-__all__ = ["ConversionError", "ConversionReport", "IncompleteCubeError", "WriterLockedError", "convert",
-           "georeferenced", "list_runs", "open_cube", "open_run", "patch_index", "side_by_side",
-           "summary"]
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'cube' has no attribute {name!r}")
+    return getattr(import_module(f".{_HOMES[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

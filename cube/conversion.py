@@ -32,11 +32,11 @@ from . import __version__
 from .bands import BANDS, DTYPES
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS
+from .outputs import check_outside
 from .parallel import run_tasks
 from .rois import Roi, in_cr_split, select_rois
-from .runs import RUNS
 from .schema import SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, template
-from .store import LOCK, STATE, CubeState, CubeStore, as_store, checked_state
+from .store import CubeState, CubeStore, as_store, checked_state
 from .validate import (
     Expected,
     FileProblem,
@@ -188,9 +188,10 @@ def _metas(patches: list[PatchFiles], georef: dict, src: Path) -> list[PatchMeta
 
 
 def _create(store: CubeStore, ds_template, enc: dict) -> None:
-    """Write the template into an empty store (whatever an interrupted creation left is removed first)."""
+    """Write the template into an empty store (what an interrupted creation left of it is removed first)."""
+    ours = {*ds_template.variables, "zarr.json"}
     for name in store.children():
-        if name not in (STATE, LOCK, RUNS):
+        if name in ours:
             store.delete(name)
     ds_template.to_zarr(store.store, compute=False, zarr_format=3, consolidated=False, encoding=enc, mode="a")
 
@@ -386,9 +387,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     if on_error not in ON_ERROR:
         raise ValueError(f"invalid on_error {on_error!r}: choose one of {', '.join(ON_ERROR)}")
     src = Path(src).resolve()
+    store = as_store(dst, storage_options=storage_options)
+    _check_destination(store, src, report, resume)
     spec = SPECS[detect_layout(src)]
     patches, problems, times = _discover(src, spec, rois, split, region)
-    store = as_store(dst, storage_options=storage_options)
     out = ConversionReport(str(src), store.location, spec.layout, on_error)
     state, stored = _existing(store, spec, src, times, resume=True)  # a look, before any write
     if on_error == "fail":
@@ -407,6 +409,19 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     if report:
         out.write(report)
     return out
+
+
+def _check_destination(store: CubeStore, src: Path, report: str | os.PathLike | None, resume: bool) -> None:
+    """Refuse, before any write, a cube or report inside the source, a place that holds something other than
+    a cube, and ``resume`` without a conversion to resume."""
+    if store.local:
+        check_outside(store.store.root, src, "the cube")
+    if report:
+        check_outside(report, src, "the report")
+    store.check_cube_or_empty()
+    if resume and store.state() is None:
+        raise FileNotFoundError(f"{store.location}: no conversion to resume (no cube here): leave out --resume to "
+                                "start one")
 
 
 def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[PatchFiles], problems: list[Problem],

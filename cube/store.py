@@ -248,6 +248,22 @@ class CubeStore:
         except FileNotFoundError:  # a local store whose folder does not exist
             return []
 
+    def check_cube_or_empty(self) -> None:
+        """Refuse a location that holds objects but no cube: a cube is written into an empty place or over itself.
+
+        Raises
+        ------
+        ValueError
+            Naming the location and one of the objects it holds.
+        """
+        if self.state() is not None or self.group_attributes("") is not None:
+            return
+        foreign = [name for name in self.children() if name != LOCK]  # a lock alone: a writer that died at once
+        if foreign:
+            raise ValueError(f"{self.location}: exists and is not a cube (it holds {foreign[0]!r}"
+                             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); nothing was written: "
+                             "give a new or empty folder (or URL) for the cube")
+
     def group_attributes(self, path: str) -> dict | None:
         """The attributes of a group, or None if there is no group at ``path``."""
         document = self.read_json(f"{path}/zarr.json" if path else "zarr.json")
@@ -436,7 +452,10 @@ def checked_state(store: CubeStore, allow_incomplete: bool = False) -> CubeState
     """The state of a cube of this schema version; raises unless it is complete (or ``allow_incomplete``)."""
     attributes, state = store.group_attributes(""), store.state()
     if attributes is None and state is None:
-        raise FileNotFoundError(f"{store.location}: no cube here (no zarr.json)")
+        tree = store.local and any(name.startswith("ROIs") for name in store.children())
+        raise FileNotFoundError(f"{store.location}: no cube here (no zarr.json)" + (
+            ": it holds a GeoTIFF tree; convert it first with `crts convert SRC CUBE`" if tree else
+            "; make one with `crts convert SRC CUBE`"))
     if attributes is not None and attributes.get("schema_version") != SCHEMA_VERSION:
         raise FileNotFoundError(f"{store.location}: not a cube of schema version {SCHEMA_VERSION} (found "
                                 f"{attributes.get('schema_version')}); convert the source again into a new cube")

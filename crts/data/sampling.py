@@ -36,6 +36,32 @@ class SampleIndex:
     def __len__(self) -> int:
         return len(self.target)
 
+    @property
+    def target_in_inputs(self) -> np.ndarray:
+        """(samples,) bool: the target step is also one of the inputs (possible with ``min_cov`` 0, as in the
+        original), so a model that copies that input scores perfectly."""
+        return (self.inputs == self.target[:, None]).any(axis=1)
+
+
+def check_selection(n_input_samples: int, min_cov: float, max_cov: float) -> None:
+    """Refuse a number of inputs below 1 or a coverage window outside [0, 1] or empty, in one line.
+
+    Examples
+    --------
+    >>> check_selection(3, 0.0, 1.0)
+    >>> check_selection(3, 0.9, 0.1)
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid coverage window: min_cov 0.9 is above max_cov 0.1
+    """
+    if isinstance(n_input_samples, bool) or not isinstance(n_input_samples, int | np.integer) or n_input_samples < 1:
+        raise ValueError(f"invalid n_input_samples {n_input_samples!r}: must be a whole number of at least 1")
+    for name, value in (("min_cov", min_cov), ("max_cov", max_cov)):
+        if not 0.0 <= value <= 1.0:  # NaN fails too
+            raise ValueError(f"invalid {name} {value}: a coverage is a share of the image, from 0 to 1")
+    if min_cov > max_cov:
+        raise ValueError(f"invalid coverage window: min_cov {min_cov} is above max_cov {max_cov}")
+
 
 def _first_true(mask: np.ndarray, n: int) -> np.ndarray:
     """Per row, the positions of the first ``n`` True values (rows must have at least n)."""

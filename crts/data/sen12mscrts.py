@@ -23,7 +23,7 @@ from .index_files import (
     save_json_index,
     save_npy_index,
 )
-from .sampling import SAMPLERS, SampleIndex, choose_steps, choose_steps_random
+from .sampling import SAMPLERS, SampleIndex, check_selection, choose_steps, choose_steps_random
 from .scaling import RESCALE_METHODS, days_since_s1_launch, scale_s1, scale_s2
 
 SAMPLE_TYPES = ("generic", "cloudy_cloudfree")
@@ -99,6 +99,7 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
             raise ValueError("an imported index fixes the time steps: it cannot go with sampler='random'")
         if rescale_method not in RESCALE_METHODS:
             raise ValueError(f"invalid rescale_method {rescale_method!r}: choose from {', '.join(RESCALE_METHODS)}")
+        check_selection(n_input_samples, min_cov, max_cov)
         self.store = as_store(cube, storage_options=storage_options)
         self.cube = self.store.location
         self.split, self.region, self.cloud_masks = split, region, cloud_masks

@@ -208,13 +208,13 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     _check_config(content["config"], kind, str(path))
     _check_state_dict(content["state_dict"], content["config"], kind, str(path))
     if config is not None and (key := _first_difference(content["config"], config)):
-        raise ValueError(f"{path}: a model with {key}={content['config'][key]}, but this run builds "
-                         f"{key}={config[key]}")
+        raise ValueError(f"{path}: a model with {key}={content['config'].get(key)}, but this run builds "
+                         f"{key}={config.get(key)}")
     return content
 
 
 def _first_difference(a: dict, b: dict) -> str | None:
-    return next((k for k in a if a[k] != b[k]), None)
+    return next((k for k in [*a, *(k for k in b if k not in a)] if a.get(k) != b.get(k)), None)
 
 
 def _check_config(config: object, kind: str, source: str) -> None:
