@@ -43,7 +43,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, StorePath
 
 from .rois import GROUPS, Roi
-from .schema import SCHEMA_VERSION
+from .schema import DESCRIPTIONS, SCHEMA_VERSION
 
 STATE, LOCK = "cube_state", "writer_lock"
 """The control groups (see the module docstring)."""
@@ -420,6 +420,8 @@ def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str 
     state = checked_state(store, allow_incomplete)
     ds = store.dataset(chunks={} if chunks == "inner" else chunks)
     ds.attrs["cloud_detectors"] = " ".join(state.cloud_detectors())  # a string: netCDF-safe
+    for name in DESCRIPTIONS.keys() & ds.data_vars.keys():  # cubes written with older descriptions show today's
+        ds[name].attrs.update(DESCRIPTIONS[name])
     ds = ds.assign_coords({name: ds[name].load() for name in ds.coords})  # labels are small: load them
     order = sample_order(ds)
     if not np.array_equal(order, np.arange(ds.sizes["patch"])):
