@@ -107,6 +107,22 @@ class CubeState:
         return tuple(self.clouds["detectors"]) if self.clouds.get("complete") else ()
 
 
+def _single_precision(raw: xr.Dataset) -> xr.Dataset:
+    """Make packed variables of a not yet decoded Dataset decode to float32.
+
+    xarray decodes to the type of ``scale_factor``, which JSON attributes give as
+    float64. For integers of up to 16 bits and a scale that is a float32 number,
+    float32 decoding is exact: every product fits float64's mantissa, so the
+    float32 product is the float32 of the float64 one.
+    """
+    for variable in raw.variables.values():
+        scale = variable.attrs.get("scale_factor")
+        if (isinstance(scale, float) and np.float32(scale) == scale and "add_offset" not in variable.attrs
+                and variable.dtype.kind in "iu" and variable.dtype.itemsize <= 2):
+            variable.attrs["scale_factor"] = np.float32(scale)
+    return raw
+
+
 def _group_document(attributes: dict) -> bytes:
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=1).encode()
 
@@ -301,10 +317,16 @@ class CubeStore:
         return sync(gather())
 
     def dataset(self, group: str | None = None, chunks: dict | None = None) -> xr.Dataset:
-        """A group as an :class:`xarray.Dataset` (lazy), from its consolidated metadata where it has them."""
+        """A group as an :class:`xarray.Dataset` (lazy), from its consolidated metadata where it has them.
+
+        Packed variables (small integers with a ``scale_factor``, such as
+        ``s2cloudless_probability``) decode to float32, not float64: the same
+        numbers, each the float32 of what float64 decoding gives.
+        """
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated", RuntimeWarning)
-            return xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks)
+            raw = xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks, decode_cf=False)
+        return xr.decode_cf(_single_precision(raw))
 
     def consolidate(self, group: str | None = None) -> None:
         """Write the consolidated metadata of a group (the root by default): one read opens it."""

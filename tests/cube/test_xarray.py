@@ -87,6 +87,17 @@ def test_images_say_what_their_numbers_are_also_in_cubes_written_before(tiny_cub
     assert "units" not in ds.s2cloudless_mask.attrs  # flags (CF flag_values) have no units
 
 
+@pytest.mark.parametrize("chunks", ["inner", None])
+def test_the_packed_cloud_probability_opens_as_float32_of_the_same_numbers(tiny_cube: Path, chunks: str | None) -> None:
+    probability = open_cube(tiny_cube, chunks=chunks).s2cloudless_probability
+    as_float64 = xr.open_zarr(tiny_cube).s2cloudless_probability.values  # xarray's own decoding
+    assert as_float64.dtype == np.float64 and probability.dtype == np.float32
+    assert probability.nbytes == as_float64.nbytes // 2
+    stored = zarr.open_array(tiny_cube / "s2cloudless_probability")[:]
+    assert len(np.unique(stored)) > 20  # many distinct levels are compared
+    np.testing.assert_array_equal(probability.values, as_float64.astype(np.float32))  # NaN for gaps alike
+
+
 def test_where_selects_patches_by_label_and_groupby_takes_months(tiny_cube: Path) -> None:
     ds = open_cube(tiny_cube)
     test = ds.where(ds.split == "test", drop=True)
