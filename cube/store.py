@@ -523,7 +523,11 @@ def patch_index(ds: xr.Dataset, roi: str | Roi, patch_id: int) -> int:
 def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[str] | None = None) -> xr.DataArray:
     """One patch of a variable with x/y coordinates, CRS and transform set (rioxarray).
 
-    ``patch`` is a position along the ``patch`` dimension (see :func:`patch_index`).
+    The CRS and transform are a CF grid mapping: the coordinate ``spatial_ref``,
+    named by the variable's ``grid_mapping`` (in its encoding), and x/y in metres
+    with their CF ``standard_name``, so netCDF exports carry them (read them back
+    with ``xr.open_dataset(path, decode_coords="all")``); :mod:`cube.export` writes
+    files. ``patch`` is a position along the ``patch`` dimension (see :func:`patch_index`).
     An image variable's ``long_name`` becomes its band labels (the variable's own
     moves to ``description``), so ``rio.to_raster`` names the bands ``B1 ... B12``;
     choose bands with ``bands`` (a later ``.sel`` of bands leaves ``long_name``
@@ -542,7 +546,6 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[
                                long_name=tuple(str(b) for b in one[band].values))
     transform = Affine(*ds.transform.isel(patch=patch).values.tolist())
     cols, rows = np.arange(one.sizes["x"]) + 0.5, np.arange(one.sizes["y"]) + 0.5
-    one = one.assign_coords(x=("x", transform.c + transform.a * cols, {"units": "m"}),
-                            y=("y", transform.f + transform.e * rows, {"units": "m"}))
+    one = one.assign_coords(x=("x", transform.c + transform.a * cols), y=("y", transform.f + transform.e * rows))
     return (one.rio.write_crs(f"EPSG:{int(ds.epsg.isel(patch=patch))}")
-            .rio.write_transform(transform))
+            .rio.write_transform(transform).rio.write_coordinate_system())
