@@ -14,11 +14,15 @@ _HOMES = {"ConversionError": "conversion", "ConversionReport": "conversion", "co
           "IncompleteCubeError": "store", "WriterLockedError": "store", "georeferenced": "store",
           "open_cube": "store", "patch_index": "store", "summary": "summary"}
 """Each public name and the module that defines it."""
+_SUBMODULES = ("export",)
+"""Modules reached as attributes (``cube.export.to_geotiff``)."""
 
-__all__ = sorted(_HOMES)
+__all__ = sorted([*_HOMES, *_SUBMODULES])
 
 
 def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
     if name not in _HOMES:
         raise AttributeError(f"module 'cube' has no attribute {name!r}")
     return getattr(import_module(f".{_HOMES[name]}", __name__), name)

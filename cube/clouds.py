@@ -2,7 +2,7 @@
 
 Variables added (for the SEN12MS-CR-TS layout; dims patch, time, y, x):
 
-- ``s2cloudless_probability`` (uint8, CF-scaled by 1/250; decodes to float in [0, 1], NaN for gaps);
+- ``s2cloudless_probability`` (uint8, CF-scaled by 1/250; decodes to float32 in [0, 1], NaN for gaps);
 - ``s2cloudless_mask`` (uint8: 0 clear, 1 cloud; 255 for gaps);
 - ``s2cloudless_map`` (float32 in [0, 1]; NaN for gaps);
 - ``cloud_cloudshadow_mask`` (uint8: 0 clear, 1 cloud, 2 shadow; 255 for gaps);

@@ -19,6 +19,7 @@ versions whose writer is gone. The same code runs on every store.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import uuid
@@ -81,7 +82,7 @@ class RunWriter:
         self.version = f"v{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         self.path = f"{RUNS}/{name}/{self.version}"
         self.writer = owner_record(f"run {name}")
-        template = template.assign_attrs(writer=self.writer)
+        template = template.assign_attrs(writer=json.dumps(self.writer))  # a string: netCDF-safe
         template.to_zarr(store.at(self.path), mode="w-", compute=False, zarr_format=3, consolidated=False)
 
     def array(self, variable: str) -> zarr.Array:
@@ -97,7 +98,7 @@ class RunWriter:
         deleted (the one replaced, or that of a concurrent writer of the same name
         that published first).
         """
-        rest.assign_attrs(writer=self.writer).to_zarr(self.store.at(self.path), mode="a", zarr_format=3,
+        rest.assign_attrs(writer=json.dumps(self.writer)).to_zarr(self.store.at(self.path), mode="a", zarr_format=3,
                                                       consolidated=False)
         now = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
         self.store.write_group(f"{RUNS}/{self.name}", {"run": self.name, "version": self.version, "published": now})
@@ -106,6 +107,23 @@ class RunWriter:
         for version in _replaced(self.store, self.name):
             self.store.delete(f"{RUNS}/{self.name}/{version}")
         return f"{self.store.location}/{self.path}"
+
+
+def run_writer(attributes: dict) -> dict:
+    """Who wrote a run version (:func:`cube.store.owner_record`), from its attributes.
+
+    The ``writer`` attribute is a JSON object in a string; runs written before it was
+    one hold the object itself, which is accepted as well.
+
+    Examples
+    --------
+    >>> run_writer({"writer": '{"pid": 7, "host": "a"}'}) == run_writer({"writer": {"pid": 7, "host": "a"}})
+    True
+    >>> run_writer({})
+    {}
+    """
+    writer = attributes.get("writer") or {}
+    return json.loads(writer) if isinstance(writer, str) else dict(writer)
 
 
 def _versions(store: CubeStore, name: str) -> list[str]:
@@ -148,6 +166,8 @@ def open_run(cube: str | os.PathLike | CubeStore, run: str, storage_options: dic
     if not version:
         raise FileNotFoundError(f"{store.location}: no run {run!r} (runs: {', '.join(list_runs(store)) or 'none'})")
     ds = store.dataset(group=f"{RUNS}/{run}/{version}")
+    if isinstance(ds.attrs.get("writer"), dict):  # a run written before the attribute became a JSON string
+        ds.attrs["writer"] = json.dumps(ds.attrs["writer"])
     return ds.set_coords([c for c in ("input_times", "input_coverage") if c in ds])
 
 
@@ -167,7 +187,7 @@ def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | No
         current = (_pointer(store, name) or {}).get("version")
         for version in [v for v in _versions(store, name) if v != current]:
             attributes = store.group_attributes(f"{RUNS}/{name}/{version}") or {}
-            if "published" in attributes or owner_gone(attributes.get("writer") or {}) or _older(
+            if "published" in attributes or owner_gone(run_writer(attributes)) or _older(
                     version, older_than_hours):
                 store.delete(f"{RUNS}/{name}/{version}")
                 deleted.append(f"{RUNS}/{name}/{version}")

@@ -37,11 +37,18 @@ SPECS: dict[str, Spec] = {
     "sen12mscr": Spec("sen12mscr", "SEN12MS-CR", ("S1", "S2", "S2_cloudy"), False),
 }
 
-_LONG_NAMES = {
-    "S1": "Sentinel-1 GRD backscatter (VV, VH)",
-    "S2": "Sentinel-2 L1C top-of-atmosphere reflectance x 10000",
-    "S2_cloudy": "Sentinel-2 L1C reflectance x 10000 of the cloudy acquisition",
+_REFLECTANCE = {"standard_name": "toa_bidirectional_reflectance", "units": "1e-4", "reflectance_scale": S2_SCALE,
+                "comment": "digital numbers: reflectance x 10000 (divide by reflectance_scale for reflectance)"}
+DESCRIPTIONS: dict[str, dict] = {
+    "S1": {"long_name": "Sentinel-1 GRD backscatter (VV, VH)",
+           "standard_name": "surface_backwards_scattering_coefficient_of_radar_wave", "units": "dB"},
+    "S2": {"long_name": "Sentinel-2 L1C top-of-atmosphere reflectance", **_REFLECTANCE},
+    "S2_cloudy": {"long_name": "Sentinel-2 L1C top-of-atmosphere reflectance of the cloudy acquisition",
+                  **_REFLECTANCE},
 }
+"""Descriptive (CF) attributes of the image variables: what the numbers are. ``units`` are UDUNITS strings, so
+``1e-4`` says that a stored 5000 is a reflectance of 0.5. :func:`cube.open_cube` shows these also on cubes
+written with older ones."""
 
 
 def band_dim(modality: str) -> str:
@@ -183,10 +190,7 @@ def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes
     for m in spec.modalities:
         bands = BANDS["S1" if m == "S1" else "S2"]
         shape = (n, times, len(bands), size, size) if spec.temporal else (n, len(bands), size, size)
-        attrs_m = {"long_name": _LONG_NAMES[m], "units": "dB" if m == "S1" else "1"}
-        if m != "S1":
-            attrs_m["reflectance_scale"] = S2_SCALE
-        data_vars[m] = (image_dims(spec, m), da.zeros(shape, dtype=dtypes[m], chunks=-1), attrs_m)
+        data_vars[m] = (image_dims(spec, m), da.zeros(shape, dtype=dtypes[m], chunks=-1), dict(DESCRIPTIONS[m]))
     valid_dims = ("patch", "time", "modality") if spec.temporal else ("patch", "modality")
     valid_shape = (n, times, len(spec.modalities)) if spec.temporal else (n, len(spec.modalities))
     data_vars["valid"] = (valid_dims, da.zeros(valid_shape, dtype=bool, chunks=-1),

@@ -43,7 +43,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, StorePath
 
 from .rois import GROUPS, Roi
-from .schema import SCHEMA_VERSION
+from .schema import DESCRIPTIONS, SCHEMA_VERSION
 
 STATE, LOCK = "cube_state", "writer_lock"
 """The control groups (see the module docstring)."""
@@ -105,6 +105,22 @@ class CubeState:
     def cloud_detectors(self) -> tuple[str, ...]:
         """Detectors of a finished cloud pass (empty while none has finished)."""
         return tuple(self.clouds["detectors"]) if self.clouds.get("complete") else ()
+
+
+def _single_precision(raw: xr.Dataset) -> xr.Dataset:
+    """Make packed variables of a not yet decoded Dataset decode to float32.
+
+    xarray decodes to the type of ``scale_factor``, which JSON attributes give as
+    float64. For integers of up to 16 bits and a scale that is a float32 number,
+    float32 decoding is exact: every product fits float64's mantissa, so the
+    float32 product is the float32 of the float64 one.
+    """
+    for variable in raw.variables.values():
+        scale = variable.attrs.get("scale_factor")
+        if (isinstance(scale, float) and np.float32(scale) == scale and "add_offset" not in variable.attrs
+                and variable.dtype.kind in "iu" and variable.dtype.itemsize <= 2):
+            variable.attrs["scale_factor"] = np.float32(scale)
+    return raw
 
 
 def _group_document(attributes: dict) -> bytes:
@@ -317,10 +333,16 @@ class CubeStore:
         return sync(gather())
 
     def dataset(self, group: str | None = None, chunks: dict | None = None) -> xr.Dataset:
-        """A group as an :class:`xarray.Dataset` (lazy), from its consolidated metadata where it has them."""
+        """A group as an :class:`xarray.Dataset` (lazy), from its consolidated metadata where it has them.
+
+        Packed variables (small integers with a ``scale_factor``, such as
+        ``s2cloudless_probability``) decode to float32, not float64: the same
+        numbers, each the float32 of what float64 decoding gives.
+        """
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated", RuntimeWarning)
-            return xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks)
+            raw = xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks, decode_cf=False)
+        return xr.decode_cf(_single_precision(raw))
 
     def consolidate(self, group: str | None = None) -> None:
         """Write the consolidated metadata of a group (the root by default): one read opens it."""
@@ -436,6 +458,8 @@ def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str 
     state = checked_state(store, allow_incomplete)
     ds = store.dataset(chunks={} if chunks == "inner" else chunks)
     ds.attrs["cloud_detectors"] = " ".join(state.cloud_detectors())  # a string: netCDF-safe
+    for name in DESCRIPTIONS.keys() & ds.data_vars.keys():  # cubes written with older descriptions show today's
+        ds[name].attrs.update(DESCRIPTIONS[name])
     ds = ds.assign_coords({name: ds[name].load() for name in ds.coords})  # labels are small: load them
     order = sample_order(ds)
     if not np.array_equal(order, np.arange(ds.sizes["patch"])):
@@ -518,7 +542,11 @@ def patch_index(ds: xr.Dataset, roi: str | Roi, patch_id: int) -> int:
 def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[str] | None = None) -> xr.DataArray:
     """One patch of a variable with x/y coordinates, CRS and transform set (rioxarray).
 
-    ``patch`` is a position along the ``patch`` dimension (see :func:`patch_index`).
+    The CRS and transform are a CF grid mapping: the coordinate ``spatial_ref``,
+    named by the variable's ``grid_mapping`` (in its encoding), and x/y in metres
+    with their CF ``standard_name``, so netCDF exports carry them (read them back
+    with ``xr.open_dataset(path, decode_coords="all")``); :mod:`cube.export` writes
+    files. ``patch`` is a position along the ``patch`` dimension (see :func:`patch_index`).
     An image variable's ``long_name`` becomes its band labels (the variable's own
     moves to ``description``), so ``rio.to_raster`` names the bands ``B1 ... B12``;
     choose bands with ``bands`` (a later ``.sel`` of bands leaves ``long_name``
@@ -537,7 +565,6 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[
                                long_name=tuple(str(b) for b in one[band].values))
     transform = Affine(*ds.transform.isel(patch=patch).values.tolist())
     cols, rows = np.arange(one.sizes["x"]) + 0.5, np.arange(one.sizes["y"]) + 0.5
-    one = one.assign_coords(x=("x", transform.c + transform.a * cols, {"units": "m"}),
-                            y=("y", transform.f + transform.e * rows, {"units": "m"}))
+    one = one.assign_coords(x=("x", transform.c + transform.a * cols), y=("y", transform.f + transform.e * rows))
     return (one.rio.write_crs(f"EPSG:{int(ds.epsg.isel(patch=patch))}")
-            .rio.write_transform(transform))
+            .rio.write_transform(transform).rio.write_coordinate_system())

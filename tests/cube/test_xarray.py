@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dask
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+import zarr
 
 from cube import georeferenced, open_cube
 
@@ -62,6 +64,38 @@ def test_bands_carry_wavelengths_and_cloud_parameters_are_numbers(tiny_cube: Pat
                   for name, value in ds[var].attrs.items() if "threshold" in name or name.startswith("s2cloudless_")}
     assert parameters["s2cloudless_threshold"] == 0.4 and parameters["s2cloudless_all_bands"] == 1
     assert all(isinstance(value, int | float) for value in parameters.values())
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata")
+def test_images_say_what_their_numbers_are_also_in_cubes_written_before(tiny_cube: Path, tmp_path: Path) -> None:
+    cube = tmp_path / "cube.zarr"
+    shutil.copytree(tiny_cube, cube)
+    before = {"S2": {"long_name": "Sentinel-2 L1C top-of-atmosphere reflectance x 10000", "units": "1",
+                     "reflectance_scale": 10000.0},
+              "S1": {"long_name": "Sentinel-1 GRD backscatter (VV, VH)", "units": "dB"}}
+    for name, attrs in before.items():  # the descriptions that cubes were written with before
+        array = zarr.open_array(cube / name, mode="r+")
+        array.attrs.put({**{k: v for k, v in array.attrs.items() if k not in ("standard_name", "comment")}, **attrs})
+    zarr.consolidate_metadata(str(cube))
+    assert xr.open_zarr(cube).S2.attrs["units"] == "1"
+    ds = open_cube(cube)
+    assert ds.S2.attrs["units"] == "1e-4" and ds.S2.attrs["standard_name"] == "toa_bidirectional_reflectance"
+    assert ds.S1.attrs["units"] == "dB" and ds.S1.attrs["standard_name"].startswith("surface_backwards_scattering")
+    image = ds.S2.sel(S2_band="B4").isel(patch=0, time=1).plot.imshow()
+    assert image.colorbar.ax.get_ylabel().replace("\n", "") == "Sentinel-2 L1C top-of-atmosphere reflectance [1e-4]"
+    assert ds.s2cloudless_probability.attrs["units"] == ds.s2cloudless_map.attrs["units"] == "1"
+    assert "units" not in ds.s2cloudless_mask.attrs  # flags (CF flag_values) have no units
+
+
+@pytest.mark.parametrize("chunks", ["inner", None])
+def test_the_packed_cloud_probability_opens_as_float32_of_the_same_numbers(tiny_cube: Path, chunks: str | None) -> None:
+    probability = open_cube(tiny_cube, chunks=chunks).s2cloudless_probability
+    as_float64 = xr.open_zarr(tiny_cube).s2cloudless_probability.values  # xarray's own decoding
+    assert as_float64.dtype == np.float64 and probability.dtype == np.float32
+    assert probability.nbytes == as_float64.nbytes // 2
+    stored = zarr.open_array(tiny_cube / "s2cloudless_probability")[:]
+    assert len(np.unique(stored)) > 20  # many distinct levels are compared
+    np.testing.assert_array_equal(probability.values, as_float64.astype(np.float32))  # NaN for gaps alike
 
 
 def test_where_selects_patches_by_label_and_groupby_takes_months(tiny_cube: Path) -> None:
