@@ -20,6 +20,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -298,6 +299,19 @@ def _windows(config: TrainConfig, split: str, storage_options: dict | None) -> S
     return SampleWindows(samples, {"y": config.crop, "x": config.crop}, placement="random", seed=config.seed)
 
 
+CPU_PARAMETERS = 5_000_000
+"""Parameters above which a model on the CPU takes minutes per step (the full-size 3D ResNet has 38 M)."""
+
+
+def _warn_if_slow(model: torch.nn.Module, device: torch.device) -> None:
+    """Say at once when a full-size model was started on the CPU, before its first step takes minutes."""
+    parameters = sum(p.numel() for p in model.parameters())
+    if device.type == "cpu" and parameters > CPU_PARAMETERS:
+        warnings.warn(f"a model of {parameters / 1e6:.1f} M parameters on the CPU takes minutes per step; to try "
+                      "the pipeline, make it small (e.g. --features 16 --blocks 2 --crop 64 for the 3D ResNet, "
+                      "--width 16 --d-model 32 --n-head 4 for UnCRtainTS) or train on a GPU", stacklevel=2)
+
+
 def _workers(chosen: int | None, device: torch.device) -> int:
     """DataLoader workers: as chosen, else none on a CPU (the model needs the cores) and up to 6 on CUDA, which
     prefetch batches into pinned memory while the GPU computes (bench_windows measures the GPU's busy share)."""
@@ -386,6 +400,7 @@ class _Trainer:
         if config.init_encoder:  # the mono-temporal pre-trained network (baseline_resnet.pth), as the original offers
             load_original_checkpoint(config.init_encoder, self.model)
         self.model.to(self.device)
+        _warn_if_slow(self.model, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1))

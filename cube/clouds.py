@@ -38,7 +38,7 @@ from .detectors import (
     s2cloudless_mask,
 )
 from .forest import fast_probability
-from .parallel import run_tasks
+from .parallel import check_workers, run_tasks
 from .schema import compressor
 from .store import CubeStore, as_store, checked_state, finished_detectors
 
@@ -220,6 +220,7 @@ def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ..
     """
     detectors = tuple(dict.fromkeys(detectors))
     _check_detectors(detectors)
+    check_workers(workers)
     store = as_store(cube, storage_options=storage_options)
     state = checked_state(store)
     if set(detectors) <= set(state.cloud_detectors()):

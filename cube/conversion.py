@@ -33,7 +33,7 @@ from .bands import BANDS, DTYPES
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS
 from .outputs import check_outside
-from .parallel import run_tasks
+from .parallel import check_workers, run_tasks
 from .rois import Roi, in_cr_split, select_rois
 from .schema import SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, template
 from .store import CubeState, CubeStore, as_store, checked_state
@@ -386,6 +386,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     start_time = time.perf_counter()
     if on_error not in ON_ERROR:
         raise ValueError(f"invalid on_error {on_error!r}: choose one of {', '.join(ON_ERROR)}")
+    check_workers(workers)
     src = Path(src).resolve()
     store = as_store(dst, storage_options=storage_options)
     _check_destination(store, src, report, resume)

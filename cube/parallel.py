@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import as_completed as futures_completed
@@ -11,6 +14,21 @@ from tqdm.auto import tqdm
 
 PATCHES_IN_FLIGHT = 2
 """Tasks run at once in this process when no dask cluster is used."""
+
+
+def check_workers(workers: int | None) -> None:
+    """Refuse a number of worker processes below 1 (None: all cores).
+
+    Examples
+    --------
+    >>> check_workers(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid workers 0: give at least 1 process (1: no dask cluster), or leave it out for all cores
+    """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"invalid workers {workers!r}: give at least 1 process (1: no dask cluster), or leave it "
+                         "out for all cores")
 
 
 @contextmanager
@@ -25,9 +43,24 @@ def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
         with Client(scheduler) as client:
             yield client
     else:
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
-            with Client(lc) as client:
-                yield client
+        with _sigint_ignored():  # the workers inherit it: Ctrl-C stops this process, which then closes them
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)  # no warnings of cancelled tasks after Ctrl-C
+        with cluster, Client(cluster) as client:
+            yield client
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this block (in the main thread; elsewhere signals cannot be changed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | None, progress: bool,

@@ -87,14 +87,15 @@ def load_original_checkpoint(path_or_state_dict: str | os.PathLike | StateDict,
     ValueError
         If the keys match neither format, or the shapes do not fit ``model``.
     """
+    source = "the state dict" if isinstance(path_or_state_dict, dict) else str(path_or_state_dict)
     state = _strip(_read(path_or_state_dict), "module.")
     if "model_initial.0.weight" in state:
         model = model or ResNet3D(**_generator_config(state))
-        model.load_state_dict(state, strict=True)
+        _load_into(model, state, source)
         return model
     encoder_keys = [k for k in state if re.search(r"(^|\.)model\.\d+\.", k)]
     if not encoder_keys:
-        raise ValueError("neither an original generator (model_initial.*, model_final.*) nor a "
+        raise ValueError(f"{source}: neither an original generator (model_initial.*, model_final.*) nor a "
                          "baseline_resnet (model.*) state dict")
     prefix = encoder_keys[0][: encoder_keys[0].index("model.")]
     encoder = {}
@@ -103,9 +104,19 @@ def load_original_checkpoint(path_or_state_dict: str | os.PathLike | StateDict,
         if match and int(match.group(1)) < 18:
             encoder[f"{match.group(1)}.{match.group(2)}"] = value
     if model is None:
-        raise ValueError("baseline_resnet.pth holds only the per-step encoder: pass the ResNet3D to load it into")
-    model.model_initial.load_state_dict(encoder, strict=True)
+        raise ValueError(f"{source}: baseline_resnet.pth holds only the per-step encoder: pass the ResNet3D to "
+                         "load it into")
+    _load_into(model.model_initial, encoder, source)
     return model
+
+
+def _load_into(module: torch.nn.Module, state: StateDict, source: str) -> None:
+    """``module.load_state_dict(state)``; weights that do not fit are one line naming ``source``."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        reason = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise ValueError(f"{source}: its weights do not fit this model ({reason[:300]})") from None
 
 
 def _uncrtaints_state(content: dict) -> StateDict:

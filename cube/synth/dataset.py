@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..bands import PIXEL_SIZE_M, S2_BANDS, S2_SCALE
 from ..layout import cr_relpath, ts_relpath
+from ..parallel import check_workers
 from ..rois import ALL_ROIS, Roi, region_of, split_of
 from .clouds import CIRRUS_OPACITY_MIN, CLOUD_OPACITY_MIN, SHADOW_MIN, apply_sky, draw_coverage, draw_sky
 from .scene import CLASSES, make_landscape, render_s1, render_s2
@@ -295,6 +296,7 @@ def make_dataset(out: str | os.PathLike, rois: list[str | Roi] | None = None, *,
     """
     parsed = [r if isinstance(r, Roi) else Roi.parse(r) for r in (rois or DEFAULT_ROIS)]
     _check_arguments(parsed, patches_per_roi, size, times, layout)
+    check_workers(workers)
     out = Path(out)
     _prepare_output(out, overwrite)
     manifest = {"generator": "cube.synth", "version": __version__, "layout": layout,
