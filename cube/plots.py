@@ -38,13 +38,12 @@ def true_colour(s2: np.ndarray, per_reflectance: float = 10000.0) -> np.ndarray:
     return np.clip(np.asarray(s2)[[3, 2, 1]].transpose(1, 2, 0) / (per_reflectance * REFLECTANCE_TOP), 0, 1)
 
 
-def draw_clouds(ax: plt.Axes, mask: np.ndarray) -> bool:
-    """Contour a cloud mask (0/1, or a map in [0, 1]) at 0.5 on ``ax``; False where it does not cross 0.5."""
-    mask = np.nan_to_num(np.asarray(mask, np.float32))
-    if not mask.min() < 0.5 <= mask.max():
-        return False
-    ax.contour(mask, levels=[0.5], colors=CLOUD_COLOUR, linewidths=1.2)
-    return True
+def draw_clouds(ax: plt.Axes, mask: np.ndarray) -> None:
+    """Contour a cloud mask (0/1, or a map in [0, 1]; NaN counts as clear) at 0.5 on ``ax``.
+
+    A clear mask gets an empty contour, so every masked image has one.
+    """
+    ax.contour(np.nan_to_num(np.asarray(mask, np.float32)), levels=[0.5], colors=CLOUD_COLOUR, linewidths=1.2)
 
 
 def _counted(name: str, images: int) -> str:

@@ -23,7 +23,8 @@ def _close_figures() -> None:
 
 
 def _contoured(ax: plt.Axes) -> bool:
-    return bool(ax.collections)
+    """True if a cloud contour with lines is drawn on ``ax``."""
+    return any(len(path.vertices) for contour in ax.collections for path in contour.get_paths())
 
 
 def _file_date(path: str) -> str:
