@@ -428,6 +428,26 @@ def _run_runs(args: argparse.Namespace) -> None:
     print(tabulate(rows, headers="keys", floatfmt=".4f") if rows else f"{args.cube}: no runs")
 
 
+def _index_options(p: argparse.ArgumentParser) -> None:
+    p.description = ("Write the GeoParquet index of CUBE's patches (one row each: footprint in WGS84 as the geometry "
+                     "and in its UTM zone, ROI, patch, split, region, S2 dates, mean coverage per detector) into the "
+                     "cube (where the cloud pass writes it too) or to FILE, for geopandas or QGIS.")
+    p.epilog = "example: crts index cube.zarr --out patches.parquet"
+    _add_cube(p, "a cube with a cloud pass (a path or URL)")
+    p.add_argument("--out", metavar="FILE", default=None, help="a local file to write (default: into the cube)")
+    _add_force_unlock(p)
+    p.set_defaults(handler=_run_index)
+
+
+def _run_index(args: argparse.Namespace) -> None:
+    from cube.index import write_index
+
+    start = time.perf_counter()
+    where = write_index(args.cube, args.out, storage_options=dict(args.storage_options),
+                        force_unlock=args.force_unlock)
+    print(f"patch index: {where} ({time.perf_counter() - start:.1f} s)")
+
+
 def _info_options(p: argparse.ArgumentParser) -> None:
     p.description = ("A summary of CUBE: patches by split and region, time steps, the range of S2 dates, missing "
                      "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
@@ -455,6 +475,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "train": ("train the 3D ResNet or UnCRtainTS on cube batches (resumable; DDP under torchrun)", _train_options),
     "evaluate": ("predict a split with a model or baseline and write predictions and metrics into the cube", _evaluate_options),
     "report": ("metric tables and figures of evaluation runs", _report_options),
+    "index": ("write the GeoParquet index of a cube's patches (footprints, labels, dates, coverage)",
+              _index_options),
     "runs": ("list the evaluation runs of a cube, or clean up what interrupted runs left", _runs_options),
 }
 """Every sub-command: its one-line help (``crts --help`` lists them) and what adds its options."""

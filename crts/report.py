@@ -14,7 +14,7 @@ from matplotlib.image import AxesImage
 
 from cube import open_cube
 from cube.clouds import NO_DATA
-from cube.plots import READABLE, finish
+from cube.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
 from cube.rois import Roi, region_of
 from cube.runs import list_runs, open_run, side_by_side
 from cube.store import CubeStore, as_store
@@ -23,8 +23,6 @@ from .evaluate import METRIC_UNITS
 
 METRICS = ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy", "rmse_clear", "mae_cloudy", "mae_clear")
 COVERAGE_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
-CLOUD_COLOUR = "cyan"
-"""Colour of the cloud-mask contours on the examples' input images."""
 Panel = tuple[str, np.ndarray, np.ndarray | None]
 """One image of an example figure: title, image (RGB or a 2D map), cloud mask to contour or None."""
 
@@ -61,10 +59,6 @@ def metric_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _rgb(s2: np.ndarray) -> np.ndarray:
-    return np.clip(s2[[3, 2, 1]].transpose(1, 2, 0) / 3000.0, 0, 1)
-
-
 def _input_clouds(ds: xr.Dataset, one: xr.Dataset, detector: str) -> np.ndarray:
     """The detector's masks of one sample's inputs (input, y, x) as 0/1 (a map: in [0, 1]) to contour at 0.5;
     gaps count as clear."""
@@ -82,13 +76,13 @@ def _panels(ds: xr.Dataset, shown: dict, runs: list[str], row: int, detector: st
     one = shown[runs[0]].isel(sample=row)
     target = one.target.values
     clouds = _input_clouds(ds, one, detector)
-    images = [(f"input {str(d)[:10]}", _rgb(one.inputs.values[k]), clouds[k])
+    images = [(f"input {str(d)[:10]}", true_colour(one.inputs.values[k]), clouds[k])
               for k, d in enumerate(one.input_dates.values)]
-    images.append((f"target {str(one.target_date.values)[:10]}", _rgb(target), None))
+    images.append((f"target {str(one.target_date.values)[:10]}", true_colour(target), None))
     for run in runs:
         prediction = shown[run].prediction.values[row]
         error = np.abs(prediction.astype(float) - np.clip(target, 0, 10000)).mean(0) / 10000
-        images += [(run, _rgb(prediction), None), (f"|error|\n{run}", error, None)]
+        images += [(run, true_colour(prediction), None), (f"|error|\n{run}", error, None)]
         if "variance" in shown[run]:
             variance = shown[run].variance.values[row].astype(np.float32)
             images.append((f"predicted std\n{run}", np.sqrt(variance.mean(0)), None))
@@ -103,7 +97,7 @@ def _draw_row(axes: np.ndarray, panels: list[Panel], vmax: float) -> AxesImage:
         else:
             ax.imshow(image)
         if clouds is not None:
-            ax.contour(clouds, levels=[0.5], colors=CLOUD_COLOUR, linewidths=1.2)
+            draw_clouds(ax, clouds)
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -13,7 +13,8 @@ Each patch is one task (read its S2 shard, detect, write its mask shards) and
 returns its coverage row; this process alone writes the rows into the compact
 ``coverage`` array, in batches, so the whole table reads in a few chunks and no
 two writers ever share a chunk. A patch is done when its row is written, so the
-pass is resumable and parallel like the conversion.
+pass is resumable and parallel like the conversion. When the pass finishes it
+writes the cube's patch index (:mod:`cube.index`), then commits.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ from .detectors import (
     s2cloudless_mask,
 )
 from .forest import fast_probability
+from .index import store_index
 from .parallel import check_workers, run_tasks
 from .schema import compressor
-from .store import CubeStore, as_store, checked_state, finished_detectors
+from .store import CubeStore, as_store, checked_state, finished_detectors, open_cube
 
 NO_DATA = 255
 COVERAGE_CHUNK = 256
@@ -261,6 +263,7 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
     _flush(group, rows)
     state.clouds["complete"] = True
     store.consolidate()
+    store_index(store, open_cube(store, chunks=None), todo_detectors)  # before the commit: a finished pass has one
     store.commit(state, owner)
     return len(tasks)
 

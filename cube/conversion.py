@@ -36,7 +36,7 @@ from .outputs import check_outside
 from .parallel import check_workers, run_tasks
 from .rois import Roi, in_cr_split, select_rois
 from .schema import SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, template
-from .store import CubeState, CubeStore, as_store, checked_state
+from .store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
 from .validate import (
     Expected,
     FileProblem,
@@ -198,15 +198,15 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
 
 def _grow(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
     """Make room for new patches after ``start`` and write their labels (idempotent)."""
-    group = store.group(mode="r+")
     total = start + len(metas)
-    for _, array in group.arrays():
-        if array.metadata.dimension_names and array.metadata.dimension_names[0] == "patch":
-            if array.shape[0] != total:
-                array.resize((total, *array.shape[1:]))
-    labels = patch_variables(spec, metas, times)
-    labels.to_zarr(store.store, region={"patch": slice(start, total)}, mode="r+", zarr_format=3,
-                   consolidated=False)
+    with plain_files_ignored():  # a grown cube may hold its patch index
+        for _, array in store.group(mode="r+").arrays():
+            if array.metadata.dimension_names and array.metadata.dimension_names[0] == "patch":
+                if array.shape[0] != total:
+                    array.resize((total, *array.shape[1:]))
+        labels = patch_variables(spec, metas, times)
+        labels.to_zarr(store.store, region={"patch": slice(start, total)}, mode="r+", zarr_format=3,
+                       consolidated=False)
 
 
 def _stored_keys(store: CubeStore, state: CubeState) -> set[tuple[str, int, int]]:

@@ -19,6 +19,31 @@ REGION_COLOURS = {"africa": "tab:orange", "america": "tab:green", "asiaEast": "t
 """One colour per region, the same in every panel and figure."""
 SPLIT_COLOURS = {"train": "0.2", "val": "0.5", "test": "0.8"}
 """Greys for the splits, so that a split is never mistaken for a region."""
+CLOUD_COLOUR = "cyan"
+"""Colour of cloud-mask contours drawn on true-colour images."""
+REFLECTANCE_TOP = 0.3
+"""True-colour images stretch reflectance 0 .. 0.3 linearly to black .. white (brighter clips)."""
+
+
+def true_colour(s2: np.ndarray, per_reflectance: float = 10000.0) -> np.ndarray:
+    """RGB (H, W, 3) in [0, 1] of a 13-band S2 image (13, H, W): B4, B3, B2, reflectance 0 .. 0.3 stretched.
+
+    ``per_reflectance`` is the image's value at reflectance 1 (10000 for stored digital numbers).
+
+    Examples
+    --------
+    >>> true_colour(np.full((13, 1, 1), 1500.0))[0, 0]
+    array([0.5, 0.5, 0.5])
+    """
+    return np.clip(np.asarray(s2)[[3, 2, 1]].transpose(1, 2, 0) / (per_reflectance * REFLECTANCE_TOP), 0, 1)
+
+
+def draw_clouds(ax: plt.Axes, mask: np.ndarray) -> None:
+    """Contour a cloud mask (0/1, or a map in [0, 1]; NaN counts as clear) at 0.5 on ``ax``.
+
+    A clear mask gets an empty contour, so every masked image has one.
+    """
+    ax.contour(np.nan_to_num(np.asarray(mask, np.float32)), levels=[0.5], colors=CLOUD_COLOUR, linewidths=1.2)
 
 
 def _counted(name: str, images: int) -> str:

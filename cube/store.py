@@ -47,6 +47,10 @@ from .schema import DESCRIPTIONS, SCHEMA_VERSION
 
 STATE, LOCK = "cube_state", "writer_lock"
 """The control groups (see the module docstring)."""
+INDEX_FILE = "index.parquet"
+"""The GeoParquet index of the patches (:mod:`cube.index`), a plain file at the cube's root."""
+FILES = (INDEX_FILE,)
+"""Plain files a cube may hold besides its Zarr hierarchy (:meth:`CubeStore.write_file`)."""
 _TORN_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
 """zarr's local temporary files (``<key>.<uuid>.partial``), left behind when a writer is killed mid-write."""
 
@@ -230,17 +234,42 @@ class CubeStore:
     # -- objects -------------------------------------------------------------------------------------------
     def read_json(self, key: str) -> dict | None:
         """A JSON object of the store, or None if absent."""
+        data = self._get(key)
+        return None if data is None else json.loads(data)
+
+    def _get(self, key: str) -> bytes | None:
+        """An object's bytes, or None if absent."""
         try:
             with _requests(self.location):
                 buffer = sync(self.store.get(key, prototype=default_buffer_prototype()))
         except FileNotFoundError:  # a local store whose folder does not exist
             return None
-        return None if buffer is None else json.loads(buffer.to_bytes())
+        return None if buffer is None else buffer.to_bytes()
 
     def write(self, key: str, data: bytes) -> None:
         """Write one object whole (readers see the old or the new content, never a mix)."""
         with _requests(self.location):
             sync(self.store.set(key, cpu.Buffer.from_bytes(data)))
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Write one of the cube's plain files (:data:`FILES`) whole: a temporary file renamed into place on
+        a local disk, one PUT on object storage, so readers never see a part of it.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is not one of :data:`FILES` (so for every method on plain files).
+        """
+        self.write(_plain_file(name), data)  # zarr's LocalStore writes <name>.<uuid>.partial, then renames it
+
+    def read_file(self, name: str) -> bytes | None:
+        """The content of one of the cube's plain files (:data:`FILES`), or None if it has not been written."""
+        return self._get(_plain_file(name))
+
+    def file_location(self, name: str) -> str:
+        """Path (local cube) or URL of one of the cube's plain files, for other programs (QGIS, GDAL)."""
+        name = _plain_file(name)
+        return str(Path(self.store.root) / name) if self.local else f"{self.location.rstrip('/')}/{name}"
 
     def create(self, key: str, data: bytes) -> bool:
         """Write an object only if it does not exist; True if this call created it."""
@@ -348,7 +377,8 @@ class CubeStore:
         """Write the consolidated metadata of a group (the root by default): one read opens it."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Consolidated metadata is currently not part", UserWarning)
-            zarr.consolidate_metadata(self.store, path=group)
+            with plain_files_ignored():
+                zarr.consolidate_metadata(self.store, path=group)
 
     # -- state ---------------------------------------------------------------------------------------------
     def state(self) -> CubeState | None:
@@ -401,6 +431,22 @@ class CubeStore:
                                 only_if_absent=True):
                 sync(self.store.delete(f"{LOCK}/zarr.json"))
         raise WriterLockedError(f"{self.location}: could not take the writer lock; another process keeps taking it")
+
+
+@contextmanager
+def plain_files_ignored() -> Iterator[None]:
+    """Silence zarr's warning, while it lists a group's members (zarr and xarray writes into existing groups
+    do), that the cube's plain files (:data:`FILES`) are no Zarr nodes: they are not meant to be."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", f"Object at ({'|'.join(map(re.escape, FILES))}) is not recognized",
+                                UserWarning)
+        yield
+
+
+def _plain_file(name: str) -> str:
+    if name not in FILES:
+        raise ValueError(f"invalid cube file {name!r}: a cube holds {', '.join(FILES)}")
+    return name
 
 
 def _describe(holder: dict | None) -> str:

@@ -19,18 +19,28 @@ from cube.detectors import (
 from cube.rois import Roi, in_cr_split
 from cube.store import as_store, patch_bounds, stored_order
 
+from .plot import SamplePlots
 from .scaling import RESCALE_METHODS, scale_s1, scale_s2
 
 
-class SEN12MSCR(torch.utils.data.Dataset):
+class SEN12MSCR(SamplePlots, torch.utils.data.Dataset):
     """Mono-temporal SEN12MS-CR triplets read from a cube made from the SEN12MS-CR layout.
 
-    Each sample is ``{'input': {'S1', 'S2', 'masks', 'coverage', 'S1 path', 'S2 path', 'coord'},
-    'target': {'S2', 'S2 path', 'coord'}}``: ``input`` S2 is the cloudy image
-    (13, H, W), ``target`` S2 the cloud-free one, S1 (2, H, W), scaled per
-    ``rescale_method`` as for :class:`SEN12MSCRTS`. The mask of the cloudy image
-    is computed when the sample is read, as the original loader does (the cloud
-    pass covers multi-temporal cubes); ``cloud_masks=None`` gives ones.
+    Each sample is ``{'input': {'S1', 'S2', 'masks', 'coverage', 'S1 path', 'S2 path', 'coord', 'crs'},
+    'target': {'S2', 'S2 path', 'coord', 'crs'}}``:
+
+    - ``'S2'``: float32 (13, H, W), bands B1 ... B12 (with B8A): ``input`` the cloudy
+      image, ``target`` the cloud-free one, scaled per ``rescale_method`` as for
+      :class:`SEN12MSCRTS` ('default': reflectance [0, 1]; 'resnet': [0, 5]);
+    - ``'S1'``: float32 (2, H, W), VV and VH ('default': [0, 1]; 'resnet': [0, 2]);
+    - ``'masks'``: float32 (H, W), the cloudy image's mask, computed when the sample
+      is read as the original loader does (the cloud pass covers multi-temporal
+      cubes); ``cloud_masks=None`` gives ones; ``'coverage'``: its mean (float);
+    - ``'S1 path'``, ``'S2 path'``: the source GeoTIFFs;
+    - ``'coord'``: the patch's bounds [left, bottom, right, top] in metres in its UTM CRS;
+    - ``'crs'``: that CRS as a string, e.g. ``'EPSG:32631'``.
+
+    :meth:`plot` draws a sample (TorchGeo's ``plot(sample, show_titles=True, suptitle=None)``).
 
     ``split`` selects scenes by the original SEN12MS-CR loader's scene lists and
     its rule: a listed folder also takes scenes whose number starts with the
@@ -61,6 +71,7 @@ class SEN12MSCR(torch.utils.data.Dataset):
         root = Path(ds.attrs["source_root"])
         self.paths = {m: [str(root / p) for p in ds[f"{m}_path"].values[keep]] for m in ("S1", "S2", "S2_cloudy")}
         self.coords = patch_bounds(ds)[keep]
+        self.crs = [f"EPSG:{int(code)}" for code in ds.epsg.values[keep]]
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -78,10 +89,10 @@ class SEN12MSCR(torch.utils.data.Dataset):
         p = int(self.positions[pdx])
         cloudy, s1, s2 = self.store.read([("S2_cloudy", (p,)), ("S1", (p,)), ("S2", (p,))])  # one request
         mask = self._mask(cloudy)
-        coord = self.coords[pdx].tolist()
+        coord, crs = self.coords[pdx].tolist(), self.crs[pdx]
         return {"input": {"S1": scale_s1(s1, self.rescale_method),
                           "S2": scale_s2(cloudy, self.rescale_method), "masks": mask,
                           "coverage": float(mask.mean()), "S1 path": self.paths["S1"][pdx],
-                          "S2 path": self.paths["S2_cloudy"][pdx], "coord": coord},
+                          "S2 path": self.paths["S2_cloudy"][pdx], "coord": coord, "crs": crs},
                 "target": {"S2": scale_s2(s2, self.rescale_method),
-                           "S2 path": self.paths["S2"][pdx], "coord": coord}}
+                           "S2 path": self.paths["S2"][pdx], "coord": coord, "crs": crs}}

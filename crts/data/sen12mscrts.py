@@ -23,13 +23,14 @@ from .index_files import (
     save_json_index,
     save_npy_index,
 )
+from .plot import SamplePlots
 from .sampling import SAMPLERS, SampleIndex, check_selection, choose_steps, choose_steps_random
 from .scaling import RESCALE_METHODS, days_since_s1_launch, scale_s1, scale_s2
 
 SAMPLE_TYPES = ("generic", "cloudy_cloudfree")
 
 
-class SEN12MSCRTS(torch.utils.data.Dataset):
+class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
     """Multi-temporal SEN12MS-CR-TS samples read from a cube instead of GeoTIFFs.
 
     Drop-in for the original ``SEN12MSCRTS(root, ...)``: same arguments (the
@@ -47,11 +48,14 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
       ones without a detector); ``'coverage'``: its mean;
     - ``'S1 TD'``, ``'S2 TD'``: int days since 2014-04-03;
     - ``'S1 path'``, ``'S2 path'``: the source GeoTIFFs recorded at conversion;
-    - ``'coord'``: the S2 file's bounds [left, bottom, right, top] in its UTM CRS;
+    - ``'coord'``: the S2 file's bounds [left, bottom, right, top] in metres in its UTM CRS
+      (one list per step, as the original);
+    - ``'crs'``: that CRS as a string, e.g. ``'EPSG:32631'`` (one per patch; batched: a list);
     - ``'idx'``: the time step(s).
 
     ``sample_type='generic'`` (and ``cloud_masks=None``) gives the whole series
-    under the same keys, without ``input``/``target`` nesting.
+    under the same keys, without ``input``/``target`` nesting. :meth:`plot` draws a
+    sample (TorchGeo's ``plot(sample, show_titles=True, suptitle=None)``).
 
     Parameters
     ----------
@@ -127,6 +131,7 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         self.s1_paths = ds.S1_path.values[keep]
         self.s2_paths = ds.S2_path.values[keep]
         self.coords = patch_bounds(ds)[keep]
+        self.crs = [f"EPSG:{int(code)}" for code in ds.epsg.values[keep]]
         self.valid = ds.valid.sel(modality="S2").values[keep]
         self.coverage = (ds.coverage.sel(detector=cloud_masks).values[keep] if cloud_masks
                          else np.where(self.valid, 1.0, np.nan))
@@ -237,13 +242,14 @@ class SEN12MSCRTS(torch.utils.data.Dataset):
         return {key: list(value[part]) for key, value in read.items()}
 
     def __getitem__(self, pdx: int) -> dict:
+        crs = {"crs": self.crs[pdx]}
         if self.sample_type == "generic":
-            return self._series(self.read_steps(pdx, list(range(self.coverage.shape[1]))), slice(None))
+            return self._series(self.read_steps(pdx, list(range(self.coverage.shape[1]))), slice(None)) | crs
         inputs = [int(t) for t in self.index.inputs[pdx]]
         read = self.read_steps(pdx, [*inputs, int(self.index.target[pdx])])  # one request for the whole sample
-        target = self._series(read, slice(len(inputs), None))
+        target = self._series(read, slice(len(inputs), None)) | crs
         target["idx"] = target["idx"][0]
-        return {"input": self._series(read, slice(0, len(inputs))), "target": target,
+        return {"input": self._series(read, slice(0, len(inputs))) | crs, "target": target,
                 "coverage bin": bool(self.index.coverage_bin[pdx])}
 
 

@@ -225,7 +225,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def _first_difference(a: dict, b: dict) -> str | None:
-    return next((k for k in [*a, *(k for k in b if k not in a)] if a.get(k) != b.get(k)), None)
+    return next((k for k in a if a[k] != b.get(k)), None)
 
 
 def _check_config(config: object, kind: str, source: str) -> None:

@@ -10,12 +10,8 @@ import numpy as np
 import rasterio
 
 from ..layout import scan_ts
+from ..plots import true_colour
 from .dataset import open_truth
-
-
-def _rgb(s2: np.ndarray) -> np.ndarray:
-    """True-colour composite (B4, B3, B2) with a fixed reflectance stretch of 0..0.3."""
-    return np.clip(s2[[3, 2, 1]].transpose(1, 2, 0) / 3000.0, 0, 1)
 
 
 def plot_patch(root: str | os.PathLike, patch: int = 0, n_times: int = 8,
@@ -39,11 +35,11 @@ def plot_patch(root: str | os.PathLike, patch: int = 0, n_times: int = 8,
             vv = src.read(1)
         step = truth.isel(time=t)
         cloud, shadow = step.cloud.values, step.shadow.values
-        axes[0, col].imshow(_rgb(s2))
+        axes[0, col].imshow(true_colour(s2))
         axes[0, col].contour(cloud, levels=[0.5], colors="yellow", linewidths=0.6)
         axes[0, col].contour(shadow, levels=[0.5], colors="magenta", linewidths=0.6)
         axes[0, col].set_title(f"t={t}  S2 {s2f.date:%d %b}\ncloud {cloud.mean():.0%}", fontsize=8)
-        axes[1, col].imshow(_rgb(step.s2_clear.values))
+        axes[1, col].imshow(true_colour(step.s2_clear.values))
         axes[2, col].imshow(vv, cmap="gray", vmin=-25, vmax=0)
         axes[2, col].set_title(f"S1 {s1f.date:%d %b}", fontsize=8)
     for row, label in enumerate(("S2 as written\n(yellow cloud,\nmagenta shadow)", "S2 cloud-free\n(truth)",

@@ -1,0 +1,205 @@
+"""A newcomer's ordinary mistakes: every number checked up front, typos answered with the closest choice, Ctrl-C
+and resumes said in one line; nothing written where the input was bad."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from crts.cli import main
+from crts.models import ResNet3D
+from crts.train import _warn_if_slow
+from cube import open_cube
+from cube.runs import list_runs, open_run
+from cube.synth import make_dataset
+
+pytestmark = pytest.mark.faults
+
+SMALL = ["--features", "4", "--blocks", "1", "--crop", "16", "--batch-size", "2", "--n-input-samples", "2",
+         "--max-steps", "2", "--checkpoint-every", "1"]
+UNCRTAINTS = ["--model", "uncrtaints", "--width", "8", "--n-head", "2", "--d-model", "8", "--crop", "16",
+              "--batch-size", "2", "--n-input-samples", "2", "--max-steps", "2", "--checkpoint-every", "1"]
+
+
+def _one_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert "Traceback" not in err and err.endswith("\n"), err
+    for word in words:
+        assert word in last, err
+    return last
+
+
+@pytest.fixture
+def cube_copy(sampling_cube: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--lr", "-1"], "invalid lr -1.0: must be a number in (0, inf)"),
+    (["--max-steps", "0"], "invalid max_steps 0"),
+    (["--min-cov", "0.9", "--max-cov", "0.1"], "min_cov 0.9 is above max_cov 0.1"),
+    (["--min-cov", "-0.5"], "invalid min_cov -0.5"),
+    (["--max-cov", "2"], "invalid max_cov 2.0"),
+    (["--n-input-samples", "0"], "invalid n_input_samples 0"),
+    (["--beta1", "1"], "invalid beta1 1.0"),
+    (["--batch-size", "0"], "invalid batch_size 0"),
+    (["--device", "gpu"], "invalid device 'gpu'"),
+])
+def test_train_checks_every_number_before_writing(sampling_cube: Path, tmp_path: Path, flags: list[str],
+                                                  message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", str(sampling_cube), "--out", str(out), *SMALL, *flags]) == 2
+    _one_line(capsys, message)
+    assert not out.exists()
+
+
+def test_train_into_a_folder_of_other_files_is_refused(sampling_cube: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["train", str(sampling_cube), "--out", str(tmp_path), *SMALL]) == 2
+    _one_line(capsys, "holds files that are not a training run", "notes.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_resume_takes_the_run_s_own_model_and_settings(sampling_cube: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "unc"
+    assert main(["train", str(sampling_cube), "--out", str(out), *UNCRTAINTS]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--max-steps", "3"]) == 0  # no --model, no cube
+    content = torch.load(out / "last.pt", weights_only=True)
+    assert content["model"] == "uncrtaints" and content["step"] == 3
+    assert main(["train", str(sampling_cube), "--out", str(out), "--resume", "--model", "resnet3d",
+                 "--max-steps", "4"]) == 2
+    _one_line(capsys, str(out / "last.pt"), "this run builds")
+
+
+def test_a_full_size_model_on_the_cpu_is_announced(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = ResNet3D(n_inputs=2, features=8, blocks=1)
+    monkeypatch.setattr("crts.train.CPU_PARAMETERS", 100)
+    with pytest.warns(UserWarning, match="on the CPU takes minutes per step.*--features 16"):
+        _warn_if_slow(model, torch.device("cpu"))
+
+
+def test_init_encoder_errors_name_the_file(sampling_cube: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = tmp_path / "baseline_resnet.pth"
+    torch.save({"conv.weight": torch.zeros(2, 2)}, wrong)
+    assert main(["train", str(sampling_cube), "--out", str(tmp_path / "run"), *SMALL, "--init-encoder",
+                 str(wrong)]) == 2
+    _one_line(capsys, str(wrong), "neither an original generator")
+    small = ResNet3D(n_inputs=2, features=4, blocks=1).state_dict()
+    torch.save({f"module.model.{k.split('.', 1)[1]}": v for k, v in small.items() if k.startswith("model_initial")},
+               wrong)
+    assert main(["train", str(sampling_cube), "--out", str(tmp_path / "run"), *SMALL, "--features", "8",
+                 "--init-encoder", str(wrong)]) == 2
+    _one_line(capsys, str(wrong), "do not fit this model")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--min-cov", "0.9", "--max-cov", "0.1"], "min_cov 0.9 is above max_cov 0.1"),
+    (["--min-cov", "-0.5", "--max-cov", "2"], "invalid min_cov -0.5"),
+    (["--n-input-samples", "0"], "invalid n_input_samples 0"),
+    (["--batch-size", "0"], "invalid batch size 0"),
+    (["--device", "tpu9"], "invalid device 'tpu9'"),
+])
+def test_evaluate_checks_every_number_before_writing(cube_copy: Path, flags: list[str], message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(cube_copy), "--baseline", "mosaic", "--split", "test", "--run", "r", *flags]) == 2
+    _one_line(capsys, message)
+    assert list_runs(cube_copy) == [] and not (cube_copy / "runs").exists()
+
+
+def test_evaluate_says_when_targets_are_among_the_inputs(cube_copy: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(cube_copy), "--baseline", "least_cloudy", "--split", "test", "--run", "lc"]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if line.startswith("crts evaluate: warning:")]
+    run = open_run(cube_copy, "lc")
+    trivial = int(run.target_in_inputs.sum())
+    assert trivial > 0 and run.attrs["samples_target_in_inputs"] == trivial
+    assert len(warning) == 1 and f"{trivial} of {run.sizes['sample']} samples" in warning[0]
+    assert "--min-cov 0.05" in warning[0]
+    assert f"{run.sizes['sample']}/{run.sizes['sample']}" in err and "sample/s" in err  # the bar counts samples
+    assert float(run.rmse.where(run.target_in_inputs).max()) == 0.0  # the scores the warning is about
+    assert main(["evaluate", str(cube_copy), "--baseline", "least_cloudy", "--split", "test", "--run", "lc5",
+                 "--min-cov", "0.05"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    run = open_run(cube_copy, "lc5")
+    assert not run.target_in_inputs.any() and float(run.rmse.min()) > 0
+
+
+@pytest.mark.parametrize(("argv", "suggestion"), [
+    (["conver", "a", "b"], "did you mean 'convert'?"),
+    (["convert", "a", "b", "--split", "tset"], "did you mean 'test'?"),
+    (["evaluate", "c", "--baseline", "least_cloudi", "--run", "r"], "did you mean 'least_cloudy'?"),
+    (["convert", "a", "b", "--on-eror", "skip"], "did you mean '--on-error'?"),
+])
+def test_typos_get_one_line_with_the_closest_choice(argv: list[str], suggestion: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and suggestion in err and "usage:" not in err, err
+
+
+def test_a_geotiff_tree_given_as_the_cube_gets_the_remedy(tiny_root: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(tiny_root)]) == 2
+    _one_line(capsys, "GeoTIFF tree", "crts convert SRC CUBE")
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_convert_needs_at_least_one_worker(tiny_root: Path, tmp_path: Path, workers: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", str(tiny_root), str(tmp_path / "c.zarr"), "--workers", workers]) == 2
+    _one_line(capsys, f"invalid workers {workers}")
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_commands_that_need_neither_torch_nor_the_converter_import_neither() -> None:
+    code = ("import sys; from crts.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'xarray', 'zarr', 'cube.conversion') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    code = ("import sys; from crts.cli import main; main(['info', sys.argv[1]])\n"
+            "print(sorted(m for m in ('torch', 'cube.conversion') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, "/nonexistent"], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_convert_is_one_line_and_resumes(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "src", ["ROIs1868/17", "ROIs2017/63"], patches_per_roi=4, size=128, times=30,
+                        workers=2, progress=False)
+    cube = tmp_path / "cube.zarr"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "crts", "convert", str(root), str(cube), "--workers", "2", "--detectors", "none"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (cube / "valid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to every process of the group, dask workers too
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line and "converting" not in line]
+    assert lines == ["crts convert: interrupted: the patches converted so far are kept: run the same command "
+                     "with --resume to finish"], err
+    assert main(["convert", str(root), str(cube), "--workers", "1", "--detectors", "none", "--resume"]) == 0
+    fresh = tmp_path / "fresh.zarr"
+    assert main(["convert", str(root), str(fresh), "--workers", "1", "--detectors", "none"]) == 0
+    a, b = open_cube(cube), open_cube(fresh)
+    for name in ("S1", "S2", "valid"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
