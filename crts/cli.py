@@ -467,17 +467,26 @@ def _run_info(args: argparse.Namespace) -> None:
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
-    "synth": ("write a synthetic data set in the real on-disk layout", _synth_options),
-    "convert": ("convert a GeoTIFF tree into a Zarr cube (resumable, incremental, parallel)", _convert_options),
-    "clouds": ("compute cloud/shadow masks and coverage of every S2 image into a cube", _clouds_options),
-    "info": ("what a cube holds: patches, dates, cloud pass, runs, size", _info_options),
-    "stats": ("cloud-coverage statistics of a cube: tables and plots", _stats_options),
-    "train": ("train the 3D ResNet or UnCRtainTS on cube batches (resumable; DDP under torchrun)", _train_options),
-    "evaluate": ("predict a split with a model or baseline and write predictions and metrics into the cube", _evaluate_options),
-    "report": ("metric tables and figures of evaluation runs", _report_options),
+    "synth": ("write a synthetic data set in the real on-disk layout",
+             _synth_options),
+    "convert": ("convert a GeoTIFF tree into a Zarr cube (resumable, incremental, parallel)",
+               _convert_options),
+    "clouds": ("compute cloud/shadow masks and coverage of every S2 image into a cube",
+              _clouds_options),
+    "info": ("what a cube holds: patches, dates, cloud pass, runs, size",
+            _info_options),
+    "stats": ("cloud-coverage statistics of a cube: tables and plots",
+             _stats_options),
+    "train": ("train the 3D ResNet or UnCRtainTS on cube batches (resumable; DDP under torchrun)",
+             _train_options),
+    "evaluate": ("predict a split with a model or baseline and write predictions and metrics into the cube",
+                _evaluate_options),
+    "report": ("metric tables and figures of evaluation runs",
+              _report_options),
     "index": ("write the GeoParquet index of a cube's patches (footprints, labels, dates, coverage)",
-              _index_options),
-    "runs": ("list the evaluation runs of a cube, or clean up what interrupted runs left", _runs_options),
+             _index_options),
+    "runs": ("list the evaluation runs of a cube, or clean up what interrupted runs left",
+            _runs_options),
 }
 """Every sub-command: its one-line help (``crts --help`` lists them) and what adds its options."""
 

@@ -147,7 +147,8 @@ class Limit:
 
     def __str__(self) -> str:
         kind = "a whole number" if self.whole else "a number"
-        return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open or self.high == math.inf else ']'}"
+        closing = ")" if self.high_open or self.high == math.inf else "]"
+        return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{closing}"
 
 
 _POSITIVE = Limit(0, low_open=True, whole=False)
