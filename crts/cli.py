@@ -459,7 +459,7 @@ def _info_options(p: argparse.ArgumentParser) -> None:
 
 def _run_info(args: argparse.Namespace) -> None:
     from cube.store import CubeStore, open_cube
-    from cube.summary import format_summary, summary
+    from cube.overview import format_summary, summary
 
     options = dict(args.storage_options)
     print(format_summary(summary(open_cube(args.cube, storage_options=options),

@@ -43,9 +43,11 @@ def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
         with Client(scheduler) as client:
             yield client
     else:
-        with _sigint_ignored():  # the workers inherit it: Ctrl-C stops this process, which then closes them
+        # The workers inherit the ignored SIGINT: Ctrl-C stops this process, which then closes them; their logs
+        # stay silent while it does (task errors still reach this process).
+        with _sigint_ignored():
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)  # no warnings of cancelled tasks after Ctrl-C
+                                   silence_logs=logging.CRITICAL)
         with cluster, Client(cluster) as client:
             yield client
 

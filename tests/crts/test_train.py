@@ -208,7 +208,7 @@ def test_the_loss_is_read_from_the_device_only_when_a_line_is_logged(sampling_cu
 
 
 def test_invalid_step_settings_are_refused(sampling_cube: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="invalid accumulate 0: must be at least 1"):
+    with pytest.raises(ValueError, match=r"invalid accumulate 0: must be a whole number in \[1, inf\)"):
         train(_config(sampling_cube, tmp_path / "run", accumulate=0), progress=False)
     assert total_steps(10, 1, TrainConfig(cube="c", batch_size=2, accumulate=2, epochs=1, epochs_decay=1)) == 6
 

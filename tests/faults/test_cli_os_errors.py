@@ -70,3 +70,32 @@ def test_permission_denied(tmp_path: Path) -> None:
     done = _crts_under(without_override, _synth(locked / "data"))
     assert done.returncode == 2
     assert done.stderr == f"crts synth: error: {locked / 'data'}: Permission denied\n"
+
+
+def _readonly_commands(sampling_cube: Path, tiny_root: Path, locked: Path, cube: Path) -> dict[str, list[str]]:
+    small = ["--features", "4", "--blocks", "1", "--crop", "16", "--batch-size", "2", "--n-input-samples", "2",
+             "--max-steps", "1"]
+    return {"convert": ["convert", str(tiny_root), str(locked / "c.zarr"), "--workers", "1"],
+            "train": ["train", str(sampling_cube), "--out", str(locked / "run"), *small],
+            "report": ["report", str(cube), "--out", str(locked / "report")],
+            "stats": ["stats", str(sampling_cube), "--plot", str(locked / "p.png")],
+            "evaluate": ["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"]}
+
+
+@pytest.mark.parametrize("command", ["convert", "train", "report", "stats", "evaluate"])
+def test_read_only_outputs_are_one_line(sampling_cube: Path, tiny_root: Path, tmp_path: Path, command: str) -> None:
+    without_override = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not _can([*without_override, "true"]) or _can([*without_override, "touch", str(locked / "x")]):
+        pytest.skip("needs setpriv to drop root's right to override file permissions")
+    cube = Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
+    if command == "report":
+        assert main(["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"]) == 0
+    for path in [cube, *cube.rglob("*")] if command == "evaluate" else []:
+        path.chmod(0o555 if path.is_dir() else 0o444)  # a cube on a read-only share
+    done = _crts_under(without_override, _readonly_commands(sampling_cube, tiny_root, locked, cube)[command])
+    lines = [line for line in done.stderr.splitlines() if "%|" not in line and "warning:" not in line]
+    assert done.returncode == 2 and len(lines) == 1 and "Permission denied" in lines[0], done.stderr
+    assert lines[0].startswith(f"crts {command}: error: ") and "Traceback" not in done.stderr
+    assert list(locked.iterdir()) == []

@@ -1,4 +1,4 @@
-"""cube.summary: what a cube holds, from the cube's own arrays."""
+"""cube.overview (cube.summary): what a cube holds, from the cube's own arrays."""
 
 from __future__ import annotations
 
