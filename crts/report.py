@@ -14,6 +14,7 @@ from matplotlib.image import AxesImage
 
 from cube import open_cube
 from cube.clouds import NO_DATA
+from cube.outputs import check_output_folder
 from cube.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
 from cube.rois import Roi, region_of
 from cube.runs import list_runs, open_run, side_by_side
@@ -201,6 +202,18 @@ def plot_metric_vs_coverage(table: pd.DataFrame, out: Path | None = None, metric
     return finish(fig, out)
 
 
+REPORT_TITLE = "# Evaluation report: "
+"""The first line of ``report.md`` (then the runs), by which an earlier report's folder is recognised."""
+
+
+def _is_report(folder: Path) -> bool:
+    """True for a folder holding a ``report.md`` that :func:`write_report` wrote."""
+    try:
+        return (folder / "report.md").read_text().startswith(REPORT_TITLE)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, runs: list[str] | None = None,
                  n_examples: int = 3, storage_options: dict | None = None) -> Path:
     """Tables (``report.md`` and one CSV per table) and figures of the chosen runs (default: all) into ``out``.
@@ -209,10 +222,11 @@ def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, ru
     """
     cube = as_store(cube, storage_options=storage_options)
     out = Path(out)
+    check_output_folder(out, _is_report, "an evaluation report")
+    table = samples_table(cube, runs)  # (a cube without runs is refused here, before the folder is made)
     out.mkdir(parents=True, exist_ok=True)
-    table = samples_table(cube, runs)
     chosen = list(dict.fromkeys(table.run))
-    lines = [f"# Evaluation report: {', '.join(chosen)}", ""]
+    lines = [f"{REPORT_TITLE}{', '.join(chosen)}", ""]
     for name, frame in metric_tables(table).items():
         frame.to_csv(out / f"{name}.csv")
         lines += [f"## {name.replace('_', ' ')}", "", frame.reset_index().to_markdown(index=False, floatfmt=".4f"), ""]

@@ -98,3 +98,27 @@ def test_convert_keeps_files_a_user_put_into_a_cube(source: Path, tmp_path: Path
     (cube / "NOTES.md").write_text("my notes")
     assert main(["convert", str(source), str(cube), "--workers", "1", "--detectors", "none"]) == 0
     assert (cube / "NOTES.md").read_text() == "my notes"
+
+
+def test_report_writes_only_into_a_new_folder_or_an_earlier_report(sampling_cube: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    cube = Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
+    assert main(["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"]) == 0
+    mine = tmp_path / "figures"
+    mine.mkdir()
+    (mine / "samples.csv").write_text("my table")
+    _refused(["report", str(cube), "--out", str(mine)], capsys, "holds files that are not an evaluation report",
+             "samples.csv")
+    assert (mine / "samples.csv").read_text() == "my table" and len(list(mine.iterdir())) == 1
+    report = tmp_path / "report"
+    assert main(["report", str(cube), "--out", str(report)]) == 0
+    assert main(["report", str(cube), "--out", str(report)]) == 0  # its own earlier report is replaced
+    assert (report / "report.md").read_text().startswith("# Evaluation report: m")
+
+
+def test_synth_overwrite_replaces_only_a_synthetic_data_set(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "thesis.tex").write_text("years of work")
+    _refused(["synth", str(tmp_path), "--size", "16", "--times", "1", "--overwrite"], capsys,
+             "not made by this generator")
+    assert (tmp_path / "thesis.tex").read_text() == "years of work"
