@@ -104,6 +104,7 @@ def test_report_writes_only_into_a_new_folder_or_an_earlier_report(sampling_cube
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     cube = Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
     assert main(["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"]) == 0
+    capsys.readouterr()  # (its progress bar)
     mine = tmp_path / "figures"
     mine.mkdir()
     (mine / "samples.csv").write_text("my table")
