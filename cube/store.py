@@ -374,11 +374,24 @@ class CubeStore:
         return xr.decode_cf(_single_precision(raw))
 
     def consolidate(self, group: str | None = None) -> None:
-        """Write the consolidated metadata of a group (the root by default): one read opens it."""
+        """Write the consolidated metadata of a group (the root by default): one read opens it.
+
+        The root's leaves out the control groups (state and lock): they change after
+        the data's metadata is final (a commit, a released lock), and are always read
+        from their own ``zarr.json``, so the consolidated copy never shows a stale state
+        or a lock that is gone.
+        """
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Consolidated metadata is currently not part", UserWarning)
             with plain_files_ignored():
                 zarr.consolidate_metadata(self.store, path=group)
+        if group:
+            return
+        root = self.read_json("zarr.json")
+        listed = root["consolidated_metadata"]["metadata"]
+        root["consolidated_metadata"]["metadata"] = {
+            key: value for key, value in listed.items() if key.split("/")[0] not in (STATE, LOCK)}
+        self.write("zarr.json", json.dumps(root, indent=2).encode())
 
     # -- state ---------------------------------------------------------------------------------------------
     def state(self) -> CubeState | None:
