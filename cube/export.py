@@ -10,15 +10,13 @@ transform, CF grid mapping ``spatial_ref``) is :func:`cube.georeferenced`'s.
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .outputs import replacing
 from .store import georeferenced
 
 
@@ -58,17 +56,6 @@ def _steps(ds: xr.Dataset, time: object, several: bool) -> dict:
                    f"one time step 0..{ds.sizes['time'] - 1} (a GeoTIFF holds one image)")
         raise ValueError(f"invalid time {time!r}: give {allowed}")
     return {"time": time}
-
-
-@contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target``, renamed to it if the block succeeds and deleted otherwise."""
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        yield partial
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _modality(ds: xr.Dataset, variable: str) -> str:
@@ -135,7 +122,7 @@ def to_geotiff(ds: xr.Dataset, patch: int, time: int | None, path: str | os.Path
     modality = _modality(ds, variable)
     if not bool(ds.valid.isel(where).sel(modality=modality)) and "_FillValue" not in image.encoding:
         image = image.rio.write_nodata(image.encoding["fill_value"])
-    with _replacing(target) as partial:
+    with replacing(target) as partial:
         image.rio.to_raster(partial, driver="GTiff", tags=_date_tags(ds, modality, where))
     return target
 
@@ -184,6 +171,6 @@ def to_netcdf(ds: xr.Dataset, patch: int, path: str | os.PathLike, variables: li
         parts.append(one)
     out = xr.merge(parts, combine_attrs="override")
     out.attrs = {**ds.attrs, "Conventions": "CF-1.8"}
-    with _replacing(target) as partial:
+    with replacing(target) as partial:
         out.to_netcdf(partial, engine="netcdf4")
     return target

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -33,6 +32,7 @@ import shapely
 import xarray as xr
 from pyproj import Transformer
 
+from .outputs import replacing
 from .store import INDEX_FILE, CubeStore, as_store, finished_detectors, open_cube, patch_bounds
 
 
@@ -139,18 +139,6 @@ def store_index(store: CubeStore, ds: xr.Dataset, detectors: tuple[str, ...] | N
     return store.file_location(INDEX_FILE)
 
 
-def _write_whole(path: Path, data: bytes) -> None:
-    """Write a local file through a temporary file beside it, renamed into place (never a half file)."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
-                                     delete=False) as partial:
-        partial.write(data)
-    try:
-        os.replace(partial.name, path)
-    except OSError:
-        Path(partial.name).unlink(missing_ok=True)
-        raise
-
-
 def write_index(cube: str | os.PathLike | CubeStore, out: str | os.PathLike | None = None, *,
                 storage_options: dict | None = None, force_unlock: bool = False) -> str:
     """Write the patch index of a cube into the cube (``out=None``, holding its writer lock) or to a local file.
@@ -173,7 +161,9 @@ def write_index(cube: str | os.PathLike | CubeStore, out: str | os.PathLike | No
     """
     store = as_store(cube, storage_options=storage_options)
     if out is not None:
-        _write_whole(Path(out), index_bytes(patch_index_table(open_cube(store, chunks=None))))
+        data = index_bytes(patch_index_table(open_cube(store, chunks=None)))
+        with replacing(Path(out)) as partial:
+            partial.write_bytes(data)
         return str(out)
     open_cube(store, chunks=None)  # fail on a missing or incomplete cube before taking the lock
     store = store.reopened("r+")

@@ -3,13 +3,16 @@
 Every command that writes a folder (``crts convert``, ``train``, ``report``,
 ``synth``) checks it here before its first write, so that a mistyped output
 path is refused in one line instead of overwriting or deleting what the folder
-holds.
+holds. Single files written for other programs (exports, the patch index's
+``--out``) go through :func:`replacing`: never half a file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -70,3 +73,15 @@ def check_output_folder(folder: str | os.PathLike, own: Callable[[Path], bool], 
     if entries and not own(folder):
         raise ValueError(f"{folder}: holds files that are not {what} (e.g. {entries[0]}); choose an empty or new "
                          "folder")
+
+
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target``, renamed to it if the block succeeds and deleted otherwise: readers
+    see the old file or the whole new one, and a failed write leaves no partial file."""
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        yield partial
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
