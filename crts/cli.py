@@ -247,19 +247,19 @@ def _run_stats(args: argparse.Namespace) -> None:
 
 
 _TRAIN_HELP = {
-    "out": "run folder for checkpoints and logs", "model": "resnet3d (the paper's 3D ResNet) or uncrtaints",
+    "out": "run folder for checkpoints and logs", "model": "the model kind",
     "region": "region of the train/val splits",
     "cloud_masks": "detector whose coverage chooses inputs and target", "n_input_samples": "input time steps",
     "min_cov": "lowest input coverage", "max_cov": "highest input coverage", "crop": "random crop size in px",
     "batch_size": "samples per batch (per process under torchrun; a step takes --accumulate batches)",
     "lr": "Adam learning rate",
     "beta1": "Adam beta1", "epochs": "epochs at the initial rate", "epochs_decay": "epochs of linear decay to 0",
-    "loss": "l1, l2 or MGNLL (Gaussian NLL with the predicted variances; uncrtaints)",
+    "loss": "l1, l2 or MGNLL (Gaussian NLL with the predicted variances)",
     "sampler": "fixed (the paper's rule) or random (UnCRtainTS's, redrawn every epoch) for the train split",
     "max_steps": "stop after this many steps", "checkpoint_every": "steps between checkpoints",
     "features": "ResNet width F", "blocks": "residual blocks B of the encoder", "seed": "random seed",
-    "width": "UnCRtainTS channel width", "n_head": "UnCRtainTS attention heads", "d_model": "UnCRtainTS L-TAE width",
-    "scale_by": "UnCRtainTS's internal value scale (the published runs: 10)",
+    "width": "channel width (UnCRtainTS's)", "n_head": "L-TAE attention heads", "d_model": "L-TAE width",
+    "scale_by": "internal value scale (the published UnCRtainTS runs: 10)",
     "device": "auto (CUDA when available), cpu, cuda, cuda:1, ...", "amp": "bfloat16 autocast on CUDA",
     "num_workers": "DataLoader worker processes; unset: 0 on a CPU, min(6, cores - 1) on CUDA",
     "compile": "compile the model with torch.compile",
@@ -275,16 +275,17 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
     from crts.data.sampling import SAMPLERS
     from crts.losses import LOSSES
-    from crts.train import MODEL_DEFAULTS, TrainConfig
+    from crts.models import MODELS
+    from crts.train import TrainConfig
     from cube.detectors import DETECTORS
 
-    p.description = ("Train the paper's 3D ResNet (L1 loss, Adam, the original's linear decay) or UnCRtainTS "
-                     "(--model uncrtaints: MGNLL, Adam at a constant rate, random sampler) on the cube's train "
-                     "split, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
+    kinds = "; ".join(f"{name}: {kind.summary}" for name, kind in MODELS.items())
+    p.description = (f"Train a model ({kinds}; each with its original's recipe unless told otherwise) on the "
+                     "cube's train split, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
                      "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
                      "torchrun.")
     p.epilog = "example: torchrun --nproc_per_node 4 -m crts train cube.zarr --out runs/a --batch-size 8"
-    choices = {"region": REGIONS, "cloud_masks": DETECTORS, "model": tuple(MODEL_DEFAULTS), "loss": LOSSES,
+    choices = {"region": REGIONS, "cloud_masks": DETECTORS, "model": tuple(MODELS), "loss": LOSSES,
                "sampler": SAMPLERS}
     _add_cube(p, "the cube, a path or URL (required unless --config gives it or a run to resume)",
               also_as_option=True)
@@ -299,8 +300,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         else:
             kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str,
                     "float | None": float}[str(f.type)]
-            default = ", ".join(f"{model} {values[f.name]}" for model, values in MODEL_DEFAULTS.items()
-                                ) if f.name in MODEL_DEFAULTS["resnet3d"] else f.default
+            by_model = {name: kind.defaults[f.name] for name, kind in MODELS.items() if f.name in kind.defaults}
+            default = ", ".join(f"{name} {value}" for name, value in by_model.items()) if by_model else f.default
             p.add_argument(flag, type=kind, default=None, choices=choices.get(f.name),
                            help=f"{_TRAIN_HELP[f.name]} (default: {default})")
     p.set_defaults(handler=_run_train)
@@ -477,7 +478,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
             _info_options),
     "stats": ("cloud-coverage statistics of a cube: tables and plots",
              _stats_options),
-    "train": ("train the 3D ResNet or UnCRtainTS on cube batches (resumable; DDP under torchrun)",
+    "train": ("train a cloud-removal model on cube batches (resumable; DDP under torchrun)",
              _train_options),
     "evaluate": ("predict a split with a model or baseline and write predictions and metrics into the cube",
                 _evaluate_options),

@@ -36,8 +36,8 @@ from .metrics import (
     mean_variance,
     uncertainty_calibration,
 )
-from .models import LeastCloudy, Mosaic, UnCRtainTS, load_checkpoint
-from .models.uncrtaints import input_dates
+from .models import LeastCloudy, Mosaic, kind_of, load_checkpoint
+from .models.adapter import DEFAULT_INPUTS, Prediction, from_model_scale, to_model_scale
 
 BASELINES = {"least_cloudy": LeastCloudy, "mosaic": Mosaic}
 
@@ -63,31 +63,45 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _trained_inputs(model: torch.nn.Module, content: dict) -> int:
-    """The number of input steps a checkpoint's model was trained with (UnCRtainTS's config does not say it)."""
-    if not isinstance(model, UnCRtainTS):
-        return model.config["n_inputs"]
-    if model.config["is_mono"]:
-        return 1
+def _train_config(content: dict) -> dict:
+    """A checkpoint's training settings (empty where it holds none, or text that is not a JSON object)."""
     try:
         trained = json.loads(content.get("train_config") or "{}")
-    except json.JSONDecodeError:  # a checkpoint saved by hand may hold any text there
+    except (json.JSONDecodeError, TypeError):  # a checkpoint saved by hand may hold anything there
         trained = {}
-    return int(trained.get("n_input_samples", 3)) if isinstance(trained, dict) else 3
+    return trained if isinstance(trained, dict) else {}
 
 
-def _model(checkpoint: str | None, baseline: str | None) -> tuple[torch.nn.Module, dict, int]:
-    """The model or baseline, its provenance attributes and its default number of inputs."""
-    if (checkpoint is None) == (baseline is None):
-        raise ValueError("give exactly one of a checkpoint or a baseline")
-    if baseline is not None:
-        if baseline not in BASELINES:
-            raise ValueError(f"invalid baseline {baseline!r}: choose from {', '.join(BASELINES)}")
-        return BASELINES[baseline](), {"baseline": baseline}, 3
-    model, content = load_checkpoint(checkpoint)
-    return model, {"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": _sha256(Path(checkpoint)),
-                   "model": content["model"], "model_config": json.dumps(model.config),
-                   "train_config": content.get("train_config", "")}, _trained_inputs(model, content)
+def _baseline_predict(net: torch.nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
+    """A baseline's prediction in [0, 1] (it works on the [-1, 1] scale, with the inputs' masks)."""
+    masks = batch["input_masks"].to(inputs.device, non_blocking=True)
+    return from_model_scale(net(to_model_scale(inputs), masks)), None
+
+
+class _Predictor:
+    """A model or baseline with how to call it, and its provenance attributes."""
+
+    def __init__(self, checkpoint: str | None, baseline: str | None) -> None:
+        if (checkpoint is None) == (baseline is None):
+            raise ValueError("give exactly one of a checkpoint or a baseline")
+        if baseline is not None:
+            if baseline not in BASELINES:
+                raise ValueError(f"invalid baseline {baseline!r}: choose from {', '.join(BASELINES)}")
+            self.model, self.config, self.predict, self.uncertain = BASELINES[baseline](), {}, _baseline_predict, False
+            self.provenance, self.trained_inputs = {"baseline": baseline}, DEFAULT_INPUTS
+            return
+        self.model, content = load_checkpoint(checkpoint)
+        kind, self.config = kind_of(self.model), self.model.config
+        self.predict, self.uncertain = kind.predict, kind.uncertain(self.config)
+        self.trained_inputs = kind.trained_inputs(self.config, _train_config(content))
+        self.provenance = {"checkpoint": str(Path(checkpoint).resolve()), "model": content["model"],
+                           "checkpoint_sha256": _sha256(Path(checkpoint)), "model_config": json.dumps(self.config),
+                           "train_config": content.get("train_config", "")}
+
+    def __call__(self, batch: dict, device: torch.device) -> Prediction:
+        """A batch's prediction in [0, 1], clipped there, and its variance (or None)."""
+        mean, variance = self.predict(self.model, self.config, batch["inputs"].to(device), batch)
+        return mean.clamp(0, 1), None if variance is None else variance.float()
 
 
 def _labels(samples: SEN12MSCRTS) -> dict:
@@ -117,22 +131,7 @@ def _template(samples: SEN12MSCRTS, uncertain: bool) -> xr.Dataset:
     return xr.Dataset(variables, coords=_labels(samples))
 
 
-def _predict(model: torch.nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A batch's prediction in [0, 1] and, from UnCRtainTS, its variance (else None).
-
-    UnCRtainTS takes the inputs in [0, 1] with their dates and its mean is the
-    prediction; the 3D ResNet and the baselines work on the [-1, 1] scale.
-    """
-    inputs = batch["inputs"].to(device)
-    if isinstance(model, UnCRtainTS):
-        use_sar = model.config["use_sar"]
-        dates = input_dates(batch["input_s1_td"], batch["input_s2_td"], use_sar=use_sar).to(device)
-        mean, variance = model(inputs if use_sar else inputs[:, :, :len(S2_BANDS)], dates)
-        return mean.clamp(0, 1), variance.float()
-    return ((model(inputs * 2 - 1, batch["input_masks"].to(device)) + 1) / 2).clamp(0, 1), None
-
-
-def _predict_all(model: torch.nn.Module, windows: SampleWindows, writer: RunWriter, device: torch.device,
+def _predict_all(predictor: _Predictor, windows: SampleWindows, writer: RunWriter, device: torch.device,
                  batch_size: int, progress: bool) -> dict[str, np.ndarray]:
     """Write every sample's prediction (and variance) into the run; returns the per-image scores (float32).
 
@@ -140,14 +139,14 @@ def _predict_all(model: torch.nn.Module, windows: SampleWindows, writer: RunWrit
     each patch together, and whole patches are scored and written ``batch_size`` at a time.
     """
     blender, complete = PatchBlender(windows, device), []
-    names = ("prediction", "variance") if isinstance(model, UnCRtainTS) else ("prediction",)
+    names = ("prediction", "variance") if predictor.uncertain else ("prediction",)
     stored = {name: writer.array(name) for name in names}  # opened once, not per batch
     scores: dict[str, np.ndarray] = {}
     batches = loader(windows, batch_size=batch_size, pin_memory=device.type == "cuda")
     bar = tqdm(total=len(windows.samples), desc=f"evaluating {writer.name}", unit="sample", disable=not progress)
     with torch.no_grad(), bar:
         for n, batch in enumerate(batches, 1):
-            prediction, variance = _predict(model, batch, device)
+            prediction, variance = predictor(batch, device)
             outputs = {"prediction": prediction} | ({} if variance is None else {"variance": variance})
             pasted = {k: batch[k].to(device, non_blocking=True) for k in ("target", "input_masks")}
             for j, (pdx, y0, x0) in enumerate(zip(*(batch[k].tolist() for k in ("pdx", "y0", "x0")), strict=True)):
@@ -268,12 +267,11 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
     if batch_size < 1:
         raise ValueError(f"invalid batch size {batch_size}: must be at least 1")
     torch_device = resolve_device(device)
-    model, provenance, trained_inputs = _model(checkpoint, baseline)
-    n = trained_inputs if n_input_samples is None else n_input_samples
+    predictor = _Predictor(checkpoint, baseline)
+    n = predictor.trained_inputs if n_input_samples is None else n_input_samples
     store = as_store(cube, "r+", storage_options)
     samples = SEN12MSCRTS(store.reopened("r"), split=split, region=region, cloud_masks=cloud_masks,
                           n_input_samples=n, min_cov=min_cov, max_cov=max_cov, import_data_path=import_index)
-    uncertain = isinstance(model, UnCRtainTS)
     windows = SampleWindows(samples, None if window is None else {"y": window, "x": window},
                             {"y": overlap, "x": overlap})  # bad windows are refused before anything is written
     trivial = int(samples.index.target_in_inputs.sum())
@@ -282,13 +280,14 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
                       f"{min_cov}, as the original's sampling allows), so copying an input scores perfectly on them; "
                       "keep clear steps out of the inputs with --min-cov 0.05, or use the published index files "
                       "(--import-index)", TargetAmongInputsWarning, stacklevel=2)
-    writer = RunWriter(store, run, _template(samples, uncertain))
-    scores = _predict_all(model.to(torch_device).eval(), windows, writer, torch_device, batch_size, progress)
+    writer = RunWriter(store, run, _template(samples, predictor.uncertain))
+    predictor.model.to(torch_device).eval()
+    scores = _predict_all(predictor, windows, writer, torch_device, batch_size, progress)
     metrics = xr.Dataset({name: ("sample", values, _describe(name)) for name, values in scores.items()})
-    if uncertain:
+    if predictor.uncertain:
         metrics = metrics.merge(uncertainty_summary(scores["mean_variance"], scores["mean_error"], scores["rmse"]))
     return writer.publish(metrics.assign_attrs({
-        **provenance, "run": run, "split": split, "region": region, "cloud_masks": cloud_masks,
+        **predictor.provenance, "run": run, "split": split, "region": region, "cloud_masks": cloud_masks,
         "n_input_samples": n, "min_cov": min_cov, "max_cov": max_cov, "samples_target_in_inputs": trivial,
         "window_px": window or samples.image_size, "overlap_px": overlap,
         "index": str(Path(import_index).resolve()) if import_index else "computed",

@@ -1,10 +1,11 @@
-"""Training the 3D ResNet or UnCRtainTS from cube batches; resumable, DDP-ready.
+"""Training any registered model (:mod:`crts.models.registry`) from cube batches; resumable, DDP-ready.
 
-Each model trains with its original's recipe unless told otherwise
-(:data:`MODEL_DEFAULTS`): the 3D ResNet with L1, Adam (lr 2e-4, beta1 0.5) and a
-linear decay; UnCRtainTS with MGNLL, Adam (lr 1e-3, default betas) at a constant
-rate (the original's gamma 1.0) for 20 epochs on the ``random`` sampler's
-samples, redrawn every epoch.
+Each model trains with its original's recipe unless told otherwise (its adapter's
+``defaults``): the 3D ResNet with L1, Adam (lr 2e-4, beta1 0.5) and a linear
+decay; UnCRtainTS with MGNLL, Adam (lr 1e-3, default betas) at a constant rate
+(the original's gamma 1.0) for 20 epochs on the ``random`` sampler's samples,
+redrawn every epoch. The model is asked only through its adapter: how to build,
+feed and train it.
 
 Determinism: the order of samples in an epoch depends only on (seed, epoch) and
 the random crop of a sample only on (seed, epoch, sample), so a run resumed from a
@@ -34,16 +35,9 @@ from cube.outputs import check_output_folder
 from .data import SEN12MSCRTS, SampleWindows, loader
 from .data.sampling import check_selection
 from .devices import resolve_device
-from .losses import reconstruction_loss
-from .models import LeastCloudy, ResNet3D, UnCRtainTS
-from .models.checkpoints import load_original_checkpoint, read_checkpoint, save_checkpoint
-from .models.uncrtaints import input_dates
-
-MODEL_DEFAULTS: dict[str, dict[str, object]] = {
-    "resnet3d": {"lr": 2e-4, "beta1": 0.5, "epochs": 100, "epochs_decay": 100, "loss": "l1", "sampler": "fixed"},
-    "uncrtaints": {"lr": 1e-3, "beta1": 0.9, "epochs": 20, "epochs_decay": 0, "loss": "MGNLL", "sampler": "random"},
-}
-"""Settings left unset (None) take these values of the chosen model (the originals' training defaults)."""
+from .models import LeastCloudy, model_kind
+from .models.adapter import ModelAdapter, to_model_scale
+from .models.checkpoints import read_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -70,10 +64,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     features: int = 256
     blocks: int = 16
-    width: int = 128
+    width: int | None = None
     n_head: int = 16
     d_model: int = 256
-    scale_by: float = 10.0
+    scale_by: float | None = None
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -100,12 +94,8 @@ class TrainConfig:
         return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
     def resolved(self) -> TrainConfig:
-        """This config with unset settings taken from :data:`MODEL_DEFAULTS` of its model."""
-        if self.model not in MODEL_DEFAULTS:
-            raise ValueError(f"invalid model {self.model!r}: choose from {', '.join(MODEL_DEFAULTS)}")
-        if self.init_encoder and self.model != "resnet3d":
-            raise ValueError("init_encoder (baseline_resnet.pth) initialises the 3D ResNet only")
-        unset = {k: v for k, v in MODEL_DEFAULTS[self.model].items() if getattr(self, k) is None}
+        """This config with unset settings taken from the ``defaults`` of its model's adapter."""
+        unset = {k: v for k, v in model_kind(self.model).defaults.items() if getattr(self, k) is None}
         resolved = replace(self, **unset)
         resolved.check()
         return resolved
@@ -158,7 +148,7 @@ LIMITS: dict[str, Limit] = {
     **dict.fromkeys(("epochs", "epochs_decay", "blocks", "seed", "num_workers", "freeze_encoder_steps"), Limit(0)),
     "lr": _POSITIVE, "scale_by": _POSITIVE, "beta1": Limit(0, 1, high_open=True, whole=False)}
 """The range of every numeric setting of :class:`TrainConfig` (whole numbers unless said)."""
-OPTIONAL = ("max_steps", "num_workers")
+OPTIONAL = ("max_steps", "num_workers", "width", "scale_by")
 """Settings that may be left unset (None)."""
 
 
@@ -167,41 +157,8 @@ RESUME_SAME = ("batch_size", "accumulate", "crop", "seed", "sampler", "n_input_s
 """Settings that define the order and content of a run's batches: a resumed run must keep them."""
 
 
-def _to_model_scale(x: torch.Tensor) -> torch.Tensor:
-    return x * 2 - 1
-
-
-def _build_model(config: TrainConfig) -> torch.nn.Module:
-    if config.model == "uncrtaints":
-        return UnCRtainTS(encoder_widths=(config.width,), decoder_widths=(config.width,) * 5, n_head=config.n_head,
-                          d_model=config.d_model, scale_by=config.scale_by)
-    return ResNet3D(n_inputs=config.n_input_samples, features=config.features, blocks=config.blocks)
-
-
-def _dates(batch: dict, device: torch.device) -> torch.Tensor:
-    """UnCRtainTS's input dates, computed on the device (the copies do not wait for it)."""
-    s1, s2 = (batch[k].to(device, non_blocking=True) for k in ("input_s1_td", "input_s2_td"))
-    return input_dates(s1, s2, use_sar=True)
-
-
-def _loss(net: torch.nn.Module, config: TrainConfig, inputs: torch.Tensor, target: torch.Tensor,
-          batch: dict) -> torch.Tensor:
-    """The training loss of a step: the 3D ResNet's on the [-1, 1] scale, UnCRtainTS's on [0, 1]."""
-    if config.model == "resnet3d":
-        return reconstruction_loss(config.loss, net(_to_model_scale(inputs)).float(), _to_model_scale(target))
-    mean, variance = net(inputs, _dates(batch, inputs.device))
-    return reconstruction_loss(config.loss, mean.float(), target, variance.float())
-
-
-def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch: dict) -> torch.Tensor:
-    """A prediction on the [-1, 1] model scale from inputs in [0, 1]."""
-    if isinstance(model, UnCRtainTS):
-        return _to_model_scale(model(inputs, _dates(batch, inputs.device))[0])
-    return model(_to_model_scale(inputs))
-
-
-def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.device, batch_size: int,
-              rank: int = 0, world: int = 1) -> dict:
+def _validate(model: torch.nn.Module, kind: ModelAdapter, windows: SampleWindows, device: torch.device,
+              batch_size: int, rank: int = 0, world: int = 1) -> dict:
     """Mean L1 (model scale) of the model and of the least-cloudy baseline over the validation windows.
 
     Under DDP every process scores its share of the windows and the sums are
@@ -212,9 +169,10 @@ def _validate(model: torch.nn.Module, windows: SampleWindows, device: torch.devi
     with torch.no_grad():
         for batch in loader(windows, batch_size, sampler=list(range(rank, len(windows), world)),
                             pin_memory=device.type == "cuda"):
-            inputs, target = (_to_model_scale(batch[k].to(device, non_blocking=True)) for k in ("inputs", "target"))
-            prediction = _predict(model, batch["inputs"].to(device, non_blocking=True), batch)
-            baseline = LeastCloudy()(inputs, batch["input_masks"].to(device, non_blocking=True))
+            inputs = batch["inputs"].to(device, non_blocking=True)
+            target = to_model_scale(batch["target"].to(device, non_blocking=True))
+            prediction = to_model_scale(kind.predict(model, model.config, inputs, batch)[0])
+            baseline = LeastCloudy()(to_model_scale(inputs), batch["input_masks"].to(device, non_blocking=True))
             sums += torch.stack([torch.nn.functional.l1_loss(x.float(), target, reduction="sum")
                                  for x in (prediction, baseline)])
             count += target.numel()
@@ -397,9 +355,14 @@ class _Trainer:
         self.train_windows, self.val_windows = (_windows(config, split, storage_options) for split in ("train", "val"))
         if len(self.train_windows) < self.world:
             raise ValueError(f"{config.cube}: {len(self.train_windows)} training sample(s) for {self.world} processes")
-        self.model = _build_model(config)
+        self.kind = model_kind(config.model)
+        self.model = self.kind.build(config)
+        self.encoder = self.kind.encoder(self.model)
+        if (config.init_encoder or config.freeze_encoder_steps) and self.encoder is None:
+            raise ValueError(f"init_encoder and freeze_encoder_steps: the {config.model} model has no pre-trained "
+                             "encoder (the 3D ResNet has)")
         if config.init_encoder:  # the mono-temporal pre-trained network (baseline_resnet.pth), as the original offers
-            load_original_checkpoint(config.init_encoder, self.model)
+            self.kind.load_encoder(self.model, config.init_encoder)
         self.model.to(self.device)
         _warn_if_slow(self.model, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
@@ -453,8 +416,8 @@ class _Trainer:
             if finished:
                 self.epoch, self.position = self.epoch + 1, 0
                 self.scheduler.step()
-                scores = _validate(self.model, self.val_windows, self.device, self.config.batch_size, self.rank,
-                                   self.world)
+                scores = _validate(self.model, self.kind, self.val_windows, self.device, self.config.batch_size,
+                                   self.rank, self.world)
                 self.log.write(self.step, self.epoch, self.scheduler.get_last_lr()[0], scores)
         self.save()
 
@@ -488,11 +451,12 @@ class _Trainer:
         the step's ``last`` batch."""
         inputs = batch["inputs"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
-        if isinstance(self.model, ResNet3D):
-            self.model.model_initial.requires_grad_(self.step >= self.config.freeze_encoder_steps)
+        if self.encoder is not None:
+            self.encoder.requires_grad_(self.step >= self.config.freeze_encoder_steps)
         with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                loss = _loss(self.net, self.config, inputs, target, batch) * share
+                loss = self.kind.training_loss(self.net, self.model.config, self.config.loss, inputs, target,
+                                               batch) * share
             loss.backward()
         self.meter.loss = self.meter.loss + loss.detach()
         self.meter.samples += len(target)

@@ -1,15 +1,12 @@
-"""Cloud-removal models: the paper's 3D ResNet, UnCRtainTS, the baselines, and checkpoint loading."""
+"""Cloud-removal models: the paper's 3D ResNet, UnCRtainTS, the baselines, the registry of model kinds
+(:mod:`crts.models.registry`), and checkpoint loading."""
 
 from .baselines import LeastCloudy, Mosaic
-from .checkpoints import (
-    load_checkpoint,
-    load_original_checkpoint,
-    load_original_uncrtaints,
-    read_checkpoint,
-    save_checkpoint,
-)
-from .resnet3d import ResNet3D
-from .uncrtaints import UnCRtainTS
+from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from .registry import MODELS, kind_of, model_kind
+from .resnet3d import ResNet3D, load_original_checkpoint
+from .uncrtaints import UnCRtainTS, load_original_uncrtaints
 
-__all__ = ["LeastCloudy", "Mosaic", "ResNet3D", "UnCRtainTS", "load_checkpoint", "load_original_checkpoint",
-           "load_original_uncrtaints", "read_checkpoint", "save_checkpoint"]
+__all__ = ["MODELS", "LeastCloudy", "Mosaic", "ResNet3D", "UnCRtainTS", "kind_of", "load_checkpoint",
+           "load_original_checkpoint", "load_original_uncrtaints", "model_kind", "read_checkpoint",
+           "save_checkpoint"]

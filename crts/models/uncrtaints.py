@@ -1,15 +1,23 @@
-"""UnCRtainTS: attention-based multi-temporal cloud removal with per-pixel, per-band variances."""
+"""UnCRtainTS: attention-based multi-temporal cloud removal with per-pixel, per-band variances; its adapter and
+its published checkpoints (``model*.pth.tar``: the generator's state dict, ``state_dict_G`` or ``state_dict``
+behind a ``netG.`` prefix, maps one to one onto :class:`UnCRtainTS`; older files name the blocks
+``in_block1``, ``out_block1`` ... instead of ``in_block.0``, ``out_block.0`` ..., renamed on loading as the
+original does)."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from .adapter import ModelAdapter, Prediction
 from .ltae import LTAE, aggregate_groups
 from .mbconv import MBConv, PointwiseBlock
+from .state import StateDict, count_blocks, generator_state, read_state
 
 S1_BANDS, S2_BANDS = 2, 13
 ATTENTION_SIZE = 32
@@ -119,3 +127,89 @@ class UnCRtainTS(nn.Module):
 def input_dates(s1_days: torch.Tensor, s2_days: torch.Tensor, use_sar: bool) -> torch.Tensor:
     """The dates UnCRtainTS encodes, (N, T) float days: the mean of the S1 and S2 dates with SAR, else S2's."""
     return (s1_days.float() + s2_days.float()) / 2 if use_sar else s2_days.float()
+
+
+def _uncrtaints_state(content: dict) -> StateDict:
+    """The generator's weights of an original UnCRtainTS file, with today's names."""
+    renamed = {}
+    for key, value in generator_state(content).items():
+        match = re.match(r"(in|out)_block(\d+)\.(.*)", key)
+        renamed[f"{match[1]}_block.{int(match[2]) - 1}.{match[3]}" if match else key] = value
+    return renamed
+
+
+def uncrtaints_config(state: StateDict) -> dict:
+    """The config entries of an UnCRtainTS state dict that its shapes determine (all but ``scale_by`` and
+    ``positional_encoding``)."""
+    def norm(part: str) -> str:
+        return "batch" if f"{part}.0.conv.norm.running_mean" in state else "group"
+
+    width, in_channels = state["in_conv.conv.conv.0.weight"].shape[:2]
+    config = {"use_sar": in_channels == S2_BANDS + S1_BANDS,
+              "encoder_widths": [width] * count_blocks(state, "in_block"), "decoder_widths": [width] * count_blocks(state, "out_block"), "encoder_norm": norm("in_block"),
+              "decoder_norm": norm("out_block"), "is_mono": "temporal_encoder.inconv.weight" not in state}
+    if not config["is_mono"]:
+        n_head, d_k = state["temporal_encoder.attention_heads.Q"].shape
+        config |= {"n_head": n_head, "d_k": d_k, "d_model": state["temporal_encoder.inconv.weight"].shape[0]}
+    return config
+
+
+def load_original_uncrtaints(path_or_state_dict: str | os.PathLike | StateDict, model: UnCRtainTS | None = None,
+                             scale_by: float = 1.0) -> UnCRtainTS:
+    """Load a published UnCRtainTS checkpoint (``model*.pth.tar`` of the original's training script).
+
+    Parameters
+    ----------
+    path_or_state_dict : path or dict
+        The file, or its loaded content: a dict with ``state_dict_G`` or
+        ``state_dict`` (keys ``netG.*``), or the generator's state dict itself.
+    model : UnCRtainTS, optional
+        The model to load into; default: a new one sized from the shapes
+        (S1 input, widths, blocks, heads, norms, mono-temporal or not).
+    scale_by : float
+        The ``scale_by`` the checkpoint was trained with (its ``conf.json``; the
+        published training command uses 10); it is not in the weights.
+
+    Raises
+    ------
+    RuntimeError
+        If names or shapes do not fit ``model``.
+    """
+    state = _uncrtaints_state(read_state(path_or_state_dict))
+    if "in_conv.conv.conv.0.weight" not in state:
+        raise ValueError("not an UnCRtainTS state dict (no in_conv.conv.conv.0.weight)")
+    model = model or UnCRtainTS(**uncrtaints_config(state), scale_by=scale_by)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+class UnCRtainTSAdapter(ModelAdapter):
+    """UnCRtainTS: inputs in [0, 1] with their dates (S2 alone without SAR), means and variances in [0, 1]."""
+
+    name = "uncrtaints"
+    model_class = UnCRtainTS
+    summary = "UnCRtainTS (MGNLL, Adam at a constant rate, random sampler)"
+    defaults = {"lr": 1e-3, "beta1": 0.9, "epochs": 20, "epochs_decay": 0, "loss": "MGNLL", "sampler": "random",
+                "width": 128, "scale_by": 10.0}
+    anchors = (("in_conv.conv.conv.0.weight", 4),)
+
+    def build(self, settings: object) -> UnCRtainTS:
+        return UnCRtainTS(encoder_widths=(settings.width,), decoder_widths=(settings.width,) * 5,
+                          n_head=settings.n_head, d_model=settings.d_model, scale_by=settings.scale_by)
+
+    def predict(self, net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
+        use_sar = config["use_sar"]
+        s1, s2 = (batch[k].to(inputs.device, non_blocking=True) for k in ("input_s1_td", "input_s2_td"))
+        return net(inputs if use_sar else inputs[:, :, :S2_BANDS], input_dates(s1, s2, use_sar))
+
+    def uncertain(self, config: dict) -> bool:
+        return True
+
+    def trained_inputs(self, config: dict, train_config: dict) -> int:
+        return 1 if config["is_mono"] else super().trained_inputs(config, train_config)
+
+    def config_of(self, state: StateDict) -> dict:
+        return uncrtaints_config(state)
+
+    def load_original(self, path_or_state_dict: str | os.PathLike | StateDict, **options: object) -> UnCRtainTS:
+        return load_original_uncrtaints(path_or_state_dict, **options)
