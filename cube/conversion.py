@@ -71,6 +71,10 @@ class ConversionReport:
     gaps: int = 0
     cloud_pass_patches: int = 0
     seconds: float = 0.0
+    archives_read: list[str] = field(default_factory=list)
+    """Archives read to their end (a conversion from archives; see :mod:`cube.archive_conversion`)."""
+    scratch_peak_bytes: int = 0
+    """Most bytes spooled into the scratch folder at once (a conversion from archives)."""
 
     def write(self, path: str | os.PathLike) -> None:
         try:
@@ -198,14 +202,24 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
 
 def _grow(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
     """Make room for new patches after ``start`` and write their labels (idempotent)."""
-    total = start + len(metas)
+    _resize(store, start + len(metas))
+    _write_labels(store, spec, start, metas, times)
+
+
+def _resize(store: CubeStore, total: int) -> None:
+    """Give every per-patch array ``total`` patches."""
     with plain_files_ignored():  # a grown cube may hold its patch index
         for _, array in store.group(mode="r+").arrays():
             if array.metadata.dimension_names and array.metadata.dimension_names[0] == "patch":
                 if array.shape[0] != total:
                     array.resize((total, *array.shape[1:]))
+
+
+def _write_labels(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
+    """Write the labels, dates, georeference and paths of patches at ``start`` onwards."""
+    with plain_files_ignored():
         labels = patch_variables(spec, metas, times)
-        labels.to_zarr(store.store, region={"patch": slice(start, total)}, mode="r+", zarr_format=3,
+        labels.to_zarr(store.store, region={"patch": slice(start, start + len(metas))}, mode="r+", zarr_format=3,
                        consolidated=False)
 
 
@@ -323,8 +337,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
             scheduler: str | None = None, resume: bool = False, on_error: str = "fail",
             report: str | os.PathLike | None = None, clouds: tuple[str, ...] = DETECTORS,
             force_unlock: bool = False, storage_options: dict | None = None, tile: int = TILE_PX,
-            progress: bool = True) -> ConversionReport:
-    """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into a Zarr v3 cube.
+            progress: bool = True, scratch: str | os.PathLike | None = None,
+            times: int | None = None) -> ConversionReport:
+    """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published archives, into a Zarr v3 cube.
 
     One process at a time writes a cube: the conversion holds the cube's writer
     lock (see :class:`cube.store.CubeStore`) and is refused at once while another
@@ -332,8 +347,11 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
 
     Parameters
     ----------
-    src : path
-        Data set root (``ROIsXXXX/<roi>/S1|S2/<t>/...``, or the SEN12MS-CR layout).
+    src : path, URL or list of them
+        Data set root (``ROIsXXXX/<roi>/S1|S2/<t>/...``, or the SEN12MS-CR layout);
+        or, read without extracting them (see :mod:`cube.archive_conversion`), a
+        folder of the published ``.tar.gz`` archives, archives, ``http(s)://`` URLs
+        of archives, or a list of these and trees.
     dst : path, str or CubeStore
         The cube: a path, or a ``s3://``, ``gs://``, ``file://`` or ``memory://`` URL
         (each shard is written once, whole). If it exists and is complete,
@@ -369,6 +387,13 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
         exists keeps its chunking.
     progress : bool
         Show a progress bar.
+    scratch : path, optional
+        Archives only: folder for the members waiting for the rest of their
+        patch (default: ``<cube>.scratch`` beside a local cube, else in the
+        system's temporary folder); emptied at the start, deleted at the end.
+    times : int, optional
+        Archives only: time steps of every patch (default: the cube's, or 30 for
+        a new SEN12MS-CR-TS cube); a tree's are counted.
 
     Returns
     -------
@@ -387,9 +412,19 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     if on_error not in ON_ERROR:
         raise ValueError(f"invalid on_error {on_error!r}: choose one of {', '.join(ON_ERROR)}")
     check_workers(workers)
-    src = Path(src).resolve()
+    from .archive_conversion import convert_sources, resolve_sources  # it builds on this module
+
+    sources = resolve_sources(src)
+    if sources is not None:
+        return convert_sources(sources, dst, rois=rois, split=split, region=region, workers=workers,
+                               scheduler=scheduler, resume=resume, on_error=on_error, report=report, clouds=clouds,
+                               force_unlock=force_unlock, storage_options=storage_options, tile=tile,
+                               progress=progress, scratch=scratch, times=times, start_time=start_time)
+    if times is not None:
+        raise ValueError(f"invalid times {times}: a tree's time steps are counted (times applies to archives)")
+    src = Path(src[0] if isinstance(src, list | tuple) else src).resolve()
     store = as_store(dst, storage_options=storage_options)
-    _check_destination(store, src, report, resume)
+    _check_destination(store, [src], report, resume)
     spec = SPECS[detect_layout(src)]
     patches, problems, times = _discover(src, spec, rois, split, region)
     out = ConversionReport(str(src), store.location, spec.layout, on_error)
@@ -404,6 +439,12 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     elif clouds and spec.temporal:
         out.cloud_pass_patches = compute_clouds(store, clouds, workers=workers, scheduler=scheduler, resume=True,
                                                 force_unlock=force_unlock, progress=progress)
+    return finished(out, store, report, start_time)
+
+
+def finished(out: ConversionReport, store: CubeStore, report: str | os.PathLike | None,
+             start_time: float) -> ConversionReport:
+    """The report completed (patches in the cube, seconds) and written where asked."""
     if not out.patches_in_cube:
         out.patches_in_cube = store.array("valid").shape[0]
     out.seconds = round(time.perf_counter() - start_time, 2)
@@ -412,13 +453,15 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     return out
 
 
-def _check_destination(store: CubeStore, src: Path, report: str | os.PathLike | None, resume: bool) -> None:
-    """Refuse, before any write, a cube or report inside the source, a place that holds something other than
+def _check_destination(store: CubeStore, sources: list[Path], report: str | os.PathLike | None,
+                       resume: bool) -> None:
+    """Refuse, before any write, a cube or report inside a source, a place that holds something other than
     a cube, and ``resume`` without a conversion to resume."""
-    if store.local:
-        check_outside(store.store.root, src, "the cube")
-    if report:
-        check_outside(report, src, "the report")
+    for src in sources:
+        if store.local:
+            check_outside(store.store.root, src, "the cube")
+        if report:
+            check_outside(report, src, "the report")
     store.check_cube_or_empty()
     if resume and store.state() is None:
         raise FileNotFoundError(f"{store.location}: no conversion to resume (no cube here): leave out --resume to "
