@@ -8,8 +8,8 @@ patches completed so far, their labels written by this process) and a task
 converts it exactly as a patch of a tree; its scratch files are deleted once it
 is written. The archives whose members make up the same patches (``s1_X`` and
 ``s2_X``; the three SEN12MS-CR archives of a season) form a group and are read
-at once, each kept within :data:`PACING` of the others' share of compressed
-bytes read, so that archives written by walking the tree spool about one ROI
+at once, each kept within :data:`PACING` members of the others (they hold one
+member per image each), so that archives written by walking the tree spool about one ROI
 (see docs/convert-real-data.md). Groups are read one after another.
 
 State, in the cube's ``pending`` record: the patches placed (as for a tree) and
@@ -71,8 +71,8 @@ from .schema import SPECS, PatchMeta, Spec, encoding, template
 from .store import CubeState, CubeStore, as_store
 from .validate import CR_MODALITIES, Expected, FileProblem, PatchFiles, Problem, check_complete, detect_layout
 
-PACING = 0.02
-"""How far (share of its compressed bytes) an archive may read ahead of the others of its group."""
+PACING = 16
+"""How many members an archive may read ahead of the others of its group (which hold as many members each)."""
 BACKLOG_PER_WORKER = 4
 """Patches complete but not yet written, per worker, before the archives pause."""
 SCRATCH_MARKER = ".crts-scratch"
@@ -268,7 +268,7 @@ def _stream(stream: MemberStream, assembly: Assembly, pace: dict, stop: threadin
             if relative is not None and relative.endswith(".tif"):
                 assembly.add(relative, f"{stream.archive.name}!{member}", content)
             with assembly.cond:
-                pace[stream] = stream.position / stream.size if stream.size else 0.0
+                pace[stream] += 1
                 assembly.cond.notify_all()
                 assembly.cond.wait_for(lambda: stop.is_set() or (
                     pace[stream] <= min(pace.values()) + PACING and not backlog()), timeout=5)
@@ -293,7 +293,7 @@ def read_group(archives: list[Archive], assembly: Assembly, stop: threading.Even
             streams.append(MemberStream(archive))
         except ArchiveError as err:
             errors.append(err)
-    pace.update({s: 0.0 for s in streams})
+    pace.update({s: 0 for s in streams})
     threads = [threading.Thread(target=_stream, args=(s, assembly, pace, stop, errors, backlog), daemon=True,
                                 name=f"archive {s.archive.name}") for s in streams]
     for thread in threads:
