@@ -504,7 +504,7 @@ def _run_info(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "synth": ("write a synthetic data set in the real on-disk layout",
              _synth_options),
-    "convert": ("convert a GeoTIFF tree into a Zarr cube (resumable, incremental, parallel)",
+    "convert": ("convert a GeoTIFF tree or its archives into a Zarr cube (resumable, incremental, parallel)",
                _convert_options),
     "clouds": ("compute cloud/shadow masks and coverage of every S2 image into a cube",
               _clouds_options),
