@@ -160,6 +160,7 @@ class Assembly:
         self.ready: list[tuple] = []
         self.problems: list[Problem] = []
         self.seen: set[Roi] = set()
+        self.taken: set[tuple] = set()
         self.scratch_bytes = self.scratch_peak = 0
 
     def _parse(self, relative: str, name: str) -> TsFile | CrFile | None:
@@ -182,11 +183,12 @@ class Assembly:
             self.seen.add(f.roi)
             if key in self.skip:
                 return
-            if slot in self.members[key] or slot[1] >= self.times:
-                first = self.members[key].get(slot)
-                self.problems.append(Problem(name, f"a second file for {slot[0]} time step {slot[1]} of this patch "
-                                             f"(first: {first.name})" if first else f"time step {slot[1]} is beyond "
-                                             f"the cube's {self.times} steps", str(f.roi), f.pid, *slot[::-1]))
+            first = self.members.get(key, {}).get(slot)
+            if first or key in self.taken or slot[1] >= self.times:
+                message = (f"time step {slot[1]} is beyond the cube's {self.times} steps" if slot[1] >= self.times
+                           else f"a second file for {slot[0]} time step {slot[1]} of this patch (first: "
+                                f"{first.name if first else 'converted already'})")
+                self.problems.append(Problem(name, message, str(f.roi), f.pid, *slot[::-1]))
                 return
         if content is not None:
             path = self._spool(relative, content)
@@ -222,6 +224,7 @@ class Assembly:
         """Remove patches from the assembly, with their members."""
         with self.cond:
             out = [(self.patches.pop(k), self.members.pop(k)) for k in keys if k in self.patches]
+            self.taken.update(keys)
             self.ready = [k for k in self.ready if k not in set(keys)]
             return out
 
@@ -274,7 +277,7 @@ def _stream(stream: MemberStream, assembly: Assembly, pace: dict, stop: threadin
                     pace[stream] <= min(pace.values()) + PACING and not backlog()), timeout=5)
             if stop.is_set():
                 return
-    except (ArchiveError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 (handed to the main thread, which raises all but a broken archive)
         errors.append(err)
     finally:
         with assembly.cond:
@@ -350,6 +353,8 @@ class ArchiveConversion:
         self.state, self.assembly, self.on_error, self.tile = state or CubeState(), assembly, on_error, tile
         self.times = assembly.times
         pending = self.state.pending or {}
+        if pending and not pending.get("grown"):  # its creation was interrupted: nothing placed counts
+            pending = {}
         self.start = pending.get("start", self.store.array("valid").shape[0] if self.state.complete else 0)
         self.positions = {tuple(k): self.start + i for i, k in enumerate(pending.get("patches", []))}
         self.created = bool(pending.get("grown")) or self.state.complete
@@ -371,7 +376,7 @@ class ArchiveConversion:
         return {k for k, p in self.positions.items() if valid[p - self.start]}
 
     def backlog(self) -> bool:
-        return len(self.assembly.ready) + len(self.running) > self.limit
+        return len(self.assembly.ready) + len(self.running) >= self.limit
 
     def _commit(self) -> None:
         self.store.commit(self.state, self.owner)
