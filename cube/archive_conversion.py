@@ -448,7 +448,7 @@ class ArchiveConversion:
         except FileProblem as err:
             raise _failed(err, self.names) from None
         for key, (index, valid, problems) in finished:
-            self.rows = self.rows or RowBatches(self.store.group(mode="r+")["valid"])
+            self.rows = self.rows or RowBatches(self.store, "valid")
             self.rows.add(index, valid)
             self.problems += [renamed(p, self.names) for p in problems]
             members = self.running.pop(key)

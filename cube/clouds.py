@@ -239,7 +239,7 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
     todo = np.flatnonzero(~done)
     tasks = [(store, int(i), detectors, predictor) for i in todo]
     images = group["valid"][:][todo, :, list(group["modality"][:]).index("S2")].sum(axis=1)
-    with RowBatches(group["coverage"]) as rows:  # this process is the only writer of the table
+    with RowBatches(store, "coverage") as rows:  # this process is the only writer of the table
         for index, row in run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress,
                                     "cloud pass", sizes=[int(n) for n in images], unit="image"):
             rows.add(index, row)

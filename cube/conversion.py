@@ -318,7 +318,7 @@ def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int
               *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
     problems: list[Problem] = []
     try:
-        with RowBatches(store.group(mode="r+")["valid"]) as rows:
+        with RowBatches(store, "valid") as rows:
             for index, valid, found in run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler,
                                                  progress, "converting"):
                 rows.add(index, valid)

@@ -30,12 +30,15 @@ class RowBatches:
 
     Parameters
     ----------
-    array : zarr.Array
-        The table, patches along its first dimension.
+    store : cube.store.CubeStore
+        The cube, open for writing.
+    name : str
+        The table, patches along its first dimension (opened at each write, so a
+        store grown meanwhile is seen at its new size).
     """
 
-    def __init__(self, array: object) -> None:
-        self.array, self.rows, self.flushed = array, {}, time.monotonic()
+    def __init__(self, store: object, name: str) -> None:
+        self.store, self.name, self.rows, self.flushed = store, name, {}, time.monotonic()
 
     def add(self, index: int, row: np.ndarray) -> None:
         """Keep a patch's row; write the batch when it is full or old."""
@@ -47,7 +50,8 @@ class RowBatches:
         """Write the rows kept so far."""
         if self.rows:
             order = sorted(self.rows)
-            self.array.set_orthogonal_selection((np.array(order),), np.stack([self.rows[i] for i in order]))
+            self.store.array(self.name, mode="r+").set_orthogonal_selection(
+                (np.array(order),), np.stack([self.rows[i] for i in order]))
             self.rows.clear()
         self.flushed = time.monotonic()
 
