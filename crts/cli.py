@@ -72,7 +72,13 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
                      "and file names of the real data set, plus ground truth (cloud and shadow masks, "
                      "cloud-free images, land cover) in OUT/ground_truth.")
     p.epilog = "example: crts synth data/synthetic --rois ROIs1868/17,ROIs2017/63 --patches-per-roi 4"
-    p.add_argument("out", metavar="OUT", help="data set root to create (must be empty or absent)")
+    p.add_argument("out", metavar="OUT", nargs="?", default=None,
+                   help="data set root to create (must be empty or absent); optional with --archives")
+    p.add_argument("--archives", metavar="DIR", default=None,
+                   help="also (or, without OUT, only) write the set as the published .tar.gz archives into DIR, "
+                        "with its ground truth")
+    p.add_argument("--shuffle-members", action="store_true",
+                   help="with --archives: members in a random order instead of a walk of the tree")
     p.add_argument("--rois", type=_comma_list, default=list(DEFAULT_ROIS), metavar="ROIS",
                    help=f"comma-separated ROIs (default: {','.join(DEFAULT_ROIS)})")
     p.add_argument("--patches-per-roi", type=int, default=2, metavar="N", help="patches per ROI (default: 2)")
@@ -92,14 +98,30 @@ def _run_synth(args: argparse.Namespace) -> None:
     from cube.synth import make_dataset
     from cube.synth.preview import plot_patch
 
+    from cube.synth.archives import make_archived_dataset, write_archives
+
     if args.preview and args.layout != "sen12mscrts":
         raise ValueError("--preview draws time series: it needs --layout sen12mscrts")
+    if not (args.out or args.archives):
+        raise ValueError("give OUT (a tree), --archives DIR, or both")
+    if args.preview and not args.out:
+        raise ValueError("--preview draws from the tree: give OUT too")
     start = time.perf_counter()
-    root = make_dataset(args.out, args.rois, patches_per_roi=args.patches_per_roi, size=args.size,
-                        times=args.times, seed=args.seed, layout=args.layout, workers=args.workers,
-                        overwrite=args.overwrite)
-    print(f"wrote {args.layout} data set with {len(args.rois)} ROIs to {root} "
-          f"in {time.perf_counter() - start:.1f} s (ground truth in {root / 'ground_truth'})")
+    options = {"patches_per_roi": args.patches_per_roi, "size": args.size, "times": args.times, "seed": args.seed,
+               "layout": args.layout, "workers": args.workers}
+    if args.out:
+        root = make_dataset(args.out, args.rois, overwrite=args.overwrite, **options)
+        print(f"wrote {args.layout} data set with {len(args.rois)} ROIs to {root} "
+              f"in {time.perf_counter() - start:.1f} s (ground truth in {root / 'ground_truth'})")
+    if args.archives and args.out:
+        archives = write_archives(root, args.archives, shuffle=args.shuffle_members, seed=args.seed)
+    elif args.archives:
+        archives = make_archived_dataset(args.archives, args.rois, overwrite=args.overwrite,
+                                         shuffle=args.shuffle_members, **options)
+    if args.archives:
+        size = sum(a.stat().st_size for a in archives)
+        print(f"wrote {len(archives)} archives ({size / 1e6:.1f} MB) to {args.archives} "
+              f"in {time.perf_counter() - start:.1f} s")
     if args.preview:
         print(f"preview of the first patch: {plot_patch(root, out=args.preview)}")
 
@@ -109,10 +131,14 @@ def _convert_options(p: argparse.ArgumentParser) -> None:
     from cube.detectors import DETECTORS
     from cube.schema import TILE_PX
 
-    p.description = ("Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into one labelled, lossless Zarr v3 "
-                     "cube. Every file is checked; an existing complete cube gets new ROIs appended.")
-    p.epilog = "example: crts convert /data/SEN12MSCRTS cube.zarr --split test --workers 8 --report report.json"
-    p.add_argument("src", metavar="SRC", help="data set root (holding ROIs1158/ ... ROIs2017/)")
+    p.description = ("Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published .tar.gz archives "
+                     "without extracting them, into one labelled, lossless Zarr v3 cube. Every file is checked; an "
+                     "existing complete cube gets new ROIs appended.")
+    p.epilog = ("examples: crts convert /data/SEN12MSCRTS cube.zarr --split test --workers 8 --report report.json; "
+                "crts convert /data/archives cube.zarr --scratch /fast/scratch")
+    p.add_argument("src", metavar="SRC", nargs="+",
+                   help="data set root (holding ROIs1158/ ... ROIs2017/); or a folder of the published archives, "
+                        "archives, http(s):// URLs of archives, or several of these and trees")
     _add_cube(p, "the Zarr cube to create or extend: a path or an s3:// / gs:// URL")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--rois", type=_comma_list, default=None, help="comma-separated ROIs, e.g. ROIs1868/17")
@@ -132,6 +158,11 @@ def _convert_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=TILE_PX, metavar="PX",
                    help=f"edge of the images' inner chunks in a new cube, in px (default: {TILE_PX}; it must divide "
                         "the patch size; an existing cube keeps its chunking)")
+    p.add_argument("--scratch", metavar="DIR", default=None,
+                   help="archives: folder for members waiting for the rest of their patch (default: CUBE.scratch "
+                        "beside a local cube); about one ROI of S1 and S2 for archives written by walking the tree")
+    p.add_argument("--times", type=int, default=None, metavar="N",
+                   help="archives: time steps of every patch (default: the cube's, or 30 for a new cube)")
     _add_force_unlock(p)
     p.set_defaults(handler=_run_convert)
 
@@ -150,7 +181,8 @@ def _run_convert(args: argparse.Namespace) -> None:
     report = convert(args.src, args.cube, rois=args.rois, split=args.split, region=args.region,
                      workers=args.workers, scheduler=args.scheduler, resume=args.resume,
                      on_error=args.on_error, report=args.report, clouds=_detectors(args.detectors),
-                     force_unlock=args.force_unlock, storage_options=dict(args.storage_options), tile=args.tile)
+                     force_unlock=args.force_unlock, storage_options=dict(args.storage_options), tile=args.tile,
+                     scratch=args.scratch, times=args.times)
     print(f"{args.cube}: {report.patches_in_cube} patches ({report.patches_added} added, "
           f"{report.patches_converted} converted, {report.cloud_pass_patches} through the cloud pass) "
           f"in {report.seconds:.1f} s; {report.gaps} gap(s)")
@@ -158,6 +190,9 @@ def _run_convert(args: argparse.Namespace) -> None:
         print(f"  skipped {problem['path']}: {problem['message']}")
     if len(report.problems) > 10:
         print(f"  ... and {len(report.problems) - 10} more problems")
+    if report.archives_read:
+        print(f"read {len(report.archives_read)} archive(s) without extracting them; scratch peak "
+              f"{report.scratch_peak_bytes / 1e6:.1f} MB")
     if args.report:
         print(f"report: {args.report}")
 
@@ -449,6 +484,27 @@ def _run_index(args: argparse.Namespace) -> None:
     print(f"patch index: {where} ({time.perf_counter() - start:.1f} s)")
 
 
+def _upgrade_options(p: argparse.ArgumentParser) -> None:
+    p.description = ("Bring CUBE, written by an older version of this package, up to the current schema in place: "
+                     "only small arrays and metadata are rewritten (seconds, also for a terabyte cube), never an image. "
+                     "Safe to interrupt (kill -9 included): run it again to finish. A current cube is left alone.")
+    p.epilog = "example: crts upgrade cube.zarr"
+    _add_cube(p, "the cube (a path or URL)")
+    _add_force_unlock(p)
+    p.set_defaults(handler=_run_upgrade)
+
+
+def _run_upgrade(args: argparse.Namespace) -> None:
+    from cube.schema import SCHEMA_VERSION
+    from cube.upgrade import upgrade
+
+    start = time.perf_counter()
+    rewritten = upgrade(args.cube, storage_options=dict(args.storage_options), force_unlock=args.force_unlock)
+    print(f"{args.cube}: " + (f"upgraded to schema version {SCHEMA_VERSION}, rewrote {', '.join(rewritten)} "
+                              f"({time.perf_counter() - start:.1f} s)" if rewritten else
+                              f"schema version {SCHEMA_VERSION}, up to date: nothing to do"))
+
+
 def _info_options(p: argparse.ArgumentParser) -> None:
     p.description = ("A summary of CUBE: patches by split and region, time steps, the range of S2 dates, missing "
                      "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
@@ -470,7 +526,7 @@ def _run_info(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "synth": ("write a synthetic data set in the real on-disk layout",
              _synth_options),
-    "convert": ("convert a GeoTIFF tree into a Zarr cube (resumable, incremental, parallel)",
+    "convert": ("convert a GeoTIFF tree or its archives into a Zarr cube (resumable, incremental, parallel)",
                _convert_options),
     "clouds": ("compute cloud/shadow masks and coverage of every S2 image into a cube",
               _clouds_options),
@@ -488,6 +544,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
              _index_options),
     "runs": ("list the evaluation runs of a cube, or clean up what interrupted runs left",
             _runs_options),
+    "upgrade": ("bring a cube written by an older version up to the current schema, in place",
+                _upgrade_options),
 }
 """Every sub-command: its one-line help (``crts --help`` lists them) and what adds its options."""
 
@@ -602,6 +660,7 @@ INTERRUPTED = {
     "train": "the run's last checkpoint is kept: run the same command with --resume to continue",
     "evaluate": "no run was published; the cube is as it was",
     "report": "the report is unfinished: write it again",
+    "upgrade": "the upgrade is unfinished and the cube unreadable until it is done: run the same command again",
 }
 """What a sub-command stopped by Ctrl-C leaves, and how to go on (the others change nothing)."""
 

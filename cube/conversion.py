@@ -7,8 +7,8 @@ moment and started again with ``resume=True`` finishes with the same cube:
 2. commit the state ``complete: false`` with the ``pending`` patches, then
    create the store from a template (after removing what an interrupted
    creation left) or, for new ROIs, grow an existing one;
-3. one task per patch reads and checks its files and writes its shards, then
-   its ``valid`` row (a patch whose row is all true is done);
+3. one task per patch reads and checks its files and writes its shards; this
+   process writes its ``valid`` row, in batches (a patch whose row is all true is done);
 4. the state says ``complete: true`` (one write).
 
 Steps 2-4 run under the cube's writer lock, and each commits the cube's state
@@ -33,7 +33,7 @@ from .bands import BANDS, DTYPES
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS
 from .outputs import check_outside
-from .parallel import check_workers, run_tasks
+from .parallel import RowBatches, check_workers, run_tasks
 from .rois import Roi, in_cr_split, select_rois
 from .schema import SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, template
 from .store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
@@ -71,6 +71,10 @@ class ConversionReport:
     gaps: int = 0
     cloud_pass_patches: int = 0
     seconds: float = 0.0
+    archives_read: list[str] = field(default_factory=list)
+    """Archives read to their end (a conversion from archives; see :mod:`cube.archive_conversion`)."""
+    scratch_peak_bytes: int = 0
+    """Most bytes spooled into the scratch folder at once (a conversion from archives)."""
 
     def write(self, path: str | os.PathLike) -> None:
         try:
@@ -154,8 +158,9 @@ def _read_slot(path: str, modality: str, expected: Expected, epsg: int,
 
 def convert_patch(store: CubeStore, index: int, spec_name: str, times: int, files: dict[tuple[str, int], str],
                   expected: dict[str, Expected], epsg: int, transform: tuple[float, ...], on_error: str,
-                  label: tuple[str, int]) -> list[Problem]:
-    """Read, check and write one patch (its shards, then its ``valid`` row). Runs on a dask worker."""
+                  label: tuple[str, int]) -> tuple[int, np.ndarray, list[Problem]]:
+    """Read, check and write one patch's shards; returns its position, ``valid`` row and problems (the calling
+    process writes the row, see :class:`cube.parallel.RowBatches`). Runs on a dask worker."""
     spec = SPECS[spec_name]
     group = store.group(mode="r+")
     slots = sorted(files)
@@ -178,8 +183,7 @@ def convert_patch(store: CubeStore, index: int, spec_name: str, times: int, file
             else:
                 data[t] = array.fill_value
         array[index] = data if spec.temporal else data[0]
-    group["valid"][index] = valid if spec.temporal else valid[0]
-    return problems
+    return index, valid if spec.temporal else valid[0], problems
 
 
 def _metas(patches: list[PatchFiles], georef: dict, src: Path) -> list[PatchMeta]:
@@ -198,14 +202,24 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
 
 def _grow(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
     """Make room for new patches after ``start`` and write their labels (idempotent)."""
-    total = start + len(metas)
+    _resize(store, start + len(metas))
+    _write_labels(store, spec, start, metas, times)
+
+
+def _resize(store: CubeStore, total: int) -> None:
+    """Give every per-patch array ``total`` patches."""
     with plain_files_ignored():  # a grown cube may hold its patch index
         for _, array in store.group(mode="r+").arrays():
             if array.metadata.dimension_names and array.metadata.dimension_names[0] == "patch":
                 if array.shape[0] != total:
                     array.resize((total, *array.shape[1:]))
+
+
+def _write_labels(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
+    """Write the labels, dates, georeference and paths of patches at ``start`` onwards."""
+    with plain_files_ignored():
         labels = patch_variables(spec, metas, times)
-        labels.to_zarr(store.store, region={"patch": slice(start, total)}, mode="r+", zarr_format=3,
+        labels.to_zarr(store.store, region={"patch": slice(start, start + len(metas))}, mode="r+", zarr_format=3,
                        consolidated=False)
 
 
@@ -229,6 +243,8 @@ def _existing(store: CubeStore, spec: Spec, src: Path, times: int,
         raise ValueError(f"{store.location}: an unfinished conversion; re-run with resume=True (--resume)")
     if state.pending and state.pending["start"] == 0 and not state.pending.get("grown"):
         return state, set()  # its creation was interrupted: nothing in it counts
+    if attributes.get("schema_version") != SCHEMA_VERSION and state.complete:
+        checked_state(store)  # an older cube: says how to upgrade it
     if attributes.get("schema_version") != SCHEMA_VERSION or attributes.get("layout") != spec.layout:
         raise ValueError(f"{store.location}: exists and is not a {spec.title} cube of schema version "
                          f"{SCHEMA_VERSION}")
@@ -266,17 +282,25 @@ def _prepare(store: CubeStore, owner: dict, spec: Spec, state: CubeState | None,
     first = state.pending["start"] if state.pending else (store.array("valid").shape[0] if state.complete else 0)
     if not keys or (state.pending or {}).get("grown"):
         return state, first, problems
+    place_patches(store, owner, spec, state, first, _metas([p for p in new if p.key in georef], georef, src),
+                  times, size, dtypes, tile, src)
+    return state, first, problems
+
+
+def place_patches(store: CubeStore, owner: dict, spec: Spec, state: CubeState, first: int, metas: list[PatchMeta],
+                  times: int, size: int, dtypes: dict[str, np.dtype], tile: int, src: Path) -> None:
+    """Commit the patches ``metas`` as pending from store position ``first`` on, then create the store (``first``
+    0) or grow it and write their labels, and commit that they have room (``pending.grown``)."""
     chunking = encoding(spec, times, size, dtypes, tile)  # a bad tile fails here, before anything is written
+    keys = [[m.roi.group, m.roi.number, m.pid] for m in metas]
     state.complete, state.pending = False, {"start": first, "patches": keys, "grown": False}
     store.commit(state, owner)
-    metas = _metas([p for p in new if p.key in georef], georef, src)
     if first == 0:
         _create(store, template(spec, metas, times, size, dtypes, _root_attributes(spec, src)), chunking)
     else:
         _grow(store, spec, first, metas, times)
     state.pending["grown"] = True
     store.commit(state, owner)
-    return state, first, problems
 
 
 def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int, times: int, on_error: str,
@@ -292,13 +316,17 @@ def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int
         *(group[name][first:] for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True)}
     tasks = [(store, first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
               *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
+    problems: list[Problem] = []
     try:
-        results = list(run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress,
-                                 "converting"))
+        with RowBatches(store, "valid") as rows:
+            for index, valid, found in run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler,
+                                                 progress, "converting"):
+                rows.add(index, valid)
+                problems += found
     except FileProblem as err:
         raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
                               "--resume, or use --on-error skip)") from None
-    return [p for r in results for p in r], len(tasks)
+    return problems, len(tasks)
 
 
 def _discover(src: Path, spec: Spec, rois: list[str] | None, split: str | None,
@@ -323,8 +351,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
             scheduler: str | None = None, resume: bool = False, on_error: str = "fail",
             report: str | os.PathLike | None = None, clouds: tuple[str, ...] = DETECTORS,
             force_unlock: bool = False, storage_options: dict | None = None, tile: int = TILE_PX,
-            progress: bool = True) -> ConversionReport:
-    """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree into a Zarr v3 cube.
+            progress: bool = True, scratch: str | os.PathLike | None = None,
+            times: int | None = None) -> ConversionReport:
+    """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published archives, into a Zarr v3 cube.
 
     One process at a time writes a cube: the conversion holds the cube's writer
     lock (see :class:`cube.store.CubeStore`) and is refused at once while another
@@ -332,8 +361,11 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
 
     Parameters
     ----------
-    src : path
-        Data set root (``ROIsXXXX/<roi>/S1|S2/<t>/...``, or the SEN12MS-CR layout).
+    src : path, URL or list of them
+        Data set root (``ROIsXXXX/<roi>/S1|S2/<t>/...``, or the SEN12MS-CR layout);
+        or, read without extracting them (see :mod:`cube.archive_conversion`), a
+        folder of the published ``.tar.gz`` archives, archives, ``http(s)://`` URLs
+        of archives, or a list of these and trees.
     dst : path, str or CubeStore
         The cube: a path, or a ``s3://``, ``gs://``, ``file://`` or ``memory://`` URL
         (each shard is written once, whole). If it exists and is complete,
@@ -369,6 +401,13 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
         exists keeps its chunking.
     progress : bool
         Show a progress bar.
+    scratch : path, optional
+        Archives only: folder for the members waiting for the rest of their
+        patch (default: ``<cube>.scratch`` beside a local cube, else in the
+        system's temporary folder); emptied at the start, deleted at the end.
+    times : int, optional
+        Archives only: time steps of every patch (default: the cube's, or 30 for
+        a new SEN12MS-CR-TS cube); a tree's are counted.
 
     Returns
     -------
@@ -387,9 +426,19 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     if on_error not in ON_ERROR:
         raise ValueError(f"invalid on_error {on_error!r}: choose one of {', '.join(ON_ERROR)}")
     check_workers(workers)
-    src = Path(src).resolve()
+    from .archive_conversion import convert_sources, resolve_sources  # it builds on this module
+
+    sources = resolve_sources(src)
+    if sources is not None:
+        return convert_sources(sources, dst, rois=rois, split=split, region=region, workers=workers,
+                               scheduler=scheduler, resume=resume, on_error=on_error, report=report, clouds=clouds,
+                               force_unlock=force_unlock, storage_options=storage_options, tile=tile,
+                               progress=progress, scratch=scratch, times=times, start_time=start_time)
+    if times is not None:
+        raise ValueError(f"invalid times {times}: a tree's time steps are counted (times applies to archives)")
+    src = Path(src[0] if isinstance(src, list | tuple) else src).resolve()
     store = as_store(dst, storage_options=storage_options)
-    _check_destination(store, src, report, resume)
+    _check_destination(store, [src], report, resume)
     spec = SPECS[detect_layout(src)]
     patches, problems, times = _discover(src, spec, rois, split, region)
     out = ConversionReport(str(src), store.location, spec.layout, on_error)
@@ -404,6 +453,12 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     elif clouds and spec.temporal:
         out.cloud_pass_patches = compute_clouds(store, clouds, workers=workers, scheduler=scheduler, resume=True,
                                                 force_unlock=force_unlock, progress=progress)
+    return finished(out, store, report, start_time)
+
+
+def finished(out: ConversionReport, store: CubeStore, report: str | os.PathLike | None,
+             start_time: float) -> ConversionReport:
+    """The report completed (patches in the cube, seconds) and written where asked."""
     if not out.patches_in_cube:
         out.patches_in_cube = store.array("valid").shape[0]
     out.seconds = round(time.perf_counter() - start_time, 2)
@@ -412,13 +467,15 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     return out
 
 
-def _check_destination(store: CubeStore, src: Path, report: str | os.PathLike | None, resume: bool) -> None:
-    """Refuse, before any write, a cube or report inside the source, a place that holds something other than
+def _check_destination(store: CubeStore, sources: list[Path], report: str | os.PathLike | None,
+                       resume: bool) -> None:
+    """Refuse, before any write, a cube or report inside a source, a place that holds something other than
     a cube, and ``resume`` without a conversion to resume."""
-    if store.local:
-        check_outside(store.store.root, src, "the cube")
-    if report:
-        check_outside(report, src, "the report")
+    for src in sources:
+        if store.local:
+            check_outside(store.store.root, src, "the cube")
+        if report:
+            check_outside(report, src, "the report")
     store.check_cube_or_empty()
     if resume and store.state() is None:
         raise FileNotFoundError(f"{store.location}: no conversion to resume (no cube here): leave out --resume to "
@@ -442,13 +499,18 @@ def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[Pat
                                                         scheduler, progress)
     valid = store.array("valid")[:]
     if placed:  # (nothing is left to do if another writer finished the same work before this one got the lock)
-        state.complete, state.pending, state.gaps = True, None, int((~valid).sum())
-        state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} converted {len(placed)} patch(es) "
-                             f"from {out.source}")
-        store.consolidate()  # before the commit: a reader of a complete cube finds fresh metadata
-        store.commit(state, owner)
+        commit_complete(store, owner, state, valid, f"converted {len(placed)} patch(es) from {out.source}")
     out.patches_in_cube, out.patches_added, out.gaps = valid.shape[0], len(placed), state.gaps
     out.problems = [asdict(p) for p in problems + header_problems + task_problems]
     if clouds and spec.temporal:
         out.cloud_pass_patches = cloud_pass(store, owner, clouds, workers=workers, scheduler=scheduler,
                                             progress=progress)
+
+
+def commit_complete(store: CubeStore, owner: dict, state: CubeState, valid: np.ndarray, done: str) -> None:
+    """Commit a finished conversion (``done`` goes into the history), its consolidated metadata written first, so
+    that a reader of a complete cube finds fresh metadata."""
+    state.complete, state.pending, state.gaps = True, None, int((~valid).sum())
+    state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} {done}")
+    store.consolidate()
+    store.commit(state, owner)

@@ -5,15 +5,61 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import as_completed as futures_completed
 from contextlib import contextmanager
 
+import numpy as np
 from tqdm.auto import tqdm
 
 PATCHES_IN_FLIGHT = 2
 """Tasks run at once in this process when no dask cluster is used."""
+FLUSH_EVERY, FLUSH_SECONDS = 16, 10.0
+"""Finished rows are written every 16 patches or 10 s: all a kill can lose."""
+
+
+class RowBatches:
+    """Per-patch rows of a table chunked by many patches (``valid``, ``coverage``), written in batches.
+
+    Tasks return their patch's row; the process that runs them is the table's only
+    writer, so no two writers ever share a chunk (unaligned parallel writes to a
+    chunk can lose data silently). Use it as a context manager: what is left is
+    written when the block ends, also on an error.
+
+    Parameters
+    ----------
+    store : cube.store.CubeStore
+        The cube, open for writing.
+    name : str
+        The table, patches along its first dimension (opened at each write, so a
+        store grown meanwhile is seen at its new size).
+    """
+
+    def __init__(self, store: object, name: str) -> None:
+        self.store, self.name, self.rows, self.flushed = store, name, {}, time.monotonic()
+
+    def add(self, index: int, row: np.ndarray) -> None:
+        """Keep a patch's row; write the batch when it is full or old."""
+        self.rows[index] = row
+        if len(self.rows) >= FLUSH_EVERY or time.monotonic() - self.flushed > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows kept so far."""
+        if self.rows:
+            order = sorted(self.rows)
+            self.store.array(self.name, mode="r+").set_orthogonal_selection(
+                (np.array(order),), np.stack([self.rows[i] for i in order]))
+            self.rows.clear()
+        self.flushed = time.monotonic()
+
+    def __enter__(self) -> RowBatches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
 
 
 def check_workers(workers: int | None) -> None:
@@ -105,3 +151,63 @@ def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | N
             raise
 
 
+
+
+class TaskPool:
+    """Tasks submitted one by one while earlier ones run, for work whose tasks are known only as it goes.
+
+    Runs ``fn(*task)`` like :func:`run_tasks` (local worker processes, a cluster,
+    or two threads of this process); :meth:`finished` collects what has ended.
+    Use it as a context manager (:func:`task_pool`).
+    """
+
+    def __init__(self, fn: Callable, client: object | None, bar: tqdm) -> None:
+        self.fn, self.client, self.bar = fn, client, bar
+        self.threads = ThreadPoolExecutor(PATCHES_IN_FLIGHT) if client is None else None
+        self.running: dict[object, object] = {}
+
+    def submit(self, key: object, *task: object) -> None:
+        """Start ``fn(*task)``; :meth:`finished` returns its result under ``key``."""
+        future = (self.threads.submit(self.fn, *task) if self.client is None
+                  else self.client.submit(self.fn, *task, pure=False))
+        self.running[future] = key
+        self.bar.total = (self.bar.total or 0) + 1
+        self.bar.refresh()
+
+    def finished(self, timeout: float = 0.0) -> list[tuple[object, object]]:
+        """``(key, result)`` of the tasks that ended (waiting up to ``timeout`` s for one); the first failure raises."""
+        if not self.running:
+            return []
+        if self.client is None:
+            from concurrent.futures import wait
+        else:
+            from distributed import wait
+        try:
+            done = wait(list(self.running), timeout=timeout, return_when="FIRST_COMPLETED").done
+        except TimeoutError:  # distributed's wait raises where none ended in time
+            done = set()
+        out = [(self.running.pop(future), future.result()) for future in list(done)]
+        self.bar.update(len(out))
+        return out
+
+    def cancel(self) -> None:
+        if self.client is None:
+            self.threads.shutdown(cancel_futures=True)
+        else:
+            self.client.cancel(list(self.running))
+
+
+@contextmanager
+def task_pool(fn: Callable, workers: int, scheduler: str | None, progress: bool, desc: str,
+              unit: str = "patch") -> Iterator[TaskPool]:
+    """A :class:`TaskPool` on ``workers`` local processes or the cluster at ``scheduler``, with a progress bar
+    counting the tasks that ended (its total grows as tasks are submitted)."""
+    with _client(workers, scheduler) as client, tqdm(desc=desc, unit=unit, disable=not progress) as bar:
+        pool = TaskPool(fn, client, bar)
+        try:
+            yield pool
+        except BaseException:
+            pool.cancel()
+            raise
+        if pool.threads is not None:
+            pool.threads.shutdown()

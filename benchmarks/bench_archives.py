@@ -1,0 +1,82 @@
+"""Archives -> cube without extracting them, against tar -xzf of every archive and the tree -> cube, same run.
+
+Synthetic set of 4 ROIs x 4 patches x 30 steps of 256 px, as its published archives
+(walking order). Goal (issue 23): archives -> cube <= 1.0x the time of the
+extraction alone. Also: peak scratch bytes, and decompressing one archive with
+rapidgzip against Python's gzip.
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from cube import convert
+from cube.synth.archives import make_archived_dataset
+
+PATCHES_PER_ROI = 4
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _gunzip_python(path: Path) -> None:
+    with gzip.open(path) as data:
+        while data.read(1 << 20):
+            pass
+
+
+def _gunzip_rapidgzip(path: Path) -> None:
+    import rapidgzip
+
+    with open(path, "rb") as raw, rapidgzip.open(raw, parallelization=2) as data:
+        while data.read(1 << 20):
+            pass
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        archives = make_archived_dataset(tmp / "archives", patches_per_roi=PATCHES_PER_ROI, workers=2,
+                                         progress=False)
+        tree = tmp / "tree"
+        tree.mkdir()
+        extract = _seconds(lambda: [subprocess.run(["tar", "-xzf", str(a), "-C", str(tree)], check=True)
+                                    for a in archives])
+        merged = tmp / "merged"  # the toolbox's merge: every extracted top folder into one tree
+        merge = _seconds(lambda: subprocess.run(f"mkdir -p {merged} && cp -al {tree}/*/* {merged}/", shell=True,
+                                                check=True))
+        tree_convert = _seconds(lambda: convert(merged, tmp / "tree.zarr", workers=1, clouds=(), progress=False))
+        report = None
+
+        def from_archives() -> None:
+            nonlocal report
+            report = convert(tmp / "archives", tmp / "archives.zarr", workers=1, clouds=(), progress=False)
+        archive_convert = _seconds(from_archives)
+        largest = max(archives, key=lambda a: a.stat().st_size)
+        python_gzip = min(_seconds(lambda: _gunzip_python(largest)) for _ in range(3))
+        rapid = min(_seconds(lambda: _gunzip_rapidgzip(largest)) for _ in range(3))
+        archive_bytes = sum(a.stat().st_size for a in archives)
+        tree_bytes = sum(p.stat().st_size for p in merged.rglob("*.tif"))
+    return {
+        "archives": len(archives), "archive_MB": round(archive_bytes / 1e6, 1), "tree_MB": round(tree_bytes / 1e6, 1),
+        "tar_xzf_all_s": round(extract, 2), "merge_s (hard links)": round(merge, 2),
+        "tree_to_cube_s (1 process)": round(tree_convert, 2),
+        "extract_plus_convert_s": round(extract + merge + tree_convert, 2),
+        "archives_to_cube_s (1 process)": round(archive_convert, 2),
+        "ratio_archives_to_cube_vs_extraction_alone": round(archive_convert / extract, 2),
+        "ratio_archives_to_cube_vs_extract_plus_convert": round(archive_convert / (extract + merge + tree_convert), 2),
+        "scratch_peak_MB": round(report.scratch_peak_bytes / 1e6, 1),
+        "scratch_peak_vs_tree_bytes": round(report.scratch_peak_bytes / tree_bytes, 3),
+        "peak_disk_archive_path_vs_extract_path": "cube + archives + scratch vs cube + archives + tree",
+        "gunzip_largest_archive_s (Python gzip)": round(python_gzip, 3),
+        "gunzip_largest_archive_s (rapidgzip, 2 threads)": round(rapid, 3),
+        "ratio_rapidgzip_vs_python_gzip": round(rapid / python_gzip, 2),
+        "goals": "ratio_archives_to_cube_vs_extraction_alone <= 1.0",
+    }

@@ -1,0 +1,165 @@
+"""Converting the published archives as they are gives the cube of the extracted tree; resumable, bounded scratch."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from cube import convert, open_cube
+from cube import archive_conversion
+from cube.archive_conversion import PACING, ConversionError
+from cube.layout import scan_ts
+from cube.synth import make_dataset
+from cube.synth.archives import write_archives
+from tests.cube.test_convert import kill_when
+from tests.servers import http_server
+
+
+@pytest.fixture(scope="module")
+def tiny_archives(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_root`` as its four published archives; the members of s2_europa.tar.gz in a random order."""
+    out = tmp_path_factory.mktemp("archives") / "archives"
+    write_archives(tiny_root, out, shuffle=["s2_europa.tar.gz"], progress=False)
+    return out
+
+
+def _without_paths(ds: xr.Dataset) -> xr.Dataset:
+    ds = ds.drop_vars([name for name in ds.variables if str(name).endswith("_path")])
+    return ds.reset_coords().drop_attrs()
+
+
+def assert_same_cube(cube: Path, expected: Path) -> None:
+    """Equal arrays, labels, dates, valid flags, georeference, and cloud pass where ``cube`` has one."""
+    got, want = _without_paths(open_cube(cube)), _without_paths(open_cube(expected))
+    xr.testing.assert_identical(got, want[list(got.data_vars)])
+
+
+def test_archives_give_the_cube_of_the_extracted_tree(tiny_archives: Path, tiny_root: Path, tiny_cube: Path,
+                                                      tmp_path: Path) -> None:
+    assert sorted(p.name for p in tiny_archives.iterdir()) == [
+        "s1_africa_test.tar.gz", "s1_europa.tar.gz", "s2_africa_test.tar.gz", "s2_europa.tar.gz"]
+    report = convert(tiny_archives, tmp_path / "cube.zarr", times=4, workers=1, progress=False)
+    assert_same_cube(tmp_path / "cube.zarr", tiny_cube)
+    ds = open_cube(tmp_path / "cube.zarr")
+    assert ds.attrs["source_root"] == str(tiny_archives)
+    files, _ = scan_ts(tiny_root)
+    for f in files:  # every image names its archive and member
+        p = int(np.flatnonzero((ds.roi.values == f.roi.number) & (ds.patch_id.values == f.pid))[0])
+        top = "europa" if f.roi.number == 17 else f"{f.modality.lower()}_africa_test"
+        archive = f"{f.modality.lower()}_{'europa' if f.roi.number == 17 else 'africa_test'}.tar.gz"
+        assert ds[f"{f.modality}_path"].values[p, f.t] == f"{archive}!{top}/{f.path.relative_to(tiny_root)}"
+    assert sorted(report.archives_read) == sorted(p.name for p in tiny_archives.glob("*.tar.gz"))
+    assert report.patches_added == 6 and report.gaps == 0 and report.cloud_pass_patches == 6
+    assert 0 < report.scratch_peak_bytes and not (tmp_path / "cube.zarr.scratch").exists()
+
+
+def test_archives_served_over_http(tiny_archives: Path, tiny_cube: Path, tmp_path: Path) -> None:
+    with http_server(tiny_archives) as url:
+        urls = [f"{url}/{p.name}" for p in sorted(tiny_archives.glob("*.tar.gz"))]
+        report = convert(urls, tmp_path / "cube.zarr", times=4, workers=1, clouds=(), progress=False)
+    assert report.patches_added == 6
+    ds = open_cube(tmp_path / "cube.zarr")
+    assert str(ds.S2_path.values[0, 0]).startswith(f"{url}/s2_")
+    assert_same_cube(tmp_path / "cube.zarr", tiny_cube)
+
+
+def test_archives_and_a_tree_together(tiny_archives: Path, tmp_path: Path) -> None:
+    tree = make_dataset(tmp_path / "tree", ["ROIs1970/21"], patches_per_roi=1, size=32, times=4, workers=1,
+                        progress=False)
+    convert([tiny_archives / "s1_europa.tar.gz", tiny_archives / "s2_europa.tar.gz", tree], tmp_path / "cube.zarr",
+            times=4, workers=1, clouds=(), progress=False)
+    ds = open_cube(tmp_path / "cube.zarr")
+    assert list(ds.roi.values) == [17, 17, 17, 21]
+    first = scan_ts(tree)[0][0].path  # a tree's files are named relative to the common folder of all sources
+    assert ds.S1_path.values[-1, 0] == first.relative_to(ds.attrs["source_root"]).as_posix()
+    archive = (tiny_archives / "s1_europa.tar.gz").relative_to(ds.attrs["source_root"])
+    assert ds.S1_path.values[0, 0].startswith(f"{archive}!europa/ROIs1868/17/S1/0/")
+    assert bool(ds.valid.all())
+
+
+def _truncated(archives: Path, out: Path, name: str) -> Path:
+    shutil.copytree(archives, out)
+    data = (out / name).read_bytes()
+    (out / name).write_bytes(data[: len(data) // 2])
+    return out
+
+
+def test_a_truncated_archive_is_one_line_and_its_missing_images_gaps(tiny_archives: Path, tmp_path: Path) -> None:
+    src = _truncated(tiny_archives, tmp_path / "archives", "s2_africa_test.tar.gz")
+    with pytest.raises(ConversionError, match=r"^s2_africa_test.tar.gz: truncated or corrupt archive, broke after "
+                                              r"member s2_africa_test/ROIs2017/32/S2/\d/.*--resume") as caught:
+        convert(src, tmp_path / "failed.zarr", times=4, workers=1, clouds=(), progress=False)
+    assert "\n" not in str(caught.value)
+    report = convert(src, tmp_path / "cube.zarr", times=4, workers=1, on_error="skip", clouds=(), progress=False)
+    ds = open_cube(tmp_path / "cube.zarr")
+    africa = ds.roi.values == 32
+    assert bool(ds.valid.sel(modality="S1").all()) and bool(ds.valid.isel(patch=~africa).all())
+    missing = ~ds.valid.sel(modality="S2").values[africa]
+    assert 0 < report.gaps == missing.sum() < missing.size  # what the archive held before it broke is kept
+    assert report.problems[0]["path"] == "s2_africa_test.tar.gz"
+
+
+def test_resume_does_not_read_again_the_archives_converted_completely(tiny_archives: Path, tiny_cube: Path,
+                                                                      tmp_path: Path) -> None:
+    src = _truncated(tiny_archives, tmp_path / "archives", "s2_europa.tar.gz")  # europa is read after africa_test
+    with pytest.raises(ConversionError, match="s2_europa.tar.gz: truncated"):
+        convert(src, tmp_path / "cube.zarr", times=4, workers=1, clouds=(), progress=False)
+    shutil.copy(tiny_archives / "s2_europa.tar.gz", src / "s2_europa.tar.gz")  # downloaded again
+    report = convert(src, tmp_path / "cube.zarr", resume=True, workers=1, clouds=(), progress=False)
+    assert sorted(report.archives_read) == ["s1_europa.tar.gz", "s2_europa.tar.gz"]
+    assert_same_cube(tmp_path / "cube.zarr", tiny_cube)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_archive_then_resume_gives_the_same_cube(tiny_archives: Path, tiny_cube: Path,
+                                                            tmp_path: Path) -> None:
+    dst = tmp_path / "cube.zarr"
+    proc = subprocess.Popen([sys.executable, "-m", "crts", "convert", str(tiny_archives), str(dst), "--times", "4",
+                             "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_when(proc, lambda: len(list(dst.glob("S2/c/*"))) >= 2)
+    done = int(zarr.open_array(dst / "valid", mode="r")[:].all(axis=(1, 2)).sum())
+    report = convert(tiny_archives, dst, resume=True, workers=1, progress=False)
+    assert report.patches_converted <= 6 - done  # patches whose valid rows were written are not converted again
+    assert_same_cube(dst, tiny_cube)
+
+
+def test_scratch_stays_within_one_roi_of_each_modality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archive_conversion, "BACKLOG_PER_WORKER", 1)  # so that one ROI dominates the bound
+    rois = ["ROIs1868/56", "ROIs1868/121", "ROIs1868/139", "ROIs1970/71"]  # europa train: two archives
+    tree = make_dataset(tmp_path / "tree", rois, patches_per_roi=3, size=32, times=4, workers=1, progress=False)
+    write_archives(tree, tmp_path / "archives", progress=False)
+    report = convert(tmp_path / "archives", tmp_path / "cube.zarr", workers=1, times=4, clouds=(), progress=False)
+    files = scan_ts(tree)[0]
+    per_roi = max(sum(f.path.stat().st_size for f in files if f.roi == roi) for roi in {f.roi for f in files})
+    per_patch = max(sum(f.path.stat().st_size for f in files if (f.roi, f.pid) == (g.roi, g.pid)) for g in files)
+    largest = max(f.path.stat().st_size for f in files)
+    total = sum(f.path.stat().st_size for f in files)
+    # the stated bound: one ROI of S1 and S2, the patches waiting for a worker, the pacing's slack
+    assert report.scratch_peak_bytes <= per_roi + 1 * per_patch + PACING * largest
+    assert report.scratch_peak_bytes < total / 2
+
+
+def test_a_full_scratch_disk_is_one_line(tiny_archives: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
+    from crts.cli import main
+
+    def full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    scratch = tmp_path / "scratch"
+    code = main(["convert", str(tiny_archives), str(tmp_path / "cube.zarr"), "--times", "4", "--workers", "1",
+                 "--scratch", str(scratch), "--detectors", "none"])
+    captured = capsys.readouterr().err
+    err = captured.strip().splitlines()[-1]  # after the progress bar: one line, no traceback
+    assert "Traceback" not in captured
+    assert code == 2
+    assert err.startswith(f"crts convert: error: {scratch}: the scratch folder is full (0 B spooled)")
