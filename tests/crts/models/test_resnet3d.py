@@ -1,4 +1,4 @@
-"""The 3D ResNet: shapes, batch invariance, and the original's state dicts (built here from the reference)."""
+"""The 3D ResNet: the shared model tests, shapes, and the original's state dicts (built here from the reference)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from crts.models import ResNet3D, load_checkpoint, load_original_checkpoint, save_checkpoint
+from crts.models import ResNet3D, load_original_checkpoint
+
+from .base import ModelContract
+
+
+class TestResNet3D(ModelContract):
+    kind = "resnet3d"
+    settings = {"features": 8, "blocks": 2}
 
 
 def original_state_dict(features: int, blocks: int, n_inputs: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -70,16 +77,6 @@ def test_output_shapes(n_inputs: int, batch: int) -> None:
     assert out.abs().max() <= 1
 
 
-def test_a_batch_of_four_equals_four_batches_of_one() -> None:
-    torch.manual_seed(0)
-    model = ResNet3D(n_inputs=3, features=8, blocks=2).eval()
-    x = torch.randn(4, 3, 15, 16, 16)
-    with torch.no_grad():
-        together = model(x)
-        apart = torch.cat([model(x[i:i + 1]) for i in range(4)])
-    torch.testing.assert_close(together, apart, atol=1e-6, rtol=1e-5)
-
-
 def test_full_size_original_state_dict_loads_without_missing_or_unexpected_keys() -> None:
     state = original_state_dict(256, 16, 3)
     assert len(state) == 90 and sum(v.numel() for v in state.values()) == 38_474_253
@@ -111,15 +108,6 @@ def test_baseline_resnet_loads_into_the_encoder() -> None:
         load_original_checkpoint(pretrained)
     with pytest.raises(ValueError, match="neither"):
         load_original_checkpoint({"encoder.weight": torch.zeros(1)})
-
-
-def test_own_checkpoints_round_trip(tmp_path: Path) -> None:
-    model = ResNet3D(n_inputs=2, features=8, blocks=1)
-    save_checkpoint(tmp_path / "c.pt", model, step=7)
-    again, content = load_checkpoint(tmp_path / "c.pt")
-    assert content["step"] == 7 and again.config == model.config
-    x = torch.randn(1, 2, 15, 8, 8)
-    torch.testing.assert_close(again(x), model(x))
 
 
 def test_wrong_number_of_steps_is_named() -> None:

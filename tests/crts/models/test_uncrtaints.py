@@ -1,4 +1,5 @@
-"""UnCRtainTS: shapes, value ranges, dates, batch invariance, and the original's checkpoints (table built here)."""
+"""UnCRtainTS: the shared model tests, shapes, value ranges, dates, and the original's checkpoints (table built
+here)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from crts.models import UnCRtainTS, load_checkpoint, load_original_uncrtaints, save_checkpoint
+from crts.models import UnCRtainTS, load_original_uncrtaints
 from crts.models.uncrtaints import input_dates
 
+from .base import ModelContract
+
 TINY = {"encoder_widths": (16,), "decoder_widths": (16, 16), "n_head": 4, "d_model": 32}
+
+
+class TestUnCRtainTS(ModelContract):
+    kind = "uncrtaints"
+    settings = {"width": 16, "n_head": 4, "d_model": 32}
 
 
 def mbconv_entries(prefix: str, width: int, batch_norm: bool) -> dict[str, tuple[int, ...]]:
@@ -102,17 +110,6 @@ def test_dates_are_encoded() -> None:
     assert blind(x)[0].shape == (1, 13, 32, 32)
 
 
-def test_a_batch_of_four_equals_four_batches_of_one() -> None:
-    torch.manual_seed(0)
-    model = UnCRtainTS(**TINY).eval()
-    x, dates = torch.rand(4, 3, 15, 32, 32), torch.rand(4, 3) * 300
-    with torch.no_grad():
-        together = model(x, dates)
-        apart = [model(x[i:i + 1], dates[i:i + 1]) for i in range(4)]
-    torch.testing.assert_close(together[0], torch.cat([a[0] for a in apart]), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(together[1], torch.cat([a[1] for a in apart]), atol=1e-6, rtol=1e-5)
-
-
 def test_s1_reaches_the_original_s1_weights() -> None:
     """crts batches put S2 first; the original's first input channels (its S1 VV, VH) must see our 13 and 14."""
     model = UnCRtainTS(**TINY).eval()
@@ -186,14 +183,3 @@ def test_mono_checkpoint_and_wrong_files() -> None:
     bad["out_conv.conv.conv.0.weight"] = torch.zeros(13, 128, 1, 1)
     with pytest.raises(RuntimeError, match="size mismatch"):
         load_original_uncrtaints(bad)
-
-
-def test_our_checkpoint_records_the_model_kind(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = UnCRtainTS(scale_by=10.0, **TINY).eval()
-    save_checkpoint(tmp_path / "last.pt", model, step=5)
-    again, content = load_checkpoint(tmp_path / "last.pt")
-    assert isinstance(again, UnCRtainTS) and content["model"] == "uncrtaints" and content["step"] == 5
-    x, dates = torch.rand(1, 2, 15, 32, 32), torch.zeros(1, 2)
-    with torch.no_grad():
-        torch.testing.assert_close(again.eval()(x, dates), model(x, dates))
