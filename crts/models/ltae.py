@@ -75,6 +75,13 @@ class LTAE(nn.Module):
 
     def forward(self, x: torch.Tensor, dates: torch.Tensor | None = None,
                 pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        n, t, _, h, w = x.shape
+        return self.masks(self.attend(x, dates, pad_mask)[1], n, h, w)
+
+    def attend(self, x: torch.Tensor, dates: torch.Tensor | None,
+               pad_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per pixel sequences (P, T, d_model) after norm, projection and date encoding, and their attention
+        (n_head, P, T); P = N * h * w pixels in (n, y, x) order."""
         n, t, c, h, w = x.shape
         seq = x.permute(0, 3, 4, 2, 1).reshape(n * h * w, c, t)  # one (C, T) sequence per pixel
         seq = self.inconv(self.in_norm(seq)).transpose(1, 2)  # (P, T, d_model)
@@ -84,8 +91,11 @@ class LTAE(nn.Module):
             code = positional_encoding(dates, self.d_model // self.n_head, self.n_head)  # (N, T, d_model)
             seq = seq + code[:, None, None].expand(n, h, w, t, self.d_model).reshape(n * h * w, t, self.d_model)
         pixel_pad = None if pad_mask is None else pad_mask[:, None, None].expand(n, h, w, t).reshape(n * h * w, t)
-        attention = self.attention_heads(seq, pixel_pad)  # (n_head, P, T)
-        return attention.view(self.n_head, n, h, w, t).permute(0, 1, 4, 2, 3)
+        return seq, self.attention_heads(seq, pixel_pad)
+
+    def masks(self, attention: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
+        """Attention (n_head, P, T) as masks (n_head, N, T, h, w)."""
+        return attention.view(self.n_head, n, h, w, -1).permute(0, 1, 4, 2, 3)
 
 
 def aggregate_groups(x: torch.Tensor, attention: torch.Tensor, pad_mask: torch.Tensor | None = None,
