@@ -129,6 +129,14 @@ def input_dates(s1_days: torch.Tensor, s2_days: torch.Tensor, use_sar: bool) -> 
     return (s1_days.float() + s2_days.float()) / 2 if use_sar else s2_days.float()
 
 
+def predict_dated(net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
+    """``net(inputs, dates)`` as UnCRtainTS's training script feeds its models: S2 alone unless
+    ``config["use_sar"]``, with :func:`input_dates` of the batch's S1 and S2 days (moved to the inputs' device)."""
+    use_sar = config["use_sar"]
+    s1, s2 = (batch[k].to(inputs.device, non_blocking=True) for k in ("input_s1_td", "input_s2_td"))
+    return net(inputs if use_sar else inputs[:, :, :S2_BANDS], input_dates(s1, s2, use_sar))
+
+
 def _uncrtaints_state(content: dict) -> StateDict:
     """The generator's weights of an original UnCRtainTS file, with today's names."""
     renamed = {}
@@ -198,9 +206,7 @@ class UnCRtainTSAdapter(ModelAdapter):
                           n_head=settings.n_head, d_model=settings.d_model, scale_by=settings.scale_by)
 
     def predict(self, net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
-        use_sar = config["use_sar"]
-        s1, s2 = (batch[k].to(inputs.device, non_blocking=True) for k in ("input_s1_td", "input_s2_td"))
-        return net(inputs if use_sar else inputs[:, :, :S2_BANDS], input_dates(s1, s2, use_sar))
+        return predict_dated(net, config, inputs, batch)
 
     def uncertain(self, config: dict) -> bool:
         return True
