@@ -34,7 +34,7 @@ def test_notebook_is_stored_clean(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def notebook_cube(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A small synthetic cube with its cloud pass, tiny trained checkpoints of both models and the demo's runs.
+    """A small synthetic cube with its cloud pass, tiny trained checkpoints of the three models and the demo's runs.
 
     Train, val and test ROIs of Europe and train and test ROIs of Africa, 2 patches x 12 steps of 64 px.
     """
@@ -43,7 +43,7 @@ def notebook_cube(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from crts.data import SEN12MSCRTS, SampleWindows, loader
     from crts.evaluate import evaluate
     from crts.losses import reconstruction_loss
-    from crts.models import ResNet3D, UnCRtainTS, save_checkpoint
+    from crts.models import MODELS, UTAE, ResNet3D, UnCRtainTS, save_checkpoint
     from crts.models.uncrtaints import input_dates
     from cube import convert
     from cube.synth import make_dataset
@@ -81,8 +81,18 @@ def notebook_cube(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     uncertain = save_checkpoint(base / "uncrtaints.pt", uncrtaints, step=12,
                                 train_config=json.dumps({"n_input_samples": 3}))
 
+    utae = UTAE(encoder_widths=(8, 8, 16), decoder_widths=(8, 8, 16), n_head=4, d_model=16, out_conv=(26,))
+    optimizer = torch.optim.Adam(utae.parameters(), lr=1e-2)
+    for _ in range(12):
+        loss = MODELS["utae"].training_loss(utae, utae.config, "MGNLL", batch["inputs"], batch["target"], batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    utae_checkpoint = save_checkpoint(base / "utae.pt", utae, step=12, train_config=json.dumps({"n_input_samples": 3}))
+
     evaluate(cube, "resnet3d_demo", checkpoint=str(checkpoint), split="test", min_cov=0.05, progress=False)
     evaluate(cube, "uncrtaints_demo", checkpoint=str(uncertain), split="test", min_cov=0.05, progress=False)
+    evaluate(cube, "utae_demo", checkpoint=str(utae_checkpoint), split="test", min_cov=0.05, progress=False)
     for baseline in ("least_cloudy", "mosaic"):
         evaluate(cube, baseline, baseline=baseline, split="test", min_cov=0.05, progress=False)
     return {"cube": cube, "checkpoint": checkpoint}

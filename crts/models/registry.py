@@ -10,8 +10,10 @@ from torch import nn
 from .adapter import ModelAdapter
 from .resnet3d import ResNet3DAdapter
 from .uncrtaints import UnCRtainTSAdapter
+from .utae import UTAEAdapter
 
-MODELS: dict[str, ModelAdapter] = {adapter.name: adapter for adapter in (ResNet3DAdapter(), UnCRtainTSAdapter())}
+MODELS: dict[str, ModelAdapter] = {adapter.name: adapter for adapter in (ResNet3DAdapter(), UnCRtainTSAdapter(),
+                                                                          UTAEAdapter())}
 """Every model kind of ``crts train --model`` and of our checkpoints."""
 
 
@@ -25,7 +27,7 @@ def model_kind(name: str) -> ModelAdapter:
     >>> model_kind("unet")
     Traceback (most recent call last):
     ...
-    ValueError: invalid model 'unet': choose from resnet3d, uncrtaints
+    ValueError: invalid model 'unet': choose from resnet3d, uncrtaints, utae
     """
     if name not in MODELS:
         raise ValueError(f"invalid model {name!r}: choose from {', '.join(MODELS)}")
