@@ -14,7 +14,7 @@ import rasterio
 
 from crts.data.sampling import choose_steps
 from crts.data.scaling import scale_s1, scale_s2
-from cube.detectors import cloud_cloudshadow_mask, s2cloudless_map, s2cloudless_mask, s2cloudless_probability
+from cube.detectors import float_mask
 from cube.layout import scan_ts
 from cube.rois import ALL_ROIS, select_rois
 
@@ -37,11 +37,7 @@ class GeoTiffLoader:
         return len(self.keys)
 
     def _mask(self, s2: np.ndarray) -> np.ndarray:
-        if self.cloud_masks == "s2cloudless_mask":
-            return s2cloudless_mask(s2).astype(np.float32)
-        if self.cloud_masks == "s2cloudless_map":
-            return s2cloudless_map(s2cloudless_probability(s2))
-        return cloud_cloudshadow_mask(s2).astype(np.float32)
+        return float_mask(self.cloud_masks, s2)
 
     def __getitem__(self, i: int) -> dict:
         files = self.patches[self.keys[i]]

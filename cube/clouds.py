@@ -27,62 +27,49 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from .detectors import (
-    DETECTORS,
-    HEURISTIC_CLOUD_THRESHOLD,
-    MAP_MIN_PROBABILITY,
-    MAP_SIGMA,
-    S2CLOUDLESS_PARAMS,
-    cloud_cloudshadow_classes,
-    s2cloudless_map,
-    s2cloudless_mask,
-)
+from .detectors import S2CLOUDLESS_ATTRS, DETECTORS, NO_DATA, REGISTRY, detector
 from .forest import fast_probability
 from .index import store_index
 from .parallel import RowBatches, check_workers, run_tasks
 from .schema import TABLE_CHUNK, compressor
 from .store import CubeState, CubeStore, as_store, checked_state, finished_detectors, open_cube
 
-NO_DATA = 255
 PROBABILITY_SCALE = 250
 """Stored probability = round(p * 250): steps of 0.004."""
-
-_S2CLOUDLESS_ATTRS = {f"s2cloudless_{k}": int(v) if isinstance(v, bool) else v for k, v in S2CLOUDLESS_PARAMS.items()}
-"""The detector's parameters as attributes: numbers, like ``cloud_threshold`` (True as 1: netCDF has no booleans)."""
+PROBABILITY = "s2cloudless_probability"
+"""The stored s2cloudless probability, shared by the detectors that use it."""
 
 _MASKS: dict[str, dict] = {
-    "s2cloudless_probability": {
-        "dtype": np.uint8, "needs": "s2cloudless",
-        "attrs": {"long_name": "s2cloudless cloud probability", "units": "1", **_S2CLOUDLESS_ATTRS},
+    PROBABILITY: {
+        "dtype": np.uint8, "attrs": {"long_name": "s2cloudless cloud probability", "units": "1", **S2CLOUDLESS_ATTRS},
         "encoding": {"scale_factor": np.float32(1 / PROBABILITY_SCALE), "_FillValue": NO_DATA, "dtype": "uint8"}},
-    "s2cloudless_mask": {
-        "dtype": np.uint8, "needs": "s2cloudless_mask",
-        "attrs": {"long_name": "s2cloudless cloud mask (toolbox parameters)", "flag_values": [0, 1, NO_DATA],
-                  "flag_meanings": "clear cloud no_data", **_S2CLOUDLESS_ATTRS}},
-    "s2cloudless_map": {
-        "dtype": np.float32, "needs": "s2cloudless_map",
-        "attrs": {"long_name": "s2cloudless cloud map: probabilities < 0.5 set to 0, Gaussian-smoothed",
-                  "units": "1", "min_probability": MAP_MIN_PROBABILITY, "gaussian_sigma": MAP_SIGMA}},
-    "cloud_cloudshadow_mask": {
-        "dtype": np.uint8, "needs": "cloud_cloudshadow_mask",
-        "attrs": {"long_name": "spectral cloud and shadow heuristic of the toolbox (> 0: its combined mask)",
-                  "flag_values": [0, 1, 2, NO_DATA], "flag_meanings": "clear cloud shadow no_data",
-                  "cloud_threshold": HEURISTIC_CLOUD_THRESHOLD}},
+    **{d.name: {"dtype": d.dtype, "attrs": d.attrs} for d in REGISTRY.values()},
 }
+"""Every stored cloud variable: the probability and each detector's mask (:data:`cube.detectors.REGISTRY`)."""
+
+
+def _uses_probability(detectors: tuple[str, ...]) -> bool:
+    return any(REGISTRY[d].uses_probability for d in detectors)
 
 
 def _variables(detectors: tuple[str, ...]) -> list[str]:
-    """Stored variables that the chosen detectors need (the probability for either s2cloudless product)."""
-    wanted = set(detectors)
-    if wanted & {"s2cloudless_mask", "s2cloudless_map"}:
-        wanted.add("s2cloudless")
-    return [name for name, spec in _MASKS.items() if spec["needs"] in wanted]
+    """Stored variables that the chosen detectors need (the probability for those that use it)."""
+    return [PROBABILITY] * _uses_probability(detectors) + [d for d in DETECTORS if d in detectors]
 
 
 def _check_detectors(detectors: tuple[str, ...]) -> None:
     unknown = [d for d in detectors if d not in DETECTORS]
     if unknown or not detectors:
         raise ValueError(f"invalid detector(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(DETECTORS)}")
+
+
+def _columns(group: zarr.Group, detectors: tuple[str, ...]) -> list[int]:
+    """The ``coverage`` columns of ``detectors``, found by the stored ``detector`` labels."""
+    labels = [str(label) for label in group["detector"][:]]
+    if missing := [d for d in detectors if d not in labels]:
+        raise ValueError(f"the cube's coverage table has no column for {', '.join(missing)} (it holds "
+                         f"{', '.join(labels)})")
+    return [labels.index(d) for d in detectors]
 
 
 def _add_variables(store: CubeStore, names: list[str]) -> None:
@@ -139,33 +126,25 @@ def clouds_patch(store: CubeStore, index: int, detectors: tuple[str, ...],
     coverage = group["coverage"][index]
     times, size = s2.shape[0], s2.shape[-1]
     images = s2[valid]
-    columns = {d: DETECTORS.index(d) for d in detectors}
-    if set(detectors) & {"s2cloudless_mask", "s2cloudless_map"}:
+    prob = None
+    if _uses_probability(detectors):
         prob = predictor(images) if len(images) else np.zeros((0, size, size), np.float32)
         stored = np.full((times, size, size), NO_DATA, np.uint8)
         stored[valid] = np.round(prob * PROBABILITY_SCALE).astype(np.uint8)
-        group["s2cloudless_probability"][index] = stored
-        if "s2cloudless_mask" in detectors:
-            mask = np.full((times, size, size), NO_DATA, np.uint8)
-            mask[valid] = s2cloudless_mask(probability=prob) if len(images) else mask[valid]
-            group["s2cloudless_mask"][index] = mask
-            coverage[valid, columns["s2cloudless_mask"]] = mask[valid].mean(axis=(1, 2))
-        if "s2cloudless_map" in detectors:
-            cmap = np.full((times, size, size), np.nan, np.float32)
-            cmap[valid] = [s2cloudless_map(p) for p in prob]
-            group["s2cloudless_map"][index] = cmap
-            coverage[valid, columns["s2cloudless_map"]] = cmap[valid].mean(axis=(1, 2))
-    if "cloud_cloudshadow_mask" in detectors:
-        classes = np.full((times, size, size), NO_DATA, np.uint8)
-        classes[valid] = [cloud_cloudshadow_classes(image) for image in images]
-        group["cloud_cloudshadow_mask"][index] = classes
-        coverage[valid, columns["cloud_cloudshadow_mask"]] = (classes[valid] > 0).mean(axis=(1, 2))
+        group[PROBABILITY][index] = stored
+    for name, column in zip(detectors, _columns(group, detectors), strict=True):
+        d = detector(name)
+        mask = np.full((times, size, size), d.gap, d.dtype)
+        if len(images):
+            mask[valid] = d.detect(images, prob)
+        group[name][index] = mask
+        coverage[valid, column] = d.to_float(mask[valid]).mean(axis=(1, 2))
     return index, coverage
 
 
 def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
     """Patches whose coverage is known for every valid image and chosen detector."""
-    coverage = group["coverage"][:][:, :, [DETECTORS.index(d) for d in detectors]]
+    coverage = group["coverage"][:][:, :, _columns(group, detectors)]
     valid = group["valid"][:][:, :, list(group["modality"][:]).index("S2")]
     return (~np.isnan(coverage) | ~valid[:, :, None]).all(axis=(1, 2))
 
@@ -234,7 +213,7 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
     _add_variables(store, _variables(todo_detectors))
     group = store.group(mode="r+")
     done = _done(group, detectors)
-    if predictor is None and set(detectors) & {"s2cloudless_mask", "s2cloudless_map"}:
+    if predictor is None and _uses_probability(detectors):
         predictor = fast_probability()
     todo = np.flatnonzero(~done)
     tasks = [(store, int(i), detectors, predictor) for i in todo]

@@ -1,12 +1,16 @@
-"""Cloud detectors with the original toolbox's parameters (reference section 4).
+"""Cloud detectors with the original toolbox's parameters, and :data:`REGISTRY`, the one place that says what
+a detector is (what it needs, its mask function, its stored variable, its float mask).
 
 All functions take raw S2 digital numbers (L1C reflectance x 10000) with bands
 first, as stored in the GeoTIFFs and the cube: one image (13, H, W) or, where
-said, a stack (N, 13, H, W).
+said, a stack (N, 13, H, W). Adding a detector: its functions and one
+:class:`Detector` entry in :data:`REGISTRY` (docs/extending.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -15,9 +19,6 @@ from scipy import ndimage, signal
 
 from .bands import S2_SCALE
 
-DETECTORS: tuple[str, ...] = ("s2cloudless_mask", "s2cloudless_map", "cloud_cloudshadow_mask")
-"""The ``cloud_masks`` choices of the original loader (besides None)."""
-
 S2CLOUDLESS_PARAMS = {"threshold": 0.4, "average_over": 4, "dilation_size": 2, "all_bands": True}
 """Exactly the toolbox's ``S2PixelCloudDetector`` arguments."""
 MAP_MIN_PROBABILITY = 0.5
@@ -25,6 +26,8 @@ MAP_SIGMA = 2.0
 HEURISTIC_CLOUD_THRESHOLD = 0.2
 CLEAR, CLOUD, SHADOW = 0, 1, 2
 """Classes of :func:`cloud_cloudshadow_classes`."""
+NO_DATA = 255
+"""Stored value of the uint8 masks for images that are gaps (float masks: NaN)."""
 
 
 @cache
@@ -119,3 +122,74 @@ def cloud_cloudshadow_classes(s2: np.ndarray) -> np.ndarray:
 def cloud_cloudshadow_mask(s2: np.ndarray) -> np.ndarray:
     """The toolbox's ``cloud_cloudshadow_mask``: 1 where cloud or shadow, else 0 (uint8)."""
     return (cloud_cloudshadow_classes(s2) != CLEAR).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One cloud detector: how its stored mask is made and read.
+
+    ``detect(images, probability)`` gives the stored masks (N, H, W) of ``dtype`` from
+    S2 images (N, 13, H, W) and, with ``uses_probability``, their s2cloudless
+    probabilities (N, H, W) (else None); ``to_float`` turns stored masks into the
+    float32 masks the loaders give (1 cloudy), whose mean is the image's coverage;
+    ``attrs`` are the stored variable's attributes.
+    """
+
+    name: str
+    detect: Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+    dtype: type
+    attrs: dict = field(default_factory=dict)
+    uses_probability: bool = False
+    to_float: Callable[[np.ndarray], np.ndarray] = lambda stored: stored.astype(np.float32)
+
+    @property
+    def gap(self) -> float:
+        """What an image that is a gap holds: 255 for uint8 masks, NaN for float ones."""
+        return NO_DATA if self.dtype == np.uint8 else np.nan
+
+
+S2CLOUDLESS_ATTRS = {f"s2cloudless_{k}": int(v) if isinstance(v, bool) else v for k, v in S2CLOUDLESS_PARAMS.items()}
+"""The s2cloudless parameters as attributes: numbers (True as 1: netCDF has no booleans)."""
+
+REGISTRY: dict[str, Detector] = {d.name: d for d in (
+    Detector("s2cloudless_mask", lambda images, probability: s2cloudless_mask(probability=probability), np.uint8,
+             {"long_name": "s2cloudless cloud mask (toolbox parameters)", "flag_values": [0, 1, NO_DATA],
+              "flag_meanings": "clear cloud no_data", **S2CLOUDLESS_ATTRS}, uses_probability=True),
+    Detector("s2cloudless_map", lambda images, probability: np.stack([s2cloudless_map(p) for p in probability]),
+             np.float32, {"long_name": "s2cloudless cloud map: probabilities < 0.5 set to 0, Gaussian-smoothed",
+                          "units": "1", "min_probability": MAP_MIN_PROBABILITY, "gaussian_sigma": MAP_SIGMA},
+             uses_probability=True),
+    Detector("cloud_cloudshadow_mask", lambda images, probability: np.stack([cloud_cloudshadow_classes(image)
+                                                                           for image in images]), np.uint8,
+             {"long_name": "spectral cloud and shadow heuristic of the toolbox (> 0: its combined mask)",
+              "flag_values": [0, 1, 2, NO_DATA], "flag_meanings": "clear cloud shadow no_data",
+              "cloud_threshold": HEURISTIC_CLOUD_THRESHOLD}, to_float=lambda stored: (stored > 0).astype(np.float32)),
+)}
+"""Every detector, in the order of the ``coverage`` columns of new cubes (read columns by their label)."""
+DETECTORS: tuple[str, ...] = tuple(REGISTRY)
+"""The ``cloud_masks`` choices of the original loader (besides None)."""
+
+
+def detector(name: str) -> Detector:
+    """The detector ``name``; an unknown name is one ValueError line listing the detectors.
+
+    Examples
+    --------
+    >>> detector("s2cloudless_map").uses_probability
+    True
+    >>> detector("fmask")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid detector 'fmask': choose from s2cloudless_mask, s2cloudless_map, cloud_cloudshadow_mask
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"invalid detector {name!r}: choose from {', '.join(DETECTORS)}")
+    return REGISTRY[name]
+
+
+def float_mask(name: str, s2: np.ndarray) -> np.ndarray:
+    """The float32 mask (H, W) of detector ``name`` for one raw S2 image (13, H, W), as the original loader
+    computes it on the fly (1 cloudy; the map's values for ``s2cloudless_map``)."""
+    d = detector(name)
+    probability = s2cloudless_probability(s2)[None] if d.uses_probability else None
+    return d.to_float(d.detect(s2[None], probability))[0]

@@ -9,13 +9,7 @@ import numpy as np
 import torch
 
 from cube import open_cube
-from cube.detectors import (
-    DETECTORS,
-    cloud_cloudshadow_mask,
-    s2cloudless_map,
-    s2cloudless_mask,
-    s2cloudless_probability,
-)
+from cube.detectors import DETECTORS, float_mask
 from cube.rois import Roi, in_cr_split
 from cube.store import as_store, patch_bounds, stored_order
 
@@ -79,11 +73,7 @@ class SEN12MSCR(SamplePlots, torch.utils.data.Dataset):
     def _mask(self, cloudy: np.ndarray) -> np.ndarray:
         if self.cloud_masks is None:
             return np.ones(cloudy.shape[1:], np.float32)
-        if self.cloud_masks == "s2cloudless_mask":
-            return s2cloudless_mask(cloudy).astype(np.float32)
-        if self.cloud_masks == "s2cloudless_map":
-            return s2cloudless_map(s2cloudless_probability(cloudy))
-        return cloud_cloudshadow_mask(cloudy).astype(np.float32)
+        return float_mask(self.cloud_masks, cloudy)
 
     def __getitem__(self, pdx: int) -> dict:
         p = int(self.positions[pdx])

@@ -10,7 +10,7 @@ import torch
 
 from cube import open_cube
 from cube.clouds import require_clouds
-from cube.detectors import DETECTORS
+from cube.detectors import DETECTORS, detector
 from cube.layout import parse_ts_path
 from cube.rois import select_rois
 from cube.store import as_store, patch_bounds, stored_order
@@ -230,10 +230,8 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         s2, s1, *masks = (np.stack(images[i * len(steps):(i + 1) * len(steps)]) for i in range(len(names)))
         if self.cloud_masks is None:
             masks = np.ones((len(steps), *s2.shape[-2:]), np.float32)
-        elif self.cloud_masks == "cloud_cloudshadow_mask":
-            masks = (masks[0] > 0).astype(np.float32)
         else:
-            masks = masks[0].astype(np.float32)
+            masks = detector(self.cloud_masks).to_float(masks[0])
         return {"S1": scale_s1(s1, self.rescale_method), "S2": scale_s2(s2, self.rescale_method), "masks": masks,
                 "coverage": [float(self.coverage[pdx, t]) for t in steps],
                 "S1 TD": [int(self.s1_td[pdx, t]) for t in steps], "S2 TD": [int(self.s2_td[pdx, t]) for t in steps],

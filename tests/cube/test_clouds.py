@@ -106,3 +106,19 @@ def test_kill_9_then_resume_gives_the_same_masks(tmp_path: Path) -> None:
     names = ("s2cloudless_probability", "s2cloudless_mask", "s2cloudless_map", "cloud_cloudshadow_mask", "coverage")
     assert checksums(dst, names) == checksums(reference, names)
     assert CubeStore(dst).state().clouds == {"detectors": list(DETECTORS), "complete": True}
+
+
+def test_coverage_columns_are_found_by_their_stored_label() -> None:
+    """A cube's coverage columns are read and written by the ``detector`` labels it stores, not by the order of
+    DETECTORS (which may change, or grow, after the cube was made)."""
+    import zarr
+
+    from cube.clouds import _columns
+
+    group = zarr.group(store=zarr.storage.MemoryStore())
+    group.create_array("detector", data=np.array(list(reversed(DETECTORS))))
+    assert _columns(group, ("s2cloudless_mask", "cloud_cloudshadow_mask")) == [2, 0]
+    group = zarr.group(store=zarr.storage.MemoryStore())
+    group.create_array("detector", data=np.array(DETECTORS[:2]))
+    with pytest.raises(ValueError, match="no column for cloud_cloudshadow_mask"):
+        _columns(group, ("cloud_cloudshadow_mask",))

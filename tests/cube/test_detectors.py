@@ -105,3 +105,26 @@ def test_every_pixel_of_the_default_set_matches_the_float32_recipe(synthetic_roo
         classes = reference_classes(s2)
         np.testing.assert_array_equal(cloud_cloudshadow_classes(s2), classes, err_msg=path.name)
         np.testing.assert_array_equal(cloud_cloudshadow_mask(s2), classes != CLEAR, err_msg=path.name)
+
+
+def test_the_registry_s_float_masks_are_the_original_loader_s(synthetic_root: Path) -> None:
+    """``float_mask`` (what the loaders give, its mean the coverage) equals the toolbox's per-detector recipe."""
+    from cube.detectors import (
+        DETECTORS,
+        REGISTRY,
+        float_mask,
+        s2cloudless_map,
+        s2cloudless_mask,
+        s2cloudless_probability,
+    )
+
+    path = sorted(synthetic_root.glob("ROIs*/*/S2/*/*.tif"))[0]
+    with rasterio.open(path) as src:
+        s2 = src.read()
+    expected = {"s2cloudless_mask": s2cloudless_mask(s2).astype(np.float32),
+                "s2cloudless_map": s2cloudless_map(s2cloudless_probability(s2)),
+                "cloud_cloudshadow_mask": cloud_cloudshadow_mask(s2).astype(np.float32)}
+    assert DETECTORS == tuple(REGISTRY) == tuple(expected)
+    for name, mask in expected.items():
+        np.testing.assert_array_equal(float_mask(name, s2), mask)
+        assert REGISTRY[name].gap == (255 if REGISTRY[name].dtype == np.uint8 else pytest.approx(np.nan, nan_ok=True))
