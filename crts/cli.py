@@ -684,8 +684,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         except Exception as err:
             message = _user_error(err, getattr(args, "cube", None) or "the cube")
-            if message is None:
+            if message is None and (os.environ.get(DEBUG_VARIABLE) or not isinstance(err, UNCHECKED)):
                 raise
+            message = message or _unchecked(err)
             print(f"crts {args.command}: error: {message}", file=sys.stderr)
             return 2
     return 0
@@ -696,6 +697,25 @@ def _one_line_warning(command: str) -> Callable[..., None]:
     def show(message: Warning | str, *args: object, **kwargs: object) -> None:
         print(f"crts {command}: warning: {message}", file=sys.stderr)
     return show
+
+
+UNCHECKED = (TypeError, LookupError, AttributeError)
+"""Errors that an input of an unexpected type or content raises where no check named it first: one line too."""
+DEBUG_VARIABLE = "CRTS_DEBUG"
+"""Set (to anything) in the environment, faults other than bad input end with their traceback."""
+
+
+def _unchecked(err: Exception) -> str:
+    """One line for an unchecked error, e.g. ``KeyError 'x'`` from a file of unexpected content.
+
+    Examples
+    --------
+    >>> _unchecked(KeyError("band"))
+    "an input of unexpected content or type (KeyError: 'band'); set CRTS_DEBUG=1 for the traceback"
+    """
+    detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return f"an input of unexpected content or type ({detail.splitlines()[0][:300]}); set {DEBUG_VARIABLE}=1 for " \
+           "the traceback"
 
 
 def _user_error(err: Exception, location: str) -> str | None:

@@ -219,3 +219,28 @@ def test_utae_trains_evaluates_and_reports_from_the_command_line(sampling_cube: 
     assert main(["report", str(cube), "--out", str(tmp_path / "report")]) == 0
     assert "| utae" in (tmp_path / "report" / "report.md").read_text()
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("error", [KeyError("band"), TypeError("'int' object is not subscriptable"), IndexError()])
+def test_an_unchecked_error_is_one_line_unless_debugging(error: Exception, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import crts.cli
+
+    def fail(args: object) -> None:
+        raise error
+
+    real = crts.cli.build_parser
+
+    def parser(*names: object) -> object:
+        built = real(*names)
+        crts.cli.sub_parsers(built)["info"].set_defaults(handler=fail)
+        return built
+
+    monkeypatch.setattr(crts.cli, "build_parser", parser)
+    assert main(["info", "cube.zarr"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"crts info: error: an input of unexpected content or type "
+                                                   f"({type(error).__name__}") and "CRTS_DEBUG=1" in err
+    monkeypatch.setenv("CRTS_DEBUG", "1")
+    with pytest.raises(type(error)):
+        main(["info", "cube.zarr"])
