@@ -41,7 +41,7 @@ from .archives import archive_group
 TIMEOUT_S = 60
 """Seconds without a byte from the server before a download is given up (and can be resumed)."""
 CHUNK = 1 << 20
-"""Bytes read and written at a time."""
+"""The most bytes read and written at a time (what the connection has, up to this)."""
 TS_REGIONS: tuple[str, ...] = ("africa", "america", "asiaEast", "asiaWest", "europa")
 """Regions of SEN12MS-CR-TS, one S1 and one S2 archive each per split."""
 DOWNLOAD_SPLITS: tuple[str, ...] = ("all", "train", "test")
@@ -232,7 +232,7 @@ def fetch(archive: Published, dest: Path, progress: bool = True) -> int:
             size = start
             while True:
                 try:
-                    chunk = response.read(CHUNK)
+                    chunk = response.read1(CHUNK)
                 except (http.client.HTTPException, OSError) as err:
                     raise DownloadError(f"{archive.url}: the transfer broke after {size} of {total} B ({err!r}); "
                                         f"{part.name} is kept: run the same command again to resume") from None
