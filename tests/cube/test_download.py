@@ -65,9 +65,10 @@ class Slow(RangeRequestHandler):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Synthetic archives written by ``crts synth --archives``: europa (train) and africa_test, 2 patches x 4 steps."""
+    """Synthetic archives by ``crts synth --archives``: groups europa, africa_test, europa_test; 2 patches x 4 steps."""
     out = tmp_path_factory.mktemp("served") / "archives"
-    assert main(["synth", "--archives", str(out), "--rois", "ROIs1868/17,ROIs2017/32", "--patches-per-roi", "2",
+    assert main(["synth", "--archives", str(out), "--rois", "ROIs1868/17,ROIs2017/32,ROIs2017/63",
+                 "--patches-per-roi", "2",
                  "--size", "32", "--times", "4", "--workers", "1"]) == 0
     return out
 
@@ -231,19 +232,19 @@ def test_unreachable_server_missing_archive_and_unwritable_dest_are_one_line(
 def test_convert_each_group_then_delete_its_archives(served: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     direct = tmp_path / "direct.zarr"
-    convert(served, direct, times=4, workers=1, clouds=(), progress=False)
+    convert(sorted(served.glob("*_test.tar.gz")), direct, times=4, workers=1, clouds=(), progress=False)
     dest, cube = tmp_path / "archives", tmp_path / "cube.zarr"
-    args = ["--split", "all", "--convert", str(cube), "--delete-archives", "--times", "4", "--workers", "1",
+    args = ["--split", "test", "--convert", str(cube), "--delete-archives", "--times", "4", "--workers", "1",
             "--detectors", "none"]
     with http_server(served, Recording) as url:
         assert main(["download", str(dest), "--regions", "africa,europa", "--base-url", url, *args]) == 0
         assert "2 group(s) converted" in capsys.readouterr().out and list(dest.iterdir()) == []
         assert_same_cube(cube, direct)
         assert [path for path, _ in REQUESTS] == ["/s1_africa_test.tar.gz", "/s2_africa_test.tar.gz",
-                                                  "/s1_europa.tar.gz", "/s2_europa.tar.gz"]
+                                                  "/s1_europa_test.tar.gz", "/s2_europa_test.tar.gz"]
         assert main(["download", str(dest), "--regions", "africa,europa", "--base-url", url, *args]) == 0
     out = capsys.readouterr().out
-    assert "africa_test: already in" in out and "europa: already in" in out and len(REQUESTS) == 4
+    assert "africa_test: already in" in out and "europa_test: already in" in out and len(REQUESTS) == 4
     assert_same_cube(cube, direct)
 
 
