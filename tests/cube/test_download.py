@@ -226,7 +226,8 @@ def test_unreachable_server_missing_archive_and_unwritable_dest_are_one_line(
     assert _download(tmp_path / "file", url) == 2
     assert _one_line(capsys) == f"crts download: error: {tmp_path / 'file'}: exists and is not a folder"
     assert _download(tmp_path / "file" / "below", url) == 2
-    assert _one_line(capsys) == f"crts download: error: {tmp_path / 'file' / 'below'}: cannot be written (Not a directory)"
+    below = tmp_path / "file" / "below"
+    assert _one_line(capsys) == f"crts download: error: {below}: cannot be written (Not a directory)"
 
 
 def test_convert_each_group_then_delete_its_archives(served: Path, tmp_path: Path,
