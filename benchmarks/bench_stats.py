@@ -18,9 +18,10 @@ import pandas as pd
 import xarray as xr
 
 from cube import convert
-from cube.clouds import COVERAGE_CHUNK, compute_clouds
+from cube.clouds import compute_clouds
 from cube.detectors import DETECTORS, s2cloudless_probability
 from cube.rois import ALL_ROIS, region_of, split_of
+from cube.schema import TABLE_CHUNK
 from cube.stats import (
     coverage_index,
     coverage_table,
@@ -50,7 +51,7 @@ def _full_size_store(path: Path) -> None:
                 "detector": np.array(DETECTORS, dtype=object)},
         attrs={"clouds": {"detectors": list(DETECTORS), "complete": True}})
     ds.to_zarr(path, zarr_format=3, consolidated=False,
-               encoding={"coverage": {"chunks": (COVERAGE_CHUNK, TIMES, len(DETECTORS))}})
+               encoding={"coverage": {"chunks": (TABLE_CHUNK, TIMES, len(DETECTORS))}})
 
 
 def _timed(fn) -> tuple[float, object]:

@@ -548,6 +548,27 @@ def _run_index(args: argparse.Namespace) -> None:
     print(f"patch index: {where} ({time.perf_counter() - start:.1f} s)")
 
 
+def _upgrade_options(p: argparse.ArgumentParser) -> None:
+    p.description = ("Bring CUBE, written by an older version of this package, up to the current schema in place: "
+                     "only small arrays and metadata are rewritten (seconds, also for a terabyte cube), never an image. "
+                     "Safe to interrupt (kill -9 included): run it again to finish. A current cube is left alone.")
+    p.epilog = "example: crts upgrade cube.zarr"
+    _add_cube(p, "the cube (a path or URL)")
+    _add_force_unlock(p)
+    p.set_defaults(handler=_run_upgrade)
+
+
+def _run_upgrade(args: argparse.Namespace) -> None:
+    from cube.schema import SCHEMA_VERSION
+    from cube.upgrade import upgrade
+
+    start = time.perf_counter()
+    rewritten = upgrade(args.cube, storage_options=dict(args.storage_options), force_unlock=args.force_unlock)
+    print(f"{args.cube}: " + (f"upgraded to schema version {SCHEMA_VERSION}, rewrote {', '.join(rewritten)} "
+                              f"({time.perf_counter() - start:.1f} s)" if rewritten else
+                              f"schema version {SCHEMA_VERSION}, up to date: nothing to do"))
+
+
 def _info_options(p: argparse.ArgumentParser) -> None:
     p.description = ("A summary of CUBE: patches by split and region, time steps, the range of S2 dates, missing "
                      "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
@@ -589,6 +610,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
              _index_options),
     "runs": ("list the evaluation runs of a cube, or clean up what interrupted runs left",
             _runs_options),
+    "upgrade": ("bring a cube written by an older version up to the current schema, in place",
+                _upgrade_options),
 }
 """Every sub-command: its one-line help (``crts --help`` lists them) and what adds its options."""
 
@@ -705,6 +728,7 @@ INTERRUPTED = {
     "train": "the run's last checkpoint is kept: run the same command with --resume to continue",
     "evaluate": "no run was published; the cube is as it was",
     "report": "the report is unfinished: write it again",
+    "upgrade": "the upgrade is unfinished and the cube unreadable until it is done: run the same command again",
 }
 """What a sub-command stopped by Ctrl-C leaves, and how to go on (the others change nothing)."""
 

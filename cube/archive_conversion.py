@@ -21,7 +21,6 @@ groups, and the members of patches written before; a patch is written when its
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import hashlib
 import os
@@ -61,11 +60,12 @@ from .conversion import (
     _root_attributes,
     _check_destination,
     _write_labels,
+    commit_complete,
     convert_patch,
     finished,
 )
 from .outputs import check_outside
-from .parallel import task_pool
+from .parallel import RowBatches, task_pool
 from .rois import ALL_ROIS, Roi, in_cr_split, select_rois
 from .schema import SPECS, PatchMeta, Spec, encoding, template
 from .store import CubeState, CubeStore, as_store
@@ -363,6 +363,8 @@ class ArchiveConversion:
         self.running: dict[tuple, dict] = {}
         self.problems: list[Problem] = []
         self.pool = None
+        self.rows: RowBatches | None = None
+        """The ``valid`` rows of finished patches, written by this process (once the store exists)."""
         self.limit = BACKLOG_PER_WORKER
 
     def resumed(self) -> set[tuple]:
@@ -445,7 +447,9 @@ class ArchiveConversion:
             finished = self.pool.finished(timeout)
         except FileProblem as err:
             raise _failed(err, self.names) from None
-        for key, problems in finished:
+        for key, (index, valid, problems) in finished:
+            self.rows = self.rows or RowBatches(self.store, "valid")
+            self.rows.add(index, valid)
             self.problems += [renamed(p, self.names) for p in problems]
             members = self.running.pop(key)
             self.assembly.release(members)
@@ -502,6 +506,8 @@ class ArchiveConversion:
         self._broken(errors)
         self._flush(only_spooled=True)
         self._drain()
+        if self.rows:
+            self.rows.flush()  # before the group counts as done: a resume reads it no more
         if self.state.pending is not None:
             self.state.pending["archives_done"].append(name)
             self._commit()
@@ -510,15 +516,19 @@ class ArchiveConversion:
     def run(self, pool: object, groups: dict[str, list[Archive]]) -> None:
         """Trees first (their patches may wait for archive members), then each group not done before."""
         self.pool = pool
-        add_trees(self.sources.trees, self.sources.root, self.assembly)
-        self._step(0)
-        done = set((self.state.pending or {}).get("archives_done", []))
-        for name, archives in groups.items():
-            if name not in done:
-                self.read_group(name, archives)
-        self._flush(only_spooled=False)
-        while self.assembly.ready or self.running:
-            self._step(0.5)
+        try:
+            add_trees(self.sources.trees, self.sources.root, self.assembly)
+            self._step(0)
+            done = set((self.state.pending or {}).get("archives_done", []))
+            for name, archives in groups.items():
+                if name not in done:
+                    self.read_group(name, archives)
+            self._flush(only_spooled=False)
+            while self.assembly.ready or self.running:
+                self._step(0.5)
+        finally:  # also on an error: the patches written so far are done
+            if self.rows:
+                self.rows.flush()
 
 
 def _selected_groups(sources: Sources, wanted: Callable[[Roi], bool]) -> dict[str, list[Archive]]:
@@ -570,12 +580,9 @@ def convert_archives(sources: Sources, store: CubeStore, owner: dict, spec: Spec
     out.scratch_peak_bytes, out.problems = assembly.scratch_peak, [asdict(p) for p in conversion.problems]
     state = conversion.state
     if state.pending is not None:
-        state.complete, state.gaps = True, int((~store.array("valid")[:]).sum())
-        state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} converted {len(conversion.positions)} "
-                             f"patch(es) from the archives in {sources.root}")
-        out.patches_added, state.pending = len(conversion.positions), None
-        store.consolidate()
-        store.commit(state, owner)
+        out.patches_added = len(conversion.positions)
+        commit_complete(store, owner, state, store.array("valid")[:],
+                        f"converted {out.patches_added} patch(es) from the archives in {sources.root}")
     return state
 
 

@@ -11,7 +11,7 @@ Variables added (for the SEN12MS-CR-TS layout; dims patch, time, y, x):
 
 Each patch is one task (read its S2 shard, detect, write its mask shards) and
 returns its coverage row; this process alone writes the rows into the compact
-``coverage`` array, in batches, so the whole table reads in a few chunks and no
+``coverage`` array (:data:`cube.schema.TABLE_CHUNK` patches per chunk), in batches, so the whole table reads in a few chunks and no
 two writers ever share a chunk. A patch is done when its row is written, so the
 pass is resumable and parallel like the conversion. When the pass finishes it
 writes the cube's patch index (:mod:`cube.index`), then commits.
@@ -20,7 +20,6 @@ writes the cube's patch index (:mod:`cube.index`), then commits.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import dask.array as da
@@ -40,15 +39,11 @@ from .detectors import (
 )
 from .forest import fast_probability
 from .index import store_index
-from .parallel import check_workers, run_tasks
-from .schema import compressor
-from .store import CubeStore, as_store, checked_state, finished_detectors, open_cube
+from .parallel import RowBatches, check_workers, run_tasks
+from .schema import TABLE_CHUNK, compressor
+from .store import CubeState, CubeStore, as_store, checked_state, finished_detectors, open_cube
 
 NO_DATA = 255
-COVERAGE_CHUNK = 256
-"""Patches per chunk of the coverage table (about 200 chunks for the whole data set)."""
-FLUSH_EVERY, FLUSH_SECONDS = 4, 10.0
-"""Finished rows are written every 4 patches or 10 s: all a kill can lose."""
 PROBABILITY_SCALE = 250
 """Stored probability = round(p * 250): steps of 0.004."""
 
@@ -120,7 +115,7 @@ def _add_variables(store: CubeStore, names: list[str]) -> None:
                            da.full((patches, times, len(DETECTORS)), np.nan, dtype=np.float32, chunks=-1),
                            {"long_name": "share of the image each detector marks (mean of its mask or map)",
                             "units": "1"})
-        encoding["coverage"] = {"chunks": (min(COVERAGE_CHUNK, patches), times, len(DETECTORS)),
+        encoding["coverage"] = {"chunks": (TABLE_CHUNK, times, len(DETECTORS)),
                                 "_FillValue": np.nan}
         coords["detector"] = ("detector", np.array(DETECTORS, dtype=object))
     if new:
@@ -166,14 +161,6 @@ def clouds_patch(store: CubeStore, index: int, detectors: tuple[str, ...],
         group["cloud_cloudshadow_mask"][index] = classes
         coverage[valid, columns["cloud_cloudshadow_mask"]] = (classes[valid] > 0).mean(axis=(1, 2))
     return index, coverage
-
-
-def _flush(group: zarr.Group, rows: dict[int, np.ndarray]) -> None:
-    """Write finished patches' coverage rows (this process is the only writer of the table)."""
-    if rows:
-        order = sorted(rows)
-        group["coverage"].set_orthogonal_selection((np.array(order),), np.stack([rows[i] for i in order]))
-        rows.clear()
 
 
 def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
@@ -252,20 +239,20 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
     todo = np.flatnonzero(~done)
     tasks = [(store, int(i), detectors, predictor) for i in todo]
     images = group["valid"][:][todo, :, list(group["modality"][:]).index("S2")].sum(axis=1)
-    rows: dict[int, np.ndarray] = {}
-    flushed = time.monotonic()
-    for index, row in run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress,
-                                "cloud pass", sizes=[int(n) for n in images], unit="image"):
-        rows[index] = row
-        if len(rows) >= FLUSH_EVERY or time.monotonic() - flushed > FLUSH_SECONDS:
-            _flush(group, rows)
-            flushed = time.monotonic()
-    _flush(group, rows)
+    with RowBatches(store, "coverage") as rows:  # this process is the only writer of the table
+        for index, row in run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress,
+                                    "cloud pass", sizes=[int(n) for n in images], unit="image"):
+            rows.add(index, row)
+    commit_pass(store, owner, state)
+    return len(tasks)
+
+
+def commit_pass(store: CubeStore, owner: dict, state: CubeState) -> None:
+    """Commit a finished cloud pass, after its consolidated metadata and the patch index (a finished pass has one)."""
     state.clouds["complete"] = True
     store.consolidate()
-    store_index(store, open_cube(store, chunks=None), todo_detectors)  # before the commit: a finished pass has one
+    store_index(store, open_cube(store, chunks=None), tuple(state.clouds["detectors"]))
     store.commit(state, owner)
-    return len(tasks)
 
 
 def require_clouds(ds: xr.Dataset, detector: str) -> None:

@@ -7,8 +7,8 @@ moment and started again with ``resume=True`` finishes with the same cube:
 2. commit the state ``complete: false`` with the ``pending`` patches, then
    create the store from a template (after removing what an interrupted
    creation left) or, for new ROIs, grow an existing one;
-3. one task per patch reads and checks its files and writes its shards, then
-   its ``valid`` row (a patch whose row is all true is done);
+3. one task per patch reads and checks its files and writes its shards; this
+   process writes its ``valid`` row, in batches (a patch whose row is all true is done);
 4. the state says ``complete: true`` (one write).
 
 Steps 2-4 run under the cube's writer lock, and each commits the cube's state
@@ -33,7 +33,7 @@ from .bands import BANDS, DTYPES
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS
 from .outputs import check_outside
-from .parallel import check_workers, run_tasks
+from .parallel import RowBatches, check_workers, run_tasks
 from .rois import Roi, in_cr_split, select_rois
 from .schema import SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, template
 from .store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
@@ -158,8 +158,9 @@ def _read_slot(path: str, modality: str, expected: Expected, epsg: int,
 
 def convert_patch(store: CubeStore, index: int, spec_name: str, times: int, files: dict[tuple[str, int], str],
                   expected: dict[str, Expected], epsg: int, transform: tuple[float, ...], on_error: str,
-                  label: tuple[str, int]) -> list[Problem]:
-    """Read, check and write one patch (its shards, then its ``valid`` row). Runs on a dask worker."""
+                  label: tuple[str, int]) -> tuple[int, np.ndarray, list[Problem]]:
+    """Read, check and write one patch's shards; returns its position, ``valid`` row and problems (the calling
+    process writes the row, see :class:`cube.parallel.RowBatches`). Runs on a dask worker."""
     spec = SPECS[spec_name]
     group = store.group(mode="r+")
     slots = sorted(files)
@@ -182,8 +183,7 @@ def convert_patch(store: CubeStore, index: int, spec_name: str, times: int, file
             else:
                 data[t] = array.fill_value
         array[index] = data if spec.temporal else data[0]
-    group["valid"][index] = valid if spec.temporal else valid[0]
-    return problems
+    return index, valid if spec.temporal else valid[0], problems
 
 
 def _metas(patches: list[PatchFiles], georef: dict, src: Path) -> list[PatchMeta]:
@@ -243,6 +243,8 @@ def _existing(store: CubeStore, spec: Spec, src: Path, times: int,
         raise ValueError(f"{store.location}: an unfinished conversion; re-run with resume=True (--resume)")
     if state.pending and state.pending["start"] == 0 and not state.pending.get("grown"):
         return state, set()  # its creation was interrupted: nothing in it counts
+    if attributes.get("schema_version") != SCHEMA_VERSION and state.complete:
+        checked_state(store)  # an older cube: says how to upgrade it
     if attributes.get("schema_version") != SCHEMA_VERSION or attributes.get("layout") != spec.layout:
         raise ValueError(f"{store.location}: exists and is not a {spec.title} cube of schema version "
                          f"{SCHEMA_VERSION}")
@@ -280,17 +282,25 @@ def _prepare(store: CubeStore, owner: dict, spec: Spec, state: CubeState | None,
     first = state.pending["start"] if state.pending else (store.array("valid").shape[0] if state.complete else 0)
     if not keys or (state.pending or {}).get("grown"):
         return state, first, problems
+    place_patches(store, owner, spec, state, first, _metas([p for p in new if p.key in georef], georef, src),
+                  times, size, dtypes, tile, src)
+    return state, first, problems
+
+
+def place_patches(store: CubeStore, owner: dict, spec: Spec, state: CubeState, first: int, metas: list[PatchMeta],
+                  times: int, size: int, dtypes: dict[str, np.dtype], tile: int, src: Path) -> None:
+    """Commit the patches ``metas`` as pending from store position ``first`` on, then create the store (``first``
+    0) or grow it and write their labels, and commit that they have room (``pending.grown``)."""
     chunking = encoding(spec, times, size, dtypes, tile)  # a bad tile fails here, before anything is written
+    keys = [[m.roi.group, m.roi.number, m.pid] for m in metas]
     state.complete, state.pending = False, {"start": first, "patches": keys, "grown": False}
     store.commit(state, owner)
-    metas = _metas([p for p in new if p.key in georef], georef, src)
     if first == 0:
         _create(store, template(spec, metas, times, size, dtypes, _root_attributes(spec, src)), chunking)
     else:
         _grow(store, spec, first, metas, times)
     state.pending["grown"] = True
     store.commit(state, owner)
-    return state, first, problems
 
 
 def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int, times: int, on_error: str,
@@ -306,13 +316,17 @@ def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int
         *(group[name][first:] for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True)}
     tasks = [(store, first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
               *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
+    problems: list[Problem] = []
     try:
-        results = list(run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler, progress,
-                                 "converting"))
+        with RowBatches(store, "valid") as rows:
+            for index, valid, found in run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler,
+                                                 progress, "converting"):
+                rows.add(index, valid)
+                problems += found
     except FileProblem as err:
         raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
                               "--resume, or use --on-error skip)") from None
-    return [p for r in results for p in r], len(tasks)
+    return problems, len(tasks)
 
 
 def _discover(src: Path, spec: Spec, rois: list[str] | None, split: str | None,
@@ -485,13 +499,18 @@ def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[Pat
                                                         scheduler, progress)
     valid = store.array("valid")[:]
     if placed:  # (nothing is left to do if another writer finished the same work before this one got the lock)
-        state.complete, state.pending, state.gaps = True, None, int((~valid).sum())
-        state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} converted {len(placed)} patch(es) "
-                             f"from {out.source}")
-        store.consolidate()  # before the commit: a reader of a complete cube finds fresh metadata
-        store.commit(state, owner)
+        commit_complete(store, owner, state, valid, f"converted {len(placed)} patch(es) from {out.source}")
     out.patches_in_cube, out.patches_added, out.gaps = valid.shape[0], len(placed), state.gaps
     out.problems = [asdict(p) for p in problems + header_problems + task_problems]
     if clouds and spec.temporal:
         out.cloud_pass_patches = cloud_pass(store, owner, clouds, workers=workers, scheduler=scheduler,
                                             progress=progress)
+
+
+def commit_complete(store: CubeStore, owner: dict, state: CubeState, valid: np.ndarray, done: str) -> None:
+    """Commit a finished conversion (``done`` goes into the history), its consolidated metadata written first, so
+    that a reader of a complete cube finds fresh metadata."""
+    state.complete, state.pending, state.gaps = True, None, int((~valid).sum())
+    state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} {done}")
+    store.consolidate()
+    store.commit(state, owner)

@@ -5,15 +5,61 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import as_completed as futures_completed
 from contextlib import contextmanager
 
+import numpy as np
 from tqdm.auto import tqdm
 
 PATCHES_IN_FLIGHT = 2
 """Tasks run at once in this process when no dask cluster is used."""
+FLUSH_EVERY, FLUSH_SECONDS = 16, 10.0
+"""Finished rows are written every 16 patches or 10 s: all a kill can lose."""
+
+
+class RowBatches:
+    """Per-patch rows of a table chunked by many patches (``valid``, ``coverage``), written in batches.
+
+    Tasks return their patch's row; the process that runs them is the table's only
+    writer, so no two writers ever share a chunk (unaligned parallel writes to a
+    chunk can lose data silently). Use it as a context manager: what is left is
+    written when the block ends, also on an error.
+
+    Parameters
+    ----------
+    store : cube.store.CubeStore
+        The cube, open for writing.
+    name : str
+        The table, patches along its first dimension (opened at each write, so a
+        store grown meanwhile is seen at its new size).
+    """
+
+    def __init__(self, store: object, name: str) -> None:
+        self.store, self.name, self.rows, self.flushed = store, name, {}, time.monotonic()
+
+    def add(self, index: int, row: np.ndarray) -> None:
+        """Keep a patch's row; write the batch when it is full or old."""
+        self.rows[index] = row
+        if len(self.rows) >= FLUSH_EVERY or time.monotonic() - self.flushed > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows kept so far."""
+        if self.rows:
+            order = sorted(self.rows)
+            self.store.array(self.name, mode="r+").set_orthogonal_selection(
+                (np.array(order),), np.stack([self.rows[i] for i in order]))
+            self.rows.clear()
+        self.flushed = time.monotonic()
+
+    def __enter__(self) -> RowBatches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
 
 
 def check_workers(workers: int | None) -> None:

@@ -17,7 +17,14 @@ from zarr.codecs import BloscCodec
 from .bands import BANDS, PIXEL_SIZE_M, S2_SCALE, S2_WAVELENGTH_NM
 from .rois import Roi, cr_split_of, region_of, split_of
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""3: ``valid`` and ``coverage`` chunked by :data:`TABLE_CHUNK` patches (2: one patch per chunk of ``valid``,
+256 of ``coverage``); :mod:`cube.upgrade` brings older cubes up to date."""
+UPGRADABLE = (2,)
+"""Older schema versions that :mod:`cube.upgrade` brings up to date."""
+TABLE_CHUNK = 4096
+"""Patches per chunk of the per-patch tables ``valid`` and ``coverage``: 4 chunks for the whole data set, so a
+full read costs a few requests (one patch per chunk cost 15,600 files or GETs, 5-10 s at full size)."""
 AFFINE = ("a", "b", "c", "d", "e", "f")
 """Order of the per-patch geotransform coefficients (rasterio's Affine: x = a*col + b*row + c, ...)."""
 
@@ -95,6 +102,7 @@ def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype], til
     time) image with all bands, so a sample reads only the dates and the window it
     uses. Shard: all time steps of one patch, written by exactly one task. Without
     a time axis (SEN12MS-CR) every chunk is a stored object of its own: one whole image.
+    ``valid``: :data:`TABLE_CHUNK` patches per chunk, written by the converting process only.
     """
     enc: dict[str, dict] = {}
     for m in spec.modalities:
@@ -103,7 +111,8 @@ def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype], til
         enc[m] = {"chunks": chunk, "compressors": (compressor(dtypes[m]),)}
         if spec.temporal:
             enc[m]["shards"] = (1, times, bands, size, size)
-    enc["valid"] = {"chunks": (1, times, len(spec.modalities)) if spec.temporal else (1, len(spec.modalities))}
+    enc["valid"] = {"chunks": (TABLE_CHUNK, times, len(spec.modalities)) if spec.temporal else
+                    (TABLE_CHUNK, len(spec.modalities))}
     return enc
 
 

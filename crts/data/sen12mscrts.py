@@ -128,8 +128,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         self.positions = stored[keep]
         self.s1_td = days_since_s1_launch(ds.S1_date.values[keep])
         self.s2_td = days_since_s1_launch(ds.S2_date.values[keep])
-        self.s1_paths = ds.S1_path.values[keep]
-        self.s2_paths = ds.S2_path.values[keep]
+        self._paths: dict[str, np.ndarray] | None = None  # read on first use: 40 MB at full size
         self.coords = patch_bounds(ds)[keep]
         self.crs = [f"EPSG:{int(code)}" for code in ds.epsg.values[keep]]
         self.valid = ds.valid.sel(modality="S2").values[keep]
@@ -204,9 +203,15 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         return (f"SEN12MSCRTS({self.cube!r}, split={self.split!r}, region={self.region!r}, {masks}{inputs}): "
                 f"{len(self)} samples of {self.image_size} x {self.image_size} px")
 
+    def __getstate__(self) -> dict:
+        """What a DataLoader worker receives: the selection without its source paths, which each process reads
+        on first use (at full size they are most of the object: 41 of 50 MB)."""
+        return {**self.__dict__, "_paths": None}
+
     def _path(self, modality: str, pdx: int, t: int) -> str:
-        table = self.s1_paths if modality == "S1" else self.s2_paths
-        return str(self.source_root / str(table[pdx, t]))
+        if self._paths is None:
+            self._paths = {m: self.store.array(f"{m}_path")[:][self.positions] for m in ("S1", "S2")}
+        return str(self.source_root / str(self._paths[modality][pdx, t]))
 
     def read_steps(self, pdx: int, steps: list[int], window: tuple[slice, slice] | None = None) -> dict:
         """Stacked arrays of some time steps of one sample: scaled ``S1`` (n, 2, H, W) and ``S2`` (n, 13, H, W),
