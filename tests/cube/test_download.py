@@ -262,6 +262,33 @@ def test_a_group_is_appended_to_a_cube_of_earlier_downloads(served: Path, tmp_pa
     assert sorted(p.name for p in dest.iterdir()) == sorted(p.name for p in served.glob("*.tar.gz"))
 
 
+def test_a_conversion_interrupted_in_a_group_is_resumed_by_the_same_command(
+        served: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cube.archive_conversion import ArchiveConversion
+    from cube.store import CubeStore
+
+    direct = tmp_path / "direct.zarr"
+    convert(sorted(served.glob("*_europa*.tar.gz")), direct, times=4, workers=1, clouds=(), progress=False)
+    dest, cube = tmp_path / "archives", tmp_path / "cube.zarr"
+    args = ["download", str(dest), "--regions", "europa", "--convert", str(cube), "--delete-archives",
+            "--times", "4", "--workers", "1", "--detectors", "none"]
+    harvest = ArchiveConversion.harvest
+
+    def ctrl_c_in_the_second_group(self: ArchiveConversion, timeout: float) -> None:
+        harvest(self, timeout)
+        if self.sources.archives[0].name == "s1_europa_test.tar.gz" and self.positions:
+            raise KeyboardInterrupt
+    with http_server(served) as url:
+        monkeypatch.setattr(ArchiveConversion, "harvest", ctrl_c_in_the_second_group)
+        assert main([*args, "--base-url", url]) == 130
+        assert sorted(p.name for p in dest.iterdir()) == ["s1_europa_test.tar.gz", "s2_europa_test.tar.gz"]
+        assert CubeStore(cube).state().complete is False  # europa_test half converted: the next run resumes it
+        monkeypatch.setattr(ArchiveConversion, "harvest", harvest)
+        assert main([*args, "--base-url", url]) == 0
+    assert list(dest.iterdir()) == []
+    assert_same_cube(cube, direct)
+
+
 def test_ctrl_c_keeps_the_part_in_one_line_and_the_same_command_resumes(served: Path, tmp_path: Path) -> None:
     dest = tmp_path / "archives"
     part = dest / "s1_europa.tar.gz.part"
