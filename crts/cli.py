@@ -197,6 +197,71 @@ def _run_convert(args: argparse.Namespace) -> None:
         print(f"report: {args.report}")
 
 
+def _download_options(p: argparse.ArgumentParser) -> None:
+    from cube.detectors import DETECTORS
+    from cube.download import DOWNLOAD_SPLITS, TS_REGIONS
+
+    p.description = ("Download the published archives, with the choices of the toolbox's util/dl_data.sh as flags: "
+                     "resumable (a .part file is continued with a Range request), each archive checked against the "
+                     "server's size, a progress bar in bytes. With --convert, each group of archives (S1 and S2 of "
+                     "a region and split; a SEN12MS-CR season) is converted into CUBE as soon as it is complete.")
+    p.epilog = ("examples: crts download /data/archives --regions africa,europa --dry-run; "
+                "crts download /data/archives --convert /data/sen12mscrts.zarr --delete-archives --workers 16")
+    p.add_argument("dest", metavar="DEST", help="folder for the archives (created if absent)")
+    p.add_argument("--regions", type=_comma_list, default=["all"], metavar="LIST",
+                   help=f"SEN12MS-CR-TS regions, comma-separated from {','.join(TS_REGIONS)} (default: all); "
+                        "none: no SEN12MS-CR-TS")
+    p.add_argument("--split", choices=DOWNLOAD_SPLITS, default="all",
+                   help="SEN12MS-CR-TS collection: train (holds val too) or test (default: all)")
+    p.add_argument("--sen12mscr", action="store_true",
+                   help="also the mono-temporal SEN12MS-CR archives (all four seasons)")
+    p.add_argument("--no-s1", dest="s1", action="store_false", help="leave out the Sentinel-1 archives")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the archives, their approximate sizes, what DEST has of them and their URLs; "
+                        "download nothing")
+    p.add_argument("--base-url", metavar="URL", default=None,
+                   help="a server holding the archives under their names (URL/s1_africa.tar.gz ...), instead of "
+                        "mediaTUM")
+    p.add_argument("--convert", metavar="CUBE", dest="cube", default=None,
+                   help="convert each group of archives into CUBE once its archives are complete (a path or URL); "
+                        "the options 'with --convert' below apply")
+    p.add_argument("--delete-archives", action="store_true",
+                   help="with --convert: delete each group's archives once converted (peak disk: the cube plus "
+                        "one group's archives)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --convert: local worker processes (default: all cores)")
+    p.add_argument("--times", type=int, default=None, metavar="N",
+                   help="with --convert: time steps of every patch (default: the cube's, or 30 for a new cube)")
+    p.add_argument("--scratch", metavar="DIR", default=None,
+                   help="with --convert: the conversion's scratch folder (default: CUBE.scratch)")
+    p.add_argument("--detectors", type=_comma_list, default=list(DETECTORS), metavar="LIST",
+                   help="with --convert: the cloud pass after each group (default: all); 'none' skips it")
+    _add_storage_options(p)
+    p.set_defaults(handler=_run_download)
+
+
+def _run_download(args: argparse.Namespace) -> None:
+    from cube.download import check_convertible, download, plan_lines, select
+
+    archives = select(args.regions, args.split, args.s1, args.sen12mscr, args.base_url)
+    if args.delete_archives and not args.cube:
+        raise ValueError("--delete-archives deletes what --convert CUBE converted: give --convert CUBE")
+    if args.cube:
+        check_convertible(archives)
+    if args.dry_run:
+        print("\n".join(plan_lines(archives, args.dest)))
+        return
+    start = time.perf_counter()
+    options = {"workers": args.workers, "times": args.times, "scratch": args.scratch,
+               "clouds": _detectors(args.detectors), "storage_options": dict(args.storage_options)}
+    report = download(archives, args.dest, cube=args.cube, delete_archives=args.delete_archives,
+                      convert_options=options)
+    print(f"{args.dest}: {len(report.downloaded)} archive(s) downloaded ({report.bytes_fetched / 1e6:.1f} MB), "
+          f"{len(report.present)} there already, in {time.perf_counter() - start:.1f} s"
+          + (f"; {len(report.converted)} group(s) converted into {args.cube}, {len(report.in_cube)} in it already, "
+             f"{len(report.deleted)} archive(s) deleted" if args.cube else ""))
+
+
 def _detectors(names: list[str]) -> tuple[str, ...]:
     return () if names == ["none"] else tuple(names)
 
@@ -526,6 +591,8 @@ def _run_info(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "synth": ("write a synthetic data set in the real on-disk layout",
              _synth_options),
+    "download": ("download the published archives (resumable, checked), converting them as they complete",
+                _download_options),
     "convert": ("convert a GeoTIFF tree or its archives into a Zarr cube (resumable, incremental, parallel)",
                _convert_options),
     "clouds": ("compute cloud/shadow masks and coverage of every S2 image into a cube",
@@ -655,6 +722,8 @@ USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOO
 
 INTERRUPTED = {
     "synth": "the data set is unfinished: write it again with --overwrite",
+    "download": "the complete archives and the .part of the one being downloaded are kept (and the cube as "
+                "converted so far): run the same command to resume",
     "convert": "the patches converted so far are kept: run the same command with --resume to finish",
     "clouds": "the masks computed so far are kept: run the same command with --resume to finish",
     "train": "the run's last checkpoint is kept: run the same command with --resume to continue",

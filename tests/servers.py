@@ -69,7 +69,10 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         start = size - int(last) if not first else int(first)
         end = size - 1 if not first or not last else min(int(last), size - 1)
         if start < 0 or start > end:
-            self.send_error(416)
+            self.send_response(416)  # with the size, as RFC 9110 asks
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return None
         handle = path.open("rb")
         handle.seek(start)
@@ -85,9 +88,9 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def http_server(directory: Path) -> Iterator[str]:
-    """Python's HTTP server on 127.0.0.1 serving ``directory`` read-only; yields its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeRequestHandler, directory=str(directory)))
+def http_server(directory: Path, handler: type[SimpleHTTPRequestHandler] = RangeRequestHandler) -> Iterator[str]:
+    """Python's HTTP server on 127.0.0.1 serving ``directory`` read-only (by ``handler``); yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
