@@ -154,7 +154,8 @@ def uncrtaints_config(state: StateDict) -> dict:
 
     width, in_channels = state["in_conv.conv.conv.0.weight"].shape[:2]
     config = {"use_sar": in_channels == S2_BANDS + S1_BANDS,
-              "encoder_widths": [width] * count_blocks(state, "in_block"), "decoder_widths": [width] * count_blocks(state, "out_block"), "encoder_norm": norm("in_block"),
+              "encoder_widths": [width] * count_blocks(state, "in_block"),
+              "decoder_widths": [width] * count_blocks(state, "out_block"), "encoder_norm": norm("in_block"),
               "decoder_norm": norm("out_block"), "is_mono": "temporal_encoder.inconv.weight" not in state}
     if not config["is_mono"]:
         n_head, d_k = state["temporal_encoder.attention_heads.Q"].shape
