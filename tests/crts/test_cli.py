@@ -192,7 +192,7 @@ def test_train_lists_model_loss_and_sampler_choices(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--model {resnet3d,uncrtaints}" in out and "--sampler {fixed,random}" in out and "--loss {l1" in out
+    assert "--model {resnet3d,uncrtaints,utae}" in out and "--sampler {fixed,random}" in out and "--loss {l1" in out
 
 
 @pytest.mark.parametrize("loss", ["l2", "MGNLL"])
