@@ -29,7 +29,7 @@ import tempfile
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,8 @@ from .parallel import RowBatches, task_pool
 from .rois import ALL_ROIS, Roi, in_cr_split, select_rois
 from .schema import SPECS, PatchMeta, Spec, encoding, template
 from .store import CubeState, CubeStore, as_store
-from .validate import CR_MODALITIES, Expected, FileProblem, PatchFiles, Problem, check_complete, detect_layout
+from .problems import FileProblem, Problem
+from .validate import CR_MODALITIES, Expected, PatchFiles, check_complete, detect_layout
 
 PACING = 16
 """How many members an archive may read ahead of the others of its group (which hold as many members each)."""
@@ -167,9 +168,9 @@ class Assembly:
         root = Path("/")
         try:
             return (parse_ts_path if self.spec.temporal else parse_cr_path)(root / relative, root)
-        except ValueError as err:
+        except FileProblem as err:
             with self.cond:
-                self.problems.append(Problem(name, str(err).split(": ", 1)[1]))
+                self.problems.append(Problem(name, err.message))
             return None
 
     def add(self, relative: str, name: str, content: bytes | None = None, path: Path | None = None) -> None:
@@ -188,7 +189,7 @@ class Assembly:
                 message = (f"time step {slot[1]} is beyond the cube's {self.times} steps" if slot[1] >= self.times
                            else f"a second file for {slot[0]} time step {slot[1]} of this patch (first: "
                                 f"{first.name if first else 'converted already'})")
-                self.problems.append(Problem(name, message, str(f.roi), f.pid, *slot[::-1]))
+                self.problems.append(Problem(name, message, f.roi, f.pid, *slot[::-1]))
                 return
         if content is not None:
             path = self._spool(relative, content)
@@ -307,9 +308,9 @@ def read_group(archives: list[Archive], assembly: Assembly, stop: threading.Even
 def add_trees(trees: list[Path], root: str, assembly: Assembly) -> None:
     """The files of extracted trees, read in place (nothing is spooled)."""
     for tree in trees:
-        files, messages = scan_ts(tree) if assembly.spec.temporal else scan_cr(tree)
+        files, problems = scan_ts(tree) if assembly.spec.temporal else scan_cr(tree)
         with assembly.cond:
-            assembly.problems += [Problem(m.split(": ", 1)[0], m.split(": ", 1)[1]) for m in messages]
+            assembly.problems += problems
         for f in files:
             assembly.add(f.path.relative_to(tree).as_posix(), os.path.relpath(f.path, root), path=f.path)
 
@@ -338,9 +339,7 @@ def renamed(problem: Problem, names: dict[str, str]) -> Problem:
 
 
 def _failed(err: FileProblem, names: dict[str, str]) -> ConversionError:
-    text = str(err)
-    path = text.split(": ", 1)[0]
-    return ConversionError(f"{text.replace(path, names.get(path, path), 1)}; the cube stays marked incomplete: fix "
+    return ConversionError(f"{names.get(err.path, err.path)}: {err.message}; the cube stays marked incomplete: fix "
                            "the archive and run the same command with --resume, or use --on-error skip")
 
 
@@ -372,8 +371,8 @@ class ArchiveConversion:
         if not self.positions:
             return set()
         total = self.start + len(self.positions)
-        if self.store.array("valid").shape[0] < total:  # killed between the commit of a batch and its growth
-            _resize(self.store, total)
+        _resize(self.store, total)  # killed between the commit of a batch and its growth, or during the growth
+        # (arrays are resized one by one): every per-patch array is checked, not one of them
         valid = self.store.array("valid")[self.start:total].reshape(len(self.positions), -1).any(axis=1)
         return {k for k, p in self.positions.items() if valid[p - self.start]}
 
@@ -433,7 +432,7 @@ class ArchiveConversion:
             self.running[patch.key] = members
             self.pool.submit(patch.key, self.store, self.positions[patch.key], self.spec.layout, self.times,
                              {s: str(m.path) for s, m in members.items()}, self.expected, meta.epsg,
-                             meta.transform, self.on_error, (str(patch.roi), patch.pid))
+                             meta.transform, self.on_error, (patch.roi, patch.pid))
         self.out.patches_converted += len(taken)
 
     def _problems(self, problems: list[Problem], what: str) -> None:
@@ -476,7 +475,7 @@ class ArchiveConversion:
                     raise ConversionError(f"{err}; the cube stays marked incomplete: replace the archive and run "
                                           "the same command with --resume, or use --on-error skip") from None
                 raise err
-            self.problems.append(Problem(err.args[0].split(": ", 1)[0], err.args[0].split(": ", 1)[1]))
+            self.problems.append(err.located())
 
     def _flush(self, only_spooled: bool) -> None:
         """Patches that can get no more files: their gaps are problems, the rest of them is converted."""
@@ -577,7 +576,7 @@ def convert_archives(sources: Sources, store: CubeStore, owner: dict, spec: Spec
         conversion.run(pool, _selected_groups(sources, wanted))
     _check_end(conversion, rois, stored)
     shutil.rmtree(scratch, ignore_errors=True)
-    out.scratch_peak_bytes, out.problems = assembly.scratch_peak, [asdict(p) for p in conversion.problems]
+    out.scratch_peak_bytes, out.problems = assembly.scratch_peak, [p.record() for p in conversion.problems]
     state = conversion.state
     if state.pending is not None:
         out.patches_added = len(conversion.positions)
