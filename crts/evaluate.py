@@ -108,9 +108,9 @@ def _labels(samples: SEN12MSCRTS) -> dict:
     """The run's coordinates: bands, and per sample its patch, target and input steps and their coverage."""
     return {
         "S2_band": np.array(S2_BANDS, dtype=object),
-        "roi_group": ("sample", np.array([lab["roi"].split("/")[0] for lab in samples.labels], dtype=object)),
-        "roi": ("sample", np.array([int(lab["roi"].split("/")[1]) for lab in samples.labels], np.int32)),
-        "patch_id": ("sample", np.array([lab["patch_id"] for lab in samples.labels], np.int32)),
+        "roi_group": ("sample", np.array([lab.roi.group for lab in samples.labels], dtype=object)),
+        "roi": ("sample", np.array([lab.roi.number for lab in samples.labels], np.int32)),
+        "patch_id": ("sample", np.array([lab.patch_id for lab in samples.labels], np.int32)),
         "target_time": ("sample", samples.index.target),
         "input_times": (("sample", "input"), samples.index.inputs),
         "input_coverage": (("sample", "input"), np.take_along_axis(samples.coverage, samples.index.inputs, axis=1)),

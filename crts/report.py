@@ -16,9 +16,9 @@ from cube import open_cube
 from cube.clouds import NO_DATA
 from cube.outputs import check_output_folder
 from cube.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
-from cube.rois import Roi, region_of
+from cube.rois import region_of
 from cube.runs import list_runs, open_run, side_by_side
-from cube.store import CubeStore, as_store
+from cube.store import CubeStore, as_store, patch_labels
 
 from .evaluate import METRIC_UNITS
 
@@ -36,9 +36,10 @@ def samples_table(cube: str | os.PathLike | CubeStore, runs: list[str] | None = 
         ds = open_run(cube, run)
         frame = pd.DataFrame({name: ds[name].values for name in METRICS if name in ds})
         frame.insert(0, "run", run)
-        frame["roi"] = [f"{g}/{r}" for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)]
+        labels = patch_labels(ds)
+        frame["roi"] = [str(label.roi) for label in labels]
         frame["patch_id"] = ds.patch_id.values
-        frame["region"] = [region_of(Roi.parse(r)) for r in frame.roi]
+        frame["region"] = [region_of(label.roi) for label in labels]
         frame["detector"] = ds.attrs["cloud_masks"]
         frame["input_coverage"] = ds.input_coverage.values.mean(axis=1)
         frame["coverage_bin"] = pd.cut(frame.input_coverage, COVERAGE_BINS, include_lowest=True).astype(str)
@@ -206,6 +207,11 @@ REPORT_TITLE = "# Evaluation report: "
 """The first line of ``report.md`` (then the runs), by which an earlier report's folder is recognised."""
 
 
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A table of the report (its index as the first columns) in Markdown, numbers to 4 decimals."""
+    return frame.reset_index().to_markdown(index=False, floatfmt=".4f")
+
+
 def _is_report(folder: Path) -> bool:
     """True for a folder holding a ``report.md`` that :func:`write_report` wrote."""
     try:
@@ -216,7 +222,8 @@ def _is_report(folder: Path) -> bool:
 
 def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, runs: list[str] | None = None,
                  n_examples: int = 3, storage_options: dict | None = None) -> Path:
-    """Tables (``report.md`` and one CSV per table) and figures of the chosen runs (default: all) into ``out``.
+    """Tables (``report.md`` and one CSV per table: ``overall.csv``, ``by_region.csv``, ...) and figures of the
+    chosen runs (default: all) into ``out``; returns the path of ``report.md``.
 
     ``cube`` is a path or URL (``storage_options`` as for :func:`cube.open_cube`); ``out`` a local folder.
     """
@@ -229,13 +236,13 @@ def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, ru
     lines = [f"{REPORT_TITLE}{', '.join(chosen)}", ""]
     for name, frame in metric_tables(table).items():
         frame.to_csv(out / f"{name}.csv")
-        lines += [f"## {name.replace('_', ' ')}", "", frame.reset_index().to_markdown(index=False, floatfmt=".4f"), ""]
+        lines += [f"## {name.replace('_', ' ')}", "", markdown_table(frame), ""]
     uncertainty = uncertainty_table(cube, chosen)
     if len(uncertainty):
         uncertainty.to_csv(out / "uncertainty.csv")
         lines += ["## uncertainty", "", "UCE and AUCE over 20 bins of mean predicted variance; RMSE of the most "
                   "certain images ([0, 1] reflectance).", "",
-                  uncertainty.reset_index().to_markdown(index=False, floatfmt=".4f"), ""]
+                  markdown_table(uncertainty), ""]
     table.to_csv(out / "samples.csv", index=False)
     examples = list(np.linspace(0, table.groupby("run").size().min() - 1, n_examples).astype(int))
     plot_samples(cube, chosen, sorted(set(examples)), out / "examples.png")

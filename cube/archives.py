@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from .problems import FileProblem
 from .rois import Roi, region_of, split_of
 
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tgz")
@@ -42,7 +43,7 @@ _GROUP = (re.compile(r"^s[12]_(?P<key>.+)$"), re.compile(r"^(?P<key>ROIs\d{4}_[a
 """Archive stems whose archives share patches: ``s1_africa``/``s2_africa``, ``ROIs1158_spring_s1``/``_s2``/..."""
 
 
-class ArchiveError(ValueError):
+class ArchiveError(FileProblem):
     """An archive that cannot be read to its end: truncated, corrupt, or unreachable."""
 
 
@@ -176,7 +177,7 @@ def _open_raw(archive: Archive) -> tuple[BinaryIO, int | None]:
             return response, int(length) if length else None
         return open(archive.location, "rb"), os.path.getsize(archive.location)
     except OSError as err:  # urllib's errors are OSErrors too
-        raise ArchiveError(f"{archive.name}: cannot be opened ({getattr(err, 'reason', None) or err})") from None
+        raise ArchiveError(archive.name, f"cannot be opened ({getattr(err, 'reason', None) or err})") from None
 
 
 def _decompressed(raw: _Counting, local: bool) -> BinaryIO:
@@ -229,4 +230,4 @@ class MemberStream:
         except _BROKEN as err:
             where = f"after member {last} ({count} read whole)" if last else "before its first member"
             reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-            raise ArchiveError(f"{self.archive.name}: truncated or corrupt archive, broke {where}: {reason}") from None
+            raise ArchiveError(self.archive.name, f"truncated or corrupt archive, broke {where}: {reason}") from None

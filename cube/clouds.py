@@ -106,8 +106,8 @@ def _add_variables(store: CubeStore, names: list[str]) -> None:
                                 "_FillValue": np.nan}
         coords["detector"] = ("detector", np.array(DETECTORS, dtype=object))
     if new:
-        xr.Dataset(new, coords=coords, attrs=ds.attrs).to_zarr(  # mode "a" rewrites the root attributes
-            store.store, mode="a", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+        store.write_dataset(xr.Dataset(new, coords=coords, attrs=ds.attrs),  # mode "a" rewrites the root attributes
+                            mode="a", compute=False, encoding=encoding)
 
 
 Predictor = Callable[[np.ndarray], np.ndarray]

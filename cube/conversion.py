@@ -34,14 +34,13 @@ from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS
 from .outputs import check_outside
 from .parallel import RowBatches, check_workers, run_tasks
+from .problems import FileProblem, Problem
 from .rois import Roi, in_cr_split, select_rois
 from .schema import SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, template
 from .store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
 from .validate import (
     Expected,
-    FileProblem,
     PatchFiles,
-    Problem,
     check_complete,
     detect_layout,
     group_patches,
@@ -128,8 +127,7 @@ def _headers(patches: list[PatchFiles], spec: Spec) -> tuple[dict, dict[str, np.
             try:
                 epsg, transform, dtype, _, width = read_header(patch.files[slot])
             except FileProblem as err:
-                problems.append(Problem(str(patch.files[slot]), str(err).split(": ", 1)[1], str(patch.roi),
-                                        patch.pid, slot[1], slot[0]))
+                problems.append(err.located(patch.roi, patch.pid, slot[1], slot[0]))
                 continue
             dtypes[slot[0]][dtype] += 1
             sizes[width] += 1
@@ -158,7 +156,7 @@ def _read_slot(path: str, modality: str, expected: Expected, epsg: int,
 
 def convert_patch(store: CubeStore, index: int, spec_name: str, times: int, files: dict[tuple[str, int], str],
                   expected: dict[str, Expected], epsg: int, transform: tuple[float, ...], on_error: str,
-                  label: tuple[str, int]) -> tuple[int, np.ndarray, list[Problem]]:
+                  label: tuple[Roi, int]) -> tuple[int, np.ndarray, list[Problem]]:
     """Read, check and write one patch's shards; returns its position, ``valid`` row and problems (the calling
     process writes the row, see :class:`cube.parallel.RowBatches`). Runs on a dask worker."""
     spec = SPECS[spec_name]
@@ -177,7 +175,7 @@ def convert_patch(store: CubeStore, index: int, spec_name: str, times: int, file
             if isinstance(image, FileProblem):
                 if on_error == "fail":
                     raise image
-                problems.append(Problem(files[(m, t)], str(image).split(": ", 1)[1], label[0], label[1], t, m))
+                problems.append(image.located(*label, t, m))
             if isinstance(image, np.ndarray):
                 data[t], valid[t, mi] = image, True
             else:
@@ -197,7 +195,7 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
     for name in store.children():
         if name in ours:
             store.delete(name)
-    ds_template.to_zarr(store.store, compute=False, zarr_format=3, consolidated=False, encoding=enc, mode="a")
+    store.write_dataset(ds_template, compute=False, encoding=enc, mode="a")
 
 
 def _grow(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
@@ -219,8 +217,7 @@ def _write_labels(store: CubeStore, spec: Spec, start: int, metas: list[PatchMet
     """Write the labels, dates, georeference and paths of patches at ``start`` onwards."""
     with plain_files_ignored():
         labels = patch_variables(spec, metas, times)
-        labels.to_zarr(store.store, region={"patch": slice(start, start + len(metas))}, mode="r+", zarr_format=3,
-                       consolidated=False)
+        store.write_dataset(labels, region={"patch": slice(start, start + len(metas))}, mode="r+")
 
 
 def _stored_keys(store: CubeStore, state: CubeState) -> set[tuple[str, int, int]]:
@@ -315,7 +312,7 @@ def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int
     georef = {(str(g), int(r), int(p)): (int(e), tuple(t)) for g, r, p, e, t in zip(
         *(group[name][first:] for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True)}
     tasks = [(store, first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
-              *georef[p.key], on_error, (str(p.roi), p.pid)) for i, p in enumerate(new) if not done[i]]
+              *georef[p.key], on_error, (p.roi, p.pid)) for i, p in enumerate(new) if not done[i]]
     problems: list[Problem] = []
     try:
         with RowBatches(store, "valid") as rows:
@@ -335,15 +332,15 @@ def _discover(src: Path, spec: Spec, rois: list[str] | None, split: str | None,
     found, problems = group_patches(src, spec.layout)
     patches = _select(found, src, spec.layout, rois, split, region)
     chosen = {(p.roi, p.pid) for p in patches}
-    problems = [p for p in problems if not p.roi or (Roi.parse(p.roi, known=False), p.patch_id) in chosen]
+    problems = [p for p in problems if p.roi is None or (p.roi, p.patch_id) in chosen]
     times = max(t for p in patches for (_, t) in p.files) + 1 if spec.temporal else 1
     return patches, problems + check_complete(patches, src, spec.layout, spec.modalities, times), times
 
 
 def _only_new(problems: list[Problem], new: list[PatchFiles]) -> list[Problem]:
     """Problems that concern the patches still to convert (or no patch in particular)."""
-    keys = {(str(p.roi), p.pid) for p in new}
-    return [p for p in problems if not p.roi or (str(Roi.parse(p.roi, known=False)), p.patch_id) in keys]
+    keys = {(p.roi, p.pid) for p in new}
+    return [p for p in problems if p.roi is None or (p.roi, p.patch_id) in keys]
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois: list[str] | None = None,
@@ -501,7 +498,7 @@ def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[Pat
     if placed:  # (nothing is left to do if another writer finished the same work before this one got the lock)
         commit_complete(store, owner, state, valid, f"converted {len(placed)} patch(es) from {out.source}")
     out.patches_in_cube, out.patches_added, out.gaps = valid.shape[0], len(placed), state.gaps
-    out.problems = [asdict(p) for p in problems + header_problems + task_problems]
+    out.problems = [p.record() for p in problems + header_problems + task_problems]
     if clouds and spec.temporal:
         out.cloud_pass_patches = cloud_pass(store, owner, clouds, workers=workers, scheduler=scheduler,
                                             progress=progress)

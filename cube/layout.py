@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from natsort import natsorted
 
+from .problems import FileProblem, Problem
 from .rois import GROUPS, Roi
 
 MODALITIES: tuple[str, ...] = ("S1", "S2")
@@ -78,34 +79,34 @@ def parse_ts_path(path: Path, root: Path) -> TsFile:
 
     Raises
     ------
-    ValueError
+    FileProblem
         Naming the file and what does not parse or does not match its folder.
     """
     m = _TS_NAME.match(path.name)
     if m is None:
-        raise ValueError(f"{path}: file name does not follow "
-                         "s<1|2>_ROIsXXXX_<roi>_ImgNo_<t>_<YYYY-MM-DD>_patch_<pid>.tif")
+        raise FileProblem(path, "file name does not follow "
+                          "s<1|2>_ROIsXXXX_<roi>_ImgNo_<t>_<YYYY-MM-DD>_patch_<pid>.tif")
     try:
         date = dt.date.fromisoformat(m["date"])
     except ValueError:
-        raise ValueError(f"{path}: invalid date {m['date']!r} in file name") from None
+        raise FileProblem(path, f"invalid date {m['date']!r} in file name") from None
     parsed = TsFile(m["mod"].upper(), Roi(m["group"], int(m["roi"])), int(m["t"]), date,
                     int(m["pid"]), path)
     folders = path.relative_to(root).parts[:-1]
     expected = (parsed.roi.group, str(parsed.roi.number), parsed.modality, str(parsed.t))
     if folders != expected:
-        raise ValueError(f"{path}: file name says {'/'.join(expected)} but it lies in {'/'.join(folders)}")
+        raise FileProblem(path, f"file name says {'/'.join(expected)} but it lies in {'/'.join(folders)}")
     return parsed
 
 
 def parse_cr_path(path: Path, root: Path) -> CrFile:
-    """Parse a mono-temporal file's name and check it against its folders."""
+    """Parse a mono-temporal file's name and check it against its folders (raises :class:`FileProblem`)."""
     m = _CR_NAME.match(path.name)
     if m is None or m["group"] not in SEASONS or SEASONS[m["group"]] != m["season"]:
-        raise ValueError(f"{path}: file name does not follow ROIsXXXX_<season>_<s1|s2|s2_cloudy>_<scene>_p<pid>.tif")
+        raise FileProblem(path, "file name does not follow ROIsXXXX_<season>_<s1|s2|s2_cloudy>_<scene>_p<pid>.tif")
     parsed = CrFile(m["kind"], Roi(m["group"], int(m["scene"])), int(m["pid"]), path)
     if path.relative_to(root) != cr_relpath(parsed.kind, parsed.roi, parsed.pid):
-        raise ValueError(f"{path}: lies in the wrong folder for its name")
+        raise FileProblem(path, "lies in the wrong folder for its name")
     return parsed
 
 
@@ -116,7 +117,7 @@ _CR_KIND_FOLDER = re.compile(r"ROIs[^.]*_[^.]*_s[^.]*")
 _CR_SCENE_FOLDER = (re.compile(r"(s1|s2|s2_cloudy)_\d+"),)
 
 
-def _listing(folder: Path, problems: list[str]) -> list[os.DirEntry]:
+def _listing(folder: Path, problems: list[Problem]) -> list[os.DirEntry]:
     """The entries of a folder by name, or none and a problem naming it if it cannot be listed.
 
     It cannot when it is unreadable, a file, a broken link or a link loop.
@@ -125,7 +126,7 @@ def _listing(folder: Path, problems: list[str]) -> list[os.DirEntry]:
         with os.scandir(folder) as entries:
             return sorted(entries, key=lambda e: e.name)
     except OSError as err:
-        problems.append(f"{folder}: cannot be read as a folder ({err.strerror or err})")
+        problems.append(Problem(str(folder), f"cannot be read as a folder ({err.strerror or err})"))
         return []
 
 
@@ -136,7 +137,7 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
-def _tifs(folders: list[Path], levels: tuple[re.Pattern, ...], problems: list[str]) -> list[Path]:
+def _tifs(folders: list[Path], levels: tuple[re.Pattern, ...], problems: list[Problem]) -> list[Path]:
     """The ``.tif`` files ``len(levels)`` folders below ``folders``.
 
     Every folder on the way is listed, and every entry named like a folder of
@@ -151,18 +152,18 @@ def _tifs(folders: list[Path], levels: tuple[re.Pattern, ...], problems: list[st
 
 
 def _parsed(paths: list[Path], parse: Callable[[Path, Path], _File], root: Path,
-            problems: list[str]) -> list[_File]:
-    """``parse`` of each path, in natural sort order; a path that does not parse adds its message to ``problems``."""
+            problems: list[Problem]) -> list[_File]:
+    """``parse`` of each path, in natural sort order; a path that does not parse adds its problem to ``problems``."""
     files = []
     for path in natsorted(paths, key=str):
         try:
             files.append(parse(path, root))
-        except ValueError as err:
-            problems.append(str(err))
+        except FileProblem as err:
+            problems.append(err.located())
     return files
 
 
-def scan_ts(root: Path | str) -> tuple[list[TsFile], list[str]]:
+def scan_ts(root: Path | str) -> tuple[list[TsFile], list[Problem]]:
     """Every ``.tif`` of a SEN12MS-CR-TS tree, parsed, in natural sort order.
 
     Only ``ROIs*`` folders are read, so extra files beside them (archives,
@@ -171,18 +172,18 @@ def scan_ts(root: Path | str) -> tuple[list[TsFile], list[str]]:
     Returns
     -------
     files, problems
-        Parsed files, and one message per file that did not parse or folder
+        Parsed files, and one :class:`~cube.problems.Problem` per file that did not parse or folder
         that could not be read.
     """
     root = Path(root)
-    problems: list[str] = []
+    problems: list[Problem] = []
     groups = [root / group for group in GROUPS if os.path.lexists(root / group)]
     return _parsed(_tifs(groups, _TS_FOLDERS, problems), parse_ts_path, root, problems), problems
 
 
-def scan_cr(root: Path | str) -> tuple[list[CrFile], list[str]]:
+def scan_cr(root: Path | str) -> tuple[list[CrFile], list[Problem]]:
     """Every ``.tif`` of a SEN12MS-CR tree, parsed, in natural sort order; problems as for :func:`scan_ts`."""
     root = Path(root)
-    problems: list[str] = []
+    problems: list[Problem] = []
     kinds = [Path(e.path) for e in _listing(root, problems) if _CR_KIND_FOLDER.fullmatch(e.name)]
     return _parsed(_tifs(kinds, _CR_SCENE_FOLDER, problems), parse_cr_path, root, problems), problems

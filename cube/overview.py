@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pandas as pd
@@ -45,12 +44,7 @@ def summary(ds: xr.Dataset, store: CubeStore | None = None) -> dict:
             "last_date": dates.max().date().isoformat() if len(dates) else None,
             "detectors": detectors, "mean_coverage": coverage, "gaps": int((~ds.valid.values).sum()),
             "runs": list_runs(store) if store is not None else None,
-            "bytes": folder_size(store.location) if store is not None and store.local else None}
-
-
-def folder_size(path: str | os.PathLike) -> int:
-    """Bytes of every file below ``path`` (a local cube's size on disk)."""
-    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+            "bytes": store.size_bytes() if store is not None else None}
 
 
 def format_summary(facts: dict, name: str) -> str:

@@ -60,6 +60,28 @@ class Roi:
         return roi
 
 
+@dataclass(frozen=True, order=True)
+class PatchLabel:
+    """One patch: its ROI and its number inside the ROI, written ``ROIs1868/73 patch 12``.
+
+    Examples
+    --------
+    >>> label = PatchLabel(Roi("ROIs1868", 73), 12)
+    >>> str(label), label.record()
+    ('ROIs1868/73 patch 12', {'roi': 'ROIs1868/73', 'patch_id': 12})
+    """
+
+    roi: Roi
+    patch_id: int
+
+    def __str__(self) -> str:
+        return f"{self.roi} patch {self.patch_id}"
+
+    def record(self) -> dict:
+        """The label as JSON-ready fields (the ROI written ``ROIsXXXX/NN``)."""
+        return {"roi": str(self.roi), "patch_id": self.patch_id}
+
+
 ALL_ROIS: tuple[Roi, ...] = tuple(Roi(g, n) for g in GROUPS for n in _TABLE[g])
 
 

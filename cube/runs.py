@@ -83,7 +83,7 @@ class RunWriter:
         self.path = f"{RUNS}/{name}/{self.version}"
         self.writer = owner_record(f"run {name}")
         template = template.assign_attrs(writer=json.dumps(self.writer))  # a string: netCDF-safe
-        template.to_zarr(store.at(self.path), mode="w-", compute=False, zarr_format=3, consolidated=False)
+        store.write_dataset(template, self.path, mode="w-", compute=False)
 
     def array(self, variable: str) -> zarr.Array:
         """A variable of this version, for writing."""
@@ -98,8 +98,7 @@ class RunWriter:
         deleted (the one replaced, or that of a concurrent writer of the same name
         that published first).
         """
-        rest.assign_attrs(writer=json.dumps(self.writer)).to_zarr(self.store.at(self.path), mode="a", zarr_format=3,
-                                                      consolidated=False)
+        self.store.write_dataset(rest.assign_attrs(writer=json.dumps(self.writer)), self.path, mode="a")
         now = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
         self.store.write_group(f"{RUNS}/{self.name}", {"run": self.name, "version": self.version, "published": now})
         self.store.group(self.path, mode="r+").update_attributes({"published": now})

@@ -42,7 +42,7 @@ from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, StorePath
 
-from .rois import GROUPS, Roi
+from .rois import GROUPS, PatchLabel, Roi
 from .schema import DESCRIPTIONS, SCHEMA_VERSION, UPGRADABLE
 
 STATE, LOCK = "cube_state", "writer_lock"
@@ -214,6 +214,15 @@ class CubeStore:
         Read only, or read and write.
     storage_options : dict, optional
         Options of the object store (endpoint, region, credentials, ``anon``).
+
+    Notes
+    -----
+    Every read and write of a cube's objects goes through this class (xarray
+    writes through :meth:`write_dataset`, zarr through :meth:`group` and
+    :meth:`array`). What lies where belongs to one module each, which uses
+    this class for the I/O: the variables to :mod:`cube.schema`, the
+    ``runs/<run>/<version>`` groups to :mod:`cube.runs`, the state and the
+    writer lock to this module.
     """
 
     def __init__(self, location: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> None:
@@ -340,6 +349,19 @@ class CubeStore:
         metadata, such as a run published after it, would not be found.)
         """
         return StorePath(self.store, path) if path else self.store
+
+    def write_dataset(self, ds: xr.Dataset, path: str = "", **to_zarr: object) -> None:
+        """Write ``ds`` into the group at ``path`` with :meth:`xarray.Dataset.to_zarr` (Zarr v3, metadata not
+        consolidated: :meth:`commit` consolidates); ``to_zarr`` holds its other arguments (mode, region, ...)."""
+        ds.to_zarr(self.at(path), zarr_format=3, consolidated=False, **to_zarr)
+
+    def size_bytes(self) -> int | None:
+        """Bytes of every file of a local cube (None in a bucket, where listing every object would cost a
+        request per thousand objects)."""
+        if not self.local:
+            return None
+        return sum(os.path.getsize(os.path.join(root, name))
+                   for root, _, names in os.walk(self.location.removeprefix("file://")) for name in names)
 
     def group(self, path: str = "", mode: str = "r") -> zarr.Group:
         """A group as zarr sees it now (not as its consolidated metadata saw it at the last commit)."""
@@ -608,6 +630,13 @@ def patch_bounds(ds: xr.Dataset) -> np.ndarray:
     """Bounds (left, bottom, right, top) of every patch in its CRS, shape (patch, 4)."""
     t, width, height = ds.transform.values, ds.sizes["x"], ds.sizes["y"]
     return np.stack([t[:, 2], t[:, 5] + t[:, 4] * height, t[:, 2] + t[:, 0] * width, t[:, 5]], axis=1)
+
+
+def patch_labels(ds: xr.Dataset) -> list[PatchLabel]:
+    """The label of every patch along the ``patch`` dimension, from the coordinates ``roi_group``, ``roi`` and
+    ``patch_id`` (the inverse of :func:`patch_index`)."""
+    return [PatchLabel(Roi(str(g), int(r)), int(p))
+            for g, r, p in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True)]
 
 
 def patch_index(ds: xr.Dataset, roi: str | Roi, patch_id: int) -> int:

@@ -16,29 +16,11 @@ from rasterio.errors import RasterioError
 
 from .bands import BANDS
 from .layout import CrFile, TsFile, cr_relpath, scan_cr, scan_ts, ts_relpath
+from .problems import FileProblem, Problem
 from .rois import Roi
 
 CR_MODALITIES: dict[str, str] = {"s1": "S1", "s2": "S2", "s2_cloudy": "S2_cloudy"}
 """Mono-temporal file kinds and the cube modality each becomes."""
-
-
-class FileProblem(ValueError):
-    """A file (or a missing file) that cannot go into the cube as it is."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem found, located as precisely as it can be."""
-
-    path: str
-    message: str
-    roi: str = ""
-    patch_id: int = -1
-    time: int = -1
-    modality: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
 
 
 @dataclass
@@ -74,15 +56,14 @@ def group_patches(root: Path, layout: str) -> tuple[list[PatchFiles], list[Probl
     Problems: folders that cannot be read, unparsable names and two files for one slot.
     """
     found: list[TsFile] | list[CrFile]
-    found, messages = scan_ts(root) if layout == "sen12mscrts" else scan_cr(root)
-    problems = [Problem(m.split(": ", 1)[0], m.split(": ", 1)[1]) for m in messages]
+    found, problems = scan_ts(root) if layout == "sen12mscrts" else scan_cr(root)
     patches: dict[tuple[Roi, int], PatchFiles] = {}
     for f in found:
         patch = patches.setdefault((f.roi, f.pid), PatchFiles(f.roi, f.pid))
         slot = (f.modality, f.t) if isinstance(f, TsFile) else (CR_MODALITIES[f.kind], 0)
         if slot in patch.files:
             problems.append(Problem(str(f.path), f"a second file for {slot[0]} time step {slot[1]} of this "
-                                    f"patch (first: {patch.files[slot].name})", str(f.roi), f.pid, slot[1],
+                                    f"patch (first: {patch.files[slot].name})", f.roi, f.pid, slot[1],
                                     slot[0]))
             continue
         patch.files[slot] = f.path
@@ -110,12 +91,12 @@ def check_complete(patches: list[PatchFiles], root: Path, layout: str, modalitie
                 others = sorted({s[0] for s in patch.files})
                 problems.append(Problem(str(_folder(root, layout, modality, patch.roi, 0)),
                                         f"patch {patch.pid} has {' and '.join(others)} files but no {modality} "
-                                        "file (unpaired)", str(patch.roi), patch.pid, -1, modality))
+                                        "file (unpaired)", patch.roi, patch.pid, -1, modality))
                 continue
             for t in sorted(set(range(times)) - set(have)):
                 problems.append(Problem(str(_folder(root, layout, modality, patch.roi, t)),
                                         f"no {modality} file for patch {patch.pid} at time step {t}",
-                                        str(patch.roi), patch.pid, t, modality))
+                                        patch.roi, patch.pid, t, modality))
     return problems
 
 
@@ -140,25 +121,25 @@ def read_checked(path: Path, modality: str, expected: Expected, epsg: int,
     try:
         with rasterio.open(path) as src:
             if src.count != expected.count:
-                raise FileProblem(f"{path}: has {src.count} bands, expected {expected.count} "
+                raise FileProblem(path, f"has {src.count} bands, expected {expected.count} "
                                   f"({', '.join(BANDS['S1' if modality == 'S1' else 'S2'])})")
             if np.dtype(src.dtypes[0]) != expected.dtype:
-                raise FileProblem(f"{path}: has dtype {src.dtypes[0]}, expected {expected.dtype} like the "
+                raise FileProblem(path, f"has dtype {src.dtypes[0]}, expected {expected.dtype} like the "
                                   f"other {modality} files")
             if (src.height, src.width) != (expected.size, expected.size):
-                raise FileProblem(f"{path}: is {src.height} x {src.width} px, expected "
+                raise FileProblem(path, f"is {src.height} x {src.width} px, expected "
                                   f"{expected.size} x {expected.size}")
             if src.crs is None or src.crs.to_epsg() != epsg:
-                raise FileProblem(f"{path}: CRS {src.crs.to_string() if src.crs else 'missing'} differs from "
+                raise FileProblem(path, f"CRS {src.crs.to_string() if src.crs else 'missing'} differs from "
                                   f"EPSG:{epsg} of the patch's other files")
             if not np.allclose(tuple(src.transform)[:6], transform):
-                raise FileProblem(f"{path}: transform {tuple(src.transform)[:6]} differs from {transform} of "
+                raise FileProblem(path, f"transform {tuple(src.transform)[:6]} differs from {transform} of "
                                   "the patch's other files")
             data = src.read()
     except RasterioError as err:
-        raise FileProblem(f"{path}: cannot be read as a GeoTIFF (corrupt or truncated?): {err}") from None
+        raise FileProblem(path, f"cannot be read as a GeoTIFF (corrupt or truncated?): {err}") from None
     if modality != "S1" and data.dtype.kind == "f" and not np.isfinite(data).all():
-        raise FileProblem(f"{path}: {int((~np.isfinite(data)).sum())} NaN/inf values in {modality}")
+        raise FileProblem(path, f"{int((~np.isfinite(data)).sum())} NaN/inf values in {modality}")
     return data
 
 
@@ -167,8 +148,8 @@ def read_header(path: Path) -> tuple[int, tuple[float, ...], np.dtype, int, int]
     try:
         with rasterio.open(path) as src:
             if src.crs is None or src.crs.to_epsg() is None:
-                raise FileProblem(f"{path}: has no EPSG-coded CRS")
+                raise FileProblem(path, "has no EPSG-coded CRS")
             return (int(src.crs.to_epsg()), tuple(src.transform)[:6], np.dtype(src.dtypes[0]), src.count,
                     src.width)
     except RasterioError as err:
-        raise FileProblem(f"{path}: cannot be read as a GeoTIFF (corrupt or truncated?): {err}") from None
+        raise FileProblem(path, f"cannot be read as a GeoTIFF (corrupt or truncated?): {err}") from None

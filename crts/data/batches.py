@@ -55,7 +55,8 @@ class SampleWindows(torch.utils.data.Dataset):
     - ``input_masks`` float32 (T, h, w), ``target_mask`` (h, w): the detector's masks;
     - ``input_coverage`` float32 (T,), ``target_coverage`` (): the whole image's coverage;
     - ``input_s1_td``, ``input_s2_td`` int64 (T,), ``target_s2_td`` (): days since 2014-04-03;
-    - labels to write results back: ``pdx`` (sample index), ``roi`` (str), ``patch_id``,
+    - labels to write results back, as the cube's coordinates: ``pdx`` (sample index), ``roi_group`` (str),
+      ``roi`` and ``patch_id`` (int),
       ``input_times`` (T,), ``target_time``, ``y0``, ``x0`` (window origin in the patch, px).
 
     The DataLoader stacks them into batches (B, ...); see :func:`loader`.
@@ -149,7 +150,7 @@ class SampleWindows(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         pdx, y0, x0 = self.position(i)
         window = (slice(y0, y0 + self.input_dims["y"]), slice(x0, x0 + self.input_dims["x"]))
-        index = self.samples.index
+        index, label = self.samples.index, self.samples.labels[pdx]
         n = index.inputs.shape[1]
         read = self.samples.read_steps(pdx, [*map(int, index.inputs[pdx]), int(index.target[pdx])], window)
         return {
@@ -162,7 +163,7 @@ class SampleWindows(torch.utils.data.Dataset):
             "input_s1_td": torch.tensor(read["S1 TD"][:n]),
             "input_s2_td": torch.tensor(read["S2 TD"][:n]),
             "target_s2_td": torch.tensor(read["S2 TD"][n]),
-            "pdx": pdx, "roi": self.samples.labels[pdx]["roi"], "patch_id": self.samples.labels[pdx]["patch_id"],
+            "pdx": pdx, "roi_group": label.roi.group, "roi": label.roi.number, "patch_id": label.patch_id,
             "input_times": torch.from_numpy(index.inputs[pdx].copy()), "target_time": int(index.target[pdx]),
             "y0": y0, "x0": x0,
         }

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cube.rois import PatchLabel
+
 from .sampling import SampleIndex
 
 _ALLOWED_GLOBALS = {
@@ -105,7 +107,7 @@ def save_npy_index(path: str | os.PathLike, index: SampleIndex, paths: list[dict
     return path
 
 
-def index_from_records(records: dict, n_input_samples: int, n_times: int, labels: list[dict],
+def index_from_records(records: dict, n_input_samples: int, n_times: int, labels: list[PatchLabel],
                        source: str) -> SampleIndex:
     """A :class:`SampleIndex` from ``{pdx: {'input': [...], 'target': t}}``, every field checked.
 
@@ -117,9 +119,9 @@ def index_from_records(records: dict, n_input_samples: int, n_times: int, labels
         The number of input steps each record must list.
     n_times : int
         The cube's number of time steps: steps must lie in [0, n_times).
-    labels : list of dict
-        This selection's ``{'roi', 'patch_id'}`` per pdx; records that carry
-        these labels (our JSON format) must name the same patch.
+    labels : list of cube.rois.PatchLabel
+        This selection's patch per pdx; records that carry ``roi`` and
+        ``patch_id`` (our JSON format) must name the same patch.
     source : str
         The file, for messages.
 
@@ -177,10 +179,10 @@ def _checked_record(record: object, pdx: int, n_input_samples: int, n_times: int
     coverage_bin = record.get("coverage bin", True)
     if not isinstance(coverage_bin, bool):
         raise ValueError(f"{where}: 'coverage bin' holds {reprlib.repr(coverage_bin)}, not true or false")
-    roi, patch_id = record.get("roi", label["roi"]), record.get("patch_id", label["patch_id"])
-    if roi != label["roi"] or patch_id != label["patch_id"] or not _is_int(patch_id):
-        raise ValueError(f"{where}: labelled {roi} patch {patch_id}, but this selection's sample {pdx} is "
-                         f"{label['roi']} patch {label['patch_id']}")
+    mine = label.record()
+    roi, patch_id = record.get("roi", mine["roi"]), record.get("patch_id", mine["patch_id"])
+    if roi != mine["roi"] or patch_id != mine["patch_id"] or not _is_int(patch_id):
+        raise ValueError(f"{where}: labelled {roi} patch {patch_id}, but this selection's sample {pdx} is {label}")
     return inputs, record["target"], coverage_bin
 
 
@@ -189,10 +191,12 @@ def _check_step(value: object, n_times: int, where: str) -> None:
         raise ValueError(f"{where} holds {reprlib.repr(value)}, not a time step in [0, {n_times})")
 
 
-def save_json_index(path: str | os.PathLike, index: SampleIndex, labels: list[dict], settings: dict) -> Path:
+def save_json_index(path: str | os.PathLike, index: SampleIndex, labels: list[PatchLabel],
+                    settings: dict) -> Path:
     """Write an index as plain JSON: settings plus one record per sample with its patch labels."""
-    samples = [{"pdx": pdx, **labels[pdx], "input": index.inputs[pdx].tolist(), "target": int(index.target[pdx]),
-                "coverage bin": bool(index.coverage_bin[pdx])} for pdx in range(len(index))]
+    samples = [{"pdx": pdx, **labels[pdx].record(), "input": index.inputs[pdx].tolist(),
+                "target": int(index.target[pdx]), "coverage bin": bool(index.coverage_bin[pdx])}
+               for pdx in range(len(index))]
     path = Path(path)
     path.write_text(json.dumps({"format": JSON_FORMAT, "version": 1, **settings, "samples": samples}, indent=1))
     return path

@@ -16,6 +16,7 @@ target, the middle one), redrawn every epoch; the flag is always True.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,19 +69,19 @@ def _first_true(mask: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.argsort(~mask, axis=1, kind="stable")[:, :n], axis=1)
 
 
-def _valid_steps(coverage: np.ndarray, n_input_samples: int, labels: list[str] | None) -> np.ndarray:
+def _valid_steps(coverage: np.ndarray, n_input_samples: int, labels: Sequence[object] | None) -> np.ndarray:
     """Where ``coverage`` is known; every sample needs ``n_input_samples + 1`` such steps."""
     valid = ~np.isnan(coverage)
     too_few = np.flatnonzero(valid.sum(axis=1) < n_input_samples + 1)
     if len(too_few):
-        names = [labels[i] if labels else str(i) for i in too_few[:5]]
+        names = [str(labels[i]) if labels else str(i) for i in too_few[:5]]
         raise ValueError(f"{len(too_few)} sample(s) have fewer than {n_input_samples + 1} valid time steps "
                          f"(e.g. {', '.join(names)})")
     return valid
 
 
 def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.0, max_cov: float = 1.0,
-                 labels: list[str] | None = None) -> SampleIndex:
+                 labels: Sequence[object] | None = None) -> SampleIndex:
     """Apply the sampling rules to a (samples, time) coverage table (NaN: no valid image).
 
     Parameters
@@ -91,8 +92,9 @@ def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.
         Number of input time steps.
     min_cov, max_cov : float
         Coverage window the inputs should lie in.
-    labels : list of str, optional
-        Sample names, for the error message about samples with too few valid steps.
+    labels : sequence, optional
+        Sample labels (e.g. :class:`cube.rois.PatchLabel`), named in the error about samples with too few
+        valid steps.
 
     Examples
     --------
@@ -112,7 +114,7 @@ def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.
 
 
 def choose_steps_random(coverage: np.ndarray, n_input_samples: int, seed: int | tuple[int, ...],
-                        labels: list[str] | None = None) -> SampleIndex:
+                        labels: Sequence[object] | None = None) -> SampleIndex:
     """UnCRtainTS's ``random`` rule on a (samples, time) coverage table (NaN: no valid image), one draw per seed.
 
     Per sample, the target is drawn uniformly from the steps with coverage below
@@ -129,8 +131,9 @@ def choose_steps_random(coverage: np.ndarray, n_input_samples: int, seed: int | 
         Number of input time steps.
     seed : int or tuple of int
         Seeds numpy's generator, e.g. ``(seed, epoch)``: the same seed gives the same draw.
-    labels : list of str, optional
-        Sample names, for the error message about samples with too few valid steps.
+    labels : sequence, optional
+        Sample labels (e.g. :class:`cube.rois.PatchLabel`), named in the error about samples with too few
+        valid steps.
 
     Examples
     --------

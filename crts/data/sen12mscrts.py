@@ -13,7 +13,7 @@ from cube.clouds import require_clouds
 from cube.detectors import DETECTORS, detector
 from cube.layout import parse_ts_path
 from cube.rois import select_rois
-from cube.store import as_store, patch_bounds, stored_order
+from cube.store import as_store, patch_bounds, patch_labels, stored_order
 
 from .index_files import (
     index_file_name,
@@ -123,8 +123,8 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         keep = np.array([(g, int(r)) in chosen for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)])
         if not keep.any():
             raise ValueError(f"{self.cube}: no patches of split {split!r} and region {region!r}")
-        self.labels = [{"roi": f"{g}/{r}", "patch_id": int(p)} for g, r, p in zip(
-            ds.roi_group.values[keep], ds.roi.values[keep], ds.patch_id.values[keep], strict=True)]
+        self.labels = [label for label, kept in zip(patch_labels(ds), keep, strict=True) if kept]
+        """The :class:`cube.rois.PatchLabel` of each sample."""
         self.positions = stored[keep]
         self.s1_td = days_since_s1_launch(ds.S1_date.values[keep])
         self.s2_td = days_since_s1_launch(ds.S2_date.values[keep])
@@ -144,8 +144,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
 
     def _sample_index(self, import_data_path: str | os.PathLike | None) -> SampleIndex:
         if import_data_path is None:
-            return choose_steps(self.coverage, self.n_input_samples, self.min_cov, self.max_cov,
-                                [f"{lab['roi']} patch {lab['patch_id']}" for lab in self.labels])
+            return choose_steps(self.coverage, self.n_input_samples, self.min_cov, self.max_cov, self.labels)
         path = Path(import_data_path)
         if path.is_dir():
             path = path / index_file_name(self.n_input_samples, self.split, self.cloud_masks)
@@ -163,15 +162,14 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
                 except (ValueError, IndexError):
                     continue
                 mine = self.labels[pdx]  # pdx are 0 .. len - 1: index_from_records checked them
-                if (str(parsed.roi), parsed.pid) != (mine["roi"], mine["patch_id"]):
+                if (parsed.roi, parsed.pid) != (mine.roi, mine.patch_id):
                     raise ValueError(f"{source}: sample {pdx} refers to {parsed.roi} patch {parsed.pid}, but this "
                                      f"selection's sample {pdx} is {mine}")
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the ``random`` sampler's time steps for ``epoch`` (from ``(seed, epoch)``); no-op for ``fixed``."""
         if self.sampler == "random" and self.index is not None:
-            self.index = choose_steps_random(self.coverage, self.n_input_samples, (self.seed, epoch),
-                                             [f"{lab['roi']} patch {lab['patch_id']}" for lab in self.labels])
+            self.index = choose_steps_random(self.coverage, self.n_input_samples, (self.seed, epoch), self.labels)
 
     def export_index(self, path: str | os.PathLike) -> Path:
         """Write this selection's sample index (``.npy`` in the original's format, or ``.json``).

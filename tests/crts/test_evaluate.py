@@ -46,8 +46,8 @@ def test_written_predictions_equal_the_models_output(cube_copy: Path) -> None:
         out = (LeastCloudy()(item["inputs"][None] * 2 - 1, item["input_masks"][None]) + 1) / 2
         expected = np.round(out.clamp(0, 1)[0].numpy() * 10000).astype(np.uint16)
         np.testing.assert_array_equal(run.prediction.values[item["pdx"]], expected)
-        assert (run.roi.values[item["pdx"]], run.patch_id.values[item["pdx"]]) == (
-            int(item["roi"].split("/")[1]), item["patch_id"])
+        assert (run.roi_group.values[item["pdx"]], run.roi.values[item["pdx"]], run.patch_id.values[item["pdx"]]) == (
+            item["roi_group"], item["roi"], item["patch_id"])
     assert run.sizes["sample"] == 6 and float(run.rmse.mean()) >= 0
     units = {name: run[name].attrs["units"] for name in ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy")}
     assert units == {"rmse": "1", "mae": "1", "psnr": "dB", "sam": "degree", "ssim": "1", "rmse_cloudy": "1"}

@@ -56,4 +56,4 @@ def test_scan_uses_natural_order_and_reports_strays(tmp_path: Path) -> None:
     (tmp_path / "index.npy").touch()  # files beside the ROI folders are not looked at
     files, problems = scan_ts(tmp_path)
     assert [f.pid for f in files] == [9, 10, 100]
-    assert len(problems) == 1 and "notes.tif" in problems[0]
+    assert [p.path for p in problems] == [str(stray)] and "file name does not follow" in problems[0].message

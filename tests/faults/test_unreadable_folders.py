@@ -56,7 +56,7 @@ def test_scan_names_the_unreadable_folder(source: Path, level: str, how: str) ->
     folder = source / FOLDERS[level]
     BREAKS[how](folder)
     files, problems = scan_ts(source)
-    assert [p for p in problems if p.startswith(f"{folder}: ")], problems
+    assert [p for p in problems if p.path == str(folder) and p.roi is None], problems
     assert files and not [f for f in files if f.path.is_relative_to(folder)]
 
 
@@ -96,8 +96,8 @@ def test_mono_temporal_folders_too(tmp_path: Path, folders: list[str]) -> None:
     for folder in folders:
         link_loop(root / folder)
     files, problems = scan_cr(root)
-    assert problems == [f"{root / f}: cannot be read as a folder (Too many levels of symbolic links)"
-                        for f in sorted(folders)]
+    assert [str(p) for p in problems] == [f"{root / f}: cannot be read as a folder (Too many levels of symbolic "
+                                          "links)" for f in sorted(folders)]
     assert {f.roi.number for f in files} == ({17} if len(folders) == 3 else {17, 106})
     with pytest.raises(ConversionError, match=f"{root / folders[0]}: cannot be read as a folder"):
         convert(root, tmp_path / "cr.zarr", workers=1, progress=False)

@@ -45,7 +45,9 @@ def test_batches_have_the_documented_shapes_and_labels(samples: SEN12MSCRTS) -> 
         np.testing.assert_array_equal(batch["inputs"][1, k, 13:].numpy(), sample["input"]["S1"][k][(slice(None), *crop)])
     np.testing.assert_array_equal(batch["target"][1].numpy(), sample["target"]["S2"][0][(slice(None), *crop)])
     assert batch["target_time"][1] == sample["target"]["idx"]
-    assert batch["roi"][1] == samples.labels[int(batch["pdx"][1])]["roi"]
+    label = samples.labels[int(batch["pdx"][1])]
+    assert (batch["roi_group"][1], int(batch["roi"][1]), int(batch["patch_id"][1])) == (
+        label.roi.group, label.roi.number, label.patch_id)
 
 
 def _keys(batches) -> list[tuple[int, int, int]]:

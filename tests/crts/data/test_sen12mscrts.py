@@ -72,7 +72,7 @@ def test_indices_follow_the_rules_on_the_geotiffs(sampling_cube: Path, cloud_mas
     data = SEN12MSCRTS(sampling_cube, split=split, region=region, cloud_masks=cloud_masks, n_input_samples=n,
                        min_cov=min_cov, max_cov=max_cov)
     expected = _patches_in_order(root, split, region)
-    assert [(lab["roi"], lab["patch_id"]) for lab in data.labels] == [(str(r), p) for r, p in expected]
+    assert [(lab.roi, lab.patch_id) for lab in data.labels] == list(expected)
     for pdx, (roi, pid) in enumerate(expected):
         inputs, target, in_bin = _rules(_coverage_from_geotiffs(root, roi, pid, cloud_masks), n, min_cov, max_cov)
         assert data.index.inputs[pdx].tolist() == inputs
