@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import time
+import typing
 import warnings
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -370,6 +371,11 @@ _TRAIN_HELP = {
 }
 
 
+def _value_type(hint: object) -> type:
+    """The type of an option's values from a setting's type hint (``int | None`` -> ``int``)."""
+    return next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+
+
 def _train_options(p: argparse.ArgumentParser) -> None:
     from dataclasses import fields
 
@@ -391,16 +397,16 @@ def _train_options(p: argparse.ArgumentParser) -> None:
               also_as_option=True)
     p.add_argument("--config", metavar="FILE", help="JSON file of settings; options given here override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
         if f.name == "cube":
             continue
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
+        kind = _value_type(hints[f.name])
+        if kind is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_TRAIN_HELP[f.name])
         else:
-            kind = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str,
-                    "float | None": float}[str(f.type)]
-            by_model = {name: kind.defaults[f.name] for name, kind in MODELS.items() if f.name in kind.defaults}
+            by_model = {name: model.defaults[f.name] for name, model in MODELS.items() if f.name in model.defaults}
             default = ", ".join(f"{name} {value}" for name, value in by_model.items()) if by_model else f.default
             p.add_argument(flag, type=kind, default=None, choices=choices.get(f.name),
                            help=f"{_TRAIN_HELP[f.name]} (default: {default})")
