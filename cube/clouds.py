@@ -28,7 +28,6 @@ import xarray as xr
 import zarr
 
 from .detectors import S2CLOUDLESS_ATTRS, DETECTORS, NO_DATA, REGISTRY, detector
-from .forest import fast_probability
 from .index import store_index
 from .parallel import RowBatches, check_workers, run_tasks
 from .schema import TABLE_CHUNK, compressor
@@ -214,6 +213,8 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
     group = store.group(mode="r+")
     done = _done(group, detectors)
     if predictor is None and _uses_probability(detectors):
+        from .forest import fast_probability  # here: s2cloudless and lightgbm, which readers of masks never need
+
         predictor = fast_probability()
     todo = np.flatnonzero(~done)
     tasks = [(store, int(i), detectors, predictor) for i in todo]

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from s2cloudless import S2PixelCloudDetector
 from scipy import ndimage, signal
 
 from .bands import S2_SCALE
+
+if TYPE_CHECKING:
+    from s2cloudless import S2PixelCloudDetector
 
 S2CLOUDLESS_PARAMS = {"threshold": 0.4, "average_over": 4, "dilation_size": 2, "all_bands": True}
 """Exactly the toolbox's ``S2PixelCloudDetector`` arguments."""
@@ -32,6 +35,8 @@ NO_DATA = 255
 
 @cache
 def _s2cloudless() -> S2PixelCloudDetector:
+    from s2cloudless import S2PixelCloudDetector  # here: 1-2 s (lightgbm) that readers of masks never pay
+
     return S2PixelCloudDetector(**S2CLOUDLESS_PARAMS)
 
 

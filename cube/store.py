@@ -32,12 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
 from natsort import natsort_keygen
-from rasterio.transform import Affine
 from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, StorePath
@@ -678,6 +676,9 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[
     >>> s2 = georeferenced(ds, patch_index(ds, "ROIs1868/17", 352))  # doctest: +SKIP
     >>> s2.rio.crs, s2.rio.bounds()  # doctest: +SKIP
     """
+    import rioxarray  # noqa: F401  (registers the .rio accessor; imported here: 1-2 s that opening a cube skips)
+    from rasterio.transform import Affine
+
     one = ds[variable].isel(patch=patch)
     band = next((d for d in one.dims if d.endswith("_band")), None)
     if band:  # per-band names: rioxarray writes them as the GeoTIFF's band descriptions
