@@ -1,4 +1,4 @@
-"""The paper's image metrics (reference section 8), per image on batches, on CPU or CUDA.
+"""The paper's image metrics (docs/reference.md §8 Metrics), per image on batches, on CPU or CUDA.
 
 All take predictions and targets (N, C, H, W) scaled to [0, 1] and return one
 value per image (N,); average them over the test samples for the reported

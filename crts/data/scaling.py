@@ -1,4 +1,4 @@
-"""Value scaling of S1 and S2 for learning (``rescale_method``, reference section 3)."""
+"""Value scaling of S1 and S2 for learning (``rescale_method``, docs/reference.md §3 Scaling)."""
 
 from __future__ import annotations
 

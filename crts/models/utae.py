@@ -3,7 +3,7 @@
 Garnot and Landrieu, "Panoptic Segmentation of Satellite Image Time Series with
 Convolutional Temporal Attention Networks", ICCV 2021 (github.com/VSainteuf/utae-paps),
 as the UnCRtainTS repository's ``utae`` backbone (``model/src/backbones/utae.py``) and
-training script use it for cloud removal (docs/reference.md, "U-TAE").
+training script use it for cloud removal (docs/reference.md §7.4 U-TAE).
 """
 
 from __future__ import annotations
