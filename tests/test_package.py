@@ -33,4 +33,4 @@ def test_the_code_s_citations_of_the_reference_name_its_sections() -> None:
             cited |= {(number, title): path for number, title in CITATION.findall(text)}
     assert len(cited) >= 8, cited
     for (number, title), path in cited.items():
-        assert sections.get(number, "").startswith(title), f"{path}: §{number} {title} is not a section of the reference"
+        assert sections.get(number, "").startswith(title), f"{path}: §{number} {title} is not a reference section"

@@ -18,7 +18,8 @@ class Grid:
 
     def __init__(self, size: int, window: int, overlap: int, windows_per_patch: int, patches: int = 1,
                  placement: str = "grid") -> None:
-        self.placement, self.input_dims, self.input_overlap = placement, {"y": size, "x": window}, {"y": 0, "x": overlap}
+        self.placement = placement
+        self.input_dims, self.input_overlap = {"y": size, "x": window}, {"y": 0, "x": overlap}
         self.samples = type("Samples", (), {"image_size": size, "__len__": lambda _: patches})()
         self.count = windows_per_patch * patches
 
