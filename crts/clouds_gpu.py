@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cube.bands import S2_SCALE
+from cube.bands import S2_BANDS, S2_SCALE
 from cube.forest import LEAF, MODEL_PATH, dn_bins, load_forest, sigmoid32
 
 from .devices import resolve_device
@@ -65,7 +65,7 @@ class TorchForestPredictor:
     def __call__(self, s2: np.ndarray) -> np.ndarray:
         """Like :func:`cube.detectors.s2cloudless_probability` for (13, H, W) or (N, 13, H, W)."""
         stack = s2[None] if s2.ndim == 3 else s2
-        if stack.ndim != 4 or stack.shape[1] != 13:
+        if stack.ndim != 4 or stack.shape[1] != len(S2_BANDS):
             raise ValueError(f"expected S2 of shape (13, H, W) or (N, 13, H, W), got {s2.shape}")
         prob = sigmoid32(self.margin(dn_bins(self.forest, stack, S2_SCALE)), self.forest.sigmoid)
         prob = prob.reshape(stack.shape[0], *stack.shape[2:])

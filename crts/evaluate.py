@@ -29,6 +29,7 @@ from .blend import PatchBlender
 from .data import SEN12MSCRTS, SampleWindows, loader
 from .devices import resolve_device
 from .metrics import (
+    CALIBRATION_BINS,
     calibration_bins,
     error_by_certainty,
     evaluate_batch,
@@ -46,8 +47,6 @@ class TargetAmongInputsWarning(UserWarning):
     """Some samples of an evaluation have their target among their inputs: their scores say nothing."""
 
 
-CALIBRATION_BINS = 20
-"""Images are binned by mean predicted variance into this many bins for UCE and AUCE (UnCRtainTS: 5 % steps)."""
 KEPT_PERCENT = 5
 """Step of the kept shares of the error-by-certainty curve, in percent."""
 VARIANCE_DTYPE = np.float16

@@ -13,6 +13,7 @@ import xarray as xr
 from matplotlib.image import AxesImage
 
 from cube import open_cube
+from cube.bands import S2_SCALE
 from cube.clouds import NO_DATA
 from cube.outputs import check_output_folder
 from cube.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
@@ -21,6 +22,7 @@ from cube.runs import list_runs, open_run, side_by_side
 from cube.store import CubeStore, as_store, patch_labels
 
 from .evaluate import METRIC_UNITS
+from .metrics import CALIBRATION_BINS
 
 METRICS = ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy", "rmse_clear", "mae_cloudy", "mae_clear")
 COVERAGE_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
@@ -83,7 +85,7 @@ def _panels(ds: xr.Dataset, shown: dict, runs: list[str], row: int, detector: st
     images.append((f"target {str(one.target_date.values)[:10]}", true_colour(target), None))
     for run in runs:
         prediction = shown[run].prediction.values[row]
-        error = np.abs(prediction.astype(float) - np.clip(target, 0, 10000)).mean(0) / 10000
+        error = np.abs(prediction.astype(float) - np.clip(target, 0, S2_SCALE)).mean(0) / S2_SCALE
         images += [(run, true_colour(prediction), None), (f"|error|\n{run}", error, None)]
         if "variance" in shown[run]:
             variance = shown[run].variance.values[row].astype(np.float32)
@@ -240,8 +242,8 @@ def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, ru
     uncertainty = uncertainty_table(cube, chosen)
     if len(uncertainty):
         uncertainty.to_csv(out / "uncertainty.csv")
-        lines += ["## uncertainty", "", "UCE and AUCE over 20 bins of mean predicted variance; RMSE of the most "
-                  "certain images ([0, 1] reflectance).", "",
+        lines += ["## uncertainty", "", f"UCE and AUCE over {CALIBRATION_BINS} bins of mean predicted variance; "
+                  "RMSE of the most certain images ([0, 1] reflectance).", "",
                   markdown_table(uncertainty), ""]
     table.to_csv(out / "samples.csv", index=False)
     examples = list(np.linspace(0, table.groupby("run").size().min() - 1, n_examples).astype(int))

@@ -45,7 +45,7 @@ from .archives import (
     is_url,
     tree_path,
 )
-from .bands import BANDS
+from .bands import bands_of
 from .clouds import cloud_pass
 from .layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
 from .conversion import (
@@ -329,7 +329,7 @@ def incomplete(assembly: Assembly, root: str, only_spooled: bool) -> tuple[list[
 def expected_of(store: CubeStore, spec: Spec) -> dict[str, Expected]:
     group = store.group()
     size = group[spec.modalities[0]].shape[-1]
-    return {m: Expected(len(BANDS["S1" if m == "S1" else "S2"]), np.dtype(group[m].dtype), size)
+    return {m: Expected(len(bands_of(m)), np.dtype(group[m].dtype), size)
             for m in spec.modalities}
 
 

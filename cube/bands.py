@@ -18,6 +18,17 @@ S2_WAVELENGTH_NM: tuple[float, ...] = (442.7, 492.4, 559.8, 664.6, 704.1, 740.5,
 DTYPES: dict[str, np.dtype] = {"S1": np.dtype("float32"), "S2": np.dtype("uint16")}
 BANDS: dict[str, tuple[str, ...]] = {"S1": S1_BANDS, "S2": S2_BANDS}
 
+
+def bands_of(modality: str) -> tuple[str, ...]:
+    """Band names of a modality's images: S1's for ``S1``, S2's for ``S2`` and ``S2_cloudy`` (SEN12MS-CR).
+
+    Examples
+    --------
+    >>> bands_of("S1"), len(bands_of("S2_cloudy"))
+    (('VV', 'VH'), 13)
+    """
+    return S1_BANDS if modality == "S1" else S2_BANDS
+
 S2_SCALE = 10000.0
 """Reflectance scale factor of the S2 digital numbers."""
 

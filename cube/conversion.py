@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .bands import BANDS, DTYPES
+from .bands import DTYPES, bands_of
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS
 from .outputs import check_outside
@@ -307,7 +307,7 @@ def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int
     group = store.group()
     done = group["valid"][first:].reshape(len(new), -1).all(axis=1) if new else np.array([], bool)
     size = group[spec.modalities[0]].shape[-1]
-    expected = {m: Expected(len(BANDS["S1" if m == "S1" else "S2"]), np.dtype(group[m].dtype), size)
+    expected = {m: Expected(len(bands_of(m)), np.dtype(group[m].dtype), size)
                 for m in spec.modalities}
     georef = {(str(g), int(r), int(p)): (int(e), tuple(t)) for g, r, p, e, t in zip(
         *(group[name][first:] for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True)}

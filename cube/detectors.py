@@ -85,7 +85,7 @@ def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def heuristic_cloud_score(s2: np.ndarray) -> np.ndarray:
-    """Smoothed spectral cloud score in [1e-5, 1] of one image (reference section 4).
+    """Smoothed spectral cloud score in [1e-5, 1] of one image (docs/reference.md §4 Detectors).
 
     In the original's precision, which decides pixels near the 0.2 threshold:
     float32 up to the grey closing, then the 7x7 mean with a float64 kernel

@@ -1,10 +1,10 @@
 """File and folder names of SEN12MS-CR-TS and SEN12MS-CR, and discovery of the files in a tree.
 
-Multi-temporal (reference section 1)::
+Multi-temporal (docs/reference.md §1 Layout)::
 
     <root>/ROIs1868/73/S2/14/s2_ROIs1868_73_ImgNo_14_2018-06-21_patch_171.tif
 
-Mono-temporal (reference section 6)::
+Mono-temporal (docs/reference.md §6 SEN12MS-CR)::
 
     <root>/ROIs1158_spring_s2_cloudy/s2_cloudy_106/ROIs1158_spring_s2_cloudy_106_p407.tif
 """

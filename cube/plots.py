@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .bands import S2_SCALE
 from .stats import CoverageIndex, coverage_table, histogram
 
 READABLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
@@ -25,7 +26,7 @@ REFLECTANCE_TOP = 0.3
 """True-colour images stretch reflectance 0 .. 0.3 linearly to black .. white (brighter clips)."""
 
 
-def true_colour(s2: np.ndarray, per_reflectance: float = 10000.0) -> np.ndarray:
+def true_colour(s2: np.ndarray, per_reflectance: float = S2_SCALE) -> np.ndarray:
     """RGB (H, W, 3) in [0, 1] of a 13-band S2 image (13, H, W): B4, B3, B2, reflectance 0 .. 0.3 stretched.
 
     ``per_reflectance`` is the image's value at reflectance 1 (10000 for stored digital numbers).

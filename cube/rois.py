@@ -1,6 +1,6 @@
 """The 53 ROIs of SEN12MS-CR-TS, their regions and the original train/val/test splits.
 
-Facts from the data set's reference (sections 1 and 2). Selection always walks
+Facts from docs/reference.md §1 Layout and §2 Splits. Selection always walks
 the ROI table in its fixed order (groups ROIs1158, ROIs1868, ROIs1970,
 ROIs2017; ROIs in the listed, ascending order inside a group), keeping the ROIs
 that a split list names, which is how the original toolbox orders its samples.

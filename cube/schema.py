@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 from zarr.codecs import BloscCodec
 
-from .bands import BANDS, PIXEL_SIZE_M, S2_SCALE, S2_WAVELENGTH_NM
+from .bands import BANDS, PIXEL_SIZE_M, S2_SCALE, S2_WAVELENGTH_NM, bands_of
 from .rois import Roi, cr_split_of, region_of, split_of
 
 SCHEMA_VERSION = 3
@@ -106,7 +106,7 @@ def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype], til
     """
     enc: dict[str, dict] = {}
     for m in spec.modalities:
-        bands = len(BANDS["S1" if m == "S1" else "S2"])
+        bands = len(bands_of(m))
         chunk = (1, 1, bands, *image_chunk(size, tile)) if spec.temporal else (1, bands, size, size)
         enc[m] = {"chunks": chunk, "compressors": (compressor(dtypes[m]),)}
         if spec.temporal:
@@ -197,7 +197,7 @@ def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes
     n = len(patches)
     data_vars = {}
     for m in spec.modalities:
-        bands = BANDS["S1" if m == "S1" else "S2"]
+        bands = bands_of(m)
         shape = (n, times, len(bands), size, size) if spec.temporal else (n, len(bands), size, size)
         data_vars[m] = (image_dims(spec, m), da.zeros(shape, dtype=dtypes[m], chunks=-1), dict(DESCRIPTIONS[m]))
     valid_dims = ("patch", "time", "modality") if spec.temporal else ("patch", "modality")

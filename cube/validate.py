@@ -14,7 +14,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from .bands import BANDS
+from .bands import bands_of
 from .layout import CrFile, TsFile, cr_relpath, scan_cr, scan_ts, ts_relpath
 from .problems import FileProblem, Problem
 from .rois import Roi
@@ -122,7 +122,7 @@ def read_checked(path: Path, modality: str, expected: Expected, epsg: int,
         with rasterio.open(path) as src:
             if src.count != expected.count:
                 raise FileProblem(path, f"has {src.count} bands, expected {expected.count} "
-                                  f"({', '.join(BANDS['S1' if modality == 'S1' else 'S2'])})")
+                                  f"({', '.join(bands_of(modality))})")
             if np.dtype(src.dtypes[0]) != expected.dtype:
                 raise FileProblem(path, f"has dtype {src.dtypes[0]}, expected {expected.dtype} like the "
                                   f"other {modality} files")

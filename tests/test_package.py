@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_cube_never_imports_torch_or_crts() -> None:
@@ -14,3 +16,21 @@ def test_cube_never_imports_torch_or_crts() -> None:
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'crts')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CITATION = re.compile(r"docs/reference\.md §(\d+(?:\.\d+)?) ([A-Za-z0-9-]+(?: [A-Z0-9][A-Za-z0-9-]*)*)")
+
+
+def test_the_code_s_citations_of_the_reference_name_its_sections() -> None:
+    headings = re.findall(r"^#{2,3} §(\d+(?:\.\d+)?) (.+)$", (ROOT / "docs" / "reference.md").read_text(), re.M)
+    sections = dict(headings)
+    cited = {}
+    for folder in ("cube", "crts", "benchmarks", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            assert not re.search(r"reference sections? \d", text, re.I), f"{path}: cite docs/reference.md §N Title"
+            cited |= {(number, title): path for number, title in CITATION.findall(text)}
+    assert len(cited) >= 8, cited
+    for (number, title), path in cited.items():
+        assert sections.get(number, "").startswith(title), f"{path}: §{number} {title} is not a reference section"

@@ -1,6 +1,6 @@
 """Which time steps are a sample's inputs and which its target: the original loader's rules, vectorised.
 
-Reference section 5: the target is the step of lowest coverage (earliest on
+docs/reference.md §5 Sampling: the target is the step of lowest coverage (earliest on
 ties); the inputs are the first ``n`` steps, in time order, whose coverage lies
 in [min_cov, max_cov] (the target is not excluded). If fewer qualify, the inputs
 are the first ``n`` steps other than the target and the sample's 'coverage bin'

@@ -1,11 +1,13 @@
-"""Value scaling of S1 and S2 for learning (``rescale_method``, reference section 3)."""
+"""Value scaling of S1 and S2 for learning (``rescale_method``, docs/reference.md §3 Scaling)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from cube.bands import S2_SCALE
+
 RESCALE_METHODS: tuple[str, ...] = ("default", "resnet")
-S2_DIVISORS: dict[str, float] = {"default": 10000.0, "resnet": 2000.0}
+S2_DIVISORS: dict[str, float] = {"default": S2_SCALE, "resnet": 2000.0}
 """What ``scale_s2`` divides the clipped digital numbers by, per ``rescale_method``."""
 S1_LAUNCH = np.datetime64("2014-04-03")
 """Dates are given as days since the Sentinel-1 launch ('S1 TD', 'S2 TD')."""
@@ -14,7 +16,7 @@ S1_LAUNCH = np.datetime64("2014-04-03")
 def scale_s2(s2: np.ndarray, method: str = "default") -> np.ndarray:
     """S2 digital numbers clipped to [0, 10000], then / 10000 ('default', [0, 1]) or / 2000 ('resnet', [0, 5])."""
     out = s2.astype(np.float32)  # one allocation, then in place: large stacks are memory-bound
-    np.clip(out, 0, 10000, out=out)
+    np.clip(out, 0, S2_SCALE, out=out)
     return np.divide(out, np.float32(S2_DIVISORS[method]), out=out)
 
 
@@ -26,7 +28,7 @@ def s2_reflectance(scaled: np.ndarray, method: str = "default") -> np.ndarray:
     >>> s2_reflectance(scale_s2(np.array([3000]), "resnet"), "resnet")
     array([0.3], dtype=float32)
     """
-    return np.asarray(scaled, np.float32) * np.float32(S2_DIVISORS[method] / 10000)
+    return np.asarray(scaled, np.float32) * np.float32(S2_DIVISORS[method] / S2_SCALE)
 
 
 def scale_s1(s1: np.ndarray, method: str = "default") -> np.ndarray:

@@ -62,7 +62,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
     cube : path
         A cube made by ``crts convert`` (with its cloud pass).
     split, region, cloud_masks, sample_type, n_input_samples, rescale_method, min_cov, max_cov
-        As in the original loader (reference sections 2-5).
+        As in the original loader (docs/reference.md §2 Splits to §5 Sampling).
     import_data_path : path, optional
         An index file to take inputs and targets from (the published test-split
         ``.npy`` files work unchanged and are read without running pickled code;

@@ -13,11 +13,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from cube.bands import S1_BANDS, S2_BANDS
+
 from ..losses import reconstruction_loss
 from .state import StateDict
 
 Prediction = tuple[torch.Tensor, torch.Tensor | None]
 """Means (N, 13, H, W) in [0, 1] and, from models that predict them, variances in that scale squared."""
+S1_CHANNELS, S2_CHANNELS = len(S1_BANDS), len(S2_BANDS)
+"""Channels of each input time step of crts batches: S2's bands first, then S1's."""
 DEFAULT_INPUTS = 3
 """Input time steps of a checkpoint whose training config does not say (the original's ``input_t``)."""
 

@@ -1,4 +1,4 @@
-"""The paper's non-learned baselines, with the models' call signature ``model(inputs, masks)``.
+"""The paper's non-learned baselines (docs/reference.md §7.2 Baselines), called as ``model(inputs, masks)``.
 
 Inputs (N, T, 15, H, W) on the model scale [-1, 1] (S2 bands first), masks
 (N, T, H, W) with 1 = cloudy; outputs (N, 13, H, W) on the model scale.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-S2_CHANNELS = 13
+from .adapter import S2_CHANNELS, from_model_scale, to_model_scale
+
 MOSAIC_FILL = 0.75
 """Mosaic value, in [0, 1], where no input is clear (0.5 on the model scale, as the original)."""
 
@@ -30,8 +31,8 @@ class Mosaic(nn.Module):
     """
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        s2 = (inputs[:, :, :S2_CHANNELS] + 1) / 2
+        s2 = from_model_scale(inputs[:, :, :S2_CHANNELS])
         usable = (masks[:, :, None] == 0) & (s2 != 0)
         count = usable.sum(1)
         mean = (s2 * usable).sum(1) / count.clamp(min=1)
-        return torch.where(count > 0, mean, torch.full_like(mean, MOSAIC_FILL)) * 2 - 1
+        return to_model_scale(torch.where(count > 0, mean, torch.full_like(mean, MOSAIC_FILL)))

@@ -7,7 +7,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 RESIDUAL_SCALE = 0.1
-"""Residual branches are added scaled by 0.1 (reference section 7)."""
+"""Residual branches are added scaled by 0.1 (docs/reference.md §7.1 The 3D ResNet)."""
 
 
 class ResBlock2d(nn.Module):

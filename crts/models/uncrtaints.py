@@ -14,12 +14,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from .adapter import ModelAdapter, Prediction
+from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
 from .ltae import LTAE, aggregate_groups
 from .mbconv import MBConv, PointwiseBlock
 from .state import StateDict, count_blocks, generator_state, read_state
 
-S1_BANDS, S2_BANDS = 2, 13
 ATTENTION_SIZE = 32
 """Side of the max-pooled feature maps the temporal attention runs on (the original's ``att_down``)."""
 ATTENTION_DROPOUT = 0.1
@@ -28,6 +27,25 @@ PAD_VALUE = 0.0
 """An input time step whose values all equal this is padding (the original's ``pad_value``)."""
 VARIANCE_FLOOR = {True: 1e-9, False: 1e-3}
 """Added to the softplus of the variances, keyed by ``scale_by == 1`` (model scale)."""
+
+
+
+def network_inputs(inputs: torch.Tensor, scale_by: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps (N, T, C, H, W) of crts batches as the original networks take them, and which are padding (N, T).
+
+    S1's bands, where present, move before S2's (crts batches hold S2 first), and all values are
+    multiplied by ``scale_by``; a step whose values all equal :data:`PAD_VALUE` is padding.
+
+    Examples
+    --------
+    >>> x, pad = network_inputs(torch.arange(15.0).reshape(1, 1, 15, 1, 1), 2)
+    >>> x.flatten()[:3].tolist(), pad.tolist()
+    ([26.0, 28.0, 0.0], [[False]])
+    """
+    c = inputs.shape[2]
+    x = inputs if c == S2_CHANNELS else torch.cat([inputs[:, :, S2_CHANNELS:], inputs[:, :, :S2_CHANNELS]], dim=2)
+    x = x * scale_by
+    return x, (x == PAD_VALUE).flatten(2).all(dim=2)
 
 
 class UnCRtainTS(nn.Module):
@@ -81,7 +99,7 @@ class UnCRtainTS(nn.Module):
                        "decoder_widths": list(decoder_widths), "n_head": n_head, "d_model": d_model, "d_k": d_k,
                        "encoder_norm": encoder_norm, "decoder_norm": decoder_norm,
                        "positional_encoding": positional_encoding, "scale_by": scale_by, "is_mono": is_mono}
-        self.in_channels = S2_BANDS + S1_BANDS * use_sar
+        self.in_channels = S2_CHANNELS + S1_CHANNELS * use_sar
         self.in_conv = PointwiseBlock(self.in_channels, width, norm=encoder_norm, relu=True)
         self.in_block = nn.ModuleList(MBConv(w, expansion=2, norm=encoder_norm) for w in encoder_widths)
         if not is_mono:
@@ -89,7 +107,7 @@ class UnCRtainTS(nn.Module):
                                          positional_encoding=positional_encoding)
             self.attention_dropout = nn.Dropout(ATTENTION_DROPOUT)
         self.out_block = nn.ModuleList(MBConv(w, expansion=2, norm=decoder_norm) for w in decoder_widths)
-        self.out_conv = PointwiseBlock(width, 2 * S2_BANDS)
+        self.out_conv = PointwiseBlock(width, 2 * S2_CHANNELS)
         self.variance_floor = VARIANCE_FLOOR[scale_by == 1.0]
 
     def forward(self, inputs: torch.Tensor, dates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,9 +117,7 @@ class UnCRtainTS(nn.Module):
             raise ValueError(f"this model takes {self.in_channels} channels per step, got {c}")
         if self.config["is_mono"] and t != 1:
             raise ValueError(f"the mono-temporal model takes 1 time step, got {t}")
-        x = inputs if c == S2_BANDS else torch.cat([inputs[:, :, S2_BANDS:], inputs[:, :, :S2_BANDS]], dim=2)
-        x = x * self.config["scale_by"]
-        pad_mask = (x == PAD_VALUE).flatten(2).all(dim=2)  # (N, T)
+        x, pad_mask = network_inputs(inputs, self.config["scale_by"])
         steps = x.reshape(n * t, c, h, w)
         if steps.is_cuda:
             steps = steps.contiguous(memory_format=torch.channels_last)  # cuDNN's fastest layout for the convs
@@ -119,8 +135,8 @@ class UnCRtainTS(nn.Module):
             out = block(out)
         out = self.out_conv(out)
         scale = self.config["scale_by"]
-        mean = torch.sigmoid(out[:, :S2_BANDS])  # = (scale * sigmoid) / scale
-        variance = (F.softplus(out[:, S2_BANDS:], beta=1, threshold=20) + self.variance_floor) / scale**2
+        mean = torch.sigmoid(out[:, :S2_CHANNELS])  # = (scale * sigmoid) / scale
+        variance = (F.softplus(out[:, S2_CHANNELS:], beta=1, threshold=20) + self.variance_floor) / scale**2
         return mean, variance
 
 
@@ -134,7 +150,7 @@ def predict_dated(net: nn.Module, config: dict, inputs: torch.Tensor, batch: dic
     ``config["use_sar"]``, with :func:`input_dates` of the batch's S1 and S2 days (moved to the inputs' device)."""
     use_sar = config["use_sar"]
     s1, s2 = (batch[k].to(inputs.device, non_blocking=True) for k in ("input_s1_td", "input_s2_td"))
-    return net(inputs if use_sar else inputs[:, :, :S2_BANDS], input_dates(s1, s2, use_sar))
+    return net(inputs if use_sar else inputs[:, :, :S2_CHANNELS], input_dates(s1, s2, use_sar))
 
 
 def _uncrtaints_state(content: dict) -> StateDict:
@@ -153,7 +169,7 @@ def uncrtaints_config(state: StateDict) -> dict:
         return "batch" if f"{part}.0.conv.norm.running_mean" in state else "group"
 
     width, in_channels = state["in_conv.conv.conv.0.weight"].shape[:2]
-    config = {"use_sar": in_channels == S2_BANDS + S1_BANDS,
+    config = {"use_sar": in_channels == S2_CHANNELS + S1_CHANNELS,
               "encoder_widths": [width] * count_blocks(state, "in_block"),
               "decoder_widths": [width] * count_blocks(state, "out_block"), "encoder_norm": norm("in_block"),
               "decoder_norm": norm("out_block"), "is_mono": "temporal_encoder.inconv.weight" not in state}

@@ -3,7 +3,7 @@
 Garnot and Landrieu, "Panoptic Segmentation of Satellite Image Time Series with
 Convolutional Temporal Attention Networks", ICCV 2021 (github.com/VSainteuf/utae-paps),
 as the UnCRtainTS repository's ``utae`` backbone (``model/src/backbones/utae.py``) and
-training script use it for cloud removal (docs/reference.md, "U-TAE").
+training script use it for cloud removal (docs/reference.md §7.4 U-TAE).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from .adapter import ModelAdapter, Prediction
+from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
 from .ltae import LTAE, aggregate_groups
 from .state import StateDict, count_blocks, generator_state, load_into, read_state
-from .uncrtaints import PAD_VALUE, S1_BANDS, S2_BANDS, predict_dated
+from .uncrtaints import PAD_VALUE, network_inputs, predict_dated
 
 NORM_GROUPS = 4
 """Groups of the group norms in the convolution layers (the original's ``n_groups``)."""
@@ -164,7 +164,7 @@ class UTAE(nn.Module):
     """
 
     def __init__(self, use_sar: bool = True, encoder_widths: Sequence[int] = (64, 64, 64, 128),
-                 decoder_widths: Sequence[int] = (64, 64, 64, 128), out_conv: Sequence[int] = (S2_BANDS,),
+                 decoder_widths: Sequence[int] = (64, 64, 64, 128), out_conv: Sequence[int] = (S2_CHANNELS,),
                  n_head: int = 16, d_model: int = 256, d_k: int = 4, encoder_norm: str = "group",
                  decoder_norm: str = "batch", positional_encoding: bool = True, scale_by: float = 1.0) -> None:
         super().__init__()
@@ -173,7 +173,7 @@ class UTAE(nn.Module):
                        "d_model": d_model, "d_k": d_k, "encoder_norm": encoder_norm, "decoder_norm": decoder_norm,
                        "positional_encoding": positional_encoding, "scale_by": scale_by}
         _check(self.config)
-        self.in_channels = S2_BANDS + S1_BANDS * use_sar
+        self.in_channels = S2_CHANNELS + S1_CHANNELS * use_sar
         self.in_conv = ConvBlock([self.in_channels, encoder_widths[0]], encoder_norm)
         self.down_blocks = nn.ModuleList(DownConvBlock(d_in, d_out, encoder_norm)
                                          for d_in, d_out in zip(encoder_widths[:-1], encoder_widths[1:], strict=True))
@@ -190,9 +190,7 @@ class UTAE(nn.Module):
             raise ValueError(f"this model takes {self.in_channels} channels per step, got {c}")
         if size % 2 ** len(self.down_blocks) or inputs.shape[-2] % 2 ** len(self.down_blocks):
             raise ValueError(f"this model takes images whose sides are multiples of {2 ** len(self.down_blocks)} px")
-        x = inputs if c == S2_BANDS else torch.cat([inputs[:, :, S2_BANDS:], inputs[:, :, :S2_BANDS]], dim=2)
-        x = x * self.config["scale_by"]
-        pad_mask = (x == PAD_VALUE).flatten(2).all(dim=2)  # (N, T)
+        x, pad_mask = network_inputs(inputs, self.config["scale_by"])
         maps = [_per_step(self.in_conv, x)]
         for block in self.down_blocks:
             maps.append(_per_step(block, maps[-1]))
@@ -200,10 +198,10 @@ class UTAE(nn.Module):
         for block, skip in zip(self.up_blocks, maps[-2::-1], strict=True):
             out = block(out, aggregate_groups(skip, attention, pad_mask))
         out = self.out_conv(out)
-        mean = torch.sigmoid(out[:, :S2_BANDS])  # = (scale_by * sigmoid) / scale_by
-        if out.shape[1] == S2_BANDS:
+        mean = torch.sigmoid(out[:, :S2_CHANNELS])  # = (scale_by * sigmoid) / scale_by
+        if out.shape[1] == S2_CHANNELS:
             return mean, None
-        return mean, F.softplus(out[:, S2_BANDS:], beta=1, threshold=20) / self.config["scale_by"] ** 2
+        return mean, F.softplus(out[:, S2_CHANNELS:], beta=1, threshold=20) / self.config["scale_by"] ** 2
 
 
 def _check(config: dict) -> None:
@@ -214,8 +212,9 @@ def _check(config: dict) -> None:
                          "2) and end alike")
     if {config["encoder_norm"], config["decoder_norm"]} - set(NORMS):
         raise ValueError(f"U-TAE: encoder_norm and decoder_norm must be one of {', '.join(NORMS)}")
-    if config["out_conv"][-1] not in (S2_BANDS, 2 * S2_BANDS):
-        raise ValueError(f"U-TAE: out_conv must end in {S2_BANDS} (means) or {2 * S2_BANDS} (means and variances)")
+    if config["out_conv"][-1] not in (S2_CHANNELS, 2 * S2_CHANNELS):
+        raise ValueError(f"U-TAE: out_conv must end in {S2_CHANNELS} (means) or {2 * S2_CHANNELS} (means and "
+                         "variances)")
     if any(w % heads or w % NORM_GROUPS for w in encoder) or config["d_model"] % heads:
         raise ValueError(f"U-TAE: every encoder width and d_model must be a multiple of n_head {heads} and of "
                          f"{NORM_GROUPS}")
@@ -236,7 +235,7 @@ def utae_config(state: StateDict) -> dict:
     n_head, d_k = state["temporal_encoder.attention_heads.Q"].shape
     out_layers = sorted(int(k.split(".")[3]) for k in state if k.startswith("out_conv.conv.conv.") and k.endswith(
         ".weight"))
-    return {"use_sar": in_channels == S2_BANDS + S1_BANDS, "encoder_widths": encoder, "decoder_widths": decoder,
+    return {"use_sar": in_channels == S2_CHANNELS + S1_CHANNELS, "encoder_widths": encoder, "decoder_widths": decoder,
             "out_conv": [int(state[f"out_conv.conv.conv.{i}.weight"].shape[0]) for i in out_layers],
             "n_head": int(n_head), "d_model": int(state["temporal_encoder.inconv.weight"].shape[0]), "d_k": int(d_k),
             "encoder_norm": norm("in_conv.conv.conv.1"), "decoder_norm": norm("up_blocks.0.conv1.conv.1")}
@@ -285,13 +284,14 @@ class UTAEAdapter(ModelAdapter):
         """Widths [w, w, w, 2w] from ``settings.width`` (64: the documented [64, 64, 64, 128])."""
         widths = (settings.width,) * 3 + (2 * settings.width,)
         return UTAE(encoder_widths=widths, decoder_widths=widths, n_head=settings.n_head, d_model=settings.d_model,
-                    out_conv=(2 * S2_BANDS if settings.loss == "MGNLL" else S2_BANDS,), scale_by=settings.scale_by)
+                    out_conv=(2 * S2_CHANNELS if settings.loss == "MGNLL" else S2_CHANNELS,),
+                    scale_by=settings.scale_by)
 
     def predict(self, net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
         return predict_dated(net, config, inputs, batch)
 
     def uncertain(self, config: dict) -> bool:
-        return config["out_conv"][-1] == 2 * S2_BANDS
+        return config["out_conv"][-1] == 2 * S2_CHANNELS
 
     def config_of(self, state: StateDict) -> dict:
         return utae_config(state)

@@ -16,7 +16,6 @@ import torch
 from matplotlib.contour import ContourSet
 
 import crts.evaluate
-from crts.blend import PatchBlender
 from crts.data import SEN12MSCRTS, SampleWindows
 from crts.evaluate import evaluate
 from crts.metrics import uncertainty_calibration
@@ -206,23 +205,6 @@ def test_uncrtaints_run_holds_variances_and_calibration(cube_copy: Path, tmp_pat
     assert (tmp_path / "report" / "uncertainty.png").stat().st_size > 100
     table = pd.read_csv(tmp_path / "report" / "uncertainty.csv", index_col="run")
     assert list(table.index) == ["unc"] and table.loc["unc", "uce"] == pytest.approx(float(run.uce))
-
-
-def test_blending_an_identity_model_s_windows_gives_back_the_whole_image(cube_copy: Path) -> None:
-    samples = SEN12MSCRTS(cube_copy, split="test")
-    windows = SampleWindows(samples, {"y": 12, "x": 12}, {"y": 4, "x": 4})  # 4 overlapping windows per axis
-    blender, wholes = PatchBlender(windows, torch.device("cpu")), {}
-    for i in range(len(windows)):
-        item = windows[i]
-        identity = item["inputs"][-1, :13]  # the model's output: its last input step's S2 bands
-        whole = blender.add(item["pdx"], item["y0"], item["x0"], {"prediction": identity}, {"target": item["target"]})
-        if whole is not None:
-            wholes[item["pdx"]] = whole
-    assert sorted(wholes) == list(range(len(samples)))
-    for pdx, whole in wholes.items():
-        image = SampleWindows(samples)[pdx]
-        torch.testing.assert_close(whole["prediction"], image["inputs"][-1, :13], rtol=0, atol=0)
-        torch.testing.assert_close(whole["target"], image["target"], rtol=0, atol=0)
 
 
 def test_windowed_evaluation_of_a_per_pixel_model_equals_the_whole_patch_run(cube_copy: Path) -> None:

@@ -1,4 +1,4 @@
-"""The cloud/shadow heuristic gives the original toolbox's masks pixel for pixel (reference section 4).
+"""The cloud/shadow heuristic gives the original toolbox's masks pixel for pixel (docs/reference.md §4 Detectors).
 
 The reference below is written from the recipe, independently of
 ``cube.detectors``: float32 throughout (as the original, which reads every

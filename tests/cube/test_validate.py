@@ -126,7 +126,8 @@ def test_skip_converts_the_rest_and_flags_every_gap(broken_root: Path, tiny_cube
     saved = json.loads(report_path.read_text())
     for where, problem in expected_gaps.values():
         assert any(e["path"] == str(where) and problem in e["message"] for e in saved["problems"])
-    located = {(e["modality"], e["time"]) for e in saved["problems"] if (e["roi"], e["patch_id"]) == (str(ROI), pids[1])}
+    located = {(e["modality"], e["time"]) for e in saved["problems"]
+               if (e["roi"], e["patch_id"]) == (str(ROI), pids[1])}
     assert located == set(expected_gaps)  # every gap's problem names its patch slot by fields
     # the gaps hold the fill value, everything else is exactly the clean conversion
     for (modality, t) in expected_gaps:

@@ -50,7 +50,7 @@ def _coverage_from_geotiffs(root: Path, roi, pid: int, detector: str | None) -> 
 
 
 def _rules(coverage: np.ndarray, n: int, min_cov: float, max_cov: float) -> tuple[list[int], int, bool]:
-    """The sampling rules written out plainly (reference section 5)."""
+    """The sampling rules written out plainly (docs/reference.md §5 Sampling)."""
     target = int(np.argsort(coverage, kind="stable")[0])
     inside = [t for t in range(len(coverage)) if min_cov <= coverage[t] <= max_cov]
     if len(inside) >= n:
