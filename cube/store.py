@@ -129,6 +129,19 @@ def _single_precision(raw: xr.Dataset) -> xr.Dataset:
     return raw
 
 
+def _load_coordinates(raw: xr.Dataset) -> None:
+    """Read the coordinates of a not yet decoded Dataset into memory, all at once (concurrent requests).
+
+    Not yet decoded, most coordinates are still data variables, named by ``coordinates``
+    attributes; decoding (indexes, dates) would read them one after another.
+    """
+    names = set(raw.coords) | {name for holder in (raw, *raw.variables.values())
+                               for name in str(holder.attrs.get("coordinates", "")).split()}
+    loaded = sync(raw[sorted(names & set(raw.variables))].load_async())
+    for name in loaded.variables:
+        raw.variables[name].data = loaded.variables[name].data
+
+
 def _group_document(attributes: dict) -> bytes:
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=1).encode()
 
@@ -367,22 +380,29 @@ class CubeStore:
         one latency per image.
         """
         async def gather() -> list[np.ndarray]:
-            for name in {name for name, _ in requests} - set(self._async_arrays):
-                self._async_arrays[name] = await zarr.api.asynchronous.open_array(
-                    store=self.store, path=name, mode="r", zarr_format=3)
+            new = sorted({name for name, _ in requests} - set(self._async_arrays))
+            opened = await asyncio.gather(*(zarr.api.asynchronous.open_array(store=self.store, path=name, mode="r",
+                                                                             zarr_format=3) for name in new))
+            self._async_arrays.update(zip(new, opened, strict=True))
             return await asyncio.gather(*(self._async_arrays[name].getitem(sel) for name, sel in requests))
         return sync(gather())
 
-    def dataset(self, group: str | None = None, chunks: dict | None = None) -> xr.Dataset:
+    def dataset(self, group: str | None = None, chunks: dict | None = None, *,
+                load_coordinates: bool = False) -> xr.Dataset:
         """A group as an :class:`xarray.Dataset` (lazy), from its consolidated metadata where it has them.
 
         Packed variables (small integers with a ``scale_factor``, such as
         ``s2cloudless_probability``) decode to float32, not float64: the same
-        numbers, each the float32 of what float64 decoding gives.
+        numbers, each the float32 of what float64 decoding gives. With
+        ``load_coordinates``, every coordinate is read into memory, all at once
+        (over a network: one round trip for all of them, instead of one each).
         """
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated", RuntimeWarning)
-            raw = xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks, decode_cf=False)
+            raw = xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks, decode_cf=False, zarr_format=3,
+                               create_default_indexes=not load_coordinates)
+        if load_coordinates:
+            _load_coordinates(raw)
         return xr.decode_cf(_single_precision(raw))
 
     def consolidate(self, group: str | None = None) -> None:
@@ -530,12 +550,15 @@ def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str 
     >>> ds.S2.sel(S2_band=["B4", "B3", "B2"]).isel(patch=0, time=5)  # doctest: +SKIP
     """
     store = as_store(path, storage_options=storage_options)
-    state = checked_state(store, allow_incomplete)
-    ds = store.dataset(chunks=None)
+    try:
+        ds = store.dataset(chunks=None, load_coordinates=True)  # labels are small: read them, all at once
+    except Exception:
+        checked_state(store, allow_incomplete)  # says why in one line where it can: no cube, an old or partial one
+        raise
+    state = checked_state(store, allow_incomplete, ds.attrs)
     ds.attrs["cloud_detectors"] = " ".join(state.cloud_detectors())  # a string: netCDF-safe
     for name in DESCRIPTIONS.keys() & ds.data_vars.keys():  # cubes written with older descriptions show today's
         ds[name].attrs.update(DESCRIPTIONS[name])
-    ds = ds.assign_coords({name: ds[name].load() for name in ds.coords})  # labels are small: load them
     order = sample_order(ds)
     if not np.array_equal(order, np.arange(ds.sizes["patch"])):
         ds = ds.isel(patch=order)  # lazy: composes with later selections, before any dask graph exists
@@ -562,9 +585,12 @@ def finished_detectors(ds: xr.Dataset) -> tuple[str, ...]:
     return tuple(ds.attrs.get("cloud_detectors", "").split())
 
 
-def checked_state(store: CubeStore, allow_incomplete: bool = False) -> CubeState:
-    """The state of a cube of this schema version; raises unless it is complete (or ``allow_incomplete``)."""
-    attributes, state = store.group_attributes(""), store.state()
+def checked_state(store: CubeStore, allow_incomplete: bool = False, attributes: dict | None = None) -> CubeState:
+    """The state of a cube of this schema version; raises unless it is complete (or ``allow_incomplete``).
+
+    ``attributes``: the root group's, where the caller has read them already.
+    """
+    attributes, state = attributes if attributes is not None else store.group_attributes(""), store.state()
     if attributes is None and state is None:
         tree = store.local and any(name.startswith("ROIs") for name in store.children())
         raise FileNotFoundError(f"{store.location}: no cube here (no zarr.json)" + (
