@@ -175,8 +175,16 @@ _MEMORY: dict[str, object] = {}
 """``memory://`` stores of this process, by URL (for tests and notebooks)."""
 
 
+RETRY = {"max_retries": 10, "retry_timeout": dt.timedelta(minutes=3),
+         "backoff": {"init_backoff": dt.timedelta(milliseconds=100), "max_backoff": dt.timedelta(seconds=15),
+                     "base": 2}}
+"""How the object-store client retries a request that failed with a 5xx answer, a dropped or refused
+connection or a read timeout: up to 10 times, within 3 minutes, waiting 0.1 s, 0.2 s, 0.4 s ... (at most
+15 s, with jitter) in between. What still fails reaches the caller as :class:`StorageError` (one line)."""
+
+
 def _object_store(location: str, scheme: str, storage_options: dict) -> object:
-    """An obstore store for a URL; ``anon=True`` means unsigned requests (public buckets)."""
+    """An obstore store for a URL, retrying as :data:`RETRY` says; ``anon=True`` means unsigned requests."""
     from obstore.store import MemoryStore, from_url
 
     if scheme == "memory":
@@ -187,7 +195,7 @@ def _object_store(location: str, scheme: str, storage_options: dict) -> object:
     client = {k: options.pop(k) for k in ("allow_http", "timeout", "connect_timeout") if k in options}
     if scheme == "http":
         client.setdefault("allow_http", True)  # the URL says so
-    return from_url(location, client_options=client or None, **options)
+    return from_url(location, client_options=client or None, retry_config=RETRY, **options)
 
 
 def zarr_store(location: str | os.PathLike, read_only: bool, storage_options: dict | None = None) -> object:
