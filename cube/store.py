@@ -20,12 +20,13 @@ import asyncio
 import datetime as dt
 import json
 import os
+import random
 import re
 import socket
 import sys
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from natsort import natsort_keygen
 from rasterio.transform import Affine
 from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import LocalStore, StorePath
+from zarr.storage import LocalStore, ObjectStore, StorePath
 
 from .rois import GROUPS, Roi
 from .schema import DESCRIPTIONS, SCHEMA_VERSION, UPGRADABLE
@@ -180,7 +181,8 @@ RETRY = {"max_retries": 10, "retry_timeout": dt.timedelta(minutes=3),
                      "base": 2}}
 """How the object-store client retries a request that failed with a 5xx answer, a dropped or refused
 connection or a read timeout: up to 10 times, within 3 minutes, waiting 0.1 s, 0.2 s, 0.4 s ... (at most
-15 s, with jitter) in between. What still fails reaches the caller as :class:`StorageError` (one line)."""
+15 s, with jitter) in between. What still fails reaches the caller as :class:`StorageError` (one line).
+The storage option ``max_retries`` sets the number of retries (0: none, to fail fast)."""
 
 
 def _object_store(location: str, scheme: str, storage_options: dict) -> object:
@@ -195,7 +197,53 @@ def _object_store(location: str, scheme: str, storage_options: dict) -> object:
     client = {k: options.pop(k) for k in ("allow_http", "timeout", "connect_timeout") if k in options}
     if scheme == "http":
         client.setdefault("allow_http", True)  # the URL says so
-    return from_url(location, client_options=client or None, retry_config=RETRY, **options)
+    return from_url(location, client_options=client or None, retry_config=_retry_config(options), **options)
+
+
+def _retry_config(options: dict) -> dict:
+    """:data:`RETRY` with the ``max_retries`` of the storage options (taken out of them), if they give one."""
+    given = options.pop("max_retries", RETRY["max_retries"])
+    if not str(given).isdigit():
+        raise ValueError(f"invalid storage option max_retries={given!r}: give a whole number >= 0")
+    return {**RETRY, "max_retries": int(given)}
+
+
+async def _again(request: Callable[[], Awaitable[object]]) -> object:
+    """Await ``request()``, again as :data:`RETRY` says while it fails for the network (obstore's generic error)."""
+    from obstore.exceptions import GenericError
+
+    backoff = RETRY["backoff"]
+    wait, longest = backoff["init_backoff"].total_seconds(), backoff["max_backoff"].total_seconds()
+    for _ in range(RETRY["max_retries"]):
+        try:
+            return await request()
+        except GenericError:
+            await asyncio.sleep(wait * random.uniform(0.5, 1.0))
+            wait = min(wait * backoff["base"], longest)
+    return await request()
+
+
+class PatientObjectStore(ObjectStore):
+    """zarr's obstore-backed store, whose writes and deletes are retried after a dropped connection too.
+
+    obstore retries 5xx answers of every request, but a dropped connection only for
+    reads: it does not know a PUT or DELETE to be safe to repeat. In a cube they are:
+    an object is always written whole (a repeat writes the same bytes), a delete
+    repeated deletes once, and a create-only write is read back by
+    :meth:`CubeStore.create`, which so tells whether a lost attempt was its own.
+    """
+
+    async def set(self, key: str, value: object) -> None:
+        await _again(lambda: super(PatientObjectStore, self).set(key, value))
+
+    async def set_if_not_exists(self, key: str, value: object) -> None:
+        await _again(lambda: super(PatientObjectStore, self).set_if_not_exists(key, value))
+
+    async def delete(self, key: str) -> None:
+        await _again(lambda: super(PatientObjectStore, self).delete(key))
+
+    async def delete_dir(self, prefix: str) -> None:
+        await _again(lambda: super(PatientObjectStore, self).delete_dir(prefix))
 
 
 def zarr_store(location: str | os.PathLike, read_only: bool, storage_options: dict | None = None) -> object:
@@ -218,9 +266,7 @@ def zarr_store(location: str | os.PathLike, read_only: bool, storage_options: di
         raise ValueError(f"{text}: unknown URL scheme {scheme!r}; a cube is a path or a {', '.join(SCHEMES)} URL")
     if scheme in ("http", "https") and not read_only:
         raise ValueError(f"{text}: HTTP is read-only; write the cube to a path or an s3:// or gs:// URL")
-    from zarr.storage import ObjectStore
-
-    return ObjectStore(_object_store(text, scheme, storage_options or {}), read_only=read_only)
+    return PatientObjectStore(_object_store(text, scheme, storage_options or {}), read_only=read_only)
 
 
 class CubeStore:
@@ -295,7 +341,11 @@ class CubeStore:
         return str(Path(self.store.root) / name) if self.local else f"{self.location.rstrip('/')}/{name}"
 
     def create(self, key: str, data: bytes) -> bool:
-        """Write an object only if it does not exist; True if this call created it."""
+        """Write an object only if it does not exist; True if this call created it.
+
+        Read back, so that a write retried after a lost answer (:class:`PatientObjectStore`)
+        still tells whether it was this call's.
+        """
         with _requests(self.location):
             sync(self.store.set_if_not_exists(key, cpu.Buffer.from_bytes(data)))
         return self.read_json(key) == json.loads(data)

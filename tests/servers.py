@@ -180,8 +180,15 @@ class S3Proxy:
         self.loop.run_forever()
 
     def close(self) -> None:
-        """Stop listening and end the proxy's thread."""
-        self.loop.call_soon_threadsafe(self.server.close)
+        """Stop listening, end the open connections and the proxy's thread."""
+        async def shut() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     @contextmanager
@@ -209,9 +216,9 @@ class S3Proxy:
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 if request.fault in ("500", "503"):
+                    self._answered(request)
                     client_writer.write(_error_answer(int(request.fault)))
                     await client_writer.drain()
-                    self._answered(request)
                     continue
                 if upstream is None:
                     upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
@@ -226,7 +233,7 @@ class S3Proxy:
                     break
                 client_writer.write(answer)
                 await client_writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):  # (cancelled: closed)
             pass
         finally:
             for writer in (client_writer, *(upstream[1:] if upstream else ())):
