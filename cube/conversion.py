@@ -35,7 +35,8 @@ from .detectors import DETECTORS
 from .outputs import check_outside
 from .parallel import RowBatches, check_workers, run_tasks
 from .rois import Roi, in_cr_split, select_rois
-from .schema import SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, template
+from .schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, table_encoding,
+                     template)
 from .store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
 from .validate import (
     Expected,
@@ -197,7 +198,8 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
     for name in store.children():
         if name in ours:
             store.delete(name)
-    ds_template.to_zarr(store.store, compute=False, zarr_format=3, consolidated=False, encoding=enc, mode="a")
+    ds_template.to_zarr(store.store, compute=False, zarr_format=3, consolidated=False,
+                        encoding={**table_encoding(ds_template), **enc}, mode="a")
 
 
 def _grow(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
