@@ -162,7 +162,8 @@ class S3Proxy:
     """
 
     def __init__(self, target: str, delay: float = 0.0, fault_rate: float = 0.0, seed: int = 0) -> None:
-        self.target_port, self.delay, self.fault_rate, self.seed = int(target.rsplit(":", 1)[1]), delay, fault_rate, seed
+        self.target_port = int(target.rsplit(":", 1)[1])
+        self.delay, self.fault_rate, self.seed = delay, fault_rate, seed
         self.requests: list[Request] = []
         self._deepest = 0  # the depth of the deepest answered request
         self._seen: Counter[tuple] = Counter()
@@ -233,6 +234,9 @@ class S3Proxy:
                     break
                 client_writer.write(answer)
                 await client_writer.drain()
+                if upstream[0].at_eof():  # an answer that ended with its connection
+                    upstream[1].close()
+                    upstream = None
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):  # (cancelled: closed)
             pass
         finally:
