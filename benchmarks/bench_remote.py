@@ -11,9 +11,7 @@ workers >= 50% of the local-disk rate.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -21,47 +19,11 @@ from pathlib import Path
 from crts.data import SEN12MSCRTS, SampleWindows, loader
 from cube import convert
 from cube.synth import make_dataset
-from tests.servers import create_bucket, s3_server
+from tests.servers import S3Proxy, create_bucket, s3_server
 
 LATENCIES_MS = (0, 20, 100)
 WORKERS = 8
 """DataLoader workers documented for a cube in a bucket (waiting, not computing: more than the cores)."""
-
-
-class DelayingProxy:
-    """A TCP proxy on 127.0.0.1 that holds each request (each chunk from the client) for ``delay`` seconds."""
-
-    def __init__(self, target_port: int, delay: float) -> None:
-        self.target_port, self.delay = target_port, delay
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
-        ready.wait()
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = self.server.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
-
-    async def _handle(self, client_reader, client_writer) -> None:  # noqa: ANN001
-        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-
-        async def pipe(reader, writer, delay: float) -> None:  # noqa: ANN001
-            while data := await reader.read(1 << 16):
-                if delay:
-                    await asyncio.sleep(delay)
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-
-        await asyncio.gather(pipe(client_reader, server_writer, self.delay), pipe(server_reader, client_writer, 0),
-                             return_exceptions=True)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def _rate(samples: SEN12MSCRTS, workers: int = 0, rounds: int = 4) -> float:
@@ -102,10 +64,9 @@ def run() -> dict:
         convert(root, url, workers=1, clouds=("s2cloudless_mask",), progress=False)
         local = _rate(SEN12MSCRTS(Path(tmp) / "cube.zarr"))
         rates = {"local disk": round(local, 2)}
-        port = int(endpoint.rsplit(":", 1)[1])
         for ms in LATENCIES_MS:
-            proxy = DelayingProxy(port, ms / 1000)
-            options = {"endpoint": f"http://127.0.0.1:{proxy.port}"}
+            proxy = S3Proxy(endpoint, delay=ms / 1000)
+            options = {"endpoint": proxy.url}
             rates[f"bucket, {ms} ms per request"] = round(_rate(SEN12MSCRTS(url, storage_options=options)), 2)
             if ms == LATENCIES_MS[-1]:
                 local_workers = _rate(SEN12MSCRTS(Path(tmp) / "cube.zarr"), WORKERS)

@@ -7,6 +7,12 @@ memory; ``crts`` commands are timed from the start of their process. Goals at
 15,600 patches (issue 22, docs/scale-out.md): open <= 2 s and <= 1 GB, one image
 <= 20 ms, info and stats <= 5 s, SEN12MSCRTS construction <= 2 s and what a
 worker receives <= 2 MB. Set ``BENCH_SCALE_SIZES`` (e.g. ``1000``) to measure less.
+
+The same operations (but plain ``xr.open_zarr``, which would need s3fs) also run on
+a hollow cube in a bucket of moto's S3 server on 127.0.0.1, behind a proxy that
+counts their requests (:class:`tests.servers.S3Proxy`): the ``requests`` column.
+Goals (issue 22): opening 1-2 metadata GETs, ``crts info`` and ``crts stats`` at
+most 20 more than opening, none per patch.
 """
 
 from __future__ import annotations
@@ -52,23 +58,48 @@ print(json.dumps({"s": round(seconds, 3), "peak GB": round(resource.getrusage(re
 COMMANDS = {"crts info": ["info"], "crts stats": ["stats", "--by", "region,split"]}
 
 
-def _operation(path: Path, op: str) -> dict:
+def _operation(path: Path | str, op: str) -> dict:
     out = subprocess.run([sys.executable, "-c", _OPERATION, str(path), op], capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _command(path: Path, args: list[str]) -> dict:
+def _command(path: Path | str, args: list[str]) -> dict:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "crts", args[0], str(path), *args[1:]], capture_output=True, check=True)
     return {"s": round(time.perf_counter() - start, 2)}
 
 
 def _measure(path: Path) -> dict:
-    rows = {op: _operation(path, op) for op in ("open_cube", "image via open_cube", "image via xr.open_zarr",
-                                                "valid S2 sum", "SEN12MSCRTS train")}
+    rows = {op: _operation(path, op) for op in OPERATIONS}
     rows.update({name: _command(path, args) for name, args in COMMANDS.items()})
     return rows
+
+
+OPERATIONS = ("open_cube", "image via open_cube", "image via xr.open_zarr", "valid S2 sum", "SEN12MSCRTS train")
+
+
+def _requests(n: int, parts: int) -> dict[str, int]:
+    """The requests of each operation on a hollow cube in a bucket (moto on 127.0.0.1, counted by a proxy)."""
+    from cube.synth.hollow import make_hollow
+    from tests.servers import S3Proxy, create_bucket, s3_server
+
+    counts = {}
+    with s3_server() as endpoint:
+        url = f"{create_bucket(f'scale-{n}-{parts}')}/cube.zarr"
+        make_hollow(url, n, parts=parts)
+        proxy = S3Proxy(endpoint)
+        os.environ["AWS_ENDPOINT_URL"] = proxy.url  # the operations' processes find it so (restored at the end)
+        for name in (*OPERATIONS, *COMMANDS):
+            with proxy.counting() as requests:
+                if name in COMMANDS:
+                    _command(url, COMMANDS[name])
+                elif name != "image via xr.open_zarr":
+                    _operation(url, name)
+            counts[name] = len(requests)
+        proxy.close()
+    counts.pop("image via xr.open_zarr")
+    return counts
 
 
 def run() -> dict:
@@ -83,4 +114,6 @@ def run() -> dict:
                 make_hollow(path, n, parts=parts)
                 label = f"{n} patches, {'one go' if parts == 1 else 'in 3 parts'}"
                 results[label] = {"hollow cube written (s)": round(time.perf_counter() - start, 1), **_measure(path)}
+                for name, count in _requests(n, parts).items():
+                    results[label][name]["requests"] = count
     return results

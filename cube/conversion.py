@@ -36,7 +36,8 @@ from .outputs import check_outside
 from .parallel import RowBatches, check_workers, run_tasks
 from .problems import FileProblem, Problem
 from .rois import Roi, in_cr_split, select_rois
-from .schema import SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, template
+from .schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, table_encoding,
+                     template)
 from .store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
 from .validate import (
     Expected,
@@ -195,7 +196,7 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
     for name in store.children():
         if name in ours:
             store.delete(name)
-    store.write_dataset(ds_template, compute=False, encoding=enc, mode="a")
+    store.write_dataset(ds_template, compute=False, encoding={**table_encoding(ds_template), **enc}, mode="a")
 
 
 def _grow(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:

@@ -116,6 +116,18 @@ def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype], til
     return enc
 
 
+def table_encoding(ds: xr.Dataset) -> dict[str, dict]:
+    """:data:`TABLE_CHUNK` patches per chunk for every per-patch variable of a template (labels, dates, paths,
+    georeference); :func:`encoding` overrides it for the images and ``valid``.
+
+    Without it, they would be chunked by the patches of the first conversion, and a
+    cube converted in parts (test, then val, then train) would cost several requests
+    per variable to open instead of one.
+    """
+    return {name: {"chunks": (TABLE_CHUNK, *variable.shape[1:])} for name, variable in ds.variables.items()
+            if variable.dims[:1] == ("patch",)}
+
+
 @dataclass(frozen=True)
 class PatchMeta:
     """What the template needs to know of a patch before its pixels are read."""

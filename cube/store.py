@@ -20,12 +20,13 @@ import asyncio
 import datetime as dt
 import json
 import os
+import random
 import re
 import socket
 import sys
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ import zarr.api.asynchronous
 from natsort import natsort_keygen
 from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import LocalStore, StorePath
+from zarr.storage import LocalStore, ObjectStore, StorePath
 
 from .rois import GROUPS, PatchLabel, Roi
 from .schema import DESCRIPTIONS, SCHEMA_VERSION, UPGRADABLE
@@ -127,6 +128,19 @@ def _single_precision(raw: xr.Dataset) -> xr.Dataset:
     return raw
 
 
+def _load_coordinates(raw: xr.Dataset) -> None:
+    """Read the coordinates of a not yet decoded Dataset into memory, all at once (concurrent requests).
+
+    Not yet decoded, most coordinates are still data variables, named by ``coordinates``
+    attributes; decoding (indexes, dates) would read them one after another.
+    """
+    names = set(raw.coords) | {name for holder in (raw, *raw.variables.values())
+                               for name in str(holder.attrs.get("coordinates", "")).split()}
+    loaded = sync(raw[sorted(names & set(raw.variables))].load_async())
+    for name in loaded.variables:
+        raw.variables[name].data = loaded.variables[name].data
+
+
 def _group_document(attributes: dict) -> bytes:
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=1).encode()
 
@@ -160,8 +174,17 @@ _MEMORY: dict[str, object] = {}
 """``memory://`` stores of this process, by URL (for tests and notebooks)."""
 
 
+RETRY = {"max_retries": 10, "retry_timeout": dt.timedelta(minutes=3),
+         "backoff": {"init_backoff": dt.timedelta(milliseconds=100), "max_backoff": dt.timedelta(seconds=15),
+                     "base": 2}}
+"""How the object-store client retries a request that failed with a 5xx answer, a dropped or refused
+connection or a read timeout: up to 10 times, within 3 minutes, waiting 0.1 s, 0.2 s, 0.4 s ... (at most
+15 s, with jitter) in between. What still fails reaches the caller as :class:`StorageError` (one line).
+The storage option ``max_retries`` sets the number of retries (0: none, to fail fast)."""
+
+
 def _object_store(location: str, scheme: str, storage_options: dict) -> object:
-    """An obstore store for a URL; ``anon=True`` means unsigned requests (public buckets)."""
+    """An obstore store for a URL, retrying as :data:`RETRY` says; ``anon=True`` means unsigned requests."""
     from obstore.store import MemoryStore, from_url
 
     if scheme == "memory":
@@ -172,7 +195,53 @@ def _object_store(location: str, scheme: str, storage_options: dict) -> object:
     client = {k: options.pop(k) for k in ("allow_http", "timeout", "connect_timeout") if k in options}
     if scheme == "http":
         client.setdefault("allow_http", True)  # the URL says so
-    return from_url(location, client_options=client or None, **options)
+    return from_url(location, client_options=client or None, retry_config=_retry_config(options), **options)
+
+
+def _retry_config(options: dict) -> dict:
+    """:data:`RETRY` with the ``max_retries`` of the storage options (taken out of them), if they give one."""
+    given = options.pop("max_retries", RETRY["max_retries"])
+    if not str(given).isdigit():
+        raise ValueError(f"invalid storage option max_retries={given!r}: give a whole number >= 0")
+    return {**RETRY, "max_retries": int(given)}
+
+
+async def _again(request: Callable[[], Awaitable[object]]) -> object:
+    """Await ``request()``, again as :data:`RETRY` says while it fails for the network (obstore's generic error)."""
+    from obstore.exceptions import GenericError
+
+    backoff = RETRY["backoff"]
+    wait, longest = backoff["init_backoff"].total_seconds(), backoff["max_backoff"].total_seconds()
+    for _ in range(RETRY["max_retries"]):
+        try:
+            return await request()
+        except GenericError:
+            await asyncio.sleep(wait * random.uniform(0.5, 1.0))
+            wait = min(wait * backoff["base"], longest)
+    return await request()
+
+
+class PatientObjectStore(ObjectStore):
+    """zarr's obstore-backed store, whose writes and deletes are retried after a dropped connection too.
+
+    obstore retries 5xx answers of every request, but a dropped connection only for
+    reads: it does not know a PUT or DELETE to be safe to repeat. In a cube they are:
+    an object is always written whole (a repeat writes the same bytes), a delete
+    repeated deletes once, and a create-only write is read back by
+    :meth:`CubeStore.create`, which so tells whether a lost attempt was its own.
+    """
+
+    async def set(self, key: str, value: object) -> None:
+        await _again(lambda: super(PatientObjectStore, self).set(key, value))
+
+    async def set_if_not_exists(self, key: str, value: object) -> None:
+        await _again(lambda: super(PatientObjectStore, self).set_if_not_exists(key, value))
+
+    async def delete(self, key: str) -> None:
+        await _again(lambda: super(PatientObjectStore, self).delete(key))
+
+    async def delete_dir(self, prefix: str) -> None:
+        await _again(lambda: super(PatientObjectStore, self).delete_dir(prefix))
 
 
 def zarr_store(location: str | os.PathLike, read_only: bool, storage_options: dict | None = None) -> object:
@@ -195,9 +264,7 @@ def zarr_store(location: str | os.PathLike, read_only: bool, storage_options: di
         raise ValueError(f"{text}: unknown URL scheme {scheme!r}; a cube is a path or a {', '.join(SCHEMES)} URL")
     if scheme in ("http", "https") and not read_only:
         raise ValueError(f"{text}: HTTP is read-only; write the cube to a path or an s3:// or gs:// URL")
-    from zarr.storage import ObjectStore
-
-    return ObjectStore(_object_store(text, scheme, storage_options or {}), read_only=read_only)
+    return PatientObjectStore(_object_store(text, scheme, storage_options or {}), read_only=read_only)
 
 
 class CubeStore:
@@ -281,7 +348,11 @@ class CubeStore:
         return str(Path(self.store.root) / name) if self.local else f"{self.location.rstrip('/')}/{name}"
 
     def create(self, key: str, data: bytes) -> bool:
-        """Write an object only if it does not exist; True if this call created it."""
+        """Write an object only if it does not exist; True if this call created it.
+
+        Read back, so that a write retried after a lost answer (:class:`PatientObjectStore`)
+        still tells whether it was this call's.
+        """
         with _requests(self.location):
             sync(self.store.set_if_not_exists(key, cpu.Buffer.from_bytes(data)))
         return self.read_json(key) == json.loads(data)
@@ -387,22 +458,29 @@ class CubeStore:
         one latency per image.
         """
         async def gather() -> list[np.ndarray]:
-            for name in {name for name, _ in requests} - set(self._async_arrays):
-                self._async_arrays[name] = await zarr.api.asynchronous.open_array(
-                    store=self.store, path=name, mode="r", zarr_format=3)
+            new = sorted({name for name, _ in requests} - set(self._async_arrays))
+            opened = await asyncio.gather(*(zarr.api.asynchronous.open_array(store=self.store, path=name, mode="r",
+                                                                             zarr_format=3) for name in new))
+            self._async_arrays.update(zip(new, opened, strict=True))
             return await asyncio.gather(*(self._async_arrays[name].getitem(sel) for name, sel in requests))
         return sync(gather())
 
-    def dataset(self, group: str | None = None, chunks: dict | None = None) -> xr.Dataset:
+    def dataset(self, group: str | None = None, chunks: dict | None = None, *,
+                load_coordinates: bool = False) -> xr.Dataset:
         """A group as an :class:`xarray.Dataset` (lazy), from its consolidated metadata where it has them.
 
         Packed variables (small integers with a ``scale_factor``, such as
         ``s2cloudless_probability``) decode to float32, not float64: the same
-        numbers, each the float32 of what float64 decoding gives.
+        numbers, each the float32 of what float64 decoding gives. With
+        ``load_coordinates``, every coordinate is read into memory, all at once
+        (over a network: one round trip for all of them, instead of one each).
         """
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated", RuntimeWarning)
-            raw = xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks, decode_cf=False)
+            raw = xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks, decode_cf=False, zarr_format=3,
+                               create_default_indexes=not load_coordinates)
+        if load_coordinates:
+            _load_coordinates(raw)
         return xr.decode_cf(_single_precision(raw))
 
     def consolidate(self, group: str | None = None) -> None:
@@ -550,12 +628,15 @@ def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str 
     >>> ds.S2.sel(S2_band=["B4", "B3", "B2"]).isel(patch=0, time=5)  # doctest: +SKIP
     """
     store = as_store(path, storage_options=storage_options)
-    state = checked_state(store, allow_incomplete)
-    ds = store.dataset(chunks=None)
+    try:
+        ds = store.dataset(chunks=None, load_coordinates=True)  # labels are small: read them, all at once
+    except Exception:
+        checked_state(store, allow_incomplete)  # says why in one line where it can: no cube, an old or partial one
+        raise
+    state = checked_state(store, allow_incomplete, ds.attrs)
     ds.attrs["cloud_detectors"] = " ".join(state.cloud_detectors())  # a string: netCDF-safe
     for name in DESCRIPTIONS.keys() & ds.data_vars.keys():  # cubes written with older descriptions show today's
         ds[name].attrs.update(DESCRIPTIONS[name])
-    ds = ds.assign_coords({name: ds[name].load() for name in ds.coords})  # labels are small: load them
     order = sample_order(ds)
     if not np.array_equal(order, np.arange(ds.sizes["patch"])):
         ds = ds.isel(patch=order)  # lazy: composes with later selections, before any dask graph exists
@@ -582,9 +663,12 @@ def finished_detectors(ds: xr.Dataset) -> tuple[str, ...]:
     return tuple(ds.attrs.get("cloud_detectors", "").split())
 
 
-def checked_state(store: CubeStore, allow_incomplete: bool = False) -> CubeState:
-    """The state of a cube of this schema version; raises unless it is complete (or ``allow_incomplete``)."""
-    attributes, state = store.group_attributes(""), store.state()
+def checked_state(store: CubeStore, allow_incomplete: bool = False, attributes: dict | None = None) -> CubeState:
+    """The state of a cube of this schema version; raises unless it is complete (or ``allow_incomplete``).
+
+    ``attributes``: the root group's, where the caller has read them already.
+    """
+    attributes, state = attributes if attributes is not None else store.group_attributes(""), store.state()
     if attributes is None and state is None:
         tree = store.local and any(name.startswith("ROIs") for name in store.children())
         raise FileNotFoundError(f"{store.location}: no cube here (no zarr.json)" + (

@@ -55,6 +55,15 @@ def sampling_cube(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "cube.zarr"
 
 
+@pytest.fixture(scope="module")
+def s3() -> str:
+    """moto's S3 server on 127.0.0.1 for a test module (:func:`tests.servers.s3_server`); its URL."""
+    from tests.servers import s3_server
+
+    with s3_server() as endpoint:
+        yield endpoint
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``requires_cuda`` tests where torch sees no CUDA device (CI has none)."""
     if not any("requires_cuda" in item.keywords for item in items):

@@ -22,17 +22,11 @@ from cube import convert, open_cube
 from cube.runs import list_runs, open_run
 from cube.store import CubeStore
 from cube.synth import make_dataset
-from tests.servers import create_bucket, http_server, s3_server
+from tests.servers import create_bucket, http_server
 
 pytestmark = pytest.mark.slow
 VARIABLES = ("S1", "S2", "valid", "S2_date", "roi", "patch_id", "transform", "s2cloudless_mask", "s2cloudless_map",
              "cloud_cloudshadow_mask", "coverage")
-
-
-@pytest.fixture(scope="module")
-def s3() -> str:
-    with s3_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")

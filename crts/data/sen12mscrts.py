@@ -208,8 +208,12 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
 
     def _path(self, modality: str, pdx: int, t: int) -> str:
         if self._paths is None:
-            self._paths = {m: self.store.array(f"{m}_path")[:][self.positions] for m in ("S1", "S2")}
+            self._keep_paths([self.store.array(f"{m}_path")[:] for m in ("S1", "S2")])
         return str(self.source_root / str(self._paths[modality][pdx, t]))
+
+    def _keep_paths(self, stored: list[np.ndarray]) -> None:
+        """Keep the selection's rows of the ``S1_path`` and ``S2_path`` arrays (as stored)."""
+        self._paths = {m: paths[self.positions] for m, paths in zip(("S1", "S2"), stored, strict=True)}
 
     def read_steps(self, pdx: int, steps: list[int], window: tuple[slice, slice] | None = None) -> dict:
         """Stacked arrays of some time steps of one sample: scaled ``S1`` (n, 2, H, W) and ``S2`` (n, 13, H, W),
@@ -224,7 +228,11 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         names = ["S2", "S1"] + ([] if self.cloud_masks is None else [self.cloud_masks])
         rows, cols = window or (slice(None), slice(None))
         area = {name: (slice(None), rows, cols) if name in ("S1", "S2") else (rows, cols) for name in names}
-        images = self.store.read([(name, (p, t, *area[name])) for name in names for t in steps])
+        paths = [] if self._paths is not None else [(f"{m}_path", (slice(None),)) for m in ("S1", "S2")]
+        images = self.store.read([(name, (p, t, *area[name])) for name in names for t in steps] + paths)
+        if paths:  # read with the first sample's images, not one round trip after them
+            self._keep_paths(images[-2:])
+            images = images[:-2]
         s2, s1, *masks = (np.stack(images[i * len(steps):(i + 1) * len(steps)]) for i in range(len(names)))
         if self.cloud_masks is None:
             masks = np.ones((len(steps), *s2.shape[-2:]), np.float32)
