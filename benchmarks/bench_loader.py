@@ -79,20 +79,42 @@ def start_methods(samples: SEN12MSCRTS) -> dict:
     return out
 
 
+class _Ready(torch.utils.data.Dataset):
+    """The same item, ready made (a copy each time): what the DataLoader's transfer from workers alone costs."""
+
+    def __init__(self, item: dict, n: int) -> None:
+        self.item, self.n = item, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return {key: value.clone() if torch.is_tensor(value) else value for key, value in self.item.items()}
+
+
+def _loader_rate(windows: torch.utils.data.Dataset, workers: int, order: list[int]) -> float:
+    """Items/s of one pass through ``crts.data.loader`` (batches of 4), timed from its first batch."""
+    batches = iter(loader(windows, batch_size=4, num_workers=workers, sampler=order))
+    next(batches)
+    start = time.perf_counter()
+    return sum(len(batch["pdx"]) for batch in batches) / (time.perf_counter() - start)
+
+
 def worker_scaling(samples: SEN12MSCRTS, passes: int = 40) -> dict:
-    """Random 64 px windows/s through ``crts.data.loader`` with 2 workers (default start) against none: one long
-    pass (``passes`` x the selection), timed from its first batch, so that the workers' start is left out."""
+    """Random 64 px windows/s through ``crts.data.loader`` with 2 workers (default start) against none, in one
+    long pass (``passes`` x the selection) timed from its first batch (the workers' start left out); beside it
+    the transfer limit: ready-made items of the same shapes through 2 workers."""
     windows = SampleWindows(samples, {"y": 64, "x": 64}, placement="random")
-    rates, threads = {}, torch.get_num_threads()
-    for workers in (0, 2):
-        torch.set_num_threads(1)  # as in each worker: torch's thread pool made batching (torch.stack) 10x slower
-        batches = iter(loader(windows, batch_size=4, num_workers=workers, sampler=list(range(len(windows))) * passes))
-        next(batches)
-        start = time.perf_counter()
-        rates[workers] = sum(len(batch["pdx"]) for batch in batches) / (time.perf_counter() - start)
+    order, threads = list(range(len(windows))) * passes, torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each worker: torch's thread pool made batching (torch.stack) 10x slower
+    try:
+        one, two = _loader_rate(windows, 0, order), _loader_rate(windows, 2, order)
+        ready = _loader_rate(_Ready(windows[0], len(order)), 2, list(range(len(order))))
+    finally:
         torch.set_num_threads(threads)
-    return {"64 px windows/s, 1 process": round(rates[0], 1), "64 px windows/s, 2 workers": round(rates[2], 1),
-            "2 workers / 1 process": round(rates[2] / rates[0], 2)}
+    return {"64 px windows/s, 1 process": round(one, 1), "64 px windows/s, 2 workers": round(two, 1),
+            "2 workers / 1 process": round(two / one, 2),
+            "transfer limit: ready-made items/s through 2 workers": round(ready, 1)}
 
 
 def _steps(samples: SEN12MSCRTS, pdx: int) -> list[int]:

@@ -1,14 +1,15 @@
 """Images of the cube's sharded arrays read straight from their bytes: the loader's hot path.
 
 zarr-python 3.1 reads a shard's index again for every inner chunk it reads and spends
-about 2 ms of Python per chunk (benchmarks/bench_loader.py profiles it). For a basic
+about 2 ms of Python per chunk (benchmarks/bench_loader.py compares the two). For a basic
 selection that lies in one shard of an array stored the way the cube stores its images
 (sharding; inner chunks of bytes + Blosc; an index of bytes + crc32c at the shard's end),
-:func:`plan` lists the inner chunks it touches, :func:`fetch` reads each touched shard's
-index once and then all the touched chunks' byte ranges concurrently (two round trips on
-a bucket), and :func:`assemble` decodes them with Blosc, straight into the output where a
-chunk lies wholly inside it. :meth:`cube.store.CubeStore.read` uses it and leaves every
-other array and selection to zarr; tests/cube/test_chunks.py checks both give the same arrays.
+:func:`plan` lists the inner chunks it touches, :func:`read_chunks` reads each touched
+shard's index once and then all the touched chunks (two round trips on a bucket, whatever
+the number of images), and :func:`assemble` decodes them with Blosc, straight into the
+output where a chunk lies wholly inside it. :meth:`cube.store.CubeStore.read` uses it and
+leaves every other array and selection to zarr; tests/cube/test_chunks.py checks that both
+give the same arrays.
 """
 
 from __future__ import annotations
