@@ -389,9 +389,15 @@ class CubeStore:
         per request (or None), of its result's shape and the array's type, to read into;
         it is what is returned.
         """
-        for name in {name for name, _ in requests} - set(self._layouts):
-            array = sync(zarr.api.asynchronous.open_array(store=self.store, path=name, mode="r", zarr_format=3))
-            self._layouts[name] = (array, chunks.layout(array))
+        new = sorted({name for name, _ in requests} - set(self._layouts))
+        if new:  # all at once: one round trip on a bucket
+
+            async def open_arrays() -> list[zarr.AsyncArray]:
+                return await asyncio.gather(*(zarr.api.asynchronous.open_array(store=self.store, path=name, mode="r",
+                                                                               zarr_format=3) for name in new))
+            with _requests(self.location):
+                self._layouts.update({name: (array, chunks.layout(array))
+                                      for name, array in zip(new, sync(open_arrays()), strict=True)})
         targets = out or [None] * len(requests)
         for (name, _), target in zip(requests, targets, strict=True):
             stored = self._layouts[name][0].dtype
