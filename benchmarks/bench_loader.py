@@ -6,20 +6,32 @@ Same samples in the same run (4 patches x 30 steps, 256 px, split 'all'):
 - masks off (cloud_masks=None, the whole series): both read all 60 images;
 - ceiling: the same chunks read raw from the cube with zarr (no scaling), and
   the loader's share of that bandwidth;
+- decode limit: the same shard files read with plain file reads (index, then the
+  touched inner chunks) and the chunks decoded with numcodecs' Blosc in a loop, no
+  scaling; whole samples (3 inputs + target) against it, the direct reads
+  (CubeStore.read, cube/chunks.py) against zarr's, random 64 px windows against
+  whole samples, and the bytes one 64 px window and one whole sample read;
+- worker scaling: random 64 px windows/s through the loader with 2 workers against none (one torch
+  thread in the main process, as in the workers: on a loaded 2-core machine torch's thread pool
+  made collating a batch up to 10x slower);
 - worker start methods: time to the first batch and steady windows/s of
   ``crts.data.loader`` with 2 workers started by fork, forkserver (the first
   loader of a process also starts the server) and spawn, against 0 workers.
-Goals (issue 5): >= 100x with s2cloudless masks, >= 5x masks off, share >= 50%.
+Goals (issue 5): >= 100x with s2cloudless masks, >= 5x masks off, share >= 50%; (issue 24) whole samples
+>= 0.5 of the decode limit, 64 px windows >= 4x whole samples, 2 workers >= 1.8x one process.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import zarr
+from numcodecs import Blosc
 
 from benchmarks.baseline_loader import GeoTiffLoader
 from crts.data import SEN12MSCRTS, SampleWindows, loader
@@ -67,6 +79,110 @@ def start_methods(samples: SEN12MSCRTS) -> dict:
     return out
 
 
+class _Ready(torch.utils.data.Dataset):
+    """The same item, ready made (a copy each time): what the DataLoader's transfer from workers alone costs."""
+
+    def __init__(self, item: dict, n: int) -> None:
+        self.item, self.n = item, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return {key: value.clone() if torch.is_tensor(value) else value for key, value in self.item.items()}
+
+
+def _loader_rate(windows: torch.utils.data.Dataset, workers: int, order: list[int]) -> float:
+    """Items/s of one pass through ``crts.data.loader`` (batches of 4), timed from its first batch."""
+    batches = iter(loader(windows, batch_size=4, num_workers=workers, sampler=order))
+    next(batches)
+    start = time.perf_counter()
+    return sum(len(batch["pdx"]) for batch in batches) / (time.perf_counter() - start)
+
+
+def worker_scaling(samples: SEN12MSCRTS, passes: int = 40) -> dict:
+    """Random 64 px windows/s through ``crts.data.loader`` with 2 workers (default start) against none, in one
+    long pass (``passes`` x the selection) timed from its first batch (the workers' start left out); beside it
+    the transfer limit: ready-made items of the same shapes through 2 workers."""
+    windows = SampleWindows(samples, {"y": 64, "x": 64}, placement="random")
+    order, threads = list(range(len(windows))) * passes, torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each worker: torch's thread pool made batching (torch.stack) 10x slower
+    try:
+        one, two = _loader_rate(windows, 0, order), _loader_rate(windows, 2, order)
+        ready = _loader_rate(_Ready(windows[0], len(order)), 2, list(range(len(order))))
+    finally:
+        torch.set_num_threads(threads)
+    return {"64 px windows/s, 1 process": round(one, 1), "64 px windows/s, 2 workers": round(two, 1),
+            "2 workers / 1 process": round(two / one, 2),
+            "transfer limit: ready-made items/s through 2 workers": round(ready, 1)}
+
+
+def _steps(samples: SEN12MSCRTS, pdx: int) -> list[int]:
+    return [*map(int, samples.index.inputs[pdx]), int(samples.index.target[pdx])]
+
+
+def _decode_limit(cube: Path, samples: SEN12MSCRTS) -> None:
+    """Every sample's images with plain file reads (shard index, then each touched chunk) and Blosc decoding."""
+    blosc = Blosc()
+    for pdx in range(len(samples)):
+        for name in ("S2", "S1", samples.cloud_masks):
+            array = zarr.open_array(cube / name, mode="r")
+            per_step = int(np.prod([s // c for s, c in zip(array.shards[2:], array.chunks[2:], strict=True)]))
+            with open(cube / name / "c" / str(int(samples.positions[pdx])) / "/".join("0" * (array.ndim - 2)) / "0",
+                      "rb") as shard:
+                fd, entries = shard.fileno(), array.shards[1] * per_step
+                end = os.fstat(fd).st_size
+                index = np.frombuffer(os.pread(fd, 16 * entries, end - 16 * entries - 4), "<u8").reshape(-1, 2)
+                for t in _steps(samples, pdx):
+                    for offset, size in index[t * per_step:(t + 1) * per_step]:
+                        blosc.decode(os.pread(fd, int(size), int(offset)))
+
+
+def _bytes_read(samples: SEN12MSCRTS, read) -> float:  # noqa: ANN001
+    """Bytes that ``read()`` fetches from the cube's files (shard indexes and chunks)."""
+    store, total = samples.store, [0]
+    plain = store.get_ranges
+
+    def counting(requests: dict) -> dict:
+        found = plain(requests)
+        total[0] += sum(a.size for arrays in found.values() for a in arrays if a is not None)
+        return found
+    store.get_ranges = counting
+    try:
+        read()
+    finally:
+        del store.get_ranges
+    return total[0]
+
+
+def decode_limit(cube: Path, samples: SEN12MSCRTS, whole_rate: float) -> dict:
+    """Whole samples against the decode limit, direct against zarr reads, 64 px windows against whole samples."""
+    n, names = len(samples), ("S2", "S1", samples.cloud_masks)
+    arrays = {name: zarr.open_array(cube / name, mode="r") for name in names}
+    limit = _rate(lambda: _decode_limit(cube, samples), n, repeat=5)
+    requests = [[(name, (int(samples.positions[i]), t)) for name in names for t in _steps(samples, i)]
+                for i in range(n)]
+    direct = _rate(lambda: [samples.store.read(r) for r in requests], n, repeat=5)
+    plain = _rate(lambda: [arrays[name][sel] for r in requests for name, sel in r], n, repeat=3)
+    windows = SampleWindows(samples, {"y": 64, "x": 64}, placement="random")
+    epochs = 5
+
+    def read_windows() -> None:
+        for epoch in range(epochs):
+            windows.set_epoch(epoch)
+            for i in range(len(windows)):
+                windows[i]
+    window_rate = _rate(read_windows, epochs * len(windows), repeat=3)
+    return {"decode limit (file reads + Blosc, no scaling) samples/s": round(limit, 1),
+            "whole samples / decode limit": round(whole_rate / limit, 2),
+            "direct reads (CubeStore.read) samples/s": round(direct, 1),
+            "direct reads / zarr reads of the same images": round(direct / plain, 2),
+            "64 px windows (random) samples/s": round(window_rate, 1),
+            "64 px windows / whole samples": round(window_rate / whole_rate, 2),
+            "bytes read per 64 px window (MB)": round(_bytes_read(samples, read_windows) / epochs / n / 1e6, 3),
+            "bytes read per whole sample (MB)": round(_bytes_read(samples, lambda: samples[0]) / 1e6, 3)}
+
+
 def run() -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +223,9 @@ def run() -> dict:
         out["raw chunk reads (same chunks, no scaling) samples/s"] = round(raw_rate, 1)
         out["raw chunk read bandwidth MB/s"] = round(raw_rate * sample_bytes / 1e6, 1)
         out["loader share of the raw read rate"] = f"{ours_rate / raw_rate:.0%}"
+        out.update(decode_limit(cube_path, ours, ours_rate))
+        out.update(worker_scaling(ours))
         out.update(start_methods(ours))
-    out["goals"] = ">= 100x with s2cloudless masks; >= 5x masks off; loader share >= 50%"
+    out["goals"] = (">= 100x with s2cloudless masks; >= 5x masks off; loader share >= 50%; whole samples >= 0.5 of the "
+                    "decode limit; 64 px windows >= 4x whole samples; 2 workers >= 1.8x one process")
     return out

@@ -154,7 +154,7 @@ class SampleWindows(torch.utils.data.Dataset):
         n = index.inputs.shape[1]
         read = self.samples.read_steps(pdx, [*map(int, index.inputs[pdx]), int(index.target[pdx])], window)
         return {
-            "inputs": torch.from_numpy(np.concatenate([read["S2"][:n], read["S1"][:n]], axis=1)),
+            "inputs": torch.from_numpy(read["images"][:n]),
             "target": torch.from_numpy(read["S2"][n]),
             "input_masks": torch.from_numpy(read["masks"][:n]),
             "target_mask": torch.from_numpy(read["masks"][n]),

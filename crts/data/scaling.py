@@ -13,10 +13,13 @@ S1_LAUNCH = np.datetime64("2014-04-03")
 """Dates are given as days since the Sentinel-1 launch ('S1 TD', 'S2 TD')."""
 
 
-def scale_s2(s2: np.ndarray, method: str = "default") -> np.ndarray:
-    """S2 digital numbers clipped to [0, 10000], then / 10000 ('default', [0, 1]) or / 2000 ('resnet', [0, 5])."""
-    out = s2.astype(np.float32)  # one allocation, then in place: large stacks are memory-bound
-    np.clip(out, 0, S2_SCALE, out=out)
+def scale_s2(s2: np.ndarray, method: str = "default", out: np.ndarray | None = None) -> np.ndarray:
+    """S2 digital numbers clipped to [0, 10000], then / 10000 ('default', [0, 1]) or / 2000 ('resnet', [0, 5]).
+
+    ``out``: a float32 array of ``s2``'s shape to write into (returned); by default a new one.
+    """
+    out = np.empty(s2.shape, np.float32) if out is None else out
+    np.clip(s2, 0, S2_SCALE, out=out, casting="unsafe")  # digital numbers are exact in float32: clip, then cast
     return np.divide(out, np.float32(S2_DIVISORS[method]), out=out)
 
 
@@ -31,24 +34,22 @@ def s2_reflectance(scaled: np.ndarray, method: str = "default") -> np.ndarray:
     return np.asarray(scaled, np.float32) * np.float32(S2_DIVISORS[method] / S2_SCALE)
 
 
-def scale_s1(s1: np.ndarray, method: str = "default") -> np.ndarray:
+def scale_s1(s1: np.ndarray, method: str = "default", out: np.ndarray | None = None) -> np.ndarray:
     """S1 dB (bands on axis -3) clipped and mapped: 'default' both bands [-25, 0] -> [0, 1];
     'resnet' VV [-25, 0] and VH [-32.5, 0] -> [0, 2].
 
-    NaN (no radar data at swath edges) becomes 0 after scaling, as in the original loader.
+    NaN (no radar data at swath edges) becomes 0 after scaling, as in the original loader
+    (``fmax`` takes the lower bound for NaN, which maps to 0). ``out``: a float32 array of
+    ``s1``'s shape to write into (returned; it may be ``s1`` itself); by default a new one.
     """
-    if method == "default":
-        low, high, span = np.array([-25.0, -25.0]), np.array([0.0, 0.0]), 1.0
-    else:
-        low, high, span = np.array([-25.0, -32.5]), np.array([0.0, 0.0]), 2.0
-    low, high = low.reshape(2, 1, 1).astype(np.float32), high.reshape(2, 1, 1).astype(np.float32)  # band axis -3
-    out = s1.astype(np.float32)
-    np.clip(out, low, high, out=out)
+    low = np.array([-25.0, -25.0 if method == "default" else -32.5], np.float32).reshape(2, 1, 1)  # band axis -3
+    span = np.float32(1.0 if method == "default" else 2.0)
+    out = np.empty(s1.shape, np.float32) if out is None else out
+    np.fmax(s1, low, out=out, casting="unsafe")
+    np.fmin(out, np.float32(0.0), out=out)
     np.subtract(out, low, out=out)
-    np.divide(out, high - low, out=out)
-    if span != 1.0:
-        np.multiply(out, np.float32(span), out=out)
-    return np.nan_to_num(out, nan=0.0, copy=False)
+    np.divide(out, -low, out=out)
+    return out if span == 1 else np.multiply(out, span, out=out)
 
 
 def days_since_s1_launch(dates: np.ndarray) -> np.ndarray:

@@ -141,6 +141,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
             self.export_index(export_data_path)
         self.image_size = ds.sizes["x"]
         """Width (= height) of the cube's images in pixels."""
+        self._s2_type = self.store.array("S2").dtype
 
     def _sample_index(self, import_data_path: str | os.PathLike | None) -> SampleIndex:
         if import_data_path is None:
@@ -217,38 +218,44 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
 
     def read_steps(self, pdx: int, steps: list[int], window: tuple[slice, slice] | None = None) -> dict:
         """Stacked arrays of some time steps of one sample: scaled ``S1`` (n, 2, H, W) and ``S2`` (n, 13, H, W),
-        ``masks`` (n, H, W), and per-step ``coverage``, ``S1 TD``, ``S2 TD``, paths, ``coord``, ``idx`` lists.
+        ``masks`` (n, H, W), and per-step ``coverage``, ``S1 TD``, ``S2 TD``, paths, ``coord``, ``idx`` lists;
+        ``images`` is the float32 (n, 15, H, W) array that ``S2`` and ``S1`` are views of (S2 bands, then S1).
 
         Every image (S1, S2 and mask of every step) is read in one concurrent request
-        to the cube (:meth:`cube.store.CubeStore.read`): over a network, one latency per sample.
+        to the cube (:meth:`cube.store.CubeStore.read`): over a network, two latencies per sample.
+        S1 is read straight into ``images`` and scaled there, S2 scaled into it: no other copies.
         ``window`` (row and column slices) reads only that part of every image; the
         coverage stays the whole image's.
         """
-        p = int(self.positions[pdx])
-        names = ["S2", "S1"] + ([] if self.cloud_masks is None else [self.cloud_masks])
+        p, n = int(self.positions[pdx]), len(steps)
         rows, cols = window or (slice(None), slice(None))
-        area = {name: (slice(None), rows, cols) if name in ("S1", "S2") else (rows, cols) for name in names}
-        paths = [] if self._paths is not None else [(f"{m}_path", (slice(None),)) for m in ("S1", "S2")]
-        images = self.store.read([(name, (p, t, *area[name])) for name in names for t in steps] + paths)
-        if paths:  # read with the first sample's images, not one round trip after them
-            self._keep_paths(images[-2:])
-            images = images[:-2]
-        s2, s1, *masks = (np.stack(images[i * len(steps):(i + 1) * len(steps)]) for i in range(len(names)))
-        if self.cloud_masks is None:
-            masks = np.ones((len(steps), *s2.shape[-2:]), np.float32)
-        else:
-            masks = detector(self.cloud_masks).to_float(masks[0])
-        return {"S1": scale_s1(s1, self.rescale_method), "S2": scale_s2(s2, self.rescale_method), "masks": masks,
+        height, width = (len(range(self.image_size)[part]) for part in (rows, cols))
+        images = np.empty((n, 15, height, width), np.float32)
+        s2 = np.empty((n, 13, height, width), self._s2_type)
+        requests = [("S2", (p, t, slice(None), rows, cols)) for t in steps]
+        requests += [("S1", (p, t, slice(None), rows, cols)) for t in steps]
+        if self.cloud_masks is not None:
+            requests += [(self.cloud_masks, (p, t, rows, cols)) for t in steps]
+        requests += [] if self._paths is not None else [(f"{m}_path", (slice(None),)) for m in ("S1", "S2")]
+        read = self.store.read(requests, [*s2, *images[:, 13:], *[None] * (len(requests) - 2 * n)])
+        if self._paths is None:  # read with the first sample's images, not one round trip after them
+            self._keep_paths(read[-2:])
+            read = read[:-2]
+        masks = read[2 * n:]
+        masks = (detector(self.cloud_masks).to_float(np.stack(masks)) if masks
+                 else np.ones((n, height, width), np.float32))
+        return {"S1": scale_s1(images[:, 13:], self.rescale_method, out=images[:, 13:]),
+                "S2": scale_s2(s2, self.rescale_method, out=images[:, :13]), "masks": masks, "images": images,
                 "coverage": [float(self.coverage[pdx, t]) for t in steps],
                 "S1 TD": [int(self.s1_td[pdx, t]) for t in steps], "S2 TD": [int(self.s2_td[pdx, t]) for t in steps],
                 "S1 path": [self._path("S1", pdx, t) for t in steps],
                 "S2 path": [self._path("S2", pdx, t) for t in steps],
-                "coord": [self.coords[pdx].tolist()] * len(steps), "idx": list(steps)}
+                "coord": [self.coords[pdx].tolist()] * n, "idx": list(steps)}
 
     @staticmethod
     def _series(read: dict, part: slice) -> dict:
         """The original's per-step lists (of arrays) of some steps of a :meth:`read_steps` result."""
-        return {key: list(value[part]) for key, value in read.items()}
+        return {key: list(value[part]) for key, value in read.items() if key != "images"}
 
     def __getitem__(self, pdx: int) -> dict:
         crs = {"crs": self.crs[pdx]}

@@ -210,3 +210,22 @@ def test_a_script_without_main_guard_runs_or_stops_with_the_remedy(sampling_cube
         assert done.returncode != 0
         assert ("RuntimeError: crts.data.loader() ran while a DataLoader worker re-ran the main script to start: "
                 'put the script\'s code under `if __name__ == "__main__":`') in done.stderr
+
+
+@pytest.mark.parametrize("method", ["fork", pytest.param("forkserver", marks=pytest.mark.slow),
+                                    pytest.param("spawn", marks=pytest.mark.slow)])
+def test_workers_of_every_start_method_give_the_items_of_one_process(samples: SEN12MSCRTS, method: str) -> None:
+    windows = SampleWindows(samples, {"y": 16, "x": 16}, placement="random", seed=3)
+    windows[0]  # the parent has read the cube (direct shard reads, Blosc) before its workers start
+    expected = _items(loader(windows, batch_size=4))
+    got = _items(loader(windows, batch_size=4, num_workers=2, start_method=method, timeout=120))
+    assert got.keys() == expected.keys()
+    for key, (inputs, target) in got.items():
+        torch.testing.assert_close(inputs, expected[key][0], rtol=0, atol=0)
+        torch.testing.assert_close(target, expected[key][1], rtol=0, atol=0)
+
+
+def _items(batches: torch.utils.data.DataLoader) -> dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]]:
+    """Inputs and target of every window, by sample and window origin."""
+    return {(int(b["pdx"][i]), int(b["y0"][i]), int(b["x0"][i])): (b["inputs"][i], b["target"][i])
+            for b in batches for i in range(len(b["pdx"]))}
