@@ -36,6 +36,7 @@ from numcodecs import Blosc
 from benchmarks.baseline_loader import GeoTiffLoader
 from crts.data import SEN12MSCRTS, SampleWindows, loader
 from cube import convert
+from cube.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
 
 
@@ -189,7 +190,7 @@ def run() -> dict:
         root = make_dataset(Path(tmp) / "src", ["ROIs1868/17", "ROIs2017/63"], patches_per_roi=2, workers=2,
                             progress=False)
         cube_path = Path(tmp) / "cube.zarr"
-        convert(root, cube_path, workers=1, clouds=("s2cloudless_mask",), progress=False)
+        convert(root, cube_path, workers=1, clouds=("s2cloudless_mask",), tile=WINDOW_TILE_PX, progress=False)
 
         ours = SEN12MSCRTS(cube_path, cloud_masks="s2cloudless_mask")
         base = GeoTiffLoader(root, cloud_masks="s2cloudless_mask")

@@ -2,8 +2,8 @@
 
 An S3-compatible server (moto) runs on 127.0.0.1; a proxy in front of it delays
 every request by 0, 20 or 100 ms, as a bucket in another region would. Same
-samples in the same run (2 ROIs x 4 patches x 30 steps, 256 px; n_input_samples
-3, s2cloudless masks): one process, then DataLoader workers, against local disk.
+samples in the same run (2 ROIs x 4 patches x 30 steps, 256 px in 64 px tiles as
+for training, cube.schema.WINDOW_TILE_PX; n_input_samples 3, s2cloudless masks): one process, then DataLoader workers, against local disk.
 Conversion: images/s into the bucket against into a local folder.
 Goals (issue 13): >= 4 samples/s in one process at 100 ms; with the documented
 workers >= 50% of the local-disk rate.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from crts.data import SEN12MSCRTS, SampleWindows, loader
 from cube import convert
+from cube.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
 from tests.servers import S3Proxy, create_bucket, s3_server
 
@@ -43,10 +44,10 @@ def _rate(samples: SEN12MSCRTS, workers: int = 0, rounds: int = 4) -> float:
 def _conversion(root: Path, local: Path, url: str) -> dict:
     images = 2 * 4 * 30 * 2
     start = time.perf_counter()
-    convert(root, local, workers=1, clouds=(), progress=False)
+    convert(root, local, workers=1, clouds=(), tile=WINDOW_TILE_PX, progress=False)
     local_rate = images / (time.perf_counter() - start)
     start = time.perf_counter()
-    convert(root, url, workers=1, clouds=(), progress=False)
+    convert(root, url, workers=1, clouds=(), tile=WINDOW_TILE_PX, progress=False)
     bucket_rate = images / (time.perf_counter() - start)
     return {"conversion_images_per_s": {"local disk": round(local_rate, 1), "bucket": round(bucket_rate, 1),
                                         "bucket / local": round(bucket_rate / local_rate, 2)}}

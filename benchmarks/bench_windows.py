@@ -4,7 +4,7 @@ Same run, same samples (a train and a val ROI x 2 patches x 30 steps, 256 px, s2
 - the cube converted three times, with 256 px (one chunk per image), 128 px and
   64 px inner chunks; on each, SampleWindows' samples/s for whole images and for
   random 128 px and 64 px windows (3 inputs + target: S2, S1 and masks);
-- on the default tile (cube.schema.TILE_PX): the raw ceiling, the same window
+- on the tile for training crops (cube.schema.WINDOW_TILE_PX): the raw ceiling, the same window
   reads with zarr (CubeStore.read, no scaling, no tensors), and the loader's share of it;
 - a short CPU training run (3D ResNet, 16 features, 64 px crops, batch 4, no
   workers) on a cube of 16 train patches (6 time steps each): the share of its time
@@ -27,7 +27,7 @@ import torch
 from crts.data import SEN12MSCRTS, SampleWindows
 from crts.train import TrainConfig, train
 from cube import convert
-from cube.schema import TILE_PX
+from cube.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
 
 TILES = (256, 128, 64)
@@ -84,7 +84,7 @@ def _training_cube(tmp: Path) -> Path:
     """16 patches of a train ROI and of a val ROI, 6 time steps: epochs of several steps."""
     root = make_dataset(tmp / "train_src", ["ROIs1868/56", "ROIs1868/17"], patches_per_roi=16, times=6, workers=2,
                         progress=False)
-    convert(root, tmp / "train.zarr", workers=1, clouds=("s2cloudless_mask",), progress=False)
+    convert(root, tmp / "train.zarr", workers=1, clouds=("s2cloudless_mask",), tile=WINDOW_TILE_PX, progress=False)
     return tmp / "train.zarr"
 
 
@@ -111,7 +111,7 @@ def run() -> dict:
             for window, rate in rates.items():
                 out[f"tile {tile} px: {window} px windows, samples/s"] = round(rate, 1)
             out[f"tile {tile} px: 64 px window / whole image"] = round(rates[64] / rates[256], 2)
-            if tile == TILE_PX:
+            if tile == WINDOW_TILE_PX:
                 raw = _rates(samples, 64, raw=True)
                 out[f"tile {tile} px: raw reads of the 64 px windows, samples/s"] = round(raw, 1)
                 out[f"tile {tile} px: loader share of the raw 64 px rate"] = f"{rates[64] / raw:.0%}"

@@ -74,12 +74,14 @@ def compressor(dtype: np.dtype) -> BloscCodec:
     return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=np.dtype(dtype).itemsize)
 
 
-TILE_PX = 64
-"""Edge of the images' inner chunks in px (temporal cubes): 16 tiles per 256 px image. Measured against 256
-and 128 px tiles (benchmarks/bench_windows.py, docs/schema.md): with the direct shard reads of
-:mod:`cube.chunks` a chunk costs little beyond decoding it, so a random 64 px window decodes about a quarter
-of an image (4-5x the whole-sample rate, against 1.5x with one chunk per image), and whole images still read
-faster than zarr read them with one chunk per image."""
+TILE_PX = 256
+"""Edge of the images' inner chunks in px (temporal cubes): one chunk per 256 px image. ``--tile 64`` reads
+random 64 px windows 4.6x as fast as whole samples (1.7x with 256 px tiles; benchmarks/bench_windows.py), but
+plain ``xr.open_zarr`` makes one dask chunk per tile: at full size (15,600 patches) one image then takes 10.7 s
+and 1.4 GB instead of 0.44 s and 0.5 GB, so the analysis-ready default stays one chunk per image (docs/schema.md,
+"Tile size")."""
+WINDOW_TILE_PX = 64
+"""The tile for a cube read mostly as 64 px windows (training on ``--crop 64``): ``crts convert --tile 64``."""
 
 
 def image_chunk(size: int, tile: int = TILE_PX) -> tuple[int, int]:
@@ -87,8 +89,8 @@ def image_chunk(size: int, tile: int = TILE_PX) -> tuple[int, int]:
 
     Examples
     --------
-    >>> image_chunk(256), image_chunk(256, tile=128), image_chunk(32)
-    ((64, 64), (128, 128), (32, 32))
+    >>> image_chunk(256), image_chunk(256, tile=64), image_chunk(32)
+    ((256, 256), (64, 64), (32, 32))
     """
     edge = min(tile, size)
     if edge < 1 or size % edge:

@@ -27,6 +27,7 @@ import sys
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -302,8 +303,15 @@ class CubeStore:
         return f"CubeStore({self.location!r})"
 
     def __reduce__(self) -> tuple:
-        """Pickled as its arguments: each process (dask worker, DataLoader worker) opens its own connection."""
-        return CubeStore, (self.location, self.mode, self.storage_options)
+        """Pickled as its arguments: each process (dask worker, DataLoader worker) opens its own connection.
+
+        A cube in a bucket also carries this process's object-store variables (``AWS_*``,
+        ``GOOGLE_*``, ``AZURE_*``: credentials, endpoint), which the receiving process sets
+        before it connects: a fork server started before they were set would give its
+        workers none of them (they then ask an instance-metadata service for credentials).
+        """
+        environment = {} if self.local else {k: v for k, v in os.environ.items() if k.startswith(_CLOUD_VARIABLES)}
+        return _reopen, (self.location, self.mode, self.storage_options, environment)
 
     def reopened(self, mode: str) -> CubeStore:
         """The same cube in another mode."""
@@ -462,10 +470,14 @@ class CubeStore:
         if self.local:
             return {key: _read_ranges(Path(self.store.root) / key, ranges) for key, ranges in requests.items()}
 
+        async def ranges_of(key: str, ranges: list[ByteRequest]) -> list:
+            try:
+                return await self.store.get_partial_values(default_buffer_prototype(), [(key, r) for r in ranges])
+            except FileNotFoundError:  # a shard never written (as on the disk)
+                return [None] * len(ranges)
+
         async def gather() -> list:
-            return await asyncio.gather(*(self.store.get_partial_values(default_buffer_prototype(),
-                                                                        [(key, r) for r in ranges])
-                                          for key, ranges in requests.items()))
+            return await asyncio.gather(*(ranges_of(key, ranges) for key, ranges in requests.items()))
         answers = sync(gather())
         return {key: [None if a is None else a.as_numpy_array() for a in found]
                 for key, found in zip(requests, answers, strict=True)}
@@ -499,9 +511,10 @@ class CubeStore:
         async def zarr_reads() -> list[np.ndarray]:
             return await asyncio.gather(*(self._layouts[name][0].getitem(sel)
                                           for (name, sel), p in zip(requests, plans, strict=True) if not p))
-        with _requests(self.location):
+        with _requests(self.location), ThreadPoolExecutor(1) as pool:  # zarr's reads beside the direct ones
+            pending = None if all(plans) else pool.submit(sync, zarr_reads())
             direct = iter(chunks.read_chunks(self.get_ranges, [p for p in plans if p]))
-            others = iter(sync(zarr_reads()) if not all(plans) else [])
+            others = iter(pending.result() if pending else [])
         return [chunks.assemble(p, next(direct), target) if p else _into(target, next(others))
                 for p, target in zip(plans, targets, strict=True)]
 
@@ -604,6 +617,16 @@ def plain_files_ignored() -> Iterator[None]:
         warnings.filterwarnings("ignore", f"Object at ({'|'.join(map(re.escape, FILES))}) is not recognized",
                                 UserWarning)
         yield
+
+
+_CLOUD_VARIABLES = ("AWS_", "GOOGLE_", "AZURE_")
+"""Prefixes of the environment variables that object stores read (credentials, endpoints, regions)."""
+
+
+def _reopen(location: str, mode: str, storage_options: dict, environment: dict[str, str]) -> CubeStore:
+    """A pickled :class:`CubeStore` in another process, with the object-store variables of the one that sent it."""
+    os.environ.update(environment)
+    return CubeStore(location, mode, storage_options)
 
 
 def _read_ranges(path: Path, ranges: list[ByteRequest]) -> list[np.ndarray | None]:
