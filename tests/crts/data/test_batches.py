@@ -50,6 +50,37 @@ def test_batches_have_the_documented_shapes_and_labels(samples: SEN12MSCRTS) -> 
         label.roi.group, label.roi.number, label.patch_id)
 
 
+def _assert_same_batch(got: dict, expected: dict) -> None:
+    assert list(got) == list(expected)
+    for key, value in expected.items():
+        if torch.is_tensor(value):
+            assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+            torch.testing.assert_close(got[key], value, rtol=0, atol=0)
+        else:
+            assert got[key] == value, key
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_equal_torchs_default_collate_of_the_items(samples: SEN12MSCRTS, workers: int) -> None:
+    windows = SampleWindows(samples, {"y": 16, "x": 16}, placement="random", seed=5)
+    got = list(loader(windows, batch_size=4, num_workers=workers, start_method="fork" if workers else None,
+                      timeout=120 if workers else 0))
+    expected = [torch.utils.data.default_collate([windows[i] for i in range(s, min(s + 4, len(windows)))])
+                for s in range(0, len(windows), 4)]
+    assert len(got) == len(expected)
+    for batch, want in zip(got, expected, strict=True):
+        _assert_same_batch(batch, want)
+
+
+@pytest.mark.requires_cuda
+def test_pinned_batches_equal_the_plain_ones(samples: SEN12MSCRTS) -> None:
+    windows = SampleWindows(samples, {"y": 16, "x": 16}, placement="random", seed=5)
+    plain = next(iter(loader(windows, batch_size=4, pin_memory=False)))
+    pinned = next(iter(loader(windows, batch_size=4, num_workers=2, pin_memory=True, timeout=120)))
+    assert pinned["inputs"].is_pinned() and pinned["target"].is_pinned()
+    _assert_same_batch(pinned, plain)
+
+
 def _keys(batches) -> list[tuple[int, int, int]]:
     return [(int(p), int(y), int(x)) for b in batches for p, y, x in zip(b["pdx"], b["y0"], b["x0"], strict=True)]
 
