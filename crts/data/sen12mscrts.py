@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
+from numcodecs import Zstd
 
 from cube import open_cube
 from cube.clouds import require_clouds
@@ -204,8 +206,13 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
 
     def __getstate__(self) -> dict:
         """What a DataLoader worker receives: the selection without its source paths, which each process reads
-        on first use (at full size they are most of the object: 41 of 50 MB)."""
-        return {**self.__dict__, "_paths": None}
+        on first use (at full size 41 of 50 MB), compressed with Zstandard: the train split of a 15,600-patch
+        cube pickles to 1.2 MB instead of 7.8 MB (per-step dates, coverage, labels), 11 ms to compress once
+        per worker start, 3 ms to decompress."""
+        return {"zstd": Zstd(level=3).encode(pickle.dumps({**self.__dict__, "_paths": None}, protocol=5))}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(pickle.loads(Zstd().decode(state["zstd"])))  # noqa: S301 (our own __getstate__'s)
 
     def _path(self, modality: str, pdx: int, t: int) -> str:
         if self._paths is None:

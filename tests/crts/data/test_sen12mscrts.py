@@ -19,6 +19,7 @@ from cube.detectors import (
 )
 from cube.layout import scan_ts
 from cube.rois import select_rois
+from cube.synth.hollow import make_hollow
 
 SOURCE_CACHE: dict = {}
 
@@ -214,3 +215,22 @@ def test_index_export_creates_missing_folders(sampling_cube: Path, tmp_path: Pat
     SEN12MSCRTS(sampling_cube, split="test", export_data_path=tmp_path / "other" / "idx.json")
     assert (tmp_path / "new" / "indices" / "3_test_s2cloudless_mask.npy").is_file()
     assert (tmp_path / "other" / "idx.json").is_file()
+
+
+def test_a_worker_receives_the_selection_compressed_and_reads_the_same_samples(sampling_cube: Path,
+                                                                                tmp_path: Path) -> None:
+    samples = SEN12MSCRTS(sampling_cube, split="all", cloud_masks="s2cloudless_mask", n_input_samples=3)
+    samples[0]  # reads the paths, which stay behind
+    back = pickle.loads(pickle.dumps(samples))
+    assert back._paths is None and back.labels == samples.labels
+    for name in ("positions", "s1_td", "s2_td", "coords", "valid", "coverage"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(samples, name))
+        assert getattr(back, name).dtype == getattr(samples, name).dtype
+    for i in (0, len(samples) - 1):
+        got, want = back[i], samples[i]
+        assert got["input"]["idx"] == want["input"]["idx"] and got["input"]["S1 path"] == want["input"]["S1 path"]
+        np.testing.assert_array_equal(np.stack(got["input"]["S2"]), np.stack(want["input"]["S2"]))
+    hollow = SEN12MSCRTS(make_hollow(tmp_path / "hollow.zarr", 1060, times=30, size=32), split="train",
+                         cloud_masks="s2cloudless_mask")
+    plain = pickle.dumps({**hollow.__dict__, "_paths": None}, protocol=5)
+    assert len(pickle.dumps(hollow)) < len(plain) / 4
