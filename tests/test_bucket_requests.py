@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crts.cli import main
-from crts.data import SEN12MSCRTS
+from crts.data import SEN12MSCRTS, SampleWindows, loader
 from cube import convert, open_cube
 from cube.synth import make_dataset
 from cube.synth.hollow import make_hollow
@@ -110,6 +110,17 @@ def test_a_sample_costs_two_round_trips_once_its_arrays_are_open(proxy: S3Proxy,
         indexes = [r for r in requests if r.range.startswith("bytes=-")]
         assert len(indexes) == 3  # each shard's index once: the patch's S2, S1 and mask
         assert len(requests) - len(indexes) <= images  # then its chunks, nearby ones merged
+
+
+def test_a_batch_of_windows_costs_two_round_trips(proxy: S3Proxy, small_cube: str) -> None:
+    windows = SampleWindows(SEN12MSCRTS(small_cube, storage_options={"endpoint": proxy.url}), {"y": 16, "x": 16},
+                            placement="random")
+    windows[0]  # the arrays' metadata and the source paths
+    with proxy.counting() as requests:
+        batch = next(iter(loader(windows, batch_size=4, sampler=[1, 2, 3, 4])))
+    assert requests.round_trips == 2  # every shard's index of the 4 samples, then all their images
+    assert len([r for r in requests if r.range.startswith("bytes=-")]) == 4 * 3  # S2, S1 and mask of each
+    assert batch["pdx"].tolist() == [1, 2, 3, 4]
 
 
 def test_no_request_is_made_per_patch(counter: S3Proxy, hollow_cubes: dict[int, str],

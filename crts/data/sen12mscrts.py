@@ -234,6 +234,28 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         ``window`` (row and column slices) reads only that part of every image; the
         coverage stays the whole image's.
         """
+        return self.read_many([(pdx, steps, window)])[0]
+
+    def read_many(self, wanted: list[tuple[int, list[int], tuple[slice, slice] | None]]) -> list[dict]:
+        """:meth:`read_steps` of several ``(pdx, steps, window)`` at once: every image of all of them in one
+        concurrent request to the cube (over a network, two latencies for the lot, not two per sample)."""
+        plans = [self._plan(*one) for one in wanted]
+        requests = [request for plan in plans for request in plan[0]]
+        out = [target for plan in plans for target in plan[1]]
+        if self._paths is None:  # read with the first images, not one round trip after them
+            requests += [(f"{m}_path", (slice(None),)) for m in ("S1", "S2")]
+        read = self.store.read(requests, out + [None] * (len(requests) - len(out)))
+        if self._paths is None:
+            self._keep_paths(read[len(out):])
+        results, start = [], 0
+        for (pdx, steps, _), (mine, _, images, s2) in zip(wanted, plans, strict=True):
+            results.append(self._finish(pdx, steps, images, s2, read[start + 2 * len(steps):start + len(mine)]))
+            start += len(mine)
+        return results
+
+    def _plan(self, pdx: int, steps: list[int], window: tuple[slice, slice] | None) -> tuple[list, list, np.ndarray,
+                                                                                             np.ndarray]:
+        """One sample's requests, the arrays they read into (None: a new one), its float32 images and raw S2."""
         p, n = int(self.positions[pdx]), len(steps)
         rows, cols = window or (slice(None), slice(None))
         height, width = (len(range(self.image_size)[part]) for part in (rows, cols))
@@ -243,12 +265,11 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         requests += [("S1", (p, t, slice(None), rows, cols)) for t in steps]
         if self.cloud_masks is not None:
             requests += [(self.cloud_masks, (p, t, rows, cols)) for t in steps]
-        requests += [] if self._paths is not None else [(f"{m}_path", (slice(None),)) for m in ("S1", "S2")]
-        read = self.store.read(requests, [*s2, *images[:, 13:], *[None] * (len(requests) - 2 * n)])
-        if self._paths is None:  # read with the first sample's images, not one round trip after them
-            self._keep_paths(read[-2:])
-            read = read[:-2]
-        masks = read[2 * n:]
+        return requests, [*s2, *images[:, 13:], *[None] * (len(requests) - 2 * n)], images, s2
+
+    def _finish(self, pdx: int, steps: list[int], images: np.ndarray, s2: np.ndarray, masks: list) -> dict:
+        """:meth:`read_steps`' result from the images read (``masks``: the detector's, or none)."""
+        n, (height, width) = len(steps), images.shape[-2:]
         masks = (detector(self.cloud_masks).to_float(np.stack(masks)) if masks
                  else np.ones((n, height, width), np.float32))
         return {"S1": scale_s1(images[:, 13:], self.rescale_method, out=images[:, 13:]),
