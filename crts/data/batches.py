@@ -264,8 +264,8 @@ def loader(windows: SampleWindows, batch_size: int = 4, *, shuffle: bool = False
     workers = num_workers > 0
     context = worker_context(start_method or default_start_method(), type(windows).__module__) if workers else None
     return _Loader(
-        windows, batch_size=batch_size, collate_fn=collate, shuffle=shuffle if sampler is None else False, sampler=sampler,
-        num_workers=num_workers, drop_last=drop_last,
+        windows, batch_size=batch_size, collate_fn=collate, shuffle=shuffle if sampler is None else False,
+        sampler=sampler, num_workers=num_workers, drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         multiprocessing_context=context, worker_init_fn=start_worker if workers else None,
         timeout=timeout if workers else 0)

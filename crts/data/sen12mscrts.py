@@ -207,8 +207,8 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
     def __getstate__(self) -> dict:
         """What a DataLoader worker receives: the selection without its source paths, which each process reads
         on first use (at full size 41 of 50 MB), compressed with Zstandard: the train split of a 15,600-patch
-        cube pickles to 1.2 MB instead of 7.8 MB (per-step dates, coverage, labels), 11 ms to compress once
-        per worker start, 3 ms to decompress."""
+        cube pickles to 1.16 MB instead of 7.8 MB (per-step dates, coverage, labels) in about 30 ms, once per
+        worker start, and unpickles in 16 ms."""
         return {"zstd": Zstd(level=3).encode(pickle.dumps({**self.__dict__, "_paths": None}, protocol=5))}
 
     def __setstate__(self, state: dict) -> None:
