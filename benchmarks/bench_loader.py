@@ -51,16 +51,16 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def _first_batch_and_rate(windows: SampleWindows, method: str | None, epochs: int = 3) -> tuple[float, float]:
-    """Seconds to the first batch of a new loader (workers starting), then windows/s over ``epochs`` more epochs."""
-    data = loader(windows, batch_size=4, num_workers=0 if method is None else 2, start_method=method)
+def _first_batch_and_rate(windows: SampleWindows, method: str | None, passes: int = 30) -> tuple[float, float]:
+    """Seconds to the first batch of a new loader (workers starting), then windows/s over the rest of one long
+    pass (``passes`` x the windows), so that the steady rate does not include the workers' start."""
+    order = list(range(len(windows))) * passes
+    data = loader(windows, batch_size=4, num_workers=0 if method is None else 2, start_method=method, sampler=order)
     start = time.perf_counter()
     batches = iter(data)
     next(batches)
     first = time.perf_counter() - start
-    for _ in batches:
-        pass
-    return first, _rate(lambda: [None for _ in range(epochs) for _ in data], epochs * len(windows))
+    return first, _rate(lambda: [None for _ in batches], len(order) - 4)
 
 
 def start_methods(samples: SEN12MSCRTS) -> dict:

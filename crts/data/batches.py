@@ -178,13 +178,26 @@ class SampleWindows(torch.utils.data.Dataset):
         }
 
 
-class ArrayBatch(dict):
-    """A batch as numpy arrays, as a DataLoader worker sends it; :meth:`tensors` makes it the batch of tensors.
+SHARED_BYTES = 1 << 20
+"""Batch arrays of at least this many bytes travel from workers in shared memory; smaller ones in the message."""
 
-    A worker pickles it into one message. A batch of tensors would instead take one
-    new shared-memory segment per key, whose pages both processes then fault in: 2
-    workers gave 226 / 213 / 259 windows/s with tensors against 242 / 303 / 339 with
-    arrays (bench_loader's worker scaling, 64 px windows, batches of 4, 3 runs).
+
+class ArrayBatch(dict):
+    """A batch as a DataLoader worker sends it; :meth:`tensors` makes it the batch of tensors.
+
+    Arrays of :data:`SHARED_BYTES` or more are tensors in shared memory, as torch's
+    ``default_collate`` makes them in a worker; smaller ones and labels are numpy
+    arrays in the pickled message. A batch all in shared memory takes a new segment per
+    key (16 here), whose pages both processes fault in; one all in the message copies
+    its bytes three times. 2 workers, 2 cores, windows/s (two runs each):
+
+    ====================  ==============  =============  ==============
+    window (batch of 4)   all in message  all shared     1 MiB or more shared
+    ====================  ==============  =============  ==============
+    256 px (whole patch)  20.8, 22.9      56.9, 51.5     58.4, 52.6
+    128 px                129.0, 143.3    139.8, 134.5   152.7, 143.7
+    64 px                 279.6, 392.3    295.5, 307.9   348.0, 417.6
+    ====================  ==============  =============  ==============
     """
 
     def tensors(self) -> dict:
@@ -201,12 +214,15 @@ def collate(items: list[dict]) -> ArrayBatch:
     """Stack items (dicts of tensors, numbers and strings) into an :class:`ArrayBatch`.
 
     Tensors and numbers stack along a new first axis (numbers as int64, as torch
-    collates them); strings become a list.
+    collates them; tensors of :data:`SHARED_BYTES` or more per batch into shared
+    memory in a worker); strings become a list.
     """
     batch = ArrayBatch()
     for key, first in items[0].items():
         values = [item[key] for item in items]
-        if torch.is_tensor(first):
+        if torch.is_tensor(first) and first.nbytes * len(values) >= SHARED_BYTES:
+            batch[key] = torch.utils.data.default_collate(values)  # in a worker: into shared memory
+        elif torch.is_tensor(first):
             batch[key] = np.stack([value.numpy() for value in values])
         elif isinstance(first, str):
             batch[key] = values
@@ -232,7 +248,7 @@ def loader(windows: SampleWindows, batch_size: int = 4, *, shuffle: bool = False
     Workers start with each pass over the loader (with fork in well under a
     second), so what :meth:`SampleWindows.set_epoch` draws reaches them; memory
     is pinned when CUDA is available. Batches are dicts of tensors, as torch's
-    ``default_collate`` makes them; workers send them as numpy arrays
+    ``default_collate`` makes them; workers send the small ones as numpy arrays
     (:class:`ArrayBatch`). For DDP pass
     ``sampler=DistributedSampler(windows)`` and call its ``set_epoch`` every epoch.
 

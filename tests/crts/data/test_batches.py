@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from crts.data import SEN12MSCRTS, SampleWindows, loader
+from crts.data import SEN12MSCRTS, SampleWindows, batches, loader
 from crts.data.workers import default_start_method
 from cube import open_cube
 
@@ -60,8 +60,11 @@ def _assert_same_batch(got: dict, expected: dict) -> None:
             assert got[key] == value, key
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_batches_equal_torchs_default_collate_of_the_items(samples: SEN12MSCRTS, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "shared_bytes"), [(0, 1 << 20), (2, 1 << 20), (2, 0)],
+                         ids=["no workers", "workers, small arrays in the message", "workers, all in shared memory"])
+def test_batches_equal_torchs_default_collate_of_the_items(samples: SEN12MSCRTS, workers: int, shared_bytes: int,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches, "SHARED_BYTES", shared_bytes)  # forked workers inherit it
     windows = SampleWindows(samples, {"y": 16, "x": 16}, placement="random", seed=5)
     got = list(loader(windows, batch_size=4, num_workers=workers, start_method="fork" if workers else None,
                       timeout=120 if workers else 0))
