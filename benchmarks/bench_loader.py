@@ -101,7 +101,7 @@ def _loader_rate(windows: torch.utils.data.Dataset, workers: int, order: list[in
     return sum(len(batch["pdx"]) for batch in batches) / (time.perf_counter() - start)
 
 
-def worker_scaling(samples: SEN12MSCRTS, passes: int = 40) -> dict:
+def worker_scaling(samples: SEN12MSCRTS, passes: int = 200) -> dict:
     """Random 64 px windows/s through ``crts.data.loader`` with 2 workers (default start) against none, in one
     long pass (``passes`` x the selection) timed from its first batch (the workers' start left out); beside it
     the transfer limit: ready-made items of the same shapes through 2 workers."""
