@@ -14,6 +14,9 @@ Same samples in the same run (4 patches x 30 steps, 256 px, split 'all'):
 - worker scaling: random 64 px windows/s through the loader with 2 workers against none (one torch
   thread in the main process, as in the workers: on a loaded 2-core machine torch's thread pool
   made collating a batch up to 10x slower);
+- the way batches travel from workers (crts.data.batches.SHARED_BYTES): whole-patch windows/s
+  with 2 workers, arrays of 1 MiB or more in shared memory and the rest in the message, against
+  all in the message and all in shared memory;
 - worker start methods: time to the first batch and steady windows/s of
   ``crts.data.loader`` with 2 workers started by fork, forkserver (the first
   loader of a process also starts the server) and spawn, against 0 workers.
@@ -34,7 +37,7 @@ import zarr
 from numcodecs import Blosc
 
 from benchmarks.baseline_loader import GeoTiffLoader
-from crts.data import SEN12MSCRTS, SampleWindows, loader
+from crts.data import SEN12MSCRTS, SampleWindows, batches, loader
 from cube import convert
 from cube.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
@@ -93,12 +96,13 @@ class _Ready(torch.utils.data.Dataset):
         return {key: value.clone() if torch.is_tensor(value) else value for key, value in self.item.items()}
 
 
-def _loader_rate(windows: torch.utils.data.Dataset, workers: int, order: list[int]) -> float:
+def _loader_rate(windows: torch.utils.data.Dataset, workers: int, order: list[int],
+                 start_method: str | None = None) -> float:
     """Items/s of one pass through ``crts.data.loader`` (batches of 4), timed from its first batch."""
-    batches = iter(loader(windows, batch_size=4, num_workers=workers, sampler=order))
-    next(batches)
+    data = iter(loader(windows, batch_size=4, num_workers=workers, sampler=order, start_method=start_method))
+    next(data)
     start = time.perf_counter()
-    return sum(len(batch["pdx"]) for batch in batches) / (time.perf_counter() - start)
+    return sum(len(batch["pdx"]) for batch in data) / (time.perf_counter() - start)
 
 
 def worker_scaling(samples: SEN12MSCRTS, passes: int = 200) -> dict:
@@ -116,6 +120,23 @@ def worker_scaling(samples: SEN12MSCRTS, passes: int = 200) -> dict:
     return {"64 px windows/s, 1 process": round(one, 1), "64 px windows/s, 2 workers": round(two, 1),
             "2 workers / 1 process": round(two / one, 2),
             "transfer limit: ready-made items/s through 2 workers": round(ready, 1)}
+
+
+def shared_memory_split(samples: SEN12MSCRTS, passes: int = 30) -> dict:
+    """Whole-patch windows/s through 2 forked workers with :data:`crts.data.batches.SHARED_BYTES` as it is,
+    against every array in the pickled message and every array in shared memory (same run)."""
+    windows = SampleWindows(samples)
+    order, default = list(range(len(windows))) * passes, batches.SHARED_BYTES
+    rates = {}
+    try:
+        for label, limit in (("split", default), ("all in the message", 1 << 62), ("all shared", 0)):
+            batches.SHARED_BYTES = limit  # forked workers inherit it
+            rates[label] = _loader_rate(windows, 2, order, start_method="fork")
+    finally:
+        batches.SHARED_BYTES = default
+    return {"whole patches, 2 workers, windows/s: 1 MiB or more shared": round(rates["split"], 1),
+            "... / all in the message": round(rates["split"] / rates["all in the message"], 2),
+            "... / all in shared memory": round(rates["split"] / rates["all shared"], 2)}
 
 
 def _steps(samples: SEN12MSCRTS, pdx: int) -> list[int]:
@@ -226,6 +247,7 @@ def run() -> dict:
         out["loader share of the raw read rate"] = f"{ours_rate / raw_rate:.0%}"
         out.update(decode_limit(cube_path, ours, ours_rate))
         out.update(worker_scaling(ours))
+        out.update(shared_memory_split(ours))
         out.update(start_methods(ours))
     out["goals"] = (">= 100x with s2cloudless masks; >= 5x masks off; loader share >= 50%; whole samples >= 0.5 of the "
                     "decode limit; 64 px windows >= 4x whole samples; 2 workers >= 1.8x one process")

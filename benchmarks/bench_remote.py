@@ -5,8 +5,8 @@ every request by 0, 20 or 100 ms, as a bucket in another region would. Same
 samples in the same run (2 ROIs x 4 patches x 30 steps, 256 px in 64 px tiles as
 for training, cube.schema.WINDOW_TILE_PX; n_input_samples 3, s2cloudless masks): one process, then DataLoader workers, against local disk.
 Conversion: images/s into the bucket against into a local folder.
-Goals (issue 13): >= 4 samples/s in one process at 100 ms (samples one by one, and in batches of 4); with the documented
-workers >= 50% of the local-disk rate.
+Goals (issue 13): >= 4 samples/s in one process at 100 ms (samples one by one,
+and in batches of 4); with the documented workers >= 50% of the local-disk rate.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from tests.servers import S3Proxy, create_bucket, s3_server
 
 LATENCIES_MS = (0, 20, 100)
 WORKERS = 8
+"""DataLoader workers documented for a cube in a bucket (waiting, not computing: more than the cores)."""
 BATCH = 4
 """Samples per batch: a batch's images are read in one concurrent request (two latencies per batch)."""
-"""DataLoader workers documented for a cube in a bucket (waiting, not computing: more than the cores)."""
 
 
 def _rate(samples: SEN12MSCRTS, workers: int = 0, rounds: int = 4, batch_size: int | None = None) -> float:
