@@ -166,6 +166,9 @@ def _convert_options(p: argparse.ArgumentParser) -> None:
                         "beside a local cube); about one ROI of S1 and S2 for archives written by walking the tree")
     p.add_argument("--times", type=int, default=None, metavar="N",
                    help="archives: time steps of every patch (default: the cube's, or 30 for a new cube)")
+    p.add_argument("--groups-at-once", type=int, default=None, metavar="N",
+                   help="archives: groups of archives (S1 and S2 of one region) read at once (default: one per 6 "
+                        "workers); each decompresses on its own threads and adds its own scratch")
     _add_force_unlock(p)
     p.set_defaults(handler=_run_convert)
 
@@ -185,7 +188,7 @@ def _run_convert(args: argparse.Namespace) -> None:
                      workers=args.workers, scheduler=args.scheduler, resume=args.resume,
                      on_error=args.on_error, report=args.report, clouds=_detectors(args.detectors),
                      force_unlock=args.force_unlock, storage_options=dict(args.storage_options), tile=args.tile,
-                     scratch=args.scratch, times=args.times)
+                     scratch=args.scratch, times=args.times, groups_at_once=args.groups_at_once)
     print(f"{args.cube}: {report.patches_in_cube} patches ({report.patches_added} added, "
           f"{report.patches_converted} converted, {report.cloud_pass_patches} through the cloud pass) "
           f"in {report.seconds:.1f} s; {report.gaps} gap(s)")

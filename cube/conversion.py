@@ -33,7 +33,7 @@ from .bands import DTYPES, bands_of
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS
 from .outputs import check_outside
-from .parallel import RowBatches, check_workers, run_tasks
+from .parallel import RowBatches, check_count, check_workers, run_tasks
 from .problems import FileProblem, Problem
 from .rois import Roi, in_cr_split, select_rois
 from .schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, table_encoding,
@@ -350,7 +350,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
             report: str | os.PathLike | None = None, clouds: tuple[str, ...] = DETECTORS,
             force_unlock: bool = False, storage_options: dict | None = None, tile: int = TILE_PX,
             progress: bool = True, scratch: str | os.PathLike | None = None,
-            times: int | None = None) -> ConversionReport:
+            times: int | None = None, groups_at_once: int | None = None) -> ConversionReport:
     """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published archives, into a Zarr v3 cube.
 
     One process at a time writes a cube: the conversion holds the cube's writer
@@ -406,6 +406,11 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     times : int, optional
         Archives only: time steps of every patch (default: the cube's, or 30 for
         a new SEN12MS-CR-TS cube); a tree's are counted.
+    groups_at_once : int, optional
+        Archives only: groups of archives (the S1 and S2 archives of one region
+        and collection; a SEN12MS-CR season's three) read at once (default: one
+        per 6 workers). Each group decompresses on its own threads and spools its
+        own patches: the scratch bound grows with it.
 
     Returns
     -------
@@ -424,6 +429,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     if on_error not in ON_ERROR:
         raise ValueError(f"invalid on_error {on_error!r}: choose one of {', '.join(ON_ERROR)}")
     check_workers(workers)
+    check_count("groups_at_once", groups_at_once, "read at least 1 group of archives at once, or leave it out for "
+                "one per 6 workers")
     from .archive_conversion import convert_sources, resolve_sources  # it builds on this module
 
     sources = resolve_sources(src)
@@ -431,9 +438,13 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
         return convert_sources(sources, dst, rois=rois, split=split, region=region, workers=workers,
                                scheduler=scheduler, resume=resume, on_error=on_error, report=report, clouds=clouds,
                                force_unlock=force_unlock, storage_options=storage_options, tile=tile,
-                               progress=progress, scratch=scratch, times=times, start_time=start_time)
+                               progress=progress, scratch=scratch, times=times, groups_at_once=groups_at_once,
+                               start_time=start_time)
     if times is not None:
         raise ValueError(f"invalid times {times}: a tree's time steps are counted (times applies to archives)")
+    if groups_at_once is not None:
+        raise ValueError(f"invalid groups_at_once {groups_at_once}: a tree is read by the workers (it applies to "
+                         "archives)")
     src = Path(src[0] if isinstance(src, list | tuple) else src).resolve()
     store = as_store(dst, storage_options=storage_options)
     _check_destination(store, [src], report, resume)

@@ -62,6 +62,20 @@ class RowBatches:
         self.flush()
 
 
+def check_count(name: str, value: int | None, hint: str) -> None:
+    """Refuse a count (of processes, groups ...) below 1; None stands for its default.
+
+    Examples
+    --------
+    >>> check_count("groups_at_once", 0, "read at least 1 group at once")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid groups_at_once 0: read at least 1 group at once
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"invalid {name} {value!r}: {hint}")
+
+
 def check_workers(workers: int | None) -> None:
     """Refuse a number of worker processes below 1 (None: all cores).
 
@@ -72,9 +86,7 @@ def check_workers(workers: int | None) -> None:
     ...
     ValueError: invalid workers 0: give at least 1 process (1: no dask cluster), or leave it out for all cores
     """
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"invalid workers {workers!r}: give at least 1 process (1: no dask cluster), or leave it "
-                         "out for all cores")
+    check_count("workers", workers, "give at least 1 process (1: no dask cluster), or leave it out for all cores")
 
 
 @contextmanager

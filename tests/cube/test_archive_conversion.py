@@ -6,6 +6,7 @@ import errno
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -118,12 +119,43 @@ def test_resume_does_not_read_again_the_archives_converted_completely(tiny_archi
     assert_same_cube(tmp_path / "cube.zarr", tiny_cube)
 
 
+def test_groups_are_read_at_once(tiny_archives: Path, tiny_cube: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 2 groups at once, europa's readers start while africa_test's wait before their first member."""
+    europa_started, seen = threading.Event(), []
+
+    class Stream(archive_conversion.MemberStream):
+        def __iter__(self):  # noqa: ANN204
+            if self.archive.group == "africa_test":
+                seen.append(europa_started.wait(timeout=5))
+            else:
+                europa_started.set()
+            yield from super().__iter__()
+
+    monkeypatch.setattr(archive_conversion, "MemberStream", Stream)
+    report = convert(tiny_archives, tmp_path / "cube.zarr", times=4, workers=1, groups_at_once=2, clouds=(),
+                     progress=False)
+    assert seen == [True, True]
+    assert sorted(report.archives_read) == sorted(p.name for p in tiny_archives.glob("*.tar.gz"))
+    assert_same_cube(tmp_path / "cube.zarr", tiny_cube)
+
+
+def test_groups_at_once_is_checked(tiny_archives: Path, tiny_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="^invalid groups_at_once 0: read at least 1 group"):
+        convert(tiny_archives, tmp_path / "cube.zarr", groups_at_once=0, progress=False)
+    with pytest.raises(ValueError, match="^invalid groups_at_once 2: a tree is read by the workers"):
+        convert(tiny_root, tmp_path / "cube.zarr", groups_at_once=2, progress=False)
+    assert not (tmp_path / "cube.zarr").exists()
+
+
 @pytest.mark.slow
-def test_kill_9_mid_archive_then_resume_gives_the_same_cube(tiny_archives: Path, tiny_cube: Path,
-                                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize("at_once", ["1", "2"])
+def test_kill_9_mid_archive_then_resume_gives_the_same_cube(tiny_archives: Path, tiny_cube: Path, tmp_path: Path,
+                                                            at_once: str) -> None:
     dst = tmp_path / "cube.zarr"
     proc = subprocess.Popen([sys.executable, "-m", "crts", "convert", str(tiny_archives), str(dst), "--times", "4",
-                             "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--workers", "1", "--groups-at-once", at_once], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     kill_when(proc, lambda: len(list(dst.glob("S2/c/*"))) >= 2)
     done = int(zarr.open_array(dst / "valid", mode="r")[:].all(axis=(1, 2)).sum())
     report = convert(tiny_archives, dst, resume=True, workers=1, progress=False)
@@ -131,19 +163,24 @@ def test_kill_9_mid_archive_then_resume_gives_the_same_cube(tiny_archives: Path,
     assert_same_cube(dst, tiny_cube)
 
 
-def test_scratch_stays_within_one_roi_of_each_modality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("at_once", [1, 2])
+def test_scratch_stays_within_one_roi_of_each_modality_per_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 at_once: int) -> None:
     monkeypatch.setattr(archive_conversion, "BACKLOG_PER_WORKER", 1)  # so that one ROI dominates the bound
     rois = ["ROIs1868/56", "ROIs1868/121", "ROIs1868/139", "ROIs1970/71"]  # europa train: two archives
+    rois += ["ROIs1970/21", "ROIs1970/35", "ROIs1970/40", "ROIs2017/8"][: 4 * (at_once - 1)]  # africa train
     tree = make_dataset(tmp_path / "tree", rois, patches_per_roi=3, size=32, times=4, workers=1, progress=False)
     write_archives(tree, tmp_path / "archives", progress=False)
-    report = convert(tmp_path / "archives", tmp_path / "cube.zarr", workers=1, times=4, clouds=(), progress=False)
+    report = convert(tmp_path / "archives", tmp_path / "cube.zarr", workers=1, times=4, clouds=(), progress=False,
+                     groups_at_once=at_once)
     files = scan_ts(tree)[0]
     per_roi = max(sum(f.path.stat().st_size for f in files if f.roi == roi) for roi in {f.roi for f in files})
     per_patch = max(sum(f.path.stat().st_size for f in files if (f.roi, f.pid) == (g.roi, g.pid)) for g in files)
     largest = max(f.path.stat().st_size for f in files)
     total = sum(f.path.stat().st_size for f in files)
-    # the stated bound: one ROI of S1 and S2, the patches waiting for a worker, the pacing's slack
-    assert report.scratch_peak_bytes <= per_roi + 1 * per_patch + PACING * largest
+    # the stated bound: one ROI of S1 and S2 and the pacing's slack per group read at once, and the patches
+    # waiting for a worker
+    assert report.scratch_peak_bytes <= at_once * (per_roi + PACING * largest) + 1 * per_patch
     assert report.scratch_peak_bytes < total / 2
 
 
