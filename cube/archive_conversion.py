@@ -83,8 +83,9 @@ SCRATCH_MARKER = ".crts-scratch"
 DEFAULT_TIMES = 30
 """Time steps of a SEN12MS-CR-TS patch: what a new cube from archives gets unless told otherwise."""
 WORKERS_PER_GROUP = 6
-"""Default groups read at once: one per this many workers. Measured on the synthetic archives: one group's readers
-(rapidgzip, 2 threads) decompress about 380 MB/s; a worker converts about 60 MB/s of GeoTIFFs per core."""
+"""Default groups read at once: one per this many workers. Measured on the synthetic archives: one group's reader
+of its S2 archive (igzip, one core) decompresses about 350 MB/s; a worker converts about 60 MB/s of GeoTIFFs per
+core."""
 
 
 @dataclass

@@ -48,6 +48,16 @@ def test_a_truncated_archive_names_the_last_member_read_whole(archive: Path, tmp
     assert read and read[-1] in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("where", [0.5, -6])  # a byte of the compressed data; of the CRC in the trailer
+def test_a_corrupt_byte_is_an_error(archive: Path, tmp_path: Path, where: float) -> None:
+    data = bytearray(archive.read_bytes())
+    data[int(len(data) * where) if where > 0 else where] ^= 0xFF
+    broken = tmp_path / archive.name
+    broken.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke "):
+        list(MemberStream(Archive(str(broken), broken.name)))
+
+
 def test_a_missing_archive_url_is_one_error(tmp_path: Path) -> None:
     with http_server(tmp_path) as url, pytest.raises(ArchiveError, match="s2_x.tar.gz: cannot be opened"):
         MemberStream(Archive(f"{url}/s2_x.tar.gz", "s2_x.tar.gz"))
