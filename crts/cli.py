@@ -163,12 +163,14 @@ def _convert_options(p: argparse.ArgumentParser) -> None:
                         "patch size; an existing cube keeps its chunking)")
     p.add_argument("--scratch", metavar="DIR", default=None,
                    help="archives: folder for members waiting for the rest of their patch (default: CUBE.scratch "
-                        "beside a local cube); about one ROI of S1 and S2 for archives written by walking the tree")
+                        "beside a local cube); about one ROI of S1 and S2 per group read at once for archives written "
+                        "by walking the tree")
     p.add_argument("--times", type=int, default=None, metavar="N",
                    help="archives: time steps of every patch (default: the cube's, or 30 for a new cube)")
     p.add_argument("--groups-at-once", type=int, default=None, metavar="N",
                    help="archives: groups of archives (S1 and S2 of one region) read at once (default: one per 6 "
-                        "workers); each decompresses on its own threads and adds its own scratch")
+                        "workers, or with --scheduler per 6 cores of this machine, which decompresses them); each adds "
+                        "its own scratch")
     _add_force_unlock(p)
     p.set_defaults(handler=_run_convert)
 

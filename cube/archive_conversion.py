@@ -12,7 +12,9 @@ at once, each kept within :data:`PACING` members of the others (they hold one
 member per image each), so that archives written by walking the tree spool about one ROI
 (see docs/convert-real-data.md). Several groups are read at once (``groups_at_once``),
 each on its own threads; a group is done when its archives are read and all its
-patches are written.
+patches are written. A patch with members from several groups (archives under
+other names form a group each) is completed by any of them and waits for those
+still reading.
 
 State, in the cube's ``pending`` record: the patches placed (as for a tree) and
 the groups converted completely (``archives_done``). ``resume`` skips those
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -168,8 +171,9 @@ class Assembly:
         self.problems: list[Problem] = []
         self.seen: set[Roi] = set()
         self.taken: set[tuple] = set()
-        self.origin: dict[tuple, str] = {}
-        """The group whose archive gave a patch its first spooled member (a patch's members come from one group)."""
+        self.origin: dict[tuple, set[str]] = {}
+        """The groups whose archives gave a patch its spooled members."""
+        self.spooled = itertools.count()
         self.scratch_bytes = self.scratch_peak = 0
 
     def _parse(self, relative: str, name: str) -> TsFile | CrFile | None:
@@ -192,20 +196,18 @@ class Assembly:
         slot = (f.modality, f.t) if isinstance(f, TsFile) else (CR_MODALITIES[f.kind], 0)
         with self.cond:
             self.seen.add(f.roi)
-            if key in self.skip:
-                return
-            first = self.members.get(key, {}).get(slot)
-            if first or key in self.taken or slot[1] >= self.times:
-                message = (f"time step {slot[1]} is beyond the cube's {self.times} steps" if slot[1] >= self.times
-                           else f"a second file for {slot[0]} time step {slot[1]} of this patch (first: "
-                                f"{first.name if first else 'converted already'})")
-                self.problems.append(Problem(name, message, f.roi, f.pid, *slot[::-1]))
+            if key in self.skip or self._refused(f, key, slot, name):
                 return
         if content is not None:
             path = self._spool(relative, content)
         with self.cond:
+            if self._refused(f, key, slot, name):  # filled or converted while this member was spooled
+                if content is not None:
+                    path.unlink(missing_ok=True)
+                    self.scratch_bytes -= len(content)
+                return
             if group is not None:
-                self.origin.setdefault(key, group)
+                self.origin.setdefault(key, set()).add(group)
             self.members[key][slot] = _Member(path, name, content is not None)
             patch = self.patches.setdefault(key, PatchFiles(f.roi, f.pid))
             patch.files[slot] = path
@@ -215,8 +217,22 @@ class Assembly:
                 self.ready.append(key)
             self.cond.notify_all()
 
+    def _refused(self, f: TsFile | CrFile, key: tuple, slot: tuple[str, int], name: str) -> bool:
+        """Whether a member cannot join its patch (a second file for its slot, a patch converted already, a time
+        step beyond the cube's), the problem recorded; under :attr:`cond`."""
+        first = self.members.get(key, {}).get(slot)
+        if not (first or key in self.taken or slot[1] >= self.times):
+            return False
+        message = (f"time step {slot[1]} is beyond the cube's {self.times} steps" if slot[1] >= self.times
+                   else f"a second file for {slot[0]} time step {slot[1]} of this patch (first: "
+                        f"{first.name if first else 'converted already'})")
+        self.problems.append(Problem(name, message, f.roi, f.pid, *slot[::-1]))
+        return True
+
     def _spool(self, relative: str, content: bytes) -> Path:
-        path = self.scratch / relative
+        """The member written into the scratch folder, under a name no other member has (archives may repeat one)."""
+        relative = Path(relative)
+        path = self.scratch / relative.parent / f"{next(self.spooled)}-{relative.name}"
         part = path.with_name(path.name + ".part")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,12 +343,13 @@ def add_trees(trees: list[Path], root: str, assembly: Assembly) -> None:
             assembly.add(f.path.relative_to(tree).as_posix(), os.path.relpath(f.path, root), path=f.path)
 
 
-def incomplete(assembly: Assembly, root: str, group: str | None) -> tuple[list[tuple], list[Problem]]:
-    """Patches still missing files (those with scratch files from ``group``'s archives, or all with None) and the
-    problems naming what is missing."""
+def incomplete(assembly: Assembly, root: str, ended: str | None,
+               reading: set[str] = frozenset()) -> tuple[list[tuple], list[Problem]]:
+    """Patches still missing files and the problems naming what is missing: with ``ended`` None all of them, else
+    those with scratch files from the archives of group ``ended`` and of no group still ``reading``."""
     with assembly.cond:
         keys = [k for k in assembly.members if k in assembly.patches and k not in assembly.ready
-                and (group is None or assembly.origin.get(k) == group)]
+                and (ended is None or (ended in assembly.origin.get(k, ()) and not assembly.origin[k] & reading))]
         patches = [assembly.patches[k] for k in keys]
     problems = check_complete(patches, Path(root), "sen12mscrts" if assembly.spec.temporal else "sen12mscr",
                               assembly.spec.modalities, assembly.times)
@@ -367,6 +384,9 @@ class _Reading:
     stop: threading.Event
     flushed: bool = False
     """Its readers ended and its patches still missing files were placed."""
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self.threads)
 
     def close(self, assembly: Assembly) -> None:
         """Stop its readers (after an error) and wait for them."""
@@ -513,27 +533,27 @@ class ArchiveConversion:
                 raise err
             self.problems.append(err.located())
 
-    def _flush(self, group: str | None) -> None:
-        """Patches that can get no more files (from ``group``'s archives, or all with None): their gaps are
-        problems, the rest of them is converted."""
-        keys, missing = incomplete(self.assembly, self.sources.root, group)
+    def _flush(self, ended: str | None, reading: set[str] = frozenset()) -> None:
+        """Patches that can get no more files (see :func:`incomplete`): their gaps are problems, the rest of them
+        is converted."""
+        keys, missing = incomplete(self.assembly, self.sources.root, ended, reading)
         self._problems(missing, "in the archives")
         if keys:
             self.place(keys)
 
-    def _advance(self, reading: _Reading) -> bool:
-        """Errors of a group's readers; once they ended, its incomplete patches placed; once all its patches are
-        written, the group marked done (True)."""
-        alive = any(t.is_alive() for t in reading.threads)
+    def _advance(self, reading: _Reading, others: set[str]) -> bool:
+        """Errors of a group's readers; once they ended, its incomplete patches placed (but those that also wait
+        for the groups ``others``, still reading); once all its patches are written, the group marked done (True)."""
+        alive = reading.alive()
         self._broken(reading.errors)
         if alive:
             return False
         if not reading.flushed:
-            self._flush(reading.name)
+            self._flush(reading.name, others)
             reading.flushed = True
         with self.assembly.cond:
             waiting = [*self.assembly.patches, *self.running]
-        if any(self.assembly.origin.get(key) == reading.name for key in waiting):
+        if any(reading.name in self.assembly.origin.get(key, ()) for key in waiting):
             return False
         if self.rows:
             self.rows.flush()  # before the group counts as done: a resume reads it no more
@@ -554,13 +574,14 @@ class ArchiveConversion:
                     reading.append(_Reading(name, archives, *read_group(archives, self.assembly, stop, self.backlog),
                                             stop))
                 self._step(0.1)
-                reading = [r for r in reading if not self._advance(r)]
+                alive = {r.name for r in reading if r.alive()}
+                reading = [r for r in reading if not self._advance(r, alive - {r.name})]
         finally:
             for r in reading:
                 r.close(self.assembly)
 
     def run(self, pool: object, groups: dict[str, list[Archive]]) -> None:
-        """Trees first (their patches may wait for archive members), then each group not done before."""
+        """Trees first (their patches may wait for archive members), then the groups not done before."""
         self.pool = pool
         try:
             add_trees(self.sources.trees, self.sources.root, self.assembly)
@@ -622,6 +643,7 @@ def convert_archives(sources: Sources, store: CubeStore, owner: dict, spec: Spec
     _check_end(conversion, rois, stored)
     shutil.rmtree(scratch, ignore_errors=True)
     out.scratch_peak_bytes, out.problems = assembly.scratch_peak, [p.record() for p in conversion.problems]
+    out.archives_read.sort()
     state = conversion.state
     if state.pending is not None:
         out.patches_added = len(conversion.positions)

@@ -409,8 +409,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     groups_at_once : int, optional
         Archives only: groups of archives (the S1 and S2 archives of one region
         and collection; a SEN12MS-CR season's three) read at once (default: one
-        per 6 workers). Each group decompresses on its own threads and spools its
-        own patches: the scratch bound grows with it.
+        per 6 workers; with ``scheduler``, per 6 cores of this machine, which
+        decompresses them). Each group decompresses on its own threads of this
+        process and spools its own patches: the scratch bound grows with it.
 
     Returns
     -------

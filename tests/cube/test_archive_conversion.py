@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,49 @@ def test_groups_are_read_at_once(tiny_archives: Path, tiny_cube: Path, tmp_path:
                      progress=False)
     assert seen == [True, True]
     assert sorted(report.archives_read) == sorted(p.name for p in tiny_archives.glob("*.tar.gz"))
+    assert_same_cube(tmp_path / "cube.zarr", tiny_cube)
+
+
+def test_an_archive_given_twice_is_converted_once(tiny_archives: Path, tiny_cube: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(tiny_archives, tmp_path / "copy")
+    report = convert([tiny_archives, copy], tmp_path / "cube.zarr", times=4, workers=1, groups_at_once=2,
+                     on_error="skip", clouds=(), progress=False)
+    assert_same_cube(tmp_path / "cube.zarr", tiny_cube)
+    assert report.gaps == 0 and len(report.problems) == 48  # each member of one copy: 6 patches x 4 steps x 2
+    assert all(" a second file for S" in f"{p['path']} {p['message']}" for p in report.problems)
+    assert not (tmp_path / "cube.zarr.scratch").exists()
+
+
+def test_a_patch_with_members_from_two_groups_waits_for_both(tiny_archives: Path, tiny_cube: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Archives under other names form a group each. Here the S1 group has given each patch of its ROI a member
+    when the S2 group ends: those patches wait for the rest of the S1 group (they are not converted with gaps)."""
+    src = shutil.copytree(tiny_archives, tmp_path / "archives")
+    (src / "s1_africa_test.tar.gz").rename(src / "radar_africa_test.tar.gz")
+    s2_started, s1_given, s2_read = threading.Event(), threading.Event(), threading.Event()
+
+    class Stream(archive_conversion.MemberStream):
+        """S2 gives a member first; S1 one member of each patch; S2 ends; a second later S1 gives the rest."""
+
+        def __iter__(self):  # noqa: ANN204
+            s1, s2 = (self.archive.group == name for name in ("radar_africa_test", "africa_test"))
+            if s1:
+                s2_started.wait(timeout=10)
+            for count, member in enumerate(super().__iter__()):
+                if s1 and count == 3:
+                    s1_given.set()
+                    s2_read.wait(timeout=10)
+                    time.sleep(1)  # the conversion has seen the S2 group end (it looks every 0.1 s)
+                yield member
+                if s2:
+                    s2_started.set()
+            if s2:
+                s1_given.wait(timeout=10)
+                s2_read.set()
+
+    monkeypatch.setattr(archive_conversion, "MemberStream", Stream)
+    report = convert(src, tmp_path / "cube.zarr", times=4, workers=1, groups_at_once=3, clouds=(), progress=False)
+    assert report.gaps == 0 and report.problems == []
     assert_same_cube(tmp_path / "cube.zarr", tiny_cube)
 
 
