@@ -541,15 +541,16 @@ class ArchiveConversion:
         if keys:
             self.place(keys)
 
-    def _advance(self, reading: _Reading, others: set[str]) -> bool:
+    def _advance(self, reading: _Reading, others: list[_Reading]) -> bool:
         """Errors of a group's readers; once they ended, its incomplete patches placed (but those that also wait
-        for the groups ``others``, still reading); once all its patches are written, the group marked done (True)."""
+        for one of the ``others`` still reading, which places them when it ends); once all its patches are written,
+        the group marked done (True)."""
         alive = reading.alive()
         self._broken(reading.errors)
         if alive:
             return False
-        if not reading.flushed:
-            self._flush(reading.name, others)
+        if not reading.flushed:  # the others' state now, after this one's end: of two ending at once, one sees both
+            self._flush(reading.name, {other.name for other in others if other.alive()})
             reading.flushed = True
         with self.assembly.cond:
             waiting = [*self.assembly.patches, *self.running]
@@ -574,8 +575,7 @@ class ArchiveConversion:
                     reading.append(_Reading(name, archives, *read_group(archives, self.assembly, stop, self.backlog),
                                             stop))
                 self._step(0.1)
-                alive = {r.name for r in reading if r.alive()}
-                reading = [r for r in reading if not self._advance(r, alive - {r.name})]
+                reading = [r for r in reading if not self._advance(r, [other for other in reading if other is not r])]
         finally:
             for r in reading:
                 r.close(self.assembly)
