@@ -202,9 +202,7 @@ class Assembly:
             path = self._spool(relative, content)
         with self.cond:
             if self._refused(f, key, slot, name):  # filled or converted while this member was spooled
-                if content is not None:
-                    path.unlink(missing_ok=True)
-                    self.scratch_bytes -= len(content)
+                self.release({slot: _Member(path, name, content is not None)})
                 return
             if group is not None:
                 self.origin.setdefault(key, set()).add(group)
@@ -258,7 +256,7 @@ class Assembly:
             return out
 
     def release(self, members: dict[tuple[str, int], _Member]) -> None:
-        """Delete a written patch's scratch files."""
+        """Delete the scratch files of members done with (a written patch's, or one refused after spooling)."""
         for member in members.values():
             if member.spooled:
                 size = member.path.stat().st_size if member.path.exists() else 0
