@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= data/synthetic
 DEMO_CUBE ?= data/cube.zarr
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test fuzz bench clean
 
 # torch is installed first and pinned (CPU wheel), so that pip never resolves a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml Makefile
@@ -41,6 +41,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The fuzz targets with many fresh inputs each (FUZZ_EXAMPLES per target, default 20,000); `make test` runs
+# each with a bounded, reproducible count.
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz tests/fuzz -p no:cacheprovider -q
 
 bench: setup
 	$(BIN)/python -m benchmarks
