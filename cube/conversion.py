@@ -31,7 +31,7 @@ import numpy as np
 from . import __version__
 from .bands import DTYPES, bands_of
 from .clouds import cloud_pass, compute_clouds
-from .detectors import DETECTORS
+from .detectors import DETECTORS, detector
 from .outputs import check_outside
 from .parallel import RowBatches, check_count, check_workers, run_tasks
 from .problems import FileProblem, Problem
@@ -430,6 +430,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     if on_error not in ON_ERROR:
         raise ValueError(f"invalid on_error {on_error!r}: choose one of {', '.join(ON_ERROR)}")
     check_workers(workers)
+    for name in clouds:
+        detector(name)  # an unknown detector is refused before anything is written
     check_count("groups_at_once", groups_at_once, "read at least 1 group of archives at once, or leave it out for "
                 "one per 6 workers")
     from .archive_conversion import convert_sources, resolve_sources  # it builds on this module

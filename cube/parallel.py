@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import signal
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import as_completed as futures_completed
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -89,9 +93,71 @@ def check_workers(workers: int | None) -> None:
     check_count("workers", workers, "give at least 1 process (1: no dask cluster), or leave it out for all cores")
 
 
+def unguarded_script_call() -> tuple[str, int] | None:
+    """The main script and line whose call reached us unguarded, which local worker processes would re-run.
+
+    dask starts its local workers by spawning: each first runs the main
+    module's top level as ``__mp_main__``. That is harmless in Jupyter, an
+    interactive session, ``python -c``, ``python -m package`` and behind ``if
+    __name__ == "__main__":``, but a plain script that calls us from its top
+    level would be run again by every worker: each would start a conversion of
+    its own. This finds the outermost frame of the main script's top level in
+    the call chain and whether its line lies under such a guard.
+
+    Examples
+    --------
+    Under pytest (``python -m pytest``) the main module is guarded:
+
+    >>> unguarded_script_call() is None
+    True
+    """
+    main = sys.modules.get("__main__")
+    path, spec = getattr(main, "__file__", None), getattr(main, "__spec__", None)
+    if path is None or (spec is not None and spec.name.endswith(".__main__")):
+        return None
+    frame, line = sys._getframe(), None
+    while frame is not None:
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>" and frame.f_code.co_filename == path:
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return None
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return path, line
+    guarded = any(node.lineno <= line <= node.body[-1].end_lineno for node in ast.walk(tree)
+                  if isinstance(node, ast.If) and _is_main_guard(node.test))
+    return None if guarded else (path, line)
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """Whether an ``if`` test reads ``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = {ast.dump(test.left), ast.dump(test.comparators[0])}
+    return sides == {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))}
+
+
+_WARNED: set[tuple[str, int]] = set()
+"""The script lines already warned about by :func:`_client` (once each: dask resets ``warnings``' own registry)."""
+
+
 @contextmanager
 def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
-    """A dask.distributed client: the given scheduler, or local processes; None runs tasks in-process."""
+    """A dask.distributed client: the given scheduler, or local processes; None runs tasks in-process.
+
+    Local processes are not started where each would re-run the calling script
+    (:func:`unguarded_script_call`): the tasks then run in this process, with a
+    warning at the script's line naming the remedy (once per line).
+    """
+    if scheduler is None and workers > 1 and (call := unguarded_script_call()):
+        if call not in _WARNED:
+            _WARNED.add(call)
+            warnings.warn_explicit(f"running in this process, {PATCHES_IN_FLIGHT} tasks at a time: {workers} worker "
+                                   "processes would each re-run this script from its start; put its top-level code "
+                                   "under `if __name__ == \"__main__\":` to use them", RuntimeWarning, *call)
+        workers = 1
     if scheduler is None and workers <= 1:
         yield None
         return

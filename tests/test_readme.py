@@ -15,8 +15,11 @@ A block right after a line ``<!-- skip-test: reason -->`` does not run; the reas
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +96,20 @@ def _index_file() -> None:
 
 STAND_INS = {"cube.zarr": _cube_with_runs, "3_test_s2cloudless_mask.npy": _index_file}
 """Files the examples read but do not write, by name (as a string literal in a block), and how to make them."""
+PROMISES = """\
+assert sample["input"]["S2"][0].shape == (13, 256, 256)
+assert batch["inputs"].shape[1:] == (3, 15, 128, 128)
+assert sum(p.numel() for p in model.parameters()) == 38_474_253
+assert prediction.shape == (len(batch["inputs"]), 13, 128, 128)
+"""
+"""What the examples' comments say they give, checked after the last block."""
+
+
+def make_stand_ins(code: str) -> None:
+    """Make the files that a block reads but does not write (:data:`STAND_INS`) where they are missing."""
+    for name, make in STAND_INS.items():
+        if f'"{name}"' in code and not Path(name).exists():
+            make()
 
 
 @pytest.mark.slow  # about 45 s on 2 cores: synthesis, conversion with the cloud pass, 4 DataLoader workers
@@ -102,17 +119,28 @@ def test_the_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for block in readme_blocks(README.read_text()):
         if block.skip:
             continue
-        for name, make in STAND_INS.items():
-            if f'"{name}"' in block.code and not Path(name).exists():
-                make()
+        make_stand_ins(block.code)
         code = "\n" * (block.line - 1) + block.code.replace(*DATA_SET)  # tracebacks name README.md's lines
         exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - the README's own examples
         plt.close("all")
-    # what the examples' comments say they give
-    assert namespace["sample"]["input"]["S2"][0].shape == (13, 256, 256)
-    assert namespace["batch"]["inputs"].shape[1:] == (3, 15, 128, 128)
-    assert sum(p.numel() for p in namespace["model"].parameters()) == 38_474_253
-    assert namespace["prediction"].shape == (len(namespace["batch"]["inputs"]), 13, 128, 128)
+    exec(PROMISES, namespace)  # noqa: S102
+
+
+@pytest.mark.slow  # about 60 s on 2 cores: as above, in a new process
+def test_the_examples_run_as_a_plain_script(tmp_path: Path) -> None:
+    """Saved as one file and run with ``python examples.py``, as a newcomer would: no ``__main__`` guard, so
+    nothing may start worker processes that re-run the script (the conversion runs in-process and says so)."""
+    lines = ["import matplotlib", "matplotlib.use('Agg')", "from tests.test_readme import make_stand_ins"]
+    for block in readme_blocks(README.read_text()):
+        if not block.skip:
+            lines += [f"make_stand_ins({block.code!r})", block.code.replace(*DATA_SET)]
+    (tmp_path / "examples.py").write_text("\n".join([*lines, PROMISES, "print('examples done')"]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(README.parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "examples.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "examples done"
+    assert done.stderr.count("worker processes would each re-run this script") == 1
 
 
 def test_skip_markers_need_a_reason_and_a_block() -> None:

@@ -180,6 +180,16 @@ def test_an_existing_dask_cluster_does_the_work(tiny_root: Path, tiny_cube: Path
                                 open_cube(tiny_cube).S2.reset_coords(drop=True))
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("clouds", ("fmask",), "invalid detector 'fmask'"), ("split", "tset", "invalid split 'tset'"),
+    ("tile", 7, "invalid tile 7 px"), ("on_error", "ignore", "invalid on_error 'ignore'")])
+def test_a_bad_argument_is_refused_before_anything_is_written(tiny_root: Path, tmp_path: Path, option: str,
+                                                             value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        convert(tiny_root, tmp_path / "cube.zarr", workers=1, progress=False, **{option: value})
+    assert not (tmp_path / "cube.zarr").exists()
+
+
 def test_patch_index_refuses_a_roi_number_alone(tiny_cube: Path) -> None:
     with pytest.raises(ValueError, match=r"invalid ROI 63: give it as 'ROIsXXXX/NN'"):
         patch_index(open_cube(tiny_cube), 63, 490)
