@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import logging
 import signal
 import sys
@@ -115,7 +116,7 @@ def unguarded_script_call() -> tuple[str, int] | None:
     path, spec = getattr(main, "__file__", None), getattr(main, "__spec__", None)
     if path is None or (spec is not None and spec.name.endswith(".__main__")):
         return None
-    frame, line = sys._getframe(), None
+    frame, line = inspect.currentframe(), None
     while frame is not None:
         if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>" and frame.f_code.co_filename == path:
             line = frame.f_lineno
