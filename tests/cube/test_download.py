@@ -76,14 +76,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _no_real_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any request to a host other than 127.0.0.1 fails the test; the recorded requests start empty."""
-    real = urllib.request.urlopen
+    real = urllib.request.OpenerDirector.open  # what every opener, and each redirect, goes through
     REQUESTS.clear()
 
-    def local_only(request: urllib.request.Request | str, *args: object, **kwargs: object) -> object:
+    def local_only(self: urllib.request.OpenerDirector, request: urllib.request.Request | str, *args: object,
+                   **kwargs: object) -> object:
         url = request.full_url if isinstance(request, urllib.request.Request) else request
         assert url.startswith("http://127.0.0.1:"), f"a test contacted {url}"
-        return real(request, *args, **kwargs)
-    monkeypatch.setattr(urllib.request, "urlopen", local_only)
+        return real(self, request, *args, **kwargs)
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open", local_only)
 
 
 def _download(dest: Path, url: str, *extra: str) -> int:
