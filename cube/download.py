@@ -238,7 +238,8 @@ def _open(archive: Published, have: int) -> tuple[http.client.HTTPResponse | Non
                                 f"(size {total[1] if total else 'unknown'} B); delete it to start over") from None
         raise DownloadError(f"{archive.url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        raise DownloadError(f"{archive.url}: cannot be reached ({getattr(err, 'reason', None) or err!r})") from None
+        reason = getattr(err, "reason", None) or str(err) or type(err).__name__
+        raise DownloadError(f"{archive.url}: cannot be reached ({reason})") from None
     try:
         return response, *_stated(response, archive, have)
     except DownloadError:
