@@ -172,15 +172,13 @@ class Archive:
 
 class RedirectChecked(urllib.request.HTTPRedirectHandler):
     """urllib's redirects, each hop checked by :func:`check_redirect` (urllib alone follows ``ftp://``, and
-    https to http); at most ``max_redirections`` (10) hops."""
+    https to http); at most ``max_redirections`` (10) hops. A redirect's body is not read: it is closed here, before
+    urllib reads it whole (a ``Content-Length`` of 25 GB was a MemoryError)."""
 
     def redirect_request(self, req: urllib.request.Request, fp: BinaryIO, code: int, msg: str, headers: object,
                          newurl: str) -> urllib.request.Request | None:
-        try:
-            check_redirect(req.full_url, newurl)
-        except urllib.error.URLError:
-            fp.close()
-            raise
+        fp.close()
+        check_redirect(req.full_url, newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -216,7 +214,7 @@ def _open_raw(archive: Archive) -> BinaryIO:
             return open_url(archive.location, URL_TIMEOUT_S)
         return open(archive.location, "rb")
     except OSError as err:  # urllib's errors are OSErrors too
-        raise ArchiveError(archive.name, f"cannot be opened ({getattr(err, 'reason', None) or err})") from None
+        raise ArchiveError(archive.name, f"cannot be opened ({reason_of(err)})") from None
 
 
 class DamagedTar(Exception):
@@ -271,6 +269,19 @@ def printable(name: str) -> str:
     ('a/b.tif', 'a\\nb.tif')
     """
     return name if name.isprintable() else ascii(name)[1:-1]
+
+
+def reason_of(err: BaseException) -> str:
+    """An error's reason in one line: urllib's ``reason`` or its text (its first line, at most 300 characters,
+    see :func:`printable`), else its type's name.
+
+    Examples
+    --------
+    >>> reason_of(OSError("redirect loop.\\nThe last 30x error message was:\\nFound")), reason_of(EOFError())
+    ('redirect loop.', 'EOFError')
+    """
+    lines = str(getattr(err, "reason", None) or err).splitlines()
+    return printable(lines[0][:300]) if lines and lines[0].strip() else type(err).__name__
 
 
 def check_header(block: bytes) -> None:
@@ -452,8 +463,7 @@ def read_members(raw: BinaryIO, archive: str) -> Iterator[tuple[str, bytes | Arc
         where = f"after member {last} ({count} read whole)" if last else "before its first member"
         if tar is not None and tar.current not in (None, last):
             where += f", in member {tar.current}"
-        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        raise ArchiveError(archive, f"truncated or corrupt archive, broke {where}: {reason}") from None
+        raise ArchiveError(archive, f"truncated or corrupt archive, broke {where}: {reason_of(err)}") from None
 
 
 class MemberStream:

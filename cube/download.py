@@ -42,7 +42,7 @@ from typing import BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
-from .archives import archive_group, open_url
+from .archives import archive_group, open_url, printable, reason_of
 
 TIMEOUT_S = 60
 """Seconds without a byte from the server before a download is given up (and can be resumed)."""
@@ -201,7 +201,7 @@ def _stated(response: http.client.HTTPResponse, archive: Published, have: int) -
     refused where it states none, disagrees with itself, or states far more than the archive is booked at."""
     length, ranged = response.headers.get("Content-Length"), response.headers.get("Content-Range")
     if response.status not in (200, 206):
-        raise DownloadError(f"{archive.url}: HTTP {response.status} {response.reason}: not an archive")
+        raise DownloadError(f"{archive.url}: HTTP {response.status} {printable(response.reason)}: not an archive")
     if length is not None and not re.fullmatch(r"[0-9]{1,20}", length):
         raise DownloadError(f"{archive.url}: the server states an unreadable size (Content-Length {length!r})")
     if response.status == 206:
@@ -236,10 +236,9 @@ def _open(archive: Published, have: int) -> tuple[http.client.HTTPResponse | Non
         if err.code == 416:
             raise DownloadError(f"{archive.name}.part: holds {have} B, more than the archive at {archive.url} "
                                 f"(size {total[1] if total else 'unknown'} B); delete it to start over") from None
-        raise DownloadError(f"{archive.url}: HTTP {err.code} {err.reason}") from None
+        raise DownloadError(f"{archive.url}: HTTP {err.code} {reason_of(err)}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        reason = getattr(err, "reason", None) or str(err) or type(err).__name__
-        raise DownloadError(f"{archive.url}: cannot be reached ({reason})") from None
+        raise DownloadError(f"{archive.url}: cannot be reached ({reason_of(err)})") from None
     try:
         return response, *_stated(response, archive, have)
     except DownloadError:

@@ -213,7 +213,8 @@ class Lies(SimpleHTTPRequestHandler):
     """Answers by the first folder of the path: ``chunked``: Content-Length 1000 and a chunked body of 10 MiB;
     ``ranged``: a 206 for the bytes asked (of 1000) without a Content-Length, then 10 MiB before closing; ``star``:
     a 206 whose range gives no total; ``big``: Content-Length 10**12; ``stall``: 10 of 1000 bytes, then nothing for
-    3 s; ``ftp``: a redirect to ftp://; ``hop``: a redirect to ``/ftp/...`` of this server."""
+    3 s; ``ftp``: a redirect to ftp://; ``hop``: a redirect to ``/ftp/...`` of this server; ``loop``: a redirect to
+    itself; ``heavy``: a redirect to ``/star/...`` stating a body of 10**11 bytes."""
 
     protocol_version = "HTTP/1.1"
 
@@ -224,12 +225,13 @@ class Lies(SimpleHTTPRequestHandler):
         kind = self.path.split("/")[1]
         have = int(self.headers.get("Range", "bytes=0-")[6:-1])
         self.close_connection = True
-        self.send_response({"ftp": 302, "hop": 302}.get(kind, 206 if have else 200))
+        self.send_response(302 if kind in ("ftp", "hop", "loop", "heavy") else 206 if have else 200)
         headers = {"chunked": {"Content-Length": "1000", "Transfer-Encoding": "chunked"},
                    "ranged": {"Content-Range": f"bytes {have}-999/1000"},
                    "star": {"Content-Range": f"bytes {have}-999/*"}, "big": {"Content-Length": str(10**12)},
                    "stall": {"Content-Length": "1000"}, "ftp": {"Location": "ftp://127.0.0.1/s1_europa.tar.gz"},
-                   "hop": {"Location": "/ftp/s1_europa.tar.gz"}}[kind]
+                   "hop": {"Location": "/ftp/s1_europa.tar.gz"}, "loop": {"Location": "/loop/s1_europa.tar.gz"},
+                   "heavy": {"Location": "/star/s1_europa.tar.gz", "Content-Length": str(10**11)}}[kind]
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
@@ -274,6 +276,10 @@ def test_nothing_beyond_the_size_the_server_states_is_written(served: Path, tmp_
     ("ftp", 0, None, "cannot be reached \\(refused a redirect from {url}/ftp/s1_europa.tar.gz to ftp://127.0.0.1/"
                      "s1_europa.tar.gz: only to http\\(s\\), never from https to http\\)"),
     ("hop", 0, None, "cannot be reached \\(refused a redirect from {url}/ftp/s1_europa.tar.gz to ftp://"),
+    # found by tests/fuzz/test_http_response.py: urllib's message had three lines; urllib read a redirect's body
+    # whole (a MemoryError)
+    ("loop", 0, None, "HTTP 302 The HTTP server returned a redirect error that would lead to an infinite loop.$"),
+    ("heavy", 0, None, "the server gives no size \\(Content-Length\\): the download cannot be checked$"),
 ])
 def test_a_server_that_states_no_size_too_much_stalls_or_redirects_off_http_is_one_line(
         served: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, have: int, kept: int | None,
