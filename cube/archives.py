@@ -27,6 +27,7 @@ followed through redirects to http(s) only, never from https to http.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import struct
@@ -221,9 +222,9 @@ class DamagedTar(Exception):
     """A tar stream that is not one, or that claims more than its bounds: the archive is read no further."""
 
 
-_BROKEN = (DamagedTar, EOFError, isal_zlib.error, OSError)
-"""What the tar reader and igzip raise on a truncated, corrupt or unbounded archive (a bad CRC:
-``gzip.BadGzipFile``, an OSError)."""
+_BROKEN = (DamagedTar, EOFError, isal_zlib.error, OSError, http.client.HTTPException)
+"""What the tar reader, igzip and a URL's answer raise on a truncated, corrupt or unbounded archive (a bad CRC:
+``gzip.BadGzipFile``, an OSError; a chunked answer cut short: ``http.client.IncompleteRead``)."""
 _REGULAR = (b"0", b"\0", b"7")
 _HEADERS = {b"x": "PAX", b"g": "global PAX", b"L": "GNU long name", b"K": "GNU long link name"}
 _SPECIAL = {b"1": "hard link", b"2": "symbolic link", b"3": "character device", b"4": "block device",

@@ -230,3 +230,27 @@ def test_a_stalled_server_times_out_in_one_line(archive: Path, monkeypatch: pyte
                                 r"timed out$"):
         list(MemberStream(Archive(f"{url}/s2_europa.tar.gz", "s2_europa.tar.gz")))
     assert time.monotonic() - start < 4
+
+
+class BreaksMidChunk(SimpleHTTPRequestHandler):
+    """A chunked answer that announces a chunk of 1000 bytes, sends 10 and closes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"3e8\r\n" + (Path(self.directory) / "s2_europa.tar.gz").read_bytes()[:10])
+
+
+def test_a_chunked_answer_cut_short_is_one_line(archive: Path) -> None:
+    """It raised http.client.IncompleteRead (a traceback from crts convert)."""
+    with http_server(archive.parent, BreaksMidChunk) as url, pytest.raises(
+            ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke before its first member: "
+                                r"IncompleteRead\(0 bytes read\)$"):
+        list(MemberStream(Archive(f"{url}/s2_europa.tar.gz", "s2_europa.tar.gz")))
