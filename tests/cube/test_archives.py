@@ -254,3 +254,45 @@ def test_a_chunked_answer_cut_short_is_one_line(archive: Path) -> None:
             ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke before its first member: "
                                 r"IncompleteRead\(0 bytes read\)$"):
         list(MemberStream(Archive(f"{url}/s2_europa.tar.gz", "s2_europa.tar.gz")))
+
+
+def pax(records: dict[str, str]) -> Iterator[bytes]:
+    """A PAX header with these records."""
+    data = b""
+    for key, value in records.items():
+        body = f" {key}={value}\n".encode()
+        size = len(body) + len(str(len(body) + 2))
+        data += str(size).encode() + body
+    yield header("././@PaxHeader", len(data), tarfile.XHDTYPE)
+    yield data + bytes(-len(data) % 512)
+
+
+def test_links_devices_fifos_and_sparse_files_named_tif_are_refused_unread(tmp_path: Path) -> None:
+    parts = [header("a/link.tif", 0, tarfile.SYMTYPE), header("a/fifo.tif", 0, tarfile.FIFOTYPE),
+             header("a/device.tif", 1 << 30, tarfile.CHRTYPE),  # a size that a device's header does not hold
+             *pax({"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "a/sparse.tif",
+                   "GNU.sparse.realsize": str(GIB)}), header("a/GNUSparseFile.0/sparse.tif", 512), bytes(512),
+             header("a/dir.tif/", 0, tarfile.DIRTYPE), *member("a/notes.txt", b"skipped"),  # both skipped
+             *member("a/image.tif", b"II*\0"), bytes(1024)]
+    path = write_tar_gz(tmp_path / "s2_x.tar.gz", parts)
+    got = [(name, content if isinstance(content, bytes) else str(content))
+           for name, content in MemberStream(Archive(str(path), path.name))]
+    assert got == [
+        ("a/link.tif", "s2_x.tar.gz!a/link.tif: a symbolic link, not a regular file: refused, skipped unread"),
+        ("a/fifo.tif", "s2_x.tar.gz!a/fifo.tif: a FIFO, not a regular file: refused, skipped unread"),
+        ("a/device.tif", "s2_x.tar.gz!a/device.tif: a character device, not a regular file: refused, skipped unread"),
+        ("a/sparse.tif", "s2_x.tar.gz!a/sparse.tif: a sparse file claiming 1073741824 B, not a regular file: "
+                         "refused, skipped unread"),
+        ("a/image.tif", b"II*\0")]
+
+
+def test_an_endless_old_gnu_sparse_map_stops_the_archive(tmp_path: Path) -> None:
+    extension = bytearray(512)
+    extension[504] = 1  # another extension block follows
+    sparse = header("a/sparse.tif", 512, tarfile.GNUTYPE_SPARSE, {482: b"\1", 483: b"%011o\0" % GIB})
+    parts = [*member("a/first.tif", b"II*\0"), sparse, *[bytes(extension)] * 1000]
+    path = write_tar_gz(tmp_path / "s2_x.tar.gz", parts)
+    with pytest.raises(ArchiveError, match=r"^s2_x.tar.gz: truncated or corrupt archive, broke after member "
+                                           r"a/first.tif \(1 read whole\): the old GNU sparse map of a/sparse.tif"
+                                           r" is longer than 65536 B \(HEADER_LIMIT\): refused unread$"):
+        list(MemberStream(Archive(str(path), path.name)))
