@@ -188,11 +188,11 @@ def plan_lines(archives: list[Published], dest: str | os.PathLike) -> list[str]:
 def _parse_range(header: str | None, have: int, url: str) -> tuple[int, int]:
     """The end (exclusive) and total size of a 206 answer's ``Content-Range: bytes <have>-<last>/<total>``."""
     match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", header or "")
-    if not match or int(match[1]) != have or int(match[2]) < have:
-        raise DownloadError(f"{url}: asked for the bytes from {have} on, got the range {header!r}")
-    if match[3] == "*" or int(match[2]) >= int(match[3]):
+    if match and match[3] == "*":
         raise DownloadError(f"{url}: the server gives no archive size in the range {header!r}: the download cannot "
                             "be checked")
+    if not match or int(match[1]) != have or not have <= int(match[2]) < int(match[3]):
+        raise DownloadError(f"{url}: asked for the bytes from {have} on, got the range {header!r}")
     return int(match[2]) + 1, int(match[3])
 
 
