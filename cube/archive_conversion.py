@@ -291,11 +291,14 @@ def wanted_rois(spec: Spec, rois: list[str] | None, split: str | None, region: s
 
 def _stream(stream: MemberStream, assembly: Assembly, pace: dict, stop: threading.Event,
             errors: list, backlog: Callable[[], bool]) -> None:
-    """Read one archive to its end into the assembly, kept near the others of its group (thread body)."""
+    """Read one archive to its end into the assembly, kept near the others of its group (thread body); its refused
+    members and its error if it breaks go to ``errors``."""
     try:
         for member, content in stream:
             relative = tree_path(member)
-            if relative is not None and relative.endswith(".tif"):
+            if isinstance(content, ArchiveError):  # refused unread: a gap, the archive read on
+                errors.append(content)
+            elif relative is not None:
                 assembly.add(relative, f"{stream.archive.name}!{member}", content, group=stream.archive.group)
             with assembly.cond:
                 pace[stream] += 1
@@ -352,6 +355,25 @@ def incomplete(assembly: Assembly, root: str, ended: str | None,
     problems = check_complete(patches, Path(root), "sen12mscrts" if assembly.spec.temporal else "sen12mscr",
                               assembly.spec.modalities, assembly.times)
     return keys, problems
+
+
+def held_steps(patches: list[PatchFiles], modalities: tuple[str, ...]) -> int | None:
+    """The time steps every one of ``patches`` holds, if they agree: all of 0 to n - 1 of every modality, none
+    after; None if they do not.
+
+    Examples
+    --------
+    >>> from cube.rois import Roi
+    >>> patch = PatchFiles(Roi("ROIs1868", 17), 0, {(m, t): Path() for m in ("S1", "S2") for t in range(12)})
+    >>> held_steps([patch], ("S1", "S2")), held_steps([patch], ("S1", "S2", "S2_cloudy"))
+    (12, None)
+    """
+    counts = {len({t for _, t in p.files}) for p in patches}
+    if len(counts) != 1:
+        return None
+    steps = counts.pop()
+    full = {(m, t) for m in modalities for t in range(steps)}
+    return steps if all(set(p.files) == full for p in patches) else None
 
 
 def expected_of(store: CubeStore, spec: Spec) -> dict[str, Expected]:
@@ -535,9 +557,22 @@ class ArchiveConversion:
         """Patches that can get no more files (see :func:`incomplete`): their gaps are problems, the rest of them
         is converted."""
         keys, missing = incomplete(self.assembly, self.sources.root, ended, reading)
+        self._check_times(keys)
         self._problems(missing, "in the archives")
         if keys:
             self.place(keys)
+
+    def _check_times(self, keys: list[tuple]) -> None:
+        """Before any patch was complete, patches that all end at the same time step (archives written with fewer
+        steps than the cube's): one line saying ``--times``, rather than the missing steps of every patch."""
+        if self.created or not keys or not self.spec.temporal:
+            return
+        with self.assembly.cond:
+            patches = [self.assembly.patches[k] for k in keys]
+        steps = held_steps(patches, self.spec.modalities)
+        if steps is not None and steps < self.times:
+            raise ValueError(f"{self.sources.root}: the archives hold {steps} time step(s) per patch, not "
+                             f"{self.times}: convert with --times {steps} (times={steps})")
 
     def _advance(self, reading: _Reading, others: list[_Reading]) -> bool:
         """Errors of a group's readers; once they ended, its incomplete patches placed (but those that also wait
@@ -630,16 +665,18 @@ def convert_archives(sources: Sources, store: CubeStore, owner: dict, spec: Spec
         raise ValueError(f"{store.location}: resume must use the same source and ROIs as the interrupted "
                          "conversion (it converted a tree)")
     scratch = prepare_scratch(scratch)
-    wanted = wanted_rois(spec, rois, split, region)
-    assembly = Assembly(spec, times, wanted, set(stored), scratch)
-    conversion = ArchiveConversion(store, owner, spec, sources, out, state, assembly, on_error=out.on_error,
-                                   tile=tile)
-    assembly.skip |= conversion.resumed()
-    conversion.limit, conversion.at_once = BACKLOG_PER_WORKER * workers, groups_at_once
-    with task_pool(convert_patch, workers, scheduler, progress, "converting") as pool:
-        conversion.run(pool, _selected_groups(sources, wanted))
+    try:  # a refused or failed conversion leaves no scratch either (a resume starts from an empty one)
+        wanted = wanted_rois(spec, rois, split, region)
+        assembly = Assembly(spec, times, wanted, set(stored), scratch)
+        conversion = ArchiveConversion(store, owner, spec, sources, out, state, assembly, on_error=out.on_error,
+                                       tile=tile)
+        assembly.skip |= conversion.resumed()
+        conversion.limit, conversion.at_once = BACKLOG_PER_WORKER * workers, groups_at_once
+        with task_pool(convert_patch, workers, scheduler, progress, "converting") as pool:
+            conversion.run(pool, _selected_groups(sources, wanted))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     _check_end(conversion, rois, stored)
-    shutil.rmtree(scratch, ignore_errors=True)
     out.scratch_peak_bytes, out.problems = assembly.scratch_peak, [p.record() for p in conversion.problems]
     out.archives_read.sort()
     state = conversion.state

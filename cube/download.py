@@ -19,6 +19,11 @@ script compares their sum with the free space ``df`` reports, in blocks of
 1 KiB (its message says 512-byte sectors), not in bytes (read as bytes, the
 whole data set would be 1.3 GB). They are only listed, as approximate sizes;
 what is checked is the server's size.
+
+Nothing beyond the size the server states (the ``Content-Length`` of a 200, the
+range of a 206) is ever written: a server that sends more, or states no size,
+is refused in one line; one that sends less is a transfer to resume. Redirects
+are followed to http(s) only, never from https to http, every hop checked.
 """
 
 from __future__ import annotations
@@ -32,14 +37,18 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .archives import archive_group
+from .archives import archive_group, open_url, printable, reason_of
 
 TIMEOUT_S = 60
 """Seconds without a byte from the server before a download is given up (and can be resumed)."""
+BOOKED_FACTOR = 2
+"""A server's size for an archive may be at most this many times the size ``dl_data.sh`` books for it (those are
+approximate, in KiB; twice is far beyond their rounding): a larger one is refused before a byte is written."""
 CHUNK = 1 << 20
 """The most bytes read and written at a time (what the connection has, up to this)."""
 TS_REGIONS: tuple[str, ...] = ("africa", "america", "asiaEast", "asiaWest", "europa")
@@ -176,39 +185,93 @@ def plan_lines(archives: list[Published], dest: str | os.PathLike) -> list[str]:
     return lines
 
 
-def _parse_range(header: str | None, have: int, url: str) -> int:
-    """The total size from a 206 answer's ``Content-Range: bytes <have>-<end>/<total>``."""
-    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", header or "")
-    if not match or int(match[1]) != have:
+def _parse_range(header: str | None, have: int, url: str) -> tuple[int, int]:
+    """The end (exclusive) and total size of a 206 answer's ``Content-Range: bytes <have>-<last>/<total>``."""
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", header or "")
+    if match and match[3] == "*":
+        raise DownloadError(f"{url}: the server gives no archive size in the range {header!r}: the download cannot "
+                            "be checked")
+    if not match or int(match[1]) != have or not have <= int(match[2]) < int(match[3]):
         raise DownloadError(f"{url}: asked for the bytes from {have} on, got the range {header!r}")
-    return int(match[3])
+    return int(match[2]) + 1, int(match[3])
 
 
-def _open(archive: Published, have: int) -> tuple[http.client.HTTPResponse | None, int, int]:
-    """The answer to a GET from byte ``have`` on, the byte it starts at, and the archive's size.
+def _stated(response: http.client.HTTPResponse, archive: Published, have: int) -> tuple[int, int, int]:
+    """Where the answer starts, where it ends (exclusive) and the archive's size, as the server states them;
+    refused where it states none, disagrees with itself, or states far more than the archive is booked at."""
+    length, ranged = response.headers.get("Content-Length"), response.headers.get("Content-Range")
+    if response.status not in (200, 206):
+        raise DownloadError(f"{archive.url}: HTTP {response.status} {printable(response.reason)}: not an archive")
+    if length is not None and not re.fullmatch(r"[0-9]{1,20}", length):
+        raise DownloadError(f"{archive.url}: the server states an unreadable size (Content-Length {length!r})")
+    if response.status == 206:
+        start, (end, total) = have, _parse_range(ranged, have, archive.url)
+        if length is not None and int(length) != end - start:
+            raise DownloadError(f"{archive.url}: the server states {length} B (Content-Length) for the "
+                                f"{end - start} B of its range {ranged!r}")
+    elif length is None:
+        raise DownloadError(f"{archive.url}: the server gives no size (Content-Length): the download cannot be "
+                            "checked")
+    else:  # 200: the whole archive (a server that ignores Range: start over)
+        start, end, total = 0, int(length), int(length)
+    if total > BOOKED_FACTOR * archive.booked_kib * 1024:
+        raise DownloadError(f"{archive.url}: the server states {total} B, more than {BOOKED_FACTOR} times the "
+                            f"~{archive.booked_kib * 1024} B booked for {archive.name}: refused")
+    return start, end, total
+
+
+def _open(archive: Published, have: int) -> tuple[http.client.HTTPResponse | None, int, int, int]:
+    """The answer to a GET from byte ``have`` on, the byte it starts at, the byte it ends before (as stated), and
+    the archive's size.
 
     None for the answer when ``have`` is already the whole archive (416 with the size).
     """
     request = urllib.request.Request(archive.url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)  # noqa: S310 (http(s): the table or --base-url)
+        response = open_url(request, TIMEOUT_S)
     except urllib.error.HTTPError as err:
         total = re.fullmatch(r"bytes \*/(\d+)", err.headers.get("Content-Range") or "")
         if err.code == 416 and total and int(total[1]) == have:
-            return None, have, have
+            return None, have, have, have
         if err.code == 416:
             raise DownloadError(f"{archive.name}.part: holds {have} B, more than the archive at {archive.url} "
                                 f"(size {total[1] if total else 'unknown'} B); delete it to start over") from None
-        raise DownloadError(f"{archive.url}: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
-        raise DownloadError(f"{archive.url}: cannot be reached ({getattr(err, 'reason', None) or err})") from None
-    if response.status == 206:
-        return response, have, _parse_range(response.headers.get("Content-Range"), have, archive.url)
-    length = response.headers.get("Content-Length")
-    if length is None:
-        raise DownloadError(f"{archive.url}: the server gives no size (Content-Length): the download cannot be "
-                            "checked")
-    return response, 0, int(length)  # 200: the whole archive (a server that ignores Range: start over)
+        raise DownloadError(f"{archive.url}: HTTP {err.code} {reason_of(err)}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise DownloadError(f"{archive.url}: cannot be reached ({reason_of(err)})") from None
+    try:
+        return response, *_stated(response, archive, have)
+    except DownloadError:
+        response.close()
+        raise
+
+
+def _receive(response: http.client.HTTPResponse, out: BinaryIO, archive: Published, span: tuple[int, int],
+             bar: tqdm) -> None:
+    """Write the answer's bytes from ``span[0]`` up to ``span[1]``, never beyond; an answer that goes on past it
+    is refused (and what it wrote removed)."""
+    start, end = span
+    size = start
+    while size < end:
+        chunk = _read(response, archive, size, end)
+        if not chunk:
+            return  # ended early: the size check after it says so
+        out.write(chunk)
+        size += len(chunk)
+        bar.update(len(chunk))
+    if _read(response, archive, size, end):
+        out.truncate(start)
+        raise DownloadError(f"{archive.url}: the server sent more than the {end - start} B it stated; nothing of "
+                            "this answer is kept")
+
+
+def _read(response: http.client.HTTPResponse, archive: Published, size: int, end: int) -> bytes:
+    """The next bytes of the answer (at most up to ``end``, at least one byte to see whether it goes on)."""
+    try:
+        return response.read1(max(1, min(CHUNK, end - size)))
+    except (http.client.HTTPException, OSError) as err:
+        raise DownloadError(f"{archive.url}: the transfer broke after {size} of {end} B ({err!r}); "
+                            f"{archive.name}.part is kept: run the same command again to resume") from None
 
 
 def fetch(archive: Published, dest: Path, progress: bool = True) -> int:
@@ -217,30 +280,20 @@ def fetch(archive: Published, dest: Path, progress: bool = True) -> int:
     Raises
     ------
     DownloadError
-        If the server cannot be reached or refuses, or the transfer breaks or ends
-        off the server's size (the ``.part`` is kept: running again resumes it).
+        If the server cannot be reached or refuses, states no size or one far beyond the archive's, sends more
+        than it stated, or the transfer breaks or ends off the server's size (the ``.part`` is kept: running
+        again resumes it).
     """
     part = dest / f"{archive.name}.part"
     have = part.stat().st_size if part.exists() else 0
-    response, start, total = _open(archive, have)
+    response, start, end, total = _open(archive, have)
     if response is not None:
         with response, open(part, "r+b" if start else "wb") as out, tqdm(
                 total=total, initial=start, desc=archive.name, unit="B", unit_scale=True, unit_divisor=1024,
                 disable=not progress) as bar:
             out.seek(start)
             out.truncate()
-            size = start
-            while True:
-                try:
-                    chunk = response.read1(CHUNK)
-                except (http.client.HTTPException, OSError) as err:
-                    raise DownloadError(f"{archive.url}: the transfer broke after {size} of {total} B ({err!r}); "
-                                        f"{part.name} is kept: run the same command again to resume") from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                size += len(chunk)
-                bar.update(len(chunk))
+            _receive(response, out, archive, (start, end), bar)
     if part.stat().st_size != total:
         raise DownloadError(f"{archive.url}: got {part.stat().st_size} B, the server's size is {total} B; "
                             f"{part.name} is kept: run the same command again to resume")

@@ -245,3 +245,21 @@ def test_a_full_scratch_disk_is_one_line(tiny_archives: Path, tmp_path: Path, mo
     assert "Traceback" not in captured
     assert code == 2
     assert err.startswith(f"crts convert: error: {scratch}: the scratch folder is full (0 B spooled)")
+
+
+def test_archives_of_fewer_steps_say_times_in_one_line_and_leave_no_scratch(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    from crts.cli import main
+
+    tree = make_dataset(tmp_path / "tree", ["ROIs1868/17"], patches_per_roi=2, size=16, times=12, workers=1,
+                        progress=False)
+    write_archives(tree, tmp_path / "archives", progress=False)
+    args = ["convert", str(tmp_path / "archives"), str(tmp_path / "cube.zarr"), "--workers", "1", "--detectors",
+            "none"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"crts convert: error: {tmp_path / 'archives'}: the archives hold 12 time step(s) per patch, not "
+                   "30: convert with --times 12 (times=12)")
+    assert not (tmp_path / "cube.zarr.scratch").exists()
+    assert main([*args, "--times", "12"]) == 0  # the same command with the flag it names
+    assert open_cube(tmp_path / "cube.zarr").sizes["time"] == 12

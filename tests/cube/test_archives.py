@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import tarfile
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from isal import igzip
 
-from cube.archives import Archive, ArchiveError, MemberStream
+from cube import archives
+from cube.archives import MEMBER_LIMIT, Archive, ArchiveError, MemberStream
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
 from tests.servers import http_server
@@ -61,3 +69,230 @@ def test_a_corrupt_byte_is_an_error(archive: Path, tmp_path: Path, where: float)
 def test_a_missing_archive_url_is_one_error(tmp_path: Path) -> None:
     with http_server(tmp_path) as url, pytest.raises(ArchiveError, match="s2_x.tar.gz: cannot be opened"):
         MemberStream(Archive(f"{url}/s2_x.tar.gz", "s2_x.tar.gz"))
+
+
+# Crafted archives: headers made with tarfile, streamed through igzip, so a member of 1 GiB costs a few MB on disk.
+
+GIB = 1 << 30
+
+
+def header(name: str, size: int, kind: bytes = tarfile.REGTYPE, fields: dict[int, bytes] | None = None) -> bytes:
+    """One GNU tar header block (``fields``: bytes put at those offsets, the checksum made again)."""
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.mtime = size, kind, 0
+    block = bytearray(info.tobuf(tarfile.GNU_FORMAT if kind != tarfile.XHDTYPE else tarfile.USTAR_FORMAT))
+    for offset, value in (fields or {}).items():
+        block[offset:offset + len(value)] = value
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block[:512])
+    return bytes(block)
+
+
+def sparse_header(name: str, claimed: int, stored: int) -> bytes:
+    """An old GNU sparse member claiming ``claimed`` bytes, of which the last ``stored`` are in the archive."""
+    entry = b"%011o\0%011o\0" % (claimed - stored, stored)
+    return header(name, stored, tarfile.GNUTYPE_SPARSE, {386: entry, 483: b"%011o\0" % claimed})
+
+
+def zeros(size: int) -> Iterator[bytes]:
+    """``size`` zero bytes in chunks of at most 1 MiB (never held whole)."""
+    while size:
+        yield bytes(min(size, 1 << 20))
+        size -= min(size, 1 << 20)
+
+
+def member(name: str, data: bytes) -> Iterator[bytes]:
+    yield header(name, len(data))
+    yield data + bytes(-len(data) % 512)
+
+
+def write_tar_gz(path: Path, parts: Iterable[bytes]) -> Path:
+    """A ``.tar.gz`` of raw tar bytes (headers, data, padding: the caller's), streamed."""
+    with igzip.open(path, "wb", compresslevel=1) as out:
+        for part in parts:
+            out.write(part)
+    return path
+
+
+def members_of(archive: Path) -> list[tuple[str, bytes]]:
+    """The regular members of a small archive, in order."""
+    with tarfile.open(archive) as tar:
+        return [(info.name, tar.extractfile(info).read()) for info in tar if info.isfile()]
+
+
+def crafted(good: Path, out: Path, case: str) -> tuple[Path, str]:
+    """A copy of the archive ``good`` with one crafted part (see :data:`CASES`); its path and the member named in
+    the error (the crafted one, or for a stream that stops, the last one read whole)."""
+    files = members_of(good)
+    target, last = files[0][0], files[-1][0]
+
+    def parts() -> Iterator[bytes]:
+        for name, data in files:
+            if case == "zeros" and name == target:  # 1 GiB of zeros in place of an image
+                yield header(name, GIB)
+                yield from zeros(GIB)
+            elif case == "sparse" and name == target:  # claims 1 GiB, holds 512 B
+                yield sparse_header(name, GIB, 512)
+                yield bytes(512)
+            else:
+                if case == "pax" and name == last:  # 512 MiB of PAX records before the last member
+                    yield header("././@PaxHeader", 512 << 20, tarfile.XHDTYPE)
+                    yield from zeros(512 << 20)
+                yield from member(name, data)
+            if case == "other" and name == target:
+                yield header(f"{target.rsplit('/', 1)[0]}/notes.bin", GIB)
+                yield from zeros(GIB)
+        yield bytes(1024)
+        yield from zeros((64 << 20) if case == "trailing" else 0)
+
+    named = {"zeros": target, "sparse": target, "pax": files[-2][0], "other": f"{target.rsplit('/', 1)[0]}/notes.bin",
+             "trailing": last}[case]
+    return write_tar_gz(out / good.name, parts()), named
+
+
+CASES = {
+    "zeros": r"!{member}: holds 1073741824 B, more than the 4194304 B \(MEMBER_LIMIT\)",
+    "sparse": r"!{member}: a sparse file claiming 1073741824 B, not a regular file: refused",
+    "pax": r": truncated or corrupt archive, broke after member {member} \(\d read whole\): the PAX header "
+           r"././@PaxHeader brings a member's extended headers to 536870912 B, more than 65536 B",
+    "other": r"!{member}: holds 1073741824 B, more than the 4194304 B \(MEMBER_LIMIT\)",
+    "trailing": r": truncated or corrupt archive, broke after member {member} \(\d read whole\): more than 1048576 B "
+                r"follow the end of the tar archive",
+}
+"""What an archive crafted by :func:`crafted` gives: the error after the archive's name."""
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_what_an_archive_claims_is_bounded_and_named_in_one_line(archive: Path, tmp_path: Path, case: str) -> None:
+    path, named = crafted(archive, tmp_path, case)
+    assert path.stat().st_size < 3 << 20  # tiny on disk, whatever it claims
+    got, errors = [], []
+    try:
+        for name, content in MemberStream(Archive(str(path), path.name)):
+            (errors if isinstance(content, ArchiveError) else got).append((name, content))
+    except ArchiveError as err:
+        errors.append((None, err))
+    assert len(errors) == 1 and "\n" not in str(errors[0][1])
+    assert re.fullmatch(re.escape(path.name) + CASES[case].format(member=re.escape(named)) + ".*",
+                        str(errors[0][1]))
+    assert all(len(content) <= MEMBER_LIMIT for _, content in got)
+    lost = {"zeros": 1, "sparse": 1, "pax": 1, "other": 0, "trailing": 0}[case]  # the rest is read on
+    assert len(got) == len(members_of(archive)) - lost
+
+
+class EndlessZeros(SimpleHTTPRequestHandler):
+    """A served archive whose gzip stream goes on with zeros after its tar archive, for as long as it is read."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        raw = igzip.decompress((Path(self.directory) / "s2_europa.tar.gz").read_bytes())
+        compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip framing
+        self.send_response(200)
+        self.end_headers()
+        try:
+            self.wfile.write(compressor.compress(raw))
+            for _ in range(1 << 14):  # 16 GiB of zeros, unless the reader stops first
+                self.wfile.write(compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_SYNC_FLUSH))
+        except OSError:  # the reader closed the connection
+            pass
+
+
+def test_endless_data_after_the_tar_archive_stops_within_its_bound(archive: Path) -> None:
+    start = time.monotonic()
+    with http_server(archive.parent, EndlessZeros) as url, pytest.raises(
+            ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke after member europa/.*: "
+                                r"more than 1048576 B follow the end of the tar archive"):
+        list(MemberStream(Archive(f"{url}/s2_europa.tar.gz", "s2_europa.tar.gz")))
+    assert time.monotonic() - start < 20
+
+
+class Stalls(SimpleHTTPRequestHandler):
+    """Sends the headers and the first 100 bytes of a served archive, then nothing for 5 s."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write((Path(self.directory) / "s2_europa.tar.gz").read_bytes()[:100])
+        self.wfile.flush()
+        time.sleep(5)
+
+
+def test_a_stalled_server_times_out_in_one_line(archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archives, "URL_TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    with http_server(archive.parent, Stalls) as url, pytest.raises(
+            ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke before its first member: "
+                                r"timed out$"):
+        list(MemberStream(Archive(f"{url}/s2_europa.tar.gz", "s2_europa.tar.gz")))
+    assert time.monotonic() - start < 4
+
+
+class BreaksMidChunk(SimpleHTTPRequestHandler):
+    """A chunked answer that announces a chunk of 1000 bytes, sends 10 and closes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"3e8\r\n" + (Path(self.directory) / "s2_europa.tar.gz").read_bytes()[:10])
+
+
+def test_a_chunked_answer_cut_short_is_one_line(archive: Path) -> None:
+    """It raised http.client.IncompleteRead (a traceback from crts convert)."""
+    with http_server(archive.parent, BreaksMidChunk) as url, pytest.raises(
+            ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke before its first member: "
+                                r"IncompleteRead\(0 bytes read\)$"):
+        list(MemberStream(Archive(f"{url}/s2_europa.tar.gz", "s2_europa.tar.gz")))
+
+
+def pax(records: dict[str, str]) -> Iterator[bytes]:
+    """A PAX header with these records."""
+    data = b""
+    for key, value in records.items():
+        body = f" {key}={value}\n".encode()
+        size = len(body) + len(str(len(body) + 2))
+        data += str(size).encode() + body
+    yield header("././@PaxHeader", len(data), tarfile.XHDTYPE)
+    yield data + bytes(-len(data) % 512)
+
+
+def test_links_devices_fifos_and_sparse_files_named_tif_are_refused_unread(tmp_path: Path) -> None:
+    parts = [header("a/link.tif", 0, tarfile.SYMTYPE), header("a/fifo.tif", 0, tarfile.FIFOTYPE),
+             header("a/device.tif", 1 << 30, tarfile.CHRTYPE),  # a size that a device's header does not hold
+             *pax({"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "a/sparse.tif",
+                   "GNU.sparse.realsize": str(GIB)}), header("a/GNUSparseFile.0/sparse.tif", 512), bytes(512),
+             header("a/dir.tif/", 0, tarfile.DIRTYPE), *member("a/notes.txt", b"skipped"),  # both skipped
+             *member("a/image.tif", b"II*\0"), bytes(1024)]
+    path = write_tar_gz(tmp_path / "s2_x.tar.gz", parts)
+    got = [(name, content if isinstance(content, bytes) else str(content))
+           for name, content in MemberStream(Archive(str(path), path.name))]
+    assert got == [
+        ("a/link.tif", "s2_x.tar.gz!a/link.tif: a symbolic link, not a regular file: refused, skipped unread"),
+        ("a/fifo.tif", "s2_x.tar.gz!a/fifo.tif: a FIFO, not a regular file: refused, skipped unread"),
+        ("a/device.tif", "s2_x.tar.gz!a/device.tif: a character device, not a regular file: refused, skipped unread"),
+        ("a/sparse.tif", "s2_x.tar.gz!a/sparse.tif: a sparse file claiming 1073741824 B, not a regular file: "
+                         "refused, skipped unread"),
+        ("a/image.tif", b"II*\0")]
+
+
+def test_an_endless_old_gnu_sparse_map_stops_the_archive(tmp_path: Path) -> None:
+    extension = bytearray(512)
+    extension[504] = 1  # another extension block follows
+    sparse = header("a/sparse.tif", 512, tarfile.GNUTYPE_SPARSE, {482: b"\1", 483: b"%011o\0" % GIB})
+    parts = [*member("a/first.tif", b"II*\0"), sparse, *[bytes(extension)] * 1000]
+    path = write_tar_gz(tmp_path / "s2_x.tar.gz", parts)
+    with pytest.raises(ArchiveError, match=r"^s2_x.tar.gz: truncated or corrupt archive, broke after member "
+                                           r"a/first.tif \(1 read whole\): the old GNU sparse map of a/sparse.tif"
+                                           r" is longer than 65536 B \(HEADER_LIMIT\): refused unread$"):
+        list(MemberStream(Archive(str(path), path.name)))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
@@ -15,7 +18,9 @@ import pytest
 
 from crts.cli import main
 from cube import convert
-from cube.download import PUBLISHED, select
+from cube import download
+from cube.archives import RedirectChecked
+from cube.download import PUBLISHED, DownloadError, Published, fetch, select
 from tests.cube.test_archive_conversion import assert_same_cube
 from tests.servers import RangeRequestHandler, http_server
 
@@ -76,14 +81,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _no_real_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any request to a host other than 127.0.0.1 fails the test; the recorded requests start empty."""
-    real = urllib.request.urlopen
+    real = urllib.request.OpenerDirector.open  # what every opener, and each redirect, goes through
     REQUESTS.clear()
 
-    def local_only(request: urllib.request.Request | str, *args: object, **kwargs: object) -> object:
+    def local_only(self: urllib.request.OpenerDirector, request: urllib.request.Request | str, *args: object,
+                   **kwargs: object) -> object:
         url = request.full_url if isinstance(request, urllib.request.Request) else request
         assert url.startswith("http://127.0.0.1:"), f"a test contacted {url}"
-        return real(request, *args, **kwargs)
-    monkeypatch.setattr(urllib.request, "urlopen", local_only)
+        return real(self, request, *args, **kwargs)
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open", local_only)
 
 
 def _download(dest: Path, url: str, *extra: str) -> int:
@@ -201,6 +207,107 @@ def test_a_part_larger_than_the_archive_is_a_size_mismatch(served: Path, tmp_pat
         assert _download(dest, url) == 2
     assert _one_line(capsys) == (f"crts download: error: s1_europa.tar.gz.part: holds {size + 10} B, more than the "
                                  f"archive at {url}/s1_europa.tar.gz (size {size} B); delete it to start over")
+
+
+class Lies(SimpleHTTPRequestHandler):
+    """Answers by the first folder of the path: ``chunked``: Content-Length 1000 and a chunked body of 10 MiB;
+    ``ranged``: a 206 for the bytes asked (of 1000) without a Content-Length, then 10 MiB before closing; ``star``:
+    a 206 whose range gives no total; ``big``: Content-Length 10**12; ``stall``: 10 of 1000 bytes, then nothing for
+    3 s; ``ftp``: a redirect to ftp://; ``hop``: a redirect to ``/ftp/...`` of this server; ``loop``: a redirect to
+    itself; ``heavy``: a redirect to ``/star/...`` stating a body of 10**11 bytes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        kind = self.path.split("/")[1]
+        have = int(self.headers.get("Range", "bytes=0-")[6:-1])
+        self.close_connection = True
+        self.send_response(302 if kind in ("ftp", "hop", "loop", "heavy") else 206 if have else 200)
+        headers = {"chunked": {"Content-Length": "1000", "Transfer-Encoding": "chunked"},
+                   "ranged": {"Content-Range": f"bytes {have}-999/1000"},
+                   "star": {"Content-Range": f"bytes {have}-999/*"}, "big": {"Content-Length": str(10**12)},
+                   "stall": {"Content-Length": "1000"}, "ftp": {"Location": "ftp://127.0.0.1/s1_europa.tar.gz"},
+                   "hop": {"Location": "/ftp/s1_europa.tar.gz"}, "loop": {"Location": "/loop/s1_europa.tar.gz"},
+                   "heavy": {"Location": "/star/s1_europa.tar.gz", "Content-Length": str(10**11)}}[kind]
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if kind in ("chunked", "ranged", "star"):
+            for _ in range(10):
+                chunk = bytes(1 << 20)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if kind == "chunked" else chunk)
+            self.wfile.write(b"0\r\n\r\n" if kind == "chunked" else b"")
+        elif kind == "stall":
+            self.wfile.write(bytes(10))
+            self.wfile.flush()
+            time.sleep(3)
+
+
+def _lied_to(url: str, kind: str, dest: Path, have: int = 0) -> Published:
+    """s1_europa.tar.gz at ``url/kind/`` (:class:`Lies`), ``dest`` holding a .part of ``have`` bytes."""
+    dest.mkdir(exist_ok=True)
+    if have:
+        (dest / "s1_europa.tar.gz.part").write_bytes(b"x" * have)
+    return Published("s1_europa.tar.gz", f"{url}/{kind}/s1_europa.tar.gz", PUBLISHED[0].booked_kib)
+
+
+@pytest.mark.parametrize(("kind", "have", "stated"), [("chunked", 0, 1000), ("ranged", 100, 900)])
+def test_nothing_beyond_the_size_the_server_states_is_written(served: Path, tmp_path: Path, kind: str, have: int,
+                                                              stated: int) -> None:
+    with http_server(served, Lies) as url:
+        archive = _lied_to(url, kind, tmp_path / "archives", have)
+        with pytest.raises(DownloadError, match=rf"^{url}/{kind}/s1_europa.tar.gz: the server sent more than the "
+                                                rf"{stated} B it stated; nothing of this answer is kept$"):
+            fetch(archive, tmp_path / "archives", progress=False)
+    assert (tmp_path / "archives" / "s1_europa.tar.gz.part").stat().st_size == have  # what it held before
+    assert not (tmp_path / "archives" / "s1_europa.tar.gz").exists()
+
+
+@pytest.mark.parametrize(("kind", "have", "kept", "message"), [
+    ("star", 100, 100, "the server gives no archive size in the range 'bytes 100-999/\\*': the download cannot be "
+                       "checked"),
+    ("big", 0, None, "the server states 1000000000000 B, more than 2 times the ~61997592576 B booked for "
+                     "s1_europa.tar.gz: refused"),
+    ("stall", 0, 10, r"the transfer broke after 10 of 1000 B \(TimeoutError\('timed out'\)\); s1_europa.tar.gz.part "
+                     "is kept: run the same command again to resume"),
+    ("ftp", 0, None, "cannot be reached \\(refused a redirect from {url}/ftp/s1_europa.tar.gz to ftp://127.0.0.1/"
+                     "s1_europa.tar.gz: only to http\\(s\\), never from https to http\\)"),
+    ("hop", 0, None, "cannot be reached \\(refused a redirect from {url}/ftp/s1_europa.tar.gz to ftp://"),
+    # found by tests/fuzz/test_http_response.py: urllib's message had three lines; urllib read a redirect's body
+    # whole (a MemoryError)
+    ("loop", 0, None, "HTTP 302 The HTTP server returned a redirect error that would lead to an infinite loop.$"),
+    ("heavy", 0, None, "the server gives no size \\(Content-Length\\): the download cannot be checked$"),
+])
+def test_a_server_that_states_no_size_too_much_stalls_or_redirects_off_http_is_one_line(
+        served: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, have: int, kept: int | None,
+        message: str) -> None:
+    monkeypatch.setattr(download, "TIMEOUT_S", 0.5)
+    with http_server(served, Lies) as url:
+        archive = _lied_to(url, kind, tmp_path / "archives", have)
+        with pytest.raises(DownloadError) as caught:
+            fetch(archive, tmp_path / "archives", progress=False)
+    assert re.match(rf"{url}/{kind}/s1_europa.tar.gz: {message.format(url=url)}", str(caught.value))
+    assert "\n" not in str(caught.value)
+    part = tmp_path / "archives" / "s1_europa.tar.gz.part"
+    assert (part.stat().st_size if part.exists() else None) == kept
+
+
+def test_redirects_from_https_to_http_are_refused() -> None:
+    request = urllib.request.Request("https://127.0.0.1/s1_europa.tar.gz")
+    with pytest.raises(urllib.error.URLError, match="refused a redirect from https://127.0.0.1/s1_europa.tar.gz to "
+                                                    "http://127.0.0.1/s1_europa.tar.gz"):
+        RedirectChecked().redirect_request(request, io.BytesIO(), 302, "Found", {}, "http://127.0.0.1/s1_europa.tar.gz")
+
+
+def test_a_redirect_off_http_is_one_line_in_the_cli(served: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with http_server(served, Lies) as url:
+        assert _download(tmp_path / "archives", f"{url}/hop") == 2
+    assert _one_line(capsys).startswith(f"crts download: error: {url}/hop/s1_europa.tar.gz: cannot be reached "
+                                        f"(refused a redirect from {url}/ftp/s1_europa.tar.gz to ftp://")
 
 
 def test_a_complete_part_is_renamed(served: Path, tmp_path: Path) -> None:
