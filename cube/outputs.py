@@ -112,11 +112,11 @@ def writing(path: str | os.PathLike, what: str = "the output cannot be written")
 
     Examples
     --------
-    >>> with writing("/data/report", "the report cannot be written"):
-    ...     raise OSError(errno.EIO, os.strerror(errno.EIO), "/data/report/samples.csv")
+    >>> with writing("/d/report", "the report cannot be written"):
+    ...     raise OSError(errno.EIO, os.strerror(errno.EIO), "/d/report/samples.csv")
     Traceback (most recent call last):
     ...
-    cube.outputs.OutputRefused: /data/report: the report cannot be written: Input/output error (/data/report/samples.csv)
+    cube.outputs.OutputRefused: /d/report: the report cannot be written: Input/output error (/d/report/samples.csv)
     """
     try:
         yield

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import dask.array as da
 import pytest
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cube.outputs import OutputRefused
 from cube.runs import RunWriter, open_run, prune_runs, run_writer
@@ -96,3 +100,58 @@ def test_prune_in_a_bucket_deletes_only_its_prefix_under_the_cube(s3: str, tiny_
     assert prune_runs(f"{bucket}/cube.zarr", older_than_hours=1) == [f"runs/a/{OLD_VERSION}"]
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=name)["Contents"]}
     assert not any(k.startswith(f"{leftover}/") for k in keys) and set(kept) <= keys
+
+
+KINDS = ("folder", "link to a folder outside", "link to a file outside", "dangling link")
+"""What each level of ``runs/<run>/<version>`` is in :func:`test_prune_never_reaches_outside_the_cube`."""
+
+
+@given(levels=st.tuples(*[st.sampled_from(KINDS)] * 3), version=st.sampled_from([OLD_VERSION, "x", "v1"]),
+       published=st.booleans())
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_prune_never_reaches_outside_the_cube(tiny_cube: Path, tmp_path_factory: pytest.TempPathFactory,
+                                              levels: tuple[str, str, str], version: str, published: bool) -> None:
+    base = tmp_path_factory.mktemp("links")
+    cube = base / "cube.zarr"
+    for name in ("zarr.json", "cube_state/zarr.json"):  # what prune reads of a cube besides its runs
+        (cube / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_cube / name, cube / name)
+    outside = _outside(base)
+    for folder in (outside, outside / "a", outside / OLD_VERSION):
+        (folder / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group",
+                                                      "attributes": {"published": "2020"} if published else {}}))
+    path = cube
+    for kind, name in zip(levels, ("runs", "a", version), strict=True):
+        path = path / name
+        if kind == "folder":
+            path.mkdir()
+        else:
+            path.symlink_to({"link to a folder outside": outside / ("a" if name == "a" else OLD_VERSION),
+                             "link to a file outside": outside / "a" / OLD_VERSION / "thesis.tex",
+                             "dangling link": base / "gone"}[kind])
+        if kind != "folder":
+            break
+    else:  # a real version folder: pruned, as a leftover, if its name is an old version's
+        (path / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group",
+                                                    "attributes": {"published": "2020"} if published else {}}))
+    before = _snapshot(outside)
+    try:
+        prune_runs(cube, older_than_hours=1)
+    except OutputRefused as err:
+        assert "is a symbolic link" in str(err) and "\n" not in str(err)
+    assert _snapshot(outside) == before
+
+
+def test_a_version_the_file_system_will_not_delete_is_one_error(tiny_cube: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    cube = Path(shutil.copytree(tiny_cube, tmp_path / "cube.zarr"))
+    (cube / "runs" / "a" / OLD_VERSION).mkdir(parents=True)
+
+    def immutable(path: object, *args: object, **kwargs: object) -> None:  # what rmtree meets in a chattr +i folder
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), "zarr.json")
+
+    monkeypatch.setattr(shutil, "rmtree", immutable)
+    with pytest.raises(OutputRefused) as err:
+        prune_runs(cube, older_than_hours=1)
+    assert str(err.value) == (f"{cube / 'runs' / 'a' / OLD_VERSION}: cannot be deleted: Operation not permitted "
+                              "(zarr.json)")
