@@ -492,9 +492,10 @@ def _check_destination(store: CubeStore, sources: list[Path], report: str | os.P
     if report:
         check_not_in_cube(report, "the report", itself=False)
     store.check_cube_or_empty()
-    for output, what in ((store.store.root if store.local else None, "the cube"), (report, "the report")):
-        if output:
-            check_writable(output, what)
+    if store.local and store.state() is None and store.group_attributes("") is None:  # a new cube (an existing
+        check_writable(store.store.root, "the cube")  # one with nothing to add is not written: it may be read-only)
+    if report:
+        check_writable(report, "the report")
     if resume and store.state() is None:
         raise FileNotFoundError(f"{store.location}: no conversion to resume (no cube here): leave out --resume to "
                                 "start one")
