@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from crts import __version__
-from cube.outputs import REFUSING_ERRNOS
+from cube.outputs import PATH_ERRNOS, REFUSING_ERRNOS
 from cube.rois import REGIONS, SPLITS
 
 os.environ["MPLBACKEND"] = "Agg"  # the command writes figures to files; read when pyplot is first imported
@@ -730,7 +730,7 @@ def reference_markdown() -> str:
     return "\n".join(lines)
 
 
-USER_ERRNOS = REFUSING_ERRNOS
+USER_ERRNOS = REFUSING_ERRNOS | PATH_ERRNOS
 """OS errors that a command's paths or the file system cause, not the program: reported like bad input (EPERM of
 an immutable folder, EACCES, EROFS, ENOSPC, EDQUOT, ENAMETOOLONG, EIO, ENOTDIR, EISDIR)."""
 OUTPUTS = ("out", "dest", "archives", "cube")

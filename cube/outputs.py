@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     from .store import CubeStore
 
 REFUSING_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
-                             errno.EIO, errno.ENOTDIR, errno.EISDIR})
-"""OS errors by which a file system refuses an output (an immutable folder, a read-only or full disk, a failing
-device, a name too long, a file where a folder should be): the path's problem, not the program's."""
+                             errno.EIO})
+"""OS errors by which a file system refuses an output (an immutable folder, no permission, a read-only or full disk,
+a failing device, a name too long): the path's problem, not the program's; :func:`writing` raises them as
+:class:`OutputRefused`."""
+PATH_ERRNOS = frozenset({errno.ENOTDIR, errno.EISDIR})
+"""OS errors of a path of the wrong kind (a file where a folder should be, or the reverse): the user's too, but
+raised as they are (``NotADirectoryError``, ``IsADirectoryError``, naming the path)."""
 CUBE_DOCUMENT_MAX_BYTES = 4 * 2**20
 """Largest ``zarr.json`` read to tell whether a folder is a cube: a cube's root document with its consolidated
 metadata is about 36 kB (whatever its patch count); a larger file there is no cube's and is not read."""
