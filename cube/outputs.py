@@ -56,13 +56,12 @@ def is_cube(folder: str | os.PathLike) -> bool:
     ...     is_cube(tmp), is_cube(Path(tmp) / "sub")
     (True, False)
     """
-    folder = Path(folder)
-    if (folder / "cube_state" / "zarr.json").is_file():
-        return True
-    document = folder / "zarr.json"
-    if not document.is_file() or document.stat().st_size > CUBE_DOCUMENT_MAX_BYTES:
-        return False
-    try:
+    folder, document = Path(folder), Path(folder) / "zarr.json"
+    try:  # (a folder this process may not look into is no cube it could write to)
+        if (folder / "cube_state" / "zarr.json").is_file():
+            return True
+        if not document.is_file() or document.stat().st_size > CUBE_DOCUMENT_MAX_BYTES:
+            return False
         group = json.loads(document.read_bytes())
     except (OSError, ValueError):
         return False
