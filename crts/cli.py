@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import errno
 import os
 import re
 import sys
@@ -15,6 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from crts import __version__
+from cube.outputs import PATH_ERRNOS, REFUSING_ERRNOS
 from cube.rois import REGIONS, SPLITS
 
 os.environ["MPLBACKEND"] = "Agg"  # the command writes figures to files; read when pyplot is first imported
@@ -730,9 +730,11 @@ def reference_markdown() -> str:
     return "\n".join(lines)
 
 
-USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.EACCES, errno.ENOTDIR,
-                         errno.EISDIR})
-"""OS errors that a command's paths or the file system cause, not the program: reported like bad input."""
+USER_ERRNOS = REFUSING_ERRNOS | PATH_ERRNOS
+"""OS errors that a command's paths or the file system cause, not the program: reported like bad input (EPERM of
+an immutable folder, EACCES, EROFS, ENOSPC, EDQUOT, ENAMETOOLONG, EIO, ENOTDIR, EISDIR)."""
+OUTPUTS = ("out", "dest", "archives", "cube")
+"""Options naming what a command writes, in the order :func:`main` names one for an OS error that names no file."""
 
 
 INTERRUPTED = {
@@ -767,7 +769,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return 130
         except Exception as err:
-            message = _user_error(err, getattr(args, "cube", None) or "the cube")
+            output = next((getattr(args, name) for name in OUTPUTS if getattr(args, name, None)), "the output")
+            message = _user_error(err, getattr(args, "cube", None) or "the cube", output)
             if message is None and (os.environ.get(DEBUG_VARIABLE) or not isinstance(err, UNCHECKED)):
                 raise
             message = message or _unchecked(err)
@@ -802,16 +805,17 @@ def _unchecked(err: Exception) -> str:
            "the traceback"
 
 
-def _user_error(err: Exception, location: str) -> str | None:
+def _user_error(err: Exception, location: str, output: str = "the output") -> str | None:
     """The one-line message of an error that bad input, a refusing file system or the object store caused;
-    None for a fault of the program (it propagates as a traceback)."""
+    None for a fault of the program (it propagates as a traceback). ``location``: the cube, for the object store's
+    errors; ``output``: what the command writes, named for an OS error that names no file (a full disk's write)."""
     from cube.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
 
     if isinstance(err, ValueError | FileExistsError | FileNotFoundError | IncompleteCubeError | WriterLockedError
                   | StorageError):
         return _message(err)
     if isinstance(err, OSError) and err.errno in USER_ERRNOS:
-        return _message(err)
+        return _message(err) if err.filename is not None else f"{output}: {err.strerror or os.strerror(err.errno)}"
     translated = storage_error(err, location)  # an object store's failure deep inside zarr or xarray
     return None if translated is None else str(translated)
 

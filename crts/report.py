@@ -15,7 +15,7 @@ from matplotlib.image import AxesImage
 from cube import open_cube
 from cube.bands import S2_SCALE
 from cube.clouds import NO_DATA
-from cube.outputs import check_output_folder
+from cube.outputs import check_output_folder, writing
 from cube.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
 from cube.rois import region_of
 from cube.runs import list_runs, open_run, side_by_side
@@ -228,11 +228,24 @@ def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, ru
     chosen runs (default: all) into ``out``; returns the path of ``report.md``.
 
     ``cube`` is a path or URL (``storage_options`` as for :func:`cube.open_cube`); ``out`` a local folder.
+
+    Raises
+    ------
+    ValueError
+        Before anything is written, for an ``out`` that holds other files than an earlier report
+        (:func:`cube.outputs.check_output_folder`); :class:`cube.outputs.OutputRefused` (a ValueError) also for
+        one inside a cube, or where the file system refuses to write (then naming the file).
     """
     cube = as_store(cube, storage_options=storage_options)
     out = Path(out)
     check_output_folder(out, _is_report, "an evaluation report")
     table = samples_table(cube, runs)  # (a cube without runs is refused here, before the folder is made)
+    with writing(out, "the report cannot be written"):
+        return _write_report(cube, out, table, n_examples)
+
+
+def _write_report(cube: CubeStore, out: Path, table: pd.DataFrame, n_examples: int) -> Path:
+    """The report's files of the runs of ``table`` (:func:`samples_table`) into ``out``: see :func:`write_report`."""
     out.mkdir(parents=True, exist_ok=True)
     chosen = list(dict.fromkeys(table.run))
     lines = [f"{REPORT_TITLE}{', '.join(chosen)}", ""]

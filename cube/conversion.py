@@ -32,7 +32,7 @@ from . import __version__
 from .bands import DTYPES, bands_of
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS, detector
-from .outputs import check_outside
+from .outputs import check_not_in_cube, check_outside, check_writable, delete_own
 from .parallel import RowBatches, check_count, check_workers, run_tasks
 from .problems import FileProblem, Problem
 from .rois import Roi, in_cr_split, select_rois
@@ -195,7 +195,7 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
     ours = {*ds_template.variables, "zarr.json"}
     for name in store.children():
         if name in ours:
-            store.delete(name)
+            delete_own(store, name)
     store.write_dataset(ds_template, compute=False, encoding={**table_encoding(ds_template), **enc}, mode="a")
 
 
@@ -481,14 +481,23 @@ def finished(out: ConversionReport, store: CubeStore, report: str | os.PathLike 
 
 def _check_destination(store: CubeStore, sources: list[Path], report: str | os.PathLike | None,
                        resume: bool) -> None:
-    """Refuse, before any write, a cube or report inside a source, a place that holds something other than
-    a cube, and ``resume`` without a conversion to resume."""
+    """Refuse, before any write, a cube or report inside a source or inside another cube, a place that holds
+    something other than a cube or where the file system refuses new files, and ``resume`` without a conversion
+    to resume."""
     for src in sources:
         if store.local:
             check_outside(store.store.root, src, "the cube")
         if report:
             check_outside(report, src, "the report")
+    if store.local:
+        check_not_in_cube(store.store.root, "the cube", itself=False)
+    if report:
+        check_not_in_cube(report, "the report", itself=False)
     store.check_cube_or_empty()
+    if store.local and store.state() is None and store.group_attributes("") is None:  # a new cube (an existing
+        check_writable(store.store.root, "the cube")  # one with nothing to add is not written: it may be read-only)
+    if report:
+        check_writable(report, "the report")
     if resume and store.state() is None:
         raise FileNotFoundError(f"{store.location}: no conversion to resume (no cube here): leave out --resume to "
                                 "start one")

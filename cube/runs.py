@@ -28,6 +28,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from .outputs import delete_own, writing
 from .store import CubeStore, as_store, checked_state, owner_gone, owner_record
 
 RUNS = "runs"
@@ -72,18 +73,24 @@ class RunWriter:
     template : xarray.Dataset
         The run's variables, lazily allocated (written as metadata only), its
         labels and attributes; fill its arrays with :meth:`array`.
+
+    Raises
+    ------
+    cube.outputs.OutputRefused
+        Where the file system refuses the run's first writes (a read-only or immutable cube), naming the run.
     """
 
     def __init__(self, store: CubeStore, name: str, template: xr.Dataset) -> None:
         checked_state(store)
         self.store, self.name = store, check_run_name(name)
-        store.write_group(RUNS, {}, only_if_absent=True)
-        store.write_group(f"{RUNS}/{name}", {"run": name, "version": None}, only_if_absent=True)
         self.version = f"v{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         self.path = f"{RUNS}/{name}/{self.version}"
         self.writer = owner_record(f"run {name}")
         template = template.assign_attrs(writer=json.dumps(self.writer))  # a string: netCDF-safe
-        store.write_dataset(template, self.path, mode="w-", compute=False)
+        with writing(f"{store.location}/{RUNS}/{name}", "the run cannot be written"):  # (an immutable cube)
+            store.write_group(RUNS, {}, only_if_absent=True)
+            store.write_group(f"{RUNS}/{name}", {"run": name, "version": None}, only_if_absent=True)
+            store.write_dataset(template, self.path, mode="w-", compute=False)
 
     def array(self, variable: str) -> zarr.Array:
         """A variable of this version, for writing."""
@@ -104,7 +111,7 @@ class RunWriter:
         self.store.group(self.path, mode="r+").update_attributes({"published": now})
         self.store.consolidate(self.path)
         for version in _replaced(self.store, self.name):
-            self.store.delete(f"{RUNS}/{self.name}/{version}")
+            delete_own(self.store, f"{RUNS}/{self.name}/{version}")
         return f"{self.store.location}/{self.path}"
 
 
@@ -177,7 +184,13 @@ def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | No
     Deleted: versions published once that the pointer no longer names (replaced),
     and versions never published whose writer is gone (it ran on this host and its process
     has ended), or, for writers on other hosts, that are older than
-    ``older_than_hours``. Versions being written by a live process stay.
+    ``older_than_hours``. Versions being written by a live process stay. Nothing is deleted through a symbolic
+    link (see :func:`cube.outputs.delete_own`).
+
+    Raises
+    ------
+    cube.outputs.OutputRefused
+        At a link inside ``runs`` that leads to a version to delete (the ones deleted before it stay deleted).
     """
     store = as_store(cube, "r+", storage_options)
     checked_state(store, allow_incomplete=True)
@@ -188,7 +201,7 @@ def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | No
             attributes = store.group_attributes(f"{RUNS}/{name}/{version}") or {}
             if "published" in attributes or owner_gone(run_writer(attributes)) or _older(
                     version, older_than_hours):
-                store.delete(f"{RUNS}/{name}/{version}")
+                delete_own(store, f"{RUNS}/{name}/{version}")
                 deleted.append(f"{RUNS}/{name}/{version}")
     return deleted
 

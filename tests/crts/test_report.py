@@ -5,7 +5,12 @@ Reports of UnCRtainTS runs and the example figures' contents are tested with the
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
 import math
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -24,6 +29,7 @@ from crts.report import (
     uncertainty_table,
     write_report,
 )
+from cube.outputs import OutputRefused
 from cube.runs import open_run
 
 
@@ -96,3 +102,34 @@ def test_a_report_rewrites_its_own_folder_and_refuses_any_other(run_cube: Path, 
     with pytest.raises(ValueError, match="holds files that are not an evaluation report") as err:
         write_report(run_cube, tmp_path / "mine")
     assert "\n" not in str(err.value) and sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_report_is_never_written_into_a_cube(run_cube: Path) -> None:
+    before = _files(run_cube)
+    for out in (run_cube, run_cube / "runs" / "report", run_cube / "new" / "report"):
+        with pytest.raises(OutputRefused, match=f"^{re.escape(str(out))}: the folder for an evaluation report "
+                                                f"(is|lies inside) the cube {re.escape(str(run_cube))};") as err:
+            write_report(run_cube, out)
+        assert "\n" not in str(err.value)
+    assert _files(run_cube) == before
+
+
+def test_a_failing_write_of_the_report_is_one_error_naming_the_file(run_cube: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out, real_open = tmp_path / "report", io.open
+
+    def opened(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if str(file).endswith("samples.csv") and "w" in mode:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    for module in (io, builtins):
+        monkeypatch.setattr(module, "open", opened)
+    with pytest.raises(OutputRefused) as err:
+        write_report(run_cube, out)
+    assert str(err.value) == f"{out}: the report cannot be written: Input/output error ({out / 'samples.csv'})"
+    assert not (out / "report.md").exists()  # written last: an unfinished report is never taken for one

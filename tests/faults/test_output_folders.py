@@ -123,3 +123,57 @@ def test_synth_overwrite_replaces_only_a_synthetic_data_set(tmp_path: Path,
     _refused(["synth", str(tmp_path), "--size", "16", "--times", "1", "--overwrite"], capsys,
              "not made by this generator")
     assert (tmp_path / "thesis.tex").read_text() == "years of work"
+
+
+def _inside_a_cube(cube: Path, tiny_root: Path, tmp_path: Path) -> dict[str, tuple[list[str], Path]]:
+    """Each command with an output inside ``cube``: its arguments and the output."""
+    small = ["--features", "4", "--blocks", "1", "--crop", "16", "--batch-size", "2", "--n-input-samples", "2",
+             "--max-steps", "1"]
+    return {"report": (["report", str(cube), "--out", str(cube / "runs" / "mine")], cube / "runs" / "mine"),
+            "train": (["train", str(cube), "--out", str(cube / "train"), *small], cube / "train"),
+            "index": (["index", str(cube), "--out", str(cube / "S2" / "patches.parquet")],
+                      cube / "S2" / "patches.parquet"),
+            "convert": (["convert", str(tiny_root), str(cube / "sub.zarr"), "--workers", "1", "--detectors", "none"],
+                        cube / "sub.zarr"),
+            "convert --report": (["convert", str(tiny_root), str(tmp_path / "new.zarr"), "--workers", "1",
+                                  "--report", str(cube / "report.json")], cube / "report.json")}
+
+
+@pytest.mark.parametrize("command", ["report", "train", "index", "convert", "convert --report"])
+def test_no_output_is_written_inside_a_cube(sampling_cube: Path, tiny_root: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str], command: str) -> None:
+    cube = Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
+    before, source = _snapshot(cube), _snapshot(tiny_root)
+    argv, output = _inside_a_cube(cube, tiny_root, tmp_path)[command]
+    _refused(argv, capsys, f"crts {command.split()[0]}: error: {output}: ", f"inside the cube {cube};")
+    assert _snapshot(cube) == before and _snapshot(tiny_root) == source
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cube.zarr"]
+
+
+def test_an_export_is_not_written_inside_a_cube(sampling_cube: Path, tmp_path: Path) -> None:
+    from cube import open_cube
+    from cube.export import to_geotiff, to_netcdf
+    from cube.outputs import OutputRefused
+
+    cube = Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
+    before = _snapshot(cube)
+    ds = open_cube(cube)
+    with pytest.raises(OutputRefused, match=f"^{cube / 'S2' / 'patch.tif'}: the output lies inside the cube {cube};"):
+        to_geotiff(ds, 0, 0, cube / "S2" / "patch.tif")
+    with pytest.raises(OutputRefused, match=f"^{cube / 'patch.nc'}: the output lies inside the cube {cube};"):
+        to_netcdf(ds, 0, cube / "patch.nc", time=0)
+    assert _snapshot(cube) == before
+
+
+def test_prune_through_a_link_is_one_line_and_deletes_nothing(tiny_cube: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    cube = Path(shutil.copytree(tiny_cube, tmp_path / "cube.zarr"))
+    elsewhere = tmp_path / "elsewhere" / "v20200101T000000Z-0123abcd"  # a leftover's name, 2020: pruned if a run's
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "thesis.tex").write_text("years of work")
+    (cube / "runs").mkdir(exist_ok=True)
+    (cube / "runs" / "shared").symlink_to(elsewhere.parent)
+    _refused(["runs", str(cube), "--prune", "--older-than", "1"], capsys,
+             f"crts runs: error: {cube / 'runs' / 'shared'}: is a symbolic link (to {elsewhere.parent})")
+    assert (elsewhere / "thesis.tex").read_text() == "years of work"
+    assert (cube / "runs" / "shared").is_symlink()
