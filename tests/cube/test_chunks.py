@@ -159,7 +159,7 @@ def chunks_per_shard(cube: Path, name: str) -> int:
     return int(np.prod(np.array(array.metadata.chunk_grid.chunk_shape) // array.metadata.codecs[0].chunk_shape))
 
 
-def label_of(cube: Path, position: int) -> str:
+def label_of(cube: Path | str, position: int) -> str:
     """The label of the patch at a store position."""
     store = CubeStore(cube)
     return f"{store.array('roi_group')[position]}/{store.array('roi')[position]} patch {store.array('patch_id')[position]}"
