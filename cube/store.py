@@ -98,10 +98,10 @@ def parse_metadata(data: bytes, where: str) -> object:
     except ValueError as err:  # undecodable bytes or JSON syntax
         raise MetadataError(where, f"not JSON ({str(err).splitlines()[0][:200]})") from None
     level = [document]  # the values at one depth, from the top
-    for _ in range(METADATA_DEPTH - 1):
+    for _ in range(METADATA_DEPTH):
         level = [item for value in level if isinstance(value, dict | list)
                  for item in (value.values() if isinstance(value, dict) else value)]
-    if any(isinstance(value, dict | list) for value in level):
+    if any(isinstance(value, dict | list) for value in level):  # a container inside METADATA_DEPTH others
         raise deep
     return document
 

@@ -125,9 +125,23 @@ def numpy_scalar(dtype: object, raw: object = None) -> object:
     return _numbers(raw, dtype.numeric(), 1)[0]
 
 
+def latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
+    """Bytes as pickle protocol 2 writes them (``_codecs.encode(text, 'latin1')``: NumPy's raw data)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeIndexFileError(f"encodes {reprlib.repr(text)} as {reprlib.repr(encoding)}; only latin1 text "
+                                   "(protocol 2's bytes) is allowed")
+    return text.encode("latin1")
+
+
+def empty_bytes() -> bytes:
+    """The empty bytes as pickle protocol 2 writes them (``bytes()``: the raw data of an empty array)."""
+    return b""
+
+
 _CONSTRUCTORS = {**{(module, "_reconstruct"): NumpyArray for module in _NUMPY_MODULES},
                  **{(module, "scalar"): numpy_scalar for module in _NUMPY_MODULES},
-                 ("numpy", "ndarray"): NumpyArray, ("numpy", "dtype"): NumpyDtype}
+                 ("numpy", "ndarray"): NumpyArray, ("numpy", "dtype"): NumpyDtype, ("_codecs", "encode"): latin1_bytes,
+                 ("__builtin__", "bytes"): empty_bytes, ("builtins", "bytes"): empty_bytes}
 """What the NumPy globals of an index file are answered with: this module's constructors, never NumPy's."""
 
 

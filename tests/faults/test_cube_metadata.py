@@ -56,11 +56,11 @@ def test_an_array_whose_own_metadata_is_too_deep_is_named(hollow: Path, tmp_path
 
 
 def test_metadata_at_the_depth_bound_is_read(hollow: Path, tmp_path: Path) -> None:
-    nested = "[" * (METADATA_DEPTH - 3) + "]" * (METADATA_DEPTH - 3)  # under zarr.json > attributes > extra
+    nested = "[" * (METADATA_DEPTH - 2) + "]" * (METADATA_DEPTH - 2)  # in the document and its attributes
     cube = _with_attribute(hollow, tmp_path, "cube_state/zarr.json", nested)
     assert CubeStore(cube).group_attributes("cube_state")["extra"] == json.loads(nested)
     with pytest.raises(MetadataError, match="nested more than 32 deep"):
-        parse_metadata(b'{"a": ' + b"[" * (METADATA_DEPTH - 1) + b"]" * (METADATA_DEPTH - 1) + b"}", "x")
+        parse_metadata(b'{"a": ' + b"[" * METADATA_DEPTH + b"]" * METADATA_DEPTH + b"}", "x")
 
 
 def test_oversized_metadata_is_refused(hollow: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
