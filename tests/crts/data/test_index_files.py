@@ -143,3 +143,13 @@ def test_numbers_and_int_arrays_read_as_python_values(tmp_path: Path) -> None:
     assert record == {"input": [3, 1, 2], "target": 7, "f": 0.5, "b": True, "u": 9, "paths": {"S2": ["a.tif"]},
                       ("x", 1): None}
     assert type(record["target"]) is int and type(record["input"][0]) is int
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_the_pickle_protocols_np_save_has_written_read_alike(tmp_path: Path, protocol: int) -> None:
+    """numpy < 1.17 pickled with protocol 2 (bytes as _codecs.encode, empty bytes as bytes()), later with 3, 4."""
+    content = {0: {"input": [0, 1, 2], "target": np.int64(3), "empty": np.array([], np.int64),
+                   "steps": np.array([4, 5], np.int64), "paths": {"S2": ["a.tif"]}}}
+    path = write_npy(tmp_path / "idx.npy", pickle.dumps(np.array(content, dtype=object), protocol=protocol))
+    assert load_npy_index(path) == {0: {"input": [0, 1, 2], "target": 3, "empty": [], "steps": [4, 5],
+                                        "paths": {"S2": ["a.tif"]}}}
