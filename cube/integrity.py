@@ -183,11 +183,13 @@ def _checked(store: CubeStore, batch: list[Shard], valid: np.ndarray | None) -> 
 
 
 def _read(store: CubeStore, batch: list[Shard], valid: np.ndarray | None) -> list[chunks.DamagedShardError]:
-    """Read and decode every chunk of a batch of shards; the absent shards of images that exist."""
+    """Read and decode every chunk of a batch of shards (their indexes read once: ``read_chunks`` is given
+    them); the absent shards of images that exist."""
+    tails = store.get_tails({s.key: s.layout.index_bytes for s in batch})
+    present = [s for s in batch if tails[s.key] is not None]
     plans = [chunks.plan(s.layout, tuple(slice(c * n, min((c + 1) * n, size)) for c, n, size in
                                          zip(s.coords, s.layout.shard, s.layout.array.shape, strict=True)))
-             for s in batch]
-    tails = store.get_tails({s.key: s.layout.index_bytes for s in batch})
+             for s in present]
     for p, data in zip(plans, chunks.read_chunks(lambda _: tails, store.get_ranges, plans), strict=True):
         chunks.assemble(p, data)
     name_of = {s.key: s.key.split("/", 1)[0] for s in batch}
