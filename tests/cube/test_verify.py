@@ -151,3 +151,15 @@ def test_a_cube_in_a_bucket(tree: Path, s3: str, capsys: pytest.CaptureFixture[s
     assert main(["verify", url]) == 2
     out, _ = capsys.readouterr()
     assert out == f"{url}/{key} ({label_of(url, 1)}): damaged shard: its index fails its crc32c checksum\n"
+
+
+def test_a_command_reading_the_damaged_shard_ends_in_one_line(damaged: tuple[Path, list[str]],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    copy, expected = damaged
+    split = CubeStore(copy).array("split")[1]
+    code = main(["evaluate", str(copy), "--baseline", "least_cloudy", "--split", str(split), "--run", "x",
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == f"crts evaluate: error: {expected[1]}"
+    assert cube.list_runs(CubeStore(copy)) == []  # nothing published
