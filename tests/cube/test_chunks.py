@@ -162,7 +162,8 @@ def chunks_per_shard(cube: Path, name: str) -> int:
 def label_of(cube: Path | str, position: int) -> str:
     """The label of the patch at a store position."""
     store = CubeStore(cube)
-    return f"{store.array('roi_group')[position]}/{store.array('roi')[position]} patch {store.array('patch_id')[position]}"
+    group, roi, patch = (store.array(name)[position] for name in ("roi_group", "roi", "patch_id"))
+    return f"{group}/{roi} patch {patch}"
 
 
 @pytest.mark.faults
