@@ -586,9 +586,9 @@ class CubeStore:
             return dict(zip(requests, sync(gather()), strict=True))
 
     def named(self, err: chunks.DamagedShardError,
-              labels: list[PatchLabel] | None = None) -> chunks.DamagedShardError:
+              labels: list[PatchLabel] | dict[int, PatchLabel] | None = None) -> chunks.DamagedShardError:
         """A damaged shard's error with the cube's location and the labels of the patches it holds (``labels``:
-        every patch's in the store's order, where the caller has them; else read)."""
+        by store position, where the caller has them; else those of the shard's patches are read)."""
         if labels is None and err.patches:
             labels = dict(zip(err.patches, patch_labels(xr.Dataset({name: ("patch", self.array(name)[
                 err.patches.start:err.patches.stop]) for name in ("roi_group", "roi", "patch_id")})), strict=True))
