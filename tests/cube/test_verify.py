@@ -68,6 +68,11 @@ def test_an_intact_cube_passes_silently(intact: Path, capsys: pytest.CaptureFixt
     assert report.damaged == [] and report.shards == 4 * len(_sharded(intact))
 
 
+def _listing(path: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``path`` with its size and modification time."""
+    return {str(f.relative_to(path)): (f.stat().st_size, f.stat().st_mtime_ns) for f in path.rglob("*") if f.is_file()}
+
+
 def _sharded(path: Path) -> list[str]:
     return [name for name in ("S1", "S2", "s2cloudless_mask", "s2cloudless_map", "cloud_cloudshadow_mask",
                               "s2cloudless_probability") if (path / name).is_dir()]
@@ -76,7 +81,9 @@ def _sharded(path: Path) -> list[str]:
 def test_damaged_shards_are_named_one_line_each(damaged: tuple[Path, list[str]], tree: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     copy, expected = damaged
+    before = _listing(copy)
     assert main(["verify", str(copy)]) == 2
+    assert _listing(copy) == before  # nothing written, nothing repaired or deleted
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert len(lines) == 2
