@@ -11,10 +11,11 @@ import pytest
 import cube
 from crts.cli import main
 from cube import convert
+from cube.chunks import DamagedShardError
 from cube.store import CubeStore
 from cube.synth import make_dataset
 from cube.integrity import verify
-from tests.cube.test_chunks import chunks_per_shard, index_of, label_of, with_index
+from tests.cube.test_chunks import chunks_per_shard, damage_cases, damaged_copy, index_of, label_of, with_index
 
 HINT = ("repair: crts convert does not convert stored patches again (a resumed or repeated conversion skips them); "
         "restore the shards from a copy, or convert their ROIs from the source into a new cube: crts convert {src} "
@@ -93,10 +94,20 @@ def test_damaged_shards_are_named_one_line_each(damaged: tuple[Path, list[str]],
     assert err == f"crts verify: error: {copy}: 2 of {total} shard(s) damaged; {HINT.format(src=tree, rois=rois)}\n"
 
 
+@pytest.mark.parametrize("case", list(damage_cases(1, 1)))
+def test_each_damage_is_named_alike_by_verify_and_the_read_path(intact: Path, tmp_path: Path, case: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    chunk_bytes = 13 * 32 * 32 * 2  # one S2 image of this cube
+    edit, _ = damage_cases(chunks_per_shard(intact, "S2"), chunk_bytes)[case]
+    copy, _ = damaged_copy(intact, tmp_path, "S2/c/2/0/0/0/0", edit)
+    with pytest.raises(DamagedShardError) as err:
+        CubeStore(copy).read([("S2", (2, t)) for t in range(4)])
+    assert main(["verify", str(copy)]) == 2
+    assert capsys.readouterr().out == f"{err.value}\n"
+
+
 def test_the_read_path_names_the_same_shard(damaged: tuple[Path, list[str]],
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from cube.chunks import DamagedShardError
-
     copy, expected = damaged
     with pytest.raises(DamagedShardError) as err:
         CubeStore(copy).read([("S2", (1, 0))])
