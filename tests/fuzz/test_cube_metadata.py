@@ -4,6 +4,7 @@ attributes are generated): the document is read as json.loads reads it, or refus
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from tests.fuzz.test_npy_index import mutated
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_metadata_"))
+atexit.register(shutil.rmtree, FOLDER, True)  # the inputs written for the parsers go with the process
 values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
                                                                                    max_size=3), max_leaves=12)

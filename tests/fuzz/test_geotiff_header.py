@@ -3,6 +3,8 @@ mutated small GeoTIFFs: each file is read, or refused with one FileProblem line 
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from tests.fuzz.test_npy_index import mutated
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_geotiff_"))
+atexit.register(shutil.rmtree, FOLDER, True)  # the inputs written for the parsers go with the process
 TRANSFORM = from_origin(500000.0, 4000000.0, 10.0, 10.0)
 EPSG = 32633
 

@@ -3,8 +3,10 @@ pickles and random opcodes: it returns plain data or raises UnsafeIndexFileError
 
 from __future__ import annotations
 
+import atexit
 import pickle
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +21,7 @@ from crts.data.index_files import UnsafeIndexFileError, load_npy_index
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_npy_"))
+atexit.register(shutil.rmtree, FOLDER, True)  # the inputs written for the parsers go with the process
 GENUINE = {pdx: {"input": [pdx, pdx + 1, pdx + 2], "target": np.int64(pdx + 3),
                  "paths": {"input": {"S1": [f"ROIs1868/17/S1/{t}/s1_{pdx}.tif" for t in range(3)]},
                            "target": {"S2": [f"ROIs1868/17/S2/3/s2_{pdx}.tif"]}}} for pdx in range(3)}

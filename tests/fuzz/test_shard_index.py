@@ -4,6 +4,7 @@ shards read through CubeStore.read give the images or that error, never another 
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.fuzz.test_npy_index import mutated
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_shard_"))
+atexit.register(shutil.rmtree, FOLDER, True)  # the inputs written for the parsers go with the process
 KEY = "S2/c/0/0/0/0/0"
 
 
