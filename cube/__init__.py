@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 _HOMES = {"ConversionError": "conversion", "ConversionReport": "conversion", "convert": "conversion",
           "list_runs": "runs", "open_run": "runs", "side_by_side": "runs",
           "IncompleteCubeError": "store", "WriterLockedError": "store", "georeferenced": "store",
-          "open_cube": "store", "patch_index": "store", "summary": "overview"}
+          "open_cube": "store", "patch_index": "store", "summary": "overview",
+          "verify": "integrity"}
 """Each public name and the module that defines it."""
 _SUBMODULES = ("export",)
 """Modules reached as attributes (``cube.export.to_geotiff``)."""

@@ -10,6 +10,11 @@ the number of images), and :func:`assemble` decodes them with Blosc, straight in
 output where a chunk lies wholly inside it. :meth:`cube.store.CubeStore.read` uses it and
 leaves every other array and selection to zarr; tests/cube/test_chunks.py checks that both
 give the same arrays.
+
+Every shard's index is checked before anything is read or allocated from it (:func:`checked_index`):
+its size, its crc32c, and every entry against the object's size and the most a chunk can take
+(:func:`longest_chunk`); every chunk's Blosc header against its length and its image's size
+before it is decoded. A shard that fails is a :class:`DamagedShardError` naming its key.
 """
 
 from __future__ import annotations
@@ -23,15 +28,36 @@ import numpy as np
 import zarr
 from numcodecs import Blosc
 from numcodecs.checksum32 import CRC32C
-from zarr.abc.store import ByteRequest, RangeByteRequest, SuffixByteRequest
+from zarr.abc.store import ByteRequest, RangeByteRequest
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
+
+from .problems import FileProblem
 
 _BLOSC, _CRC32C = Blosc(), CRC32C()
 GetRanges = Callable[[dict[str, list[ByteRequest]]], dict[str, list[np.ndarray | None]]]
 """Reads byte ranges of objects of the store, by key (None each where an object is absent)."""
+GetTails = Callable[[dict[str, int]], dict[str, tuple[np.ndarray, int] | None]]
+"""Reads the last ``n`` bytes of objects of the store and their sizes, by key (None where an object is absent)."""
+BLOSC_HEADER = 16
+"""Bytes of a Blosc frame's header, and the most it adds to what it holds (c-blosc's ``BLOSC_MAX_OVERHEAD``):
+no stored chunk is shorter than this, nor longer than its image's bytes plus this."""
 _MISSING = 2**64 - 1
 """Offset and length of an inner chunk that was never written (it reads as the fill value)."""
+
+
+class DamagedShardError(FileProblem):
+    """A shard whose index or chunks cannot be what zarr wrote: its key (with the cube's location and the patches
+    it holds where :meth:`cube.store.CubeStore.read` knows them) and what is wrong, in one line."""
+
+    def __init__(self, path: object, message: str, patches: range = range(0), labels: tuple = ()) -> None:
+        super().__init__(path, message)
+        self.patches, self.labels = patches, labels
+        """Positions along the ``patch`` axis (in the store's order) that the shard holds (empty: not known), and
+        their labels (:class:`cube.rois.PatchLabel`, where known)."""
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.path, self.message, self.patches, self.labels)
 
 
 @dataclass(frozen=True)
@@ -50,6 +76,22 @@ class Layout:
     def index_bytes(self) -> int:
         """Size of a shard's index: offset and length (2 x uint64) per inner chunk, then its crc32c."""
         return 16 * math.prod(self.chunks_per_shard) + 4
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Bytes of one decoded inner chunk."""
+        return math.prod(self.chunk) * self.array.dtype.itemsize
+
+    def patches(self, shard: tuple[int, ...]) -> range:
+        """Positions along the array's ``patch`` axis that a shard holds (empty if its first axis is another)."""
+        if (self.array.metadata.dimension_names or (None,))[0] != "patch":
+            return range(0)
+        return range(shard[0] * self.shard[0], min((shard[0] + 1) * self.shard[0], self.array.shape[0]))
+
+    def damaged(self, key: str, message: str) -> DamagedShardError:
+        """The error of the shard stored at ``key``."""
+        shard = tuple(int(n) for n in key.rsplit("/c/", 1)[-1].split("/")) if "/c/" in key else ()
+        return DamagedShardError(key, f"damaged shard: {message}", self.patches(shard) if shard else range(0))
 
 
 def layout(array: zarr.AsyncArray) -> Layout | None:
@@ -145,15 +187,23 @@ def _bounds(shape: tuple[int, ...], selection: tuple) -> list[tuple[int, int, bo
     return bounds
 
 
-def read_chunks(get_ranges: GetRanges, plans: list[Plan]) -> list[list[np.ndarray | None]]:
-    """The encoded chunks (bytes) of every plan (None: never written): the index of each shard once, then the
-    chunks of all shards at once; ``get_ranges({key: ranges})`` reads byte ranges of objects
-    (:meth:`cube.store.CubeStore.get_ranges`)."""
+def read_chunks(get_tails: GetTails, get_ranges: GetRanges, plans: list[Plan]) -> list[list[np.ndarray | None]]:
+    """The encoded chunks (bytes) of every plan (None: never written): the index of each shard once, checked, then
+    the chunks of all shards at once; ``get_tails({key: n})`` reads the end of objects and their sizes
+    (:meth:`cube.store.CubeStore.get_tails`), ``get_ranges({key: ranges})`` byte ranges of objects
+    (:meth:`cube.store.CubeStore.get_ranges`).
+
+    Raises
+    ------
+    DamagedShardError
+        For the first shard whose index fails :func:`checked_index`.
+    """
     if not plans:
         return []
     shards = {plan.key: plan.layout for plan in plans}
-    answers = get_ranges({key: [SuffixByteRequest(where.index_bytes)] for key, where in shards.items()})
-    indexes = {key: None if answers[key][0] is None else _index(answers[key][0], key) for key in shards}
+    tails = get_tails({key: where.index_bytes for key, where in shards.items()})
+    indexes = {key: None if tails[key] is None else checked_index(where, key, *tails[key])
+               for key, where in shards.items()}
     spans: dict[str, list[RangeByteRequest | None]] = {key: [] for key in shards}
     for plan in plans:
         spans[plan.key] += [_range(indexes[plan.key], piece.chunk) for piece in plan.pieces]
@@ -163,12 +213,49 @@ def read_chunks(get_ranges: GetRanges, plans: list[Plan]) -> list[list[np.ndarra
     return [[None if next(spans[plan.key]) is None else next(data[plan.key]) for _ in plan.pieces] for plan in plans]
 
 
-def _index(raw: np.ndarray, key: str) -> np.ndarray:
-    """A shard's index (offset, length per inner chunk), its checksum verified."""
+def longest_chunk(where: Layout) -> int:
+    """The most bytes an inner chunk of ``where`` can be stored in: its image's bytes in a Blosc frame."""
+    return where.chunk_bytes + BLOSC_HEADER
+
+
+def checked_index(where: Layout, key: str, raw: np.ndarray, size: int) -> np.ndarray:
+    """A shard's index (offset, length per inner chunk; :data:`_MISSING` twice: never written), checked.
+
+    Parameters
+    ----------
+    where : Layout
+        The array's layout.
+    key : str
+        The shard's key, for messages.
+    raw : numpy.ndarray
+        The object's last ``where.index_bytes`` bytes (fewer if it is shorter), as uint8.
+    size : int
+        The object's size in bytes.
+
+    Raises
+    ------
+    DamagedShardError
+        If the object is shorter than an index, the index fails its crc32c, or an entry is not a chunk that
+        lies in the data before the index and fits :func:`longest_chunk`.
+    """
+    if size < where.index_bytes or raw.size != where.index_bytes:
+        raise where.damaged(key, f"{size} bytes, shorter than its index ({where.index_bytes} bytes): truncated")
     try:
-        return np.frombuffer(_CRC32C.decode(raw), "<u8").reshape(-1, 2)
-    except RuntimeError as err:
-        raise RuntimeError(f"{key}: the shard's index is damaged ({err})") from None
+        index = np.frombuffer(_CRC32C.decode(raw), "<u8").reshape(-1, 2)
+    except RuntimeError:
+        raise where.damaged(key, "its index fails its crc32c checksum") from None
+    missing = index == _MISSING
+    end, longest = size - where.index_bytes, longest_chunk(where)
+    offsets, lengths = index[:, 0], index[:, 1]
+    bad = (missing[:, 0] != missing[:, 1]) | ~missing[:, 0] & (
+        (lengths < BLOSC_HEADER) | (lengths > longest) | (offsets > end) | (offsets + np.minimum(lengths, longest)
+                                                                            > end))
+    if bad.any():
+        chunk = int(np.flatnonzero(bad)[0])
+        start, length = int(offsets[chunk]), int(lengths[chunk])
+        raise where.damaged(key, f"its index gives chunk {chunk} {length} bytes at byte {start}; a chunk takes "
+                                 f"{BLOSC_HEADER} to {longest} bytes within the {end} bytes before the index")
+    return index
 
 
 def _range(index: np.ndarray | None, chunk: int) -> RangeByteRequest | None:
@@ -190,9 +277,28 @@ def assemble(plan: Plan, chunks: list[np.ndarray | None], out: np.ndarray | None
         if data is None:
             target[...] = array.metadata.fill_value
         elif piece.whole and target.flags.c_contiguous:
-            _BLOSC.decode(data, out=target)
+            decode(plan, piece.chunk, data, target)
         else:
             scratch = np.empty(plan.layout.chunk, array.dtype) if scratch is None else scratch
-            _BLOSC.decode(data, out=scratch)
+            decode(plan, piece.chunk, data, scratch)
             target[...] = scratch[piece.source]
     return out
+
+
+def decode(plan: Plan, chunk: int, data: np.ndarray, out: np.ndarray) -> None:
+    """Decode one stored inner chunk into ``out`` (C-contiguous, one chunk's bytes), its Blosc header checked
+    first: the sizes it gives must be the chunk's length and its image's bytes.
+
+    Raises
+    ------
+    DamagedShardError
+        If the header or the frame is damaged.
+    """
+    header = np.frombuffer(data[:BLOSC_HEADER].tobytes(), "<u4", 3, 4) if data.size >= BLOSC_HEADER else None
+    if header is None or header[0] != plan.layout.chunk_bytes or header[2] != data.size:
+        raise plan.layout.damaged(plan.key, f"chunk {chunk} ({data.size} bytes) is no Blosc frame of an image of "
+                                            f"{plan.layout.chunk_bytes} bytes")
+    try:
+        _BLOSC.decode(data, out=out)
+    except (RuntimeError, ValueError) as err:
+        raise plan.layout.damaged(plan.key, f"chunk {chunk} does not decode ({err})") from None

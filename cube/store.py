@@ -44,6 +44,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, ObjectStore, StorePath
 
 from . import chunks
+from .problems import FileProblem
 from .rois import GROUPS, PatchLabel, Roi
 from .schema import DESCRIPTIONS, SCHEMA_VERSION, UPGRADABLE
 
@@ -55,6 +56,54 @@ FILES = (INDEX_FILE,)
 """Plain files a cube may hold besides its Zarr hierarchy (:meth:`CubeStore.write_file`)."""
 _TORN_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
 """zarr's local temporary files (``<key>.<uuid>.partial``), left behind when a writer is killed mid-write."""
+
+
+METADATA_BYTES = 16 * 2**20
+"""Largest JSON metadata object of a cube read (16 MiB): a full-size cube's root ``zarr.json`` with its
+consolidated metadata is 37 KB (15,600 patches, measured on cube.synth.hollow's cube), and ``cube_state``
+at its largest lists every patch of an unfinished conversion (about 0.5 MB)."""
+METADATA_DEPTH = 32
+"""Deepest nesting of objects and arrays in a cube's JSON metadata (a root ``zarr.json`` with consolidated
+metadata is 10 deep): deeper documents exhaust the recursion of Python's JSON parser (zarr's too)."""
+
+
+class MetadataError(FileProblem):
+    """A JSON metadata object of a cube (``zarr.json``, consolidated metadata, a run pointer) that is not
+    JSON, too large or nested too deep to read: its location and the problem, in one line."""
+
+
+def parse_metadata(data: bytes, where: str) -> object:
+    """Parse one JSON metadata object of a cube within :data:`METADATA_BYTES` and :data:`METADATA_DEPTH`.
+
+    Parameters
+    ----------
+    data : bytes
+        The object's content.
+    where : str
+        Its location, for the message.
+
+    Raises
+    ------
+    MetadataError
+        If it is too large, not JSON, or nested too deep.
+    """
+    if len(data) > METADATA_BYTES:
+        raise MetadataError(where, f"{len(data)} bytes of metadata, more than a cube's can be ({METADATA_BYTES}, "
+                                   "METADATA_BYTES)")
+    deep = MetadataError(where, f"metadata nested more than {METADATA_DEPTH} deep (METADATA_DEPTH)")
+    try:
+        document = json.loads(data)
+    except RecursionError:  # deeper than the parser's recursion: far deeper than METADATA_DEPTH
+        raise deep from None
+    except ValueError as err:  # undecodable bytes or JSON syntax
+        raise MetadataError(where, f"not JSON ({str(err).splitlines()[0][:200]})") from None
+    level = [document]  # the values at one depth, from the top
+    for _ in range(METADATA_DEPTH):
+        level = [item for value in level if isinstance(value, dict | list)
+                 for item in (value.values() if isinstance(value, dict) else value)]
+    if any(isinstance(value, dict | list) for value in level):  # a container inside METADATA_DEPTH others
+        raise deep
+    return document
 
 
 class IncompleteCubeError(RuntimeError):
@@ -224,7 +273,23 @@ async def _again(request: Callable[[], Awaitable[object]]) -> object:
     return await request()
 
 
-class PatientObjectStore(ObjectStore):
+class MetadataBounded:
+    """A zarr store whose ``zarr.json`` objects are refused above :data:`METADATA_BYTES` (what zarr and xarray
+    read themselves: consolidated metadata, arrays' and groups' documents), with a :class:`MetadataError`."""
+
+    async def get(self, key: str, prototype: object = None, byte_range: ByteRequest | None = None) -> object:
+        buffer = await super().get(key, prototype, byte_range)
+        if buffer is not None and key.rsplit("/", 1)[-1] == "zarr.json" and len(buffer) > METADATA_BYTES:
+            raise MetadataError(key, f"{len(buffer)} bytes of metadata, more than a cube's can be ({METADATA_BYTES}, "
+                                     "METADATA_BYTES)")
+        return buffer
+
+
+class CubeLocalStore(MetadataBounded, LocalStore):
+    """zarr's store of a local folder, its metadata bounded (:class:`MetadataBounded`)."""
+
+
+class PatientObjectStore(MetadataBounded, ObjectStore):
     """zarr's obstore-backed store, whose writes and deletes are retried after a dropped connection too.
 
     obstore retries 5xx answers of every request, but a dropped connection only for
@@ -262,7 +327,7 @@ def zarr_store(location: str | os.PathLike, read_only: bool, storage_options: di
     text = str(location)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("", "file"):
-        return LocalStore(Path(text.removeprefix("file://")), read_only=read_only)
+        return CubeLocalStore(Path(text.removeprefix("file://")), read_only=read_only)
     if scheme not in SCHEMES:
         raise ValueError(f"{text}: unknown URL scheme {scheme!r}; a cube is a path or a {', '.join(SCHEMES)} URL")
     if scheme in ("http", "https") and not read_only:
@@ -321,12 +386,12 @@ class CubeStore:
     def read_json(self, key: str) -> dict | None:
         """A JSON object of the store, or None if absent."""
         data = self._get(key)
-        return None if data is None else json.loads(data)
+        return None if data is None else parse_metadata(data, f"{self.location.rstrip('/')}/{key}")
 
     def _get(self, key: str) -> bytes | None:
         """An object's bytes, or None if absent."""
         try:
-            with _requests(self.location):
+            with _requests(self.location), self.parsed_by_zarr():
                 buffer = sync(self.store.get(key, prototype=default_buffer_prototype()))
         except FileNotFoundError:  # a local store whose folder does not exist
             return None
@@ -421,6 +486,23 @@ class CubeStore:
                     leftover.unlink(missing_ok=True)
 
     # -- zarr and xarray -----------------------------------------------------------------------------------
+    @contextmanager
+    def parsed_by_zarr(self, path: str = "") -> Iterator[None]:
+        """zarr and xarray read the metadata of the node at ``path`` inside: a document nested too deep for
+        their JSON parser (a RecursionError) becomes a :class:`MetadataError` naming it; one too large (refused by
+        :class:`MetadataBounded`, which knows only its key) is named with the cube's location."""
+        try:
+            yield
+        except MetadataError as err:
+            if err.path.startswith(self.location):
+                raise
+            raise MetadataError(f"{self.location.rstrip('/')}/{err.path}", err.message) from None
+        except RecursionError:
+            name = path.strip("/")
+            for key in ("zarr.json", *([f"{name}/zarr.json"] if name else [])):
+                self.read_json(key)  # raises the MetadataError that names the document
+            raise MetadataError(f"{self.location.rstrip('/')}/{path}", "metadata nested too deep to read") from None
+
     def at(self, path: str = "") -> object:
         """The store rooted at a group's path, for zarr and xarray calls on that group alone.
 
@@ -444,7 +526,8 @@ class CubeStore:
 
     def group(self, path: str = "", mode: str = "r") -> zarr.Group:
         """A group as zarr sees it now (not as its consolidated metadata saw it at the last commit)."""
-        return zarr.open_group(self.at(path), mode=mode, use_consolidated=False, zarr_format=3)
+        with self.parsed_by_zarr(path):
+            return zarr.open_group(self.at(path), mode=mode, use_consolidated=False, zarr_format=3)
 
     def copy_array(self, source: str, target: str, chunks: tuple[int, ...]) -> None:
         """Write array ``source`` again as ``target`` (replacing it) with other chunks: the same shape, type, fill
@@ -458,7 +541,8 @@ class CubeStore:
 
     def array(self, name: str, mode: str = "r") -> zarr.Array:
         """One variable of the cube (or of a run: ``runs/<name>/<version>/prediction``) as a zarr array."""
-        return zarr.open_array(self.store, path=name, mode=mode, zarr_format=3)
+        with self.parsed_by_zarr(name):
+            return zarr.open_array(self.store, path=name, mode=mode, zarr_format=3)
 
     def get_ranges(self, requests: dict[str, list[ByteRequest]]) -> dict[str, list[np.ndarray | None]]:
         """Byte ranges of objects, by key, as uint8 arrays (each None if its object is absent).
@@ -482,6 +566,36 @@ class CubeStore:
         return {key: [None if a is None else a.as_numpy_array() for a in found]
                 for key, found in zip(requests, answers, strict=True)}
 
+    def get_tails(self, requests: dict[str, int]) -> dict[str, tuple[np.ndarray, int] | None]:
+        """The last ``n`` bytes (fewer if the object is shorter; uint8) and the size of objects, by key (None
+        where absent): one read each, at once (on object storage a suffix request, whose answer gives the size)."""
+        if self.local:
+            return {key: _read_tail(Path(self.store.root) / key, n) for key, n in requests.items()}
+        import obstore
+
+        async def tail_of(key: str, n: int) -> tuple[np.ndarray, int] | None:
+            try:
+                result = await obstore.get_async(self.store.store, key, options={"range": {"suffix": n}})
+                return np.frombuffer(await result.bytes_async(), np.uint8), int(result.meta["size"])
+            except FileNotFoundError:  # a shard never written (as on the disk)
+                return None
+
+        async def gather() -> list:
+            return await asyncio.gather(*(tail_of(key, n) for key, n in requests.items()))
+        with _requests(self.location):
+            return dict(zip(requests, sync(gather()), strict=True))
+
+    def named(self, err: chunks.DamagedShardError,
+              labels: list[PatchLabel] | dict[int, PatchLabel] | None = None) -> chunks.DamagedShardError:
+        """A damaged shard's error with the cube's location and the labels of the patches it holds (``labels``:
+        by store position, where the caller has them; else those of the shard's patches are read)."""
+        if labels is None and err.patches:
+            labels = dict(zip(err.patches, patch_labels(xr.Dataset({name: ("patch", self.array(name)[
+                err.patches.start:err.patches.stop]) for name in ("roi_group", "roi", "patch_id")})), strict=True))
+        held = tuple(labels[p] for p in err.patches)
+        where = f"{self.location.rstrip('/')}/{err.path}" + (f" ({', '.join(map(str, held))})" if held else "")
+        return chunks.DamagedShardError(where, err.message, err.patches, held)
+
     def read(self, requests: list[tuple[str, tuple]], out: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """Basic selections ``(variable, selection)`` of cube arrays, all read at once.
 
@@ -491,6 +605,11 @@ class CubeStore:
         selections are read by zarr, concurrently. ``out`` (optional): one C-contiguous array
         per request (or None), of its result's shape and the array's type, to read into;
         it is what is returned.
+
+        Raises
+        ------
+        cube.chunks.DamagedShardError
+            For a damaged shard, naming it and the patches it holds.
         """
         new = sorted({name for name, _ in requests} - set(self._layouts))
         if new:  # all at once: one round trip on a bucket
@@ -498,7 +617,7 @@ class CubeStore:
             async def open_arrays() -> list[zarr.AsyncArray]:
                 return await asyncio.gather(*(zarr.api.asynchronous.open_array(store=self.store, path=name, mode="r",
                                                                                zarr_format=3) for name in new))
-            with _requests(self.location):
+            with _requests(self.location), self.parsed_by_zarr():
                 self._layouts.update({name: (array, chunks.layout(array))
                                       for name, array in zip(new, sync(open_arrays()), strict=True)})
         targets = out or [None] * len(requests)
@@ -511,12 +630,15 @@ class CubeStore:
         async def zarr_reads() -> list[np.ndarray]:
             return await asyncio.gather(*(self._layouts[name][0].getitem(sel)
                                           for (name, sel), p in zip(requests, plans, strict=True) if not p))
-        with _requests(self.location), ThreadPoolExecutor(1) as pool:  # zarr's reads beside the direct ones
-            pending = None if all(plans) else pool.submit(sync, zarr_reads())
-            direct = iter(chunks.read_chunks(self.get_ranges, [p for p in plans if p]))
-            others = iter(pending.result() if pending else [])
-        return [chunks.assemble(p, next(direct), target) if p else _into(target, next(others))
-                for p, target in zip(plans, targets, strict=True)]
+        try:
+            with _requests(self.location), ThreadPoolExecutor(1) as pool:  # zarr's reads beside the direct ones
+                pending = None if all(plans) else pool.submit(sync, zarr_reads())
+                direct = iter(chunks.read_chunks(self.get_tails, self.get_ranges, [p for p in plans if p]))
+                others = iter(pending.result() if pending else [])
+            return [chunks.assemble(p, next(direct), target) if p else _into(target, next(others))
+                    for p, target in zip(plans, targets, strict=True)]
+        except chunks.DamagedShardError as err:
+            raise self.named(err) from None
 
     def dataset(self, group: str | None = None, chunks: dict | None = None, *,
                 load_coordinates: bool = False) -> xr.Dataset:
@@ -528,7 +650,7 @@ class CubeStore:
         ``load_coordinates``, every coordinate is read into memory, all at once
         (over a network: one round trip for all of them, instead of one each).
         """
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), self.parsed_by_zarr(group or ""):
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated", RuntimeWarning)
             raw = xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks, decode_cf=False, zarr_format=3,
                                create_default_indexes=not load_coordinates)
@@ -645,6 +767,21 @@ def _read_ranges(path: Path, ranges: list[ByteRequest]) -> list[np.ndarray | Non
                 raise OSError(f"{path}: {end - start} bytes at {start} were asked, the file is {size} bytes")
             out.append(data)
         return out
+    finally:
+        os.close(fd)
+
+
+def _read_tail(path: Path, n: int) -> tuple[np.ndarray, int] | None:
+    """The last ``n`` bytes of a local file (fewer if it is shorter) and its size; None if there is no file."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        data = np.empty(min(n, size), np.uint8)
+        got = os.preadv(fd, [data], size - data.size)
+        return data[:got], size
     finally:
         os.close(fd)
 

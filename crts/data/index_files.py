@@ -1,9 +1,14 @@
 """Sample index files: the original toolbox's ``.npy`` format (read safely) and a plain JSON format of our own.
 
 The original writes ``np.save(path, {pdx: {'input': [t, ...], 'target': t, 'paths': {...}}})``: a
-0-d object array whose payload is a pickle. Unpickling can run arbitrary code,
-so :func:`load_npy_index` accepts only the globals that such a file needs
-(NumPy's array and scalar reconstruction and dtypes) and refuses anything else.
+0-d object array whose payload is a pickle. Unpickling can run arbitrary code, and NumPy's own
+reconstruction functions (``_reconstruct``, ``dtype.__setstate__``) can build object fields
+from raw bytes (a pointer read from the file: memory corruption). :func:`load_npy_index`
+therefore never calls them: the pickle's opcodes are checked first (:func:`checked_opcodes`),
+then the NumPy globals it names are answered by this module's own constructors, which build
+plain Python values (ints, floats, bools, lists of ints) from the raw bytes with a few simple
+dtypes, and refuse everything else; the result is copied into plain dicts and lists no deeper
+than :data:`INDEX_DEPTH` and no larger than :data:`INDEX_ITEMS` values.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import reprlib
 from pathlib import Path
 
@@ -21,39 +27,181 @@ from cube.rois import PatchLabel
 
 from .sampling import SampleIndex
 
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
 JSON_FORMAT = "sen12mscrts-sample-index"
+INDEX_FILE_BYTES = 256 * 2**20
+"""Largest ``.npy`` index file read (256 MiB). A sample of the original's format holds its input and target
+steps and two source paths per step (about 100 bytes each); the whole data set (about 15,600 patches) with
+all 30 steps as inputs is about 100 MB, so a genuine file is smaller whatever its settings."""
+INDEX_ITEMS = 2**23
+"""Most values (containers, strings, numbers) built from an index file (8,388,608): the whole data set's
+15,600 samples with 31 steps, 62 paths and their containers each need about 2.3 million. Also bounds the
+pickle's memo, so that neither a huge memo index nor shared references (a list holding one list a
+million times, nested) can make the reader allocate more than the file's size suggests."""
+INDEX_DEPTH = 32
+"""Deepest nesting of containers accepted (the original's records are 5 deep: samples, sample, 'paths',
+modality, list of paths); deeper input would recurse as deep as it is nested."""
+SIMPLE_DTYPES = frozenset({"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f4", "f8"})
+"""The only dtypes (besides the one object dtype of the 0-d array that holds the dict) that an index file may
+describe: booleans, integers and floats, of one byte order, without fields, subarrays or objects."""
+_NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
+_OPCODES = frozenset({
+    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "DUP", "NONE", "NEWTRUE", "NEWFALSE",
+    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
+    "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
+    "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
+    "EMPTY_LIST", "APPEND", "APPENDS", "LIST", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
+    "EMPTY_DICT", "DICT", "SETITEM", "SETITEMS", "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD",
+    "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET"})
+"""Pickle opcodes of plain data and of NumPy's array and scalar reconstruction (no NEWOBJ, INST, OBJ,
+PERSID, EXT, sets, frozensets or out-of-band buffers)."""
 
 
 class UnsafeIndexFileError(ValueError):
     """An index file that needs more than plain data to load: refused without running it."""
 
 
+class NumpyDtype:
+    """A dtype as an index file describes it (``numpy.dtype(spec, align, copy)`` then its state): checked, never
+    built by NumPy's own ``dtype.__setstate__``."""
+
+    def __init__(self, spec: object, align: object = False, copy: object = True) -> None:
+        if spec != "O8" and spec not in SIMPLE_DTYPES:
+            raise UnsafeIndexFileError(f"describes dtype {reprlib.repr(spec)}; only {', '.join(sorted(SIMPLE_DTYPES))} "
+                                       "and one object array are allowed")
+        self.spec, self.order = spec, "|"
+
+    def __setstate__(self, state: object) -> None:
+        """Accept only the state of a plain dtype: version 3, a byte order, no names, fields or subarray."""
+        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in ("<", ">", "|", "=")
+                and state[2:5] == (None, None, None) and state[5:7] == (-1, -1) and isinstance(state[7], int)):
+            raise UnsafeIndexFileError(f"gives dtype {self.spec} the state {reprlib.repr(state)}; only plain "
+                                       "dtypes (no fields, subarrays or objects) are allowed")
+        self.order = state[1]
+
+    def numeric(self) -> np.dtype:
+        """The dtype, if it is one of :data:`SIMPLE_DTYPES`."""
+        if self.spec == "O8":
+            raise UnsafeIndexFileError("holds a nested object array; only plain numbers and lists are allowed")
+        return np.dtype(self.spec).newbyteorder("=" if self.order == "|" else self.order)
+
+
+class NumpyArray:
+    """An array as an index file describes it (``_reconstruct(ndarray, shape, typecode)`` then its state): the one
+    0-d object array around the dict, or a 1-d array of :data:`SIMPLE_DTYPES` read from its raw bytes."""
+
+    def __init__(self, cls: object = None, shape: object = None, typecode: object = None) -> None:
+        if cls is not NumpyArray:
+            raise UnsafeIndexFileError(f"reconstructs a {reprlib.repr(cls)}; only numpy.ndarray is allowed")
+        self.value: object = None
+
+    def __setstate__(self, state: object) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1 and isinstance(state[2], NumpyDtype)
+                and isinstance(state[1], tuple)):
+            raise UnsafeIndexFileError(f"gives an array the state {reprlib.repr(state)}; not a plain array")
+        _, shape, dtype, _, raw = state
+        if dtype.spec == "O8":
+            if shape != () or not isinstance(raw, list) or len(raw) != 1:
+                raise UnsafeIndexFileError("holds an object array other than the one around the dict")
+            self.value = raw[0]
+            return
+        if len(shape) > 1 or not all(isinstance(n, int) and 0 <= n <= INDEX_ITEMS for n in shape):
+            raise UnsafeIndexFileError(f"holds an array of shape {reprlib.repr(shape)}; only 1-d arrays are allowed")
+        self.value = _numbers(raw, dtype.numeric(), shape[0] if shape else 1)
+        if not shape:
+            self.value = self.value[0]
+
+
+def _numbers(raw: object, dtype: np.dtype, count: int) -> list:
+    """``count`` numbers of ``dtype`` from raw bytes, as Python values."""
+    if not isinstance(raw, bytes) or len(raw) != count * dtype.itemsize:
+        raise UnsafeIndexFileError(f"gives {reprlib.repr(raw)} as the bytes of {count} {dtype} value(s)")
+    return np.frombuffer(raw, dtype).tolist()
+
+
+def numpy_scalar(dtype: object, raw: object = None) -> object:
+    """A NumPy scalar of an index file (``scalar(dtype, bytes)``) as a Python number."""
+    if not isinstance(dtype, NumpyDtype):
+        raise UnsafeIndexFileError(f"makes a scalar of {reprlib.repr(dtype)}; not a dtype")
+    return _numbers(raw, dtype.numeric(), 1)[0]
+
+
+def latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
+    """Bytes as pickle protocol 2 writes them (``_codecs.encode(text, 'latin1')``: NumPy's raw data)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeIndexFileError(f"encodes {reprlib.repr(text)} as {reprlib.repr(encoding)}; only latin1 text "
+                                   "(protocol 2's bytes) is allowed")
+    return text.encode("latin1")
+
+
+def empty_bytes() -> bytes:
+    """The empty bytes as pickle protocol 2 writes them (``bytes()``: the raw data of an empty array)."""
+    return b""
+
+
+_CONSTRUCTORS = {**{(module, "_reconstruct"): NumpyArray for module in _NUMPY_MODULES},
+                 **{(module, "scalar"): numpy_scalar for module in _NUMPY_MODULES},
+                 ("numpy", "ndarray"): NumpyArray, ("numpy", "dtype"): NumpyDtype, ("_codecs", "encode"): latin1_bytes,
+                 ("__builtin__", "bytes"): empty_bytes, ("builtins", "bytes"): empty_bytes}
+"""What the NumPy globals of an index file are answered with: this module's constructors, never NumPy's."""
+
+
 class _PlainDataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
-        if (module, name) not in _ALLOWED_GLOBALS:
+        if (module, name) not in _CONSTRUCTORS:
             raise UnsafeIndexFileError(f"refers to {module}.{name}; only plain dicts, lists, ints, strings and "
                                        "NumPy scalars are allowed in an index file")
-        return super().find_class(module, name)
+        return _CONSTRUCTORS[module, name]
 
 
-def _plain(value: object, where: str) -> object:
-    """Check that a loaded value is plain data (NumPy scalars and 1-d int arrays allowed); return Python objects."""
-    if isinstance(value, dict):
-        return {k if isinstance(k, tuple) else _plain(k, where): _plain(v, where) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, np.integer | np.floating | np.bool_):
-        return value.item()
-    if isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.ndim <= 1:
-        return value.tolist()
-    if isinstance(value, bool | int | str | float) or value is None:
-        return value
-    raise UnsafeIndexFileError(f"{where}: holds a {type(value).__name__}, not plain data")
+def checked_opcodes(payload: bytes) -> None:
+    """Check a pickle's opcodes without running it: only those of :data:`_OPCODES`, memo positions below
+    :data:`INDEX_ITEMS` (CPython's unpickler sizes its memo by the largest position it is given).
+
+    Raises
+    ------
+    UnsafeIndexFileError
+        Naming the first opcode refused.
+    """
+    for opcode, arg, position in pickletools.genops(payload):
+        if opcode.name not in _OPCODES:
+            raise UnsafeIndexFileError(f"uses pickle opcode {opcode.name} at byte {position}; not plain data")
+        if opcode.name.endswith("PUT") and not 0 <= arg < INDEX_ITEMS:
+            raise UnsafeIndexFileError(f"puts an object at memo position {arg} (byte {position}); at most "
+                                       f"{INDEX_ITEMS} are allowed")
+
+
+def plain_data(value: object) -> object:
+    """A loaded index as plain Python data (NumPy placeholders replaced by their values), within
+    :data:`INDEX_DEPTH` and :data:`INDEX_ITEMS`.
+
+    Raises
+    ------
+    UnsafeIndexFileError
+        For a value of another type, nesting that is too deep, or too many values.
+    """
+    budget = [INDEX_ITEMS]
+
+    def copy(item: object, depth: int) -> object:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise UnsafeIndexFileError(f"holds more than {INDEX_ITEMS} values (INDEX_ITEMS)")
+        if depth > INDEX_DEPTH:
+            raise UnsafeIndexFileError(f"nests containers more than {INDEX_DEPTH} deep (INDEX_DEPTH)")
+        if isinstance(item, NumpyArray):
+            return copy(item.value, depth)
+        if isinstance(item, dict):
+            return {_key(copy(k, depth + 1)): copy(v, depth + 1) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [copy(v, depth + 1) for v in item]
+        if isinstance(item, bool | int | str | float) or item is None:
+            return item
+        raise UnsafeIndexFileError(f"holds a {type(item).__name__}, not plain data")
+    return copy(value, 0)
+
+
+def _key(value: object) -> object:
+    """A dict key copied by :func:`plain_data`: a tuple stays a tuple (as a key it cannot be a list)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _first_line(err: Exception) -> str:
@@ -61,17 +209,22 @@ def _first_line(err: Exception) -> str:
 
 
 def load_npy_index(path: str | os.PathLike) -> dict[int, dict]:
-    """Read an original index file without executing code from it.
+    """Read an original index file without executing code from it or letting NumPy build objects from it.
 
     Raises
     ------
     UnsafeIndexFileError
-        If the file refers to anything but plain data, naming what it refers to.
+        If the file refers to anything but plain data, is larger than :data:`INDEX_FILE_BYTES`, or nests
+        or holds more than :data:`INDEX_DEPTH` / :data:`INDEX_ITEMS` allow; one line naming the file.
     ValueError
         If it is not a NumPy file holding one dict.
     """
     path = Path(path)
     with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > INDEX_FILE_BYTES:
+            raise UnsafeIndexFileError(f"{path}: refused: {size} bytes, more than an index file can hold "
+                                       f"({INDEX_FILE_BYTES}, INDEX_FILE_BYTES)")
         try:
             version = np.lib.format.read_magic(f)
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -81,16 +234,21 @@ def load_npy_index(path: str | os.PathLike) -> dict[int, dict]:
             raise ValueError(f"{path}: not a NumPy .npy file ({type(err).__name__}: {_first_line(err)})") from None
         if dtype != np.dtype(object) or shape != ():
             raise ValueError(f"{path}: expected one pickled dict (a 0-d object array), found {dtype} {shape}")
-        try:
-            array = _PlainDataUnpickler(io.BytesIO(f.read())).load()
-        except UnsafeIndexFileError as err:
-            raise UnsafeIndexFileError(f"{path}: refused: {err}") from None
-        except Exception as err:  # damaged bytes fail in many ways (TypeError, MemoryError, ...): all mean corrupt
-            raise ValueError(f"{path}: unreadable pickle payload ({type(err).__name__}: {_first_line(err)})") from None
-    content = array[()] if isinstance(array, np.ndarray) and array.shape == () else array
+        content = _unpickled(f.read(), path)
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a dict of samples, found {type(content).__name__}")
-    return _plain(content, str(path))
+    return content
+
+
+def _unpickled(payload: bytes, path: Path) -> object:
+    """The plain data of an index file's pickle (see :func:`load_npy_index`)."""
+    try:
+        checked_opcodes(payload)
+        return plain_data(_PlainDataUnpickler(io.BytesIO(payload)).load())
+    except UnsafeIndexFileError as err:
+        raise UnsafeIndexFileError(f"{path}: refused: {err}") from None
+    except Exception as err:  # damaged bytes fail in many ways (TypeError, MemoryError, ...): all mean corrupt
+        raise ValueError(f"{path}: unreadable pickle payload ({type(err).__name__}: {_first_line(err)})") from None
 
 
 def index_file_name(n_input_samples: int, split: str, cloud_masks: str | None) -> str:

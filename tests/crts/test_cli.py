@@ -128,7 +128,7 @@ def test_cli_reference_has_every_sub_command(capsys: pytest.CaptureFixture[str])
     assert text == reference_markdown()
     commands = sub_parsers(build_parser())
     assert set(commands) == {"synth", "download", "convert", "clouds", "info", "stats", "train", "evaluate",
-                             "report", "index", "runs", "upgrade"}
+                             "report", "index", "runs", "upgrade", "verify"}
     for name in commands:
         assert f"## `crts {name}`" in text and f"usage: crts {name} " in text
     assert "--help-markdown" not in build_parser().format_help()
