@@ -39,6 +39,13 @@ def _one_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
     return last
 
 
+def _crts(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m crts ARGS`` (or ``python -c CODE ARGS``) as a user runs it, from this checkout."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, *(["-c", code] if code else ["-m", "crts"]), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
 @pytest.fixture
 def cube_copy(sampling_cube: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
@@ -202,3 +209,23 @@ def test_ctrl_c_during_convert_is_one_line_and_resumes(tmp_path: Path) -> None:
     a, b = open_cube(cube), open_cube(fresh)
     for name in ("S1", "S2", "valid"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--lr-typo", "1", "CUBE"], "unrecognized arguments: --lr-typo CUBE; did you mean '--lr'?"),
+    (["train", "CUBE", "--model", "uncrtaint"], "invalid choice: 'uncrtaint'"),
+    (["train", "CUBE", "--loss", "l3"], "invalid choice: 'l3'"),
+    (["train", "CUBE", "--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
+    (["train", "CUBE", "--lr", "-1"], "invalid lr -1.0: must be a number in (0, inf)"),
+    (["train", "CUBE", "--min-cov", "0.9", "--max-cov", "0.1"], "min_cov 0.9 is above max_cov 0.1"),
+    (["evaluate", "CUBE", "--baseline", "least_cloudi", "--run", "r"], "did you mean 'least_cloudy'?"),
+    (["evaluate", "CUBE", "--baseline", "mosaic", "--run", "r", "--widnow", "64"], "did you mean '--window'?"),
+])
+def test_train_and_evaluate_check_their_arguments_before_importing_torch(argv: list[str], message: str) -> None:
+    code = ("import sys\nfrom crts.cli import main\n"
+            "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as stop:\n    code = stop.code\n"
+            "print(code, sorted(m for m in ('torch', 'xarray', 'zarr', 'crts.train', 'crts.evaluate') "
+            "if m in sys.modules))")
+    done = _crts(*argv, code=code)
+    assert done.stdout.splitlines() == ["2 []"], done.stderr
+    assert done.stderr.count("\n") == 1 and message in done.stderr and "Traceback" not in done.stderr
