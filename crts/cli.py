@@ -432,6 +432,7 @@ def _run_train(args: argparse.Namespace) -> None:
     else:
         config = TrainConfig(cube=cube, **{k: v for k, v in overrides.items() if v is not None})
     config.resolved()  # every number checked before torch is imported
+    args.run_folder = Path(config.out)  # what an interrupt reports on (INTERRUPTED)
     from crts.train import last_validation, train
 
     run = train(config, resume=args.resume, storage_options=dict(args.storage_options))
@@ -743,11 +744,22 @@ INTERRUPTED = {
     "convert": "the patches converted so far are kept: run the same command with --resume to finish",
     "clouds": "the masks computed so far are kept: run the same command with --resume to finish",
     "train": "the run's last checkpoint is kept: run the same command with --resume to continue",
+    "train without a checkpoint": "no checkpoint was written yet, nothing to resume: run the same command again "
+                                  "(without --resume) to start the run over",
     "evaluate": "no run was published; the cube is as it was",
     "report": "the report is unfinished: write it again",
     "upgrade": "the upgrade is unfinished and the cube unreadable until it is done: run the same command again",
 }
-"""What a sub-command stopped by Ctrl-C leaves, and how to go on (the others change nothing)."""
+"""What a sub-command stopped by Ctrl-C leaves, and how to go on (the others change nothing); ``crts train``
+stopped before its run has a checkpoint (its first ``--checkpoint-every`` steps) says the second train entry."""
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What the sub-command of ``args`` left when Ctrl-C stopped it (:data:`INTERRUPTED`)."""
+    run = getattr(args, "run_folder", None)  # set by _run_train once the run's folder is known
+    if args.command == "train" and not (run and (run / "last.pt").is_file()):
+        return INTERRUPTED["train without a checkpoint"]
+    return INTERRUPTED.get(args.command, "nothing was changed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -764,8 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             args.handler(args)
         except KeyboardInterrupt:
-            print(f"crts {args.command}: interrupted: {INTERRUPTED.get(args.command, 'nothing was changed')}",
-                  file=sys.stderr)
+            print(f"crts {args.command}: interrupted: {_interrupted(args)}", file=sys.stderr)
             return 130
         except Exception as err:
             message = _user_error(err, getattr(args, "cube", None) or "the cube")

@@ -125,10 +125,23 @@ def _start_run(config: TrainConfig, resume: bool) -> Path:
     run = Path(config.out)
     if resume and not (run / "last.pt").exists():
         raise FileNotFoundError(f"{run}: no run to resume (no last.pt): leave out --resume to start a new run")
+    if resume and (trained := _trained_model(run)) not in (None, config.model):
+        raise ValueError(f"{run} was trained as {trained}, not {config.model}: leave out --model (or give --model "
+                         f"{trained}) to resume it")
     if not resume and (run / "last.pt").exists():
         raise FileExistsError(f"{run} holds a run already: pass --resume to continue it, or another --out")
     check_output_folder(run, lambda folder: any((folder / name).is_file() for name in RUN_FILES), "a training run")
     return run
+
+
+def _trained_model(run: Path) -> str | None:
+    """The model kind of the run in ``run`` as its ``config.json`` names it (None where it names none readably:
+    the checkpoint is checked anyway)."""
+    try:
+        saved = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return saved.get("model") if isinstance(saved, dict) else None
 
 
 def _windows(config: TrainConfig, split: str, storage_options: dict | None) -> SampleWindows:
@@ -191,15 +204,19 @@ class _Log:
 
     COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "data_share", "val_l1", "val_l1_least_cloudy"]
 
-    def __init__(self, run: Path, loss: str, total: int, initial: int, enabled: bool, progress: bool) -> None:
+    def __init__(self, run: Path, loss: str, total: int, initial: int, enabled: bool, progress: bool,
+                 resume: bool) -> None:
         self.loss_name, self.enabled = loss, enabled
         self.bar = tqdm(total=total, initial=initial, desc="training", unit="step", disable=not (progress and enabled))
         if not enabled:
             return
         path = run / "log.csv"
-        old = path.read_text().splitlines()[:1] if path.exists() else []
+        old = path.read_text().splitlines()[:1] if resume and path.exists() else []
         columns = old[0].split(",") if old else self.COLUMNS  # a resumed run keeps its log's columns
-        self.file = path.open("a", newline="")
+        if not resume:  # a new run in a folder that a run stopped before its first checkpoint left: its own logs
+            for stale in (run / "tensorboard").glob("events.out.tfevents.*"):
+                stale.unlink()
+        self.file = path.open("a" if resume else "w", newline="")
         self.csv = csv.DictWriter(self.file, columns, extrasaction="ignore")
         if not old:
             self.csv.writeheader()
@@ -266,7 +283,7 @@ class _Trainer:
         self.workers = _workers(config.num_workers, self.device)
         self.meter = _Meter()
         self.log = _Log(self.run, config.loss, total_steps(len(self.train_windows), self.world, config), self.step,
-                        self.rank == 0, progress)
+                        self.rank == 0, progress, resume)
 
     def _restore(self) -> None:
         """Continue from the run's checkpoint, which must have been trained with the same steps."""

@@ -3,6 +3,7 @@ and resumes said in one line; nothing written where the input was bad."""
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import signal
@@ -46,6 +47,12 @@ def _crts(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+def _last_line(done: subprocess.CompletedProcess) -> str:
+    """The one line a failed command wrote last (no traceback before it)."""
+    assert "Traceback" not in done.stderr and done.stderr.endswith("\n"), done.stderr
+    return done.stderr.splitlines()[-1]
+
+
 @pytest.fixture
 def cube_copy(sampling_cube: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
@@ -87,7 +94,12 @@ def test_resume_takes_the_run_s_own_model_and_settings(sampling_cube: Path, tmp_
     assert content["model"] == "uncrtaints" and content["step"] == 3
     assert main(["train", str(sampling_cube), "--out", str(out), "--resume", "--model", "resnet3d",
                  "--max-steps", "4"]) == 2
-    _one_line(capsys, str(out / "last.pt"), "this run builds")
+    _one_line(capsys, f"{out} was trained as uncrtaints, not resnet3d: leave out --model (or give --model uncrtaints)")
+    done = _crts("train", "--out", str(out), "--resume", "--model", "utae", "--max-steps", "4")  # as a user does
+    assert done.returncode == 2 and _last_line(done) == (
+        f"crts train: error: {out} was trained as uncrtaints, not utae: leave out --model (or give --model "
+        "uncrtaints) to resume it")
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
 
 
 def test_a_full_size_model_on_the_cpu_is_announced(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,6 +221,33 @@ def test_ctrl_c_during_convert_is_one_line_and_resumes(tmp_path: Path) -> None:
     a, b = open_cube(cube), open_cube(fresh)
     for name in ("S1", "S2", "valid"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_so_and_the_same_command_runs_again(sampling_cube: Path,
+                                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "crts", "train", str(sampling_cube), "--out", str(out), *SMALL[:-4],
+               "--max-steps", "400", "--checkpoint-every", "1000", "--log-every", "1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "log.csv").is_file() or len((out / "log.csv").read_text().splitlines()) < 3:  # header, 2 steps
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be interrupted"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line and not line.startswith("training")]
+    assert lines == ["crts train: interrupted: no checkpoint was written yet, nothing to resume: run the same command "
+                     "again (without --resume) to start the run over"], err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "log.csv", "tensorboard"]  # no last.pt
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 400
+    with (out / "log.csv").open(newline="") as log:
+        steps = [int(row["step"]) for row in csv.DictReader(log) if row["loss"]]
+    assert steps == list(range(1, 401))  # the new run's log alone (the stopped run's lines are gone)
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
 @pytest.mark.parametrize(("argv", "message"), [
