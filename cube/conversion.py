@@ -197,12 +197,14 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
         if name in ours:
             store.delete(name)
     store.write_dataset(ds_template, compute=False, encoding={**table_encoding(ds_template), **enc}, mode="a")
+    store.mark_incomplete()  # unconverted patches read as zeros: plain xr.open_zarr must not take it for a cube
 
 
 def _grow(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
     """Make room for new patches after ``start`` and write their labels (idempotent)."""
     _resize(store, start + len(metas))
     _write_labels(store, spec, start, metas, times)
+    store.mark_incomplete()
 
 
 def _resize(store: CubeStore, total: int) -> None:

@@ -4,6 +4,7 @@ and resumes said in one line; nothing written where the input was bad."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import torch
 from crts.cli import main
 from crts.models import ResNet3D
 from crts.train import _warn_if_slow
-from cube import open_cube
+from cube import convert, open_cube
 from cube.runs import list_runs, open_run
 from cube.synth import make_dataset
 
@@ -248,6 +249,32 @@ def test_ctrl_c_before_the_first_checkpoint_says_so_and_the_same_command_runs_ag
         steps = [int(row["step"]) for row in csv.DictReader(log) if row["loss"]]
     assert steps == list(range(1, 401))  # the new run's log alone (the stopped run's lines are gone)
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+def test_a_plain_open_zarr_of_an_unfinished_conversion_fails_naming_it(tiny_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(tiny_root, tmp_path / "SEN12MSCRTS"))
+    damaged = sorted(root.glob("ROIs2017/32/S2/2/*.tif"))[-1]
+    intact = damaged.read_bytes()
+    damaged.write_bytes(intact[:500])  # found while reading pixels: the conversion stops with the cube written
+    cube = tmp_path / "cube.zarr"
+    done = _crts("convert", str(root), str(cube), "--workers", "1", "--detectors", "none")
+    assert done.returncode == 2 and str(damaged) in done.stderr
+    plain = ("import sys, xarray as xr\n"
+             "try:\n    xr.open_zarr(sys.argv[1])\nexcept ValueError as err:\n    print(err)\n"
+             "print(xr.open_zarr(sys.argv[1], consolidated=False).attrs.get('conversion_state'))")
+    seen = _crts(str(cube), code=plain)
+    assert seen.returncode == 0, seen.stderr
+    failed, attribute = seen.stdout.splitlines()
+    assert "incomplete: the conversion writing this cube has not finished" in failed and "--resume" in failed
+    assert attribute.startswith("incomplete: ") and "allow_incomplete=True" in attribute
+    partial = open_cube(cube, allow_incomplete=True)
+    assert not partial.valid.values.all() and "conversion_state" in partial.attrs
+    damaged.write_bytes(intact)
+    assert _crts("convert", str(root), str(cube), "--workers", "1", "--detectors", "none", "--resume").returncode == 0
+    convert(root, tmp_path / "fresh.zarr", workers=1, clouds=(), progress=False)
+    finished, fresh = (json.loads((c / "zarr.json").read_text()) for c in (cube, tmp_path / "fresh.zarr"))
+    assert finished == fresh and "conversion_state" not in finished["attributes"]  # a complete cube is as before
+    assert open_cube(cube).valid.values.all()
 
 
 @pytest.mark.parametrize(("argv", "message"), [
