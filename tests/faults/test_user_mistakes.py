@@ -277,6 +277,27 @@ def test_a_plain_open_zarr_of_an_unfinished_conversion_fails_naming_it(tiny_root
     assert open_cube(cube).valid.values.all()
 
 
+def test_another_synthetic_set_appended_says_how_to_go_on(tmp_path: Path) -> None:
+    tiny = {"patches_per_roi": 2, "size": 32, "times": 4, "workers": 1, "progress": False}
+    first, other = (make_dataset(tmp_path / name, [roi], seed=seed, **tiny)
+                    for name, roi, seed in (("a", "ROIs1868/17", 1), ("b", "ROIs2017/32", 2)))
+    cube = tmp_path / "cube.zarr"
+    convert(first, cube, workers=1, clouds=("cloud_cloudshadow_mask",), progress=False)
+    done = _crts("convert", str(other), str(cube), "--workers", "1")
+    assert done.returncode == 2 and _last_line(done) == (
+        f"crts convert: error: {cube}: was converted from {first}, not {other}; a cube appends from its own source "
+        f"root only (it records file paths relative to it): put the new ROI folders or archives in {first} and run "
+        f"`crts convert {first} {cube}` (it adds only the patches not in the cube), or convert {other} into a new "
+        "cube")
+    make_dataset(first, ["ROIs2017/32"], seed=2, overwrite=True, **tiny)  # another set where the first was
+    convert(first, cube, workers=1, clouds=("cloud_cloudshadow_mask",), progress=False)
+    done = _crts("stats", str(cube), "--truth")
+    assert done.returncode == 2 and _last_line(done) == (
+        f"crts stats: error: {first}: its synthetic truth lacks 2 of the cube's 4 patches (e.g. ROIs1868/17 patch "
+        f"{open_cube(cube).patch_id.values[0]}: converted from a synthetic set that is no longer there); --truth "
+        f"scores a cube converted from one synthetic set: convert {first} into a new cube to score that set")
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["train", "--lr-typo", "1", "CUBE"], "unrecognized arguments: --lr-typo CUBE; did you mean '--lr'?"),
     (["train", "CUBE", "--model", "uncrtaint"], "invalid choice: 'uncrtaint'"),
