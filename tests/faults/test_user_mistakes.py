@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -296,6 +297,21 @@ def test_another_synthetic_set_appended_says_how_to_go_on(tmp_path: Path) -> Non
         f"crts stats: error: {first}: its synthetic truth lacks 2 of the cube's 4 patches (e.g. ROIs1868/17 patch "
         f"{open_cube(cube).patch_id.values[0]}: converted from a synthetic set that is no longer there); --truth "
         f"scores a cube converted from one synthetic set: convert {first} into a new cube to score that set")
+
+
+def test_a_missing_index_file_names_where_the_published_ones_come_from(cube_copy: Path, tmp_path: Path) -> None:
+    from crts.data import SEN12MSCRTS
+
+    missing = tmp_path / "3_test_s2cloudless_mask.npy"
+    where = ("no such index file; the original authors' published index files (e.g. 3_test_s2cloudless_mask.npy) "
+             "are downloaded from the link in https://github.com/PatrickTUM/SEN12MS-CR-TS (README, Usage)")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{missing}: {where}")):
+        SEN12MSCRTS(cube_copy, split="test", import_data_path=missing)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{missing}: {where}")):  # a folder without the file
+        SEN12MSCRTS(cube_copy, split="test", n_input_samples=3, import_data_path=tmp_path)
+    done = _crts("evaluate", str(cube_copy), "--baseline", "mosaic", "--import-index", str(missing), "--run", "m")
+    assert done.returncode == 2 and _last_line(done).startswith(f"crts evaluate: error: {missing}: {where}")
+    assert list_runs(cube_copy) == []
 
 
 @pytest.mark.parametrize(("argv", "message"), [
