@@ -390,7 +390,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     from crts.settings import LOSSES, RECIPES, TrainConfig
     from cube.detectors import DETECTORS
 
-    kinds = "; ".join(f"{name}: {kind.summary}" for name, kind in RECIPES.items())
+    kinds = "; ".join(f"{name}: {r.summary}" for name, r in RECIPES.items())
     p.description = (f"Train a model ({kinds}; each with its original's recipe unless told otherwise) on the "
                      "cube's train split, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
                      "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
@@ -411,7 +411,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         if kind is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_TRAIN_HELP[f.name])
         else:
-            by_model = {name: kind.defaults[f.name] for name, kind in RECIPES.items() if f.name in kind.defaults}
+            by_model = {name: r.defaults[f.name] for name, r in RECIPES.items() if f.name in r.defaults}
             default = ", ".join(f"{name} {value}" for name, value in by_model.items()) if by_model else f.default
             p.add_argument(flag, type=kind, default=None, choices=choices.get(f.name),
                            help=f"{_TRAIN_HELP[f.name]} (default: {default})")
