@@ -387,18 +387,16 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     from dataclasses import fields
 
     from crts.data.sampling import SAMPLERS
-    from crts.losses import LOSSES
-    from crts.models import MODELS
-    from crts.train import TrainConfig
+    from crts.settings import LOSSES, RECIPES, TrainConfig
     from cube.detectors import DETECTORS
 
-    kinds = "; ".join(f"{name}: {kind.summary}" for name, kind in MODELS.items())
+    kinds = "; ".join(f"{name}: {r.summary}" for name, r in RECIPES.items())
     p.description = (f"Train a model ({kinds}; each with its original's recipe unless told otherwise) on the "
                      "cube's train split, validating on the val split every epoch. Logs: RUN_DIR/log.csv and "
                      "RUN_DIR/tensorboard; checkpoints: RUN_DIR/last.pt. Multi-GPU / multi-node: run it under "
                      "torchrun.")
     p.epilog = "example: torchrun --nproc_per_node 4 -m crts train cube.zarr --out runs/a --batch-size 8"
-    choices = {"region": REGIONS, "cloud_masks": DETECTORS, "model": tuple(MODELS), "loss": LOSSES,
+    choices = {"region": REGIONS, "cloud_masks": DETECTORS, "model": tuple(RECIPES), "loss": LOSSES,
                "sampler": SAMPLERS}
     _add_cube(p, "the cube, a path or URL (required unless --config gives it or a run to resume)",
               also_as_option=True)
@@ -413,7 +411,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         if kind is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_TRAIN_HELP[f.name])
         else:
-            by_model = {name: model.defaults[f.name] for name, model in MODELS.items() if f.name in model.defaults}
+            by_model = {name: r.defaults[f.name] for name, r in RECIPES.items() if f.name in r.defaults}
             default = ", ".join(f"{name} {value}" for name, value in by_model.items()) if by_model else f.default
             p.add_argument(flag, type=kind, default=None, choices=choices.get(f.name),
                            help=f"{_TRAIN_HELP[f.name]} (default: {default})")
@@ -423,7 +421,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
-    from crts.train import TrainConfig, last_validation, train
+    from crts.settings import TrainConfig
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "cube"}
     run_config = Path(args.out or TrainConfig.out) / "config.json"
@@ -433,6 +431,10 @@ def _run_train(args: argparse.Namespace) -> None:
         config = TrainConfig.from_json(base, cube=cube, **overrides)
     else:
         config = TrainConfig(cube=cube, **{k: v for k, v in overrides.items() if v is not None})
+    config.resolved()  # every number checked before torch is imported
+    args.run_folder = Path(config.out)  # what an interrupt reports on (INTERRUPTED)
+    from crts.train import last_validation, train
+
     run = train(config, resume=args.resume, storage_options=dict(args.storage_options))
     print(f"run: {run} (checkpoint {run / 'last.pt'}, log {run / 'log.csv'})")
     scores = last_validation(run)
@@ -442,7 +444,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _evaluate_options(p: argparse.ArgumentParser) -> None:
-    from crts.evaluate import BASELINES
+    from crts.settings import BASELINE_NAMES
     from cube.detectors import DETECTORS
 
     p.description = ("Predict every sample of a split with a checkpoint of `crts train` or a baseline, score it with "
@@ -452,7 +454,7 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
     _add_cube(p, "the cube (a path or URL)", also_as_option=True)
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a checkpoint written by crts train")
-    model.add_argument("--baseline", choices=sorted(BASELINES), help="a baseline instead of a model")
+    model.add_argument("--baseline", choices=sorted(BASELINE_NAMES), help="a baseline instead of a model")
     p.add_argument("--split", choices=SPLITS, default="test", help="split to predict (default: test)")
     p.add_argument("--region", choices=REGIONS, default="all", help="region (default: all)")
     p.add_argument("--cloud-masks", choices=DETECTORS, default="s2cloudless_mask",
@@ -773,11 +775,22 @@ INTERRUPTED = {
     "convert": "the patches converted so far are kept: run the same command with --resume to finish",
     "clouds": "the masks computed so far are kept: run the same command with --resume to finish",
     "train": "the run's last checkpoint is kept: run the same command with --resume to continue",
+    "train without a checkpoint": "no checkpoint was written yet, nothing to resume: run the same command again "
+                                  "(without --resume) to start the run over",
     "evaluate": "no run was published; the cube is as it was",
     "report": "the report is unfinished: write it again",
     "upgrade": "the upgrade is unfinished and the cube unreadable until it is done: run the same command again",
 }
-"""What a sub-command stopped by Ctrl-C leaves, and how to go on (the others change nothing)."""
+"""What a sub-command stopped by Ctrl-C leaves, and how to go on (the others change nothing); ``crts train``
+stopped before its run has a checkpoint (its first ``--checkpoint-every`` steps) says the second train entry."""
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What the sub-command of ``args`` left when Ctrl-C stopped it (:data:`INTERRUPTED`)."""
+    run = getattr(args, "run_folder", None)  # set by _run_train once the run's folder is known
+    if args.command == "train" and not (run and (run / "last.pt").is_file()):
+        return INTERRUPTED["train without a checkpoint"]
+    return INTERRUPTED.get(args.command, "nothing was changed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -794,8 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             args.handler(args)
         except KeyboardInterrupt:
-            print(f"crts {args.command}: interrupted: {INTERRUPTED.get(args.command, 'nothing was changed')}",
-                  file=sys.stderr)
+            print(f"crts {args.command}: interrupted: {_interrupted(args)}", file=sys.stderr)
             return 130
         except Exception as err:
             output = next((getattr(args, name) for name in OUTPUTS if getattr(args, name, None)), "the output")
@@ -838,13 +850,14 @@ def _user_error(err: Exception, location: str, output: str = "the output") -> st
     """The one-line message of an error that bad input, a refusing file system or the object store caused;
     None for a fault of the program (it propagates as a traceback). ``location``: the cube, for the object store's
     errors; ``output``: what the command writes, named for an OS error that names no file (a full disk's write)."""
-    from cube.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
-
-    if isinstance(err, ValueError | FileExistsError | FileNotFoundError | IncompleteCubeError | WriterLockedError
-                  | StorageError):
-        return _message(err)
     if isinstance(err, OSError) and err.errno in USER_ERRNOS:
         return _message(err) if err.filename is not None else f"{output}: {err.strerror or os.strerror(err.errno)}"
+    if isinstance(err, ValueError | FileExistsError | FileNotFoundError):
+        return _message(err)  # (before cube.store is imported: an argument refused before the work began)
+    from cube.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
+
+    if isinstance(err, IncompleteCubeError | WriterLockedError | StorageError):
+        return _message(err)
     translated = storage_error(err, location)  # an object store's failure deep inside zarr or xarray
     return None if translated is None else str(translated)
 

@@ -39,8 +39,10 @@ from .metrics import (
 )
 from .models import LeastCloudy, Mosaic, kind_of, load_checkpoint
 from .models.adapter import DEFAULT_INPUTS, Prediction, from_model_scale, to_model_scale
+from .settings import BASELINE_NAMES
 
-BASELINES = {"least_cloudy": LeastCloudy, "mosaic": Mosaic}
+BASELINES = dict(zip(BASELINE_NAMES, (LeastCloudy, Mosaic), strict=True))
+"""Each baseline of :data:`crts.settings.BASELINE_NAMES` by its name."""
 
 
 class TargetAmongInputsWarning(UserWarning):

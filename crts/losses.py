@@ -26,7 +26,8 @@ import math
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-LOSSES = ("l1", "l2", "MGNLL")
+from .settings import LOSSES
+
 VARIANCE_FLOOR = 1e-8
 """Smallest variance the likelihood uses (the original's ``eps``)."""
 MAHALANOBIS_FLOOR = 1e-9

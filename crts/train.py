@@ -18,11 +18,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -33,128 +32,13 @@ from tqdm.auto import tqdm
 from cube.outputs import check_output_folder
 
 from .data import SEN12MSCRTS, SampleWindows, loader
-from .data.sampling import check_selection
 from .devices import resolve_device
 from .models import LeastCloudy, model_kind
 from .models.adapter import ModelAdapter, to_model_scale
 from .models.checkpoints import read_checkpoint, save_checkpoint
+from .settings import RESUME_SAME, TrainConfig
 
 
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on (JSON in ``RUN_DIR/config.json``)."""
-
-    cube: str
-    out: str = "runs/train"
-    model: str = "resnet3d"
-    region: str = "all"
-    cloud_masks: str = "s2cloudless_mask"
-    n_input_samples: int = 3
-    min_cov: float = 0.0
-    max_cov: float = 1.0
-    crop: int = 128
-    batch_size: int = 4
-    lr: float | None = None
-    beta1: float | None = None
-    epochs: int | None = None
-    epochs_decay: int | None = None
-    loss: str | None = None
-    sampler: str | None = None
-    max_steps: int | None = None
-    checkpoint_every: int = 500
-    features: int = 256
-    blocks: int = 16
-    width: int | None = None
-    n_head: int = 16
-    d_model: int = 256
-    scale_by: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    compile: bool = False
-    accumulate: int = 1
-    log_every: int = 10
-    num_workers: int | None = None
-    init_encoder: str | None = None
-    freeze_encoder_steps: int = 0
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike, **overrides: object) -> TrainConfig:
-        """A config from a JSON file, with non-None ``overrides`` on top."""
-        try:
-            values = json.loads(Path(path).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: not a JSON file of settings ({err})") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: not a JSON object of settings (it holds a {type(values).__name__})")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}")
-        return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
-
-    def resolved(self) -> TrainConfig:
-        """This config with unset settings taken from the ``defaults`` of its model's adapter."""
-        unset = {k: v for k, v in model_kind(self.model).defaults.items() if getattr(self, k) is None}
-        resolved = replace(self, **unset)
-        resolved.check()
-        return resolved
-
-    def check(self) -> None:
-        """Refuse, in one line naming the setting, any number outside its range (see :data:`LIMITS`)."""
-        for name, limit in LIMITS.items():
-            value = getattr(self, name)
-            if not (value is None and name in OPTIONAL or limit.holds(value)):
-                raise ValueError(f"invalid {name} {value!r}: must be {limit}")
-        if self.epochs + self.epochs_decay < 1:
-            raise ValueError(f"invalid epochs {self.epochs} and epochs_decay {self.epochs_decay}: together at least 1")
-        if self.d_model % self.n_head:
-            raise ValueError(f"invalid d_model {self.d_model}: must be a multiple of n_head {self.n_head}")
-        check_selection(self.n_input_samples, self.min_cov, self.max_cov)
-
-
-@dataclass(frozen=True)
-class Limit:
-    """The values a numeric setting may take: an interval, of whole numbers or of real ones.
-
-    Examples
-    --------
-    >>> str(Limit(0, 1, high_open=True, whole=False)), Limit(1).holds(0), Limit(1).holds(2.5)
-    ('a number in [0, 1)', False, False)
-    """
-
-    low: float
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-    whole: bool = True
-
-    def holds(self, value: object) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int if self.whole else int | float):
-            return False
-        above = self.low < value if self.low_open else self.low <= value
-        return above and (value < self.high if self.high_open else value <= self.high)
-
-    def __str__(self) -> str:
-        kind = "a whole number" if self.whole else "a number"
-        closing = ")" if self.high_open or self.high == math.inf else "]"
-        return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{closing}"
-
-
-_POSITIVE = Limit(0, low_open=True, whole=False)
-LIMITS: dict[str, Limit] = {
-    **dict.fromkeys(("batch_size", "accumulate", "log_every", "checkpoint_every", "crop", "max_steps", "features",
-                     "width", "n_head", "d_model"), Limit(1)),
-    **dict.fromkeys(("epochs", "epochs_decay", "blocks", "seed", "num_workers", "freeze_encoder_steps"), Limit(0)),
-    "lr": _POSITIVE, "scale_by": _POSITIVE, "beta1": Limit(0, 1, high_open=True, whole=False)}
-"""The range of every numeric setting of :class:`TrainConfig` (whole numbers unless said)."""
-OPTIONAL = ("max_steps", "num_workers", "width", "scale_by")
-"""Settings that may be left unset (None)."""
-
-
-RESUME_SAME = ("batch_size", "accumulate", "crop", "seed", "sampler", "n_input_samples", "region", "cloud_masks",
-               "min_cov", "max_cov")
-"""Settings that define the order and content of a run's batches: a resumed run must keep them."""
 
 
 def _validate(model: torch.nn.Module, kind: ModelAdapter, windows: SampleWindows, device: torch.device,
@@ -241,10 +125,23 @@ def _start_run(config: TrainConfig, resume: bool) -> Path:
     run = Path(config.out)
     if resume and not (run / "last.pt").exists():
         raise FileNotFoundError(f"{run}: no run to resume (no last.pt): leave out --resume to start a new run")
+    if resume and (trained := _trained_model(run)) not in (None, config.model):
+        raise ValueError(f"{run} was trained as {trained}, not {config.model}: leave out --model (or give --model "
+                         f"{trained}) to resume it")
     if not resume and (run / "last.pt").exists():
         raise FileExistsError(f"{run} holds a run already: pass --resume to continue it, or another --out")
     check_output_folder(run, lambda folder: any((folder / name).is_file() for name in RUN_FILES), "a training run")
     return run
+
+
+def _trained_model(run: Path) -> str | None:
+    """The model kind of the run in ``run`` as its ``config.json`` names it (None where it names none readably:
+    the checkpoint is checked anyway)."""
+    try:
+        saved = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return saved.get("model") if isinstance(saved, dict) else None
 
 
 def _windows(config: TrainConfig, split: str, storage_options: dict | None) -> SampleWindows:
@@ -307,15 +204,19 @@ class _Log:
 
     COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "data_share", "val_l1", "val_l1_least_cloudy"]
 
-    def __init__(self, run: Path, loss: str, total: int, initial: int, enabled: bool, progress: bool) -> None:
+    def __init__(self, run: Path, loss: str, total: int, initial: int, enabled: bool, progress: bool,
+                 resume: bool) -> None:
         self.loss_name, self.enabled = loss, enabled
         self.bar = tqdm(total=total, initial=initial, desc="training", unit="step", disable=not (progress and enabled))
         if not enabled:
             return
         path = run / "log.csv"
-        old = path.read_text().splitlines()[:1] if path.exists() else []
+        old = path.read_text().splitlines()[:1] if resume and path.exists() else []
         columns = old[0].split(",") if old else self.COLUMNS  # a resumed run keeps its log's columns
-        self.file = path.open("a", newline="")
+        if not resume:  # a new run in a folder that a run stopped before its first checkpoint left: its own logs
+            for stale in (run / "tensorboard").glob("events.out.tfevents.*"):
+                stale.unlink()
+        self.file = path.open("a" if resume else "w", newline="")
         self.csv = csv.DictWriter(self.file, columns, extrasaction="ignore")
         if not old:
             self.csv.writeheader()
@@ -382,7 +283,7 @@ class _Trainer:
         self.workers = _workers(config.num_workers, self.device)
         self.meter = _Meter()
         self.log = _Log(self.run, config.loss, total_steps(len(self.train_windows), self.world, config), self.step,
-                        self.rank == 0, progress)
+                        self.rank == 0, progress, resume)
 
     def _restore(self) -> None:
         """Continue from the run's checkpoint, which must have been trained with the same steps."""

@@ -197,12 +197,14 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
         if name in ours:
             delete_own(store, name)
     store.write_dataset(ds_template, compute=False, encoding={**table_encoding(ds_template), **enc}, mode="a")
+    store.mark_incomplete()  # unconverted patches read as zeros: plain xr.open_zarr must not take it for a cube
 
 
 def _grow(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
     """Make room for new patches after ``start`` and write their labels (idempotent)."""
     _resize(store, start + len(metas))
     _write_labels(store, spec, start, metas, times)
+    store.mark_incomplete()
 
 
 def _resize(store: CubeStore, total: int) -> None:
@@ -246,9 +248,11 @@ def _existing(store: CubeStore, spec: Spec, src: Path, times: int,
     if attributes.get("schema_version") != SCHEMA_VERSION or attributes.get("layout") != spec.layout:
         raise ValueError(f"{store.location}: exists and is not a {spec.title} cube of schema version "
                          f"{SCHEMA_VERSION}")
-    if attributes.get("source_root") != str(src):
-        raise ValueError(f"{store.location}: was converted from {attributes.get('source_root')}, not {src}; "
-                         "appending from another source root is not supported")
+    if (root := attributes.get("source_root")) != str(src):
+        raise ValueError(f"{store.location}: was converted from {root}, not {src}; a cube appends from its own source "
+                         f"root only (it records file paths relative to it): put the new ROI folders or archives in "
+                         f"{root} and run `crts convert {root} {store.location}` (it adds only the patches not in the "
+                         f"cube), or convert {src} into a new cube")
     if spec.temporal and store.array("time").shape[0] != times:
         raise ValueError(f"{store.location}: has {store.array('time').shape[0]} time steps, {src} has {times}")
     return state, _stored_keys(store, state)

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,15 @@ INDEX_FILE = "index.parquet"
 """The GeoParquet index of the patches (:mod:`cube.index`), a plain file at the cube's root."""
 FILES = (INDEX_FILE,)
 """Plain files a cube may hold besides its Zarr hierarchy (:meth:`CubeStore.write_file`)."""
+CONVERSION_STATE = "conversion_state"
+"""The root attribute that marks the data of an unfinished conversion (see :data:`INCOMPLETE_NOTE`)."""
+INCOMPLETE_NOTE = ("incomplete: the conversion writing this cube has not finished; open it with "
+                   "cube.open_cube(CUBE, allow_incomplete=True) or finish it with `crts convert SRC CUBE --resume`")
+"""Until its conversion completes, a cube's root ``zarr.json`` carries this as the attribute
+:data:`CONVERSION_STATE` and as the kind of its consolidated metadata. zarr knows no such kind, so a plain
+``xr.open_zarr(CUBE)`` (which reads consolidated metadata by default) fails with a ValueError quoting it, and
+with ``consolidated=False`` the attribute shows it; unconverted patches would otherwise read as zeros. The
+consolidation that completes a conversion replaces both: a complete cube's metadata is as before."""
 _TORN_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
 """zarr's local temporary files (``<key>.<uuid>.partial``), left behind when a writer is killed mid-write."""
 
@@ -652,8 +662,14 @@ class CubeStore:
         """
         with warnings.catch_warnings(), self.parsed_by_zarr(group or ""):
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated", RuntimeWarning)
-            raw = xr.open_zarr(self.at(group or ""), consolidated=None, chunks=chunks, decode_cf=False, zarr_format=3,
-                               create_default_indexes=not load_coordinates)
+            opened = partial(xr.open_zarr, self.at(group or ""), chunks=chunks, decode_cf=False, zarr_format=3,
+                             create_default_indexes=not load_coordinates)
+            try:
+                raw = opened(consolidated=None)
+            except ValueError as err:  # the data of an unfinished conversion (mark_incomplete): read as they are
+                if INCOMPLETE_NOTE not in str(err):
+                    raise
+                raw = opened(consolidated=False)
         if load_coordinates:
             _load_coordinates(raw)
         return xr.decode_cf(_single_precision(raw))
@@ -673,9 +689,18 @@ class CubeStore:
         if group:
             return
         root = self.read_json("zarr.json")
+        root["attributes"].pop(CONVERSION_STATE, None)  # the data are final: see mark_incomplete
         listed = root["consolidated_metadata"]["metadata"]
         root["consolidated_metadata"]["metadata"] = {
             key: value for key, value in listed.items() if key.split("/")[0] not in (STATE, LOCK)}
+        self.write("zarr.json", json.dumps(root, indent=2).encode())
+
+    def mark_incomplete(self) -> None:
+        """Mark the root group as the data of an unfinished conversion, in one write of its ``zarr.json``
+        (see :data:`INCOMPLETE_NOTE`); the next :meth:`consolidate` of the root removes the mark."""
+        root = self.read_json("zarr.json")
+        root["attributes"][CONVERSION_STATE] = INCOMPLETE_NOTE
+        root["consolidated_metadata"] = {"kind": INCOMPLETE_NOTE, "must_understand": False, "metadata": {}}
         self.write("zarr.json", json.dumps(root, indent=2).encode())
 
     # -- state ---------------------------------------------------------------------------------------------

@@ -29,6 +29,11 @@ from .plot import SamplePlots
 from .sampling import SAMPLERS, SampleIndex, check_selection, choose_steps, choose_steps_random
 from .scaling import RESCALE_METHODS, days_since_s1_launch, scale_s1, scale_s2
 
+PUBLISHED_INDEX_FILES = ("the original authors' published index files (e.g. 3_test_s2cloudless_mask.npy) are "
+                         "downloaded from the link in https://github.com/PatrickTUM/SEN12MS-CR-TS (README, Usage); "
+                         "docs/convert-real-data.md, section 8")
+"""Where the index files that ``import_data_path`` (``--import-index``) names come from, for the one line
+that says a file is missing."""
 SAMPLE_TYPES = ("generic", "cloudy_cloudfree")
 
 
@@ -151,6 +156,8 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         path = Path(import_data_path)
         if path.is_dir():
             path = path / index_file_name(self.n_input_samples, self.split, self.cloud_masks)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such index file; {PUBLISHED_INDEX_FILES}")
         records = load_json_index(path)[0] if path.suffix == ".json" else load_npy_index(path)
         index = index_from_records(records, self.n_input_samples, self.coverage.shape[1], self.labels, str(path))
         self._check_paths(records, path)

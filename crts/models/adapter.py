@@ -16,6 +16,7 @@ from torch import nn
 from cube.bands import S1_BANDS, S2_BANDS
 
 from ..losses import reconstruction_loss
+from ..settings import RECIPES
 from .state import StateDict
 
 Prediction = tuple[torch.Tensor, torch.Tensor | None]
@@ -38,14 +39,22 @@ class ModelAdapter:
     """The kind's name: ``crts train --model NAME``, ``model`` in our checkpoints."""
     model_class: ClassVar[type[nn.Module]]
     """The module; its constructor's arguments are the config our checkpoints store."""
-    summary: ClassVar[str]
-    """A few words for ``--help``."""
-    defaults: ClassVar[dict[str, object]]
-    """Training settings (:class:`crts.train.TrainConfig`) left unset take these: the original's recipe."""
     anchors: ClassVar[tuple[tuple[str, int], ...]]
     """Tensors (and their dimensions) that :meth:`config_of` reads the size from."""
 
-    def build(self, settings: Any) -> nn.Module:  # noqa: ANN401 (a crts.train.TrainConfig; no import cycle)
+    @property
+    def summary(self) -> str:
+        """A few words for ``--help``: its :data:`crts.settings.RECIPES` entry's."""
+        return RECIPES[self.name].summary
+
+    @property
+    def defaults(self) -> dict[str, object]:
+        """Training settings (:class:`crts.settings.TrainConfig`) left unset take these: the original's recipe,
+        from :data:`crts.settings.RECIPES` (torch-free, so that ``crts train`` checks its options before
+        importing torch)."""
+        return RECIPES[self.name].defaults
+
+    def build(self, settings: Any) -> nn.Module:  # noqa: ANN401 (a crts.settings.TrainConfig)
         """A new model from the training settings."""
         raise NotImplementedError
 

@@ -1,12 +1,14 @@
 """The model kinds, by the name ``crts train --model`` takes: one :class:`~crts.models.adapter.ModelAdapter` each.
 
-Adding a model: its file (module and adapter) and one line here (docs/extending.md).
+Adding a model: its file (module and adapter), one line here and its recipe in :data:`crts.settings.RECIPES`
+(docs/extending.md).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from ..settings import recipe
 from .adapter import ModelAdapter
 from .resnet3d import ResNet3DAdapter
 from .uncrtaints import UnCRtainTSAdapter
@@ -29,8 +31,7 @@ def model_kind(name: str) -> ModelAdapter:
     ...
     ValueError: invalid model 'unet': choose from resnet3d, uncrtaints, utae
     """
-    if name not in MODELS:
-        raise ValueError(f"invalid model {name!r}: choose from {', '.join(MODELS)}")
+    recipe(name)  # an unknown name: the one line listing the kinds
     return MODELS[name]
 
 

@@ -127,8 +127,6 @@ class ResNet3DAdapter(ModelAdapter):
 
     name = "resnet3d"
     model_class = ResNet3D
-    summary = "the paper's 3D ResNet"
-    defaults = {"lr": 2e-4, "beta1": 0.5, "epochs": 100, "epochs_decay": 100, "loss": "l1", "sampler": "fixed"}
     anchors = (("model_initial.0.weight", 4), ("model_final.8.weight", 5))
 
     def build(self, settings: object) -> ResNet3D:

@@ -213,9 +213,6 @@ class UnCRtainTSAdapter(ModelAdapter):
 
     name = "uncrtaints"
     model_class = UnCRtainTS
-    summary = "UnCRtainTS (MGNLL, Adam at a constant rate, random sampler)"
-    defaults = {"lr": 1e-3, "beta1": 0.9, "epochs": 20, "epochs_decay": 0, "loss": "MGNLL", "sampler": "random",
-                "width": 128, "scale_by": 10.0}
     anchors = (("in_conv.conv.conv.0.weight", 4),)
 
     def build(self, settings: object) -> UnCRtainTS:

@@ -274,9 +274,6 @@ class UTAEAdapter(ModelAdapter):
 
     name = "utae"
     model_class = UTAE
-    summary = "U-TAE (Garnot & Landrieu 2021), UnCRtainTS's baseline (L2, or MGNLL with variances)"
-    defaults = {"lr": 1e-3, "beta1": 0.9, "epochs": 20, "epochs_decay": 0, "loss": "l2", "sampler": "random",
-                "width": 64, "scale_by": 1.0}
     anchors = (("in_conv.conv.conv.0.weight", 4), ("temporal_encoder.attention_heads.Q", 2),
                ("temporal_encoder.inconv.weight", 3), ("out_conv.conv.conv.0.weight", 4))
 

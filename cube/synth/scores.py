@@ -40,6 +40,9 @@ def score_detectors(ds: xr.Dataset) -> pd.DataFrame:
     ------
     FileNotFoundError
         If the cube's source is not a synthetic data set.
+    ValueError
+        If the synthetic set at the cube's source lacks the truth of some of its patches (the cube holds
+        patches of a set written over since, e.g. appended after ``crts synth --overwrite``).
     """
     root = Path(ds.attrs["source_root"])
     if not (root / MANIFEST).exists():
@@ -47,11 +50,17 @@ def score_detectors(ds: xr.Dataset) -> pd.DataFrame:
     truth = open_truth(root)
     where = {(g, int(r), int(i)): k for k, (g, r, i) in enumerate(zip(
         truth.roi_group.values, truth.roi.values, truth.patch_id.values, strict=True))}
+    keys = [(str(g), int(r), int(i)) for g, r, i in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values,
+                                                         strict=True)]
+    if missing := [key for key in keys if key not in where]:
+        g, r, i = missing[0]
+        raise ValueError(f"{root}: its synthetic truth lacks {len(missing)} of the cube's {len(keys)} patches (e.g. "
+                         f"{g}/{r} patch {i}: converted from a synthetic set that is no longer there); --truth scores "
+                         f"a cube converted from one synthetic set: convert {root} into a new cube to score that set")
     counts: dict[str, np.ndarray] = {}
     kinds: dict[str, str] = {}
-    for p in range(ds.sizes["patch"]):
-        k = where[(str(ds.roi_group.values[p]), int(ds.roi.values[p]), int(ds.patch_id.values[p]))]
-        one = truth.isel(patch=k)
+    for p, key in enumerate(keys):
+        one = truth.isel(patch=where[key])
         cloud, shadow = one.cloud.values, one.shadow.values
         true = {"cloud": cloud, "shadow": shadow, "cloud or shadow": cloud | shadow}
         valid = ds.valid.sel(modality="S2").values[p]

@@ -3,7 +3,10 @@ and resumes said in one line; nothing written where the input was bad."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +21,7 @@ import torch
 from crts.cli import main
 from crts.models import ResNet3D
 from crts.train import _warn_if_slow
-from cube import open_cube
+from cube import convert, open_cube
 from cube.runs import list_runs, open_run
 from cube.synth import make_dataset
 
@@ -37,6 +40,19 @@ def _one_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
     for word in words:
         assert word in last, err
     return last
+
+
+def _crts(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m crts ARGS`` (or ``python -c CODE ARGS``) as a user runs it, from this checkout."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, *(["-c", code] if code else ["-m", "crts"]), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _last_line(done: subprocess.CompletedProcess) -> str:
+    """The one line a failed command wrote last (no traceback before it)."""
+    assert "Traceback" not in done.stderr and done.stderr.endswith("\n"), done.stderr
+    return done.stderr.splitlines()[-1]
 
 
 @pytest.fixture
@@ -80,7 +96,12 @@ def test_resume_takes_the_run_s_own_model_and_settings(sampling_cube: Path, tmp_
     assert content["model"] == "uncrtaints" and content["step"] == 3
     assert main(["train", str(sampling_cube), "--out", str(out), "--resume", "--model", "resnet3d",
                  "--max-steps", "4"]) == 2
-    _one_line(capsys, str(out / "last.pt"), "this run builds")
+    _one_line(capsys, f"{out} was trained as uncrtaints, not resnet3d: leave out --model (or give --model uncrtaints)")
+    done = _crts("train", "--out", str(out), "--resume", "--model", "utae", "--max-steps", "4")  # as a user does
+    assert done.returncode == 2 and _last_line(done) == (
+        f"crts train: error: {out} was trained as uncrtaints, not utae: leave out --model (or give --model "
+        "uncrtaints) to resume it")
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
 
 
 def test_a_full_size_model_on_the_cpu_is_announced(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,3 +223,112 @@ def test_ctrl_c_during_convert_is_one_line_and_resumes(tmp_path: Path) -> None:
     a, b = open_cube(cube), open_cube(fresh)
     for name in ("S1", "S2", "valid"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_so_and_the_same_command_runs_again(sampling_cube: Path,
+                                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "crts", "train", str(sampling_cube), "--out", str(out), *SMALL[:-4],
+               "--max-steps", "400", "--checkpoint-every", "1000", "--log-every", "1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "log.csv").is_file() or len((out / "log.csv").read_text().splitlines()) < 3:  # header, 2 steps
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be interrupted"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line and not line.startswith("training")]
+    assert lines == ["crts train: interrupted: no checkpoint was written yet, nothing to resume: run the same command "
+                     "again (without --resume) to start the run over"], err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "log.csv", "tensorboard"]  # no last.pt
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 400
+    with (out / "log.csv").open(newline="") as log:
+        steps = [int(row["step"]) for row in csv.DictReader(log) if row["loss"]]
+    assert steps == list(range(1, 401))  # the new run's log alone (the stopped run's lines are gone)
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+def test_a_plain_open_zarr_of_an_unfinished_conversion_fails_naming_it(tiny_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(tiny_root, tmp_path / "SEN12MSCRTS"))
+    damaged = sorted(root.glob("ROIs2017/32/S2/2/*.tif"))[-1]
+    intact = damaged.read_bytes()
+    damaged.write_bytes(intact[:500])  # found while reading pixels: the conversion stops with the cube written
+    cube = tmp_path / "cube.zarr"
+    done = _crts("convert", str(root), str(cube), "--workers", "1", "--detectors", "none")
+    assert done.returncode == 2 and str(damaged) in done.stderr
+    plain = ("import sys, xarray as xr\n"
+             "try:\n    xr.open_zarr(sys.argv[1])\nexcept ValueError as err:\n    print(err)\n"
+             "print(xr.open_zarr(sys.argv[1], consolidated=False).attrs.get('conversion_state'))")
+    seen = _crts(str(cube), code=plain)
+    assert seen.returncode == 0, seen.stderr
+    failed, attribute = seen.stdout.splitlines()
+    assert "incomplete: the conversion writing this cube has not finished" in failed and "--resume" in failed
+    assert attribute.startswith("incomplete: ") and "allow_incomplete=True" in attribute
+    partial = open_cube(cube, allow_incomplete=True)
+    assert not partial.valid.values.all() and "conversion_state" in partial.attrs
+    damaged.write_bytes(intact)
+    assert _crts("convert", str(root), str(cube), "--workers", "1", "--detectors", "none", "--resume").returncode == 0
+    convert(root, tmp_path / "fresh.zarr", workers=1, clouds=(), progress=False)
+    finished, fresh = (json.loads((c / "zarr.json").read_text()) for c in (cube, tmp_path / "fresh.zarr"))
+    assert finished == fresh and "conversion_state" not in finished["attributes"]  # a complete cube is as before
+    assert open_cube(cube).valid.values.all()
+
+
+def test_another_synthetic_set_appended_says_how_to_go_on(tmp_path: Path) -> None:
+    tiny = {"patches_per_roi": 2, "size": 32, "times": 4, "workers": 1, "progress": False}
+    first, other = (make_dataset(tmp_path / name, [roi], seed=seed, **tiny)
+                    for name, roi, seed in (("a", "ROIs1868/17", 1), ("b", "ROIs2017/32", 2)))
+    cube = tmp_path / "cube.zarr"
+    convert(first, cube, workers=1, clouds=("cloud_cloudshadow_mask",), progress=False)
+    done = _crts("convert", str(other), str(cube), "--workers", "1")
+    assert done.returncode == 2 and _last_line(done) == (
+        f"crts convert: error: {cube}: was converted from {first}, not {other}; a cube appends from its own source "
+        f"root only (it records file paths relative to it): put the new ROI folders or archives in {first} and run "
+        f"`crts convert {first} {cube}` (it adds only the patches not in the cube), or convert {other} into a new "
+        "cube")
+    make_dataset(first, ["ROIs2017/32"], seed=2, overwrite=True, **tiny)  # another set where the first was
+    convert(first, cube, workers=1, clouds=("cloud_cloudshadow_mask",), progress=False)
+    done = _crts("stats", str(cube), "--truth")
+    assert done.returncode == 2 and _last_line(done) == (
+        f"crts stats: error: {first}: its synthetic truth lacks 2 of the cube's 4 patches (e.g. ROIs1868/17 patch "
+        f"{open_cube(cube).patch_id.values[0]}: converted from a synthetic set that is no longer there); --truth "
+        f"scores a cube converted from one synthetic set: convert {first} into a new cube to score that set")
+
+
+def test_a_missing_index_file_names_where_the_published_ones_come_from(cube_copy: Path, tmp_path: Path) -> None:
+    from crts.data import SEN12MSCRTS
+
+    missing = tmp_path / "3_test_s2cloudless_mask.npy"
+    where = ("no such index file; the original authors' published index files (e.g. 3_test_s2cloudless_mask.npy) "
+             "are downloaded from the link in https://github.com/PatrickTUM/SEN12MS-CR-TS (README, Usage)")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{missing}: {where}")):
+        SEN12MSCRTS(cube_copy, split="test", import_data_path=missing)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{missing}: {where}")):  # a folder without the file
+        SEN12MSCRTS(cube_copy, split="test", n_input_samples=3, import_data_path=tmp_path)
+    done = _crts("evaluate", str(cube_copy), "--baseline", "mosaic", "--import-index", str(missing), "--run", "m")
+    assert done.returncode == 2 and _last_line(done).startswith(f"crts evaluate: error: {missing}: {where}")
+    assert list_runs(cube_copy) == []
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--lr-typo", "1", "CUBE"], "unrecognized arguments: --lr-typo CUBE; did you mean '--lr'?"),
+    (["train", "CUBE", "--model", "uncrtaint"], "invalid choice: 'uncrtaint'"),
+    (["train", "CUBE", "--loss", "l3"], "invalid choice: 'l3'"),
+    (["train", "CUBE", "--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
+    (["train", "CUBE", "--lr", "-1"], "invalid lr -1.0: must be a number in (0, inf)"),
+    (["train", "CUBE", "--min-cov", "0.9", "--max-cov", "0.1"], "min_cov 0.9 is above max_cov 0.1"),
+    (["evaluate", "CUBE", "--baseline", "least_cloudi", "--run", "r"], "did you mean 'least_cloudy'?"),
+    (["evaluate", "CUBE", "--baseline", "mosaic", "--run", "r", "--widnow", "64"], "did you mean '--window'?"),
+])
+def test_train_and_evaluate_check_their_arguments_before_importing_torch(argv: list[str], message: str) -> None:
+    code = ("import sys\nfrom crts.cli import main\n"
+            "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as stop:\n    code = stop.code\n"
+            "print(code, sorted(m for m in ('torch', 'xarray', 'zarr', 'crts.train', 'crts.evaluate') "
+            "if m in sys.modules))")
+    done = _crts(*argv, code=code)
+    assert done.stdout.splitlines() == ["2 []"], done.stderr
+    assert done.stderr.count("\n") == 1 and message in done.stderr and "Traceback" not in done.stderr
