@@ -69,7 +69,7 @@ from .conversion import (
     convert_patch,
     finished,
 )
-from .outputs import check_outside
+from .outputs import check_not_in_cube, check_outside
 from .parallel import RowBatches, task_pool
 from .rois import ALL_ROIS, Roi, in_cr_split, select_rois
 from .schema import SPECS, PatchMeta, Spec, encoding, template
@@ -717,6 +717,7 @@ def convert_sources(sources: Sources, dst: str | os.PathLike | CubeStore, *, roi
     local = [Path(a.location) for a in sources.archives if not is_url(a.location)] + sources.trees
     _check_destination(store, local, report, resume)
     scratch = Path(scratch) if scratch else default_scratch(store)
+    check_not_in_cube(scratch, "the scratch folder")
     for source in local:
         check_outside(scratch, source, "the scratch folder")
     spec = SPECS[sources.layout]
