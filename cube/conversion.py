@@ -32,7 +32,7 @@ from . import __version__
 from .bands import DTYPES, bands_of
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS, detector
-from .outputs import check_not_in_cube, check_outside, check_writable, delete_own
+from .outputs import check_not_in_cube, check_outside, check_writable
 from .parallel import RowBatches, check_count, check_workers, run_tasks
 from .problems import FileProblem, Problem
 from .rois import Roi, in_cr_split, select_rois
@@ -195,7 +195,7 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
     ours = {*ds_template.variables, "zarr.json"}
     for name in store.children():
         if name in ours:
-            delete_own(store, name)
+            store.delete(name)
     store.write_dataset(ds_template, compute=False, encoding={**table_encoding(ds_template), **enc}, mode="a")
 
 
