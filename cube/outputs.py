@@ -1,6 +1,6 @@
 """Where a command may write or delete: never inside its source or inside a cube, never through a link.
 
-Every command that writes a folder (``crts convert``, ``train``, ``report``,
+Every command that writes a folder (``crts convert``, ``train``, ``report``, ``download``,
 ``synth``) checks it here before its first write, so that a mistyped output
 path is refused in one line instead of overwriting or deleting what the folder
 holds. Single files written for other programs (exports, the patch index's
