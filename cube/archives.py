@@ -19,8 +19,9 @@ Bounds: the tar stream is parsed here (not by :mod:`tarfile`, which reads PAX
 headers whole and expands sparse members), each length checked before anything
 is read: a member's data (:data:`MEMBER_LIMIT`), the extended headers before a
 member (:data:`HEADER_LIMIT`), the data after the end of the tar archive
-(:data:`TRAILING_LIMIT`), and the compressed bytes read by the output they give (:data:`INPUT_PER_OUTPUT`,
-:data:`INPUT_SLACK`: compressed data that gives no output is not read on without end). Only regular ``.tif`` members are read; every other
+(:data:`TRAILING_LIMIT`), and the compressed bytes read by the output they give
+(:data:`INPUT_PER_OUTPUT`, :data:`INPUT_SLACK`: compressed data that gives no
+output is not read on without end). Only regular ``.tif`` members are read; every other
 member's bytes are skipped in chunks, unread, and links, devices, FIFOs and
 sparse files named ``.tif`` are refused without reading their data. A URL is
 followed through redirects to http(s) only, never from https to http.
