@@ -54,6 +54,7 @@ from .bands import bands_of
 from .clouds import cloud_pass
 from .layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
 from .conversion import (
+    STOPPED,
     ConversionError,
     ConversionReport,
     _create,
@@ -69,7 +70,7 @@ from .conversion import (
     convert_patch,
     finished,
 )
-from .outputs import check_outside
+from .outputs import check_not_in_cube, check_outside, writing
 from .parallel import RowBatches, task_pool
 from .rois import ALL_ROIS, Roi, in_cr_split, select_rois
 from .schema import SPECS, PatchMeta, Spec, encoding, template
@@ -538,9 +539,10 @@ class ArchiveConversion:
             ready = list(self.assembly.ready)
             found, self.assembly.problems = self.assembly.problems, []
         self._problems(found, "in the names")
-        if ready:
-            self.place(ready)
-        self.harvest(timeout if self.running and not ready else 0)
+        with writing(self.store.location, STOPPED):
+            if ready:
+                self.place(ready)
+            self.harvest(timeout if self.running and not ready else 0)
 
     def _broken(self, errors: list) -> None:
         """Errors of the archive readers: a full scratch disk always stops; a broken archive under ``fail``."""
@@ -717,6 +719,7 @@ def convert_sources(sources: Sources, dst: str | os.PathLike | CubeStore, *, roi
     local = [Path(a.location) for a in sources.archives if not is_url(a.location)] + sources.trees
     _check_destination(store, local, report, resume)
     scratch = Path(scratch) if scratch else default_scratch(store)
+    check_not_in_cube(scratch, "the scratch folder")
     for source in local:
         check_outside(scratch, source, "the scratch folder")
     spec = SPECS[sources.layout]

@@ -19,7 +19,9 @@ Bounds: the tar stream is parsed here (not by :mod:`tarfile`, which reads PAX
 headers whole and expands sparse members), each length checked before anything
 is read: a member's data (:data:`MEMBER_LIMIT`), the extended headers before a
 member (:data:`HEADER_LIMIT`), the data after the end of the tar archive
-(:data:`TRAILING_LIMIT`). Only regular ``.tif`` members are read; every other
+(:data:`TRAILING_LIMIT`), and the compressed bytes read by the output they give
+(:data:`INPUT_PER_OUTPUT`, :data:`INPUT_SLACK`: compressed data that gives no
+output is not read on without end). Only regular ``.tif`` members are read; every other
 member's bytes are skipped in chunks, unread, and links, devices, FIFOs and
 sparse files named ``.tif`` are refused without reading their data. A URL is
 followed through redirects to http(s) only, never from https to http.
@@ -28,6 +30,8 @@ followed through redirects to http(s) only, never from https to http.
 from __future__ import annotations
 
 import http.client
+import io
+import math
 import os
 import re
 import struct
@@ -59,6 +63,17 @@ the archive's reading (what follows cannot be told apart from them)."""
 TRAILING_LIMIT = 1 << 20
 """The most bytes read after the tar archive's end block. tar pads an archive to a whole record, 10 KiB by default
 (20 blocks of 512 B); 1 MiB allows blocking factors up to 2,048. More there is refused, and not read."""
+INPUT_SLACK = 1 << 20
+"""The most compressed bytes read beyond what the output read (and asked for) so far can need (see
+:data:`INPUT_PER_OUTPUT`). igzip reads its input 512 KiB at a time ahead of its output, and holds up to 8 KiB of
+output in its buffer; a gzip header's name, comment and extra field are some bytes in the data set's archives. More
+compressed input without output (empty deflate blocks, empty gzip members, endless zero padding after a member:
+igzip reads on through them without returning) is refused: from a URL it would never end."""
+INPUT_PER_OUTPUT = 1.01
+"""The most compressed bytes per byte of output (besides :data:`INPUT_SLACK`). Deflate's worst case, data that does
+not compress, is stored blocks: 5 B per 65,535 B (+0.008 %); a stream of gzip members (pigz, bgzip) adds at most
+26 B per member of 64 KiB (+0.04 %). The data set's GeoTIFFs compress, so their archives need less than one byte of
+input per byte of output; 1 % more than the output covers any gzip writer."""
 URL_TIMEOUT_S = 60
 """Seconds without a byte from a server before reading an archive from a URL gives up (one line, an
 :class:`ArchiveError`)."""
@@ -222,9 +237,50 @@ class DamagedTar(Exception):
     """A tar stream that is not one, or that claims more than its bounds: the archive is read no further."""
 
 
-_BROKEN = (DamagedTar, EOFError, isal_zlib.error, OSError, http.client.HTTPException)
+class CompressedInput(io.RawIOBase):
+    """The compressed bytes of an archive as igzip reads them, bounded by the ``output`` read and asked for so far
+    (set by :class:`Inflated`): at most :data:`INPUT_PER_OUTPUT` times it plus :data:`INPUT_SLACK`; more is a
+    :class:`DamagedTar`."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw, self.taken, self.output = raw, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = self.raw.readinto(buffer) or 0
+        self.taken += count
+        if self.taken > math.ceil(self.output * INPUT_PER_OUTPUT) + INPUT_SLACK:
+            raise DamagedTar(f"{self.taken} B of compressed data for at most {self.output} B of output, more than "
+                             "any gzip writer needs (INPUT_PER_OUTPUT, INPUT_SLACK): refused, read no further")
+        return count
+
+
+class Inflated:
+    """The decompressed bytes of a gzip stream (igzip), its compressed input bounded by :class:`CompressedInput`."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.input, self.given = CompressedInput(raw), 0
+        self.gzip = igzip.IGzipFile(fileobj=self.input, mode="rb")
+
+    def read(self, size: int) -> bytes:
+        self.input.output = self.given + size
+        out = self.gzip.read(size)
+        self.given += len(out)
+        return out
+
+    def __enter__(self) -> Inflated:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.gzip.close()
+
+
+_BROKEN = (DamagedTar, EOFError, isal_zlib.error, OSError, OverflowError, http.client.HTTPException)
 """What the tar reader, igzip and a URL's answer raise on a truncated, corrupt or unbounded archive (a bad CRC:
-``gzip.BadGzipFile``, an OSError; a chunked answer cut short: ``http.client.IncompleteRead``)."""
+``gzip.BadGzipFile``, an OSError; a gzip header longer than igzip's 512 KiB input buffer: an OverflowError; a
+chunked answer cut short: ``http.client.IncompleteRead``)."""
 _REGULAR = (b"0", b"\0", b"7")
 _HEADERS = {b"x": "PAX", b"g": "global PAX", b"L": "GNU long name", b"K": "GNU long link name"}
 _SPECIAL = {b"1": "hard link", b"2": "symbolic link", b"3": "character device", b"4": "block device",
@@ -450,7 +506,7 @@ def read_members(raw: BinaryIO, archive: str) -> Iterator[tuple[str, bytes | Arc
     """
     tar, last, count = None, None, 0
     try:
-        with igzip.IGzipFile(fileobj=raw, mode="rb") as data:
+        with Inflated(raw) as data:
             tar = TarReader(data)
             for member in tar:
                 if reason := refusal(member):

@@ -32,7 +32,7 @@ from . import __version__
 from .bands import DTYPES, bands_of
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS, detector
-from .outputs import check_not_in_cube, check_outside, check_writable, delete_own
+from .outputs import check_not_in_cube, check_outside, check_writable, writing
 from .parallel import RowBatches, check_count, check_workers, run_tasks
 from .problems import FileProblem, Problem
 from .rois import Roi, in_cr_split, select_rois
@@ -50,6 +50,10 @@ from .validate import (
 )
 
 ON_ERROR = ("fail", "skip")
+STOPPED = ("the conversion stopped (the patches written so far are kept: run the same command with --resume to "
+           "finish)")
+"""How an OS error that refuses the cube's writes mid-run (a full disk, a failing one) is reported: as one line
+naming the cube (:func:`cube.outputs.writing`), with the way to finish."""
 
 
 class ConversionError(ValueError):
@@ -195,7 +199,7 @@ def _create(store: CubeStore, ds_template, enc: dict) -> None:
     ours = {*ds_template.variables, "zarr.json"}
     for name in store.children():
         if name in ours:
-            delete_own(store, name)
+            store.delete(name)
     store.write_dataset(ds_template, compute=False, encoding={**table_encoding(ds_template), **enc}, mode="a")
     store.mark_incomplete()  # unconverted patches read as zeros: plain xr.open_zarr must not take it for a cube
 
@@ -319,15 +323,16 @@ def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int
     tasks = [(store, first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
               *georef[p.key], on_error, (p.roi, p.pid)) for i, p in enumerate(new) if not done[i]]
     problems: list[Problem] = []
-    try:
-        with RowBatches(store, "valid") as rows:
-            for index, valid, found in run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1, scheduler,
-                                                 progress, "converting"):
-                rows.add(index, valid)
-                problems += found
-    except FileProblem as err:
-        raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
-                              "--resume, or use --on-error skip)") from None
+    with writing(store.location, STOPPED):
+        try:
+            with RowBatches(store, "valid") as rows:
+                for index, valid, found in run_tasks(tasks, convert_patch, workers or os.cpu_count() or 1,
+                                                     scheduler, progress, "converting"):
+                    rows.add(index, valid)
+                    problems += found
+        except FileProblem as err:
+            raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
+                                  "--resume, or use --on-error skip)") from None
     return problems, len(tasks)
 
 

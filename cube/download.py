@@ -43,6 +43,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .archives import archive_group, open_url, printable, reason_of
+from .outputs import check_not_in_cube
 
 TIMEOUT_S = 60
 """Seconds without a byte from the server before a download is given up (and can be resumed)."""
@@ -302,8 +303,10 @@ def fetch(archive: Published, dest: Path, progress: bool = True) -> int:
 
 
 def prepare_dest(dest: str | os.PathLike) -> Path:
-    """DEST, created if absent; a path that is not a writable folder raises one line naming it."""
+    """DEST, created if absent; a path that is not a writable folder, or lies inside a cube, raises one line naming
+    it."""
     dest = Path(dest)
+    check_not_in_cube(dest, "the download folder")
     if dest.exists() and not dest.is_dir():
         raise DownloadError(f"{dest}: exists and is not a folder")
     try:

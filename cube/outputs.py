@@ -1,13 +1,14 @@
 """Where a command may write or delete: never inside its source or inside a cube, never through a link.
 
-Every command that writes a folder (``crts convert``, ``train``, ``report``,
+Every command that writes a folder (``crts convert``, ``train``, ``report``, ``download``,
 ``synth``) checks it here before its first write, so that a mistyped output
 path is refused in one line instead of overwriting or deleting what the folder
 holds. Single files written for other programs (exports, the patch index's
 ``--out``) go through :func:`replacing`: never half a file. Outputs other than
 the cube itself are refused inside a cube (:func:`check_not_in_cube`), and in a
 folder where the file system refuses new files (:func:`check_writable`). What a
-command deletes inside a cube is checked by :func:`check_no_links` first.
+command deletes inside a local cube is checked by :func:`check_no_links` first (in
+:meth:`cube.store.CubeStore.delete`, the one place that deletes).
 """
 
 from __future__ import annotations
@@ -20,12 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
 from .problems import FileProblem
-
-if TYPE_CHECKING:
-    from .store import CubeStore
 
 REFUSING_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
                              errno.EIO})
@@ -242,21 +238,3 @@ def replacing(target: Path) -> Iterator[Path]:
     finally:
         partial.unlink(missing_ok=True)
 
-
-def delete_own(store: CubeStore, key: str) -> None:
-    """Delete ``key`` of a cube (an object, or everything under it as a prefix) and nothing outside the cube.
-
-    In a local cube, a key reached through a symbolic link is refused before anything is deleted
-    (:func:`check_no_links`): zarr's local store would delete the link's target. In a bucket only the objects under
-    ``key/`` (with the ``/``: ``v1`` never takes ``v10``) below the cube's own prefix are deleted.
-
-    Raises
-    ------
-    OutputRefused
-        For a key reached through a link, or one that the file system refuses to delete (an immutable folder).
-    """
-    if store.local:
-        with writing(check_no_links(store.store.root, key), "cannot be deleted"):
-            store.delete(key)
-    else:
-        store.delete(key)

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .bands import S2_SCALE
+from .outputs import replacing
 from .stats import CoverageIndex, coverage_table, histogram
 
 READABLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
@@ -125,9 +126,18 @@ def plot_coverage(index: CoverageIndex, detector: str | None = None, out: str | 
 
 
 def finish(fig: plt.Figure, out: str | os.PathLike | None, dpi: int = 110) -> plt.Figure | Path:
-    """The figure itself if ``out`` is None, else the path of the PNG written there (the figure is closed)."""
+    """The figure itself if ``out`` is None, else the path of the image written there (the figure is closed).
+
+    The image is written whole or not at all (:func:`cube.outputs.replacing`), in the format its suffix names
+    (PNG without one); an ``out`` inside a cube, or where the file system refuses files, is refused
+    (:class:`cube.outputs.OutputRefused`, one line naming it) with nothing written.
+    """
     if out is None:
         return fig
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return Path(out)
+    out = Path(out)
+    try:
+        with replacing(out) as partial:
+            fig.savefig(partial, dpi=dpi, format=out.suffix[1:] or "png")
+    finally:
+        plt.close(fig)
+    return out

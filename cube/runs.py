@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from .outputs import delete_own, writing
+from .outputs import writing
 from .store import CubeStore, as_store, checked_state, owner_gone, owner_record
 
 RUNS = "runs"
@@ -111,7 +111,7 @@ class RunWriter:
         self.store.group(self.path, mode="r+").update_attributes({"published": now})
         self.store.consolidate(self.path)
         for version in _replaced(self.store, self.name):
-            delete_own(self.store, f"{RUNS}/{self.name}/{version}")
+            self.store.delete(f"{RUNS}/{self.name}/{version}")
         return f"{self.store.location}/{self.path}"
 
 
@@ -185,7 +185,7 @@ def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | No
     and versions never published whose writer is gone (it ran on this host and its process
     has ended), or, for writers on other hosts, that are older than
     ``older_than_hours``. Versions being written by a live process stay. Nothing is deleted through a symbolic
-    link (see :func:`cube.outputs.delete_own`).
+    link (see :meth:`cube.store.CubeStore.delete`).
 
     Raises
     ------
@@ -201,7 +201,7 @@ def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | No
             attributes = store.group_attributes(f"{RUNS}/{name}/{version}") or {}
             if "published" in attributes or owner_gone(run_writer(attributes)) or _older(
                     version, older_than_hours):
-                delete_own(store, f"{RUNS}/{name}/{version}")
+                store.delete(f"{RUNS}/{name}/{version}")
                 deleted.append(f"{RUNS}/{name}/{version}")
     return deleted
 

@@ -28,7 +28,7 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -45,6 +45,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, ObjectStore, StorePath
 
 from . import chunks
+from .outputs import check_no_links, writing
 from .problems import FileProblem
 from .rois import GROUPS, PatchLabel, Roi
 from .schema import DESCRIPTIONS, SCHEMA_VERSION, UPGRADABLE
@@ -443,8 +444,19 @@ class CubeStore:
         return self.read_json(key) == json.loads(data)
 
     def delete(self, name: str) -> None:
-        """Delete an object, or everything under ``name`` as a prefix."""
-        with _requests(self.location):
+        """Delete an object, or everything under ``name`` as a prefix, and nothing outside the cube.
+
+        In a local cube, a name reached through a symbolic link is refused before anything is deleted
+        (:func:`cube.outputs.check_no_links`): zarr's local store would delete the link's target. In a bucket only
+        the objects under ``name/`` (with the ``/``: ``v1`` never takes ``v10``) below the cube's prefix go.
+
+        Raises
+        ------
+        cube.outputs.OutputRefused
+            For a name reached through a link, or one that the file system refuses to delete (an immutable folder).
+        """
+        checked = writing(check_no_links(self.store.root, name), "cannot be deleted") if self.local else nullcontext()
+        with checked, _requests(self.location):
             sync(self.store.delete(name))
             sync(self.store.delete_dir(name))
 
@@ -736,7 +748,8 @@ class CubeStore:
             if holder is not None and holder.get("token") == owner["token"]:
                 self.delete(LOCK)
                 if self.local and not self.children():  # a writer that stopped before writing leaves no folder
-                    Path(self.store.root).rmdir()
+                    with suppress(OSError):  # (a link, a mount point, a parent it may not change: it stays)
+                        Path(self.store.root).rmdir()
 
     def _acquire(self, owner: dict, force_unlock: bool) -> None:
         for _ in range(3):

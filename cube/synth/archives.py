@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..archives import archive_of
 from ..layout import scan_cr, scan_ts
+from ..outputs import check_not_in_cube
 from ..rois import Roi
 from .dataset import MANIFEST, TRUTH_DIR, _prepare_output, make_dataset
 
@@ -76,7 +77,7 @@ def write_archives(tree: str | os.PathLike, out: str | os.PathLike, *, shuffle: 
     tree : path
         A SEN12MS-CR-TS or SEN12MS-CR tree (e.g. of :func:`cube.synth.make_dataset`).
     out : path
-        Folder for the archives (created if absent).
+        Folder for the archives (created if absent); refused inside a cube (:class:`cube.outputs.OutputRefused`).
     shuffle : collection of str or bool
         Names of archives whose members are written in a random order (True:
         all); the others hold them in the order of a walk of the tree.
@@ -100,6 +101,7 @@ def write_archives(tree: str | os.PathLike, out: str | os.PathLike, *, shuffle: 
     ['s1_europa.tar.gz', 's1_europa_test.tar.gz', 's2_europa.tar.gz', 's2_europa_test.tar.gz']
     """
     tree, out = Path(tree), Path(out)
+    check_not_in_cube(out, "the archives folder")
     archives = _members(tree)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..bands import PIXEL_SIZE_M, S2_BANDS, S2_SCALE
 from ..layout import cr_relpath, ts_relpath
+from ..outputs import check_not_in_cube
 from ..parallel import check_workers
 from ..rois import ALL_ROIS, Roi, region_of, split_of
 from .clouds import CIRRUS_OPACITY_MIN, CLOUD_OPACITY_MIN, SHADOW_MIN, apply_sky, draw_coverage, draw_sky
@@ -224,7 +225,9 @@ def _write_truth(out: Path, plan: RoiPlan, t: int, clear: np.ndarray, cloud: np.
 
 
 def _prepare_output(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty folder unless asked to, and then only one that holds synthetic data."""
+    """Refuse a folder inside a cube (or a cube), a non-empty folder unless asked to, and then only one that holds
+    synthetic data."""
+    check_not_in_cube(out, "the synthetic data set")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
@@ -263,7 +266,8 @@ def make_dataset(out: str | os.PathLike, rois: list[str | Roi] | None = None, *,
     Parameters
     ----------
     out : path
-        Data set root to create; must be empty or absent unless ``overwrite``.
+        Data set root to create; must be empty or absent unless ``overwrite``, and not inside a cube
+        (:class:`cube.outputs.OutputRefused`).
     rois : list of str or Roi, optional
         ROIs such as ``"ROIs1868/17"``; default :data:`DEFAULT_ROIS`.
     patches_per_roi, size, times : int

@@ -10,7 +10,7 @@ import numpy as np
 import rasterio
 
 from ..layout import scan_ts
-from ..plots import true_colour
+from ..plots import finish, true_colour
 from .dataset import open_truth
 
 
@@ -19,7 +19,8 @@ def plot_patch(root: str | os.PathLike, patch: int = 0, n_times: int = 8,
     """Plot S2 (as written, with true cloud and shadow outlines), the cloud-free truth and S1 VV.
 
     Columns are evenly spaced time steps labelled with their S2 and S1 dates.
-    Returns the figure, or the path of the PNG written to ``out``.
+    Returns the figure, or the path of the PNG written to ``out`` (never inside a cube, see
+    :func:`cube.plots.finish`).
     """
     truth = open_truth(root).isel(patch=patch)
     files, _ = scan_ts(root)
@@ -50,8 +51,4 @@ def plot_patch(root: str | os.PathLike, patch: int = 0, n_times: int = 8,
         ax.set_yticks([])
     fig.suptitle(f"{key[0]}/{key[1]} patch {key[2]} ({truth.region.values}, {truth.split.values})")
     fig.tight_layout()
-    if out is None:
-        return fig
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return Path(out)
+    return finish(fig, out)

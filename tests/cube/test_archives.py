@@ -296,3 +296,75 @@ def test_an_endless_old_gnu_sparse_map_stops_the_archive(tmp_path: Path) -> None
                                            r"a/first.tif \(1 read whole\): the old GNU sparse map of a/sparse.tif"
                                            r" is longer than 65536 B \(HEADER_LIMIT\): refused unread$"):
         list(MemberStream(Archive(str(path), path.name)))
+
+
+# Compressed data that gives no output: igzip reads on through it, without returning, for as long as it lasts.
+
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+"""A gzip member's header without name, comment or extra field."""
+EMPTY_BLOCK = b"\x00\x00\x00\xff\xff"
+"""A deflate stored block of no bytes, not the last one (what a sync flush writes, after its 3 bits)."""
+EMPTY_MEMBER = GZIP_HEADER + b"\x03\x00" + bytes(8)
+"""A whole gzip member of no bytes (its last block empty, CRC 0, size 0)."""
+NO_OUTPUT = {"empty deflate blocks": (GZIP_HEADER, EMPTY_BLOCK), "empty gzip members": (b"", EMPTY_MEMBER)}
+BOUND = (r"^s2_x.tar.gz: truncated or corrupt archive, broke before its first member: \d+ B of compressed data for "
+         r"at most 512 B of output, more than any gzip writer needs \(INPUT_PER_OUTPUT, INPUT_SLACK\): refused, read "
+         r"no further$")
+
+
+def no_output(case: str, size: int) -> Iterator[bytes]:
+    """About ``size`` bytes of a gzip stream that decompresses to nothing, in chunks of about 1 MiB."""
+    start, unit = NO_OUTPUT[case]
+    yield start
+    for _ in range(size >> 20):
+        yield unit * ((1 << 20) // len(unit))
+
+
+@pytest.mark.parametrize("case", NO_OUTPUT)
+def test_compressed_data_without_output_is_read_only_to_its_bound(tmp_path: Path, case: str) -> None:
+    """The old reader read the whole file (16 MiB here) and called it truncated."""
+    path = tmp_path / "s2_x.tar.gz"
+    with path.open("wb") as out:
+        out.writelines(no_output(case, 16 << 20))
+    with path.open("rb") as raw:
+        with pytest.raises(ArchiveError, match=BOUND):
+            list(archives.read_members(raw, path.name))
+        assert raw.tell() <= archives.INPUT_SLACK + (512 << 10)  # one read of igzip's beyond the bound at most
+
+
+class EmptyBlocks(SimpleHTTPRequestHandler):
+    """A gzip stream of empty deflate blocks, 64 MiB unless the reader stops first; ``sent``: bytes written."""
+
+    sent = 0
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        try:
+            for chunk in no_output("empty deflate blocks", 64 << 20):
+                self.wfile.write(chunk)
+                EmptyBlocks.sent += len(chunk)
+        except OSError:  # the reader closed the connection
+            pass
+
+
+def test_a_url_of_empty_deflate_blocks_stops_at_the_bound(tmp_path: Path) -> None:
+    """From a server that goes on, the old reader read on for as long as it sent (without end for an endless one)."""
+    EmptyBlocks.sent = 0
+    start = time.monotonic()
+    with http_server(tmp_path, EmptyBlocks) as url, pytest.raises(ArchiveError, match=BOUND):
+        list(MemberStream(Archive(f"{url}/s2_x.tar.gz", "s2_x.tar.gz")))
+    assert time.monotonic() - start < 10
+    assert EmptyBlocks.sent < 16 << 20  # what was read, and what the connection's buffers took before it closed
+
+
+def test_a_gzip_header_longer_than_igzip_reads_is_one_line(tmp_path: Path) -> None:
+    """A file name of 1 MiB in the gzip header: igzip raised OverflowError (a traceback from crts convert)."""
+    path = tmp_path / "s2_x.tar.gz"
+    path.write_bytes(GZIP_HEADER[:3] + b"\x08" + GZIP_HEADER[4:] + b"a" * (1 << 20) + b"\0" + EMPTY_BLOCK)
+    with pytest.raises(ArchiveError, match=r"^s2_x.tar.gz: truncated or corrupt archive, broke before its first "
+                                           r"member: Gzip header exceeds input buffer size of 524288$"):
+        list(MemberStream(Archive(str(path), path.name)))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import xarray as xr
 
 from cube import open_cube
 from cube.layout import scan_ts
+from cube.outputs import OutputRefused
 from cube.rois import PatchLabel
 from cube.store import LOCK, STATE, CubeStore, patch_index, patch_labels
 
@@ -36,3 +38,37 @@ def test_size_of_a_local_cube_counts_every_file_and_a_bucket_has_none(tiny_cube:
     files = [p for p in tiny_cube.rglob("*") if p.is_file()]
     assert CubeStore(tiny_cube).size_bytes() == sum(p.stat().st_size for p in files) > 0
     assert CubeStore("memory://cube").size_bytes() is None
+
+
+def test_a_local_delete_never_goes_through_a_link(tmp_path: Path) -> None:
+    """Every caller of CubeStore.delete is covered, not only those that checked first (the old store deleted the
+    link's target: the folder outside the cube)."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "v1").mkdir(parents=True)
+    (elsewhere / "v1" / "thesis.tex").write_text("years of work")
+    (elsewhere / "valid").write_text("not the cube's")
+    cube = tmp_path / "cube.zarr"
+    (cube / "runs").mkdir(parents=True)
+    (cube / "runs" / "shared").symlink_to(elsewhere)
+    (cube / "valid").symlink_to(elsewhere / "valid")
+    store = CubeStore(cube, "r+")
+    for name, link in [("runs/shared/v1", "runs/shared"), ("runs/shared", "runs/shared"), ("valid", "valid")]:
+        with pytest.raises(OutputRefused, match=f"^{cube / link}: is a symbolic link \\(to {elsewhere}"):
+            store.delete(name)
+    assert (elsewhere / "v1" / "thesis.tex").read_text() == "years of work"
+    assert (elsewhere / "valid").read_text() == "not the cube's"
+    assert (cube / "runs" / "shared").is_symlink() and (cube / "valid").is_symlink()
+    (cube / "runs" / "mine").mkdir()
+    store.delete("runs/mine")  # the cube's own folder goes
+    assert not (cube / "runs" / "mine").exists()
+
+
+def test_a_writer_in_a_cube_folder_that_is_a_link_keeps_its_own_error(tmp_path: Path) -> None:
+    """The lock's release removed the empty cube folder with rmdir, which on a link raised NotADirectoryError
+    instead of the writer's error."""
+    (tmp_path / "target").mkdir()
+    (tmp_path / "cube.zarr").symlink_to(tmp_path / "target")
+    store = CubeStore(tmp_path / "cube.zarr", "r+")
+    with pytest.raises(ValueError, match="^the writer's own error$"), store.writer("test"):
+        raise ValueError("the writer's own error")
+    assert (tmp_path / "cube.zarr").is_symlink() and list((tmp_path / "target").iterdir()) == []

@@ -282,3 +282,44 @@ def test_a_write_that_names_no_file_names_the_output(tiny_root: Path, tmp_path: 
                          cube, "Input/output error")
     monkeypatch.undo()
     assert not [p for p in cube.rglob("*") if p.is_file()]
+
+
+def _disk_full_after(monkeypatch: pytest.MonkeyPatch, folder: Path, writes: int) -> None:
+    """Let ``writes`` files be opened for writing under ``folder``, then fail every further one with ENOSPC, as a
+    disk that fills up mid-run does, in this process."""
+    real_open, count = io.open, [0]
+
+    def opened(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if not isinstance(file, int) and set(mode) & set("wax+") and Path(os.fsdecode(file)).is_relative_to(folder):
+            count[0] += 1
+            if count[0] > writes:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fsdecode(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    for module in (io, builtins):
+        monkeypatch.setattr(module, "open", opened)
+
+
+@pytest.mark.parametrize("source", ["tree", "archives"])
+def test_a_disk_that_fills_up_mid_conversion_is_one_line_and_resume_finishes(
+        tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        source: str) -> None:
+    """The old message named a zarr temporary file inside the cube and said nothing of --resume."""
+    from cube.synth.archives import write_archives
+
+    src = tiny_root if source == "tree" else write_archives(tiny_root, tmp_path / "archives", progress=False)[0].parent
+    cube = tmp_path / "cube.zarr"
+    argv = ["convert", str(src), str(cube), "--workers", "1", "--detectors", "none",
+            *([] if source == "tree" else ["--times", "4"])]
+    _disk_full_after(monkeypatch, cube / "S2" / "c", 3)  # the images of three patches' first steps are written
+    code = main(argv)
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "patch/s" not in line]  # (progress bars)
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"crts convert: error: {cube}: the conversion stopped (the patches written so far "
+                               "are kept: run the same command with --resume to finish): No space left on device ("
+                               f"{cube / 'S2' / 'c'}"), lines[0]
+    assert main([*argv, "--resume"]) == 0
+    assert CubeStore(cube).state().complete and CubeStore(cube).array("valid")[:].all()
+    assert not list(cube.rglob("*.partial")) and not (tmp_path / "cube.zarr.scratch").exists()

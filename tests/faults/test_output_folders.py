@@ -177,3 +177,84 @@ def test_prune_through_a_link_is_one_line_and_deletes_nothing(tiny_cube: Path, t
              f"crts runs: error: {cube / 'runs' / 'shared'}: is a symbolic link (to {elsewhere.parent})")
     assert (elsewhere / "thesis.tex").read_text() == "years of work"
     assert (cube / "runs" / "shared").is_symlink()
+
+
+def _paths(folder: Path) -> dict[str, str]:
+    """Every file (with its digest) and folder under ``folder``: a folder created and left empty counts too."""
+    return {**{p.relative_to(folder).as_posix(): "folder" for p in folder.rglob("*") if p.is_dir()},
+            **_snapshot(folder)}
+
+
+@pytest.fixture(scope="module")
+def tiny_archives(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cube.synth.archives import write_archives
+
+    out = tmp_path_factory.mktemp("archives") / "archives"
+    write_archives(tiny_root, out, progress=False)
+    return out
+
+
+SYNTH = ["--rois", "ROIs1868/17", "--patches-per-roi", "1", "--size", "16", "--times", "1", "--workers", "1"]
+
+
+def _also_inside_a_cube(cube: Path, archives: Path, tmp_path: Path) -> dict[str, tuple[list[str], Path]]:
+    """More commands with an output inside ``cube``, each checked where the output is made: its arguments and the
+    output."""
+    return {"synth": (["synth", str(cube / "synthetic"), *SYNTH], cube / "synthetic"),
+            "synth --archives": (["synth", "--archives", str(cube / "archives"), *SYNTH], cube / "archives"),
+            "synth OUT --archives": (["synth", str(tmp_path / "tree"), "--archives", str(cube / "archives"), *SYNTH],
+                                     cube / "archives"),
+            "synth --preview": (["synth", str(tmp_path / "tree"), "--preview", str(cube / "preview.png"), *SYNTH],
+                                cube / "preview.png"),
+            "stats --plot": (["stats", str(cube), "--plot", str(cube / "coverage.png")], cube / "coverage.png"),
+            "download": (["download", str(cube / "archives"), "--regions", "europa", "--split", "test",
+                          "--base-url", "http://127.0.0.1:9"], cube / "archives"),
+            "convert --scratch": (["convert", str(archives), str(tmp_path / "new.zarr"), "--workers", "1",
+                                   "--detectors", "none", "--scratch", str(cube / "scratch")], cube / "scratch")}
+
+
+@pytest.mark.parametrize("command", ["synth", "synth --archives", "synth OUT --archives", "synth --preview",
+                                     "stats --plot", "download", "convert --scratch"])
+def test_no_synthetic_set_figure_download_or_scratch_inside_a_cube(sampling_cube: Path, tiny_archives: Path,
+                                                                   tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   command: str) -> None:
+    """The old code wrote each of these into the cube (a folder left there by download; convert's scratch deleted
+    again, after a conversion that went on)."""
+    cube = Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
+    before, archives = _paths(cube), _snapshot(tiny_archives)
+    argv, output = _also_inside_a_cube(cube, tiny_archives, tmp_path)[command]
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # (synth OUT's progress bar)
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"crts {command.split()[0]}: error: {output}: ") and \
+        f"inside the cube {cube};" in lines[0], lines[0]
+    assert _paths(cube) == before and _snapshot(tiny_archives) == archives
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["cube.zarr"], ["cube.zarr", "tree"])
+
+
+def test_the_python_api_refuses_the_same_outputs_inside_a_cube(sampling_cube: Path, tiny_root: Path,
+                                                               tiny_archives: Path, tmp_path: Path) -> None:
+    from cube import convert, open_cube
+    from cube.download import download
+    from cube.outputs import OutputRefused
+    from cube.plots import plot_coverage
+    from cube.stats import coverage_index
+    from cube.synth import make_dataset
+    from cube.synth.archives import make_archived_dataset, write_archives
+    from cube.synth.preview import plot_patch
+
+    cube = Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
+    before = _paths(cube)
+    index = coverage_index(open_cube(cube))
+    calls = {"synthetic": lambda out: make_dataset(out, ["ROIs1868/17"], size=16, times=1, workers=1),
+             "archived": lambda out: make_archived_dataset(out, ["ROIs1868/17"], size=16, times=1, workers=1),
+             "archives": lambda out: write_archives(tiny_root, out, progress=False),
+             "coverage.png": lambda out: plot_coverage(index, out=out),
+             "preview.png": lambda out: plot_patch(tiny_root, out=out),
+             "download": lambda out: download([], out),
+             "scratch": lambda out: convert(tiny_archives, tmp_path / "new.zarr", scratch=out, workers=1)}
+    for name, call in calls.items():
+        with pytest.raises(OutputRefused, match=f"^{cube / name}: .* lies inside the cube {cube};"):
+            call(cube / name)
+    assert _paths(cube) == before and sorted(p.name for p in tmp_path.iterdir()) == ["cube.zarr"]
