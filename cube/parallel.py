@@ -140,6 +140,9 @@ def _is_main_guard(test: ast.expr) -> bool:
     return sides == {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))}
 
 
+QUIET_SCHEDULER = {"dashboard": False, "dashboard_address": ":0"}
+"""The local scheduler's HTTP server (health routes; no dashboard) on a free port: on its default, 8787, a port in
+use (your own cluster, another conversion) made it print three lines of warning into the command's output."""
 _WARNED: set[tuple[str, int]] = set()
 """The script lines already warned about by :func:`_client` (once each: dask resets ``warnings``' own registry)."""
 
@@ -172,7 +175,7 @@ def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
         # stay silent while it does (task errors still reach this process).
         with _sigint_ignored():
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.CRITICAL)
+                                   silence_logs=logging.CRITICAL, scheduler_kwargs=QUIET_SCHEDULER)
         with cluster, Client(cluster) as client:
             yield client
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import sys
 import textwrap
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cube import open_cube
+from cube.parallel import run_tasks
 
 PROBE = "from cube.parallel import unguarded_script_call\n"
 
@@ -67,3 +70,13 @@ def test_an_unguarded_script_converts_in_process_and_a_guarded_one_uses_workers(
     assert done.returncode == 0 and done.stdout.count("done") == 1 and "RuntimeWarning" not in done.stderr
     a, b = open_cube(tmp_path / "plain.zarr"), open_cube(tmp_path / "guarded.zarr")
     assert a.S2.equals(b.S2) and a.coverage.equals(b.coverage)
+
+
+def test_a_busy_dashboard_port_prints_nothing(recwarn: pytest.WarningsRecorder) -> None:
+    """dask's scheduler serves HTTP on 8787 by default and warned in three lines where it was taken."""
+    with socket.socket() as taken:
+        with contextlib.suppress(OSError):  # (already taken by another process: the same case)
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        assert sorted(run_tasks([(-1,), (-2,)], abs, 2, None, False, "abs")) == [1, 2]
+    assert not [w for w in recwarn if "already in use" in str(w.message)]
