@@ -20,7 +20,7 @@ import xarray as xr
 from cube import convert
 from cube.clouds import compute_clouds
 from cube.detectors import DETECTORS, s2cloudless_probability
-from cube.rois import ALL_ROIS, region_of, split_of
+from cube.dataset.rois import ALL_ROIS, region_of, split_of
 from cube.schema import TABLE_CHUNK
 from cube.stats import (
     coverage_index,

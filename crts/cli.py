@@ -15,7 +15,7 @@ from pathlib import Path
 
 from crts import __version__
 from cube.outputs import PATH_ERRNOS, REFUSING_ERRNOS
-from cube.rois import REGIONS, SPLITS
+from cube.dataset.rois import REGIONS, SPLITS
 
 os.environ["MPLBACKEND"] = "Agg"  # the command writes figures to files; read when pyplot is first imported
 
@@ -620,7 +620,7 @@ def _verify_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> None:
-    from cube.problems import FileProblem
+    from cube.dataset.problems import FileProblem
     from cube.integrity import verify
 
     report = verify(args.cube, patches=args.patches, split=args.split, region=args.region,

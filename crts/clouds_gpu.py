@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cube.bands import S2_BANDS, S2_SCALE
+from cube.dataset.bands import S2_BANDS, S2_SCALE
 from cube.forest import LEAF, MODEL_PATH, dn_bins, load_forest, sigmoid32
 
 from .devices import resolve_device

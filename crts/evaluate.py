@@ -20,7 +20,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from cube.bands import S2_BANDS, S2_SCALE
+from cube.dataset.bands import S2_BANDS, S2_SCALE
 from cube.runs import RunWriter, check_run_name
 from cube.store import as_store
 

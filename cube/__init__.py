@@ -2,7 +2,7 @@
 
 This package never imports torch or :mod:`crts`. Its public names are imported
 on first use (PEP 562), so that importing a light module such as
-:mod:`cube.rois` does not import xarray, zarr and dask.
+:mod:`cube.dataset.rois` does not import xarray, zarr and dask.
 """
 
 from importlib import import_module

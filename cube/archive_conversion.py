@@ -50,9 +50,9 @@ from .archives import (
     is_url,
     tree_path,
 )
-from .bands import bands_of
+from .dataset.bands import bands_of
 from .clouds import cloud_pass
-from .layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
+from .dataset.layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
 from .conversion import (
     STOPPED,
     ConversionError,
@@ -72,10 +72,10 @@ from .conversion import (
 )
 from .outputs import check_not_in_cube, check_outside, writing
 from .parallel import RowBatches, task_pool
-from .rois import ALL_ROIS, Roi, in_cr_split, select_rois
+from .dataset.rois import ALL_ROIS, Roi, in_cr_split, select_rois
 from .schema import SPECS, PatchMeta, Spec, encoding, template
 from .store import CubeState, CubeStore, as_store
-from .problems import FileProblem, Problem
+from .dataset.problems import FileProblem, Problem
 from .validate import CR_MODALITIES, Expected, PatchFiles, check_complete, detect_layout
 
 PACING = 16
@@ -364,7 +364,7 @@ def held_steps(patches: list[PatchFiles], modalities: tuple[str, ...]) -> int | 
 
     Examples
     --------
-    >>> from cube.rois import Roi
+    >>> from cube.dataset.rois import Roi
     >>> patch = PatchFiles(Roi("ROIs1868", 17), 0, {(m, t): Path() for m in ("S1", "S2") for t in range(12)})
     >>> held_steps([patch], ("S1", "S2")), held_steps([patch], ("S1", "S2", "S2_cloudy"))
     (12, None)

@@ -32,7 +32,7 @@ from zarr.abc.store import ByteRequest, RangeByteRequest
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 
-from .problems import FileProblem
+from .dataset.problems import FileProblem
 
 _BLOSC, _CRC32C = Blosc(), CRC32C()
 GetRanges = Callable[[dict[str, list[ByteRequest]]], dict[str, list[np.ndarray | None]]]
@@ -54,7 +54,7 @@ class DamagedShardError(FileProblem):
         super().__init__(path, message)
         self.patches, self.labels = patches, labels
         """Positions along the ``patch`` axis (in the store's order) that the shard holds (empty: not known), and
-        their labels (:class:`cube.rois.PatchLabel`, where known)."""
+        their labels (:class:`cube.dataset.rois.PatchLabel`, where known)."""
 
     def __reduce__(self) -> tuple:
         return type(self), (self.path, self.message, self.patches, self.labels)

@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .bands import DTYPES, bands_of
+from .dataset.bands import DTYPES, bands_of
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS, detector
 from .outputs import check_not_in_cube, check_outside, check_writable, writing
 from .parallel import RowBatches, check_count, check_workers, run_tasks
-from .problems import FileProblem, Problem
-from .rois import Roi, in_cr_split, select_rois
+from .dataset.problems import FileProblem, Problem
+from .dataset.rois import Roi, in_cr_split, select_rois
 from .schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, table_encoding,
                      template)
 from .store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored

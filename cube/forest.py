@@ -39,7 +39,7 @@ import numpy as np
 import s2cloudless
 from s2cloudless.cloud_detector import MODEL_BAND_IDS
 
-from .bands import S2_SCALE
+from .dataset.bands import S2_SCALE
 
 MODEL_PATH = Path(s2cloudless.__file__).with_name("models") / "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
 """The forest shipped in the s2cloudless wheel."""

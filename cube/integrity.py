@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import chunks
-from .rois import PatchLabel, Roi
+from .dataset.rois import PatchLabel, Roi
 from .store import CubeStore, as_store, checked_state
 
 MODALITIES = ("S1", "S2")

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .bands import S2_SCALE
+from .dataset.bands import S2_SCALE
 from .outputs import replacing
 from .stats import CoverageIndex, coverage_table, histogram
 

@@ -14,8 +14,8 @@ import numpy as np
 import xarray as xr
 from zarr.codecs import BloscCodec
 
-from .bands import BANDS, PIXEL_SIZE_M, S2_SCALE, S2_WAVELENGTH_NM, bands_of
-from .rois import Roi, cr_split_of, region_of, split_of
+from .dataset.bands import BANDS, PIXEL_SIZE_M, S2_SCALE, S2_WAVELENGTH_NM, bands_of
+from .dataset.rois import Roi, cr_split_of, region_of, split_of
 
 SCHEMA_VERSION = 3
 """3: ``valid`` and ``coverage`` chunked by :data:`TABLE_CHUNK` patches (2: one patch per chunk of ``valid``,

@@ -46,8 +46,8 @@ from zarr.storage import LocalStore, ObjectStore, StorePath
 
 from . import chunks
 from .outputs import check_no_links, writing
-from .problems import FileProblem
-from .rois import GROUPS, PatchLabel, Roi
+from .dataset.problems import FileProblem
+from .dataset.rois import GROUPS, PatchLabel, Roi
 from .schema import DESCRIPTIONS, SCHEMA_VERSION, UPGRADABLE
 
 STATE, LOCK = "cube_state", "writer_lock"

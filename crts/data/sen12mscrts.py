@@ -13,8 +13,8 @@ from numcodecs import Zstd
 from cube import open_cube
 from cube.clouds import require_clouds
 from cube.detectors import DETECTORS, detector
-from cube.layout import parse_ts_path
-from cube.rois import select_rois
+from cube.dataset.layout import parse_ts_path
+from cube.dataset.rois import select_rois
 from cube.store import as_store, patch_bounds, patch_labels, stored_order
 
 from .index_files import (
@@ -131,7 +131,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         if not keep.any():
             raise ValueError(f"{self.cube}: no patches of split {split!r} and region {region!r}")
         self.labels = [label for label, kept in zip(patch_labels(ds), keep, strict=True) if kept]
-        """The :class:`cube.rois.PatchLabel` of each sample."""
+        """The :class:`cube.dataset.rois.PatchLabel` of each sample."""
         self.positions = stored[keep]
         self.s1_td = days_since_s1_launch(ds.S1_date.values[keep])
         self.s2_td = days_since_s1_launch(ds.S2_date.values[keep])

@@ -22,9 +22,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..archives import archive_of
-from ..layout import scan_cr, scan_ts
+from ..dataset.layout import scan_cr, scan_ts
 from ..outputs import check_not_in_cube
-from ..rois import Roi
+from ..dataset.rois import Roi
 from .dataset import MANIFEST, TRUTH_DIR, _prepare_output, make_dataset
 
 COMPRESSLEVEL = 6

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import DTYPES
+from ..dataset.bands import DTYPES
 from ..clouds import _add_variables, _variables, commit_pass
 from ..conversion import commit_complete, place_patches
 from ..detectors import DETECTORS
-from ..layout import ts_relpath
-from ..rois import ALL_ROIS, Roi, select_rois
+from ..dataset.layout import ts_relpath
+from ..dataset.rois import ALL_ROIS, Roi, select_rois
 from ..schema import SPECS, TILE_PX, PatchMeta
 from ..store import CubeState, CubeStore, as_store
 from .dataset import plan_roi

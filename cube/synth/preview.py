@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import rasterio
 
-from ..layout import scan_ts
+from ..dataset.layout import scan_ts
 from ..plots import finish, true_colour
 from .dataset import open_truth
 

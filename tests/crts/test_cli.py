@@ -9,7 +9,7 @@ import pytest
 
 import crts
 from crts.cli import build_parser, main, reference_markdown, sub_parsers
-from cube.layout import scan_ts
+from cube.dataset.layout import scan_ts
 
 
 def test_help_lists_the_sub_commands(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ import zarr
 from cube import convert, open_cube
 from cube import archive_conversion
 from cube.archive_conversion import ConversionError
-from cube.layout import scan_ts
+from cube.dataset.layout import scan_ts
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
 from tests.cube.test_convert import kill_when

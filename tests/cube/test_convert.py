@@ -18,7 +18,7 @@ import xarray as xr
 import zarr
 
 from cube import IncompleteCubeError, convert, georeferenced, open_cube, patch_index
-from cube.layout import scan_cr, scan_ts
+from cube.dataset.layout import scan_cr, scan_ts
 from cube.synth import make_dataset
 
 

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from cube.bands import S1_BANDS, S2_BANDS
-from cube.rois import Roi
+from cube.dataset.bands import S1_BANDS, S2_BANDS
+from cube.dataset.rois import Roi
 from cube.schema import (
     DESCRIPTIONS,
     SPECS,

@@ -10,9 +10,9 @@ import pytest
 import xarray as xr
 
 from cube import open_cube
-from cube.layout import scan_ts
+from cube.dataset.layout import scan_ts
 from cube.outputs import OutputRefused
-from cube.rois import PatchLabel
+from cube.dataset.rois import PatchLabel
 from cube.store import LOCK, STATE, CubeStore, patch_index, patch_labels
 
 

@@ -13,8 +13,8 @@ import rasterio
 from rasterio.crs import CRS
 
 from cube import ConversionError, IncompleteCubeError, convert, open_cube, patch_index
-from cube.layout import scan_ts
-from cube.rois import Roi
+from cube.dataset.layout import scan_ts
+from cube.dataset.rois import Roi
 
 ROI = Roi("ROIs1868", 17)
 

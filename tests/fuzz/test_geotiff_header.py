@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
 
-from cube.problems import FileProblem
+from cube.dataset.problems import FileProblem
 from cube.validate import Expected, read_checked, read_header
 from tests.fuzz.test_npy_index import mutated
 

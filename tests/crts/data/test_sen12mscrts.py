@@ -17,8 +17,8 @@ from cube.detectors import (
     s2cloudless_mask,
     s2cloudless_probability,
 )
-from cube.layout import scan_ts
-from cube.rois import select_rois
+from cube.dataset.layout import scan_ts
+from cube.dataset.rois import select_rois
 from cube.synth.hollow import make_hollow
 
 SOURCE_CACHE: dict = {}

@@ -8,7 +8,7 @@ import numpy as np
 import rasterio
 
 from cube import open_cube, patch_index
-from cube.layout import scan_ts
+from cube.dataset.layout import scan_ts
 from cube.synth import open_truth
 from cube.synth.scene import BARE, CROP, FOREST, URBAN, WATER
 

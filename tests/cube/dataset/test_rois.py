@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cube.rois import ALL_ROIS, GROUPS, Roi, region_of, select_rois, split_of
+from cube.dataset.rois import ALL_ROIS, GROUPS, Roi, region_of, select_rois, split_of
 
 
 def names(rois: list[Roi]) -> list[str]:

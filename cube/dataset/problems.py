@@ -6,7 +6,7 @@ precisely as it can be (file or folder, ROI, patch, time step, modality).
 
 Examples
 --------
->>> from cube.rois import Roi
+>>> from cube.dataset.rois import Roi
 >>> err = FileProblem("ROIs1868/73/S2/4/x.tif", "has 3 bands, expected 13")
 >>> str(err)
 'ROIs1868/73/S2/4/x.tif: has 3 bands, expected 13'

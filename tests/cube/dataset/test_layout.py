@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cube.layout import cr_relpath, parse_cr_path, parse_ts_path, scan_ts, ts_relpath
-from cube.rois import Roi
+from cube.dataset.layout import cr_relpath, parse_cr_path, parse_ts_path, scan_ts, ts_relpath
+from cube.dataset.rois import Roi
 
 ROOT = Path("/data")
 

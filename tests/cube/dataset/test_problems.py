@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 from cube.archives import ArchiveError
-from cube.problems import FileProblem, Problem
-from cube.rois import Roi
+from cube.dataset.problems import FileProblem, Problem
+from cube.dataset.rois import Roi
 
 
 @pytest.mark.parametrize("kind", [FileProblem, ArchiveError])

@@ -172,7 +172,7 @@ def scan_ts(root: Path | str) -> tuple[list[TsFile], list[Problem]]:
     Returns
     -------
     files, problems
-        Parsed files, and one :class:`~cube.problems.Problem` per file that did not parse or folder
+        Parsed files, and one :class:`~cube.dataset.problems.Problem` per file that did not parse or folder
         that could not be read.
     """
     root = Path(root)
