@@ -21,7 +21,7 @@ from cube import convert
 from cube.clouds import compute_clouds
 from cube.detectors import DETECTORS, s2cloudless_probability
 from cube.dataset.rois import ALL_ROIS, region_of, split_of
-from cube.schema import TABLE_CHUNK
+from cube.store.schema import TABLE_CHUNK
 from cube.stats import (
     coverage_index,
     coverage_table,

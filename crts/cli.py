@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from crts import __version__
-from cube.outputs import PATH_ERRNOS, REFUSING_ERRNOS
+from cube.store.outputs import PATH_ERRNOS, REFUSING_ERRNOS
 from cube.dataset.rois import REGIONS, SPLITS
 
 os.environ["MPLBACKEND"] = "Agg"  # the command writes figures to files; read when pyplot is first imported
@@ -130,7 +130,7 @@ def _run_synth(args: argparse.Namespace) -> None:
 def _convert_options(p: argparse.ArgumentParser) -> None:
     from cube.conversion import ON_ERROR
     from cube.detectors import DETECTORS
-    from cube.schema import TILE_PX, WINDOW_TILE_PX
+    from cube.store.schema import TILE_PX, WINDOW_TILE_PX
 
     p.description = ("Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published .tar.gz archives "
                      "without extracting them, into one labelled, lossless Zarr v3 cube. Every file is checked; an "
@@ -334,7 +334,7 @@ def _stats_options(p: argparse.ArgumentParser) -> None:
 def _run_stats(args: argparse.Namespace) -> None:
     from cube.plots import plot_coverage
     from cube.stats import coverage_index, coverage_table
-    from cube.store import open_cube
+    from cube.store.store import open_cube
     from cube.synth.scores import score_detectors
 
     ds = open_cube(args.cube, storage_options=dict(args.storage_options))
@@ -477,7 +477,7 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from crts.evaluate import evaluate
-    from cube.runs import open_run
+    from cube.store.runs import open_run
 
     _cube(args)
     path = evaluate(args.cube, args.run, checkpoint=args.checkpoint, baseline=args.baseline, split=args.split,
@@ -528,8 +528,8 @@ def _runs_options(p: argparse.ArgumentParser) -> None:
 def _run_runs(args: argparse.Namespace) -> None:
     from tabulate import tabulate
 
-    from cube.runs import list_runs, open_run, prune_runs
-    from cube.store import CubeStore
+    from cube.store.runs import list_runs, open_run, prune_runs
+    from cube.store.store import CubeStore
 
     if args.older_than is not None and not args.prune:
         raise ValueError("--older-than applies to --prune")
@@ -558,7 +558,7 @@ def _index_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_index(args: argparse.Namespace) -> None:
-    from cube.index import write_index
+    from cube.store.index import write_index
 
     start = time.perf_counter()
     where = write_index(args.cube, args.out, storage_options=dict(args.storage_options),
@@ -577,8 +577,8 @@ def _upgrade_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_upgrade(args: argparse.Namespace) -> None:
-    from cube.schema import SCHEMA_VERSION
-    from cube.upgrade import upgrade
+    from cube.store.schema import SCHEMA_VERSION
+    from cube.store.upgrade import upgrade
 
     start = time.perf_counter()
     rewritten = upgrade(args.cube, storage_options=dict(args.storage_options), force_unlock=args.force_unlock)
@@ -597,7 +597,7 @@ def _info_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> None:
-    from cube.store import CubeStore, open_cube
+    from cube.store.store import CubeStore, open_cube
     from cube.overview import format_summary, summary
 
     options = dict(args.storage_options)
@@ -621,7 +621,7 @@ def _verify_options(p: argparse.ArgumentParser) -> None:
 
 def _run_verify(args: argparse.Namespace) -> None:
     from cube.dataset.problems import FileProblem
-    from cube.integrity import verify
+    from cube.store.integrity import verify
 
     report = verify(args.cube, patches=args.patches, split=args.split, region=args.region,
                     storage_options=dict(args.storage_options), progress=sys.stderr.isatty())
@@ -853,8 +853,8 @@ def _user_error(err: Exception, location: str, output: str = "the output") -> st
     if isinstance(err, OSError) and err.errno in USER_ERRNOS:
         return _message(err) if err.filename is not None else f"{output}: {err.strerror or os.strerror(err.errno)}"
     if isinstance(err, ValueError | FileExistsError | FileNotFoundError):
-        return _message(err)  # (before cube.store is imported: an argument refused before the work began)
-    from cube.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
+        return _message(err)  # (before cube.store.store is imported: an argument refused before the work began)
+    from cube.store.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
 
     if isinstance(err, IncompleteCubeError | WriterLockedError | StorageError):
         return _message(err)

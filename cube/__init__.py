@@ -10,10 +10,10 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _HOMES = {"ConversionError": "conversion", "ConversionReport": "conversion", "convert": "conversion",
-          "list_runs": "runs", "open_run": "runs", "side_by_side": "runs",
-          "IncompleteCubeError": "store", "WriterLockedError": "store", "georeferenced": "store",
-          "open_cube": "store", "patch_index": "store", "summary": "overview",
-          "verify": "integrity"}
+          "list_runs": "store.runs", "open_run": "store.runs", "side_by_side": "store.runs",
+          "IncompleteCubeError": "store.store", "WriterLockedError": "store.store", "georeferenced": "store.store",
+          "open_cube": "store.store", "patch_index": "store.store", "summary": "overview",
+          "verify": "store.integrity"}
 """Each public name and the module that defines it."""
 _SUBMODULES = ("export",)
 """Modules reached as attributes (``cube.export.to_geotiff``)."""

@@ -70,11 +70,11 @@ from .conversion import (
     convert_patch,
     finished,
 )
-from .outputs import check_not_in_cube, check_outside, writing
+from .store.outputs import check_not_in_cube, check_outside, writing
 from .parallel import RowBatches, task_pool
 from .dataset.rois import ALL_ROIS, Roi, in_cr_split, select_rois
-from .schema import SPECS, PatchMeta, Spec, encoding, template
-from .store import CubeState, CubeStore, as_store
+from .store.schema import SPECS, PatchMeta, Spec, encoding, template
+from .store.store import CubeState, CubeStore, as_store
 from .dataset.problems import FileProblem, Problem
 from .validate import CR_MODALITIES, Expected, PatchFiles, check_complete, detect_layout
 

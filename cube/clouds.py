@@ -11,10 +11,10 @@ Variables added (for the SEN12MS-CR-TS layout; dims patch, time, y, x):
 
 Each patch is one task (read its S2 shard, detect, write its mask shards) and
 returns its coverage row; this process alone writes the rows into the compact
-``coverage`` array (:data:`cube.schema.TABLE_CHUNK` patches per chunk), in batches, so the whole table reads in a few chunks and no
+``coverage`` array (:data:`cube.store.schema.TABLE_CHUNK` patches per chunk), in batches, so the whole table reads in a few chunks and no
 two writers ever share a chunk. A patch is done when its row is written, so the
 pass is resumable and parallel like the conversion. When the pass finishes it
-writes the cube's patch index (:mod:`cube.index`), then commits.
+writes the cube's patch index (:mod:`cube.store.index`), then commits.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import xarray as xr
 import zarr
 
 from .detectors import S2CLOUDLESS_ATTRS, DETECTORS, NO_DATA, REGISTRY, detector
-from .index import store_index
+from .store.index import store_index
 from .parallel import RowBatches, check_workers, run_tasks
-from .schema import TABLE_CHUNK, compressor
-from .store import CubeState, CubeStore, as_store, checked_state, finished_detectors, open_cube
+from .store.schema import TABLE_CHUNK, compressor
+from .store.store import CubeState, CubeStore, as_store, checked_state, finished_detectors, open_cube
 
 PROBABILITY_SCALE = 250
 """Stored probability = round(p * 250): steps of 0.004."""
@@ -178,7 +178,7 @@ def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ..
 
     Raises
     ------
-    cube.store.WriterLockedError
+    cube.store.store.WriterLockedError
         If another process is writing the cube.
 
     Examples

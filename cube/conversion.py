@@ -12,7 +12,7 @@ moment and started again with ``resume=True`` finishes with the same cube:
 4. the state says ``complete: true`` (one write).
 
 Steps 2-4 run under the cube's writer lock, and each commits the cube's state
-(``cube.store.CubeState``) in one write before the work it announces.
+(``cube.store.store.CubeState``) in one write before the work it announces.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from . import __version__
 from .dataset.bands import DTYPES, bands_of
 from .clouds import cloud_pass, compute_clouds
 from .detectors import DETECTORS, detector
-from .outputs import check_not_in_cube, check_outside, check_writable, writing
+from .store.outputs import check_not_in_cube, check_outside, check_writable, writing
 from .parallel import RowBatches, check_count, check_workers, run_tasks
 from .dataset.problems import FileProblem, Problem
 from .dataset.rois import Roi, in_cr_split, select_rois
-from .schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, table_encoding,
+from .store.schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, table_encoding,
                      template)
-from .store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
+from .store.store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
 from .validate import (
     Expected,
     PatchFiles,
@@ -53,7 +53,7 @@ ON_ERROR = ("fail", "skip")
 STOPPED = ("the conversion stopped (the patches written so far are kept: run the same command with --resume to "
            "finish)")
 """How an OS error that refuses the cube's writes mid-run (a full disk, a failing one) is reported: as one line
-naming the cube (:func:`cube.outputs.writing`), with the way to finish."""
+naming the cube (:func:`cube.store.outputs.writing`), with the way to finish."""
 
 
 class ConversionError(ValueError):
@@ -363,7 +363,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published archives, into a Zarr v3 cube.
 
     One process at a time writes a cube: the conversion holds the cube's writer
-    lock (see :class:`cube.store.CubeStore`) and is refused at once while another
+    lock (see :class:`cube.store.store.CubeStore`) and is refused at once while another
     process holds it. A conversion with nothing to do writes nothing.
 
     Parameters
@@ -404,7 +404,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
         Object-store options (see :func:`cube.open_cube`).
     tile : int
         Edge in px of the images' inner chunks in a new cube (default
-        :data:`cube.schema.TILE_PX`; must divide the patch size); a cube that
+        :data:`cube.store.schema.TILE_PX`; must divide the patch size); a cube that
         exists keeps its chunking.
     progress : bool
         Show a progress bar.
@@ -428,7 +428,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
 
     Raises
     ------
-    cube.store.WriterLockedError
+    cube.store.store.WriterLockedError
         If another process is writing the cube.
 
     Examples

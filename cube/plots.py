@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .dataset.bands import S2_SCALE
-from .outputs import replacing
+from .store.outputs import replacing
 from .stats import CoverageIndex, coverage_table, histogram
 
 READABLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
@@ -128,9 +128,9 @@ def plot_coverage(index: CoverageIndex, detector: str | None = None, out: str | 
 def finish(fig: plt.Figure, out: str | os.PathLike | None, dpi: int = 110) -> plt.Figure | Path:
     """The figure itself if ``out`` is None, else the path of the image written there (the figure is closed).
 
-    The image is written whole or not at all (:func:`cube.outputs.replacing`), in the format its suffix names
+    The image is written whole or not at all (:func:`cube.store.outputs.replacing`), in the format its suffix names
     (PNG without one); an ``out`` inside a cube, or where the file system refuses files, is refused
-    (:class:`cube.outputs.OutputRefused`, one line naming it) with nothing written.
+    (:class:`cube.store.outputs.OutputRefused`, one line naming it) with nothing written.
     """
     if out is None:
         return fig

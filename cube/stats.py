@@ -16,7 +16,7 @@ import xarray as xr
 
 from .clouds import require_clouds
 from .detectors import DETECTORS
-from .store import finished_detectors
+from .store.store import finished_detectors
 
 GROUP_KEYS: tuple[str, ...] = ("region", "split", "roi", "month", "time", "detector")
 """What coverage tables can be grouped by."""

@@ -19,8 +19,8 @@ import xarray as xr
 from crts.cli import main
 from crts.data import SEN12MSCRTS, SampleWindows, loader
 from cube import convert, open_cube
-from cube.runs import list_runs, open_run
-from cube.store import CubeStore
+from cube.store.runs import list_runs, open_run
+from cube.store.store import CubeStore
 from cube.synth import make_dataset
 from tests.servers import create_bucket, http_server
 
@@ -122,8 +122,8 @@ def test_an_interrupted_run_in_a_bucket_stays_invisible_and_is_pruned(s3_cube: s
     code = f"""
 import os
 import dask.array as da, xarray as xr
-from cube.runs import RunWriter
-from cube.store import CubeStore
+from cube.store.runs import RunWriter
+from cube.store.store import CubeStore
 template = xr.Dataset({{"prediction": ("sample", da.zeros(3, dtype="uint16", chunks=3))}})
 RunWriter(CubeStore({s3_cube!r}, mode="r+"), "killed", template).array("prediction")[:] = 1
 os._exit(0)

@@ -15,7 +15,7 @@ from cube.clouds import require_clouds
 from cube.detectors import DETECTORS, detector
 from cube.dataset.layout import parse_ts_path
 from cube.dataset.rois import select_rois
-from cube.store import as_store, patch_bounds, patch_labels, stored_order
+from cube.store.store import as_store, patch_bounds, patch_labels, stored_order
 
 from .index_files import (
     index_file_name,
@@ -236,7 +236,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         ``images`` is the float32 (n, 15, H, W) array that ``S2`` and ``S1`` are views of (S2 bands, then S1).
 
         Every image (S1, S2 and mask of every step) is read in one concurrent request
-        to the cube (:meth:`cube.store.CubeStore.read`): over a network, two latencies per sample.
+        to the cube (:meth:`cube.store.store.CubeStore.read`): over a network, two latencies per sample.
         S1 is read straight into ``images`` and scaled there, S2 scaled into it: no other copies.
         ``window`` (row and column slices) reads only that part of every image; the
         coverage stays the whole image's.

@@ -24,8 +24,8 @@ from ..conversion import commit_complete, place_patches
 from ..detectors import DETECTORS
 from ..dataset.layout import ts_relpath
 from ..dataset.rois import ALL_ROIS, Roi, select_rois
-from ..schema import SPECS, TILE_PX, PatchMeta
-from ..store import CubeState, CubeStore, as_store
+from ..store.schema import SPECS, TILE_PX, PatchMeta
+from ..store.store import CubeState, CubeStore, as_store
 from .dataset import plan_roi
 
 PARTS = {1: ("all",), 3: ("test", "val", "train")}

@@ -20,7 +20,7 @@ from cube.detectors import (
     s2cloudless_mask,
     s2cloudless_probability,
 )
-from cube.store import CubeStore
+from cube.store.store import CubeStore
 from cube.synth import make_dataset
 from tests.cube.test_convert import checksums, kill_when
 

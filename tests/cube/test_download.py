@@ -372,7 +372,7 @@ def test_a_group_is_appended_to_a_cube_of_earlier_downloads(served: Path, tmp_pa
 def test_a_conversion_interrupted_in_a_group_is_resumed_by_the_same_command(
         served: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cube.archive_conversion import ArchiveConversion
-    from cube.store import CubeStore
+    from cube.store.store import CubeStore
 
     direct = tmp_path / "direct.zarr"
     convert(sorted(served.glob("*_europa*.tar.gz")), direct, times=4, workers=1, clouds=(), progress=False)

@@ -8,7 +8,7 @@ import numpy as np
 
 from cube import convert, open_cube, summary
 from cube.stats import coverage_index
-from cube.store import CubeStore
+from cube.store.store import CubeStore
 from cube.synth import make_dataset
 
 

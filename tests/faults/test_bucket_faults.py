@@ -14,7 +14,7 @@ import xarray as xr
 from crts.cli import main
 from crts.data import SEN12MSCRTS
 from cube import convert
-from cube.runs import open_run
+from cube.store.runs import open_run
 from cube.synth import make_dataset
 from tests.servers import S3Proxy, create_bucket
 from tests.test_object_storage import assert_same_cube

@@ -22,7 +22,7 @@ from crts.cli import main
 from crts.models import ResNet3D
 from crts.train import _warn_if_slow
 from cube import convert, open_cube
-from cube.runs import list_runs, open_run
+from cube.store.runs import list_runs, open_run
 from cube.synth import make_dataset
 
 pytestmark = pytest.mark.faults

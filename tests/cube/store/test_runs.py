@@ -1,4 +1,4 @@
-"""Evaluation runs stored in a cube, as plain xarray sees them (cube.runs)."""
+"""Evaluation runs stored in a cube, as plain xarray sees them (cube.store.runs)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cube.outputs import OutputRefused
-from cube.runs import RunWriter, open_run, prune_runs, run_writer
-from cube.store import CubeStore
+from cube.store.outputs import OutputRefused
+from cube.store.runs import RunWriter, open_run, prune_runs, run_writer
+from cube.store.store import CubeStore
 from tests.servers import create_bucket
 
 

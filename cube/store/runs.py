@@ -76,7 +76,7 @@ class RunWriter:
 
     Raises
     ------
-    cube.outputs.OutputRefused
+    cube.store.outputs.OutputRefused
         Where the file system refuses the run's first writes (a read-only or immutable cube), naming the run.
     """
 
@@ -116,7 +116,7 @@ class RunWriter:
 
 
 def run_writer(attributes: dict) -> dict:
-    """Who wrote a run version (:func:`cube.store.owner_record`), from its attributes.
+    """Who wrote a run version (:func:`cube.store.store.owner_record`), from its attributes.
 
     The ``writer`` attribute is a JSON object in a string; runs written before it was
     one hold the object itself, which is accepted as well.
@@ -185,11 +185,11 @@ def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | No
     and versions never published whose writer is gone (it ran on this host and its process
     has ended), or, for writers on other hosts, that are older than
     ``older_than_hours``. Versions being written by a live process stay. Nothing is deleted through a symbolic
-    link (see :meth:`cube.store.CubeStore.delete`).
+    link (see :meth:`cube.store.store.CubeStore.delete`).
 
     Raises
     ------
-    cube.outputs.OutputRefused
+    cube.store.outputs.OutputRefused
         At a link inside ``runs`` that leads to a version to delete (the ones deleted before it stay deleted).
     """
     store = as_store(cube, "r+", storage_options)

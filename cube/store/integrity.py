@@ -1,9 +1,9 @@
 """Checking a cube's stored images shard by shard (``crts verify``).
 
-Every shard of the image and mask arrays that :mod:`cube.chunks` reads (the selected
+Every shard of the image and mask arrays that :mod:`cube.store.chunks` reads (the selected
 patches' shards) is read the way the loader reads it: its index checked against the
-object's size and its crc32c (:func:`cube.chunks.checked_index`), then every stored
-inner chunk read and decoded, its Blosc header checked first (:func:`cube.chunks.decode`).
+object's size and its crc32c (:func:`cube.store.chunks.checked_index`), then every stored
+inner chunk read and decoded, its Blosc header checked first (:func:`cube.store.chunks.decode`).
 The inner chunks carry no checksum of their own: a changed byte inside a chunk's
 compressed stream is found where Blosc fails to decode it, not otherwise. A shard of
 S1 or S2 that is absent while the ``valid`` flags say its patch has images is
@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import chunks
-from .dataset.rois import PatchLabel, Roi
+from ..dataset.rois import PatchLabel, Roi
 from .store import CubeStore, as_store, checked_state
 
 MODALITIES = ("S1", "S2")
@@ -156,7 +156,7 @@ class Shard:
 
 
 def _shards(store: CubeStore, positions: np.ndarray, names: list[str]) -> Iterator[Shard]:
-    """The shards holding the patches at ``positions``, of every array that :mod:`cube.chunks` reads."""
+    """The shards holding the patches at ``positions``, of every array that :mod:`cube.store.chunks` reads."""
     for name in names:
         where = chunks.layout(store.array(name).async_array)
         if where is None:

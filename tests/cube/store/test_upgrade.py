@@ -13,9 +13,9 @@ import xarray as xr
 import zarr
 
 from cube import open_cube
-from cube.schema import SCHEMA_VERSION, TABLE_CHUNK
-from cube.store import CubeStore
-from cube.upgrade import COPY, upgrade
+from cube.store.schema import SCHEMA_VERSION, TABLE_CHUNK
+from cube.store.store import CubeStore
+from cube.store.upgrade import COPY, upgrade
 
 
 def as_schema_2(cube: Path, dst: Path) -> Path:

@@ -15,7 +15,7 @@ One row per patch, in the cube's sample order (:func:`cube.open_cube`):
 The table is built from the cube's small label arrays, georeference, validity and
 coverage table only (never an image), with one coordinate transformation per UTM
 zone: time and memory grow linearly with the number of patches. The cloud pass
-writes it into the cube (:data:`cube.store.INDEX_FILE`) when it finishes;
+writes it into the cube (:data:`cube.store.store.INDEX_FILE`) when it finishes;
 ``crts index`` rewrites it or writes it elsewhere.
 """
 
@@ -151,7 +151,7 @@ def write_index(cube: str | os.PathLike | CubeStore, out: str | os.PathLike | No
         If there is no cube, or ``out``'s folder does not exist.
     ValueError
         If the cube has no finished cloud pass, or is a SEN12MS-CR cube.
-    cube.store.WriterLockedError
+    cube.store.store.WriterLockedError
         If another process is writing the cube (``out=None`` only).
 
     Examples

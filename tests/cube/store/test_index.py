@@ -15,8 +15,8 @@ from pyproj import Transformer
 from rasterio.warp import transform_bounds
 
 from cube import convert, open_cube
-from cube.index import patch_index_table, read_index, write_index
-from cube.store import INDEX_FILE, CubeStore, patch_bounds
+from cube.store.index import patch_index_table, read_index, write_index
+from cube.store.store import INDEX_FILE, CubeStore, patch_bounds
 
 
 @pytest.fixture(scope="module")

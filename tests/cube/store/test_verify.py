@@ -11,11 +11,11 @@ import pytest
 import cube
 from crts.cli import main
 from cube import convert
-from cube.chunks import DamagedShardError
-from cube.store import CubeStore
+from cube.store.chunks import DamagedShardError
+from cube.store.store import CubeStore
 from cube.synth import make_dataset
-from cube.integrity import verify
-from tests.cube.test_chunks import chunks_per_shard, damage_cases, damaged_copy, index_of, label_of, with_index
+from cube.store.integrity import verify
+from tests.cube.store.test_chunks import chunks_per_shard, damage_cases, damaged_copy, index_of, label_of, with_index
 
 HINT = ("repair: crts convert does not convert stored patches again (a resumed or repeated conversion skips them); "
         "restore the shards from a copy, or convert their ROIs from the source into a new cube: crts convert {src} "

@@ -1,4 +1,4 @@
-"""Direct reads of the cube's shards (cube.chunks via CubeStore.read) give exactly what zarr reads: whole images,
+"""Direct reads of the cube's shards (cube.store.chunks via CubeStore.read) give exactly what zarr reads: whole images,
 windows, masks, gaps, several tiles, into given arrays, and from a bucket."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import pytest
 import zarr
 from numcodecs.checksum32 import CRC32C
 
-from cube import chunks, convert
-from cube.store import CubeStore
+from cube import convert
+from cube.store import chunks
+from cube.store.store import CubeStore
 from cube.synth import make_dataset
 
 NAMES = ("S2", "S1", "s2cloudless_mask", "cloud_cloudshadow_mask")

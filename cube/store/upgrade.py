@@ -2,7 +2,7 @@
 
 Only the small arrays and the metadata are rewritten, never an image shard, so an
 upgrade of a terabyte cube takes seconds. Schema 2 -> 3 rewrites the per-patch
-tables ``valid`` and ``coverage`` with :data:`cube.schema.TABLE_CHUNK` patches
+tables ``valid`` and ``coverage`` with :data:`cube.store.schema.TABLE_CHUNK` patches
 per chunk. Each table is copied, then written again from the copy, then the copy
 is deleted; every step is committed to the cube's state first, under the writer
 lock, so an upgrade killed at any moment (``kill -9`` included) is finished by
@@ -46,7 +46,7 @@ def _rewrite(store: CubeStore, owner: dict, state: CubeState, name: str) -> None
 
 def upgrade(cube: str | os.PathLike | CubeStore, *, force_unlock: bool = False,
             storage_options: dict | None = None) -> list[str]:
-    """Upgrade a cube to schema version :data:`cube.schema.SCHEMA_VERSION` in place; returns what was rewritten.
+    """Upgrade a cube to schema version :data:`cube.store.schema.SCHEMA_VERSION` in place; returns what was rewritten.
 
     A cube that is up to date is left alone (nothing is written, and no write
     access is needed): the result is empty.
@@ -55,7 +55,7 @@ def upgrade(cube: str | os.PathLike | CubeStore, *, force_unlock: bool = False,
     ------
     FileNotFoundError
         If there is no cube, or one of a version that cannot be upgraded.
-    cube.store.WriterLockedError
+    cube.store.store.WriterLockedError
         If another process is writing the cube.
 
     Examples

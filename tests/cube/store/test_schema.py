@@ -1,4 +1,4 @@
-"""The cube's schema (cube.schema): chunks and shards, dimensions, per-patch labels and the lazy template."""
+"""The cube's schema (cube.store.schema): chunks and shards, dimensions, per-patch labels and the lazy template."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from cube.dataset.bands import S1_BANDS, S2_BANDS
 from cube.dataset.rois import Roi
-from cube.schema import (
+from cube.store.schema import (
     DESCRIPTIONS,
     SPECS,
     TABLE_CHUNK,

@@ -14,14 +14,14 @@ import numpy as np
 import xarray as xr
 from zarr.codecs import BloscCodec
 
-from .dataset.bands import BANDS, PIXEL_SIZE_M, S2_SCALE, S2_WAVELENGTH_NM, bands_of
-from .dataset.rois import Roi, cr_split_of, region_of, split_of
+from ..dataset.bands import BANDS, PIXEL_SIZE_M, S2_SCALE, S2_WAVELENGTH_NM, bands_of
+from ..dataset.rois import Roi, cr_split_of, region_of, split_of
 
 SCHEMA_VERSION = 3
 """3: ``valid`` and ``coverage`` chunked by :data:`TABLE_CHUNK` patches (2: one patch per chunk of ``valid``,
-256 of ``coverage``); :mod:`cube.upgrade` brings older cubes up to date."""
+256 of ``coverage``); :mod:`cube.store.upgrade` brings older cubes up to date."""
 UPGRADABLE = (2,)
-"""Older schema versions that :mod:`cube.upgrade` brings up to date."""
+"""Older schema versions that :mod:`cube.store.upgrade` brings up to date."""
 TABLE_CHUNK = 4096
 """Patches per chunk of the per-patch tables ``valid`` and ``coverage``: 4 chunks for the whole data set, so a
 full read costs a few requests (one patch per chunk cost 15,600 files or GETs, 5-10 s at full size)."""

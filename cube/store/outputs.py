@@ -8,7 +8,7 @@ holds. Single files written for other programs (exports, the patch index's
 the cube itself are refused inside a cube (:func:`check_not_in_cube`), and in a
 folder where the file system refuses new files (:func:`check_writable`). What a
 command deletes inside a local cube is checked by :func:`check_no_links` first (in
-:meth:`cube.store.CubeStore.delete`, the one place that deletes).
+:meth:`cube.store.store.CubeStore.delete`, the one place that deletes).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .dataset.problems import FileProblem
+from ..dataset.problems import FileProblem
 
 REFUSING_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
                              errno.EIO})
@@ -115,7 +115,7 @@ def writing(path: str | os.PathLike, what: str = "the output cannot be written")
     ...     raise OSError(errno.EIO, os.strerror(errno.EIO), "/d/report/samples.csv")
     Traceback (most recent call last):
     ...
-    cube.outputs.OutputRefused: /d/report: the report cannot be written: Input/output error (/d/report/samples.csv)
+    cube.store.outputs.OutputRefused: /d/report: the report cannot be written: Input/output error (/d/report/samples.csv)
     """
     try:
         yield
@@ -143,7 +143,7 @@ def check_no_links(root: str | os.PathLike, key: str) -> Path:
     ...     check_no_links(tmp, "runs/a/v1")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    cube.outputs.OutputRefused: .../runs: is a symbolic link (to /); nothing is deleted through a link: remove ...
+    cube.store.outputs.OutputRefused: .../runs: is a symbolic link (to /); nothing is deleted through a link: remove ...
     """
     path = Path(root)
     for part in Path(key).parts:

@@ -1,4 +1,4 @@
-"""cube.store: the consolidated metadata describes the data only, never the state or the lock; labels and
+"""cube.store.store: the consolidated metadata describes the data only, never the state or the lock; labels and
 sizes come from the store."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import xarray as xr
 
 from cube import open_cube
 from cube.dataset.layout import scan_ts
-from cube.outputs import OutputRefused
+from cube.store.outputs import OutputRefused
 from cube.dataset.rois import PatchLabel
-from cube.store import LOCK, STATE, CubeStore, patch_index, patch_labels
+from cube.store.store import LOCK, STATE, CubeStore, patch_index, patch_labels
 
 
 def test_consolidated_metadata_lists_neither_the_state_nor_the_lock(tiny_cube: Path) -> None:

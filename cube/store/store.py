@@ -46,14 +46,14 @@ from zarr.storage import LocalStore, ObjectStore, StorePath
 
 from . import chunks
 from .outputs import check_no_links, writing
-from .dataset.problems import FileProblem
-from .dataset.rois import GROUPS, PatchLabel, Roi
+from ..dataset.problems import FileProblem
+from ..dataset.rois import GROUPS, PatchLabel, Roi
 from .schema import DESCRIPTIONS, SCHEMA_VERSION, UPGRADABLE
 
 STATE, LOCK = "cube_state", "writer_lock"
 """The control groups (see the module docstring)."""
 INDEX_FILE = "index.parquet"
-"""The GeoParquet index of the patches (:mod:`cube.index`), a plain file at the cube's root."""
+"""The GeoParquet index of the patches (:mod:`cube.store.index`), a plain file at the cube's root."""
 FILES = (INDEX_FILE,)
 """Plain files a cube may hold besides its Zarr hierarchy (:meth:`CubeStore.write_file`)."""
 CONVERSION_STATE = "conversion_state"
@@ -168,7 +168,7 @@ class CubeState:
     clouds: dict = field(default_factory=lambda: {"detectors": [], "complete": False})
     """The cloud pass: its ``detectors`` and whether it finished (``complete``)."""
     upgrade: dict | None = None
-    """An unfinished :func:`cube.upgrade.upgrade`: the ``array`` it rewrites and its ``step``."""
+    """An unfinished :func:`cube.store.upgrade.upgrade`: the ``array`` it rewrites and its ``step``."""
 
     def cloud_detectors(self) -> tuple[str, ...]:
         """Detectors of a finished cloud pass (empty while none has finished)."""
@@ -364,8 +364,8 @@ class CubeStore:
     Every read and write of a cube's objects goes through this class (xarray
     writes through :meth:`write_dataset`, zarr through :meth:`group` and
     :meth:`array`). What lies where belongs to one module each, which uses
-    this class for the I/O: the variables to :mod:`cube.schema`, the
-    ``runs/<run>/<version>`` groups to :mod:`cube.runs`, the state and the
+    this class for the I/O: the variables to :mod:`cube.store.schema`, the
+    ``runs/<run>/<version>`` groups to :mod:`cube.store.runs`, the state and the
     writer lock to this module.
     """
 
@@ -447,12 +447,12 @@ class CubeStore:
         """Delete an object, or everything under ``name`` as a prefix, and nothing outside the cube.
 
         In a local cube, a name reached through a symbolic link is refused before anything is deleted
-        (:func:`cube.outputs.check_no_links`): zarr's local store would delete the link's target. In a bucket only
+        (:func:`cube.store.outputs.check_no_links`): zarr's local store would delete the link's target. In a bucket only
         the objects under ``name/`` (with the ``/``: ``v1`` never takes ``v10``) below the cube's prefix go.
 
         Raises
         ------
-        cube.outputs.OutputRefused
+        cube.store.outputs.OutputRefused
             For a name reached through a link, or one that the file system refuses to delete (an immutable folder).
         """
         checked = writing(check_no_links(self.store.root, name), "cannot be deleted") if self.local else nullcontext()
@@ -621,7 +621,7 @@ class CubeStore:
     def read(self, requests: list[tuple[str, tuple]], out: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """Basic selections ``(variable, selection)`` of cube arrays, all read at once.
 
-        Images of the cube's sharded arrays are read by :mod:`cube.chunks`: each shard's
+        Images of the cube's sharded arrays are read by :mod:`cube.store.chunks`: each shard's
         index once, then the chunks, all at once (over a network: two latencies for the
         whole list, not one per image), Blosc decoding into the result. Other arrays and
         selections are read by zarr, concurrently. ``out`` (optional): one C-contiguous array
@@ -630,7 +630,7 @@ class CubeStore:
 
         Raises
         ------
-        cube.chunks.DamagedShardError
+        cube.store.chunks.DamagedShardError
             For a damaged shard, naming it and the patches it holds.
         """
         new = sorted({name for name, _ in requests} - set(self._layouts))

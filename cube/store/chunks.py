@@ -7,8 +7,8 @@ selection that lies in one shard of an array stored the way the cube stores its 
 :func:`plan` lists the inner chunks it touches, :func:`read_chunks` reads each touched
 shard's index once and then all the touched chunks (two round trips on a bucket, whatever
 the number of images), and :func:`assemble` decodes them with Blosc, straight into the
-output where a chunk lies wholly inside it. :meth:`cube.store.CubeStore.read` uses it and
-leaves every other array and selection to zarr; tests/cube/test_chunks.py checks that both
+output where a chunk lies wholly inside it. :meth:`cube.store.store.CubeStore.read` uses it and
+leaves every other array and selection to zarr; tests/cube/store/test_chunks.py checks that both
 give the same arrays.
 
 Every shard's index is checked before anything is read or allocated from it (:func:`checked_index`):
@@ -32,7 +32,7 @@ from zarr.abc.store import ByteRequest, RangeByteRequest
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 
-from .dataset.problems import FileProblem
+from ..dataset.problems import FileProblem
 
 _BLOSC, _CRC32C = Blosc(), CRC32C()
 GetRanges = Callable[[dict[str, list[ByteRequest]]], dict[str, list[np.ndarray | None]]]
@@ -48,7 +48,7 @@ _MISSING = 2**64 - 1
 
 class DamagedShardError(FileProblem):
     """A shard whose index or chunks cannot be what zarr wrote: its key (with the cube's location and the patches
-    it holds where :meth:`cube.store.CubeStore.read` knows them) and what is wrong, in one line."""
+    it holds where :meth:`cube.store.store.CubeStore.read` knows them) and what is wrong, in one line."""
 
     def __init__(self, path: object, message: str, patches: range = range(0), labels: tuple = ()) -> None:
         super().__init__(path, message)
@@ -190,8 +190,8 @@ def _bounds(shape: tuple[int, ...], selection: tuple) -> list[tuple[int, int, bo
 def read_chunks(get_tails: GetTails, get_ranges: GetRanges, plans: list[Plan]) -> list[list[np.ndarray | None]]:
     """The encoded chunks (bytes) of every plan (None: never written): the index of each shard once, checked, then
     the chunks of all shards at once; ``get_tails({key: n})`` reads the end of objects and their sizes
-    (:meth:`cube.store.CubeStore.get_tails`), ``get_ranges({key: ranges})`` byte ranges of objects
-    (:meth:`cube.store.CubeStore.get_ranges`).
+    (:meth:`cube.store.store.CubeStore.get_tails`), ``get_ranges({key: ranges})`` byte ranges of objects
+    (:meth:`cube.store.store.CubeStore.get_ranges`).
 
     Raises
     ------
