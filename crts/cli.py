@@ -129,7 +129,7 @@ def _run_synth(args: argparse.Namespace) -> None:
 
 def _convert_options(p: argparse.ArgumentParser) -> None:
     from cube.conversion import ON_ERROR
-    from cube.detectors import DETECTORS
+    from cube.clouds.detectors import DETECTORS
     from cube.store.schema import TILE_PX, WINDOW_TILE_PX
 
     p.description = ("Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published .tar.gz archives "
@@ -206,7 +206,7 @@ def _run_convert(args: argparse.Namespace) -> None:
 
 
 def _download_options(p: argparse.ArgumentParser) -> None:
-    from cube.detectors import DETECTORS
+    from cube.clouds.detectors import DETECTORS
     from cube.download import DOWNLOAD_SPLITS, TS_REGIONS
 
     p.description = ("Download the published archives, with the choices of the toolbox's util/dl_data.sh as flags: "
@@ -275,7 +275,7 @@ def _detectors(names: list[str]) -> tuple[str, ...]:
 
 
 def _clouds_options(p: argparse.ArgumentParser) -> None:
-    from cube.detectors import DETECTORS
+    from cube.clouds.detectors import DETECTORS
 
     p.description = ("The cloud pass (also run by `crts convert`): s2cloudless probability, mask and map and the "
                      "toolbox's cloud/shadow heuristic for every S2 image, with the toolbox's parameters, stored "
@@ -296,7 +296,7 @@ def _clouds_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_clouds(args: argparse.Namespace) -> None:
-    from cube.clouds import compute_clouds
+    from cube.clouds.compute import compute_clouds
 
     start = time.perf_counter()
     predictor = None
@@ -312,7 +312,7 @@ def _run_clouds(args: argparse.Namespace) -> None:
 
 
 def _stats_options(p: argparse.ArgumentParser) -> None:
-    from cube.detectors import DETECTORS
+    from cube.clouds.detectors import DETECTORS
     from cube.stats import GROUP_KEYS
 
     p.description = ("Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
@@ -388,7 +388,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
     from crts.data.sampling import SAMPLERS
     from crts.settings import LOSSES, RECIPES, TrainConfig
-    from cube.detectors import DETECTORS
+    from cube.clouds.detectors import DETECTORS
 
     kinds = "; ".join(f"{name}: {r.summary}" for name, r in RECIPES.items())
     p.description = (f"Train a model ({kinds}; each with its original's recipe unless told otherwise) on the "
@@ -445,7 +445,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def _evaluate_options(p: argparse.ArgumentParser) -> None:
     from crts.settings import BASELINE_NAMES
-    from cube.detectors import DETECTORS
+    from cube.clouds.detectors import DETECTORS
 
     p.description = ("Predict every sample of a split with a checkpoint of `crts train` or a baseline, score it with "
                      "the paper's metrics and write predictions and per-sample metrics into CUBE/runs/NAME (the "

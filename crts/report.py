@@ -14,7 +14,7 @@ from matplotlib.image import AxesImage
 
 from cube import open_cube
 from cube.dataset.bands import S2_SCALE
-from cube.clouds import NO_DATA
+from cube.clouds.detectors import NO_DATA
 from cube.store.outputs import check_output_folder, writing
 from cube.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
 from cube.dataset.rois import region_of

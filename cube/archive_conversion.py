@@ -51,7 +51,7 @@ from .archives import (
     tree_path,
 )
 from .dataset.bands import bands_of
-from .clouds import cloud_pass
+from .clouds.compute import cloud_pass
 from .dataset.layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
 from .conversion import (
     STOPPED,

@@ -30,8 +30,8 @@ import numpy as np
 
 from . import __version__
 from .dataset.bands import DTYPES, bands_of
-from .clouds import cloud_pass, compute_clouds
-from .detectors import DETECTORS, detector
+from .clouds.compute import cloud_pass, compute_clouds
+from .clouds.detectors import DETECTORS, detector
 from .store.outputs import check_not_in_cube, check_outside, check_writable, writing
 from .parallel import RowBatches, check_count, check_workers, run_tasks
 from .dataset.problems import FileProblem, Problem
@@ -396,7 +396,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
         Write the :class:`ConversionReport` as JSON here.
     clouds : tuple of str
         Detectors of the cloud pass run after the conversion (SEN12MS-CR-TS
-        only; see :func:`cube.clouds.compute_clouds`); ``()`` skips it.
+        only; see :func:`cube.clouds.compute.compute_clouds`); ``()`` skips it.
     force_unlock : bool
         Break the writer lock of a process that died on another machine (one that
         died on this machine is detected and its lock broken automatically).

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .clouds import require_clouds
-from .detectors import DETECTORS
+from .clouds.compute import require_clouds
+from .clouds.detectors import DETECTORS
 from .store.store import finished_detectors
 
 GROUP_KEYS: tuple[str, ...] = ("region", "split", "roi", "month", "time", "detector")
@@ -48,7 +48,7 @@ def coverage_index(ds: xr.Dataset, detector: str | None = None) -> CoverageIndex
     Raises
     ------
     ValueError
-        If ``detector`` is not one of :data:`cube.detectors.DETECTORS`, or the cube has no
+        If ``detector`` is not one of :data:`cube.clouds.detectors.DETECTORS`, or the cube has no
         complete cloud pass for the detector(s).
     """
     if detector is not None and detector not in DETECTORS:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from cube import open_cube
-from cube.detectors import DETECTORS, float_mask
+from cube.clouds.detectors import DETECTORS, float_mask
 from cube.dataset.rois import Roi, in_cr_split
 from cube.store.store import as_store, patch_bounds, stored_order
 

@@ -11,8 +11,8 @@ import torch
 from numcodecs import Zstd
 
 from cube import open_cube
-from cube.clouds import require_clouds
-from cube.detectors import DETECTORS, detector
+from cube.clouds.compute import require_clouds
+from cube.clouds.detectors import DETECTORS, detector
 from cube.dataset.layout import parse_ts_path
 from cube.dataset.rois import select_rois
 from cube.store.store import as_store, patch_bounds, patch_labels, stored_order

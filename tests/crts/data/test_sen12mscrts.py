@@ -11,7 +11,7 @@ import rasterio
 
 from crts.data import SEN12MSCRTS
 from crts.data.index_files import UnsafeIndexFileError, load_npy_index
-from cube.detectors import (
+from cube.clouds.detectors import (
     cloud_cloudshadow_mask,
     s2cloudless_map,
     s2cloudless_mask,

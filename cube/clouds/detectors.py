@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage, signal
 
-from .dataset.bands import S2_SCALE
+from ..dataset.bands import S2_SCALE
 
 if TYPE_CHECKING:
     from s2cloudless import S2PixelCloudDetector

@@ -11,8 +11,8 @@ Variables added (for the SEN12MS-CR-TS layout; dims patch, time, y, x):
 
 Each patch is one task (read its S2 shard, detect, write its mask shards) and
 returns its coverage row; this process alone writes the rows into the compact
-``coverage`` array (:data:`cube.store.schema.TABLE_CHUNK` patches per chunk), in batches, so the whole table reads in a few chunks and no
-two writers ever share a chunk. A patch is done when its row is written, so the
+``coverage`` array (:data:`cube.store.schema.TABLE_CHUNK` patches per chunk), in
+batches, so the whole table reads in a few chunks and no two writers ever share a chunk. A patch is done when its row is written, so the
 pass is resumable and parallel like the conversion. When the pass finishes it
 writes the cube's patch index (:mod:`cube.store.index`), then commits.
 """
@@ -28,10 +28,10 @@ import xarray as xr
 import zarr
 
 from .detectors import S2CLOUDLESS_ATTRS, DETECTORS, NO_DATA, REGISTRY, detector
-from .store.index import store_index
-from .parallel import RowBatches, check_workers, run_tasks
-from .store.schema import TABLE_CHUNK, compressor
-from .store.store import CubeState, CubeStore, as_store, checked_state, finished_detectors, open_cube
+from ..store.index import store_index
+from ..parallel import RowBatches, check_workers, run_tasks
+from ..store.schema import TABLE_CHUNK, compressor
+from ..store.store import CubeState, CubeStore, as_store, checked_state, finished_detectors, open_cube
 
 PROBABILITY_SCALE = 250
 """Stored probability = round(p * 250): steps of 0.004."""
@@ -44,7 +44,7 @@ _MASKS: dict[str, dict] = {
         "encoding": {"scale_factor": np.float32(1 / PROBABILITY_SCALE), "_FillValue": NO_DATA, "dtype": "uint8"}},
     **{d.name: {"dtype": d.dtype, "attrs": d.attrs} for d in REGISTRY.values()},
 }
-"""Every stored cloud variable: the probability and each detector's mask (:data:`cube.detectors.REGISTRY`)."""
+"""Every stored cloud variable: the probability and each detector's mask (:data:`cube.clouds.detectors.REGISTRY`)."""
 
 
 def _uses_probability(detectors: tuple[str, ...]) -> bool:
@@ -154,7 +154,7 @@ def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ..
                    predictor: Predictor | None = None) -> int:
     """Run the cloud pass on a converted SEN12MS-CR-TS cube; returns the number of patches processed.
 
-    Parameters are exactly the toolbox's (``cube.detectors``). Patches already
+    Parameters are exactly the toolbox's (``cube.clouds.detectors``). Patches already
     done for the chosen detectors are skipped, so re-running is a no-op, which
     reads the cube's state only (no write access needed). The pass holds the
     cube's writer lock, like a conversion.
@@ -172,7 +172,7 @@ def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ..
     predictor : callable, optional
         s2cloudless probabilities of a stack of images (see ``Predictor``), e.g.
         ``crts.clouds_gpu.TorchForestPredictor("cuda")``; default: the compiled
-        forest (:func:`cube.forest.fast_probability`), or s2cloudless itself
+        forest (:func:`cube.clouds.forest.fast_probability`), or s2cloudless itself
         with a warning where it cannot be built. It must give exactly
         s2cloudless's probabilities and pickle for worker processes.
 

@@ -12,8 +12,8 @@ import pytest
 import rasterio
 
 from cube import convert, open_cube
-from cube.clouds import compute_clouds, require_clouds
-from cube.detectors import (
+from cube.clouds.compute import compute_clouds, require_clouds
+from cube.clouds.detectors import (
     DETECTORS,
     cloud_cloudshadow_classes,
     s2cloudless_map,
@@ -113,7 +113,7 @@ def test_coverage_columns_are_found_by_their_stored_label() -> None:
     DETECTORS (which may change, or grow, after the cube was made)."""
     import zarr
 
-    from cube.clouds import _columns
+    from cube.clouds.compute import _columns
 
     group = zarr.group(store=zarr.storage.MemoryStore())
     group.create_array("detector", data=np.array(list(reversed(DETECTORS))))

@@ -1,7 +1,7 @@
 """The cloud/shadow heuristic gives the original toolbox's masks pixel for pixel (docs/reference.md §4 Detectors).
 
 The reference below is written from the recipe, independently of
-``cube.detectors``: float32 throughout (as the original, which reads every
+``cube.clouds.detectors``: float32 throughout (as the original, which reads every
 image as float32), except the 7x7 mean filter, whose float64 kernel makes that
 step and the clipping float64. It uses other SciPy calls than the package
 (maximum/minimum filters for the grey closing, ``ndimage.convolve`` with zero
@@ -18,7 +18,7 @@ import pytest
 import rasterio
 from scipy import ndimage
 
-from cube.detectors import (
+from cube.clouds.detectors import (
     CLEAR,
     CLOUD,
     SHADOW,
@@ -109,7 +109,7 @@ def test_every_pixel_of_the_default_set_matches_the_float32_recipe(synthetic_roo
 
 def test_the_registry_s_float_masks_are_the_original_loader_s(synthetic_root: Path) -> None:
     """``float_mask`` (what the loaders give, its mean the coverage) equals the toolbox's per-detector recipe."""
-    from cube.detectors import (
+    from cube.clouds.detectors import (
         DETECTORS,
         REGISTRY,
         float_mask,

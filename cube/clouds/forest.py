@@ -39,7 +39,7 @@ import numpy as np
 import s2cloudless
 from s2cloudless.cloud_detector import MODEL_BAND_IDS
 
-from .dataset.bands import S2_SCALE
+from ..dataset.bands import S2_SCALE
 
 MODEL_PATH = Path(s2cloudless.__file__).with_name("models") / "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
 """The forest shipped in the s2cloudless wheel."""
@@ -375,7 +375,7 @@ class ForestPredictor:
         return out
 
     def __call__(self, s2: np.ndarray) -> np.ndarray:
-        """Like :func:`cube.detectors.s2cloudless_probability`: (13, H, W) or (N, 13, H, W) digital numbers."""
+        """Like :func:`cube.clouds.detectors.s2cloudless_probability`: (13, H, W) or (N, 13, H, W) digital numbers."""
         stack = s2[None] if s2.ndim == 3 else s2
         if stack.ndim != 4 or stack.shape[1] != 13:
             raise ValueError(f"expected S2 of shape (13, H, W) or (N, 13, H, W), got {s2.shape}")

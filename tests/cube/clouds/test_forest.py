@@ -14,8 +14,8 @@ import pytest
 import rasterio
 
 from cube import convert, open_cube
-from cube.detectors import s2cloudless_map, s2cloudless_mask, s2cloudless_probability
-from cube.forest import (
+from cube.clouds.detectors import s2cloudless_map, s2cloudless_mask, s2cloudless_probability
+from cube.clouds.forest import (
     CACHE_ENV,
     MODEL_PATH,
     ForestPredictor,
