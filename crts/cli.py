@@ -128,7 +128,7 @@ def _run_synth(args: argparse.Namespace) -> None:
 
 
 def _convert_options(p: argparse.ArgumentParser) -> None:
-    from cube.conversion import ON_ERROR
+    from cube.ingest.conversion import ON_ERROR
     from cube.clouds.detectors import DETECTORS
     from cube.store.schema import TILE_PX, WINDOW_TILE_PX
 
@@ -182,7 +182,7 @@ def _add_force_unlock(p: argparse.ArgumentParser) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> None:
-    from cube.conversion import convert
+    from cube.ingest.conversion import convert
 
     if args.region and args.rois:
         raise ValueError("--region selects with --split, not with --rois")
@@ -207,7 +207,7 @@ def _run_convert(args: argparse.Namespace) -> None:
 
 def _download_options(p: argparse.ArgumentParser) -> None:
     from cube.clouds.detectors import DETECTORS
-    from cube.download import DOWNLOAD_SPLITS, TS_REGIONS
+    from cube.ingest.download import DOWNLOAD_SPLITS, TS_REGIONS
 
     p.description = ("Download the published archives, with the choices of the toolbox's util/dl_data.sh as flags: "
                      "resumable (a .part file is continued with a Range request), each archive checked against the "
@@ -249,7 +249,7 @@ def _download_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_download(args: argparse.Namespace) -> None:
-    from cube.download import check_convertible, download, plan_lines, select
+    from cube.ingest.download import check_convertible, download, plan_lines, select
 
     archives = select(args.regions, args.split, args.s1, args.sen12mscr, args.base_url)
     if args.delete_archives and not args.cube:

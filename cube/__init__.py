@@ -9,7 +9,8 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_HOMES = {"ConversionError": "conversion", "ConversionReport": "conversion", "convert": "conversion",
+_HOMES = {"ConversionError": "ingest.conversion", "ConversionReport": "ingest.conversion",
+          "convert": "ingest.conversion",
           "list_runs": "store.runs", "open_run": "store.runs", "side_by_side": "store.runs",
           "IncompleteCubeError": "store.store", "WriterLockedError": "store.store", "georeferenced": "store.store",
           "open_cube": "store.store", "patch_index": "store.store", "summary": "overview",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..archives import archive_of
+from ..ingest.archives import archive_of
 from ..dataset.layout import scan_cr, scan_ts
 from ..store.outputs import check_not_in_cube
 from ..dataset.rois import Roi

@@ -77,7 +77,7 @@ def release(flag: Path, procs: list[subprocess.Popen]) -> None:
 def convert_cli(src: Path, dst: Path, roi: str, flag: Path) -> subprocess.Popen:
     return start_python(f"""
         import sys
-        import cube.conversion  # loaded before the release (the command imports it lazily), so that both
+        import cube.ingest.conversion  # loaded before the release (the command imports it lazily), so that both
         from crts.cli import main  # writers reach the lock at the same moment
         #WAIT
         sys.exit(main(["convert", {str(src)!r}, {str(dst)!r}, "--rois", {roi!r}, "--workers", "1",

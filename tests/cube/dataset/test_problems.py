@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from cube.archives import ArchiveError
+from cube.ingest.archives import ArchiveError
 from cube.dataset.problems import FileProblem, Problem
 from cube.dataset.rois import Roi
 

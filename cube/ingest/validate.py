@@ -14,10 +14,10 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from .dataset.bands import bands_of
-from .dataset.layout import CrFile, TsFile, cr_relpath, scan_cr, scan_ts, ts_relpath
-from .dataset.problems import FileProblem, Problem
-from .dataset.rois import Roi
+from ..dataset.bands import bands_of
+from ..dataset.layout import CrFile, TsFile, cr_relpath, scan_cr, scan_ts, ts_relpath
+from ..dataset.problems import FileProblem, Problem
+from ..dataset.rois import Roi
 
 CR_MODALITIES: dict[str, str] = {"s1": "S1", "s2": "S2", "s2_cloudy": "S2_cloudy"}
 """Mono-temporal file kinds and the cube modality each becomes."""

@@ -43,7 +43,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .archives import archive_group, open_url, printable, reason_of
-from .store.outputs import check_not_in_cube
+from ..store.outputs import check_not_in_cube
 
 TIMEOUT_S = 60
 """Seconds without a byte from the server before a download is given up (and can be resumed)."""
@@ -321,7 +321,7 @@ def prepare_dest(dest: str | os.PathLike) -> Path:
 
 def archives_in_cube(cube: str | os.PathLike, storage_options: dict | None = None) -> set[str]:
     """The archives that the patches converted completely into ``cube`` name (none if there is no cube yet)."""
-    from .store.store import CubeStore
+    from ..store.store import CubeStore
 
     store = CubeStore(cube, storage_options=storage_options)
     state = store.state()
@@ -366,7 +366,7 @@ def check_convertible(archives: list[Published]) -> None:
 def _convert_group(paths: list[Path], cube: str | os.PathLike, options: dict) -> object:
     """Convert one group's archives into ``cube``, resuming the cube's unfinished conversion if it has one."""
     from .conversion import convert
-    from .store.store import CubeStore
+    from ..store.store import CubeStore
 
     state = CubeStore(cube, storage_options=options.get("storage_options")).state()
     return convert(paths, cube, resume=state is not None and not state.complete, **options)
@@ -385,12 +385,12 @@ def download(archives: list[Published], dest: str | os.PathLike, *, cube: str | 
         Folder for the archives (created if absent). An archive already there
         (complete: only complete ones get their name) is not fetched again.
     cube : path or URL, optional
-        Cube to convert each group into (see :func:`cube.conversion.convert`); a
+        Cube to convert each group into (see :func:`cube.ingest.conversion.convert`); a
         group whose archives it names already is skipped.
     delete_archives : bool
         With ``cube``: delete each group's archives once converted.
     convert_options : dict, optional
-        Further keywords of :func:`cube.conversion.convert` (``times``, ``workers``, ``clouds``, ...).
+        Further keywords of :func:`cube.ingest.conversion.convert` (``times``, ``workers``, ``clouds``, ...).
     progress : bool
         A progress bar in bytes per archive.
     log : callable

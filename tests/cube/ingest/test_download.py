@@ -18,13 +18,13 @@ import pytest
 
 from crts.cli import main
 from cube import convert
-from cube import download
-from cube.archives import RedirectChecked
-from cube.download import PUBLISHED, DownloadError, Published, fetch, select
-from tests.cube.test_archive_conversion import assert_same_cube
+from cube.ingest import download
+from cube.ingest.archives import RedirectChecked
+from cube.ingest.download import PUBLISHED, DownloadError, Published, fetch, select
+from tests.cube.ingest.test_archive_conversion import assert_same_cube
 from tests.servers import RangeRequestHandler, http_server
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "convert-real-data.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "convert-real-data.md"
 REQUESTS: list[tuple[str, str | None]] = []
 """(path, Range header) of every request the recording handlers answered."""
 
@@ -371,7 +371,7 @@ def test_a_group_is_appended_to_a_cube_of_earlier_downloads(served: Path, tmp_pa
 
 def test_a_conversion_interrupted_in_a_group_is_resumed_by_the_same_command(
         served: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cube.archive_conversion import ArchiveConversion
+    from cube.ingest.archive_conversion import ArchiveConversion
     from cube.store.store import CubeStore
 
     direct = tmp_path / "direct.zarr"
@@ -403,7 +403,7 @@ def test_ctrl_c_keeps_the_part_in_one_line_and_the_same_command_resumes(served: 
         command = [sys.executable, "-m", "crts", "download", str(dest), "--regions", "europa", "--split", "train",
                    "--base-url", url]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
         deadline = time.monotonic() + 60
         while not (part.exists() and part.stat().st_size > 0):
             assert proc.poll() is None and time.monotonic() < deadline

@@ -16,12 +16,12 @@ import xarray as xr
 import zarr
 
 from cube import convert, open_cube
-from cube import archive_conversion
-from cube.archive_conversion import ConversionError
+from cube.ingest import archive_conversion
+from cube.ingest.archive_conversion import ConversionError
 from cube.dataset.layout import scan_ts
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
-from tests.cube.test_convert import kill_when
+from tests.cube.ingest.test_convert import kill_when
 from tests.servers import http_server
 
 

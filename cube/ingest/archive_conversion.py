@@ -50,9 +50,9 @@ from .archives import (
     is_url,
     tree_path,
 )
-from .dataset.bands import bands_of
-from .clouds.compute import cloud_pass
-from .dataset.layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
+from ..dataset.bands import bands_of
+from ..clouds.compute import cloud_pass
+from ..dataset.layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
 from .conversion import (
     STOPPED,
     ConversionError,
@@ -70,12 +70,12 @@ from .conversion import (
     convert_patch,
     finished,
 )
-from .store.outputs import check_not_in_cube, check_outside, writing
-from .parallel import RowBatches, task_pool
-from .dataset.rois import ALL_ROIS, Roi, in_cr_split, select_rois
-from .store.schema import SPECS, PatchMeta, Spec, encoding, template
-from .store.store import CubeState, CubeStore, as_store
-from .dataset.problems import FileProblem, Problem
+from ..store.outputs import check_not_in_cube, check_outside, writing
+from ..parallel import RowBatches, task_pool
+from ..dataset.rois import ALL_ROIS, Roi, in_cr_split, select_rois
+from ..store.schema import SPECS, PatchMeta, Spec, encoding, template
+from ..store.store import CubeState, CubeStore, as_store
+from ..dataset.problems import FileProblem, Problem
 from .validate import CR_MODALITIES, Expected, PatchFiles, check_complete, detect_layout
 
 PACING = 16
@@ -281,7 +281,7 @@ def prepare_scratch(scratch: str | os.PathLike) -> Path:
 
 
 def wanted_rois(spec: Spec, rois: list[str] | None, split: str | None, region: str | None) -> Callable[[Roi], bool]:
-    """Whether an ROI is to be converted (as :func:`cube.conversion.convert` selects from a tree)."""
+    """Whether an ROI is to be converted (as :func:`cube.ingest.conversion.convert` selects from a tree)."""
     if rois:
         chosen = {Roi.parse(r, known=spec.temporal) for r in rois}
         return chosen.__contains__

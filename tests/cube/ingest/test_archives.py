@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from isal import igzip
 
-from cube import archives
-from cube.archives import MEMBER_LIMIT, Archive, ArchiveError, MemberStream
+from cube.ingest import archives
+from cube.ingest.archives import MEMBER_LIMIT, Archive, ArchiveError, MemberStream
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
 from tests.servers import http_server

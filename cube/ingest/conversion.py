@@ -28,17 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .dataset.bands import DTYPES, bands_of
-from .clouds.compute import cloud_pass, compute_clouds
-from .clouds.detectors import DETECTORS, detector
-from .store.outputs import check_not_in_cube, check_outside, check_writable, writing
-from .parallel import RowBatches, check_count, check_workers, run_tasks
-from .dataset.problems import FileProblem, Problem
-from .dataset.rois import Roi, in_cr_split, select_rois
-from .store.schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, table_encoding,
+from .. import __version__
+from ..dataset.bands import DTYPES, bands_of
+from ..clouds.compute import cloud_pass, compute_clouds
+from ..clouds.detectors import DETECTORS, detector
+from ..store.outputs import check_not_in_cube, check_outside, check_writable, writing
+from ..parallel import RowBatches, check_count, check_workers, run_tasks
+from ..dataset.problems import FileProblem, Problem
+from ..dataset.rois import Roi, in_cr_split, select_rois
+from ..store.schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, table_encoding,
                      template)
-from .store.store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
+from ..store.store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
 from .validate import (
     Expected,
     PatchFiles,
@@ -76,7 +76,7 @@ class ConversionReport:
     cloud_pass_patches: int = 0
     seconds: float = 0.0
     archives_read: list[str] = field(default_factory=list)
-    """Archives read to their end (a conversion from archives; see :mod:`cube.archive_conversion`)."""
+    """Archives read to their end (a conversion from archives; see :mod:`cube.ingest.archive_conversion`)."""
     scratch_peak_bytes: int = 0
     """Most bytes spooled into the scratch folder at once (a conversion from archives)."""
 
@@ -370,7 +370,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     ----------
     src : path, URL or list of them
         Data set root (``ROIsXXXX/<roi>/S1|S2/<t>/...``, or the SEN12MS-CR layout);
-        or, read without extracting them (see :mod:`cube.archive_conversion`), a
+        or, read without extracting them (see :mod:`cube.ingest.archive_conversion`), a
         folder of the published ``.tar.gz`` archives, archives, ``http(s)://`` URLs
         of archives, or a list of these and trees.
     dst : path, str or CubeStore

@@ -45,8 +45,8 @@ from typing import BinaryIO
 
 from isal import igzip, isal_zlib
 
-from .dataset.problems import FileProblem
-from .dataset.rois import Roi, region_of, split_of
+from ..dataset.problems import FileProblem
+from ..dataset.rois import Roi, region_of, split_of
 
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tgz")
 IMAGE_SUFFIX = ".tif"
