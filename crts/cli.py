@@ -313,7 +313,7 @@ def _run_clouds(args: argparse.Namespace) -> None:
 
 def _stats_options(p: argparse.ArgumentParser) -> None:
     from cube.clouds.detectors import DETECTORS
-    from cube.stats import GROUP_KEYS
+    from cube.analysis.stats import GROUP_KEYS
 
     p.description = ("Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
                      "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group.")
@@ -332,8 +332,8 @@ def _stats_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_stats(args: argparse.Namespace) -> None:
-    from cube.plots import plot_coverage
-    from cube.stats import coverage_index, coverage_table
+    from cube.analysis.plots import plot_coverage
+    from cube.analysis.stats import coverage_index, coverage_table
     from cube.store.store import open_cube
     from cube.synth.scores import score_detectors
 
@@ -598,7 +598,7 @@ def _info_options(p: argparse.ArgumentParser) -> None:
 
 def _run_info(args: argparse.Namespace) -> None:
     from cube.store.store import CubeStore, open_cube
-    from cube.overview import format_summary, summary
+    from cube.analysis.overview import format_summary, summary
 
     options = dict(args.storage_options)
     print(format_summary(summary(open_cube(args.cube, storage_options=options),

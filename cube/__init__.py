@@ -13,18 +13,18 @@ _HOMES = {"ConversionError": "ingest.conversion", "ConversionReport": "ingest.co
           "convert": "ingest.conversion",
           "list_runs": "store.runs", "open_run": "store.runs", "side_by_side": "store.runs",
           "IncompleteCubeError": "store.store", "WriterLockedError": "store.store", "georeferenced": "store.store",
-          "open_cube": "store.store", "patch_index": "store.store", "summary": "overview",
+          "open_cube": "store.store", "patch_index": "store.store", "summary": "analysis.overview",
           "verify": "store.integrity"}
 """Each public name and the module that defines it."""
-_SUBMODULES = ("export",)
-"""Modules reached as attributes (``cube.export.to_geotiff``)."""
+_SUBMODULES = {"export": "analysis.export"}
+"""Modules reached as attributes (``cube.export.to_geotiff``), and where they live."""
 
 __all__ = sorted([*_HOMES, *_SUBMODULES])
 
 
 def __getattr__(name: str) -> object:
     if name in _SUBMODULES:
-        return import_module(f".{name}", __name__)
+        return import_module(f".{_SUBMODULES[name]}", __name__)
     if name not in _HOMES:
         raise AttributeError(f"module 'cube' has no attribute {name!r}")
     return getattr(import_module(f".{_HOMES[name]}", __name__), name)

@@ -11,7 +11,7 @@ from pathlib import Path
 def test_cube_never_imports_torch_or_crts() -> None:
     code = ("import importlib, pkgutil, sys, cube; "
             "names = [m.name for m in pkgutil.walk_packages(cube.__path__, 'cube.')]; "
-            "assert {'cube.plots', 'cube.stats', 'cube.synth.preview'} <= set(names), names; "
+            "assert {'cube.analysis.plots', 'cube.analysis.stats', 'cube.synth.preview'} <= set(names), names; "
             "[importlib.import_module(name) for name in names]; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'crts')]; "
             "assert not bad, bad")

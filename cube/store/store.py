@@ -1013,7 +1013,7 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[
     The CRS and transform are a CF grid mapping: the coordinate ``spatial_ref``,
     named by the variable's ``grid_mapping`` (in its encoding), and x/y in metres
     with their CF ``standard_name``, so netCDF exports carry them (read them back
-    with ``xr.open_dataset(path, decode_coords="all")``); :mod:`cube.export` writes
+    with ``xr.open_dataset(path, decode_coords="all")``); :mod:`cube.analysis.export` writes
     files. ``patch`` is a position along the ``patch`` dimension (see :func:`patch_index`).
     An image variable's ``long_name`` becomes its band labels (the variable's own
     moves to ``description``), so ``rio.to_raster`` names the bands ``B1 ... B12``;

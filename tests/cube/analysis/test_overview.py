@@ -1,4 +1,4 @@
-"""cube.overview (cube.summary): what a cube holds, from the cube's own arrays."""
+"""cube.analysis.overview (cube.summary): what a cube holds, from the cube's own arrays."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cube import convert, open_cube, summary
-from cube.stats import coverage_index
+from cube.analysis.stats import coverage_index
 from cube.store.store import CubeStore
 from cube.synth import make_dataset
 

@@ -1,4 +1,4 @@
-"""Files of one patch (cube.export): georeferenced GeoTIFFs and netCDF, written whole or not at all."""
+"""Files of one patch (cube.analysis.export): georeferenced GeoTIFFs and netCDF, written whole or not at all."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import xarray as xr
 import zarr
 
 from cube import georeferenced, open_cube
-from cube.export import to_geotiff, to_netcdf
+from cube.analysis.export import to_geotiff, to_netcdf
 
 
 def test_a_netcdf_of_a_patch_reads_back_with_its_crs_and_transform(tiny_cube: Path, tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .store.outputs import replacing
-from .store.store import georeferenced
+from ..store.outputs import replacing
+from ..store.store import georeferenced
 
 
 def image_variables(ds: xr.Dataset) -> list[str]:

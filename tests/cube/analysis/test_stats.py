@@ -11,8 +11,8 @@ import pytest
 from matplotlib.colors import to_hex
 
 from cube import open_cube
-from cube.plots import plot_coverage
-from cube.stats import (
+from cube.analysis.plots import plot_coverage
+from cube.analysis.stats import (
     CoverageIndex,
     clear_share,
     coverage_index,

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .clouds.compute import require_clouds
-from .clouds.detectors import DETECTORS
-from .store.store import finished_detectors
+from ..clouds.compute import require_clouds
+from ..clouds.detectors import DETECTORS
+from ..store.store import finished_detectors
 
 GROUP_KEYS: tuple[str, ...] = ("region", "split", "roi", "month", "time", "detector")
 """What coverage tables can be grouped by."""

@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .dataset.bands import S2_SCALE
-from .store.outputs import replacing
+from ..dataset.bands import S2_SCALE
+from ..store.outputs import replacing
 from .stats import CoverageIndex, coverage_table, histogram
 
 READABLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
@@ -104,7 +104,7 @@ def plot_coverage(index: CoverageIndex, detector: str | None = None, out: str | 
     Parameters
     ----------
     index : CoverageIndex
-        The coverage table (:func:`cube.stats.coverage_index`).
+        The coverage table (:func:`cube.analysis.stats.coverage_index`).
     detector : str, optional
         Whose coverage to plot; default the index's first detector.
     out : path, optional
