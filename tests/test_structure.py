@@ -182,3 +182,10 @@ def test_cube_s_subpackages_depend_one_way() -> None:
 def test_the_graph_sees_the_lazy_imports() -> None:
     # compute imports the forest inside a function; the test must count it.
     assert "cube.clouds.forest" in graph()["cube.clouds.compute"]
+
+
+def test_no_test_module_imports_from_another() -> None:
+    # Shared helpers live in helper modules (tests/helpers.py, servers.py, figures.py, crts/models/base.py).
+    reaching = [f"{found.importer}:{found.line} imports {found.target}" for found in all_imports("tests")
+                if found.target.startswith("tests.") and found.target.rpartition(".")[2].startswith("test_")]
+    assert not reaching, reaching

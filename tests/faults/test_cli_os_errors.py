@@ -156,7 +156,7 @@ def _writer_case(command: str, sampling_cube: Path, tiny_root: Path, tmp_path: P
     if command == "clouds":
         convert(tiny_root, cube, workers=1, clouds=(), progress=False)
     elif command == "upgrade":
-        from tests.cube.store.test_upgrade import as_schema_2
+        from tests.helpers import as_schema_2
 
         as_schema_2(sampling_cube, cube)
     else:

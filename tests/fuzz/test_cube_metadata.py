@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from crts.cli import main
 from cube.store.store import METADATA_DEPTH, MetadataError, parse_metadata
 from cube.synth.hollow import make_hollow
-from tests.fuzz.test_npy_index import mutated
+from tests.helpers import mutated
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_metadata_"))

@@ -17,7 +17,7 @@ from rasterio.transform import from_origin
 
 from cube.dataset.problems import FileProblem
 from cube.ingest.validate import Expected, read_checked, read_header
-from tests.fuzz.test_npy_index import mutated
+from tests.helpers import mutated
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_geotiff_"))

@@ -20,7 +20,7 @@ from cube import convert
 from cube.store import chunks
 from cube.store.store import CubeStore
 from cube.synth import make_dataset
-from tests.fuzz.test_npy_index import mutated
+from tests.helpers import mutated
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_shard_"))

@@ -22,7 +22,7 @@ from cube.clouds.detectors import (
 )
 from cube.store.store import CubeStore
 from cube.synth import make_dataset
-from tests.cube.ingest.test_convert import checksums, kill_when
+from tests.helpers import checksums, kill_when
 
 
 def test_stored_masks_equal_the_detectors_on_the_geotiffs(default_cube: Path, synthetic_root: Path) -> None:

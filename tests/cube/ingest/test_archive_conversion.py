@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 import zarr
 
 from cube import convert, open_cube
@@ -21,7 +20,7 @@ from cube.ingest.archive_conversion import ConversionError
 from cube.dataset.layout import scan_ts
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
-from tests.cube.ingest.test_convert import kill_when
+from tests.helpers import assert_same_cube, kill_when
 from tests.servers import http_server
 
 
@@ -31,17 +30,6 @@ def tiny_archives(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("archives") / "archives"
     write_archives(tiny_root, out, shuffle=["s2_europa.tar.gz"], progress=False)
     return out
-
-
-def _without_paths(ds: xr.Dataset) -> xr.Dataset:
-    ds = ds.drop_vars([name for name in ds.variables if str(name).endswith("_path")])
-    return ds.reset_coords().drop_attrs()
-
-
-def assert_same_cube(cube: Path, expected: Path) -> None:
-    """Equal arrays, labels, dates, valid flags, georeference, and cloud pass where ``cube`` has one."""
-    got, want = _without_paths(open_cube(cube)), _without_paths(open_cube(expected))
-    xr.testing.assert_identical(got, want[list(got.data_vars)])
 
 
 def test_archives_give_the_cube_of_the_extracted_tree(tiny_archives: Path, tiny_root: Path, tiny_cube: Path,

@@ -6,7 +6,7 @@ import re
 import tarfile
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from cube.ingest import archives
 from cube.ingest.archives import MEMBER_LIMIT, Archive, ArchiveError, MemberStream
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
+from tests.helpers import CASES, GIB, crafted, header, member, members_of, write_tar_gz
 from tests.servers import http_server
 
 
@@ -72,94 +73,6 @@ def test_a_missing_archive_url_is_one_error(tmp_path: Path) -> None:
 
 
 # Crafted archives: headers made with tarfile, streamed through igzip, so a member of 1 GiB costs a few MB on disk.
-
-GIB = 1 << 30
-
-
-def header(name: str, size: int, kind: bytes = tarfile.REGTYPE, fields: dict[int, bytes] | None = None) -> bytes:
-    """One GNU tar header block (``fields``: bytes put at those offsets, the checksum made again)."""
-    info = tarfile.TarInfo(name)
-    info.size, info.type, info.mtime = size, kind, 0
-    block = bytearray(info.tobuf(tarfile.GNU_FORMAT if kind != tarfile.XHDTYPE else tarfile.USTAR_FORMAT))
-    for offset, value in (fields or {}).items():
-        block[offset:offset + len(value)] = value
-    block[148:156] = b" " * 8
-    block[148:156] = b"%06o\0 " % sum(block[:512])
-    return bytes(block)
-
-
-def sparse_header(name: str, claimed: int, stored: int) -> bytes:
-    """An old GNU sparse member claiming ``claimed`` bytes, of which the last ``stored`` are in the archive."""
-    entry = b"%011o\0%011o\0" % (claimed - stored, stored)
-    return header(name, stored, tarfile.GNUTYPE_SPARSE, {386: entry, 483: b"%011o\0" % claimed})
-
-
-def zeros(size: int) -> Iterator[bytes]:
-    """``size`` zero bytes in chunks of at most 1 MiB (never held whole)."""
-    while size:
-        yield bytes(min(size, 1 << 20))
-        size -= min(size, 1 << 20)
-
-
-def member(name: str, data: bytes) -> Iterator[bytes]:
-    yield header(name, len(data))
-    yield data + bytes(-len(data) % 512)
-
-
-def write_tar_gz(path: Path, parts: Iterable[bytes]) -> Path:
-    """A ``.tar.gz`` of raw tar bytes (headers, data, padding: the caller's), streamed."""
-    with igzip.open(path, "wb", compresslevel=1) as out:
-        for part in parts:
-            out.write(part)
-    return path
-
-
-def members_of(archive: Path) -> list[tuple[str, bytes]]:
-    """The regular members of a small archive, in order."""
-    with tarfile.open(archive) as tar:
-        return [(info.name, tar.extractfile(info).read()) for info in tar if info.isfile()]
-
-
-def crafted(good: Path, out: Path, case: str) -> tuple[Path, str]:
-    """A copy of the archive ``good`` with one crafted part (see :data:`CASES`); its path and the member named in
-    the error (the crafted one, or for a stream that stops, the last one read whole)."""
-    files = members_of(good)
-    target, last = files[0][0], files[-1][0]
-
-    def parts() -> Iterator[bytes]:
-        for name, data in files:
-            if case == "zeros" and name == target:  # 1 GiB of zeros in place of an image
-                yield header(name, GIB)
-                yield from zeros(GIB)
-            elif case == "sparse" and name == target:  # claims 1 GiB, holds 512 B
-                yield sparse_header(name, GIB, 512)
-                yield bytes(512)
-            else:
-                if case == "pax" and name == last:  # 512 MiB of PAX records before the last member
-                    yield header("././@PaxHeader", 512 << 20, tarfile.XHDTYPE)
-                    yield from zeros(512 << 20)
-                yield from member(name, data)
-            if case == "other" and name == target:
-                yield header(f"{target.rsplit('/', 1)[0]}/notes.bin", GIB)
-                yield from zeros(GIB)
-        yield bytes(1024)
-        yield from zeros((64 << 20) if case == "trailing" else 0)
-
-    named = {"zeros": target, "sparse": target, "pax": files[-2][0], "other": f"{target.rsplit('/', 1)[0]}/notes.bin",
-             "trailing": last}[case]
-    return write_tar_gz(out / good.name, parts()), named
-
-
-CASES = {
-    "zeros": r"!{member}: holds 1073741824 B, more than the 4194304 B \(MEMBER_LIMIT\)",
-    "sparse": r"!{member}: a sparse file claiming 1073741824 B, not a regular file: refused",
-    "pax": r": truncated or corrupt archive, broke after member {member} \(\d read whole\): the PAX header "
-           r"././@PaxHeader brings a member's extended headers to 536870912 B, more than 65536 B",
-    "other": r"!{member}: holds 1073741824 B, more than the 4194304 B \(MEMBER_LIMIT\)",
-    "trailing": r": truncated or corrupt archive, broke after member {member} \(\d read whole\): more than 1048576 B "
-                r"follow the end of the tar archive",
-}
-"""What an archive crafted by :func:`crafted` gives: the error after the archive's name."""
 
 
 @pytest.mark.parametrize("case", CASES)

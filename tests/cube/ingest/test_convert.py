@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +15,7 @@ import zarr
 from cube import IncompleteCubeError, convert, georeferenced, open_cube, patch_index
 from cube.dataset.layout import scan_cr, scan_ts
 from cube.synth import make_dataset
+from tests.helpers import checksums, kill_when
 
 
 def _file_of(ds: xr.Dataset, root: Path, modality: str, p: int, t: int) -> Path:
@@ -126,24 +122,6 @@ def test_mono_temporal_scenes_beyond_the_time_series_rois_are_kept(tmp_path: Pat
     assert list(open_cube(tmp_path / "train.zarr").roi.values) == [12]
     with pytest.raises(ValueError, match="no patches"):
         convert(root, tmp_path / "test.zarr", split="test", workers=1, progress=False)
-
-
-def checksums(path: Path, names: tuple[str, ...] = ("S1", "S2", "valid", "S1_date", "S2_date", "roi", "patch_id",
-                                                    "transform", "epsg")) -> dict[str, str]:
-    """SHA-256 of the named variables of a store."""
-    ds = xr.open_zarr(path, consolidated=False)
-    return {name: hashlib.sha256(np.ascontiguousarray(ds[name].values).tobytes()).hexdigest() for name in names}
-
-
-def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120) -> None:
-    """SIGKILL a process as soon as ``ready()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert proc.poll() is None, "the conversion ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from cube import convert
 from cube.ingest import download
 from cube.ingest.archives import RedirectChecked
 from cube.ingest.download import PUBLISHED, DownloadError, Published, fetch, select
-from tests.cube.ingest.test_archive_conversion import assert_same_cube
+from tests.helpers import assert_same_cube
 from tests.servers import RangeRequestHandler, http_server
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "convert-real-data.md"

@@ -3,18 +3,17 @@ windows, masks, gaps, several tiles, into given arrays, and from a bucket."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from numcodecs.checksum32 import CRC32C
 
 from cube import convert
 from cube.store import chunks
 from cube.store.store import CubeStore
 from cube.synth import make_dataset
+from tests.helpers import chunks_per_shard, damage_cases, damaged_copy, label_of
 
 NAMES = ("S2", "S1", "s2cloudless_mask", "cloud_cloudshadow_mask")
 REMOVED = ("ROIs1868/17/S2/2", "ROIs2017/63/S1/4")
@@ -97,74 +96,6 @@ def test_reads_into_given_arrays_of_a_stack(cube: Path) -> None:
 def test_a_given_array_of_another_type_is_refused(cube: Path) -> None:
     with pytest.raises(ValueError, match="S1: cannot read float32 images into a uint16 array"):
         CubeStore(cube).read([("S1", (0, 0))], [np.empty((2, 64, 64), np.uint16)])
-
-
-def index_of(shard: bytes, entries: int) -> np.ndarray:
-    """A shard's index (offset, length per inner chunk) as a writable (entries, 2) uint64 array."""
-    return np.frombuffer(shard[-(16 * entries + 4):-4], "<u8").reshape(-1, 2).copy()
-
-
-def with_index(shard: bytes, index: np.ndarray) -> bytes:
-    """The shard with another index, its crc32c recomputed (so the entries themselves are what is checked)."""
-    return shard[:-(index.size * 8 + 4)] + bytes(CRC32C().encode(index.astype("<u8").tobytes()))
-
-
-def damage_cases(entries: int, chunk_bytes: int) -> dict[str, tuple[object, str]]:
-    """Edits of a shard's bytes, each with the end of the message that names it."""
-    longest = chunk_bytes + chunks.BLOSC_HEADER
-
-    def entry(change: object) -> object:
-        def edit(shard: bytes) -> bytes:
-            index = index_of(shard, entries)
-            change(index, len(shard))
-            return with_index(shard, index)
-        return edit
-
-    def bad_entry(chunk: int, length: str, start: str, data: str) -> str:
-        return (f"damaged shard: its index gives chunk {chunk} {length} bytes at byte {start}; a chunk takes "
-                f"{chunks.BLOSC_HEADER} to {longest} bytes within the {data} bytes before the index")
-    return {
-        "past the end": (entry(lambda i, size: i.__setitem__((1, 0), size)), bad_entry(1, "{l1}", "{size}", "{data}")),
-        "1 TiB long": (entry(lambda i, size: i.__setitem__((0, 1), 2**40)), bad_entry(0, str(2**40), "{o0}", "{data}")),
-        "too short": (entry(lambda i, size: i.__setitem__((0, 1), 3)), bad_entry(0, "3", "{o0}", "{data}")),
-        "one byte short": (entry(lambda i, size: i.__setitem__((0, 1), i[0, 1] - 1)),
-                           f"damaged shard: chunk 0 ({{short}} bytes) is no Blosc frame of an image of {chunk_bytes} "
-                           "bytes"),
-        "half missing": (entry(lambda i, size: i.__setitem__((0, 0), 2**64 - 1)),
-                         bad_entry(0, "{l0}", str(2**64 - 1), "{data}")),
-        "bad crc": (lambda shard: shard[:-1] + bytes([shard[-1] ^ 0xFF]),
-                    "damaged shard: its index fails its crc32c checksum"),
-        "truncated index": (lambda shard: shard[-(16 * entries):],
-                            f"damaged shard: {16 * entries} bytes, shorter than its index ({16 * entries + 4} bytes): "
-                            "truncated"),
-        "cut before its index": (lambda shard: shard[:100] + shard[-(16 * entries + 4):],
-                                 bad_entry(0, "{l0}", "{o0}", "100")),
-    }
-
-
-def damaged_copy(cube: Path, tmp_path: Path, key: str, edit: object) -> tuple[Path, dict[str, int]]:
-    """A copy of the cube whose object ``key`` is edited; the numbers its messages name."""
-    copy = tmp_path / "damaged.zarr"
-    shutil.copytree(cube, copy)
-    shard = (copy / key).read_bytes()
-    entries = chunks_per_shard(cube, key.split("/")[0])
-    index = index_of(shard, entries)
-    (copy / key).write_bytes(edit(shard))
-    return copy, {"size": len(shard), "data": len(shard) - 16 * entries - 4, "o0": int(index[0, 0]),
-                  "l0": int(index[0, 1]), "l1": int(index[1, 1]) if entries > 1 else 0, "short": int(index[0, 1]) - 1}
-
-
-def chunks_per_shard(cube: Path, name: str) -> int:
-    """Inner chunks per shard of an array of the cube."""
-    array = zarr.open_array(CubeStore(cube).store, path=name, mode="r")
-    return int(np.prod(np.array(array.metadata.chunk_grid.chunk_shape) // array.metadata.codecs[0].chunk_shape))
-
-
-def label_of(cube: Path | str, position: int) -> str:
-    """The label of the patch at a store position."""
-    store = CubeStore(cube)
-    group, roi, patch = (store.array(name)[position] for name in ("roi_group", "roi", "patch_id"))
-    return f"{group}/{roi} patch {patch}"
 
 
 @pytest.mark.faults

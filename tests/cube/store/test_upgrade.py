@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,20 +15,7 @@ from cube import open_cube
 from cube.store.schema import SCHEMA_VERSION, TABLE_CHUNK
 from cube.store.store import CubeStore
 from cube.store.upgrade import COPY, upgrade
-
-
-def as_schema_2(cube: Path, dst: Path) -> Path:
-    """A copy of ``cube`` laid out as schema version 2 wrote it."""
-    shutil.copytree(cube, dst)
-    store = CubeStore(dst, "r+")
-    for name, rows in (("valid", 1), ("coverage", 256)):
-        shape = store.array(name).shape
-        store.copy_array(name, "scratch_copy", (rows, *shape[1:]))
-        store.copy_array("scratch_copy", name, (rows, *shape[1:]))
-        store.delete("scratch_copy")
-    store.write_group("", {**store.group_attributes(""), "schema_version": 2})
-    store.consolidate()
-    return dst
+from tests.helpers import as_schema_2
 
 
 def tables(cube: Path) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from cube.store.chunks import DamagedShardError
 from cube.store.store import CubeStore
 from cube.synth import make_dataset
 from cube.store.integrity import verify
-from tests.cube.store.test_chunks import chunks_per_shard, damage_cases, damaged_copy, index_of, label_of, with_index
+from tests.helpers import chunks_per_shard, damage_cases, damaged_copy, index_of, label_of, with_index
 
 HINT = ("repair: crts convert does not convert stored patches again (a resumed or repeated conversion skips them); "
         "restore the shards from a copy, or convert their ROIs from the source into a new cube: crts convert {src} "
