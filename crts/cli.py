@@ -14,8 +14,8 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from crts import __version__
-from cube.store.outputs import PATH_ERRNOS, REFUSING_ERRNOS
 from cube.dataset.rois import REGIONS, SPLITS
+from cube.store.outputs import PATH_ERRNOS, REFUSING_ERRNOS
 
 os.environ["MPLBACKEND"] = "Agg"  # the command writes figures to files; read when pyplot is first imported
 
@@ -128,8 +128,8 @@ def _run_synth(args: argparse.Namespace) -> None:
 
 
 def _convert_options(p: argparse.ArgumentParser) -> None:
-    from cube.ingest.conversion import ON_ERROR
     from cube.clouds.detectors import DETECTORS
+    from cube.ingest.conversion import ON_ERROR
     from cube.store.schema import TILE_PX, WINDOW_TILE_PX
 
     p.description = ("Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published .tar.gz archives "
@@ -312,8 +312,8 @@ def _run_clouds(args: argparse.Namespace) -> None:
 
 
 def _stats_options(p: argparse.ArgumentParser) -> None:
-    from cube.clouds.detectors import DETECTORS
     from cube.analysis.stats import GROUP_KEYS
+    from cube.clouds.detectors import DETECTORS
 
     p.description = ("Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
                      "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group.")
@@ -597,8 +597,8 @@ def _info_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> None:
-    from cube.store.store import CubeStore, open_cube
     from cube.analysis.overview import format_summary, summary
+    from cube.store.store import CubeStore, open_cube
 
     options = dict(args.storage_options)
     print(format_summary(summary(open_cube(args.cube, storage_options=options),

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cube.dataset.bands import S2_BANDS, S2_SCALE
 from cube.clouds.forest import LEAF, MODEL_PATH, dn_bins, load_forest, sigmoid32
+from cube.dataset.bands import S2_BANDS, S2_SCALE
 
 from .devices import resolve_device
 

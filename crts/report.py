@@ -13,11 +13,11 @@ import xarray as xr
 from matplotlib.image import AxesImage
 
 from cube import open_cube
-from cube.dataset.bands import S2_SCALE
-from cube.clouds.detectors import NO_DATA
-from cube.store.outputs import check_output_folder, writing
 from cube.analysis.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
+from cube.clouds.detectors import NO_DATA
+from cube.dataset.bands import S2_SCALE
 from cube.dataset.rois import region_of
+from cube.store.outputs import check_output_folder, writing
 from cube.store.runs import list_runs, open_run, side_by_side
 from cube.store.store import CubeStore, as_store, patch_labels
 

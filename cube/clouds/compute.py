@@ -27,11 +27,11 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from .detectors import S2CLOUDLESS_ATTRS, DETECTORS, NO_DATA, REGISTRY, detector
-from ..store.index import store_index
 from ..parallel import RowBatches, check_workers, run_tasks
+from ..store.index import store_index
 from ..store.schema import TABLE_CHUNK, compressor
 from ..store.store import CubeState, CubeStore, as_store, checked_state, finished_detectors, open_cube
+from .detectors import S2CLOUDLESS_ATTRS, DETECTORS, NO_DATA, REGISTRY, detector
 
 PROBABILITY_SCALE = 250
 """Stored probability = round(p * 250): steps of 0.004."""

@@ -39,6 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..clouds.compute import cloud_pass
+from ..dataset.bands import bands_of
+from ..dataset.layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
+from ..dataset.problems import FileProblem, Problem
+from ..dataset.rois import ALL_ROIS, Roi, in_cr_split, select_rois
+from ..parallel import RowBatches, task_pool
+from ..store.outputs import check_not_in_cube, check_outside, writing
+from ..store.schema import SPECS, PatchMeta, Spec, encoding, template
+from ..store.store import CubeState, CubeStore, as_store
 from .archives import (
     Archive,
     ArchiveError,
@@ -50,9 +59,6 @@ from .archives import (
     is_url,
     tree_path,
 )
-from ..dataset.bands import bands_of
-from ..clouds.compute import cloud_pass
-from ..dataset.layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
 from .conversion import (
     STOPPED,
     ConversionError,
@@ -70,12 +76,6 @@ from .conversion import (
     convert_patch,
     finished,
 )
-from ..store.outputs import check_not_in_cube, check_outside, writing
-from ..parallel import RowBatches, task_pool
-from ..dataset.rois import ALL_ROIS, Roi, in_cr_split, select_rois
-from ..store.schema import SPECS, PatchMeta, Spec, encoding, template
-from ..store.store import CubeState, CubeStore, as_store
-from ..dataset.problems import FileProblem, Problem
 from .validate import CR_MODALITIES, Expected, PatchFiles, check_complete, detect_layout
 
 PACING = 16

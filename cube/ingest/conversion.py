@@ -29,15 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..dataset.bands import DTYPES, bands_of
 from ..clouds.compute import cloud_pass, compute_clouds
 from ..clouds.detectors import DETECTORS, detector
-from ..store.outputs import check_not_in_cube, check_outside, check_writable, writing
-from ..parallel import RowBatches, check_count, check_workers, run_tasks
+from ..dataset.bands import DTYPES, bands_of
 from ..dataset.problems import FileProblem, Problem
 from ..dataset.rois import Roi, in_cr_split, select_rois
-from ..store.schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables, table_encoding,
-                     template)
+from ..parallel import RowBatches, check_count, check_workers, run_tasks
+from ..store.outputs import check_not_in_cube, check_outside, check_writable, writing
+from ..store.schema import (SCHEMA_VERSION, SPECS, TILE_PX, PatchMeta, Spec, encoding, patch_variables,
+                            table_encoding, template)
 from ..store.store import CubeState, CubeStore, as_store, checked_state, plain_files_ignored
 from .validate import (
     Expected,

@@ -42,8 +42,8 @@ from typing import BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
-from .archives import archive_group, open_url, printable, reason_of
 from ..store.outputs import check_not_in_cube
+from .archives import archive_group, open_url, printable, reason_of
 
 TIMEOUT_S = 60
 """Seconds without a byte from the server before a download is given up (and can be resumed)."""
@@ -365,8 +365,8 @@ def check_convertible(archives: list[Published]) -> None:
 
 def _convert_group(paths: list[Path], cube: str | os.PathLike, options: dict) -> object:
     """Convert one group's archives into ``cube``, resuming the cube's unfinished conversion if it has one."""
-    from .conversion import convert
     from ..store.store import CubeStore
+    from .conversion import convert
 
     state = CubeStore(cube, storage_options=options.get("storage_options")).state()
     return convert(paths, cube, resume=state is not None and not state.complete, **options)

@@ -45,9 +45,9 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, ObjectStore, StorePath
 
 from . import chunks
-from .outputs import check_no_links, writing
 from ..dataset.problems import FileProblem
 from ..dataset.rois import GROUPS, PatchLabel, Roi
+from .outputs import check_no_links, writing
 from .schema import DESCRIPTIONS, SCHEMA_VERSION, UPGRADABLE
 
 STATE, LOCK = "cube_state", "writer_lock"

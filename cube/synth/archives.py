@@ -21,10 +21,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..ingest.archives import archive_of
 from ..dataset.layout import scan_cr, scan_ts
-from ..store.outputs import check_not_in_cube
 from ..dataset.rois import Roi
+from ..ingest.archives import archive_of
+from ..store.outputs import check_not_in_cube
 from .dataset import MANIFEST, TRUTH_DIR, _prepare_output, make_dataset
 
 COMPRESSLEVEL = 6

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..dataset.bands import PIXEL_SIZE_M, S2_BANDS, S2_SCALE
 from ..dataset.layout import cr_relpath, ts_relpath
-from ..store.outputs import check_not_in_cube
-from ..parallel import check_workers
 from ..dataset.rois import ALL_ROIS, Roi, region_of, split_of
+from ..parallel import check_workers
+from ..store.outputs import check_not_in_cube
 from .clouds import CIRRUS_OPACITY_MIN, CLOUD_OPACITY_MIN, SHADOW_MIN, apply_sky, draw_coverage, draw_sky
 from .scene import CLASSES, make_landscape, render_s1, render_s2
 

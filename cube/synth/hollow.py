@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset.bands import DTYPES
 from ..clouds.compute import _add_variables, _variables, commit_pass
-from ..ingest.conversion import commit_complete, place_patches
 from ..clouds.detectors import DETECTORS
+from ..dataset.bands import DTYPES
 from ..dataset.layout import ts_relpath
 from ..dataset.rois import ALL_ROIS, Roi, select_rois
+from ..ingest.conversion import commit_complete, place_patches
 from ..store.schema import SPECS, TILE_PX, PatchMeta
 from ..store.store import CubeState, CubeStore, as_store
 from .dataset import plan_roi

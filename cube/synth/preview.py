@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import rasterio
 
-from ..dataset.layout import scan_ts
 from ..analysis.plots import finish, true_colour
+from ..dataset.layout import scan_ts
 from .dataset import open_truth
 
 

@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 
-from cube.ingest.archives import ArchiveError
 from cube.dataset.problems import FileProblem, Problem
 from cube.dataset.rois import Roi
+from cube.ingest.archives import ArchiveError
 
 
 @pytest.mark.parametrize("kind", [FileProblem, ArchiveError])

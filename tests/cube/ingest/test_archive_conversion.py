@@ -15,9 +15,9 @@ import pytest
 import zarr
 
 from cube import convert, open_cube
+from cube.dataset.layout import scan_ts
 from cube.ingest import archive_conversion
 from cube.ingest.archive_conversion import ConversionError
-from cube.dataset.layout import scan_ts
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
 from tests.helpers import assert_same_cube, kill_when

@@ -11,8 +11,8 @@ import xarray as xr
 
 from cube import open_cube
 from cube.dataset.layout import scan_ts
-from cube.store.outputs import OutputRefused
 from cube.dataset.rois import PatchLabel
+from cube.store.outputs import OutputRefused
 from cube.store.store import LOCK, STATE, CubeStore, patch_index, patch_labels
 
 

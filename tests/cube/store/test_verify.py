@@ -12,9 +12,9 @@ import cube
 from crts.cli import main
 from cube import convert
 from cube.store.chunks import DamagedShardError
+from cube.store.integrity import verify
 from cube.store.store import CubeStore
 from cube.synth import make_dataset
-from cube.store.integrity import verify
 from tests.helpers import chunks_per_shard, damage_cases, damaged_copy, index_of, label_of, with_index
 
 HINT = ("repair: crts convert does not convert stored patches again (a resumed or repeated conversion skips them); "
