@@ -14,9 +14,9 @@ import rasterio
 
 from crts.data.sampling import choose_steps
 from crts.data.scaling import scale_s1, scale_s2
-from cube.detectors import float_mask
-from cube.layout import scan_ts
-from cube.rois import ALL_ROIS, select_rois
+from cube.clouds.detectors import float_mask
+from cube.dataset.layout import scan_ts
+from cube.dataset.rois import ALL_ROIS, select_rois
 
 
 class GeoTiffLoader:

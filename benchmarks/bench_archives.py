@@ -19,7 +19,7 @@ from pathlib import Path
 from isal import igzip
 
 from cube import convert
-from cube.archives import archive_group
+from cube.ingest.archives import archive_group
 from cube.synth.archives import make_archived_dataset
 
 PATCHES_PER_ROI = 4

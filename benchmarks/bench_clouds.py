@@ -22,9 +22,9 @@ import numpy as np
 import xarray as xr
 
 from cube import convert
-from cube.clouds import compute_clouds
-from cube.detectors import _reflectance, _s2cloudless
-from cube.forest import MODEL_PATH, cache_dir, fast_probability, kernel_path, predictor
+from cube.clouds.compute import compute_clouds
+from cube.clouds.detectors import _reflectance, _s2cloudless
+from cube.clouds.forest import MODEL_PATH, cache_dir, fast_probability, kernel_path, predictor
 from cube.synth import make_dataset
 
 IMAGES_IN_DATA_SET = 470_000

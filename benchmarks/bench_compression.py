@@ -17,7 +17,7 @@ import rasterio
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
-from cube.layout import scan_ts
+from cube.dataset.layout import scan_ts
 from cube.synth import make_dataset
 
 CODECS = {

@@ -15,7 +15,7 @@ import rasterio
 import zarr
 
 from cube import convert, open_cube
-from cube.layout import scan_ts
+from cube.dataset.layout import scan_ts
 from cube.synth import make_dataset
 
 

@@ -9,7 +9,7 @@ Same samples in the same run (4 patches x 30 steps, 256 px, split 'all'):
 - decode limit: the same shard files read with plain file reads (index, then the
   touched inner chunks) and the chunks decoded with numcodecs' Blosc in a loop, no
   scaling; whole samples (3 inputs + target) against it, the direct reads
-  (CubeStore.read, cube/chunks.py) against zarr's, random 64 px windows against
+  (CubeStore.read, cube/store/chunks.py) against zarr's, random 64 px windows against
   whole samples, and the bytes one 64 px window and one whole sample read;
 - worker scaling: random 64 px windows/s through the loader with 2 workers against none (one torch
   thread in the main process, as in the workers: on a loaded 2-core machine torch's thread pool
@@ -39,7 +39,7 @@ from numcodecs import Blosc
 from benchmarks.baseline_loader import GeoTiffLoader
 from crts.data import SEN12MSCRTS, SampleWindows, batches, loader
 from cube import convert
-from cube.schema import WINDOW_TILE_PX
+from cube.store.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
 
 

@@ -3,7 +3,7 @@
 An S3-compatible server (moto) runs on 127.0.0.1; a proxy in front of it delays
 every request by 0, 20 or 100 ms, as a bucket in another region would. Same
 samples in the same run (2 ROIs x 4 patches x 30 steps, 256 px in 64 px tiles as
-for training, cube.schema.WINDOW_TILE_PX; n_input_samples 3, s2cloudless masks): one process, then DataLoader workers, against local disk.
+for training, cube.store.schema.WINDOW_TILE_PX; n_input_samples 3, s2cloudless masks): one process, then DataLoader workers, against local disk.
 Conversion: images/s into the bucket against into a local folder.
 Goals (issue 13): >= 4 samples/s in one process at 100 ms (samples one by one,
 and in batches of 4); with the documented workers >= 50% of the local-disk rate.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from crts.data import SEN12MSCRTS, SampleWindows, loader
 from cube import convert
-from cube.schema import WINDOW_TILE_PX
+from cube.store.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
 from tests.servers import S3Proxy, create_bucket, s3_server
 

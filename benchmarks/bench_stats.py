@@ -18,11 +18,11 @@ import pandas as pd
 import xarray as xr
 
 from cube import convert
-from cube.clouds import compute_clouds
-from cube.detectors import DETECTORS, s2cloudless_probability
-from cube.rois import ALL_ROIS, region_of, split_of
-from cube.schema import TABLE_CHUNK
-from cube.stats import (
+from cube.clouds.compute import compute_clouds
+from cube.clouds.detectors import DETECTORS, s2cloudless_probability
+from cube.dataset.rois import ALL_ROIS, region_of, split_of
+from cube.store.schema import TABLE_CHUNK
+from cube.analysis.stats import (
     coverage_index,
     coverage_table,
     histogram,

@@ -16,7 +16,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
-from cube.layout import scan_ts
+from cube.dataset.layout import scan_ts
 from cube.synth import make_dataset
 
 WORKERS = 2

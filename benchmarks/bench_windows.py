@@ -4,7 +4,7 @@ Same run, same samples (a train and a val ROI x 2 patches x 30 steps, 256 px, s2
 - the cube converted three times, with 256 px (one chunk per image), 128 px and
   64 px inner chunks; on each, SampleWindows' samples/s for whole images and for
   random 128 px and 64 px windows (3 inputs + target: S2, S1 and masks);
-- on the tile for training crops (cube.schema.WINDOW_TILE_PX): the raw ceiling, the same window
+- on the tile for training crops (cube.store.schema.WINDOW_TILE_PX): the raw ceiling, the same window
   reads with zarr (CubeStore.read, no scaling, no tensors), and the loader's share of it;
 - a short CPU training run (3D ResNet, 16 features, 64 px crops, batch 4, no
   workers) on a cube of 16 train patches (6 time steps each): the share of its time
@@ -27,7 +27,7 @@ import torch
 from crts.data import SEN12MSCRTS, SampleWindows
 from crts.train import TrainConfig, train
 from cube import convert
-from cube.schema import WINDOW_TILE_PX
+from cube.store.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
 
 TILES = (256, 128, 64)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from crts import __version__
-from cube.outputs import PATH_ERRNOS, REFUSING_ERRNOS
-from cube.rois import REGIONS, SPLITS
+from cube.dataset.rois import REGIONS, SPLITS
+from cube.store.outputs import PATH_ERRNOS, REFUSING_ERRNOS
 
 os.environ["MPLBACKEND"] = "Agg"  # the command writes figures to files; read when pyplot is first imported
 
@@ -128,9 +128,9 @@ def _run_synth(args: argparse.Namespace) -> None:
 
 
 def _convert_options(p: argparse.ArgumentParser) -> None:
-    from cube.conversion import ON_ERROR
-    from cube.detectors import DETECTORS
-    from cube.schema import TILE_PX, WINDOW_TILE_PX
+    from cube.clouds.detectors import DETECTORS
+    from cube.ingest.conversion import ON_ERROR
+    from cube.store.schema import TILE_PX, WINDOW_TILE_PX
 
     p.description = ("Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published .tar.gz archives "
                      "without extracting them, into one labelled, lossless Zarr v3 cube. Every file is checked; an "
@@ -182,7 +182,7 @@ def _add_force_unlock(p: argparse.ArgumentParser) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> None:
-    from cube.conversion import convert
+    from cube.ingest.conversion import convert
 
     if args.region and args.rois:
         raise ValueError("--region selects with --split, not with --rois")
@@ -206,8 +206,8 @@ def _run_convert(args: argparse.Namespace) -> None:
 
 
 def _download_options(p: argparse.ArgumentParser) -> None:
-    from cube.detectors import DETECTORS
-    from cube.download import DOWNLOAD_SPLITS, TS_REGIONS
+    from cube.clouds.detectors import DETECTORS
+    from cube.ingest.download import DOWNLOAD_SPLITS, TS_REGIONS
 
     p.description = ("Download the published archives, with the choices of the toolbox's util/dl_data.sh as flags: "
                      "resumable (a .part file is continued with a Range request), each archive checked against the "
@@ -249,7 +249,7 @@ def _download_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_download(args: argparse.Namespace) -> None:
-    from cube.download import check_convertible, download, plan_lines, select
+    from cube.ingest.download import check_convertible, download, plan_lines, select
 
     archives = select(args.regions, args.split, args.s1, args.sen12mscr, args.base_url)
     if args.delete_archives and not args.cube:
@@ -275,7 +275,7 @@ def _detectors(names: list[str]) -> tuple[str, ...]:
 
 
 def _clouds_options(p: argparse.ArgumentParser) -> None:
-    from cube.detectors import DETECTORS
+    from cube.clouds.detectors import DETECTORS
 
     p.description = ("The cloud pass (also run by `crts convert`): s2cloudless probability, mask and map and the "
                      "toolbox's cloud/shadow heuristic for every S2 image, with the toolbox's parameters, stored "
@@ -296,7 +296,7 @@ def _clouds_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_clouds(args: argparse.Namespace) -> None:
-    from cube.clouds import compute_clouds
+    from cube.clouds.compute import compute_clouds
 
     start = time.perf_counter()
     predictor = None
@@ -312,8 +312,8 @@ def _run_clouds(args: argparse.Namespace) -> None:
 
 
 def _stats_options(p: argparse.ArgumentParser) -> None:
-    from cube.detectors import DETECTORS
-    from cube.stats import GROUP_KEYS
+    from cube.analysis.stats import GROUP_KEYS
+    from cube.clouds.detectors import DETECTORS
 
     p.description = ("Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
                      "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group.")
@@ -332,9 +332,9 @@ def _stats_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_stats(args: argparse.Namespace) -> None:
-    from cube.plots import plot_coverage
-    from cube.stats import coverage_index, coverage_table
-    from cube.store import open_cube
+    from cube.analysis.plots import plot_coverage
+    from cube.analysis.stats import coverage_index, coverage_table
+    from cube.store.store import open_cube
     from cube.synth.scores import score_detectors
 
     ds = open_cube(args.cube, storage_options=dict(args.storage_options))
@@ -388,7 +388,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
     from crts.data.sampling import SAMPLERS
     from crts.settings import LOSSES, RECIPES, TrainConfig
-    from cube.detectors import DETECTORS
+    from cube.clouds.detectors import DETECTORS
 
     kinds = "; ".join(f"{name}: {r.summary}" for name, r in RECIPES.items())
     p.description = (f"Train a model ({kinds}; each with its original's recipe unless told otherwise) on the "
@@ -445,7 +445,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def _evaluate_options(p: argparse.ArgumentParser) -> None:
     from crts.settings import BASELINE_NAMES
-    from cube.detectors import DETECTORS
+    from cube.clouds.detectors import DETECTORS
 
     p.description = ("Predict every sample of a split with a checkpoint of `crts train` or a baseline, score it with "
                      "the paper's metrics and write predictions and per-sample metrics into CUBE/runs/NAME (the "
@@ -477,7 +477,7 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from crts.evaluate import evaluate
-    from cube.runs import open_run
+    from cube.store.runs import open_run
 
     _cube(args)
     path = evaluate(args.cube, args.run, checkpoint=args.checkpoint, baseline=args.baseline, split=args.split,
@@ -528,8 +528,8 @@ def _runs_options(p: argparse.ArgumentParser) -> None:
 def _run_runs(args: argparse.Namespace) -> None:
     from tabulate import tabulate
 
-    from cube.runs import list_runs, open_run, prune_runs
-    from cube.store import CubeStore
+    from cube.store.runs import list_runs, open_run, prune_runs
+    from cube.store.store import CubeStore
 
     if args.older_than is not None and not args.prune:
         raise ValueError("--older-than applies to --prune")
@@ -558,7 +558,7 @@ def _index_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_index(args: argparse.Namespace) -> None:
-    from cube.index import write_index
+    from cube.store.index import write_index
 
     start = time.perf_counter()
     where = write_index(args.cube, args.out, storage_options=dict(args.storage_options),
@@ -577,8 +577,8 @@ def _upgrade_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_upgrade(args: argparse.Namespace) -> None:
-    from cube.schema import SCHEMA_VERSION
-    from cube.upgrade import upgrade
+    from cube.store.schema import SCHEMA_VERSION
+    from cube.store.upgrade import upgrade
 
     start = time.perf_counter()
     rewritten = upgrade(args.cube, storage_options=dict(args.storage_options), force_unlock=args.force_unlock)
@@ -597,8 +597,8 @@ def _info_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> None:
-    from cube.store import CubeStore, open_cube
-    from cube.overview import format_summary, summary
+    from cube.analysis.overview import format_summary, summary
+    from cube.store.store import CubeStore, open_cube
 
     options = dict(args.storage_options)
     print(format_summary(summary(open_cube(args.cube, storage_options=options),
@@ -620,8 +620,8 @@ def _verify_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> None:
-    from cube.problems import FileProblem
-    from cube.integrity import verify
+    from cube.dataset.problems import FileProblem
+    from cube.store.integrity import verify
 
     report = verify(args.cube, patches=args.patches, split=args.split, region=args.region,
                     storage_options=dict(args.storage_options), progress=sys.stderr.isatty())
@@ -853,8 +853,8 @@ def _user_error(err: Exception, location: str, output: str = "the output") -> st
     if isinstance(err, OSError) and err.errno in USER_ERRNOS:
         return _message(err) if err.filename is not None else f"{output}: {err.strerror or os.strerror(err.errno)}"
     if isinstance(err, ValueError | FileExistsError | FileNotFoundError):
-        return _message(err)  # (before cube.store is imported: an argument refused before the work began)
-    from cube.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
+        return _message(err)  # (before cube.store.store is imported: an argument refused before the work began)
+    from cube.store.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
 
     if isinstance(err, IncompleteCubeError | WriterLockedError | StorageError):
         return _message(err)

@@ -1,10 +1,10 @@
 """s2cloudless's forest in torch (CUDA or CPU), exactly: the cloud pass's GPU predictor.
 
-The same binned forest as :mod:`cube.forest`: every pixel walks all trees at
+The same binned forest as :mod:`cube.clouds.forest`: every pixel walks all trees at
 once, one level per step, comparing its feature bins with the nodes' threshold
 ranks (integers, so exactly LightGBM's decisions); leaf values are summed in
 double in tree order, and the sigmoid is LightGBM's, rounded to float32 as
-s2cloudless does (:func:`cube.forest.sigmoid32`, on the CPU).
+s2cloudless does (:func:`cube.clouds.forest.sigmoid32`, on the CPU).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cube.bands import S2_BANDS, S2_SCALE
-from cube.forest import LEAF, MODEL_PATH, dn_bins, load_forest, sigmoid32
+from cube.clouds.forest import LEAF, MODEL_PATH, dn_bins, load_forest, sigmoid32
+from cube.dataset.bands import S2_BANDS, S2_SCALE
 
 from .devices import resolve_device
 
@@ -63,7 +63,7 @@ class TorchForestPredictor:
         return total
 
     def __call__(self, s2: np.ndarray) -> np.ndarray:
-        """Like :func:`cube.detectors.s2cloudless_probability` for (13, H, W) or (N, 13, H, W)."""
+        """Like :func:`cube.clouds.detectors.s2cloudless_probability` for (13, H, W) or (N, 13, H, W)."""
         stack = s2[None] if s2.ndim == 3 else s2
         if stack.ndim != 4 or stack.shape[1] != len(S2_BANDS):
             raise ValueError(f"expected S2 of shape (13, H, W) or (N, 13, H, W), got {s2.shape}")

@@ -1,6 +1,6 @@
 """Predict a split with a model or a baseline, score it with the paper's metrics, write it into the cube.
 
-Runs are written and published by :mod:`cube.runs` (the cube's own variables are
+Runs are written and published by :mod:`cube.store.runs` (the cube's own variables are
 never touched; an interrupted run leaves nothing visible; two runs never write
 to the same objects).
 """
@@ -20,9 +20,9 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from cube.bands import S2_BANDS, S2_SCALE
-from cube.runs import RunWriter, check_run_name
-from cube.store import as_store
+from cube.dataset.bands import S2_BANDS, S2_SCALE
+from cube.store.runs import RunWriter, check_run_name
+from cube.store.store import as_store
 
 from . import __version__
 from .blend import PatchBlender
@@ -235,13 +235,13 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
              device: str = "auto", storage_options: dict | None = None, progress: bool = True) -> str:
     """Predict every sample of a split and write predictions and per-sample metrics as run ``run`` of the cube.
 
-    Returns the published run's location; open it with :func:`cube.runs.open_run`.
+    Returns the published run's location; open it with :func:`cube.store.runs.open_run`.
     Runs of UnCRtainTS also hold ``variance`` (sample, S2_band, y, x), the per-image
     ``mean_variance`` and ``mean_error``, and :func:`uncertainty_summary`.
 
     Parameters
     ----------
-    cube : path, str or cube.store.CubeStore
+    cube : path, str or cube.store.store.CubeStore
         The cube (with its cloud pass): a path or URL.
     run : str
         Name of the run (letters, digits, ``_``, ``-``, ``.`` not first, at most 100

@@ -13,13 +13,13 @@ import xarray as xr
 from matplotlib.image import AxesImage
 
 from cube import open_cube
-from cube.bands import S2_SCALE
-from cube.clouds import NO_DATA
-from cube.outputs import check_output_folder, writing
-from cube.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
-from cube.rois import region_of
-from cube.runs import list_runs, open_run, side_by_side
-from cube.store import CubeStore, as_store, patch_labels
+from cube.analysis.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
+from cube.clouds.detectors import NO_DATA
+from cube.dataset.bands import S2_SCALE
+from cube.dataset.rois import region_of
+from cube.store.outputs import check_output_folder, writing
+from cube.store.runs import list_runs, open_run, side_by_side
+from cube.store.store import CubeStore, as_store, patch_labels
 
 from .evaluate import METRIC_UNITS
 from .metrics import CALIBRATION_BINS
@@ -233,8 +233,8 @@ def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, ru
     ------
     ValueError
         Before anything is written, for an ``out`` that holds other files than an earlier report
-        (:func:`cube.outputs.check_output_folder`); :class:`cube.outputs.OutputRefused` (a ValueError) also for
-        one inside a cube, or where the file system refuses to write (then naming the file).
+        (:func:`cube.store.outputs.check_output_folder`); :class:`cube.store.outputs.OutputRefused` (a ValueError)
+        also for one inside a cube, or where the file system refuses to write (then naming the file).
     """
     cube = as_store(cube, storage_options=storage_options)
     out = Path(out)

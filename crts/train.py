@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from cube.outputs import check_output_folder
+from cube.store.outputs import check_output_folder
 
 from .data import SEN12MSCRTS, SampleWindows, loader
 from .devices import resolve_device

@@ -2,28 +2,29 @@
 
 This package never imports torch or :mod:`crts`. Its public names are imported
 on first use (PEP 562), so that importing a light module such as
-:mod:`cube.rois` does not import xarray, zarr and dask.
+:mod:`cube.dataset.rois` does not import xarray, zarr and dask.
 """
 
 from importlib import import_module
 
 __version__ = "0.1.0"
 
-_HOMES = {"ConversionError": "conversion", "ConversionReport": "conversion", "convert": "conversion",
-          "list_runs": "runs", "open_run": "runs", "side_by_side": "runs",
-          "IncompleteCubeError": "store", "WriterLockedError": "store", "georeferenced": "store",
-          "open_cube": "store", "patch_index": "store", "summary": "overview",
-          "verify": "integrity"}
+_HOMES = {"ConversionError": "ingest.conversion", "ConversionReport": "ingest.conversion",
+          "convert": "ingest.conversion",
+          "list_runs": "store.runs", "open_run": "store.runs", "side_by_side": "store.runs",
+          "IncompleteCubeError": "store.store", "WriterLockedError": "store.store", "georeferenced": "store.store",
+          "open_cube": "store.store", "patch_index": "store.store", "summary": "analysis.overview",
+          "verify": "store.integrity"}
 """Each public name and the module that defines it."""
-_SUBMODULES = ("export",)
-"""Modules reached as attributes (``cube.export.to_geotiff``)."""
+_SUBMODULES = {"export": "analysis.export"}
+"""Modules reached as attributes (``cube.export.to_geotiff``), and where they live."""
 
 __all__ = sorted([*_HOMES, *_SUBMODULES])
 
 
 def __getattr__(name: str) -> object:
     if name in _SUBMODULES:
-        return import_module(f".{name}", __name__)
+        return import_module(f".{_SUBMODULES[name]}", __name__)
     if name not in _HOMES:
         raise AttributeError(f"module 'cube' has no attribute {name!r}")
     return getattr(import_module(f".{_HOMES[name]}", __name__), name)

@@ -35,7 +35,7 @@ class RowBatches:
 
     Parameters
     ----------
-    store : cube.store.CubeStore
+    store : cube.store.store.CubeStore
         The cube, open for writing.
     name : str
         The table, patches along its first dimension (opened at each write, so a

@@ -14,19 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from crts.cli import main
 from crts.data import SEN12MSCRTS, SampleWindows, loader
-from cube import convert, open_cube
-from cube.runs import list_runs, open_run
-from cube.store import CubeStore
+from cube import convert
+from cube.store.runs import list_runs, open_run
+from cube.store.store import CubeStore
 from cube.synth import make_dataset
+from tests.helpers import assert_same_variables
 from tests.servers import create_bucket, http_server
 
 pytestmark = pytest.mark.slow
-VARIABLES = ("S1", "S2", "valid", "S2_date", "roi", "patch_id", "transform", "s2cloudless_mask", "s2cloudless_map",
-             "cloud_cloudshadow_mask", "coverage")
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +52,8 @@ def bucket() -> str:
     return create_bucket(f"b-{uuid.uuid4().hex[:12]}")
 
 
-def assert_same_cube(a: str | Path, b: str | Path) -> None:
-    one, other = open_cube(a, chunks=None), open_cube(b, chunks=None)
-    for name in VARIABLES:
-        xr.testing.assert_identical(one[name].reset_coords(drop=True), other[name].reset_coords(drop=True))
-
-
 def test_a_cube_converted_into_a_bucket_equals_the_local_one(s3_cube: str, local_cube: Path) -> None:
-    assert_same_cube(s3_cube, local_cube)
+    assert_same_variables(s3_cube, local_cube)
     assert not (Path.cwd() / "s3:").exists()  # the URL was not taken for a folder
 
 
@@ -76,7 +68,7 @@ def test_kill_9_then_resume_into_a_bucket(s3: str, tree: Path, local_cube: Path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert main(["convert", str(tree), url, "--workers", "1", "--resume"]) == 0
-    assert_same_cube(url, local_cube)
+    assert_same_variables(url, local_cube)
 
 
 def test_samples_from_a_bucket_equal_those_from_disk(s3_cube: str, local_cube: Path) -> None:
@@ -122,8 +114,8 @@ def test_an_interrupted_run_in_a_bucket_stays_invisible_and_is_pruned(s3_cube: s
     code = f"""
 import os
 import dask.array as da, xarray as xr
-from cube.runs import RunWriter
-from cube.store import CubeStore
+from cube.store.runs import RunWriter
+from cube.store.store import CubeStore
 template = xr.Dataset({{"prediction": ("sample", da.zeros(3, dtype="uint16", chunks=3))}})
 RunWriter(CubeStore({s3_cube!r}, mode="r+"), "killed", template).array("prediction")[:] = 1
 os._exit(0)
@@ -137,7 +129,7 @@ os._exit(0)
 def test_a_cube_over_http_reads_like_the_local_one(local_cube: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with http_server(local_cube.parent) as url:
         remote = f"{url}/{local_cube.name}"
-        assert_same_cube(remote, local_cube)
+        assert_same_variables(remote, local_cube)
         a, b = SEN12MSCRTS(remote, split="all")[1], SEN12MSCRTS(local_cube, split="all")[1]
         np.testing.assert_array_equal(np.stack(a["input"]["S2"]), np.stack(b["input"]["S2"]))
         assert main(["stats", remote, "--by", "split"]) == 0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cube.rois import PatchLabel
+from cube.dataset.rois import PatchLabel
 
 from .sampling import SampleIndex
 
@@ -277,7 +277,7 @@ def index_from_records(records: dict, n_input_samples: int, n_times: int, labels
         The number of input steps each record must list.
     n_times : int
         The cube's number of time steps: steps must lie in [0, n_times).
-    labels : list of cube.rois.PatchLabel
+    labels : list of cube.dataset.rois.PatchLabel
         This selection's patch per pdx; records that carry ``roi`` and
         ``patch_id`` (our JSON format) must name the same patch.
     source : str

@@ -111,7 +111,7 @@ def plot_sample(sample: dict, rescale_method: str = "default", cloud_masks: str 
     """
     import matplotlib.pyplot as plt
 
-    from cube.plots import CLOUD_COLOUR, READABLE, REFLECTANCE_TOP, draw_clouds, true_colour
+    from cube.analysis.plots import CLOUD_COLOUR, READABLE, REFLECTANCE_TOP, draw_clouds, true_colour
 
     panels = sample_panels(sample, rescale_method, cloud_masks)
     columns = min(len(panels), COLUMNS)

@@ -93,7 +93,7 @@ def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.
     min_cov, max_cov : float
         Coverage window the inputs should lie in.
     labels : sequence, optional
-        Sample labels (e.g. :class:`cube.rois.PatchLabel`), named in the error about samples with too few
+        Sample labels (e.g. :class:`cube.dataset.rois.PatchLabel`), named in the error about samples with too few
         valid steps.
 
     Examples
@@ -132,7 +132,7 @@ def choose_steps_random(coverage: np.ndarray, n_input_samples: int, seed: int | 
     seed : int or tuple of int
         Seeds numpy's generator, e.g. ``(seed, epoch)``: the same seed gives the same draw.
     labels : sequence, optional
-        Sample labels (e.g. :class:`cube.rois.PatchLabel`), named in the error about samples with too few
+        Sample labels (e.g. :class:`cube.dataset.rois.PatchLabel`), named in the error about samples with too few
         valid steps.
 
     Examples

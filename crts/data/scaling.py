@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cube.bands import S2_SCALE
+from cube.dataset.bands import S2_SCALE
 
 RESCALE_METHODS: tuple[str, ...] = ("default", "resnet")
 S2_DIVISORS: dict[str, float] = {"default": S2_SCALE, "resnet": 2000.0}

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from cube import open_cube
-from cube.detectors import DETECTORS, float_mask
-from cube.rois import Roi, in_cr_split
-from cube.store import as_store, patch_bounds, stored_order
+from cube.clouds.detectors import DETECTORS, float_mask
+from cube.dataset.rois import Roi, in_cr_split
+from cube.store.store import as_store, patch_bounds, stored_order
 
 from .plot import SamplePlots
 from .scaling import RESCALE_METHODS, scale_s1, scale_s2
@@ -38,7 +38,7 @@ class SEN12MSCR(SamplePlots, torch.utils.data.Dataset):
 
     ``split`` selects scenes by the original SEN12MS-CR loader's scene lists and
     its rule: a listed folder also takes scenes whose number starts with the
-    listed one (``s1_1`` takes ``s1_106``; see :func:`cube.rois.in_cr_split`);
+    listed one (``s1_1`` takes ``s1_106``; see :func:`cube.dataset.rois.in_cr_split`);
     ``exact_scenes=True`` takes only the listed scenes. ``region`` (the original
     supports only 'all') keeps the scenes that are SEN12MS-CR-TS ROIs of that region.
 

@@ -11,11 +11,11 @@ import torch
 from numcodecs import Zstd
 
 from cube import open_cube
-from cube.clouds import require_clouds
-from cube.detectors import DETECTORS, detector
-from cube.layout import parse_ts_path
-from cube.rois import select_rois
-from cube.store import as_store, patch_bounds, patch_labels, stored_order
+from cube.clouds.compute import require_clouds
+from cube.clouds.detectors import DETECTORS, detector
+from cube.dataset.layout import parse_ts_path
+from cube.dataset.rois import select_rois
+from cube.store.store import as_store, patch_bounds, patch_labels, stored_order
 
 from .index_files import (
     index_file_name,
@@ -131,7 +131,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         if not keep.any():
             raise ValueError(f"{self.cube}: no patches of split {split!r} and region {region!r}")
         self.labels = [label for label, kept in zip(patch_labels(ds), keep, strict=True) if kept]
-        """The :class:`cube.rois.PatchLabel` of each sample."""
+        """The :class:`cube.dataset.rois.PatchLabel` of each sample."""
         self.positions = stored[keep]
         self.s1_td = days_since_s1_launch(ds.S1_date.values[keep])
         self.s2_td = days_since_s1_launch(ds.S2_date.values[keep])
@@ -236,7 +236,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         ``images`` is the float32 (n, 15, H, W) array that ``S2`` and ``S1`` are views of (S2 bands, then S1).
 
         Every image (S1, S2 and mask of every step) is read in one concurrent request
-        to the cube (:meth:`cube.store.CubeStore.read`): over a network, two latencies per sample.
+        to the cube (:meth:`cube.store.store.CubeStore.read`): over a network, two latencies per sample.
         S1 is read straight into ``images`` and scaled there, S2 scaled into it: no other copies.
         ``window`` (row and column slices) reads only that part of every image; the
         coverage stays the whole image's.

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from cube.bands import S1_BANDS, S2_BANDS
+from cube.dataset.bands import S1_BANDS, S2_BANDS
 
 from ..losses import reconstruction_loss
 from ..settings import RECIPES

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..archives import archive_of
-from ..layout import scan_cr, scan_ts
-from ..outputs import check_not_in_cube
-from ..rois import Roi
+from ..dataset.layout import scan_cr, scan_ts
+from ..dataset.rois import Roi
+from ..ingest.archives import archive_of
+from ..store.outputs import check_not_in_cube
 from .dataset import MANIFEST, TRUTH_DIR, _prepare_output, make_dataset
 
 COMPRESSLEVEL = 6
@@ -77,7 +77,7 @@ def write_archives(tree: str | os.PathLike, out: str | os.PathLike, *, shuffle: 
     tree : path
         A SEN12MS-CR-TS or SEN12MS-CR tree (e.g. of :func:`cube.synth.make_dataset`).
     out : path
-        Folder for the archives (created if absent); refused inside a cube (:class:`cube.outputs.OutputRefused`).
+        Folder for the archives (created if absent); refused inside a cube (:class:`cube.store.outputs.OutputRefused`).
     shuffle : collection of str or bool
         Names of archives whose members are written in a random order (True:
         all); the others hold them in the order of a walk of the tree.

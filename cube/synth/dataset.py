@@ -20,11 +20,11 @@ from rasterio.warp import transform as warp_transform
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..bands import PIXEL_SIZE_M, S2_BANDS, S2_SCALE
-from ..layout import cr_relpath, ts_relpath
-from ..outputs import check_not_in_cube
+from ..dataset.bands import PIXEL_SIZE_M, S2_BANDS, S2_SCALE
+from ..dataset.layout import cr_relpath, ts_relpath
+from ..dataset.rois import ALL_ROIS, Roi, region_of, split_of
 from ..parallel import check_workers
-from ..rois import ALL_ROIS, Roi, region_of, split_of
+from ..store.outputs import check_not_in_cube
 from .clouds import CIRRUS_OPACITY_MIN, CLOUD_OPACITY_MIN, SHADOW_MIN, apply_sky, draw_coverage, draw_sky
 from .scene import CLASSES, make_landscape, render_s1, render_s2
 
@@ -267,7 +267,7 @@ def make_dataset(out: str | os.PathLike, rois: list[str | Roi] | None = None, *,
     ----------
     out : path
         Data set root to create; must be empty or absent unless ``overwrite``, and not inside a cube
-        (:class:`cube.outputs.OutputRefused`).
+        (:class:`cube.store.outputs.OutputRefused`).
     rois : list of str or Roi, optional
         ROIs such as ``"ROIs1868/17"``; default :data:`DEFAULT_ROIS`.
     patches_per_roi, size, times : int

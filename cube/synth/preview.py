@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import rasterio
 
-from ..layout import scan_ts
-from ..plots import finish, true_colour
+from ..analysis.plots import finish, true_colour
+from ..dataset.layout import scan_ts
 from .dataset import open_truth
 
 
@@ -20,7 +20,7 @@ def plot_patch(root: str | os.PathLike, patch: int = 0, n_times: int = 8,
 
     Columns are evenly spaced time steps labelled with their S2 and S1 dates.
     Returns the figure, or the path of the PNG written to ``out`` (never inside a cube, see
-    :func:`cube.plots.finish`).
+    :func:`cube.analysis.plots.finish`).
     """
     truth = open_truth(root).isel(patch=patch)
     files, _ = scan_ts(root)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..detectors import CLOUD, SHADOW
+from ..clouds.detectors import CLOUD, SHADOW
 from .dataset import MANIFEST, open_truth
 
 MAP_THRESHOLD = 0.5

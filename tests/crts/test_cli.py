@@ -9,7 +9,7 @@ import pytest
 
 import crts
 from crts.cli import build_parser, main, reference_markdown, sub_parsers
-from cube.layout import scan_ts
+from cube.dataset.layout import scan_ts
 
 
 def test_help_lists_the_sub_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -209,7 +209,7 @@ def test_utae_trains_evaluates_and_reports_from_the_command_line(sampling_cube: 
     """The U-TAE through every command, with its defaults (l2, no variances) and with MGNLL (variances)."""
     import json
 
-    from cube.runs import open_run
+    from cube.store.runs import open_run
 
     cube = tmp_path / "cube.zarr"
     shutil.copytree(sampling_cube, cube)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from crts.clouds_gpu import TorchForestPredictor
-from cube.detectors import s2cloudless_probability
-from cube.forest import MODEL_PATH, feature_bins, load_forest, sigmoid32, threshold_probe
+from cube.clouds.detectors import s2cloudless_probability
+from cube.clouds.forest import MODEL_PATH, feature_bins, load_forest, sigmoid32, threshold_probe
 
 
 def _check(device: str) -> None:

@@ -23,7 +23,7 @@ from crts.models import LeastCloudy, ResNet3D, UnCRtainTS, save_checkpoint
 from crts.models.uncrtaints import input_dates
 from crts.report import plot_metric_vs_coverage, plot_samples, samples_table, write_report
 from cube import open_cube
-from cube.runs import list_runs, open_run, side_by_side
+from cube.store.runs import list_runs, open_run, side_by_side
 from tests.figures import smallest_font
 
 

@@ -29,8 +29,8 @@ from crts.report import (
     uncertainty_table,
     write_report,
 )
-from cube.outputs import OutputRefused
-from cube.runs import open_run
+from cube.store.outputs import OutputRefused
+from cube.store.runs import open_run
 
 
 @pytest.fixture

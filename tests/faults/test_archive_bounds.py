@@ -16,7 +16,7 @@ import pytest
 from cube import convert
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
-from tests.cube.test_archives import CASES, crafted
+from tests.helpers import CASES, crafted
 
 PEAK_RSS = 600 << 20
 """Peak resident memory allowed to a conversion of a crafted archive (the unbounded reader took 1.35-3.46 GB)."""

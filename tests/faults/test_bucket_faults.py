@@ -14,10 +14,10 @@ import xarray as xr
 from crts.cli import main
 from crts.data import SEN12MSCRTS
 from cube import convert
-from cube.runs import open_run
+from cube.store.runs import open_run
 from cube.synth import make_dataset
+from tests.helpers import assert_same_variables
 from tests.servers import S3Proxy, create_bucket
-from tests.test_object_storage import assert_same_cube
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 FAULT_RATE, SEED = 0.05, 1
@@ -55,7 +55,7 @@ def test_a_conversion_through_faults_equals_the_fault_free_one(faulty: S3Proxy, 
         assert main(["convert", str(tree), url, "--workers", "1", *_through(faulty)]) == 0
     assert sum(r.fault is not None for r in requests) >= 0.02 * len(requests) > 5  # it was tried
     assert {r.fault for r in requests} == {None, "reset", "500", "503"}
-    assert_same_cube(url, clean)
+    assert_same_variables(url, clean)
 
 
 def test_training_reads_through_faults_equal_fault_free_ones(faulty: S3Proxy, clean: str) -> None:

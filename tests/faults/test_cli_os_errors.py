@@ -17,7 +17,7 @@ import pytest
 
 from crts.cli import main
 from cube import convert
-from cube.store import CubeStore
+from cube.store.store import CubeStore
 
 pytestmark = pytest.mark.faults
 
@@ -128,7 +128,7 @@ def _with_a_leftover(cube: Path) -> Path:
     import dask.array as da
     import xarray as xr
 
-    from cube.runs import RunWriter
+    from cube.store.runs import RunWriter
 
     store = CubeStore(cube, mode="r+")
     leftover = RunWriter(store, "b", xr.Dataset({"rmse": ("sample", da.zeros(3, chunks=3))}))
@@ -156,7 +156,7 @@ def _writer_case(command: str, sampling_cube: Path, tiny_root: Path, tmp_path: P
     if command == "clouds":
         convert(tiny_root, cube, workers=1, clouds=(), progress=False)
     elif command == "upgrade":
-        from tests.cube.test_upgrade import as_schema_2
+        from tests.helpers import as_schema_2
 
         as_schema_2(sampling_cube, cube)
     else:

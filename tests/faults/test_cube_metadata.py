@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from crts.cli import main
-from cube import store as store_module
-from cube.store import METADATA_DEPTH, CubeStore, MetadataError, parse_metadata
+from cube.store import store as store_module
+from cube.store.store import METADATA_DEPTH, CubeStore, MetadataError, parse_metadata
 from cube.synth.hollow import make_hollow
 
 pytestmark = pytest.mark.faults

@@ -152,8 +152,8 @@ def test_no_output_is_written_inside_a_cube(sampling_cube: Path, tiny_root: Path
 
 def test_an_export_is_not_written_inside_a_cube(sampling_cube: Path, tmp_path: Path) -> None:
     from cube import open_cube
-    from cube.export import to_geotiff, to_netcdf
-    from cube.outputs import OutputRefused
+    from cube.analysis.export import to_geotiff, to_netcdf
+    from cube.store.outputs import OutputRefused
 
     cube = Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
     before = _snapshot(cube)
@@ -236,10 +236,10 @@ def test_no_synthetic_set_figure_download_or_scratch_inside_a_cube(sampling_cube
 def test_the_python_api_refuses_the_same_outputs_inside_a_cube(sampling_cube: Path, tiny_root: Path,
                                                                tiny_archives: Path, tmp_path: Path) -> None:
     from cube import convert, open_cube
-    from cube.download import download
-    from cube.outputs import OutputRefused
-    from cube.plots import plot_coverage
-    from cube.stats import coverage_index
+    from cube.analysis.plots import plot_coverage
+    from cube.analysis.stats import coverage_index
+    from cube.ingest.download import download
+    from cube.store.outputs import OutputRefused
     from cube.synth import make_dataset
     from cube.synth.archives import make_archived_dataset, write_archives
     from cube.synth.preview import plot_patch

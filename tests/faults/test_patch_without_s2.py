@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from cube import convert, open_cube, patch_index
-from cube.layout import scan_ts
-from cube.rois import Roi
+from cube.dataset.layout import scan_ts
+from cube.dataset.rois import Roi
 
 pytestmark = pytest.mark.faults
 

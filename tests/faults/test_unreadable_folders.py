@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cube import ConversionError, convert, open_cube
-from cube.layout import scan_cr, scan_ts
+from cube.dataset.layout import scan_cr, scan_ts
 from cube.synth import make_dataset
 
 pytestmark = pytest.mark.faults

@@ -22,7 +22,7 @@ from crts.cli import main
 from crts.models import ResNet3D
 from crts.train import _warn_if_slow
 from cube import convert, open_cube
-from cube.runs import list_runs, open_run
+from cube.store.runs import list_runs, open_run
 from cube.synth import make_dataset
 
 pytestmark = pytest.mark.faults
@@ -191,11 +191,11 @@ def test_convert_needs_at_least_one_worker(tiny_root: Path, tmp_path: Path, work
 def test_commands_that_need_neither_torch_nor_the_converter_import_neither() -> None:
     code = ("import sys; from crts.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'xarray', 'zarr', 'cube.conversion') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'xarray', 'zarr', 'cube.ingest.conversion') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
     code = ("import sys; from crts.cli import main; main(['info', sys.argv[1]])\n"
-            "print(sorted(m for m in ('torch', 'cube.conversion') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'cube.ingest.conversion') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code, "/nonexistent"], capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stderr
 

@@ -19,7 +19,7 @@ import rasterio
 
 from crts.cli import main
 from cube import convert, open_cube
-from cube.store import LOCK, CubeState, CubeStore, IncompleteCubeError, owner_record
+from cube.store.store import LOCK, CubeState, CubeStore, IncompleteCubeError, owner_record
 from cube.synth import make_dataset
 
 pytestmark = pytest.mark.faults
@@ -77,7 +77,7 @@ def release(flag: Path, procs: list[subprocess.Popen]) -> None:
 def convert_cli(src: Path, dst: Path, roi: str, flag: Path) -> subprocess.Popen:
     return start_python(f"""
         import sys
-        import cube.conversion  # loaded before the release (the command imports it lazily), so that both
+        import cube.ingest.conversion  # loaded before the release (the command imports it lazily), so that both
         from crts.cli import main  # writers reach the lock at the same moment
         #WAIT
         sys.exit(main(["convert", {str(src)!r}, {str(dst)!r}, "--rois", {roi!r}, "--workers", "1",
@@ -124,7 +124,7 @@ def test_concurrent_appends_one_writer_at_a_time(three_rois: Path, one_roi_cube:
 def test_a_stale_lock_of_a_killed_writer_on_this_host_is_broken(three_rois: Path, cube: Path) -> None:
     proc = start_python(f"""
         import os, signal
-        from cube.store import CubeStore
+        from cube.store.store import CubeStore
         with CubeStore({str(cube)!r}, mode="r+").writer("conversion"):
             os.kill(os.getpid(), signal.SIGKILL)
         """)
@@ -182,8 +182,8 @@ def test_an_interrupted_evaluate_does_not_block_conversions(three_rois: Path, cu
     proc = start_python(f"""
         import os
         import dask.array as da, xarray as xr
-        from cube.runs import RunWriter
-        from cube.store import CubeStore
+        from cube.store.runs import RunWriter
+        from cube.store.store import CubeStore
         template = xr.Dataset({{"prediction": (("sample", "y"), da.zeros((4, 8), dtype="uint16", chunks=(1, 8)))}})
         writer = RunWriter(CubeStore({str(cube)!r}, mode="r+"), "a", template)
         writer.array("prediction")[0] = 7
@@ -211,8 +211,8 @@ def test_run_names_follow_the_documented_rule(cube: Path, name: str, capsys: pyt
 def test_republishing_a_run_never_leaves_a_moment_without_it(cube: Path) -> None:
     code = f"""
         import dask.array as da, xarray as xr
-        from cube.runs import RunWriter
-        from cube.store import CubeStore
+        from cube.store.runs import RunWriter
+        from cube.store.store import CubeStore
         for value in range(8):
             template = xr.Dataset({{"prediction": ("sample", da.zeros(3, dtype="uint16", chunks=3))}})
             writer = RunWriter(CubeStore({str(cube)!r}, mode="r+"), "a", template)
@@ -220,7 +220,7 @@ def test_republishing_a_run_never_leaves_a_moment_without_it(cube: Path) -> None
             writer.publish(xr.Dataset({{"rmse": ("sample", [0.1, 0.2, 0.3])}}))
         """
     assert start_python(code).wait(timeout=120) == 0
-    from cube.runs import list_runs, open_run
+    from cube.store.runs import list_runs, open_run
 
     proc, seen = start_python(code), []
     while proc.poll() is None:

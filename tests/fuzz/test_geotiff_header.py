@@ -1,4 +1,4 @@
-"""Fuzz target: the GeoTIFF checks of discovery and conversion (cube.validate.read_header and read_checked) on
+"""Fuzz target: the GeoTIFF checks of discovery and conversion (cube.ingest.validate.read_header and read_checked) on
 mutated small GeoTIFFs: each file is read, or refused with one FileProblem line naming it, never another error."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
 
-from cube.problems import FileProblem
-from cube.validate import Expected, read_checked, read_header
-from tests.fuzz.test_npy_index import mutated
+from cube.dataset.problems import FileProblem
+from cube.ingest.validate import Expected, read_checked, read_header
+from tests.helpers import mutated
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_geotiff_"))

@@ -1,9 +1,9 @@
 """Fuzz target: generated gzip streams (members, header fields, deflate blocks, flushes, runs of empty blocks or
-members, padding) around a small tar archive into the archive reader (:func:`cube.archives.read_members`).
+members, padding) around a small tar archive into the archive reader (:func:`cube.ingest.archives.read_members`).
 
-A stream whose input without output stays well inside :data:`~cube.archives.INPUT_SLACK` is read whole and gives
+A stream whose input without output stays well inside :data:`~cube.ingest.archives.INPUT_SLACK` is read whole and gives
 its members; one with more is refused in one line, having read at most the bound and one read of igzip beyond it.
-Nothing else comes out but a one-line :class:`~cube.archives.ArchiveError`.
+Nothing else comes out but a one-line :class:`~cube.ingest.archives.ArchiveError`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from cube.archives import INPUT_PER_OUTPUT, INPUT_SLACK, SKIP_CHUNK, ArchiveError, read_members
+from cube.ingest.archives import INPUT_PER_OUTPUT, INPUT_SLACK, SKIP_CHUNK, ArchiveError, read_members
 
 pytestmark = pytest.mark.fuzz
 

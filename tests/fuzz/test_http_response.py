@@ -1,7 +1,7 @@
 """Fuzz target: generated HTTP answers (status, headers, body; or raw bytes) from a 127.0.0.1 server into the
-download path (:func:`cube.download.fetch`).
+download path (:func:`cube.ingest.download.fetch`).
 
-Whatever the server sends, only :class:`~cube.download.DownloadError` comes out, in one line; nothing is written
+Whatever the server sends, only :class:`~cube.ingest.download.DownloadError` comes out, in one line; nothing is written
 beyond the largest size the answer states (``Content-Length``, ``Content-Range``) or what the ``.part`` held; and an
 archive gets its name only at exactly the size stated.
 """
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from cube import download
-from cube.download import DownloadError, Published, fetch
+from cube.ingest import download
+from cube.ingest.download import DownloadError, Published, fetch
 from tests.servers import http_server
 
 pytestmark = pytest.mark.fuzz

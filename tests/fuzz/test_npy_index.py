@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crts.data.index_files import UnsafeIndexFileError, load_npy_index
+from tests.helpers import mutated
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_npy_"))
@@ -34,25 +35,6 @@ def genuine_bytes(protocol: int = 3) -> bytes:
         np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": ()})
         pickle.dump(np.array(GENUINE, dtype=object), f, protocol=protocol)
     return path.read_bytes()
-
-
-def mutated(data: bytes) -> st.SearchStrategy[bytes]:
-    """``data`` with a few bytes replaced (often in its first 512, where formats keep their headers), a span deleted
-    or repeated, and maybe cut short."""
-    size = len(data)
-    positions = st.integers(0, min(size, 512) - 1) | st.integers(0, size - 1)
-    edits = st.lists(st.tuples(positions, st.integers(0, 255)), max_size=6)
-    span = st.tuples(st.integers(0, size), st.integers(0, 64), st.sampled_from(["keep", "delete", "repeat"]))
-
-    def apply(changes: list[tuple[int, int]], cut: tuple[int, int, str], end: int) -> bytes:
-        out = bytearray(data)
-        for position, value in changes:
-            out[position] = value
-        start, length, how = cut
-        piece = bytes(out[start:start + length])
-        out[start:start + length] = b"" if how == "delete" else piece * (3 if how == "repeat" else 1)
-        return bytes(out[:end])
-    return st.builds(apply, edits, span, st.integers(0, size + 200))
 
 
 def _load(data: bytes) -> object:

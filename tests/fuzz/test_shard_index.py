@@ -1,4 +1,4 @@
-"""Fuzz target: a shard's index and bytes (cube.chunks). Generated index bytes and object sizes give an index
+"""Fuzz target: a shard's index and bytes (cube.store.chunks). Generated index bytes and object sizes give an index
 whose every entry lies in the data and fits a chunk, or one DamagedShardError naming the shard; mutated real
 shards read through CubeStore.read give the images or that error, never another exception or a big allocation."""
 
@@ -16,10 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numcodecs.checksum32 import CRC32C
 
-from cube import chunks, convert
-from cube.store import CubeStore
+from cube import convert
+from cube.store import chunks
+from cube.store.store import CubeStore
 from cube.synth import make_dataset
-from tests.fuzz.test_npy_index import mutated
+from tests.helpers import mutated
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_shard_"))

@@ -1,8 +1,9 @@
-"""Fuzz target: generated and mutated ``.tar.gz`` bytes into the archive reader (:func:`cube.archives.read_members`).
+"""Fuzz target: generated and mutated ``.tar.gz`` bytes into the archive reader
+(:func:`cube.ingest.archives.read_members`).
 
-Whatever the bytes, only :class:`~cube.archives.ArchiveError` comes out, every message is one line, no member read
-is larger than :data:`~cube.archives.MEMBER_LIMIT`, and the reader's Python allocations stay within a few chunks,
-whatever sizes the headers claim.
+Whatever the bytes, only :class:`~cube.ingest.archives.ArchiveError` comes out, every message is one line, no member
+read is larger than :data:`~cube.ingest.archives.MEMBER_LIMIT`, and the reader's Python allocations stay within a few
+chunks, whatever sizes the headers claim.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from cube.archives import MEMBER_LIMIT, SKIP_CHUNK, TRAILING_LIMIT, ArchiveError, read_members
+from cube.ingest.archives import MEMBER_LIMIT, SKIP_CHUNK, TRAILING_LIMIT, ArchiveError, read_members
 
 pytestmark = pytest.mark.fuzz
 

@@ -11,14 +11,14 @@ import rasterio
 
 from crts.data import SEN12MSCRTS
 from crts.data.index_files import UnsafeIndexFileError, load_npy_index
-from cube.detectors import (
+from cube.clouds.detectors import (
     cloud_cloudshadow_mask,
     s2cloudless_map,
     s2cloudless_mask,
     s2cloudless_probability,
 )
-from cube.layout import scan_ts
-from cube.rois import select_rois
+from cube.dataset.layout import scan_ts
+from cube.dataset.rois import select_rois
 from cube.synth.hollow import make_hollow
 
 SOURCE_CACHE: dict = {}

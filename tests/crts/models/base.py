@@ -86,3 +86,11 @@ class ModelContract:
     def test_the_kind_s_defaults_are_training_settings(self) -> None:
         names = {f.name for f in dataclasses.fields(TrainConfig)}
         assert set(MODELS[self.kind].defaults) <= names and {"lr", "loss", "epochs"} <= set(MODELS[self.kind].defaults)
+
+
+def random_state(table: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """A state dict of random values for a table of names and shapes (variances positive, batch counts 3)."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: (torch.tensor(3) if k.endswith("num_batches_tracked") else
+                torch.rand(shape, generator=g) + 0.5 if "running_var" in k else
+                torch.randn(shape, generator=g) * 0.1) for k, shape in table.items()}

@@ -11,7 +11,7 @@ import torch
 from crts.models import UnCRtainTS, load_original_uncrtaints
 from crts.models.uncrtaints import input_dates
 
-from .base import ModelContract
+from .base import ModelContract, random_state
 
 TINY = {"encoder_widths": (16,), "decoder_widths": (16, 16), "n_head": 4, "d_model": 32}
 
@@ -58,13 +58,6 @@ def published_table(mono: bool = False) -> dict[str, tuple[int, ...]]:
     for i in range(5):
         table |= mbconv_entries(f"out_block.{i}", 128, batch_norm=True)
     return table | {"out_conv.conv.conv.0.weight": (26, 128, 1, 1), "out_conv.conv.conv.0.bias": (26,)}
-
-
-def random_state(table: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {k: (torch.tensor(3) if k.endswith("num_batches_tracked") else
-                torch.rand(shape, generator=g) + 0.5 if "running_var" in k else
-                torch.randn(shape, generator=g) * 0.1) for k, shape in table.items()}
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3, 4])

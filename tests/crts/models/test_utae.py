@@ -11,8 +11,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from crts.models import UTAE, load_original_utae
 
-from .base import ModelContract
-from .test_uncrtaints import random_state
+from .base import ModelContract, random_state
 
 TINY = {"encoder_widths": (8, 16), "decoder_widths": (8, 16), "n_head": 4, "d_model": 16}
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from cube.layout import scan_cr, scan_ts
-from cube.rois import Roi, select_rois
+from cube.dataset.layout import scan_cr, scan_ts
+from cube.dataset.rois import Roi, select_rois
 from cube.synth import DEFAULT_ROIS, make_dataset, open_truth
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cube import open_cube
-from cube.store import CubeStore, plain_files_ignored
+from cube.store.store import CubeStore, plain_files_ignored
 from cube.synth.hollow import make_hollow
 
 

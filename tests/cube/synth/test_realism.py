@@ -8,7 +8,7 @@ import numpy as np
 import rasterio
 
 from cube import open_cube, patch_index
-from cube.layout import scan_ts
+from cube.dataset.layout import scan_ts
 from cube.synth import open_truth
 from cube.synth.scene import BARE, CROP, FOREST, URBAN, WATER
 
@@ -75,7 +75,7 @@ def test_radar_follows_land_cover_not_clouds(synthetic_root: Path) -> None:
 
 
 def test_s2cloudless_with_toolbox_parameters_finds_the_clouds(synthetic_root: Path, default_cube: Path) -> None:
-    # The cube's s2cloudless masks are the detector's output (tests/cube/test_clouds.py checks that).
+    # The cube's s2cloudless masks are the detector's output (tests/cube/clouds/test_compute.py checks that).
     truth = open_truth(synthetic_root)
     ds = open_cube(default_cube)
     order = [patch_index(ds, f"{g}/{r}", int(p)) for g, r, p in zip(truth.roi_group.values, truth.roi.values,

@@ -1,0 +1,1 @@
+"""Read-only products of a cube: statistics, plots, the overview and export of patches."""

@@ -1,0 +1,403 @@
+"""s2cloudless's LightGBM forest, evaluated exactly and fast by a small compiled kernel.
+
+s2cloudless spends nearly all its time in LightGBM's ``predict``. The forest
+(170 trees of 770 leaves, numerical splits only, no missing-value handling)
+was trained on LightGBM's histogram bins: each feature has at most 255
+distinct thresholds. So every feature value is replaced once by its bin, the
+number of that feature's thresholds below it, and ``value <= threshold``
+becomes ``bin <= rank of the threshold``: the very comparison LightGBM makes
+(feature as double against the double threshold), in one byte. The kernel
+(``_forest.c``, compiled once per machine with the C compiler and cached
+outside the repository) walks the trees in LightGBM's order and sums the
+leaves in double, then applies the same sigmoid: the probabilities are
+bitwise those of s2cloudless. It walks 16 pixels per AVX-512 vector where the
+CPU can (checked at run time; nodes in :func:`vector_nodes`' layout), else
+eight interleaved pixels; both walks reach the same leaves.
+
+Where the kernel cannot be built, loaded or verified,
+:func:`fast_probability` falls back to s2cloudless with a warning.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import s2cloudless
+from s2cloudless.cloud_detector import MODEL_BAND_IDS
+
+from ..dataset.bands import S2_SCALE
+
+MODEL_PATH = Path(s2cloudless.__file__).with_name("models") / "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
+"""The forest shipped in the s2cloudless wheel."""
+LEAF = 0x80000000
+PIXEL_BYTES = 16
+"""Bins of one pixel in the kernel's input (features beyond the model's are zero)."""
+_MISSING_NONE_NUMERICAL = {0, 2}
+"""LightGBM decision types this evaluator reproduces: numerical, missing type None (default_left unused)."""
+CACHE_ENV = "SEN12MSCRTS_CACHE"
+"""Environment variable naming the cache folder (default ``~/.cache/sen12mscrts``)."""
+SOURCE = Path(__file__).with_name("_forest.c")
+FLAGS = ("-O2", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off")
+"""No fast-math, no contraction: the kernel's double arithmetic is LightGBM's."""
+BUILD_TIMEOUT = 120
+
+
+@dataclass(frozen=True, eq=False)
+class Forest:
+    """A binary LightGBM forest in the kernel's layout.
+
+    Attributes
+    ----------
+    thresholds : list of ndarray
+        Sorted distinct thresholds (float64) of each feature.
+    nodes : ndarray of uint32
+        All trees' nodes in preorder, one word each (see ``_forest.c``).
+    node_offsets, leaf_offsets : ndarray of int64
+        Where each tree starts in ``nodes`` and ``leaves``.
+    leaves : ndarray of float64
+        Leaf values, tree after tree.
+    sigmoid : float
+        The binary objective's sigmoid parameter.
+    max_depth : int
+        Largest number of splits on a root-to-leaf path.
+    """
+
+    thresholds: list[np.ndarray]
+    nodes: np.ndarray
+    node_offsets: np.ndarray
+    leaves: np.ndarray
+    leaf_offsets: np.ndarray
+    sigmoid: float
+    max_depth: int
+
+
+def _parse(path: Path) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The header fields and one dict of fields per tree of a LightGBM model text file."""
+    header: dict[str, str] = {}
+    trees: list[dict[str, str]] = []
+    for line in path.read_text().splitlines():
+        if line == "end of trees":
+            break
+        key, sep, value = line.partition("=")
+        if key == "Tree":
+            trees.append({})
+        elif sep:
+            (trees[-1] if trees else header)[key] = value
+    return header, trees
+
+
+def _check(path: Path, header: dict[str, str], trees: list[dict[str, str]]) -> float:
+    """Refuse what this evaluator does not reproduce exactly; return the sigmoid parameter."""
+    objective = header.get("objective", "").split()
+    if objective[:1] != ["binary"] or header.get("num_tree_per_iteration") != "1" or not trees:
+        raise ValueError(f"{path}: not a binary LightGBM forest (objective {header.get('objective')!r})")
+    if int(header["max_feature_idx"]) >= PIXEL_BYTES:
+        raise ValueError(f"{path}: more than {PIXEL_BYTES} features")
+    for i, tree in enumerate(trees):
+        kinds = {int(d) for d in tree.get("decision_type", "").split()}
+        if not kinds <= _MISSING_NONE_NUMERICAL or tree.get("is_linear", "0") != "0":
+            raise ValueError(f"{path}: tree {i} has categorical, missing-value or linear splits")
+    return float(next((o.split(":")[1] for o in objective if o.startswith("sigmoid:")), "1"))
+
+
+def _preorder(tree: dict[str, str], ranks: list[dict[float, int]]) -> tuple[list[int], int]:
+    """One tree's node words in preorder (left child next) and its depth."""
+    if int(tree["num_leaves"]) == 1:
+        return [LEAF], 0
+    feature = [int(v) for v in tree["split_feature"].split()]
+    threshold = [float(v) for v in tree["threshold"].split()]
+    left = [int(v) for v in tree["left_child"].split()]
+    right = [int(v) for v in tree["right_child"].split()]
+    words: list[int] = []
+    patches: list[tuple[int, int]] = []  # (word index of a split, its right child)
+    stack, depth = [(0, 0)], 0
+    while stack:
+        child, level = stack.pop()
+        depth = max(depth, level)
+        if child < 0:
+            words.append(LEAF | ~child)
+            continue
+        f = feature[child]
+        patches.append((len(words), right[child]))
+        words.append(f | ranks[f][threshold[child]] << 4)
+        stack += [(right[child], level + 1), (left[child], level + 1)]
+    return _link_right(words, patches, left, right), depth
+
+
+def _link_right(words: list[int], patches: list[tuple[int, int]], left: list[int], right: list[int]) -> list[int]:
+    """Store each split's right-child position (its subtree follows the whole left subtree)."""
+    position = {}  # LightGBM child reference -> word index
+    cursor = 0
+    stack = [0]
+    while stack:
+        child = stack.pop()
+        position[child] = cursor
+        cursor += 1
+        if child >= 0:
+            stack += [right[child], left[child]]
+    for at, child in patches:
+        words[at] |= position[child] << 12
+    return words
+
+
+@cache
+def load_forest(path: Path = MODEL_PATH) -> Forest:
+    """Read a LightGBM model text file into the kernel's layout (about a second for s2cloudless's)."""
+    header, trees = _parse(Path(path))
+    sigmoid = _check(Path(path), header, trees)
+    n_features = int(header["max_feature_idx"]) + 1
+    found: list[set[float]] = [set() for _ in range(n_features)]
+    for tree in trees:
+        if int(tree["num_leaves"]) > 1:
+            for f, t in zip(tree["split_feature"].split(), tree["threshold"].split(), strict=True):
+                found[int(f)].add(float(t))
+    thresholds = [np.array(sorted(s), dtype=np.float64) for s in found]
+    if max(map(len, thresholds)) > 255:
+        raise ValueError(f"{path}: a feature has more than 255 thresholds (LightGBM max_bin > 255)")
+    ranks = [{t: r for r, t in enumerate(ts)} for ts in thresholds]
+    nodes, leaves, depth = [], [], 0
+    for tree in trees:
+        words, d = _preorder(tree, ranks)
+        nodes.append(np.array(words, dtype=np.uint32))
+        leaves.append(np.array(tree["leaf_value"].split(), dtype=np.float64))
+        depth = max(depth, d)
+    return Forest(thresholds, np.concatenate(nodes), np.cumsum([0] + [len(n) for n in nodes[:-1]]),
+                  np.concatenate(leaves), np.cumsum([0] + [len(v) for v in leaves[:-1]]), sigmoid, depth)
+
+
+def feature_bins(forest: Forest, features: np.ndarray) -> np.ndarray:
+    """Bins (n, 16) uint8 of float32 features (n, n_features): how many thresholds lie below each value.
+
+    Values are compared as double, as LightGBM does; NaN and |x| <= 1e-35 count
+    as 0, as LightGBM reads dense rows for a forest without missing values.
+    """
+    bins = np.zeros((len(features), PIXEL_BYTES), np.uint8)
+    for f, ts in enumerate(forest.thresholds):
+        x = features[:, f].astype(np.float64)
+        x[np.isnan(x) | (np.abs(x) <= 1e-35)] = 0.0
+        bins[:, f] = np.searchsorted(ts, x, side="left")
+    return bins
+
+
+@cache
+def _dn_tables(forest: Forest, scale: int) -> np.ndarray:
+    """Bin of every clipped digital number 0..scale for each feature, (n_features, scale + 1) uint8."""
+    x = (np.arange(scale + 1).astype(np.float32) / np.float32(scale))[:, None]
+    return feature_bins(forest, np.repeat(x, len(forest.thresholds), axis=1))[:, :len(forest.thresholds)].T.copy()
+
+
+def dn_bins(forest: Forest, s2: np.ndarray, scale: int) -> np.ndarray:
+    """Bins (N*H*W, 16) of S2 digital numbers (N, 13, H, W) clipped to [0, scale] / scale as float32.
+
+    Integer input goes through a per-feature table of all digital numbers
+    (built with the same float32 division); other input is divided and binned.
+    """
+    if not np.issubdtype(s2.dtype, np.integer):
+        x = np.clip(s2[:, MODEL_BAND_IDS], 0, scale).astype(np.float32) / np.float32(scale)
+        return feature_bins(forest, x.transpose(0, 2, 3, 1).reshape(-1, len(MODEL_BAND_IDS)))
+    tables = _dn_tables(forest, scale)
+    bins = np.zeros((s2.shape[0], *s2.shape[2:], PIXEL_BYTES), np.uint8)
+    for f, band in enumerate(MODEL_BAND_IDS):
+        dn = s2[:, band]
+        if dn.dtype == np.uint16 and scale <= np.iinfo(np.uint16).max:  # the cube's dtype: no copy to intp
+            dn = np.minimum(dn, np.uint16(scale))
+        else:
+            dn = np.clip(dn, 0, int(scale)).astype(np.intp)
+        np.take(tables[f], dn, out=bins[..., f])
+    return bins.reshape(-1, PIXEL_BYTES)
+
+
+def sigmoid32(margin: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """``float32(1 / (1 + exp(-alpha * margin)))`` rounded exactly as with the C library's ``exp``.
+
+    numpy's vectorised ``exp`` may differ from libm's in the last bit; values
+    whose float32 rounding a few ulps could change are recomputed with
+    :func:`math.exp` (the C library's, as LightGBM's).
+    """
+    scaled = -alpha * margin.astype(np.float64)
+    p = 1.0 / (1.0 + np.exp(scaled))
+    out = p.astype(np.float32)
+    unsure = (p * (1 + 1e-14)).astype(np.float32) != (p * (1 - 1e-14)).astype(np.float32)
+    out[unsure] = [np.float32(1.0 / (1.0 + math.exp(s))) for s in scaled[unsure]]
+    return out
+
+
+def cache_dir() -> Path:
+    """Where compiled artifacts live: ``$SEN12MSCRTS_CACHE`` or ``~/.cache/sen12mscrts``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sen12mscrts")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _recipe() -> dict[str, str]:
+    """What the artifact depends on: kernel source, compiler (command and version), flags, machine."""
+    compiler = shlex.split(os.environ.get("CC", "cc"))
+    version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, check=True,
+                             timeout=30).stdout.splitlines()[0]
+    return {"source_sha256": _sha256(SOURCE), "compiler": shlex.join(compiler), "compiler_version": version,
+            "flags": " ".join(FLAGS), "machine": platform.machine()}
+
+
+def kernel_path(cache: Path | None = None) -> Path:
+    """The compiled kernel, built once per machine and recipe; a corrupt or stale artifact is rebuilt.
+
+    The artifact sits in ``<cache>/forest/<hash of the recipe>/`` with a
+    ``meta.json`` holding the recipe and the artifact's own sha256; both are
+    checked before use. Concurrent callers wait on a file lock while one builds.
+    Raises OSError or subprocess.SubprocessError where it cannot be built.
+    """
+    recipe = _recipe()
+    folder = (cache or cache_dir()) / "forest" / hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()
+                                                                ).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    artifact, meta = folder / "_forest.so", folder / "meta.json"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            known = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if artifact.exists() and known == {**recipe, "artifact_sha256": _sha256(artifact)}:
+            return artifact
+        partial = folder / f"_forest.{os.getpid()}.so"
+        subprocess.run([*shlex.split(recipe["compiler"]), *FLAGS, str(SOURCE), "-o", str(partial), "-lm"],
+                       check=True, capture_output=True, timeout=BUILD_TIMEOUT)
+        os.replace(partial, artifact)
+        meta.write_text(json.dumps({**recipe, "artifact_sha256": _sha256(artifact)}, indent=1))
+    return artifact
+
+
+def _load(path: Path) -> tuple[Callable, bool]:
+    """The kernel's entry point and whether its vector walk runs on this CPU."""
+    pointer = np.ctypeslib.ndpointer
+    library = ctypes.CDLL(str(path))
+    fn = library.forest_probability  # ctypes releases the GIL during the call
+    fn.argtypes = [pointer(np.uint8, flags="C"), ctypes.c_ssize_t, ctypes.c_int32, pointer(np.uint32, flags="C"),
+                   pointer(np.int64, flags="C"), pointer(np.float64, flags="C"), pointer(np.int64, flags="C"),
+                   ctypes.c_double, pointer(np.uint32, flags="C"), ctypes.c_int32, pointer(np.float32, flags="C")]
+    fn.restype = None
+    return fn, bool(library.forest_vector())
+
+
+def vector_nodes(forest: Forest) -> np.ndarray | None:
+    """The nodes in the vector walk's layout, or None where the forest does not fit it.
+
+    Leaves as in ``Forest.nodes``; a split is ``16 * feature | rank << 8 |
+    right child << 16``. It needs at most 12 features and right children
+    below 32768 (s2cloudless: 10 features, trees of 1539 nodes).
+    """
+    words = forest.nodes
+    split = (words & LEAF) == 0
+    right = words >> 12
+    if len(forest.thresholds) > 12 or (split.any() and right[split].max() >= 1 << 15):
+        return None
+    vector = ((words & 15) << 4) | (((words >> 4) & 255) << 8) | (right << 16)
+    return np.where(split, vector, words).astype(np.uint32)
+
+
+def threshold_probe(forest: Forest, n: int = 8192, seed: int = 0) -> np.ndarray:
+    """Float32 features (n, n_features) on and next to the thresholds, plus 0, 1 and random values.
+
+    Each value is, at random, the largest float32 <= a threshold (decides
+    ``<=``), the next float32 up (decides ``>``), or a uniform draw in [0, 1].
+    """
+    rng = np.random.default_rng(seed)
+    columns = []
+    for ts in forest.thresholds:
+        at = ts.astype(np.float32)
+        at = np.where(at.astype(np.float64) > ts, np.nextafter(at, np.float32(-np.inf)), at)
+        pool = np.concatenate([at, np.nextafter(at, np.float32(np.inf)), np.float32([0, 1])])
+        pick = rng.choice(pool, n)
+        columns.append(np.where(rng.random(n) < 0.2, rng.random(n, dtype=np.float32), pick))
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+class ForestPredictor:
+    """s2cloudless probabilities (exactly) from the compiled kernel; pickles by reference to its cache.
+
+    Parameters
+    ----------
+    cache : path, optional
+        Cache folder (default :func:`cache_dir`).
+    model : path
+        The LightGBM model (default: s2cloudless's).
+    vector : bool
+        Use the kernel's AVX-512 walk where the CPU has it and the forest fits
+        (:func:`vector_nodes`); False: the portable walk. Both give the same
+        leaves; ``self.vector`` says which one runs.
+
+    Raises
+    ------
+    OSError, subprocess.SubprocessError, ValueError
+        Where the kernel cannot be built or loaded, or differs from LightGBM on
+        the threshold probe.
+    """
+
+    def __init__(self, cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True) -> None:
+        import lightgbm
+
+        self.cache, self.model = cache, Path(model)
+        self.forest = load_forest(self.model)
+        self._fn, cpu_vector = _load(kernel_path(cache))
+        layout = vector_nodes(self.forest) if vector and cpu_vector else None
+        self.vector = layout is not None
+        self._vector_nodes = self.forest.nodes if layout is None else layout
+        probe = threshold_probe(self.forest)
+        expected = lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1).astype(np.float32)
+        if not np.array_equal(self.bins_probability(feature_bins(self.forest, probe)), expected):
+            raise ValueError(f"{kernel_path(cache)}: the compiled forest differs from LightGBM on the probe")
+
+    def __reduce__(self) -> tuple:
+        return predictor, (self.cache, self.model, self.vector)
+
+    def bins_probability(self, bins: np.ndarray) -> np.ndarray:
+        """Probabilities (float32) of binned pixels (n, 16)."""
+        f = self.forest
+        out = np.empty(len(bins), np.float32)
+        self._fn(np.ascontiguousarray(bins), len(bins), len(f.node_offsets), f.nodes, f.node_offsets, f.leaves,
+                 f.leaf_offsets, f.sigmoid, self._vector_nodes, int(self.vector), out)
+        return out
+
+    def __call__(self, s2: np.ndarray) -> np.ndarray:
+        """Like :func:`cube.clouds.detectors.s2cloudless_probability`: (13, H, W) or (N, 13, H, W) digital numbers."""
+        stack = s2[None] if s2.ndim == 3 else s2
+        if stack.ndim != 4 or stack.shape[1] != 13:
+            raise ValueError(f"expected S2 of shape (13, H, W) or (N, 13, H, W), got {s2.shape}")
+        prob = self.bins_probability(dn_bins(self.forest, stack, S2_SCALE)).reshape(
+            stack.shape[0], *stack.shape[2:])
+        return prob[0] if s2.ndim == 3 else prob
+
+
+@cache
+def predictor(cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True) -> ForestPredictor:
+    """The process's :class:`ForestPredictor` for a cache, model and walk (loaded and verified once)."""
+    return ForestPredictor(cache, model, vector)
+
+
+def fast_probability() -> Callable[[np.ndarray], np.ndarray]:
+    """The compiled predictor, or s2cloudless with a one-line warning where it cannot be had."""
+    from .detectors import s2cloudless_probability
+
+    try:
+        return predictor(cache_dir(), MODEL_PATH)
+    except (OSError, ValueError, subprocess.SubprocessError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        warnings.warn(f"compiled s2cloudless forest unavailable ({reason}); using s2cloudless itself "
+                      "(same masks, 4-12x slower)", RuntimeWarning, stacklevel=2)
+        return s2cloudless_probability

@@ -1,0 +1,304 @@
+"""Images of the cube's sharded arrays read straight from their bytes: the loader's hot path.
+
+zarr-python 3.1 reads a shard's index again for every inner chunk it reads and spends
+about 2 ms of Python per chunk (benchmarks/bench_loader.py compares the two). For a basic
+selection that lies in one shard of an array stored the way the cube stores its images
+(sharding; inner chunks of bytes + Blosc; an index of bytes + crc32c at the shard's end),
+:func:`plan` lists the inner chunks it touches, :func:`read_chunks` reads each touched
+shard's index once and then all the touched chunks (two round trips on a bucket, whatever
+the number of images), and :func:`assemble` decodes them with Blosc, straight into the
+output where a chunk lies wholly inside it. :meth:`cube.store.store.CubeStore.read` uses it and
+leaves every other array and selection to zarr; tests/cube/store/test_chunks.py checks that both
+give the same arrays.
+
+Every shard's index is checked before anything is read or allocated from it (:func:`checked_index`):
+its size, its crc32c, and every entry against the object's size and the most a chunk can take
+(:func:`longest_chunk`); every chunk's Blosc header against its length and its image's size
+before it is decoded. A shard that fails is a :class:`DamagedShardError` naming its key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+from numcodecs import Blosc
+from numcodecs.checksum32 import CRC32C
+from zarr.abc.store import ByteRequest, RangeByteRequest
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
+from zarr.codecs.sharding import ShardingCodecIndexLocation
+
+from ..dataset.problems import FileProblem
+
+_BLOSC, _CRC32C = Blosc(), CRC32C()
+GetRanges = Callable[[dict[str, list[ByteRequest]]], dict[str, list[np.ndarray | None]]]
+"""Reads byte ranges of objects of the store, by key (None each where an object is absent)."""
+GetTails = Callable[[dict[str, int]], dict[str, tuple[np.ndarray, int] | None]]
+"""Reads the last ``n`` bytes of objects of the store and their sizes, by key (None where an object is absent)."""
+BLOSC_HEADER = 16
+"""Bytes of a Blosc frame's header, and the most it adds to what it holds (c-blosc's ``BLOSC_MAX_OVERHEAD``):
+no stored chunk is shorter than this, nor longer than its image's bytes plus this."""
+_MISSING = 2**64 - 1
+"""Offset and length of an inner chunk that was never written (it reads as the fill value)."""
+
+
+class DamagedShardError(FileProblem):
+    """A shard whose index or chunks cannot be what zarr wrote: its key (with the cube's location and the patches
+    it holds where :meth:`cube.store.store.CubeStore.read` knows them) and what is wrong, in one line."""
+
+    def __init__(self, path: object, message: str, patches: range = range(0), labels: tuple = ()) -> None:
+        super().__init__(path, message)
+        self.patches, self.labels = patches, labels
+        """Positions along the ``patch`` axis (in the store's order) that the shard holds (empty: not known), and
+        their labels (:class:`cube.dataset.rois.PatchLabel`, where known)."""
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.path, self.message, self.patches, self.labels)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an array's shards are stored (for arrays that :func:`layout` accepts)."""
+
+    array: zarr.AsyncArray
+    shard: tuple[int, ...]
+    chunk: tuple[int, ...]
+
+    @property
+    def chunks_per_shard(self) -> tuple[int, ...]:
+        return tuple(s // c for s, c in zip(self.shard, self.chunk, strict=True))
+
+    @property
+    def index_bytes(self) -> int:
+        """Size of a shard's index: offset and length (2 x uint64) per inner chunk, then its crc32c."""
+        return 16 * math.prod(self.chunks_per_shard) + 4
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Bytes of one decoded inner chunk."""
+        return math.prod(self.chunk) * self.array.dtype.itemsize
+
+    def patches(self, shard: tuple[int, ...]) -> range:
+        """Positions along the array's ``patch`` axis that a shard holds (empty if its first axis is another)."""
+        if (self.array.metadata.dimension_names or (None,))[0] != "patch":
+            return range(0)
+        return range(shard[0] * self.shard[0], min((shard[0] + 1) * self.shard[0], self.array.shape[0]))
+
+    def damaged(self, key: str, message: str) -> DamagedShardError:
+        """The error of the shard stored at ``key``."""
+        shard = tuple(int(n) for n in key.rsplit("/c/", 1)[-1].split("/")) if "/c/" in key else ()
+        return DamagedShardError(key, f"damaged shard: {message}", self.patches(shard) if shard else range(0))
+
+
+def layout(array: zarr.AsyncArray) -> Layout | None:
+    """The layout of an array whose images :func:`plan` can read, or None (zarr reads it)."""
+    codecs = getattr(array.metadata, "codecs", ())
+    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec) or array.dtype.newbyteorder("<") != array.dtype:
+        return None
+    sharding = codecs[0]
+    inner, index = sharding.codecs, sharding.index_codecs
+    if not (len(inner) == 2 and isinstance(inner[0], BytesCodec) and isinstance(inner[1], BloscCodec)
+            and len(index) == 2 and isinstance(index[0], BytesCodec) and isinstance(index[1], Crc32cCodec)
+            and sharding.index_location == ShardingCodecIndexLocation.end):
+        return None
+    return Layout(array, tuple(array.metadata.chunk_grid.chunk_shape), tuple(sharding.chunk_shape))
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One inner chunk of a read: its position in the shard's index, its part and where that goes."""
+
+    chunk: int
+    source: tuple[slice, ...]
+    """The part of the decoded chunk that the selection takes."""
+    target: tuple[slice, ...]
+    """Where that part goes in the output (at full rank: integer selections keep a length-1 axis)."""
+    whole: bool
+    """The selection takes the whole chunk."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The inner chunks of one shard that a selection reads."""
+
+    layout: Layout
+    key: str
+    pieces: list[Piece]
+    full_shape: tuple[int, ...]
+    shape: tuple[int, ...]
+    """The result's shape (integer selections dropped, as numpy and zarr drop them)."""
+
+
+def plan(where: Layout, selection: tuple) -> Plan | None:
+    """The chunks a basic selection (integers and step-1 slices, in bounds) reads, if they lie in one shard."""
+    bounds = _bounds(where.array.shape, selection)
+    if bounds is None:
+        return None
+    shard = [start // size for (start, _, _), size in zip(bounds, where.shard, strict=True)]
+    if any((stop - 1) // size != s for (_, stop, _), size, s in zip(bounds, where.shard, shard, strict=True)):
+        return None
+    strides = np.cumprod((1, *where.chunks_per_shard[:0:-1]))[::-1]  # of the index, in C order
+    axes = [_axis(start - s * size, stop - s * size, chunk, int(stride))
+            for (start, stop, _), s, size, chunk, stride in zip(bounds, shard, where.shard, where.chunk, strides,
+                                                                 strict=True)]
+    pieces = [Piece(sum(part[0] for part in parts), tuple(part[1] for part in parts),
+                    tuple(part[2] for part in parts), all(part[3] for part in parts))
+              for parts in itertools.product(*axes)]
+    full_shape = tuple(stop - start for start, stop, _ in bounds)
+    key = f"{where.array.path}/{where.array.metadata.encode_chunk_key(tuple(shard))}".lstrip("/")
+    return Plan(where, key, pieces, full_shape,
+                tuple(n for n, (_, _, single) in zip(full_shape, bounds, strict=True) if not single))
+
+
+def _axis(start: int, stop: int, chunk: int, stride: int) -> list[tuple[int, slice, slice, bool]]:
+    """Along one axis (positions within the shard): per touched chunk its index offset, the part of it taken,
+    where that part goes, and whether the part is the whole chunk."""
+    parts = []
+    for k in range(start // chunk, (stop - 1) // chunk + 1):
+        low, high = max(start, k * chunk), min(stop, (k + 1) * chunk)
+        parts.append((k * stride, slice(low - k * chunk, high - k * chunk), slice(low - start, high - start),
+                      high - low == chunk))
+    return parts
+
+
+def _bounds(shape: tuple[int, ...], selection: tuple) -> list[tuple[int, int, bool]] | None:
+    """(start, stop, is an integer) per axis of a basic selection, or None for anything else or out of bounds."""
+    selection = selection if isinstance(selection, tuple) else (selection,)
+    if len(selection) > len(shape):
+        return None
+    bounds = []
+    for size, item in itertools.zip_longest(shape, selection, fillvalue=slice(None)):
+        if isinstance(item, int | np.integer):
+            index = int(item) + (size if item < 0 else 0)
+            if not 0 <= index < size:
+                return None
+            bounds.append((index, index + 1, True))
+        elif isinstance(item, slice) and item.step in (None, 1):
+            start, stop, _ = item.indices(size)
+            if stop <= start:
+                return None
+            bounds.append((start, stop, False))
+        else:
+            return None
+    return bounds
+
+
+def read_chunks(get_tails: GetTails, get_ranges: GetRanges, plans: list[Plan]) -> list[list[np.ndarray | None]]:
+    """The encoded chunks (bytes) of every plan (None: never written): the index of each shard once, checked, then
+    the chunks of all shards at once; ``get_tails({key: n})`` reads the end of objects and their sizes
+    (:meth:`cube.store.store.CubeStore.get_tails`), ``get_ranges({key: ranges})`` byte ranges of objects
+    (:meth:`cube.store.store.CubeStore.get_ranges`).
+
+    Raises
+    ------
+    DamagedShardError
+        For the first shard whose index fails :func:`checked_index`.
+    """
+    if not plans:
+        return []
+    shards = {plan.key: plan.layout for plan in plans}
+    tails = get_tails({key: where.index_bytes for key, where in shards.items()})
+    indexes = {key: None if tails[key] is None else checked_index(where, key, *tails[key])
+               for key, where in shards.items()}
+    spans: dict[str, list[RangeByteRequest | None]] = {key: [] for key in shards}
+    for plan in plans:
+        spans[plan.key] += [_range(indexes[plan.key], piece.chunk) for piece in plan.pieces]
+    found = get_ranges({key: [span for span in wanted if span is not None] for key, wanted in spans.items()})
+    data = {key: iter(found[key]) for key in shards}  # a chunk never written (span None) reads as None
+    spans = {key: iter(wanted) for key, wanted in spans.items()}
+    return [[None if next(spans[plan.key]) is None else next(data[plan.key]) for _ in plan.pieces] for plan in plans]
+
+
+def longest_chunk(where: Layout) -> int:
+    """The most bytes an inner chunk of ``where`` can be stored in: its image's bytes in a Blosc frame."""
+    return where.chunk_bytes + BLOSC_HEADER
+
+
+def checked_index(where: Layout, key: str, raw: np.ndarray, size: int) -> np.ndarray:
+    """A shard's index (offset, length per inner chunk; :data:`_MISSING` twice: never written), checked.
+
+    Parameters
+    ----------
+    where : Layout
+        The array's layout.
+    key : str
+        The shard's key, for messages.
+    raw : numpy.ndarray
+        The object's last ``where.index_bytes`` bytes (fewer if it is shorter), as uint8.
+    size : int
+        The object's size in bytes.
+
+    Raises
+    ------
+    DamagedShardError
+        If the object is shorter than an index, the index fails its crc32c, or an entry is not a chunk that
+        lies in the data before the index and fits :func:`longest_chunk`.
+    """
+    if size < where.index_bytes or raw.size != where.index_bytes:
+        raise where.damaged(key, f"{size} bytes, shorter than its index ({where.index_bytes} bytes): truncated")
+    try:
+        index = np.frombuffer(_CRC32C.decode(raw), "<u8").reshape(-1, 2)
+    except RuntimeError:
+        raise where.damaged(key, "its index fails its crc32c checksum") from None
+    missing = index == _MISSING
+    end, longest = size - where.index_bytes, longest_chunk(where)
+    offsets, lengths = index[:, 0], index[:, 1]
+    bad = (missing[:, 0] != missing[:, 1]) | ~missing[:, 0] & (
+        (lengths < BLOSC_HEADER) | (lengths > longest) | (offsets > end) | (offsets + np.minimum(lengths, longest)
+                                                                            > end))
+    if bad.any():
+        chunk = int(np.flatnonzero(bad)[0])
+        start, length = int(offsets[chunk]), int(lengths[chunk])
+        raise where.damaged(key, f"its index gives chunk {chunk} {length} bytes at byte {start}; a chunk takes "
+                                 f"{BLOSC_HEADER} to {longest} bytes within the {end} bytes before the index")
+    return index
+
+
+def _range(index: np.ndarray | None, chunk: int) -> RangeByteRequest | None:
+    if index is None or index[chunk, 0] == _MISSING:
+        return None
+    start = int(index[chunk, 0])
+    return RangeByteRequest(start, start + int(index[chunk, 1]))
+
+
+def assemble(plan: Plan, chunks: list[np.ndarray | None], out: np.ndarray | None = None) -> np.ndarray:
+    """Decode a plan's chunks into ``out`` (a new array by default; else C-contiguous, of the plan's shape)."""
+    array = plan.layout.array
+    out = np.empty(plan.shape, array.dtype) if out is None else out
+    full = out.view()
+    full.shape = plan.full_shape  # a view (raises rather than copy): writes land in ``out``
+    scratch = None
+    for piece, data in zip(plan.pieces, chunks, strict=True):
+        target = full[piece.target]
+        if data is None:
+            target[...] = array.metadata.fill_value
+        elif piece.whole and target.flags.c_contiguous:
+            decode(plan, piece.chunk, data, target)
+        else:
+            scratch = np.empty(plan.layout.chunk, array.dtype) if scratch is None else scratch
+            decode(plan, piece.chunk, data, scratch)
+            target[...] = scratch[piece.source]
+    return out
+
+
+def decode(plan: Plan, chunk: int, data: np.ndarray, out: np.ndarray) -> None:
+    """Decode one stored inner chunk into ``out`` (C-contiguous, one chunk's bytes), its Blosc header checked
+    first: the sizes it gives must be the chunk's length and its image's bytes.
+
+    Raises
+    ------
+    DamagedShardError
+        If the header or the frame is damaged.
+    """
+    header = np.frombuffer(data[:BLOSC_HEADER].tobytes(), "<u4", 3, 4) if data.size >= BLOSC_HEADER else None
+    if header is None or header[0] != plan.layout.chunk_bytes or header[2] != data.size:
+        raise plan.layout.damaged(plan.key, f"chunk {chunk} ({data.size} bytes) is no Blosc frame of an image of "
+                                            f"{plan.layout.chunk_bytes} bytes")
+    try:
+        _BLOSC.decode(data, out=out)
+    except (RuntimeError, ValueError) as err:
+        raise plan.layout.damaged(plan.key, f"chunk {chunk} does not decode ({err})") from None

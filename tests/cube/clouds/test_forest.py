@@ -1,0 +1,145 @@
+"""The compiled forest gives exactly s2cloudless's probabilities, masks and maps, or falls back to s2cloudless."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import lightgbm
+import numpy as np
+import pytest
+import rasterio
+
+from cube import convert, open_cube
+from cube.clouds.detectors import s2cloudless_map, s2cloudless_mask, s2cloudless_probability
+from cube.clouds.forest import (
+    CACHE_ENV,
+    MODEL_PATH,
+    ForestPredictor,
+    cache_dir,
+    feature_bins,
+    fast_probability,
+    kernel_path,
+    load_forest,
+    predictor,
+    sigmoid32,
+    threshold_probe,
+    vector_nodes,
+)
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+
+
+@pytest.fixture(scope="module")
+def fast() -> ForestPredictor:
+    """The predictor from the default cache (built at most once per machine)."""
+    return fast_probability()
+
+
+def test_synthetic_images_give_s2cloudless_bit_for_bit(fast: ForestPredictor, synthetic_root: Path) -> None:
+    paths = sorted(synthetic_root.rglob("S2/*/*.tif"))
+    picks = np.random.default_rng(3).choice(len(paths), 6, replace=False)
+    s2 = np.stack([rasterio.open(paths[i]).read() for i in picks])
+    expected = s2cloudless_probability(s2)
+    got = fast(s2)
+    assert got.dtype == np.float32 and np.abs(got - expected).max() == 0
+    np.testing.assert_array_equal(s2cloudless_mask(probability=got), s2cloudless_mask(probability=expected))
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(s2cloudless_map(g), s2cloudless_map(e))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32, np.float64])
+def test_random_reflectances_give_s2cloudless_bit_for_bit(fast: ForestPredictor, dtype: type) -> None:
+    rng = np.random.default_rng(4)
+    s2 = rng.integers(-50, 12_000, (2, 13, 48, 48)).astype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        s2 = s2 + rng.random(s2.shape).astype(dtype)  # off the digital-number grid
+    np.testing.assert_array_equal(fast(s2), s2cloudless_probability(s2))
+    np.testing.assert_array_equal(fast(s2[0]), s2cloudless_probability(s2[0]))
+
+
+@pytest.mark.parametrize("vector", [True, False], ids=["vector-walk", "portable-walk"])
+def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(vector: bool) -> None:
+    walk = predictor(cache_dir(), MODEL_PATH, vector)
+    assert walk.vector == (vector and _cpu_flags() >= {"avx512f", "avx512bw", "avx512vbmi"})
+    forest = load_forest()
+    probe = threshold_probe(forest, n=50_000, seed=5)
+    for f, ts in enumerate(forest.thresholds):
+        down = ts.astype(np.float32)
+        down = np.where(down.astype(np.float64) > ts, np.nextafter(down, np.float32(-np.inf)), down)
+        up = np.nextafter(down, np.float32(np.inf))
+        assert (down.astype(np.float64) <= ts).all() and (up.astype(np.float64) > ts).all()
+        assert np.isin(down, probe[:, f]).mean() > 0.9 and np.isin(up, probe[:, f]).mean() > 0.9
+    expected = lightgbm.Booster(model_file=str(MODEL_PATH)).predict(probe, num_threads=1).astype(np.float32)
+    np.testing.assert_array_equal(walk.bins_probability(feature_bins(forest, probe)), expected)
+
+
+def test_both_walks_agree_on_every_pixel_count_and_image(fast: ForestPredictor) -> None:
+    portable = predictor(cache_dir(), MODEL_PATH, False)
+    bins = feature_bins(fast.forest, threshold_probe(fast.forest, n=4099, seed=8))
+    for n in (0, 1, 15, 16, 17, 100, 2047, 2049, 4099):  # fewer chunks of 16 than groups, ragged blocks
+        np.testing.assert_array_equal(fast.bins_probability(bins[:n]), portable.bins_probability(bins[:n]))
+    s2 = np.random.default_rng(9).integers(0, 11_000, (3, 13, 40, 40)).astype(np.uint16)
+    np.testing.assert_array_equal(fast(s2), portable(s2))
+
+
+def test_forests_beyond_the_vector_layout_take_the_portable_walk() -> None:
+    forest = load_forest()
+    words = vector_nodes(forest)
+    split = (forest.nodes & 0x80000000) == 0
+    assert words is not None and np.array_equal(words[~split], forest.nodes[~split])
+    assert np.array_equal(words[split] >> 4 & 15, forest.nodes[split] & 15)
+    assert np.array_equal(words[split] >> 16, forest.nodes[split] >> 12)
+    assert vector_nodes(dataclasses.replace(forest, thresholds=forest.thresholds + [np.zeros(0)] * 3)) is None
+
+
+def test_sigmoid_rounds_as_the_c_library() -> None:
+    margin = np.random.default_rng(6).normal(0, 4, 200_000)
+    expected = np.array([np.float32(1.0 / (1.0 + math.exp(-m))) for m in margin])
+    np.testing.assert_array_equal(sigmoid32(margin), expected)
+
+
+def test_stored_masks_without_a_compiler_fall_back_to_s2cloudless(tiny_root: Path, tiny_cube: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    with pytest.warns(RuntimeWarning, match="compiled s2cloudless forest unavailable.*using s2cloudless"):
+        assert fast_probability() is s2cloudless_probability
+    with pytest.warns(RuntimeWarning, match="using s2cloudless"):
+        convert(tiny_root, tmp_path / "c.zarr", workers=1, progress=False)
+    fallback, compiled = open_cube(tmp_path / "c.zarr"), open_cube(tiny_cube)
+    for name in ("s2cloudless_mask", "s2cloudless_map", "s2cloudless_probability", "coverage"):
+        np.testing.assert_array_equal(fallback[name].values, compiled[name].values)
+
+
+def test_a_corrupt_or_stale_artifact_is_rebuilt(tmp_path: Path) -> None:
+    built = kernel_path(tmp_path)
+    meta = built.with_name("meta.json")
+    good = built.read_bytes()
+    built.write_bytes(good[:1000] + b"corrupt" + good[1007:])
+    assert kernel_path(tmp_path) == built and built.read_bytes() == good
+    stale = json.loads(meta.read_text()) | {"source_sha256": "0" * 64}
+    meta.write_text(json.dumps(stale))
+    before = built.stat().st_mtime_ns
+    assert kernel_path(tmp_path) == built and built.stat().st_mtime_ns > before
+    assert json.loads(meta.read_text())["source_sha256"] != "0" * 64
+    shutil.rmtree(built.parent)
+    assert predictor(tmp_path, MODEL_PATH)(np.zeros((13, 4, 4), np.uint16)).shape == (4, 4)
+
+
+def test_models_it_cannot_reproduce_are_refused(tmp_path: Path) -> None:
+    text = MODEL_PATH.read_text()
+    for old, new, message in [("objective=binary sigmoid:1", "objective=regression", "not a binary"),
+                              ("decision_type=2 ", "decision_type=10 ", "missing-value")]:
+        bad = tmp_path / "model.txt"
+        bad.write_text(text.replace(old, new, 1))
+        with pytest.raises(ValueError, match=message):
+            load_forest(bad)

@@ -1,0 +1,74 @@
+"""cube.store.store: the consolidated metadata describes the data only, never the state or the lock; labels and
+sizes come from the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from cube import open_cube
+from cube.dataset.layout import scan_ts
+from cube.dataset.rois import PatchLabel
+from cube.store.outputs import OutputRefused
+from cube.store.store import LOCK, STATE, CubeStore, patch_index, patch_labels
+
+
+def test_consolidated_metadata_lists_neither_the_state_nor_the_lock(tiny_cube: Path) -> None:
+    listed = json.loads((tiny_cube / "zarr.json").read_text())["consolidated_metadata"]["metadata"]
+    assert not [key for key in listed if key.split("/")[0] in (STATE, LOCK)]
+    assert {"S2", "S1", "valid", "coverage", "s2cloudless_mask"} <= set(listed)
+    assert not (tiny_cube / LOCK).exists()
+    state = CubeStore(tiny_cube).state()
+    assert state.complete and state.clouds["complete"]
+    plain = xr.open_zarr(tiny_cube, consolidated=True)  # opens from the consolidated metadata alone
+    assert plain.S2.shape == open_cube(tiny_cube).S2.shape
+
+
+def test_patch_labels_are_the_inverse_of_patch_index(tiny_cube: Path, tiny_root: Path) -> None:
+    ds = open_cube(tiny_cube)
+    labels = patch_labels(ds)
+    assert sorted(labels) == sorted({PatchLabel(f.roi, f.pid) for f in scan_ts(tiny_root)[0]})
+    assert [patch_index(ds, label.roi, label.patch_id) for label in labels] == list(range(ds.sizes["patch"]))
+
+
+def test_size_of_a_local_cube_counts_every_file_and_a_bucket_has_none(tiny_cube: Path) -> None:
+    files = [p for p in tiny_cube.rglob("*") if p.is_file()]
+    assert CubeStore(tiny_cube).size_bytes() == sum(p.stat().st_size for p in files) > 0
+    assert CubeStore("memory://cube").size_bytes() is None
+
+
+def test_a_local_delete_never_goes_through_a_link(tmp_path: Path) -> None:
+    """Every caller of CubeStore.delete is covered, not only those that checked first (the old store deleted the
+    link's target: the folder outside the cube)."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "v1").mkdir(parents=True)
+    (elsewhere / "v1" / "thesis.tex").write_text("years of work")
+    (elsewhere / "valid").write_text("not the cube's")
+    cube = tmp_path / "cube.zarr"
+    (cube / "runs").mkdir(parents=True)
+    (cube / "runs" / "shared").symlink_to(elsewhere)
+    (cube / "valid").symlink_to(elsewhere / "valid")
+    store = CubeStore(cube, "r+")
+    for name, link in [("runs/shared/v1", "runs/shared"), ("runs/shared", "runs/shared"), ("valid", "valid")]:
+        with pytest.raises(OutputRefused, match=f"^{cube / link}: is a symbolic link \\(to {elsewhere}"):
+            store.delete(name)
+    assert (elsewhere / "v1" / "thesis.tex").read_text() == "years of work"
+    assert (elsewhere / "valid").read_text() == "not the cube's"
+    assert (cube / "runs" / "shared").is_symlink() and (cube / "valid").is_symlink()
+    (cube / "runs" / "mine").mkdir()
+    store.delete("runs/mine")  # the cube's own folder goes
+    assert not (cube / "runs" / "mine").exists()
+
+
+def test_a_writer_in_a_cube_folder_that_is_a_link_keeps_its_own_error(tmp_path: Path) -> None:
+    """The lock's release removed the empty cube folder with rmdir, which on a link raised NotADirectoryError
+    instead of the writer's error."""
+    (tmp_path / "target").mkdir()
+    (tmp_path / "cube.zarr").symlink_to(tmp_path / "target")
+    store = CubeStore(tmp_path / "cube.zarr", "r+")
+    with pytest.raises(ValueError, match="^the writer's own error$"), store.writer("test"):
+        raise ValueError("the writer's own error")
+    assert (tmp_path / "cube.zarr").is_symlink() and list((tmp_path / "target").iterdir()) == []

@@ -1,0 +1,191 @@
+"""The packages' structure, read from their source with :mod:`ast` (nothing is imported).
+
+It holds what docs/architecture.md promises (issue 33): ``cube`` is stacked in subpackages that depend one way
+(the data set's facts, the store, the cloud pass, ingest, the read-only analyses, the synthetic set on top); no
+module imports another's private names; no import cycles; ``cube`` never reaches torch or ``crts``. Imports inside
+functions count like the others: a lazy import is still a dependency. Today's exceptions are listed by name and
+each must still exist, so the lists only shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("cube", "crts")
+"""The packages whose modules form the import graph."""
+
+LAYERS = {"cube": 0, "cube.dataset": 1, "cube.store": 2, "cube.parallel": 3, "cube.clouds": 4, "cube.ingest": 5,
+          "cube.analysis": 6, "cube.synth": 7}
+"""Each part of ``cube`` and its floor: a module may import from its own floor and below, never above. ``cube``
+itself (its ``__init__``: the version, and public names looked up on first use) is the ground floor."""
+
+KNOWN_CYCLES = {frozenset({"cube.ingest.conversion", "cube.ingest.archive_conversion"})}
+"""Cycles allowed for now. conversion imports archive_conversion (lazily, to dispatch) and archive_conversion
+builds on conversion's helpers: issue 33 step 2 (one way through conversion) removes this cycle."""
+
+KNOWN_PRIVATE = {
+    # issue 33 step 2: public building blocks shared by the tree and the archive drivers replace these.
+    ("cube.ingest.archive_conversion", "cube.ingest.conversion", name)
+    for name in ("_check_destination", "_create", "_existing", "_grow", "_headers", "_raise_if_any", "_resize",
+                 "_root_attributes", "_write_labels")
+} | {
+    ("cube.synth.archives", "cube.synth.dataset", "_prepare_output"),
+    ("cube.synth.hollow", "cube.clouds.compute", "_add_variables"),
+    ("cube.synth.hollow", "cube.clouds.compute", "_variables"),
+    ("benchmarks.bench_clouds", "cube.clouds.detectors", "_reflectance"),
+    ("benchmarks.bench_clouds", "cube.clouds.detectors", "_s2cloudless"),
+}
+"""Private names imported across modules today, as (importer, module, name); to be made public or removed."""
+
+
+@dataclass(frozen=True)
+class Import:
+    """One imported module or name, as a module's source says it."""
+
+    importer: str
+    target: str
+    name: str | None
+    line: int
+
+
+def modules(*folders: str) -> dict[str, Path]:
+    """Every module of the given top-level folders, by dotted name (a package by its own name)."""
+    found = {}
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imports_of(name: str, path: Path, known: dict[str, Path]) -> Iterator[Import]:
+    """Every import statement of a module, anywhere in it, resolved to absolute names.
+
+    ``from package import x`` yields the submodule ``package.x`` where there is one, else ``package`` and the
+    name ``x``.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (Import(name, alias.name, None, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                if submodule in known:
+                    yield Import(name, submodule, None, node.lineno)
+                else:
+                    yield Import(name, target, alias.name, node.lineno)
+
+
+def all_imports(*folders: str) -> list[Import]:
+    """The imports of every module of the folders (resolved against the modules of PACKAGES and the folders)."""
+    known = modules(*PACKAGES, *folders)
+    return [found for name, path in modules(*folders).items() for found in imports_of(name, path, known)]
+
+
+def graph() -> dict[str, set[str]]:
+    """The import graph between the modules of PACKAGES, plus each external top-level package they import."""
+    known = modules(*PACKAGES)
+    edges: dict[str, set[str]] = {name: set() for name in known}
+    for found in all_imports(*PACKAGES):
+        edges[found.importer].add(found.target if found.target in known else found.target.split(".")[0])
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[frozenset[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for succ in edges.get(node, ()):
+            if succ not in index:
+                visit(succ)
+                low[node] = min(low[node], low[succ])
+            elif succ in stack:
+                low[node] = min(low[node], index[succ])
+        if low[node] == index[node]:
+            component = {stack.pop()}
+            while node not in component:
+                component.add(stack.pop())
+            if len(component) > 1:
+                found.append(frozenset(component))
+
+    for node in list(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def layer(module: str) -> int:
+    """The floor (:data:`LAYERS`) of a module of ``cube``: its longest listed prefix."""
+    parts = module.split(".")
+    return next(LAYERS[".".join(parts[:n])] for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in LAYERS)
+
+
+def test_every_import_of_the_packages_names_a_module_of_this_tree() -> None:
+    # An editable install of another checkout would otherwise answer an old path silently.
+    known = modules(*PACKAGES)
+    stale = [f"{found.importer}:{found.line} imports {found.target}"
+             for found in all_imports(*PACKAGES, "tests", "benchmarks")
+             if found.target.split(".")[0] in PACKAGES and found.target not in known]
+    assert not stale, stale
+
+
+def test_no_import_cycles_but_the_known_one() -> None:
+    found = set(cycles(graph()))
+    assert found <= KNOWN_CYCLES, found - KNOWN_CYCLES
+    assert KNOWN_CYCLES <= found, f"no longer a cycle, remove it from KNOWN_CYCLES: {KNOWN_CYCLES - found}"
+
+
+def test_no_private_name_is_imported_across_modules_but_the_known_ones() -> None:
+    known = modules(*PACKAGES, "benchmarks")
+    private = {(found.importer, found.target, found.name) for found in all_imports(*PACKAGES, "benchmarks")
+               if found.name and found.name.startswith("_") and not found.name.startswith("__")
+               and found.target in known and found.target != found.importer}
+    assert private <= KNOWN_PRIVATE, sorted(private - KNOWN_PRIVATE)
+    assert KNOWN_PRIVATE <= private, f"no longer imported, remove from KNOWN_PRIVATE: {KNOWN_PRIVATE - private}"
+
+
+def test_cube_never_reaches_torch_or_crts() -> None:
+    edges = graph()
+    for start in (name for name in edges if name.split(".")[0] == "cube"):
+        seen, todo = {start}, [start]
+        while todo:
+            for succ in edges.get(todo.pop(), ()):
+                assert succ.split(".")[0] not in ("torch", "crts"), f"{start} reaches {succ}"
+                if succ not in seen:
+                    seen.add(succ)
+                    todo.append(succ)
+
+
+def test_cube_s_subpackages_depend_one_way() -> None:
+    edges = graph()
+    back = [f"{importer} (floor {layer(importer)}) imports {target} (floor {layer(target)})"
+            for importer, targets in edges.items() if importer.split(".")[0] == "cube"
+            for target in targets if target.split(".")[0] == "cube" and layer(target) > layer(importer)]
+    assert not back, back
+    assert {name.split(".")[1] for name in edges if name.count(".") >= 1 and name.startswith("cube.")} \
+        <= {part.split(".")[1] for part in LAYERS if "." in part}, "a new part of cube needs its floor in LAYERS"
+
+
+def test_the_graph_sees_the_lazy_imports() -> None:
+    # compute imports the forest inside a function; the test must count it.
+    assert "cube.clouds.forest" in graph()["cube.clouds.compute"]
+
+
+def test_no_test_module_imports_from_another() -> None:
+    # Shared helpers live in helper modules (tests/helpers.py, servers.py, figures.py, crts/models/base.py).
+    reaching = [f"{found.importer}:{found.line} imports {found.target}" for found in all_imports("tests")
+                if found.target.startswith("tests.") and found.target.rpartition(".")[2].startswith("test_")]
+    assert not reaching, reaching
