@@ -9,8 +9,6 @@ UCE and AUCE and the error of the most certain images, as UnCRtainTS reports the
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F  # noqa: N812
 
@@ -91,12 +89,6 @@ def evaluate_batch(prediction: torch.Tensor, target: torch.Tensor, cloudy: torch
         out |= {"rmse_cloudy": rmse(prediction, target, cloudy), "mae_cloudy": mae(prediction, target, cloudy),
                 "rmse_clear": rmse(prediction, target, ~cloudy), "mae_clear": mae(prediction, target, ~cloudy)}
     return out
-
-
-def aggregate(per_image: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Means over images (NaN entries, e.g. no cloudy pixel, left out; PSNR of perfect images stays inf)."""
-    return {name: (math.inf if torch.isinf(v).any() and name == "psnr" else float(v.nanmean()))
-            for name, v in per_image.items()}
 
 
 def mean_variance(variance: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,6 @@ from .rois import GROUPS, Roi
 MODALITIES: tuple[str, ...] = ("S1", "S2")
 SEASONS: dict[str, str] = {"ROIs1158": "spring", "ROIs1868": "summer", "ROIs1970": "fall",
                            "ROIs2017": "winter"}
-CR_KINDS: tuple[str, ...] = ("s1", "s2", "s2_cloudy")
 _File = TypeVar("_File", "TsFile", "CrFile")
 
 _TS_NAME = re.compile(

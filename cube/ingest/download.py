@@ -43,7 +43,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..store.outputs import check_not_in_cube
-from .archives import archive_group, open_url, printable, reason_of
+from .archives import MEMBER_SEPARATOR, archive_group, open_url, printable, reason_of
 
 TIMEOUT_S = 60
 """Seconds without a byte from the server before a download is given up (and can be resumed)."""
@@ -331,7 +331,7 @@ def archives_in_cube(cube: str | os.PathLike, storage_options: dict | None = Non
     names: set[str] = set()
     for variable in (c for c in store.children() if c.endswith("_path") and upto):
         paths = np.unique(store.array(variable)[:upto])
-        names |= {str(p).split("!", 1)[0] for p in paths if "!" in str(p)}
+        names |= {str(p).split(MEMBER_SEPARATOR, 1)[0] for p in paths if MEMBER_SEPARATOR in str(p)}
     return names
 
 
