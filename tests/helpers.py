@@ -22,6 +22,17 @@ from numcodecs.checksum32 import CRC32C
 from cube import open_cube
 from cube.store import chunks
 from cube.store.store import CubeStore
+from cube.synth import make_dataset
+from cube.synth.archives import write_archives
+
+
+def europa_archives(base: Path, patches: int, times: int = 3) -> Path:
+    """The folder of the two archives (``s1_europa.tar.gz``, ``s2_europa.tar.gz``) of a synthetic ROIs1868/17 of
+    ``patches`` patches of ``times`` steps of 16 px, written below ``base`` (its tree beside them)."""
+    tree = make_dataset(base / "tree", ["ROIs1868/17"], patches_per_roi=patches, size=16, times=times, workers=1,
+                        progress=False)
+    write_archives(tree, base / "archives", progress=False)
+    return base / "archives"
 
 
 # Cubes compared

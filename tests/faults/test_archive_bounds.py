@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from cube import convert
-from cube.synth import make_dataset
-from cube.synth.archives import write_archives
-from tests.helpers import CASES, crafted
+from tests.helpers import CASES, crafted, europa_archives
 
 PEAK_RSS = 600 << 20
 """Peak resident memory allowed to a conversion of a crafted archive (the unbounded reader took 1.35-3.46 GB)."""
@@ -27,11 +25,7 @@ LOST = {"zeros": 1, "sparse": 1, "pax": 1, "other": 0, "trailing": 0}
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The two archives of one patch of 3 steps of 16 px."""
-    base = tmp_path_factory.mktemp("bounds")
-    tree = make_dataset(base / "tree", ["ROIs1868/17"], patches_per_roi=1, size=16, times=3, workers=1,
-                        progress=False)
-    write_archives(tree, base / "archives", progress=False)
-    return base / "archives"
+    return europa_archives(tmp_path_factory.mktemp("bounds"), patches=1)
 
 
 MEASURED = """

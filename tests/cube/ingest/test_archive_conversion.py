@@ -20,7 +20,7 @@ from cube.ingest import archive_conversion
 from cube.ingest.archive_conversion import ConversionError
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
-from tests.helpers import assert_same_cube, kill_when
+from tests.helpers import assert_same_cube, europa_archives, kill_when
 from tests.servers import http_server
 
 
@@ -239,9 +239,7 @@ def test_archives_of_fewer_steps_say_times_in_one_line_and_leave_no_scratch(tmp_
                                                                            capsys: pytest.CaptureFixture) -> None:
     from crts.cli import main
 
-    tree = make_dataset(tmp_path / "tree", ["ROIs1868/17"], patches_per_roi=2, size=16, times=12, workers=1,
-                        progress=False)
-    write_archives(tree, tmp_path / "archives", progress=False)
+    europa_archives(tmp_path, patches=2, times=12)
     args = ["convert", str(tmp_path / "archives"), str(tmp_path / "cube.zarr"), "--workers", "1", "--detectors",
             "none"]
     assert main(args) == 2

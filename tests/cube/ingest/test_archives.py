@@ -15,19 +15,13 @@ from isal import igzip
 
 from cube.ingest import archives
 from cube.ingest.archives import MEMBER_LIMIT, Archive, ArchiveError, MemberStream
-from cube.synth import make_dataset
-from cube.synth.archives import write_archives
-from tests.helpers import CASES, GIB, crafted, header, member, members_of, write_tar_gz
+from tests.helpers import CASES, GIB, crafted, europa_archives, header, member, members_of, write_tar_gz
 from tests.servers import http_server
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("one_archive")
-    tree = make_dataset(base / "tree", ["ROIs1868/17"], patches_per_roi=2, size=16, times=3, workers=1,
-                        progress=False)
-    write_archives(tree, base / "archives", progress=False)
-    return base / "archives" / "s2_europa.tar.gz"
+    return europa_archives(tmp_path_factory.mktemp("one_archive"), patches=2) / "s2_europa.tar.gz"
 
 
 def test_members_stream_in_archive_order_with_their_bytes(archive: Path) -> None:
