@@ -6,14 +6,14 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= data/synthetic
 DEMO_CUBE ?= data/cube.zarr
 
-.PHONY: setup demo test fuzz bench clean
+.PHONY: setup demo test docs fuzz bench clean
 
 # torch is installed first and pinned (CPU wheel), so that pip never resolves a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -47,8 +47,13 @@ test: setup
 fuzz: setup
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz tests/fuzz -p no:cacheprovider -q
 
+# The documentation (Sphinx; guides, API from the docstrings, benchmarks page) into docs/_build/html, warnings as
+# errors; `make test` builds it too (tests/test_docs.py).
+docs: setup
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
 bench: setup
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache docs/_build docs/generated

@@ -1,18 +1,18 @@
-"""Run every ``benchmarks/bench_*.py`` (or those named on the command line) and print their ratios."""
+"""Run every ``benchmarks/bench_*.py`` (or those named on the command line) and print their ratios.
+
+``--page FILE`` writes the benchmarks page from the result files instead (:func:`benchmarks.page.render`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
-import os
 import pkgutil
-import platform
 from pathlib import Path
 
 import benchmarks
-
-RESULTS = Path(__file__).with_name("results")
+from benchmarks.page import RESULTS, machine, render
 
 
 def main() -> None:
@@ -20,19 +20,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("only", nargs="*", metavar="NAME",
                         help=f"benchmarks to run (default: all of {', '.join(names)})")
-    chosen = parser.parse_args().only or names
+    parser.add_argument("--page", type=Path, metavar="FILE",
+                        help="write the Markdown page of the result files to FILE (runs no benchmark)")
+    args = parser.parse_args()
+    if args.page:
+        args.page.write_text(render())
+        print(f"page written to {args.page}")
+        return
+    chosen = args.only or names
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(names)}")
     RESULTS.mkdir(exist_ok=True)
     for name in chosen:
         module = importlib.import_module(f"benchmarks.{name}")
-        print(f"== {name}: {module.__doc__.strip().splitlines()[0]}")
+        purpose = module.__doc__.strip().splitlines()[0]
+        print(f"== {name}: {purpose}")
         result = module.run()
-        result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
         for key, value in result.items():
-            if key != "machine":
-                print(f"   {key}: {value}")
+            print(f"   {key}: {value}")
+        result.update(purpose=purpose, machine=machine())
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(f"results written to {RESULTS}")
 

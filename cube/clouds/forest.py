@@ -182,7 +182,7 @@ def load_forest(path: Path = MODEL_PATH) -> Forest:
 def feature_bins(forest: Forest, features: np.ndarray) -> np.ndarray:
     """Bins (n, 16) uint8 of float32 features (n, n_features): how many thresholds lie below each value.
 
-    Values are compared as double, as LightGBM does; NaN and |x| <= 1e-35 count
+    Values are compared as double, as LightGBM does; NaN and values of magnitude <= 1e-35 count
     as 0, as LightGBM reads dense rows for a forest without missing values.
     """
     bins = np.zeros((len(features), PIXEL_BYTES), np.uint8)
