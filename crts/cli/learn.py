@@ -21,10 +21,7 @@ _TRAIN_HELP = {
     "beta1": "Adam beta1", "epochs": "epochs at the initial rate", "epochs_decay": "epochs of linear decay to 0",
     "loss": "l1, l2 or MGNLL (Gaussian NLL with the predicted variances)",
     "sampler": "fixed (the paper's rule) or random (UnCRtainTS's, redrawn every epoch) for the train split",
-    "max_steps": "stop after this many steps", "checkpoint_every": "steps between checkpoints",
-    "features": "ResNet width F", "blocks": "residual blocks B of the encoder", "seed": "random seed",
-    "width": "channel width (UnCRtainTS's)", "n_head": "L-TAE attention heads", "d_model": "L-TAE width",
-    "scale_by": "internal value scale (the published UnCRtainTS runs: 10)",
+    "max_steps": "stop after this many steps", "checkpoint_every": "steps between checkpoints", "seed": "random seed",
     "device": "auto (CUDA when available), cpu, cuda, cuda:1, ...", "amp": "bfloat16 autocast on CUDA",
     "num_workers": "DataLoader worker processes; unset: 0 on a CPU, min(6, cores - 1) on CUDA",
     "compile": "compile the model with torch.compile",
@@ -33,6 +30,8 @@ _TRAIN_HELP = {
     "init_encoder": "initialise the encoder from the original's baseline_resnet.pth",
     "freeze_encoder_steps": "keep the encoder frozen for this many steps (the original: 100000)",
 }
+"""What each setting of TrainConfig sets, for ``crts train --help``; a model kind's own settings say it in its
+recipe's options (:func:`crts.models.kinds.model_options`)."""
 
 
 def _value_type(hint: object) -> type:
@@ -45,7 +44,8 @@ def train_options(p: argparse.ArgumentParser) -> None:
     from dataclasses import fields
 
     from crts.data.sampling import SAMPLERS
-    from crts.settings import LOSSES, RECIPES, TrainConfig
+    from crts.models.kinds import RECIPES, model_options
+    from crts.settings import LOSSES, TrainConfig
     from cube.clouds.detectors import DETECTORS
 
     kinds = "; ".join(f"{name}: {r.summary}" for name, r in RECIPES.items())
@@ -60,19 +60,21 @@ def train_options(p: argparse.ArgumentParser) -> None:
               also_as_option=True)
     p.add_argument("--config", metavar="FILE", help="JSON file of settings; options given here override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    hints = typing.get_type_hints(TrainConfig)
+    hints, own = typing.get_type_hints(TrainConfig), model_options()
     for f in fields(TrainConfig):
         if f.name == "cube":
             continue
         flag = "--" + f.name.replace("_", "-")
-        kind = _value_type(hints[f.name])
+        option = own.get(f.name)  # a model kind's own setting
+        kind = option.type if option else _value_type(hints[f.name])
+        help = option.help if option else _TRAIN_HELP[f.name]
         if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_TRAIN_HELP[f.name])
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
         else:
             by_model = {name: r.defaults[f.name] for name, r in RECIPES.items() if f.name in r.defaults}
             default = ", ".join(f"{name} {value}" for name, value in by_model.items()) if by_model else f.default
             p.add_argument(flag, type=kind, default=None, choices=choices.get(f.name),
-                           help=f"{_TRAIN_HELP[f.name]} (default: {default})")
+                           help=f"{help} (default: {default})")
     p.set_defaults(handler=_run_train)
 
 
@@ -103,7 +105,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def evaluate_options(p: argparse.ArgumentParser) -> None:
     """The description, example and options of ``crts evaluate``."""
-    from crts.settings import BASELINE_NAMES
+    from crts.models.kinds import BASELINE_NAMES
     from cube.clouds.detectors import DETECTORS
 
     p.description = ("Predict every sample of a split with a checkpoint of `crts train` or a baseline, score it with "

@@ -25,14 +25,6 @@ def test_evaluate_takes_the_cube_as_positional_argument(tiny_cube: Path, tmp_pat
     assert "run lc:" in capsys.readouterr().out
 
 
-def test_the_torch_free_recipes_name_the_registry_s_model_kinds() -> None:
-    from crts.models import MODELS
-    from crts.settings import RECIPES
-
-    assert list(RECIPES) == list(MODELS)  # what --help and --model offer, in the same order
-    assert all(MODELS[name].defaults is RECIPES[name].defaults for name in MODELS)
-
-
 def test_train_lists_model_loss_and_sampler_choices(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--help"])
