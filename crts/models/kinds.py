@@ -7,6 +7,9 @@ the models themselves (torch): :mod:`crts.models.registry`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
 from .recipe import ModelOption, Recipe
 from .resnet3d_recipe import RESNET3D_RECIPE
 from .uncrtaints_recipe import UNCRTAINTS_RECIPE
@@ -17,6 +20,22 @@ RECIPES: dict[str, Recipe] = {kind.name: kind for kind in (RESNET3D_RECIPE, UNCR
 adapters refer to these)."""
 BASELINE_NAMES = ("least_cloudy", "mosaic")
 """The baselines ``crts evaluate --baseline`` takes (:data:`crts.models.registry.BASELINES`)."""
+T = TypeVar("T")
+
+
+def by_name(what: str, name: str, registry: Mapping[str, T]) -> T:
+    """``registry[name]``; an unknown name is one ValueError line naming ``what`` and listing the names.
+
+    Examples
+    --------
+    >>> by_name("baseline", "median", dict.fromkeys(BASELINE_NAMES))
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid baseline 'median': choose from least_cloudy, mosaic
+    """
+    if name not in registry:
+        raise ValueError(f"invalid {what} {name!r}: choose from {', '.join(registry)}")
+    return registry[name]
 
 
 def recipe(model: str) -> Recipe:
@@ -24,16 +43,10 @@ def recipe(model: str) -> Recipe:
 
     Examples
     --------
-    >>> recipe("resnet3d").summary
-    "the paper's 3D ResNet"
-    >>> recipe("unet")
-    Traceback (most recent call last):
-    ...
-    ValueError: invalid model 'unet': choose from resnet3d, uncrtaints, utae
+    >>> recipe("utae").defaults["loss"]
+    'l2'
     """
-    if model not in RECIPES:
-        raise ValueError(f"invalid model {model!r}: choose from {', '.join(RECIPES)}")
-    return RECIPES[model]
+    return by_name("model", model, RECIPES)
 
 
 def model_options() -> dict[str, ModelOption]:

@@ -12,7 +12,7 @@ from torch import nn
 
 from .adapter import ModelAdapter
 from .baselines import LeastCloudy, Mosaic
-from .kinds import BASELINE_NAMES, recipe
+from .kinds import BASELINE_NAMES, by_name
 from .resnet3d import ResNet3DAdapter
 from .uncrtaints import UnCRtainTSAdapter
 from .utae import UTAEAdapter
@@ -36,8 +36,7 @@ def model_kind(name: str) -> ModelAdapter:
     ...
     ValueError: invalid model 'unet': choose from resnet3d, uncrtaints, utae
     """
-    recipe(name)  # an unknown name: the one line listing the kinds
-    return MODELS[name]
+    return by_name("model", name, MODELS)
 
 
 def kind_of(model: nn.Module) -> ModelAdapter:
@@ -57,6 +56,4 @@ def new_baseline(name: str) -> nn.Module:
     ...
     ValueError: invalid baseline 'median': choose from least_cloudy, mosaic
     """
-    if name not in BASELINES:
-        raise ValueError(f"invalid baseline {name!r}: choose from {', '.join(BASELINES)}")
-    return BASELINES[name]()
+    return by_name("baseline", name, BASELINES)()
