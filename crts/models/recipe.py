@@ -12,25 +12,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelOption:
-    """A setting of :class:`crts.settings.TrainConfig` that a model kind reads, as ``crts train`` offers it.
-
-    Examples
-    --------
-    >>> ModelOption("n_head", int, "attention heads").flag
-    '--n-head'
-    """
+    """A setting of :class:`crts.settings.TrainConfig` that a model kind reads, as ``crts train`` offers it
+    (``--name-with-dashes``)."""
 
     name: str
-    """The setting (a field of TrainConfig; ``--name-with-dashes`` on the command line)."""
+    """The setting: a field of TrainConfig."""
     type: type
     """The type of its values."""
     help: str
     """What it sets, for ``crts train --help`` (which adds its default)."""
-
-    @property
-    def flag(self) -> str:
-        """The option of ``crts train``."""
-        return "--" + self.name.replace("_", "-")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def test_a_kind_s_recipe_and_options_reach_train_help(kind: str, capsys: pytest.
     recipe = RECIPES[kind]
     assert f"{kind}: {recipe.summary}" in out
     for option in recipe.options:
-        assert f"{option.flag} {option.name.upper()} {option.help} (default: " in out
+        flag = "--" + option.name.replace("_", "-")
+        assert f"{flag} {option.name.upper()} {option.help} (default: " in out
     for name, value in recipe.defaults.items():  # each setting's default names every kind's value
         flag = name.replace("_", "-")
         assert f"{kind} {value}" in out.split(f"--{flag} ")[-1].split(" --")[0]
