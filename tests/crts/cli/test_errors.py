@@ -41,3 +41,14 @@ def test_an_unchecked_error_is_one_line_unless_debugging(error: Exception, capsy
     monkeypatch.setenv("CRTS_DEBUG", "1")
     with pytest.raises(type(error)):
         main(["info", "cube.zarr"])
+
+
+def test_a_full_disk_names_what_the_command_writes_and_a_fault_of_the_program_has_no_line() -> None:
+    import errno
+    from argparse import Namespace
+
+    from crts.cli.errors import error_line
+
+    args = Namespace(command="synth", out=None, archives="arch", cube=None)
+    assert error_line(OSError(errno.ENOSPC, "No space left on device"), args) == "arch: No space left on device"
+    assert error_line(RuntimeError("a bug"), args) is None
