@@ -37,12 +37,8 @@ from .metrics import (
     mean_variance,
     uncertainty_calibration,
 )
-from .models import LeastCloudy, Mosaic, kind_of, load_checkpoint
+from .models import kind_of, load_checkpoint, new_baseline
 from .models.adapter import DEFAULT_INPUTS, Prediction, from_model_scale, to_model_scale
-from .settings import BASELINE_NAMES
-
-BASELINES = dict(zip(BASELINE_NAMES, (LeastCloudy, Mosaic), strict=True))
-"""Each baseline of :data:`crts.settings.BASELINE_NAMES` by its name."""
 
 
 class TargetAmongInputsWarning(UserWarning):
@@ -86,9 +82,7 @@ class _Predictor:
         if (checkpoint is None) == (baseline is None):
             raise ValueError("give exactly one of a checkpoint or a baseline")
         if baseline is not None:
-            if baseline not in BASELINES:
-                raise ValueError(f"invalid baseline {baseline!r}: choose from {', '.join(BASELINES)}")
-            self.model, self.config, self.predict, self.uncertain = BASELINES[baseline](), {}, _baseline_predict, False
+            self.model, self.config, self.predict, self.uncertain = new_baseline(baseline), {}, _baseline_predict, False
             self.provenance, self.trained_inputs = {"baseline": baseline}, DEFAULT_INPUTS
             return
         self.model, content = load_checkpoint(checkpoint)

@@ -2,8 +2,9 @@
 
 The ``crts`` command builds and checks its arguments from these before it imports
 torch or xarray, so that a mistyped option is answered at once (:mod:`crts.cli`).
-:mod:`crts.train`, :mod:`crts.losses`, :mod:`crts.evaluate` and the model adapters
-(:mod:`crts.models.adapter`) take them from here.
+:mod:`crts.train`, :mod:`crts.losses` and :mod:`crts.evaluate` take them from here;
+each model kind's recipe (the defaults it gives unset settings) and the settings it
+reads are its own (:mod:`crts.models.kinds`).
 """
 
 from __future__ import annotations
@@ -15,52 +16,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .data.sampling import check_selection
+from .models.kinds import recipe
 
 LOSSES = ("l1", "l2", "MGNLL")
 """The training losses (:func:`crts.losses.reconstruction_loss`)."""
-BASELINE_NAMES = ("least_cloudy", "mosaic")
-"""The baselines ``crts evaluate --baseline`` takes (:data:`crts.evaluate.BASELINES`)."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A model kind in a few words (for ``--help``) and its original's training recipe: the settings of
-    :class:`TrainConfig` that it leaves unset take these ``defaults``."""
-
-    summary: str
-    defaults: dict[str, object]
-
-
-RECIPES: dict[str, Recipe] = {
-    "resnet3d": Recipe("the paper's 3D ResNet",
-                       {"lr": 2e-4, "beta1": 0.5, "epochs": 100, "epochs_decay": 100, "loss": "l1",
-                        "sampler": "fixed"}),
-    "uncrtaints": Recipe("UnCRtainTS (MGNLL, Adam at a constant rate, random sampler)",
-                         {"lr": 1e-3, "beta1": 0.9, "epochs": 20, "epochs_decay": 0, "loss": "MGNLL",
-                          "sampler": "random", "width": 128, "scale_by": 10.0}),
-    "utae": Recipe("U-TAE (Garnot & Landrieu 2021), UnCRtainTS's baseline (L2, or MGNLL with variances)",
-                   {"lr": 1e-3, "beta1": 0.9, "epochs": 20, "epochs_decay": 0, "loss": "l2", "sampler": "random",
-                    "width": 64, "scale_by": 1.0}),
-}
-"""Every model kind by the name ``crts train --model`` takes, in the order of :data:`crts.models.MODELS` (whose
-adapters give their ``summary`` and ``defaults`` from here)."""
-
-
-def recipe(model: str) -> Recipe:
-    """The recipe of the model kind ``model``; an unknown name is one ValueError line listing the kinds.
-
-    Examples
-    --------
-    >>> recipe("resnet3d").summary
-    "the paper's 3D ResNet"
-    >>> recipe("unet")
-    Traceback (most recent call last):
-    ...
-    ValueError: invalid model 'unet': choose from resnet3d, uncrtaints, utae
-    """
-    if model not in RECIPES:
-        raise ValueError(f"invalid model {model!r}: choose from {', '.join(RECIPES)}")
-    return RECIPES[model]
 
 
 @dataclass
@@ -117,7 +76,7 @@ class TrainConfig:
         return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
     def resolved(self) -> TrainConfig:
-        """This config with unset settings taken from its model's :data:`RECIPES`, checked."""
+        """This config with unset settings taken from its model's recipe (:mod:`crts.models.kinds`), checked."""
         unset = {k: v for k, v in recipe(self.model).defaults.items() if getattr(self, k) is None}
         resolved = replace(self, **unset)
         resolved.check()

@@ -16,7 +16,7 @@ from torch import nn
 from cube.dataset.bands import S1_BANDS, S2_BANDS
 
 from ..losses import reconstruction_loss
-from ..settings import RECIPES
+from .recipe import Recipe
 from .state import StateDict
 
 Prediction = tuple[torch.Tensor, torch.Tensor | None]
@@ -30,29 +30,34 @@ DEFAULT_INPUTS = 3
 class ModelAdapter:
     """One model kind: how it is built, fed, trained, checked and loaded from its original's files.
 
-    Subclasses set the class attributes and implement :meth:`build`,
-    :meth:`predict` and :meth:`config_of`; the rest has defaults that fit models
-    working on the [0, 1] scale.
+    Subclasses set the class attributes (``recipe`` from the kind's torch-free
+    recipe module) and implement :meth:`build`, :meth:`predict` and
+    :meth:`config_of`; the rest has defaults that fit models working on the
+    [0, 1] scale.
     """
 
-    name: ClassVar[str]
-    """The kind's name: ``crts train --model NAME``, ``model`` in our checkpoints."""
+    recipe: ClassVar[Recipe]
+    """The kind's name, summary, training recipe and options, torch-free beside the model's file
+    (:mod:`crts.models.kinds` lists them)."""
     model_class: ClassVar[type[nn.Module]]
     """The module; its constructor's arguments are the config our checkpoints store."""
     anchors: ClassVar[tuple[tuple[str, int], ...]]
     """Tensors (and their dimensions) that :meth:`config_of` reads the size from."""
 
     @property
+    def name(self) -> str:
+        """The kind's name: ``crts train --model NAME``, ``model`` in our checkpoints."""
+        return self.recipe.name
+
+    @property
     def summary(self) -> str:
-        """A few words for ``--help``: its :data:`crts.settings.RECIPES` entry's."""
-        return RECIPES[self.name].summary
+        """A few words for ``--help``."""
+        return self.recipe.summary
 
     @property
     def defaults(self) -> dict[str, object]:
-        """Training settings (:class:`crts.settings.TrainConfig`) left unset take these: the original's recipe,
-        from :data:`crts.settings.RECIPES` (torch-free, so that ``crts train`` checks its options before
-        importing torch)."""
-        return RECIPES[self.name].defaults
+        """Training settings (:class:`crts.settings.TrainConfig`) left unset take these: the original's recipe."""
+        return self.recipe.defaults
 
     def build(self, settings: Any) -> nn.Module:  # noqa: ANN401 (a crts.settings.TrainConfig)
         """A new model from the training settings."""

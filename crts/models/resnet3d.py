@@ -20,6 +20,7 @@ from torch import nn
 from ..losses import reconstruction_loss
 from .adapter import ModelAdapter, Prediction, from_model_scale, to_model_scale
 from .blocks import PadHWReflect, ResBlock2d, ResBlock3d
+from .resnet3d_recipe import RESNET3D_RECIPE
 from .state import StateDict, load_into, read_state, strip
 
 FUSION_BLOCKS = 5
@@ -125,7 +126,7 @@ def load_original_checkpoint(path_or_state_dict: str | os.PathLike | StateDict,
 class ResNet3DAdapter(ModelAdapter):
     """The 3D ResNet: inputs and outputs on the [-1, 1] scale, trained with L1 there (the original's recipe)."""
 
-    name = "resnet3d"
+    recipe = RESNET3D_RECIPE
     model_class = ResNet3D
     anchors = (("model_initial.0.weight", 4), ("model_final.8.weight", 5))
 

@@ -18,6 +18,7 @@ from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
 from .ltae import LTAE, aggregate_groups
 from .mbconv import MBConv, PointwiseBlock
 from .state import StateDict, count_blocks, generator_state, read_state
+from .uncrtaints_recipe import UNCRTAINTS_RECIPE
 
 ATTENTION_SIZE = 32
 """Side of the max-pooled feature maps the temporal attention runs on (the original's ``att_down``)."""
@@ -211,7 +212,7 @@ def load_original_uncrtaints(path_or_state_dict: str | os.PathLike | StateDict, 
 class UnCRtainTSAdapter(ModelAdapter):
     """UnCRtainTS: inputs in [0, 1] with their dates (S2 alone without SAR), means and variances in [0, 1]."""
 
-    name = "uncrtaints"
+    recipe = UNCRTAINTS_RECIPE
     model_class = UnCRtainTS
     anchors = (("in_conv.conv.conv.0.weight", 4),)
 

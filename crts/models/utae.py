@@ -19,6 +19,7 @@ from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
 from .ltae import LTAE, aggregate_groups
 from .state import StateDict, count_blocks, generator_state, load_into, read_state
 from .uncrtaints import PAD_VALUE, network_inputs, predict_dated
+from .utae_recipe import UTAE_RECIPE
 
 NORM_GROUPS = 4
 """Groups of the group norms in the convolution layers (the original's ``n_groups``)."""
@@ -272,7 +273,7 @@ def load_original_utae(path_or_state_dict: str | os.PathLike | StateDict, model:
 class UTAEAdapter(ModelAdapter):
     """U-TAE, fed as UnCRtainTS is (:func:`crts.models.uncrtaints.predict_dated`); variances with MGNLL."""
 
-    name = "utae"
+    recipe = UTAE_RECIPE
     model_class = UTAE
     anchors = (("in_conv.conv.conv.0.weight", 4), ("temporal_encoder.attention_heads.Q", 2),
                ("temporal_encoder.inconv.weight", 3), ("out_conv.conv.conv.0.weight", 4))
