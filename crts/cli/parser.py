@@ -134,8 +134,8 @@ def reference_markdown() -> str:
     parser = build_parser()
     commands = sub_parsers(parser)
     lines = ["# `crts` command reference", "",
-             "<!-- Generated from the argparse parsers in crts/cli.py by `crts --help-markdown > docs/cli.md`;",
-             "     do not edit by hand (tests/crts/test_cli.py fails when this file is stale). -->", "",
+             "<!-- Generated from the argparse parsers of the crts.cli package by `crts --help-markdown > docs/cli.md`;",
+             "     do not edit by hand (tests/crts/cli/test_parser.py fails when this file is stale). -->", "",
              "The output of `crts --help` and of `--help` for every sub-command: "
              + ", ".join(f"[`{name}`](#crts-{name})" for name in commands) + ".", ""]
     for title, command in [("crts", parser), *((f"crts {name}", p) for name, p in commands.items())]:
