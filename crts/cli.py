@@ -334,7 +334,7 @@ def _stats_options(p: argparse.ArgumentParser) -> None:
 def _run_stats(args: argparse.Namespace) -> None:
     from cube.analysis.plots import plot_coverage
     from cube.analysis.stats import coverage_index, coverage_table
-    from cube.store.store import open_cube
+    from cube.store.views import open_cube
     from cube.synth.scores import score_detectors
 
     ds = open_cube(args.cube, storage_options=dict(args.storage_options))
@@ -598,7 +598,8 @@ def _info_options(p: argparse.ArgumentParser) -> None:
 
 def _run_info(args: argparse.Namespace) -> None:
     from cube.analysis.overview import format_summary, summary
-    from cube.store.store import CubeStore, open_cube
+    from cube.store.store import CubeStore
+    from cube.store.views import open_cube
 
     options = dict(args.storage_options)
     print(format_summary(summary(open_cube(args.cube, storage_options=options),
@@ -854,7 +855,9 @@ def _user_error(err: Exception, location: str, output: str = "the output") -> st
         return _message(err) if err.filename is not None else f"{output}: {err.strerror or os.strerror(err.errno)}"
     if isinstance(err, ValueError | FileExistsError | FileNotFoundError):
         return _message(err)  # (before cube.store.store is imported: an argument refused before the work began)
-    from cube.store.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
+    from cube.store.backends import StorageError, storage_error
+    from cube.store.lock import WriterLockedError
+    from cube.store.store import IncompleteCubeError
 
     if isinstance(err, IncompleteCubeError | WriterLockedError | StorageError):
         return _message(err)
