@@ -547,8 +547,9 @@ def _plain_file(name: str) -> str:
 
 
 def labels_of(roi_group: Sequence, roi: Sequence, patch_id: Sequence) -> list[PatchLabel]:
-    """The labels of patches from their coordinates ``roi_group``, ``roi`` and ``patch_id`` (one item each);
-    :func:`cube.store.views.patch_labels` takes them from an opened cube."""
+    """The labels of patches from their coordinates ``roi_group``, ``roi`` and ``patch_id`` (one item per patch
+    each): :meth:`CubeStore.named` labels a damaged shard's patches with it, :func:`cube.store.views.patch_labels`
+    those of an opened cube."""
     return [PatchLabel(Roi(str(g), int(r)), int(p)) for g, r, p in zip(roi_group, roi, patch_id, strict=True)]
 
 

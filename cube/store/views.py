@@ -3,7 +3,7 @@ georeferenced patches.
 
 :func:`open_cube` opens a cube through :class:`cube.store.store.CubeStore` (checking its state) with its
 patches in the original toolbox's sample order; the other functions work on the Dataset it gives (or one with
-the same coordinates).
+the same coordinates), :func:`stored_order` on the store.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str 
     ------
     FileNotFoundError
         If there is no cube at ``path``.
-    IncompleteCubeError
+    cube.store.store.IncompleteCubeError
         If the conversion that writes it was interrupted or is still running.
 
     Examples
