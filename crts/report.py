@@ -19,7 +19,8 @@ from cube.dataset.bands import S2_SCALE
 from cube.dataset.rois import region_of
 from cube.store.outputs import check_output_folder, writing
 from cube.store.runs import list_runs, open_run, side_by_side
-from cube.store.store import CubeStore, as_store, patch_labels
+from cube.store.store import CubeStore, as_store
+from cube.store.views import patch_labels
 
 from .evaluate import METRIC_UNITS
 from .metrics import CALIBRATION_BINS

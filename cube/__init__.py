@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 _HOMES = {"ConversionError": "ingest.conversion", "ConversionReport": "ingest.conversion",
           "convert": "ingest.conversion",
           "list_runs": "store.runs", "open_run": "store.runs", "side_by_side": "store.runs",
-          "IncompleteCubeError": "store.store", "WriterLockedError": "store.store", "georeferenced": "store.store",
-          "open_cube": "store.store", "patch_index": "store.store", "summary": "analysis.overview",
+          "IncompleteCubeError": "store.store", "WriterLockedError": "store.lock", "georeferenced": "store.views",
+          "open_cube": "store.views", "patch_index": "store.views", "summary": "analysis.overview",
           "verify": "store.integrity"}
 """Each public name and the module that defines it."""
 _SUBMODULES = {"export": "analysis.export"}

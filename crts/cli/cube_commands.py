@@ -22,7 +22,8 @@ def info_options(p: argparse.ArgumentParser) -> None:
 
 def _run_info(args: argparse.Namespace) -> None:
     from cube.analysis.overview import format_summary, summary
-    from cube.store.store import CubeStore, open_cube
+    from cube.store.store import CubeStore
+    from cube.store.views import open_cube
 
     options = dict(args.storage_options)
     print(format_summary(summary(open_cube(args.cube, storage_options=options),
@@ -53,7 +54,7 @@ def stats_options(p: argparse.ArgumentParser) -> None:
 def _run_stats(args: argparse.Namespace) -> None:
     from cube.analysis.plots import plot_coverage
     from cube.analysis.stats import coverage_index, coverage_table
-    from cube.store.store import open_cube
+    from cube.store.views import open_cube
     from cube.synth.scores import score_detectors
 
     ds = open_cube(args.cube, storage_options=dict(args.storage_options))

@@ -96,7 +96,9 @@ def user_error(err: Exception, location: str, output: str = "the output") -> str
         return _message(err) if err.filename is not None else f"{output}: {err.strerror or os.strerror(err.errno)}"
     if isinstance(err, ValueError | FileExistsError | FileNotFoundError):
         return _message(err)  # (before cube.store.store is imported: an argument refused before the work began)
-    from cube.store.store import IncompleteCubeError, StorageError, WriterLockedError, storage_error
+    from cube.store.backends import StorageError, storage_error
+    from cube.store.lock import WriterLockedError
+    from cube.store.store import IncompleteCubeError
 
     if isinstance(err, IncompleteCubeError | WriterLockedError | StorageError):
         return _message(err)

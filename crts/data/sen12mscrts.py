@@ -15,7 +15,8 @@ from cube.clouds.compute import require_clouds
 from cube.clouds.detectors import DETECTORS, detector
 from cube.dataset.layout import parse_ts_path
 from cube.dataset.rois import select_rois
-from cube.store.store import as_store, patch_bounds, patch_labels, stored_order
+from cube.store.store import as_store
+from cube.store.views import patch_bounds, patch_labels, stored_order
 
 from .index_files import (
     index_file_name,

@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from ..store.outputs import replacing
-from ..store.store import georeferenced
+from ..store.views import georeferenced
 
 
 def image_variables(ds: xr.Dataset) -> list[str]:

@@ -8,7 +8,8 @@ import pandas as pd
 import xarray as xr
 
 from ..store.runs import list_runs
-from ..store.store import CubeStore, finished_detectors
+from ..store.store import CubeStore
+from ..store.views import finished_detectors
 
 
 def summary(ds: xr.Dataset, store: CubeStore | None = None) -> dict:

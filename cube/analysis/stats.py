@@ -16,7 +16,7 @@ import xarray as xr
 
 from ..clouds.compute import require_clouds
 from ..clouds.detectors import DETECTORS
-from ..store.store import finished_detectors
+from ..store.views import finished_detectors
 
 GROUP_KEYS: tuple[str, ...] = ("region", "split", "roi", "month", "time", "detector")
 """What coverage tables can be grouped by."""

@@ -30,7 +30,8 @@ import zarr
 from ..parallel import RowBatches, check_workers, run_tasks
 from ..store.index import store_index
 from ..store.schema import TABLE_CHUNK, compressor
-from ..store.store import CubeState, CubeStore, as_store, checked_state, finished_detectors, open_cube
+from ..store.store import CubeState, CubeStore, as_store, checked_state
+from ..store.views import finished_detectors, open_cube
 from .detectors import S2CLOUDLESS_ATTRS, DETECTORS, NO_DATA, REGISTRY, detector
 
 PROBABILITY_SCALE = 250
@@ -178,7 +179,7 @@ def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ..
 
     Raises
     ------
-    cube.store.store.WriterLockedError
+    cube.store.lock.WriterLockedError
         If another process is writing the cube.
 
     Examples

@@ -33,7 +33,8 @@ import xarray as xr
 from pyproj import Transformer
 
 from .outputs import replacing
-from .store import INDEX_FILE, CubeStore, as_store, finished_detectors, open_cube, patch_bounds
+from .store import INDEX_FILE, CubeStore, as_store
+from .views import finished_detectors, open_cube, patch_bounds
 
 
 def footprints(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +152,7 @@ def write_index(cube: str | os.PathLike | CubeStore, out: str | os.PathLike | No
         If there is no cube, or ``out``'s folder does not exist.
     ValueError
         If the cube has no finished cloud pass, or is a SEN12MS-CR cube.
-    cube.store.store.WriterLockedError
+    cube.store.lock.WriterLockedError
         If another process is writing the cube (``out=None`` only).
 
     Examples

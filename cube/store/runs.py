@@ -29,7 +29,8 @@ import xarray as xr
 import zarr
 
 from .outputs import writing
-from .store import CubeStore, as_store, checked_state, owner_gone, owner_record
+from .lock import owner_gone, owner_record
+from .store import CubeStore, as_store, checked_state
 
 RUNS = "runs"
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
@@ -116,7 +117,7 @@ class RunWriter:
 
 
 def run_writer(attributes: dict) -> dict:
-    """Who wrote a run version (:func:`cube.store.store.owner_record`), from its attributes.
+    """Who wrote a run version (:func:`cube.store.lock.owner_record`), from its attributes.
 
     The ``writer`` attribute is a JSON object in a string; runs written before it was
     one hold the object itself, which is accepted as well.

@@ -55,7 +55,7 @@ def upgrade(cube: str | os.PathLike | CubeStore, *, force_unlock: bool = False,
     ------
     FileNotFoundError
         If there is no cube, or one of a version that cannot be upgraded.
-    cube.store.store.WriterLockedError
+    cube.store.lock.WriterLockedError
         If another process is writing the cube.
 
     Examples

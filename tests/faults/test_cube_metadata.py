@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from crts.cli import main
-from cube.store import store as store_module
-from cube.store.store import METADATA_DEPTH, CubeStore, MetadataError, parse_metadata
+from cube.store import backends
+from cube.store.backends import METADATA_DEPTH, MetadataError, parse_metadata
+from cube.store.store import CubeStore
 from cube.synth.hollow import make_hollow
 
 pytestmark = pytest.mark.faults
@@ -65,7 +66,7 @@ def test_metadata_at_the_depth_bound_is_read(hollow: Path, tmp_path: Path) -> No
 
 def test_oversized_metadata_is_refused(hollow: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(store_module, "METADATA_BYTES", 1000)
+    monkeypatch.setattr(backends, "METADATA_BYTES", 1000)
     assert main(["info", str(hollow)]) == 2
     size = (hollow / "zarr.json").stat().st_size
     assert capsys.readouterr().err == (f"crts info: error: {hollow}/zarr.json: {size} bytes of metadata, more than "

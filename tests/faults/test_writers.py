@@ -19,7 +19,8 @@ import rasterio
 
 from crts.cli import main
 from cube import convert, open_cube
-from cube.store.store import LOCK, CubeState, CubeStore, IncompleteCubeError, owner_record
+from cube.store.lock import LOCK, owner_record
+from cube.store.store import CubeState, CubeStore, IncompleteCubeError
 from cube.synth import make_dataset
 
 pytestmark = pytest.mark.faults

@@ -1,4 +1,4 @@
-"""Fuzz target: a cube's JSON metadata (cube.store.store.parse_metadata, and `crts info` on a cube whose state and root
+"""Fuzz target: a cube's JSON metadata (cube.store.backends.parse_metadata, and `crts info` on a cube whose state and root
 attributes are generated): the document is read as json.loads reads it, or refused in one MetadataError line;
 `crts info` ends with exit status 0 or 2 and at most one line on stderr, never a traceback."""
 
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crts.cli import main
-from cube.store.store import METADATA_DEPTH, MetadataError, parse_metadata
+from cube.store.backends import METADATA_DEPTH, MetadataError, parse_metadata
 from cube.synth.hollow import make_hollow
 from tests.helpers import mutated
 

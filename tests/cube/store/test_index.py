@@ -16,7 +16,8 @@ from rasterio.warp import transform_bounds
 
 from cube import convert, open_cube
 from cube.store.index import patch_index_table, read_index, write_index
-from cube.store.store import INDEX_FILE, CubeStore, patch_bounds
+from cube.store.store import INDEX_FILE, CubeStore
+from cube.store.views import patch_bounds
 
 
 @pytest.fixture(scope="module")

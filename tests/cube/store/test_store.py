@@ -1,5 +1,5 @@
-"""cube.store.store: the consolidated metadata describes the data only, never the state or the lock; labels and
-sizes come from the store."""
+"""cube.store.store: the consolidated metadata describes the data only, never the state or the lock; sizes come
+from the store; deletes never go through a link."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import pytest
 import xarray as xr
 
 from cube import open_cube
-from cube.dataset.layout import scan_ts
-from cube.dataset.rois import PatchLabel
+from cube.store.lock import LOCK
 from cube.store.outputs import OutputRefused
-from cube.store.store import LOCK, STATE, CubeStore, patch_index, patch_labels
+from cube.store.store import STATE, CubeStore
 
 
 def test_consolidated_metadata_lists_neither_the_state_nor_the_lock(tiny_cube: Path) -> None:
@@ -25,13 +24,6 @@ def test_consolidated_metadata_lists_neither_the_state_nor_the_lock(tiny_cube: P
     assert state.complete and state.clouds["complete"]
     plain = xr.open_zarr(tiny_cube, consolidated=True)  # opens from the consolidated metadata alone
     assert plain.S2.shape == open_cube(tiny_cube).S2.shape
-
-
-def test_patch_labels_are_the_inverse_of_patch_index(tiny_cube: Path, tiny_root: Path) -> None:
-    ds = open_cube(tiny_cube)
-    labels = patch_labels(ds)
-    assert sorted(labels) == sorted({PatchLabel(f.roi, f.pid) for f in scan_ts(tiny_root)[0]})
-    assert [patch_index(ds, label.roi, label.patch_id) for label in labels] == list(range(ds.sizes["patch"]))
 
 
 def test_size_of_a_local_cube_counts_every_file_and_a_bucket_has_none(tiny_cube: Path) -> None:
@@ -61,14 +53,3 @@ def test_a_local_delete_never_goes_through_a_link(tmp_path: Path) -> None:
     (cube / "runs" / "mine").mkdir()
     store.delete("runs/mine")  # the cube's own folder goes
     assert not (cube / "runs" / "mine").exists()
-
-
-def test_a_writer_in_a_cube_folder_that_is_a_link_keeps_its_own_error(tmp_path: Path) -> None:
-    """The lock's release removed the empty cube folder with rmdir, which on a link raised NotADirectoryError
-    instead of the writer's error."""
-    (tmp_path / "target").mkdir()
-    (tmp_path / "cube.zarr").symlink_to(tmp_path / "target")
-    store = CubeStore(tmp_path / "cube.zarr", "r+")
-    with pytest.raises(ValueError, match="^the writer's own error$"), store.writer("test"):
-        raise ValueError("the writer's own error")
-    assert (tmp_path / "cube.zarr").is_symlink() and list((tmp_path / "target").iterdir()) == []

@@ -1,4 +1,5 @@
-"""A converted cube works with plain xarray, matplotlib and rioxarray, without project code."""
+"""cube.store.views: a converted cube works with plain xarray, matplotlib and rioxarray, without project code, and
+open_cube's views of it (labels, georeferenced patches) agree with the cube."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import xarray as xr
 import zarr
 
 from cube import georeferenced, open_cube
+from cube.dataset.layout import scan_ts
+from cube.dataset.rois import PatchLabel
+from cube.store.views import patch_index, patch_labels
 
 matplotlib.use("Agg")
 
@@ -137,3 +141,10 @@ def test_plain_xarray_selects_by_labels_and_groups_by_month(tiny_cube: Path) -> 
     months = ds.S2_date.dt.month.values
     np.testing.assert_allclose(by_month.sel(month=months[0, 0]).values,
                                np.nanmean(ds.coverage.values[months == months[0, 0]], axis=0), rtol=1e-6)
+
+
+def test_patch_labels_are_the_inverse_of_patch_index(tiny_cube: Path, tiny_root: Path) -> None:
+    ds = open_cube(tiny_cube)
+    labels = patch_labels(ds)
+    assert sorted(labels) == sorted({PatchLabel(f.roi, f.pid) for f in scan_ts(tiny_root)[0]})
+    assert [patch_index(ds, label.roi, label.patch_id) for label in labels] == list(range(ds.sizes["patch"]))
