@@ -32,12 +32,6 @@ KNOWN_PRIVATE = {
     ("cube.ingest.archive_conversion", "cube.ingest.conversion", name)
     for name in ("_check_destination", "_create", "_existing", "_grow", "_headers", "_raise_if_any", "_resize",
                  "_root_attributes", "_write_labels")
-} | {
-    ("cube.synth.archives", "cube.synth.dataset", "_prepare_output"),
-    ("cube.synth.hollow", "cube.clouds.compute", "_add_variables"),
-    ("cube.synth.hollow", "cube.clouds.compute", "_variables"),
-    ("benchmarks.bench_clouds", "cube.clouds.detectors", "_reflectance"),
-    ("benchmarks.bench_clouds", "cube.clouds.detectors", "_s2cloudless"),
 }
 """Private names imported across modules today, as (importer, module, name); to be made public or removed."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..clouds.compute import _add_variables, _variables, commit_pass
+from ..clouds.compute import add_cloud_variables, cloud_variables, commit_pass
 from ..clouds.detectors import DETECTORS
 from ..dataset.bands import DTYPES
 from ..dataset.layout import ts_relpath
@@ -111,7 +111,7 @@ def make_hollow(location: str | os.PathLike | CubeStore, n_patches: int = 15_600
             coverages.append(coverage)
         state.clouds = {"detectors": list(DETECTORS), "complete": False}
         store.commit(state, owner)
-        _add_variables(store, _variables(DETECTORS))
+        add_cloud_variables(store, cloud_variables(DETECTORS))
         store.group(mode="r+")["coverage"][:] = np.concatenate(coverages)
         commit_pass(store, owner, state)
     return store
