@@ -23,7 +23,7 @@ import xarray as xr
 
 from cube import convert
 from cube.clouds.compute import compute_clouds
-from cube.clouds.detectors import _reflectance, _s2cloudless
+from cube.clouds.detectors import reflectance, s2cloudless_detector
 from cube.clouds.forest import MODEL_PATH, cache_dir, fast_probability, kernel_path, predictor
 from cube.synth import make_dataset
 
@@ -34,7 +34,7 @@ REPEATS = 3
 
 def _s2cloudless_one_thread(s2: np.ndarray) -> np.ndarray:
     """s2cloudless's own probabilities with LightGBM on one thread."""
-    return _s2cloudless().get_cloud_probability_maps(_reflectance(s2).transpose(0, 2, 3, 1), num_threads=1)
+    return s2cloudless_detector().get_cloud_probability_maps(reflectance(s2).transpose(0, 2, 3, 1), num_threads=1)
 
 
 def _timed(fn, clock=time.perf_counter) -> tuple[float, object]:

@@ -9,7 +9,7 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_HOMES = {"ConversionError": "ingest.conversion", "ConversionReport": "ingest.conversion",
+_HOMES = {"ConversionError": "ingest.building", "ConversionReport": "ingest.building",
           "convert": "ingest.conversion",
           "list_runs": "store.runs", "open_run": "store.runs", "side_by_side": "store.runs",
           "IncompleteCubeError": "store.store", "WriterLockedError": "store.lock", "georeferenced": "store.views",

@@ -3,8 +3,7 @@
 It holds what docs/architecture.md promises (issue 33): ``cube`` is stacked in subpackages that depend one way
 (the data set's facts, the store, the cloud pass, ingest, the read-only analyses, the synthetic set on top); no
 module imports another's private names; no import cycles; ``cube`` never reaches torch or ``crts``. Imports inside
-functions count like the others: a lazy import is still a dependency. Today's exceptions are listed by name and
-each must still exist, so the lists only shrink.
+functions count like the others: a lazy import is still a dependency. There are no exceptions.
 """
 
 from __future__ import annotations
@@ -22,24 +21,6 @@ LAYERS = {"cube": 0, "cube.dataset": 1, "cube.store": 2, "cube.parallel": 3, "cu
           "cube.analysis": 6, "cube.synth": 7}
 """Each part of ``cube`` and its floor: a module may import from its own floor and below, never above. ``cube``
 itself (its ``__init__``: the version, and public names looked up on first use) is the ground floor."""
-
-KNOWN_CYCLES = {frozenset({"cube.ingest.conversion", "cube.ingest.archive_conversion"})}
-"""Cycles allowed for now. conversion imports archive_conversion (lazily, to dispatch) and archive_conversion
-builds on conversion's helpers: issue 33 step 2 (one way through conversion) removes this cycle."""
-
-KNOWN_PRIVATE = {
-    # issue 33 step 2: public building blocks shared by the tree and the archive drivers replace these.
-    ("cube.ingest.archive_conversion", "cube.ingest.conversion", name)
-    for name in ("_check_destination", "_create", "_existing", "_grow", "_headers", "_raise_if_any", "_resize",
-                 "_root_attributes", "_write_labels")
-} | {
-    ("cube.synth.archives", "cube.synth.dataset", "_prepare_output"),
-    ("cube.synth.hollow", "cube.clouds.compute", "_add_variables"),
-    ("cube.synth.hollow", "cube.clouds.compute", "_variables"),
-    ("benchmarks.bench_clouds", "cube.clouds.detectors", "_reflectance"),
-    ("benchmarks.bench_clouds", "cube.clouds.detectors", "_s2cloudless"),
-}
-"""Private names imported across modules today, as (importer, module, name); to be made public or removed."""
 
 
 @dataclass(frozen=True)
@@ -142,19 +123,17 @@ def test_every_import_of_the_packages_names_a_module_of_this_tree() -> None:
     assert not stale, stale
 
 
-def test_no_import_cycles_but_the_known_one() -> None:
-    found = set(cycles(graph()))
-    assert found <= KNOWN_CYCLES, found - KNOWN_CYCLES
-    assert KNOWN_CYCLES <= found, f"no longer a cycle, remove it from KNOWN_CYCLES: {KNOWN_CYCLES - found}"
+def test_no_import_cycles() -> None:
+    found = cycles(graph())
+    assert not found, found
 
 
-def test_no_private_name_is_imported_across_modules_but_the_known_ones() -> None:
+def test_no_private_name_is_imported_across_modules() -> None:
     known = modules(*PACKAGES, "benchmarks")
     private = {(found.importer, found.target, found.name) for found in all_imports(*PACKAGES, "benchmarks")
                if found.name and found.name.startswith("_") and not found.name.startswith("__")
                and found.target in known and found.target != found.importer}
-    assert private <= KNOWN_PRIVATE, sorted(private - KNOWN_PRIVATE)
-    assert KNOWN_PRIVATE <= private, f"no longer imported, remove from KNOWN_PRIVATE: {KNOWN_PRIVATE - private}"
+    assert not private, sorted(private)
 
 
 def test_cube_never_reaches_torch_or_crts() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import typing
 
 from .options import (
     add_cube,
@@ -17,6 +18,9 @@ from .options import (
     comma_list,
     detectors_of,
 )
+
+if typing.TYPE_CHECKING:
+    from cube.ingest.options import ConversionOptions
 
 
 def synth_options(p: argparse.ArgumentParser) -> None:
@@ -84,7 +88,7 @@ def _run_synth(args: argparse.Namespace) -> None:
 def convert_options(p: argparse.ArgumentParser) -> None:
     """The description, example and options of ``crts convert``."""
     from cube.clouds.detectors import DETECTORS
-    from cube.ingest.conversion import ON_ERROR
+    from cube.ingest.options import ON_ERROR
     from cube.store.schema import TILE_PX, WINDOW_TILE_PX
 
     p.description = ("Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published .tar.gz archives "
@@ -125,15 +129,17 @@ def convert_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> None:
-    from cube.ingest.conversion import convert
+    from cube.ingest.conversion import convert_with
+    from cube.ingest.options import ConversionOptions
 
     if args.region and args.rois:
         raise ValueError("--region selects with --split, not with --rois")
-    report = convert(args.src, args.cube, rois=args.rois, split=args.split, region=args.region,
-                     workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-                     on_error=args.on_error, report=args.report, clouds=detectors_of(args.detectors),
-                     force_unlock=args.force_unlock, storage_options=dict(args.storage_options), tile=args.tile,
-                     scratch=args.scratch, times=args.times, groups_at_once=args.groups_at_once)
+    options = ConversionOptions(rois=args.rois, split=args.split, region=args.region, workers=args.workers,
+                                scheduler=args.scheduler, resume=args.resume, on_error=args.on_error,
+                                report=args.report, clouds=detectors_of(args.detectors), force_unlock=args.force_unlock,
+                                storage_options=dict(args.storage_options), tile=args.tile, scratch=args.scratch,
+                                times=args.times, groups_at_once=args.groups_at_once)
+    report = convert_with(args.src, args.cube, options)
     print(f"{args.cube}: {report.patches_in_cube} patches ({report.patches_added} added, "
           f"{report.patches_converted} converted, {report.cloud_pass_patches} through the cloud pass) "
           f"in {report.seconds:.1f} s; {report.gaps} gap(s)")
@@ -201,14 +207,22 @@ def _run_download(args: argparse.Namespace) -> None:
         print("\n".join(plan_lines(archives, args.dest)))
         return
     start = time.perf_counter()
-    options = {"workers": args.workers, "times": args.times, "scratch": args.scratch,
-               "clouds": detectors_of(args.detectors), "storage_options": dict(args.storage_options)}
     report = download(archives, args.dest, cube=args.cube, delete_archives=args.delete_archives,
-                      convert_options=options)
+                      convert_options=_download_conversion(args))
     print(f"{args.dest}: {len(report.downloaded)} archive(s) downloaded ({report.bytes_fetched / 1e6:.1f} MB), "
           f"{len(report.present)} there already, in {time.perf_counter() - start:.1f} s"
           + (f"; {len(report.converted)} group(s) converted into {args.cube}, {len(report.in_cube)} in it already, "
              f"{len(report.deleted)} archive(s) deleted" if args.cube else ""))
+
+
+def _download_conversion(args: argparse.Namespace) -> ConversionOptions | None:
+    """The options of ``crts download --convert``'s conversions; None without ``--convert``."""
+    if not args.cube:
+        return None
+    from cube.ingest.options import ConversionOptions
+
+    return ConversionOptions(workers=args.workers, times=args.times, scratch=args.scratch,
+                             clouds=detectors_of(args.detectors), storage_options=dict(args.storage_options))
 
 
 def clouds_options(p: argparse.ArgumentParser) -> None:

@@ -52,7 +52,7 @@ def _uses_probability(detectors: tuple[str, ...]) -> bool:
     return any(REGISTRY[d].uses_probability for d in detectors)
 
 
-def _variables(detectors: tuple[str, ...]) -> list[str]:
+def cloud_variables(detectors: tuple[str, ...]) -> list[str]:
     """Stored variables that the chosen detectors need (the probability for those that use it)."""
     return [PROBABILITY] * _uses_probability(detectors) + [d for d in DETECTORS if d in detectors]
 
@@ -72,7 +72,7 @@ def _columns(group: zarr.Group, detectors: tuple[str, ...]) -> list[int]:
     return [labels.index(d) for d in detectors]
 
 
-def _add_variables(store: CubeStore, names: list[str]) -> None:
+def add_cloud_variables(store: CubeStore, names: list[str]) -> None:
     """Create the missing cloud variables (metadata only) and the coverage array.
 
     The stores' fill value is the gap value (255 for the masks and the stored
@@ -210,7 +210,7 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
     todo_detectors = tuple(d for d in DETECTORS if d in set(detectors) | set(state.clouds.get("detectors", ())))
     state.clouds = {"detectors": list(todo_detectors), "complete": False}
     store.commit(state, owner)
-    _add_variables(store, _variables(todo_detectors))
+    add_cloud_variables(store, cloud_variables(todo_detectors))
     group = store.group(mode="r+")
     done = _done(group, detectors)
     if predictor is None and _uses_probability(detectors):

@@ -34,13 +34,14 @@ NO_DATA = 255
 
 
 @cache
-def _s2cloudless() -> S2PixelCloudDetector:
+def s2cloudless_detector() -> S2PixelCloudDetector:
+    """The s2cloudless classifier with the toolbox's parameters (:data:`S2CLOUDLESS_PARAMS`), built once."""
     from s2cloudless import S2PixelCloudDetector  # here: 1-2 s (lightgbm) that readers of masks never pay
 
     return S2PixelCloudDetector(**S2CLOUDLESS_PARAMS)
 
 
-def _reflectance(s2: np.ndarray) -> np.ndarray:
+def reflectance(s2: np.ndarray) -> np.ndarray:
     """Clipped to [0, 10000] and divided by 10000, as float32."""
     return np.clip(s2, 0, S2_SCALE).astype(np.float32) / np.float32(S2_SCALE)
 
@@ -54,8 +55,8 @@ def _as_stack(s2: np.ndarray) -> np.ndarray:
 
 def s2cloudless_probability(s2: np.ndarray) -> np.ndarray:
     """Cloud probability in [0, 1] (float32), shape (H, W) or (N, H, W)."""
-    stack = _reflectance(_as_stack(s2)).transpose(0, 2, 3, 1)
-    prob = _s2cloudless().get_cloud_probability_maps(stack)
+    stack = reflectance(_as_stack(s2)).transpose(0, 2, 3, 1)
+    prob = s2cloudless_detector().get_cloud_probability_maps(stack)
     return prob[0] if s2.ndim == 3 else prob
 
 
@@ -65,7 +66,7 @@ def s2cloudless_mask(s2: np.ndarray | None = None, probability: np.ndarray | Non
     Give ``s2`` (image or stack), or its ``probability`` to skip the classifier.
     """
     prob = s2cloudless_probability(s2) if probability is None else probability
-    mask = _s2cloudless().get_mask_from_prob(prob[None] if prob.ndim == 2 else prob)
+    mask = s2cloudless_detector().get_mask_from_prob(prob[None] if prob.ndim == 2 else prob)
     return mask[0] if prob.ndim == 2 else mask
 
 
@@ -91,7 +92,7 @@ def heuristic_cloud_score(s2: np.ndarray) -> np.ndarray:
     float32 up to the grey closing, then the 7x7 mean with a float64 kernel
     (so the mean and the clipping are float64).
     """
-    r = _reflectance(s2)
+    r = reflectance(s2)
     b1, b2, b3, b4, b10, b11 = r[0], r[1], r[2], r[3], r[10], r[11]
     denominator = b3 + b11
     ndsi = (b3 - b11) / np.where(denominator == 0, np.float32(0.001), denominator)
@@ -109,7 +110,7 @@ def heuristic_shadow(s2: np.ndarray) -> np.ndarray:
 
     All in float32 as in the original, the thresholds from float32 minima and means.
     """
-    r = _reflectance(s2)
+    r = reflectance(s2)
     blue, csi = r[1], (r[7] + r[11]) / 2
     t3 = csi.min() + 3 / 4 * (csi.mean() - csi.min())
     t4 = blue.min() + 5 / 6 * (blue.mean() - blue.min())

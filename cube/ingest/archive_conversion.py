@@ -25,58 +25,43 @@ groups, and the members of patches written before; a patch is written when its
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import itertools
 import os
 import shutil
 import tempfile
 import threading
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from ..clouds.compute import cloud_pass
-from ..dataset.bands import bands_of
-from ..dataset.layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_cr, scan_ts
 from ..dataset.problems import FileProblem, Problem
 from ..dataset.rois import ALL_ROIS, Roi, in_cr_split, select_rois
 from ..parallel import RowBatches, task_pool
 from ..store.outputs import check_not_in_cube, check_outside, writing
-from ..store.schema import SPECS, PatchMeta, Spec, encoding, template
+from ..store.schema import SPECS, PatchMeta, Spec
 from ..store.store import CubeState, CubeStore, as_store
-from .archives import (
-    Archive,
-    ArchiveError,
-    MemberStream,
-    archive_group,
-    archive_name,
-    archive_of,
-    is_archive,
-    is_url,
-    tree_path,
-)
-from .conversion import (
+from .archives import Archive, ArchiveError, MemberStream, archive_group, archive_of, is_url, tree_path
+from .assembly import Assembly, add_trees, held_steps
+from .building import (
     STOPPED,
     ConversionError,
     ConversionReport,
-    _create,
-    _existing,
-    _grow,
-    _headers,
-    _raise_if_any,
-    _resize,
-    _root_attributes,
-    _check_destination,
-    _write_labels,
+    agreed_headers,
+    check_destination,
     commit_complete,
     convert_patch,
+    existing_cube,
+    expected_of,
     finished,
+    grow_store,
+    place_patches,
+    raise_if_any,
+    resize_store,
+    run_cloud_pass,
+    write_labels,
 )
-from .validate import CR_MODALITIES, Expected, PatchFiles, check_complete, detect_layout
+from .options import ConversionOptions
+from .sources import Sources
 
 PACING = 16
 """How many members an archive may read ahead of the others of its group (which hold as many members each)."""
@@ -90,181 +75,6 @@ WORKERS_PER_GROUP = 6
 """Default groups read at once: one per this many workers. Measured on the synthetic archives: one group's reader
 of its S2 archive (igzip, one core) decompresses about 350 MB/s; a worker converts about 60 MB/s of GeoTIFFs per
 core."""
-
-
-@dataclass
-class Sources:
-    """What a conversion reads besides a single tree: archives and trees, and the root names are relative to."""
-
-    root: str
-    layout: str
-    archives: list[Archive] = field(default_factory=list)
-    trees: list[Path] = field(default_factory=list)
-
-    def groups(self) -> dict[str, list[Archive]]:
-        out: dict[str, list[Archive]] = defaultdict(list)
-        for archive in self.archives:
-            out[archive.group].append(archive)
-        return dict(sorted(out.items()))
-
-
-def _layout_of_archive(name: str) -> str:
-    return "sen12mscr" if archive_name(name).startswith("ROIs") else "sen12mscrts"
-
-
-def resolve_sources(src: str | os.PathLike | list) -> Sources | None:
-    """The archives and trees ``src`` names; None for a single extracted tree (converted as ever).
-
-    ``src``: a tree, a folder of archives, an archive, an ``http(s)://`` URL of one,
-    or a list of those.
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        Naming the source that is missing, or neither a tree nor archives, or of another layout.
-    """
-    items = [str(s) for s in src] if isinstance(src, list | tuple) else [str(src)]
-    archives: list[str] = []
-    trees: list[Path] = []
-    for item in items:
-        if is_url(item) or (is_archive(item) and Path(item).is_file()):
-            archives.append(item if is_url(item) else str(Path(item).resolve()))
-        elif not Path(item).exists():
-            raise FileNotFoundError(f"{item}: no such file, folder or URL")
-        elif any(Path(item).glob("ROIs*")) or not Path(item).is_dir():
-            detect_layout(Path(item))  # a tree (or a clear message of what it is not)
-            trees.append(Path(item).resolve())
-        else:
-            found = sorted(str(p.resolve()) for p in Path(item).iterdir() if is_archive(p) and p.is_file())
-            if not found:
-                raise FileNotFoundError(f"{item}: holds neither ROIsXXXX/ folders nor .tar.gz archives")
-            archives += found
-    if not archives and len(trees) == 1:
-        return None
-    layouts = {_layout_of_archive(a) for a in archives} | {detect_layout(t) for t in trees}
-    if len(layouts) > 1:
-        raise ValueError(f"{', '.join(items)}: mixes SEN12MS-CR-TS and SEN12MS-CR sources; convert them into "
-                         "separate cubes")
-    local = [str(Path(a).parent) for a in archives if not is_url(a)] + [str(t.parent) for t in trees]
-    root = os.path.commonpath(local) if local else archives[0].rsplit("/", 1)[0]
-    named = [Archive(a, a if is_url(a) else os.path.relpath(a, root)) for a in archives]
-    return Sources(root, layouts.pop(), named, trees)
-
-
-@dataclass
-class _Member:
-    """A file of a patch: where it can be read now, its name as recorded, and whether it is a scratch copy."""
-
-    path: Path
-    name: str
-    spooled: bool
-
-
-class Assembly:
-    """Patches being put together from members, as they arrive (from several threads)."""
-
-    def __init__(self, spec: Spec, times: int, wanted: Callable[[Roi], bool], skip: set, scratch: Path) -> None:
-        self.spec, self.times, self.wanted, self.skip, self.scratch = spec, times, wanted, skip, scratch
-        self.cond = threading.Condition()
-        self.patches: dict[tuple, PatchFiles] = {}
-        self.members: dict[tuple, dict[tuple[str, int], _Member]] = defaultdict(dict)
-        self.ready: list[tuple] = []
-        self.problems: list[Problem] = []
-        self.seen: set[Roi] = set()
-        self.taken: set[tuple] = set()
-        self.origin: dict[tuple, set[str]] = {}
-        """The groups whose archives gave a patch its spooled members."""
-        self.spooled = itertools.count()
-        self.scratch_bytes = self.scratch_peak = 0
-
-    def _parse(self, relative: str, name: str) -> TsFile | CrFile | None:
-        root = Path("/")
-        try:
-            return (parse_ts_path if self.spec.temporal else parse_cr_path)(root / relative, root)
-        except FileProblem as err:
-            with self.cond:
-                self.problems.append(Problem(name, err.message))
-            return None
-
-    def add(self, relative: str, name: str, content: bytes | None = None, path: Path | None = None,
-            group: str | None = None) -> None:
-        """One member: its tree path, recorded name, and its bytes (spooled, from ``group``'s archive) or its file
-        (read in place)."""
-        f = self._parse(relative, name)
-        if f is None or not self.wanted(f.roi):
-            return
-        key = (f.roi.group, f.roi.number, f.pid)
-        slot = (f.modality, f.t) if isinstance(f, TsFile) else (CR_MODALITIES[f.kind], 0)
-        with self.cond:
-            self.seen.add(f.roi)
-            if key in self.skip or self._refused(f, key, slot, name):
-                return
-        if content is not None:
-            path = self._spool(relative, content)
-        with self.cond:
-            if self._refused(f, key, slot, name):  # filled or converted while this member was spooled
-                self.release({slot: _Member(path, name, content is not None)})
-                return
-            if group is not None:
-                self.origin.setdefault(key, set()).add(group)
-            self.members[key][slot] = _Member(path, name, content is not None)
-            patch = self.patches.setdefault(key, PatchFiles(f.roi, f.pid))
-            patch.files[slot] = path
-            if isinstance(f, TsFile):
-                patch.dates[slot] = f.date
-            if len(patch.files) == len(self.spec.modalities) * self.times:
-                self.ready.append(key)
-            self.cond.notify_all()
-
-    def _refused(self, f: TsFile | CrFile, key: tuple, slot: tuple[str, int], name: str) -> bool:
-        """Whether a member cannot join its patch (a second file for its slot, a patch converted already, a time
-        step beyond the cube's), the problem recorded; under :attr:`cond`."""
-        first = self.members.get(key, {}).get(slot)
-        if not (first or key in self.taken or slot[1] >= self.times):
-            return False
-        message = (f"time step {slot[1]} is beyond the cube's {self.times} steps" if slot[1] >= self.times
-                   else f"a second file for {slot[0]} time step {slot[1]} of this patch (first: "
-                        f"{first.name if first else 'converted already'})")
-        self.problems.append(Problem(name, message, f.roi, f.pid, *slot[::-1]))
-        return True
-
-    def _spool(self, relative: str, content: bytes) -> Path:
-        """The member written into the scratch folder, under a name no other member has (archives may repeat one)."""
-        relative = Path(relative)
-        path = self.scratch / relative.parent / f"{next(self.spooled)}-{relative.name}"
-        part = path.with_name(path.name + ".part")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            part.write_bytes(content)
-            part.rename(path)
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OSError(err.errno, f"the scratch folder is full ({self.scratch_bytes} B spooled): give "
-                              "--scratch a folder with more room, then run the same command with --resume",
-                              str(self.scratch)) from None
-            raise
-        with self.cond:
-            self.scratch_bytes += len(content)
-            self.scratch_peak = max(self.scratch_peak, self.scratch_bytes)
-        return path
-
-    def take(self, keys: list[tuple]) -> list[tuple[PatchFiles, dict[tuple[str, int], _Member]]]:
-        """Remove patches from the assembly, with their members."""
-        with self.cond:
-            out = [(self.patches.pop(k), self.members.pop(k)) for k in keys if k in self.patches]
-            self.taken.update(keys)
-            self.ready = [k for k in self.ready if k not in set(keys)]
-            return out
-
-    def release(self, members: dict[tuple[str, int], _Member]) -> None:
-        """Delete the scratch files of members done with (a written patch's, or one refused after spooling)."""
-        for member in members.values():
-            if member.spooled:
-                size = member.path.stat().st_size if member.path.exists() else 0
-                member.path.unlink(missing_ok=True)
-                with self.cond:
-                    self.scratch_bytes -= size
-                    self.cond.notify_all()
 
 
 def prepare_scratch(scratch: str | os.PathLike) -> Path:
@@ -301,19 +111,14 @@ def _stream(stream: MemberStream, assembly: Assembly, pace: dict, stop: threadin
                 errors.append(content)
             elif relative is not None:
                 assembly.add(relative, f"{stream.archive.name}!{member}", content, group=stream.archive.group)
-            with assembly.cond:
-                pace[stream] += 1
-                assembly.cond.notify_all()
-                assembly.cond.wait_for(lambda: stop.is_set() or (
-                    pace[stream] <= min(pace.values()) + PACING and not backlog()), timeout=5)
+            assembly.count_read(pace, stream, lambda: stop.is_set() or (
+                pace[stream] <= min(pace.values()) + PACING and not backlog()), timeout=5)
             if stop.is_set():
                 return
     except Exception as err:  # noqa: BLE001 (handed to the main thread, which raises all but a broken archive)
         errors.append(err)
     finally:
-        with assembly.cond:
-            pace.pop(stream, None)
-            assembly.cond.notify_all()
+        assembly.stop_counting(pace, stream)
 
 
 def read_group(archives: list[Archive], assembly: Assembly, stop: threading.Event,
@@ -333,55 +138,6 @@ def read_group(archives: list[Archive], assembly: Assembly, stop: threading.Even
     for thread in threads:
         thread.start()
     return threads, errors
-
-
-def add_trees(trees: list[Path], root: str, assembly: Assembly) -> None:
-    """The files of extracted trees, read in place (nothing is spooled)."""
-    for tree in trees:
-        files, problems = scan_ts(tree) if assembly.spec.temporal else scan_cr(tree)
-        with assembly.cond:
-            assembly.problems += problems
-        for f in files:
-            assembly.add(f.path.relative_to(tree).as_posix(), os.path.relpath(f.path, root), path=f.path)
-
-
-def incomplete(assembly: Assembly, root: str, ended: str | None,
-               reading: set[str] = frozenset()) -> tuple[list[tuple], list[Problem]]:
-    """Patches still missing files and the problems naming what is missing: with ``ended`` None all of them, else
-    those with scratch files from the archives of group ``ended`` and of no group still ``reading``."""
-    with assembly.cond:
-        keys = [k for k in assembly.members if k in assembly.patches and k not in assembly.ready
-                and (ended is None or (ended in assembly.origin.get(k, ()) and not assembly.origin[k] & reading))]
-        patches = [assembly.patches[k] for k in keys]
-    problems = check_complete(patches, Path(root), "sen12mscrts" if assembly.spec.temporal else "sen12mscr",
-                              assembly.spec.modalities, assembly.times)
-    return keys, problems
-
-
-def held_steps(patches: list[PatchFiles], modalities: tuple[str, ...]) -> int | None:
-    """The time steps every one of ``patches`` holds, if they agree: all of 0 to n - 1 of every modality, none
-    after; None if they do not.
-
-    Examples
-    --------
-    >>> from cube.dataset.rois import Roi
-    >>> patch = PatchFiles(Roi("ROIs1868", 17), 0, {(m, t): Path() for m in ("S1", "S2") for t in range(12)})
-    >>> held_steps([patch], ("S1", "S2")), held_steps([patch], ("S1", "S2", "S2_cloudy"))
-    (12, None)
-    """
-    counts = {len({t for _, t in p.files}) for p in patches}
-    if len(counts) != 1:
-        return None
-    steps = counts.pop()
-    full = {(m, t) for m in modalities for t in range(steps)}
-    return steps if all(set(p.files) == full for p in patches) else None
-
-
-def expected_of(store: CubeStore, spec: Spec) -> dict[str, Expected]:
-    group = store.group()
-    size = group[spec.modalities[0]].shape[-1]
-    return {m: Expected(len(bands_of(m)), np.dtype(group[m].dtype), size)
-            for m in spec.modalities}
 
 
 def renamed(problem: Problem, names: dict[str, str]) -> Problem:
@@ -412,20 +168,24 @@ class _Reading:
     def close(self, assembly: Assembly) -> None:
         """Stop its readers (after an error) and wait for them."""
         self.stop.set()
-        with assembly.cond:
-            assembly.cond.notify_all()
+        assembly.wake()
         for thread in self.threads:
             thread.join()
 
 
 class ArchiveConversion:
-    """One conversion from :class:`Sources` into a cube, under its writer lock."""
+    """One conversion from :class:`cube.ingest.sources.Sources` into a cube, under its writer lock.
+
+    Everything it needs comes at construction: the cube (``store``, the lock's ``owner``, its ``state`` and the
+    keys of the patches ``stored`` before), what to read (``spec``, ``sources``), the report to fill (``out``), an
+    empty ``scratch`` folder and the ``options`` with their defaults resolved (``workers``, ``times``,
+    ``groups_at_once``). It makes room in the store for the patches an interrupted conversion placed.
+    """
 
     def __init__(self, store: CubeStore, owner: dict, spec: Spec, sources: Sources, out: ConversionReport,
-                 state: CubeState | None, assembly: Assembly, *, on_error: str, tile: int) -> None:
+                 state: CubeState | None, stored: set, scratch: Path, options: ConversionOptions) -> None:
         self.store, self.owner, self.spec, self.sources, self.out = store, owner, spec, sources, out
-        self.state, self.assembly, self.on_error, self.tile = state or CubeState(), assembly, on_error, tile
-        self.times = assembly.times
+        self.state, self.options = state or CubeState(), options
         pending = self.state.pending or {}
         if pending and not pending.get("grown"):  # its creation was interrupted: nothing placed counts
             pending = {}
@@ -439,22 +199,23 @@ class ArchiveConversion:
         self.pool = None
         self.rows: RowBatches | None = None
         """The ``valid`` rows of finished patches, written by this process (once the store exists)."""
-        self.limit = BACKLOG_PER_WORKER
-        self.at_once = 1
-        """Groups of archives read at once."""
+        wanted = wanted_rois(spec, options.rois, options.split, options.region)
+        self.assembly = Assembly(spec, options.times, wanted, set(stored) | self._resumed(), scratch)
 
-    def resumed(self) -> set[tuple]:
+    def _resumed(self) -> set[tuple]:
         """Patches placed by the interrupted conversion that were written (skipped now); makes room for all placed."""
         if not self.positions:
             return set()
         total = self.start + len(self.positions)
-        _resize(self.store, total)  # killed between the commit of a batch and its growth, or during the growth
+        resize_store(self.store, total)  # killed between the commit of a batch and its growth, or during the growth
         # (arrays are resized one by one): every per-patch array is checked, not one of them
         valid = self.store.array("valid")[self.start:total].reshape(len(self.positions), -1).any(axis=1)
         return {k for k, p in self.positions.items() if valid[p - self.start]}
 
     def backlog(self) -> bool:
-        return len(self.assembly.ready) + len(self.running) >= self.limit
+        """Whether the archives pause: as many patches complete or being written as
+        :data:`BACKLOG_PER_WORKER` per worker."""
+        return self.assembly.ready_count() + len(self.running) >= BACKLOG_PER_WORKER * self.options.workers
 
     def _commit(self) -> None:
         self.store.commit(self.state, self.owner)
@@ -463,15 +224,9 @@ class ArchiveConversion:
         """Create the store from the first batch, or grow it by a batch of patches not placed before."""
         keys = [[m.roi.group, m.roi.number, m.pid] for m in metas]
         if not self.created:
-            chunking = encoding(self.spec, self.times, size, dtypes, self.tile)
-            self.state.complete = False
-            self.state.pending = {"start": 0, "patches": keys, "grown": False, "archives_done": []}
-            self._commit()
-            _create(self.store, template(self.spec, metas, self.times, size, dtypes,
-                                         _root_attributes(self.spec, self.sources.root)), chunking)
-            self.state.pending["grown"], self.created = True, True
-            self.expected = expected_of(self.store, self.spec)
-            self._commit()
+            place_patches(self.store, self.owner, self.spec, self.state, 0, metas, self.options.times, size, dtypes,
+                          self.options.tile, self.sources.root, archives_done=[])
+            self.created, self.expected = True, expected_of(self.store, self.spec)
         else:
             self.state.complete = False
             self.state.pending = self.state.pending or {"start": self.start, "patches": [], "grown": True,
@@ -479,7 +234,7 @@ class ArchiveConversion:
             total = self.start + len(self.state.pending["patches"])
             self.state.pending["patches"] += keys
             self._commit()
-            _grow(self.store, self.spec, total, metas, self.times)
+            grow_store(self.store, self.spec, total, metas, self.options.times)
         for key in keys:
             self.positions[tuple(key)] = self.start + len(self.positions)
 
@@ -490,7 +245,7 @@ class ArchiveConversion:
             return
         for _, members in taken:
             self.names.update({str(m.path): m.name for m in members.values()})
-        georef, dtypes, size, problems = _headers([p for p, _ in taken], self.spec)
+        georef, dtypes, size, problems = agreed_headers([p for p, _ in taken], self.spec)
         self._problems([renamed(p, self.names) for p in problems], "in the headers")
         for patch, members in taken:
             if patch.key not in georef:  # no readable header: it cannot be placed (as from a tree)
@@ -503,18 +258,19 @@ class ArchiveConversion:
             self._make_room(fresh, dtypes, size)
         for meta in metas:
             if meta not in fresh:  # placed by the interrupted conversion: its labels again, in case they were lost
-                _write_labels(self.store, self.spec, self.positions[(meta.roi.group, meta.roi.number, meta.pid)],
-                              [meta], self.times)
+                write_labels(self.store, self.spec, self.positions[(meta.roi.group, meta.roi.number, meta.pid)],
+                             [meta], self.options.times)
         for (patch, members), meta in zip(taken, metas, strict=True):
             self.running[patch.key] = members
-            self.pool.submit(patch.key, self.store, self.positions[patch.key], self.spec.layout, self.times,
+            self.pool.submit(patch.key, self.store, self.positions[patch.key], self.spec.layout, self.options.times,
                              {s: str(m.path) for s, m in members.items()}, self.expected, meta.epsg,
-                             meta.transform, self.on_error, (patch.roi, patch.pid))
+                             meta.transform, self.options.on_error, (patch.roi, patch.pid))
         self.out.patches_converted += len(taken)
 
     def _problems(self, problems: list[Problem], what: str) -> None:
-        if self.on_error == "fail":
-            _raise_if_any(problems, f"{what} of {self.sources.root}")
+        """Problems found ``what`` (e.g. "in the names"): refused under ``on_error='fail'``, else recorded."""
+        if self.options.on_error == "fail":
+            raise_if_any(problems, f"{what} of {self.sources.root}")
         self.problems += problems
 
     def harvest(self, timeout: float) -> None:
@@ -534,10 +290,7 @@ class ArchiveConversion:
 
     def _step(self, timeout: float) -> None:
         """Place what is ready, collect what has ended, and stop at problems under ``on_error='fail'``."""
-        with self.assembly.cond:
-            self.assembly.cond.wait_for(lambda: self.assembly.ready, timeout=timeout)
-            ready = list(self.assembly.ready)
-            found, self.assembly.problems = self.assembly.problems, []
+        ready, found = self.assembly.wait_ready(timeout)
         self._problems(found, "in the names")
         with writing(self.store.location, STOPPED):
             if ready:
@@ -548,7 +301,7 @@ class ArchiveConversion:
         """Errors of the archive readers: a full scratch disk always stops; a broken archive under ``fail``."""
         while errors:
             err = errors.pop(0)
-            if not isinstance(err, ArchiveError) or self.on_error == "fail":
+            if not isinstance(err, ArchiveError) or self.options.on_error == "fail":
                 if isinstance(err, ArchiveError):
                     raise ConversionError(f"{err}; the cube stays marked incomplete: replace the archive and run "
                                           "the same command with --resume, or use --on-error skip") from None
@@ -556,9 +309,9 @@ class ArchiveConversion:
             self.problems.append(err.located())
 
     def _flush(self, ended: str | None, reading: set[str] = frozenset()) -> None:
-        """Patches that can get no more files (see :func:`incomplete`): their gaps are problems, the rest of them
-        is converted."""
-        keys, missing = incomplete(self.assembly, self.sources.root, ended, reading)
+        """Patches that can get no more files (see :meth:`Assembly.incomplete`): their gaps are problems, the rest
+        of them is converted."""
+        keys, missing = self.assembly.incomplete(self.sources.root, ended, reading)
         self._check_times(keys)
         self._problems(missing, "in the archives")
         if keys:
@@ -569,12 +322,10 @@ class ArchiveConversion:
         steps than the cube's): one line saying ``--times``, rather than the missing steps of every patch."""
         if self.created or not keys or not self.spec.temporal:
             return
-        with self.assembly.cond:
-            patches = [self.assembly.patches[k] for k in keys]
-        steps = held_steps(patches, self.spec.modalities)
-        if steps is not None and steps < self.times:
+        steps = held_steps(self.assembly.patches_of(keys), self.spec.modalities)
+        if steps is not None and steps < self.options.times:
             raise ValueError(f"{self.sources.root}: the archives hold {steps} time step(s) per patch, not "
-                             f"{self.times}: convert with --times {steps} (times={steps})")
+                             f"{self.options.times}: convert with --times {steps} (times={steps})")
 
     def _advance(self, reading: _Reading, others: list[_Reading]) -> bool:
         """Errors of a group's readers; once they ended, its incomplete patches placed (but those that also wait
@@ -587,9 +338,7 @@ class ArchiveConversion:
         if not reading.flushed:  # the others' state now, after this one's end: of two ending at once, one sees both
             self._flush(reading.name, {other.name for other in others if other.alive()})
             reading.flushed = True
-        with self.assembly.cond:
-            waiting = [*self.assembly.patches, *self.running]
-        if any(reading.name in self.assembly.origin.get(key, ()) for key in waiting):
+        if self.assembly.holds_members_of(reading.name, self.running):
             return False
         if self.rows:
             self.rows.flush()  # before the group counts as done: a resume reads it no more
@@ -600,11 +349,11 @@ class ArchiveConversion:
         return True
 
     def read_groups(self, groups: list[tuple[str, list[Archive]]]) -> None:
-        """Read the groups' archives, :attr:`at_once` groups at a time, converting patches as they complete."""
+        """Read the groups' archives, ``groups_at_once`` at a time, converting patches as they complete."""
         reading: list[_Reading] = []
         try:
             while groups or reading:
-                while groups and len(reading) < self.at_once:
+                while groups and len(reading) < self.options.groups_at_once:
                     name, archives = groups.pop(0)
                     stop = threading.Event()
                     reading.append(_Reading(name, archives, *read_group(archives, self.assembly, stop, self.backlog),
@@ -624,7 +373,7 @@ class ArchiveConversion:
             done = set((self.state.pending or {}).get("archives_done", []))
             self.read_groups([(name, archives) for name, archives in groups.items() if name not in done])
             self._flush(None)
-            while self.assembly.ready or self.running:
+            while self.assembly.ready_count() or self.running:
                 self._step(0.5)
         finally:  # also on an error: the patches written so far are done
             if self.rows:
@@ -657,29 +406,24 @@ def _check_end(conversion: ArchiveConversion, rois: list[str] | None, stored: se
                              "found again: resume with the same sources")
 
 
-def convert_archives(sources: Sources, store: CubeStore, owner: dict, spec: Spec, out: ConversionReport, *,
-                     rois: list[str] | None, split: str | None, region: str | None, times: int, resume: bool,
-                     workers: int, scheduler: str | None, scratch: str | os.PathLike, tile: int,
-                     progress: bool, groups_at_once: int) -> CubeState:
-    """The conversion's writes from archives, under the writer lock; returns the state as committed at the end."""
-    state, stored = _existing(store, spec, sources.root, times, resume)
+def convert_archives(sources: Sources, store: CubeStore, owner: dict, spec: Spec, out: ConversionReport,
+                     options: ConversionOptions) -> CubeState:
+    """The conversion's writes from archives, under the writer lock; returns the state as committed at the end.
+    ``options`` come with their defaults resolved (``workers``, ``times``, ``scratch``, ``groups_at_once``)."""
+    state, stored = existing_cube(store, spec, sources.root, options.times, options.resume)
     if state is not None and state.pending and "archives_done" not in state.pending:
         raise ValueError(f"{store.location}: resume must use the same source and ROIs as the interrupted "
                          "conversion (it converted a tree)")
-    scratch = prepare_scratch(scratch)
+    scratch = prepare_scratch(options.scratch)
     try:  # a refused or failed conversion leaves no scratch either (a resume starts from an empty one)
-        wanted = wanted_rois(spec, rois, split, region)
-        assembly = Assembly(spec, times, wanted, set(stored), scratch)
-        conversion = ArchiveConversion(store, owner, spec, sources, out, state, assembly, on_error=out.on_error,
-                                       tile=tile)
-        assembly.skip |= conversion.resumed()
-        conversion.limit, conversion.at_once = BACKLOG_PER_WORKER * workers, groups_at_once
-        with task_pool(convert_patch, workers, scheduler, progress, "converting") as pool:
-            conversion.run(pool, _selected_groups(sources, wanted))
+        conversion = ArchiveConversion(store, owner, spec, sources, out, state, stored, scratch, options)
+        with task_pool(convert_patch, options.workers, options.scheduler, options.progress, "converting") as pool:
+            conversion.run(pool, _selected_groups(sources, conversion.assembly.wanted))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    _check_end(conversion, rois, stored)
-    out.scratch_peak_bytes, out.problems = assembly.scratch_peak, [p.record() for p in conversion.problems]
+    _check_end(conversion, options.rois, stored)
+    out.scratch_peak_bytes = conversion.assembly.scratch_peak
+    out.problems = [p.record() for p in conversion.problems]
     out.archives_read.sort()
     state = conversion.state
     if state.pending is not None:
@@ -709,31 +453,26 @@ def default_scratch(store: CubeStore) -> Path:
     return Path(tempfile.gettempdir()) / f"crts-scratch-{digest}"
 
 
-def convert_sources(sources: Sources, dst: str | os.PathLike | CubeStore, *, rois: list[str] | None,
-                    split: str | None, region: str | None, workers: int | None, scheduler: str | None, resume: bool,
-                    on_error: str, report: str | os.PathLike | None, clouds: tuple[str, ...], force_unlock: bool,
-                    storage_options: dict | None, tile: int, progress: bool, scratch: str | os.PathLike | None,
-                    times: int | None, groups_at_once: int | None, start_time: float) -> ConversionReport:
-    """:func:`cube.convert` from archives (and trees): its checks, the writes under the lock, the cloud pass."""
-    store = as_store(dst, storage_options=storage_options)
+def convert_sources(sources: Sources, dst: str | os.PathLike | CubeStore, options: ConversionOptions,
+                    start_time: float) -> ConversionReport:
+    """:func:`cube.ingest.conversion.convert` from archives (and trees): its checks, the writes under the lock, the
+    cloud pass."""
+    store = as_store(dst, storage_options=options.storage_options)
     local = [Path(a.location) for a in sources.archives if not is_url(a.location)] + sources.trees
-    _check_destination(store, local, report, resume)
-    scratch = Path(scratch) if scratch else default_scratch(store)
+    check_destination(store, local, options.report, options.resume)
+    scratch = Path(options.scratch) if options.scratch else default_scratch(store)
     check_not_in_cube(scratch, "the scratch folder")
     for source in local:
         check_outside(scratch, source, "the scratch folder")
     spec = SPECS[sources.layout]
-    times = _times(store, spec, times)
-    out = ConversionReport(sources.root, store.location, spec.layout, on_error)
-    workers = workers or os.cpu_count() or 1
-    groups_at_once = groups_at_once or max(1, workers // WORKERS_PER_GROUP)
-    with store.reopened("r+").writer("conversion", force_unlock=force_unlock) as owner:
+    times = _times(store, spec, options.times)
+    out = ConversionReport(sources.root, store.location, spec.layout, options.on_error)
+    workers = options.workers or os.cpu_count() or 1
+    options = replace(options, workers=workers, times=times, scratch=scratch,
+                      groups_at_once=options.groups_at_once or max(1, workers // WORKERS_PER_GROUP))
+    with store.reopened("r+").writer("conversion", force_unlock=options.force_unlock) as owner:
         writable = store.reopened("r+")
-        state = convert_archives(sources, writable, owner, spec, out, rois=rois, split=split, region=region,
-                                 times=times, resume=resume, workers=workers, scheduler=scheduler, scratch=scratch,
-                                 tile=tile, progress=progress, groups_at_once=groups_at_once)
+        state = convert_archives(sources, writable, owner, spec, out, options)
         out.patches_in_cube, out.gaps = writable.array("valid").shape[0], state.gaps
-        if clouds and spec.temporal:
-            out.cloud_pass_patches = cloud_pass(writable, owner, clouds, workers=workers, scheduler=scheduler,
-                                                progress=progress)
-    return finished(out, store, report, start_time)
+        run_cloud_pass(writable, owner, spec, out, options)
+    return finished(out, store, options.report, start_time)

@@ -35,15 +35,18 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..store.outputs import check_not_in_cube
 from .archives import MEMBER_SEPARATOR, archive_group, open_url, printable, reason_of
+
+if TYPE_CHECKING:
+    from .options import ConversionOptions
 
 TIMEOUT_S = 60
 """Seconds without a byte from the server before a download is given up (and can be resumed)."""
@@ -363,17 +366,24 @@ def check_convertible(archives: list[Published]) -> None:
         raise ValueError("--convert: every patch needs its S1 images: drop --no-s1")
 
 
-def _convert_group(paths: list[Path], cube: str | os.PathLike, options: dict) -> object:
+def _default_options(progress: bool) -> ConversionOptions:
+    """The conversion's defaults (imported here: downloading alone needs no converter)."""
+    from .options import ConversionOptions
+
+    return ConversionOptions(progress=progress)
+
+
+def _convert_group(paths: list[Path], cube: str | os.PathLike, options: ConversionOptions) -> object:
     """Convert one group's archives into ``cube``, resuming the cube's unfinished conversion if it has one."""
     from ..store.store import CubeStore
-    from .conversion import convert
+    from .conversion import convert_with
 
-    state = CubeStore(cube, storage_options=options.get("storage_options")).state()
-    return convert(paths, cube, resume=state is not None and not state.complete, **options)
+    state = CubeStore(cube, storage_options=options.storage_options).state()
+    return convert_with(paths, cube, replace(options, resume=state is not None and not state.complete))
 
 
 def download(archives: list[Published], dest: str | os.PathLike, *, cube: str | os.PathLike | None = None,
-             delete_archives: bool = False, convert_options: dict | None = None, progress: bool = True,
+             delete_archives: bool = False, convert_options: ConversionOptions | None = None, progress: bool = True,
              log: Callable[[str], None] = print) -> DownloadReport:
     """Download the archives into ``dest``, group by group; with ``cube``, convert each group once it is complete.
 
@@ -389,8 +399,9 @@ def download(archives: list[Published], dest: str | os.PathLike, *, cube: str | 
         group whose archives it names already is skipped.
     delete_archives : bool
         With ``cube``: delete each group's archives once converted.
-    convert_options : dict, optional
-        Further keywords of :func:`cube.ingest.conversion.convert` (``times``, ``workers``, ``clouds``, ...).
+    convert_options : cube.ingest.options.ConversionOptions, optional
+        The options of each group's conversion (``times``, ``workers``, ``clouds``, ...; its ``resume`` is set per
+        group); default: the defaults, with ``progress``.
     progress : bool
         A progress bar in bytes per archive.
     log : callable
@@ -398,7 +409,7 @@ def download(archives: list[Published], dest: str | os.PathLike, *, cube: str | 
     """
     dest = prepare_dest(dest)
     report = DownloadReport()
-    done = archives_in_cube(cube, (convert_options or {}).get("storage_options")) if cube is not None else set()
+    done = archives_in_cube(cube, convert_options and convert_options.storage_options) if cube is not None else set()
     for group, members in _groups(archives).items():
         if cube is not None and all(a.name in done for a in members):
             report.in_cube.append(group)
@@ -414,7 +425,7 @@ def download(archives: list[Published], dest: str | os.PathLike, *, cube: str | 
         if cube is None:
             continue
         paths = [dest / a.name for a in members]
-        result = _convert_group(paths, cube, {"progress": progress, **(convert_options or {})})
+        result = _convert_group(paths, cube, convert_options or _default_options(progress))
         report.converted.append(group)
         log(f"{group}: converted into {cube} ({result.patches_added} patch(es) added)")
         if delete_archives:

@@ -25,7 +25,7 @@ from ..dataset.layout import scan_cr, scan_ts
 from ..dataset.rois import Roi
 from ..ingest.archives import archive_of
 from ..store.outputs import check_not_in_cube
-from .dataset import MANIFEST, TRUTH_DIR, _prepare_output, make_dataset
+from .dataset import MANIFEST, TRUTH_DIR, make_dataset, prepare_output
 
 COMPRESSLEVEL = 6
 """gzip level of the archives: gzip's and tar's default, as the published archives were presumably written."""
@@ -127,7 +127,7 @@ def make_archived_dataset(out: str | os.PathLike, rois: list[str | Roi] | None =
         The archives written.
     """
     out = Path(out)
-    _prepare_output(out, overwrite)
+    prepare_output(out, overwrite)
     (out / MANIFEST).write_text(json.dumps({"generator": "cube.synth", "complete": False}))  # until the end
     tree = make_dataset(out / "tree.partial", rois, progress=progress, **options)
     archives = write_archives(tree, out, shuffle=shuffle, seed=int(options.get("seed", 0)), progress=progress)

@@ -224,7 +224,7 @@ def _write_truth(out: Path, plan: RoiPlan, t: int, clear: np.ndarray, cloud: np.
             zarr_format=3, consolidated=False)
 
 
-def _prepare_output(out: Path, overwrite: bool) -> None:
+def prepare_output(out: Path, overwrite: bool) -> None:
     """Refuse a folder inside a cube (or a cube), a non-empty folder unless asked to, and then only one that holds
     synthetic data."""
     check_not_in_cube(out, "the synthetic data set")
@@ -302,7 +302,7 @@ def make_dataset(out: str | os.PathLike, rois: list[str | Roi] | None = None, *,
     _check_arguments(parsed, patches_per_roi, size, times, layout)
     check_workers(workers)
     out = Path(out)
-    _prepare_output(out, overwrite)
+    prepare_output(out, overwrite)
     manifest = {"generator": "cube.synth", "version": __version__, "layout": layout,
                 "rois": [str(r) for r in parsed], "patches_per_roi": patches_per_roi, "size": size,
                 "times": times if layout == "sen12mscrts" else 1, "seed": seed, "complete": False}

@@ -3,8 +3,8 @@
 A hollow cube of the real data set's size (about 15,600 patches of 53 ROIs, 30
 steps of 256 px) holds its metadata, labels, dates, paths, georeference, the
 ``valid`` flags, the ``coverage`` table, the patch index and the state, written
-through the converter's and the cloud pass's own code (:func:`cube.ingest.conversion.place_patches`,
-:func:`cube.ingest.conversion.commit_complete`, :func:`cube.clouds.compute.commit_pass`), so it
+through the converter's and the cloud pass's own code (:func:`cube.ingest.building.place_patches`,
+:func:`cube.ingest.building.commit_complete`, :func:`cube.clouds.compute.commit_pass`), so it
 measures what full size costs every operation that does not read pixels (and one
 image read costs the same, its shard being absent reads as the fill value).
 ``benchmarks/bench_scale.py`` uses it; see docs/scale-out.md.
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..clouds.compute import _add_variables, _variables, commit_pass
+from ..clouds.compute import add_cloud_variables, cloud_variables, commit_pass
 from ..clouds.detectors import DETECTORS
 from ..dataset.bands import DTYPES
 from ..dataset.layout import ts_relpath
 from ..dataset.rois import ALL_ROIS, Roi, select_rois
-from ..ingest.conversion import commit_complete, place_patches
+from ..ingest.building import commit_complete, place_patches
 from ..store.schema import SPECS, TILE_PX, PatchMeta
 from ..store.store import CubeState, CubeStore, as_store
 from .dataset import plan_roi
@@ -111,7 +111,7 @@ def make_hollow(location: str | os.PathLike | CubeStore, n_patches: int = 15_600
             coverages.append(coverage)
         state.clouds = {"detectors": list(DETECTORS), "complete": False}
         store.commit(state, owner)
-        _add_variables(store, _variables(DETECTORS))
+        add_cloud_variables(store, cloud_variables(DETECTORS))
         store.group(mode="r+")["coverage"][:] = np.concatenate(coverages)
         commit_pass(store, owner, state)
     return store

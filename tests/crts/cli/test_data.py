@@ -44,6 +44,18 @@ def test_convert_bad_file_is_named(tiny_root: Path, tmp_path: Path, capsys: pyte
     assert "crts convert: error:" in err and str(victim) in err and "cannot be read" in err
 
 
+@pytest.mark.parametrize(("option", "message"), [(["--workers", "0"], "invalid workers 0"),
+                                                 (["--detectors", "fmask"], "invalid detector 'fmask'")])
+def test_download_refuses_a_bad_conversion_option_before_fetching(tmp_path: Path, option: list[str], message: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "archives"
+    assert main(["download", str(dest), "--regions", "europa", "--split", "test", "--base-url", "http://127.0.0.1:9",
+                 "--convert", str(tmp_path / "cube.zarr"), *option]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not dest.exists() and not (tmp_path / "cube.zarr").exists()
+
+
 def test_clouds_command_is_a_no_op_when_done(tiny_cube: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["clouds", str(tiny_cube), "--workers", "1"]) == 0
     assert "cloud pass over 0 patch(es)" in capsys.readouterr().out
