@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import runpy
 import sys
 import types
+from pathlib import Path
 
 import dask
 import pytest
@@ -38,12 +40,13 @@ def test_an_unknown_start_method_is_one_line() -> None:
         worker_context("thread", "numpy")
 
 
-def test_the_main_script_is_refused_only_while_a_worker_re_runs_it() -> None:
+def test_the_main_script_is_refused_only_while_a_worker_re_runs_it(tmp_path: Path) -> None:
     refuse_when_worker_starts()  # called from a test function: no script is being re-run
-    script = compile("refuse_when_worker_starts()", "<script>", "exec")
-    exec(script, {"__name__": "__main__", "refuse_when_worker_starts": refuse_when_worker_starts})
+    script = tmp_path / "train.py"
+    script.write_text("from crts.data.workers import refuse_when_worker_starts\nrefuse_when_worker_starts()\n")
+    runpy.run_path(str(script), run_name="__main__")
     with pytest.raises(RuntimeError, match="re-ran the main script to start"):
-        exec(script, {"__name__": "__mp_main__", "refuse_when_worker_starts": refuse_when_worker_starts})
+        runpy.run_path(str(script), run_name="__mp_main__")
 
 
 def test_a_worker_computes_dask_graphs_synchronously() -> None:

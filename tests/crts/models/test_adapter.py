@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from crts.models.adapter import DEFAULT_INPUTS, ModelAdapter, from_model_scale, to_model_scale
+from crts.models.adapter import (
+    DEFAULT_INPUTS,
+    ModelAdapter,
+    from_model_scale,
+    to_model_scale,
+)
 from crts.models.recipe import Recipe
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from crts.models.blocks import RESIDUAL_SCALE, PadHWReflect, PadHWReflectTReplicate, ResBlock2d, ResBlock3d
+from crts.models.blocks import (
+    RESIDUAL_SCALE,
+    PadHWReflect,
+    PadHWReflectTReplicate,
+    ResBlock2d,
+    ResBlock3d,
+)
 
 
 def test_padding_reflects_space_and_replicates_time() -> None:

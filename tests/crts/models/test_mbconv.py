@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from crts.models.mbconv import GROUPS, NORMS, MBConv, PointwiseBlock, SqueezeExcitation, norm_layer
+from crts.models.mbconv import (
+    GROUPS,
+    NORMS,
+    MBConv,
+    PointwiseBlock,
+    SqueezeExcitation,
+    norm_layer,
+)
 
 
 def test_each_norm_by_name_and_a_bad_name_in_one_line() -> None:

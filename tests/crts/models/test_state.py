@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from crts.models.state import count_blocks, generator_state, load_file, load_into, read_state, strip
+from crts.models.state import (
+    count_blocks,
+    generator_state,
+    load_file,
+    load_into,
+    read_state,
+    strip,
+)
 
 
 def test_a_state_dict_round_trips_through_a_file(tmp_path: Path) -> None:
