@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 import zarr
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from isal import igzip
 from numcodecs.checksum32 import CRC32C
 
 from cube import open_cube
+from cube.analysis.stats import CoverageIndex
 from cube.store import chunks
 from cube.store.store import CubeStore
 from cube.synth import make_dataset
@@ -272,3 +274,27 @@ def mutated(data: bytes) -> st.SearchStrategy[bytes]:
         out[start:start + length] = b"" if how == "delete" else piece * (3 if how == "repeat" else 1)
         return bytes(out[:end])
     return st.builds(apply, edits, span, st.integers(0, size + 200))
+
+
+def random_coverage_index() -> CoverageIndex:
+    """A random index with gaps: 40 patches x 6 steps x 2 detectors."""
+    rng = np.random.default_rng(3)
+    coverage = rng.choice([0.0, 0.005, 0.3, 0.7, 1.0], size=(40, 6, 2)).astype(np.float32)
+    coverage[rng.random(coverage.shape[:2]) < 0.1] = np.nan
+    labels = pd.DataFrame({"roi_group": rng.choice(["ROIs1868", "ROIs2017"], 40), "roi": rng.integers(1, 4, 40),
+                           "patch_id": np.arange(40), "region": rng.choice(["africa", "europa", "america"], 40),
+                           "split": rng.choice(["train", "val", "test"], 40)})
+    labels["roi_name"] = labels.roi_group + "/" + labels.roi.astype(str)
+    dates = np.datetime64("2018-01-05") + rng.integers(0, 365, (40, 6)).astype("timedelta64[D]")
+    return CoverageIndex(coverage, ("det_a", "det_b"), labels, dates.astype("datetime64[ns]"))
+
+
+def coverage_rows(index: CoverageIndex) -> pd.DataFrame:
+    """One row per (patch, time, detector), by pandas alone."""
+    p, t, d = np.meshgrid(*(np.arange(n) for n in index.coverage.shape), indexing="ij")
+    frame = pd.DataFrame({"patch": p.ravel(), "time": t.ravel(), "detector": np.array(index.detectors)[d.ravel()],
+                          "coverage": index.coverage.ravel()})
+    frame = frame.join(index.labels, on="patch")
+    frame["roi"] = frame.roi_name
+    frame["month"] = pd.DatetimeIndex(index.dates[frame.patch, frame.time]).month
+    return frame.dropna(subset=["coverage"])

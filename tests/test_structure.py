@@ -4,6 +4,10 @@ It holds what docs/architecture.md promises (issue 33): ``cube`` is stacked in s
 (the data set's facts, the store, the cloud pass, ingest, the read-only analyses, the synthetic set on top); no
 module imports another's private names; no import cycles; ``cube`` never reaches torch or ``crts``. Imports inside
 functions count like the others: a lazy import is still a dependency. There are no exceptions.
+
+Tests mirror the packages: every module has its test module at the mirrored path (``cube/store/outputs.py`` ->
+``tests/cube/store/test_outputs.py``) and every test module there mirrors a module, but for the few listed with a
+reason in :data:`TESTED_IN` and :data:`CROSS_MODULE`.
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ class Import:
     line: int
 
 
-def modules(*folders: str) -> dict[str, Path]:
-    """Every module of the given top-level folders, by dotted name (a package by its own name)."""
+def modules(*folders: str, root: Path = ROOT) -> dict[str, Path]:
+    """Every module of the given top-level folders of ``root``, by dotted name (a package by its own name)."""
     found = {}
     for folder in folders:
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
@@ -168,3 +172,59 @@ def test_no_test_module_imports_from_another() -> None:
     reaching = [f"{found.importer}:{found.line} imports {found.target}" for found in all_imports("tests")
                 if found.target.startswith("tests.") and found.target.rpartition(".")[2].startswith("test_")]
     assert not reaching, reaching
+
+
+TESTED_IN: dict[str, str] = {}
+"""Package modules whose tests live in a test module of another name, each with its reason. None today."""
+
+CROSS_MODULE = {
+    "tests/cube/synth/test_realism.py": "the synthetic set as a whole (scenes, sky, dataset, detectors) against "
+                                         "what Sentinel data shows",
+}
+"""Test modules under tests/cube and tests/crts that test several modules together, each with its reason."""
+
+
+def mirrored(module: str) -> str:
+    """The test module of a package module: ``cube.store.outputs`` -> ``tests/cube/store/test_outputs.py``."""
+    *package, name = module.split(".")
+    return "/".join(["tests", *package, f"test_{name}.py"])
+
+
+def missing_test_modules(root: Path = ROOT) -> list[str]:
+    """The modules of PACKAGES under ``root`` (but ``__init__`` and ``__main__``) without their test module."""
+    return [f"{name}: no {mirrored(name)}" for name, path in modules(*PACKAGES, root=root).items()
+            if path.stem not in ("__init__", "__main__")
+            and not (root / TESTED_IN.get(name, mirrored(name))).is_file()]
+
+
+def stale_test_modules(root: Path = ROOT) -> list[str]:
+    """The test modules under ``root``'s tests/cube and tests/crts that mirror no module (nor are listed)."""
+    known = set(modules(*PACKAGES, root=root)) | set(TESTED_IN)
+    tests = root / "tests"
+    return [path.relative_to(root).as_posix() for folder in PACKAGES for path in sorted((tests / folder).rglob("test_*.py"))
+            if path.relative_to(root).as_posix() not in CROSS_MODULE
+            and ".".join([*path.relative_to(tests).parent.parts, path.stem[len("test_"):]]) not in known]
+
+
+def test_every_module_has_its_test_module_at_the_mirrored_path() -> None:
+    missing = missing_test_modules()
+    assert not missing, missing
+
+
+def test_every_test_module_mirrors_a_module() -> None:
+    stale = stale_test_modules()
+    assert not stale, f"test modules that mirror no module (move them, or list them in CROSS_MODULE): {stale}"
+
+
+def test_the_exceptions_name_what_exists() -> None:
+    assert all((ROOT / f"{name.replace('.', '/')}.py").is_file() for name in TESTED_IN), TESTED_IN
+    assert all((ROOT / test).is_file() for test in [*TESTED_IN.values(), *CROSS_MODULE]), CROSS_MODULE
+
+
+def test_the_mirror_rule_names_a_missing_and_a_stale_test_module(tmp_path: Path) -> None:
+    for file in ("cube/__init__.py", "cube/__main__.py", "cube/store/__init__.py", "cube/store/kept.py",
+                 "cube/store/new.py", "tests/cube/store/test_kept.py", "tests/cube/store/test_gone.py"):
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / file).touch()
+    assert missing_test_modules(tmp_path) == ["cube.store.new: no tests/cube/store/test_new.py"]
+    assert stale_test_modules(tmp_path) == ["tests/cube/store/test_gone.py"]

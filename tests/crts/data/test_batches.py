@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import types
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pytest
 import torch
 
 from crts.data import SEN12MSCRTS, SampleWindows, batches, loader
-from crts.data.workers import default_start_method
 from cube import open_cube
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -190,17 +188,6 @@ def test_forked_workers_read_after_the_parent_used_dask_and_zarr(samples: SEN12M
     windows[0]  # so does zarr's event loop
     data = loader(windows, batch_size=8, num_workers=2, start_method="fork", timeout=30)  # a hang raises
     assert Counter(_keys(data)) == Counter((p, y, x) for p in range(len(samples)) for y in (0, 16) for x in (0, 16))
-
-
-def test_fork_is_the_default_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "platform", "linux")
-    monkeypatch.delitem(sys.modules, "obstore", raising=False)
-    assert default_start_method() == "fork"
-    monkeypatch.setitem(sys.modules, "obstore", types.ModuleType("obstore"))  # a cube in an object store was opened
-    assert default_start_method() == "forkserver"
-    monkeypatch.delitem(sys.modules, "obstore")
-    monkeypatch.setattr(sys, "platform", "darwin")
-    assert default_start_method() == "forkserver"
 
 
 class _Stuck(torch.utils.data.Dataset):
