@@ -269,8 +269,7 @@ def assemble(plan: Plan, chunks: list[np.ndarray | None], out: np.ndarray | None
     """Decode a plan's chunks into ``out`` (a new array by default; else C-contiguous, of the plan's shape)."""
     array = plan.layout.array
     out = np.empty(plan.shape, array.dtype) if out is None else out
-    full = out.view()
-    full.shape = plan.full_shape  # a view (raises rather than copy): writes land in ``out``
+    full = np.ndarray(plan.full_shape, out.dtype, buffer=out)  # a view (raises rather than copy): writes land in out
     scratch = None
     for piece, data in zip(plan.pieces, chunks, strict=True):
         target = full[piece.target]
