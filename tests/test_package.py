@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -69,9 +71,6 @@ after a plain ``pip install``); prints the exit statuses as JSON."""
 
 def crts_without_torch(*argvs: list[str], cwd: Path) -> tuple[list[int], str]:
     """The exit statuses of ``crts`` with each of ``argvs`` without the ``torch`` extra, and its stderr."""
-    import json
-    import os
-
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, json.dumps(argvs)], cwd=cwd, env=env,
                           capture_output=True, text=True, check=True)
@@ -83,11 +82,12 @@ def test_the_base_dependencies_leave_out_the_torch_extra() -> None:
 
     from crts.cli.errors import TORCH_EXTRA
 
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower() for requirement in requirements}
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
-    assert not names & set(TORCH_EXTRA), names
-    extra = {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() for dep in project["optional-dependencies"]["torch"]}
-    assert extra == set(TORCH_EXTRA)
+    assert not names(project["dependencies"]) & set(TORCH_EXTRA), project["dependencies"]
+    assert names(project["optional-dependencies"]["torch"]) == set(TORCH_EXTRA)
 
 
 def test_the_data_commands_run_without_torch_and_the_others_say_how_to_install_it(tmp_path: Path) -> None:
@@ -98,9 +98,10 @@ def test_the_data_commands_run_without_torch_and_the_others_say_how_to_install_i
                                       "32", "--times", "2"], ["convert", "syn", "cube.zarr", "--workers", "1"],
                                      ["info", "cube.zarr"], ["stats", "cube.zarr"], cwd=tmp_path)
     assert statuses == [0] * (len(commands) + 5)
-    for argv in (["train", "cube.zarr", "--out", "run"], ["clouds", "cube.zarr", "--device", "cuda"]):
-        statuses, err = crts_without_torch(argv, cwd=tmp_path)
-        assert statuses == [2] and err == (f"crts {argv[0]}: error: this command needs PyTorch, which is not "
-                                           "installed: pip install 'sen12mscrts-cube[torch]' (or first a build of "
-                                           "PyTorch for your GPU from pytorch.org)\n")
+    statuses, err = crts_without_torch(["train", "cube.zarr", "--out", "run"],
+                                       ["clouds", "cube.zarr", "--device", "cuda"], cwd=tmp_path)
+    assert statuses == [2, 2] and err.splitlines() == [
+        f"crts {name}: error: this command needs PyTorch, which is not installed: pip install "
+        "'sen12mscrts-cube[torch]' (or first a build of PyTorch for your GPU from pytorch.org)"
+        for name in ("train", "clouds")]
     assert not (tmp_path / "run").exists()
