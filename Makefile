@@ -2,7 +2,9 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 TORCH ?= torch==2.13.0
-PY313 ?= python3.13
+# pyenv's shim answers only its global version (3.11 here): take a pyenv-installed 3.13 directly where there is one.
+PYENV_ROOT ?= $(HOME)/.pyenv
+PY313 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13) python3.13)
 VENV313 ?= .venv313
 BIN := $(VENV)/bin
 DEMO_DIR ?= data/synthetic
