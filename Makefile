@@ -2,18 +2,22 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+# pyenv's shim answers only its global version (3.11 here): take a pyenv-installed 3.13 directly where there is one.
+PYENV_ROOT ?= $(HOME)/.pyenv
+PY313 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13) python3.13)
+VENV313 ?= .venv313
 BIN := $(VENV)/bin
 DEMO_DIR ?= data/synthetic
 DEMO_CUBE ?= data/cube.zarr
 
-.PHONY: setup demo test docs fuzz bench clean
+.PHONY: setup demo test test-py313 docs fuzz bench clean
 
 # torch is installed first and pinned (CPU wheel), so that pip never resolves a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[torch,dev,docs]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -42,6 +46,17 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The tests on Python 3.13 without torch, in their own venv with what pip resolves there (a plain install of the
+# package and the dev extra): what needs torch is skipped (tests/conftest.py). Not part of `make test`.
+$(VENV313)/.installed: pyproject.toml Makefile
+	$(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV313)/bin/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+test-py313: $(VENV313)/.installed
+	$(VENV313)/bin/python -m pytest --ignore tests/test_docs.py
+
 # The fuzz targets with many fresh inputs each (FUZZ_EXAMPLES per target, default 20,000); `make test` runs
 # each with a bounded, reproducible count.
 fuzz: setup
@@ -56,4 +71,4 @@ bench: setup
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) data .pytest_cache docs/_build docs/generated
+	rm -rf $(VENV) $(VENV313) data .pytest_cache docs/_build docs/generated

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from crts.cli.errors import TORCH_EXTRA
 from cube.synth import make_dataset
 
 # Fuzz targets (tests/fuzz/) run a bounded, reproducible count of inputs in `make test` and many more, fresh
@@ -17,6 +20,30 @@ settings.register_profile("ci", max_examples=200, deadline=None, derandomize=Tru
 settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "20000")), deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+class SkipWithoutTorch:
+    """An import hook for installs without the ``torch`` extra: importing one of its modules skips the test (or
+    the test module, or the doctests of a package module) that needed it, so the torch-free suite runs alone."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        """Skip where ``name`` is a missing module of the extra; None (the other finders look) otherwise."""
+        if name.split(".")[0] in MISSING_EXTRA:
+            pytest.skip(f"needs {name} (pip install '.[torch]')", allow_module_level=True)
+
+
+def missing(name: str) -> bool:
+    """Whether module ``name`` cannot be imported here (absent, or refused by an import hook)."""
+    try:
+        return importlib.util.find_spec(name) is None
+    except ImportError:
+        return True
+
+
+MISSING_EXTRA = {name for name in TORCH_EXTRA if missing(name)}
+"""The modules of the ``torch`` extra that this Python lacks (none in `make test`'s venv)."""
+if MISSING_EXTRA:
+    sys.meta_path.insert(0, SkipWithoutTorch())
 
 
 @pytest.fixture(scope="session")
@@ -78,10 +105,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Skip ``requires_cuda`` tests where torch sees no CUDA device (CI has none)."""
     if not any("requires_cuda" in item.keywords for item in items):
         return
-    import torch
+    if "torch" not in MISSING_EXTRA:
+        import torch
 
-    if torch.cuda.is_available():
-        return
+        if torch.cuda.is_available():
+            return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
         if "requires_cuda" in item.keywords:

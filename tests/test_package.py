@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -46,3 +48,60 @@ def test_public_names_keep_their_paths_and_light_modules_stay_light() -> None:
             "from cube.analysis import export; assert cube.export is export; "
             "assert all(getattr(cube, n) is not None for n in cube.__all__)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+WITHOUT_TORCH = """import json, sys
+from crts.cli.errors import TORCH_EXTRA
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in TORCH_EXTRA:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Absent())
+from crts.cli import main
+def run(argv):
+    try:
+        return main(argv)
+    except SystemExit as end:
+        return end.code
+print(json.dumps([run(argv) for argv in json.loads(sys.argv[1])]))
+"""
+"""Runs ``crts`` once per argument list of its JSON argument where the ``torch`` extra cannot be imported (as
+after a plain ``pip install``); prints the exit statuses as JSON."""
+
+
+def crts_without_torch(*argvs: list[str], cwd: Path) -> tuple[list[int], str]:
+    """The exit statuses of ``crts`` with each of ``argvs`` without the ``torch`` extra, and its stderr."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, json.dumps(argvs)], cwd=cwd, env=env,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1]), done.stderr
+
+
+def test_the_base_dependencies_leave_out_the_torch_extra() -> None:
+    import tomllib
+
+    from crts.cli.errors import TORCH_EXTRA
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower() for requirement in requirements}
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not names(project["dependencies"]) & set(TORCH_EXTRA), project["dependencies"]
+    assert names(project["optional-dependencies"]["torch"]) == set(TORCH_EXTRA)
+
+
+def test_the_data_commands_run_without_torch_and_the_others_say_how_to_install_it(tmp_path: Path) -> None:
+    commands = ["synth", "download", "convert", "clouds", "info", "stats", "index", "runs", "upgrade", "verify",
+                "train", "evaluate", "report"]
+    statuses, _ = crts_without_torch(["--help"], *[[name, "--help"] for name in commands],
+                                     ["synth", "syn", "--rois", "ROIs1868/17", "--patches-per-roi", "1", "--size",
+                                      "32", "--times", "2"], ["convert", "syn", "cube.zarr", "--workers", "1"],
+                                     ["info", "cube.zarr"], ["stats", "cube.zarr"], cwd=tmp_path)
+    assert statuses == [0] * (len(commands) + 5)
+    statuses, err = crts_without_torch(["train", "cube.zarr", "--out", "run"],
+                                       ["clouds", "cube.zarr", "--device", "cuda"], cwd=tmp_path)
+    assert statuses == [2, 2] and err.splitlines() == [
+        f"crts {name}: error: this command needs PyTorch, which is not installed: pip install "
+        "'sen12mscrts-cube[torch]' (or first a build of PyTorch for your GPU from pytorch.org)"
+        for name in ("train", "clouds")]
+    assert not (tmp_path / "run").exists()

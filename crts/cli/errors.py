@@ -57,6 +57,15 @@ UNCHECKED = (TypeError, LookupError, AttributeError)
 """Errors that an input of an unexpected type or content raises where no check named it first: one line too."""
 
 
+TORCH_EXTRA = {"torch": "PyTorch", "tensorboard": "TensorBoard", "xbatcher": "xbatcher"}
+"""The modules of the package's ``torch`` extra (by their names in messages): training, evaluation and reports
+import them, the cube and the data commands do not, so a plain ``pip install`` leaves them out."""
+
+
+INSTALL_TORCH = "pip install 'sen12mscrts-cube[torch]' (or first a build of PyTorch for your GPU from pytorch.org)"
+"""How to install :data:`TORCH_EXTRA`, named by a command that needs it where it is missing."""
+
+
 DEBUG_VARIABLE = "CRTS_DEBUG"
 """Set (to anything) in the environment, faults other than bad input end with their traceback."""
 
@@ -90,8 +99,13 @@ def unchecked(err: Exception) -> str:
 
 def user_error(err: Exception, location: str, output: str = "the output") -> str | None:
     """The one-line message of an error that bad input, a refusing file system or the object store caused;
-    None for a fault of the program (it propagates as a traceback). ``location``: the cube, for the object store's
-    errors; ``output``: what the command writes, named for an OS error that names no file (a full disk's write)."""
+    None for a fault of the program (it propagates as a traceback). A missing module of the ``torch`` extra
+    (:data:`TORCH_EXTRA`) is the user's install: one line saying how to add it. ``location``: the cube, for the
+    object store's errors; ``output``: what the command writes, named for an OS error that names no file (a full
+    disk's write)."""
+    missing = (err.name or "").split(".")[0] if isinstance(err, ModuleNotFoundError) else None
+    if missing in TORCH_EXTRA:
+        return f"this command needs {TORCH_EXTRA[missing]}, which is not installed: {INSTALL_TORCH}"
     if isinstance(err, OSError) and err.errno in USER_ERRNOS:
         return _message(err) if err.filename is not None else f"{output}: {err.strerror or os.strerror(err.errno)}"
     if isinstance(err, ValueError | FileExistsError | FileNotFoundError):

@@ -31,6 +31,10 @@ import numpy as np
 from zarr.abc.store import ByteRequest, SuffixByteRequest
 from zarr.storage import LocalStore, ObjectStore
 
+# The one zarr internal the package uses, imported here only: zarr 3.1 to 3.4 offer no public way to wait, from
+# synchronous code, for a store's coroutine on zarr's own event loop (cube.store's modules take it from here).
+from zarr.core.sync import sync
+
 from ..dataset.problems import FileProblem
 
 METADATA_BYTES = 16 * 2**20

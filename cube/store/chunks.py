@@ -30,7 +30,6 @@ from numcodecs import Blosc
 from numcodecs.checksum32 import CRC32C
 from zarr.abc.store import ByteRequest, RangeByteRequest
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
-from zarr.codecs.sharding import ShardingCodecIndexLocation
 
 from ..dataset.problems import FileProblem
 
@@ -101,9 +100,10 @@ def layout(array: zarr.AsyncArray) -> Layout | None:
         return None
     sharding = codecs[0]
     inner, index = sharding.codecs, sharding.index_codecs
+    where = getattr(sharding.index_location, "value", sharding.index_location)  # zarr 3.1: an Enum; 3.4: a str
     if not (len(inner) == 2 and isinstance(inner[0], BytesCodec) and isinstance(inner[1], BloscCodec)
             and len(index) == 2 and isinstance(index[0], BytesCodec) and isinstance(index[1], Crc32cCodec)
-            and sharding.index_location == ShardingCodecIndexLocation.end):
+            and where == "end"):
         return None
     return Layout(array, tuple(array.metadata.chunk_grid.chunk_shape), tuple(sharding.chunk_shape))
 
@@ -269,8 +269,7 @@ def assemble(plan: Plan, chunks: list[np.ndarray | None], out: np.ndarray | None
     """Decode a plan's chunks into ``out`` (a new array by default; else C-contiguous, of the plan's shape)."""
     array = plan.layout.array
     out = np.empty(plan.shape, array.dtype) if out is None else out
-    full = out.view()
-    full.shape = plan.full_shape  # a view (raises rather than copy): writes land in ``out``
+    full = np.ndarray(plan.full_shape, out.dtype, buffer=out)  # a view (raises rather than copy): writes land in out
     scratch = None
     for piece, data in zip(plan.pieces, chunks, strict=True):
         target = full[piece.target]

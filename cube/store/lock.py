@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 import psutil
-from zarr.core.sync import sync
+
+from .backends import sync
 
 LOCK = "writer_lock"
 """The control group of the writer lock (see the module docstring)."""

@@ -35,14 +35,13 @@ import xarray as xr
 import zarr
 import zarr.api.asynchronous
 from zarr.abc.store import ByteRequest
-from zarr.core.buffer import cpu, default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.buffer import cpu, default_buffer_prototype
 from zarr.storage import LocalStore, StorePath
 
 from . import chunks
 from ..dataset.rois import PatchLabel, Roi
 from .backends import (CLOUD_VARIABLES, MetadataError, parse_metadata, read_ranges, read_tail, storage_requests,
-                       zarr_store)
+                       sync, zarr_store)
 from .lock import LOCK, check_held, describe_owner, owner_gone, writer_lock
 from .outputs import check_no_links, writing
 from .schema import SCHEMA_VERSION, UPGRADABLE

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.buffer import default_buffer_prototype
 
 from cube.store import backends
 from cube.store.backends import (CubeLocalStore, MetadataError, PatientObjectStore, StorageError, read_ranges,
-                                 read_tail, storage_error, storage_requests, zarr_store)
+                                 read_tail, storage_error, storage_requests, sync, zarr_store)
 
 
 def test_each_location_gets_its_store(tmp_path: Path) -> None:
