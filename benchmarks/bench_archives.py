@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from isal import igzip
@@ -25,7 +26,7 @@ from cube.synth.archives import make_archived_dataset
 PATCHES_PER_ROI = 4
 
 
-def _timed(fn) -> tuple[float, float]:
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
     """Wall seconds and CPU seconds (this process's threads and its children) of ``fn()``."""
     before, start = os.times(), time.perf_counter()
     fn()
@@ -33,7 +34,7 @@ def _timed(fn) -> tuple[float, float]:
     return wall, sum(after[i] - before[i] for i in range(4))
 
 
-def _seconds(fn) -> float:
+def _seconds(fn: Callable[[], object]) -> float:
     return _timed(fn)[0]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,13 @@ def _s2cloudless_one_thread(s2: np.ndarray) -> np.ndarray:
     return s2cloudless_detector().get_cloud_probability_maps(reflectance(s2).transpose(0, 2, 3, 1), num_threads=1)
 
 
-def _timed(fn, clock=time.perf_counter) -> tuple[float, object]:
+def _timed(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> tuple[float, object]:
     start = clock()
     out = fn()
     return clock() - start, out
 
 
-def _pass(cube: Path, copy: Path, **kwargs) -> tuple[float, xr.Dataset]:
+def _pass(cube: Path, copy: Path, **kwargs: object) -> tuple[float, xr.Dataset]:
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(cube, copy)
     seconds, _ = _timed(lambda: compute_clouds(copy, PRODUCTS, progress=False, **kwargs))

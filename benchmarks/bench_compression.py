@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ CODECS = {
 }
 
 
-def _measure(data: np.ndarray, codec, path: Path) -> tuple[float, int, float]:
+def _measure(data: np.ndarray, codec: Callable[[int], object] | None, path: Path) -> tuple[float, int, float]:
     compressors = () if codec is None else (codec(data.dtype.itemsize),)
     array = zarr.create_array(path, shape=data.shape, dtype=data.dtype, chunks=(1, 1, *data.shape[2:]),
                               shards=(1, *data.shape[1:]), compressors=compressors, zarr_format=3)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,6 @@ from cube import convert, open_cube
 from cube.dataset.layout import scan_ts
 from cube.synth import make_dataset
 
-
 PATCHES_PER_ROI = 6
 
 
@@ -26,7 +26,7 @@ def _bytes(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths)
 
 
-def _best_of(fn, repeat: int = 3) -> float:
+def _best_of(fn: Callable[[], object], repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()

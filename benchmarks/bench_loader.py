@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,18 +43,17 @@ from cube import convert
 from cube.store.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
 
-
 PASSES = 5
 """Passes over the 4 samples per timing of whole samples (4 x as many epochs of windows): single passes of about
 60 ms made the window / whole ratio swing between 3.4 and 6.5 from run to run."""
 
 
-def _rate(fn, items: int, repeat: int = 1) -> float:
+def _rate(fn: Callable[[], object], items: int, repeat: int = 1) -> float:
     best = min(_seconds(fn) for _ in range(repeat))
     return items / best
 
 
-def _seconds(fn) -> float:
+def _seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -165,7 +165,7 @@ def _decode_limit(cube: Path, samples: SEN12MSCRTS) -> None:
                         blosc.decode(os.pread(fd, int(size), int(offset)))
 
 
-def _bytes_read(samples: SEN12MSCRTS, read) -> float:  # noqa: ANN001
+def _bytes_read(samples: SEN12MSCRTS, read: Callable[[], object]) -> float:
     """Bytes that ``read()`` fetches from the cube's files (shard indexes and chunks)."""
     store, total = samples.store, [0]
     plain = store.get_ranges

@@ -3,7 +3,8 @@
 An S3-compatible server (moto) runs on 127.0.0.1; a proxy in front of it delays
 every request by 0, 20 or 100 ms, as a bucket in another region would. Same
 samples in the same run (2 ROIs x 4 patches x 30 steps, 256 px in 64 px tiles as
-for training, cube.store.schema.WINDOW_TILE_PX; n_input_samples 3, s2cloudless masks): one process, then DataLoader workers, against local disk.
+for training, cube.store.schema.WINDOW_TILE_PX; n_input_samples 3, s2cloudless masks): one process, then
+DataLoader workers, against local disk.
 Conversion: images/s into the bucket against into a local folder.
 Goals (issue 13): >= 4 samples/s in one process at 100 ms (samples one by one,
 and in batches of 4); with the documented workers >= 50% of the local-disk rate.
@@ -33,12 +34,13 @@ def _rate(samples: SEN12MSCRTS, workers: int = 0, rounds: int = 4, batch_size: i
     """Samples/s reading every sample ``rounds`` times, after a warm-up pass (workers started, arrays opened):
     one by one, through DataLoader workers, or (``batch_size``) whole-patch windows in batches in this process."""
     order = list(range(len(samples))) * rounds
-    if workers or batch_size:
-        batches = loader(SampleWindows(samples), batch_size=batch_size or 1, num_workers=workers, sampler=order)
-        read = lambda: [None for _ in batches]  # noqa: E731 (persistent workers: the second pass is steady state)
-    else:
-        read = lambda: [samples[pdx] for pdx in order]  # noqa: E731
-    read()
+    batches = (loader(SampleWindows(samples), batch_size=batch_size or 1, num_workers=workers, sampler=order)
+               if workers or batch_size else None)
+
+    def read() -> list:
+        return [samples[pdx] for pdx in order] if batches is None else [None for _ in batches]
+
+    read()  # started workers persist: the second pass is steady state
     start = time.perf_counter()
     read()
     return len(order) / (time.perf_counter() - start)

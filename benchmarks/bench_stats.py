@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,6 @@ import pandas as pd
 import xarray as xr
 
 from cube import convert
-from cube.clouds.compute import compute_clouds
-from cube.clouds.detectors import DETECTORS, s2cloudless_probability
-from cube.dataset.rois import ALL_ROIS, region_of, split_of
-from cube.store.schema import TABLE_CHUNK
 from cube.analysis.stats import (
     coverage_index,
     coverage_table,
@@ -29,6 +26,10 @@ from cube.analysis.stats import (
     patches_with_clear_steps,
     time_steps_in_range,
 )
+from cube.clouds.compute import compute_clouds
+from cube.clouds.detectors import DETECTORS, s2cloudless_probability
+from cube.dataset.rois import ALL_ROIS, region_of, split_of
+from cube.store.schema import TABLE_CHUNK
 from cube.synth import make_dataset
 
 N_PATCHES, TIMES = 50_000, 30
@@ -54,7 +55,7 @@ def _full_size_store(path: Path) -> None:
                encoding={"coverage": {"chunks": (TABLE_CHUNK, TIMES, len(DETECTORS))}})
 
 
-def _timed(fn) -> tuple[float, object]:
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out

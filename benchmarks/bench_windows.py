@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -74,7 +75,7 @@ def _data_wait(cube: Path, out: Path, device: str, batch_size: int, **settings: 
     run = train(config, progress=False)
     with (run / "log.csv").open(newline="") as log:
         rows = [row for row in csv.DictReader(log) if row["loss"]]
-    steps = [int(row["step"]) - int(before["step"]) for before, row in zip([{"step": 0}, *rows], rows)]
+    steps = [int(row["step"]) - int(before["step"]) for before, row in pairwise([{"step": 0}, *rows])]
     seconds = [n * batch_size / float(row["samples_per_s"]) for n, row in zip(steps, rows, strict=True)]
     waiting = sum(s * float(row["data_share"]) for s, row in zip(seconds, rows, strict=True))
     return waiting / sum(seconds)

@@ -86,7 +86,7 @@ class TrainConfig:
         """Refuse, in one line naming the setting, any number outside its range (see :data:`LIMITS`)."""
         for name, limit in LIMITS.items():
             value = getattr(self, name)
-            if not (value is None and name in OPTIONAL or limit.holds(value)):
+            if not ((value is None and name in OPTIONAL) or limit.holds(value)):
                 raise ValueError(f"invalid {name} {value!r}: must be {limit}")
         if self.epochs + self.epochs_decay < 1:
             raise ValueError(f"invalid epochs {self.epochs} and epochs_decay {self.epochs_decay}: together at least 1")

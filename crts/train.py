@@ -39,8 +39,6 @@ from .models.checkpoints import read_checkpoint, save_checkpoint
 from .settings import RESUME_SAME, TrainConfig
 
 
-
-
 def _validate(model: torch.nn.Module, kind: ModelAdapter, windows: SampleWindows, device: torch.device,
               batch_size: int, rank: int = 0, world: int = 1) -> dict:
     """Mean L1 (model scale) of the model and of the least-cloudy baseline over the validation windows.
@@ -202,7 +200,7 @@ class _Meter:
 class _Log:
     """``log.csv``, TensorBoard and the progress bar of rank 0 (other ranks write nothing)."""
 
-    COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "data_share", "val_l1", "val_l1_least_cloudy"]
+    COLUMNS = ("step", "epoch", "loss", "lr", "samples_per_s", "data_share", "val_l1", "val_l1_least_cloudy")
 
     def __init__(self, run: Path, loss: str, total: int, initial: int, enabled: bool, progress: bool,
                  resume: bool) -> None:

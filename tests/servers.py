@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
 S3_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
                   "AWS_ALLOW_HTTP": "true"}
@@ -63,10 +64,10 @@ def create_bucket(name: str) -> str:
 class RangeRequestHandler(SimpleHTTPRequestHandler):
     """Static files with single byte ranges (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``), as object stores serve."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def send_head(self):  # noqa: ANN201 (the base class returns a file or None)
+    def send_head(self) -> BinaryIO | None:  # the base class returns a file or None
         self.range_left = None
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
         path = Path(self.translate_path(self.path))
@@ -91,7 +92,7 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         self.range_left = end - start + 1
         return handle
 
-    def copyfile(self, source, outputfile) -> None:  # noqa: ANN001
+    def copyfile(self, source: BinaryIO, outputfile: BinaryIO) -> None:
         outputfile.write(source.read() if self.range_left is None else source.read(self.range_left))
 
 

@@ -10,8 +10,6 @@ one of 53 does.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from crts.cli import main
@@ -81,8 +79,9 @@ def test_opening_reads_two_metadata_objects_and_each_coordinate_once_in_three_ro
     with proxy.counting() as requests:
         ds = open_cube(small_cube, storage_options={"endpoint": proxy.url})
     assert {r.method for r in requests} == {"GET"}
-    assert sorted(k for k in requests.keys() if k.endswith("zarr.json")) == sorted(METADATA)
-    chunks = [k for k in requests.keys() if not k.endswith("zarr.json")]
+    keys = requests.keys()  # Traffic.keys: the requested keys, in order
+    assert sorted(k for k in keys if k.endswith("zarr.json")) == sorted(METADATA)
+    chunks = [k for k in keys if not k.endswith("zarr.json")]
     assert len(chunks) == len(set(chunks)) == len(ds.coords)  # one chunk each: the coordinates, none twice
     assert requests.round_trips <= 3  # the root, the coordinates at once, the state
 

@@ -9,6 +9,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def public_modules(package) -> list[str]:
+def public_modules(package: types.ModuleType) -> list[str]:
     """Every module of a package whose dotted name has no part starting with an underscore."""
     found = [package.__name__]
     for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):

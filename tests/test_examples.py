@@ -28,7 +28,7 @@ import torch
 
 matplotlib.use("Agg")  # the examples plot; no display here
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -166,9 +166,9 @@ def test_the_examples_run_as_written(page: Path, stand_ins: Path, tmp_path: Path
             continue
         make_stand_ins(block.code, stand_ins)
         code = "\n" * (block.line - 1) + block.code.replace(*DATA_SET)
-        exec(compile(code, str(page), "exec"), namespace)  # noqa: S102 - the page's own examples
+        exec(compile(code, str(page), "exec"), namespace)  # the page's own examples
         plt.close("all")
-    exec(PROMISES.get(page.name, ""), namespace)  # noqa: S102
+    exec(PROMISES.get(page.name, ""), namespace)
 
 
 @pytest.mark.slow  # about 60 s on 2 cores: the README's examples in a new process
@@ -201,7 +201,7 @@ def test_skip_markers_need_a_reason_and_a_block() -> None:
     skipped = [block for block in blocks if block.skip]
     assert len(skipped) <= 3 < len(blocks)  # few examples may be skipped
     for bad in ("<!-- skip-test -->\n```python\n1\n```\n", "<!-- skip-test: why -->\n\n```python\n1\n```\n"):
-        with pytest.raises(ValueError, match="guide.md:1: write '<!-- skip-test: reason -->'"):
+        with pytest.raises(ValueError, match=r"guide.md:1: write '<!-- skip-test: reason -->'"):
             page_blocks(bad, "guide.md")
     assert page_blocks("<!-- skip-test: why -->\n```python\n1\n```\n```python\n2\n```\n") == [
         Block(3, "1\n", "why"), Block(6, "2\n", None)]

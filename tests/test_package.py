@@ -30,7 +30,7 @@ def test_the_code_s_citations_of_the_reference_name_its_sections() -> None:
         for path in (ROOT / folder).rglob("*.py"):
             text = path.read_text()
             assert not re.search(r"reference sections? \d", text, re.I), f"{path}: cite docs/reference.md §N Title"
-            cited |= {(number, title): path for number, title in CITATION.findall(text)}
+            cited |= dict.fromkeys(CITATION.findall(text), path)
     assert len(cited) >= 8, cited
     for (number, title), path in cited.items():
         assert sections.get(number, "").startswith(title), f"{path}: §{number} {title} is not a reference section"

@@ -159,8 +159,9 @@ def _run_runs(args: argparse.Namespace) -> None:
 def upgrade_options(p: argparse.ArgumentParser) -> None:
     """The description, example and options of ``crts upgrade``."""
     p.description = ("Bring CUBE, written by an older version of this package, up to the current schema in place: "
-                     "only small arrays and metadata are rewritten (seconds, also for a terabyte cube), never an image. "
-                     "Safe to interrupt (kill -9 included): run it again to finish. A current cube is left alone.")
+                     "only small arrays and metadata are rewritten (seconds, also for a terabyte cube), never an "
+                     "image. Safe to interrupt (kill -9 included): run it again to finish. A current cube is left "
+                     "alone.")
     p.epilog = "example: crts upgrade cube.zarr"
     add_cube(p, "the cube (a path or URL)")
     add_force_unlock(p)

@@ -55,9 +55,8 @@ def synth_options(p: argparse.ArgumentParser) -> None:
 
 def _run_synth(args: argparse.Namespace) -> None:
     from cube.synth import make_dataset
-    from cube.synth.preview import plot_patch
-
     from cube.synth.archives import make_archived_dataset, write_archives
+    from cube.synth.preview import plot_patch
 
     if args.preview and args.layout != "sen12mscrts":
         raise ValueError("--preview draws time series: it needs --layout sen12mscrts")

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from cube.store.outputs import PATH_ERRNOS, REFUSING_ERRNOS
 
-
 USER_ERRNOS = REFUSING_ERRNOS | PATH_ERRNOS
 """OS errors that a command's paths or the file system cause, not the program: reported like bad input (EPERM of
 an immutable folder, EACCES, EROFS, ENOSPC, EDQUOT, ENAMETOOLONG, EIO, ENOTDIR, EISDIR)."""

@@ -10,7 +10,6 @@ from cube.dataset.rois import REGIONS, SPLITS
 
 from .options import add_cube, comma_list, given_cube
 
-
 _TRAIN_HELP = {
     "out": "run folder for checkpoints and logs", "model": "the model kind",
     "region": "region of the train/val splits",

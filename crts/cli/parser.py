@@ -14,7 +14,6 @@ from .cube_commands import index_options, info_options, runs_options, stats_opti
 from .data import clouds_options, convert_options, download_options, synth_options
 from .learn import evaluate_options, report_options, train_options
 
-
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "synth": ("write a synthetic data set in the real on-disk layout",
               synth_options),
@@ -134,7 +133,8 @@ def reference_markdown() -> str:
     parser = build_parser()
     commands = sub_parsers(parser)
     lines = ["# `crts` command reference", "",
-             "<!-- Generated from the argparse parsers of the crts.cli package by `crts --help-markdown > docs/cli.md`;",
+             "<!-- Generated from the argparse parsers of the crts.cli package by "
+             "`crts --help-markdown > docs/cli.md`;",
              "     do not edit by hand (tests/crts/cli/test_parser.py fails when this file is stale). -->", "",
              "The output of `crts --help` and of `--help` for every sub-command: "
              + ", ".join(f"[`{name}`](#crts-{name})" for name in commands) + ".", ""]

@@ -12,6 +12,8 @@ loaders are not used (they do not work with zarr 3 / split work between workers)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import xarray as xr
@@ -205,7 +207,7 @@ class ArrayBatch(dict):
         return {key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
                 for key, value in self.items()}
 
-    def pin_memory(self, device: str | None = None) -> dict:  # noqa: ARG002 (torch's pinning thread calls it so)
+    def pin_memory(self, device: str | None = None) -> dict:  # `device`: torch's pinning thread passes it
         """:meth:`tensors` in pinned memory (called by the DataLoader's pinning thread)."""
         return {key: value.pin_memory() if torch.is_tensor(value) else value for key, value in self.tensors().items()}
 
@@ -234,7 +236,7 @@ def collate(items: list[dict]) -> ArrayBatch:
 class _Loader(torch.utils.data.DataLoader):
     """A DataLoader whose batches (:class:`ArrayBatch` from :func:`collate`) arrive as dicts of tensors."""
 
-    def __iter__(self):  # noqa: ANN204 (a generator of batches)
+    def __iter__(self) -> Iterator[dict]:
         for batch in super().__iter__():
             yield batch.tensors() if isinstance(batch, ArrayBatch) else batch
 

@@ -220,7 +220,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         return {"zstd": Zstd(level=3).encode(pickle.dumps({**self.__dict__, "_paths": None}, protocol=5))}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(pickle.loads(Zstd().decode(state["zstd"])))  # noqa: S301 (our own __getstate__'s)
+        self.__dict__.update(pickle.loads(Zstd().decode(state["zstd"])))  # our own __getstate__'s bytes
 
     def _path(self, modality: str, pdx: int, t: int) -> str:
         if self._paths is None:

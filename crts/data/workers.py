@@ -12,7 +12,6 @@ import sys
 
 import dask
 
-
 START_METHODS = ("fork", "forkserver", "spawn")
 """How :func:`crts.data.loader` can start its worker processes."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 PERIOD = 1000.0
@@ -40,7 +40,7 @@ class AttentionHeads(nn.Module):
     def __init__(self, n_head: int, d_k: int, d_in: int) -> None:
         super().__init__()
         self.n_head, self.d_k = n_head, d_k
-        self.Q = nn.Parameter(torch.randn(n_head, d_k) * math.sqrt(2.0 / d_k))  # noqa: N815 (original name)
+        self.Q = nn.Parameter(torch.randn(n_head, d_k) * math.sqrt(2.0 / d_k))
         self.fc1_k = nn.Linear(d_in, n_head * d_k)
         nn.init.normal_(self.fc1_k.weight, mean=0.0, std=math.sqrt(2.0 / d_k))
 
@@ -75,7 +75,7 @@ class LTAE(nn.Module):
 
     def forward(self, x: torch.Tensor, dates: torch.Tensor | None = None,
                 pad_mask: torch.Tensor | None = None) -> torch.Tensor:
-        n, t, _, h, w = x.shape
+        n, _, _, h, w = x.shape
         return self.masks(self.attend(x, dates, pad_mask)[1], n, h, w)
 
     def attend(self, x: torch.Tensor, dates: torch.Tensor | None,

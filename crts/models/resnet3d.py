@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -22,6 +23,9 @@ from .adapter import ModelAdapter, Prediction, from_model_scale, to_model_scale
 from .blocks import PadHWReflect, ResBlock2d, ResBlock3d
 from .resnet3d_recipe import RESNET3D_RECIPE
 from .state import StateDict, load_into, read_state, strip
+
+if TYPE_CHECKING:
+    from ..settings import TrainConfig
 
 FUSION_BLOCKS = 5
 
@@ -130,7 +134,7 @@ class ResNet3DAdapter(ModelAdapter):
     model_class = ResNet3D
     anchors = (("model_initial.0.weight", 4), ("model_final.8.weight", 5))
 
-    def build(self, settings: object) -> ResNet3D:
+    def build(self, settings: TrainConfig) -> ResNet3D:
         return ResNet3D(n_inputs=settings.n_input_samples, features=settings.features, blocks=settings.blocks)
 
     def predict(self, net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:

@@ -53,10 +53,7 @@ def strip(state: StateDict, prefix: str) -> StateDict:
 def generator_state(content: dict) -> StateDict:
     """The generator's weights in a file of the UnCRtainTS training script (``state_dict_G``, or ``state_dict``
     behind a ``netG.`` prefix), or a bare state dict; a ``module.`` prefix of DataParallel removed."""
-    if "state_dict_G" in content:
-        state = content["state_dict_G"]
-    else:
-        state = strip(content.get("state_dict", content), "netG.")
+    state = content["state_dict_G"] if "state_dict_G" in content else strip(content.get("state_dict", content), "netG.")
     return strip(state, "module.")
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
@@ -19,6 +20,9 @@ from .ltae import LTAE, aggregate_groups
 from .mbconv import MBConv, PointwiseBlock
 from .state import StateDict, count_blocks, generator_state, read_state
 from .uncrtaints_recipe import UNCRTAINTS_RECIPE
+
+if TYPE_CHECKING:
+    from ..settings import TrainConfig
 
 ATTENTION_SIZE = 32
 """Side of the max-pooled feature maps the temporal attention runs on (the original's ``att_down``)."""
@@ -216,7 +220,7 @@ class UnCRtainTSAdapter(ModelAdapter):
     model_class = UnCRtainTS
     anchors = (("in_conv.conv.conv.0.weight", 4),)
 
-    def build(self, settings: object) -> UnCRtainTS:
+    def build(self, settings: TrainConfig) -> UnCRtainTS:
         return UnCRtainTS(encoder_widths=(settings.width,), decoder_widths=(settings.width,) * 5,
                           n_head=settings.n_head, d_model=settings.d_model, scale_by=settings.scale_by)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
@@ -20,6 +22,9 @@ from .ltae import LTAE, aggregate_groups
 from .state import StateDict, count_blocks, generator_state, load_into, read_state
 from .uncrtaints import PAD_VALUE, network_inputs, predict_dated
 from .utae_recipe import UTAE_RECIPE
+
+if TYPE_CHECKING:
+    from ..settings import TrainConfig
 
 NORM_GROUPS = 4
 """Groups of the group norms in the convolution layers (the original's ``n_groups``)."""
@@ -44,7 +49,7 @@ class ConvLayer(nn.Module):
                  padding: int = 1, last_relu: bool = True) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        for i, (d_in, d_out) in enumerate(pairwise(widths)):
             layers.append(nn.Conv2d(d_in, d_out, kernel_size, stride, padding, padding_mode="reflect"))
             layers += [] if norm is None else [_norm(norm, d_out)]
             layers += [nn.ReLU()] if last_relu or i < len(widths) - 2 else []
@@ -177,7 +182,7 @@ class UTAE(nn.Module):
         self.in_channels = S2_CHANNELS + S1_CHANNELS * use_sar
         self.in_conv = ConvBlock([self.in_channels, encoder_widths[0]], encoder_norm)
         self.down_blocks = nn.ModuleList(DownConvBlock(d_in, d_out, encoder_norm)
-                                         for d_in, d_out in zip(encoder_widths[:-1], encoder_widths[1:], strict=True))
+                                         for d_in, d_out in pairwise(encoder_widths))
         self.up_blocks = nn.ModuleList(UpConvBlock(decoder_widths[i], decoder_widths[i - 1], encoder_widths[i - 1],
                                                    decoder_norm) for i in range(len(encoder_widths) - 1, 0, -1))
         self.temporal_encoder = TemporalEncoder(encoder_widths[-1], n_head, d_k, d_model, positional_encoding)
@@ -278,7 +283,7 @@ class UTAEAdapter(ModelAdapter):
     anchors = (("in_conv.conv.conv.0.weight", 4), ("temporal_encoder.attention_heads.Q", 2),
                ("temporal_encoder.inconv.weight", 3), ("out_conv.conv.conv.0.weight", 4))
 
-    def build(self, settings: object) -> UTAE:
+    def build(self, settings: TrainConfig) -> UTAE:
         """Widths [w, w, w, 2w] from ``settings.width`` (64: the documented [64, 64, 64, 128])."""
         widths = (settings.width,) * 3 + (2 * settings.width,)
         return UTAE(encoder_widths=widths, decoder_widths=widths, n_head=settings.n_head, d_model=settings.d_model,

@@ -114,7 +114,7 @@ def to_geotiff(ds: xr.Dataset, patch: int, time: int | None, path: str | os.Path
     steps = _steps(ds, time, several=False)
     band = next((d for d in ds[variable].dims if d.endswith("_band")), None)
     unknown = [b for b in bands or () if band is None or b not in ds[band].values]
-    if unknown or bands is not None and not bands:
+    if unknown or (bands is not None and not bands):
         raise ValueError(f"invalid bands {bands!r}: {variable} has bands "
                          f"{', '.join(map(str, ds[band].values)) if band else '(none)'}")
     image = georeferenced(ds, patch, variable, bands).isel(steps).load()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -27,9 +26,10 @@ def summary(ds: xr.Dataset, store: CubeStore | None = None) -> dict:
     dict
         ``patches`` (int), ``by_split_region`` (DataFrame of patch counts, splits x regions),
         ``time_steps`` (1 for a mono-temporal SEN12MS-CR cube), ``first_date`` and ``last_date``
-        (ISO dates of the S2 acquisitions, None without any: SEN12MS-CR), ``detectors`` (of the finished cloud pass), ``mean_coverage`` (detector ->
-        mean coverage over the valid images), ``gaps`` (missing images: False in ``valid``),
-        ``runs`` (names) and ``bytes`` (size on disk of a local cube; None for a URL).
+        (ISO dates of the S2 acquisitions, None without any: SEN12MS-CR), ``detectors`` (of the
+        finished cloud pass), ``mean_coverage`` (detector -> mean coverage over the valid images), ``gaps``
+        (missing images: False in ``valid``), ``runs`` (names) and ``bytes`` (size on disk of a local cube;
+        None for a URL).
 
     Examples
     --------

@@ -9,6 +9,7 @@ Everything returns pandas objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -174,5 +175,5 @@ def histogram(index: CoverageIndex, bins: int = 10, by: str | None = None, detec
         one = CoverageIndex(cov[:, :, None], ("_",), index.labels, index.dates)
         group_codes, columns = _codes(one, by)
         counts = _group_sums(valid[None], (bin_codes, group_codes[:, :, 0]), (bins, len(columns)))[0].astype(int)
-    labels = pd.Index([f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)], name="coverage")
+    labels = pd.Index([f"{lo:.2f}-{hi:.2f}" for lo, hi in pairwise(edges)], name="coverage")
     return pd.DataFrame(counts, index=labels, columns=pd.Index(columns, name=by or ""))

@@ -12,8 +12,8 @@ Variables added (for the SEN12MS-CR-TS layout; dims patch, time, y, x):
 Each patch is one task (read its S2 shard, detect, write its mask shards) and
 returns its coverage row; this process alone writes the rows into the compact
 ``coverage`` array (:data:`cube.store.schema.TABLE_CHUNK` patches per chunk), in
-batches, so the whole table reads in a few chunks and no two writers ever share a chunk. A patch is done when its row is written, so the
-pass is resumable and parallel like the conversion. When the pass finishes it
+batches, so the whole table reads in a few chunks and no two writers ever share a chunk. A patch is done
+when its row is written, so the pass is resumable and parallel like the conversion. When the pass finishes it
 writes the cube's patch index (:mod:`cube.store.index`), then commits.
 """
 
@@ -32,7 +32,7 @@ from ..store.index import store_index
 from ..store.schema import TABLE_CHUNK, compressor
 from ..store.store import CubeState, CubeStore, as_store, checked_state
 from ..store.views import finished_detectors, open_cube
-from .detectors import S2CLOUDLESS_ATTRS, DETECTORS, NO_DATA, REGISTRY, detector
+from .detectors import DETECTORS, NO_DATA, REGISTRY, S2CLOUDLESS_ATTRS, detector
 
 PROBABILITY_SCALE = 250
 """Stored probability = round(p * 250): steps of 0.004."""

@@ -115,7 +115,7 @@ def _stream(stream: MemberStream, assembly: Assembly, pace: dict, stop: threadin
                 pace[stream] <= min(pace.values()) + PACING and not backlog()), timeout=5)
             if stop.is_set():
                 return
-    except Exception as err:  # noqa: BLE001 (handed to the main thread, which raises all but a broken archive)
+    except Exception as err:  # handed to the main thread, which raises all but a broken archive
         errors.append(err)
     finally:
         assembly.stop_counting(pace, stream)
@@ -132,7 +132,7 @@ def read_group(archives: list[Archive], assembly: Assembly, stop: threading.Even
             streams.append(MemberStream(archive))
         except ArchiveError as err:
             errors.append(err)
-    pace.update({s: 0 for s in streams})
+    pace.update(dict.fromkeys(streams, 0))
     threads = [threading.Thread(target=_stream, args=(s, assembly, pace, stop, errors, backlog), daemon=True,
                                 name=f"archive {s.archive.name}") for s in streams]
     for thread in threads:

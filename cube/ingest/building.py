@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from .. import __version__
 from ..clouds.compute import cloud_pass
@@ -170,7 +171,7 @@ def expected_of(store: CubeStore, spec: Spec) -> dict[str, Expected]:
             for m in spec.modalities}
 
 
-def create_store(store: CubeStore, ds_template, enc: dict) -> None:
+def create_store(store: CubeStore, ds_template: xr.Dataset, enc: dict) -> None:
     """Write the template into an empty store (what an interrupted creation left of it is removed first)."""
     ours = {*ds_template.variables, "zarr.json"}
     for name in store.children():
@@ -191,9 +192,9 @@ def resize_store(store: CubeStore, total: int) -> None:
     """Give every per-patch array ``total`` patches."""
     with plain_files_ignored():  # a grown cube may hold its patch index
         for _, array in store.group(mode="r+").arrays():
-            if array.metadata.dimension_names and array.metadata.dimension_names[0] == "patch":
-                if array.shape[0] != total:
-                    array.resize((total, *array.shape[1:]))
+            names = array.metadata.dimension_names
+            if names and names[0] == "patch" and array.shape[0] != total:
+                array.resize((total, *array.shape[1:]))
 
 
 def write_labels(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:

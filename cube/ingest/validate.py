@@ -6,7 +6,6 @@ Every problem names the file (or the folder where a file is missing) and what is
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 

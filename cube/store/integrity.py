@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import chunks
 from ..dataset.rois import PatchLabel, Roi
+from . import chunks
 from .store import CubeStore, as_store, checked_state
 
 MODALITIES = ("S1", "S2")

@@ -111,11 +111,11 @@ def writing(path: str | os.PathLike, what: str = "the output cannot be written")
 
     Examples
     --------
-    >>> with writing("/d/report", "the report cannot be written"):
-    ...     raise OSError(errno.EIO, os.strerror(errno.EIO), "/d/report/samples.csv")
+    >>> with writing("/d/out", "the report cannot be written"):
+    ...     raise OSError(errno.EIO, os.strerror(errno.EIO), "/d/out/a.csv")
     Traceback (most recent call last):
     ...
-    cube.store.outputs.OutputRefused: /d/report: the report cannot be written: Input/output error (/d/report/samples.csv)
+    cube.store.outputs.OutputRefused: /d/out: the report cannot be written: Input/output error (/d/out/a.csv)
     """
     try:
         yield

@@ -28,8 +28,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from .outputs import writing
 from .lock import owner_gone, owner_record
+from .outputs import writing
 from .store import CubeStore, as_store, checked_state
 
 RUNS = "runs"

@@ -39,10 +39,17 @@ from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, StorePath
 
-from . import chunks
 from ..dataset.rois import PatchLabel, Roi
-from .backends import (CLOUD_VARIABLES, MetadataError, parse_metadata, read_ranges, read_tail, storage_requests,
-                       zarr_store)
+from . import chunks
+from .backends import (
+    CLOUD_VARIABLES,
+    MetadataError,
+    parse_metadata,
+    read_ranges,
+    read_tail,
+    storage_requests,
+    zarr_store,
+)
 from .lock import LOCK, check_held, describe_owner, owner_gone, writer_lock
 from .outputs import check_no_links, writing
 from .schema import SCHEMA_VERSION, UPGRADABLE

@@ -18,7 +18,8 @@ from ..dataset.rois import GROUPS, PatchLabel, Roi
 from .schema import DESCRIPTIONS
 from .store import CubeStore, as_store, checked_state, labels_of
 
-def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str = "patch",
+
+def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | str | None = "patch",
               allow_incomplete: bool = False, storage_options: dict | None = None) -> xr.Dataset:
     """Open a cube written by :func:`cube.convert` as an :class:`xarray.Dataset`.
 

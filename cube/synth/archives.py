@@ -38,7 +38,7 @@ def _members(tree: Path) -> dict[str, list[tuple[str, Path]]]:
     cr, cr_problems = ([], []) if ts else scan_cr(tree)
     if problems or cr_problems or not (ts or cr):
         raise ValueError(f"{tree}: not a complete SEN12MS-CR-TS or SEN12MS-CR tree "
-                         f"({([*map(str, problems + cr_problems)] + ['no files'])[0]})")
+                         f"({[*map(str, problems + cr_problems), 'no files'][0]})")
     for f in ts:
         name, top = archive_of(f.modality, f.roi)
         archives[name].append((f"{top}/{f.path.relative_to(tree).as_posix()}", f.path))

@@ -83,7 +83,7 @@ def draw_sky(rng: np.random.Generator, shape: tuple[int, int], coverage: float, 
             cirrus = np.clip((streaks - level) / 0.6, 0, 1) * rng.uniform(0.3, 0.8)
     sun_azimuth = np.deg2rad(rng.normal(150 if latitude >= 0 else 30, 15))
     length = rng.uniform(15, PAD)
-    shift = (int(round(length * np.cos(sun_azimuth))), int(round(-length * np.sin(sun_azimuth))))
+    shift = (round(length * np.cos(sun_azimuth)), round(-length * np.sin(sun_azimuth)))
     return Sky(opacity=opacity.astype(np.float32), cirrus=cirrus.astype(np.float32),
                brightness=(1 + 0.25 * fractal_noise(rng, padded, 2.2)).astype(np.float32),
                cirrus_b10=float(0.02 + 0.03 * rng.uniform(1, 8)), shift=shift,

@@ -34,7 +34,7 @@ def test_the_taper_rises_linearly_over_the_overlap_and_is_symmetric() -> None:
 
 
 def test_random_windows_are_refused() -> None:
-    with pytest.raises(ValueError, match="^blending needs grid windows that cover the patch$"):
+    with pytest.raises(ValueError, match=r"^blending needs grid windows that cover the patch$"):
         PatchBlender(Grid(8, 6, 4, 2, placement="random"), torch.device("cpu"))
 
 

@@ -6,19 +6,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
+from crts.cli import main
 from crts.data import SEN12MSCRTS, SampleWindows, loader
 from crts.losses import reconstruction_loss
 from crts.models import ResNet3D, UnCRtainTS, load_checkpoint
 from crts.models.uncrtaints import input_dates
-from crts.cli import main
 from crts.train import TrainConfig, total_steps, train
 
 
@@ -186,7 +186,7 @@ def test_the_loss_is_read_from_the_device_only_when_a_line_is_logged(sampling_cu
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     reads = []  # values our code reads out of tensors (a host synchronisation on CUDA); torch's own are not counted
 
-    def counting(name: str):
+    def counting(name: str) -> Callable[..., object]:
         original = getattr(torch.Tensor, name)
 
         def read(self: torch.Tensor, *args: object) -> object:

@@ -76,7 +76,7 @@ class _Payload:
 def _foreign_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     """Files that are not our checkpoints, with the problem the error must name."""
     noise = random.Random(0).randbytes
-    files = {"text": "hello\n".encode(), "random": noise(3000), "empty": b"", "zip": b"PK\x03\x04" + noise(300),
+    files = {"text": b"hello\n", "random": noise(3000), "empty": b"", "zip": b"PK\x03\x04" + noise(300),
              "code": pickle.dumps({"state_dict": _Payload(tmp_path / "pwned"), "config": {}})}
     paths = {}
     for kind, data in files.items():

@@ -108,7 +108,7 @@ def test_concurrent_appends_one_writer_at_a_time(three_rois: Path, one_roi_cube:
         release(flag, list(procs.values()))
         results = {roi: (p.wait(timeout=120), p.stderr.read()) for roi, p in procs.items()}
         landed = {roi for roi, (code, _) in results.items() if code == 0}
-        for roi, (code, err) in results.items():
+        for code, err in results.values():
             if code != 0:
                 refusals += 1
                 assert code == 2 and len(err.strip().splitlines()) == 1, err

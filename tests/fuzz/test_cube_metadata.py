@@ -1,5 +1,5 @@
-"""Fuzz target: a cube's JSON metadata (cube.store.backends.parse_metadata, and `crts info` on a cube whose state and root
-attributes are generated): the document is read as json.loads reads it, or refused in one MetadataError line;
+"""Fuzz target: a cube's JSON metadata (cube.store.backends.parse_metadata, and `crts info` on a cube whose state
+and root attributes are generated): the document is read as json.loads reads it, or refused in one MetadataError line;
 `crts info` ends with exit status 0 or 2 and at most one line on stderr, never a traceback."""
 
 from __future__ import annotations

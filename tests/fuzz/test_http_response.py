@@ -8,6 +8,7 @@ archive gets its name only at exactly the size stated.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import urllib.request
@@ -37,15 +38,13 @@ class Scripted(SimpleHTTPRequestHandler):
 
     answer = b""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):  # the client gave up first
             self.wfile.write(Scripted.answer)
-        except OSError:  # the client gave up first
-            pass
 
 
 @pytest.fixture(scope="module")

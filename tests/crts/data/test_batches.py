@@ -10,6 +10,7 @@ import textwrap
 import time
 import types
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,9 @@ def test_batches_have_the_documented_shapes_and_labels(samples: SEN12MSCRTS) -> 
     y0, x0 = int(batch["y0"][1]), int(batch["x0"][1])
     crop = (slice(y0, y0 + 16), slice(x0, x0 + 16))
     for k in range(3):  # S2 then S1 channels, cropped at the window
-        np.testing.assert_array_equal(batch["inputs"][1, k, :13].numpy(), sample["input"]["S2"][k][(slice(None), *crop)])
-        np.testing.assert_array_equal(batch["inputs"][1, k, 13:].numpy(), sample["input"]["S1"][k][(slice(None), *crop)])
+        window = (slice(None), *crop)
+        np.testing.assert_array_equal(batch["inputs"][1, k, :13].numpy(), sample["input"]["S2"][k][window])
+        np.testing.assert_array_equal(batch["inputs"][1, k, 13:].numpy(), sample["input"]["S1"][k][window])
     np.testing.assert_array_equal(batch["target"][1].numpy(), sample["target"]["S2"][0][(slice(None), *crop)])
     assert batch["target_time"][1] == sample["target"]["idx"]
     label = samples.labels[int(batch["pdx"][1])]
@@ -84,7 +86,7 @@ def test_pinned_batches_equal_the_plain_ones(samples: SEN12MSCRTS) -> None:
     _assert_same_batch(pinned, plain)
 
 
-def _keys(batches) -> list[tuple[int, int, int]]:
+def _keys(batches: Iterable[dict]) -> list[tuple[int, int, int]]:
     return [(int(p), int(y), int(x)) for b in batches for p, y, x in zip(b["pdx"], b["y0"], b["x0"], strict=True)]
 
 

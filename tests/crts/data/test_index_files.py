@@ -67,7 +67,7 @@ def test_an_object_field_dtype_is_refused_without_touching_memory(tmp_path: Path
 
 def test_a_dtype_state_with_fields_is_refused(tmp_path: Path) -> None:
     payload = object_field_payload().replace(b"X\x02\x00\x00\x00V8", b"X\x02\x00\x00\x00i8")
-    with pytest.raises(UnsafeIndexFileError, match="gives dtype i8 the state .*only plain dtypes") as err:
+    with pytest.raises(UnsafeIndexFileError, match=r"gives dtype i8 the state .*only plain dtypes") as err:
         load_npy_index(write_npy(tmp_path / "idx.npy", payload))
     assert str(err.value).startswith(f"{tmp_path / 'idx.npy'}: refused: ") and "\n" not in str(err.value)
 

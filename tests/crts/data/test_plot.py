@@ -13,7 +13,7 @@ import torch
 from crts.data import SEN12MSCR, SEN12MSCRTS
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from cube.clouds.detectors import (
     s2cloudless_probability,
 )
 from cube.dataset.layout import scan_ts
-from cube.dataset.rois import select_rois
+from cube.dataset.rois import Roi, select_rois
 from cube.synth.hollow import make_hollow
 
 SOURCE_CACHE: dict = {}
@@ -32,7 +32,7 @@ def _patches_in_order(root: Path, split: str, region: str) -> list[tuple]:
             for pid in sorted({p for r, p in present if r == roi})]
 
 
-def _coverage_from_geotiffs(root: Path, roi, pid: int, detector: str | None) -> np.ndarray:
+def _coverage_from_geotiffs(root: Path, roi: Roi, pid: int, detector: str | None) -> np.ndarray:
     key = (roi, pid, detector)
     if key not in SOURCE_CACHE:
         files = sorted((f for f in scan_ts(root)[0] if (f.roi, f.pid) == (roi, pid) and f.modality == "S2"),
@@ -87,7 +87,6 @@ def test_fallback_happens_in_these_cases(sampling_cube: Path) -> None:
 
 
 def test_arrays_equal_the_scaled_geotiffs(sampling_cube: Path) -> None:
-    root = sampling_cube.parent / "SEN12MSCRTS"
     for method, s2_div in (("default", 10000), ("resnet", 2000)):
         data = SEN12MSCRTS(sampling_cube, split="test", cloud_masks="cloud_cloudshadow_mask", rescale_method=method)
         sample = data[1]
@@ -151,7 +150,7 @@ def test_original_file_names_and_format(sampling_cube: Path, tmp_path: Path) -> 
 
 def test_an_index_of_other_patches_is_refused(sampling_cube: Path, tmp_path: Path) -> None:
     SEN12MSCRTS(sampling_cube, split="train", export_data_path=tmp_path / "train.npy")
-    with pytest.raises(ValueError, match="samples are pdx 0..2; the file has pdx 3, 4, 5 in excess"):
+    with pytest.raises(ValueError, match=r"samples are pdx 0..2; the file has pdx 3, 4, 5 in excess"):
         SEN12MSCRTS(sampling_cube, split="val", import_data_path=tmp_path / "train.npy")
     with pytest.raises(ValueError, match="sample 0 refers to ROIs1868/56 patch"):
         SEN12MSCRTS(sampling_cube, split="test", import_data_path=tmp_path / "train.npy")
@@ -177,7 +176,7 @@ def test_a_malicious_index_file_is_refused_without_running_it(tmp_path: Path) ->
     with crafted.open("wb") as f:
         np.lib.format.write_array_header_1_0(f, header)
         pickle.dump({0: {"input": [0, 1, 2], "target": _Payload(marker)}}, f, protocol=3)
-    with pytest.raises(UnsafeIndexFileError, match="refused: refers to io.open"):
+    with pytest.raises(UnsafeIndexFileError, match=r"refused: refers to io.open"):
         load_npy_index(crafted)
     assert not marker.exists()
 

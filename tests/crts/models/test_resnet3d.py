@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from crts.models import ResNet3D, load_original_checkpoint
 
@@ -15,7 +16,7 @@ from .base import ModelContract
 
 class TestResNet3D(ModelContract):
     kind = "resnet3d"
-    settings = {"features": 8, "blocks": 2}
+    settings: ClassVar[dict[str, object]] = {"features": 8, "blocks": 2}
 
 
 def original_state_dict(features: int, blocks: int, n_inputs: int, seed: int = 0) -> dict[str, torch.Tensor]:

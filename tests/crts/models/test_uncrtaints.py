@@ -4,6 +4,7 @@ here)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ TINY = {"encoder_widths": (16,), "decoder_widths": (16, 16), "n_head": 4, "d_mod
 
 class TestUnCRtainTS(ModelContract):
     kind = "uncrtaints"
-    settings = {"width": 16, "n_head": 4, "d_model": 32}
+    settings: ClassVar[dict[str, object]] = {"width": 16, "n_head": 4, "d_model": 32}
 
 
 def mbconv_entries(prefix: str, width: int, batch_norm: bool) -> dict[str, tuple[int, ...]]:
@@ -67,7 +68,7 @@ def test_output_shapes_and_ranges(steps: int, batch: int) -> None:
     model = UnCRtainTS(**TINY)
     mean, var = model(torch.rand(batch, steps, 15, 32, 32), torch.arange(batch * steps).view(batch, steps) * 10.0)
     assert mean.shape == var.shape == (batch, 13, 32, 32)
-    assert 0 <= mean.min() and mean.max() <= 1
+    assert mean.min() >= 0 and mean.max() <= 1
     assert var.min() > 0
 
 
@@ -121,7 +122,7 @@ def test_scale_by_rescales_outputs_to_unit_scale() -> None:
     torch.manual_seed(0)
     model = UnCRtainTS(scale_by=10.0, **TINY).eval()
     mean, var = model(torch.rand(1, 2, 15, 32, 32), torch.zeros(1, 2))
-    assert 0 <= mean.min() and mean.max() <= 1
+    assert mean.min() >= 0 and mean.max() <= 1
     assert var.min() >= 1e-3 / 100  # the floor 1e-3 at model scale, divided by scale_by ** 2
 
 

@@ -4,10 +4,11 @@ structure), and its forward pass written here with torch.nn.functional from the 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from crts.models import UTAE, load_original_utae
 
@@ -18,12 +19,12 @@ TINY = {"encoder_widths": (8, 16), "decoder_widths": (8, 16), "n_head": 4, "d_mo
 
 class TestUTAE(ModelContract):
     kind = "utae"
-    settings = {"width": 8, "n_head": 4, "d_model": 16}
+    settings: ClassVar[dict[str, object]] = {"width": 8, "n_head": 4, "d_model": 16}
 
 
 class TestUTAEWithVariances(ModelContract):
     kind = "utae"
-    settings = {"width": 8, "n_head": 4, "d_model": 16, "loss": "MGNLL"}
+    settings: ClassVar[dict[str, object]] = {"width": 8, "n_head": 4, "d_model": 16, "loss": "MGNLL"}
 
 
 def _conv(table: dict, prefix: str, d_out: int, d_in: int, k: int, transposed: bool = False) -> None:

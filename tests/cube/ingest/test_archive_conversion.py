@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from cube import convert, open_cube
 from cube.dataset.layout import scan_ts
 from cube.ingest import archive_conversion
 from cube.ingest.archive_conversion import ConversionError
+from cube.ingest.archives import ArchiveError
 from cube.synth import make_dataset
 from cube.synth.archives import write_archives
 from tests.helpers import assert_same_cube, europa_archives, kill_when
@@ -48,7 +50,7 @@ def test_archives_give_the_cube_of_the_extracted_tree(tiny_archives: Path, tiny_
         assert ds[f"{f.modality}_path"].values[p, f.t] == f"{archive}!{top}/{f.path.relative_to(tiny_root)}"
     assert sorted(report.archives_read) == sorted(p.name for p in tiny_archives.glob("*.tar.gz"))
     assert report.patches_added == 6 and report.gaps == 0 and report.cloud_pass_patches == 6
-    assert 0 < report.scratch_peak_bytes and not (tmp_path / "cube.zarr.scratch").exists()
+    assert report.scratch_peak_bytes > 0 and not (tmp_path / "cube.zarr.scratch").exists()
 
 
 def test_archives_served_over_http(tiny_archives: Path, tiny_cube: Path, tmp_path: Path) -> None:
@@ -100,7 +102,7 @@ def test_a_truncated_archive_is_one_line_and_its_missing_images_gaps(tiny_archiv
 def test_resume_does_not_read_again_the_archives_converted_completely(tiny_archives: Path, tiny_cube: Path,
                                                                       tmp_path: Path) -> None:
     src = _truncated(tiny_archives, tmp_path / "archives", "s2_europa.tar.gz")  # europa is read after africa_test
-    with pytest.raises(ConversionError, match="s2_europa.tar.gz: truncated"):
+    with pytest.raises(ConversionError, match=r"s2_europa.tar.gz: truncated"):
         convert(src, tmp_path / "cube.zarr", times=4, workers=1, clouds=(), progress=False)
     shutil.copy(tiny_archives / "s2_europa.tar.gz", src / "s2_europa.tar.gz")  # downloaded again
     report = convert(src, tmp_path / "cube.zarr", resume=True, workers=1, clouds=(), progress=False)
@@ -114,7 +116,7 @@ def test_groups_are_read_at_once(tiny_archives: Path, tiny_cube: Path, tmp_path:
     europa_started, seen = threading.Event(), []
 
     class Stream(archive_conversion.MemberStream):
-        def __iter__(self):  # noqa: ANN204
+        def __iter__(self) -> Iterator[tuple[str, bytes | ArchiveError]]:
             if self.archive.group == "africa_test":
                 seen.append(europa_started.wait(timeout=5))
             else:
@@ -150,7 +152,7 @@ def test_a_patch_with_members_from_two_groups_waits_for_both(tiny_archives: Path
     class Stream(archive_conversion.MemberStream):
         """S2 gives a member first; S1 one member of each patch; S2 ends; a second later S1 gives the rest."""
 
-        def __iter__(self):  # noqa: ANN204
+        def __iter__(self) -> Iterator[tuple[str, bytes | ArchiveError]]:
             s1, s2 = (self.archive.group == name for name in ("radar_africa_test", "africa_test"))
             if s1:
                 s2_started.wait(timeout=10)
@@ -173,9 +175,9 @@ def test_a_patch_with_members_from_two_groups_waits_for_both(tiny_archives: Path
 
 
 def test_groups_at_once_is_checked(tiny_archives: Path, tiny_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="^invalid groups_at_once 0: read at least 1 group"):
+    with pytest.raises(ValueError, match=r"^invalid groups_at_once 0: read at least 1 group"):
         convert(tiny_archives, tmp_path / "cube.zarr", groups_at_once=0, progress=False)
-    with pytest.raises(ValueError, match="^invalid groups_at_once 2: a tree is read by the workers"):
+    with pytest.raises(ValueError, match=r"^invalid groups_at_once 2: a tree is read by the workers"):
         convert(tiny_root, tmp_path / "cube.zarr", groups_at_once=2, progress=False)
     assert not (tmp_path / "cube.zarr").exists()
 

@@ -62,7 +62,7 @@ def test_a_corrupt_byte_is_an_error(archive: Path, tmp_path: Path, where: float)
 
 
 def test_a_missing_archive_url_is_one_error(tmp_path: Path) -> None:
-    with http_server(tmp_path) as url, pytest.raises(ArchiveError, match="s2_x.tar.gz: cannot be opened"):
+    with http_server(tmp_path) as url, pytest.raises(ArchiveError, match=r"s2_x.tar.gz: cannot be opened"):
         MemberStream(Archive(f"{url}/s2_x.tar.gz", "s2_x.tar.gz"))
 
 
@@ -90,7 +90,7 @@ def test_what_an_archive_claims_is_bounded_and_named_in_one_line(archive: Path, 
 class EndlessZeros(SimpleHTTPRequestHandler):
     """A served archive whose gzip stream goes on with zeros after its tar archive, for as long as it is read."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -118,7 +118,7 @@ def test_endless_data_after_the_tar_archive_stops_within_its_bound(archive: Path
 class Stalls(SimpleHTTPRequestHandler):
     """Sends the headers and the first 100 bytes of a served archive, then nothing for 5 s."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -144,7 +144,7 @@ class BreaksMidChunk(SimpleHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -244,7 +244,7 @@ class EmptyBlocks(SimpleHTTPRequestHandler):
 
     sent = 0
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -32,7 +33,7 @@ REQUESTS: list[tuple[str, str | None]] = []
 class Recording(RangeRequestHandler):
     """Byte ranges, and every request recorded."""
 
-    def send_head(self):  # noqa: ANN201
+    def send_head(self) -> BinaryIO | None:
         REQUESTS.append((self.path, self.headers.get("Range")))
         return super().send_head()
 
@@ -40,10 +41,10 @@ class Recording(RangeRequestHandler):
 class IgnoresRange(SimpleHTTPRequestHandler):
     """The whole file whatever the Range header (status 200), every request recorded."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def send_head(self):  # noqa: ANN201
+    def send_head(self) -> BinaryIO | None:
         REQUESTS.append((self.path, self.headers.get("Range")))
         return super().send_head()
 
@@ -51,7 +52,7 @@ class IgnoresRange(SimpleHTTPRequestHandler):
 class BreaksHalfway(IgnoresRange):
     """Announces the whole size, sends half of it and closes the connection."""
 
-    def copyfile(self, source, outputfile) -> None:  # noqa: ANN001
+    def copyfile(self, source: BinaryIO, outputfile: BinaryIO) -> None:
         data = source.read()
         outputfile.write(data[: len(data) // 2])
         self.close_connection = True
@@ -60,7 +61,7 @@ class BreaksHalfway(IgnoresRange):
 class Slow(RangeRequestHandler):
     """Byte ranges at about 50 KB/s."""
 
-    def copyfile(self, source, outputfile) -> None:  # noqa: ANN001
+    def copyfile(self, source: BinaryIO, outputfile: BinaryIO) -> None:
         left = self.range_left
         while chunk := source.read(1024 if left is None else min(1024, left)):
             outputfile.write(chunk)
@@ -166,7 +167,7 @@ def test_a_part_file_is_resumed_with_a_range_request(served: Path, tmp_path: Pat
     (dest / "s2_europa.tar.gz.part").write_bytes(whole[: len(whole) // 2])
     with http_server(served, Recording) as url:
         assert _download(dest, url) == 0
-    assert REQUESTS == [("/s2_europa.tar.gz", f"bytes={len(whole) // 2}-")]
+    assert [("/s2_europa.tar.gz", f"bytes={len(whole) // 2}-")] == REQUESTS
     assert (dest / "s2_europa.tar.gz").read_bytes() == whole and not (dest / "s2_europa.tar.gz.part").exists()
 
 
@@ -218,7 +219,7 @@ class Lies(SimpleHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -297,8 +298,8 @@ def test_a_server_that_states_no_size_too_much_stalls_or_redirects_off_http_is_o
 
 def test_redirects_from_https_to_http_are_refused() -> None:
     request = urllib.request.Request("https://127.0.0.1/s1_europa.tar.gz")
-    with pytest.raises(urllib.error.URLError, match="refused a redirect from https://127.0.0.1/s1_europa.tar.gz to "
-                                                    "http://127.0.0.1/s1_europa.tar.gz"):
+    with pytest.raises(urllib.error.URLError, match=r"refused a redirect from https://127.0.0.1/s1_europa.tar.gz to "
+                                                    r"http://127.0.0.1/s1_europa.tar.gz"):
         RedirectChecked().redirect_request(request, io.BytesIO(), 302, "Found", {}, "http://127.0.0.1/s1_europa.tar.gz")
 
 

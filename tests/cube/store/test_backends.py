@@ -12,8 +12,17 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from cube.store import backends
-from cube.store.backends import (CubeLocalStore, MetadataError, PatientObjectStore, StorageError, read_ranges,
-                                 read_tail, storage_error, storage_requests, zarr_store)
+from cube.store.backends import (
+    CubeLocalStore,
+    MetadataError,
+    PatientObjectStore,
+    StorageError,
+    read_ranges,
+    read_tail,
+    storage_error,
+    storage_requests,
+    zarr_store,
+)
 
 
 def test_each_location_gets_its_store(tmp_path: Path) -> None:
@@ -52,7 +61,7 @@ def test_only_the_object_store_client_s_errors_become_storage_errors() -> None:
     assert storage_error(FileNotFoundError("no such file"), "s3://b/cube") is None  # a missing local folder
     missing = storage_error(FileNotFoundError("Generic S3 error: Error performing GET"), "s3://b/cube")
     assert isinstance(missing, StorageError) and str(missing) == "s3://b/cube: not found (does the bucket exist?)"
-    with pytest.raises(StorageError, match="^s3://b/cube: not found"), storage_requests("s3://b/cube"):
+    with pytest.raises(StorageError, match=r"^s3://b/cube: not found"), storage_requests("s3://b/cube"):
         raise FileNotFoundError("Error performing GET http://127.0.0.1/b/cube/zarr.json")
     with pytest.raises(KeyError), storage_requests("s3://b/cube"):
         raise KeyError("passes")

@@ -108,7 +108,7 @@ def test_a_cube_without_cloud_pass_has_no_index(tiny_root: Path, tmp_path: Path)
 
 def test_the_store_owns_the_file_names(tmp_path: Path) -> None:
     store = CubeStore(tmp_path / "c.zarr", mode="r+")
-    with pytest.raises(ValueError, match="invalid cube file 'other.parquet'"):
+    with pytest.raises(ValueError, match=r"invalid cube file 'other.parquet'"):
         store.write_file("other.parquet", b"x")
     assert store.read_file(INDEX_FILE) is None
     store.write_file(INDEX_FILE, b"abc")

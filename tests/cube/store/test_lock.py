@@ -20,7 +20,7 @@ def test_a_writer_in_a_cube_folder_that_is_a_link_keeps_its_own_error(tmp_path: 
     (tmp_path / "target").mkdir()
     (tmp_path / "cube.zarr").symlink_to(tmp_path / "target")
     store = CubeStore(tmp_path / "cube.zarr", "r+")
-    with pytest.raises(ValueError, match="^the writer's own error$"), store.writer("test"):
+    with pytest.raises(ValueError, match=r"^the writer's own error$"), store.writer("test"):
         raise ValueError("the writer's own error")
     assert (tmp_path / "cube.zarr").is_symlink() and list((tmp_path / "target").iterdir()) == []
 
@@ -40,8 +40,8 @@ def test_a_commit_by_an_owner_that_lost_the_lock_is_refused(tmp_path: Path) -> N
     store = CubeStore(tmp_path / "cube.zarr", "r+")
     with store.writer("conversion") as owner:
         store.write_group(LOCK, {**owner_record("cloud pass"), "host": "gpu-node-7"})  # broken and taken by another
-        with pytest.raises(WriterLockedError, match="this process lost the writer lock \\(now held by cloud pass "
-                                                    "by pid .* on host gpu-node-7 .*\\); nothing was committed$"):
+        with pytest.raises(WriterLockedError, match=r"this process lost the writer lock \(now held by cloud pass "
+                                                    r"by pid .* on host gpu-node-7 .*\); nothing was committed$"):
             store.commit(CubeState(complete=True), owner)
         assert store.state() is None
     assert store.group_attributes(LOCK)["host"] == "gpu-node-7"  # not this owner's lock: it stays

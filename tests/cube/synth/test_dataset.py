@@ -161,7 +161,7 @@ def test_mono_temporal_layout(tmp_path: Path) -> None:
 
 def test_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("precious")
-    with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
+    with pytest.raises(FileExistsError, match=r"not empty.*--overwrite"):
         make_dataset(tmp_path, ["ROIs1970/21"], size=16, times=1, progress=False)
     with pytest.raises(FileExistsError, match="not made by this generator"):
         make_dataset(tmp_path, ["ROIs1970/21"], size=16, times=1, overwrite=True, progress=False)
