@@ -12,7 +12,6 @@ import pandas as pd
 import xarray as xr
 from matplotlib.image import AxesImage
 
-from cube import open_cube
 from cube.analysis.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
 from cube.clouds.detectors import NO_DATA
 from cube.dataset.bands import S2_SCALE
@@ -20,7 +19,7 @@ from cube.dataset.rois import region_of
 from cube.store.outputs import check_output_folder, writing
 from cube.store.runs import list_runs, open_run, side_by_side
 from cube.store.store import CubeStore, as_store
-from cube.store.views import patch_labels
+from cube.store.views import open_cube, patch_labels
 
 from .evaluate import METRIC_UNITS
 from .metrics import CALIBRATION_BINS
@@ -138,7 +137,7 @@ def plot_samples(cube: str | os.PathLike | CubeStore, runs: list[str], samples: 
     return finish(fig, out, dpi=100)
 
 
-def uncertainty_table(cube: str | os.PathLike, runs: list[str]) -> pd.DataFrame:
+def uncertainty_table(cube: str | os.PathLike | CubeStore, runs: list[str]) -> pd.DataFrame:
     """Per run with variance (UnCRtainTS): UCE, AUCE, mean predicted variance and the RMSE of the most
     certain half and of all images; empty when no run has variance."""
     rows = {}
@@ -152,7 +151,8 @@ def uncertainty_table(cube: str | os.PathLike, runs: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
 
 
-def plot_uncertainty(cube: str | os.PathLike, runs: list[str], out: Path | None = None) -> plt.Figure | Path:
+def plot_uncertainty(cube: str | os.PathLike | CubeStore, runs: list[str],
+                     out: Path | None = None) -> plt.Figure | Path:
     """Calibration diagram (RMS error against RMS predicted standard deviation per bin of mean predicted
     variance, with the diagonal of perfect calibration) and RMSE against the share of the most certain
     images kept, for the runs with variance. Returns the figure, or the path of the PNG written to ``out``."""

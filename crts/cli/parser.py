@@ -7,6 +7,7 @@ import argparse
 import difflib
 import re
 from collections.abc import Callable, Collection, Sequence
+from typing import NoReturn
 
 from crts import __version__
 
@@ -61,7 +62,7 @@ class _MarkdownHelpAction(argparse.Action):
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, with the closest valid choice or option suggested."""
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message)} (see {self.prog} --help)\n")
 
 

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cube import open_cube
 from cube.clouds.detectors import DETECTORS, float_mask
 from cube.dataset.rois import Roi, in_cr_split
 from cube.store.store import as_store
-from cube.store.views import patch_bounds, stored_order
+from cube.store.views import open_cube, patch_bounds, stored_order
 
 from .plot import SamplePlots
 from .scaling import RESCALE_METHODS, scale_s1, scale_s2

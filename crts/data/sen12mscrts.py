@@ -10,13 +10,12 @@ import numpy as np
 import torch
 from numcodecs import Zstd
 
-from cube import open_cube
 from cube.clouds.compute import require_clouds
 from cube.clouds.detectors import DETECTORS, detector
 from cube.dataset.layout import parse_ts_path
 from cube.dataset.rois import select_rois
 from cube.store.store import as_store
-from cube.store.views import patch_bounds, patch_labels, stored_order
+from cube.store.views import open_cube, patch_bounds, patch_labels, stored_order
 
 from .index_files import (
     index_file_name,

@@ -113,7 +113,7 @@ def aggregate_groups(x: torch.Tensor, attention: torch.Tensor, pad_mask: torch.T
         flat = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
         flat = dropout(flat) if dropout is not None else flat
     elif size[0] < h:
-        flat = F.adaptive_avg_pool2d(flat, size)
+        flat = F.adaptive_avg_pool2d(flat, (size[0], size[1]))
     weights = flat.view(g, n, t, 1, *size)
     if pad_mask is not None:
         weights = weights * (~pad_mask).to(weights.dtype)[None, :, :, None, None, None]

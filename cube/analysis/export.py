@@ -112,7 +112,7 @@ def to_geotiff(ds: xr.Dataset, patch: int, time: int | None, path: str | os.Path
     target = _target(path, overwrite)
     _check(ds, patch, [variable])
     steps = _steps(ds, time, several=False)
-    band = next((d for d in ds[variable].dims if d.endswith("_band")), None)
+    band = next((d for d in ds[variable].dims if isinstance(d, str) and d.endswith("_band")), None)
     unknown = [b for b in bands or () if band is None or b not in ds[band].values]
     if unknown or (bands is not None and not bands):
         raise ValueError(f"invalid bands {bands!r}: {variable} has bands "

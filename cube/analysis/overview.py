@@ -39,7 +39,7 @@ def summary(ds: xr.Dataset, store: CubeStore | None = None) -> dict:
     dates = pd.DatetimeIndex(ds.S2_date.values.ravel() if "S2_date" in ds else []).dropna()  # none: SEN12MS-CR
     detectors = finished_detectors(ds)
     table = ds.coverage.sel(detector=list(detectors)).values if detectors else None  # one read for all of them
-    coverage = {d: float(np.nanmean(table[..., i])) for i, d in enumerate(detectors)}
+    coverage = {} if table is None else {d: float(np.nanmean(table[..., i])) for i, d in enumerate(detectors)}
     return {"patches": ds.sizes["patch"], "by_split_region": pd.crosstab(labels.split, labels.region),
             "time_steps": ds.sizes.get("time", 1),
             "first_date": dates.min().date().isoformat() if len(dates) else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,8 +13,12 @@ from ..dataset.bands import S2_SCALE
 from ..store.outputs import replacing
 from .stats import CoverageIndex, coverage_table, histogram
 
-READABLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
-            "ytick.labelsize": 10, "legend.fontsize": 10, "legend.title_fontsize": 10, "figure.titlesize": 13}
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+READABLE: dict[RcKeyType, float] = {
+    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
+    "legend.fontsize": 10, "legend.title_fontsize": 10, "figure.titlesize": 13}
 """Font sizes (points) of this project's figures: at least 10 pt, so they read at the saved size."""
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 REGION_COLOURS = {"africa": "tab:orange", "america": "tab:green", "asiaEast": "tab:red", "asiaWest": "tab:purple",

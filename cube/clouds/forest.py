@@ -200,7 +200,7 @@ def _dn_tables(forest: Forest, scale: int) -> np.ndarray:
     return feature_bins(forest, np.repeat(x, len(forest.thresholds), axis=1))[:, :len(forest.thresholds)].T.copy()
 
 
-def dn_bins(forest: Forest, s2: np.ndarray, scale: int) -> np.ndarray:
+def dn_bins(forest: Forest, s2: np.ndarray, scale: float) -> np.ndarray:
     """Bins (N*H*W, 16) of S2 digital numbers (N, 13, H, W) clipped to [0, scale] / scale as float32.
 
     Integer input goes through a per-feature table of all digital numbers
@@ -322,7 +322,7 @@ def threshold_probe(forest: Forest, n: int = 8192, seed: int = 0) -> np.ndarray:
     for ts in forest.thresholds:
         at = ts.astype(np.float32)
         at = np.where(at.astype(np.float64) > ts, np.nextafter(at, np.float32(-np.inf)), at)
-        pool = np.concatenate([at, np.nextafter(at, np.float32(np.inf)), np.float32([0, 1])])
+        pool = np.concatenate([at, np.nextafter(at, np.float32(np.inf)), np.array([0, 1], np.float32)])
         pick = rng.choice(pool, n)
         columns.append(np.where(rng.random(n) < 0.2, rng.random(n, dtype=np.float32), pick))
     return np.stack(columns, axis=1).astype(np.float32)
@@ -359,7 +359,7 @@ class ForestPredictor:
         self.vector = layout is not None
         self._vector_nodes = self.forest.nodes if layout is None else layout
         probe = threshold_probe(self.forest)
-        expected = lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1).astype(np.float32)
+        expected = np.asarray(lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1), np.float32)
         if not np.array_equal(self.bins_probability(feature_bins(self.forest, probe)), expected):
             raise ValueError(f"{kernel_path(cache)}: the compiled forest differs from LightGBM on the probe")
 

@@ -162,7 +162,7 @@ def _parsed(paths: list[Path], parse: Callable[[Path, Path], _File], root: Path,
     return files
 
 
-def scan_ts(root: Path | str) -> tuple[list[TsFile], list[Problem]]:
+def scan_ts(root: str | os.PathLike) -> tuple[list[TsFile], list[Problem]]:
     """Every ``.tif`` of a SEN12MS-CR-TS tree, parsed, in natural sort order.
 
     Only ``ROIs*`` folders are read, so extra files beside them (archives,

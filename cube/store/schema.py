@@ -128,7 +128,7 @@ def table_encoding(ds: xr.Dataset) -> dict[str, dict]:
     cube converted in parts (test, then val, then train) would cost several requests
     per variable to open instead of one.
     """
-    return {name: {"chunks": (TABLE_CHUNK, *variable.shape[1:])} for name, variable in ds.variables.items()
+    return {str(name): {"chunks": (TABLE_CHUNK, *variable.shape[1:])} for name, variable in ds.variables.items()
             if variable.dims[:1] == ("patch",)}
 
 
@@ -173,7 +173,7 @@ def _per_patch_coords(spec: Spec, patches: list[PatchMeta], times: int) -> dict[
 
 
 def _paths(spec: Spec, patches: list[PatchMeta], times: int) -> dict[str, tuple]:
-    out = {}
+    out: dict[str, tuple] = {}
     for m in spec.modalities:
         if spec.temporal:
             values = np.array([[p.paths.get((m, t), "") for t in range(times)] for p in patches], dtype=object)

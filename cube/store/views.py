@@ -9,6 +9,7 @@ the same coordinates), :func:`stored_order` on the store.
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable
 
 import numpy as np
 import xarray as xr
@@ -85,7 +86,8 @@ def _chunked(ds: xr.Dataset, chunks: str | dict) -> xr.Dataset:
     for name in ds.data_vars:
         variable = ds[name].variable  # (a DataArray's chunk would chunk its coordinates too)
         image = "y" in variable.dims and "patch" in variable.dims
-        per = {"patch": 1, **({"time": 1} if chunks == "inner" and "time" in variable.dims else {})}
+        per: dict[Hashable, int] = {"patch": 1,
+                                    **({"time": 1} if chunks == "inner" and "time" in variable.dims else {})}
         out[name] = variable.chunk({d: per.get(d, -1) for d in variable.dims} if image else -1)
     return out
 
@@ -169,7 +171,7 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[
     from rasterio.transform import Affine
 
     one = ds[variable].isel(patch=patch)
-    band = next((d for d in one.dims if d.endswith("_band")), None)
+    band = next((d for d in one.dims if isinstance(d, str) and d.endswith("_band")), None)
     if band:  # per-band names: rioxarray writes them as the GeoTIFF's band descriptions
         one = one.sel({band: list(bands)}) if bands is not None else one
         one = one.assign_attrs(description=one.attrs.get("long_name", ""),

@@ -66,8 +66,8 @@ def draw_sky(rng: np.random.Generator, shape: tuple[int, int], coverage: float, 
     """Cloud fields over a mosaic of ``shape`` (unpadded) covering about ``coverage`` of it."""
     padded = (shape[0] + 2 * PAD, shape[1] + 2 * PAD)
     inner = (slice(PAD, PAD + shape[0]), slice(PAD, PAD + shape[1]))
-    opacity = np.zeros(padded, np.float32)
-    cirrus = np.zeros(padded, np.float32)
+    opacity: np.ndarray = np.zeros(padded, np.float32)
+    cirrus: np.ndarray = np.zeros(padded, np.float32)
     if coverage > 0:
         field = fractal_noise(rng, padded, rng.uniform(2.4, 3.3))
         thin_only = rng.random() < 0.25
