@@ -23,6 +23,7 @@ def lazy_exports(package: str, homes: dict[str, str]) -> tuple[Callable[[str], o
     >>> get("loader").__module__, "loader" in names()
     ('crts.data.batches', True)
     """
+
     def module_getattr(name: str) -> object:
         if name not in homes:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

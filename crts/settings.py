@@ -125,15 +125,41 @@ class Limit:
 
 _POSITIVE = Limit(0, low_open=True, whole=False)
 LIMITS: dict[str, Limit] = {
-    **dict.fromkeys(("batch_size", "accumulate", "log_every", "checkpoint_every", "crop", "max_steps", "features",
-                     "width", "n_head", "d_model"), Limit(1)),
+    **dict.fromkeys(
+        (
+            "batch_size",
+            "accumulate",
+            "log_every",
+            "checkpoint_every",
+            "crop",
+            "max_steps",
+            "features",
+            "width",
+            "n_head",
+            "d_model",
+        ),
+        Limit(1),
+    ),
     **dict.fromkeys(("epochs", "epochs_decay", "blocks", "seed", "num_workers", "freeze_encoder_steps"), Limit(0)),
-    "lr": _POSITIVE, "scale_by": _POSITIVE, "beta1": Limit(0, 1, high_open=True, whole=False)}
+    "lr": _POSITIVE,
+    "scale_by": _POSITIVE,
+    "beta1": Limit(0, 1, high_open=True, whole=False),
+}
 """The range of every numeric setting of :class:`TrainConfig` (whole numbers unless said)."""
 OPTIONAL = ("max_steps", "num_workers", "width", "scale_by")
 """Settings that may be left unset (None)."""
 
 
-RESUME_SAME = ("batch_size", "accumulate", "crop", "seed", "sampler", "n_input_samples", "region", "cloud_masks",
-               "min_cov", "max_cov")
+RESUME_SAME = (
+    "batch_size",
+    "accumulate",
+    "crop",
+    "seed",
+    "sampler",
+    "n_input_samples",
+    "region",
+    "cloud_masks",
+    "min_cov",
+    "max_cov",
+)
 """Settings that define the order and content of a run's batches: a resumed run must keep them."""

@@ -26,8 +26,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO
 
-S3_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-                  "AWS_ALLOW_HTTP": "true"}
+S3_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_ALLOW_HTTP": "true",
+}
 
 
 @contextmanager
@@ -183,6 +187,7 @@ class S3Proxy:
 
     def close(self) -> None:
         """Stop listening, end the open connections and the proxy's thread."""
+
         async def shut() -> None:
             self.server.close()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -229,8 +234,9 @@ class S3Proxy:
                 answer += await _message_body(upstream[0], answer, request=False, method=request.method)
                 self._answered(request)
                 if request.fault == "reset":
-                    client_writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                                                     struct.pack("ii", 1, 0))
+                    client_writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
                     client_writer.transport.abort()
                     break
                 client_writer.write(answer)
@@ -252,8 +258,14 @@ class S3Proxy:
         method, target = head.split(b" ", 2)[:2]
         path, _, query = target.decode().partition("?")
         headers = _headers(head)
-        request = Request(method.decode(), path.lstrip("/").partition("/")[2], query, headers.get("range"),
-                          time.monotonic(), depth=self._deepest + 1)
+        request = Request(
+            method.decode(),
+            path.lstrip("/").partition("/")[2],
+            query,
+            headers.get("range"),
+            time.monotonic(),
+            depth=self._deepest + 1,
+        )
         request.fault = self._fault(request) if self.fault_rate else None
         self.requests.append(request)
         return request
@@ -293,8 +305,11 @@ async def _message_body(reader: asyncio.StreamReader, head: bytes, *, request: b
 
 
 def _error_answer(status: int) -> bytes:
-    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{"InternalError" if status == 500 else "SlowDown"}'
-            f"</Code><Message>injected by the test proxy</Message></Error>").encode()
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{"InternalError" if status == 500 else "SlowDown"}'
+        f"</Code><Message>injected by the test proxy</Message></Error>"
+    ).encode()
     reason = "Internal Server Error" if status == 500 else "Service Unavailable"
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body

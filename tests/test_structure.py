@@ -17,8 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("cube", "crts")
 """The packages whose modules form the import graph."""
 
-LAYERS = {"cube": 0, "cube.dataset": 1, "cube.store": 2, "cube.parallel": 3, "cube.clouds": 4, "cube.ingest": 5,
-          "cube.analysis": 6, "cube.synth": 7}
+LAYERS = {
+    "cube": 0,
+    "cube.dataset": 1,
+    "cube.store": 2,
+    "cube.parallel": 3,
+    "cube.clouds": 4,
+    "cube.ingest": 5,
+    "cube.analysis": 6,
+    "cube.synth": 7,
+}
 """Each part of ``cube`` and its floor: a module may import from its own floor and below, never above. ``cube``
 itself (its ``__init__``: the version, and public names looked up on first use) is the ground floor."""
 
@@ -117,9 +125,11 @@ def layer(module: str) -> int:
 def test_every_import_of_the_packages_names_a_module_of_this_tree() -> None:
     # An editable install of another checkout would otherwise answer an old path silently.
     known = modules(*PACKAGES)
-    stale = [f"{found.importer}:{found.line} imports {found.target}"
-             for found in all_imports(*PACKAGES, "tests", "benchmarks")
-             if found.target.split(".")[0] in PACKAGES and found.target not in known]
+    stale = [
+        f"{found.importer}:{found.line} imports {found.target}"
+        for found in all_imports(*PACKAGES, "tests", "benchmarks")
+        if found.target.split(".")[0] in PACKAGES and found.target not in known
+    ]
     assert not stale, stale
 
 
@@ -130,9 +140,15 @@ def test_no_import_cycles() -> None:
 
 def test_no_private_name_is_imported_across_modules() -> None:
     known = modules(*PACKAGES, "benchmarks")
-    private = {(found.importer, found.target, found.name) for found in all_imports(*PACKAGES, "benchmarks")
-               if found.name and found.name.startswith("_") and not found.name.startswith("__")
-               and found.target in known and found.target != found.importer}
+    private = {
+        (found.importer, found.target, found.name)
+        for found in all_imports(*PACKAGES, "benchmarks")
+        if found.name
+        and found.name.startswith("_")
+        and not found.name.startswith("__")
+        and found.target in known
+        and found.target != found.importer
+    }
     assert not private, sorted(private)
 
 
@@ -150,12 +166,17 @@ def test_cube_never_reaches_torch_or_crts() -> None:
 
 def test_cube_s_subpackages_depend_one_way() -> None:
     edges = graph()
-    back = [f"{importer} (floor {layer(importer)}) imports {target} (floor {layer(target)})"
-            for importer, targets in edges.items() if importer.split(".")[0] == "cube"
-            for target in targets if target.split(".")[0] == "cube" and layer(target) > layer(importer)]
+    back = [
+        f"{importer} (floor {layer(importer)}) imports {target} (floor {layer(target)})"
+        for importer, targets in edges.items()
+        if importer.split(".")[0] == "cube"
+        for target in targets
+        if target.split(".")[0] == "cube" and layer(target) > layer(importer)
+    ]
     assert not back, back
-    assert {name.split(".")[1] for name in edges if name.count(".") >= 1 and name.startswith("cube.")} \
-        <= {part.split(".")[1] for part in LAYERS if "." in part}, "a new part of cube needs its floor in LAYERS"
+    assert {name.split(".")[1] for name in edges if name.count(".") >= 1 and name.startswith("cube.")} <= {
+        part.split(".")[1] for part in LAYERS if "." in part
+    }, "a new part of cube needs its floor in LAYERS"
 
 
 def test_the_graph_sees_the_lazy_imports() -> None:
@@ -165,6 +186,9 @@ def test_the_graph_sees_the_lazy_imports() -> None:
 
 def test_no_test_module_imports_from_another() -> None:
     # Shared helpers live in helper modules (tests/helpers.py, servers.py, figures.py, crts/models/base.py).
-    reaching = [f"{found.importer}:{found.line} imports {found.target}" for found in all_imports("tests")
-                if found.target.startswith("tests.") and found.target.rpartition(".")[2].startswith("test_")]
+    reaching = [
+        f"{found.importer}:{found.line} imports {found.target}"
+        for found in all_imports("tests")
+        if found.target.startswith("tests.") and found.target.rpartition(".")[2].startswith("test_")
+    ]
     assert not reaching, reaching

@@ -74,8 +74,9 @@ class ModelAdapter:
         """
         raise NotImplementedError
 
-    def training_loss(self, net: nn.Module, config: dict, loss: str, inputs: torch.Tensor, target: torch.Tensor,
-                      batch: dict) -> torch.Tensor:
+    def training_loss(
+        self, net: nn.Module, config: dict, loss: str, inputs: torch.Tensor, target: torch.Tensor, batch: dict
+    ) -> torch.Tensor:
         """The loss ``loss`` of a training step (default: on the [0, 1] scale, with the variances)."""
         mean, variance = self.predict(net, config, inputs, batch)
         return reconstruction_loss(loss, mean.float(), target, None if variance is None else variance.float())

@@ -40,13 +40,18 @@ def summary(ds: xr.Dataset, store: CubeStore | None = None) -> dict:
     detectors = finished_detectors(ds)
     table = ds.coverage.sel(detector=list(detectors)).values if detectors else None  # one read for all of them
     coverage = {} if table is None else {d: float(np.nanmean(table[..., i])) for i, d in enumerate(detectors)}
-    return {"patches": ds.sizes["patch"], "by_split_region": pd.crosstab(labels.split, labels.region),
-            "time_steps": ds.sizes.get("time", 1),
-            "first_date": dates.min().date().isoformat() if len(dates) else None,
-            "last_date": dates.max().date().isoformat() if len(dates) else None,
-            "detectors": detectors, "mean_coverage": coverage, "gaps": int((~ds.valid.values).sum()),
-            "runs": list_runs(store) if store is not None else None,
-            "bytes": store.size_bytes() if store is not None else None}
+    return {
+        "patches": ds.sizes["patch"],
+        "by_split_region": pd.crosstab(labels.split, labels.region),
+        "time_steps": ds.sizes.get("time", 1),
+        "first_date": dates.min().date().isoformat() if len(dates) else None,
+        "last_date": dates.max().date().isoformat() if len(dates) else None,
+        "detectors": detectors,
+        "mean_coverage": coverage,
+        "gaps": int((~ds.valid.values).sum()),
+        "runs": list_runs(store) if store is not None else None,
+        "bytes": store.size_bytes() if store is not None else None,
+    }
 
 
 def format_summary(facts: dict, name: str) -> str:
@@ -55,11 +60,15 @@ def format_summary(facts: dict, name: str) -> str:
     coverage = ", ".join(f"{d} {c:.3f}" for d, c in facts["mean_coverage"].items()) or "no cloud pass"
     runs = "n/a" if facts["runs"] is None else (", ".join(facts["runs"]) or "none")
     table = facts["by_split_region"].to_string()
-    return "\n".join([
-        f"{name}: {facts['patches']} patches x {facts['time_steps']} time steps, "
-        f"S2 dates {facts['first_date']} to {facts['last_date']}, {facts['gaps']} gap(s)",
-        f"cloud pass: {', '.join(facts['detectors']) or 'none'}",
-        f"mean coverage: {coverage}",
-        f"runs: {runs}",
-        f"size on disk: {size}",
-        "patches by split and region:", table])
+    return "\n".join(
+        [
+            f"{name}: {facts['patches']} patches x {facts['time_steps']} time steps, "
+            f"S2 dates {facts['first_date']} to {facts['last_date']}, {facts['gaps']} gap(s)",
+            f"cloud pass: {', '.join(facts['detectors']) or 'none'}",
+            f"mean coverage: {coverage}",
+            f"runs: {runs}",
+            f"size on disk: {size}",
+            "patches by split and region:",
+            table,
+        ]
+    )

@@ -38,8 +38,14 @@ class Problem:
 
     def record(self) -> dict:
         """The problem as a JSON-ready record (the ROI written ``ROIsXXXX/NN``, ``""`` where unknown)."""
-        return {"path": self.path, "message": self.message, "roi": str(self.roi) if self.roi else "",
-                "patch_id": self.patch_id, "time": self.time, "modality": self.modality}
+        return {
+            "path": self.path,
+            "message": self.message,
+            "roi": str(self.roi) if self.roi else "",
+            "patch_id": self.patch_id,
+            "time": self.time,
+            "modality": self.modality,
+        }
 
 
 class FileProblem(ValueError):  # noqa: N818 (the public, documented name of the project's file errors)

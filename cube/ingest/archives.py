@@ -191,8 +191,9 @@ class RedirectChecked(urllib.request.HTTPRedirectHandler):
     https to http); at most ``max_redirections`` (10) hops. A redirect's body is not read: it is closed here, before
     urllib reads it whole (a ``Content-Length`` of 25 GB was a MemoryError)."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: BinaryIO, code: int, msg: str, headers: object,
-                         newurl: str) -> urllib.request.Request | None:
+    def redirect_request(
+        self, req: urllib.request.Request, fp: BinaryIO, code: int, msg: str, headers: object, newurl: str
+    ) -> urllib.request.Request | None:
         fp.close()
         check_redirect(req.full_url, newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
@@ -212,8 +213,9 @@ only to http(s), never from https to http>
     """
     scheme = urllib.parse.urlsplit(new).scheme
     if scheme not in ("http", "https") or (urllib.parse.urlsplit(old).scheme == "https" and scheme == "http"):
-        raise urllib.error.URLError(f"refused a redirect from {old} to {new}: only to http(s), never from https "
-                                    "to http")
+        raise urllib.error.URLError(
+            f"refused a redirect from {old} to {new}: only to http(s), never from https to http"
+        )
 
 
 def open_url(request: urllib.request.Request | str, timeout: float) -> BinaryIO:
@@ -252,8 +254,10 @@ class CompressedInput(io.RawIOBase):
         count = self.raw.readinto(buffer) or 0
         self.taken += count
         if self.taken > math.ceil(self.output * INPUT_PER_OUTPUT) + INPUT_SLACK:
-            raise DamagedTarError(f"{self.taken} B of compressed data for at most {self.output} B of output, more than "
-                             "any gzip writer needs (INPUT_PER_OUTPUT, INPUT_SLACK): refused, read no further")
+            raise DamagedTarError(
+                f"{self.taken} B of compressed data for at most {self.output} B of output, more than "
+                "any gzip writer needs (INPUT_PER_OUTPUT, INPUT_SLACK): refused, read no further"
+            )
         return count
 
 
@@ -283,8 +287,14 @@ _BROKEN = (DamagedTarError, EOFError, isal_zlib.error, OSError, OverflowError, h
 chunked answer cut short: ``http.client.IncompleteRead``)."""
 _REGULAR = (b"0", b"\0", b"7")
 _HEADERS = {b"x": "PAX", b"g": "global PAX", b"L": "GNU long name", b"K": "GNU long link name"}
-_SPECIAL = {b"1": "hard link", b"2": "symbolic link", b"3": "character device", b"4": "block device",
-            b"5": "folder", b"6": "FIFO"}
+_SPECIAL = {
+    b"1": "hard link",
+    b"2": "symbolic link",
+    b"3": "character device",
+    b"4": "block device",
+    b"5": "folder",
+    b"6": "FIFO",
+}
 """Members without data in the stream (their size field, if any, is ignored, as tar does)."""
 _PAX_RECORD = re.compile(rb"(\d{1,20}) ")
 
@@ -359,7 +369,7 @@ def pax_records(data: bytes, header: str) -> dict[str, str]:
         end = pos + int(match[1]) if match else 0
         if not match or end <= match.end() or end > len(data) or data[end - 1] != 0x0A:
             raise DamagedTarError(f"the PAX header {header} holds a malformed record at byte {pos}")
-        key, sep, value = data[match.end():end - 1].partition(b"=")
+        key, sep, value = data[match.end() : end - 1].partition(b"=")
         if not sep:
             raise DamagedTarError(f"the PAX header {header} holds a record without '=' at byte {pos}")
         out[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
@@ -434,8 +444,10 @@ class TarReader:
                 return self.member(block, name, kind, size, pax)
             extended += size
             if extended > HEADER_LIMIT:
-                raise DamagedTarError(f"the {_HEADERS[kind]} header {name} brings a member's extended headers to "
-                                 f"{extended} B, more than {HEADER_LIMIT} B (HEADER_LIMIT): refused unread")
+                raise DamagedTarError(
+                    f"the {_HEADERS[kind]} header {name} brings a member's extended headers to "
+                    f"{extended} B, more than {HEADER_LIMIT} B (HEADER_LIMIT): refused unread"
+                )
             data = self.exactly(size + -size % BLOCK)[:size]
             if kind == b"x":
                 pax.update(pax_records(data, name))
@@ -450,8 +462,9 @@ class TarReader:
         while more:
             extended += BLOCK
             if extended > HEADER_LIMIT:
-                raise DamagedTarError(f"the old GNU sparse map of {name} is longer than {HEADER_LIMIT} B "
-                                 "(HEADER_LIMIT): refused unread")
+                raise DamagedTarError(
+                    f"the old GNU sparse map of {name} is longer than {HEADER_LIMIT} B (HEADER_LIMIT): refused unread"
+                )
             more = self.exactly(BLOCK)[504]
 
     def member(self, block: bytes, name: str, kind: bytes, size: int, pax: dict[str, str]) -> TarMember:
@@ -469,8 +482,13 @@ class TarReader:
         else:
             what = "file" if kind in _REGULAR else f"member of unknown type {kind!r}"
         realsize = pax.get("GNU.sparse.realsize") or pax.get("GNU.sparse.size")
-        claimed = (tar_number(block[483:495], "sparse size") if kind == b"S" else
-                   pax_number(realsize, f"PAX sparse size of {name}") if realsize else size)
+        claimed = (
+            tar_number(block[483:495], "sparse size")
+            if kind == b"S"
+            else pax_number(realsize, f"PAX sparse size of {name}")
+            if realsize
+            else size
+        )
         self.left, self.current = size + -size % BLOCK, name
         return TarMember(name, what, size, claimed)
 
@@ -487,8 +505,10 @@ def refusal(member: TarMember) -> str | None:
     """Why a member is refused (its data skipped unread), or None: one too big for the data set, or one named as an
     image that is not a regular file."""
     if member.size > MEMBER_LIMIT:
-        return (f"holds {member.size} B, more than the {MEMBER_LIMIT} B (MEMBER_LIMIT) a file of the data set can be: "
-                "refused, skipped unread")
+        return (
+            f"holds {member.size} B, more than the {MEMBER_LIMIT} B (MEMBER_LIMIT) a file of the data set can be: "
+            "refused, skipped unread"
+        )
     if not member.name.endswith(IMAGE_SUFFIX) or member.kind == "file":
         return None
     claims = f" claiming {member.claimed} B" if member.kind == "sparse file" else ""

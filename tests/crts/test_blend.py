@@ -16,8 +16,9 @@ class Grid:
     """What :class:`PatchBlender` reads of a :class:`SampleWindows`: windows of ``window`` px along x (whole rows),
     overlapping by ``overlap`` px, over ``patches`` patches of ``size`` px."""
 
-    def __init__(self, size: int, window: int, overlap: int, windows_per_patch: int, patches: int = 1,
-                 placement: str = "grid") -> None:
+    def __init__(
+        self, size: int, window: int, overlap: int, windows_per_patch: int, patches: int = 1, placement: str = "grid"
+    ) -> None:
         self.placement = placement
         self.input_dims, self.input_overlap = {"y": size, "x": window}, {"y": 0, "x": overlap}
         self.samples = type("Samples", (), {"image_size": size, "__len__": lambda _: patches})()

@@ -63,8 +63,9 @@ def reference_forward(state: dict[str, torch.Tensor], x: torch.Tensor, blocks: i
             p = f"model_final.{i}.conv_block"
             r = F.relu(F.conv3d(pad(z), state[f"{p}.1.weight"], state[f"{p}.1.bias"]))
             z = F.relu(z + 0.1 * F.conv3d(pad(r), state[f"{p}.4.weight"], state[f"{p}.4.bias"]))
-        z = F.conv3d(F.pad(z, (1, 1, 1, 1, 0, 0), mode="reflect"), state["model_final.8.weight"],
-                     state["model_final.8.bias"])
+        z = F.conv3d(
+            F.pad(z, (1, 1, 1, 1, 0, 0), mode="reflect"), state["model_final.8.weight"], state["model_final.8.bias"]
+        )
         outputs.append(torch.tanh(z[:, :, 0]))
     return torch.cat(outputs)
 
@@ -103,8 +104,9 @@ def test_baseline_resnet_loads_into_the_encoder() -> None:
     pretrained["netG.model.18.weight"], pretrained["netG.model.18.bias"] = torch.randn(64, 8, 3, 3), torch.randn(64)
     pretrained["netG.model.20.weight"], pretrained["netG.model.20.bias"] = torch.randn(13, 64, 3, 3), torch.randn(13)
     model = load_original_checkpoint(pretrained, ResNet3D(features=8, blocks=16))
-    torch.testing.assert_close(model.model_initial[2].conv_block[0].weight,
-                               generator["model_initial.2.conv_block.0.weight"])
+    torch.testing.assert_close(
+        model.model_initial[2].conv_block[0].weight, generator["model_initial.2.conv_block.0.weight"]
+    )
     with pytest.raises(ValueError, match="pass the ResNet3D"):
         load_original_checkpoint(pretrained)
     with pytest.raises(ValueError, match="neither"):

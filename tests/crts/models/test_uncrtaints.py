@@ -47,15 +47,23 @@ def mbconv_entries(prefix: str, width: int, batch_norm: bool) -> dict[str, tuple
 def published_table(mono: bool = False) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the published generator (use_sar, widths [128] and [128] * 5, 16 heads, d_model 256,
     d_k 4, group norm in the encoder, batch norm in the decoder, out_conv [13 + 13]), read off the original code."""
-    table = {"in_conv.conv.conv.0.weight": (128, 15, 1, 1), "in_conv.conv.conv.0.bias": (128,),
-             "in_conv.conv.conv.1.weight": (128,), "in_conv.conv.conv.1.bias": (128,)}
+    table = {
+        "in_conv.conv.conv.0.weight": (128, 15, 1, 1),
+        "in_conv.conv.conv.0.bias": (128,),
+        "in_conv.conv.conv.1.weight": (128,),
+        "in_conv.conv.conv.1.bias": (128,),
+    }
     table |= mbconv_entries("in_block.0", 128, batch_norm=False)
     if not mono:
-        table |= {"temporal_encoder.inconv.weight": (256, 128, 1), "temporal_encoder.inconv.bias": (256,),
-                  "temporal_encoder.attention_heads.Q": (16, 4),
-                  "temporal_encoder.attention_heads.fc1_k.weight": (64, 256),
-                  "temporal_encoder.attention_heads.fc1_k.bias": (64,),
-                  "temporal_encoder.in_norm.weight": (128,), "temporal_encoder.in_norm.bias": (128,)}
+        table |= {
+            "temporal_encoder.inconv.weight": (256, 128, 1),
+            "temporal_encoder.inconv.bias": (256,),
+            "temporal_encoder.attention_heads.Q": (16, 4),
+            "temporal_encoder.attention_heads.fc1_k.weight": (64, 256),
+            "temporal_encoder.attention_heads.fc1_k.bias": (64,),
+            "temporal_encoder.in_norm.weight": (128,),
+            "temporal_encoder.in_norm.bias": (128,),
+        }
     for i in range(5):
         table |= mbconv_entries(f"out_block.{i}", 128, batch_norm=True)
     return table | {"out_conv.conv.conv.0.weight": (26, 128, 1, 1), "out_conv.conv.conv.0.bias": (26,)}
@@ -163,7 +171,7 @@ def _old_name(key: str) -> str:
     """Older files: ``in_block1``, ``out_block1`` ... ``out_block5`` instead of ``in_block.0`` ... ``out_block.4``."""
     for part in ("in_block", "out_block"):
         if key.startswith(f"{part}."):
-            index, rest = key[len(part) + 1:].split(".", 1)
+            index, rest = key[len(part) + 1 :].split(".", 1)
             return f"{part}{int(index) + 1}.{rest}"
     return key
 

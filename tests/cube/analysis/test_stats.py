@@ -31,9 +31,15 @@ def index() -> CoverageIndex:
     rng = np.random.default_rng(3)
     coverage = rng.choice([0.0, 0.005, 0.3, 0.7, 1.0], size=(40, 6, 2)).astype(np.float32)
     coverage[rng.random(coverage.shape[:2]) < 0.1] = np.nan
-    labels = pd.DataFrame({"roi_group": rng.choice(["ROIs1868", "ROIs2017"], 40), "roi": rng.integers(1, 4, 40),
-                           "patch_id": np.arange(40), "region": rng.choice(["africa", "europa", "america"], 40),
-                           "split": rng.choice(["train", "val", "test"], 40)})
+    labels = pd.DataFrame(
+        {
+            "roi_group": rng.choice(["ROIs1868", "ROIs2017"], 40),
+            "roi": rng.integers(1, 4, 40),
+            "patch_id": np.arange(40),
+            "region": rng.choice(["africa", "europa", "america"], 40),
+            "split": rng.choice(["train", "val", "test"], 40),
+        }
+    )
     labels["roi_name"] = labels.roi_group + "/" + labels.roi.astype(str)
     dates = np.datetime64("2018-01-05") + rng.integers(0, 365, (40, 6)).astype("timedelta64[D]")
     return CoverageIndex(coverage, ("det_a", "det_b"), labels, dates.astype("datetime64[ns]"))
@@ -42,8 +48,14 @@ def index() -> CoverageIndex:
 def _long(index: CoverageIndex) -> pd.DataFrame:
     """One row per (patch, time, detector), by pandas alone."""
     p, t, d = np.meshgrid(*(np.arange(n) for n in index.coverage.shape), indexing="ij")
-    frame = pd.DataFrame({"patch": p.ravel(), "time": t.ravel(), "detector": np.array(index.detectors)[d.ravel()],
-                          "coverage": index.coverage.ravel()})
+    frame = pd.DataFrame(
+        {
+            "patch": p.ravel(),
+            "time": t.ravel(),
+            "detector": np.array(index.detectors)[d.ravel()],
+            "coverage": index.coverage.ravel(),
+        }
+    )
     frame = frame.join(index.labels, on="patch")
     frame["roi"] = frame.roi_name
     frame["month"] = pd.DatetimeIndex(index.dates[frame.patch, frame.time]).month
@@ -53,12 +65,20 @@ def _long(index: CoverageIndex) -> pd.DataFrame:
 @pytest.mark.parametrize("by", [["region"], ["region", "split"], ["month"], ["roi", "time"], ["detector"]])
 def test_grouped_table_equals_pandas(index: CoverageIndex, by: list[str]) -> None:
     keys = by if "detector" in by else ["detector", *by]
-    expected = _long(index).groupby(keys).coverage.agg(
-        images="count", mean_coverage="mean", clear_share=lambda c: (c <= 0.01).mean(),
-        cloudy_share=lambda c: (c >= 0.5).mean())
+    expected = (
+        _long(index)
+        .groupby(keys)
+        .coverage.agg(
+            images="count",
+            mean_coverage="mean",
+            clear_share=lambda c: (c <= 0.01).mean(),
+            cloudy_share=lambda c: (c >= 0.5).mean(),
+        )
+    )
     got = coverage_table(index, by)
-    pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_dtype=False,
-                                  check_index_type=False, check_names=False)
+    pd.testing.assert_frame_equal(
+        got.sort_index(), expected.sort_index(), check_dtype=False, check_index_type=False, check_names=False
+    )
 
 
 def test_filters(index: CoverageIndex) -> None:
@@ -117,8 +137,20 @@ def test_an_unknown_detector_names_the_valid_ones(tiny_cube: Path) -> None:
 def test_coverage_figure_names_months_counts_images_and_keeps_splits_apart_from_regions(index: CoverageIndex) -> None:
     fig = plot_coverage(index, "det_b")
     hist, month, clear = fig.axes
-    assert [t.get_text() for t in month.get_xticklabels()] == ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
-                                                               "Aug", "Sep", "Oct", "Nov", "Dec"]
+    assert [t.get_text() for t in month.get_xticklabels()] == [
+        "Jan",
+        "Feb",
+        "Mar",
+        "Apr",
+        "May",
+        "Jun",
+        "Jul",
+        "Aug",
+        "Sep",
+        "Oct",
+        "Nov",
+        "Dec",
+    ]
     images = _long(index).query("detector == 'det_b'").groupby(["region", "split"]).size()
     by_region = [f"{region} (n={n})" for region, n in images.groupby("region").sum().items()]
     assert [t.get_text() for t in hist.get_legend().get_texts()] == by_region

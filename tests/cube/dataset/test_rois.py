@@ -29,8 +29,7 @@ def test_splits_partition_the_table() -> None:
 def test_selection_follows_table_order_not_list_order() -> None:
     # The reference lists the test split starting with ROIs1868/119; the sample order starts with ROIs1158.
     assert names(select_rois("test"))[:4] == ["ROIs1158/106", "ROIs1868/73", "ROIs1868/100", "ROIs1868/119"]
-    assert names(select_rois("val")) == ["ROIs1868/17", "ROIs1868/127", "ROIs1970/65", "ROIs2017/22",
-                                         "ROIs2017/117"]
+    assert names(select_rois("val")) == ["ROIs1868/17", "ROIs1868/127", "ROIs1970/65", "ROIs2017/22", "ROIs2017/117"]
 
 
 def test_region_lists() -> None:
