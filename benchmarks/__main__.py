@@ -18,10 +18,15 @@ from benchmarks.page import RESULTS, machine, render
 def main() -> None:
     names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("only", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default: all of {', '.join(names)})")
-    parser.add_argument("--page", type=Path, metavar="FILE",
-                        help="write the Markdown page of the result files to FILE (runs no benchmark)")
+    parser.add_argument(
+        "only", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(names)})"
+    )
+    parser.add_argument(
+        "--page",
+        type=Path,
+        metavar="FILE",
+        help="write the Markdown page of the result files to FILE (runs no benchmark)",
+    )
     args = parser.parse_args()
     if args.page:
         args.page.write_text(render())

@@ -22,8 +22,9 @@ from cube.dataset.rois import ALL_ROIS, select_rois
 class GeoTiffLoader:
     """The original's per-sample work on a GeoTIFF tree (split 'all' order)."""
 
-    def __init__(self, root: Path, split: str = "all", cloud_masks: str | None = "s2cloudless_mask",
-                 n_input_samples: int = 3) -> None:
+    def __init__(
+        self, root: Path, split: str = "all", cloud_masks: str | None = "s2cloudless_mask", n_input_samples: int = 3
+    ) -> None:
         files = scan_ts(root)[0]
         wanted = set(select_rois(split))
         self.patches: dict[tuple, dict] = {}
@@ -45,10 +46,17 @@ class GeoTiffLoader:
         s1 = [rasterio.open(files["S1"][t]).read() for t in times]
         s2 = [rasterio.open(files["S2"][t]).read() for t in times]
         if self.cloud_masks is None:
-            return {"S1": [scale_s1(x) for x in s1], "S2": [scale_s2(x) for x in s2],
-                    "masks": [np.ones(x.shape[1:], np.float32) for x in s2]}
+            return {
+                "S1": [scale_s1(x) for x in s1],
+                "S2": [scale_s2(x) for x in s2],
+                "masks": [np.ones(x.shape[1:], np.float32) for x in s2],
+            }
         masks = [self._mask(x) for x in s2]
         index = choose_steps(np.array([[m.mean() for m in masks]]), self.n)
         steps = [*index.inputs[0].tolist(), int(index.target[0])]
-        return {"S1": [scale_s1(s1[t]) for t in steps], "S2": [scale_s2(s2[t]) for t in steps],
-                "masks": [masks[t] for t in steps], "idx": steps}
+        return {
+            "S1": [scale_s1(s1[t]) for t in steps],
+            "S2": [scale_s2(s2[t]) for t in steps],
+            "masks": [masks[t] for t in steps],
+            "idx": steps,
+        }

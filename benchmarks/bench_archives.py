@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from isal import igzip
@@ -25,7 +26,7 @@ from cube.synth.archives import make_archived_dataset
 PATCHES_PER_ROI = 4
 
 
-def _timed(fn) -> tuple[float, float]:
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
     """Wall seconds and CPU seconds (this process's threads and its children) of ``fn()``."""
     before, start = os.times(), time.perf_counter()
     fn()
@@ -33,7 +34,7 @@ def _timed(fn) -> tuple[float, float]:
     return wall, sum(after[i] - before[i] for i in range(4))
 
 
-def _seconds(fn) -> float:
+def _seconds(fn: Callable[[], object]) -> float:
     return _timed(fn)[0]
 
 
@@ -46,22 +47,31 @@ def _gunzip(path: Path, module: object) -> None:
 def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        archives = make_archived_dataset(tmp / "archives", patches_per_roi=PATCHES_PER_ROI, workers=2,
-                                         progress=False)
+        archives = make_archived_dataset(tmp / "archives", patches_per_roi=PATCHES_PER_ROI, workers=2, progress=False)
         tree = tmp / "tree"
         tree.mkdir()
-        extract, extract_cpu = _timed(lambda: [subprocess.run(["tar", "-xzf", str(a), "-C", str(tree)], check=True)
-                                         for a in archives])
+        extract, extract_cpu = _timed(
+            lambda: [subprocess.run(["tar", "-xzf", str(a), "-C", str(tree)], check=True) for a in archives]
+        )
         merged = tmp / "merged"  # the toolbox's merge: every extracted top folder into one tree
-        merge = _seconds(lambda: subprocess.run(f"mkdir -p {merged} && cp -al {tree}/*/* {merged}/", shell=True,
-                                                check=True))
-        tree_convert, tree_cpu = _timed(lambda: convert(merged, tmp / "tree.zarr", workers=1, clouds=(),
-                                                        progress=False))
+        merge = _seconds(
+            lambda: subprocess.run(f"mkdir -p {merged} && cp -al {tree}/*/* {merged}/", shell=True, check=True)
+        )
+        tree_convert, tree_cpu = _timed(
+            lambda: convert(merged, tmp / "tree.zarr", workers=1, clouds=(), progress=False)
+        )
         reports = {}
 
         def from_archives(at_once: int) -> None:
-            reports[at_once] = convert(tmp / "archives", tmp / f"archives-{at_once}.zarr", workers=1, clouds=(),
-                                       progress=False, groups_at_once=at_once)
+            reports[at_once] = convert(
+                tmp / "archives",
+                tmp / f"archives-{at_once}.zarr",
+                workers=1,
+                clouds=(),
+                progress=False,
+                groups_at_once=at_once,
+            )
+
         archive_convert, archive_cpu = _timed(lambda: from_archives(1))
         groups = len({archive_group(a.name) for a in archives})
         all_at_once, all_cpu = _timed(lambda: from_archives(groups))
@@ -71,13 +81,19 @@ def run() -> dict:
         archive_bytes = sum(a.stat().st_size for a in archives)
         tree_bytes = sum(p.stat().st_size for p in merged.rglob("*.tif"))
     return {
-        "archives": len(archives), "archive_MB": round(archive_bytes / 1e6, 1), "tree_MB": round(tree_bytes / 1e6, 1),
-        "tar_xzf_all_s": round(extract, 2), "merge_s (hard links)": round(merge, 2),
+        "archives": len(archives),
+        "archive_MB": round(archive_bytes / 1e6, 1),
+        "tree_MB": round(tree_bytes / 1e6, 1),
+        "tar_xzf_all_s": round(extract, 2),
+        "merge_s (hard links)": round(merge, 2),
         "tree_to_cube_s (1 process)": round(tree_convert, 2),
         "extract_plus_convert_s": round(extract + merge + tree_convert, 2),
         "archives_to_cube_s (1 process)": round(archive_convert, 2),
-        "cpu_s: tar_xzf_all / tree_to_cube / archives_to_cube": [round(extract_cpu, 1), round(tree_cpu, 1),
-                                                                 round(archive_cpu, 1)],
+        "cpu_s: tar_xzf_all / tree_to_cube / archives_to_cube": [
+            round(extract_cpu, 1),
+            round(tree_cpu, 1),
+            round(archive_cpu, 1),
+        ],
         "ratio_archives_to_cube_vs_extraction_alone": round(archive_convert / extract, 2),
         "ratio_archives_to_cube_vs_extract_plus_convert": round(archive_convert / (extract + merge + tree_convert), 2),
         "scratch_peak_MB": round(reports[1].scratch_peak_bytes / 1e6, 1),

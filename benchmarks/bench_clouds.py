@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,13 @@ def _s2cloudless_one_thread(s2: np.ndarray) -> np.ndarray:
     return s2cloudless_detector().get_cloud_probability_maps(reflectance(s2).transpose(0, 2, 3, 1), num_threads=1)
 
 
-def _timed(fn, clock=time.perf_counter) -> tuple[float, object]:
+def _timed(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> tuple[float, object]:
     start = clock()
     out = fn()
     return clock() - start, out
 
 
-def _pass(cube: Path, copy: Path, **kwargs) -> tuple[float, xr.Dataset]:
+def _pass(cube: Path, copy: Path, **kwargs: object) -> tuple[float, xr.Dataset]:
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(cube, copy)
     seconds, _ = _timed(lambda: compute_clouds(copy, PRODUCTS, progress=False, **kwargs))
@@ -52,8 +53,11 @@ def _pass(cube: Path, copy: Path, **kwargs) -> tuple[float, xr.Dataset]:
 
 def _per_core(s2: np.ndarray, out: dict) -> None:
     """Images per CPU second of s2cloudless and of both walks of the kernel; probabilities compared."""
-    walks = {"s2cloudless": _s2cloudless_one_thread, "compiled forest, vector walk": fast_probability(),
-             "compiled forest, portable walk": predictor(cache_dir(), MODEL_PATH, False)}
+    walks = {
+        "s2cloudless": _s2cloudless_one_thread,
+        "compiled forest, vector walk": fast_probability(),
+        "compiled forest, portable walk": predictor(cache_dir(), MODEL_PATH, False),
+    }
     out["vector walk on this CPU"] = walks["compiled forest, vector walk"].vector
     seconds: dict[str, list[float]] = {name: [] for name in walks}
     expected = None
@@ -66,18 +70,21 @@ def _per_core(s2: np.ndarray, out: dict) -> None:
     base = np.array(seconds["s2cloudless"])
     for name, spent in seconds.items():
         per_s = len(s2) / np.array(spent)
-        out[f"{name}, one thread_images_per_cpu_s (best, median)"] = [round(float(per_s.max()), 2),
-                                                                       round(float(np.median(per_s)), 2)]
-        out[f"{name}, speed-up per core (best, median)"] = [round(float(base.min() / min(spent)), 1),
-                                                            round(float(np.median(base / np.array(spent))), 1)]
+        out[f"{name}, one thread_images_per_cpu_s (best, median)"] = [
+            round(float(per_s.max()), 2),
+            round(float(np.median(per_s)), 2),
+        ]
+        out[f"{name}, speed-up per core (best, median)"] = [
+            round(float(base.min() / min(spent)), 1),
+            round(float(np.median(base / np.array(spent))), 1),
+        ]
         out[f"core-hours for {IMAGES_IN_DATA_SET:,} images, {name}"] = round(IMAGES_IN_DATA_SET / per_s.max() / 3600)
 
 
 def run() -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_dataset(Path(tmp) / "src", ["ROIs1868/17"], patches_per_roi=2, times=8, workers=2,
-                            progress=False)
+        root = make_dataset(Path(tmp) / "src", ["ROIs1868/17"], patches_per_roi=2, times=8, workers=2, progress=False)
         cube = Path(tmp) / "cube.zarr"
         convert(root, cube, workers=1, clouds=(), progress=False)
         s2 = xr.open_zarr(cube, consolidated=False).S2.values.reshape(-1, 13, 256, 256)

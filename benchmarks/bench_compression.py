@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +25,24 @@ CODECS = {
     "none": None,
     "blosc-lz4-shuffle": lambda size: BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=size),
     "blosc-lz4-bitshuffle": lambda size: BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=size),
-    "blosc-zstd1-bitshuffle": lambda size: BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle",
-                                                      typesize=size),
-    "blosc-zstd3-bitshuffle": lambda size: BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle",
-                                                      typesize=size),
+    "blosc-zstd1-bitshuffle": lambda size: BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=size),
+    "blosc-zstd3-bitshuffle": lambda size: BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle", typesize=size),
     "blosc-zstd3-shuffle": lambda size: BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=size),
     "zstd3": lambda size: ZstdCodec(level=3),
 }
 
 
-def _measure(data: np.ndarray, codec, path: Path) -> tuple[float, int, float]:
+def _measure(data: np.ndarray, codec: Callable[[int], object] | None, path: Path) -> tuple[float, int, float]:
     compressors = () if codec is None else (codec(data.dtype.itemsize),)
-    array = zarr.create_array(path, shape=data.shape, dtype=data.dtype, chunks=(1, 1, *data.shape[2:]),
-                              shards=(1, *data.shape[1:]), compressors=compressors, zarr_format=3)
+    array = zarr.create_array(
+        path,
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(1, 1, *data.shape[2:]),
+        shards=(1, *data.shape[1:]),
+        compressors=compressors,
+        zarr_format=3,
+    )
     start = time.perf_counter()
     for p in range(data.shape[0]):
         array[p] = data[p]
@@ -61,7 +67,9 @@ def run() -> dict:
             _, base_size, base_read = _measure(data, None, Path(tmp) / f"{modality}_baseline")
             for name, codec in CODECS.items():
                 write, size, read = _measure(data, codec, Path(tmp) / f"{modality}_{name}")
-                out[f"{modality} {name}"] = (f"size {size / base_size:.3f}x, write {data.nbytes / write / 1e6:.0f} "
-                                             f"MB/s, read one image {read * 1e3:.2f} ms "
-                                             f"({read / base_read:.2f}x uncompressed)")
+                out[f"{modality} {name}"] = (
+                    f"size {size / base_size:.3f}x, write {data.nbytes / write / 1e6:.0f} "
+                    f"MB/s, read one image {read * 1e3:.2f} ms "
+                    f"({read / base_read:.2f}x uncompressed)"
+                )
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,6 @@ from cube import convert, open_cube
 from cube.dataset.layout import scan_ts
 from cube.synth import make_dataset
 
-
 PATCHES_PER_ROI = 6
 
 
@@ -26,7 +26,7 @@ def _bytes(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths)
 
 
-def _best_of(fn, repeat: int = 3) -> float:
+def _best_of(fn: Callable[[], object], repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -46,8 +46,9 @@ def run() -> dict:
                     src.read()
 
         read_s = _best_of(read_all)
-        convert_1 = _best_of(lambda: convert(root, Path(tmp) / f"c1_{time.monotonic_ns()}.zarr", workers=1,
-                                             clouds=(), progress=False))
+        convert_1 = _best_of(
+            lambda: convert(root, Path(tmp) / f"c1_{time.monotonic_ns()}.zarr", workers=1, clouds=(), progress=False)
+        )
         start = time.perf_counter()
         convert(root, Path(tmp) / "cube.zarr", workers=2, clouds=(), progress=False)  # the cloud pass: bench_stats
         convert_2 = time.perf_counter() - start
@@ -57,11 +58,12 @@ def run() -> dict:
         ds = open_cube(Path(tmp) / "cube.zarr", chunks=None)
         s2 = zarr.open_array(Path(tmp) / "cube.zarr" / "S2", mode="r")
         rng = np.random.default_rng(0)
-        picks = list(zip(rng.integers(0, ds.sizes['patch'], 50), rng.integers(0, 30, 50), strict=True))
+        picks = list(zip(rng.integers(0, ds.sizes["patch"], 50), rng.integers(0, 30, 50), strict=True))
         zarr_read = _best_of(lambda: [s2[p, t] for p, t in picks]) / len(picks)
         xr_read = _best_of(lambda: [ds.S2[p, t].values for p, t in picks]) / len(picks)
-        tif_read = _best_of(lambda: [rasterio.open(root / str(ds.S2_path.values[p, t])).read()
-                                     for p, t in picks]) / len(picks)
+        tif_read = _best_of(
+            lambda: [rasterio.open(root / str(ds.S2_path.values[p, t])).read() for p, t in picks]
+        ) / len(picks)
     image_mb = 13 * 256 * 256 * 2 / 1e6
     return {
         "geotiffs": len(files),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,18 +43,17 @@ from cube import convert
 from cube.store.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
 
-
 PASSES = 5
 """Passes over the 4 samples per timing of whole samples (4 x as many epochs of windows): single passes of about
 60 ms made the window / whole ratio swing between 3.4 and 6.5 from run to run."""
 
 
-def _rate(fn, items: int, repeat: int = 1) -> float:
+def _rate(fn: Callable[[], object], items: int, repeat: int = 1) -> float:
     best = min(_seconds(fn) for _ in range(repeat))
     return items / best
 
 
-def _seconds(fn) -> float:
+def _seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -75,8 +75,13 @@ def start_methods(samples: SEN12MSCRTS) -> dict:
     """Start-up and steady rate of 2 workers per start method (128 px windows of ``samples``), and ratios to fork."""
     windows = SampleWindows(samples, {"y": 128, "x": 128})
     windows[0]  # the parent has read the cube (and used dask) before the workers start, as in training
-    runs = {"0 workers": None, "fork": "fork", "forkserver (starts the server)": "forkserver",
-            "forkserver (server running)": "forkserver", "spawn": "spawn"}
+    runs = {
+        "0 workers": None,
+        "fork": "fork",
+        "forkserver (starts the server)": "forkserver",
+        "forkserver (server running)": "forkserver",
+        "spawn": "spawn",
+    }
     measured = {label: _first_batch_and_rate(windows, method) for label, method in runs.items()}
     out = {}
     for label, (first, rate) in measured.items():
@@ -101,8 +106,9 @@ class _Ready(torch.utils.data.Dataset):
         return {key: value.clone() if torch.is_tensor(value) else value for key, value in self.item.items()}
 
 
-def _loader_rate(windows: torch.utils.data.Dataset, workers: int, order: list[int],
-                 start_method: str | None = None) -> float:
+def _loader_rate(
+    windows: torch.utils.data.Dataset, workers: int, order: list[int], start_method: str | None = None
+) -> float:
     """Items/s of one pass through ``crts.data.loader`` (batches of 4), timed from its first batch."""
     data = iter(loader(windows, batch_size=4, num_workers=workers, sampler=order, start_method=start_method))
     next(data)
@@ -122,9 +128,12 @@ def worker_scaling(samples: SEN12MSCRTS, passes: int = 200) -> dict:
         ready = _loader_rate(_Ready(windows[0], len(order)), 2, list(range(len(order))))
     finally:
         torch.set_num_threads(threads)
-    return {"64 px windows/s, 1 process": round(one, 1), "64 px windows/s, 2 workers": round(two, 1),
-            "2 workers / 1 process": round(two / one, 2),
-            "transfer limit: ready-made items/s through 2 workers": round(ready, 1)}
+    return {
+        "64 px windows/s, 1 process": round(one, 1),
+        "64 px windows/s, 2 workers": round(two, 1),
+        "2 workers / 1 process": round(two / one, 2),
+        "transfer limit: ready-made items/s through 2 workers": round(ready, 1),
+    }
 
 
 def shared_memory_split(samples: SEN12MSCRTS, passes: int = 30) -> dict:
@@ -139,9 +148,11 @@ def shared_memory_split(samples: SEN12MSCRTS, passes: int = 30) -> dict:
             rates[label] = _loader_rate(windows, 2, order, start_method="fork")
     finally:
         batches.SHARED_BYTES = default
-    return {"whole patches, 2 workers, windows/s: 1 MiB or more shared": round(rates["split"], 1),
-            "... / all in the message": round(rates["split"] / rates["all in the message"], 2),
-            "... / all in shared memory": round(rates["split"] / rates["all shared"], 2)}
+    return {
+        "whole patches, 2 workers, windows/s: 1 MiB or more shared": round(rates["split"], 1),
+        "... / all in the message": round(rates["split"] / rates["all in the message"], 2),
+        "... / all in shared memory": round(rates["split"] / rates["all shared"], 2),
+    }
 
 
 def _steps(samples: SEN12MSCRTS, pdx: int) -> list[int]:
@@ -155,17 +166,18 @@ def _decode_limit(cube: Path, samples: SEN12MSCRTS) -> None:
         for name in ("S2", "S1", samples.cloud_masks):
             array = zarr.open_array(cube / name, mode="r")
             per_step = int(np.prod([s // c for s, c in zip(array.shards[2:], array.chunks[2:], strict=True)]))
-            with open(cube / name / "c" / str(int(samples.positions[pdx])) / "/".join("0" * (array.ndim - 2)) / "0",
-                      "rb") as shard:
+            with open(
+                cube / name / "c" / str(int(samples.positions[pdx])) / "/".join("0" * (array.ndim - 2)) / "0", "rb"
+            ) as shard:
                 fd, entries = shard.fileno(), array.shards[1] * per_step
                 end = os.fstat(fd).st_size
                 index = np.frombuffer(os.pread(fd, 16 * entries, end - 16 * entries - 4), "<u8").reshape(-1, 2)
                 for t in _steps(samples, pdx):
-                    for offset, size in index[t * per_step:(t + 1) * per_step]:
+                    for offset, size in index[t * per_step : (t + 1) * per_step]:
                         blosc.decode(os.pread(fd, int(size), int(offset)))
 
 
-def _bytes_read(samples: SEN12MSCRTS, read) -> float:  # noqa: ANN001
+def _bytes_read(samples: SEN12MSCRTS, read: Callable[[], object]) -> float:
     """Bytes that ``read()`` fetches from the cube's files (shard indexes and chunks)."""
     store, total = samples.store, [0]
     plain = store.get_ranges
@@ -174,6 +186,7 @@ def _bytes_read(samples: SEN12MSCRTS, read) -> float:  # noqa: ANN001
         found = plain(requests)
         total[0] += sum(a.size for arrays in found.values() for a in arrays if a is not None)
         return found
+
     store.get_ranges = counting
     try:
         read()
@@ -187,8 +200,9 @@ def decode_limit(cube: Path, samples: SEN12MSCRTS, whole_rate: float) -> dict:
     n, names = len(samples), ("S2", "S1", samples.cloud_masks)
     arrays = {name: zarr.open_array(cube / name, mode="r") for name in names}
     limit = _rate(lambda: _decode_limit(cube, samples), n, repeat=5)
-    requests = [[(name, (int(samples.positions[i]), t)) for name in names for t in _steps(samples, i)]
-                for i in range(n)]
+    requests = [
+        [(name, (int(samples.positions[i]), t)) for name in names for t in _steps(samples, i)] for i in range(n)
+    ]
     direct = _rate(lambda: [samples.store.read(r) for r in requests], n, repeat=5)
     plain = _rate(lambda: [arrays[name][sel] for r in requests for name, sel in r], n, repeat=3)
     windows = SampleWindows(samples, {"y": 64, "x": 64}, placement="random")
@@ -199,22 +213,26 @@ def decode_limit(cube: Path, samples: SEN12MSCRTS, whole_rate: float) -> dict:
             windows.set_epoch(epoch)
             for i in range(len(windows)):
                 windows[i]
+
     window_rate = _rate(read_windows, epochs * len(windows), repeat=3)
-    return {"decode limit (file reads + Blosc, no scaling) samples/s": round(limit, 1),
-            "whole samples / decode limit": round(whole_rate / limit, 2),
-            "direct reads (CubeStore.read) samples/s": round(direct, 1),
-            "direct reads / zarr reads of the same images": round(direct / plain, 2),
-            "64 px windows (random) samples/s": round(window_rate, 1),
-            "64 px windows / whole samples": round(window_rate / whole_rate, 2),
-            "bytes read per 64 px window (MB)": round(_bytes_read(samples, read_windows) / epochs / n / 1e6, 3),
-            "bytes read per whole sample (MB)": round(_bytes_read(samples, lambda: samples[0]) / 1e6, 3)}
+    return {
+        "decode limit (file reads + Blosc, no scaling) samples/s": round(limit, 1),
+        "whole samples / decode limit": round(whole_rate / limit, 2),
+        "direct reads (CubeStore.read) samples/s": round(direct, 1),
+        "direct reads / zarr reads of the same images": round(direct / plain, 2),
+        "64 px windows (random) samples/s": round(window_rate, 1),
+        "64 px windows / whole samples": round(window_rate / whole_rate, 2),
+        "bytes read per 64 px window (MB)": round(_bytes_read(samples, read_windows) / epochs / n / 1e6, 3),
+        "bytes read per whole sample (MB)": round(_bytes_read(samples, lambda: samples[0]) / 1e6, 3),
+    }
 
 
 def run() -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_dataset(Path(tmp) / "src", ["ROIs1868/17", "ROIs2017/63"], patches_per_roi=2, workers=2,
-                            progress=False)
+        root = make_dataset(
+            Path(tmp) / "src", ["ROIs1868/17", "ROIs2017/63"], patches_per_roi=2, workers=2, progress=False
+        )
         cube_path = Path(tmp) / "cube.zarr"
         convert(root, cube_path, workers=1, clouds=("s2cloudless_mask",), tile=WINDOW_TILE_PX, progress=False)
 
@@ -254,6 +272,8 @@ def run() -> dict:
         out.update(worker_scaling(ours))
         out.update(shared_memory_split(ours))
         out.update(start_methods(ours))
-    out["goals"] = (">= 100x with s2cloudless masks; >= 5x masks off; loader share >= 50%; whole samples >= 0.5 of the "
-                    "decode limit; 64 px windows >= 4x whole samples; 2 workers >= 1.8x one process")
+    out["goals"] = (
+        ">= 100x with s2cloudless masks; >= 5x masks off; loader share >= 50%; whole samples >= 0.5 of the "
+        "decode limit; 64 px windows >= 4x whole samples; 2 workers >= 1.8x one process"
+    )
     return out

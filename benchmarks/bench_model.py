@@ -18,8 +18,7 @@ from crts.losses import gaussian_nll
 from crts.models import ResNet3D, UnCRtainTS
 
 
-def _samples_per_s(model: torch.nn.Module, batch: int, size: int, device: torch.device, amp: bool,
-                   steps: int) -> float:
+def _samples_per_s(model: torch.nn.Module, batch: int, size: int, device: torch.device, amp: bool, steps: int) -> float:
     x = torch.rand(batch, 3, 15, size, size, device=device)
     target = torch.rand(batch, 13, size, size, device=device)
     dates = torch.tensor([[30.0, 60.0, 90.0]] * batch, device=device)

@@ -34,7 +34,9 @@ def peak_gb():  # this process image's own high-water mark (ru_maxrss would incl
         return round(next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1e6, 2)
 """
 
-_OPERATION = _PEAK + r"""
+_OPERATION = (
+    _PEAK
+    + r"""
 import json, pickle, sys, time
 path, op = sys.argv[1], sys.argv[2]
 import cube, xarray as xr
@@ -59,29 +61,33 @@ elif op == "SEN12MSCRTS train":
 seconds = time.perf_counter() - start
 print(json.dumps({"s": round(seconds, 3), "peak GB": peak_gb(), **extra}))
 """
+)
 
-_COMMAND = _PEAK + r"""
+_COMMAND = (
+    _PEAK
+    + r"""
 import json, sys
 from crts.cli import main
 code = main(sys.argv[1:])
 print(json.dumps({"peak GB": peak_gb()}), file=sys.stderr)
 sys.exit(code)
 """
+)
 
 COMMANDS = {"crts info": ["info"], "crts stats": ["stats", "--by", "region,split"]}
 
 
 def _operation(path: Path | str, op: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _OPERATION, str(path), op], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", _OPERATION, str(path), op], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _command(path: Path | str, args: list[str]) -> dict:
     """Wall time of a ``crts`` command from the start of its process, and its peak memory."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _COMMAND, args[0], str(path), *args[1:]], capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND, args[0], str(path), *args[1:]], capture_output=True, text=True, check=True
+    )
     return {"s": round(time.perf_counter() - start, 2), **json.loads(done.stderr.strip().splitlines()[-1])}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,6 @@ import pandas as pd
 import xarray as xr
 
 from cube import convert
-from cube.clouds.compute import compute_clouds
-from cube.clouds.detectors import DETECTORS, s2cloudless_probability
-from cube.dataset.rois import ALL_ROIS, region_of, split_of
-from cube.store.schema import TABLE_CHUNK
 from cube.analysis.stats import (
     coverage_index,
     coverage_table,
@@ -29,6 +26,10 @@ from cube.analysis.stats import (
     patches_with_clear_steps,
     time_steps_in_range,
 )
+from cube.clouds.compute import compute_clouds
+from cube.clouds.detectors import DETECTORS, s2cloudless_probability
+from cube.dataset.rois import ALL_ROIS, region_of, split_of
+from cube.store.schema import TABLE_CHUNK
 from cube.synth import make_dataset
 
 N_PATCHES, TIMES = 50_000, 30
@@ -42,19 +43,23 @@ def _full_size_store(path: Path) -> None:
     days = (np.arange(TIMES) * 12)[None, :] + rng.integers(0, 12, (N_PATCHES, TIMES))
     ds = xr.Dataset(
         {"coverage": (("patch", "time", "detector"), coverage)},
-        coords={"roi_group": ("patch", np.array([r.group for r in rois], dtype=object)),
-                "roi": ("patch", np.array([r.number for r in rois], dtype=np.int32)),
-                "patch_id": ("patch", np.arange(N_PATCHES, dtype=np.int32)),
-                "region": ("patch", np.array([region_of(r) for r in rois], dtype=object)),
-                "split": ("patch", np.array([split_of(r) for r in rois], dtype=object)),
-                "S2_date": (("patch", "time"), (np.datetime64("2018-01-01") + days).astype("datetime64[ns]")),
-                "detector": np.array(DETECTORS, dtype=object)},
-        attrs={"clouds": {"detectors": list(DETECTORS), "complete": True}})
-    ds.to_zarr(path, zarr_format=3, consolidated=False,
-               encoding={"coverage": {"chunks": (TABLE_CHUNK, TIMES, len(DETECTORS))}})
+        coords={
+            "roi_group": ("patch", np.array([r.group for r in rois], dtype=object)),
+            "roi": ("patch", np.array([r.number for r in rois], dtype=np.int32)),
+            "patch_id": ("patch", np.arange(N_PATCHES, dtype=np.int32)),
+            "region": ("patch", np.array([region_of(r) for r in rois], dtype=object)),
+            "split": ("patch", np.array([split_of(r) for r in rois], dtype=object)),
+            "S2_date": (("patch", "time"), (np.datetime64("2018-01-01") + days).astype("datetime64[ns]")),
+            "detector": np.array(DETECTORS, dtype=object),
+        },
+        attrs={"clouds": {"detectors": list(DETECTORS), "complete": True}},
+    )
+    ds.to_zarr(
+        path, zarr_format=3, consolidated=False, encoding={"coverage": {"chunks": (TABLE_CHUNK, TIMES, len(DETECTORS))}}
+    )
 
 
-def _timed(fn) -> tuple[float, object]:
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
@@ -81,12 +86,17 @@ def run() -> dict:
 
         def pandas_baseline() -> pd.DataFrame:
             p, t, d = np.meshgrid(*(np.arange(n) for n in index.coverage.shape), indexing="ij")
-            frame = pd.DataFrame({"detector": np.array(index.detectors)[d.ravel()],
-                                  "region": index.labels.region.to_numpy()[p.ravel()],
-                                  "month": pd.DatetimeIndex(index.dates[p.ravel(), t.ravel()]).month,
-                                  "coverage": index.coverage.ravel()})
+            frame = pd.DataFrame(
+                {
+                    "detector": np.array(index.detectors)[d.ravel()],
+                    "region": index.labels.region.to_numpy()[p.ravel()],
+                    "month": pd.DatetimeIndex(index.dates[p.ravel(), t.ravel()]).month,
+                    "coverage": index.coverage.ravel(),
+                }
+            )
             return frame.groupby(["detector", "region", "month"]).coverage.agg(
-                ["count", "mean", lambda c: (c <= 0.01).mean(), lambda c: (c >= 0.5).mean()])
+                ["count", "mean", lambda c: (c <= 0.01).mean(), lambda c: (c >= 0.5).mean()]
+            )
 
         baseline = _timed(pandas_baseline)[0]
         out["pandas baseline, table by region, month_s"] = round(baseline, 3)

@@ -27,9 +27,17 @@ def _write_only(files: list, out: Path) -> None:
     s2 = np.random.default_rng(0).integers(0, 10000, (13, 256, 256)).astype(np.uint16)
     for i, f in enumerate(files):
         data = s1 if f.modality == "S1" else s2
-        with rasterio.open(out / f"{i}.tif", "w", driver="GTiff", width=256, height=256, count=data.shape[0],
-                           dtype=data.dtype, crs=CRS.from_epsg(32632),
-                           transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dst:
+        with rasterio.open(
+            out / f"{i}.tif",
+            "w",
+            driver="GTiff",
+            width=256,
+            height=256,
+            count=data.shape[0],
+            dtype=data.dtype,
+            crs=CRS.from_epsg(32632),
+            transform=Affine(10, 0, 500000, 0, -10, 5000000),
+        ) as dst:
             dst.write(data)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -44,8 +45,10 @@ def _window_reads(windows: SampleWindows) -> list[list[tuple]]:
         pdx, y0, x0 = windows.position(i)
         p, area = int(samples.positions[pdx]), (slice(y0, y0 + h), slice(x0, x0 + h))
         steps = [*map(int, samples.index.inputs[pdx]), int(samples.index.target[pdx])]
-        reads.append([(name, (p, t, slice(None), *area)) for name in ("S2", "S1") for t in steps]
-                     + [(samples.cloud_masks, (p, t, *area)) for t in steps])
+        reads.append(
+            [(name, (p, t, slice(None), *area)) for name in ("S2", "S1") for t in steps]
+            + [(samples.cloud_masks, (p, t, *area)) for t in steps]
+        )
     return reads
 
 
@@ -69,12 +72,21 @@ def _rates(samples: SEN12MSCRTS, window: int, raw: bool = False) -> float:
 
 def _data_wait(cube: Path, out: Path, device: str, batch_size: int, **settings: object) -> float:
     """Share of a training run's time spent waiting for data, from its log lines (each weighted by its time)."""
-    config = TrainConfig(cube=str(cube), out=str(out), device=device, batch_size=batch_size, epochs=100,
-                         epochs_decay=0, log_every=3, checkpoint_every=10**6, **settings)
+    config = TrainConfig(
+        cube=str(cube),
+        out=str(out),
+        device=device,
+        batch_size=batch_size,
+        epochs=100,
+        epochs_decay=0,
+        log_every=3,
+        checkpoint_every=10**6,
+        **settings,
+    )
     run = train(config, progress=False)
     with (run / "log.csv").open(newline="") as log:
         rows = [row for row in csv.DictReader(log) if row["loss"]]
-    steps = [int(row["step"]) - int(before["step"]) for before, row in zip([{"step": 0}, *rows], rows)]
+    steps = [int(row["step"]) - int(before["step"]) for before, row in pairwise([{"step": 0}, *rows])]
     seconds = [n * batch_size / float(row["samples_per_s"]) for n, row in zip(steps, rows, strict=True)]
     waiting = sum(s * float(row["data_share"]) for s, row in zip(seconds, rows, strict=True))
     return waiting / sum(seconds)
@@ -82,8 +94,9 @@ def _data_wait(cube: Path, out: Path, device: str, batch_size: int, **settings: 
 
 def _training_cube(tmp: Path) -> Path:
     """16 patches of a train ROI and of a val ROI, 6 time steps: epochs of several steps."""
-    root = make_dataset(tmp / "train_src", ["ROIs1868/56", "ROIs1868/17"], patches_per_roi=16, times=6, workers=2,
-                        progress=False)
+    root = make_dataset(
+        tmp / "train_src", ["ROIs1868/56", "ROIs1868/17"], patches_per_roi=16, times=6, workers=2, progress=False
+    )
     convert(root, tmp / "train.zarr", workers=1, clouds=("s2cloudless_mask",), tile=WINDOW_TILE_PX, progress=False)
     return tmp / "train.zarr"
 
@@ -101,8 +114,9 @@ def _training(tmp: Path) -> dict:
 def run() -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_dataset(Path(tmp) / "src", ["ROIs1868/56", "ROIs1868/17"], patches_per_roi=2, workers=2,
-                            progress=False)
+        root = make_dataset(
+            Path(tmp) / "src", ["ROIs1868/56", "ROIs1868/17"], patches_per_roi=2, workers=2, progress=False
+        )
         for tile in TILES:
             cube = Path(tmp) / f"cube{tile}.zarr"
             convert(root, cube, workers=1, clouds=("s2cloudless_mask",), tile=tile, progress=False)

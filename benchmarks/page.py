@@ -49,15 +49,22 @@ def gpu() -> str | None:
 
 def machine() -> dict:
     """What a result depends on: CPU count and model, GPU (None: none present), Python, and the date (UTC)."""
-    return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "gpu": gpu(), "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "gpu": gpu(),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+    }
 
 
 def describe_machine(info: dict) -> str:
     """One line naming the machine of a result (fields that older result files lack say ``not recorded``)."""
     gpu_name = info.get("gpu", "not recorded") or "none"
-    return (f"{info.get('date', 'date not recorded')}; {info.get('cpus')} CPUs "
-            f"({info.get('cpu_model', 'model not recorded')}); GPU: {gpu_name}; Python {info.get('python')}")
+    return (
+        f"{info.get('date', 'date not recorded')}; {info.get('cpus')} CPUs "
+        f"({info.get('cpu_model', 'model not recorded')}); GPU: {gpu_name}; Python {info.get('python')}"
+    )
 
 
 def cell(value: object) -> str:
@@ -85,12 +92,16 @@ def render(results: Path = RESULTS) -> str:
         result = json.loads(path.read_text())
         info, purpose = result.pop("machine", {}), result.pop("purpose", "")
         rows = "".join(f"| {cell(key)} | {cell(value)} |\n" for key, value in result.items())
-        parts.append(f"\n## {path.stem}\n\n{purpose}\n\nMachine: {describe_machine(info)}.\n\n"
-                     f"| measure | value |\n|---|---|\n{rows}")
+        parts.append(
+            f"\n## {path.stem}\n\n{purpose}\n\nMachine: {describe_machine(info)}.\n\n"
+            f"| measure | value |\n|---|---|\n{rows}"
+        )
     measured = {path.stem for path in files}
     missing = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py") if p.stem not in measured)
     if missing:
-        parts.append("\n## Not measured yet\n\nNo committed result for: "
-                     + ", ".join(f"`{name}`" for name in missing)
-                     + ". Run `python -m benchmarks NAME` on an idle machine, then regenerate this page.\n")
+        parts.append(
+            "\n## Not measured yet\n\nNo committed result for: "
+            + ", ".join(f"`{name}`" for name in missing)
+            + ". Run `python -m benchmarks NAME` on an idle machine, then regenerate this page.\n"
+        )
     return "".join(parts)

@@ -49,15 +49,18 @@ class PatchBlender:
         self.size, self.device = windows.samples.image_size, device
         self._open: dict[int, dict] = {}
 
-    def add(self, pdx: int, y0: int, x0: int, blended: dict[str, torch.Tensor],
-            pasted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    def add(
+        self, pdx: int, y0: int, x0: int, blended: dict[str, torch.Tensor], pasted: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor] | None:
         """Add one window of sample ``pdx`` at (``y0``, ``x0``) px; the whole patch once it is complete."""
         h, w = self.weight.shape
         if pdx not in self._open:
-            self._open[pdx] = {"count": 0, "weight": torch.zeros(self.size, self.size, dtype=torch.float64,
-                                                                 device=self.device),
-                               "sums": {k: self._zeros(v, torch.float64) for k, v in blended.items()},
-                               "pasted": {k: self._zeros(v, v.dtype) for k, v in pasted.items()}}
+            self._open[pdx] = {
+                "count": 0,
+                "weight": torch.zeros(self.size, self.size, dtype=torch.float64, device=self.device),
+                "sums": {k: self._zeros(v, torch.float64) for k, v in blended.items()},
+                "pasted": {k: self._zeros(v, v.dtype) for k, v in pasted.items()},
+            }
         patch = self._open[pdx]
         area = (..., slice(y0, y0 + h), slice(x0, x0 + w))
         patch["weight"][area] += self.weight

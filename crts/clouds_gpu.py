@@ -41,7 +41,7 @@ class TorchForestPredictor:
         """Raw scores (float64) of binned pixels (n, 16): the leaf sums in tree order."""
         out = []
         for start in range(0, len(bins), PIXELS_PER_STEP):
-            out.append(self._margin(torch.from_numpy(bins[start:start + PIXELS_PER_STEP]).to(self.device)))
+            out.append(self._margin(torch.from_numpy(bins[start : start + PIXELS_PER_STEP]).to(self.device)))
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
     def _margin(self, bins: torch.Tensor) -> torch.Tensor:

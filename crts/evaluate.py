@@ -51,8 +51,13 @@ VARIANCE_DTYPE = np.float16
 """Stored type of the predicted variances (relative precision 2**-11 from 6.1e-5 up; see docs/schema.md)."""
 DIMS = ("sample", "S2_band", "y", "x")
 REFLECTANCE = "[0, 1] reflectance"
-METRIC_UNITS = {"rmse": ("1", f", {REFLECTANCE}"), "mae": ("1", f", {REFLECTANCE}"),
-                "psnr": ("dB", " (peak 1 of [0, 1] reflectance)"), "sam": ("degree", ""), "ssim": ("1", "")}
+METRIC_UNITS = {
+    "rmse": ("1", f", {REFLECTANCE}"),
+    "mae": ("1", f", {REFLECTANCE}"),
+    "psnr": ("dB", " (peak 1 of [0, 1] reflectance)"),
+    "sam": ("degree", ""),
+    "ssim": ("1", ""),
+}
 """Units of each per-image metric (``rmse_cloudy`` etc. as ``rmse``) and what the long name adds."""
 
 
@@ -89,9 +94,13 @@ class _Predictor:
         kind, self.config = kind_of(self.model), self.model.config
         self.predict, self.uncertain = kind.predict, kind.uncertain(self.config)
         self.trained_inputs = kind.trained_inputs(self.config, _train_config(content))
-        self.provenance = {"checkpoint": str(Path(checkpoint).resolve()), "model": content["model"],
-                           "checkpoint_sha256": _sha256(Path(checkpoint)), "model_config": json.dumps(self.config),
-                           "train_config": content.get("train_config", "")}
+        self.provenance = {
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "model": content["model"],
+            "checkpoint_sha256": _sha256(Path(checkpoint)),
+            "model_config": json.dumps(self.config),
+            "train_config": content.get("train_config", ""),
+        }
 
     def __call__(self, batch: dict, device: torch.device) -> Prediction:
         """A batch's prediction in [0, 1], clipped there, and its variance (or None)."""
@@ -110,24 +119,42 @@ def _labels(samples: SEN12MSCRTS) -> dict:
         "input_times": (("sample", "input"), samples.index.inputs),
         "input_coverage": (("sample", "input"), np.take_along_axis(samples.coverage, samples.index.inputs, axis=1)),
         "coverage_bin": ("sample", samples.index.coverage_bin),
-        "target_in_inputs": ("sample", samples.index.target_in_inputs, {
-            "long_name": "the target time step is also an input (its scores are trivial)"})}
+        "target_in_inputs": (
+            "sample",
+            samples.index.target_in_inputs,
+            {"long_name": "the target time step is also an input (its scores are trivial)"},
+        ),
+    }
 
 
 def _template(samples: SEN12MSCRTS, uncertain: bool) -> xr.Dataset:
     """The run's images, lazily allocated: ``prediction``, and ``variance`` for models that predict it."""
     size = samples.image_size
     shape, chunks = (len(samples), len(S2_BANDS), size, size), (1, len(S2_BANDS), size, size)
-    variables = {"prediction": (DIMS, da.zeros(shape, dtype=np.uint16, chunks=chunks), {
-        "long_name": "predicted cloud-free S2 reflectance x 10000 (clipped to [0, 10000])"})}
+    variables = {
+        "prediction": (
+            DIMS,
+            da.zeros(shape, dtype=np.uint16, chunks=chunks),
+            {"long_name": "predicted cloud-free S2 reflectance x 10000 (clipped to [0, 10000])"},
+        )
+    }
     if uncertain:
-        variables["variance"] = (DIMS, da.zeros(shape, dtype=VARIANCE_DTYPE, chunks=chunks), {
-            "long_name": "predicted variance of the reflectance (float16)", "units": f"({REFLECTANCE})^2"})
+        variables["variance"] = (
+            DIMS,
+            da.zeros(shape, dtype=VARIANCE_DTYPE, chunks=chunks),
+            {"long_name": "predicted variance of the reflectance (float16)", "units": f"({REFLECTANCE})^2"},
+        )
     return xr.Dataset(variables, coords=_labels(samples))
 
 
-def _predict_all(predictor: _Predictor, windows: SampleWindows, writer: RunWriter, device: torch.device,
-                 batch_size: int, progress: bool) -> dict[str, np.ndarray]:
+def _predict_all(
+    predictor: _Predictor,
+    windows: SampleWindows,
+    writer: RunWriter,
+    device: torch.device,
+    batch_size: int,
+    progress: bool,
+) -> dict[str, np.ndarray]:
     """Write every sample's prediction (and variance) into the run; returns the per-image scores (float32).
 
     The model predicts batches of windows; :class:`crts.blend.PatchBlender` puts
@@ -145,8 +172,9 @@ def _predict_all(predictor: _Predictor, windows: SampleWindows, writer: RunWrite
             outputs = {"prediction": prediction} | ({} if variance is None else {"variance": variance})
             pasted = {k: batch[k].to(device, non_blocking=True) for k in ("target", "input_masks")}
             for j, (pdx, y0, x0) in enumerate(zip(*(batch[k].tolist() for k in ("pdx", "y0", "x0")), strict=True)):
-                whole = blender.add(pdx, y0, x0, {k: v[j] for k, v in outputs.items()},
-                                    {k: v[j] for k, v in pasted.items()})
+                whole = blender.add(
+                    pdx, y0, x0, {k: v[j] for k, v in outputs.items()}, {k: v[j] for k, v in pasted.items()}
+                )
                 complete += [] if whole is None else [(pdx, whole)]
             while len(complete) >= batch_size or (complete and n == len(batches)):
                 _score_and_write(complete[:batch_size], stored, scores, len(windows.samples))
@@ -155,21 +183,25 @@ def _predict_all(predictor: _Predictor, windows: SampleWindows, writer: RunWrite
     return scores
 
 
-def _score_and_write(patches: list[tuple[int, dict]], stored: dict, scores: dict[str, np.ndarray],
-                     samples: int) -> None:
+def _score_and_write(
+    patches: list[tuple[int, dict]], stored: dict, scores: dict[str, np.ndarray], samples: int
+) -> None:
     """Score whole patches with the paper's metrics and write their prediction (and variance) into the run's
     ``stored`` arrays."""
     pdx = np.array([p for p, _ in patches])
-    prediction, target, masks = (torch.stack([whole[k] for _, whole in patches])
-                                 for k in ("prediction", "target", "input_masks"))
+    prediction, target, masks = (
+        torch.stack([whole[k] for _, whole in patches]) for k in ("prediction", "target", "input_masks")
+    )
     per_image = evaluate_batch(prediction, target, masks.amax(1) > 0)
     stored["prediction"].set_orthogonal_selection(
-        (pdx,), np.round(prediction.cpu().numpy() * S2_SCALE).astype(np.uint16))
+        (pdx,), np.round(prediction.cpu().numpy() * S2_SCALE).astype(np.uint16)
+    )
     if "variance" in stored:
         variance = torch.stack([whole["variance"] for _, whole in patches])
         largest = float(np.finfo(VARIANCE_DTYPE).max)
         stored["variance"].set_orthogonal_selection(
-            (pdx,), variance.clamp(max=largest).cpu().numpy().astype(VARIANCE_DTYPE))
+            (pdx,), variance.clamp(max=largest).cpu().numpy().astype(VARIANCE_DTYPE)
+        )
         per_image |= {"mean_variance": mean_variance(variance), "mean_error": mean_error(prediction, target)}
     for name, values in per_image.items():
         scores.setdefault(name, np.full(samples, np.nan, np.float32))[pdx] = values.cpu().numpy()
@@ -178,11 +210,16 @@ def _score_and_write(patches: list[tuple[int, dict]], stored: dict, scores: dict
 def _describe(name: str) -> dict[str, str]:
     """Attributes of a per-sample score."""
     if name == "mean_variance":
-        return {"long_name": "mean predicted variance of the image (13 bands, all pixels)",
-                "units": f"({REFLECTANCE})^2"}
+        return {
+            "long_name": "mean predicted variance of the image (13 bands, all pixels)",
+            "units": f"({REFLECTANCE})^2",
+        }
     if name == "mean_error":
-        return {"long_name": "mean signed error target - prediction of the image, the error UCE and AUCE "
-                             "calibrate against (as UnCRtainTS)", "units": REFLECTANCE}
+        return {
+            "long_name": "mean signed error target - prediction of the image, the error UCE and AUCE "
+            "calibrate against (as UnCRtainTS)",
+            "units": REFLECTANCE,
+        }
     units, scale = METRIC_UNITS[name.split("_")[0]]
     return {"long_name": f"{name} of the prediction against the target{scale}", "units": units}
 
@@ -205,28 +242,72 @@ def uncertainty_summary(mean_var: np.ndarray, error: np.ndarray, rmse: np.ndarra
     kept = error_by_certainty(variance, torch.from_numpy(rmse), KEPT_PERCENT)
     per_bin = ("calibration_bin",)
     shares = np.arange(1, len(kept) + 1) * KEPT_PERCENT / 100
-    return xr.Dataset({
-        "uce": ((), uce, {"long_name": f"uncertainty calibration error over {CALIBRATION_BINS} bins of mean "
-                                       "predicted variance (weighted by images)", "units": REFLECTANCE}),
-        "auce": ((), auce, {"long_name": "unweighted mean calibration error of the non-empty bins",
-                            "units": REFLECTANCE}),
-        "calibration_images": (per_bin, counts.numpy().astype(np.int32), {"long_name": "images in the bin"}),
-        "calibration_rmse": (per_bin, rms_error.numpy().astype(np.float32), {
-            "long_name": "root mean square of the images' mean error in the bin (NaN: empty)", "units": REFLECTANCE}),
-        "calibration_std": (per_bin, rms_std.numpy().astype(np.float32), {
-            "long_name": "root mean predicted variance of the bin's images (NaN: empty)", "units": REFLECTANCE}),
-        "rmse_by_kept_share": ("kept_share", kept.numpy().astype(np.float32), {
-            "long_name": "mean RMSE of the kept images, the most certain (lowest mean variance) first",
-            "units": REFLECTANCE})},
-        coords={"calibration_bin": np.arange(CALIBRATION_BINS, dtype=np.int32),
-                "kept_share": ("kept_share", shares, {"long_name": "share of the images kept", "units": "1"})})
+    return xr.Dataset(
+        {
+            "uce": (
+                (),
+                uce,
+                {
+                    "long_name": f"uncertainty calibration error over {CALIBRATION_BINS} bins of mean "
+                    "predicted variance (weighted by images)",
+                    "units": REFLECTANCE,
+                },
+            ),
+            "auce": (
+                (),
+                auce,
+                {"long_name": "unweighted mean calibration error of the non-empty bins", "units": REFLECTANCE},
+            ),
+            "calibration_images": (per_bin, counts.numpy().astype(np.int32), {"long_name": "images in the bin"}),
+            "calibration_rmse": (
+                per_bin,
+                rms_error.numpy().astype(np.float32),
+                {
+                    "long_name": "root mean square of the images' mean error in the bin (NaN: empty)",
+                    "units": REFLECTANCE,
+                },
+            ),
+            "calibration_std": (
+                per_bin,
+                rms_std.numpy().astype(np.float32),
+                {"long_name": "root mean predicted variance of the bin's images (NaN: empty)", "units": REFLECTANCE},
+            ),
+            "rmse_by_kept_share": (
+                "kept_share",
+                kept.numpy().astype(np.float32),
+                {
+                    "long_name": "mean RMSE of the kept images, the most certain (lowest mean variance) first",
+                    "units": REFLECTANCE,
+                },
+            ),
+        },
+        coords={
+            "calibration_bin": np.arange(CALIBRATION_BINS, dtype=np.int32),
+            "kept_share": ("kept_share", shares, {"long_name": "share of the images kept", "units": "1"}),
+        },
+    )
 
 
-def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None, baseline: str | None = None,
-             split: str = "test", region: str = "all", cloud_masks: str = "s2cloudless_mask",
-             n_input_samples: int | None = None, min_cov: float = 0.0, max_cov: float = 1.0,
-             import_index: str | None = None, batch_size: int = 4, window: int | None = None, overlap: int = 0,
-             device: str = "auto", storage_options: dict | None = None, progress: bool = True) -> str:
+def evaluate(
+    cube: str | os.PathLike,
+    run: str,
+    *,
+    checkpoint: str | None = None,
+    baseline: str | None = None,
+    split: str = "test",
+    region: str = "all",
+    cloud_masks: str = "s2cloudless_mask",
+    n_input_samples: int | None = None,
+    min_cov: float = 0.0,
+    max_cov: float = 1.0,
+    import_index: str | None = None,
+    batch_size: int = 4,
+    window: int | None = None,
+    overlap: int = 0,
+    device: str = "auto",
+    storage_options: dict | None = None,
+    progress: bool = True,
+) -> str:
     """Predict every sample of a split and write predictions and per-sample metrics as run ``run`` of the cube.
 
     Returns the published run's location; open it with :func:`cube.store.runs.open_run`.
@@ -265,26 +346,53 @@ def evaluate(cube: str | os.PathLike, run: str, *, checkpoint: str | None = None
     predictor = _Predictor(checkpoint, baseline)
     n = predictor.trained_inputs if n_input_samples is None else n_input_samples
     store = as_store(cube, "r+", storage_options)
-    samples = SEN12MSCRTS(store.reopened("r"), split=split, region=region, cloud_masks=cloud_masks,
-                          n_input_samples=n, min_cov=min_cov, max_cov=max_cov, import_data_path=import_index)
-    windows = SampleWindows(samples, None if window is None else {"y": window, "x": window},
-                            {"y": overlap, "x": overlap})  # bad windows are refused before anything is written
+    samples = SEN12MSCRTS(
+        store.reopened("r"),
+        split=split,
+        region=region,
+        cloud_masks=cloud_masks,
+        n_input_samples=n,
+        min_cov=min_cov,
+        max_cov=max_cov,
+        import_data_path=import_index,
+    )
+    windows = SampleWindows(
+        samples, None if window is None else {"y": window, "x": window}, {"y": overlap, "x": overlap}
+    )  # bad windows are refused before anything is written
     trivial = int(samples.index.target_in_inputs.sum())
     if trivial:
-        warnings.warn(f"{trivial} of {len(samples)} samples have their target among their inputs (min_cov "
-                      f"{min_cov}, as the original's sampling allows), so copying an input scores perfectly on them; "
-                      "keep clear steps out of the inputs with --min-cov 0.05, or use the published index files "
-                      "(--import-index)", TargetAmongInputsWarning, stacklevel=2)
+        warnings.warn(
+            f"{trivial} of {len(samples)} samples have their target among their inputs (min_cov "
+            f"{min_cov}, as the original's sampling allows), so copying an input scores perfectly on them; "
+            "keep clear steps out of the inputs with --min-cov 0.05, or use the published index files "
+            "(--import-index)",
+            TargetAmongInputsWarning,
+            stacklevel=2,
+        )
     writer = RunWriter(store, run, _template(samples, predictor.uncertain))
     predictor.model.to(torch_device).eval()
     scores = _predict_all(predictor, windows, writer, torch_device, batch_size, progress)
     metrics = xr.Dataset({name: ("sample", values, _describe(name)) for name, values in scores.items()})
     if predictor.uncertain:
         metrics = metrics.merge(uncertainty_summary(scores["mean_variance"], scores["mean_error"], scores["rmse"]))
-    return writer.publish(metrics.assign_attrs({
-        **predictor.provenance, "run": run, "split": split, "region": region, "cloud_masks": cloud_masks,
-        "n_input_samples": n, "min_cov": min_cov, "max_cov": max_cov, "samples_target_in_inputs": trivial,
-        "window_px": window or samples.image_size, "overlap_px": overlap,
-        "index": str(Path(import_index).resolve()) if import_index else "computed",
-        "index_sha256": _sha256(Path(import_index)) if import_index and Path(import_index).is_file() else "",
-        "code_version": __version__, "created": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"}))
+    return writer.publish(
+        metrics.assign_attrs(
+            {
+                **predictor.provenance,
+                "run": run,
+                "split": split,
+                "region": region,
+                "cloud_masks": cloud_masks,
+                "n_input_samples": n,
+                "min_cov": min_cov,
+                "max_cov": max_cov,
+                "samples_target_in_inputs": trivial,
+                "window_px": window or samples.image_size,
+                "overlap_px": overlap,
+                "index": str(Path(import_index).resolve()) if import_index else "computed",
+                "index_sha256": _sha256(Path(import_index)) if import_index and Path(import_index).is_file() else "",
+                "code_version": __version__,
+                "created": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}",
+            }
+        )
+    )

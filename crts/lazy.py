@@ -23,12 +23,13 @@ def lazy_exports(package: str, homes: dict[str, str]) -> tuple[Callable[[str], o
     >>> get("loader").__module__, "loader" in names()
     ('crts.data.batches', True)
     """
-    def __getattr__(name: str) -> object:
+
+    def module_getattr(name: str) -> object:
         if name not in homes:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(import_module(f".{homes[name]}", package), name)
 
-    def __dir__() -> list[str]:
+    def module_dir() -> list[str]:
         return sorted([*vars(sys.modules[package]), *homes])
 
-    return __getattr__, __dir__
+    return module_getattr, module_dir

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from .settings import LOSSES
 
@@ -34,8 +34,9 @@ MAHALANOBIS_FLOOR = 1e-9
 """Smallest squared Mahalanobis distance (the original clamps it there)."""
 
 
-def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, variance: torch.Tensor,
-                 batch_logdet: bool = False) -> torch.Tensor:
+def gaussian_nll(
+    mean: torch.Tensor, target: torch.Tensor, variance: torch.Tensor, batch_logdet: bool = False
+) -> torch.Tensor:
     """Gaussian negative log-likelihood with diagonal covariance, averaged over images and pixels.
 
     Parameters
@@ -60,8 +61,9 @@ def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, variance: torch.Tenso
     return (0.5 * (k * math.log(2 * math.pi) + logdet + mahalanobis)).mean()
 
 
-def reconstruction_loss(name: str, mean: torch.Tensor, target: torch.Tensor,
-                        variance: torch.Tensor | None = None) -> torch.Tensor:
+def reconstruction_loss(
+    name: str, mean: torch.Tensor, target: torch.Tensor, variance: torch.Tensor | None = None
+) -> torch.Tensor:
     """The loss ``name`` (one of :data:`LOSSES`); ``MGNLL`` needs ``variance``."""
     if name == "l1":
         return F.l1_loss(mean, target)

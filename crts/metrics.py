@@ -10,7 +10,7 @@ UCE and AUCE and the error of the most certain images, as UnCRtainTS reports the
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
@@ -73,21 +73,32 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     var_t = blur(target * target) - mu_t**2
     cov = blur(prediction * target) - mu_p * mu_t
     ssim_map = ((2 * mu_p * mu_t + SSIM_C1) * (2 * cov + SSIM_C2)) / (
-        (mu_p**2 + mu_t**2 + SSIM_C1) * (var_p + var_t + SSIM_C2))
+        (mu_p**2 + mu_t**2 + SSIM_C1) * (var_p + var_t + SSIM_C2)
+    )
     return ssim_map.flatten(1).mean(1)
 
 
-def evaluate_batch(prediction: torch.Tensor, target: torch.Tensor, cloudy: torch.Tensor | None = None
-                   ) -> dict[str, torch.Tensor]:
+def evaluate_batch(
+    prediction: torch.Tensor, target: torch.Tensor, cloudy: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """Every metric per image: RMSE, MAE, PSNR, SAM (degrees), SSIM, and, given the union of the input
     masks ``cloudy`` (N, H, W), RMSE and MAE over cloudy and over clear pixels."""
     prediction, target = prediction.float(), target.float()
-    out = {"rmse": rmse(prediction, target), "mae": mae(prediction, target), "psnr": psnr(prediction, target),
-           "sam": sam(prediction, target), "ssim": ssim(prediction, target)}
+    out = {
+        "rmse": rmse(prediction, target),
+        "mae": mae(prediction, target),
+        "psnr": psnr(prediction, target),
+        "sam": sam(prediction, target),
+        "ssim": ssim(prediction, target),
+    }
     if cloudy is not None:
         cloudy = cloudy.bool()
-        out |= {"rmse_cloudy": rmse(prediction, target, cloudy), "mae_cloudy": mae(prediction, target, cloudy),
-                "rmse_clear": rmse(prediction, target, ~cloudy), "mae_clear": mae(prediction, target, ~cloudy)}
+        out |= {
+            "rmse_cloudy": rmse(prediction, target, cloudy),
+            "mae_cloudy": mae(prediction, target, cloudy),
+            "rmse_clear": rmse(prediction, target, ~cloudy),
+            "mae_clear": mae(prediction, target, ~cloudy),
+        }
     return out
 
 
@@ -101,8 +112,9 @@ def mean_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (target.float() - prediction.float()).flatten(1).nanmean(1)
 
 
-def calibration_bins(variance: torch.Tensor, error: torch.Tensor, n_bins: int = CALIBRATION_BINS
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def calibration_bins(
+    variance: torch.Tensor, error: torch.Tensor, n_bins: int = CALIBRATION_BINS
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images binned by their mean predicted variance, as UnCRtainTS bins them for calibration.
 
     ``n_bins - 1`` equal steps between the smallest and largest variance form the bin
@@ -134,8 +146,9 @@ def calibration_bins(variance: torch.Tensor, error: torch.Tensor, n_bins: int = 
     return counts, rms_error, rms_std
 
 
-def uncertainty_calibration(variance: torch.Tensor, error: torch.Tensor, n_bins: int = CALIBRATION_BINS
-                            ) -> tuple[float, float]:
+def uncertainty_calibration(
+    variance: torch.Tensor, error: torch.Tensor, n_bins: int = CALIBRATION_BINS
+) -> tuple[float, float]:
     """Uncertainty calibration error (UCE) and its unweighted variant (AUCE) of a run, as UnCRtainTS computes them.
 
     Images are binned by their mean predicted variance (:func:`calibration_bins`).

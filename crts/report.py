@@ -12,7 +12,6 @@ import pandas as pd
 import xarray as xr
 from matplotlib.image import AxesImage
 
-from cube import open_cube
 from cube.analysis.plots import CLOUD_COLOUR, READABLE, draw_clouds, finish, true_colour
 from cube.clouds.detectors import NO_DATA
 from cube.dataset.bands import S2_SCALE
@@ -20,7 +19,7 @@ from cube.dataset.rois import region_of
 from cube.store.outputs import check_output_folder, writing
 from cube.store.runs import list_runs, open_run, side_by_side
 from cube.store.store import CubeStore, as_store
-from cube.store.views import patch_labels
+from cube.store.views import open_cube, patch_labels
 
 from .evaluate import METRIC_UNITS
 from .metrics import CALIBRATION_BINS
@@ -57,8 +56,11 @@ def metric_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     metrics = [m for m in METRICS if m in table]
     out = {}
     finite = table.replace([np.inf], np.nan)
-    for name, keys in (("overall", ["run"]), ("by_region", ["region", "run"]),
-                       ("by_coverage", ["coverage_bin", "run"])):
+    for name, keys in (
+        ("overall", ["run"]),
+        ("by_region", ["region", "run"]),
+        ("by_coverage", ["coverage_bin", "run"]),
+    ):
         grouped = finite.groupby(keys)
         out[name] = grouped[metrics].mean().join(grouped.size().rename("samples"))
     return out
@@ -81,8 +83,10 @@ def _panels(ds: xr.Dataset, shown: dict, runs: list[str], row: int, detector: st
     one = shown[runs[0]].isel(sample=row)
     target = one.target.values
     clouds = _input_clouds(ds, one, detector)
-    images = [(f"input {str(d)[:10]}", true_colour(one.inputs.values[k]), clouds[k])
-              for k, d in enumerate(one.input_dates.values)]
+    images = [
+        (f"input {str(d)[:10]}", true_colour(one.inputs.values[k]), clouds[k])
+        for k, d in enumerate(one.input_dates.values)
+    ]
     images.append((f"target {str(one.target_date.values)[:10]}", true_colour(target), None))
     for run in runs:
         prediction = shown[run].prediction.values[row]
@@ -109,8 +113,9 @@ def _draw_row(axes: np.ndarray, panels: list[Panel], vmax: float) -> AxesImage:
     return shown
 
 
-def plot_samples(cube: str | os.PathLike | CubeStore, runs: list[str], samples: list[int], out: Path | None = None
-                 ) -> plt.Figure | Path:
+def plot_samples(
+    cube: str | os.PathLike | CubeStore, runs: list[str], samples: list[int], out: Path | None = None
+) -> plt.Figure | Path:
     """Per chosen sample: RGB of the inputs with the run's cloud masks contoured, the target, each run's
     prediction, its error map and, for runs with variance (UnCRtainTS), its uncertainty map.
 
@@ -125,20 +130,32 @@ def plot_samples(cube: str | os.PathLike | CubeStore, runs: list[str], samples: 
     maps = np.concatenate([image.ravel() for panels in rows for _, image, _ in panels if image.ndim == 2])
     vmax = max(float(np.percentile(maps, 99)), 1e-3)
     with plt.rc_context(READABLE):
-        fig, axes = plt.subplots(len(samples), len(rows[0]), figsize=(2.3 * len(rows[0]) + 1.5, 2.7 * len(samples) + 1),
-                                 squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(
+            len(samples),
+            len(rows[0]),
+            figsize=(2.3 * len(rows[0]) + 1.5, 2.7 * len(samples) + 1),
+            squeeze=False,
+            layout="constrained",
+        )
         for row, (ax_row, panels) in enumerate(zip(axes, rows, strict=True)):
             error_map = _draw_row(ax_row, panels, vmax)
             one = shown[runs[0]].isel(sample=row)
             ax_row[0].set_ylabel(f"{one.roi_group.values}/{int(one.roi)}\npatch {int(one.patch_id)}")
-        fig.colorbar(error_map, ax=axes, extend="max", shrink=0.9,
-                     label="|error| (mean of 13 bands), predicted std (RMS of 13 bands)\n[0, 1] reflectance")
-        fig.suptitle(f"True-colour inputs, target and predictions (B4, B3, B2; reflectance 0-0.3), S2 dates;\n"
-                     f"{CLOUD_COLOUR} contours: the inputs' clouds by {detector}")
+        fig.colorbar(
+            error_map,
+            ax=axes,
+            extend="max",
+            shrink=0.9,
+            label="|error| (mean of 13 bands), predicted std (RMS of 13 bands)\n[0, 1] reflectance",
+        )
+        fig.suptitle(
+            f"True-colour inputs, target and predictions (B4, B3, B2; reflectance 0-0.3), S2 dates;\n"
+            f"{CLOUD_COLOUR} contours: the inputs' clouds by {detector}"
+        )
     return finish(fig, out, dpi=100)
 
 
-def uncertainty_table(cube: str | os.PathLike, runs: list[str]) -> pd.DataFrame:
+def uncertainty_table(cube: str | os.PathLike | CubeStore, runs: list[str]) -> pd.DataFrame:
     """Per run with variance (UnCRtainTS): UCE, AUCE, mean predicted variance and the RMSE of the most
     certain half and of all images; empty when no run has variance."""
     rows = {}
@@ -146,13 +163,19 @@ def uncertainty_table(cube: str | os.PathLike, runs: list[str]) -> pd.DataFrame:
         ds = open_run(cube, run)
         if "variance" in ds:
             kept = ds.rmse_by_kept_share
-            rows[run] = {"uce": float(ds.uce), "auce": float(ds.auce), "mean_variance": float(ds.mean_variance.mean()),
-                         "rmse_most_certain_50%": float(kept.sel(kept_share=0.5, method="nearest")),
-                         "rmse_all": float(kept.isel(kept_share=-1))}
+            rows[run] = {
+                "uce": float(ds.uce),
+                "auce": float(ds.auce),
+                "mean_variance": float(ds.mean_variance.mean()),
+                "rmse_most_certain_50%": float(kept.sel(kept_share=0.5, method="nearest")),
+                "rmse_all": float(kept.isel(kept_share=-1)),
+            }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
 
 
-def plot_uncertainty(cube: str | os.PathLike, runs: list[str], out: Path | None = None) -> plt.Figure | Path:
+def plot_uncertainty(
+    cube: str | os.PathLike | CubeStore, runs: list[str], out: Path | None = None
+) -> plt.Figure | Path:
     """Calibration diagram (RMS error against RMS predicted standard deviation per bin of mean predicted
     variance, with the diagonal of perfect calibration) and RMSE against the share of the most certain
     images kept, for the runs with variance. Returns the figure, or the path of the PNG written to ``out``."""
@@ -164,17 +187,27 @@ def plot_uncertainty(cube: str | os.PathLike, runs: list[str], out: Path | None 
             if "variance" not in ds:
                 continue
             std, error = ds.calibration_std.values, ds.calibration_rmse.values
-            calibration.scatter(std, error, s=12 + 60 * ds.calibration_images.values / ds.sizes["sample"],
-                                label=f"{run} (UCE {float(ds.uce):.4f})", alpha=0.8)
+            calibration.scatter(
+                std,
+                error,
+                s=12 + 60 * ds.calibration_images.values / ds.sizes["sample"],
+                label=f"{run} (UCE {float(ds.uce):.4f})",
+                alpha=0.8,
+            )
             largest = max(largest, np.nanmax(std), np.nanmax(error))
             kept.plot(100 * ds.kept_share.values, ds.rmse_by_kept_share.values, marker="o", ms=3, label=run)
         calibration.plot([0, largest], [0, largest], "k--", lw=1, label="perfect calibration")
-        calibration.set(xlabel="RMS predicted std per bin ([0, 1] reflectance)",
-                        ylabel="RMS of per-image mean error per bin\n([0, 1] reflectance)",
-                        title="Calibration (bins of mean predicted variance;\nmarker size: images in the bin)")
-        kept.set(xlabel="images kept, most certain first (%)",
-                 ylabel="mean RMSE of the kept images\n([0, 1] reflectance)",
-                 title="Error of the most certain images", xlim=(0, 100))
+        calibration.set(
+            xlabel="RMS predicted std per bin ([0, 1] reflectance)",
+            ylabel="RMS of per-image mean error per bin\n([0, 1] reflectance)",
+            title="Calibration (bins of mean predicted variance;\nmarker size: images in the bin)",
+        )
+        kept.set(
+            xlabel="images kept, most certain first (%)",
+            ylabel="mean RMSE of the kept images\n([0, 1] reflectance)",
+            title="Error of the most certain images",
+            xlim=(0, 100),
+        )
         for ax in (calibration, kept):
             ax.legend()
             ax.grid(alpha=0.3)
@@ -187,8 +220,7 @@ def _unit(metric: str) -> str:
     return scale.removeprefix(", ") if units == "1" and scale else units
 
 
-def plot_metric_vs_coverage(table: pd.DataFrame, out: Path | None = None, metric: str = "rmse"
-                            ) -> plt.Figure | Path:
+def plot_metric_vs_coverage(table: pd.DataFrame, out: Path | None = None, metric: str = "rmse") -> plt.Figure | Path:
     """Per-sample metric against the mean cloud coverage of the inputs by the run's cloud detector (the
     ``detector`` column of :func:`samples_table`), one colour per run.
 
@@ -199,9 +231,11 @@ def plot_metric_vs_coverage(table: pd.DataFrame, out: Path | None = None, metric
         fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
         for (run, detector), rows in table.groupby(["run", "detector"]):
             ax.scatter(rows.input_coverage, rows[metric], label=f"{run} ({detector})", s=18, alpha=0.8)
-        ax.set(xlabel=f"mean cloud coverage of the inputs by {detectors}\n(fraction of pixels)",
-               ylabel=f"{metric.upper()} per sample ({_unit(metric)})",
-               title=f"{metric.upper()} against the inputs' cloud coverage\n(cloud detector: {detectors})")
+        ax.set(
+            xlabel=f"mean cloud coverage of the inputs by {detectors}\n(fraction of pixels)",
+            ylabel=f"{metric.upper()} per sample ({_unit(metric)})",
+            title=f"{metric.upper()} against the inputs' cloud coverage\n(cloud detector: {detectors})",
+        )
         ax.legend(title="run (cloud detector)")
     return finish(fig, out)
 
@@ -223,8 +257,13 @@ def _is_report(folder: Path) -> bool:
         return False
 
 
-def write_report(cube: str | os.PathLike | CubeStore, out: str | os.PathLike, runs: list[str] | None = None,
-                 n_examples: int = 3, storage_options: dict | None = None) -> Path:
+def write_report(
+    cube: str | os.PathLike | CubeStore,
+    out: str | os.PathLike,
+    runs: list[str] | None = None,
+    n_examples: int = 3,
+    storage_options: dict | None = None,
+) -> Path:
     """Tables (``report.md`` and one CSV per table: ``overall.csv``, ``by_region.csv``, ...) and figures of the
     chosen runs (default: all) into ``out``; returns the path of ``report.md``.
 
@@ -256,9 +295,15 @@ def _write_report(cube: CubeStore, out: Path, table: pd.DataFrame, n_examples: i
     uncertainty = uncertainty_table(cube, chosen)
     if len(uncertainty):
         uncertainty.to_csv(out / "uncertainty.csv")
-        lines += ["## uncertainty", "", f"UCE and AUCE over {CALIBRATION_BINS} bins of mean predicted variance; "
-                  "RMSE of the most certain images ([0, 1] reflectance).", "",
-                  markdown_table(uncertainty), ""]
+        lines += [
+            "## uncertainty",
+            "",
+            f"UCE and AUCE over {CALIBRATION_BINS} bins of mean predicted variance; "
+            "RMSE of the most certain images ([0, 1] reflectance).",
+            "",
+            markdown_table(uncertainty),
+            "",
+        ]
     table.to_csv(out / "samples.csv", index=False)
     examples = list(np.linspace(0, table.groupby("run").size().min() - 1, n_examples).astype(int))
     plot_samples(cube, chosen, sorted(set(examples)), out / "examples.png")

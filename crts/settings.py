@@ -86,7 +86,7 @@ class TrainConfig:
         """Refuse, in one line naming the setting, any number outside its range (see :data:`LIMITS`)."""
         for name, limit in LIMITS.items():
             value = getattr(self, name)
-            if not (value is None and name in OPTIONAL or limit.holds(value)):
+            if not ((value is None and name in OPTIONAL) or limit.holds(value)):
                 raise ValueError(f"invalid {name} {value!r}: must be {limit}")
         if self.epochs + self.epochs_decay < 1:
             raise ValueError(f"invalid epochs {self.epochs} and epochs_decay {self.epochs_decay}: together at least 1")
@@ -125,15 +125,41 @@ class Limit:
 
 _POSITIVE = Limit(0, low_open=True, whole=False)
 LIMITS: dict[str, Limit] = {
-    **dict.fromkeys(("batch_size", "accumulate", "log_every", "checkpoint_every", "crop", "max_steps", "features",
-                     "width", "n_head", "d_model"), Limit(1)),
+    **dict.fromkeys(
+        (
+            "batch_size",
+            "accumulate",
+            "log_every",
+            "checkpoint_every",
+            "crop",
+            "max_steps",
+            "features",
+            "width",
+            "n_head",
+            "d_model",
+        ),
+        Limit(1),
+    ),
     **dict.fromkeys(("epochs", "epochs_decay", "blocks", "seed", "num_workers", "freeze_encoder_steps"), Limit(0)),
-    "lr": _POSITIVE, "scale_by": _POSITIVE, "beta1": Limit(0, 1, high_open=True, whole=False)}
+    "lr": _POSITIVE,
+    "scale_by": _POSITIVE,
+    "beta1": Limit(0, 1, high_open=True, whole=False),
+}
 """The range of every numeric setting of :class:`TrainConfig` (whole numbers unless said)."""
 OPTIONAL = ("max_steps", "num_workers", "width", "scale_by")
 """Settings that may be left unset (None)."""
 
 
-RESUME_SAME = ("batch_size", "accumulate", "crop", "seed", "sampler", "n_input_samples", "region", "cloud_masks",
-               "min_cov", "max_cov")
+RESUME_SAME = (
+    "batch_size",
+    "accumulate",
+    "crop",
+    "seed",
+    "sampler",
+    "n_input_samples",
+    "region",
+    "cloud_masks",
+    "min_cov",
+    "max_cov",
+)
 """Settings that define the order and content of a run's batches: a resumed run must keep them."""

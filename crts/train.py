@@ -39,10 +39,15 @@ from .models.checkpoints import read_checkpoint, save_checkpoint
 from .settings import RESUME_SAME, TrainConfig
 
 
-
-
-def _validate(model: torch.nn.Module, kind: ModelAdapter, windows: SampleWindows, device: torch.device,
-              batch_size: int, rank: int = 0, world: int = 1) -> dict:
+def _validate(
+    model: torch.nn.Module,
+    kind: ModelAdapter,
+    windows: SampleWindows,
+    device: torch.device,
+    batch_size: int,
+    rank: int = 0,
+    world: int = 1,
+) -> dict:
     """Mean L1 (model scale) of the model and of the least-cloudy baseline over the validation windows.
 
     Under DDP every process scores its share of the windows and the sums are
@@ -51,14 +56,16 @@ def _validate(model: torch.nn.Module, kind: ModelAdapter, windows: SampleWindows
     sums, count = torch.zeros(2, dtype=torch.float64, device=device), 0  # summed on the device: one sync at the end
     model.eval()
     with torch.no_grad():
-        for batch in loader(windows, batch_size, sampler=list(range(rank, len(windows), world)),
-                            pin_memory=device.type == "cuda"):
+        for batch in loader(
+            windows, batch_size, sampler=list(range(rank, len(windows), world)), pin_memory=device.type == "cuda"
+        ):
             inputs = batch["inputs"].to(device, non_blocking=True)
             target = to_model_scale(batch["target"].to(device, non_blocking=True))
             prediction = to_model_scale(kind.predict(model, model.config, inputs, batch)[0])
             baseline = LeastCloudy()(to_model_scale(inputs), batch["input_masks"].to(device, non_blocking=True))
-            sums += torch.stack([torch.nn.functional.l1_loss(x.float(), target, reduction="sum")
-                                 for x in (prediction, baseline)])
+            sums += torch.stack(
+                [torch.nn.functional.l1_loss(x.float(), target, reduction="sum") for x in (prediction, baseline)]
+            )
             count += target.numel()
     totals = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64, device=device)])
     if world > 1:
@@ -89,12 +96,16 @@ def last_validation(run: str | os.PathLike) -> dict | None:
         rows = [row for row in csv.DictReader(log) if row["val_l1"]]
     if not rows:
         return None
-    return {"step": int(rows[-1]["step"]), "val_l1": float(rows[-1]["val_l1"]),
-            "val_l1_least_cloudy": float(rows[-1]["val_l1_least_cloudy"])}
+    return {
+        "step": int(rows[-1]["step"]),
+        "val_l1": float(rows[-1]["val_l1"]),
+        "val_l1_least_cloudy": float(rows[-1]["val_l1_least_cloudy"]),
+    }
 
 
-def train(config: TrainConfig, *, resume: bool = False, storage_options: dict | None = None,
-          progress: bool = True) -> Path:
+def train(
+    config: TrainConfig, *, resume: bool = False, storage_options: dict | None = None, progress: bool = True
+) -> Path:
     """Train, logging to ``RUN_DIR/log.csv`` and TensorBoard, checkpointing to ``RUN_DIR/last.pt``.
 
     ``config.cube`` is a path or URL; ``storage_options`` (object-store options, see
@@ -126,8 +137,10 @@ def _start_run(config: TrainConfig, resume: bool) -> Path:
     if resume and not (run / "last.pt").exists():
         raise FileNotFoundError(f"{run}: no run to resume (no last.pt): leave out --resume to start a new run")
     if resume and (trained := _trained_model(run)) not in (None, config.model):
-        raise ValueError(f"{run} was trained as {trained}, not {config.model}: leave out --model (or give --model "
-                         f"{trained}) to resume it")
+        raise ValueError(
+            f"{run} was trained as {trained}, not {config.model}: leave out --model (or give --model "
+            f"{trained}) to resume it"
+        )
     if not resume and (run / "last.pt").exists():
         raise FileExistsError(f"{run} holds a run already: pass --resume to continue it, or another --out")
     check_output_folder(run, lambda folder: any((folder / name).is_file() for name in RUN_FILES), "a training run")
@@ -146,10 +159,18 @@ def _trained_model(run: Path) -> str | None:
 
 def _windows(config: TrainConfig, split: str, storage_options: dict | None) -> SampleWindows:
     """Random ``crop`` windows of the train split (redrawn every epoch), whole patches of the others."""
-    samples = SEN12MSCRTS(config.cube, split=split, region=config.region, cloud_masks=config.cloud_masks,
-                          n_input_samples=config.n_input_samples, min_cov=config.min_cov, max_cov=config.max_cov,
-                          sampler=config.sampler if split == "train" else "fixed", seed=config.seed,
-                          storage_options=storage_options)
+    samples = SEN12MSCRTS(
+        config.cube,
+        split=split,
+        region=config.region,
+        cloud_masks=config.cloud_masks,
+        n_input_samples=config.n_input_samples,
+        min_cov=config.min_cov,
+        max_cov=config.max_cov,
+        sampler=config.sampler if split == "train" else "fixed",
+        seed=config.seed,
+        storage_options=storage_options,
+    )
     if split != "train":
         return SampleWindows(samples)
     return SampleWindows(samples, {"y": config.crop, "x": config.crop}, placement="random", seed=config.seed)
@@ -163,9 +184,12 @@ def _warn_if_slow(model: torch.nn.Module, device: torch.device) -> None:
     """Say at once when a full-size model was started on the CPU, before its first step takes minutes."""
     parameters = sum(p.numel() for p in model.parameters())
     if device.type == "cpu" and parameters > CPU_PARAMETERS:
-        warnings.warn(f"a model of {parameters / 1e6:.1f} M parameters on the CPU takes minutes per step; to try "
-                      "the pipeline, make it small (e.g. --features 16 --blocks 2 --crop 64 for the 3D ResNet, "
-                      "--width 16 --d-model 32 --n-head 4 for UnCRtainTS) or train on a GPU", stacklevel=2)
+        warnings.warn(
+            f"a model of {parameters / 1e6:.1f} M parameters on the CPU takes minutes per step; to try "
+            "the pipeline, make it small (e.g. --features 16 --blocks 2 --crop 64 for the 3D ResNet, "
+            "--width 16 --d-model 32 --n-head 4 for UnCRtainTS) or train on a GPU",
+            stacklevel=2,
+        )
 
 
 def _workers(chosen: int | None, device: torch.device) -> int:
@@ -202,10 +226,11 @@ class _Meter:
 class _Log:
     """``log.csv``, TensorBoard and the progress bar of rank 0 (other ranks write nothing)."""
 
-    COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "data_share", "val_l1", "val_l1_least_cloudy"]
+    COLUMNS = ("step", "epoch", "loss", "lr", "samples_per_s", "data_share", "val_l1", "val_l1_least_cloudy")
 
-    def __init__(self, run: Path, loss: str, total: int, initial: int, enabled: bool, progress: bool,
-                 resume: bool) -> None:
+    def __init__(
+        self, run: Path, loss: str, total: int, initial: int, enabled: bool, progress: bool, resume: bool
+    ) -> None:
         self.loss_name, self.enabled = loss, enabled
         self.bar = tqdm(total=total, initial=initial, desc="training", unit="step", disable=not (progress and enabled))
         if not enabled:
@@ -224,15 +249,21 @@ class _Log:
 
     def write(self, step: int, epoch: int, lr: float, values: dict[str, float]) -> None:
         if "loss" in values:
-            self.bar.set_postfix(loss=f"{values['loss']:.4f}", samples_per_s=f"{values['samples_per_s']:.1f}",
-                                 data=f"{values['data_share']:.0%}")
+            self.bar.set_postfix(
+                loss=f"{values['loss']:.4f}",
+                samples_per_s=f"{values['samples_per_s']:.1f}",
+                data=f"{values['data_share']:.0%}",
+            )
         if not self.enabled:
             return
         self.csv.writerow({"step": step, "epoch": epoch, "lr": lr, **values})
         self.file.flush()
         for name, value in values.items():
-            tag = f"train/{self.loss_name}" if name == "loss" else (
-                f"val/{name}" if name.startswith("val") else f"train/{name}")
+            tag = (
+                f"train/{self.loss_name}"
+                if name == "loss"
+                else (f"val/{name}" if name.startswith("val") else f"train/{name}")
+            )
             self.tensorboard.add_scalar(tag, value, step)
 
     def close(self) -> None:
@@ -260,15 +291,18 @@ class _Trainer:
         self.model = self.kind.build(config)
         self.encoder = self.kind.encoder(self.model)
         if (config.init_encoder or config.freeze_encoder_steps) and self.encoder is None:
-            raise ValueError(f"init_encoder and freeze_encoder_steps: the {config.model} model has no pre-trained "
-                             "encoder (the 3D ResNet has)")
+            raise ValueError(
+                f"init_encoder and freeze_encoder_steps: the {config.model} model has no pre-trained "
+                "encoder (the 3D ResNet has)"
+            )
         if config.init_encoder:  # the mono-temporal pre-trained network (baseline_resnet.pth), as the original offers
             self.kind.load_encoder(self.model, config.init_encoder)
         self.model.to(self.device)
         _warn_if_slow(self.model, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1))
+            self.optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1)
+        )
         self.step = self.epoch = self.position = 0
         if resume:
             self._restore()
@@ -282,18 +316,32 @@ class _Trainer:
         self.amp = config.amp and self.device.type == "cuda"
         self.workers = _workers(config.num_workers, self.device)
         self.meter = _Meter()
-        self.log = _Log(self.run, config.loss, total_steps(len(self.train_windows), self.world, config), self.step,
-                        self.rank == 0, progress, resume)
+        self.log = _Log(
+            self.run,
+            config.loss,
+            total_steps(len(self.train_windows), self.world, config),
+            self.step,
+            self.rank == 0,
+            progress,
+            resume,
+        )
 
     def _restore(self) -> None:
         """Continue from the run's checkpoint, which must have been trained with the same steps."""
-        saved = read_checkpoint(self.run / "last.pt", self.device, config=self.model.config,
-                                needs=("optimizer", "scheduler", "step", "epoch", "position"))
+        saved = read_checkpoint(
+            self.run / "last.pt",
+            self.device,
+            config=self.model.config,
+            needs=("optimizer", "scheduler", "step", "epoch", "position"),
+        )
         before = json.loads(saved.get("train_config", "{}"))
         if changed := [k for k in RESUME_SAME if k in before and before[k] != getattr(self.config, k)]:
-            raise ValueError(f"{self.run}: the run was trained with " + ", ".join(
-                f"{k}={before[k]}" for k in changed) + ": resume it with the same settings (its position in the "
-                "epoch counts batches of those)")
+            raise ValueError(
+                f"{self.run}: the run was trained with "
+                + ", ".join(f"{k}={before[k]}" for k in changed)
+                + ": resume it with the same settings (its position in the "
+                "epoch counts batches of those)"
+            )
         self.model.load_state_dict(saved["state_dict"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -301,9 +349,16 @@ class _Trainer:
 
     def save(self) -> None:
         if self.rank == 0:
-            save_checkpoint(self.run / "last.pt", self.model, optimizer=self.optimizer.state_dict(),
-                            scheduler=self.scheduler.state_dict(), step=self.step, epoch=self.epoch,
-                            position=self.position, train_config=json.dumps(asdict(self.config)))
+            save_checkpoint(
+                self.run / "last.pt",
+                self.model,
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                step=self.step,
+                epoch=self.epoch,
+                position=self.position,
+                train_config=json.dumps(asdict(self.config)),
+            )
 
     @property
     def done(self) -> bool:
@@ -317,8 +372,9 @@ class _Trainer:
             if finished:
                 self.epoch, self.position = self.epoch + 1, 0
                 self.scheduler.step()
-                scores = _validate(self.model, self.kind, self.val_windows, self.device, self.config.batch_size,
-                                   self.rank, self.world)
+                scores = _validate(
+                    self.model, self.kind, self.val_windows, self.device, self.config.batch_size, self.rank, self.world
+                )
                 self.log.write(self.step, self.epoch, self.scheduler.get_last_lr()[0], scores)
         self.save()
 
@@ -326,14 +382,22 @@ class _Trainer:
         """The rest of the current epoch (from ``position``, in batches), up to ``max_steps``; True if it ended."""
         config = self.config
         self.train_windows.set_epoch(self.epoch)
-        order = torch.randperm(len(self.train_windows),
-                               generator=torch.Generator().manual_seed(config.seed * 1000 + self.epoch))
-        mine = order[self.rank::self.world][:len(order) // self.world].tolist()  # equal shares: DDP ranks step together
+        order = torch.randperm(
+            len(self.train_windows), generator=torch.Generator().manual_seed(config.seed * 1000 + self.epoch)
+        )
+        mine = order[self.rank :: self.world][
+            : len(order) // self.world
+        ].tolist()  # equal shares: DDP ranks step together
         batches = -(-len(mine) // config.batch_size)
         self.meter.reset()
         clock = time.perf_counter()
-        for batch in loader(self.train_windows, config.batch_size, sampler=mine[self.position * config.batch_size:],
-                            num_workers=self.workers, pin_memory=self.device.type == "cuda"):
+        for batch in loader(
+            self.train_windows,
+            config.batch_size,
+            sampler=mine[self.position * config.batch_size :],
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+        ):
             self.meter.data_s += time.perf_counter() - clock
             cycle = self.position - self.position % config.accumulate  # first batch of this optimizer step
             last = self.position + 1 == min(cycle + config.accumulate, batches)
@@ -356,8 +420,10 @@ class _Trainer:
             self.encoder.requires_grad_(self.step >= self.config.freeze_encoder_steps)
         with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                loss = self.kind.training_loss(self.net, self.model.config, self.config.loss, inputs, target,
-                                               batch) * share
+                loss = (
+                    self.kind.training_loss(self.net, self.model.config, self.config.loss, inputs, target, batch)
+                    * share
+                )
             loss.backward()
         self.meter.loss = self.meter.loss + loss.detach()
         self.meter.samples += len(target)

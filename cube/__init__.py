@@ -9,12 +9,21 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_HOMES = {"ConversionError": "ingest.building", "ConversionReport": "ingest.building",
-          "convert": "ingest.conversion",
-          "list_runs": "store.runs", "open_run": "store.runs", "side_by_side": "store.runs",
-          "IncompleteCubeError": "store.store", "WriterLockedError": "store.lock", "georeferenced": "store.views",
-          "open_cube": "store.views", "patch_index": "store.views", "summary": "analysis.overview",
-          "verify": "store.integrity"}
+_HOMES = {
+    "ConversionError": "ingest.building",
+    "ConversionReport": "ingest.building",
+    "convert": "ingest.conversion",
+    "list_runs": "store.runs",
+    "open_run": "store.runs",
+    "side_by_side": "store.runs",
+    "IncompleteCubeError": "store.store",
+    "WriterLockedError": "store.lock",
+    "georeferenced": "store.views",
+    "open_cube": "store.views",
+    "patch_index": "store.views",
+    "summary": "analysis.overview",
+    "verify": "store.integrity",
+}
 """Each public name and the module that defines it."""
 _SUBMODULES = {"export": "analysis.export"}
 """Modules reached as attributes (``cube.export.to_geotiff``), and where they live."""

@@ -56,7 +56,8 @@ class RowBatches:
         if self.rows:
             order = sorted(self.rows)
             self.store.array(self.name, mode="r+").set_orthogonal_selection(
-                (np.array(order),), np.stack([self.rows[i] for i in order]))
+                (np.array(order),), np.stack([self.rows[i] for i in order])
+            )
             self.rows.clear()
         self.flushed = time.monotonic()
 
@@ -127,8 +128,11 @@ def unguarded_script_call() -> tuple[str, int] | None:
         tree = ast.parse(Path(path).read_bytes())
     except (OSError, SyntaxError, ValueError):
         return path, line
-    guarded = any(node.lineno <= line <= node.body[-1].end_lineno for node in ast.walk(tree)
-                  if isinstance(node, ast.If) and _is_main_guard(node.test))
+    guarded = any(
+        node.lineno <= line <= node.body[-1].end_lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_main_guard(node.test)
+    )
     return None if guarded else (path, line)
 
 
@@ -158,9 +162,13 @@ def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
     if scheduler is None and workers > 1 and (call := unguarded_script_call()):
         if call not in _WARNED:
             _WARNED.add(call)
-            warnings.warn_explicit(f"running in this process, {PATCHES_IN_FLIGHT} tasks at a time: {workers} worker "
-                                   "processes would each re-run this script from its start; put its top-level code "
-                                   "under `if __name__ == \"__main__\":` to use them", RuntimeWarning, *call)
+            warnings.warn_explicit(
+                f"running in this process, {PATCHES_IN_FLIGHT} tasks at a time: {workers} worker "
+                "processes would each re-run this script from its start; put its top-level code "
+                'under `if __name__ == "__main__":` to use them',
+                RuntimeWarning,
+                *call,
+            )
         workers = 1
     if scheduler is None and workers <= 1:
         yield None
@@ -174,8 +182,14 @@ def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
         # The workers inherit the ignored SIGINT: Ctrl-C stops this process, which then closes them; their logs
         # stay silent while it does (task errors still reach this process).
         with _sigint_ignored():
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.CRITICAL, scheduler_kwargs=QUIET_SCHEDULER)
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,
+                scheduler_kwargs=QUIET_SCHEDULER,
+            )
         with cluster, Client(cluster) as client:
             yield client
 
@@ -193,8 +207,16 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, before)
 
 
-def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | None, progress: bool,
-              desc: str, sizes: list[int] | None = None, unit: str = "patch") -> Iterator:
+def run_tasks(
+    tasks: list[tuple],
+    fn: Callable,
+    workers: int,
+    scheduler: str | None,
+    progress: bool,
+    desc: str,
+    sizes: list[int] | None = None,
+    unit: str = "patch",
+) -> Iterator:
     """Run ``fn(*task)`` for every task with a progress bar, yielding results as tasks finish.
 
     The first exception stops everything. The bar counts ``unit``s: one per
@@ -208,8 +230,10 @@ def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | N
     if not tasks:
         return
     weight = dict(enumerate(sizes or [1] * len(tasks)))
-    with _client(workers, scheduler) as client, tqdm(total=sum(weight.values()), desc=desc, unit=unit,
-                                                     disable=not progress) as bar:
+    with (
+        _client(workers, scheduler) as client,
+        tqdm(total=sum(weight.values()), desc=desc, unit=unit, disable=not progress) as bar,
+    ):
         if client is None:
             with ThreadPoolExecutor(PATCHES_IN_FLIGHT) as pool:
                 futures = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
@@ -233,8 +257,6 @@ def run_tasks(tasks: list[tuple], fn: Callable, workers: int, scheduler: str | N
             raise
 
 
-
-
 class TaskPool:
     """Tasks submitted one by one while earlier ones run, for work whose tasks are known only as it goes.
 
@@ -250,8 +272,11 @@ class TaskPool:
 
     def submit(self, key: object, *task: object) -> None:
         """Start ``fn(*task)``; :meth:`finished` returns its result under ``key``."""
-        future = (self.threads.submit(self.fn, *task) if self.client is None
-                  else self.client.submit(self.fn, *task, pure=False))
+        future = (
+            self.threads.submit(self.fn, *task)
+            if self.client is None
+            else self.client.submit(self.fn, *task, pure=False)
+        )
         self.running[future] = key
         self.bar.total = (self.bar.total or 0) + 1
         self.bar.refresh()
@@ -280,8 +305,9 @@ class TaskPool:
 
 
 @contextmanager
-def task_pool(fn: Callable, workers: int, scheduler: str | None, progress: bool, desc: str,
-              unit: str = "patch") -> Iterator[TaskPool]:
+def task_pool(
+    fn: Callable, workers: int, scheduler: str | None, progress: bool, desc: str, unit: str = "patch"
+) -> Iterator[TaskPool]:
     """A :class:`TaskPool` on ``workers`` local processes or the cluster at ``scheduler``, with a progress bar
     counting the tasks that ended (its total grows as tasks are submitted)."""
     with _client(workers, scheduler) as client, tqdm(desc=desc, unit=unit, disable=not progress) as bar:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))  # cube, crts and benchmarks from this checkout
 
 project = "SEN12MS-CR-TS data cube"
 author = "the sen12mscrts-cube developers"
-copyright = "2026, " + author  # noqa: A001 - Sphinx's name
+copyright = "2026, " + author  # Sphinx's name for it
 
 extensions = [
     "myst_parser",

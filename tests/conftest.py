@@ -15,10 +15,15 @@ from cube.synth import make_dataset
 
 # Fuzz targets (tests/fuzz/) run a bounded, reproducible count of inputs in `make test` and many more, fresh
 # ones, under `make fuzz` (HYPOTHESIS_PROFILE=fuzz, FUZZ_EXAMPLES to change the count).
-settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "20000")), deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "20000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -55,8 +60,16 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny set for fast checks: 2 ROIs x 3 patches x 4 steps of 32 px."""
-    return make_dataset(tmp_path_factory.mktemp("tiny") / "SEN12MSCRTS", ["ROIs1868/17", "ROIs2017/32"],
-                        patches_per_roi=3, size=32, times=4, seed=7, workers=1, progress=False)
+    return make_dataset(
+        tmp_path_factory.mktemp("tiny") / "SEN12MSCRTS",
+        ["ROIs1868/17", "ROIs2017/32"],
+        patches_per_roi=3,
+        size=32,
+        times=4,
+        seed=7,
+        workers=1,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -85,9 +98,16 @@ def sampling_cube(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cube import convert
 
     base = tmp_path_factory.mktemp("sampling")
-    root = make_dataset(base / "SEN12MSCRTS", ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63", "ROIs1970/21",
-                                               "ROIs2017/32"], patches_per_roi=3, size=32, times=10, seed=11,
-                        workers=1, progress=False)
+    root = make_dataset(
+        base / "SEN12MSCRTS",
+        ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63", "ROIs1970/21", "ROIs2017/32"],
+        patches_per_roi=3,
+        size=32,
+        times=10,
+        seed=11,
+        workers=1,
+        progress=False,
+    )
     convert(root, base / "cube.zarr", workers=1, progress=False)
     return base / "cube.zarr"
 

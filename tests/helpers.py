@@ -31,15 +31,27 @@ from cube.synth.archives import write_archives
 def europa_archives(base: Path, patches: int, times: int = 3) -> Path:
     """The folder of the two archives (``s1_europa.tar.gz``, ``s2_europa.tar.gz``) of a synthetic ROIs1868/17 of
     ``patches`` patches of ``times`` steps of 16 px, written below ``base`` (its tree beside them)."""
-    tree = make_dataset(base / "tree", ["ROIs1868/17"], patches_per_roi=patches, size=16, times=times, workers=1,
-                        progress=False)
+    tree = make_dataset(
+        base / "tree", ["ROIs1868/17"], patches_per_roi=patches, size=16, times=times, workers=1, progress=False
+    )
     write_archives(tree, base / "archives", progress=False)
     return base / "archives"
 
 
 # Cubes compared
-VARIABLES = ("S1", "S2", "valid", "S2_date", "roi", "patch_id", "transform", "s2cloudless_mask", "s2cloudless_map",
-             "cloud_cloudshadow_mask", "coverage")
+VARIABLES = (
+    "S1",
+    "S2",
+    "valid",
+    "S2_date",
+    "roi",
+    "patch_id",
+    "transform",
+    "s2cloudless_mask",
+    "s2cloudless_map",
+    "cloud_cloudshadow_mask",
+    "coverage",
+)
 """The variables two cubes written from the same tree must hold identically."""
 
 
@@ -78,8 +90,10 @@ def as_schema_2(cube: Path, dst: Path) -> Path:
 
 
 # Conversions killed and compared
-def checksums(path: Path, names: tuple[str, ...] = ("S1", "S2", "valid", "S1_date", "S2_date", "roi", "patch_id",
-                                                    "transform", "epsg")) -> dict[str, str]:
+def checksums(
+    path: Path,
+    names: tuple[str, ...] = ("S1", "S2", "valid", "S1_date", "S2_date", "roi", "patch_id", "transform", "epsg"),
+) -> dict[str, str]:
     """SHA-256 of the named variables of a store."""
     ds = xr.open_zarr(path, consolidated=False)
     return {name: hashlib.sha256(np.ascontiguousarray(ds[name].values).tobytes()).hexdigest() for name in names}
@@ -99,12 +113,12 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float 
 # Damaged shards
 def index_of(shard: bytes, entries: int) -> np.ndarray:
     """A shard's index (offset, length per inner chunk) as a writable (entries, 2) uint64 array."""
-    return np.frombuffer(shard[-(16 * entries + 4):-4], "<u8").reshape(-1, 2).copy()
+    return np.frombuffer(shard[-(16 * entries + 4) : -4], "<u8").reshape(-1, 2).copy()
 
 
 def with_index(shard: bytes, index: np.ndarray) -> bytes:
     """The shard with another index, its crc32c recomputed (so the entries themselves are what is checked)."""
-    return shard[:-(index.size * 8 + 4)] + bytes(CRC32C().encode(index.astype("<u8").tobytes()))
+    return shard[: -(index.size * 8 + 4)] + bytes(CRC32C().encode(index.astype("<u8").tobytes()))
 
 
 def damage_cases(entries: int, chunk_bytes: int) -> dict[str, tuple[object, str]]:
@@ -116,27 +130,39 @@ def damage_cases(entries: int, chunk_bytes: int) -> dict[str, tuple[object, str]
             index = index_of(shard, entries)
             change(index, len(shard))
             return with_index(shard, index)
+
         return edit
 
     def bad_entry(chunk: int, length: str, start: str, data: str) -> str:
-        return (f"damaged shard: its index gives chunk {chunk} {length} bytes at byte {start}; a chunk takes "
-                f"{chunks.BLOSC_HEADER} to {longest} bytes within the {data} bytes before the index")
+        return (
+            f"damaged shard: its index gives chunk {chunk} {length} bytes at byte {start}; a chunk takes "
+            f"{chunks.BLOSC_HEADER} to {longest} bytes within the {data} bytes before the index"
+        )
+
     return {
         "past the end": (entry(lambda i, size: i.__setitem__((1, 0), size)), bad_entry(1, "{l1}", "{size}", "{data}")),
         "1 TiB long": (entry(lambda i, size: i.__setitem__((0, 1), 2**40)), bad_entry(0, str(2**40), "{o0}", "{data}")),
         "too short": (entry(lambda i, size: i.__setitem__((0, 1), 3)), bad_entry(0, "3", "{o0}", "{data}")),
-        "one byte short": (entry(lambda i, size: i.__setitem__((0, 1), i[0, 1] - 1)),
-                           f"damaged shard: chunk 0 ({{short}} bytes) is no Blosc frame of an image of {chunk_bytes} "
-                           "bytes"),
-        "half missing": (entry(lambda i, size: i.__setitem__((0, 0), 2**64 - 1)),
-                         bad_entry(0, "{l0}", str(2**64 - 1), "{data}")),
-        "bad crc": (lambda shard: shard[:-1] + bytes([shard[-1] ^ 0xFF]),
-                    "damaged shard: its index fails its crc32c checksum"),
-        "truncated index": (lambda shard: shard[-(16 * entries):],
-                            f"damaged shard: {16 * entries} bytes, shorter than its index ({16 * entries + 4} bytes): "
-                            "truncated"),
-        "cut before its index": (lambda shard: shard[:100] + shard[-(16 * entries + 4):],
-                                 bad_entry(0, "{l0}", "{o0}", "100")),
+        "one byte short": (
+            entry(lambda i, size: i.__setitem__((0, 1), i[0, 1] - 1)),
+            f"damaged shard: chunk 0 ({{short}} bytes) is no Blosc frame of an image of {chunk_bytes} bytes",
+        ),
+        "half missing": (
+            entry(lambda i, size: i.__setitem__((0, 0), 2**64 - 1)),
+            bad_entry(0, "{l0}", str(2**64 - 1), "{data}"),
+        ),
+        "bad crc": (
+            lambda shard: shard[:-1] + bytes([shard[-1] ^ 0xFF]),
+            "damaged shard: its index fails its crc32c checksum",
+        ),
+        "truncated index": (
+            lambda shard: shard[-(16 * entries) :],
+            f"damaged shard: {16 * entries} bytes, shorter than its index ({16 * entries + 4} bytes): truncated",
+        ),
+        "cut before its index": (
+            lambda shard: shard[:100] + shard[-(16 * entries + 4) :],
+            bad_entry(0, "{l0}", "{o0}", "100"),
+        ),
     }
 
 
@@ -148,8 +174,14 @@ def damaged_copy(cube: Path, tmp_path: Path, key: str, edit: object) -> tuple[Pa
     entries = chunks_per_shard(cube, key.split("/")[0])
     index = index_of(shard, entries)
     (copy / key).write_bytes(edit(shard))
-    return copy, {"size": len(shard), "data": len(shard) - 16 * entries - 4, "o0": int(index[0, 0]),
-                  "l0": int(index[0, 1]), "l1": int(index[1, 1]) if entries > 1 else 0, "short": int(index[0, 1]) - 1}
+    return copy, {
+        "size": len(shard),
+        "data": len(shard) - 16 * entries - 4,
+        "o0": int(index[0, 0]),
+        "l0": int(index[0, 1]),
+        "l1": int(index[1, 1]) if entries > 1 else 0,
+        "short": int(index[0, 1]) - 1,
+    }
 
 
 def chunks_per_shard(cube: Path, name: str) -> int:
@@ -175,7 +207,7 @@ def header(name: str, size: int, kind: bytes = tarfile.REGTYPE, fields: dict[int
     info.size, info.type, info.mtime = size, kind, 0
     block = bytearray(info.tobuf(tarfile.GNU_FORMAT if kind != tarfile.XHDTYPE else tarfile.USTAR_FORMAT))
     for offset, value in (fields or {}).items():
-        block[offset:offset + len(value)] = value
+        block[offset : offset + len(value)] = value
     block[148:156] = b" " * 8
     block[148:156] = b"%06o\0 " % sum(block[:512])
     return bytes(block)
@@ -239,8 +271,13 @@ def crafted(good: Path, out: Path, case: str) -> tuple[Path, str]:
         yield bytes(1024)
         yield from zeros((64 << 20) if case == "trailing" else 0)
 
-    named = {"zeros": target, "sparse": target, "pax": files[-2][0], "other": f"{target.rsplit('/', 1)[0]}/notes.bin",
-             "trailing": last}[case]
+    named = {
+        "zeros": target,
+        "sparse": target,
+        "pax": files[-2][0],
+        "other": f"{target.rsplit('/', 1)[0]}/notes.bin",
+        "trailing": last,
+    }[case]
     return write_tar_gz(out / good.name, parts()), named
 
 
@@ -248,10 +285,10 @@ CASES = {
     "zeros": r"!{member}: holds 1073741824 B, more than the 4194304 B \(MEMBER_LIMIT\)",
     "sparse": r"!{member}: a sparse file claiming 1073741824 B, not a regular file: refused",
     "pax": r": truncated or corrupt archive, broke after member {member} \(\d read whole\): the PAX header "
-           r"././@PaxHeader brings a member's extended headers to 536870912 B, more than 65536 B",
+    r"././@PaxHeader brings a member's extended headers to 536870912 B, more than 65536 B",
     "other": r"!{member}: holds 1073741824 B, more than the 4194304 B \(MEMBER_LIMIT\)",
     "trailing": r": truncated or corrupt archive, broke after member {member} \(\d read whole\): more than 1048576 B "
-                r"follow the end of the tar archive",
+    r"follow the end of the tar archive",
 }
 """What an archive crafted by :func:`crafted` gives: the error after the archive's name."""
 
@@ -270,9 +307,10 @@ def mutated(data: bytes) -> st.SearchStrategy[bytes]:
         for position, value in changes:
             out[position] = value
         start, length, how = cut
-        piece = bytes(out[start:start + length])
-        out[start:start + length] = b"" if how == "delete" else piece * (3 if how == "repeat" else 1)
+        piece = bytes(out[start : start + length])
+        out[start : start + length] = b"" if how == "delete" else piece * (3 if how == "repeat" else 1)
         return bytes(out[:end])
+
     return st.builds(apply, edits, span, st.integers(0, size + 200))
 
 
@@ -281,9 +319,15 @@ def random_coverage_index() -> CoverageIndex:
     rng = np.random.default_rng(3)
     coverage = rng.choice([0.0, 0.005, 0.3, 0.7, 1.0], size=(40, 6, 2)).astype(np.float32)
     coverage[rng.random(coverage.shape[:2]) < 0.1] = np.nan
-    labels = pd.DataFrame({"roi_group": rng.choice(["ROIs1868", "ROIs2017"], 40), "roi": rng.integers(1, 4, 40),
-                           "patch_id": np.arange(40), "region": rng.choice(["africa", "europa", "america"], 40),
-                           "split": rng.choice(["train", "val", "test"], 40)})
+    labels = pd.DataFrame(
+        {
+            "roi_group": rng.choice(["ROIs1868", "ROIs2017"], 40),
+            "roi": rng.integers(1, 4, 40),
+            "patch_id": np.arange(40),
+            "region": rng.choice(["africa", "europa", "america"], 40),
+            "split": rng.choice(["train", "val", "test"], 40),
+        }
+    )
     labels["roi_name"] = labels.roi_group + "/" + labels.roi.astype(str)
     dates = np.datetime64("2018-01-05") + rng.integers(0, 365, (40, 6)).astype("timedelta64[D]")
     return CoverageIndex(coverage, ("det_a", "det_b"), labels, dates.astype("datetime64[ns]"))
@@ -292,8 +336,14 @@ def random_coverage_index() -> CoverageIndex:
 def coverage_rows(index: CoverageIndex) -> pd.DataFrame:
     """One row per (patch, time, detector), by pandas alone."""
     p, t, d = np.meshgrid(*(np.arange(n) for n in index.coverage.shape), indexing="ij")
-    frame = pd.DataFrame({"patch": p.ravel(), "time": t.ravel(), "detector": np.array(index.detectors)[d.ravel()],
-                          "coverage": index.coverage.ravel()})
+    frame = pd.DataFrame(
+        {
+            "patch": p.ravel(),
+            "time": t.ravel(),
+            "detector": np.array(index.detectors)[d.ravel()],
+            "coverage": index.coverage.ravel(),
+        }
+    )
     frame = frame.join(index.labels, on="patch")
     frame["roi"] = frame.roi_name
     frame["month"] = pd.DatetimeIndex(index.dates[frame.patch, frame.time]).month

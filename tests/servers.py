@@ -24,9 +24,14 @@ from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
-S3_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-                  "AWS_ALLOW_HTTP": "true"}
+S3_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_ALLOW_HTTP": "true",
+}
 
 
 @contextmanager
@@ -63,10 +68,10 @@ def create_bucket(name: str) -> str:
 class RangeRequestHandler(SimpleHTTPRequestHandler):
     """Static files with single byte ranges (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``), as object stores serve."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def send_head(self):  # noqa: ANN201 (the base class returns a file or None)
+    def send_head(self) -> BinaryIO | None:  # the base class returns a file or None
         self.range_left = None
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
         path = Path(self.translate_path(self.path))
@@ -91,7 +96,7 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
         self.range_left = end - start + 1
         return handle
 
-    def copyfile(self, source, outputfile) -> None:  # noqa: ANN001
+    def copyfile(self, source: BinaryIO, outputfile: BinaryIO) -> None:
         outputfile.write(source.read() if self.range_left is None else source.read(self.range_left))
 
 
@@ -182,6 +187,7 @@ class S3Proxy:
 
     def close(self) -> None:
         """Stop listening, end the open connections and the proxy's thread."""
+
         async def shut() -> None:
             self.server.close()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -228,8 +234,9 @@ class S3Proxy:
                 answer += await _message_body(upstream[0], answer, request=False, method=request.method)
                 self._answered(request)
                 if request.fault == "reset":
-                    client_writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                                                     struct.pack("ii", 1, 0))
+                    client_writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
                     client_writer.transport.abort()
                     break
                 client_writer.write(answer)
@@ -251,8 +258,14 @@ class S3Proxy:
         method, target = head.split(b" ", 2)[:2]
         path, _, query = target.decode().partition("?")
         headers = _headers(head)
-        request = Request(method.decode(), path.lstrip("/").partition("/")[2], query, headers.get("range"),
-                          time.monotonic(), depth=self._deepest + 1)
+        request = Request(
+            method.decode(),
+            path.lstrip("/").partition("/")[2],
+            query,
+            headers.get("range"),
+            time.monotonic(),
+            depth=self._deepest + 1,
+        )
         request.fault = self._fault(request) if self.fault_rate else None
         self.requests.append(request)
         return request
@@ -292,8 +305,11 @@ async def _message_body(reader: asyncio.StreamReader, head: bytes, *, request: b
 
 
 def _error_answer(status: int) -> bytes:
-    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{"InternalError" if status == 500 else "SlowDown"}'
-            f"</Code><Message>injected by the test proxy</Message></Error>").encode()
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{"InternalError" if status == 500 else "SlowDown"}'
+        f"</Code><Message>injected by the test proxy</Message></Error>"
+    ).encode()
     reason = "Internal Server Error" if status == 500 else "Service Unavailable"
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body

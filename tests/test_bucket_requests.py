@@ -10,8 +10,6 @@ one of 53 does.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from crts.cli import main
@@ -46,8 +44,16 @@ def counter(s3: str) -> S3Proxy:
 @pytest.fixture(scope="module")
 def small_cube(s3: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """3 ROIs (train, val, test) x 2 patches x 4 steps of 32 px, converted into a bucket (not through the proxy)."""
-    tree = make_dataset(tmp_path_factory.mktemp("requests") / "src", ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63"],
-                        patches_per_roi=2, size=32, times=4, seed=5, workers=1, progress=False)
+    tree = make_dataset(
+        tmp_path_factory.mktemp("requests") / "src",
+        ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63"],
+        patches_per_roi=2,
+        size=32,
+        times=4,
+        seed=5,
+        workers=1,
+        progress=False,
+    )
     url = f"{create_bucket('counted')}/cube.zarr"
     convert(tree, url, workers=1, progress=False)
     return url
@@ -57,8 +63,10 @@ def small_cube(s3: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 def hollow_cubes(s3: str) -> dict[int, str]:
     """Hollow cubes (all but the image shards) of 30 steps in buckets: 53 patches converted in one go, 2,500 in three
     parts (test, val, train)."""
-    return {n: make_hollow(f"{create_bucket(f'hollow-{n}')}/cube.zarr", n, parts=parts).location
-            for n, parts in ((53, 1), (2500, 3))}
+    return {
+        n: make_hollow(f"{create_bucket(f'hollow-{n}')}/cube.zarr", n, parts=parts).location
+        for n, parts in ((53, 1), (2500, 3))
+    }
 
 
 def _costs(proxy: S3Proxy, url: str) -> dict[str, Traffic]:
@@ -77,18 +85,21 @@ def _costs(proxy: S3Proxy, url: str) -> dict[str, Traffic]:
 
 
 def test_opening_reads_two_metadata_objects_and_each_coordinate_once_in_three_round_trips(
-        proxy: S3Proxy, small_cube: str) -> None:
+    proxy: S3Proxy, small_cube: str
+) -> None:
     with proxy.counting() as requests:
         ds = open_cube(small_cube, storage_options={"endpoint": proxy.url})
     assert {r.method for r in requests} == {"GET"}
-    assert sorted(k for k in requests.keys() if k.endswith("zarr.json")) == sorted(METADATA)
-    chunks = [k for k in requests.keys() if not k.endswith("zarr.json")]
+    keys = requests.keys()  # Traffic.keys: the requested keys, in order
+    assert sorted(k for k in keys if k.endswith("zarr.json")) == sorted(METADATA)
+    chunks = [k for k in keys if not k.endswith("zarr.json")]
     assert len(chunks) == len(set(chunks)) == len(ds.coords)  # one chunk each: the coordinates, none twice
     assert requests.round_trips <= 3  # the root, the coordinates at once, the state
 
 
-def test_info_and_stats_cost_at_most_20_requests_more_than_opening(counter: S3Proxy, small_cube: str,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_and_stats_cost_at_most_20_requests_more_than_opening(
+    counter: S3Proxy, small_cube: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     costs = _costs(counter, small_cube)
     capsys.readouterr()
     for name in ("info", "stats"):
@@ -113,8 +124,9 @@ def test_a_sample_costs_two_round_trips_once_its_arrays_are_open(proxy: S3Proxy,
 
 
 def test_a_batch_of_windows_costs_two_round_trips(proxy: S3Proxy, small_cube: str) -> None:
-    windows = SampleWindows(SEN12MSCRTS(small_cube, storage_options={"endpoint": proxy.url}), {"y": 16, "x": 16},
-                            placement="random")
+    windows = SampleWindows(
+        SEN12MSCRTS(small_cube, storage_options={"endpoint": proxy.url}), {"y": 16, "x": 16}, placement="random"
+    )
     windows[0]  # the arrays' metadata and the source paths
     with proxy.counting() as requests:
         batch = next(iter(loader(windows, batch_size=4, sampler=[1, 2, 3, 4])))
@@ -123,8 +135,9 @@ def test_a_batch_of_windows_costs_two_round_trips(proxy: S3Proxy, small_cube: st
     assert batch["pdx"].tolist() == [1, 2, 3, 4]
 
 
-def test_no_request_is_made_per_patch(counter: S3Proxy, hollow_cubes: dict[int, str],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_request_is_made_per_patch(
+    counter: S3Proxy, hollow_cubes: dict[int, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     few, many = (_costs(counter, hollow_cubes[n]) for n in sorted(hollow_cubes))
     capsys.readouterr()
     for name in few:  # 47 times the patches, converted in parts: not one request more

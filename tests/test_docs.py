@@ -9,6 +9,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,14 @@ LOCAL_LINK = re.compile(r"\]\((?!https?:|mailto:)([^)#\s]+)(?:#([^)\s]+))?\)")
 def sphinx_build(source: Path, out: Path) -> subprocess.CompletedProcess:
     """``sphinx-build -W --keep-going -b html SOURCE OUT`` in a new process, with this checkout importable."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(source),
-                           str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(source), str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +45,7 @@ def html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def public_modules(package) -> list[str]:
+def public_modules(package: types.ModuleType) -> list[str]:
     """Every module of a package whose dotted name has no part starting with an underscore."""
     found = [package.__name__]
     for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
@@ -50,8 +57,23 @@ def public_modules(package) -> list[str]:
 @pytest.mark.slow  # about 35 s on 2 cores: Sphinx imports every module for the API pages
 def test_the_documentation_builds_without_a_warning(html: Path) -> None:
     pages = {path.stem for path in html.glob("*.html")}
-    assert {"index", "getting-started", "exploring", "cloud-statistics", "training", "evaluating", "api", "cli",
-            "schema", "reference", "benchmarks", "architecture", "extending", "trust", "changelog"} <= pages
+    assert {
+        "index",
+        "getting-started",
+        "exploring",
+        "cloud-statistics",
+        "training",
+        "evaluating",
+        "api",
+        "cli",
+        "schema",
+        "reference",
+        "benchmarks",
+        "architecture",
+        "extending",
+        "trust",
+        "changelog",
+    } <= pages
     first_heading = re.search(r"^## (.+)$", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
     assert first_heading in (html / "changelog.html").read_text()  # CHANGELOG.md is included, not copied
 
@@ -94,17 +116,20 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
 def test_the_benchmarks_page_is_current() -> None:
     assert sorted(RESULTS.glob("bench_*.json")), "no committed benchmark result"
     assert (ROOT / "docs" / "benchmarks.md").read_text() == render(), (
-        "docs/benchmarks.md is stale: regenerate it with `python -m benchmarks --page docs/benchmarks.md`")
+        "docs/benchmarks.md is stale: regenerate it with `python -m benchmarks --page docs/benchmarks.md`"
+    )
 
 
 def test_the_benchmarks_page_names_each_result_s_machine(tmp_path: Path) -> None:
     machine = {"cpus": 16, "cpu_model": "Some CPU", "gpu": "Some GPU", "python": "3.11.7", "date": "2026-12-07"}
-    (tmp_path / "bench_a.json").write_text(json.dumps({"ratio": 1.23456, "note": "a | b", "purpose": "Does A.",
-                                                       "machine": machine}))
+    (tmp_path / "bench_a.json").write_text(
+        json.dumps({"ratio": 1.23456, "note": "a | b", "purpose": "Does A.", "machine": machine})
+    )
     (tmp_path / "bench_b.json").write_text(json.dumps({"rate": 2, "machine": {"cpus": 2, "python": "3.11.7"}}))
     page = render(tmp_path)
     assert "## bench_a\n\nDoes A.\n\nMachine: 2026-12-07; 16 CPUs (Some CPU); GPU: Some GPU; Python 3.11.7." in page
     assert "| ratio | 1.235 |" in page and "| note | a \\| b |" in page
     assert describe_machine({"cpus": 2, "python": "3.11.7"}) == (
-        "date not recorded; 2 CPUs (model not recorded); GPU: not recorded; Python 3.11.7")
+        "date not recorded; 2 CPUs (model not recorded); GPU: not recorded; Python 3.11.7"
+    )
     assert describe_machine({**machine, "gpu": None}).endswith("GPU: none; Python 3.11.7")

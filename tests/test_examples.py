@@ -28,7 +28,7 @@ import torch
 
 matplotlib.use("Agg")  # the examples plot; no display here
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -61,12 +61,12 @@ def page_blocks(text: str, name: str = "README.md") -> list[Block]:
     blocks, reason, k = [], None, 0
     while k < len(lines):
         if lines[k].startswith("<!-- skip-test"):
-            if not SKIP.fullmatch(lines[k]) or lines[k + 1:k + 2] != ["```python"]:
+            if not SKIP.fullmatch(lines[k]) or lines[k + 1 : k + 2] != ["```python"]:
                 raise ValueError(f"{name}:{k + 1}: write '<!-- skip-test: reason -->' right before a ```python")
             reason = SKIP.fullmatch(lines[k]).group(1)
         elif lines[k] == "```python":
             end = lines.index("```", k + 1)
-            blocks.append(Block(k + 2, "\n".join(lines[k + 1:end]) + "\n", reason))
+            blocks.append(Block(k + 2, "\n".join(lines[k + 1 : end]) + "\n", reason))
             reason, k = None, end
         k += 1
     return blocks
@@ -76,8 +76,7 @@ def make_synthetic(base: Path) -> None:
     """``data/synthetic``: a small synthetic set (Europe's train and test ROIs, 2 patches x 12 steps each)."""
     from cube.synth import make_dataset
 
-    make_dataset(base / "data" / "synthetic", ["ROIs1868/17", "ROIs2017/63"], times=12, workers=1,
-                 progress=False)
+    make_dataset(base / "data" / "synthetic", ["ROIs1868/17", "ROIs2017/63"], times=12, workers=1, progress=False)
 
 
 def make_cube(base: Path) -> None:
@@ -92,9 +91,13 @@ def make_cube(base: Path) -> None:
     cube.convert(base / "data" / "synthetic", base / "cube.zarr", split="test", workers=1, progress=False)
     torch.manual_seed(0)
     for run, model, config in (
-            ("resnet_a", ResNet3D(features=8, blocks=1), {}),
-            ("uncrtaints_a", UnCRtainTS(encoder_widths=(16,), decoder_widths=(16, 16), n_head=4, d_model=32),
-             {"n_input_samples": 3})):
+        ("resnet_a", ResNet3D(features=8, blocks=1), {}),
+        (
+            "uncrtaints_a",
+            UnCRtainTS(encoder_widths=(16,), decoder_widths=(16, 16), n_head=4, d_model=32),
+            {"n_input_samples": 3},
+        ),
+    ):
         (base / "runs").mkdir(exist_ok=True)
         checkpoint = save_checkpoint(base / "runs" / f"{run}.pt", model, train_config=json.dumps(config))
         evaluate(str(base / "cube.zarr"), run, checkpoint=str(checkpoint), split="test", progress=False)
@@ -106,8 +109,13 @@ def make_index_file(base: Path, name: str) -> None:
 
     ensure(base, "cube.zarr")
     (base / name).parent.mkdir(parents=True, exist_ok=True)
-    SEN12MSCRTS(base / "cube.zarr", split="test", cloud_masks="s2cloudless_mask", n_input_samples=3,
-                export_data_path=(base / name).parent)
+    SEN12MSCRTS(
+        base / "cube.zarr",
+        split="test",
+        cloud_masks="s2cloudless_mask",
+        n_input_samples=3,
+        export_data_path=(base / name).parent,
+    )
 
 
 INDEX = "3_test_s2cloudless_mask.npy"
@@ -157,8 +165,9 @@ def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow  # 10-60 s per page on 2 cores: synthesis, conversion with the cloud pass, DataLoader workers
 @pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
-def test_the_examples_run_as_written(page: Path, stand_ins: Path, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_examples_run_as_written(
+    page: Path, stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "examples"}
     for block in page_blocks(page.read_text(), page.name):
@@ -166,25 +175,29 @@ def test_the_examples_run_as_written(page: Path, stand_ins: Path, tmp_path: Path
             continue
         make_stand_ins(block.code, stand_ins)
         code = "\n" * (block.line - 1) + block.code.replace(*DATA_SET)
-        exec(compile(code, str(page), "exec"), namespace)  # noqa: S102 - the page's own examples
+        exec(compile(code, str(page), "exec"), namespace)  # the page's own examples
         plt.close("all")
-    exec(PROMISES.get(page.name, ""), namespace)  # noqa: S102
+    exec(PROMISES.get(page.name, ""), namespace)
 
 
 @pytest.mark.slow  # about 60 s on 2 cores: the README's examples in a new process
 def test_the_readme_runs_as_a_plain_script(tmp_path: Path) -> None:
     """Saved as one file and run with ``python examples.py``, as a newcomer would: no ``__main__`` guard, so
     nothing may start worker processes that re-run the script (the conversion runs in-process and says so)."""
-    lines = ["import matplotlib", "matplotlib.use('Agg')", "from pathlib import Path",
-             "from tests.test_examples import make_stand_ins"]
+    lines = [
+        "import matplotlib",
+        "matplotlib.use('Agg')",
+        "from pathlib import Path",
+        "from tests.test_examples import make_stand_ins",
+    ]
     for block in page_blocks(README.read_text()):
         if not block.skip:
-            lines += [f"make_stand_ins({block.code!r}, Path('stand-ins'))",
-                      block.code.replace(*DATA_SET)]
+            lines += [f"make_stand_ins({block.code!r}, Path('stand-ins'))", block.code.replace(*DATA_SET)]
     (tmp_path / "examples.py").write_text("\n".join([*lines, PROMISES["README.md"], "print('examples done')"]))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "examples.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "examples.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "examples done"
     assert done.stderr.count("worker processes would each re-run this script") == 1
@@ -192,8 +205,14 @@ def test_the_readme_runs_as_a_plain_script(tmp_path: Path) -> None:
 
 def test_every_guide_with_examples_is_collected() -> None:
     names = {page.name for page in PAGES}
-    assert {"README.md", "synthetic-data.md", "exploring.md", "cloud-statistics.md", "training.md",
-            "evaluating.md"} <= names
+    assert {
+        "README.md",
+        "synthetic-data.md",
+        "exploring.md",
+        "cloud-statistics.md",
+        "training.md",
+        "evaluating.md",
+    } <= names
 
 
 def test_skip_markers_need_a_reason_and_a_block() -> None:
@@ -201,7 +220,9 @@ def test_skip_markers_need_a_reason_and_a_block() -> None:
     skipped = [block for block in blocks if block.skip]
     assert len(skipped) <= 3 < len(blocks)  # few examples may be skipped
     for bad in ("<!-- skip-test -->\n```python\n1\n```\n", "<!-- skip-test: why -->\n\n```python\n1\n```\n"):
-        with pytest.raises(ValueError, match="guide.md:1: write '<!-- skip-test: reason -->'"):
+        with pytest.raises(ValueError, match=r"guide.md:1: write '<!-- skip-test: reason -->'"):
             page_blocks(bad, "guide.md")
     assert page_blocks("<!-- skip-test: why -->\n```python\n1\n```\n```python\n2\n```\n") == [
-        Block(3, "1\n", "why"), Block(6, "2\n", None)]
+        Block(3, "1\n", "why"),
+        Block(6, "2\n", None),
+    ]

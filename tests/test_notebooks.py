@@ -15,8 +15,12 @@ CELL_TIMEOUT_S = 300
 
 
 def test_there_are_notebooks() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["01_explore_time_series.ipynb", "02_cloud_coverage.ipynb",
-                                           "03_train_from_cube.ipynb", "04_evaluate_predictions.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_explore_time_series.ipynb",
+        "02_cloud_coverage.ipynb",
+        "03_train_from_cube.ipynb",
+        "04_evaluate_predictions.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -49,9 +53,16 @@ def notebook_cube(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from cube.synth import make_dataset
 
     base = tmp_path_factory.mktemp("notebooks")
-    root = make_dataset(base / "SEN12MSCRTS", ["ROIs1868/17", "ROIs1868/56", "ROIs1970/21", "ROIs2017/63",
-                                               "ROIs2017/32"], patches_per_roi=2, size=64, times=12, seed=5,
-                        workers=1, progress=False)
+    root = make_dataset(
+        base / "SEN12MSCRTS",
+        ["ROIs1868/17", "ROIs1868/56", "ROIs1970/21", "ROIs2017/63", "ROIs2017/32"],
+        patches_per_roi=2,
+        size=64,
+        times=12,
+        seed=5,
+        workers=1,
+        progress=False,
+    )
     cube = base / "cube.zarr"
     convert(root, cube, workers=1, progress=False)
 
@@ -78,8 +89,9 @@ def notebook_cube(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    uncertain = save_checkpoint(base / "uncrtaints.pt", uncrtaints, step=12,
-                                train_config=json.dumps({"n_input_samples": 3}))
+    uncertain = save_checkpoint(
+        base / "uncrtaints.pt", uncrtaints, step=12, train_config=json.dumps({"n_input_samples": 3})
+    )
 
     utae = UTAE(encoder_widths=(8, 8, 16), decoder_widths=(8, 8, 16), n_head=4, d_model=16, out_conv=(26,))
     optimizer = torch.optim.Adam(utae.parameters(), lr=1e-2)
@@ -109,8 +121,10 @@ def test_notebook_runs(path: Path, notebook_cube: dict[str, Path], monkeypatch: 
     monkeypatch.setenv("CRTS_NOTEBOOK_STEPS", "30")
     nb = nbformat.read(path, as_version=4)
     # The kernel inherits this process's environment; cells run with notebooks/ as the working directory.
-    NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
-    figures = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
-               if "image/png" in o.get("data", {})]
+    NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}
+    ).execute()
+    figures = [
+        o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})
+    ]
     assert figures, f"{path.name} displayed no figure (was the inline backend switched off?)"

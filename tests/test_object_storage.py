@@ -30,8 +30,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 ROIs (train, val and test) x 2 patches x 4 steps of 32 px."""
-    return make_dataset(tmp_path_factory.mktemp("objects") / "src", ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63"],
-                        patches_per_roi=2, size=32, times=4, seed=5, workers=1, progress=False)
+    return make_dataset(
+        tmp_path_factory.mktemp("objects") / "src",
+        ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63"],
+        patches_per_roi=2,
+        size=32,
+        times=4,
+        seed=5,
+        workers=1,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +67,11 @@ def test_a_cube_converted_into_a_bucket_equals_the_local_one(s3_cube: str, local
 
 def test_kill_9_then_resume_into_a_bucket(s3: str, tree: Path, local_cube: Path) -> None:
     url = f"{bucket()}/cube.zarr"
-    proc = subprocess.Popen([sys.executable, "-m", "crts", "convert", str(tree), url, "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crts", "convert", str(tree), url, "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     store, deadline = CubeStore(url), time.monotonic() + 120
     while (store.state() or None) is None or not (store.state().pending or {}).get("grown"):
         assert proc.poll() is None and time.monotonic() < deadline, "the conversion ended before it was killed"
@@ -88,20 +99,62 @@ def test_loader_workers_read_a_bucket_after_the_parent_did(s3_cube: str) -> None
     assert sorted(int(p) for batch in data for p in batch["pdx"]) == list(range(len(windows)))
 
 
-def test_train_evaluate_report_and_runs_in_a_bucket(s3_cube: str, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--cube", s3_cube, "--out", str(tmp_path / "run"), "--features", "4", "--blocks", "1",
-                 "--crop", "16", "--max-steps", "2", "--batch-size", "2", "--n-input-samples", "2",
-                 "--checkpoint-every", "2"]) == 0
-    threads = [threading.Thread(target=main, args=(["evaluate", "--cube", s3_cube, "--split", "all", "--run", name,
-                                                    "--baseline", baseline],))
-               for name, baseline in (("least", "least_cloudy"), ("mosaic", "mosaic"))]
+def test_train_evaluate_report_and_runs_in_a_bucket(
+    s3_cube: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "train",
+                "--cube",
+                s3_cube,
+                "--out",
+                str(tmp_path / "run"),
+                "--features",
+                "4",
+                "--blocks",
+                "1",
+                "--crop",
+                "16",
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--n-input-samples",
+                "2",
+                "--checkpoint-every",
+                "2",
+            ]
+        )
+        == 0
+    )
+    threads = [
+        threading.Thread(
+            target=main,
+            args=(["evaluate", "--cube", s3_cube, "--split", "all", "--run", name, "--baseline", baseline],),
+        )
+        for name, baseline in (("least", "least_cloudy"), ("mosaic", "mosaic"))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert main(["evaluate", "--cube", s3_cube, "--split", "all", "--run", "resnet",
-                 "--checkpoint", str(tmp_path / "run" / "last.pt")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--cube",
+                s3_cube,
+                "--split",
+                "all",
+                "--run",
+                "resnet",
+                "--checkpoint",
+                str(tmp_path / "run" / "last.pt"),
+            ]
+        )
+        == 0
+    )
     assert list_runs(s3_cube) == ["least", "mosaic", "resnet"]
     assert open_run(s3_cube, "mosaic").attrs["baseline"] == "mosaic"
     assert main(["report", s3_cube, "--out", str(tmp_path / "report")]) == 0
@@ -138,13 +191,17 @@ def test_a_cube_over_http_reads_like_the_local_one(local_cube: Path, capsys: pyt
         assert len(err) == 1 and "read-only" in err[0]
 
 
-@pytest.mark.parametrize("where, expected", [
-    ("s3://no-such-bucket-here/cube.zarr", "no-such-bucket-here"),
-    ("s3://{bucket}/not-a-cube", "no cube here"),
-    ("ftp://host/cube.zarr", "unknown URL scheme"),
-])
-def test_bad_locations_are_one_line_errors(s3: str, where: str, expected: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "where, expected",
+    [
+        ("s3://no-such-bucket-here/cube.zarr", "no-such-bucket-here"),
+        ("s3://{bucket}/not-a-cube", "no cube here"),
+        ("ftp://host/cube.zarr", "unknown URL scheme"),
+    ],
+)
+def test_bad_locations_are_one_line_errors(
+    s3: str, where: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     where = where.format(bucket=bucket().removeprefix("s3://"))
     assert main(["stats", where]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -162,9 +219,12 @@ def test_wrong_credentials_are_one_line(s3: str, capsys: pytest.CaptureFixture[s
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while socket.socket().connect_ex(("127.0.0.1", port)) != 0:

@@ -11,12 +11,14 @@ from pathlib import Path
 
 
 def test_cube_never_imports_torch_or_crts() -> None:
-    code = ("import importlib, pkgutil, sys, cube; "
-            "names = [m.name for m in pkgutil.walk_packages(cube.__path__, 'cube.')]; "
-            "assert {'cube.analysis.plots', 'cube.analysis.stats', 'cube.synth.preview'} <= set(names), names; "
-            "[importlib.import_module(name) for name in names]; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'crts')]; "
-            "assert not bad, bad")
+    code = (
+        "import importlib, pkgutil, sys, cube; "
+        "names = [m.name for m in pkgutil.walk_packages(cube.__path__, 'cube.')]; "
+        "assert {'cube.analysis.plots', 'cube.analysis.stats', 'cube.synth.preview'} <= set(names), names; "
+        "[importlib.import_module(name) for name in names]; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'crts')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -32,7 +34,7 @@ def test_the_code_s_citations_of_the_reference_name_its_sections() -> None:
         for path in (ROOT / folder).rglob("*.py"):
             text = path.read_text()
             assert not re.search(r"reference sections? \d", text, re.I), f"{path}: cite docs/reference.md §N Title"
-            cited |= {(number, title): path for number, title in CITATION.findall(text)}
+            cited |= dict.fromkeys(CITATION.findall(text), path)
     assert len(cited) >= 8, cited
     for (number, title), path in cited.items():
         assert sections.get(number, "").startswith(title), f"{path}: §{number} {title} is not a reference section"
@@ -41,12 +43,14 @@ def test_the_code_s_citations_of_the_reference_name_its_sections() -> None:
 def test_public_names_keep_their_paths_and_light_modules_stay_light() -> None:
     # cube's public names and cube.clouds' pass names are looked up on first use: a light module such as the
     # ROI table or the detectors imports no xarray, and every listed name still resolves (issue 33's moves).
-    code = ("import sys, cube, cube.dataset.rois, cube.clouds.detectors; "
-            "heavy = [m for m in ('xarray', 'zarr', 'dask') if m in sys.modules]; assert not heavy, heavy; "
-            "import cube.clouds; from cube.clouds import compute; "
-            "assert all(getattr(cube.clouds, n) is getattr(compute, n) for n in cube.clouds.PASS_NAMES); "
-            "from cube.analysis import export; assert cube.export is export; "
-            "assert all(getattr(cube, n) is not None for n in cube.__all__)")
+    code = (
+        "import sys, cube, cube.dataset.rois, cube.clouds.detectors; "
+        "heavy = [m for m in ('xarray', 'zarr', 'dask') if m in sys.modules]; assert not heavy, heavy; "
+        "import cube.clouds; from cube.clouds import compute; "
+        "assert all(getattr(cube.clouds, n) is getattr(compute, n) for n in cube.clouds.PASS_NAMES); "
+        "from cube.analysis import export; assert cube.export is export; "
+        "assert all(getattr(cube, n) is not None for n in cube.__all__)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -72,8 +76,14 @@ after a plain ``pip install``); prints the exit statuses as JSON."""
 def crts_without_torch(*argvs: list[str], cwd: Path) -> tuple[list[int], str]:
     """The exit statuses of ``crts`` with each of ``argvs`` without the ``torch`` extra, and its stderr."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, json.dumps(argvs)], cwd=cwd, env=env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, json.dumps(argvs)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.splitlines()[-1]), done.stderr
 
 
@@ -91,17 +101,37 @@ def test_the_base_dependencies_leave_out_the_torch_extra() -> None:
 
 
 def test_the_data_commands_run_without_torch_and_the_others_say_how_to_install_it(tmp_path: Path) -> None:
-    commands = ["synth", "download", "convert", "clouds", "info", "stats", "index", "runs", "upgrade", "verify",
-                "train", "evaluate", "report"]
-    statuses, _ = crts_without_torch(["--help"], *[[name, "--help"] for name in commands],
-                                     ["synth", "syn", "--rois", "ROIs1868/17", "--patches-per-roi", "1", "--size",
-                                      "32", "--times", "2"], ["convert", "syn", "cube.zarr", "--workers", "1"],
-                                     ["info", "cube.zarr"], ["stats", "cube.zarr"], cwd=tmp_path)
+    commands = [
+        "synth",
+        "download",
+        "convert",
+        "clouds",
+        "info",
+        "stats",
+        "index",
+        "runs",
+        "upgrade",
+        "verify",
+        "train",
+        "evaluate",
+        "report",
+    ]
+    statuses, _ = crts_without_torch(
+        ["--help"],
+        *[[name, "--help"] for name in commands],
+        ["synth", "syn", "--rois", "ROIs1868/17", "--patches-per-roi", "1", "--size", "32", "--times", "2"],
+        ["convert", "syn", "cube.zarr", "--workers", "1"],
+        ["info", "cube.zarr"],
+        ["stats", "cube.zarr"],
+        cwd=tmp_path,
+    )
     assert statuses == [0] * (len(commands) + 5)
-    statuses, err = crts_without_torch(["train", "cube.zarr", "--out", "run"],
-                                       ["clouds", "cube.zarr", "--device", "cuda"], cwd=tmp_path)
+    statuses, err = crts_without_torch(
+        ["train", "cube.zarr", "--out", "run"], ["clouds", "cube.zarr", "--device", "cuda"], cwd=tmp_path
+    )
     assert statuses == [2, 2] and err.splitlines() == [
         f"crts {name}: error: this command needs PyTorch, which is not installed: pip install "
         "'sen12mscrts-cube[torch]' (or first a build of PyTorch for your GPU from pytorch.org)"
-        for name in ("train", "clouds")]
+        for name in ("train", "clouds")
+    ]
     assert not (tmp_path / "run").exists()

@@ -21,8 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("cube", "crts")
 """The packages whose modules form the import graph."""
 
-LAYERS = {"cube": 0, "cube.dataset": 1, "cube.store": 2, "cube.parallel": 3, "cube.clouds": 4, "cube.ingest": 5,
-          "cube.analysis": 6, "cube.synth": 7}
+LAYERS = {
+    "cube": 0,
+    "cube.dataset": 1,
+    "cube.store": 2,
+    "cube.parallel": 3,
+    "cube.clouds": 4,
+    "cube.ingest": 5,
+    "cube.analysis": 6,
+    "cube.synth": 7,
+}
 """Each part of ``cube`` and its floor: a module may import from its own floor and below, never above. ``cube``
 itself (its ``__init__``: the version, and public names looked up on first use) is the ground floor."""
 
@@ -121,9 +129,11 @@ def layer(module: str) -> int:
 def test_every_import_of_the_packages_names_a_module_of_this_tree() -> None:
     # An editable install of another checkout would otherwise answer an old path silently.
     known = modules(*PACKAGES)
-    stale = [f"{found.importer}:{found.line} imports {found.target}"
-             for found in all_imports(*PACKAGES, "tests", "benchmarks")
-             if found.target.split(".")[0] in PACKAGES and found.target not in known]
+    stale = [
+        f"{found.importer}:{found.line} imports {found.target}"
+        for found in all_imports(*PACKAGES, "tests", "benchmarks")
+        if found.target.split(".")[0] in PACKAGES and found.target not in known
+    ]
     assert not stale, stale
 
 
@@ -134,9 +144,15 @@ def test_no_import_cycles() -> None:
 
 def test_no_private_name_is_imported_across_modules() -> None:
     known = modules(*PACKAGES, "benchmarks")
-    private = {(found.importer, found.target, found.name) for found in all_imports(*PACKAGES, "benchmarks")
-               if found.name and found.name.startswith("_") and not found.name.startswith("__")
-               and found.target in known and found.target != found.importer}
+    private = {
+        (found.importer, found.target, found.name)
+        for found in all_imports(*PACKAGES, "benchmarks")
+        if found.name
+        and found.name.startswith("_")
+        and not found.name.startswith("__")
+        and found.target in known
+        and found.target != found.importer
+    }
     assert not private, sorted(private)
 
 
@@ -154,12 +170,17 @@ def test_cube_never_reaches_torch_or_crts() -> None:
 
 def test_cube_s_subpackages_depend_one_way() -> None:
     edges = graph()
-    back = [f"{importer} (floor {layer(importer)}) imports {target} (floor {layer(target)})"
-            for importer, targets in edges.items() if importer.split(".")[0] == "cube"
-            for target in targets if target.split(".")[0] == "cube" and layer(target) > layer(importer)]
+    back = [
+        f"{importer} (floor {layer(importer)}) imports {target} (floor {layer(target)})"
+        for importer, targets in edges.items()
+        if importer.split(".")[0] == "cube"
+        for target in targets
+        if target.split(".")[0] == "cube" and layer(target) > layer(importer)
+    ]
     assert not back, back
-    assert {name.split(".")[1] for name in edges if name.count(".") >= 1 and name.startswith("cube.")} \
-        <= {part.split(".")[1] for part in LAYERS if "." in part}, "a new part of cube needs its floor in LAYERS"
+    assert {name.split(".")[1] for name in edges if name.count(".") >= 1 and name.startswith("cube.")} <= {
+        part.split(".")[1] for part in LAYERS if "." in part
+    }, "a new part of cube needs its floor in LAYERS"
 
 
 def test_the_graph_sees_the_lazy_imports() -> None:
@@ -169,8 +190,11 @@ def test_the_graph_sees_the_lazy_imports() -> None:
 
 def test_no_test_module_imports_from_another() -> None:
     # Shared helpers live in helper modules (tests/helpers.py, servers.py, figures.py, crts/models/base.py).
-    reaching = [f"{found.importer}:{found.line} imports {found.target}" for found in all_imports("tests")
-                if found.target.startswith("tests.") and found.target.rpartition(".")[2].startswith("test_")]
+    reaching = [
+        f"{found.importer}:{found.line} imports {found.target}"
+        for found in all_imports("tests")
+        if found.target.startswith("tests.") and found.target.rpartition(".")[2].startswith("test_")
+    ]
     assert not reaching, reaching
 
 
@@ -179,7 +203,7 @@ TESTED_IN: dict[str, str] = {}
 
 CROSS_MODULE = {
     "tests/cube/synth/test_realism.py": "the synthetic set as a whole (scenes, sky, dataset, detectors) against "
-                                         "what Sentinel data shows",
+    "what Sentinel data shows",
 }
 """Test modules under tests/cube and tests/crts that test several modules together, each with its reason."""
 
@@ -192,18 +216,24 @@ def mirrored(module: str) -> str:
 
 def missing_test_modules(root: Path = ROOT) -> list[str]:
     """The modules of PACKAGES under ``root`` (but ``__init__`` and ``__main__``) without their test module."""
-    return [f"{name}: no {mirrored(name)}" for name, path in modules(*PACKAGES, root=root).items()
-            if path.stem not in ("__init__", "__main__")
-            and not (root / TESTED_IN.get(name, mirrored(name))).is_file()]
+    return [
+        f"{name}: no {mirrored(name)}"
+        for name, path in modules(*PACKAGES, root=root).items()
+        if path.stem not in ("__init__", "__main__") and not (root / TESTED_IN.get(name, mirrored(name))).is_file()
+    ]
 
 
 def stale_test_modules(root: Path = ROOT) -> list[str]:
     """The test modules under ``root``'s tests/cube and tests/crts that mirror no module (nor are listed)."""
     known = set(modules(*PACKAGES, root=root)) | set(TESTED_IN)
     tests = root / "tests"
-    return [path.relative_to(root).as_posix() for folder in PACKAGES for path in sorted((tests / folder).rglob("test_*.py"))
-            if path.relative_to(root).as_posix() not in CROSS_MODULE
-            and ".".join([*path.relative_to(tests).parent.parts, path.stem[len("test_"):]]) not in known]
+    return [
+        path.relative_to(root).as_posix()
+        for folder in PACKAGES
+        for path in sorted((tests / folder).rglob("test_*.py"))
+        if path.relative_to(root).as_posix() not in CROSS_MODULE
+        and ".".join([*path.relative_to(tests).parent.parts, path.stem[len("test_") :]]) not in known
+    ]
 
 
 def test_every_module_has_its_test_module_at_the_mirrored_path() -> None:
@@ -222,8 +252,15 @@ def test_the_exceptions_name_what_exists() -> None:
 
 
 def test_the_mirror_rule_names_a_missing_and_a_stale_test_module(tmp_path: Path) -> None:
-    for file in ("cube/__init__.py", "cube/__main__.py", "cube/store/__init__.py", "cube/store/kept.py",
-                 "cube/store/new.py", "tests/cube/store/test_kept.py", "tests/cube/store/test_gone.py"):
+    for file in (
+        "cube/__init__.py",
+        "cube/__main__.py",
+        "cube/store/__init__.py",
+        "cube/store/kept.py",
+        "cube/store/new.py",
+        "tests/cube/store/test_kept.py",
+        "tests/cube/store/test_gone.py",
+    ):
         (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / file).touch()
     assert missing_test_modules(tmp_path) == ["cube.store.new: no tests/cube/store/test_new.py"]

@@ -43,4 +43,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"crts {args.command}: error: {message}", file=sys.stderr)
             return 2
     return 0
-

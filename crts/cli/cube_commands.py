@@ -12,9 +12,11 @@ from .options import add_cube, add_force_unlock, add_split_and_region, comma_lis
 
 def info_options(p: argparse.ArgumentParser) -> None:
     """The description, example and options of ``crts info``."""
-    p.description = ("A summary of CUBE: patches by split and region, time steps, the range of S2 dates, missing "
-                     "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
-                     "and the size on disk (of a local cube; n/a for a URL).")
+    p.description = (
+        "A summary of CUBE: patches by split and region, time steps, the range of S2 dates, missing "
+        "images (gaps), the detectors of the cloud pass with their mean coverage, the evaluation runs "
+        "and the size on disk (of a local cube; n/a for a URL)."
+    )
     p.epilog = "example: crts info cube.zarr"
     add_cube(p, "the cube (a path or URL)")
     p.set_defaults(handler=_run_info)
@@ -26,8 +28,12 @@ def _run_info(args: argparse.Namespace) -> None:
     from cube.store.views import open_cube
 
     options = dict(args.storage_options)
-    print(format_summary(summary(open_cube(args.cube, storage_options=options),
-                                 CubeStore(args.cube, storage_options=options)), args.cube))
+    print(
+        format_summary(
+            summary(open_cube(args.cube, storage_options=options), CubeStore(args.cube, storage_options=options)),
+            args.cube,
+        )
+    )
 
 
 def stats_options(p: argparse.ArgumentParser) -> None:
@@ -35,19 +41,37 @@ def stats_options(p: argparse.ArgumentParser) -> None:
     from cube.analysis.stats import GROUP_KEYS
     from cube.clouds.detectors import DETECTORS
 
-    p.description = ("Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
-                     "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group.")
+    p.description = (
+        "Coverage statistics from the cube's stored cloud masks: images, mean coverage and the "
+        "shares of clear (coverage <= 1%) and cloudy (>= 50%) images per group."
+    )
     p.epilog = "example: crts stats cube.zarr --by region,month --detector s2cloudless_mask --plot coverage.png"
     add_cube(p, "a cube with a cloud pass (a path or URL)")
-    p.add_argument("--by", type=comma_list, default=["region", "split"], metavar="KEYS",
-                   help=f"comma-separated groups from {','.join(GROUP_KEYS)} (default: region,split)")
-    p.add_argument("--detector", choices=DETECTORS, default=None,
-                   help="one detector (default: every detector of the cloud pass, as a group)")
+    p.add_argument(
+        "--by",
+        type=comma_list,
+        default=["region", "split"],
+        metavar="KEYS",
+        help=f"comma-separated groups from {','.join(GROUP_KEYS)} (default: region,split)",
+    )
+    p.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        default=None,
+        help="one detector (default: every detector of the cloud pass, as a group)",
+    )
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output (default: table)")
-    p.add_argument("--plot", metavar="PNG", default=None,
-                   help="also write coverage histogram, coverage by month and region, clear share by split")
-    p.add_argument("--truth", action="store_true",
-                   help="for a cube of synthetic data: precision, recall and IoU of each detector vs the truth")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help="also write coverage histogram, coverage by month and region, clear share by split",
+    )
+    p.add_argument(
+        "--truth",
+        action="store_true",
+        help="for a cube of synthetic data: precision, recall and IoU of each detector vs the truth",
+    )
     p.set_defaults(handler=_run_stats)
 
 
@@ -76,9 +100,11 @@ def _run_stats(args: argparse.Namespace) -> None:
 
 def index_options(p: argparse.ArgumentParser) -> None:
     """The description, example and options of ``crts index``."""
-    p.description = ("Write the GeoParquet index of CUBE's patches (one row each: footprint in WGS84 as the geometry "
-                     "and in its UTM zone, ROI, patch, split, region, S2 dates, mean coverage per detector) into the "
-                     "cube (where the cloud pass writes it too) or to FILE, for geopandas or QGIS.")
+    p.description = (
+        "Write the GeoParquet index of CUBE's patches (one row each: footprint in WGS84 as the geometry "
+        "and in its UTM zone, ROI, patch, split, region, S2 dates, mean coverage per detector) into the "
+        "cube (where the cloud pass writes it too) or to FILE, for geopandas or QGIS."
+    )
     p.epilog = "example: crts index cube.zarr --out patches.parquet"
     add_cube(p, "a cube with a cloud pass (a path or URL)")
     p.add_argument("--out", metavar="FILE", default=None, help="a local file to write (default: into the cube)")
@@ -90,21 +116,27 @@ def _run_index(args: argparse.Namespace) -> None:
     from cube.store.index import write_index
 
     start = time.perf_counter()
-    where = write_index(args.cube, args.out, storage_options=dict(args.storage_options),
-                        force_unlock=args.force_unlock)
+    where = write_index(args.cube, args.out, storage_options=dict(args.storage_options), force_unlock=args.force_unlock)
     print(f"patch index: {where} ({time.perf_counter() - start:.1f} s)")
 
 
 def verify_options(p: argparse.ArgumentParser) -> None:
     """The description, example and options of ``crts verify``."""
-    p.description = ("Check every shard of CUBE's images and masks as the loader reads it: each shard's index against "
-                     "the object's size and its checksum, then every chunk read and decoded. Lists each damaged shard "
-                     "with the patches it holds (one line each) and how to get them back, exit status 2; an intact "
-                     "cube passes silently (a progress bar on a terminal).")
+    p.description = (
+        "Check every shard of CUBE's images and masks as the loader reads it: each shard's index against "
+        "the object's size and its checksum, then every chunk read and decoded. Lists each damaged shard "
+        "with the patches it holds (one line each) and how to get them back, exit status 2; an intact "
+        "cube passes silently (a progress bar on a terminal)."
+    )
     p.epilog = "example: crts verify cube.zarr --split test --region europa"
     add_cube(p, "the cube (a path or URL)")
-    p.add_argument("--patches", type=comma_list, default=None, metavar="LIST",
-                   help="comma-separated ROIs or patches, e.g. ROIs1868/17,ROIs2017/63/12 (default: all)")
+    p.add_argument(
+        "--patches",
+        type=comma_list,
+        default=None,
+        metavar="LIST",
+        help="comma-separated ROIs or patches, e.g. ROIs1868/17,ROIs2017/63/12 (default: all)",
+    )
     add_split_and_region(p, p)
     p.set_defaults(handler=_run_verify)
 
@@ -113,25 +145,39 @@ def _run_verify(args: argparse.Namespace) -> None:
     from cube.dataset.problems import FileProblem
     from cube.store.integrity import verify
 
-    report = verify(args.cube, patches=args.patches, split=args.split, region=args.region,
-                    storage_options=dict(args.storage_options), progress=sys.stderr.isatty())
+    report = verify(
+        args.cube,
+        patches=args.patches,
+        split=args.split,
+        region=args.region,
+        storage_options=dict(args.storage_options),
+        progress=sys.stderr.isatty(),
+    )
     for damaged in report.damaged:
         print(damaged)
     if report.damaged:
-        raise FileProblem(args.cube, f"{len(report.damaged)} of {report.shards} shard(s) damaged; "
-                                     f"{report.repair_hint()}")
+        raise FileProblem(
+            args.cube, f"{len(report.damaged)} of {report.shards} shard(s) damaged; {report.repair_hint()}"
+        )
 
 
 def runs_options(p: argparse.ArgumentParser) -> None:
     """The description, example and options of ``crts runs``."""
-    p.description = ("List the published evaluation runs of CUBE (name, samples, mean RMSE, when published). "
-                     "With --prune, delete run versions that were never published or were replaced, whose writer "
-                     "process has ended on this machine (or, with --older-than, that are older than that).")
+    p.description = (
+        "List the published evaluation runs of CUBE (name, samples, mean RMSE, when published). "
+        "With --prune, delete run versions that were never published or were replaced, whose writer "
+        "process has ended on this machine (or, with --older-than, that are older than that)."
+    )
     p.epilog = "example: crts runs cube.zarr --prune"
     add_cube(p, "the cube holding the runs (a path or URL)")
     p.add_argument("--prune", action="store_true", help="delete leftovers of interrupted or replaced runs")
-    p.add_argument("--older-than", type=float, default=None, metavar="HOURS",
-                   help="with --prune: also delete leftovers written on other machines older than HOURS h")
+    p.add_argument(
+        "--older-than",
+        type=float,
+        default=None,
+        metavar="HOURS",
+        help="with --prune: also delete leftovers written on other machines older than HOURS h",
+    )
     p.set_defaults(handler=_run_runs)
 
 
@@ -150,17 +196,27 @@ def _run_runs(args: argparse.Namespace) -> None:
     rows = []
     for name in list_runs(store):
         run = open_run(store, name)
-        rows.append({"run": name, "samples": run.sizes["sample"], "RMSE (mean)": float(run.rmse.mean()),
-                     "split": run.attrs.get("split"), "model": run.attrs.get("baseline") or "checkpoint",
-                     "created (UTC)": run.attrs.get("created")})
+        rows.append(
+            {
+                "run": name,
+                "samples": run.sizes["sample"],
+                "RMSE (mean)": float(run.rmse.mean()),
+                "split": run.attrs.get("split"),
+                "model": run.attrs.get("baseline") or "checkpoint",
+                "created (UTC)": run.attrs.get("created"),
+            }
+        )
     print(tabulate(rows, headers="keys", floatfmt=".4f") if rows else f"{args.cube}: no runs")
 
 
 def upgrade_options(p: argparse.ArgumentParser) -> None:
     """The description, example and options of ``crts upgrade``."""
-    p.description = ("Bring CUBE, written by an older version of this package, up to the current schema in place: "
-                     "only small arrays and metadata are rewritten (seconds, also for a terabyte cube), never an image. "
-                     "Safe to interrupt (kill -9 included): run it again to finish. A current cube is left alone.")
+    p.description = (
+        "Bring CUBE, written by an older version of this package, up to the current schema in place: "
+        "only small arrays and metadata are rewritten (seconds, also for a terabyte cube), never an "
+        "image. Safe to interrupt (kill -9 included): run it again to finish. A current cube is left "
+        "alone."
+    )
     p.epilog = "example: crts upgrade cube.zarr"
     add_cube(p, "the cube (a path or URL)")
     add_force_unlock(p)
@@ -173,6 +229,12 @@ def _run_upgrade(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     rewritten = upgrade(args.cube, storage_options=dict(args.storage_options), force_unlock=args.force_unlock)
-    print(f"{args.cube}: " + (f"upgraded to schema version {SCHEMA_VERSION}, rewrote {', '.join(rewritten)} "
-                              f"({time.perf_counter() - start:.1f} s)" if rewritten else
-                              f"schema version {SCHEMA_VERSION}, up to date: nothing to do"))
+    print(
+        f"{args.cube}: "
+        + (
+            f"upgraded to schema version {SCHEMA_VERSION}, rewrote {', '.join(rewritten)} "
+            f"({time.perf_counter() - start:.1f} s)"
+            if rewritten
+            else f"schema version {SCHEMA_VERSION}, up to date: nothing to do"
+        )
+    )

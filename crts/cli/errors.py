@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from cube.store.outputs import PATH_ERRNOS, REFUSING_ERRNOS
 
-
 USER_ERRNOS = REFUSING_ERRNOS | PATH_ERRNOS
 """OS errors that a command's paths or the file system cause, not the program: reported like bad input (EPERM of
 an immutable folder, EACCES, EROFS, ENOSPC, EDQUOT, ENAMETOOLONG, EIO, ENOTDIR, EISDIR)."""
@@ -24,12 +23,12 @@ file."""
 INTERRUPTED = {
     "synth": "the data set is unfinished: write it again with --overwrite",
     "download": "the complete archives and the .part of the one being downloaded are kept (and the cube as "
-                "converted so far): run the same command to resume",
+    "converted so far): run the same command to resume",
     "convert": "the patches converted so far are kept: run the same command with --resume to finish",
     "clouds": "the masks computed so far are kept: run the same command with --resume to finish",
     "train": "the run's last checkpoint is kept: run the same command with --resume to continue",
     "train without a checkpoint": "no checkpoint was written yet, nothing to resume: run the same command again "
-                                  "(without --resume) to start the run over",
+    "(without --resume) to start the run over",
     "evaluate": "no run was published; the cube is as it was",
     "report": "the report is unfinished: write it again",
     "upgrade": "the upgrade is unfinished and the cube unreadable until it is done: run the same command again",
@@ -48,8 +47,10 @@ def interrupted(args: argparse.Namespace) -> str:
 
 def one_line_warning(command: str) -> Callable[..., None]:
     """A ``warnings.showwarning`` that prints ``crts COMMAND: warning: <message>`` (no source line)."""
+
     def show(message: Warning | str, *args: object, **kwargs: object) -> None:
         print(f"crts {command}: warning: {message}", file=sys.stderr)
+
     return show
 
 
@@ -93,8 +94,10 @@ def unchecked(err: Exception) -> str:
     "an input of unexpected content or type (KeyError: 'band'); set CRTS_DEBUG=1 for the traceback"
     """
     detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-    return f"an input of unexpected content or type ({detail.splitlines()[0][:300]}); set {DEBUG_VARIABLE}=1 for " \
-           "the traceback"
+    return (
+        f"an input of unexpected content or type ({detail.splitlines()[0][:300]}); set {DEBUG_VARIABLE}=1 for "
+        "the traceback"
+    )
 
 
 def user_error(err: Exception, location: str, output: str = "the output") -> str | None:

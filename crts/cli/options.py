@@ -32,19 +32,30 @@ def key_value(text: str) -> tuple[str, str]:
 
 def add_storage_options(p: argparse.ArgumentParser) -> None:
     """``--storage-option KEY=VALUE`` (repeatable), for a cube in an object store."""
-    p.add_argument("--storage-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   dest="storage_options",
-                   help="object-store option for a CUBE URL, repeatable (e.g. endpoint=http://host:9000, "
-                        "region=eu-central-1, anon=true); credentials default to the standard environment "
-                        "variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS)")
+    p.add_argument(
+        "--storage-option",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="storage_options",
+        help="object-store option for a CUBE URL, repeatable (e.g. endpoint=http://host:9000, "
+        "region=eu-central-1, anon=true); credentials default to the standard environment "
+        "variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS)",
+    )
 
 
 def add_cube(p: argparse.ArgumentParser, help: str, *, also_as_option: bool = False) -> None:
     """CUBE as a positional argument (with ``--cube`` also accepted: the older spelling), and its storage options."""
     if also_as_option:
         p.add_argument("cube", metavar="CUBE", nargs="?", default=None, help=help)
-        p.add_argument("--cube", dest="cube_option", metavar="CUBE", default=None,
-                       help="the same as the positional CUBE (kept for compatibility)")
+        p.add_argument(
+            "--cube",
+            dest="cube_option",
+            metavar="CUBE",
+            default=None,
+            help="the same as the positional CUBE (kept for compatibility)",
+        )
     else:
         p.add_argument("cube", metavar="CUBE", help=help)
     add_storage_options(p)
@@ -68,9 +79,12 @@ def given_cube(args: argparse.Namespace, required: bool = True) -> str | None:
 
 def add_force_unlock(p: argparse.ArgumentParser) -> None:
     """``--force-unlock``, for the commands that take the cube's writer lock."""
-    p.add_argument("--force-unlock", action="store_true",
-                   help="break the cube's writer lock left by a process that died on another machine (one that "
-                        "died on this machine is detected and its lock broken without this option)")
+    p.add_argument(
+        "--force-unlock",
+        action="store_true",
+        help="break the cube's writer lock left by a process that died on another machine (one that "
+        "died on this machine is detected and its lock broken without this option)",
+    )
 
 
 def add_detectors(p: argparse.ArgumentParser, help: str) -> None:

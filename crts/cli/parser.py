@@ -7,6 +7,7 @@ import argparse
 import difflib
 import re
 from collections.abc import Callable, Collection, Sequence
+from typing import NoReturn
 
 from crts import __version__
 
@@ -14,34 +15,29 @@ from .cube_commands import index_options, info_options, runs_options, stats_opti
 from .data import clouds_options, convert_options, download_options, synth_options
 from .learn import evaluate_options, report_options, train_options
 
-
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
-    "synth": ("write a synthetic data set in the real on-disk layout",
-              synth_options),
-    "download": ("download the published archives (resumable, checked), converting them as they complete",
-                 download_options),
-    "convert": ("convert a GeoTIFF tree or its archives into a Zarr cube (resumable, incremental, parallel)",
-                convert_options),
-    "clouds": ("compute cloud/shadow masks and coverage of every S2 image into a cube",
-               clouds_options),
-    "info": ("what a cube holds: patches, dates, cloud pass, runs, size",
-             info_options),
-    "stats": ("cloud-coverage statistics of a cube: tables and plots",
-              stats_options),
-    "train": ("train a cloud-removal model on cube batches (resumable; DDP under torchrun)",
-              train_options),
-    "evaluate": ("predict a split with a model or baseline and write predictions and metrics into the cube",
-                 evaluate_options),
-    "report": ("metric tables and figures of evaluation runs",
-               report_options),
-    "index": ("write the GeoParquet index of a cube's patches (footprints, labels, dates, coverage)",
-              index_options),
-    "runs": ("list the evaluation runs of a cube, or clean up what interrupted runs left",
-             runs_options),
-    "upgrade": ("bring a cube written by an older version up to the current schema, in place",
-                upgrade_options),
-    "verify": ("check every shard of a cube's images: name the damaged ones and the patches they hold",
-               verify_options),
+    "synth": ("write a synthetic data set in the real on-disk layout", synth_options),
+    "download": (
+        "download the published archives (resumable, checked), converting them as they complete",
+        download_options,
+    ),
+    "convert": (
+        "convert a GeoTIFF tree or its archives into a Zarr cube (resumable, incremental, parallel)",
+        convert_options,
+    ),
+    "clouds": ("compute cloud/shadow masks and coverage of every S2 image into a cube", clouds_options),
+    "info": ("what a cube holds: patches, dates, cloud pass, runs, size", info_options),
+    "stats": ("cloud-coverage statistics of a cube: tables and plots", stats_options),
+    "train": ("train a cloud-removal model on cube batches (resumable; DDP under torchrun)", train_options),
+    "evaluate": (
+        "predict a split with a model or baseline and write predictions and metrics into the cube",
+        evaluate_options,
+    ),
+    "report": ("metric tables and figures of evaluation runs", report_options),
+    "index": ("write the GeoParquet index of a cube's patches (footprints, labels, dates, coverage)", index_options),
+    "runs": ("list the evaluation runs of a cube, or clean up what interrupted runs left", runs_options),
+    "upgrade": ("bring a cube written by an older version up to the current schema, in place", upgrade_options),
+    "verify": ("check every shard of a cube's images: name the damaged ones and the patches they hold", verify_options),
 }
 """Every sub-command: its one-line help (``crts --help`` lists them) and what adds its options."""
 
@@ -49,12 +45,22 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 class _MarkdownHelpAction(argparse.Action):
     """``--help-markdown`` (hidden): print :func:`reference_markdown` and exit, like ``--help``."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
-                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str = argparse.SUPPRESS,
+        default: str = argparse.SUPPRESS,
+        help: str | None = None,
+    ) -> None:
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
         print(reference_markdown(), end="")
         parser.exit()
 
@@ -62,7 +68,7 @@ class _MarkdownHelpAction(argparse.Action):
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, with the closest valid choice or option suggested."""
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message)} (see {self.prog} --help)\n")
 
 
@@ -91,7 +97,8 @@ def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentPa
         options of ``crts train`` need (torch).
     """
     parser = _Parser(
-        prog="crts", description="SEN12MS-CR-TS as a Zarr data cube: synthesise, convert, train, evaluate.")
+        prog="crts", description="SEN12MS-CR-TS as a Zarr data cube: synthesise, convert, train, evaluate."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--help-markdown", action=_MarkdownHelpAction, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -133,11 +140,17 @@ def reference_markdown() -> str:
     """
     parser = build_parser()
     commands = sub_parsers(parser)
-    lines = ["# `crts` command reference", "",
-             "<!-- Generated from the argparse parsers of the crts.cli package by `crts --help-markdown > docs/cli.md`;",
-             "     do not edit by hand (tests/crts/cli/test_parser.py fails when this file is stale). -->", "",
-             "The output of `crts --help` and of `--help` for every sub-command: "
-             + ", ".join(f"[`{name}`](#crts-{name})" for name in commands) + ".", ""]
+    lines = [
+        "# `crts` command reference",
+        "",
+        "<!-- Generated from the argparse parsers of the crts.cli package by `crts --help-markdown > docs/cli.md`;",
+        "     do not edit by hand (tests/crts/cli/test_parser.py fails when this file is stale). -->",
+        "",
+        "The output of `crts --help` and of `--help` for every sub-command: "
+        + ", ".join(f"[`{name}`](#crts-{name})" for name in commands)
+        + ".",
+        "",
+    ]
     for title, command in [("crts", parser), *((f"crts {name}", p) for name, p in commands.items())]:
         command.formatter_class = _FixedWidthFormatter
         lines += [f"## `{title}`", "", "```text", f"$ {title} --help", command.format_help().rstrip(), "```", ""]

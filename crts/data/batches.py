@@ -12,6 +12,8 @@ loaders are not used (they do not work with zarr 3 / split work between workers)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import xarray as xr
@@ -36,8 +38,10 @@ def covering_size(size: int, window: int, overlap: int) -> int:
     256
     """
     if window < 1 or overlap < 0:
-        raise ValueError(f"invalid window {window} px / overlap {overlap} px: the window must be at least 1 px "
-                         "and the overlap at least 0 px")
+        raise ValueError(
+            f"invalid window {window} px / overlap {overlap} px: the window must be at least 1 px "
+            "and the overlap at least 0 px"
+        )
     stride = window - overlap
     if stride <= 0:
         raise ValueError(f"overlap {overlap} px must be smaller than the window ({window} px)")
@@ -92,8 +96,15 @@ class SampleWindows(torch.utils.data.Dataset):
     torch.Size([3, 15, 64, 64])
     """
 
-    def __init__(self, samples: SEN12MSCRTS, input_dims: dict[str, int] | None = None,
-                 input_overlap: dict[str, int] | None = None, *, placement: str = "grid", seed: int = 0) -> None:
+    def __init__(
+        self,
+        samples: SEN12MSCRTS,
+        input_dims: dict[str, int] | None = None,
+        input_overlap: dict[str, int] | None = None,
+        *,
+        placement: str = "grid",
+        seed: int = 0,
+    ) -> None:
         if samples.index is None:
             raise ValueError("windows need sample_type='cloudy_cloudfree' and a cloud detector")
         if placement not in PLACEMENTS:
@@ -114,10 +125,17 @@ class SampleWindows(torch.utils.data.Dataset):
         if self._windows is None:
             n, (h, w) = len(self.samples), self._grid_size.values()
             pixels = np.broadcast_to(np.zeros((), bool), (n, h, w))  # a view of one value: no memory, no dask
-            grid = xr.Dataset({"pixels": (("sample", "y", "x"), pixels)},
-                              coords={"sample": np.arange(n), "y": np.arange(h), "x": np.arange(w)})
-            self._windows = xbatcher.BatchGenerator(grid, input_dims=self.input_dims, input_overlap=self.input_overlap,
-                                                    batch_dims={"sample": 1}, concat_input_dims=False)
+            grid = xr.Dataset(
+                {"pixels": (("sample", "y", "x"), pixels)},
+                coords={"sample": np.arange(n), "y": np.arange(h), "x": np.arange(w)},
+            )
+            self._windows = xbatcher.BatchGenerator(
+                grid,
+                input_dims=self.input_dims,
+                input_overlap=self.input_overlap,
+                batch_dims={"sample": 1},
+                concat_input_dims=False,
+            )
         return self._windows
 
     def set_epoch(self, epoch: int) -> None:
@@ -155,8 +173,12 @@ class SampleWindows(torch.utils.data.Dataset):
         the DataLoader asks for a batch so): over a network, two latencies per batch, not per item."""
         places = [self.position(i) for i in indices]
         index, (h, w) = self.samples.index, self.input_dims.values()
-        reads = self.samples.read_many([(pdx, [*map(int, index.inputs[pdx]), int(index.target[pdx])],
-                                         (slice(y0, y0 + h), slice(x0, x0 + w))) for pdx, y0, x0 in places])
+        reads = self.samples.read_many(
+            [
+                (pdx, [*map(int, index.inputs[pdx]), int(index.target[pdx])], (slice(y0, y0 + h), slice(x0, x0 + w)))
+                for pdx, y0, x0 in places
+            ]
+        )
         return [self._item(pdx, y0, x0, read) for (pdx, y0, x0), read in zip(places, reads, strict=True)]
 
     def _item(self, pdx: int, y0: int, x0: int, read: dict) -> dict:
@@ -172,9 +194,14 @@ class SampleWindows(torch.utils.data.Dataset):
             "input_s1_td": torch.tensor(read["S1 TD"][:n]),
             "input_s2_td": torch.tensor(read["S2 TD"][:n]),
             "target_s2_td": torch.tensor(read["S2 TD"][n]),
-            "pdx": pdx, "roi_group": label.roi.group, "roi": label.roi.number, "patch_id": label.patch_id,
-            "input_times": torch.from_numpy(index.inputs[pdx].copy()), "target_time": int(index.target[pdx]),
-            "y0": y0, "x0": x0,
+            "pdx": pdx,
+            "roi_group": label.roi.group,
+            "roi": label.roi.number,
+            "patch_id": label.patch_id,
+            "input_times": torch.from_numpy(index.inputs[pdx].copy()),
+            "target_time": int(index.target[pdx]),
+            "y0": y0,
+            "x0": x0,
         }
 
 
@@ -202,10 +229,9 @@ class ArrayBatch(dict):
 
     def tensors(self) -> dict:
         """The batch of tensors torch's ``default_collate`` would make (arrays as tensors without a copy)."""
-        return {key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
-                for key, value in self.items()}
+        return {key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for key, value in self.items()}
 
-    def pin_memory(self, device: str | None = None) -> dict:  # noqa: ARG002 (torch's pinning thread calls it so)
+    def pin_memory(self, device: str | None = None) -> dict:  # `device`: torch's pinning thread passes it
         """:meth:`tensors` in pinned memory (called by the DataLoader's pinning thread)."""
         return {key: value.pin_memory() if torch.is_tensor(value) else value for key, value in self.tensors().items()}
 
@@ -234,15 +260,23 @@ def collate(items: list[dict]) -> ArrayBatch:
 class _Loader(torch.utils.data.DataLoader):
     """A DataLoader whose batches (:class:`ArrayBatch` from :func:`collate`) arrive as dicts of tensors."""
 
-    def __iter__(self):  # noqa: ANN204 (a generator of batches)
+    def __iter__(self) -> Iterator[dict]:
         for batch in super().__iter__():
             yield batch.tensors() if isinstance(batch, ArrayBatch) else batch
 
 
-def loader(windows: SampleWindows, batch_size: int = 4, *, shuffle: bool = False, num_workers: int = 0,
-           sampler: torch.utils.data.Sampler | list[int] | None = None, pin_memory: bool | None = None,
-           drop_last: bool = False, start_method: str | None = None,
-           timeout: float = 0.0) -> torch.utils.data.DataLoader:
+def loader(
+    windows: SampleWindows,
+    batch_size: int = 4,
+    *,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    sampler: torch.utils.data.Sampler | list[int] | None = None,
+    pin_memory: bool | None = None,
+    drop_last: bool = False,
+    start_method: str | None = None,
+    timeout: float = 0.0,
+) -> torch.utils.data.DataLoader:
     """A DataLoader over windows that starts its workers safely and fast, and is fast on CUDA.
 
     Workers start with each pass over the loader (with fork in well under a
@@ -280,8 +314,15 @@ def loader(windows: SampleWindows, batch_size: int = 4, *, shuffle: bool = False
     workers = num_workers > 0
     context = worker_context(start_method or default_start_method(), type(windows).__module__) if workers else None
     return _Loader(
-        windows, batch_size=batch_size, collate_fn=collate, shuffle=shuffle if sampler is None else False,
-        sampler=sampler, num_workers=num_workers, drop_last=drop_last,
+        windows,
+        batch_size=batch_size,
+        collate_fn=collate,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        multiprocessing_context=context, worker_init_fn=start_worker if workers else None,
-        timeout=timeout if workers else 0)
+        multiprocessing_context=context,
+        worker_init_fn=start_worker if workers else None,
+        timeout=timeout if workers else 0,
+    )

@@ -44,14 +44,63 @@ SIMPLE_DTYPES = frozenset({"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8",
 """The only dtypes (besides the one object dtype of the 0-d array that holds the dict) that an index file may
 describe: booleans, integers and floats, of one byte order, without fields, subarrays or objects."""
 _NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
-_OPCODES = frozenset({
-    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "DUP", "NONE", "NEWTRUE", "NEWFALSE",
-    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
-    "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
-    "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
-    "EMPTY_LIST", "APPEND", "APPENDS", "LIST", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
-    "EMPTY_DICT", "DICT", "SETITEM", "SETITEMS", "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD",
-    "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET"})
+_OPCODES = frozenset(
+    {
+        "PROTO",
+        "FRAME",
+        "STOP",
+        "MARK",
+        "POP",
+        "POP_MARK",
+        "DUP",
+        "NONE",
+        "NEWTRUE",
+        "NEWFALSE",
+        "INT",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "FLOAT",
+        "BINFLOAT",
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+        "UNICODE",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE8",
+        "EMPTY_LIST",
+        "APPEND",
+        "APPENDS",
+        "LIST",
+        "EMPTY_TUPLE",
+        "TUPLE",
+        "TUPLE1",
+        "TUPLE2",
+        "TUPLE3",
+        "EMPTY_DICT",
+        "DICT",
+        "SETITEM",
+        "SETITEMS",
+        "GLOBAL",
+        "STACK_GLOBAL",
+        "REDUCE",
+        "BUILD",
+        "PUT",
+        "BINPUT",
+        "LONG_BINPUT",
+        "MEMOIZE",
+        "GET",
+        "BINGET",
+        "LONG_BINGET",
+    }
+)
 """Pickle opcodes of plain data and of NumPy's array and scalar reconstruction (no NEWOBJ, INST, OBJ,
 PERSID, EXT, sets, frozensets or out-of-band buffers)."""
 
@@ -66,16 +115,27 @@ class NumpyDtype:
 
     def __init__(self, spec: object, align: object = False, copy: object = True) -> None:
         if spec != "O8" and spec not in SIMPLE_DTYPES:
-            raise UnsafeIndexFileError(f"describes dtype {reprlib.repr(spec)}; only {', '.join(sorted(SIMPLE_DTYPES))} "
-                                       "and one object array are allowed")
+            raise UnsafeIndexFileError(
+                f"describes dtype {reprlib.repr(spec)}; only {', '.join(sorted(SIMPLE_DTYPES))} "
+                "and one object array are allowed"
+            )
         self.spec, self.order = spec, "|"
 
     def __setstate__(self, state: object) -> None:
         """Accept only the state of a plain dtype: version 3, a byte order, no names, fields or subarray."""
-        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in ("<", ">", "|", "=")
-                and state[2:5] == (None, None, None) and state[5:7] == (-1, -1) and isinstance(state[7], int)):
-            raise UnsafeIndexFileError(f"gives dtype {self.spec} the state {reprlib.repr(state)}; only plain "
-                                       "dtypes (no fields, subarrays or objects) are allowed")
+        if not (
+            isinstance(state, tuple)
+            and len(state) == 8
+            and state[0] == 3
+            and state[1] in ("<", ">", "|", "=")
+            and state[2:5] == (None, None, None)
+            and state[5:7] == (-1, -1)
+            and isinstance(state[7], int)
+        ):
+            raise UnsafeIndexFileError(
+                f"gives dtype {self.spec} the state {reprlib.repr(state)}; only plain "
+                "dtypes (no fields, subarrays or objects) are allowed"
+            )
         self.order = state[1]
 
     def numeric(self) -> np.dtype:
@@ -95,8 +155,13 @@ class NumpyArray:
         self.value: object = None
 
     def __setstate__(self, state: object) -> None:
-        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1 and isinstance(state[2], NumpyDtype)
-                and isinstance(state[1], tuple)):
+        if not (
+            isinstance(state, tuple)
+            and len(state) == 5
+            and state[0] == 1
+            and isinstance(state[2], NumpyDtype)
+            and isinstance(state[1], tuple)
+        ):
             raise UnsafeIndexFileError(f"gives an array the state {reprlib.repr(state)}; not a plain array")
         _, shape, dtype, _, raw = state
         if dtype.spec == "O8":
@@ -128,8 +193,10 @@ def numpy_scalar(dtype: object, raw: object = None) -> object:
 def latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
     """Bytes as pickle protocol 2 writes them (``_codecs.encode(text, 'latin1')``: NumPy's raw data)."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafeIndexFileError(f"encodes {reprlib.repr(text)} as {reprlib.repr(encoding)}; only latin1 text "
-                                   "(protocol 2's bytes) is allowed")
+        raise UnsafeIndexFileError(
+            f"encodes {reprlib.repr(text)} as {reprlib.repr(encoding)}; only latin1 text "
+            "(protocol 2's bytes) is allowed"
+        )
     return text.encode("latin1")
 
 
@@ -138,18 +205,25 @@ def empty_bytes() -> bytes:
     return b""
 
 
-_CONSTRUCTORS = {**{(module, "_reconstruct"): NumpyArray for module in _NUMPY_MODULES},
-                 **{(module, "scalar"): numpy_scalar for module in _NUMPY_MODULES},
-                 ("numpy", "ndarray"): NumpyArray, ("numpy", "dtype"): NumpyDtype, ("_codecs", "encode"): latin1_bytes,
-                 ("__builtin__", "bytes"): empty_bytes, ("builtins", "bytes"): empty_bytes}
+_CONSTRUCTORS = {
+    **{(module, "_reconstruct"): NumpyArray for module in _NUMPY_MODULES},
+    **{(module, "scalar"): numpy_scalar for module in _NUMPY_MODULES},
+    ("numpy", "ndarray"): NumpyArray,
+    ("numpy", "dtype"): NumpyDtype,
+    ("_codecs", "encode"): latin1_bytes,
+    ("__builtin__", "bytes"): empty_bytes,
+    ("builtins", "bytes"): empty_bytes,
+}
 """What the NumPy globals of an index file are answered with: this module's constructors, never NumPy's."""
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in _CONSTRUCTORS:
-            raise UnsafeIndexFileError(f"refers to {module}.{name}; only plain dicts, lists, ints, strings and "
-                                       "NumPy scalars are allowed in an index file")
+            raise UnsafeIndexFileError(
+                f"refers to {module}.{name}; only plain dicts, lists, ints, strings and "
+                "NumPy scalars are allowed in an index file"
+            )
         return _CONSTRUCTORS[module, name]
 
 
@@ -166,8 +240,9 @@ def checked_opcodes(payload: bytes) -> None:
         if opcode.name not in _OPCODES:
             raise UnsafeIndexFileError(f"uses pickle opcode {opcode.name} at byte {position}; not plain data")
         if opcode.name.endswith("PUT") and not 0 <= arg < INDEX_ITEMS:
-            raise UnsafeIndexFileError(f"puts an object at memo position {arg} (byte {position}); at most "
-                                       f"{INDEX_ITEMS} are allowed")
+            raise UnsafeIndexFileError(
+                f"puts an object at memo position {arg} (byte {position}); at most {INDEX_ITEMS} are allowed"
+            )
 
 
 def plain_data(value: object) -> object:
@@ -196,6 +271,7 @@ def plain_data(value: object) -> object:
         if isinstance(item, bool | int | str | float) or item is None:
             return item
         raise UnsafeIndexFileError(f"holds a {type(item).__name__}, not plain data")
+
     return copy(value, 0)
 
 
@@ -223,12 +299,15 @@ def load_npy_index(path: str | os.PathLike) -> dict[int, dict]:
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > INDEX_FILE_BYTES:
-            raise UnsafeIndexFileError(f"{path}: refused: {size} bytes, more than an index file can hold "
-                                       f"({INDEX_FILE_BYTES}, INDEX_FILE_BYTES)")
+            raise UnsafeIndexFileError(
+                f"{path}: refused: {size} bytes, more than an index file can hold "
+                f"({INDEX_FILE_BYTES}, INDEX_FILE_BYTES)"
+            )
         try:
             version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(f)
         except Exception as err:  # a damaged header fails in NumPy's parser as ValueError, TokenError, ...
             raise ValueError(f"{path}: not a NumPy .npy file ({type(err).__name__}: {_first_line(err)})") from None
@@ -258,15 +337,18 @@ def index_file_name(n_input_samples: int, split: str, cloud_masks: str | None) -
 
 def save_npy_index(path: str | os.PathLike, index: SampleIndex, paths: list[dict]) -> Path:
     """Write an index in the original's ``.npy`` format (readable by the original toolbox)."""
-    content = {pdx: {"input": [int(t) for t in index.inputs[pdx]], "target": np.int64(index.target[pdx]),
-                     "paths": paths[pdx]} for pdx in range(len(index))}
+    content = {
+        pdx: {"input": [int(t) for t in index.inputs[pdx]], "target": np.int64(index.target[pdx]), "paths": paths[pdx]}
+        for pdx in range(len(index))
+    }
     path = Path(path)
     np.save(path, content, allow_pickle=True)
     return path
 
 
-def index_from_records(records: dict, n_input_samples: int, n_times: int, labels: list[PatchLabel],
-                       source: str) -> SampleIndex:
+def index_from_records(
+    records: dict, n_input_samples: int, n_times: int, labels: list[PatchLabel], source: str
+) -> SampleIndex:
     """A :class:`SampleIndex` from ``{pdx: {'input': [...], 'target': t}}``, every field checked.
 
     Parameters
@@ -289,11 +371,14 @@ def index_from_records(records: dict, n_input_samples: int, n_times: int, labels
         One line naming the file, the sample and the field at fault.
     """
     _check_sample_numbers(records, len(labels), source)
-    steps = [_checked_record(records[pdx], pdx, n_input_samples, n_times, labels[pdx], source)
-             for pdx in range(len(labels))]
-    return SampleIndex(inputs=np.array([s[0] for s in steps], dtype=np.int64),
-                       target=np.array([s[1] for s in steps], dtype=np.int64),
-                       coverage_bin=np.array([s[2] for s in steps], dtype=bool))
+    steps = [
+        _checked_record(records[pdx], pdx, n_input_samples, n_times, labels[pdx], source) for pdx in range(len(labels))
+    ]
+    return SampleIndex(
+        inputs=np.array([s[0] for s in steps], dtype=np.int64),
+        target=np.array([s[1] for s in steps], dtype=np.int64),
+        coverage_bin=np.array([s[2] for s in steps], dtype=bool),
+    )
 
 
 def _check_sample_numbers(records: dict, n_samples: int, source: str) -> None:
@@ -302,9 +387,12 @@ def _check_sample_numbers(records: dict, n_samples: int, source: str) -> None:
     missing = [pdx for pdx in range(n_samples) if pdx not in records]
     if extra or missing:
         faults = ([f"lacks pdx {_listed(missing)}"] if missing else []) + (
-            [f"has pdx {_listed(extra)} in excess"] if extra else [])
-        raise ValueError(f"{source}: this selection's samples are pdx 0..{n_samples - 1}; the file "
-                         f"{' and '.join(faults)}; use the split, region and cube it was made for")
+            [f"has pdx {_listed(extra)} in excess"] if extra else []
+        )
+        raise ValueError(
+            f"{source}: this selection's samples are pdx 0..{n_samples - 1}; the file "
+            f"{' and '.join(faults)}; use the split, region and cube it was made for"
+        )
 
 
 def _is_int(value: object) -> bool:
@@ -317,8 +405,9 @@ def _listed(values: list, most: int = 5) -> str:
     return shown if len(values) <= most else f"{shown}, ... ({len(values)} in all)"
 
 
-def _checked_record(record: object, pdx: int, n_input_samples: int, n_times: int, label: dict,
-                    source: str) -> tuple[list[int], int, bool]:
+def _checked_record(
+    record: object, pdx: int, n_input_samples: int, n_times: int, label: dict, source: str
+) -> tuple[list[int], int, bool]:
     """One sample's inputs, target and coverage bin, checked."""
     where = f"{source}: sample {pdx}"
     if not isinstance(record, dict):
@@ -331,8 +420,9 @@ def _checked_record(record: object, pdx: int, n_input_samples: int, n_times: int
     for step in inputs if listed else []:
         _check_step(step, n_times, f"{where}: 'input'")
     if not listed or len(set(inputs)) < n_input_samples:
-        raise ValueError(f"{where}: 'input' holds {reprlib.repr(inputs)}, not a list of {n_input_samples} "
-                         "distinct time steps")
+        raise ValueError(
+            f"{where}: 'input' holds {reprlib.repr(inputs)}, not a list of {n_input_samples} distinct time steps"
+        )
     _check_step(record["target"], n_times, f"{where}: 'target'")
     coverage_bin = record.get("coverage bin", True)
     if not isinstance(coverage_bin, bool):
@@ -349,12 +439,18 @@ def _check_step(value: object, n_times: int, where: str) -> None:
         raise ValueError(f"{where} holds {reprlib.repr(value)}, not a time step in [0, {n_times})")
 
 
-def save_json_index(path: str | os.PathLike, index: SampleIndex, labels: list[PatchLabel],
-                    settings: dict) -> Path:
+def save_json_index(path: str | os.PathLike, index: SampleIndex, labels: list[PatchLabel], settings: dict) -> Path:
     """Write an index as plain JSON: settings plus one record per sample with its patch labels."""
-    samples = [{"pdx": pdx, **labels[pdx].record(), "input": index.inputs[pdx].tolist(),
-                "target": int(index.target[pdx]), "coverage bin": bool(index.coverage_bin[pdx])}
-               for pdx in range(len(index))]
+    samples = [
+        {
+            "pdx": pdx,
+            **labels[pdx].record(),
+            "input": index.inputs[pdx].tolist(),
+            "target": int(index.target[pdx]),
+            "coverage bin": bool(index.coverage_bin[pdx]),
+        }
+        for pdx in range(len(index))
+    ]
     path = Path(path)
     path.write_text(json.dumps({"format": JSON_FORMAT, "version": 1, **settings, "samples": samples}, indent=1))
     return path

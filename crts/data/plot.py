@@ -78,17 +78,23 @@ def sample_panels(sample: dict, rescale_method: str = "default", cloud_masks: st
         panels = _panels(sample, "", rescale_method, detector, detector)
     else:
         multi = isinstance(sample["input"]["S2"], list)
-        panels = _panels(sample["input"], "input" if multi else "input (cloudy)", rescale_method, detector,
-                         detector)
-        panels += _panels(sample["target"], "target" if multi else "target (cloud-free)", rescale_method,
-                          detector, False)
+        panels = _panels(sample["input"], "input" if multi else "input (cloudy)", rescale_method, detector, detector)
+        panels += _panels(
+            sample["target"], "target" if multi else "target (cloud-free)", rescale_method, detector, False
+        )
     if "prediction" in sample:
         panels.append((["prediction"], s2_reflectance(_numpy(sample["prediction"]), rescale_method), None))
     return panels
 
 
-def plot_sample(sample: dict, rescale_method: str = "default", cloud_masks: str | None = None, *,
-                show_titles: bool = True, suptitle: str | None = None) -> Figure:
+def plot_sample(
+    sample: dict,
+    rescale_method: str = "default",
+    cloud_masks: str | None = None,
+    *,
+    show_titles: bool = True,
+    suptitle: str | None = None,
+) -> Figure:
     """A figure of one sample: one axis per image (inputs, target, prediction), in rows of :data:`COLUMNS`.
 
     Parameters
@@ -117,9 +123,10 @@ def plot_sample(sample: dict, rescale_method: str = "default", cloud_masks: str 
     columns = min(len(panels), COLUMNS)
     rows = math.ceil(len(panels) / columns)
     with plt.rc_context(READABLE):
-        fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.4 * rows + 1.0), squeeze=False,
-                                 layout="constrained")
-        for ax in axes.ravel()[len(panels):]:
+        fig, axes = plt.subplots(
+            rows, columns, figsize=(2.6 * columns, 3.4 * rows + 1.0), squeeze=False, layout="constrained"
+        )
+        for ax in axes.ravel()[len(panels) :]:
             fig.delaxes(ax)
         for ax, (title, image, mask) in zip(axes.ravel(), panels, strict=False):
             ax.imshow(true_colour(image, per_reflectance=1.0))
@@ -151,5 +158,4 @@ class SamplePlots:
         >>> sample["prediction"] = model_output  # optional, (13, H, W) on the S2 scale  # doctest: +SKIP
         >>> data.plot(sample, suptitle="test sample 0").savefig("sample.png")  # doctest: +SKIP
         """
-        return plot_sample(sample, self.rescale_method, self.cloud_masks, show_titles=show_titles,
-                           suptitle=suptitle)
+        return plot_sample(sample, self.rescale_method, self.cloud_masks, show_titles=show_titles, suptitle=suptitle)

@@ -75,13 +75,19 @@ def _valid_steps(coverage: np.ndarray, n_input_samples: int, labels: Sequence[ob
     too_few = np.flatnonzero(valid.sum(axis=1) < n_input_samples + 1)
     if len(too_few):
         names = [str(labels[i]) if labels else str(i) for i in too_few[:5]]
-        raise ValueError(f"{len(too_few)} sample(s) have fewer than {n_input_samples + 1} valid time steps "
-                         f"(e.g. {', '.join(names)})")
+        raise ValueError(
+            f"{len(too_few)} sample(s) have fewer than {n_input_samples + 1} valid time steps (e.g. {', '.join(names)})"
+        )
     return valid
 
 
-def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.0, max_cov: float = 1.0,
-                 labels: Sequence[object] | None = None) -> SampleIndex:
+def choose_steps(
+    coverage: np.ndarray,
+    n_input_samples: int,
+    min_cov: float = 0.0,
+    max_cov: float = 1.0,
+    labels: Sequence[object] | None = None,
+) -> SampleIndex:
     """Apply the sampling rules to a (samples, time) coverage table (NaN: no valid image).
 
     Parameters
@@ -108,13 +114,17 @@ def choose_steps(coverage: np.ndarray, n_input_samples: int, min_cov: float = 0.
     enough = in_window.sum(axis=1) >= n_input_samples
     steps = np.arange(coverage.shape[1])
     fallback = valid & (steps[None, :] != target[:, None])
-    inputs = np.where(enough[:, None], _first_true(np.where(enough[:, None], in_window, fallback), n_input_samples),
-                      _first_true(fallback, n_input_samples))
+    inputs = np.where(
+        enough[:, None],
+        _first_true(np.where(enough[:, None], in_window, fallback), n_input_samples),
+        _first_true(fallback, n_input_samples),
+    )
     return SampleIndex(inputs=inputs.astype(np.int64), target=target.astype(np.int64), coverage_bin=enough)
 
 
-def choose_steps_random(coverage: np.ndarray, n_input_samples: int, seed: int | tuple[int, ...],
-                        labels: Sequence[object] | None = None) -> SampleIndex:
+def choose_steps_random(
+    coverage: np.ndarray, n_input_samples: int, seed: int | tuple[int, ...], labels: Sequence[object] | None = None
+) -> SampleIndex:
     """UnCRtainTS's ``random`` rule on a (samples, time) coverage table (NaN: no valid image), one draw per seed.
 
     Per sample, the target is drawn uniformly from the steps with coverage below
@@ -144,8 +154,11 @@ def choose_steps_random(coverage: np.ndarray, n_input_samples: int, seed: int | 
     valid = _valid_steps(coverage, n_input_samples, labels)
     clear = valid & (coverage < CLEAR_COVERAGE)
     draw = np.random.default_rng(seed).random(coverage.shape)
-    target = np.where(clear.any(axis=1), np.argmin(np.where(clear, draw, np.inf), axis=1),
-                      np.argmin(np.where(valid, coverage, np.inf), axis=1))
+    target = np.where(
+        clear.any(axis=1),
+        np.argmin(np.where(clear, draw, np.inf), axis=1),
+        np.argmin(np.where(valid, coverage, np.inf), axis=1),
+    )
     rows = np.arange(len(coverage))
     rank = np.cumsum(valid, axis=1)[rows, target] - 1  # the target's position among the valid steps
     length = n_input_samples + 1
@@ -155,5 +168,6 @@ def choose_steps_random(coverage: np.ndarray, n_input_samples: int, seed: int | 
     valid_steps = np.argsort(~valid, axis=1, kind="stable")  # valid steps first, in time order
     window = np.take_along_axis(valid_steps, start[:, None] + np.arange(length), axis=1)
     inputs = window[window != target[:, None]].reshape(len(coverage), n_input_samples)
-    return SampleIndex(inputs=inputs.astype(np.int64), target=target.astype(np.int64),
-                       coverage_bin=np.ones(len(coverage), bool))
+    return SampleIndex(
+        inputs=inputs.astype(np.int64), target=target.astype(np.int64), coverage_bin=np.ones(len(coverage), bool)
+    )

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cube import open_cube
 from cube.clouds.detectors import DETECTORS, float_mask
 from cube.dataset.rois import Roi, in_cr_split
 from cube.store.store import as_store
-from cube.store.views import patch_bounds, stored_order
+from cube.store.views import open_cube, patch_bounds, stored_order
 
 from .plot import SamplePlots
 from .scaling import RESCALE_METHODS, scale_s1, scale_s2
@@ -48,9 +47,16 @@ class SEN12MSCR(SamplePlots, torch.utils.data.Dataset):
     >>> data = SEN12MSCR("sen12mscr.zarr", split="test")  # doctest: +SKIP
     """
 
-    def __init__(self, cube: str | os.PathLike, split: str = "all", region: str = "all",
-                 cloud_masks: str | None = "s2cloudless_mask", rescale_method: str = "default",
-                 exact_scenes: bool = False, storage_options: dict | None = None) -> None:
+    def __init__(
+        self,
+        cube: str | os.PathLike,
+        split: str = "all",
+        region: str = "all",
+        cloud_masks: str | None = "s2cloudless_mask",
+        rescale_method: str = "default",
+        exact_scenes: bool = False,
+        storage_options: dict | None = None,
+    ) -> None:
         if cloud_masks is not None and cloud_masks not in DETECTORS:
             raise ValueError(f"invalid cloud_masks {cloud_masks!r}: choose from {', '.join(DETECTORS)} or None")
         if rescale_method not in RESCALE_METHODS:
@@ -60,8 +66,13 @@ class SEN12MSCR(SamplePlots, torch.utils.data.Dataset):
         ds = open_cube(self.store, chunks=None)
         if ds.attrs["layout"] != "sen12mscr":
             raise ValueError(f"{self.cube}: a {ds.attrs['dataset']} cube; use SEN12MSCRTS for it")
-        keep = np.array([in_cr_split(Roi(str(g), int(r)), split, region, exact=exact_scenes)
-                         for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)], dtype=bool)
+        keep = np.array(
+            [
+                in_cr_split(Roi(str(g), int(r)), split, region, exact=exact_scenes)
+                for g, r in zip(ds.roi_group.values, ds.roi.values, strict=True)
+            ],
+            dtype=bool,
+        )
         self.positions = stored_order(self.store)[keep]
         root = Path(ds.attrs["source_root"])
         self.paths = {m: [str(root / p) for p in ds[f"{m}_path"].values[keep]] for m in ("S1", "S2", "S2_cloudy")}
@@ -81,9 +92,21 @@ class SEN12MSCR(SamplePlots, torch.utils.data.Dataset):
         cloudy, s1, s2 = self.store.read([("S2_cloudy", (p,)), ("S1", (p,)), ("S2", (p,))])  # one request
         mask = self._mask(cloudy)
         coord, crs = self.coords[pdx].tolist(), self.crs[pdx]
-        return {"input": {"S1": scale_s1(s1, self.rescale_method),
-                          "S2": scale_s2(cloudy, self.rescale_method), "masks": mask,
-                          "coverage": float(mask.mean()), "S1 path": self.paths["S1"][pdx],
-                          "S2 path": self.paths["S2_cloudy"][pdx], "coord": coord, "crs": crs},
-                "target": {"S2": scale_s2(s2, self.rescale_method),
-                           "S2 path": self.paths["S2"][pdx], "coord": coord, "crs": crs}}
+        return {
+            "input": {
+                "S1": scale_s1(s1, self.rescale_method),
+                "S2": scale_s2(cloudy, self.rescale_method),
+                "masks": mask,
+                "coverage": float(mask.mean()),
+                "S1 path": self.paths["S1"][pdx],
+                "S2 path": self.paths["S2_cloudy"][pdx],
+                "coord": coord,
+                "crs": crs,
+            },
+            "target": {
+                "S2": scale_s2(s2, self.rescale_method),
+                "S2 path": self.paths["S2"][pdx],
+                "coord": coord,
+                "crs": crs,
+            },
+        }

@@ -10,13 +10,12 @@ import numpy as np
 import torch
 from numcodecs import Zstd
 
-from cube import open_cube
 from cube.clouds.compute import require_clouds
 from cube.clouds.detectors import DETECTORS, detector
 from cube.dataset.layout import parse_ts_path
 from cube.dataset.rois import select_rois
 from cube.store.store import as_store
-from cube.store.views import patch_bounds, patch_labels, stored_order
+from cube.store.views import open_cube, patch_bounds, patch_labels, stored_order
 
 from .index_files import (
     index_file_name,
@@ -30,9 +29,11 @@ from .plot import SamplePlots
 from .sampling import SAMPLERS, SampleIndex, check_selection, choose_steps, choose_steps_random
 from .scaling import RESCALE_METHODS, days_since_s1_launch, scale_s1, scale_s2
 
-PUBLISHED_INDEX_FILES = ("the original authors' published index files (e.g. 3_test_s2cloudless_mask.npy) are "
-                         "downloaded from the link in https://github.com/PatrickTUM/SEN12MS-CR-TS (README, Usage); "
-                         "docs/convert-real-data.md, section 8")
+PUBLISHED_INDEX_FILES = (
+    "the original authors' published index files (e.g. 3_test_s2cloudless_mask.npy) are "
+    "downloaded from the link in https://github.com/PatrickTUM/SEN12MS-CR-TS (README, Usage); "
+    "docs/convert-real-data.md, section 8"
+)
 """Where the index files that ``import_data_path`` (``--import-index``) names come from, for the one line
 that says a file is missing."""
 SAMPLE_TYPES = ("generic", "cloudy_cloudfree")
@@ -95,12 +96,23 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
     (13, 256, 256)
     """
 
-    def __init__(self, cube: str | os.PathLike, split: str = "all", region: str = "all",
-                 cloud_masks: str | None = "s2cloudless_mask", sample_type: str = "cloudy_cloudfree",
-                 n_input_samples: int = 3, rescale_method: str = "default", min_cov: float = 0.0,
-                 max_cov: float = 1.0, import_data_path: str | os.PathLike | None = None,
-                 export_data_path: str | os.PathLike | None = None, sampler: str = "fixed", seed: int = 0,
-                 storage_options: dict | None = None) -> None:
+    def __init__(
+        self,
+        cube: str | os.PathLike,
+        split: str = "all",
+        region: str = "all",
+        cloud_masks: str | None = "s2cloudless_mask",
+        sample_type: str = "cloudy_cloudfree",
+        n_input_samples: int = 3,
+        rescale_method: str = "default",
+        min_cov: float = 0.0,
+        max_cov: float = 1.0,
+        import_data_path: str | os.PathLike | None = None,
+        export_data_path: str | os.PathLike | None = None,
+        sampler: str = "fixed",
+        seed: int = 0,
+        storage_options: dict | None = None,
+    ) -> None:
         if cloud_masks is not None and cloud_masks not in DETECTORS:
             raise ValueError(f"invalid cloud_masks {cloud_masks!r}: choose from {', '.join(DETECTORS)} or None")
         if sample_type not in SAMPLE_TYPES:
@@ -140,8 +152,9 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         self.coords = patch_bounds(ds)[keep]
         self.crs = [f"EPSG:{int(code)}" for code in ds.epsg.values[keep]]
         self.valid = ds.valid.sel(modality="S2").values[keep]
-        self.coverage = (ds.coverage.sel(detector=cloud_masks).values[keep] if cloud_masks
-                         else np.where(self.valid, 1.0, np.nan))
+        self.coverage = (
+            ds.coverage.sel(detector=cloud_masks).values[keep] if cloud_masks else np.where(self.valid, 1.0, np.nan)
+        )
         self.index = self._sample_index(import_data_path) if self.sample_type == "cloudy_cloudfree" else None
         if sampler == "random" and self.index is not None:
             self.set_epoch(0)
@@ -174,8 +187,10 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
                     continue
                 mine = self.labels[pdx]  # pdx are 0 .. len - 1: index_from_records checked them
                 if (parsed.roi, parsed.pid) != (mine.roi, mine.patch_id):
-                    raise ValueError(f"{source}: sample {pdx} refers to {parsed.roi} patch {parsed.pid}, but this "
-                                     f"selection's sample {pdx} is {mine}")
+                    raise ValueError(
+                        f"{source}: sample {pdx} refers to {parsed.roi} patch {parsed.pid}, but this "
+                        f"selection's sample {pdx} is {mine}"
+                    )
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the ``random`` sampler's time steps for ``epoch`` (from ``(seed, epoch)``); no-op for ``fixed``."""
@@ -193,13 +208,23 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
             path = path / index_file_name(self.n_input_samples, self.split, self.cloud_masks)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".json":
-            settings = {k: getattr(self, k) for k in ("split", "region", "cloud_masks", "n_input_samples",
-                                                      "min_cov", "max_cov")}
+            settings = {
+                k: getattr(self, k) for k in ("split", "region", "cloud_masks", "n_input_samples", "min_cov", "max_cov")
+            }
             return save_json_index(path, self.index, self.labels, settings)
-        paths = [{"input": {"S1": [self._path("S1", p, t) for t in self.index.inputs[p]],
-                            "S2": [self._path("S2", p, t) for t in self.index.inputs[p]]},
-                  "target": {"S1": [self._path("S1", p, self.index.target[p])],
-                             "S2": [self._path("S2", p, self.index.target[p])]}} for p in range(len(self))]
+        paths = [
+            {
+                "input": {
+                    "S1": [self._path("S1", p, t) for t in self.index.inputs[p]],
+                    "S2": [self._path("S2", p, t) for t in self.index.inputs[p]],
+                },
+                "target": {
+                    "S1": [self._path("S1", p, self.index.target[p])],
+                    "S2": [self._path("S2", p, self.index.target[p])],
+                },
+            }
+            for p in range(len(self))
+        ]
         return save_npy_index(path, self.index, paths)
 
     def __len__(self) -> int:
@@ -207,10 +232,18 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         masks = f"cloud_masks={self.cloud_masks!r}, sample_type={self.sample_type!r}"
-        inputs = (f", n_input_samples={self.n_input_samples}, min_cov={self.min_cov}, "
-                  f"max_cov={self.max_cov}, sampler={self.sampler!r}") if self.index is not None else ""
-        return (f"SEN12MSCRTS({self.cube!r}, split={self.split!r}, region={self.region!r}, {masks}{inputs}): "
-                f"{len(self)} samples of {self.image_size} x {self.image_size} px")
+        inputs = (
+            (
+                f", n_input_samples={self.n_input_samples}, min_cov={self.min_cov}, "
+                f"max_cov={self.max_cov}, sampler={self.sampler!r}"
+            )
+            if self.index is not None
+            else ""
+        )
+        return (
+            f"SEN12MSCRTS({self.cube!r}, split={self.split!r}, region={self.region!r}, {masks}{inputs}): "
+            f"{len(self)} samples of {self.image_size} x {self.image_size} px"
+        )
 
     def __getstate__(self) -> dict:
         """What a DataLoader worker receives: the selection without its source paths, which each process reads
@@ -220,7 +253,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         return {"zstd": Zstd(level=3).encode(pickle.dumps({**self.__dict__, "_paths": None}, protocol=5))}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(pickle.loads(Zstd().decode(state["zstd"])))  # noqa: S301 (our own __getstate__'s)
+        self.__dict__.update(pickle.loads(Zstd().decode(state["zstd"])))  # our own __getstate__'s bytes
 
     def _path(self, modality: str, pdx: int, t: int) -> str:
         if self._paths is None:
@@ -254,15 +287,16 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
             requests += [(f"{m}_path", (slice(None),)) for m in ("S1", "S2")]
         read = self.store.read(requests, out + [None] * (len(requests) - len(out)))
         if self._paths is None:
-            self._keep_paths(read[len(out):])
+            self._keep_paths(read[len(out) :])
         results, start = [], 0
         for (pdx, steps, _), (mine, _, images, s2) in zip(wanted, plans, strict=True):
-            results.append(self._finish(pdx, steps, images, s2, read[start + 2 * len(steps):start + len(mine)]))
+            results.append(self._finish(pdx, steps, images, s2, read[start + 2 * len(steps) : start + len(mine)]))
             start += len(mine)
         return results
 
-    def _plan(self, pdx: int, steps: list[int], window: tuple[slice, slice] | None) -> tuple[list, list, np.ndarray,
-                                                                                             np.ndarray]:
+    def _plan(
+        self, pdx: int, steps: list[int], window: tuple[slice, slice] | None
+    ) -> tuple[list, list, np.ndarray, np.ndarray]:
         """One sample's requests, the arrays they read into (None: a new one), its float32 images and raw S2."""
         p, n = int(self.positions[pdx]), len(steps)
         rows, cols = window or (slice(None), slice(None))
@@ -278,15 +312,22 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
     def _finish(self, pdx: int, steps: list[int], images: np.ndarray, s2: np.ndarray, masks: list) -> dict:
         """:meth:`read_steps`' result from the images read (``masks``: the detector's, or none)."""
         n, (height, width) = len(steps), images.shape[-2:]
-        masks = (detector(self.cloud_masks).to_float(np.stack(masks)) if masks
-                 else np.ones((n, height, width), np.float32))
-        return {"S1": scale_s1(images[:, 13:], self.rescale_method, out=images[:, 13:]),
-                "S2": scale_s2(s2, self.rescale_method, out=images[:, :13]), "masks": masks, "images": images,
-                "coverage": [float(self.coverage[pdx, t]) for t in steps],
-                "S1 TD": [int(self.s1_td[pdx, t]) for t in steps], "S2 TD": [int(self.s2_td[pdx, t]) for t in steps],
-                "S1 path": [self._path("S1", pdx, t) for t in steps],
-                "S2 path": [self._path("S2", pdx, t) for t in steps],
-                "coord": [self.coords[pdx].tolist()] * n, "idx": list(steps)}
+        masks = (
+            detector(self.cloud_masks).to_float(np.stack(masks)) if masks else np.ones((n, height, width), np.float32)
+        )
+        return {
+            "S1": scale_s1(images[:, 13:], self.rescale_method, out=images[:, 13:]),
+            "S2": scale_s2(s2, self.rescale_method, out=images[:, :13]),
+            "masks": masks,
+            "images": images,
+            "coverage": [float(self.coverage[pdx, t]) for t in steps],
+            "S1 TD": [int(self.s1_td[pdx, t]) for t in steps],
+            "S2 TD": [int(self.s2_td[pdx, t]) for t in steps],
+            "S1 path": [self._path("S1", pdx, t) for t in steps],
+            "S2 path": [self._path("S2", pdx, t) for t in steps],
+            "coord": [self.coords[pdx].tolist()] * n,
+            "idx": list(steps),
+        }
 
     @staticmethod
     def _series(read: dict, part: slice) -> dict:
@@ -301,8 +342,11 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         read = self.read_steps(pdx, [*inputs, int(self.index.target[pdx])])  # one request for the whole sample
         target = self._series(read, slice(len(inputs), None)) | crs
         target["idx"] = target["idx"][0]
-        return {"input": self._series(read, slice(0, len(inputs))) | crs, "target": target,
-                "coverage bin": bool(self.index.coverage_bin[pdx])}
+        return {
+            "input": self._series(read, slice(0, len(inputs))) | crs,
+            "target": target,
+            "coverage bin": bool(self.index.coverage_bin[pdx]),
+        }
 
 
 def _strings(value: object) -> list[str]:
@@ -313,4 +357,3 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
-

@@ -12,7 +12,6 @@ import sys
 
 import dask
 
-
 START_METHODS = ("fork", "forkserver", "spawn")
 """How :func:`crts.data.loader` can start its worker processes."""
 
@@ -50,8 +49,10 @@ def refuse_when_worker_starts() -> None:
     frame = inspect.currentframe()
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
-            raise RuntimeError("crts.data.loader() ran while a DataLoader worker re-ran the main script to start: "
-                               "put the script's code under `if __name__ == \"__main__\":`")
+            raise RuntimeError(
+                "crts.data.loader() ran while a DataLoader worker re-ran the main script to start: "
+                'put the script\'s code under `if __name__ == "__main__":`'
+            )
         frame = frame.f_back
 
 

@@ -8,7 +8,7 @@ registry asks which model it has (see docs/extending.md).
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from cube.dataset.bands import S1_BANDS, S2_BANDS
 from ..losses import reconstruction_loss
 from .recipe import Recipe
 from .state import StateDict
+
+if TYPE_CHECKING:
+    from ..settings import TrainConfig
 
 Prediction = tuple[torch.Tensor, torch.Tensor | None]
 """Means (N, 13, H, W) in [0, 1] and, from models that predict them, variances in that scale squared."""
@@ -59,7 +62,7 @@ class ModelAdapter:
         """Training settings (:class:`crts.settings.TrainConfig`) left unset take these: the original's recipe."""
         return self.recipe.defaults
 
-    def build(self, settings: Any) -> nn.Module:  # noqa: ANN401 (a crts.settings.TrainConfig)
+    def build(self, settings: TrainConfig) -> nn.Module:
         """A new model from the training settings."""
         raise NotImplementedError
 
@@ -71,8 +74,9 @@ class ModelAdapter:
         """
         raise NotImplementedError
 
-    def training_loss(self, net: nn.Module, config: dict, loss: str, inputs: torch.Tensor, target: torch.Tensor,
-                      batch: dict) -> torch.Tensor:
+    def training_loss(
+        self, net: nn.Module, config: dict, loss: str, inputs: torch.Tensor, target: torch.Tensor, batch: dict
+    ) -> torch.Tensor:
         """The loss ``loss`` of a training step (default: on the [0, 1] scale, with the variances)."""
         mean, variance = self.predict(net, config, inputs, batch)
         return reconstruction_loss(loss, mean.float(), target, None if variance is None else variance.float())

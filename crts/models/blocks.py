@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 RESIDUAL_SCALE = 0.1
@@ -15,8 +15,11 @@ class ResBlock2d(nn.Module):
 
     def __init__(self, features: int) -> None:
         super().__init__()
-        self.conv_block = nn.Sequential(nn.Conv2d(features, features, 3, padding=1), nn.ReLU(inplace=True),
-                                        nn.Conv2d(features, features, 3, padding=1))
+        self.conv_block = nn.Sequential(
+            nn.Conv2d(features, features, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(features, features, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + RESIDUAL_SCALE * self.conv_block(x)
@@ -45,9 +48,13 @@ class ResBlock3d(nn.Module):
 
     def __init__(self, features: int) -> None:
         super().__init__()
-        self.conv_block = nn.Sequential(PadHWReflectTReplicate(), nn.Conv3d(features, features, 3),
-                                        nn.ReLU(inplace=True), PadHWReflectTReplicate(),
-                                        nn.Conv3d(features, features, 3))
+        self.conv_block = nn.Sequential(
+            PadHWReflectTReplicate(),
+            nn.Conv3d(features, features, 3),
+            nn.ReLU(inplace=True),
+            PadHWReflectTReplicate(),
+            nn.Conv3d(features, features, 3),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x + RESIDUAL_SCALE * self.conv_block(x))

@@ -28,8 +28,13 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, **extra: ob
     return path
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
-                    needs: tuple[str, ...] = (), config: dict | None = None) -> dict:
+def read_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    needs: tuple[str, ...] = (),
+    config: dict | None = None,
+) -> dict:
     """The content of one of our checkpoints, checked before anything is built from it.
 
     Parameters
@@ -61,8 +66,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     _check_config(content["config"], kind, str(path))
     _check_state_dict(content["state_dict"], content["config"], kind, str(path))
     if config is not None and (key := _first_difference(content["config"], config)):
-        raise ValueError(f"{path}: a model with {key}={content['config'].get(key)}, but this run builds "
-                         f"{key}={config.get(key)}")
+        raise ValueError(
+            f"{path}: a model with {key}={content['config'].get(key)}, but this run builds {key}={config.get(key)}"
+        )
     return content
 
 
@@ -105,11 +111,15 @@ def _check_state_dict(state: object, config: dict, kind: str, source: str) -> No
         raise ValueError(f"{source}: state dict has unexpected tensor {unexpected[0]}")
     for name, built in expected.items():
         if tuple(state[name].shape) != tuple(built.shape):
-            raise ValueError(f"{source}: tensor {name} has shape {tuple(state[name].shape)}, but the config "
-                             f"makes {tuple(built.shape)}")
+            raise ValueError(
+                f"{source}: tensor {name} has shape {tuple(state[name].shape)}, but the config "
+                f"makes {tuple(built.shape)}"
+            )
         if state[name].is_floating_point() != built.is_floating_point():
-            raise ValueError(f"{source}: tensor {name} holds {state[name].dtype}, not "
-                             f"{'floating point' if built.is_floating_point() else 'integer'} numbers")
+            raise ValueError(
+                f"{source}: tensor {name} holds {state[name].dtype}, not "
+                f"{'floating point' if built.is_floating_point() else 'integer'} numbers"
+            )
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:

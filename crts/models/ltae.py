@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 PERIOD = 1000.0
@@ -40,7 +40,7 @@ class AttentionHeads(nn.Module):
     def __init__(self, n_head: int, d_k: int, d_in: int) -> None:
         super().__init__()
         self.n_head, self.d_k = n_head, d_k
-        self.Q = nn.Parameter(torch.randn(n_head, d_k) * math.sqrt(2.0 / d_k))  # noqa: N815 (original name)
+        self.Q = nn.Parameter(torch.randn(n_head, d_k) * math.sqrt(2.0 / d_k))
         self.fc1_k = nn.Linear(d_in, n_head * d_k)
         nn.init.normal_(self.fc1_k.weight, mean=0.0, std=math.sqrt(2.0 / d_k))
 
@@ -63,8 +63,14 @@ class LTAE(nn.Module):
     the positional encoding of the dates, then :class:`AttentionHeads`.
     """
 
-    def __init__(self, in_channels: int = 128, n_head: int = 16, d_k: int = 4, d_model: int = 256,
-                 positional_encoding: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int = 128,
+        n_head: int = 16,
+        d_k: int = 4,
+        d_model: int = 256,
+        positional_encoding: bool = True,
+    ) -> None:
         super().__init__()
         if d_model % n_head:
             raise ValueError(f"d_model {d_model} must be a multiple of n_head {n_head}")
@@ -73,13 +79,15 @@ class LTAE(nn.Module):
         self.attention_heads = AttentionHeads(n_head, d_k, d_model)
         self.in_norm = nn.GroupNorm(n_head, in_channels)
 
-    def forward(self, x: torch.Tensor, dates: torch.Tensor | None = None,
-                pad_mask: torch.Tensor | None = None) -> torch.Tensor:
-        n, t, _, h, w = x.shape
+    def forward(
+        self, x: torch.Tensor, dates: torch.Tensor | None = None, pad_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        n, _, _, h, w = x.shape
         return self.masks(self.attend(x, dates, pad_mask)[1], n, h, w)
 
-    def attend(self, x: torch.Tensor, dates: torch.Tensor | None,
-               pad_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def attend(
+        self, x: torch.Tensor, dates: torch.Tensor | None, pad_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per pixel sequences (P, T, d_model) after norm, projection and date encoding, and their attention
         (n_head, P, T); P = N * h * w pixels in (n, y, x) order."""
         n, t, c, h, w = x.shape
@@ -98,8 +106,9 @@ class LTAE(nn.Module):
         return attention.view(self.n_head, n, h, w, -1).permute(0, 1, 4, 2, 3)
 
 
-def aggregate_groups(x: torch.Tensor, attention: torch.Tensor, pad_mask: torch.Tensor | None = None,
-                     dropout: nn.Module | None = None) -> torch.Tensor:
+def aggregate_groups(
+    x: torch.Tensor, attention: torch.Tensor, pad_mask: torch.Tensor | None = None, dropout: nn.Module | None = None
+) -> torch.Tensor:
     """Attention-weighted sum over time per channel group (``att_group``): (N, T, C, H, W) -> (N, C, H, W).
 
     ``attention`` (G, N, T, h, w) is resized to (H, W): bilinearly (then passed
@@ -113,7 +122,7 @@ def aggregate_groups(x: torch.Tensor, attention: torch.Tensor, pad_mask: torch.T
         flat = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
         flat = dropout(flat) if dropout is not None else flat
     elif size[0] < h:
-        flat = F.adaptive_avg_pool2d(flat, size)
+        flat = F.adaptive_avg_pool2d(flat, (size[0], size[1]))
     weights = flat.view(g, n, t, 1, *size)
     if pad_mask is not None:
         weights = weights * (~pad_mask).to(weights.dtype)[None, :, :, None, None, None]

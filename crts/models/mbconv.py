@@ -38,8 +38,7 @@ class PointwiseBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, norm: str = "none", relu: bool = False) -> None:
         super().__init__()
-        layers = [nn.Conv2d(in_channels, out_channels, 1), norm_layer(norm, out_channels),
-                  nn.ReLU() if relu else None]
+        layers = [nn.Conv2d(in_channels, out_channels, 1), norm_layer(norm, out_channels), nn.ReLU() if relu else None]
         self.conv = nn.Sequential(OrderedDict(conv=nn.Sequential(*(m for m in layers if m is not None))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,8 +61,12 @@ class SqueezeExcitation(nn.Module):
 
     def __init__(self, channels: int, bottleneck: int) -> None:
         super().__init__()
-        self.fc = nn.Sequential(nn.Linear(channels, bottleneck, bias=False), nn.GELU(),
-                                nn.Linear(bottleneck, channels, bias=False), nn.Sigmoid())
+        self.fc = nn.Sequential(
+            nn.Linear(channels, bottleneck, bias=False),
+            nn.GELU(),
+            nn.Linear(bottleneck, channels, bias=False),
+            nn.Sigmoid(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(x.mean(dim=(-2, -1)))[..., None, None]
@@ -83,11 +86,16 @@ class MBConv(nn.Module):
             raise ValueError("MBConv needs a normalisation (group, batch or instance)")
         hidden = channels * expansion
         fn = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=False), norm_layer(norm, hidden), nn.GELU(),
+            nn.Conv2d(channels, hidden, 1, bias=False),
+            norm_layer(norm, hidden),
+            nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="reflect", groups=hidden, bias=False),
-            norm_layer(norm, hidden), nn.GELU(),
+            norm_layer(norm, hidden),
+            nn.GELU(),
             SqueezeExcitation(hidden, int(channels * SE_RATIO)),
-            nn.Conv2d(hidden, channels, 1, bias=False), norm_layer(norm, channels))
+            nn.Conv2d(hidden, channels, 1, bias=False),
+            norm_layer(norm, channels),
+        )
         self.conv = PreNorm(norm_layer(norm, channels), fn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

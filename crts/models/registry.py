@@ -17,8 +17,9 @@ from .resnet3d import ResNet3DAdapter
 from .uncrtaints import UnCRtainTSAdapter
 from .utae import UTAEAdapter
 
-MODELS: dict[str, ModelAdapter] = {adapter.name: adapter for adapter in (ResNet3DAdapter(), UnCRtainTSAdapter(),
-                                                                          UTAEAdapter())}
+MODELS: dict[str, ModelAdapter] = {
+    adapter.name: adapter for adapter in (ResNet3DAdapter(), UnCRtainTSAdapter(), UTAEAdapter())
+}
 """Every model kind of ``crts train --model`` and of our checkpoints."""
 BASELINES: dict[str, type[nn.Module]] = dict(zip(BASELINE_NAMES, (LeastCloudy, Mosaic), strict=True))
 """Every baseline of ``crts evaluate --baseline``, called as ``model(inputs, masks)`` on the model scale."""

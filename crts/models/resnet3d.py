@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -22,6 +23,9 @@ from .adapter import ModelAdapter, Prediction, from_model_scale, to_model_scale
 from .blocks import PadHWReflect, ResBlock2d, ResBlock3d
 from .resnet3d_recipe import RESNET3D_RECIPE
 from .state import StateDict, load_into, read_state, strip
+
+if TYPE_CHECKING:
+    from ..settings import TrainConfig
 
 FUSION_BLOCKS = 5
 
@@ -48,16 +52,30 @@ class ResNet3D(nn.Module):
     torch.Size([2, 13, 32, 32])
     """
 
-    def __init__(self, n_inputs: int = 3, in_channels: int = 15, out_channels: int = 13, features: int = 256,
-                 blocks: int = 16) -> None:
+    def __init__(
+        self, n_inputs: int = 3, in_channels: int = 15, out_channels: int = 13, features: int = 256, blocks: int = 16
+    ) -> None:
         super().__init__()
-        self.config = {"n_inputs": n_inputs, "in_channels": in_channels, "out_channels": out_channels,
-                       "features": features, "blocks": blocks}
-        self.model_initial = nn.Sequential(nn.Conv2d(in_channels, features, 3, padding=1), nn.ReLU(inplace=True),
-                                           *(ResBlock2d(features) for _ in range(blocks)))
-        self.model_final = nn.Sequential(nn.Conv3d(features, features, 3, padding=1), nn.ReLU(inplace=True),
-                                         *(ResBlock3d(features) for _ in range(FUSION_BLOCKS)), PadHWReflect(),
-                                         nn.Conv3d(features, out_channels, (n_inputs, 3, 3)), nn.Tanh())
+        self.config = {
+            "n_inputs": n_inputs,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "features": features,
+            "blocks": blocks,
+        }
+        self.model_initial = nn.Sequential(
+            nn.Conv2d(in_channels, features, 3, padding=1),
+            nn.ReLU(inplace=True),
+            *(ResBlock2d(features) for _ in range(blocks)),
+        )
+        self.model_final = nn.Sequential(
+            nn.Conv3d(features, features, 3, padding=1),
+            nn.ReLU(inplace=True),
+            *(ResBlock3d(features) for _ in range(FUSION_BLOCKS)),
+            PadHWReflect(),
+            nn.Conv3d(features, out_channels, (n_inputs, 3, 3)),
+            nn.Tanh(),
+        )
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """Predict (N, C_out, H, W) from (N, T, C_in, H, W); ``masks`` is accepted for a common signature."""
@@ -82,12 +100,18 @@ def generator_config(state: StateDict) -> dict:
     """The config of an original generator's (or our) state dict, read off its shapes."""
     first, last = state["model_initial.0.weight"], state["model_final.8.weight"]
     blocks = len({int(m.group(1)) for k in state if (m := re.match(r"model_initial\.(\d+)\.conv_block", k))})
-    return {"n_inputs": last.shape[2], "in_channels": first.shape[1], "out_channels": last.shape[0],
-            "features": first.shape[0], "blocks": blocks}
+    return {
+        "n_inputs": last.shape[2],
+        "in_channels": first.shape[1],
+        "out_channels": last.shape[0],
+        "features": first.shape[0],
+        "blocks": blocks,
+    }
 
 
-def load_original_checkpoint(path_or_state_dict: str | os.PathLike | StateDict,
-                             model: ResNet3D | None = None) -> ResNet3D:
+def load_original_checkpoint(
+    path_or_state_dict: str | os.PathLike | StateDict, model: ResNet3D | None = None
+) -> ResNet3D:
     """Load an original generator (``*_net_G.pth``) or the pre-trained ``baseline_resnet.pth`` encoder.
 
     Parameters
@@ -111,14 +135,20 @@ def load_original_checkpoint(path_or_state_dict: str | os.PathLike | StateDict,
         return model
     encoder_keys = [k for k in state if re.search(r"(^|\.)model\.\d+\.", k)]
     if not encoder_keys:
-        raise ValueError(f"{source}: neither an original generator (model_initial.*, model_final.*) nor a "
-                         "baseline_resnet (model.*) state dict")
+        raise ValueError(
+            f"{source}: neither an original generator (model_initial.*, model_final.*) nor a "
+            "baseline_resnet (model.*) state dict"
+        )
     if model is None:
-        raise ValueError(f"{source}: baseline_resnet.pth holds only the per-step encoder: pass the ResNet3D to "
-                         "load it into")
+        raise ValueError(
+            f"{source}: baseline_resnet.pth holds only the per-step encoder: pass the ResNet3D to load it into"
+        )
     prefix = encoder_keys[0][: encoder_keys[0].index("model.")]
-    encoder = {f"{m[1]}.{m[2]}": value for key, value in strip(state, prefix).items()
-               if (m := re.match(r"model\.(\d+)\.(.*)", key)) and int(m[1]) < ENCODER_LAYERS}
+    encoder = {
+        f"{m[1]}.{m[2]}": value
+        for key, value in strip(state, prefix).items()
+        if (m := re.match(r"model\.(\d+)\.(.*)", key)) and int(m[1]) < ENCODER_LAYERS
+    }
     load_into(model.model_initial, encoder, source)
     return model
 
@@ -130,15 +160,16 @@ class ResNet3DAdapter(ModelAdapter):
     model_class = ResNet3D
     anchors = (("model_initial.0.weight", 4), ("model_final.8.weight", 5))
 
-    def build(self, settings: object) -> ResNet3D:
+    def build(self, settings: TrainConfig) -> ResNet3D:
         return ResNet3D(n_inputs=settings.n_input_samples, features=settings.features, blocks=settings.blocks)
 
     def predict(self, net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
         masks = batch["input_masks"].to(inputs.device, non_blocking=True)
         return from_model_scale(net(to_model_scale(inputs), masks)), None
 
-    def training_loss(self, net: nn.Module, config: dict, loss: str, inputs: torch.Tensor, target: torch.Tensor,
-                      batch: dict) -> torch.Tensor:
+    def training_loss(
+        self, net: nn.Module, config: dict, loss: str, inputs: torch.Tensor, target: torch.Tensor, batch: dict
+    ) -> torch.Tensor:
         return reconstruction_loss(loss, net(to_model_scale(inputs)).float(), to_model_scale(target))
 
     def trained_inputs(self, config: dict, train_config: dict) -> int:

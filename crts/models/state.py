@@ -25,8 +25,9 @@ def load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     except OSError:
         raise
     except Exception as err:  # damaged or foreign bytes fail in many ways: UnpicklingError, RuntimeError, KeyError ...
-        raise ValueError(f"{path}: not a PyTorch file of tensors and plain data "
-                         f"({type(err).__name__} in torch.load)") from None
+        raise ValueError(
+            f"{path}: not a PyTorch file of tensors and plain data ({type(err).__name__} in torch.load)"
+        ) from None
 
 
 def read_state(path_or_state_dict: str | os.PathLike | StateDict) -> StateDict:
@@ -47,16 +48,13 @@ def strip(state: StateDict, prefix: str) -> StateDict:
     >>> sorted(strip({"module.a": 1, "b": 2}, "module."))
     ['a', 'b']
     """
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
 def generator_state(content: dict) -> StateDict:
     """The generator's weights in a file of the UnCRtainTS training script (``state_dict_G``, or ``state_dict``
     behind a ``netG.`` prefix), or a bare state dict; a ``module.`` prefix of DataParallel removed."""
-    if "state_dict_G" in content:
-        state = content["state_dict_G"]
-    else:
-        state = strip(content.get("state_dict", content), "netG.")
+    state = content["state_dict_G"] if "state_dict_G" in content else strip(content.get("state_dict", content), "netG.")
     return strip(state, "module.")
 
 
@@ -78,4 +76,4 @@ def count_blocks(state: StateDict, part: str) -> int:
     2
     """
     prefix = f"{part}."
-    return len({k[len(prefix):].split(".", 1)[0] for k in state if k.startswith(prefix)})
+    return len({k[len(prefix) :].split(".", 1)[0] for k in state if k.startswith(prefix)})

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
@@ -19,6 +20,9 @@ from .ltae import LTAE, aggregate_groups
 from .mbconv import MBConv, PointwiseBlock
 from .state import StateDict, count_blocks, generator_state, read_state
 from .uncrtaints_recipe import UNCRTAINTS_RECIPE
+
+if TYPE_CHECKING:
+    from ..settings import TrainConfig
 
 ATTENTION_SIZE = 32
 """Side of the max-pooled feature maps the temporal attention runs on (the original's ``att_down``)."""
@@ -28,7 +32,6 @@ PAD_VALUE = 0.0
 """An input time step whose values all equal this is padding (the original's ``pad_value``)."""
 VARIANCE_FLOOR = {True: 1e-9, False: 1e-3}
 """Added to the softplus of the variances, keyed by ``scale_by == 1`` (model scale)."""
-
 
 
 def network_inputs(inputs: torch.Tensor, scale_by: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,24 +91,44 @@ class UnCRtainTS(nn.Module):
     (torch.Size([2, 13, 32, 32]), torch.Size([2, 13, 32, 32]))
     """
 
-    def __init__(self, use_sar: bool = True, encoder_widths: Sequence[int] = (128,),
-                 decoder_widths: Sequence[int] = (128, 128, 128, 128, 128), n_head: int = 16, d_model: int = 256,
-                 d_k: int = 4, encoder_norm: str = "group", decoder_norm: str = "batch",
-                 positional_encoding: bool = True, scale_by: float = 1.0, is_mono: bool = False) -> None:
+    def __init__(
+        self,
+        use_sar: bool = True,
+        encoder_widths: Sequence[int] = (128,),
+        decoder_widths: Sequence[int] = (128, 128, 128, 128, 128),
+        n_head: int = 16,
+        d_model: int = 256,
+        d_k: int = 4,
+        encoder_norm: str = "group",
+        decoder_norm: str = "batch",
+        positional_encoding: bool = True,
+        scale_by: float = 1.0,
+        is_mono: bool = False,
+    ) -> None:
         super().__init__()
         if len(set(encoder_widths) | set(decoder_widths)) != 1:
             raise ValueError("UnCRtainTS keeps one width: encoder_widths and decoder_widths must all be equal")
         width = encoder_widths[0]
-        self.config = {"use_sar": use_sar, "encoder_widths": list(encoder_widths),
-                       "decoder_widths": list(decoder_widths), "n_head": n_head, "d_model": d_model, "d_k": d_k,
-                       "encoder_norm": encoder_norm, "decoder_norm": decoder_norm,
-                       "positional_encoding": positional_encoding, "scale_by": scale_by, "is_mono": is_mono}
+        self.config = {
+            "use_sar": use_sar,
+            "encoder_widths": list(encoder_widths),
+            "decoder_widths": list(decoder_widths),
+            "n_head": n_head,
+            "d_model": d_model,
+            "d_k": d_k,
+            "encoder_norm": encoder_norm,
+            "decoder_norm": decoder_norm,
+            "positional_encoding": positional_encoding,
+            "scale_by": scale_by,
+            "is_mono": is_mono,
+        }
         self.in_channels = S2_CHANNELS + S1_CHANNELS * use_sar
         self.in_conv = PointwiseBlock(self.in_channels, width, norm=encoder_norm, relu=True)
         self.in_block = nn.ModuleList(MBConv(w, expansion=2, norm=encoder_norm) for w in encoder_widths)
         if not is_mono:
-            self.temporal_encoder = LTAE(width, n_head=n_head, d_k=d_k, d_model=d_model,
-                                         positional_encoding=positional_encoding)
+            self.temporal_encoder = LTAE(
+                width, n_head=n_head, d_k=d_k, d_model=d_model, positional_encoding=positional_encoding
+            )
             self.attention_dropout = nn.Dropout(ATTENTION_DROPOUT)
         self.out_block = nn.ModuleList(MBConv(w, expansion=2, norm=decoder_norm) for w in decoder_widths)
         self.out_conv = PointwiseBlock(width, 2 * S2_CHANNELS)
@@ -166,22 +189,28 @@ def _uncrtaints_state(content: dict) -> StateDict:
 def uncrtaints_config(state: StateDict) -> dict:
     """The config entries of an UnCRtainTS state dict that its shapes determine (all but ``scale_by`` and
     ``positional_encoding``)."""
+
     def norm(part: str) -> str:
         return "batch" if f"{part}.0.conv.norm.running_mean" in state else "group"
 
     width, in_channels = state["in_conv.conv.conv.0.weight"].shape[:2]
-    config = {"use_sar": in_channels == S2_CHANNELS + S1_CHANNELS,
-              "encoder_widths": [width] * count_blocks(state, "in_block"),
-              "decoder_widths": [width] * count_blocks(state, "out_block"), "encoder_norm": norm("in_block"),
-              "decoder_norm": norm("out_block"), "is_mono": "temporal_encoder.inconv.weight" not in state}
+    config = {
+        "use_sar": in_channels == S2_CHANNELS + S1_CHANNELS,
+        "encoder_widths": [width] * count_blocks(state, "in_block"),
+        "decoder_widths": [width] * count_blocks(state, "out_block"),
+        "encoder_norm": norm("in_block"),
+        "decoder_norm": norm("out_block"),
+        "is_mono": "temporal_encoder.inconv.weight" not in state,
+    }
     if not config["is_mono"]:
         n_head, d_k = state["temporal_encoder.attention_heads.Q"].shape
         config |= {"n_head": n_head, "d_k": d_k, "d_model": state["temporal_encoder.inconv.weight"].shape[0]}
     return config
 
 
-def load_original_uncrtaints(path_or_state_dict: str | os.PathLike | StateDict, model: UnCRtainTS | None = None,
-                             scale_by: float = 1.0) -> UnCRtainTS:
+def load_original_uncrtaints(
+    path_or_state_dict: str | os.PathLike | StateDict, model: UnCRtainTS | None = None, scale_by: float = 1.0
+) -> UnCRtainTS:
     """Load a published UnCRtainTS checkpoint (``model*.pth.tar`` of the original's training script).
 
     Parameters
@@ -216,9 +245,14 @@ class UnCRtainTSAdapter(ModelAdapter):
     model_class = UnCRtainTS
     anchors = (("in_conv.conv.conv.0.weight", 4),)
 
-    def build(self, settings: object) -> UnCRtainTS:
-        return UnCRtainTS(encoder_widths=(settings.width,), decoder_widths=(settings.width,) * 5,
-                          n_head=settings.n_head, d_model=settings.d_model, scale_by=settings.scale_by)
+    def build(self, settings: TrainConfig) -> UnCRtainTS:
+        return UnCRtainTS(
+            encoder_widths=(settings.width,),
+            decoder_widths=(settings.width,) * 5,
+            n_head=settings.n_head,
+            d_model=settings.d_model,
+            scale_by=settings.scale_by,
+        )
 
     def predict(self, net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
         return predict_dated(net, config, inputs, batch)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
@@ -20,6 +22,9 @@ from .ltae import LTAE, aggregate_groups
 from .state import StateDict, count_blocks, generator_state, load_into, read_state
 from .uncrtaints import PAD_VALUE, network_inputs, predict_dated
 from .utae_recipe import UTAE_RECIPE
+
+if TYPE_CHECKING:
+    from ..settings import TrainConfig
 
 NORM_GROUPS = 4
 """Groups of the group norms in the convolution layers (the original's ``n_groups``)."""
@@ -40,11 +45,18 @@ class ConvLayer(nn.Module):
     """Convolutions ``widths[0] -> widths[1] -> ...`` (reflection padding), each followed by ``norm`` (unless
     None) and a ReLU (but the last without ``last_relu``): the original's ``ConvLayer``, layers at ``conv.N``."""
 
-    def __init__(self, widths: Sequence[int], norm: str | None, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, last_relu: bool = True) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int],
+        norm: str | None,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        last_relu: bool = True,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        for i, (d_in, d_out) in enumerate(pairwise(widths)):
             layers.append(nn.Conv2d(d_in, d_out, kernel_size, stride, padding, padding_mode="reflect"))
             layers += [] if norm is None else [_norm(norm, d_out)]
             layers += [nn.ReLU()] if last_relu or i < len(widths) - 2 else []
@@ -109,8 +121,9 @@ class TemporalEncoder(LTAE):
         self.attention_dropout = nn.Dropout(ATTENTION_DROPOUT)
         self.out_norm = nn.GroupNorm(n_head, in_channels)
 
-    def forward(self, x: torch.Tensor, dates: torch.Tensor | None = None,
-                pad_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, dates: torch.Tensor | None = None, pad_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, _, h, w = x.shape
         seq, attention = self.attend(x, dates, pad_mask)
         attention = self.attention_dropout(attention)  # (n_head, P, T)
@@ -164,27 +177,50 @@ class UTAE(nn.Module):
     (torch.Size([2, 13, 32, 32]), torch.Size([2, 13, 32, 32]))
     """
 
-    def __init__(self, use_sar: bool = True, encoder_widths: Sequence[int] = (64, 64, 64, 128),
-                 decoder_widths: Sequence[int] = (64, 64, 64, 128), out_conv: Sequence[int] = (S2_CHANNELS,),
-                 n_head: int = 16, d_model: int = 256, d_k: int = 4, encoder_norm: str = "group",
-                 decoder_norm: str = "batch", positional_encoding: bool = True, scale_by: float = 1.0) -> None:
+    def __init__(
+        self,
+        use_sar: bool = True,
+        encoder_widths: Sequence[int] = (64, 64, 64, 128),
+        decoder_widths: Sequence[int] = (64, 64, 64, 128),
+        out_conv: Sequence[int] = (S2_CHANNELS,),
+        n_head: int = 16,
+        d_model: int = 256,
+        d_k: int = 4,
+        encoder_norm: str = "group",
+        decoder_norm: str = "batch",
+        positional_encoding: bool = True,
+        scale_by: float = 1.0,
+    ) -> None:
         super().__init__()
-        self.config = {"use_sar": use_sar, "encoder_widths": list(encoder_widths),
-                       "decoder_widths": list(decoder_widths), "out_conv": list(out_conv), "n_head": n_head,
-                       "d_model": d_model, "d_k": d_k, "encoder_norm": encoder_norm, "decoder_norm": decoder_norm,
-                       "positional_encoding": positional_encoding, "scale_by": scale_by}
+        self.config = {
+            "use_sar": use_sar,
+            "encoder_widths": list(encoder_widths),
+            "decoder_widths": list(decoder_widths),
+            "out_conv": list(out_conv),
+            "n_head": n_head,
+            "d_model": d_model,
+            "d_k": d_k,
+            "encoder_norm": encoder_norm,
+            "decoder_norm": decoder_norm,
+            "positional_encoding": positional_encoding,
+            "scale_by": scale_by,
+        }
         _check(self.config)
         self.in_channels = S2_CHANNELS + S1_CHANNELS * use_sar
         self.in_conv = ConvBlock([self.in_channels, encoder_widths[0]], encoder_norm)
-        self.down_blocks = nn.ModuleList(DownConvBlock(d_in, d_out, encoder_norm)
-                                         for d_in, d_out in zip(encoder_widths[:-1], encoder_widths[1:], strict=True))
-        self.up_blocks = nn.ModuleList(UpConvBlock(decoder_widths[i], decoder_widths[i - 1], encoder_widths[i - 1],
-                                                   decoder_norm) for i in range(len(encoder_widths) - 1, 0, -1))
+        self.down_blocks = nn.ModuleList(
+            DownConvBlock(d_in, d_out, encoder_norm) for d_in, d_out in pairwise(encoder_widths)
+        )
+        self.up_blocks = nn.ModuleList(
+            UpConvBlock(decoder_widths[i], decoder_widths[i - 1], encoder_widths[i - 1], decoder_norm)
+            for i in range(len(encoder_widths) - 1, 0, -1)
+        )
         self.temporal_encoder = TemporalEncoder(encoder_widths[-1], n_head, d_k, d_model, positional_encoding)
         self.out_conv = ConvBlock([decoder_widths[0], *out_conv], None, last_relu=False)
 
-    def forward(self, inputs: torch.Tensor,
-                dates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, inputs: torch.Tensor, dates: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Means (N, 13, H, W) and variances (or None) from ``inputs`` (N, T, C, H, W) and ``dates`` (N, T)."""
         c, size = inputs.shape[2], inputs.shape[-1]
         if c != self.in_channels:
@@ -209,16 +245,19 @@ def _check(config: dict) -> None:
     """Refuse, in one line, a configuration the original asserts against or could not run."""
     encoder, decoder, heads = config["encoder_widths"], config["decoder_widths"], config["n_head"]
     if len(encoder) < 2 or len(encoder) != len(decoder) or encoder[-1] != decoder[-1]:
-        raise ValueError(f"U-TAE: encoder_widths {encoder} and decoder_widths {decoder} must be as long (at least "
-                         "2) and end alike")
+        raise ValueError(
+            f"U-TAE: encoder_widths {encoder} and decoder_widths {decoder} must be as long (at least 2) and end alike"
+        )
     if {config["encoder_norm"], config["decoder_norm"]} - set(NORMS):
         raise ValueError(f"U-TAE: encoder_norm and decoder_norm must be one of {', '.join(NORMS)}")
     if config["out_conv"][-1] not in (S2_CHANNELS, 2 * S2_CHANNELS):
-        raise ValueError(f"U-TAE: out_conv must end in {S2_CHANNELS} (means) or {2 * S2_CHANNELS} (means and "
-                         "variances)")
+        raise ValueError(
+            f"U-TAE: out_conv must end in {S2_CHANNELS} (means) or {2 * S2_CHANNELS} (means and variances)"
+        )
     if any(w % heads or w % NORM_GROUPS for w in encoder) or config["d_model"] % heads:
-        raise ValueError(f"U-TAE: every encoder width and d_model must be a multiple of n_head {heads} and of "
-                         f"{NORM_GROUPS}")
+        raise ValueError(
+            f"U-TAE: every encoder width and d_model must be a multiple of n_head {heads} and of {NORM_GROUPS}"
+        )
     if config["decoder_norm"] == "group" and any(w % NORM_GROUPS for w in decoder):
         raise ValueError(f"U-TAE: with group norm every decoder width must be a multiple of {NORM_GROUPS}")
 
@@ -226,6 +265,7 @@ def _check(config: dict) -> None:
 def utae_config(state: StateDict) -> dict:
     """The config entries of a U-TAE state dict that its shapes determine (all but ``scale_by`` and
     ``positional_encoding``)."""
+
     def norm(layer: str) -> str:
         return "batch" if f"{layer}.running_mean" in state else "group"
 
@@ -234,16 +274,25 @@ def utae_config(state: StateDict) -> dict:
     encoder = [int(first)] + [int(state[f"down_blocks.{i}.conv1.conv.0.weight"].shape[0]) for i in range(stages - 1)]
     decoder = [int(state[f"up_blocks.{stages - 1 - i}.up.0.weight"].shape[1]) for i in range(1, stages)] + encoder[-1:]
     n_head, d_k = state["temporal_encoder.attention_heads.Q"].shape
-    out_layers = sorted(int(k.split(".")[3]) for k in state if k.startswith("out_conv.conv.conv.") and k.endswith(
-        ".weight"))
-    return {"use_sar": in_channels == S2_CHANNELS + S1_CHANNELS, "encoder_widths": encoder, "decoder_widths": decoder,
-            "out_conv": [int(state[f"out_conv.conv.conv.{i}.weight"].shape[0]) for i in out_layers],
-            "n_head": int(n_head), "d_model": int(state["temporal_encoder.inconv.weight"].shape[0]), "d_k": int(d_k),
-            "encoder_norm": norm("in_conv.conv.conv.1"), "decoder_norm": norm("up_blocks.0.conv1.conv.1")}
+    out_layers = sorted(
+        int(k.split(".")[3]) for k in state if k.startswith("out_conv.conv.conv.") and k.endswith(".weight")
+    )
+    return {
+        "use_sar": in_channels == S2_CHANNELS + S1_CHANNELS,
+        "encoder_widths": encoder,
+        "decoder_widths": decoder,
+        "out_conv": [int(state[f"out_conv.conv.conv.{i}.weight"].shape[0]) for i in out_layers],
+        "n_head": int(n_head),
+        "d_model": int(state["temporal_encoder.inconv.weight"].shape[0]),
+        "d_k": int(d_k),
+        "encoder_norm": norm("in_conv.conv.conv.1"),
+        "decoder_norm": norm("up_blocks.0.conv1.conv.1"),
+    }
 
 
-def load_original_utae(path_or_state_dict: str | os.PathLike | StateDict, model: UTAE | None = None,
-                       scale_by: float = 1.0) -> UTAE:
+def load_original_utae(
+    path_or_state_dict: str | os.PathLike | StateDict, model: UTAE | None = None, scale_by: float = 1.0
+) -> UTAE:
     """Load a U-TAE of UnCRtainTS's training script (``model*.pth.tar``: ``state_dict_G``, or ``state_dict``
     behind ``netG.``), or a bare state dict.
 
@@ -275,15 +324,24 @@ class UTAEAdapter(ModelAdapter):
 
     recipe = UTAE_RECIPE
     model_class = UTAE
-    anchors = (("in_conv.conv.conv.0.weight", 4), ("temporal_encoder.attention_heads.Q", 2),
-               ("temporal_encoder.inconv.weight", 3), ("out_conv.conv.conv.0.weight", 4))
+    anchors = (
+        ("in_conv.conv.conv.0.weight", 4),
+        ("temporal_encoder.attention_heads.Q", 2),
+        ("temporal_encoder.inconv.weight", 3),
+        ("out_conv.conv.conv.0.weight", 4),
+    )
 
-    def build(self, settings: object) -> UTAE:
+    def build(self, settings: TrainConfig) -> UTAE:
         """Widths [w, w, w, 2w] from ``settings.width`` (64: the documented [64, 64, 64, 128])."""
         widths = (settings.width,) * 3 + (2 * settings.width,)
-        return UTAE(encoder_widths=widths, decoder_widths=widths, n_head=settings.n_head, d_model=settings.d_model,
-                    out_conv=(2 * S2_CHANNELS if settings.loss == "MGNLL" else S2_CHANNELS,),
-                    scale_by=settings.scale_by)
+        return UTAE(
+            encoder_widths=widths,
+            decoder_widths=widths,
+            n_head=settings.n_head,
+            d_model=settings.d_model,
+            out_conv=(2 * S2_CHANNELS if settings.loss == "MGNLL" else S2_CHANNELS,),
+            scale_by=settings.scale_by,
+        )
 
     def predict(self, net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
         return predict_dated(net, config, inputs, batch)

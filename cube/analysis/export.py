@@ -38,8 +38,9 @@ def _check(ds: xr.Dataset, patch: int, variables: list[str]) -> None:
     known = image_variables(ds)
     unknown = [name for name in variables if name not in known]
     if unknown or not variables:
-        raise ValueError(f"unknown variable {', '.join(map(repr, unknown)) or '(none)'}: choose from "
-                         f"{', '.join(known)}")
+        raise ValueError(
+            f"unknown variable {', '.join(map(repr, unknown)) or '(none)'}: choose from {', '.join(known)}"
+        )
     if isinstance(patch, bool) or not isinstance(patch, int | np.integer) or not 0 <= patch < ds.sizes["patch"]:
         raise ValueError(f"invalid patch {patch!r}: give a position 0..{ds.sizes['patch'] - 1} (cube.patch_index)")
 
@@ -49,11 +50,16 @@ def _steps(ds: xr.Dataset, time: object, several: bool) -> dict:
     if time is None and ("time" not in ds.dims or several):
         return {}
     steps = time if several and isinstance(time, list | tuple) else [time]
-    if "time" not in ds.dims or not all(isinstance(t, int | np.integer) and not isinstance(t, bool)
-                                        and 0 <= t < ds.sizes["time"] for t in steps):
-        allowed = ("no time step (the cube has none)" if "time" not in ds.dims else
-                   f"time steps 0..{ds.sizes['time'] - 1}" if several else
-                   f"one time step 0..{ds.sizes['time'] - 1} (a GeoTIFF holds one image)")
+    if "time" not in ds.dims or not all(
+        isinstance(t, int | np.integer) and not isinstance(t, bool) and 0 <= t < ds.sizes["time"] for t in steps
+    ):
+        allowed = (
+            "no time step (the cube has none)"
+            if "time" not in ds.dims
+            else f"time steps 0..{ds.sizes['time'] - 1}"
+            if several
+            else f"one time step 0..{ds.sizes['time'] - 1} (a GeoTIFF holds one image)"
+        )
         raise ValueError(f"invalid time {time!r}: give {allowed}")
     return {"time": time}
 
@@ -73,8 +79,16 @@ def _date_tags(ds: xr.Dataset, modality: str, where: dict) -> dict[str, str]:
     return {"ACQUISITION_DATE": f"{day:%Y-%m-%d}", "TIFFTAG_DATETIME": f"{day:%Y:%m:%d %H:%M:%S}"}
 
 
-def to_geotiff(ds: xr.Dataset, patch: int, time: int | None, path: str | os.PathLike, variable: str = "S2", *,
-               bands: list[str] | None = None, overwrite: bool = False) -> Path:
+def to_geotiff(
+    ds: xr.Dataset,
+    patch: int,
+    time: int | None,
+    path: str | os.PathLike,
+    variable: str = "S2",
+    *,
+    bands: list[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write one image of a patch to a GeoTIFF in the patch's UTM CRS; returns its path.
 
     Bands are named by their labels; the tags ``ACQUISITION_DATE`` (``YYYY-MM-DD``)
@@ -112,11 +126,13 @@ def to_geotiff(ds: xr.Dataset, patch: int, time: int | None, path: str | os.Path
     target = _target(path, overwrite)
     _check(ds, patch, [variable])
     steps = _steps(ds, time, several=False)
-    band = next((d for d in ds[variable].dims if d.endswith("_band")), None)
+    band = next((d for d in ds[variable].dims if isinstance(d, str) and d.endswith("_band")), None)
     unknown = [b for b in bands or () if band is None or b not in ds[band].values]
-    if unknown or bands is not None and not bands:
-        raise ValueError(f"invalid bands {bands!r}: {variable} has bands "
-                         f"{', '.join(map(str, ds[band].values)) if band else '(none)'}")
+    if unknown or (bands is not None and not bands):
+        raise ValueError(
+            f"invalid bands {bands!r}: {variable} has bands "
+            f"{', '.join(map(str, ds[band].values)) if band else '(none)'}"
+        )
     image = georeferenced(ds, patch, variable, bands).isel(steps).load()
     where = {"patch": patch, **steps}
     modality = _modality(ds, variable)
@@ -127,8 +143,15 @@ def to_geotiff(ds: xr.Dataset, patch: int, time: int | None, path: str | os.Path
     return target
 
 
-def to_netcdf(ds: xr.Dataset, patch: int, path: str | os.PathLike, variables: list[str] | None = None, *,
-              time: int | list[int] | None = None, overwrite: bool = False) -> Path:
+def to_netcdf(
+    ds: xr.Dataset,
+    patch: int,
+    path: str | os.PathLike,
+    variables: list[str] | None = None,
+    *,
+    time: int | list[int] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write a patch's image variables to a netCDF-4 file with its CF grid mapping; returns its path.
 
     x/y are the patch's UTM coordinates and ``spatial_ref`` its CRS and transform,

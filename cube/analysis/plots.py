@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,12 +13,29 @@ from ..dataset.bands import S2_SCALE
 from ..store.outputs import replacing
 from .stats import CoverageIndex, coverage_table, histogram
 
-READABLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
-            "ytick.labelsize": 10, "legend.fontsize": 10, "legend.title_fontsize": 10, "figure.titlesize": 13}
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+READABLE: dict[RcKeyType, float] = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "figure.titlesize": 13,
+}
 """Font sizes (points) of this project's figures: at least 10 pt, so they read at the saved size."""
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-REGION_COLOURS = {"africa": "tab:orange", "america": "tab:green", "asiaEast": "tab:red", "asiaWest": "tab:purple",
-                  "europa": "tab:blue", "unassigned": "tab:brown"}
+REGION_COLOURS = {
+    "africa": "tab:orange",
+    "america": "tab:green",
+    "asiaEast": "tab:red",
+    "asiaWest": "tab:purple",
+    "europa": "tab:blue",
+    "unassigned": "tab:brown",
+}
 """One colour per region, the same in every panel and figure."""
 SPLIT_COLOURS = {"train": "0.2", "val": "0.5", "test": "0.8"}
 """Greys for the splits, so that a split is never mistaken for a region."""
@@ -57,11 +75,19 @@ def _histogram_panel(ax: plt.Axes, one: CoverageIndex) -> None:
     counts = histogram(one, bins=10, by="region")
     width = 0.8 / len(counts.columns)
     for i, region in enumerate(counts.columns):
-        ax.bar(np.arange(len(counts)) + i * width, counts[region] / counts[region].sum(), width,
-               color=REGION_COLOURS[region], label=_counted(region, counts[region].sum()))
+        ax.bar(
+            np.arange(len(counts)) + i * width,
+            counts[region] / counts[region].sum(),
+            width,
+            color=REGION_COLOURS[region],
+            label=_counted(region, counts[region].sum()),
+        )
     ax.set_xticks(np.arange(len(counts)) + 0.4 - width / 2, counts.index, rotation=45, ha="right")
-    ax.set(xlabel="cloud coverage of an image (fraction of its pixels)", ylabel="share of the region's images",
-           title="Coverage histogram")
+    ax.set(
+        xlabel="cloud coverage of an image (fraction of its pixels)",
+        ylabel="share of the region's images",
+        title="Coverage histogram",
+    )
     ax.legend(title="region, S2 images")
 
 
@@ -70,11 +96,20 @@ def _month_panel(ax: plt.Axes, one: CoverageIndex) -> None:
     table = coverage_table(one, ["region", "month"])
     by_month, images = table.mean_coverage.unstack("region"), table.images.groupby("region").sum()
     for region in by_month.columns:
-        ax.plot(by_month.index, by_month[region], marker="o", color=REGION_COLOURS[region],
-                label=_counted(region, images[region]))
+        ax.plot(
+            by_month.index,
+            by_month[region],
+            marker="o",
+            color=REGION_COLOURS[region],
+            label=_counted(region, images[region]),
+        )
     ax.set_xticks(range(1, 13), MONTHS)
-    ax.set(xlabel="month of the S2 acquisition", ylabel="mean coverage (fraction of pixels)", ylim=(0, 1),
-           title="Coverage by month and region")
+    ax.set(
+        xlabel="month of the S2 acquisition",
+        ylabel="mean coverage (fraction of pixels)",
+        ylim=(0, 1),
+        title="Coverage by month and region",
+    )
     ax.legend(title="region, S2 images")
 
 
@@ -85,17 +120,29 @@ def _split_panel(ax: plt.Axes, one: CoverageIndex) -> None:
     splits = [s for s in SPLIT_COLOURS if s in clear.columns]
     width = 0.8 / len(splits)
     for i, split in enumerate(splits):
-        bars = ax.bar(np.arange(len(clear)) + (i - (len(splits) - 1) / 2) * width, clear[split].fillna(0), width,
-                      color=SPLIT_COLOURS[split], edgecolor="black", label=split)
+        bars = ax.bar(
+            np.arange(len(clear)) + (i - (len(splits) - 1) / 2) * width,
+            clear[split].fillna(0),
+            width,
+            color=SPLIT_COLOURS[split],
+            edgecolor="black",
+            label=split,
+        )
         ax.bar_label(bars, [f"n={n:.0f}" if n > 0 else "" for n in images[split].fillna(0)], rotation=90, padding=2)
     ax.set_xticks(np.arange(len(clear)), clear.index)
-    ax.set(xlabel="region", ylabel="share of clear images (coverage <= 1%)", ylim=(0, 1.3), yticks=np.linspace(0, 1, 6),
-           title="Clear images by region and split\n(n: S2 images of the bar)")
+    ax.set(
+        xlabel="region",
+        ylabel="share of clear images (coverage <= 1%)",
+        ylim=(0, 1.3),
+        yticks=np.linspace(0, 1, 6),
+        title="Clear images by region and split\n(n: S2 images of the bar)",
+    )
     ax.legend(title="split", loc="upper right")
 
 
-def plot_coverage(index: CoverageIndex, detector: str | None = None, out: str | os.PathLike | None = None
-                  ) -> plt.Figure | Path:
+def plot_coverage(
+    index: CoverageIndex, detector: str | None = None, out: str | os.PathLike | None = None
+) -> plt.Figure | Path:
     """Three panels: coverage histogram per region, mean coverage by month per region, clear share by split.
 
     Regions have the same colour in every panel (:data:`REGION_COLOURS`), splits are greys

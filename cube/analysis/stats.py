@@ -9,6 +9,7 @@ Everything returns pandas objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,10 @@ class CoverageIndex:
     def __repr__(self) -> str:
         patches, steps, _ = self.coverage.shape
         images = int((~np.isnan(self.coverage[:, :, 0])).sum())
-        return (f"CoverageIndex({patches} patches x {steps} time steps, {images} valid images, "
-                f"detectors {', '.join(self.detectors)})")
+        return (
+            f"CoverageIndex({patches} patches x {steps} time steps, {images} valid images, "
+            f"detectors {', '.join(self.detectors)})"
+        )
 
 
 def coverage_index(ds: xr.Dataset, detector: str | None = None) -> CoverageIndex:
@@ -88,8 +91,13 @@ def _group_sums(parts: np.ndarray, codes: tuple[np.ndarray, ...], sizes: tuple[i
     return np.stack([np.bincount(flat, weights=part.ravel(), minlength=n) for part in parts]).reshape(-1, *sizes)
 
 
-def coverage_table(index: CoverageIndex, by: str | tuple[str, ...] | list[str] = ("region",), *,
-                   clear_max: float = CLEAR_MAX, cloudy_min: float = CLOUDY_MIN) -> pd.DataFrame:
+def coverage_table(
+    index: CoverageIndex,
+    by: str | tuple[str, ...] | list[str] = ("region",),
+    *,
+    clear_max: float = CLEAR_MAX,
+    cloudy_min: float = CLOUDY_MIN,
+) -> pd.DataFrame:
     """Coverage statistics per group.
 
     Columns: ``images`` (valid S2 images), ``mean_coverage``, ``clear_share``
@@ -111,11 +119,20 @@ def coverage_table(index: CoverageIndex, by: str | tuple[str, ...] | list[str] =
     codes, labels = zip(*(_codes(index, key) for key in by), strict=True)
     sums = _group_sums(parts, codes, tuple(len(lab) for lab in labels))
     groups = pd.MultiIndex.from_product(labels, names=by)
-    table = pd.DataFrame(sums.reshape(4, -1).T, columns=["images", "coverage", "clear", "cloudy"],
-                         index=groups if len(by) > 1 else groups.get_level_values(0))
+    table = pd.DataFrame(
+        sums.reshape(4, -1).T,
+        columns=["images", "coverage", "clear", "cloudy"],
+        index=groups if len(by) > 1 else groups.get_level_values(0),
+    )
     table = table[table.images > 0]
-    return pd.DataFrame({"images": table.images.astype(int), "mean_coverage": table.coverage / table.images,
-                         "clear_share": table.clear / table.images, "cloudy_share": table.cloudy / table.images})
+    return pd.DataFrame(
+        {
+            "images": table.images.astype(int),
+            "mean_coverage": table.coverage / table.images,
+            "clear_share": table.clear / table.images,
+            "cloudy_share": table.cloudy / table.images,
+        }
+    )
 
 
 def _detector_column(index: CoverageIndex, detector: str | None) -> np.ndarray:
@@ -125,8 +142,9 @@ def _detector_column(index: CoverageIndex, detector: str | None) -> np.ndarray:
     return index.coverage[:, :, index.detectors.index(name)]
 
 
-def patches_with_clear_steps(index: CoverageIndex, k: int, max_coverage: float,
-                             detector: str | None = None) -> pd.DataFrame:
+def patches_with_clear_steps(
+    index: CoverageIndex, k: int, max_coverage: float, detector: str | None = None
+) -> pd.DataFrame:
     """Patches with at least ``k`` time steps whose coverage is below ``max_coverage``.
 
     Returns their labels and ``n_steps`` (how many such steps), with the
@@ -152,16 +170,17 @@ def time_steps_in_range(index: CoverageIndex, low: float, high: float, detector:
     return out
 
 
-def clear_share(index: CoverageIndex, by: str = "region", clear_max: float = CLEAR_MAX,
-                detector: str | None = None) -> pd.Series:
+def clear_share(
+    index: CoverageIndex, by: str = "region", clear_max: float = CLEAR_MAX, detector: str | None = None
+) -> pd.Series:
     """Share of clear images (coverage <= ``clear_max``) per group, for one detector."""
-    one = CoverageIndex(_detector_column(index, detector)[:, :, None], (detector or index.detectors[0],),
-                        index.labels, index.dates)
+    one = CoverageIndex(
+        _detector_column(index, detector)[:, :, None], (detector or index.detectors[0],), index.labels, index.dates
+    )
     return coverage_table(one, [by], clear_max=clear_max)["clear_share"]
 
 
-def histogram(index: CoverageIndex, bins: int = 10, by: str | None = None, detector: str | None = None
-              ) -> pd.DataFrame:
+def histogram(index: CoverageIndex, bins: int = 10, by: str | None = None, detector: str | None = None) -> pd.DataFrame:
     """Number of images per coverage bin (rows: bins ``lo-hi``, the last one closed; columns: groups, or 'all')."""
     cov = _detector_column(index, detector)
     edges = np.linspace(0, 1, bins + 1)
@@ -174,5 +193,5 @@ def histogram(index: CoverageIndex, bins: int = 10, by: str | None = None, detec
         one = CoverageIndex(cov[:, :, None], ("_",), index.labels, index.dates)
         group_codes, columns = _codes(one, by)
         counts = _group_sums(valid[None], (bin_codes, group_codes[:, :, 0]), (bins, len(columns)))[0].astype(int)
-    labels = pd.Index([f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)], name="coverage")
+    labels = pd.Index([f"{lo:.2f}-{hi:.2f}" for lo, hi in pairwise(edges)], name="coverage")
     return pd.DataFrame(counts, index=labels, columns=pd.Index(columns, name=by or ""))

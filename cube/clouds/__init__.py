@@ -7,8 +7,16 @@ so that importing :mod:`cube.clouds.detectors` does not import xarray, zarr and 
 
 from importlib import import_module
 
-PASS_NAMES = ("PROBABILITY", "PROBABILITY_SCALE", "Predictor", "cloud_pass", "clouds_patch", "commit_pass",
-              "compute_clouds", "require_clouds")
+PASS_NAMES = (
+    "PROBABILITY",
+    "PROBABILITY_SCALE",
+    "Predictor",
+    "cloud_pass",
+    "clouds_patch",
+    "commit_pass",
+    "compute_clouds",
+    "require_clouds",
+)
 """The public names of :mod:`cube.clouds.compute`, reached as ``cube.clouds.<name>`` as before the package."""
 
 

@@ -12,8 +12,8 @@ Variables added (for the SEN12MS-CR-TS layout; dims patch, time, y, x):
 Each patch is one task (read its S2 shard, detect, write its mask shards) and
 returns its coverage row; this process alone writes the rows into the compact
 ``coverage`` array (:data:`cube.store.schema.TABLE_CHUNK` patches per chunk), in
-batches, so the whole table reads in a few chunks and no two writers ever share a chunk. A patch is done when its row is written, so the
-pass is resumable and parallel like the conversion. When the pass finishes it
+batches, so the whole table reads in a few chunks and no two writers ever share a chunk. A patch is done
+when its row is written, so the pass is resumable and parallel like the conversion. When the pass finishes it
 writes the cube's patch index (:mod:`cube.store.index`), then commits.
 """
 
@@ -32,7 +32,7 @@ from ..store.index import store_index
 from ..store.schema import TABLE_CHUNK, compressor
 from ..store.store import CubeState, CubeStore, as_store, checked_state
 from ..store.views import finished_detectors, open_cube
-from .detectors import S2CLOUDLESS_ATTRS, DETECTORS, NO_DATA, REGISTRY, detector
+from .detectors import DETECTORS, NO_DATA, REGISTRY, S2CLOUDLESS_ATTRS, detector
 
 PROBABILITY_SCALE = 250
 """Stored probability = round(p * 250): steps of 0.004."""
@@ -41,8 +41,10 @@ PROBABILITY = "s2cloudless_probability"
 
 _MASKS: dict[str, dict] = {
     PROBABILITY: {
-        "dtype": np.uint8, "attrs": {"long_name": "s2cloudless cloud probability", "units": "1", **S2CLOUDLESS_ATTRS},
-        "encoding": {"scale_factor": np.float32(1 / PROBABILITY_SCALE), "_FillValue": NO_DATA, "dtype": "uint8"}},
+        "dtype": np.uint8,
+        "attrs": {"long_name": "s2cloudless cloud probability", "units": "1", **S2CLOUDLESS_ATTRS},
+        "encoding": {"scale_factor": np.float32(1 / PROBABILITY_SCALE), "_FillValue": NO_DATA, "dtype": "uint8"},
+    },
     **{d.name: {"dtype": d.dtype, "attrs": d.attrs} for d in REGISTRY.values()},
 }
 """Every stored cloud variable: the probability and each detector's mask (:data:`cube.clouds.detectors.REGISTRY`)."""
@@ -67,8 +69,9 @@ def _columns(group: zarr.Group, detectors: tuple[str, ...]) -> list[int]:
     """The ``coverage`` columns of ``detectors``, found by the stored ``detector`` labels."""
     labels = [str(label) for label in group["detector"][:]]
     if missing := [d for d in detectors if d not in labels]:
-        raise ValueError(f"the cube's coverage table has no column for {', '.join(missing)} (it holds "
-                         f"{', '.join(labels)})")
+        raise ValueError(
+            f"the cube's coverage table has no column for {', '.join(missing)} (it holds {', '.join(labels)})"
+        )
     return [labels.index(d) for d in detectors]
 
 
@@ -92,30 +95,40 @@ def add_cloud_variables(store: CubeStore, names: list[str]) -> None:
         dtype = np.float32 if "scale_factor" in spec.get("encoding", {}) else spec["dtype"]
         new[name] = (dims, da.zeros((patches, times, size, size), dtype=dtype, chunks=-1), spec["attrs"])
         gap = NO_DATA if spec["dtype"] == np.uint8 else np.nan  # what an image never written reads as
-        encoding[name] = {"chunks": (1, 1, *tile), "shards": (1, times, size, size), "fill_value": gap,
-                          "compressors": (compressor(np.dtype(spec["dtype"])),), **spec.get("encoding", {})}
+        encoding[name] = {
+            "chunks": (1, 1, *tile),
+            "shards": (1, times, size, size),
+            "fill_value": gap,
+            "compressors": (compressor(np.dtype(spec["dtype"])),),
+            **spec.get("encoding", {}),
+        }
         if spec["dtype"] == np.float32:
             encoding[name]["_FillValue"] = np.nan
     coords = {}
     if "coverage" not in ds:
-        new["coverage"] = (("patch", "time", "detector"),
-                           da.full((patches, times, len(DETECTORS)), np.nan, dtype=np.float32, chunks=-1),
-                           {"long_name": "share of the image each detector marks (mean of its mask or map)",
-                            "units": "1"})
-        encoding["coverage"] = {"chunks": (TABLE_CHUNK, times, len(DETECTORS)),
-                                "_FillValue": np.nan}
+        new["coverage"] = (
+            ("patch", "time", "detector"),
+            da.full((patches, times, len(DETECTORS)), np.nan, dtype=np.float32, chunks=-1),
+            {"long_name": "share of the image each detector marks (mean of its mask or map)", "units": "1"},
+        )
+        encoding["coverage"] = {"chunks": (TABLE_CHUNK, times, len(DETECTORS)), "_FillValue": np.nan}
         coords["detector"] = ("detector", np.array(DETECTORS, dtype=object))
     if new:
-        store.write_dataset(xr.Dataset(new, coords=coords, attrs=ds.attrs),  # mode "a" rewrites the root attributes
-                            mode="a", compute=False, encoding=encoding)
+        store.write_dataset(
+            xr.Dataset(new, coords=coords, attrs=ds.attrs),  # mode "a" rewrites the root attributes
+            mode="a",
+            compute=False,
+            encoding=encoding,
+        )
 
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """s2cloudless probabilities (N, H, W) float32 of S2 digital numbers (N, 13, H, W), exactly s2cloudless's."""
 
 
-def clouds_patch(store: CubeStore, index: int, detectors: tuple[str, ...],
-                 predictor: Predictor | None) -> tuple[int, np.ndarray]:
+def clouds_patch(
+    store: CubeStore, index: int, detectors: tuple[str, ...], predictor: Predictor | None
+) -> tuple[int, np.ndarray]:
     """Detect clouds in every valid S2 image of one patch, write its masks, return its coverage row.
 
     All the patch's images go to ``predictor`` in one call.
@@ -149,10 +162,18 @@ def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
     return (~np.isnan(coverage) | ~valid[:, :, None]).all(axis=(1, 2))
 
 
-def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ...] = DETECTORS, *,
-                   workers: int | None = None, scheduler: str | None = None, resume: bool = False,
-                   force_unlock: bool = False, storage_options: dict | None = None, progress: bool = True,
-                   predictor: Predictor | None = None) -> int:
+def compute_clouds(
+    cube: str | os.PathLike | CubeStore,
+    detectors: tuple[str, ...] = DETECTORS,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    force_unlock: bool = False,
+    storage_options: dict | None = None,
+    progress: bool = True,
+    predictor: Predictor | None = None,
+) -> int:
     """Run the cloud pass on a converted SEN12MS-CR-TS cube; returns the number of patches processed.
 
     Parameters are exactly the toolbox's (``cube.clouds.detectors``). Patches already
@@ -197,12 +218,21 @@ def compute_clouds(cube: str | os.PathLike | CubeStore, detectors: tuple[str, ..
         raise ValueError(f"{cube}: an interrupted cloud pass; re-run with resume=True (--resume)")
     store = store.reopened("r+")
     with store.writer("cloud pass", force_unlock=force_unlock) as owner:
-        return cloud_pass(store, owner, detectors, workers=workers, scheduler=scheduler, progress=progress,
-                          predictor=predictor)
+        return cloud_pass(
+            store, owner, detectors, workers=workers, scheduler=scheduler, progress=progress, predictor=predictor
+        )
 
 
-def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, workers: int | None,
-               scheduler: str | None, progress: bool, predictor: Predictor | None = None) -> int:
+def cloud_pass(
+    store: CubeStore,
+    owner: dict,
+    detectors: tuple[str, ...],
+    *,
+    workers: int | None,
+    scheduler: str | None,
+    progress: bool,
+    predictor: Predictor | None = None,
+) -> int:
     """The cloud pass's writes, by the holder of the writer lock (``owner``); see :func:`compute_clouds`."""
     state = checked_state(store)
     if store.group_attributes("").get("layout") != "sen12mscrts":
@@ -221,8 +251,16 @@ def cloud_pass(store: CubeStore, owner: dict, detectors: tuple[str, ...], *, wor
     tasks = [(store, int(i), detectors, predictor) for i in todo]
     images = group["valid"][:][todo, :, list(group["modality"][:]).index("S2")].sum(axis=1)
     with RowBatches(store, "coverage") as rows:  # this process is the only writer of the table
-        for index, row in run_tasks(tasks, clouds_patch, workers or os.cpu_count() or 1, scheduler, progress,
-                                    "cloud pass", sizes=[int(n) for n in images], unit="image"):
+        for index, row in run_tasks(
+            tasks,
+            clouds_patch,
+            workers or os.cpu_count() or 1,
+            scheduler,
+            progress,
+            "cloud pass",
+            sizes=[int(n) for n in images],
+            unit="image",
+        ):
             rows.add(index, row)
     commit_pass(store, owner, state)
     return len(tasks)
@@ -239,5 +277,7 @@ def commit_pass(store: CubeStore, owner: dict, state: CubeState) -> None:
 def require_clouds(ds: xr.Dataset, detector: str) -> None:
     """Raise a clear error unless the cube (:func:`cube.open_cube`) holds a finished cloud pass for ``detector``."""
     if detector not in finished_detectors(ds):
-        raise ValueError(f"the cube has no finished cloud pass for {detector!r}: run `crts clouds CUBE "
-                         f"--detectors {detector} --resume` (--resume finishes an interrupted pass)")
+        raise ValueError(
+            f"the cube has no finished cloud pass for {detector!r}: run `crts clouds CUBE "
+            f"--detectors {detector} --resume` (--resume finishes an interrupted pass)"
+        )

@@ -97,8 +97,13 @@ def heuristic_cloud_score(s2: np.ndarray) -> np.ndarray:
     denominator = b3 + b11
     ndsi = (b3 - b11) / np.where(denominator == 0, np.float32(0.001), denominator)
     score = np.ones(b1.shape, np.float32)
-    for ramp in (_ramp(b2, 0.1, 0.5), _ramp(b1, 0.1, 0.3), _ramp(b1 + b10, 0.4, 0.9),
-                 _ramp(b4 + b3 + b2, 0.2, 0.8), _ramp(ndsi, 0.8, 0.6)):
+    for ramp in (
+        _ramp(b2, 0.1, 0.5),
+        _ramp(b1, 0.1, 0.3),
+        _ramp(b1 + b10, 0.4, 0.9),
+        _ramp(b4 + b3 + b2, 0.2, 0.8),
+        _ramp(ndsi, 0.8, 0.6),
+    ):
         score = np.minimum(score, ramp)
     score = ndimage.grey_closing(score, size=(5, 5))
     score = signal.convolve2d(score, np.ones((7, 7)) / 49, mode="same")  # zero padding; float64 from here
@@ -157,20 +162,47 @@ class Detector:
 S2CLOUDLESS_ATTRS = {f"s2cloudless_{k}": int(v) if isinstance(v, bool) else v for k, v in S2CLOUDLESS_PARAMS.items()}
 """The s2cloudless parameters as attributes: numbers (True as 1: netCDF has no booleans)."""
 
-REGISTRY: dict[str, Detector] = {d.name: d for d in (
-    Detector("s2cloudless_mask", lambda images, probability: s2cloudless_mask(probability=probability), np.uint8,
-             {"long_name": "s2cloudless cloud mask (toolbox parameters)", "flag_values": [0, 1, NO_DATA],
-              "flag_meanings": "clear cloud no_data", **S2CLOUDLESS_ATTRS}, uses_probability=True),
-    Detector("s2cloudless_map", lambda images, probability: np.stack([s2cloudless_map(p) for p in probability]),
-             np.float32, {"long_name": "s2cloudless cloud map: probabilities < 0.5 set to 0, Gaussian-smoothed",
-                          "units": "1", "min_probability": MAP_MIN_PROBABILITY, "gaussian_sigma": MAP_SIGMA},
-             uses_probability=True),
-    Detector("cloud_cloudshadow_mask", lambda images, probability: np.stack([cloud_cloudshadow_classes(image)
-                                                                           for image in images]), np.uint8,
-             {"long_name": "spectral cloud and shadow heuristic of the toolbox (> 0: its combined mask)",
-              "flag_values": [0, 1, 2, NO_DATA], "flag_meanings": "clear cloud shadow no_data",
-              "cloud_threshold": HEURISTIC_CLOUD_THRESHOLD}, to_float=lambda stored: (stored > 0).astype(np.float32)),
-)}
+REGISTRY: dict[str, Detector] = {
+    d.name: d
+    for d in (
+        Detector(
+            "s2cloudless_mask",
+            lambda images, probability: s2cloudless_mask(probability=probability),
+            np.uint8,
+            {
+                "long_name": "s2cloudless cloud mask (toolbox parameters)",
+                "flag_values": [0, 1, NO_DATA],
+                "flag_meanings": "clear cloud no_data",
+                **S2CLOUDLESS_ATTRS,
+            },
+            uses_probability=True,
+        ),
+        Detector(
+            "s2cloudless_map",
+            lambda images, probability: np.stack([s2cloudless_map(p) for p in probability]),
+            np.float32,
+            {
+                "long_name": "s2cloudless cloud map: probabilities < 0.5 set to 0, Gaussian-smoothed",
+                "units": "1",
+                "min_probability": MAP_MIN_PROBABILITY,
+                "gaussian_sigma": MAP_SIGMA,
+            },
+            uses_probability=True,
+        ),
+        Detector(
+            "cloud_cloudshadow_mask",
+            lambda images, probability: np.stack([cloud_cloudshadow_classes(image) for image in images]),
+            np.uint8,
+            {
+                "long_name": "spectral cloud and shadow heuristic of the toolbox (> 0: its combined mask)",
+                "flag_values": [0, 1, 2, NO_DATA],
+                "flag_meanings": "clear cloud shadow no_data",
+                "cloud_threshold": HEURISTIC_CLOUD_THRESHOLD,
+            },
+            to_float=lambda stored: (stored > 0).astype(np.float32),
+        ),
+    )
+}
 """Every detector, in the order of the ``coverage`` columns of new cubes (read columns by their label)."""
 DETECTORS: tuple[str, ...] = tuple(REGISTRY)
 """The ``cloud_masks`` choices of the original loader (besides None)."""

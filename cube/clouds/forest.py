@@ -175,8 +175,15 @@ def load_forest(path: Path = MODEL_PATH) -> Forest:
         nodes.append(np.array(words, dtype=np.uint32))
         leaves.append(np.array(tree["leaf_value"].split(), dtype=np.float64))
         depth = max(depth, d)
-    return Forest(thresholds, np.concatenate(nodes), np.cumsum([0] + [len(n) for n in nodes[:-1]]),
-                  np.concatenate(leaves), np.cumsum([0] + [len(v) for v in leaves[:-1]]), sigmoid, depth)
+    return Forest(
+        thresholds,
+        np.concatenate(nodes),
+        np.cumsum([0] + [len(n) for n in nodes[:-1]]),
+        np.concatenate(leaves),
+        np.cumsum([0] + [len(v) for v in leaves[:-1]]),
+        sigmoid,
+        depth,
+    )
 
 
 def feature_bins(forest: Forest, features: np.ndarray) -> np.ndarray:
@@ -197,10 +204,10 @@ def feature_bins(forest: Forest, features: np.ndarray) -> np.ndarray:
 def _dn_tables(forest: Forest, scale: int) -> np.ndarray:
     """Bin of every clipped digital number 0..scale for each feature, (n_features, scale + 1) uint8."""
     x = (np.arange(scale + 1).astype(np.float32) / np.float32(scale))[:, None]
-    return feature_bins(forest, np.repeat(x, len(forest.thresholds), axis=1))[:, :len(forest.thresholds)].T.copy()
+    return feature_bins(forest, np.repeat(x, len(forest.thresholds), axis=1))[:, : len(forest.thresholds)].T.copy()
 
 
-def dn_bins(forest: Forest, s2: np.ndarray, scale: int) -> np.ndarray:
+def dn_bins(forest: Forest, s2: np.ndarray, scale: float) -> np.ndarray:
     """Bins (N*H*W, 16) of S2 digital numbers (N, 13, H, W) clipped to [0, scale] / scale as float32.
 
     Integer input goes through a per-feature table of all digital numbers
@@ -248,10 +255,16 @@ def _sha256(path: Path) -> str:
 def _recipe() -> dict[str, str]:
     """What the artifact depends on: kernel source, compiler (command and version), flags, machine."""
     compiler = shlex.split(os.environ.get("CC", "cc"))
-    version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, check=True,
-                             timeout=30).stdout.splitlines()[0]
-    return {"source_sha256": _sha256(SOURCE), "compiler": shlex.join(compiler), "compiler_version": version,
-            "flags": " ".join(FLAGS), "machine": platform.machine()}
+    version = subprocess.run(
+        [*compiler, "--version"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.splitlines()[0]
+    return {
+        "source_sha256": _sha256(SOURCE),
+        "compiler": shlex.join(compiler),
+        "compiler_version": version,
+        "flags": " ".join(FLAGS),
+        "machine": platform.machine(),
+    }
 
 
 def kernel_path(cache: Path | None = None) -> Path:
@@ -263,8 +276,9 @@ def kernel_path(cache: Path | None = None) -> Path:
     Raises OSError or subprocess.SubprocessError where it cannot be built.
     """
     recipe = _recipe()
-    folder = (cache or cache_dir()) / "forest" / hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()
-                                                                ).hexdigest()[:16]
+    folder = (
+        (cache or cache_dir()) / "forest" / hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    )
     folder.mkdir(parents=True, exist_ok=True)
     artifact, meta = folder / "_forest.so", folder / "meta.json"
     with open(folder / ".lock", "w") as lock:
@@ -276,8 +290,12 @@ def kernel_path(cache: Path | None = None) -> Path:
         if artifact.exists() and known == {**recipe, "artifact_sha256": _sha256(artifact)}:
             return artifact
         partial = folder / f"_forest.{os.getpid()}.so"
-        subprocess.run([*shlex.split(recipe["compiler"]), *FLAGS, str(SOURCE), "-o", str(partial), "-lm"],
-                       check=True, capture_output=True, timeout=BUILD_TIMEOUT)
+        subprocess.run(
+            [*shlex.split(recipe["compiler"]), *FLAGS, str(SOURCE), "-o", str(partial), "-lm"],
+            check=True,
+            capture_output=True,
+            timeout=BUILD_TIMEOUT,
+        )
         os.replace(partial, artifact)
         meta.write_text(json.dumps({**recipe, "artifact_sha256": _sha256(artifact)}, indent=1))
     return artifact
@@ -288,9 +306,19 @@ def _load(path: Path) -> tuple[Callable, bool]:
     pointer = np.ctypeslib.ndpointer
     library = ctypes.CDLL(str(path))
     fn = library.forest_probability  # ctypes releases the GIL during the call
-    fn.argtypes = [pointer(np.uint8, flags="C"), ctypes.c_ssize_t, ctypes.c_int32, pointer(np.uint32, flags="C"),
-                   pointer(np.int64, flags="C"), pointer(np.float64, flags="C"), pointer(np.int64, flags="C"),
-                   ctypes.c_double, pointer(np.uint32, flags="C"), ctypes.c_int32, pointer(np.float32, flags="C")]
+    fn.argtypes = [
+        pointer(np.uint8, flags="C"),
+        ctypes.c_ssize_t,
+        ctypes.c_int32,
+        pointer(np.uint32, flags="C"),
+        pointer(np.int64, flags="C"),
+        pointer(np.float64, flags="C"),
+        pointer(np.int64, flags="C"),
+        ctypes.c_double,
+        pointer(np.uint32, flags="C"),
+        ctypes.c_int32,
+        pointer(np.float32, flags="C"),
+    ]
     fn.restype = None
     return fn, bool(library.forest_vector())
 
@@ -322,7 +350,7 @@ def threshold_probe(forest: Forest, n: int = 8192, seed: int = 0) -> np.ndarray:
     for ts in forest.thresholds:
         at = ts.astype(np.float32)
         at = np.where(at.astype(np.float64) > ts, np.nextafter(at, np.float32(-np.inf)), at)
-        pool = np.concatenate([at, np.nextafter(at, np.float32(np.inf)), np.float32([0, 1])])
+        pool = np.concatenate([at, np.nextafter(at, np.float32(np.inf)), np.array([0, 1], np.float32)])
         pick = rng.choice(pool, n)
         columns.append(np.where(rng.random(n) < 0.2, rng.random(n, dtype=np.float32), pick))
     return np.stack(columns, axis=1).astype(np.float32)
@@ -359,7 +387,7 @@ class ForestPredictor:
         self.vector = layout is not None
         self._vector_nodes = self.forest.nodes if layout is None else layout
         probe = threshold_probe(self.forest)
-        expected = lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1).astype(np.float32)
+        expected = np.asarray(lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1), np.float32)
         if not np.array_equal(self.bins_probability(feature_bins(self.forest, probe)), expected):
             raise ValueError(f"{kernel_path(cache)}: the compiled forest differs from LightGBM on the probe")
 
@@ -370,8 +398,19 @@ class ForestPredictor:
         """Probabilities (float32) of binned pixels (n, 16)."""
         f = self.forest
         out = np.empty(len(bins), np.float32)
-        self._fn(np.ascontiguousarray(bins), len(bins), len(f.node_offsets), f.nodes, f.node_offsets, f.leaves,
-                 f.leaf_offsets, f.sigmoid, self._vector_nodes, int(self.vector), out)
+        self._fn(
+            np.ascontiguousarray(bins),
+            len(bins),
+            len(f.node_offsets),
+            f.nodes,
+            f.node_offsets,
+            f.leaves,
+            f.leaf_offsets,
+            f.sigmoid,
+            self._vector_nodes,
+            int(self.vector),
+            out,
+        )
         return out
 
     def __call__(self, s2: np.ndarray) -> np.ndarray:
@@ -379,8 +418,7 @@ class ForestPredictor:
         stack = s2[None] if s2.ndim == 3 else s2
         if stack.ndim != 4 or stack.shape[1] != 13:
             raise ValueError(f"expected S2 of shape (13, H, W) or (N, 13, H, W), got {s2.shape}")
-        prob = self.bins_probability(dn_bins(self.forest, stack, S2_SCALE)).reshape(
-            stack.shape[0], *stack.shape[2:])
+        prob = self.bins_probability(dn_bins(self.forest, stack, S2_SCALE)).reshape(stack.shape[0], *stack.shape[2:])
         return prob[0] if s2.ndim == 3 else prob
 
 
@@ -398,6 +436,9 @@ def fast_probability() -> Callable[[np.ndarray], np.ndarray]:
         return predictor(cache_dir(), MODEL_PATH)
     except (OSError, ValueError, subprocess.SubprocessError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        warnings.warn(f"compiled s2cloudless forest unavailable ({reason}); using s2cloudless itself "
-                      "(same masks, 4-12x slower)", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"compiled s2cloudless forest unavailable ({reason}); using s2cloudless itself (same masks, 4-12x slower)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return s2cloudless_probability

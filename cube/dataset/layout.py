@@ -25,8 +25,7 @@ from .problems import FileProblem, Problem
 from .rois import GROUPS, Roi
 
 MODALITIES: tuple[str, ...] = ("S1", "S2")
-SEASONS: dict[str, str] = {"ROIs1158": "spring", "ROIs1868": "summer", "ROIs1970": "fall",
-                           "ROIs2017": "winter"}
+SEASONS: dict[str, str] = {"ROIs1158": "spring", "ROIs1868": "summer", "ROIs1970": "fall", "ROIs2017": "winter"}
 _File = TypeVar("_File", "TsFile", "CrFile")
 
 _TS_NAME = re.compile(
@@ -83,14 +82,14 @@ def parse_ts_path(path: Path, root: Path) -> TsFile:
     """
     m = _TS_NAME.match(path.name)
     if m is None:
-        raise FileProblem(path, "file name does not follow "
-                          "s<1|2>_ROIsXXXX_<roi>_ImgNo_<t>_<YYYY-MM-DD>_patch_<pid>.tif")
+        raise FileProblem(
+            path, "file name does not follow s<1|2>_ROIsXXXX_<roi>_ImgNo_<t>_<YYYY-MM-DD>_patch_<pid>.tif"
+        )
     try:
         date = dt.date.fromisoformat(m["date"])
     except ValueError:
         raise FileProblem(path, f"invalid date {m['date']!r} in file name") from None
-    parsed = TsFile(m["mod"].upper(), Roi(m["group"], int(m["roi"])), int(m["t"]), date,
-                    int(m["pid"]), path)
+    parsed = TsFile(m["mod"].upper(), Roi(m["group"], int(m["roi"])), int(m["t"]), date, int(m["pid"]), path)
     folders = path.relative_to(root).parts[:-1]
     expected = (parsed.roi.group, str(parsed.roi.number), parsed.modality, str(parsed.t))
     if folders != expected:
@@ -145,13 +144,18 @@ def _tifs(folders: list[Path], levels: tuple[re.Pattern, ...], problems: list[Pr
     left out. Other files on the way are ignored.
     """
     for name in levels:
-        folders = [Path(e.path) for folder in folders for e in _listing(folder, problems)
-                   if _is_dir(e) or name.fullmatch(e.name)]
+        folders = [
+            Path(e.path)
+            for folder in folders
+            for e in _listing(folder, problems)
+            if _is_dir(e) or name.fullmatch(e.name)
+        ]
     return [Path(e.path) for folder in folders for e in _listing(folder, problems) if e.name.endswith(".tif")]
 
 
-def _parsed(paths: list[Path], parse: Callable[[Path, Path], _File], root: Path,
-            problems: list[Problem]) -> list[_File]:
+def _parsed(
+    paths: list[Path], parse: Callable[[Path, Path], _File], root: Path, problems: list[Problem]
+) -> list[_File]:
     """``parse`` of each path, in natural sort order; a path that does not parse adds its problem to ``problems``."""
     files = []
     for path in natsorted(paths, key=str):
@@ -162,7 +166,7 @@ def _parsed(paths: list[Path], parse: Callable[[Path, Path], _File], root: Path,
     return files
 
 
-def scan_ts(root: Path | str) -> tuple[list[TsFile], list[Problem]]:
+def scan_ts(root: str | os.PathLike) -> tuple[list[TsFile], list[Problem]]:
     """Every ``.tif`` of a SEN12MS-CR-TS tree, parsed, in natural sort order.
 
     Only ``ROIs*`` folders are read, so extra files beside them (archives,

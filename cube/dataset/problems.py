@@ -38,11 +38,17 @@ class Problem:
 
     def record(self) -> dict:
         """The problem as a JSON-ready record (the ROI written ``ROIsXXXX/NN``, ``""`` where unknown)."""
-        return {"path": self.path, "message": self.message, "roi": str(self.roi) if self.roi else "",
-                "patch_id": self.patch_id, "time": self.time, "modality": self.modality}
+        return {
+            "path": self.path,
+            "message": self.message,
+            "roi": str(self.roi) if self.roi else "",
+            "patch_id": self.patch_id,
+            "time": self.time,
+            "modality": self.modality,
+        }
 
 
-class FileProblem(ValueError):
+class FileProblem(ValueError):  # noqa: N818 (the public, documented name of the project's file errors)
     """A file (or a missing file) that cannot go into the cube as it is: its ``path`` and the ``message``."""
 
     def __init__(self, path: object, message: str) -> None:

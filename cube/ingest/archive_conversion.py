@@ -82,8 +82,10 @@ def prepare_scratch(scratch: str | os.PathLike) -> Path:
     scratch = Path(scratch)
     if scratch.exists() and any(scratch.iterdir()):
         if not (scratch / SCRATCH_MARKER).exists():
-            raise FileExistsError(f"{scratch}: the scratch folder holds files that are not a conversion's scratch; "
-                                  "give an empty or new folder")
+            raise FileExistsError(
+                f"{scratch}: the scratch folder holds files that are not a conversion's scratch; "
+                "give an empty or new folder"
+            )
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / SCRATCH_MARKER).write_text("scratch of crts convert; deleted when it finishes\n")
@@ -100,8 +102,14 @@ def wanted_rois(spec: Spec, rois: list[str] | None, split: str | None, region: s
     return lambda roi: in_cr_split(roi, split or "all", region or "all")
 
 
-def _stream(stream: MemberStream, assembly: Assembly, pace: dict, stop: threading.Event,
-            errors: list, backlog: Callable[[], bool]) -> None:
+def _stream(
+    stream: MemberStream,
+    assembly: Assembly,
+    pace: dict,
+    stop: threading.Event,
+    errors: list,
+    backlog: Callable[[], bool],
+) -> None:
     """Read one archive to its end into the assembly, kept near the others of its group (thread body); its refused
     members and its error if it breaks go to ``errors``."""
     try:
@@ -111,18 +119,23 @@ def _stream(stream: MemberStream, assembly: Assembly, pace: dict, stop: threadin
                 errors.append(content)
             elif relative is not None:
                 assembly.add(relative, f"{stream.archive.name}!{member}", content, group=stream.archive.group)
-            assembly.count_read(pace, stream, lambda: stop.is_set() or (
-                pace[stream] <= min(pace.values()) + PACING and not backlog()), timeout=5)
+            assembly.count_read(
+                pace,
+                stream,
+                lambda: stop.is_set() or (pace[stream] <= min(pace.values()) + PACING and not backlog()),
+                timeout=5,
+            )
             if stop.is_set():
                 return
-    except Exception as err:  # noqa: BLE001 (handed to the main thread, which raises all but a broken archive)
+    except Exception as err:  # handed to the main thread, which raises all but a broken archive
         errors.append(err)
     finally:
         assembly.stop_counting(pace, stream)
 
 
-def read_group(archives: list[Archive], assembly: Assembly, stop: threading.Event,
-               backlog: Callable[[], bool]) -> tuple[list[threading.Thread], list]:
+def read_group(
+    archives: list[Archive], assembly: Assembly, stop: threading.Event, backlog: Callable[[], bool]
+) -> tuple[list[threading.Thread], list]:
     """Start reading a group's archives at once; the threads, and a list that collects their errors."""
     errors: list = []
     pace: dict = {}
@@ -132,9 +145,16 @@ def read_group(archives: list[Archive], assembly: Assembly, stop: threading.Even
             streams.append(MemberStream(archive))
         except ArchiveError as err:
             errors.append(err)
-    pace.update({s: 0 for s in streams})
-    threads = [threading.Thread(target=_stream, args=(s, assembly, pace, stop, errors, backlog), daemon=True,
-                                name=f"archive {s.archive.name}") for s in streams]
+    pace.update(dict.fromkeys(streams, 0))
+    threads = [
+        threading.Thread(
+            target=_stream,
+            args=(s, assembly, pace, stop, errors, backlog),
+            daemon=True,
+            name=f"archive {s.archive.name}",
+        )
+        for s in streams
+    ]
     for thread in threads:
         thread.start()
     return threads, errors
@@ -146,8 +166,10 @@ def renamed(problem: Problem, names: dict[str, str]) -> Problem:
 
 
 def _failed(err: FileProblem, names: dict[str, str]) -> ConversionError:
-    return ConversionError(f"{names.get(err.path, err.path)}: {err.message}; the cube stays marked incomplete: fix "
-                           "the archive and run the same command with --resume, or use --on-error skip")
+    return ConversionError(
+        f"{names.get(err.path, err.path)}: {err.message}; the cube stays marked incomplete: fix "
+        "the archive and run the same command with --resume, or use --on-error skip"
+    )
 
 
 @dataclass
@@ -182,8 +204,18 @@ class ArchiveConversion:
     ``groups_at_once``). It makes room in the store for the patches an interrupted conversion placed.
     """
 
-    def __init__(self, store: CubeStore, owner: dict, spec: Spec, sources: Sources, out: ConversionReport,
-                 state: CubeState | None, stored: set, scratch: Path, options: ConversionOptions) -> None:
+    def __init__(
+        self,
+        store: CubeStore,
+        owner: dict,
+        spec: Spec,
+        sources: Sources,
+        out: ConversionReport,
+        state: CubeState | None,
+        stored: set,
+        scratch: Path,
+        options: ConversionOptions,
+    ) -> None:
         self.store, self.owner, self.spec, self.sources, self.out = store, owner, spec, sources, out
         self.state, self.options = state or CubeState(), options
         pending = self.state.pending or {}
@@ -209,7 +241,7 @@ class ArchiveConversion:
         total = self.start + len(self.positions)
         resize_store(self.store, total)  # killed between the commit of a batch and its growth, or during the growth
         # (arrays are resized one by one): every per-patch array is checked, not one of them
-        valid = self.store.array("valid")[self.start:total].reshape(len(self.positions), -1).any(axis=1)
+        valid = self.store.array("valid")[self.start : total].reshape(len(self.positions), -1).any(axis=1)
         return {k for k, p in self.positions.items() if valid[p - self.start]}
 
     def backlog(self) -> bool:
@@ -224,13 +256,29 @@ class ArchiveConversion:
         """Create the store from the first batch, or grow it by a batch of patches not placed before."""
         keys = [[m.roi.group, m.roi.number, m.pid] for m in metas]
         if not self.created:
-            place_patches(self.store, self.owner, self.spec, self.state, 0, metas, self.options.times, size, dtypes,
-                          self.options.tile, self.sources.root, archives_done=[])
+            place_patches(
+                self.store,
+                self.owner,
+                self.spec,
+                self.state,
+                0,
+                metas,
+                self.options.times,
+                size,
+                dtypes,
+                self.options.tile,
+                self.sources.root,
+                archives_done=[],
+            )
             self.created, self.expected = True, expected_of(self.store, self.spec)
         else:
             self.state.complete = False
-            self.state.pending = self.state.pending or {"start": self.start, "patches": [], "grown": True,
-                                                        "archives_done": []}
+            self.state.pending = self.state.pending or {
+                "start": self.start,
+                "patches": [],
+                "grown": True,
+                "archives_done": [],
+            }
             total = self.start + len(self.state.pending["patches"])
             self.state.pending["patches"] += keys
             self._commit()
@@ -251,20 +299,37 @@ class ArchiveConversion:
             if patch.key not in georef:  # no readable header: it cannot be placed (as from a tree)
                 self.assembly.release(members)
         taken = [(p, m) for p, m in taken if p.key in georef]
-        metas = [PatchMeta(p.roi, p.pid, *georef[p.key], dates=p.dates,
-                           paths={s: m.name for s, m in members.items()}) for p, members in taken]
+        metas = [
+            PatchMeta(p.roi, p.pid, *georef[p.key], dates=p.dates, paths={s: m.name for s, m in members.items()})
+            for p, members in taken
+        ]
         fresh = [meta for meta in metas if (meta.roi.group, meta.roi.number, meta.pid) not in self.positions]
         if fresh:
             self._make_room(fresh, dtypes, size)
         for meta in metas:
             if meta not in fresh:  # placed by the interrupted conversion: its labels again, in case they were lost
-                write_labels(self.store, self.spec, self.positions[(meta.roi.group, meta.roi.number, meta.pid)],
-                             [meta], self.options.times)
+                write_labels(
+                    self.store,
+                    self.spec,
+                    self.positions[(meta.roi.group, meta.roi.number, meta.pid)],
+                    [meta],
+                    self.options.times,
+                )
         for (patch, members), meta in zip(taken, metas, strict=True):
             self.running[patch.key] = members
-            self.pool.submit(patch.key, self.store, self.positions[patch.key], self.spec.layout, self.options.times,
-                             {s: str(m.path) for s, m in members.items()}, self.expected, meta.epsg,
-                             meta.transform, self.options.on_error, (patch.roi, patch.pid))
+            self.pool.submit(
+                patch.key,
+                self.store,
+                self.positions[patch.key],
+                self.spec.layout,
+                self.options.times,
+                {s: str(m.path) for s, m in members.items()},
+                self.expected,
+                meta.epsg,
+                meta.transform,
+                self.options.on_error,
+                (patch.roi, patch.pid),
+            )
         self.out.patches_converted += len(taken)
 
     def _problems(self, problems: list[Problem], what: str) -> None:
@@ -303,8 +368,10 @@ class ArchiveConversion:
             err = errors.pop(0)
             if not isinstance(err, ArchiveError) or self.options.on_error == "fail":
                 if isinstance(err, ArchiveError):
-                    raise ConversionError(f"{err}; the cube stays marked incomplete: replace the archive and run "
-                                          "the same command with --resume, or use --on-error skip") from None
+                    raise ConversionError(
+                        f"{err}; the cube stays marked incomplete: replace the archive and run "
+                        "the same command with --resume, or use --on-error skip"
+                    ) from None
                 raise err
             self.problems.append(err.located())
 
@@ -324,8 +391,10 @@ class ArchiveConversion:
             return
         steps = held_steps(self.assembly.patches_of(keys), self.spec.modalities)
         if steps is not None and steps < self.options.times:
-            raise ValueError(f"{self.sources.root}: the archives hold {steps} time step(s) per patch, not "
-                             f"{self.options.times}: convert with --times {steps} (times={steps})")
+            raise ValueError(
+                f"{self.sources.root}: the archives hold {steps} time step(s) per patch, not "
+                f"{self.options.times}: convert with --times {steps} (times={steps})"
+            )
 
     def _advance(self, reading: _Reading, others: list[_Reading]) -> bool:
         """Errors of a group's readers; once they ended, its incomplete patches placed (but those that also wait
@@ -356,8 +425,9 @@ class ArchiveConversion:
                 while groups and len(reading) < self.options.groups_at_once:
                     name, archives = groups.pop(0)
                     stop = threading.Event()
-                    reading.append(_Reading(name, archives, *read_group(archives, self.assembly, stop, self.backlog),
-                                            stop))
+                    reading.append(
+                        _Reading(name, archives, *read_group(archives, self.assembly, stop, self.backlog), stop)
+                    )
                 self._step(0.1)
                 reading = [r for r in reading if not self._advance(r, [other for other in reading if other is not r])]
         finally:
@@ -400,20 +470,25 @@ def _check_end(conversion: ArchiveConversion, rois: list[str] | None, stored: se
     if not conversion.positions and not stored:
         raise ValueError(f"{conversion.sources.root}: no patches of the chosen ROIs / split / region")
     if conversion.positions:
-        labels = conversion.store.array("roi_group")[conversion.start:]
+        labels = conversion.store.array("roi_group")[conversion.start :]
         if (labels == "").any():
-            raise ValueError(f"{conversion.store.location}: patches placed by the interrupted conversion were not "
-                             "found again: resume with the same sources")
+            raise ValueError(
+                f"{conversion.store.location}: patches placed by the interrupted conversion were not "
+                "found again: resume with the same sources"
+            )
 
 
-def convert_archives(sources: Sources, store: CubeStore, owner: dict, spec: Spec, out: ConversionReport,
-                     options: ConversionOptions) -> CubeState:
+def convert_archives(
+    sources: Sources, store: CubeStore, owner: dict, spec: Spec, out: ConversionReport, options: ConversionOptions
+) -> CubeState:
     """The conversion's writes from archives, under the writer lock; returns the state as committed at the end.
     ``options`` come with their defaults resolved (``workers``, ``times``, ``scratch``, ``groups_at_once``)."""
     state, stored = existing_cube(store, spec, sources.root, options.times, options.resume)
     if state is not None and state.pending and "archives_done" not in state.pending:
-        raise ValueError(f"{store.location}: resume must use the same source and ROIs as the interrupted "
-                         "conversion (it converted a tree)")
+        raise ValueError(
+            f"{store.location}: resume must use the same source and ROIs as the interrupted "
+            "conversion (it converted a tree)"
+        )
     scratch = prepare_scratch(options.scratch)
     try:  # a refused or failed conversion leaves no scratch either (a resume starts from an empty one)
         conversion = ArchiveConversion(store, owner, spec, sources, out, state, stored, scratch, options)
@@ -428,8 +503,13 @@ def convert_archives(sources: Sources, store: CubeStore, owner: dict, spec: Spec
     state = conversion.state
     if state.pending is not None:
         out.patches_added = len(conversion.positions)
-        commit_complete(store, owner, state, store.array("valid")[:],
-                        f"converted {out.patches_added} patch(es) from the archives in {sources.root}")
+        commit_complete(
+            store,
+            owner,
+            state,
+            store.array("valid")[:],
+            f"converted {out.patches_added} patch(es) from the archives in {sources.root}",
+        )
     return state
 
 
@@ -453,8 +533,9 @@ def default_scratch(store: CubeStore) -> Path:
     return Path(tempfile.gettempdir()) / f"crts-scratch-{digest}"
 
 
-def convert_sources(sources: Sources, dst: str | os.PathLike | CubeStore, options: ConversionOptions,
-                    start_time: float) -> ConversionReport:
+def convert_sources(
+    sources: Sources, dst: str | os.PathLike | CubeStore, options: ConversionOptions, start_time: float
+) -> ConversionReport:
     """:func:`cube.ingest.conversion.convert` from archives (and trees): its checks, the writes under the lock, the
     cloud pass."""
     store = as_store(dst, storage_options=options.storage_options)
@@ -468,8 +549,13 @@ def convert_sources(sources: Sources, dst: str | os.PathLike | CubeStore, option
     times = _times(store, spec, options.times)
     out = ConversionReport(sources.root, store.location, spec.layout, options.on_error)
     workers = options.workers or os.cpu_count() or 1
-    options = replace(options, workers=workers, times=times, scratch=scratch,
-                      groups_at_once=options.groups_at_once or max(1, workers // WORKERS_PER_GROUP))
+    options = replace(
+        options,
+        workers=workers,
+        times=times,
+        scratch=scratch,
+        groups_at_once=options.groups_at_once or max(1, workers // WORKERS_PER_GROUP),
+    )
     with store.reopened("r+").writer("conversion", force_unlock=options.force_unlock) as owner:
         writable = store.reopened("r+")
         state = convert_archives(sources, writable, owner, spec, out, options)

@@ -191,8 +191,9 @@ class RedirectChecked(urllib.request.HTTPRedirectHandler):
     https to http); at most ``max_redirections`` (10) hops. A redirect's body is not read: it is closed here, before
     urllib reads it whole (a ``Content-Length`` of 25 GB was a MemoryError)."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: BinaryIO, code: int, msg: str, headers: object,
-                         newurl: str) -> urllib.request.Request | None:
+    def redirect_request(
+        self, req: urllib.request.Request, fp: BinaryIO, code: int, msg: str, headers: object, newurl: str
+    ) -> urllib.request.Request | None:
         fp.close()
         check_redirect(req.full_url, newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
@@ -212,8 +213,9 @@ only to http(s), never from https to http>
     """
     scheme = urllib.parse.urlsplit(new).scheme
     if scheme not in ("http", "https") or (urllib.parse.urlsplit(old).scheme == "https" and scheme == "http"):
-        raise urllib.error.URLError(f"refused a redirect from {old} to {new}: only to http(s), never from https "
-                                    "to http")
+        raise urllib.error.URLError(
+            f"refused a redirect from {old} to {new}: only to http(s), never from https to http"
+        )
 
 
 def open_url(request: urllib.request.Request | str, timeout: float) -> BinaryIO:
@@ -233,14 +235,14 @@ def _open_raw(archive: Archive) -> BinaryIO:
         raise ArchiveError(archive.name, f"cannot be opened ({reason_of(err)})") from None
 
 
-class DamagedTar(Exception):
+class DamagedTarError(Exception):
     """A tar stream that is not one, or that claims more than its bounds: the archive is read no further."""
 
 
 class CompressedInput(io.RawIOBase):
     """The compressed bytes of an archive as igzip reads them, bounded by the ``output`` read and asked for so far
     (set by :class:`Inflated`): at most :data:`INPUT_PER_OUTPUT` times it plus :data:`INPUT_SLACK`; more is a
-    :class:`DamagedTar`."""
+    :class:`DamagedTarError`."""
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw, self.taken, self.output = raw, 0, 0
@@ -252,8 +254,10 @@ class CompressedInput(io.RawIOBase):
         count = self.raw.readinto(buffer) or 0
         self.taken += count
         if self.taken > math.ceil(self.output * INPUT_PER_OUTPUT) + INPUT_SLACK:
-            raise DamagedTar(f"{self.taken} B of compressed data for at most {self.output} B of output, more than "
-                             "any gzip writer needs (INPUT_PER_OUTPUT, INPUT_SLACK): refused, read no further")
+            raise DamagedTarError(
+                f"{self.taken} B of compressed data for at most {self.output} B of output, more than "
+                "any gzip writer needs (INPUT_PER_OUTPUT, INPUT_SLACK): refused, read no further"
+            )
         return count
 
 
@@ -277,20 +281,27 @@ class Inflated:
         self.gzip.close()
 
 
-_BROKEN = (DamagedTar, EOFError, isal_zlib.error, OSError, OverflowError, http.client.HTTPException)
+_BROKEN = (DamagedTarError, EOFError, isal_zlib.error, OSError, OverflowError, http.client.HTTPException)
 """What the tar reader, igzip and a URL's answer raise on a truncated, corrupt or unbounded archive (a bad CRC:
 ``gzip.BadGzipFile``, an OSError; a gzip header longer than igzip's 512 KiB input buffer: an OverflowError; a
 chunked answer cut short: ``http.client.IncompleteRead``)."""
 _REGULAR = (b"0", b"\0", b"7")
 _HEADERS = {b"x": "PAX", b"g": "global PAX", b"L": "GNU long name", b"K": "GNU long link name"}
-_SPECIAL = {b"1": "hard link", b"2": "symbolic link", b"3": "character device", b"4": "block device",
-            b"5": "folder", b"6": "FIFO"}
+_SPECIAL = {
+    b"1": "hard link",
+    b"2": "symbolic link",
+    b"3": "character device",
+    b"4": "block device",
+    b"5": "folder",
+    b"6": "FIFO",
+}
 """Members without data in the stream (their size field, if any, is ignored, as tar does)."""
 _PAX_RECORD = re.compile(rb"(\d{1,20}) ")
 
 
 def tar_number(field: bytes, what: str) -> int:
-    """A header's number: octal digits, or GNU's base-256 (first byte 0x80); anything else is a :class:`DamagedTar`.
+    """A header's number: octal digits, or GNU's base-256 (first byte 0x80); anything else is a
+    :class:`DamagedTarError`.
 
     Examples
     --------
@@ -301,14 +312,14 @@ def tar_number(field: bytes, what: str) -> int:
         return int.from_bytes(field[1:], "big")
     digits = field.split(b"\0", 1)[0].strip(b" ")
     if not re.fullmatch(rb"[0-7]*", digits):
-        raise DamagedTar(f"a header's {what} field is not a number ({field!r})")
+        raise DamagedTarError(f"a header's {what} field is not a number ({field!r})")
     return int(digits or b"0", 8)
 
 
 def pax_number(value: str, what: str) -> int:
-    """A PAX record's number (decimal digits); anything else is a :class:`DamagedTar`."""
+    """A PAX record's number (decimal digits); anything else is a :class:`DamagedTarError`."""
     if not re.fullmatch(r"[0-9]{1,30}", value):
-        raise DamagedTar(f"the {what} is not a number ({value[:40]!r})")
+        raise DamagedTarError(f"the {what} is not a number ({value[:40]!r})")
     return int(value)
 
 
@@ -347,7 +358,7 @@ def check_header(block: bytes) -> None:
     unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
     signed = sum(struct.unpack("148b", block[:148])) + 8 * 32 + sum(struct.unpack("356b", block[156:]))
     if stored not in (unsigned, signed):
-        raise DamagedTar("a header's checksum does not match: not a tar archive, or a corrupt one")
+        raise DamagedTarError("a header's checksum does not match: not a tar archive, or a corrupt one")
 
 
 def pax_records(data: bytes, header: str) -> dict[str, str]:
@@ -357,10 +368,10 @@ def pax_records(data: bytes, header: str) -> dict[str, str]:
         match = _PAX_RECORD.match(data, pos)
         end = pos + int(match[1]) if match else 0
         if not match or end <= match.end() or end > len(data) or data[end - 1] != 0x0A:
-            raise DamagedTar(f"the PAX header {header} holds a malformed record at byte {pos}")
-        key, sep, value = data[match.end():end - 1].partition(b"=")
+            raise DamagedTarError(f"the PAX header {header} holds a malformed record at byte {pos}")
+        key, sep, value = data[match.end() : end - 1].partition(b"=")
         if not sep:
-            raise DamagedTar(f"the PAX header {header} holds a record without '=' at byte {pos}")
+            raise DamagedTarError(f"the PAX header {header} holds a record without '=' at byte {pos}")
         out[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
         pos = end
     return out
@@ -404,7 +415,7 @@ class TarReader:
     def read(self, member: TarMember) -> bytes:
         """The data of the member just returned (at most :data:`MEMBER_LIMIT` bytes)."""
         if member.size > MEMBER_LIMIT:
-            raise DamagedTar(f"member {member.name} holds {member.size} B, more than {MEMBER_LIMIT}")
+            raise DamagedTarError(f"member {member.name} holds {member.size} B, more than {MEMBER_LIMIT}")
         content = self.exactly(member.size)
         self.skip(self.left - member.size)
         self.left = 0
@@ -433,8 +444,10 @@ class TarReader:
                 return self.member(block, name, kind, size, pax)
             extended += size
             if extended > HEADER_LIMIT:
-                raise DamagedTar(f"the {_HEADERS[kind]} header {name} brings a member's extended headers to "
-                                 f"{extended} B, more than {HEADER_LIMIT} B (HEADER_LIMIT): refused unread")
+                raise DamagedTarError(
+                    f"the {_HEADERS[kind]} header {name} brings a member's extended headers to "
+                    f"{extended} B, more than {HEADER_LIMIT} B (HEADER_LIMIT): refused unread"
+                )
             data = self.exactly(size + -size % BLOCK)[:size]
             if kind == b"x":
                 pax.update(pax_records(data, name))
@@ -449,8 +462,9 @@ class TarReader:
         while more:
             extended += BLOCK
             if extended > HEADER_LIMIT:
-                raise DamagedTar(f"the old GNU sparse map of {name} is longer than {HEADER_LIMIT} B "
-                                 "(HEADER_LIMIT): refused unread")
+                raise DamagedTarError(
+                    f"the old GNU sparse map of {name} is longer than {HEADER_LIMIT} B (HEADER_LIMIT): refused unread"
+                )
             more = self.exactly(BLOCK)[504]
 
     def member(self, block: bytes, name: str, kind: bytes, size: int, pax: dict[str, str]) -> TarMember:
@@ -468,8 +482,13 @@ class TarReader:
         else:
             what = "file" if kind in _REGULAR else f"member of unknown type {kind!r}"
         realsize = pax.get("GNU.sparse.realsize") or pax.get("GNU.sparse.size")
-        claimed = (tar_number(block[483:495], "sparse size") if kind == b"S" else
-                   pax_number(realsize, f"PAX sparse size of {name}") if realsize else size)
+        claimed = (
+            tar_number(block[483:495], "sparse size")
+            if kind == b"S"
+            else pax_number(realsize, f"PAX sparse size of {name}")
+            if realsize
+            else size
+        )
         self.left, self.current = size + -size % BLOCK, name
         return TarMember(name, what, size, claimed)
 
@@ -479,15 +498,17 @@ class TarReader:
         while chunk := self.data.read(min(SKIP_CHUNK, TRAILING_LIMIT + 1 - seen)):
             seen += len(chunk)
             if seen > TRAILING_LIMIT:
-                raise DamagedTar(f"more than {TRAILING_LIMIT} B follow the end of the tar archive: refused unread")
+                raise DamagedTarError(f"more than {TRAILING_LIMIT} B follow the end of the tar archive: refused unread")
 
 
 def refusal(member: TarMember) -> str | None:
     """Why a member is refused (its data skipped unread), or None: one too big for the data set, or one named as an
     image that is not a regular file."""
     if member.size > MEMBER_LIMIT:
-        return (f"holds {member.size} B, more than the {MEMBER_LIMIT} B (MEMBER_LIMIT) a file of the data set can be: "
-                "refused, skipped unread")
+        return (
+            f"holds {member.size} B, more than the {MEMBER_LIMIT} B (MEMBER_LIMIT) a file of the data set can be: "
+            "refused, skipped unread"
+        )
     if not member.name.endswith(IMAGE_SUFFIX) or member.kind == "file":
         return None
     claims = f" claiming {member.claimed} B" if member.kind == "sparse file" else ""

@@ -59,8 +59,9 @@ class Assembly:
                 self._problems.append(Problem(name, err.message))
             return None
 
-    def add(self, relative: str, name: str, content: bytes | None = None, path: Path | None = None,
-            group: str | None = None) -> None:
+    def add(
+        self, relative: str, name: str, content: bytes | None = None, path: Path | None = None, group: str | None = None
+    ) -> None:
         """One member: its tree path, recorded name, and its bytes (spooled, from ``group``'s archive) or its file
         (read in place)."""
         f = self._parse(relative, name)
@@ -95,9 +96,12 @@ class Assembly:
         first = self._members.get(key, {}).get(slot)
         if not (first or key in self._taken or slot[1] >= self.times):
             return False
-        message = (f"time step {slot[1]} is beyond the cube's {self.times} steps" if slot[1] >= self.times
-                   else f"a second file for {slot[0]} time step {slot[1]} of this patch (first: "
-                        f"{first.name if first else 'converted already'})")
+        message = (
+            f"time step {slot[1]} is beyond the cube's {self.times} steps"
+            if slot[1] >= self.times
+            else f"a second file for {slot[0]} time step {slot[1]} of this patch (first: "
+            f"{first.name if first else 'converted already'})"
+        )
         self._problems.append(Problem(name, message, f.roi, f.pid, *slot[::-1]))
         return True
 
@@ -112,9 +116,12 @@ class Assembly:
             part.rename(path)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OSError(err.errno, f"the scratch folder is full ({self.scratch_bytes} B spooled): give "
-                              "--scratch a folder with more room, then run the same command with --resume",
-                              str(self.scratch)) from None
+                raise OSError(
+                    err.errno,
+                    f"the scratch folder is full ({self.scratch_bytes} B spooled): give "
+                    "--scratch a folder with more room, then run the same command with --resume",
+                    str(self.scratch),
+                ) from None
             raise
         with self._cond:
             self.scratch_bytes += len(content)
@@ -168,16 +175,23 @@ class Assembly:
         with self._cond:
             return any(group in self._origin.get(key, ()) for key in [*self._patches, *keys])
 
-    def incomplete(self, root: str, ended: str | None,
-                   reading: set[str] = frozenset()) -> tuple[list[tuple], list[Problem]]:
+    def incomplete(
+        self, root: str, ended: str | None, reading: set[str] = frozenset()
+    ) -> tuple[list[tuple], list[Problem]]:
         """Patches still missing files and the problems naming what is missing: with ``ended`` None all of them,
         else those with scratch files from the archives of group ``ended`` and of no group still ``reading``."""
         with self._cond:
-            keys = [k for k in self._members if k in self._patches and k not in self._ready
-                    and (ended is None or (ended in self._origin.get(k, ()) and not self._origin[k] & reading))]
+            keys = [
+                k
+                for k in self._members
+                if k in self._patches
+                and k not in self._ready
+                and (ended is None or (ended in self._origin.get(k, ()) and not self._origin[k] & reading))
+            ]
             patches = [self._patches[k] for k in keys]
-        problems = check_complete(patches, Path(root), "sen12mscrts" if self.spec.temporal else "sen12mscr",
-                                  self.spec.modalities, self.times)
+        problems = check_complete(
+            patches, Path(root), "sen12mscrts" if self.spec.temporal else "sen12mscr", self.spec.modalities, self.times
+        )
         return keys, problems
 
     def count_read(self, pace: dict, reader: object, may_go_on: Callable[[], bool], timeout: float) -> None:

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from .. import __version__
 from ..clouds.compute import cloud_pass
@@ -42,8 +43,7 @@ from ..store.store import CubeState, CubeStore, checked_state, plain_files_ignor
 from .options import ConversionOptions
 from .validate import Expected, PatchFiles, read_checked, read_header
 
-STOPPED = ("the conversion stopped (the patches written so far are kept: run the same command with --resume to "
-           "finish)")
+STOPPED = "the conversion stopped (the patches written so far are kept: run the same command with --resume to finish)"
 """How an OS error that refuses the cube's writes mid-run (a full disk, a failing one) is reported: as one line
 naming the cube (:func:`cube.store.outputs.writing`), with the way to finish."""
 
@@ -84,8 +84,10 @@ def raise_if_any(problems: list[Problem], what: str) -> None:
     if problems:
         listed = "\n".join(f"  {p}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ConversionError(f"{len(problems)} problem(s) {what}:\n{listed}{more}\n"
-                              "(on_error='skip' / --on-error skip converts the rest and records the gaps)")
+        raise ConversionError(
+            f"{len(problems)} problem(s) {what}:\n{listed}{more}\n"
+            "(on_error='skip' / --on-error skip converts the rest and records the gaps)"
+        )
 
 
 def agreed_headers(patches: list[PatchFiles], spec: Spec) -> tuple[dict, dict[str, np.dtype], int, list[Problem]]:
@@ -115,8 +117,10 @@ def agreed_headers(patches: list[PatchFiles], spec: Spec) -> tuple[dict, dict[st
             seen.append((epsg, transform))
         if patch.key not in georef and seen:
             georef[patch.key] = seen[0]
-    chosen = {m: counts.most_common(1)[0][0] if counts else DTYPES["S1" if m == "S1" else "S2"]
-              for m, counts in dtypes.items()}
+    chosen = {
+        m: counts.most_common(1)[0][0] if counts else DTYPES["S1" if m == "S1" else "S2"]
+        for m, counts in dtypes.items()
+    }
     return georef, chosen, (sizes.most_common(1)[0][0] if sizes else 256), problems
 
 
@@ -124,25 +128,40 @@ READ_THREADS = 4
 """Files of a patch read at once (GDAL releases the GIL): overlaps file I/O with decoding."""
 
 
-def _read_slot(path: str, modality: str, expected: Expected, epsg: int,
-               transform: tuple[float, ...]) -> np.ndarray | FileProblem:
+def _read_slot(
+    path: str, modality: str, expected: Expected, epsg: int, transform: tuple[float, ...]
+) -> np.ndarray | FileProblem:
     try:
         return read_checked(Path(path), modality, expected, epsg, transform)
     except FileProblem as err:
         return err
 
 
-def convert_patch(store: CubeStore, index: int, spec_name: str, times: int, files: dict[tuple[str, int], str],
-                  expected: dict[str, Expected], epsg: int, transform: tuple[float, ...], on_error: str,
-                  label: tuple[Roi, int]) -> tuple[int, np.ndarray, list[Problem]]:
+def convert_patch(
+    store: CubeStore,
+    index: int,
+    spec_name: str,
+    times: int,
+    files: dict[tuple[str, int], str],
+    expected: dict[str, Expected],
+    epsg: int,
+    transform: tuple[float, ...],
+    on_error: str,
+    label: tuple[Roi, int],
+) -> tuple[int, np.ndarray, list[Problem]]:
     """Read, check and write one patch's shards; returns its position, ``valid`` row and problems (the calling
     process writes the row, see :class:`cube.parallel.RowBatches`). Runs on a dask worker."""
     spec = SPECS[spec_name]
     group = store.group(mode="r+")
     slots = sorted(files)
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        images = dict(zip(slots, pool.map(lambda s: _read_slot(files[s], s[0], expected[s[0]], epsg, transform),
-                                          slots), strict=True))
+        images = dict(
+            zip(
+                slots,
+                pool.map(lambda s: _read_slot(files[s], s[0], expected[s[0]], epsg, transform), slots),
+                strict=True,
+            )
+        )
     valid = np.zeros((times, len(spec.modalities)), dtype=bool)
     problems: list[Problem] = []
     for mi, m in enumerate(spec.modalities):
@@ -166,11 +185,10 @@ def expected_of(store: CubeStore, spec: Spec) -> dict[str, Expected]:
     """What each modality's files must hold to fit the cube: band count, the cube's dtype and patch size."""
     group = store.group()
     size = group[spec.modalities[0]].shape[-1]
-    return {m: Expected(len(bands_of(m)), np.dtype(group[m].dtype), size)
-            for m in spec.modalities}
+    return {m: Expected(len(bands_of(m)), np.dtype(group[m].dtype), size) for m in spec.modalities}
 
 
-def create_store(store: CubeStore, ds_template, enc: dict) -> None:
+def create_store(store: CubeStore, ds_template: xr.Dataset, enc: dict) -> None:
     """Write the template into an empty store (what an interrupted creation left of it is removed first)."""
     ours = {*ds_template.variables, "zarr.json"}
     for name in store.children():
@@ -191,9 +209,9 @@ def resize_store(store: CubeStore, total: int) -> None:
     """Give every per-patch array ``total`` patches."""
     with plain_files_ignored():  # a grown cube may hold its patch index
         for _, array in store.group(mode="r+").arrays():
-            if array.metadata.dimension_names and array.metadata.dimension_names[0] == "patch":
-                if array.shape[0] != total:
-                    array.resize((total, *array.shape[1:]))
+            names = array.metadata.dimension_names
+            if names and names[0] == "patch" and array.shape[0] != total:
+                array.resize((total, *array.shape[1:]))
 
 
 def write_labels(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta], times: int) -> None:
@@ -210,8 +228,9 @@ def _stored_keys(store: CubeStore, state: CubeState) -> set[tuple[str, int, int]
     return set(zip(*labels, strict=True))
 
 
-def existing_cube(store: CubeStore, spec: Spec, src: Path | str, times: int,
-                  resume: bool) -> tuple[CubeState | None, set[tuple[str, int, int]]]:
+def existing_cube(
+    store: CubeStore, spec: Spec, src: Path | str, times: int, resume: bool
+) -> tuple[CubeState | None, set[tuple[str, int, int]]]:
     """The state of the cube at ``store`` (None if there is none yet) and its patches' keys; checks the fit."""
     state = store.state()
     attributes = store.group_attributes("")
@@ -226,13 +245,14 @@ def existing_cube(store: CubeStore, spec: Spec, src: Path | str, times: int,
     if attributes.get("schema_version") != SCHEMA_VERSION and state.complete:
         checked_state(store)  # an older cube: says how to upgrade it
     if attributes.get("schema_version") != SCHEMA_VERSION or attributes.get("layout") != spec.layout:
-        raise ValueError(f"{store.location}: exists and is not a {spec.title} cube of schema version "
-                         f"{SCHEMA_VERSION}")
+        raise ValueError(f"{store.location}: exists and is not a {spec.title} cube of schema version {SCHEMA_VERSION}")
     if (root := attributes.get("source_root")) != str(src):
-        raise ValueError(f"{store.location}: was converted from {root}, not {src}; a cube appends from its own source "
-                         f"root only (it records file paths relative to it): put the new ROI folders or archives in "
-                         f"{root} and run `crts convert {root} {store.location}` (it adds only the patches not in the "
-                         f"cube), or convert {src} into a new cube")
+        raise ValueError(
+            f"{store.location}: was converted from {root}, not {src}; a cube appends from its own source "
+            f"root only (it records file paths relative to it): put the new ROI folders or archives in "
+            f"{root} and run `crts convert {root} {store.location}` (it adds only the patches not in the "
+            f"cube), or convert {src} into a new cube"
+        )
     if spec.temporal and store.array("time").shape[0] != times:
         raise ValueError(f"{store.location}: has {store.array('time').shape[0]} time steps, {src} has {times}")
     return state, _stored_keys(store, state)
@@ -240,17 +260,34 @@ def existing_cube(store: CubeStore, spec: Spec, src: Path | str, times: int,
 
 def root_attributes(spec: Spec, src: Path | str) -> dict:
     """The root attributes of a new cube converted from ``src``."""
-    return {"title": f"{spec.title} data cube", "dataset": spec.title, "layout": spec.layout,
-            "schema_version": SCHEMA_VERSION, "Conventions": "CF-1.10", "source_root": str(src),
-            "created_by": f"cube {__version__}",
-            "description": f"{spec.title} images ({', '.join(spec.modalities)}) exactly as in the source GeoTIFFs, "
-                           "labelled by ROI, patch, time step and band, with acquisition dates, georeference and a "
-                           "'valid' flag per file; see docs/schema.md"}
+    return {
+        "title": f"{spec.title} data cube",
+        "dataset": spec.title,
+        "layout": spec.layout,
+        "schema_version": SCHEMA_VERSION,
+        "Conventions": "CF-1.10",
+        "source_root": str(src),
+        "created_by": f"cube {__version__}",
+        "description": f"{spec.title} images ({', '.join(spec.modalities)}) exactly as in the source GeoTIFFs, "
+        "labelled by ROI, patch, time step and band, with acquisition dates, georeference and a "
+        "'valid' flag per file; see docs/schema.md",
+    }
 
 
-def place_patches(store: CubeStore, owner: dict, spec: Spec, state: CubeState, first: int, metas: list[PatchMeta],
-                  times: int, size: int, dtypes: dict[str, np.dtype], tile: int, src: Path | str,
-                  **pending: object) -> None:
+def place_patches(
+    store: CubeStore,
+    owner: dict,
+    spec: Spec,
+    state: CubeState,
+    first: int,
+    metas: list[PatchMeta],
+    times: int,
+    size: int,
+    dtypes: dict[str, np.dtype],
+    tile: int,
+    src: Path | str,
+    **pending: object,
+) -> None:
     """Commit the patches ``metas`` as pending from store position ``first`` on, then create the store (``first``
     0) or grow it and write their labels, and commit that they have room (``pending.grown``). ``pending``: further
     entries of the pending record (the archive driver's ``archives_done``)."""
@@ -275,16 +312,24 @@ def commit_complete(store: CubeStore, owner: dict, state: CubeState, valid: np.n
     store.commit(state, owner)
 
 
-def run_cloud_pass(store: CubeStore, owner: dict, spec: Spec, out: ConversionReport,
-                   options: ConversionOptions) -> None:
+def run_cloud_pass(
+    store: CubeStore, owner: dict, spec: Spec, out: ConversionReport, options: ConversionOptions
+) -> None:
     """The cloud pass after a conversion, under its writer lock (SEN12MS-CR-TS only; none without detectors)."""
     if options.clouds and spec.temporal:
-        out.cloud_pass_patches = cloud_pass(store, owner, options.clouds, workers=options.workers,
-                                            scheduler=options.scheduler, progress=options.progress)
+        out.cloud_pass_patches = cloud_pass(
+            store,
+            owner,
+            options.clouds,
+            workers=options.workers,
+            scheduler=options.scheduler,
+            progress=options.progress,
+        )
 
 
-def finished(out: ConversionReport, store: CubeStore, report: str | os.PathLike | None,
-             start_time: float) -> ConversionReport:
+def finished(
+    out: ConversionReport, store: CubeStore, report: str | os.PathLike | None, start_time: float
+) -> ConversionReport:
     """The report completed (patches in the cube, seconds) and written where asked."""
     if not out.patches_in_cube:
         out.patches_in_cube = store.array("valid").shape[0]
@@ -294,8 +339,7 @@ def finished(out: ConversionReport, store: CubeStore, report: str | os.PathLike 
     return out
 
 
-def check_destination(store: CubeStore, sources: list[Path], report: str | os.PathLike | None,
-                      resume: bool) -> None:
+def check_destination(store: CubeStore, sources: list[Path], report: str | os.PathLike | None, resume: bool) -> None:
     """Refuse, before any write, a cube or report inside a source or inside another cube, a place that holds
     something other than a cube or where the file system refuses new files, and ``resume`` without a conversion
     to resume."""
@@ -314,6 +358,6 @@ def check_destination(store: CubeStore, sources: list[Path], report: str | os.Pa
     if report:
         check_writable(report, "the report")
     if resume and store.state() is None:
-        raise FileNotFoundError(f"{store.location}: no conversion to resume (no cube here): leave out --resume to "
-                                "start one")
-
+        raise FileNotFoundError(
+            f"{store.location}: no conversion to resume (no cube here): leave out --resume to start one"
+        )

@@ -21,13 +21,27 @@ from .sources import resolve_sources
 from .tree import convert_tree
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois: list[str] | None = None,
-            split: str | None = None, region: str | None = None, workers: int | None = None,
-            scheduler: str | None = None, resume: bool = False, on_error: str = "fail",
-            report: str | os.PathLike | None = None, clouds: tuple[str, ...] = DETECTORS,
-            force_unlock: bool = False, storage_options: dict | None = None, tile: int = TILE_PX,
-            progress: bool = True, scratch: str | os.PathLike | None = None,
-            times: int | None = None, groups_at_once: int | None = None) -> ConversionReport:
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike | CubeStore,
+    *,
+    rois: list[str] | None = None,
+    split: str | None = None,
+    region: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    on_error: str = "fail",
+    report: str | os.PathLike | None = None,
+    clouds: tuple[str, ...] = DETECTORS,
+    force_unlock: bool = False,
+    storage_options: dict | None = None,
+    tile: int = TILE_PX,
+    progress: bool = True,
+    scratch: str | os.PathLike | None = None,
+    times: int | None = None,
+    groups_at_once: int | None = None,
+) -> ConversionReport:
     """Convert a SEN12MS-CR-TS (or SEN12MS-CR) GeoTIFF tree, or its published archives, into a Zarr v3 cube.
 
     One process at a time writes a cube: the conversion holds the cube's writer
@@ -103,15 +117,33 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike | CubeStore, *, rois:
     --------
     >>> convert("SEN12MSCRTS", "cube.zarr", split="test", region="europa")  # doctest: +SKIP
     """
-    return convert_with(src, dst, ConversionOptions(
-        rois=rois, split=split, region=region, workers=workers, scheduler=scheduler, resume=resume,
-        on_error=on_error, report=report, clouds=clouds, force_unlock=force_unlock,
-        storage_options=storage_options, tile=tile, progress=progress, scratch=scratch, times=times,
-        groups_at_once=groups_at_once))
+    return convert_with(
+        src,
+        dst,
+        ConversionOptions(
+            rois=rois,
+            split=split,
+            region=region,
+            workers=workers,
+            scheduler=scheduler,
+            resume=resume,
+            on_error=on_error,
+            report=report,
+            clouds=clouds,
+            force_unlock=force_unlock,
+            storage_options=storage_options,
+            tile=tile,
+            progress=progress,
+            scratch=scratch,
+            times=times,
+            groups_at_once=groups_at_once,
+        ),
+    )
 
 
-def convert_with(src: str | os.PathLike | list, dst: str | os.PathLike | CubeStore,
-                 options: ConversionOptions) -> ConversionReport:
+def convert_with(
+    src: str | os.PathLike | list, dst: str | os.PathLike | CubeStore, options: ConversionOptions
+) -> ConversionReport:
     """:func:`convert` with its options as one object (as ``crts convert`` and ``crts download`` build them).
 
     Examples

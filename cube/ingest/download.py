@@ -59,8 +59,9 @@ TS_REGIONS: tuple[str, ...] = ("africa", "america", "asiaEast", "asiaWest", "eur
 """Regions of SEN12MS-CR-TS, one S1 and one S2 archive each per split."""
 DOWNLOAD_SPLITS: tuple[str, ...] = ("all", "train", "test")
 """The collections of SEN12MS-CR-TS: train (with val) and test."""
-_TRAIN, _TEST, _CR = (f"https://dataserv.ub.tum.de/s/{c}/download?path=/&files=" for c in
-                      ("m1639953", "m1659251", "m1554803"))
+_TRAIN, _TEST, _CR = (
+    f"https://dataserv.ub.tum.de/s/{c}/download?path=/&files=" for c in ("m1639953", "m1659251", "m1554803")
+)
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,9 @@ class DownloadError(ValueError):
     """A download that cannot go on: unreachable server, refused request, or a size that does not check out."""
 
 
-def select(regions: list[str], split: str = "all", s1: bool = True, sen12mscr: bool = False,
-           base_url: str | None = None) -> list[Published]:
+def select(
+    regions: list[str], split: str = "all", s1: bool = True, sen12mscr: bool = False, base_url: str | None = None
+) -> list[Published]:
     """The archives of ``dl_data.sh``'s choices, ordered by group (as a conversion of their folder reads them).
 
     Parameters
@@ -159,8 +161,10 @@ def select(regions: list[str], split: str = "all", s1: bool = True, sen12mscr: b
     for region in regions:
         if region not in (*TS_REGIONS, "all"):
             close = difflib.get_close_matches(region, TS_REGIONS, n=1)
-            raise ValueError(f"--regions: unknown region {region!r} (choose from all, none, {', '.join(TS_REGIONS)})"
-                             + (f"; did you mean {close[0]!r}?" if close else ""))
+            raise ValueError(
+                f"--regions: unknown region {region!r} (choose from all, none, {', '.join(TS_REGIONS)})"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+            )
     if split not in DOWNLOAD_SPLITS:
         raise ValueError(f"--split: unknown split {split!r} (choose from {', '.join(DOWNLOAD_SPLITS)})")
     chosen = set(TS_REGIONS) if "all" in regions else set(regions)
@@ -180,12 +184,19 @@ def plan_lines(archives: list[Published], dest: str | os.PathLike) -> list[str]:
     lines = []
     for a in archives:
         part = dest / f"{a.name}.part"
-        have = ("downloaded" if (dest / a.name).is_file() else
-                f"partial ({part.stat().st_size} B)" if part.is_file() else "to download")
+        have = (
+            "downloaded"
+            if (dest / a.name).is_file()
+            else f"partial ({part.stat().st_size} B)"
+            if part.is_file()
+            else "to download"
+        )
         lines.append(f"{a.name:34} ~{a.booked_kib * 1024 / 1e9:6.1f} GB  {have:22} {a.url}")
     total = sum(a.booked_kib for a in archives) * 1024 / 1e9
-    lines.append(f"{len(archives)} archive(s), about {total:.1f} GB in all (the sizes dl_data.sh books, "
-                 "approximate; each download is checked against the server's size)")
+    lines.append(
+        f"{len(archives)} archive(s), about {total:.1f} GB in all (the sizes dl_data.sh books, "
+        "approximate; each download is checked against the server's size)"
+    )
     return lines
 
 
@@ -193,8 +204,9 @@ def _parse_range(header: str | None, have: int, url: str) -> tuple[int, int]:
     """The end (exclusive) and total size of a 206 answer's ``Content-Range: bytes <have>-<last>/<total>``."""
     match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", header or "")
     if match and match[3] == "*":
-        raise DownloadError(f"{url}: the server gives no archive size in the range {header!r}: the download cannot "
-                            "be checked")
+        raise DownloadError(
+            f"{url}: the server gives no archive size in the range {header!r}: the download cannot be checked"
+        )
     if not match or int(match[1]) != have or not have <= int(match[2]) < int(match[3]):
         raise DownloadError(f"{url}: asked for the bytes from {have} on, got the range {header!r}")
     return int(match[2]) + 1, int(match[3])
@@ -211,16 +223,19 @@ def _stated(response: http.client.HTTPResponse, archive: Published, have: int) -
     if response.status == 206:
         start, (end, total) = have, _parse_range(ranged, have, archive.url)
         if length is not None and int(length) != end - start:
-            raise DownloadError(f"{archive.url}: the server states {length} B (Content-Length) for the "
-                                f"{end - start} B of its range {ranged!r}")
+            raise DownloadError(
+                f"{archive.url}: the server states {length} B (Content-Length) for the "
+                f"{end - start} B of its range {ranged!r}"
+            )
     elif length is None:
-        raise DownloadError(f"{archive.url}: the server gives no size (Content-Length): the download cannot be "
-                            "checked")
+        raise DownloadError(f"{archive.url}: the server gives no size (Content-Length): the download cannot be checked")
     else:  # 200: the whole archive (a server that ignores Range: start over)
         start, end, total = 0, int(length), int(length)
     if total > BOOKED_FACTOR * archive.booked_kib * 1024:
-        raise DownloadError(f"{archive.url}: the server states {total} B, more than {BOOKED_FACTOR} times the "
-                            f"~{archive.booked_kib * 1024} B booked for {archive.name}: refused")
+        raise DownloadError(
+            f"{archive.url}: the server states {total} B, more than {BOOKED_FACTOR} times the "
+            f"~{archive.booked_kib * 1024} B booked for {archive.name}: refused"
+        )
     return start, end, total
 
 
@@ -238,8 +253,10 @@ def _open(archive: Published, have: int) -> tuple[http.client.HTTPResponse | Non
         if err.code == 416 and total and int(total[1]) == have:
             return None, have, have, have
         if err.code == 416:
-            raise DownloadError(f"{archive.name}.part: holds {have} B, more than the archive at {archive.url} "
-                                f"(size {total[1] if total else 'unknown'} B); delete it to start over") from None
+            raise DownloadError(
+                f"{archive.name}.part: holds {have} B, more than the archive at {archive.url} "
+                f"(size {total[1] if total else 'unknown'} B); delete it to start over"
+            ) from None
         raise DownloadError(f"{archive.url}: HTTP {err.code} {reason_of(err)}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         raise DownloadError(f"{archive.url}: cannot be reached ({reason_of(err)})") from None
@@ -250,8 +267,9 @@ def _open(archive: Published, have: int) -> tuple[http.client.HTTPResponse | Non
         raise
 
 
-def _receive(response: http.client.HTTPResponse, out: BinaryIO, archive: Published, span: tuple[int, int],
-             bar: tqdm) -> None:
+def _receive(
+    response: http.client.HTTPResponse, out: BinaryIO, archive: Published, span: tuple[int, int], bar: tqdm
+) -> None:
     """Write the answer's bytes from ``span[0]`` up to ``span[1]``, never beyond; an answer that goes on past it
     is refused (and what it wrote removed)."""
     start, end = span
@@ -265,8 +283,9 @@ def _receive(response: http.client.HTTPResponse, out: BinaryIO, archive: Publish
         bar.update(len(chunk))
     if _read(response, archive, size, end):
         out.truncate(start)
-        raise DownloadError(f"{archive.url}: the server sent more than the {end - start} B it stated; nothing of "
-                            "this answer is kept")
+        raise DownloadError(
+            f"{archive.url}: the server sent more than the {end - start} B it stated; nothing of this answer is kept"
+        )
 
 
 def _read(response: http.client.HTTPResponse, archive: Published, size: int, end: int) -> bytes:
@@ -274,8 +293,10 @@ def _read(response: http.client.HTTPResponse, archive: Published, size: int, end
     try:
         return response.read1(max(1, min(CHUNK, end - size)))
     except (http.client.HTTPException, OSError) as err:
-        raise DownloadError(f"{archive.url}: the transfer broke after {size} of {end} B ({err!r}); "
-                            f"{archive.name}.part is kept: run the same command again to resume") from None
+        raise DownloadError(
+            f"{archive.url}: the transfer broke after {size} of {end} B ({err!r}); "
+            f"{archive.name}.part is kept: run the same command again to resume"
+        ) from None
 
 
 def fetch(archive: Published, dest: Path, progress: bool = True) -> int:
@@ -292,15 +313,27 @@ def fetch(archive: Published, dest: Path, progress: bool = True) -> int:
     have = part.stat().st_size if part.exists() else 0
     response, start, end, total = _open(archive, have)
     if response is not None:
-        with response, open(part, "r+b" if start else "wb") as out, tqdm(
-                total=total, initial=start, desc=archive.name, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=not progress) as bar:
+        with (
+            response,
+            open(part, "r+b" if start else "wb") as out,
+            tqdm(
+                total=total,
+                initial=start,
+                desc=archive.name,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not progress,
+            ) as bar,
+        ):
             out.seek(start)
             out.truncate()
             _receive(response, out, archive, (start, end), bar)
     if part.stat().st_size != total:
-        raise DownloadError(f"{archive.url}: got {part.stat().st_size} B, the server's size is {total} B; "
-                            f"{part.name} is kept: run the same command again to resume")
+        raise DownloadError(
+            f"{archive.url}: got {part.stat().st_size} B, the server's size is {total} B; "
+            f"{part.name} is kept: run the same command again to resume"
+        )
     os.replace(part, dest / archive.name)
     return total - have if start else total
 
@@ -360,8 +393,10 @@ def _groups(archives: list[Published]) -> dict[str, list[Published]]:
 def check_convertible(archives: list[Published]) -> None:
     """Refuse a selection that cannot become one cube: two data sets, or S2 without S1."""
     if len({a.dataset for a in archives}) > 1:
-        raise ValueError("--convert: SEN12MS-CR-TS and SEN12MS-CR go into separate cubes: download them with "
-                         "--regions none --sen12mscr, and without --sen12mscr, separately")
+        raise ValueError(
+            "--convert: SEN12MS-CR-TS and SEN12MS-CR go into separate cubes: download them with "
+            "--regions none --sen12mscr, and without --sen12mscr, separately"
+        )
     if not any(a.s1 for a in archives):
         raise ValueError("--convert: every patch needs its S1 images: drop --no-s1")
 
@@ -382,9 +417,16 @@ def _convert_group(paths: list[Path], cube: str | os.PathLike, options: Conversi
     return convert_with(paths, cube, replace(options, resume=state is not None and not state.complete))
 
 
-def download(archives: list[Published], dest: str | os.PathLike, *, cube: str | os.PathLike | None = None,
-             delete_archives: bool = False, convert_options: ConversionOptions | None = None, progress: bool = True,
-             log: Callable[[str], None] = print) -> DownloadReport:
+def download(
+    archives: list[Published],
+    dest: str | os.PathLike,
+    *,
+    cube: str | os.PathLike | None = None,
+    delete_archives: bool = False,
+    convert_options: ConversionOptions | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> DownloadReport:
     """Download the archives into ``dest``, group by group; with ``cube``, convert each group once it is complete.
 
     Parameters

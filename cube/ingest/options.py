@@ -86,5 +86,8 @@ class ConversionOptions:
         check_workers(self.workers)
         for name in self.clouds:
             detector(name)  # an unknown detector is refused before anything is written
-        check_count("groups_at_once", self.groups_at_once, "read at least 1 group of archives at once, or leave it "
-                    "out for one per 6 workers")
+        check_count(
+            "groups_at_once",
+            self.groups_at_once,
+            "read at least 1 group of archives at once, or leave it out for one per 6 workers",
+        )

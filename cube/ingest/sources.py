@@ -65,8 +65,9 @@ def resolve_sources(src: str | os.PathLike | list) -> Sources | None:
         return None
     layouts = {_layout_of_archive(a) for a in archives} | {detect_layout(t) for t in trees}
     if len(layouts) > 1:
-        raise ValueError(f"{', '.join(items)}: mixes SEN12MS-CR-TS and SEN12MS-CR sources; convert them into "
-                         "separate cubes")
+        raise ValueError(
+            f"{', '.join(items)}: mixes SEN12MS-CR-TS and SEN12MS-CR sources; convert them into separate cubes"
+        )
     local = [str(Path(a).parent) for a in archives if not is_url(a)] + [str(t.parent) for t in trees]
     root = os.path.commonpath(local) if local else archives[0].rsplit("/", 1)[0]
     named = [Archive(a, a if is_url(a) else os.path.relpath(a, root)) for a in archives]

@@ -40,8 +40,9 @@ from .options import ConversionOptions
 from .validate import PatchFiles, check_complete, detect_layout, group_patches
 
 
-def _select(patches: list[PatchFiles], src: Path, layout: str, rois: list[str] | None, split: str | None,
-            region: str | None) -> list[PatchFiles]:
+def _select(
+    patches: list[PatchFiles], src: Path, layout: str, rois: list[str] | None, split: str | None, region: str | None
+) -> list[PatchFiles]:
     """The patches of the chosen ROIs (SEN12MS-CR: scenes), or of a split and region, in sample order."""
     present = {p.roi for p in patches}
     if rois:
@@ -62,12 +63,28 @@ def _select(patches: list[PatchFiles], src: Path, layout: str, rois: list[str] |
 
 def _metas(patches: list[PatchFiles], georef: dict, src: Path) -> list[PatchMeta]:
     """The labels of patches to place: their georeference and their files' paths relative to ``src``."""
-    return [PatchMeta(p.roi, p.pid, *georef[p.key], dates=p.dates,
-                      paths={s: f.relative_to(src).as_posix() for s, f in p.files.items()}) for p in patches]
+    return [
+        PatchMeta(
+            p.roi,
+            p.pid,
+            *georef[p.key],
+            dates=p.dates,
+            paths={s: f.relative_to(src).as_posix() for s, f in p.files.items()},
+        )
+        for p in patches
+    ]
 
 
-def _prepare(store: CubeStore, owner: dict, spec: Spec, state: CubeState | None, new: list[PatchFiles],
-             src: Path, times: int, options: ConversionOptions) -> tuple[CubeState, int, list[Problem]]:
+def _prepare(
+    store: CubeStore,
+    owner: dict,
+    spec: Spec,
+    state: CubeState | None,
+    new: list[PatchFiles],
+    src: Path,
+    times: int,
+    options: ConversionOptions,
+) -> tuple[CubeState, int, list[Problem]]:
     """Make room for the new patches (create or grow the store), committing the pending work first.
 
     Returns the state, the store position of the first new patch and the header problems found.
@@ -78,43 +95,80 @@ def _prepare(store: CubeStore, owner: dict, spec: Spec, state: CubeState | None,
     keys = [list(p.key) for p in new if p.key in georef]
     state = state or CubeState()
     if state.pending and state.pending["patches"] != keys:
-        raise ValueError(f"{store.location}: resume must use the same source and ROIs as the interrupted "
-                         "conversion")
+        raise ValueError(f"{store.location}: resume must use the same source and ROIs as the interrupted conversion")
     first = state.pending["start"] if state.pending else (store.array("valid").shape[0] if state.complete else 0)
     if not keys or (state.pending or {}).get("grown"):
         return state, first, problems
-    place_patches(store, owner, spec, state, first, _metas([p for p in new if p.key in georef], georef, src),
-                  times, size, dtypes, options.tile, src)
+    place_patches(
+        store,
+        owner,
+        spec,
+        state,
+        first,
+        _metas([p for p in new if p.key in georef], georef, src),
+        times,
+        size,
+        dtypes,
+        options.tile,
+        src,
+    )
     return state, first, problems
 
 
-def _convert_new(store: CubeStore, spec: Spec, new: list[PatchFiles], first: int, times: int,
-                 options: ConversionOptions) -> tuple[list[Problem], int]:
+def _convert_new(
+    store: CubeStore, spec: Spec, new: list[PatchFiles], first: int, times: int, options: ConversionOptions
+) -> tuple[list[Problem], int]:
     """Run one task per patch not yet done; the problems found and the number of tasks."""
     store.remove_torn_writes([*spec.modalities, "valid"])
     group = store.group()
     done = group["valid"][first:].reshape(len(new), -1).all(axis=1) if new else np.array([], bool)
     expected = expected_of(store, spec)
-    georef = {(str(g), int(r), int(p)): (int(e), tuple(t)) for g, r, p, e, t in zip(
-        *(group[name][first:] for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True)}
-    tasks = [(store, first + i, spec.layout, times, {s: str(f) for s, f in p.files.items()}, expected,
-              *georef[p.key], options.on_error, (p.roi, p.pid)) for i, p in enumerate(new) if not done[i]]
+    georef = {
+        (str(g), int(r), int(p)): (int(e), tuple(t))
+        for g, r, p, e, t in zip(
+            *(group[name][first:] for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True
+        )
+    }
+    tasks = [
+        (
+            store,
+            first + i,
+            spec.layout,
+            times,
+            {s: str(f) for s, f in p.files.items()},
+            expected,
+            *georef[p.key],
+            options.on_error,
+            (p.roi, p.pid),
+        )
+        for i, p in enumerate(new)
+        if not done[i]
+    ]
     problems: list[Problem] = []
     with writing(store.location, STOPPED):
         try:
             with RowBatches(store, "valid") as rows:
-                for index, valid, found in run_tasks(tasks, convert_patch, options.workers or os.cpu_count() or 1,
-                                                     options.scheduler, options.progress, "converting"):
+                for index, valid, found in run_tasks(
+                    tasks,
+                    convert_patch,
+                    options.workers or os.cpu_count() or 1,
+                    options.scheduler,
+                    options.progress,
+                    "converting",
+                ):
                     rows.add(index, valid)
                     problems += found
         except FileProblem as err:
-            raise ConversionError(f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
-                                  "--resume, or use --on-error skip)") from None
+            raise ConversionError(
+                f"{err}\n(the cube stays marked incomplete; fix the file and re-run with "
+                "--resume, or use --on-error skip)"
+            ) from None
     return problems, len(tasks)
 
 
-def _discover(src: Path, spec: Spec, rois: list[str] | None, split: str | None,
-              region: str | None) -> tuple[list[PatchFiles], list[Problem], int]:
+def _discover(
+    src: Path, spec: Spec, rois: list[str] | None, split: str | None, region: str | None
+) -> tuple[list[PatchFiles], list[Problem], int]:
     """The chosen patches in sample order, the problems of their files and names, and the number of steps."""
     found, problems = group_patches(src, spec.layout)
     patches = _select(found, src, spec.layout, rois, split, region)
@@ -130,16 +184,17 @@ def _only_new(problems: list[Problem], new: list[PatchFiles]) -> list[Problem]:
     return [p for p in problems if p.roi is None or (p.roi, p.patch_id) in keys]
 
 
-def convert_tree(src: str | os.PathLike | list, dst: str | os.PathLike | CubeStore, options: ConversionOptions,
-                 start_time: float) -> ConversionReport:
+def convert_tree(
+    src: str | os.PathLike | list, dst: str | os.PathLike | CubeStore, options: ConversionOptions, start_time: float
+) -> ConversionReport:
     """:func:`cube.ingest.conversion.convert` from one extracted tree: the whole tree checked before the first
     write, then the writes under the writer lock (or, with nothing to add, only the cloud pass still to do)."""
     if options.times is not None:
-        raise ValueError(f"invalid times {options.times}: a tree's time steps are counted (times applies to "
-                         "archives)")
+        raise ValueError(f"invalid times {options.times}: a tree's time steps are counted (times applies to archives)")
     if options.groups_at_once is not None:
-        raise ValueError(f"invalid groups_at_once {options.groups_at_once}: a tree is read by the workers (it "
-                         "applies to archives)")
+        raise ValueError(
+            f"invalid groups_at_once {options.groups_at_once}: a tree is read by the workers (it applies to archives)"
+        )
     src = Path(src[0] if isinstance(src, list | tuple) else src).resolve()
     store = as_store(dst, storage_options=options.storage_options)
     check_destination(store, [src], options.report, options.resume)
@@ -153,14 +208,28 @@ def convert_tree(src: str | os.PathLike | list, dst: str | os.PathLike | CubeSto
         with store.reopened("r+").writer("conversion", force_unlock=options.force_unlock) as owner:
             _convert_locked(store.reopened("r+"), owner, spec, patches, problems, times, out, options)
     elif options.clouds and spec.temporal:
-        out.cloud_pass_patches = compute_clouds(store, options.clouds, workers=options.workers,
-                                                scheduler=options.scheduler, resume=True,
-                                                force_unlock=options.force_unlock, progress=options.progress)
+        out.cloud_pass_patches = compute_clouds(
+            store,
+            options.clouds,
+            workers=options.workers,
+            scheduler=options.scheduler,
+            resume=True,
+            force_unlock=options.force_unlock,
+            progress=options.progress,
+        )
     return finished(out, store, options.report, start_time)
 
 
-def _convert_locked(store: CubeStore, owner: dict, spec: Spec, patches: list[PatchFiles], problems: list[Problem],
-                    times: int, out: ConversionReport, options: ConversionOptions) -> None:
+def _convert_locked(
+    store: CubeStore,
+    owner: dict,
+    spec: Spec,
+    patches: list[PatchFiles],
+    problems: list[Problem],
+    times: int,
+    out: ConversionReport,
+    options: ConversionOptions,
+) -> None:
     """The conversion's writes, under the writer lock: prepare, convert each patch, commit, cloud pass."""
     state, stored = existing_cube(store, spec, Path(out.source), times, options.resume)  # again: nobody else writes
     new = [p for p in patches if p.key not in stored]

@@ -6,7 +6,6 @@ Every problem names the file (or the folder where a file is missing) and what is
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +45,9 @@ def detect_layout(root: Path) -> str:
         return "sen12mscrts"
     if any(n.startswith("ROIs") and n.endswith(("_s1", "_s2", "_s2_cloudy")) for n in names):
         return "sen12mscr"
-    raise FileNotFoundError(f"{root}: holds neither ROIsXXXX/ (SEN12MS-CR-TS) nor ROIsXXXX_<season>_s1/ "
-                            "(SEN12MS-CR) folders")
+    raise FileNotFoundError(
+        f"{root}: holds neither ROIsXXXX/ (SEN12MS-CR-TS) nor ROIsXXXX_<season>_s1/ (SEN12MS-CR) folders"
+    )
 
 
 def group_patches(root: Path, layout: str) -> tuple[list[PatchFiles], list[Problem]]:
@@ -62,9 +62,16 @@ def group_patches(root: Path, layout: str) -> tuple[list[PatchFiles], list[Probl
         patch = patches.setdefault((f.roi, f.pid), PatchFiles(f.roi, f.pid))
         slot = (f.modality, f.t) if isinstance(f, TsFile) else (CR_MODALITIES[f.kind], 0)
         if slot in patch.files:
-            problems.append(Problem(str(f.path), f"a second file for {slot[0]} time step {slot[1]} of this "
-                                    f"patch (first: {patch.files[slot].name})", f.roi, f.pid, slot[1],
-                                    slot[0]))
+            problems.append(
+                Problem(
+                    str(f.path),
+                    f"a second file for {slot[0]} time step {slot[1]} of this patch (first: {patch.files[slot].name})",
+                    f.roi,
+                    f.pid,
+                    slot[1],
+                    slot[0],
+                )
+            )
             continue
         patch.files[slot] = f.path
         if isinstance(f, TsFile):
@@ -80,8 +87,9 @@ def _folder(root: Path, layout: str, modality: str, roi: Roi, t: int) -> Path:
     return root / cr_relpath(kind, roi, 0).parent
 
 
-def check_complete(patches: list[PatchFiles], root: Path, layout: str, modalities: tuple[str, ...],
-                   times: int) -> list[Problem]:
+def check_complete(
+    patches: list[PatchFiles], root: Path, layout: str, modalities: tuple[str, ...], times: int
+) -> list[Problem]:
     """Missing time steps and unpaired patches (a modality with no file at all)."""
     problems = []
     for patch in patches:
@@ -89,14 +97,28 @@ def check_complete(patches: list[PatchFiles], root: Path, layout: str, modalitie
             have = [t for t in range(times) if (modality, t) in patch.files]
             if not have:
                 others = sorted({s[0] for s in patch.files})
-                problems.append(Problem(str(_folder(root, layout, modality, patch.roi, 0)),
-                                        f"patch {patch.pid} has {' and '.join(others)} files but no {modality} "
-                                        "file (unpaired)", patch.roi, patch.pid, -1, modality))
+                problems.append(
+                    Problem(
+                        str(_folder(root, layout, modality, patch.roi, 0)),
+                        f"patch {patch.pid} has {' and '.join(others)} files but no {modality} file (unpaired)",
+                        patch.roi,
+                        patch.pid,
+                        -1,
+                        modality,
+                    )
+                )
                 continue
             for t in sorted(set(range(times)) - set(have)):
-                problems.append(Problem(str(_folder(root, layout, modality, patch.roi, t)),
-                                        f"no {modality} file for patch {patch.pid} at time step {t}",
-                                        patch.roi, patch.pid, t, modality))
+                problems.append(
+                    Problem(
+                        str(_folder(root, layout, modality, patch.roi, t)),
+                        f"no {modality} file for patch {patch.pid} at time step {t}",
+                        patch.roi,
+                        patch.pid,
+                        t,
+                        modality,
+                    )
+                )
     return problems
 
 
@@ -109,8 +131,7 @@ class Expected:
     size: int
 
 
-def read_checked(path: Path, modality: str, expected: Expected, epsg: int,
-                 transform: tuple[float, ...]) -> np.ndarray:
+def read_checked(path: Path, modality: str, expected: Expected, epsg: int, transform: tuple[float, ...]) -> np.ndarray:
     """Read a GeoTIFF after checking band count, dtype, size, CRS and transform.
 
     Raises
@@ -121,20 +142,25 @@ def read_checked(path: Path, modality: str, expected: Expected, epsg: int,
     try:
         with rasterio.open(path) as src:
             if src.count != expected.count:
-                raise FileProblem(path, f"has {src.count} bands, expected {expected.count} "
-                                  f"({', '.join(bands_of(modality))})")
+                raise FileProblem(
+                    path, f"has {src.count} bands, expected {expected.count} ({', '.join(bands_of(modality))})"
+                )
             if np.dtype(src.dtypes[0]) != expected.dtype:
-                raise FileProblem(path, f"has dtype {src.dtypes[0]}, expected {expected.dtype} like the "
-                                  f"other {modality} files")
+                raise FileProblem(
+                    path, f"has dtype {src.dtypes[0]}, expected {expected.dtype} like the other {modality} files"
+                )
             if (src.height, src.width) != (expected.size, expected.size):
-                raise FileProblem(path, f"is {src.height} x {src.width} px, expected "
-                                  f"{expected.size} x {expected.size}")
+                raise FileProblem(path, f"is {src.height} x {src.width} px, expected {expected.size} x {expected.size}")
             if src.crs is None or src.crs.to_epsg() != epsg:
-                raise FileProblem(path, f"CRS {src.crs.to_string() if src.crs else 'missing'} differs from "
-                                  f"EPSG:{epsg} of the patch's other files")
+                raise FileProblem(
+                    path,
+                    f"CRS {src.crs.to_string() if src.crs else 'missing'} differs from "
+                    f"EPSG:{epsg} of the patch's other files",
+                )
             if not np.allclose(tuple(src.transform)[:6], transform):
-                raise FileProblem(path, f"transform {tuple(src.transform)[:6]} differs from {transform} of "
-                                  "the patch's other files")
+                raise FileProblem(
+                    path, f"transform {tuple(src.transform)[:6]} differs from {transform} of the patch's other files"
+                )
             data = src.read()
     except RasterioError as err:
         raise FileProblem(path, f"cannot be read as a GeoTIFF (corrupt or truncated?): {err}") from None
@@ -149,7 +175,6 @@ def read_header(path: Path) -> tuple[int, tuple[float, ...], np.dtype, int, int]
         with rasterio.open(path) as src:
             if src.crs is None or src.crs.to_epsg() is None:
                 raise FileProblem(path, "has no EPSG-coded CRS")
-            return (int(src.crs.to_epsg()), tuple(src.transform)[:6], np.dtype(src.dtypes[0]), src.count,
-                    src.width)
+            return (int(src.crs.to_epsg()), tuple(src.transform)[:6], np.dtype(src.dtypes[0]), src.count, src.width)
     except RasterioError as err:
         raise FileProblem(path, f"cannot be read as a GeoTIFF (corrupt or truncated?): {err}") from None

@@ -1,1 +1,2 @@
-"""The cube on disk or in a bucket: the store and its state, schema, chunk reads, output checks, runs, upgrade, patch index and integrity check."""
+"""The cube on disk or in a bucket: the store and its state, schema, chunk reads, output checks, runs, upgrade,
+patch index and integrity check."""

@@ -29,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 from zarr.abc.store import ByteRequest, SuffixByteRequest
-from zarr.storage import LocalStore, ObjectStore
 
 # The one zarr internal the package uses, imported here only: zarr 3.1 to 3.4 offer no public way to wait, from
 # synchronous code, for a store's coroutine on zarr's own event loop (cube.store's modules take it from here).
-from zarr.core.sync import sync
+from zarr.storage import LocalStore, ObjectStore
 
 from ..dataset.problems import FileProblem
 
@@ -67,8 +66,9 @@ def parse_metadata(data: bytes, where: str) -> object:
         If it is too large, not JSON, or nested too deep.
     """
     if len(data) > METADATA_BYTES:
-        raise MetadataError(where, f"{len(data)} bytes of metadata, more than a cube's can be ({METADATA_BYTES}, "
-                                   "METADATA_BYTES)")
+        raise MetadataError(
+            where, f"{len(data)} bytes of metadata, more than a cube's can be ({METADATA_BYTES}, METADATA_BYTES)"
+        )
     deep = MetadataError(where, f"metadata nested more than {METADATA_DEPTH} deep (METADATA_DEPTH)")
     try:
         document = json.loads(data)
@@ -78,8 +78,12 @@ def parse_metadata(data: bytes, where: str) -> object:
         raise MetadataError(where, f"not JSON ({str(err).splitlines()[0][:200]})") from None
     level = [document]  # the values at one depth, from the top
     for _ in range(METADATA_DEPTH):
-        level = [item for value in level if isinstance(value, dict | list)
-                 for item in (value.values() if isinstance(value, dict) else value)]
+        level = [
+            item
+            for value in level
+            if isinstance(value, dict | list)
+            for item in (value.values() if isinstance(value, dict) else value)
+        ]
     if any(isinstance(value, dict | list) for value in level):  # a container inside METADATA_DEPTH others
         raise deep
     return document
@@ -89,15 +93,18 @@ class StorageError(RuntimeError):
     """The object store failed a request: a missing bucket, denied access, an unreachable server."""
 
 
-_REASONS = {"NotFoundError": "not found (does the bucket exist?)",
-            "PermissionDeniedError": "access denied (check the credentials)",
-            "UnauthenticatedError": "not authenticated (check the credentials)"}
+_REASONS = {
+    "NotFoundError": "not found (does the bucket exist?)",
+    "PermissionDeniedError": "access denied (check the credentials)",
+    "UnauthenticatedError": "not authenticated (check the credentials)",
+}
 
 
 def storage_error(err: Exception, location: str) -> StorageError | None:
     """A one-line :class:`StorageError` for an error of the object-store client, else None."""
-    if not type(err).__module__.startswith("obstore") and not (isinstance(err, FileNotFoundError)
-                                                               and "Error performing" in str(err)):
+    if not type(err).__module__.startswith("obstore") and not (
+        isinstance(err, FileNotFoundError) and "Error performing" in str(err)
+    ):
         return None
     kind = "NotFoundError" if isinstance(err, FileNotFoundError) else type(err).__name__
     first = (str(err).splitlines() or [kind])[0]
@@ -122,9 +129,11 @@ _MEMORY: dict[str, object] = {}
 """``memory://`` stores of this process, by URL (for tests and notebooks)."""
 
 
-RETRY = {"max_retries": 10, "retry_timeout": dt.timedelta(minutes=3),
-         "backoff": {"init_backoff": dt.timedelta(milliseconds=100), "max_backoff": dt.timedelta(seconds=15),
-                     "base": 2}}
+RETRY = {
+    "max_retries": 10,
+    "retry_timeout": dt.timedelta(minutes=3),
+    "backoff": {"init_backoff": dt.timedelta(milliseconds=100), "max_backoff": dt.timedelta(seconds=15), "base": 2},
+}
 """How the object-store client retries a request that failed with a 5xx answer, a dropped or refused
 connection or a read timeout: up to 10 times, within 3 minutes, waiting 0.1 s, 0.2 s, 0.4 s ... (at most
 15 s, with jitter) in between. What still fails reaches the caller as :class:`StorageError` (one line).
@@ -176,8 +185,9 @@ class MetadataBounded:
     async def get(self, key: str, prototype: object = None, byte_range: ByteRequest | None = None) -> object:
         buffer = await super().get(key, prototype, byte_range)
         if buffer is not None and key.rsplit("/", 1)[-1] == "zarr.json" and len(buffer) > METADATA_BYTES:
-            raise MetadataError(key, f"{len(buffer)} bytes of metadata, more than a cube's can be ({METADATA_BYTES}, "
-                                     "METADATA_BYTES)")
+            raise MetadataError(
+                key, f"{len(buffer)} bytes of metadata, more than a cube's can be ({METADATA_BYTES}, METADATA_BYTES)"
+            )
         return buffer
 
 
@@ -245,8 +255,11 @@ def read_ranges(path: Path, ranges: list[ByteRequest]) -> list[np.ndarray | None
     try:
         size, out = os.fstat(fd).st_size, []
         for request in ranges:
-            start, end = ((max(size - request.suffix, 0), size) if isinstance(request, SuffixByteRequest)
-                          else (request.start, request.end))
+            start, end = (
+                (max(size - request.suffix, 0), size)
+                if isinstance(request, SuffixByteRequest)
+                else (request.start, request.end)
+            )
             data = np.empty(end - start, np.uint8)
             if os.preadv(fd, [data], start) != data.size:
                 raise OSError(f"{path}: {end - start} bytes at {start} were asked, the file is {size} bytes")
@@ -269,4 +282,3 @@ def read_tail(path: Path, n: int) -> tuple[np.ndarray, int] | None:
         return data[:got], size
     finally:
         os.close(fd)
-

@@ -101,9 +101,15 @@ def layout(array: zarr.AsyncArray) -> Layout | None:
     sharding = codecs[0]
     inner, index = sharding.codecs, sharding.index_codecs
     where = getattr(sharding.index_location, "value", sharding.index_location)  # zarr 3.1: an Enum; 3.4: a str
-    if not (len(inner) == 2 and isinstance(inner[0], BytesCodec) and isinstance(inner[1], BloscCodec)
-            and len(index) == 2 and isinstance(index[0], BytesCodec) and isinstance(index[1], Crc32cCodec)
-            and where == "end"):
+    if not (
+        len(inner) == 2
+        and isinstance(inner[0], BytesCodec)
+        and isinstance(inner[1], BloscCodec)
+        and len(index) == 2
+        and isinstance(index[0], BytesCodec)
+        and isinstance(index[1], Crc32cCodec)
+        and where == "end"
+    ):
         return None
     return Layout(array, tuple(array.metadata.chunk_grid.chunk_shape), tuple(sharding.chunk_shape))
 
@@ -142,16 +148,30 @@ def plan(where: Layout, selection: tuple) -> Plan | None:
     if any((stop - 1) // size != s for (_, stop, _), size, s in zip(bounds, where.shard, shard, strict=True)):
         return None
     strides = np.cumprod((1, *where.chunks_per_shard[:0:-1]))[::-1]  # of the index, in C order
-    axes = [_axis(start - s * size, stop - s * size, chunk, int(stride))
-            for (start, stop, _), s, size, chunk, stride in zip(bounds, shard, where.shard, where.chunk, strides,
-                                                                 strict=True)]
-    pieces = [Piece(sum(part[0] for part in parts), tuple(part[1] for part in parts),
-                    tuple(part[2] for part in parts), all(part[3] for part in parts))
-              for parts in itertools.product(*axes)]
+    axes = [
+        _axis(start - s * size, stop - s * size, chunk, int(stride))
+        for (start, stop, _), s, size, chunk, stride in zip(
+            bounds, shard, where.shard, where.chunk, strides, strict=True
+        )
+    ]
+    pieces = [
+        Piece(
+            sum(part[0] for part in parts),
+            tuple(part[1] for part in parts),
+            tuple(part[2] for part in parts),
+            all(part[3] for part in parts),
+        )
+        for parts in itertools.product(*axes)
+    ]
     full_shape = tuple(stop - start for start, stop, _ in bounds)
     key = f"{where.array.path}/{where.array.metadata.encode_chunk_key(tuple(shard))}".lstrip("/")
-    return Plan(where, key, pieces, full_shape,
-                tuple(n for n, (_, _, single) in zip(full_shape, bounds, strict=True) if not single))
+    return Plan(
+        where,
+        key,
+        pieces,
+        full_shape,
+        tuple(n for n, (_, _, single) in zip(full_shape, bounds, strict=True) if not single),
+    )
 
 
 def _axis(start: int, stop: int, chunk: int, stride: int) -> list[tuple[int, slice, slice, bool]]:
@@ -160,8 +180,14 @@ def _axis(start: int, stop: int, chunk: int, stride: int) -> list[tuple[int, sli
     parts = []
     for k in range(start // chunk, (stop - 1) // chunk + 1):
         low, high = max(start, k * chunk), min(stop, (k + 1) * chunk)
-        parts.append((k * stride, slice(low - k * chunk, high - k * chunk), slice(low - start, high - start),
-                      high - low == chunk))
+        parts.append(
+            (
+                k * stride,
+                slice(low - k * chunk, high - k * chunk),
+                slice(low - start, high - start),
+                high - low == chunk,
+            )
+        )
     return parts
 
 
@@ -202,8 +228,9 @@ def read_chunks(get_tails: GetTails, get_ranges: GetRanges, plans: list[Plan]) -
         return []
     shards = {plan.key: plan.layout for plan in plans}
     tails = get_tails({key: where.index_bytes for key, where in shards.items()})
-    indexes = {key: None if tails[key] is None else checked_index(where, key, *tails[key])
-               for key, where in shards.items()}
+    indexes = {
+        key: None if tails[key] is None else checked_index(where, key, *tails[key]) for key, where in shards.items()
+    }
     spans: dict[str, list[RangeByteRequest | None]] = {key: [] for key in shards}
     for plan in plans:
         spans[plan.key] += [_range(indexes[plan.key], piece.chunk) for piece in plan.pieces]
@@ -248,13 +275,19 @@ def checked_index(where: Layout, key: str, raw: np.ndarray, size: int) -> np.nda
     end, longest = size - where.index_bytes, longest_chunk(where)
     offsets, lengths = index[:, 0], index[:, 1]
     bad = (missing[:, 0] != missing[:, 1]) | ~missing[:, 0] & (
-        (lengths < BLOSC_HEADER) | (lengths > longest) | (offsets > end) | (offsets + np.minimum(lengths, longest)
-                                                                            > end))
+        (lengths < BLOSC_HEADER)
+        | (lengths > longest)
+        | (offsets > end)
+        | (offsets + np.minimum(lengths, longest) > end)
+    )
     if bad.any():
         chunk = int(np.flatnonzero(bad)[0])
         start, length = int(offsets[chunk]), int(lengths[chunk])
-        raise where.damaged(key, f"its index gives chunk {chunk} {length} bytes at byte {start}; a chunk takes "
-                                 f"{BLOSC_HEADER} to {longest} bytes within the {end} bytes before the index")
+        raise where.damaged(
+            key,
+            f"its index gives chunk {chunk} {length} bytes at byte {start}; a chunk takes "
+            f"{BLOSC_HEADER} to {longest} bytes within the {end} bytes before the index",
+        )
     return index
 
 
@@ -295,8 +328,10 @@ def decode(plan: Plan, chunk: int, data: np.ndarray, out: np.ndarray) -> None:
     """
     header = np.frombuffer(data[:BLOSC_HEADER].tobytes(), "<u4", 3, 4) if data.size >= BLOSC_HEADER else None
     if header is None or header[0] != plan.layout.chunk_bytes or header[2] != data.size:
-        raise plan.layout.damaged(plan.key, f"chunk {chunk} ({data.size} bytes) is no Blosc frame of an image of "
-                                            f"{plan.layout.chunk_bytes} bytes")
+        raise plan.layout.damaged(
+            plan.key,
+            f"chunk {chunk} ({data.size} bytes) is no Blosc frame of an image of {plan.layout.chunk_bytes} bytes",
+        )
     try:
         _BLOSC.decode(data, out=out)
     except (RuntimeError, ValueError) as err:

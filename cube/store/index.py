@@ -58,9 +58,11 @@ def _dates(ds: xr.Dataset, valid: np.ndarray) -> dict[str, object]:
     """First and last S2 date and the list of dates of each patch's valid S2 images."""
     days = ds.S2_date.values.astype("datetime64[D]")
     dates = pd.DataFrame(np.where(valid, days, np.datetime64("NaT", "D")))
-    return {"first_s2_date": dates.min(axis=1).dt.date.to_numpy(),
-            "last_s2_date": dates.max(axis=1).dt.date.to_numpy(),
-            "s2_dates": [row[keep].tolist() for row, keep in zip(days, valid, strict=True)]}
+    return {
+        "first_s2_date": dates.min(axis=1).dt.date.to_numpy(),
+        "last_s2_date": dates.max(axis=1).dt.date.to_numpy(),
+        "s2_dates": [row[keep].tolist() for row, keep in zip(days, valid, strict=True)],
+    }
 
 
 def _coverage(ds: xr.Dataset, valid: np.ndarray, detectors: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -96,15 +98,25 @@ def patch_index_table(ds: xr.Dataset, detectors: tuple[str, ...] | None = None) 
         raise ValueError("the patch index covers SEN12MS-CR-TS cubes (it gives S2 dates and cloud coverage)")
     detectors = detectors or finished_detectors(ds)
     if not detectors:
-        raise ValueError("the cube has no finished cloud pass, so no coverage to index: run `crts clouds CUBE` "
-                         "(with --resume if one was interrupted)")
+        raise ValueError(
+            "the cube has no finished cloud pass, so no coverage to index: run `crts clouds CUBE` "
+            "(with --resume if one was interrupted)"
+        )
     valid = ds.valid.sel(modality="S2").values
     utm, wgs84 = footprints(ds)
-    labels = {name: ds[name].values.astype(object if name in ("roi_group", "split", "region") else np.int64)
-              for name in ("roi_group", "roi", "patch_id", "split", "region")}
-    columns = {"patch": np.arange(ds.sizes["patch"]), **labels, "epsg": ds.epsg.values.astype(np.int64),
-               "footprint_utm": shapely.to_wkt(utm, rounding_precision=3), "n_valid_s2": valid.sum(axis=1),
-               **_dates(ds, valid), **_coverage(ds, valid, tuple(detectors))}
+    labels = {
+        name: ds[name].values.astype(object if name in ("roi_group", "split", "region") else np.int64)
+        for name in ("roi_group", "roi", "patch_id", "split", "region")
+    }
+    columns = {
+        "patch": np.arange(ds.sizes["patch"]),
+        **labels,
+        "epsg": ds.epsg.values.astype(np.int64),
+        "footprint_utm": shapely.to_wkt(utm, rounding_precision=3),
+        "n_valid_s2": valid.sum(axis=1),
+        **_dates(ds, valid),
+        **_coverage(ds, valid, tuple(detectors)),
+    }
     return gpd.GeoDataFrame(columns, geometry=wgs84, crs="EPSG:4326")
 
 
@@ -140,8 +152,13 @@ def store_index(store: CubeStore, ds: xr.Dataset, detectors: tuple[str, ...] | N
     return store.file_location(INDEX_FILE)
 
 
-def write_index(cube: str | os.PathLike | CubeStore, out: str | os.PathLike | None = None, *,
-                storage_options: dict | None = None, force_unlock: bool = False) -> str:
+def write_index(
+    cube: str | os.PathLike | CubeStore,
+    out: str | os.PathLike | None = None,
+    *,
+    storage_options: dict | None = None,
+    force_unlock: bool = False,
+) -> str:
     """Write the patch index of a cube into the cube (``out=None``, holding its writer lock) or to a local file.
 
     Returns the path (or URL) written.

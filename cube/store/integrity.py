@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import chunks
 from ..dataset.rois import PatchLabel, Roi
+from . import chunks
 from .store import CubeStore, as_store, checked_state
 
 MODALITIES = ("S1", "S2")
@@ -57,13 +57,22 @@ class VerifyReport:
             return ""
         rois = ",".join(self.damaged_rois()) or "ROIS"
         source = self.source_root or "SRC"
-        return (f"repair: crts convert does not convert stored patches again (a resumed or repeated conversion "
-                f"skips them); restore the shards from a copy, or convert their ROIs from the source into a new "
-                f"cube: crts convert {source} NEW.zarr --rois {rois}")
+        return (
+            f"repair: crts convert does not convert stored patches again (a resumed or repeated conversion "
+            f"skips them); restore the shards from a copy, or convert their ROIs from the source into a new "
+            f"cube: crts convert {source} NEW.zarr --rois {rois}"
+        )
 
 
-def verify(cube: str | os.PathLike | CubeStore, *, patches: list[str] | None = None, split: str | None = None,
-           region: str | None = None, storage_options: dict | None = None, progress: bool = False) -> VerifyReport:
+def verify(
+    cube: str | os.PathLike | CubeStore,
+    *,
+    patches: list[str] | None = None,
+    split: str | None = None,
+    region: str | None = None,
+    storage_options: dict | None = None,
+    progress: bool = False,
+) -> VerifyReport:
     """Check every shard of the cube's images and masks (or of a selection of patches).
 
     Parameters
@@ -96,15 +105,17 @@ def verify(cube: str | os.PathLike | CubeStore, *, patches: list[str] | None = N
         checked_state(store, allow_incomplete=True)  # says why in one line where it can: no cube, an old one
         raise
     checked_state(store, allow_incomplete=True, attributes=ds.attrs)
-    labels = [PatchLabel(Roi(str(g), int(r)), int(p))
-              for g, r, p in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True)]
+    labels = [
+        PatchLabel(Roi(str(g), int(r)), int(p))
+        for g, r, p in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True)
+    ]
     chosen = selected(labels, ds.split.values, ds.region.values, patches, split, region)
     valid = ds.valid.values if "valid" in ds.variables else None
     report = VerifyReport(store.location, source_root=ds.attrs.get("source_root"))
     work = list(_shards(store, chosen, [name for name in ds.data_vars if ds[name].dims[:1] == ("patch",)]))
     with tqdm(total=len(work), unit="shard", disable=not progress, desc="verify") as bar:
         for first in range(0, len(work), BATCH):
-            batch = work[first:first + BATCH]
+            batch = work[first : first + BATCH]
             report.damaged += [store.named(err, labels) for err in _checked(store, batch, valid)]
             report.shards += len(batch)
             bar.update(len(batch))
@@ -112,8 +123,14 @@ def verify(cube: str | os.PathLike | CubeStore, *, patches: list[str] | None = N
     return report
 
 
-def selected(labels: list[PatchLabel], splits: np.ndarray, regions: np.ndarray, patches: list[str] | None,
-             split: str | None, region: str | None) -> np.ndarray:
+def selected(
+    labels: list[PatchLabel],
+    splits: np.ndarray,
+    regions: np.ndarray,
+    patches: list[str] | None,
+    split: str | None,
+    region: str | None,
+) -> np.ndarray:
     """Store positions of the patches chosen by ROI/patch labels, split and region.
 
     Raises
@@ -131,8 +148,10 @@ def selected(labels: list[PatchLabel], splits: np.ndarray, regions: np.ndarray, 
         for text in patches:
             hits = np.array([_matches(label, text) for label in labels], bool)
             if not hits.any():
-                raise ValueError(f"--patches {text!r}: no such ROI or patch in the cube (give ROIsXXXX/NN or "
-                                 "ROIsXXXX/NN/PATCH, e.g. ROIs1868/17/352)")
+                raise ValueError(
+                    f"--patches {text!r}: no such ROI or patch in the cube (give ROIsXXXX/NN or "
+                    "ROIsXXXX/NN/PATCH, e.g. ROIs1868/17/352)"
+                )
             wanted |= hits
         keep &= wanted
     return np.flatnonzero(keep)
@@ -189,12 +208,24 @@ def _read(store: CubeStore, batch: list[Shard], valid: np.ndarray | None) -> lis
     them); the absent shards of images that exist."""
     tails = store.get_tails({s.key: s.layout.index_bytes for s in batch})
     present = [s for s in batch if tails[s.key] is not None]
-    plans = [chunks.plan(s.layout, tuple(slice(c * n, min((c + 1) * n, size)) for c, n, size in
-                                         zip(s.coords, s.layout.shard, s.layout.array.shape, strict=True)))
-             for s in present]
+    plans = [
+        chunks.plan(
+            s.layout,
+            tuple(
+                slice(c * n, min((c + 1) * n, size))
+                for c, n, size in zip(s.coords, s.layout.shard, s.layout.array.shape, strict=True)
+            ),
+        )
+        for s in present
+    ]
     for p, data in zip(plans, chunks.read_chunks(lambda _: tails, store.get_ranges, plans), strict=True):
         chunks.assemble(p, data)
     name_of = {s.key: s.key.split("/", 1)[0] for s in batch}
-    return [s.layout.damaged(s.key, "absent, but the valid flags say its patch has images") for s in batch
-            if tails[s.key] is None and valid is not None and name_of[s.key] in MODALITIES
-            and valid[s.layout.patches(s.coords), :, MODALITIES.index(name_of[s.key])].any()]
+    return [
+        s.layout.damaged(s.key, "absent, but the valid flags say its patch has images")
+        for s in batch
+        if tails[s.key] is None
+        and valid is not None
+        and name_of[s.key] in MODALITIES
+        and valid[s.layout.patches(s.coords), :, MODALITIES.index(name_of[s.key])].any()
+    ]

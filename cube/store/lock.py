@@ -65,10 +65,15 @@ def _process_started(pid: int) -> float | None:
 
 def owner_record(purpose: str) -> dict:
     """Who writes: a unique token, host, process (with its start time, so a reused pid is told apart)."""
-    return {"token": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
-            "pid_started": _process_started(os.getpid()), "purpose": purpose,
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
-            "since": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"}
+    return {
+        "token": uuid.uuid4().hex,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "pid_started": _process_started(os.getpid()),
+        "purpose": purpose,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
+        "since": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}",
+    }
 
 
 def owner_gone(owner: dict) -> bool:
@@ -84,8 +89,10 @@ def describe_owner(holder: dict | None) -> str:
     for None)."""
     if holder is None:
         return "nobody"
-    return (f"{holder.get('purpose', 'a writer')} by pid {holder.get('pid')} on host {holder.get('host')} since "
-            f"{holder.get('since')}: {holder.get('command')!r}")
+    return (
+        f"{holder.get('purpose', 'a writer')} by pid {holder.get('pid')} on host {holder.get('host')} since "
+        f"{holder.get('since')}: {holder.get('command')!r}"
+    )
 
 
 @contextmanager
@@ -123,10 +130,10 @@ def _acquire(store: LockedStore, owner: dict, force_unlock: bool) -> None:
         if not (force_unlock or owner_gone(holder)):
             raise WriterLockedError(
                 f"{store.location}: another process is writing this cube ({describe_owner(holder)}); wait for it to "
-                "finish, or, if that process died on another machine, re-run with --force-unlock")
+                "finish, or, if that process died on another machine, re-run with --force-unlock"
+            )
         # only the one process that creates this marker breaks the stale lock; others just retry
-        if store.write_group(f"{LOCK}/broken.{holder.get('token')}", {"breaker": owner["token"]},
-                             only_if_absent=True):
+        if store.write_group(f"{LOCK}/broken.{holder.get('token')}", {"breaker": owner["token"]}, only_if_absent=True):
             sync(store.store.delete(f"{LOCK}/zarr.json"))
     raise WriterLockedError(f"{store.location}: could not take the writer lock; another process keeps taking it")
 
@@ -141,5 +148,7 @@ def check_held(store: LockedStore, owner: dict) -> None:
     """
     holder = store.group_attributes(LOCK)
     if holder is None or holder.get("token") != owner["token"]:
-        raise WriterLockedError(f"{store.location}: this process lost the writer lock "
-                                f"(now held by {describe_owner(holder)}); nothing was committed")
+        raise WriterLockedError(
+            f"{store.location}: this process lost the writer lock "
+            f"(now held by {describe_owner(holder)}); nothing was committed"
+        )

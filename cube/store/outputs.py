@@ -23,8 +23,9 @@ from pathlib import Path
 
 from ..dataset.problems import FileProblem
 
-REFUSING_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
-                             errno.EIO})
+REFUSING_ERRNOS = frozenset(
+    {errno.EPERM, errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EIO}
+)
 """OS errors by which a file system refuses an output (an immutable folder, no permission, a read-only or full disk,
 a failing device, a name too long): the path's problem, not the program's; :func:`writing` raises them as
 :class:`OutputRefused`."""
@@ -61,8 +62,11 @@ def is_cube(folder: str | os.PathLike) -> bool:
         group = json.loads(document.read_bytes())
     except (OSError, ValueError):
         return False
-    return isinstance(group, dict) and group.get("node_type") == "group" and "schema_version" in (
-        group.get("attributes") or {})
+    return (
+        isinstance(group, dict)
+        and group.get("node_type") == "group"
+        and "schema_version" in (group.get("attributes") or {})
+    )
 
 
 def check_not_in_cube(path: str | os.PathLike, what: str = "the output", *, itself: bool = True) -> None:
@@ -77,8 +81,10 @@ def check_not_in_cube(path: str | os.PathLike, what: str = "the output", *, itse
     for folder in (resolved, *resolved.parents) if itself else resolved.parents:
         if is_cube(folder):
             where = "is the cube" if folder == resolved else "lies inside the cube"
-            raise OutputRefused(path, f"{what} {where} {folder}; a cube holds only what its own commands write "
-                                "there: write it elsewhere")
+            raise OutputRefused(
+                path,
+                f"{what} {where} {folder}; a cube holds only what its own commands write there: write it elsewhere",
+            )
 
 
 def check_writable(path: str | os.PathLike, what: str = "the output") -> None:
@@ -100,8 +106,9 @@ def check_writable(path: str | os.PathLike, what: str = "the output") -> None:
         os.close(os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600))
     except OSError as err:
         if err.errno in REFUSING_ERRNOS:
-            raise OutputRefused(path, f"{what} cannot be written: {err.strerror} (in {folder}); nothing was "
-                                "written") from None
+            raise OutputRefused(
+                path, f"{what} cannot be written: {err.strerror} (in {folder}); nothing was written"
+            ) from None
 
 
 @contextmanager
@@ -111,11 +118,11 @@ def writing(path: str | os.PathLike, what: str = "the output cannot be written")
 
     Examples
     --------
-    >>> with writing("/d/report", "the report cannot be written"):
-    ...     raise OSError(errno.EIO, os.strerror(errno.EIO), "/d/report/samples.csv")
+    >>> with writing("/d/out", "the report cannot be written"):
+    ...     raise OSError(errno.EIO, os.strerror(errno.EIO), "/d/out/a.csv")
     Traceback (most recent call last):
     ...
-    cube.store.outputs.OutputRefused: /d/report: the report cannot be written: Input/output error (/d/report/samples.csv)
+    cube.store.outputs.OutputRefused: /d/out: the report cannot be written: Input/output error (/d/out/a.csv)
     """
     try:
         yield
@@ -149,8 +156,11 @@ def check_no_links(root: str | os.PathLike, key: str) -> Path:
     for part in Path(key).parts:
         path = path / part
         if path.is_symlink():
-            raise OutputRefused(path, f"is a symbolic link (to {os.readlink(path)}); nothing is deleted through a "
-                                "link: remove the link itself if it is not wanted")
+            raise OutputRefused(
+                path,
+                f"is a symbolic link (to {os.readlink(path)}); nothing is deleted through a "
+                "link: remove the link itself if it is not wanted",
+            )
     real = Path(root).resolve()
     if real not in path.resolve().parents:
         raise OutputRefused(path, f"lies outside {real}; nothing outside it is deleted")
@@ -215,8 +225,9 @@ def check_output_folder(folder: str | os.PathLike, own: Callable[[Path], bool], 
         raise ValueError(f"{folder}: is a file, not a folder for {what}")
     entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     if entries and not own(folder):
-        raise ValueError(f"{folder}: holds files that are not {what} (e.g. {entries[0]}); choose an empty or new "
-                         "folder")
+        raise ValueError(
+            f"{folder}: holds files that are not {what} (e.g. {entries[0]}); choose an empty or new folder"
+        )
     check_writable(folder, f"the folder for {what}")
 
 
@@ -237,4 +248,3 @@ def replacing(target: Path) -> Iterator[Path]:
             os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-

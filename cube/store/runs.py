@@ -28,8 +28,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from .outputs import writing
 from .lock import owner_gone, owner_record
+from .outputs import writing
 from .store import CubeStore, as_store, checked_state
 
 RUNS = "runs"
@@ -53,8 +53,10 @@ def check_run_name(name: str) -> str:
     """
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or name.lower() in RESERVED:
         shown = name if len(str(name)) <= 40 else f"{str(name)[:40]}... ({len(name)} characters)"
-        raise ValueError(f"invalid run name {shown!r}: use letters, digits, '_', '-' and '.' (not first), "
-                         "at most 100 characters" + (f", not {name!r}" if str(name).lower() in RESERVED else ""))
+        raise ValueError(
+            f"invalid run name {shown!r}: use letters, digits, '_', '-' and '.' (not first), "
+            "at most 100 characters" + (f", not {name!r}" if str(name).lower() in RESERVED else "")
+        )
     return name
 
 
@@ -143,8 +145,9 @@ def _replaced(store: CubeStore, name: str) -> list[str]:
     The published ones are listed before the pointer is read: a version whose
     writer is publishing it right now is either not yet marked, or already named.
     """
-    published = [v for v in _versions(store, name)
-                 if "published" in (store.group_attributes(f"{RUNS}/{name}/{v}") or {})]
+    published = [
+        v for v in _versions(store, name) if "published" in (store.group_attributes(f"{RUNS}/{name}/{v}") or {})
+    ]
     current = (_pointer(store, name) or {}).get("version")
     return [v for v in published if v != current]
 
@@ -178,8 +181,9 @@ def open_run(cube: str | os.PathLike | CubeStore, run: str, storage_options: dic
     return ds.set_coords([c for c in ("input_times", "input_coverage") if c in ds])
 
 
-def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | None = None,
-               storage_options: dict | None = None) -> list[str]:
+def prune_runs(
+    cube: str | os.PathLike | CubeStore, older_than_hours: float | None = None, storage_options: dict | None = None
+) -> list[str]:
     """Delete what interrupted or replaced runs left; returns the deleted versions.
 
     Deleted: versions published once that the pointer no longer names (replaced),
@@ -200,8 +204,7 @@ def prune_runs(cube: str | os.PathLike | CubeStore, older_than_hours: float | No
         current = (_pointer(store, name) or {}).get("version")
         for version in [v for v in _versions(store, name) if v != current]:
             attributes = store.group_attributes(f"{RUNS}/{name}/{version}") or {}
-            if "published" in attributes or owner_gone(run_writer(attributes)) or _older(
-                    version, older_than_hours):
+            if "published" in attributes or owner_gone(run_writer(attributes)) or _older(version, older_than_hours):
                 store.delete(f"{RUNS}/{name}/{version}")
                 deleted.append(f"{RUNS}/{name}/{version}")
     return deleted
@@ -239,9 +242,11 @@ def side_by_side(cube_ds: xr.Dataset, run_ds: xr.Dataset) -> xr.Dataset:
     >>> both = side_by_side(open_cube("cube.zarr"), open_run("cube.zarr", "resnet_a"))  # doctest: +SKIP
     >>> (both.prediction.astype(float) - both.target).sel(S2_band="B4").isel(sample=0).plot()  # doctest: +SKIP
     """
+
     def keys(ds: xr.Dataset) -> pd.MultiIndex:
-        return pd.MultiIndex.from_arrays([ds.roi_group.values.astype(object), ds.roi.values.astype(int),
-                                          ds.patch_id.values.astype(int)])
+        return pd.MultiIndex.from_arrays(
+            [ds.roi_group.values.astype(object), ds.roi.values.astype(int), ds.patch_id.values.astype(int)]
+        )
 
     patch = keys(cube_ds).get_indexer(keys(run_ds))
     if (patch < 0).any():
@@ -253,5 +258,6 @@ def side_by_side(cube_ds: xr.Dataset, run_ds: xr.Dataset) -> xr.Dataset:
     s2 = cube_ds.S2.reset_coords(drop=True).drop_vars("time")
     dates = cube_ds.S2_date.reset_coords(drop=True).drop_vars("time")
     both = run_ds.assign(target=s2.isel(patch=where, time=target), inputs=s2.isel(patch=where, time=inputs))
-    return both.assign_coords(patch=where, target_date=dates.isel(patch=where, time=target),
-                              input_dates=dates.isel(patch=where, time=inputs))
+    return both.assign_coords(
+        patch=where, target_date=dates.isel(patch=where, time=target), input_dates=dates.isel(patch=where, time=inputs)
+    )

@@ -44,14 +44,23 @@ SPECS: dict[str, Spec] = {
     "sen12mscr": Spec("sen12mscr", "SEN12MS-CR", ("S1", "S2", "S2_cloudy"), False),
 }
 
-_REFLECTANCE = {"standard_name": "toa_bidirectional_reflectance", "units": "1e-4", "reflectance_scale": S2_SCALE,
-                "comment": "digital numbers: reflectance x 10000 (divide by reflectance_scale for reflectance)"}
+_REFLECTANCE = {
+    "standard_name": "toa_bidirectional_reflectance",
+    "units": "1e-4",
+    "reflectance_scale": S2_SCALE,
+    "comment": "digital numbers: reflectance x 10000 (divide by reflectance_scale for reflectance)",
+}
 DESCRIPTIONS: dict[str, dict] = {
-    "S1": {"long_name": "Sentinel-1 GRD backscatter (VV, VH)",
-           "standard_name": "surface_backwards_scattering_coefficient_of_radar_wave", "units": "dB"},
+    "S1": {
+        "long_name": "Sentinel-1 GRD backscatter (VV, VH)",
+        "standard_name": "surface_backwards_scattering_coefficient_of_radar_wave",
+        "units": "dB",
+    },
     "S2": {"long_name": "Sentinel-2 L1C top-of-atmosphere reflectance", **_REFLECTANCE},
-    "S2_cloudy": {"long_name": "Sentinel-2 L1C top-of-atmosphere reflectance of the cloudy acquisition",
-                  **_REFLECTANCE},
+    "S2_cloudy": {
+        "long_name": "Sentinel-2 L1C top-of-atmosphere reflectance of the cloudy acquisition",
+        **_REFLECTANCE,
+    },
 }
 """Descriptive (CF) attributes of the image variables: what the numbers are. ``units`` are UDUNITS strings, so
 ``1e-4`` says that a stored 5000 is a reflectance of 0.5. :func:`cube.open_cube` shows these also on cubes
@@ -65,8 +74,7 @@ def band_dim(modality: str) -> str:
 
 def image_dims(spec: Spec, modality: str) -> tuple[str, ...]:
     """Dimensions of a modality's image variable."""
-    return ("patch", "time", band_dim(modality), "y", "x") if spec.temporal else ("patch", band_dim(modality),
-                                                                                   "y", "x")
+    return ("patch", "time", band_dim(modality), "y", "x") if spec.temporal else ("patch", band_dim(modality), "y", "x")
 
 
 def compressor(dtype: np.dtype) -> BloscCodec:
@@ -98,8 +106,7 @@ def image_chunk(size: int, tile: int = TILE_PX) -> tuple[int, int]:
     return edge, edge
 
 
-def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype], tile: int = TILE_PX
-             ) -> dict[str, dict]:
+def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype], tile: int = TILE_PX) -> dict[str, dict]:
     """Chunks, shards and codecs of the data variables.
 
     Inner chunk (temporal cubes): one ``tile`` x ``tile`` px part of one (patch,
@@ -115,8 +122,9 @@ def encoding(spec: Spec, times: int, size: int, dtypes: dict[str, np.dtype], til
         enc[m] = {"chunks": chunk, "compressors": (compressor(dtypes[m]),)}
         if spec.temporal:
             enc[m]["shards"] = (1, times, bands, size, size)
-    enc["valid"] = {"chunks": (TABLE_CHUNK, times, len(spec.modalities)) if spec.temporal else
-                    (TABLE_CHUNK, len(spec.modalities))}
+    enc["valid"] = {
+        "chunks": (TABLE_CHUNK, times, len(spec.modalities)) if spec.temporal else (TABLE_CHUNK, len(spec.modalities))
+    }
     return enc
 
 
@@ -128,8 +136,11 @@ def table_encoding(ds: xr.Dataset) -> dict[str, dict]:
     cube converted in parts (test, then val, then train) would cost several requests
     per variable to open instead of one.
     """
-    return {name: {"chunks": (TABLE_CHUNK, *variable.shape[1:])} for name, variable in ds.variables.items()
-            if variable.dims[:1] == ("patch",)}
+    return {
+        str(name): {"chunks": (TABLE_CHUNK, *variable.shape[1:])}
+        for name, variable in ds.variables.items()
+        if variable.dims[:1] == ("patch",)
+    }
 
 
 @dataclass(frozen=True)
@@ -146,39 +157,73 @@ class PatchMeta:
 
 def _per_patch_coords(spec: Spec, patches: list[PatchMeta], times: int) -> dict[str, tuple]:
     coords: dict[str, tuple] = {
-        "roi_group": ("patch", np.array([p.roi.group for p in patches], dtype=object),
-                      {"long_name": "ROI group (seed scene set); 'ROI' in the official HDF5 naming"}),
-        "roi": ("patch", np.array([p.roi.number for p in patches], dtype=np.int32),
-                {"long_name": "ROI number inside its group; 'tile' in the official HDF5 naming"}),
-        "patch_id": ("patch", np.array([p.pid for p in patches], dtype=np.int32),
-                     {"long_name": "patch number inside the ROI (file name field 'patch_<pid>')"}),
-        "region": ("patch", np.array([region_of(p.roi) for p in patches], dtype=object),
-                   {"long_name": "region of the original toolbox's region lists"}),
-        "split": ("patch", np.array([(split_of if spec.temporal else cr_split_of)(p.roi) for p in patches],
-                                    dtype=object),
-                  {"long_name": "official split under region='all'" if spec.temporal else
-                   "SEN12MS-CR split list naming the scene ('unlisted' if none)"}),
-        "epsg": ("patch", np.array([p.epsg for p in patches], dtype=np.int32),
-                 {"long_name": "EPSG code of the patch's UTM CRS"}),
-        "transform": (("patch", "affine"), np.array([p.transform for p in patches], dtype=np.float64),
-                      {"long_name": "GeoTIFF geotransform (rasterio Affine a, b, c, d, e, f)"}),
+        "roi_group": (
+            "patch",
+            np.array([p.roi.group for p in patches], dtype=object),
+            {"long_name": "ROI group (seed scene set); 'ROI' in the official HDF5 naming"},
+        ),
+        "roi": (
+            "patch",
+            np.array([p.roi.number for p in patches], dtype=np.int32),
+            {"long_name": "ROI number inside its group; 'tile' in the official HDF5 naming"},
+        ),
+        "patch_id": (
+            "patch",
+            np.array([p.pid for p in patches], dtype=np.int32),
+            {"long_name": "patch number inside the ROI (file name field 'patch_<pid>')"},
+        ),
+        "region": (
+            "patch",
+            np.array([region_of(p.roi) for p in patches], dtype=object),
+            {"long_name": "region of the original toolbox's region lists"},
+        ),
+        "split": (
+            "patch",
+            np.array([(split_of if spec.temporal else cr_split_of)(p.roi) for p in patches], dtype=object),
+            {
+                "long_name": "official split under region='all'"
+                if spec.temporal
+                else "SEN12MS-CR split list naming the scene ('unlisted' if none)"
+            },
+        ),
+        "epsg": (
+            "patch",
+            np.array([p.epsg for p in patches], dtype=np.int32),
+            {"long_name": "EPSG code of the patch's UTM CRS"},
+        ),
+        "transform": (
+            ("patch", "affine"),
+            np.array([p.transform for p in patches], dtype=np.float64),
+            {"long_name": "GeoTIFF geotransform (rasterio Affine a, b, c, d, e, f)"},
+        ),
     }
     if spec.temporal:
         for m in spec.modalities:
-            dates = [[np.datetime64(p.dates[(m, t)], "ns") if (m, t) in p.dates else np.datetime64("NaT", "ns")
-                      for t in range(times)] for p in patches]
-            coords[f"{m}_date"] = (("patch", "time"), np.array(dates, dtype="datetime64[ns]"),
-                                   {"long_name": f"{m} acquisition date (from the file name)"})
+            dates = [
+                [
+                    np.datetime64(p.dates[(m, t)], "ns") if (m, t) in p.dates else np.datetime64("NaT", "ns")
+                    for t in range(times)
+                ]
+                for p in patches
+            ]
+            coords[f"{m}_date"] = (
+                ("patch", "time"),
+                np.array(dates, dtype="datetime64[ns]"),
+                {"long_name": f"{m} acquisition date (from the file name)"},
+            )
     return coords
 
 
 def _paths(spec: Spec, patches: list[PatchMeta], times: int) -> dict[str, tuple]:
-    out = {}
+    out: dict[str, tuple] = {}
     for m in spec.modalities:
         if spec.temporal:
             values = np.array([[p.paths.get((m, t), "") for t in range(times)] for p in patches], dtype=object)
-            out[f"{m}_path"] = (("patch", "time"), values, {"long_name": f"source {m} GeoTIFF, relative to "
-                                                            "the source_root attribute ('' if missing)"})
+            out[f"{m}_path"] = (
+                ("patch", "time"),
+                values,
+                {"long_name": f"source {m} GeoTIFF, relative to the source_root attribute ('' if missing)"},
+            )
         else:
             values = np.array([p.paths.get((m, 0), "") for p in patches], dtype=object)
             out[f"{m}_path"] = ("patch", values, {"long_name": f"source {m} GeoTIFF, relative to source_root"})
@@ -193,10 +238,18 @@ def pixel_offsets(size: int) -> dict[str, tuple]:
     """
     centres = (np.arange(size) + 0.5) * PIXEL_SIZE_M
     described = "pixel centre offset within the patch from its {} edge (cube.georeferenced gives UTM coordinates)"
-    return {"y": ("y", centres[::-1].copy(), {"long_name": "northing offset within the patch", "units": "m",
-                                               "description": described.format("bottom")}),
-            "x": ("x", centres, {"long_name": "easting offset within the patch", "units": "m",
-                                 "description": described.format("left")})}
+    return {
+        "y": (
+            "y",
+            centres[::-1].copy(),
+            {"long_name": "northing offset within the patch", "units": "m", "description": described.format("bottom")},
+        ),
+        "x": (
+            "x",
+            centres,
+            {"long_name": "easting offset within the patch", "units": "m", "description": described.format("left")},
+        ),
+    }
 
 
 def patch_variables(spec: Spec, patches: list[PatchMeta], times: int) -> xr.Dataset:
@@ -207,8 +260,9 @@ def patch_variables(spec: Spec, patches: list[PatchMeta], times: int) -> xr.Data
     return xr.Dataset(coords={**_per_patch_coords(spec, patches, times), **_paths(spec, patches, times)})
 
 
-def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes: dict[str, np.dtype],
-             attrs: dict) -> xr.Dataset:
+def template(
+    spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes: dict[str, np.dtype], attrs: dict
+) -> xr.Dataset:
     """The full cube with lazily allocated (never computed) image and validity variables."""
     n = len(patches)
     data_vars = {}
@@ -218,9 +272,14 @@ def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes
         data_vars[m] = (image_dims(spec, m), da.zeros(shape, dtype=dtypes[m], chunks=-1), dict(DESCRIPTIONS[m]))
     valid_dims = ("patch", "time", "modality") if spec.temporal else ("patch", "modality")
     valid_shape = (n, times, len(spec.modalities)) if spec.temporal else (n, len(spec.modalities))
-    data_vars["valid"] = (valid_dims, da.zeros(valid_shape, dtype=bool, chunks=-1),
-                          {"long_name": "the source file was found, checked and converted (False: a gap; "
-                                        "its pixels hold the fill value, 0 or NaN, and must not be used)"})
+    data_vars["valid"] = (
+        valid_dims,
+        da.zeros(valid_shape, dtype=bool, chunks=-1),
+        {
+            "long_name": "the source file was found, checked and converted (False: a gap; "
+            "its pixels hold the fill value, 0 or NaN, and must not be used)"
+        },
+    )
     coords = {
         "time": ("time", np.arange(times, dtype=np.int32), {"long_name": "time step (ImgNo in file names)"}),
         "S1_band": ("S1_band", np.array(BANDS["S1"], dtype=object)),
@@ -228,8 +287,14 @@ def template(spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes
         "modality": ("modality", np.array(spec.modalities, dtype=object)),
         "affine": ("affine", np.array(AFFINE, dtype=object)),
     }
-    coords.update(pixel_offsets(size), S2_wavelength=("S2_band", np.array(S2_WAVELENGTH_NM, dtype=np.float32), {
-        "long_name": "band centre wavelength (Sentinel-2A MSI)", "units": "nm"}))
+    coords.update(
+        pixel_offsets(size),
+        S2_wavelength=(
+            "S2_band",
+            np.array(S2_WAVELENGTH_NM, dtype=np.float32),
+            {"long_name": "band centre wavelength (Sentinel-2A MSI)", "units": "nm"},
+        ),
+    )
     if not spec.temporal:
         del coords["time"]
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs).merge(patch_variables(spec, patches, times))

@@ -38,10 +38,18 @@ from zarr.abc.store import ByteRequest
 from zarr.buffer import cpu, default_buffer_prototype
 from zarr.storage import LocalStore, StorePath
 
-from . import chunks
 from ..dataset.rois import PatchLabel, Roi
-from .backends import (CLOUD_VARIABLES, MetadataError, parse_metadata, read_ranges, read_tail, storage_requests,
-                       sync, zarr_store)
+from . import chunks
+from .backends import (
+    CLOUD_VARIABLES,
+    MetadataError,
+    parse_metadata,
+    read_ranges,
+    read_tail,
+    storage_requests,
+    sync,
+    zarr_store,
+)
 from .lock import LOCK, check_held, describe_owner, owner_gone, writer_lock
 from .outputs import check_no_links, writing
 from .schema import SCHEMA_VERSION, UPGRADABLE
@@ -54,8 +62,10 @@ FILES = (INDEX_FILE,)
 """Plain files a cube may hold besides its Zarr hierarchy (:meth:`CubeStore.write_file`)."""
 CONVERSION_STATE = "conversion_state"
 """The root attribute that marks the data of an unfinished conversion (see :data:`INCOMPLETE_NOTE`)."""
-INCOMPLETE_NOTE = ("incomplete: the conversion writing this cube has not finished; open it with "
-                   "cube.open_cube(CUBE, allow_incomplete=True) or finish it with `crts convert SRC CUBE --resume`")
+INCOMPLETE_NOTE = (
+    "incomplete: the conversion writing this cube has not finished; open it with "
+    "cube.open_cube(CUBE, allow_incomplete=True) or finish it with `crts convert SRC CUBE --resume`"
+)
 """Until its conversion completes, a cube's root ``zarr.json`` carries this as the attribute
 :data:`CONVERSION_STATE` and as the kind of its consolidated metadata. zarr knows no such kind, so a plain
 ``xr.open_zarr(CUBE)`` (which reads consolidated metadata by default) fails with a ValueError quoting it, and
@@ -98,8 +108,13 @@ def _single_precision(raw: xr.Dataset) -> xr.Dataset:
     """
     for variable in raw.variables.values():
         scale = variable.attrs.get("scale_factor")
-        if (isinstance(scale, float) and np.float32(scale) == scale and "add_offset" not in variable.attrs
-                and variable.dtype.kind in "iu" and variable.dtype.itemsize <= 2):
+        if (
+            isinstance(scale, float)
+            and np.float32(scale) == scale
+            and "add_offset" not in variable.attrs
+            and variable.dtype.kind in "iu"
+            and variable.dtype.itemsize <= 2
+        ):
             variable.attrs["scale_factor"] = np.float32(scale)
     return raw
 
@@ -110,8 +125,9 @@ def _load_coordinates(raw: xr.Dataset) -> None:
     Not yet decoded, most coordinates are still data variables, named by ``coordinates``
     attributes; decoding (indexes, dates) would read them one after another.
     """
-    names = set(raw.coords) | {name for holder in (raw, *raw.variables.values())
-                               for name in str(holder.attrs.get("coordinates", "")).split()}
+    names = set(raw.coords) | {
+        name for holder in (raw, *raw.variables.values()) for name in str(holder.attrs.get("coordinates", "")).split()
+    }
     loaded = sync(raw[sorted(names & set(raw.variables))].load_async())
     for name in loaded.variables:
         raw.variables[name].data = loaded.variables[name].data
@@ -237,8 +253,10 @@ class CubeStore:
 
     def children(self, prefix: str = "") -> list[str]:
         """Names directly under a prefix."""
+
         async def listing() -> list[str]:
             return [name async for name in self.store.list_dir(prefix)]
+
         try:
             with storage_requests(self.location):
                 return sorted(sync(listing()))
@@ -257,9 +275,11 @@ class CubeStore:
             return
         foreign = [name for name in self.children() if name != LOCK]  # a lock alone: a writer that died at once
         if foreign:
-            raise ValueError(f"{self.location}: exists and is not a cube (it holds {foreign[0]!r}"
-                             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); nothing was written: "
-                             "give a new or empty folder (or URL) for the cube")
+            raise ValueError(
+                f"{self.location}: exists and is not a cube (it holds {foreign[0]!r}"
+                f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); nothing was written: "
+                "give a new or empty folder (or URL) for the cube"
+            )
 
     def group_attributes(self, path: str) -> dict | None:
         """The attributes of a group, or None if there is no group at ``path``."""
@@ -319,8 +339,11 @@ class CubeStore:
         request per thousand objects)."""
         if not self.local:
             return None
-        return sum(os.path.getsize(os.path.join(root, name))
-                   for root, _, names in os.walk(self.location.removeprefix("file://")) for name in names)
+        return sum(
+            os.path.getsize(os.path.join(root, name))
+            for root, _, names in os.walk(self.location.removeprefix("file://"))
+            for name in names
+        )
 
     def group(self, path: str = "", mode: str = "r") -> zarr.Group:
         """A group as zarr sees it now (not as its consolidated metadata saw it at the last commit)."""
@@ -331,10 +354,20 @@ class CubeStore:
         """Write array ``source`` again as ``target`` (replacing it) with other chunks: the same shape, type, fill
         value, codecs, dimension names, attributes and values."""
         old = self.array(source)
-        new = zarr.create_array(self.store, name=target, shape=old.shape, chunks=chunks, dtype=old.dtype,
-                                fill_value=old.fill_value, compressors=old.compressors, filters=old.filters,
-                                dimension_names=old.metadata.dimension_names, attributes=dict(old.attrs),
-                                overwrite=True, zarr_format=3)
+        new = zarr.create_array(
+            self.store,
+            name=target,
+            shape=old.shape,
+            chunks=chunks,
+            dtype=old.dtype,
+            fill_value=old.fill_value,
+            compressors=old.compressors,
+            filters=old.filters,
+            dimension_names=old.metadata.dimension_names,
+            attributes=dict(old.attrs),
+            overwrite=True,
+            zarr_format=3,
+        )
         new[...] = old[...]
 
     def array(self, name: str, mode: str = "r") -> zarr.Array:
@@ -360,9 +393,12 @@ class CubeStore:
 
         async def gather() -> list:
             return await asyncio.gather(*(ranges_of(key, ranges) for key, ranges in requests.items()))
+
         answers = sync(gather())
-        return {key: [None if a is None else a.as_numpy_array() for a in found]
-                for key, found in zip(requests, answers, strict=True)}
+        return {
+            key: [None if a is None else a.as_numpy_array() for a in found]
+            for key, found in zip(requests, answers, strict=True)
+        }
 
     def get_tails(self, requests: dict[str, int]) -> dict[str, tuple[np.ndarray, int] | None]:
         """The last ``n`` bytes (fewer if the object is shorter; uint8) and the size of objects, by key (None
@@ -380,16 +416,28 @@ class CubeStore:
 
         async def gather() -> list:
             return await asyncio.gather(*(tail_of(key, n) for key, n in requests.items()))
+
         with storage_requests(self.location):
             return dict(zip(requests, sync(gather()), strict=True))
 
-    def named(self, err: chunks.DamagedShardError,
-              labels: list[PatchLabel] | dict[int, PatchLabel] | None = None) -> chunks.DamagedShardError:
+    def named(
+        self, err: chunks.DamagedShardError, labels: list[PatchLabel] | dict[int, PatchLabel] | None = None
+    ) -> chunks.DamagedShardError:
         """A damaged shard's error with the cube's location and the labels of the patches it holds (``labels``:
         by store position, where the caller has them; else those of the shard's patches are read)."""
         if labels is None and err.patches:
-            labels = dict(zip(err.patches, labels_of(*(self.array(name)[err.patches.start:err.patches.stop]
-                                                         for name in ("roi_group", "roi", "patch_id"))), strict=True))
+            labels = dict(
+                zip(
+                    err.patches,
+                    labels_of(
+                        *(
+                            self.array(name)[err.patches.start : err.patches.stop]
+                            for name in ("roi_group", "roi", "patch_id")
+                        )
+                    ),
+                    strict=True,
+                )
+            )
         held = tuple(labels[p] for p in err.patches)
         where = f"{self.location.rstrip('/')}/{err.path}" + (f" ({', '.join(map(str, held))})" if held else "")
         return chunks.DamagedShardError(where, err.message, err.patches, held)
@@ -413,11 +461,17 @@ class CubeStore:
         if new:  # all at once: one round trip on a bucket
 
             async def open_arrays() -> list[zarr.AsyncArray]:
-                return await asyncio.gather(*(zarr.api.asynchronous.open_array(store=self.store, path=name, mode="r",
-                                                                               zarr_format=3) for name in new))
+                return await asyncio.gather(
+                    *(
+                        zarr.api.asynchronous.open_array(store=self.store, path=name, mode="r", zarr_format=3)
+                        for name in new
+                    )
+                )
+
             with storage_requests(self.location), self.parsed_by_zarr():
-                self._layouts.update({name: (array, chunks.layout(array))
-                                      for name, array in zip(new, sync(open_arrays()), strict=True)})
+                self._layouts.update(
+                    {name: (array, chunks.layout(array)) for name, array in zip(new, sync(open_arrays()), strict=True)}
+                )
         targets = out or [None] * len(requests)
         for (name, _), target in zip(requests, targets, strict=True):
             stored = self._layouts[name][0].dtype
@@ -426,20 +480,25 @@ class CubeStore:
         plans = [(where := self._layouts[name][1]) and chunks.plan(where, sel) for name, sel in requests]
 
         async def zarr_reads() -> list[np.ndarray]:
-            return await asyncio.gather(*(self._layouts[name][0].getitem(sel)
-                                          for (name, sel), p in zip(requests, plans, strict=True) if not p))
+            return await asyncio.gather(
+                *(self._layouts[name][0].getitem(sel) for (name, sel), p in zip(requests, plans, strict=True) if not p)
+            )
+
         try:
             with storage_requests(self.location), ThreadPoolExecutor(1) as pool:  # zarr's reads beside the direct ones
                 pending = None if all(plans) else pool.submit(sync, zarr_reads())
                 direct = iter(chunks.read_chunks(self.get_tails, self.get_ranges, [p for p in plans if p]))
                 others = iter(pending.result() if pending else [])
-            return [chunks.assemble(p, next(direct), target) if p else _into(target, next(others))
-                    for p, target in zip(plans, targets, strict=True)]
+            return [
+                chunks.assemble(p, next(direct), target) if p else _into(target, next(others))
+                for p, target in zip(plans, targets, strict=True)
+            ]
         except chunks.DamagedShardError as err:
             raise self.named(err) from None
 
-    def dataset(self, group: str | None = None, chunks: dict | None = None, *,
-                load_coordinates: bool = False) -> xr.Dataset:
+    def dataset(
+        self, group: str | None = None, chunks: dict | None = None, *, load_coordinates: bool = False
+    ) -> xr.Dataset:
         """A group as an :class:`xarray.Dataset` (lazy), from its consolidated metadata where it has them.
 
         Packed variables (small integers with a ``scale_factor``, such as
@@ -450,8 +509,14 @@ class CubeStore:
         """
         with warnings.catch_warnings(), self.parsed_by_zarr(group or ""):
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated", RuntimeWarning)
-            opened = partial(xr.open_zarr, self.at(group or ""), chunks=chunks, decode_cf=False, zarr_format=3,
-                             create_default_indexes=not load_coordinates)
+            opened = partial(
+                xr.open_zarr,
+                self.at(group or ""),
+                chunks=chunks,
+                decode_cf=False,
+                zarr_format=3,
+                create_default_indexes=not load_coordinates,
+            )
             try:
                 raw = opened(consolidated=None)
             except ValueError as err:  # the data of an unfinished conversion (mark_incomplete): read as they are
@@ -480,7 +545,8 @@ class CubeStore:
         root["attributes"].pop(CONVERSION_STATE, None)  # the data are final: see mark_incomplete
         listed = root["consolidated_metadata"]["metadata"]
         root["consolidated_metadata"]["metadata"] = {
-            key: value for key, value in listed.items() if key.split("/")[0] not in (STATE, LOCK)}
+            key: value for key, value in listed.items() if key.split("/")[0] not in (STATE, LOCK)
+        }
         self.write("zarr.json", json.dumps(root, indent=2).encode())
 
     def mark_incomplete(self) -> None:
@@ -521,8 +587,9 @@ def plain_files_ignored() -> Iterator[None]:
     """Silence zarr's warning, while it lists a group's members (zarr and xarray writes into existing groups
     do), that the cube's plain files (:data:`FILES`) are no Zarr nodes: they are not meant to be."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", f"Object at ({'|'.join(map(re.escape, FILES))}) is not recognized",
-                                UserWarning)
+        warnings.filterwarnings(
+            "ignore", f"Object at ({'|'.join(map(re.escape, FILES))}) is not recognized", UserWarning
+        )
         yield
 
 
@@ -552,8 +619,7 @@ def labels_of(roi_group: Sequence, roi: Sequence, patch_id: Sequence) -> list[Pa
     return [PatchLabel(Roi(str(g), int(r)), int(p)) for g, r, p in zip(roi_group, roi, patch_id, strict=True)]
 
 
-def as_store(cube: str | os.PathLike | CubeStore, mode: str = "r",
-             storage_options: dict | None = None) -> CubeStore:
+def as_store(cube: str | os.PathLike | CubeStore, mode: str = "r", storage_options: dict | None = None) -> CubeStore:
     """A :class:`CubeStore` for a path, URL or store (in ``mode``)."""
     if isinstance(cube, CubeStore):
         return cube.reopened(mode)
@@ -568,22 +634,31 @@ def checked_state(store: CubeStore, allow_incomplete: bool = False, attributes: 
     attributes, state = attributes if attributes is not None else store.group_attributes(""), store.state()
     if attributes is None and state is None:
         tree = store.local and any(name.startswith("ROIs") for name in store.children())
-        raise FileNotFoundError(f"{store.location}: no cube here (no zarr.json)" + (
-            ": it holds a GeoTIFF tree; convert it first with `crts convert SRC CUBE`" if tree else
-            "; make one with `crts convert SRC CUBE`"))
+        raise FileNotFoundError(
+            f"{store.location}: no cube here (no zarr.json)"
+            + (
+                ": it holds a GeoTIFF tree; convert it first with `crts convert SRC CUBE`"
+                if tree
+                else "; make one with `crts convert SRC CUBE`"
+            )
+        )
     if attributes is not None and attributes.get("schema_version") != SCHEMA_VERSION:
         found = attributes.get("schema_version")
-        remedy = (f"bring it up to date in place with `crts upgrade {store.location}`" if found in UPGRADABLE else
-                  "convert the source again into a new cube")
+        remedy = (
+            f"bring it up to date in place with `crts upgrade {store.location}`"
+            if found in UPGRADABLE
+            else "convert the source again into a new cube"
+        )
         raise FileNotFoundError(f"{store.location}: a cube of schema version {found}, not {SCHEMA_VERSION}; {remedy}")
     state = state or CubeState()
     if not state.complete and not allow_incomplete:
         holder = store.group_attributes(LOCK)
         if holder is not None and not owner_gone(holder):
-            raise IncompleteCubeError(f"{store.location}: is being written ({describe_owner(holder)}); open it when "
-                                      "that process has finished")
-        raise IncompleteCubeError(f"{store.location}: the conversion writing this cube did not finish; "
-                                  "re-run `crts convert SRC CUBE --resume` to complete it")
+            raise IncompleteCubeError(
+                f"{store.location}: is being written ({describe_owner(holder)}); open it when that process has finished"
+            )
+        raise IncompleteCubeError(
+            f"{store.location}: the conversion writing this cube did not finish; "
+            "re-run `crts convert SRC CUBE --resume` to complete it"
+        )
     return state
-
-

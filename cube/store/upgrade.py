@@ -44,8 +44,9 @@ def _rewrite(store: CubeStore, owner: dict, state: CubeState, name: str) -> None
     state.upgrade = None
 
 
-def upgrade(cube: str | os.PathLike | CubeStore, *, force_unlock: bool = False,
-            storage_options: dict | None = None) -> list[str]:
+def upgrade(
+    cube: str | os.PathLike | CubeStore, *, force_unlock: bool = False, storage_options: dict | None = None
+) -> list[str]:
     """Upgrade a cube to schema version :data:`cube.store.schema.SCHEMA_VERSION` in place; returns what was rewritten.
 
     A cube that is up to date is left alone (nothing is written, and no write
@@ -65,8 +66,11 @@ def upgrade(cube: str | os.PathLike | CubeStore, *, force_unlock: bool = False,
     """
     store = as_store(cube, storage_options=storage_options)
     attributes = store.group_attributes("")
-    if attributes is not None and attributes.get("schema_version") == SCHEMA_VERSION and not (
-            (store.state() or CubeState()).upgrade):
+    if (
+        attributes is not None
+        and attributes.get("schema_version") == SCHEMA_VERSION
+        and not ((store.state() or CubeState()).upgrade)
+    ):
         return []
     if attributes is None or attributes.get("schema_version") not in (*UPGRADABLE, SCHEMA_VERSION):
         checked_state(store)  # names what is there and what to do
@@ -84,7 +88,9 @@ def upgrade(cube: str | os.PathLike | CubeStore, *, force_unlock: bool = False,
         store.write_group("", {**store.group_attributes(""), "schema_version": SCHEMA_VERSION})
         store.consolidate()
         state.upgrade = None
-        state.history.append(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} upgraded to schema version "
-                             f"{SCHEMA_VERSION}: {', '.join(tables)} chunked by {TABLE_CHUNK} patches")
+        state.history.append(
+            f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} upgraded to schema version "
+            f"{SCHEMA_VERSION}: {', '.join(tables)} chunked by {TABLE_CHUNK} patches"
+        )
         store.commit(state, owner)
     return tables

@@ -9,6 +9,7 @@ the same coordinates), :func:`stored_order` on the store.
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable
 
 import numpy as np
 import xarray as xr
@@ -18,8 +19,14 @@ from ..dataset.rois import GROUPS, PatchLabel, Roi
 from .schema import DESCRIPTIONS
 from .store import CubeStore, as_store, checked_state, labels_of
 
-def open_cube(path: str | os.PathLike | CubeStore, *, chunks: dict | None | str = "patch",
-              allow_incomplete: bool = False, storage_options: dict | None = None) -> xr.Dataset:
+
+def open_cube(
+    path: str | os.PathLike | CubeStore,
+    *,
+    chunks: dict | str | None = "patch",
+    allow_incomplete: bool = False,
+    storage_options: dict | None = None,
+) -> xr.Dataset:
     """Open a cube written by :func:`cube.convert` as an :class:`xarray.Dataset`.
 
     Patches come in the original toolbox's sample order for split 'all' (ROI
@@ -84,7 +91,10 @@ def _chunked(ds: xr.Dataset, chunks: str | dict) -> xr.Dataset:
     for name in ds.data_vars:
         variable = ds[name].variable  # (a DataArray's chunk would chunk its coordinates too)
         image = "y" in variable.dims and "patch" in variable.dims
-        per = {"patch": 1, **({"time": 1} if chunks == "inner" and "time" in variable.dims else {})}
+        per: dict[Hashable, int] = {
+            "patch": 1,
+            **({"time": 1} if chunks == "inner" and "time" in variable.dims else {}),
+        }
         out[name] = variable.chunk({d: per.get(d, -1) for d in variable.dims} if image else -1)
     return out
 
@@ -94,7 +104,6 @@ def finished_detectors(ds: xr.Dataset) -> tuple[str, ...]:
     return tuple(ds.attrs.get("cloud_detectors", "").split())
 
 
-
 def sample_order(ds: xr.Dataset) -> np.ndarray:
     """Positions that sort the patches in the original's sample order.
 
@@ -102,15 +111,18 @@ def sample_order(ds: xr.Dataset) -> np.ndarray:
     ROI table's order, then patch numbers in natural order.
     """
     natural = natsort_keygen()
-    keys = [(GROUPS.index(str(g)), int(r), natural(str(p)))
-            for g, r, p in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True)]
+    keys = [
+        (GROUPS.index(str(g)), int(r), natural(str(p)))
+        for g, r, p in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True)
+    ]
     return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=int)
 
 
 def stored_order(store: CubeStore) -> np.ndarray:
     """For each patch in sample order (as :func:`open_cube` gives them), its position in the store."""
-    return sample_order(xr.Dataset({name: ("patch", store.array(name)[:]) for name in ("roi_group", "roi",
-                                                                                        "patch_id")}))
+    return sample_order(
+        xr.Dataset({name: ("patch", store.array(name)[:]) for name in ("roi_group", "roi", "patch_id")})
+    )
 
 
 def patch_bounds(ds: xr.Dataset) -> np.ndarray:
@@ -139,8 +151,9 @@ def patch_index(ds: xr.Dataset, roi: str | Roi, patch_id: int) -> int:
     if not isinstance(roi, str | Roi):
         raise ValueError(f"invalid ROI {roi!r}: give it as 'ROIsXXXX/NN', e.g. patch_index(ds, 'ROIs1868/17', 352)")
     roi = roi if isinstance(roi, Roi) else Roi.parse(roi, known=False)
-    hits = np.flatnonzero((ds.roi_group.values == roi.group) & (ds.roi.values == roi.number)
-                          & (ds.patch_id.values == patch_id))
+    hits = np.flatnonzero(
+        (ds.roi_group.values == roi.group) & (ds.roi.values == roi.number) & (ds.patch_id.values == patch_id)
+    )
     if len(hits) != 1:
         raise KeyError(f"patch {patch_id} of {roi} is not in the cube")
     return int(hits[0])
@@ -168,13 +181,17 @@ def georeferenced(ds: xr.Dataset, patch: int, variable: str = "S2", bands: list[
     from rasterio.transform import Affine
 
     one = ds[variable].isel(patch=patch)
-    band = next((d for d in one.dims if d.endswith("_band")), None)
+    band = next((d for d in one.dims if isinstance(d, str) and d.endswith("_band")), None)
     if band:  # per-band names: rioxarray writes them as the GeoTIFF's band descriptions
         one = one.sel({band: list(bands)}) if bands is not None else one
-        one = one.assign_attrs(description=one.attrs.get("long_name", ""),
-                               long_name=tuple(str(b) for b in one[band].values))
+        one = one.assign_attrs(
+            description=one.attrs.get("long_name", ""), long_name=tuple(str(b) for b in one[band].values)
+        )
     transform = Affine(*ds.transform.isel(patch=patch).values.tolist())
     cols, rows = np.arange(one.sizes["x"]) + 0.5, np.arange(one.sizes["y"]) + 0.5
     one = one.assign_coords(x=("x", transform.c + transform.a * cols), y=("y", transform.f + transform.e * rows))
-    return (one.rio.write_crs(f"EPSG:{int(ds.epsg.isel(patch=patch))}")
-            .rio.write_transform(transform).rio.write_coordinate_system())
+    return (
+        one.rio.write_crs(f"EPSG:{int(ds.epsg.isel(patch=patch))}")
+        .rio.write_transform(transform)
+        .rio.write_coordinate_system()
+    )

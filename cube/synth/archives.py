@@ -37,8 +37,10 @@ def _members(tree: Path) -> dict[str, list[tuple[str, Path]]]:
     ts, problems = scan_ts(tree)
     cr, cr_problems = ([], []) if ts else scan_cr(tree)
     if problems or cr_problems or not (ts or cr):
-        raise ValueError(f"{tree}: not a complete SEN12MS-CR-TS or SEN12MS-CR tree "
-                         f"({([*map(str, problems + cr_problems)] + ['no files'])[0]})")
+        raise ValueError(
+            f"{tree}: not a complete SEN12MS-CR-TS or SEN12MS-CR tree "
+            f"({[*map(str, problems + cr_problems), 'no files'][0]})"
+        )
     for f in ts:
         name, top = archive_of(f.modality, f.roi)
         archives[name].append((f"{top}/{f.path.relative_to(tree).as_posix()}", f.path))
@@ -68,8 +70,14 @@ def _write_archive(path: Path, files: list[tuple[str, Path]], shuffled: bool, se
     os.replace(part, path)
 
 
-def write_archives(tree: str | os.PathLike, out: str | os.PathLike, *, shuffle: Collection[str] | bool = (),
-                   seed: int = 0, progress: bool = True) -> list[Path]:
+def write_archives(
+    tree: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    shuffle: Collection[str] | bool = (),
+    seed: int = 0,
+    progress: bool = True,
+) -> list[Path]:
     """Pack a tree into the published archives (see the module docstring) in ``out``.
 
     Parameters
@@ -111,9 +119,15 @@ def write_archives(tree: str | os.PathLike, out: str | os.PathLike, *, shuffle: 
     return written
 
 
-def make_archived_dataset(out: str | os.PathLike, rois: list[str | Roi] | None = None, *,
-                          overwrite: bool = False, shuffle: Collection[str] | bool = (), progress: bool = True,
-                          **options: object) -> list[Path]:
+def make_archived_dataset(
+    out: str | os.PathLike,
+    rois: list[str | Roi] | None = None,
+    *,
+    overwrite: bool = False,
+    shuffle: Collection[str] | bool = (),
+    progress: bool = True,
+    **options: object,
+) -> list[Path]:
     """A synthetic data set written only as its published archives, with its ground truth and manifest beside them.
 
     The tree is written into ``out`` first (``options`` as for

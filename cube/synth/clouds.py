@@ -28,8 +28,7 @@ _CIRRUS = np.array([0.08, 0.08, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07, 0.05, 
 # Thin clouds are more transparent at longer wavelengths: opacity ** (1 + _SPECTRAL).
 _SPECTRAL = np.array([0, 0, 0, 0, 0.1, 0.1, 0.2, 0.2, 0.2, 0.2, 0, 0.6, 0.8], dtype=np.float32)
 # Share of the signal lost in shadow per band: diffuse skylight keeps blue shadows brighter.
-_SHADOW_LOSS = np.array([0.35, 0.40, 0.50, 0.60, 0.65, 0.70, 0.72, 0.75, 0.75, 0.75, 0.0, 0.78, 0.78],
-                        dtype=np.float32)
+_SHADOW_LOSS = np.array([0.35, 0.40, 0.50, 0.60, 0.65, 0.70, 0.72, 0.75, 0.75, 0.75, 0.0, 0.78, 0.78], dtype=np.float32)
 
 # Chance of a clear and of an overcast acquisition, before the seasonal modulation.
 _P_CLEAR, _P_OVERCAST = 0.32, 0.18
@@ -66,8 +65,8 @@ def draw_sky(rng: np.random.Generator, shape: tuple[int, int], coverage: float, 
     """Cloud fields over a mosaic of ``shape`` (unpadded) covering about ``coverage`` of it."""
     padded = (shape[0] + 2 * PAD, shape[1] + 2 * PAD)
     inner = (slice(PAD, PAD + shape[0]), slice(PAD, PAD + shape[1]))
-    opacity = np.zeros(padded, np.float32)
-    cirrus = np.zeros(padded, np.float32)
+    opacity: np.ndarray = np.zeros(padded, np.float32)
+    cirrus: np.ndarray = np.zeros(padded, np.float32)
     if coverage > 0:
         field = fractal_noise(rng, padded, rng.uniform(2.4, 3.3))
         thin_only = rng.random() < 0.25
@@ -83,17 +82,21 @@ def draw_sky(rng: np.random.Generator, shape: tuple[int, int], coverage: float, 
             cirrus = np.clip((streaks - level) / 0.6, 0, 1) * rng.uniform(0.3, 0.8)
     sun_azimuth = np.deg2rad(rng.normal(150 if latitude >= 0 else 30, 15))
     length = rng.uniform(15, PAD)
-    shift = (int(round(length * np.cos(sun_azimuth))), int(round(-length * np.sin(sun_azimuth))))
-    return Sky(opacity=opacity.astype(np.float32), cirrus=cirrus.astype(np.float32),
-               brightness=(1 + 0.25 * fractal_noise(rng, padded, 2.2)).astype(np.float32),
-               cirrus_b10=float(0.02 + 0.03 * rng.uniform(1, 8)), shift=shift,
-               shadow_strength=float(rng.uniform(0.7, 0.95)))
+    shift = (round(length * np.cos(sun_azimuth)), round(-length * np.sin(sun_azimuth)))
+    return Sky(
+        opacity=opacity.astype(np.float32),
+        cirrus=cirrus.astype(np.float32),
+        brightness=(1 + 0.25 * fractal_noise(rng, padded, 2.2)).astype(np.float32),
+        cirrus_b10=float(0.02 + 0.03 * rng.uniform(1, 8)),
+        shift=shift,
+        shadow_strength=float(rng.uniform(0.7, 0.95)),
+    )
 
 
 def _inner(field: np.ndarray, shape: tuple[int, int], shift: tuple[int, int] = (0, 0)) -> np.ndarray:
     """The mosaic part of a padded field, read ``shift`` pixels away (for shadows)."""
     r, c = PAD - shift[0], PAD - shift[1]
-    return field[r:r + shape[0], c:c + shape[1]]
+    return field[r : r + shape[0], c : c + shape[1]]
 
 
 def apply_sky(clear: np.ndarray, sky: Sky) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -39,8 +39,12 @@ YEAR = 2018
 
 # Rough latitude/longitude boxes of the regions, for a plausible UTM zone and seasons.
 _REGION_BOX: dict[str, tuple[float, float, float, float]] = {
-    "africa": (-5, 15, 10, 35), "america": (-30, 45, -110, -50), "asiaEast": (20, 45, 100, 140),
-    "asiaWest": (20, 45, 40, 75), "europa": (40, 60, -5, 30), "unassigned": (20, 45, 40, 75),
+    "africa": (-5, 15, 10, 35),
+    "america": (-30, 45, -110, -50),
+    "asiaEast": (20, 45, 100, 140),
+    "asiaWest": (20, 45, 40, 75),
+    "europa": (40, 60, -5, 30),
+    "unassigned": (20, 45, 40, 75),
 }
 
 
@@ -111,17 +115,34 @@ def plan_roi(roi: Roi, n_patches: int, size: int, times: int, seed: int) -> RoiP
     row0, col0 = divmod(first, GRID_COLUMNS)
     col_min = col0 if n_patches <= GRID_COLUMNS else 0
     s1_dates, s2_dates = _acquisition_dates(rng, times)
-    return RoiPlan(roi=roi, region=region, latitude=lat, epsg=epsg, origin=origin, pids=pids,
-                   rows=tuple(p // GRID_COLUMNS - row0 for p in pids),
-                   cols=tuple(p % GRID_COLUMNS - col_min for p in pids),
-                   s1_dates=tuple(s1_dates), s2_dates=tuple(s2_dates), size=size)
+    return RoiPlan(
+        roi=roi,
+        region=region,
+        latitude=lat,
+        epsg=epsg,
+        origin=origin,
+        pids=pids,
+        rows=tuple(p // GRID_COLUMNS - row0 for p in pids),
+        cols=tuple(p % GRID_COLUMNS - col_min for p in pids),
+        s1_dates=tuple(s1_dates),
+        s2_dates=tuple(s2_dates),
+        size=size,
+    )
 
 
 def _write_tif(path: Path, data: np.ndarray, epsg: int, transform: Affine) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
-                       count=data.shape[0], dtype=data.dtype, crs=CRS.from_epsg(epsg),
-                       transform=transform) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=CRS.from_epsg(epsg),
+        transform=transform,
+    ) as dst:
         dst.write(data)
 
 
@@ -129,8 +150,9 @@ def _to_dn(reflectance: np.ndarray) -> np.ndarray:
     return np.clip(np.round(reflectance * S2_SCALE), 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
-def _render_step(plan: RoiPlan, t: int, seed: int, coverage: float | None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _render_step(
+    plan: RoiPlan, t: int, seed: int, coverage: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """S1 (dB), cloudy S2 (DN), clear S2 (DN), cloud and shadow masks and land cover on the mosaic."""
     land = make_landscape(_rng(seed, plan.roi, 1), plan.mosaic_shape, plan.region, plan.latitude)
     rng = _rng(seed, plan.roi, 2, t)
@@ -155,24 +177,47 @@ def _truth_template(plan: RoiPlan, times: int) -> xr.Dataset:
     mask = ("patch", "time", "y", "x")
     ds = xr.Dataset(
         {
-            "cloud": (mask, da.zeros((n, times, s, s), dtype=bool, chunks=mask_chunks),
-                      {"long_name": "true cloud mask", "opacity_min": CLOUD_OPACITY_MIN,
-                       "cirrus_opacity_min": CIRRUS_OPACITY_MIN}),
-            "shadow": (mask, da.zeros((n, times, s, s), dtype=bool, chunks=mask_chunks),
-                       {"long_name": "true cloud-shadow mask (cloud-free pixels only)",
-                        "strength_min": SHADOW_MIN}),
-            "s2_clear": (("patch", "time", "band", "y", "x"),
-                         da.zeros((n, times, len(S2_BANDS), s, s), dtype=np.uint16, chunks=image_chunks),
-                         {"long_name": "cloud- and shadow-free S2 L1C reflectance x 10000"}),
-            "land_cover": (("patch", "y", "x"), da.zeros((n, s, s), dtype=np.uint8, chunks=(1, s, s)),
-                           {"flag_values": list(range(len(CLASSES))), "flag_meanings": " ".join(
-                               c.replace(" ", "_") for c in CLASSES)}),
+            "cloud": (
+                mask,
+                da.zeros((n, times, s, s), dtype=bool, chunks=mask_chunks),
+                {
+                    "long_name": "true cloud mask",
+                    "opacity_min": CLOUD_OPACITY_MIN,
+                    "cirrus_opacity_min": CIRRUS_OPACITY_MIN,
+                },
+            ),
+            "shadow": (
+                mask,
+                da.zeros((n, times, s, s), dtype=bool, chunks=mask_chunks),
+                {"long_name": "true cloud-shadow mask (cloud-free pixels only)", "strength_min": SHADOW_MIN},
+            ),
+            "s2_clear": (
+                ("patch", "time", "band", "y", "x"),
+                da.zeros((n, times, len(S2_BANDS), s, s), dtype=np.uint16, chunks=image_chunks),
+                {"long_name": "cloud- and shadow-free S2 L1C reflectance x 10000"},
+            ),
+            "land_cover": (
+                ("patch", "y", "x"),
+                da.zeros((n, s, s), dtype=np.uint8, chunks=(1, s, s)),
+                {
+                    "flag_values": list(range(len(CLASSES))),
+                    "flag_meanings": " ".join(c.replace(" ", "_") for c in CLASSES),
+                },
+            ),
         },
-        coords={"patch_id": ("patch", np.array(plan.pids)), "time": np.arange(times),
-                "band": np.array(S2_BANDS, dtype=object),
-                "s2_date": ("time", np.array(plan.s2_dates[:times], dtype="datetime64[ns]"))},
-        attrs={"roi_group": plan.roi.group, "roi": plan.roi.number, "region": plan.region,
-               "split": split_of(plan.roi), "epsg": plan.epsg},
+        coords={
+            "patch_id": ("patch", np.array(plan.pids)),
+            "time": np.arange(times),
+            "band": np.array(S2_BANDS, dtype=object),
+            "s2_date": ("time", np.array(plan.s2_dates[:times], dtype="datetime64[ns]")),
+        },
+        attrs={
+            "roi_group": plan.roi.group,
+            "roi": plan.roi.number,
+            "region": plan.region,
+            "split": split_of(plan.roi),
+            "epsg": plan.epsg,
+        },
     )
     return ds
 
@@ -186,10 +231,18 @@ def _ts_task(out: Path, plan: RoiPlan, t: int, seed: int) -> None:
     s1, s2, clear, cloud, shadow, cover = _render_step(plan, t, seed, None)
     for i, pid in enumerate(plan.pids):
         win = plan.window(i)
-        _write_tif(out / ts_relpath("S1", plan.roi, t, plan.s1_dates[t], pid), s1[(slice(None), *win)],
-                   plan.epsg, plan.transform(i))
-        _write_tif(out / ts_relpath("S2", plan.roi, t, plan.s2_dates[t], pid), s2[(slice(None), *win)],
-                   plan.epsg, plan.transform(i))
+        _write_tif(
+            out / ts_relpath("S1", plan.roi, t, plan.s1_dates[t], pid),
+            s1[(slice(None), *win)],
+            plan.epsg,
+            plan.transform(i),
+        )
+        _write_tif(
+            out / ts_relpath("S2", plan.roi, t, plan.s2_dates[t], pid),
+            s2[(slice(None), *win)],
+            plan.epsg,
+            plan.transform(i),
+        )
     _write_truth(out, plan, t, clear, cloud, shadow, cover)
 
 
@@ -205,23 +258,37 @@ def _cr_task(out: Path, plan: RoiPlan, seed: int) -> None:
     _write_truth(out, plan, 0, clear, cloud, shadow, cover)
 
 
-def _write_truth(out: Path, plan: RoiPlan, t: int, clear: np.ndarray, cloud: np.ndarray,
-                 shadow: np.ndarray, cover: np.ndarray) -> None:
+def _write_truth(
+    out: Path, plan: RoiPlan, t: int, clear: np.ndarray, cloud: np.ndarray, shadow: np.ndarray, cover: np.ndarray
+) -> None:
     """Fill time step t of an ROI's ground truth (a chunk-aligned region: safe beside other tasks)."""
     wins = [plan.window(i) for i in range(len(plan.pids))]
-    step = xr.Dataset({
-        "cloud": (("patch", "time", "y", "x"), np.stack([cloud[w] for w in wins])[:, None]),
-        "shadow": (("patch", "time", "y", "x"), np.stack([shadow[w] for w in wins])[:, None]),
-        "s2_clear": (("patch", "time", "band", "y", "x"),
-                     np.stack([clear[(slice(None), *w)] for w in wins])[:, None]),
-    })
+    step = xr.Dataset(
+        {
+            "cloud": (("patch", "time", "y", "x"), np.stack([cloud[w] for w in wins])[:, None]),
+            "shadow": (("patch", "time", "y", "x"), np.stack([shadow[w] for w in wins])[:, None]),
+            "s2_clear": (
+                ("patch", "time", "band", "y", "x"),
+                np.stack([clear[(slice(None), *w)] for w in wins])[:, None],
+            ),
+        }
+    )
     store = _truth_path(out, plan.roi)
-    step.to_zarr(store, region={"patch": slice(None), "time": slice(t, t + 1), "y": slice(None),
-                                "x": slice(None), "band": slice(None)}, mode="r+", zarr_format=3, consolidated=False)
+    step.to_zarr(
+        store,
+        region={"patch": slice(None), "time": slice(t, t + 1), "y": slice(None), "x": slice(None), "band": slice(None)},
+        mode="r+",
+        zarr_format=3,
+        consolidated=False,
+    )
     if t == 0:
         xr.Dataset({"land_cover": (("patch", "y", "x"), np.stack([cover[w] for w in wins]))}).to_zarr(
-            store, region={"patch": slice(None), "y": slice(None), "x": slice(None)}, mode="r+",
-            zarr_format=3, consolidated=False)
+            store,
+            region={"patch": slice(None), "y": slice(None), "x": slice(None)},
+            mode="r+",
+            zarr_format=3,
+            consolidated=False,
+        )
 
 
 def prepare_output(out: Path, overwrite: bool) -> None:
@@ -232,8 +299,10 @@ def prepare_output(out: Path, overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
         if not (out / MANIFEST).exists():
-            raise FileExistsError(f"{out} holds no {MANIFEST}: it was not made by this generator, "
-                                  "so it is not deleted, even with --overwrite")
+            raise FileExistsError(
+                f"{out} holds no {MANIFEST}: it was not made by this generator, "
+                "so it is not deleted, even with --overwrite"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -251,9 +320,19 @@ def _check_arguments(rois: list[Roi], patches_per_roi: int, size: int, times: in
         raise ValueError(f"invalid ROI list: {', '.join(map(str, rois))} names an ROI twice")
 
 
-def make_dataset(out: str | os.PathLike, rois: list[str | Roi] | None = None, *, patches_per_roi: int = 2,
-                 size: int = 256, times: int = 30, seed: int = 0, layout: str = "sen12mscrts",
-                 workers: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+def make_dataset(
+    out: str | os.PathLike,
+    rois: list[str | Roi] | None = None,
+    *,
+    patches_per_roi: int = 2,
+    size: int = 256,
+    times: int = 30,
+    seed: int = 0,
+    layout: str = "sen12mscrts",
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
     """Write a synthetic data set in the exact on-disk layout of SEN12MS-CR-TS (or SEN12MS-CR).
 
     Land cover with seasonal vegetation, thick and thin clouds, cirrus and
@@ -303,16 +382,24 @@ def make_dataset(out: str | os.PathLike, rois: list[str | Roi] | None = None, *,
     check_workers(workers)
     out = Path(out)
     prepare_output(out, overwrite)
-    manifest = {"generator": "cube.synth", "version": __version__, "layout": layout,
-                "rois": [str(r) for r in parsed], "patches_per_roi": patches_per_roi, "size": size,
-                "times": times if layout == "sen12mscrts" else 1, "seed": seed, "complete": False}
+    manifest = {
+        "generator": "cube.synth",
+        "version": __version__,
+        "layout": layout,
+        "rois": [str(r) for r in parsed],
+        "patches_per_roi": patches_per_roi,
+        "size": size,
+        "times": times if layout == "sen12mscrts" else 1,
+        "seed": seed,
+        "complete": False,
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
-    plans = [plan_roi(r, patches_per_roi, size, times if layout == "sen12mscrts" else 2, seed)
-             for r in parsed]
+    plans = [plan_roi(r, patches_per_roi, size, times if layout == "sen12mscrts" else 2, seed) for r in parsed]
     for plan in plans:
-        _truth_template(plan, manifest["times"]).to_zarr(_truth_path(out, plan.roi), compute=False,
-                                                         zarr_format=3, consolidated=False)
+        _truth_template(plan, manifest["times"]).to_zarr(
+            _truth_path(out, plan.roi), compute=False, zarr_format=3, consolidated=False
+        )
     if layout == "sen12mscrts":
         tasks = [(_ts_task, out, plan, t, seed) for plan in plans for t in range(times)]
     else:
@@ -363,9 +450,12 @@ def open_truth(root: str | os.PathLike) -> xr.Dataset:
     for roi in sorted((Roi.parse(r) for r in manifest["rois"]), key=ALL_ROIS.index):
         ds = xr.open_zarr(_truth_path(root, roi), consolidated=False)
         n = ds.sizes["patch"]
-        ds = ds.assign_coords(roi_group=("patch", [roi.group] * n), roi=("patch", [roi.number] * n),
-                              region=("patch", [ds.attrs["region"]] * n), split=("patch", [ds.attrs["split"]] * n),
-                              s2_date=ds.s2_date.expand_dims(patch=n))
+        ds = ds.assign_coords(
+            roi_group=("patch", [roi.group] * n),
+            roi=("patch", [roi.number] * n),
+            region=("patch", [ds.attrs["region"]] * n),
+            split=("patch", [ds.attrs["split"]] * n),
+            s2_date=ds.s2_date.expand_dims(patch=n),
+        )
         parts.append(ds.drop_attrs())
-    return xr.concat(parts, dim="patch", data_vars="all", coords="different", compat="equals",
-                     join="outer")
+    return xr.concat(parts, dim="patch", data_vars="all", coords="different", compat="equals", join="outer")

@@ -46,8 +46,9 @@ def _metas(rois: list[Roi], counts: dict[Roi, int], times: int, size: int, seed:
         if not counts[roi]:
             continue
         plan = plan_roi(roi, counts[roi], size, times, seed)
-        dates = {("S1", t): d for t, d in enumerate(plan.s1_dates)} | {("S2", t): d for t, d in
-                                                                        enumerate(plan.s2_dates)}
+        dates = {("S1", t): d for t, d in enumerate(plan.s1_dates)} | {
+            ("S2", t): d for t, d in enumerate(plan.s2_dates)
+        }
         for i, pid in enumerate(plan.pids):
             paths = {(m, t): ts_relpath(m, roi, t, dates[(m, t)], pid).as_posix() for m, t in dates}
             metas.append(PatchMeta(roi, pid, plan.epsg, tuple(plan.transform(i))[:6], dates, paths))
@@ -63,8 +64,16 @@ def _flags(rng: np.random.Generator, n: int, times: int, gaps: float) -> tuple[n
     return valid, coverage
 
 
-def make_hollow(location: str | os.PathLike | CubeStore, n_patches: int = 15_600, *, parts: int = 1,
-                times: int = 30, size: int = 256, gaps: float = 0.01, seed: int = 0) -> CubeStore:
+def make_hollow(
+    location: str | os.PathLike | CubeStore,
+    n_patches: int = 15_600,
+    *,
+    parts: int = 1,
+    times: int = 30,
+    size: int = 256,
+    gaps: float = 0.01,
+    seed: int = 0,
+) -> CubeStore:
     """Write a hollow SEN12MS-CR-TS cube (see the module docstring) of ``n_patches`` patches.
 
     Parameters
@@ -106,8 +115,13 @@ def make_hollow(location: str | os.PathLike | CubeStore, n_patches: int = 15_600
             place_patches(store, owner, spec, state, first, metas, times, size, DTYPES, TILE_PX, Path(SOURCE))
             valid, coverage = _flags(rng, len(metas), times, gaps)
             store.group(mode="r+")["valid"][first:] = valid
-            commit_complete(store, owner, state, store.array("valid")[:], f"hollow: {len(metas)} patch(es) of "
-                            f"split {split} ({dt.date.today()})")
+            commit_complete(
+                store,
+                owner,
+                state,
+                store.array("valid")[:],
+                f"hollow: {len(metas)} patch(es) of split {split} ({dt.date.today()})",
+            )
             coverages.append(coverage)
         state.clouds = {"detectors": list(DETECTORS), "complete": False}
         store.commit(state, owner)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def fractal_noise(rng: np.random.Generator, shape: tuple[int, int], beta: float,
-                  stretch: float = 1.0, angle: float = 0.0) -> np.ndarray:
+def fractal_noise(
+    rng: np.random.Generator, shape: tuple[int, int], beta: float, stretch: float = 1.0, angle: float = 0.0
+) -> np.ndarray:
     """A zero-mean, unit-variance field whose power spectrum falls as ``|k| ** -beta``.
 
     Parameters

@@ -14,8 +14,9 @@ from ..dataset.layout import scan_ts
 from .dataset import open_truth
 
 
-def plot_patch(root: str | os.PathLike, patch: int = 0, n_times: int = 8,
-               out: str | os.PathLike | None = None) -> Path | plt.Figure:
+def plot_patch(
+    root: str | os.PathLike, patch: int = 0, n_times: int = 8, out: str | os.PathLike | None = None
+) -> Path | plt.Figure:
     """Plot S2 (as written, with true cloud and shadow outlines), the cloud-free truth and S1 VV.
 
     Columns are evenly spaced time steps labelled with their S2 and S1 dates.
@@ -43,8 +44,9 @@ def plot_patch(root: str | os.PathLike, patch: int = 0, n_times: int = 8,
         axes[1, col].imshow(true_colour(step.s2_clear.values))
         axes[2, col].imshow(vv, cmap="gray", vmin=-25, vmax=0)
         axes[2, col].set_title(f"S1 {s1f.date:%d %b}", fontsize=8)
-    for row, label in enumerate(("S2 as written\n(yellow cloud,\nmagenta shadow)", "S2 cloud-free\n(truth)",
-                                 "S1 VV [dB]\n(-25..0)")):
+    for row, label in enumerate(
+        ("S2 as written\n(yellow cloud,\nmagenta shadow)", "S2 cloud-free\n(truth)", "S1 VV [dB]\n(-25..0)")
+    ):
         axes[row, 0].set_ylabel(label, fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])

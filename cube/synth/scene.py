@@ -31,14 +31,15 @@ _LOW = np.stack([_WATER, _LEAFOFF, _SOIL, _DRY, _SOIL, _URBAN]).astype(np.float3
 _HIGH = np.stack([_TURBID, _FOREST, _GREEN, _GREEN, _SOIL, _URBAN]).astype(np.float32)
 
 # Aerosol path reflectance per unit optical depth: strongest in the blue.
-_PATH = np.array([0.06, 0.045, 0.03, 0.02, 0.015, 0.012, 0.01, 0.008, 0.008, 0.004, 0.0, 0.002, 0.001],
-                 dtype=np.float32)
+_PATH = np.array(
+    [0.06, 0.045, 0.03, 0.02, 0.015, 0.012, 0.01, 0.008, 0.008, 0.004, 0.0, 0.002, 0.001], dtype=np.float32
+)
 
 # Backscatter (dB) per class: VV, VH at greenness 0 and the change at greenness 1.
-_S1_BASE = np.array([[-21.0, -28.0], [-8.0, -14.0], [-13.0, -21.0], [-11.5, -19.0], [-14.0, -22.0],
-                     [-4.0, -11.0]], dtype=np.float32)
-_S1_GREEN = np.array([[0.0, 0.0], [0.5, 1.0], [3.0, 5.0], [1.5, 2.5], [0.0, 0.0], [0.0, 0.0]],
-                     dtype=np.float32)
+_S1_BASE = np.array(
+    [[-21.0, -28.0], [-8.0, -14.0], [-13.0, -21.0], [-11.5, -19.0], [-14.0, -22.0], [-4.0, -11.0]], dtype=np.float32
+)
+_S1_GREEN = np.array([[0.0, 0.0], [0.5, 1.0], [3.0, 5.0], [1.5, 2.5], [0.0, 0.0], [0.0, 0.0]], dtype=np.float32)
 S1_ENL = 4.4
 """Equivalent number of looks of Sentinel-1 IW GRD, for the speckle."""
 
@@ -66,8 +67,7 @@ class Landscape:
     latitude: float
 
 
-def make_landscape(rng: np.random.Generator, shape: tuple[int, int], region: str,
-                   latitude: float) -> Landscape:
+def make_landscape(rng: np.random.Generator, shape: tuple[int, int], region: str, latitude: float) -> Landscape:
     """Draw land cover fields, crop parcels and surface texture for an ROI mosaic."""
     h, w = shape
     fractions = rng.dirichlet(np.asarray(REGION_COVER[region]) * 40)

@@ -48,15 +48,20 @@ def score_detectors(ds: xr.Dataset) -> pd.DataFrame:
     if not (root / MANIFEST).exists():
         raise FileNotFoundError(f"{root}: not a synthetic data set (no {MANIFEST}), so there is no truth to score")
     truth = open_truth(root)
-    where = {(g, int(r), int(i)): k for k, (g, r, i) in enumerate(zip(
-        truth.roi_group.values, truth.roi.values, truth.patch_id.values, strict=True))}
-    keys = [(str(g), int(r), int(i)) for g, r, i in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values,
-                                                         strict=True)]
+    where = {
+        (g, int(r), int(i)): k
+        for k, (g, r, i) in enumerate(zip(truth.roi_group.values, truth.roi.values, truth.patch_id.values, strict=True))
+    }
+    keys = [
+        (str(g), int(r), int(i)) for g, r, i in zip(ds.roi_group.values, ds.roi.values, ds.patch_id.values, strict=True)
+    ]
     if missing := [key for key in keys if key not in where]:
         g, r, i = missing[0]
-        raise ValueError(f"{root}: its synthetic truth lacks {len(missing)} of the cube's {len(keys)} patches (e.g. "
-                         f"{g}/{r} patch {i}: converted from a synthetic set that is no longer there); --truth scores "
-                         f"a cube converted from one synthetic set: convert {root} into a new cube to score that set")
+        raise ValueError(
+            f"{root}: its synthetic truth lacks {len(missing)} of the cube's {len(keys)} patches (e.g. "
+            f"{g}/{r} patch {i}: converted from a synthetic set that is no longer there); --truth scores "
+            f"a cube converted from one synthetic set: convert {root} into a new cube to score that set"
+        )
     counts: dict[str, np.ndarray] = {}
     kinds: dict[str, str] = {}
     for p, key in enumerate(keys):
@@ -70,6 +75,13 @@ def score_detectors(ds: xr.Dataset) -> pd.DataFrame:
             kinds[name] = kind
     rows = []
     for name, (tp, fp, fn) in counts.items():
-        rows.append({"detector": name, "truth": kinds[name], "precision": tp / max(tp + fp, 1),
-                     "recall": tp / max(tp + fn, 1), "iou": tp / max(tp + fp + fn, 1)})
+        rows.append(
+            {
+                "detector": name,
+                "truth": kinds[name],
+                "precision": tp / max(tp + fp, 1),
+                "recall": tp / max(tp + fn, 1),
+                "iou": tp / max(tp + fp + fn, 1),
+            }
+        )
     return pd.DataFrame(rows).set_index("detector")

@@ -16,8 +16,9 @@ class Grid:
     """What :class:`PatchBlender` reads of a :class:`SampleWindows`: windows of ``window`` px along x (whole rows),
     overlapping by ``overlap`` px, over ``patches`` patches of ``size`` px."""
 
-    def __init__(self, size: int, window: int, overlap: int, windows_per_patch: int, patches: int = 1,
-                 placement: str = "grid") -> None:
+    def __init__(
+        self, size: int, window: int, overlap: int, windows_per_patch: int, patches: int = 1, placement: str = "grid"
+    ) -> None:
         self.placement = placement
         self.input_dims, self.input_overlap = {"y": size, "x": window}, {"y": 0, "x": overlap}
         self.samples = type("Samples", (), {"image_size": size, "__len__": lambda _: patches})()
@@ -34,7 +35,7 @@ def test_the_taper_rises_linearly_over_the_overlap_and_is_symmetric() -> None:
 
 
 def test_random_windows_are_refused() -> None:
-    with pytest.raises(ValueError, match="^blending needs grid windows that cover the patch$"):
+    with pytest.raises(ValueError, match=r"^blending needs grid windows that cover the patch$"):
         PatchBlender(Grid(8, 6, 4, 2, placement="random"), torch.device("cpu"))
 
 

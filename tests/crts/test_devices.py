@@ -23,12 +23,17 @@ def test_auto_is_cuda_only_where_torch_sees_a_gpu(monkeypatch: pytest.MonkeyPatc
     assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 0)  # a named GPU stays named
 
 
-@pytest.mark.parametrize(("choice", "gpus", "message"), [
-    ("gpu", 2, "invalid device 'gpu': choose auto, cpu, cuda, cuda:N, mps, ..."),
-    ("cuda", 0, "invalid device 'cuda': torch sees no CUDA GPU on this machine (use cpu or auto)"),
-    ("cuda:2", 2, "invalid device 'cuda:2': this machine has 2 CUDA GPU(s)")])
-def test_a_device_this_machine_lacks_is_one_line(monkeypatch: pytest.MonkeyPatch, choice: str, gpus: int,
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("choice", "gpus", "message"),
+    [
+        ("gpu", 2, "invalid device 'gpu': choose auto, cpu, cuda, cuda:N, mps, ..."),
+        ("cuda", 0, "invalid device 'cuda': torch sees no CUDA GPU on this machine (use cpu or auto)"),
+        ("cuda:2", 2, "invalid device 'cuda:2': this machine has 2 CUDA GPU(s)"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, choice: str, gpus: int, message: str
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     with pytest.raises(ValueError) as raised:

@@ -46,7 +46,10 @@ def test_written_predictions_equal_the_models_output(cube_copy: Path) -> None:
         expected = np.round(out.clamp(0, 1)[0].numpy() * 10000).astype(np.uint16)
         np.testing.assert_array_equal(run.prediction.values[item["pdx"]], expected)
         assert (run.roi_group.values[item["pdx"]], run.roi.values[item["pdx"]], run.patch_id.values[item["pdx"]]) == (
-            item["roi_group"], item["roi"], item["patch_id"])
+            item["roi_group"],
+            item["roi"],
+            item["patch_id"],
+        )
     assert run.sizes["sample"] == 6 and float(run.rmse.mean()) >= 0
     units = {name: run[name].attrs["units"] for name in ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy")}
     assert units == {"rmse": "1", "mae": "1", "psnr": "dB", "sam": "degree", "ssim": "1", "rmse_cloudy": "1"}
@@ -86,9 +89,12 @@ def test_provenance(cube_copy: Path, tmp_path: Path) -> None:
 
 
 def test_concurrent_runs_do_not_clash(cube_copy: Path) -> None:
-    threads = [threading.Thread(target=evaluate, args=(cube_copy, name), kwargs={
-        "baseline": baseline, "split": "test", "progress": False})
-        for name, baseline in (("a", "least_cloudy"), ("b", "mosaic"), ("a", "least_cloudy"))]
+    threads = [
+        threading.Thread(
+            target=evaluate, args=(cube_copy, name), kwargs={"baseline": baseline, "split": "test", "progress": False}
+        )
+        for name, baseline in (("a", "least_cloudy"), ("b", "mosaic"), ("a", "least_cloudy"))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -124,16 +130,20 @@ def test_report_has_every_run(cube_copy: Path, tmp_path: Path) -> None:
     report = write_report(cube_copy, tmp_path / "report")
     text = report.read_text()
     assert "| least_cloudy" in text and "| mosaic" in text and "by coverage" in text
-    for name in ("overall.csv", "by_region.csv", "by_coverage.csv", "samples.csv", "examples.png",
-                 "rmse_vs_coverage.png"):
+    for name in (
+        "overall.csv",
+        "by_region.csv",
+        "by_coverage.csv",
+        "samples.csv",
+        "examples.png",
+        "rmse_vs_coverage.png",
+    ):
         assert (tmp_path / "report" / name).stat().st_size > 100
 
 
-def test_report_figures_share_one_error_scale_contour_the_inputs_clouds_and_name_the_detector(
-        cube_copy: Path) -> None:
+def test_report_figures_share_one_error_scale_contour_the_inputs_clouds_and_name_the_detector(cube_copy: Path) -> None:
     evaluate(cube_copy, "least", baseline="least_cloudy", split="test", progress=False)
-    evaluate(cube_copy, "mosaic", baseline="mosaic", split="test", cloud_masks="cloud_cloudshadow_mask",
-             progress=False)
+    evaluate(cube_copy, "mosaic", baseline="mosaic", split="test", cloud_masks="cloud_cloudshadow_mask", progress=False)
     fig = plot_samples(cube_copy, ["least", "mosaic"], [0, 5])
     *panels, colorbar = fig.axes
     assert [ax.get_label() for ax in fig.axes].count("<colorbar>") == 1 and colorbar.get_label() == "<colorbar>"
@@ -157,12 +167,16 @@ def test_report_figures_share_one_error_scale_contour_the_inputs_clouds_and_name
 
     table = samples_table(cube_copy)
     assert table.groupby("run").detector.unique().map(list).to_dict() == {
-        "least": ["s2cloudless_mask"], "mosaic": ["cloud_cloudshadow_mask"]}
+        "least": ["s2cloudless_mask"],
+        "mosaic": ["cloud_cloudshadow_mask"],
+    }
     fig = plot_metric_vs_coverage(table)
     ax = fig.axes[0]
     assert "cloud detector: s2cloudless_mask, cloud_cloudshadow_mask" in ax.get_title()
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["least (s2cloudless_mask)",
-                                                                   "mosaic (cloud_cloudshadow_mask)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "least (s2cloudless_mask)",
+        "mosaic (cloud_cloudshadow_mask)",
+    ]
     np.testing.assert_allclose(ax.collections[1].get_offsets()[:, 0], table.query("run == 'mosaic'").input_coverage)
     assert smallest_font(fig) >= 10
     plt.close(fig)
@@ -209,8 +223,7 @@ def test_uncrtaints_run_holds_variances_and_calibration(cube_copy: Path, tmp_pat
 
 def test_windowed_evaluation_of_a_per_pixel_model_equals_the_whole_patch_run(cube_copy: Path) -> None:
     evaluate(cube_copy, "whole", baseline="mosaic", split="test", progress=False)
-    evaluate(cube_copy, "windows", baseline="mosaic", split="test", window=16, overlap=6, batch_size=3,
-             progress=False)
+    evaluate(cube_copy, "windows", baseline="mosaic", split="test", window=16, overlap=6, batch_size=3, progress=False)
     whole, windows = open_run(cube_copy, "whole"), open_run(cube_copy, "windows")
     np.testing.assert_array_equal(windows.prediction.values, whole.prediction.values)
     for metric in ("rmse", "psnr", "sam", "ssim", "rmse_cloudy"):

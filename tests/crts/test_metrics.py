@@ -77,8 +77,9 @@ def test_ssim_matches_an_independent_implementation(images: tuple[torch.Tensor, 
     prediction, target = images
     ours = ssim(prediction.double(), target.double())
     for i in range(3):
-        assert ours[i].item() == pytest.approx(_ssim_numpy(prediction[i].double().numpy(),
-                                                           target[i].double().numpy()), abs=1e-9)
+        assert ours[i].item() == pytest.approx(
+            _ssim_numpy(prediction[i].double().numpy(), target[i].double().numpy()), abs=1e-9
+        )
 
 
 def test_cloudy_and_clear_pixels(images: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -132,8 +133,14 @@ def test_calibration_bins_are_numpy_digitize() -> None:
     error = torch.randn(500, generator=g, dtype=torch.float64)
     edges = np.linspace(variance.min().item(), variance.max().item(), 20)[1:]
     bins = np.digitize(variance.numpy(), edges)
-    stats = [(np.sqrt(np.mean(error.numpy()[bins == b] ** 2)), np.sqrt(np.mean(variance.numpy()[bins == b])),
-              np.mean(bins == b)) for b in np.unique(bins)]
+    stats = [
+        (
+            np.sqrt(np.mean(error.numpy()[bins == b] ** 2)),
+            np.sqrt(np.mean(variance.numpy()[bins == b])),
+            np.mean(bins == b),
+        )
+        for b in np.unique(bins)
+    ]
     expected_uce = sum(w * abs(e - s) for e, s, w in stats)
     expected_auce = sum(abs(e - s) for e, s, _ in stats) / len(stats)
     assert uncertainty_calibration(variance, error) == pytest.approx((expected_uce, expected_auce))

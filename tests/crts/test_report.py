@@ -48,10 +48,17 @@ def run_cube(empty_cube: Path) -> Path:
 
 def _table() -> pd.DataFrame:
     """Four samples of two runs in two regions, one with a perfect (infinite PSNR) prediction."""
-    return pd.DataFrame({"run": ["a", "a", "b", "b"], "region": ["africa", "europa", "africa", "europa"],
-                         "detector": "s2cloudless_mask", "input_coverage": [0.05, 0.6, 0.05, 0.6],
-                         "coverage_bin": ["(-0.001, 0.1]", "(0.5, 0.7]", "(-0.001, 0.1]", "(0.5, 0.7]"],
-                         "rmse": [0.1, 0.3, 0.0, 0.2], "psnr": [20.0, 10.0, math.inf, 14.0]})
+    return pd.DataFrame(
+        {
+            "run": ["a", "a", "b", "b"],
+            "region": ["africa", "europa", "africa", "europa"],
+            "detector": "s2cloudless_mask",
+            "input_coverage": [0.05, 0.6, 0.05, 0.6],
+            "coverage_bin": ["(-0.001, 0.1]", "(0.5, 0.7]", "(-0.001, 0.1]", "(0.5, 0.7]"],
+            "rmse": [0.1, 0.3, 0.0, 0.2],
+            "psnr": [20.0, 10.0, math.inf, 14.0],
+        }
+    )
 
 
 def test_metric_tables_are_means_by_run_region_and_coverage_with_counts() -> None:
@@ -111,15 +118,19 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_a_report_is_never_written_into_a_cube(run_cube: Path) -> None:
     before = _files(run_cube)
     for out in (run_cube, run_cube / "runs" / "report", run_cube / "new" / "report"):
-        with pytest.raises(OutputRefused, match=f"^{re.escape(str(out))}: the folder for an evaluation report "
-                                                f"(is|lies inside) the cube {re.escape(str(run_cube))};") as err:
+        with pytest.raises(
+            OutputRefused,
+            match=f"^{re.escape(str(out))}: the folder for an evaluation report "
+            f"(is|lies inside) the cube {re.escape(str(run_cube))};",
+        ) as err:
             write_report(run_cube, out)
         assert "\n" not in str(err.value)
     assert _files(run_cube) == before
 
 
-def test_a_failing_write_of_the_report_is_one_error_naming_the_file(run_cube: Path, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_write_of_the_report_is_one_error_naming_the_file(
+    run_cube: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out, real_open = tmp_path / "report", io.open
 
     def opened(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:

@@ -19,9 +19,14 @@ def test_a_config_round_trips_through_json_with_overrides_on_top(tmp_path: Path)
     assert TrainConfig.from_json(path, crop=32, lr=None) == dataclasses.replace(config, crop=32)  # None: no override
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{", "not a JSON file of settings"), ("[1]", "not a JSON object of settings (it holds a list)"),
-    ('{"cube": "c", "speed": 1, "colour": 2}', "unknown setting(s) colour, speed")])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "not a JSON file of settings"),
+        ("[1]", "not a JSON object of settings (it holds a list)"),
+        ('{"cube": "c", "speed": 1, "colour": 2}', "unknown setting(s) colour, speed"),
+    ],
+)
 def test_a_bad_settings_file_is_one_line_naming_it(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "config.json"
     path.write_text(text)
@@ -35,13 +40,17 @@ def test_unset_settings_take_the_model_s_recipe_and_set_ones_stay() -> None:
     assert (resolved.lr, resolved.beta1, resolved.epochs, resolved.loss) == (2e-4, 0.5, 3, "l1")
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"batch_size": 0}, "invalid batch_size 0: must be a whole number in [1, inf)"),
-    ({"lr": 0.0}, "invalid lr 0.0: must be a number in (0, inf)"),
-    ({"beta1": 1.0}, "invalid beta1 1.0: must be a number in [0, 1)"),
-    ({"crop": True}, "invalid crop True: must be a whole number in [1, inf)"),
-    ({"epochs": 0, "epochs_decay": 0}, "invalid epochs 0 and epochs_decay 0: together at least 1"),
-    ({"d_model": 100, "n_head": 16}, "invalid d_model 100: must be a multiple of n_head 16")])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"batch_size": 0}, "invalid batch_size 0: must be a whole number in [1, inf)"),
+        ({"lr": 0.0}, "invalid lr 0.0: must be a number in (0, inf)"),
+        ({"beta1": 1.0}, "invalid beta1 1.0: must be a number in [0, 1)"),
+        ({"crop": True}, "invalid crop True: must be a whole number in [1, inf)"),
+        ({"epochs": 0, "epochs_decay": 0}, "invalid epochs 0 and epochs_decay 0: together at least 1"),
+        ({"d_model": 100, "n_head": 16}, "invalid d_model 100: must be a multiple of n_head 16"),
+    ],
+)
 def test_a_setting_out_of_range_is_one_line_naming_it(change: dict, message: str) -> None:
     with pytest.raises(ValueError) as raised:
         TrainConfig("cube.zarr", **change).resolved()

@@ -21,15 +21,19 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize(("body", "expected_line"), [
-    ("print(unguarded_script_call())\n", 2),
-    ("def main():\n    print(unguarded_script_call())\n\n\nmain()\n", 6),
-    ("if __name__ == '__main__':\n    print(unguarded_script_call())\n", None),
-    ("def main():\n    print(unguarded_script_call())\n\n\nif '__main__' == __name__:\n    main()\n", None),
-    ("if __name__ == '__main__':\n    pass\nprint(unguarded_script_call())\n", 4),
-])
-def test_a_call_from_a_scripts_top_level_is_found_unless_guarded(tmp_path: Path, body: str,
-                                                                  expected_line: int | None) -> None:
+@pytest.mark.parametrize(
+    ("body", "expected_line"),
+    [
+        ("print(unguarded_script_call())\n", 2),
+        ("def main():\n    print(unguarded_script_call())\n\n\nmain()\n", 6),
+        ("if __name__ == '__main__':\n    print(unguarded_script_call())\n", None),
+        ("def main():\n    print(unguarded_script_call())\n\n\nif '__main__' == __name__:\n    main()\n", None),
+        ("if __name__ == '__main__':\n    pass\nprint(unguarded_script_call())\n", 4),
+    ],
+)
+def test_a_call_from_a_scripts_top_level_is_found_unless_guarded(
+    tmp_path: Path, body: str, expected_line: int | None
+) -> None:
     script = tmp_path / "probe.py"
     script.write_text(PROBE + body)
     out = _run([str(script)], tmp_path).stdout.strip()
@@ -47,25 +51,30 @@ def test_no_script_to_rerun_from_c_or_a_packages_main(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # two conversions of the tiny set in subprocesses, one with 2 local worker processes
-def test_an_unguarded_script_converts_in_process_and_a_guarded_one_uses_workers(tiny_root: Path,
-                                                                                 tmp_path: Path) -> None:
+def test_an_unguarded_script_converts_in_process_and_a_guarded_one_uses_workers(
+    tiny_root: Path, tmp_path: Path
+) -> None:
     plain = tmp_path / "conv.py"
     plain.write_text(f"import cube\ncube.convert({str(tiny_root)!r}, 'plain.zarr', workers=2)\nprint('done')\n")
     done = _run([str(plain)], tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("done") == 1 and "Traceback" not in done.stderr
     warning = [line for line in done.stderr.splitlines() if "RuntimeWarning" in line]
-    assert warning == [f"{plain}:2: RuntimeWarning: running in this process, 2 tasks at a time: 2 worker processes "
-                       "would each re-run this script from its start; put its top-level code under "
-                       "`if __name__ == \"__main__\":` to use them"]  # once, though convert runs two passes
+    assert warning == [
+        f"{plain}:2: RuntimeWarning: running in this process, 2 tasks at a time: 2 worker processes "
+        "would each re-run this script from its start; put its top-level code under "
+        '`if __name__ == "__main__":` to use them'
+    ]  # once, though convert runs two passes
     guarded = tmp_path / "guarded.py"
-    guarded.write_text(textwrap.dedent(f"""\
+    guarded.write_text(
+        textwrap.dedent(f"""\
         import cube
 
         if __name__ == "__main__":
             cube.convert({str(tiny_root)!r}, "guarded.zarr", workers=2, progress=False)
             print("done")
-        """))
+        """)
+    )
     done = _run([str(guarded)], tmp_path)
     assert done.returncode == 0 and done.stdout.count("done") == 1 and "RuntimeWarning" not in done.stderr
     a, b = open_cube(tmp_path / "plain.zarr"), open_cube(tmp_path / "guarded.zarr")

@@ -48,18 +48,28 @@ sys.exit(main(sys.argv[1:]))
 def crts_measured(args: list[str], peak_file: Path) -> tuple[int, str, int]:
     """``crts ARGS`` in a subprocess (at most 300 s): its exit status, stderr, and peak resident memory in bytes."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", MEASURED, str(peak_file), *args], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURED, str(peak_file), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     return done.returncode, done.stderr, int(peak_file.read_text()) * 1024
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_a_crafted_archive_is_one_line_in_bounded_memory_and_leaves_no_scratch(good: Path, tmp_path: Path,
-                                                                               case: str) -> None:
+def test_a_crafted_archive_is_one_line_in_bounded_memory_and_leaves_no_scratch(
+    good: Path, tmp_path: Path, case: str
+) -> None:
     src = shutil.copytree(good, tmp_path / "archives")
     _, named = crafted(good / "s2_europa.tar.gz", src, case)
-    code, err, peak = crts_measured(["convert", str(src), str(tmp_path / "cube.zarr"), "--times", "3",
-                                     "--workers", "1", "--detectors", "none"], tmp_path / "peak")
+    code, err, peak = crts_measured(
+        ["convert", str(src), str(tmp_path / "cube.zarr"), "--times", "3", "--workers", "1", "--detectors", "none"],
+        tmp_path / "peak",
+    )
     assert code == 2 and "Traceback" not in err
     expected = CASES[case].format(member=re.escape(named))
     assert re.match(rf"crts convert: error: s2_europa\.tar\.gz{expected}", err.strip().splitlines()[-1])
@@ -68,8 +78,9 @@ def test_a_crafted_archive_is_one_line_in_bounded_memory_and_leaves_no_scratch(g
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_with_on_error_skip_the_rest_converts_and_the_images_lost_are_gaps(good: Path, tmp_path: Path,
-                                                                           case: str) -> None:
+def test_with_on_error_skip_the_rest_converts_and_the_images_lost_are_gaps(
+    good: Path, tmp_path: Path, case: str
+) -> None:
     src = shutil.copytree(good, tmp_path / "archives")
     _, named = crafted(good / "s2_europa.tar.gz", src, case)
     report = convert(src, tmp_path / "cube.zarr", times=3, workers=1, on_error="skip", clouds=(), progress=False)

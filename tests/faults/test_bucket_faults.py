@@ -26,8 +26,16 @@ FAULT_RATE, SEED = 0.05, 1
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 ROIs x 2 patches x 4 steps of 64 px."""
-    return make_dataset(tmp_path_factory.mktemp("faults") / "src", ["ROIs1868/17", "ROIs2017/63"],
-                        patches_per_roi=2, size=64, times=4, seed=5, workers=1, progress=False)
+    return make_dataset(
+        tmp_path_factory.mktemp("faults") / "src",
+        ["ROIs1868/17", "ROIs2017/63"],
+        patches_per_roi=2,
+        size=64,
+        times=4,
+        seed=5,
+        workers=1,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +67,10 @@ def test_a_conversion_through_faults_equals_the_fault_free_one(faulty: S3Proxy, 
 
 
 def test_training_reads_through_faults_equal_fault_free_ones(faulty: S3Proxy, clean: str) -> None:
-    direct, through = SEN12MSCRTS(clean, split="all"), SEN12MSCRTS(clean, split="all",
-                                                                   storage_options={"endpoint": faulty.url})
+    direct, through = (
+        SEN12MSCRTS(clean, split="all"),
+        SEN12MSCRTS(clean, split="all", storage_options={"endpoint": faulty.url}),
+    )
     with faulty.counting() as requests:
         read = [through[pdx] for pdx in range(len(through))]
     assert any(r.fault for r in requests)

@@ -27,29 +27,39 @@ def _saved(tmp_path: Path, config: dict | None = None, state: dict | None = None
     return tmp_path / name
 
 
-@pytest.mark.parametrize(("config", "state", "message"), [
-    ({"features": 200000}, None, "config says features=200000, but its tensors make features=4"),
-    ({"n_inputs": 5}, None, "config says n_inputs=5, but its tensors make n_inputs=3"),
-    ({"blocks": 2}, None, "config says blocks=2, but its tensors make blocks=1"),
-    ({"features": "4"}, None, "config 'features' holds '4', not an integer of at least 1"),
-    ({"features": 4.0}, None, "config 'features' holds 4.0, not an integer of at least 1"),
-    ({"n_inputs": True}, None, "config 'n_inputs' holds True, not an integer of at least 1"),
-    ({"out_channels": 0}, None, "config 'out_channels' holds 0, not an integer of at least 1"),
-    ({"blocks": -1}, None, "config 'blocks' holds -1, not an integer of at least 0"),
-    ({"dropout": 0.5}, None, "config has unknown key 'dropout'"),
-    ({"blocks": None}, None, "config lacks 'blocks'"),
-    (None, {"model_final.2.conv_block.1.bias": None}, "state dict lacks model_final.2.conv_block.1.bias"),
-    (None, {"model_final.10.weight": torch.zeros(1)}, "state dict has unexpected tensor model_final.10.weight"),
-    (None, {"model_final.0.bias": torch.zeros(5)}, "tensor model_final.0.bias has shape (5,), but the config "
-                                                   "makes (4,)"),
-    (None, {"model_final.0.bias": torch.zeros(4, dtype=torch.int64)}, "tensor model_final.0.bias holds torch.int64, "
-                                                                      "not floating point numbers"),
-    (None, {"model_final.0.bias": [0.0] * 4}, "'model_final.0.bias' holds a list, not a tensor"),
-    (None, {"model_initial.0.weight": None}, "state dict lacks model_initial.0.weight"),
-    (None, {"model_final.8.weight": torch.zeros(13, 4)}, "tensor model_final.8.weight has 2 dimensions, not 5"),
-])
-def test_a_config_that_disagrees_with_the_tensors_is_named(tmp_path: Path, config: dict | None,
-                                                           state: dict | None, message: str) -> None:
+@pytest.mark.parametrize(
+    ("config", "state", "message"),
+    [
+        ({"features": 200000}, None, "config says features=200000, but its tensors make features=4"),
+        ({"n_inputs": 5}, None, "config says n_inputs=5, but its tensors make n_inputs=3"),
+        ({"blocks": 2}, None, "config says blocks=2, but its tensors make blocks=1"),
+        ({"features": "4"}, None, "config 'features' holds '4', not an integer of at least 1"),
+        ({"features": 4.0}, None, "config 'features' holds 4.0, not an integer of at least 1"),
+        ({"n_inputs": True}, None, "config 'n_inputs' holds True, not an integer of at least 1"),
+        ({"out_channels": 0}, None, "config 'out_channels' holds 0, not an integer of at least 1"),
+        ({"blocks": -1}, None, "config 'blocks' holds -1, not an integer of at least 0"),
+        ({"dropout": 0.5}, None, "config has unknown key 'dropout'"),
+        ({"blocks": None}, None, "config lacks 'blocks'"),
+        (None, {"model_final.2.conv_block.1.bias": None}, "state dict lacks model_final.2.conv_block.1.bias"),
+        (None, {"model_final.10.weight": torch.zeros(1)}, "state dict has unexpected tensor model_final.10.weight"),
+        (
+            None,
+            {"model_final.0.bias": torch.zeros(5)},
+            "tensor model_final.0.bias has shape (5,), but the config makes (4,)",
+        ),
+        (
+            None,
+            {"model_final.0.bias": torch.zeros(4, dtype=torch.int64)},
+            "tensor model_final.0.bias holds torch.int64, not floating point numbers",
+        ),
+        (None, {"model_final.0.bias": [0.0] * 4}, "'model_final.0.bias' holds a list, not a tensor"),
+        (None, {"model_initial.0.weight": None}, "state dict lacks model_initial.0.weight"),
+        (None, {"model_final.8.weight": torch.zeros(13, 4)}, "tensor model_final.8.weight has 2 dimensions, not 5"),
+    ],
+)
+def test_a_config_that_disagrees_with_the_tensors_is_named(
+    tmp_path: Path, config: dict | None, state: dict | None, message: str
+) -> None:
     path = _saved(tmp_path, config, state)
     with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")) as err:
         load_checkpoint(path)
@@ -76,8 +86,13 @@ class _Payload:
 def _foreign_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     """Files that are not our checkpoints, with the problem the error must name."""
     noise = random.Random(0).randbytes
-    files = {"text": "hello\n".encode(), "random": noise(3000), "empty": b"", "zip": b"PK\x03\x04" + noise(300),
-             "code": pickle.dumps({"state_dict": _Payload(tmp_path / "pwned"), "config": {}})}
+    files = {
+        "text": b"hello\n",
+        "random": noise(3000),
+        "empty": b"",
+        "zip": b"PK\x03\x04" + noise(300),
+        "code": pickle.dumps({"state_dict": _Payload(tmp_path / "pwned"), "config": {}}),
+    }
     paths = {}
     for kind, data in files.items():
         (tmp_path / f"{kind}.pt").write_bytes(data)
@@ -92,8 +107,9 @@ def _foreign_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("kind", ["text", "random", "empty", "zip", "code", "tensor", "state", "missing", "folder"])
-def test_evaluate_names_a_checkpoint_that_is_not_one(tiny_cube: Path, tmp_path: Path, kind: str,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_names_a_checkpoint_that_is_not_one(
+    tiny_cube: Path, tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, problem = _foreign_files(tmp_path)[kind]
     code = main(["evaluate", "--cube", str(tiny_cube), "--checkpoint", str(path), "--run", "r"])
     err = capsys.readouterr().err
@@ -104,12 +120,35 @@ def test_evaluate_names_a_checkpoint_that_is_not_one(tiny_cube: Path, tmp_path: 
 
 
 def _resume(cube: Path, out: Path) -> int:
-    return main(["train", "--cube", str(cube), "--out", str(out), "--resume", "--features", "4", "--blocks", "1",
-                 "--n-input-samples", "2", "--crop", "16", "--max-steps", "1", "--num-workers", "0", "--device", "cpu"])
+    return main(
+        [
+            "train",
+            "--cube",
+            str(cube),
+            "--out",
+            str(out),
+            "--resume",
+            "--features",
+            "4",
+            "--blocks",
+            "1",
+            "--n-input-samples",
+            "2",
+            "--crop",
+            "16",
+            "--max-steps",
+            "1",
+            "--num-workers",
+            "0",
+            "--device",
+            "cpu",
+        ]
+    )
 
 
-def test_resume_names_a_corrupt_last_checkpoint(sampling_cube: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_names_a_corrupt_last_checkpoint(
+    sampling_cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "last.pt").write_bytes(random.Random(1).randbytes(2000))
     assert _resume(sampling_cube, tmp_path) == 2
     err = capsys.readouterr().err
@@ -117,11 +156,20 @@ def test_resume_names_a_corrupt_last_checkpoint(sampling_cube: Path, tmp_path: P
     assert err.count("\n") == 1
 
 
-def test_resume_names_a_checkpoint_of_another_model(sampling_cube: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    save_checkpoint(tmp_path / "last.pt", ResNet3D(n_inputs=2, features=8, blocks=1), optimizer={}, scheduler={},
-                    step=1, epoch=0, position=1)
+def test_resume_names_a_checkpoint_of_another_model(
+    sampling_cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_checkpoint(
+        tmp_path / "last.pt",
+        ResNet3D(n_inputs=2, features=8, blocks=1),
+        optimizer={},
+        scheduler={},
+        step=1,
+        epoch=0,
+        position=1,
+    )
     assert _resume(sampling_cube, tmp_path) == 2
     err = capsys.readouterr().err
-    assert err == (f"crts train: error: {tmp_path / 'last.pt'}: a model with features=8, but this run builds "
-                   "features=4\n")
+    assert err == (
+        f"crts train: error: {tmp_path / 'last.pt'}: a model with features=8, but this run builds features=4\n"
+    )

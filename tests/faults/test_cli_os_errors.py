@@ -23,8 +23,20 @@ pytestmark = pytest.mark.faults
 
 
 def _synth(out: Path) -> list[str]:
-    return ["synth", str(out), "--rois", "ROIs1868/17", "--patches-per-roi", "1", "--size", "16", "--times", "1",
-            "--workers", "1"]
+    return [
+        "synth",
+        str(out),
+        "--rois",
+        "ROIs1868/17",
+        "--patches-per-roi",
+        "1",
+        "--size",
+        "16",
+        "--times",
+        "1",
+        "--workers",
+        "1",
+    ]
 
 
 def test_a_name_too_long(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,8 +53,19 @@ def test_a_file_where_a_folder_should_be(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_a_full_disk(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["convert", str(tiny_root), str(tmp_path / "cube.zarr"), "--workers", "1", "--detectors", "none",
-                 "--report", "/dev/full"])
+    code = main(
+        [
+            "convert",
+            str(tiny_root),
+            str(tmp_path / "cube.zarr"),
+            "--workers",
+            "1",
+            "--detectors",
+            "none",
+            "--report",
+            "/dev/full",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err  # after the progress bar
     assert err.endswith("\ncrts convert: error: /dev/full: No space left on device\n") and "Traceback" not in err
@@ -51,8 +74,9 @@ def test_a_full_disk(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixt
 def _crts_under(wrapper: list[str], args: list[str]) -> subprocess.CompletedProcess:
     """``crts ARGS`` as a subprocess behind ``wrapper`` (a command that takes a command line)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run([*wrapper, sys.executable, "-m", "crts", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [*wrapper, sys.executable, "-m", "crts", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def _can(command: list[str]) -> bool:
@@ -60,7 +84,7 @@ def _can(command: list[str]) -> bool:
 
 
 def test_a_read_only_file_system(tmp_path: Path) -> None:
-    mount = ["unshare", "--mount", "sh", "-c", f"mount -t tmpfs -o ro,size=1m none {tmp_path} && exec \"$@\"", "sh"]
+    mount = ["unshare", "--mount", "sh", "-c", f'mount -t tmpfs -o ro,size=1m none {tmp_path} && exec "$@"', "sh"]
     if not _can([*mount, "true"]):
         pytest.skip("needs root to mount a read-only tmpfs in a private mount namespace")
     done = _crts_under(mount, _synth(tmp_path / "data"))
@@ -80,13 +104,27 @@ def test_permission_denied(tmp_path: Path) -> None:
 
 
 def _readonly_commands(sampling_cube: Path, tiny_root: Path, locked: Path, cube: Path) -> dict[str, list[str]]:
-    small = ["--features", "4", "--blocks", "1", "--crop", "16", "--batch-size", "2", "--n-input-samples", "2",
-             "--max-steps", "1"]
-    return {"convert": ["convert", str(tiny_root), str(locked / "c.zarr"), "--workers", "1"],
-            "train": ["train", str(sampling_cube), "--out", str(locked / "run"), *small],
-            "report": ["report", str(cube), "--out", str(locked / "report")],
-            "stats": ["stats", str(sampling_cube), "--plot", str(locked / "p.png")],
-            "evaluate": ["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"]}
+    small = [
+        "--features",
+        "4",
+        "--blocks",
+        "1",
+        "--crop",
+        "16",
+        "--batch-size",
+        "2",
+        "--n-input-samples",
+        "2",
+        "--max-steps",
+        "1",
+    ]
+    return {
+        "convert": ["convert", str(tiny_root), str(locked / "c.zarr"), "--workers", "1"],
+        "train": ["train", str(sampling_cube), "--out", str(locked / "run"), *small],
+        "report": ["report", str(cube), "--out", str(locked / "report")],
+        "stats": ["stats", str(sampling_cube), "--plot", str(locked / "p.png")],
+        "evaluate": ["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"],
+    }
 
 
 @pytest.mark.parametrize("command", ["convert", "train", "report", "stats", "evaluate"])
@@ -112,17 +150,43 @@ def test_read_only_outputs_are_one_line(sampling_cube: Path, tiny_root: Path, tm
 
 # -- every command that writes, where the file system answers EPERM (an immutable folder) or EIO ------------------
 
-WRITERS = ["convert", "clouds", "train", "evaluate", "report", "index", "index --out", "synth", "download", "upgrade",
-           "runs --prune", "stats --plot"]
+WRITERS = [
+    "convert",
+    "clouds",
+    "train",
+    "evaluate",
+    "report",
+    "index",
+    "index --out",
+    "synth",
+    "download",
+    "upgrade",
+    "runs --prune",
+    "stats --plot",
+]
 """Every command that writes (and the options of two that write elsewhere than their cube)."""
-SMALL_TRAINING = ["--features", "4", "--blocks", "1", "--crop", "16", "--batch-size", "2", "--n-input-samples", "2",
-                  "--max-steps", "1"]
+SMALL_TRAINING = [
+    "--features",
+    "4",
+    "--blocks",
+    "1",
+    "--crop",
+    "16",
+    "--batch-size",
+    "2",
+    "--n-input-samples",
+    "2",
+    "--max-steps",
+    "1",
+]
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
     """Every file and folder under ``folder``, files with their content's digest."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "/"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "/"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def _with_a_leftover(cube: Path) -> Path:
@@ -143,14 +207,36 @@ def _writer_case(command: str, sampling_cube: Path, tiny_root: Path, tmp_path: P
     for the commands that write new files, else (a copy of) the cube they change in place."""
     locked = tmp_path / "locked"
     locked.mkdir()
-    new = {"convert": ["convert", str(tiny_root), str(locked / "c.zarr"), "--workers", "1", "--detectors", "none"],
-           "train": ["train", str(sampling_cube), "--out", str(locked / "run"), *SMALL_TRAINING],
-           "index --out": ["index", str(sampling_cube), "--out", str(locked / "patches.parquet")],
-           "synth": ["synth", str(locked / "data"), "--rois", "ROIs1868/17", "--patches-per-roi", "1", "--size", "16",
-                     "--times", "1", "--workers", "1"],
-           "download": ["download", str(locked / "archives"), "--regions", "europa", "--split", "test",
-                        "--base-url", "http://127.0.0.1:9"],
-           "stats --plot": ["stats", str(sampling_cube), "--plot", str(locked / "coverage.png")]}
+    new = {
+        "convert": ["convert", str(tiny_root), str(locked / "c.zarr"), "--workers", "1", "--detectors", "none"],
+        "train": ["train", str(sampling_cube), "--out", str(locked / "run"), *SMALL_TRAINING],
+        "index --out": ["index", str(sampling_cube), "--out", str(locked / "patches.parquet")],
+        "synth": [
+            "synth",
+            str(locked / "data"),
+            "--rois",
+            "ROIs1868/17",
+            "--patches-per-roi",
+            "1",
+            "--size",
+            "16",
+            "--times",
+            "1",
+            "--workers",
+            "1",
+        ],
+        "download": [
+            "download",
+            str(locked / "archives"),
+            "--regions",
+            "europa",
+            "--split",
+            "test",
+            "--base-url",
+            "http://127.0.0.1:9",
+        ],
+        "stats --plot": ["stats", str(sampling_cube), "--plot", str(locked / "coverage.png")],
+    }
     if command in new:
         return new[command], locked
     locked.rmdir()
@@ -169,10 +255,13 @@ def _writer_case(command: str, sampling_cube: Path, tiny_root: Path, tmp_path: P
         return ["report", str(cube), "--out", str(tmp_path / "locked" / "report")], tmp_path / "locked"
     if command == "runs --prune":
         _with_a_leftover(cube)
-    return {"clouds": ["clouds", str(cube), "--detectors", "cloud_cloudshadow_mask", "--workers", "1"],
-            "evaluate": ["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"],
-            "index": ["index", str(cube)], "upgrade": ["upgrade", str(cube)],
-            "runs --prune": ["runs", str(cube), "--prune"]}[command], cube
+    return {
+        "clouds": ["clouds", str(cube), "--detectors", "cloud_cloudshadow_mask", "--workers", "1"],
+        "evaluate": ["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"],
+        "index": ["index", str(cube)],
+        "upgrade": ["upgrade", str(cube)],
+        "runs --prune": ["runs", str(cube), "--prune"],
+    }[command], cube
 
 
 @pytest.fixture
@@ -187,6 +276,7 @@ def immutable() -> Iterator[Callable[[Path], None]]:
         made.append(folder)
         if _can(["touch", str(folder / "probe")]):
             pytest.skip("the immutable flag does not stop this process")
+
     yield make
     for folder in made:
         subprocess.run(["chattr", "-R", "-i", str(folder)], check=True)
@@ -195,6 +285,7 @@ def immutable() -> Iterator[Callable[[Path], None]]:
 def _failing_writes(monkeypatch: pytest.MonkeyPatch, folder: Path, code: int) -> None:
     """Make every write (a file opened for writing, a new folder, a deletion) under ``folder`` fail with the OS
     error ``code``, as a failing disk does, in this process."""
+
     def under(path: object) -> bool:
         return not isinstance(path, int) and Path(os.path.abspath(os.fsdecode(path))).is_relative_to(folder)
 
@@ -223,8 +314,13 @@ def _failing_writes(monkeypatch: pytest.MonkeyPatch, folder: Path, code: int) ->
             refuse(path)
         real_rmtree(path, *args, **kwargs)
 
-    for module, name, replacement in ((io, "open", opened), (builtins, "open", opened), (os, "open", os_opened),
-                                      (os, "mkdir", made), (shutil, "rmtree", removed)):
+    for module, name, replacement in (
+        (io, "open", opened),
+        (builtins, "open", opened),
+        (os, "open", os_opened),
+        (os, "mkdir", made),
+        (shutil, "rmtree", removed),
+    ):
         monkeypatch.setattr(module, name, replacement)
 
 
@@ -238,9 +334,14 @@ def _refused_in_one_line(argv: list[str], capsys: pytest.CaptureFixture[str], fo
 
 
 @pytest.mark.parametrize("command", WRITERS)
-def test_an_immutable_output_is_one_line(sampling_cube: Path, tiny_root: Path, tmp_path: Path, command: str,
-                                         capsys: pytest.CaptureFixture[str],
-                                         immutable: Callable[[Path], None]) -> None:
+def test_an_immutable_output_is_one_line(
+    sampling_cube: Path,
+    tiny_root: Path,
+    tmp_path: Path,
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    immutable: Callable[[Path], None],
+) -> None:
     argv, folder = _writer_case(command, sampling_cube, tiny_root, tmp_path)
     immutable(folder)
     before, inputs = _snapshot(tmp_path), _snapshot(tiny_root)
@@ -250,8 +351,14 @@ def test_an_immutable_output_is_one_line(sampling_cube: Path, tiny_root: Path, t
 
 
 @pytest.mark.parametrize("command", WRITERS)
-def test_a_failing_disk_is_one_line(sampling_cube: Path, tiny_root: Path, tmp_path: Path, command: str,
-                                    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_disk_is_one_line(
+    sampling_cube: Path,
+    tiny_root: Path,
+    tmp_path: Path,
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     argv, folder = _writer_case(command, sampling_cube, tiny_root, tmp_path)
     before, inputs = _snapshot(tmp_path), _snapshot(tiny_root)
     capsys.readouterr()
@@ -268,9 +375,9 @@ class _FailingFile(io.BytesIO):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
 
-def test_a_write_that_names_no_file_names_the_output(tiny_root: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_write_that_names_no_file_names_the_output(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cube = tmp_path / "cube.zarr"
     real_open = io.open
 
@@ -280,8 +387,12 @@ def test_a_write_that_names_no_file_names_the_output(tiny_root: Path, tmp_path: 
 
     for module in (io, builtins):
         monkeypatch.setattr(module, "open", opened)
-    _refused_in_one_line(["convert", str(tiny_root), str(cube), "--workers", "1", "--detectors", "none"], capsys,
-                         cube, "Input/output error")
+    _refused_in_one_line(
+        ["convert", str(tiny_root), str(cube), "--workers", "1", "--detectors", "none"],
+        capsys,
+        cube,
+        "Input/output error",
+    )
     monkeypatch.undo()
     assert not [p for p in cube.rglob("*") if p.is_file()]
 
@@ -304,24 +415,34 @@ def _disk_full_after(monkeypatch: pytest.MonkeyPatch, folder: Path, writes: int)
 
 @pytest.mark.parametrize("source", ["tree", "archives"])
 def test_a_disk_that_fills_up_mid_conversion_is_one_line_and_resume_finishes(
-        tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        source: str) -> None:
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
     """The old message named a zarr temporary file inside the cube and said nothing of --resume."""
     from cube.synth.archives import write_archives
 
     src = tiny_root if source == "tree" else write_archives(tiny_root, tmp_path / "archives", progress=False)[0].parent
     cube = tmp_path / "cube.zarr"
-    argv = ["convert", str(src), str(cube), "--workers", "1", "--detectors", "none",
-            *([] if source == "tree" else ["--times", "4"])]
+    argv = [
+        "convert",
+        str(src),
+        str(cube),
+        "--workers",
+        "1",
+        "--detectors",
+        "none",
+        *([] if source == "tree" else ["--times", "4"]),
+    ]
     _disk_full_after(monkeypatch, cube / "S2" / "c", 3)  # the images of three patches' first steps are written
     code = main(argv)
     monkeypatch.undo()
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip() and "patch/s" not in line]  # (progress bars)
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith(f"crts convert: error: {cube}: the conversion stopped (the patches written so far "
-                               "are kept: run the same command with --resume to finish): No space left on device ("
-                               f"{cube / 'S2' / 'c'}"), lines[0]
+    assert lines[0].startswith(
+        f"crts convert: error: {cube}: the conversion stopped (the patches written so far "
+        "are kept: run the same command with --resume to finish): No space left on device ("
+        f"{cube / 'S2' / 'c'}"
+    ), lines[0]
     assert main([*argv, "--resume"]) == 0
     assert CubeStore(cube).state().complete and CubeStore(cube).array("valid")[:].all()
     assert not list(cube.rglob("*.partial")) and not (tmp_path / "cube.zarr.scratch").exists()

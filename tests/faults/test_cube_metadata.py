@@ -43,11 +43,14 @@ def _with_attribute(hollow: Path, tmp_path: Path, key: str, value: str) -> Path:
 @pytest.mark.parametrize("key", ["zarr.json", "cube_state/zarr.json"])
 def test_crts_info_names_metadata_nested_100000_deep(hollow: Path, tmp_path: Path, key: str) -> None:
     cube = _with_attribute(hollow, tmp_path, key, DEEP)
-    done = subprocess.run([sys.executable, "-m", "crts", "info", str(cube)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "crts", "info", str(cube)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2, done.stderr[-2000:]
-    assert done.stderr == f"crts info: error: {cube}/{key}: metadata nested more than {METADATA_DEPTH} deep " \
-                          "(METADATA_DEPTH)\n"
+    assert (
+        done.stderr == f"crts info: error: {cube}/{key}: metadata nested more than {METADATA_DEPTH} deep "
+        "(METADATA_DEPTH)\n"
+    )
 
 
 def test_an_array_whose_own_metadata_is_too_deep_is_named(hollow: Path, tmp_path: Path) -> None:
@@ -64,17 +67,19 @@ def test_metadata_at_the_depth_bound_is_read(hollow: Path, tmp_path: Path) -> No
         parse_metadata(b'{"a": ' + b"[" * METADATA_DEPTH + b"]" * METADATA_DEPTH + b"}", "x")
 
 
-def test_oversized_metadata_is_refused(hollow: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_oversized_metadata_is_refused(
+    hollow: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(backends, "METADATA_BYTES", 1000)
     assert main(["info", str(hollow)]) == 2
     size = (hollow / "zarr.json").stat().st_size
-    assert capsys.readouterr().err == (f"crts info: error: {hollow}/zarr.json: {size} bytes of metadata, more than "
-                                       "a cube's can be (1000, METADATA_BYTES)\n")
+    assert capsys.readouterr().err == (
+        f"crts info: error: {hollow}/zarr.json: {size} bytes of metadata, more than "
+        "a cube's can be (1000, METADATA_BYTES)\n"
+    )
 
 
-def test_metadata_that_is_not_json_is_named(hollow: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_metadata_that_is_not_json_is_named(hollow: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cube = tmp_path / "cube.zarr"
     shutil.copytree(hollow, cube)
     (cube / "cube_state" / "zarr.json").write_bytes(b'{"node_type": "group", "attributes": {"complete": tr')
@@ -82,13 +87,17 @@ def test_metadata_that_is_not_json_is_named(hollow: Path, tmp_path: Path,
     assert capsys.readouterr().err.startswith(f"crts info: error: {cube}/cube_state/zarr.json: not JSON (")
 
 
-def test_a_run_pointer_nested_too_deep_is_named(hollow: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_pointer_nested_too_deep_is_named(
+    hollow: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cube = tmp_path / "cube.zarr"
     shutil.copytree(hollow, cube)
     (cube / "runs" / "a").mkdir(parents=True)
-    (cube / "runs" / "a" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": '
-                                                   f'{{"run": "a", "version": {DEEP}}}}}')
+    (cube / "runs" / "a" / "zarr.json").write_text(
+        f'{{"zarr_format": 3, "node_type": "group", "attributes": {{"run": "a", "version": {DEEP}}}}}'
+    )
     assert main(["runs", str(cube)]) == 2
-    assert capsys.readouterr().err == f"crts runs: error: {cube}/runs/a/zarr.json: metadata nested more than 32 " \
-                                      "deep (METADATA_DEPTH)\n"
+    assert (
+        capsys.readouterr().err == f"crts runs: error: {cube}/runs/a/zarr.json: metadata nested more than 32 "
+        "deep (METADATA_DEPTH)\n"
+    )

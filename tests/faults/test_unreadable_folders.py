@@ -39,8 +39,7 @@ def a_file(folder: Path) -> None:
 
 
 BREAKS: dict[str, Callable[[Path], None]] = {f.__name__: f for f in (dangling_link, link_loop, a_file)}
-FOLDERS = {"ROI group": "ROIs2017", "ROI": "ROIs2017/32", "modality": "ROIs2017/32/S2",
-           "time step": "ROIs2017/32/S1/3"}
+FOLDERS = {"ROI group": "ROIs2017", "ROI": "ROIs2017/32", "modality": "ROIs2017/32/S2", "time step": "ROIs2017/32/S1/3"}
 
 
 @pytest.fixture
@@ -88,16 +87,25 @@ def test_skip_reports_the_folder_and_converts_the_rest(source: Path, tmp_path: P
     assert set(open_cube(tmp_path / "c.zarr").roi.values.tolist()) == {17}
 
 
-@pytest.mark.parametrize("folders", [["ROIs1158_spring_s2_cloudy"],
-                                     [f"ROIs1158_spring_{k}/{k}_106" for k in ("s1", "s2", "s2_cloudy")]])
+@pytest.mark.parametrize(
+    "folders", [["ROIs1158_spring_s2_cloudy"], [f"ROIs1158_spring_{k}/{k}_106" for k in ("s1", "s2", "s2_cloudy")]]
+)
 def test_mono_temporal_folders_too(tmp_path: Path, folders: list[str]) -> None:
-    root = make_dataset(tmp_path / "cr", ["ROIs1158/106", "ROIs1868/17"], patches_per_roi=1, size=32,
-                        layout="sen12mscr", workers=1, progress=False)
+    root = make_dataset(
+        tmp_path / "cr",
+        ["ROIs1158/106", "ROIs1868/17"],
+        patches_per_roi=1,
+        size=32,
+        layout="sen12mscr",
+        workers=1,
+        progress=False,
+    )
     for folder in folders:
         link_loop(root / folder)
     files, problems = scan_cr(root)
-    assert [str(p) for p in problems] == [f"{root / f}: cannot be read as a folder (Too many levels of symbolic "
-                                          "links)" for f in sorted(folders)]
+    assert [str(p) for p in problems] == [
+        f"{root / f}: cannot be read as a folder (Too many levels of symbolic links)" for f in sorted(folders)
+    ]
     assert {f.roi.number for f in files} == ({17} if len(folders) == 3 else {17, 106})
     with pytest.raises(ConversionError, match=f"{root / folders[0]}: cannot be read as a folder"):
         convert(root, tmp_path / "cr.zarr", workers=1, progress=False)

@@ -30,8 +30,16 @@ ROIS = ["ROIs1868/17", "ROIs2017/32", "ROIs1868/56"]
 @pytest.fixture(scope="module")
 def three_rois(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 ROIs x 2 patches x 4 steps of 32 px."""
-    return make_dataset(tmp_path_factory.mktemp("three") / "src", ROIS, patches_per_roi=2, size=32, times=4, seed=3,
-                        workers=1, progress=False)
+    return make_dataset(
+        tmp_path_factory.mktemp("three") / "src",
+        ROIS,
+        patches_per_roi=2,
+        size=32,
+        times=4,
+        seed=3,
+        workers=1,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +68,21 @@ def start_python(code: str, flag: Path | None = None) -> subprocess.Popen:
     With ``flag``, the code's ``#WAIT`` line makes it create ``<flag>.ready.<pid>`` and then wait for ``flag``
     (see :func:`release`): a synchronised start of several processes.
     """
-    wait = (f"import os, time, pathlib\npathlib.Path(f'{flag}.ready.{{os.getpid()}}').touch()\n"
-            f"while not pathlib.Path({str(flag)!r}).exists(): time.sleep(0.0005)\n") if flag else ""
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code).replace("#WAIT\n", wait)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    wait = (
+        (
+            f"import os, time, pathlib\npathlib.Path(f'{flag}.ready.{{os.getpid()}}').touch()\n"
+            f"while not pathlib.Path({str(flag)!r}).exists(): time.sleep(0.0005)\n"
+        )
+        if flag
+        else ""
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code).replace("#WAIT\n", wait)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
 
 
 def release(flag: Path, procs: list[subprocess.Popen]) -> None:
@@ -76,14 +95,17 @@ def release(flag: Path, procs: list[subprocess.Popen]) -> None:
 
 
 def convert_cli(src: Path, dst: Path, roi: str, flag: Path) -> subprocess.Popen:
-    return start_python(f"""
+    return start_python(
+        f"""
         import sys
         import cube.ingest.conversion  # loaded before the release (the command imports it lazily), so that both
         from crts.cli import main  # writers reach the lock at the same moment
         #WAIT
         sys.exit(main(["convert", {str(src)!r}, {str(dst)!r}, "--rois", {roi!r}, "--workers", "1",
                        "--detectors", "cloud_cloudshadow_mask"]))
-        """, flag)
+        """,
+        flag,
+    )
 
 
 def assert_every_patch_holds_its_own_pixels(dst: Path, src: Path) -> None:
@@ -108,7 +130,7 @@ def test_concurrent_appends_one_writer_at_a_time(three_rois: Path, one_roi_cube:
         release(flag, list(procs.values()))
         results = {roi: (p.wait(timeout=120), p.stderr.read()) for roi, p in procs.items()}
         landed = {roi for roi, (code, _) in results.items() if code == 0}
-        for roi, (code, err) in results.items():
+        for code, err in results.values():
             if code != 0:
                 refusals += 1
                 assert code == 2 and len(err.strip().splitlines()) == 1, err
@@ -136,30 +158,49 @@ def test_a_stale_lock_of_a_killed_writer_on_this_host_is_broken(three_rois: Path
 
 
 def test_a_live_writer_refuses_others_and_force_unlock_breaks_a_dead_remote_one(
-        three_rois: Path, cube: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    three_rois: Path, cube: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = CubeStore(cube, mode="r+")
     with store.writer("conversion"):  # this live process holds the lock
         before = snapshot(cube)
         assert main(["convert", str(three_rois), str(cube), "--rois", ROIS[1], "--workers", "1"]) == 2
         assert main(["clouds", str(cube), "--detectors", "s2cloudless_mask", "--workers", "1"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 2 and all(f"pid {os.getpid()}" in line and "another process is writing" in line
-                                     for line in err)
+        assert len(err) == 2 and all(
+            f"pid {os.getpid()}" in line and "another process is writing" in line for line in err
+        )
         assert snapshot(cube) == before  # the refused writers left nothing behind
     remote = {**owner_record("conversion"), "host": "gpu-node-7", "pid": 1}
     store.write_group(LOCK, remote)  # a lock left by a process on another machine: not provably dead
     assert main(["convert", str(three_rois), str(cube), "--rois", ROIS[1], "--workers", "1"]) == 2
     assert "gpu-node-7" in capsys.readouterr().err
-    assert main(["convert", str(three_rois), str(cube), "--rois", ROIS[1], "--workers", "1", "--detectors",
-                 "none", "--force-unlock"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(three_rois),
+                str(cube),
+                "--rois",
+                ROIS[1],
+                "--workers",
+                "1",
+                "--detectors",
+                "none",
+                "--force-unlock",
+            ]
+        )
+        == 0
+    )
     assert open_cube(cube).sizes["patch"] == 4 and not (cube / LOCK).exists()
 
 
 def test_the_state_is_replaced_in_one_write(cube: Path) -> None:
     """A reader never sees half of a commit (old code wrote 'complete' and 'pending' one after the other)."""
     store = CubeStore(cube, mode="r+")
-    states = [CubeState(complete=False, pending={"start": 2, "patches": [["ROIs2017", 32, 0]], "grown": True}),
-              CubeState(complete=True, gaps=0)]
+    states = [
+        CubeState(complete=False, pending={"start": 2, "patches": [["ROIs2017", 32, 0]], "grown": True}),
+        CubeState(complete=True, gaps=0),
+    ]
     seen: list[CubeState] = []
     allowed = [store.state(), *states]
     with store.writer("conversion") as owner:
@@ -202,8 +243,21 @@ def test_an_interrupted_evaluate_does_not_block_conversions(three_rois: Path, cu
 
 @pytest.mark.parametrize("name", ["zarr.json", ".hidden", "a/b", "x" * 300, "", "ok name"])
 def test_run_names_follow_the_documented_rule(cube: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["evaluate", "--cube", str(cube), "--baseline", "mosaic", "--split", "all", "--cloud-masks",
-                 "cloud_cloudshadow_mask", "--run", name])
+    code = main(
+        [
+            "evaluate",
+            "--cube",
+            str(cube),
+            "--baseline",
+            "mosaic",
+            "--split",
+            "all",
+            "--cloud-masks",
+            "cloud_cloudshadow_mask",
+            "--run",
+            name,
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "invalid run name" in err[0] and len(err[0]) < 300
     assert not (cube / "runs").exists() or not list((cube / "runs").iterdir())
@@ -244,8 +298,9 @@ def test_readers_are_told_the_truth_while_a_writer_works(cube: Path) -> None:
     store = CubeStore(cube, mode="r+")
     with store.writer("conversion") as owner:
         state = store.state()
-        store.commit(dataclasses.replace(state, complete=False, pending={"start": 2, "patches": [], "grown": False}),
-                     owner)
+        store.commit(
+            dataclasses.replace(state, complete=False, pending={"start": 2, "patches": [], "grown": False}), owner
+        )
         with pytest.raises(IncompleteCubeError, match=f"is being written .*pid {os.getpid()}"):
             open_cube(cube)
     with pytest.raises(IncompleteCubeError, match="--resume"):  # its writer is gone now
@@ -256,8 +311,7 @@ def test_the_advice_for_an_unfinished_cloud_pass_works(cube: Path, capsys: pytes
     store = CubeStore(cube, mode="r+")
     with store.writer("cloud pass") as owner:  # as a killed pass leaves it
         state = store.state()
-        store.commit(dataclasses.replace(state, clouds={"detectors": ["s2cloudless_mask"], "complete": False}),
-                     owner)
+        store.commit(dataclasses.replace(state, clouds={"detectors": ["s2cloudless_mask"], "complete": False}), owner)
     assert main(["stats", str(cube), "--detector", "s2cloudless_mask"]) == 2
     advice = capsys.readouterr().err.split("run `")[1].split("`")[0]
     assert advice.startswith("crts clouds CUBE")

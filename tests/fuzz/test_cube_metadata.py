@@ -1,5 +1,5 @@
-"""Fuzz target: a cube's JSON metadata (cube.store.backends.parse_metadata, and `crts info` on a cube whose state and root
-attributes are generated): the document is read as json.loads reads it, or refused in one MetadataError line;
+"""Fuzz target: a cube's JSON metadata (cube.store.backends.parse_metadata, and `crts info` on a cube whose state
+and root attributes are generated): the document is read as json.loads reads it, or refused in one MetadataError line;
 `crts info` ends with exit status 0 or 2 and at most one line on stderr, never a traceback."""
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from tests.helpers import mutated
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_metadata_"))
 atexit.register(shutil.rmtree, FOLDER, True)  # the inputs written for the parsers go with the process
-values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
-                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                                   max_size=3), max_leaves=12)
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=12,
+)
 
 
 def _depth(value: object) -> int:
@@ -46,14 +48,17 @@ def test_generated_documents(value: object, wrap: int) -> None:
     try:
         got = parse_metadata(data, "x/zarr.json")
     except MetadataError as err:
-        assert _depth(document) > METADATA_DEPTH and str(err) == \
-            f"x/zarr.json: metadata nested more than {METADATA_DEPTH} deep (METADATA_DEPTH)"
+        assert (
+            _depth(document) > METADATA_DEPTH
+            and str(err) == f"x/zarr.json: metadata nested more than {METADATA_DEPTH} deep (METADATA_DEPTH)"
+        )
         return
     assert got == json.loads(data) and _depth(document) <= METADATA_DEPTH
 
 
-@given(mutated(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {"a": [[1, 2], {"b": "c"}]}})
-               .encode()))
+@given(
+    mutated(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {"a": [[1, 2], {"b": "c"}]}}).encode())
+)
 def test_mutated_documents(data: bytes) -> None:
     try:
         parse_metadata(data, "x/zarr.json")

@@ -31,8 +31,17 @@ def _genuine(modality: str) -> bytes:
     count, dtype = (2, "float32") if modality == "S1" else (13, "uint16")
     path = FOLDER / f"{modality}.tif"
     rng = np.random.default_rng(0)
-    with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=count, dtype=dtype,
-                       crs=f"EPSG:{EPSG}", transform=TRANSFORM) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=16,
+        height=16,
+        count=count,
+        dtype=dtype,
+        crs=f"EPSG:{EPSG}",
+        transform=TRANSFORM,
+    ) as dst:
         dst.write((rng.random((count, 16, 16)) * 1000).astype(dtype))
     return path.read_bytes()
 
@@ -46,8 +55,10 @@ def test_mutated_geotiffs(case: tuple[str, bytes]) -> None:
     path = FOLDER / "case.tif"
     path.write_bytes(data)
     expected = Expected(2 if modality == "S1" else 13, np.dtype("float32" if modality == "S1" else "uint16"), 16)
-    for check in (lambda: read_header(path), lambda: read_checked(path, modality, expected, EPSG,
-                                                                  tuple(TRANSFORM)[:6])):
+    for check in (
+        lambda: read_header(path),
+        lambda: read_checked(path, modality, expected, EPSG, tuple(TRANSFORM)[:6]),
+    ):
         try:
             check()
         except FileProblem as err:

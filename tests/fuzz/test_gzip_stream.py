@@ -66,8 +66,14 @@ def gzip_stream(draw: st.DrawFn, tar: bytes) -> tuple[bytes, int]:
     members = sorted(draw(st.sets(st.integers(1, max(1, len(pieces) - 1)), max_size=2)))
     out, junk = b"", 0
     for group in (pieces[a:b] for a, b in zip([0, *members], [*members, len(pieces)], strict=True)):
-        fields = [draw(st.one_of(st.none(), st.binary(max_size=40).map(lambda b: b.replace(b"\0", b".")),
-                                 st.just(b"n" * (600 << 10)))) for _ in range(2)]  # (longer than igzip's buffer)
+        fields = [
+            draw(
+                st.one_of(
+                    st.none(), st.binary(max_size=40).map(lambda b: b.replace(b"\0", b".")), st.just(b"n" * (600 << 10))
+                )
+            )
+            for _ in range(2)
+        ]  # (longer than igzip's buffer)
         fields.append(draw(st.one_of(st.none(), st.binary(max_size=300))))
         empty_members = draw(RUNS) // 4
         out += (gzip_header(None, None, None) + b"\x03\x00" + bytes(8)) * empty_members + gzip_header(*fields)
@@ -75,8 +81,9 @@ def gzip_stream(draw: st.DrawFn, tar: bytes) -> tuple[bytes, int]:
         compressor = zlib.compressobj(draw(st.integers(0, 9)), zlib.DEFLATED, -15)
         for piece in group:
             run = draw(RUNS)
-            out += compressor.compress(piece) + compressor.flush(draw(st.sampled_from([zlib.Z_SYNC_FLUSH,
-                                                                                     zlib.Z_FULL_FLUSH])))
+            out += compressor.compress(piece) + compressor.flush(
+                draw(st.sampled_from([zlib.Z_SYNC_FLUSH, zlib.Z_FULL_FLUSH]))
+            )
             out += EMPTY_BLOCK * run
             junk += len(EMPTY_BLOCK) * run
         data = b"".join(group)

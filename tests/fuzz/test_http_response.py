@@ -8,6 +8,7 @@ archive gets its name only at exactly the size stated.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import urllib.request
@@ -37,15 +38,13 @@ class Scripted(SimpleHTTPRequestHandler):
 
     answer = b""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):  # the client gave up first
             self.wfile.write(Scripted.answer)
-        except OSError:  # the client gave up first
-            pass
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +52,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The scripted server's URL; any request to another host fails the test."""
     real = urllib.request.OpenerDirector.open
 
-    def local_only(self: urllib.request.OpenerDirector, request: urllib.request.Request | str, *args: object,
-                   **kwargs: object) -> object:
+    def local_only(
+        self: urllib.request.OpenerDirector, request: urllib.request.Request | str, *args: object, **kwargs: object
+    ) -> object:
         url = request.full_url if isinstance(request, urllib.request.Request) else request
         assert url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")), f"a test contacted {url}"
         return real(self, request, *args, **kwargs)
@@ -80,10 +80,19 @@ def answers(draw: st.DrawFn, url: str, have: int) -> bytes:
     """An HTTP/1.1 answer: a status, some of the headers a download reads (true, false or garbage), a body."""
     body = draw(st.binary(max_size=3000))
     number = st.one_of(st.just(len(body)), st.just(have), st.integers(0, 10_000), st.integers(0, 10**20))
-    ranged = st.builds(lambda a, b, c: f"bytes {a}-{b}/{c}", st.one_of(st.just(have), number), number,
-                       st.one_of(number, st.just("*")))
-    location = st.sampled_from(["ftp://127.0.0.1/x", "file:///etc/hostname", f"{url}/again", "https://127.0.0.1:1/x",
-                                "http://127.0.0.1:99999/x", "relative"])
+    ranged = st.builds(
+        lambda a, b, c: f"bytes {a}-{b}/{c}", st.one_of(st.just(have), number), number, st.one_of(number, st.just("*"))
+    )
+    location = st.sampled_from(
+        [
+            "ftp://127.0.0.1/x",
+            "file:///etc/hostname",
+            f"{url}/again",
+            "https://127.0.0.1:1/x",
+            "http://127.0.0.1:99999/x",
+            "relative",
+        ]
+    )
     headers = {
         "Content-Length": st.one_of(number.map(str), TEXT, st.just("-1")),
         "Content-Range": st.one_of(ranged, TEXT),
@@ -107,8 +116,9 @@ def stated(answer: bytes) -> set[int]:
 
 
 @given(data=st.data(), have=st.sampled_from([0, 0, 10, 2999]), raw=st.one_of(st.none(), st.binary(max_size=300)))
-def test_only_download_errors_in_one_line_and_nothing_beyond_the_stated_size(server: str, data: st.DataObject,
-                                                                             have: int, raw: bytes | None) -> None:
+def test_only_download_errors_in_one_line_and_nothing_beyond_the_stated_size(
+    server: str, data: st.DataObject, have: int, raw: bytes | None
+) -> None:
     Scripted.answer = raw if raw is not None else data.draw(answers(server, have))
     with tempfile.TemporaryDirectory() as dest:
         part, whole = Path(dest) / f"{NAME}.part", Path(dest) / NAME

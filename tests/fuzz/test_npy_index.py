@@ -23,9 +23,17 @@ from tests.helpers import mutated
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_npy_"))
 atexit.register(shutil.rmtree, FOLDER, True)  # the inputs written for the parsers go with the process
-GENUINE = {pdx: {"input": [pdx, pdx + 1, pdx + 2], "target": np.int64(pdx + 3),
-                 "paths": {"input": {"S1": [f"ROIs1868/17/S1/{t}/s1_{pdx}.tif" for t in range(3)]},
-                           "target": {"S2": [f"ROIs1868/17/S2/3/s2_{pdx}.tif"]}}} for pdx in range(3)}
+GENUINE = {
+    pdx: {
+        "input": [pdx, pdx + 1, pdx + 2],
+        "target": np.int64(pdx + 3),
+        "paths": {
+            "input": {"S1": [f"ROIs1868/17/S1/{t}/s1_{pdx}.tif" for t in range(3)]},
+            "target": {"S2": [f"ROIs1868/17/S2/3/s2_{pdx}.tif"]},
+        },
+    }
+    for pdx in range(3)
+}
 
 
 def genuine_bytes(protocol: int = 3) -> bytes:
@@ -52,12 +60,24 @@ def test_mutated_genuine_files(data: bytes) -> None:
     _load(data)
 
 
-numbers = (st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False) | st.booleans() | st.none()
-           | st.integers(-2**31, 2**31 - 1).map(np.int32) | st.integers(0, 2**16 - 1).map(np.uint16)
-           | st.floats(width=32, allow_nan=False).map(np.float32) | st.text(max_size=8))
-arrays = st.lists(st.integers(-2**63, 2**63 - 1), max_size=6).map(lambda v: np.array(v, np.int64))
-plain = st.recursive(numbers | arrays, lambda inner: st.lists(inner, max_size=4)
-                     | st.dictionaries(st.integers(0, 5) | st.text(max_size=4), inner, max_size=4), max_leaves=20)
+numbers = (
+    st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.booleans()
+    | st.none()
+    | st.integers(-(2**31), 2**31 - 1).map(np.int32)
+    | st.integers(0, 2**16 - 1).map(np.uint16)
+    | st.floats(width=32, allow_nan=False).map(np.float32)
+    | st.text(max_size=8)
+)
+arrays = st.lists(st.integers(-(2**63), 2**63 - 1), max_size=6).map(lambda v: np.array(v, np.int64))
+plain = st.recursive(
+    numbers | arrays,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.integers(0, 5) | st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
 @given(plain, st.sampled_from([2, 3, 4, 5]))
@@ -119,7 +139,18 @@ def test_a_batch_in_a_child_process_does_not_crash() -> None:
     source = FOLDER / "batch_source.npy"
     source.write_bytes(genuine_bytes())
     count = 2000
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(source), str(FOLDER / "batch.npy"),
-                           str(random.Random(0).randrange(2**32)), str(count)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(source),
+            str(FOLDER / "batch.npy"),
+            str(random.Random(0).randrange(2**32)),
+            str(count),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and done.stdout == f"ran {count}\n", done.stderr[-2000:]

@@ -32,8 +32,9 @@ def _cube() -> Path:
     """1 ROI x 1 patch x 3 steps of 16 px, converted (made once per process)."""
     dst = FOLDER / "cube.zarr"
     if not dst.exists():
-        root = make_dataset(FOLDER / "src", ["ROIs1868/17"], patches_per_roi=1, size=16, times=3, seed=1, workers=1,
-                            progress=False)
+        root = make_dataset(
+            FOLDER / "src", ["ROIs1868/17"], patches_per_roi=1, size=16, times=3, seed=1, workers=1, progress=False
+        )
         convert(root, dst, workers=1, progress=False, clouds=())
     return dst
 
@@ -53,8 +54,8 @@ def test_generated_indexes(data: st.DataObject) -> None:
     raw = bytes(CRC32C().encode(index.astype("<u8").tobytes()))
     raw = data.draw(st.just(raw) | mutated(raw))
     size = data.draw(st.integers(0, 2**40) | st.integers(0, 8192))
-    end = raw if size >= len(raw) else raw[len(raw) - size:]  # the object's last bytes: raw, or its end
-    tail = np.frombuffer(end[max(0, len(end) - where.index_bytes):], np.uint8)  # what get_tails reads
+    end = raw if size >= len(raw) else raw[len(raw) - size :]  # the object's last bytes: raw, or its end
+    tail = np.frombuffer(end[max(0, len(end) - where.index_bytes) :], np.uint8)  # what get_tails reads
     try:
         got = chunks.checked_index(where, KEY, tail, size)
     except chunks.DamagedShardError as err:
@@ -62,8 +63,11 @@ def test_generated_indexes(data: st.DataObject) -> None:
         return
     stored = got[got[:, 0] != 2**64 - 1]
     data_end = size - where.index_bytes
-    assert ((stored[:, 1] >= chunks.BLOSC_HEADER) & (stored[:, 1] <= chunks.longest_chunk(where))
-            & (stored[:, 0] + stored[:, 1] <= data_end)).all()
+    assert (
+        (stored[:, 1] >= chunks.BLOSC_HEADER)
+        & (stored[:, 1] <= chunks.longest_chunk(where))
+        & (stored[:, 0] + stored[:, 1] <= data_end)
+    ).all()
 
 
 @given(st.data())

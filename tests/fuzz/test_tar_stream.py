@@ -23,21 +23,39 @@ pytestmark = pytest.mark.fuzz
 
 PEAK = MEMBER_LIMIT + 4 * SKIP_CHUNK
 """The most the reader may allocate (traced by tracemalloc) for the small inputs generated here."""
-NAMES = ["europa/ROIs1868/17/S2/0/s2_ROIs1868_17_ImgNo_0_2018-01-03_patch_0.tif", "europa/notes.bin", "x.tif",
-         "a\nb.tif", "d/" * 60 + "long.tif", ""]
+NAMES = [
+    "europa/ROIs1868/17/S2/0/s2_ROIs1868_17_ImgNo_0_2018-01-03_patch_0.tif",
+    "europa/notes.bin",
+    "x.tif",
+    "a\nb.tif",
+    "d/" * 60 + "long.tif",
+    "",
+]
 KINDS = [b"0", b"\0", b"7", b"1", b"2", b"3", b"4", b"5", b"6", b"S", b"x", b"g", b"L", b"K", b"V", b"Z"]
-SIZES = st.one_of(st.integers(0, 1500), st.sampled_from([MEMBER_LIMIT, MEMBER_LIMIT + 1, 1 << 30, 1 << 40,
-                                                         8**11 - 1, 1 << 80]))
-PAX_KEYS = ["path", "size", "GNU.sparse.realsize", "GNU.sparse.size", "GNU.sparse.name", "GNU.sparse.major",
-            "mtime", "linkpath"]
+SIZES = st.one_of(
+    st.integers(0, 1500), st.sampled_from([MEMBER_LIMIT, MEMBER_LIMIT + 1, 1 << 30, 1 << 40, 8**11 - 1, 1 << 80])
+)
+PAX_KEYS = [
+    "path",
+    "size",
+    "GNU.sparse.realsize",
+    "GNU.sparse.size",
+    "GNU.sparse.name",
+    "GNU.sparse.major",
+    "mtime",
+    "linkpath",
+]
 
 
 @st.composite
 def pax_data(draw: st.DrawFn) -> bytes:
     """PAX records, well formed or not."""
     records = b""
-    for key, value in draw(st.dictionaries(st.sampled_from(PAX_KEYS), st.one_of(
-            st.integers(0, 1 << 64).map(str), st.text(max_size=20)), max_size=4)).items():
+    for key, value in draw(
+        st.dictionaries(
+            st.sampled_from(PAX_KEYS), st.one_of(st.integers(0, 1 << 64).map(str), st.text(max_size=20)), max_size=4
+        )
+    ).items():
         body = f" {key}={value}\n".encode()
         length = len(body) + len(str(len(body)))
         length += len(str(length)) != len(str(len(body)))
@@ -79,10 +97,10 @@ DAMAGE = ["none", "none", "tar bytes", "gzip bytes", "cut", "raw"]
 short, or raw bytes instead."""
 
 
-@given(tar=tar_bytes(), damage=st.sampled_from(DAMAGE), flips=FLIPS, keep=st.floats(0, 1),
-       raw=st.binary(max_size=300))
-def test_only_archive_errors_in_one_line_and_bounded_reads(tar: bytes, damage: str, flips: list, keep: float,
-                                                           raw: bytes) -> None:
+@given(tar=tar_bytes(), damage=st.sampled_from(DAMAGE), flips=FLIPS, keep=st.floats(0, 1), raw=st.binary(max_size=300))
+def test_only_archive_errors_in_one_line_and_bounded_reads(
+    tar: bytes, damage: str, flips: list, keep: float, raw: bytes
+) -> None:
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip framing
     tar = mutated(tar, flips, 1.0) if damage == "tar bytes" else tar
     data = compressor.compress(tar) + compressor.flush()

@@ -7,12 +7,29 @@ import pytest
 from crts.cli import main
 
 
-def test_stats_prints_tables_plots_and_truth(tiny_cube: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_stats_prints_tables_plots_and_truth(
+    tiny_cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
-    assert main(["stats", str(tiny_cube), "--by", "region", "--detector", "s2cloudless_mask", "--format", "json",
-                 "--plot", str(tmp_path / "c.png"), "--truth"]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                str(tiny_cube),
+                "--by",
+                "region",
+                "--detector",
+                "s2cloudless_mask",
+                "--format",
+                "json",
+                "--plot",
+                str(tmp_path / "c.png"),
+                "--truth",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     rows = json.loads(out.split("\nagainst the synthetic ground truth:")[0])
     assert {row["region"] for row in rows} == {"europa", "africa"} and sum(r["images"] for r in rows) == 24

@@ -9,8 +9,22 @@ from cube.dataset.layout import scan_ts
 
 
 def test_synth_writes_a_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["synth", str(tmp_path / "d"), "--rois", "ROIs1868/17,ROIs2017/63", "--patches-per-roi", "1",
-                 "--size", "32", "--times", "2", "--workers", "1"])
+    code = main(
+        [
+            "synth",
+            str(tmp_path / "d"),
+            "--rois",
+            "ROIs1868/17,ROIs2017/63",
+            "--patches-per-roi",
+            "1",
+            "--size",
+            "32",
+            "--times",
+            "2",
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0
     files, problems = scan_ts(tmp_path / "d")
     assert len(files) == 2 * 1 * 2 * 2 and problems == []
@@ -44,13 +58,32 @@ def test_convert_bad_file_is_named(tiny_root: Path, tmp_path: Path, capsys: pyte
     assert "crts convert: error:" in err and str(victim) in err and "cannot be read" in err
 
 
-@pytest.mark.parametrize(("option", "message"), [(["--workers", "0"], "invalid workers 0"),
-                                                 (["--detectors", "fmask"], "invalid detector 'fmask'")])
-def test_download_refuses_a_bad_conversion_option_before_fetching(tmp_path: Path, option: list[str], message: str,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--workers", "0"], "invalid workers 0"), (["--detectors", "fmask"], "invalid detector 'fmask'")],
+)
+def test_download_refuses_a_bad_conversion_option_before_fetching(
+    tmp_path: Path, option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     dest = tmp_path / "archives"
-    assert main(["download", str(dest), "--regions", "europa", "--split", "test", "--base-url", "http://127.0.0.1:9",
-                 "--convert", str(tmp_path / "cube.zarr"), *option]) == 2
+    assert (
+        main(
+            [
+                "download",
+                str(dest),
+                "--regions",
+                "europa",
+                "--split",
+                "test",
+                "--base-url",
+                "http://127.0.0.1:9",
+                "--convert",
+                str(tmp_path / "cube.zarr"),
+                *option,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not dest.exists() and not (tmp_path / "cube.zarr").exists()

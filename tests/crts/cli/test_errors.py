@@ -7,20 +7,25 @@ import pytest
 from crts.cli import main
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--rois", "ROIs1868/17,ROIs9999/1"], "invalid ROI 'ROIs9999/1'"),
-    (["--size", "5"], "invalid size 5"),
-])
-def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                               message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rois", "ROIs1868/17,ROIs9999/1"], "invalid ROI 'ROIs9999/1'"),
+        (["--size", "5"], "invalid size 5"),
+    ],
+)
+def test_bad_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     assert main(["synth", str(tmp_path / "d"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("crts synth: error:")
 
 
 @pytest.mark.parametrize("error", [KeyError("band"), TypeError("'int' object is not subscriptable"), IndexError()])
-def test_an_unchecked_error_is_one_line_unless_debugging(error: Exception, capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unchecked_error_is_one_line_unless_debugging(
+    error: Exception, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import crts.cli
 
     def fail(args: object) -> None:
@@ -36,8 +41,11 @@ def test_an_unchecked_error_is_one_line_unless_debugging(error: Exception, capsy
     monkeypatch.setattr(crts.cli, "build_parser", parser)
     assert main(["info", "cube.zarr"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"crts info: error: an input of unexpected content or type "
-                                                   f"({type(error).__name__}") and "CRTS_DEBUG=1" in err
+    assert (
+        err.count("\n") == 1
+        and err.startswith(f"crts info: error: an input of unexpected content or type ({type(error).__name__}")
+        and "CRTS_DEBUG=1" in err
+    )
     monkeypatch.setenv("CRTS_DEBUG", "1")
     with pytest.raises(type(error)):
         main(["info", "cube.zarr"])

@@ -5,13 +5,17 @@ import pytest
 from crts.cli import main
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["CUBE_A", "--cube", "CUBE_B"], "give the cube once: CUBE 'CUBE_A' or --cube 'CUBE_B'"),
-    ([], "give the cube as CUBE (or --cube CUBE)"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["CUBE_A", "--cube", "CUBE_B"], "give the cube once: CUBE 'CUBE_A' or --cube 'CUBE_B'"),
+        ([], "give the cube as CUBE (or --cube CUBE)"),
+    ],
+)
 @pytest.mark.parametrize("command", ["train", "evaluate"])
-def test_the_cube_is_given_exactly_once(command: str, args: list[str], message: str,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cube_is_given_exactly_once(
+    command: str, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     more = ["--baseline", "mosaic", "--run", "r"] if command == "evaluate" else []
     assert main([command, *args, *more]) == 2
     err = capsys.readouterr().err

@@ -42,11 +42,14 @@ def test_convert_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> 
 CLI_REFERENCE = Path(__file__).resolve().parents[3] / "docs" / "cli.md"
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11),
-                    reason="argparse lays out help differently in other Python versions; docs/cli.md is made on 3.11")
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="argparse lays out help differently in other Python versions; docs/cli.md is made on 3.11",
+)
 def test_cli_reference_is_up_to_date() -> None:
-    assert CLI_REFERENCE.read_text() == reference_markdown(), \
+    assert CLI_REFERENCE.read_text() == reference_markdown(), (
         "docs/cli.md is stale: regenerate it with `crts --help-markdown > docs/cli.md`"
+    )
 
 
 def test_cli_reference_has_every_sub_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,8 +59,21 @@ def test_cli_reference_has_every_sub_command(capsys: pytest.CaptureFixture[str])
     text = capsys.readouterr().out
     assert text == reference_markdown()
     commands = sub_parsers(build_parser())
-    assert set(commands) == {"synth", "download", "convert", "clouds", "info", "stats", "train", "evaluate",
-                             "report", "index", "runs", "upgrade", "verify"}
+    assert set(commands) == {
+        "synth",
+        "download",
+        "convert",
+        "clouds",
+        "info",
+        "stats",
+        "train",
+        "evaluate",
+        "report",
+        "index",
+        "runs",
+        "upgrade",
+        "verify",
+    }
     for name in commands:
         assert f"## `crts {name}`" in text and f"usage: crts {name} " in text
     assert "--help-markdown" not in build_parser().format_help()

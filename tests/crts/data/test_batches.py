@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +40,17 @@ def test_batches_have_the_documented_shapes_and_labels(samples: SEN12MSCRTS) -> 
     y0, x0 = int(batch["y0"][1]), int(batch["x0"][1])
     crop = (slice(y0, y0 + 16), slice(x0, x0 + 16))
     for k in range(3):  # S2 then S1 channels, cropped at the window
-        np.testing.assert_array_equal(batch["inputs"][1, k, :13].numpy(), sample["input"]["S2"][k][(slice(None), *crop)])
-        np.testing.assert_array_equal(batch["inputs"][1, k, 13:].numpy(), sample["input"]["S1"][k][(slice(None), *crop)])
+        window = (slice(None), *crop)
+        np.testing.assert_array_equal(batch["inputs"][1, k, :13].numpy(), sample["input"]["S2"][k][window])
+        np.testing.assert_array_equal(batch["inputs"][1, k, 13:].numpy(), sample["input"]["S1"][k][window])
     np.testing.assert_array_equal(batch["target"][1].numpy(), sample["target"]["S2"][0][(slice(None), *crop)])
     assert batch["target_time"][1] == sample["target"]["idx"]
     label = samples.labels[int(batch["pdx"][1])]
     assert (batch["roi_group"][1], int(batch["roi"][1]), int(batch["patch_id"][1])) == (
-        label.roi.group, label.roi.number, label.patch_id)
+        label.roi.group,
+        label.roi.number,
+        label.patch_id,
+    )
 
 
 def _assert_same_batch(got: dict, expected: dict) -> None:
@@ -58,16 +63,29 @@ def _assert_same_batch(got: dict, expected: dict) -> None:
             assert got[key] == value, key
 
 
-@pytest.mark.parametrize(("workers", "shared_bytes"), [(0, 1 << 20), (2, 1 << 20), (2, 0)],
-                         ids=["no workers", "workers, small arrays in the message", "workers, all in shared memory"])
-def test_batches_equal_torchs_default_collate_of_the_items(samples: SEN12MSCRTS, workers: int, shared_bytes: int,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("workers", "shared_bytes"),
+    [(0, 1 << 20), (2, 1 << 20), (2, 0)],
+    ids=["no workers", "workers, small arrays in the message", "workers, all in shared memory"],
+)
+def test_batches_equal_torchs_default_collate_of_the_items(
+    samples: SEN12MSCRTS, workers: int, shared_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(batches, "SHARED_BYTES", shared_bytes)  # forked workers inherit it
     windows = SampleWindows(samples, {"y": 16, "x": 16}, placement="random", seed=5)
-    got = list(loader(windows, batch_size=4, num_workers=workers, start_method="fork" if workers else None,
-                      timeout=120 if workers else 0))
-    expected = [torch.utils.data.default_collate([windows[i] for i in range(s, min(s + 4, len(windows)))])
-                for s in range(0, len(windows), 4)]
+    got = list(
+        loader(
+            windows,
+            batch_size=4,
+            num_workers=workers,
+            start_method="fork" if workers else None,
+            timeout=120 if workers else 0,
+        )
+    )
+    expected = [
+        torch.utils.data.default_collate([windows[i] for i in range(s, min(s + 4, len(windows)))])
+        for s in range(0, len(windows), 4)
+    ]
     assert len(got) == len(expected)
     for batch, want in zip(got, expected, strict=True):
         _assert_same_batch(batch, want)
@@ -82,7 +100,7 @@ def test_pinned_batches_equal_the_plain_ones(samples: SEN12MSCRTS) -> None:
     _assert_same_batch(pinned, plain)
 
 
-def _keys(batches) -> list[tuple[int, int, int]]:
+def _keys(batches: Iterable[dict]) -> list[tuple[int, int, int]]:
     return [(int(p), int(y), int(x)) for b in batches for p, y, x in zip(b["pdx"], b["y0"], b["x0"], strict=True)]
 
 
@@ -122,8 +140,10 @@ def test_repr_names_the_settings_and_sizes(samples: SEN12MSCRTS) -> None:
     text = repr(SampleWindows(samples, {"y": 16, "x": 16}))
     assert text.startswith(f"SampleWindows({len(samples) * 4} windows of 16 x 16 px, grid, over SEN12MSCRTS(")
     assert "split='all', region='all', cloud_masks='s2cloudless_mask'" in text
-    assert f"n_input_samples=3, min_cov=0.0, max_cov=1.0, sampler='fixed'): {len(samples)} samples of 32 x 32 px" \
-        in text and "\n" not in text
+    assert (
+        f"n_input_samples=3, min_cov=0.0, max_cov=1.0, sampler='fixed'): {len(samples)} samples of 32 x 32 px" in text
+        and "\n" not in text
+    )
 
 
 def _crop_of_whole_image(samples: SEN12MSCRTS, item: dict) -> dict:
@@ -151,7 +171,7 @@ def test_the_grid_covers_every_pixel_with_windows_flush_at_the_far_edge(samples:
     for i in range(len(windows)):
         pdx, y0, x0 = windows.position(i)
         assert 0 <= y0 <= 20 and 0 <= x0 <= 20
-        covered[pdx, y0:y0 + 12, x0:x0 + 12] += 1
+        covered[pdx, y0 : y0 + 12, x0 : x0 + 12] += 1
     assert (covered > 0).all()
     assert {windows.position(i)[1] for i in range(16)} == {0, 9, 18, 20}
 
@@ -168,8 +188,9 @@ def test_random_windows_depend_only_on_seed_epoch_and_item(samples: SEN12MSCRTS)
     assert len({(y, x) for _, y, x in forward.values()}) > 1  # offsets do vary
     assert forward != positions(0, 3, list(range(len(samples))))
     assert forward != positions(1, 2, list(range(len(samples))))
-    with_workers = _keys(loader(SampleWindows(samples, {"y": 16, "x": 16}, placement="random"), batch_size=4,
-                                num_workers=2))
+    with_workers = _keys(
+        loader(SampleWindows(samples, {"y": 16, "x": 16}, placement="random"), batch_size=4, num_workers=2)
+    )
     assert sorted(with_workers) == sorted((p, y, x) for p, y, x in positions(0, 0, list(range(len(samples)))).values())
 
 
@@ -214,10 +235,12 @@ def test_an_unknown_start_method_is_refused(samples: SEN12MSCRTS) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", [None, "forkserver"], ids=["default", "forkserver"])
-def test_a_script_without_main_guard_runs_or_stops_with_the_remedy(sampling_cube: Path, tmp_path: Path,
-                                                                    method: str | None) -> None:
+def test_a_script_without_main_guard_runs_or_stops_with_the_remedy(
+    sampling_cube: Path, tmp_path: Path, method: str | None
+) -> None:
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         from crts.data import SEN12MSCRTS, SampleWindows, loader
         from crts.data.workers import default_start_method
 
@@ -225,21 +248,32 @@ def test_a_script_without_main_guard_runs_or_stops_with_the_remedy(sampling_cube
         if __name__ == "__main__":  # the script's own default (this test's process may have imported obstore)
             print({method!r} or default_start_method(), flush=True)
         print(sum(len(batch["pdx"]) for batch in loader(windows, num_workers=2, start_method={method!r})))
-    """))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    """)
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     chosen, *counts = done.stdout.split()
     assert chosen in ("fork", "forkserver")
     if chosen == "fork":  # no worker re-runs the script
         assert done.returncode == 0 and counts == ["15"], done.stderr
     else:
         assert done.returncode != 0
-        assert ("RuntimeError: crts.data.loader() ran while a DataLoader worker re-ran the main script to start: "
-                'put the script\'s code under `if __name__ == "__main__":`') in done.stderr
+        assert (
+            "RuntimeError: crts.data.loader() ran while a DataLoader worker re-ran the main script to start: "
+            'put the script\'s code under `if __name__ == "__main__":`'
+        ) in done.stderr
 
 
-@pytest.mark.parametrize("method", ["fork", pytest.param("forkserver", marks=pytest.mark.slow),
-                                    pytest.param("spawn", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "method",
+    ["fork", pytest.param("forkserver", marks=pytest.mark.slow), pytest.param("spawn", marks=pytest.mark.slow)],
+)
 def test_workers_of_every_start_method_give_the_items_of_one_process(samples: SEN12MSCRTS, method: str) -> None:
     windows = SampleWindows(samples, {"y": 16, "x": 16}, placement="random", seed=3)
     windows[0]  # the parent has read the cube (direct shard reads, Blosc) before its workers start
@@ -253,5 +287,8 @@ def test_workers_of_every_start_method_give_the_items_of_one_process(samples: SE
 
 def _items(batches: torch.utils.data.DataLoader) -> dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]]:
     """Inputs and target of every window, by sample and window origin."""
-    return {(int(b["pdx"][i]), int(b["y0"][i]), int(b["x0"][i])): (b["inputs"][i], b["target"][i])
-            for b in batches for i in range(len(b["pdx"]))}
+    return {
+        (int(b["pdx"][i]), int(b["y0"][i]), int(b["x0"][i])): (b["inputs"][i], b["target"][i])
+        for b in batches
+        for i in range(len(b["pdx"]))
+    }

@@ -13,7 +13,7 @@ import torch
 from crts.data import SEN12MSCR, SEN12MSCRTS
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +53,9 @@ def test_inputs_and_target_are_dated_with_their_coverage_and_clouds_contoured(sa
 
 
 @pytest.mark.parametrize("method", ["default", "resnet"])
-def test_true_colour_is_b4_b3_b2_stretched_to_0_3_reflectance_for_either_scaling(sampling_cube: Path,
-                                                                                method: str) -> None:
+def test_true_colour_is_b4_b3_b2_stretched_to_0_3_reflectance_for_either_scaling(
+    sampling_cube: Path, method: str
+) -> None:
     data = SEN12MSCRTS(sampling_cube, split="val", rescale_method=method)
     sample = data[0]
     fig = data.plot(sample)
@@ -68,8 +69,12 @@ def test_a_prediction_gets_its_own_axis_also_as_a_tensor(sampling_cube: Path) ->
     sample = data[0]
     sample["prediction"] = torch.tensor(sample["target"]["S2"][0], requires_grad=True)
     fig = data.plot(sample, suptitle="val sample 0")
-    assert [ax.get_title().split("\n")[0].split(" (")[0] for ax in fig.axes] == ["input", "input", "target",
-                                                                                "prediction"]
+    assert [ax.get_title().split("\n")[0].split(" (")[0] for ax in fig.axes] == [
+        "input",
+        "input",
+        "target",
+        "prediction",
+    ]
     np.testing.assert_allclose(fig.axes[3].images[0].get_array(), fig.axes[2].images[0].get_array())
     assert fig.get_suptitle() == "val sample 0"
 
@@ -80,7 +85,8 @@ def test_generic_series_and_no_titles(sampling_cube: Path) -> None:
     fig = data.plot(sample)
     assert len(fig.axes) == 10  # 10 steps in rows of 6: the two spare axes are removed
     assert [ax.get_title().split("\n")[:2] for ax in fig.axes] == [
-        [f"t = {t}", _file_date(path)] for t, path in enumerate(sample["S2 path"])]
+        [f"t = {t}", _file_date(path)] for t, path in enumerate(sample["S2 path"])
+    ]
     assert not any(ax.get_title() for ax in data.plot(sample, show_titles=False).axes)
 
 
@@ -98,8 +104,15 @@ def cr_cube(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cube.synth import make_dataset
 
     base = tmp_path_factory.mktemp("cr_plot")
-    root = make_dataset(base / "cr", ["ROIs1158/106", "ROIs1868/17"], patches_per_roi=2, size=32,
-                        layout="sen12mscr", workers=1, progress=False)
+    root = make_dataset(
+        base / "cr",
+        ["ROIs1158/106", "ROIs1868/17"],
+        patches_per_roi=2,
+        size=32,
+        layout="sen12mscr",
+        workers=1,
+        progress=False,
+    )
     convert(root, base / "cr.zarr", workers=1, progress=False)
     return base / "cr.zarr"
 
@@ -109,7 +122,9 @@ def test_mono_temporal_sample(cr_cube: Path) -> None:
     sample = data[0]
     fig = data.plot(sample)
     assert [ax.get_title() for ax in fig.axes] == [
-        f"input (cloudy)\nclouds {100 * sample['input']['coverage']:.0f} %", "target (cloud-free)"]
+        f"input (cloudy)\nclouds {100 * sample['input']['coverage']:.0f} %",
+        "target (cloud-free)",
+    ]
     mask = sample["input"]["masks"]
     assert _contoured(fig.axes[0]) == bool(mask.min() == 0 and mask.max() == 1)
     assert "cyan contours: clouds by cloud_cloudshadow_mask" in fig.get_supxlabel()

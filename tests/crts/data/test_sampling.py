@@ -77,8 +77,7 @@ def test_dataset_option(sampling_cube: Path) -> None:
     drawn.set_epoch(1)
     assert np.array_equal(drawn.index.target, choose_steps_random(drawn.coverage, 2, seed=(5, 1)).target)
     fixed.set_epoch(1)
-    assert np.array_equal(fixed.index.target, SEN12MSCRTS(sampling_cube, split="train",
-                                                           n_input_samples=2).index.target)
+    assert np.array_equal(fixed.index.target, SEN12MSCRTS(sampling_cube, split="train", n_input_samples=2).index.target)
     with pytest.raises(ValueError, match="invalid sampler"):
         SEN12MSCRTS(sampling_cube, split="train", sampler="fixedsubset")
     with pytest.raises(ValueError, match="imported index"):

@@ -15,8 +15,15 @@ from cube.synth import make_dataset
 
 
 def test_mono_temporal_samples(tmp_path: Path, sampling_cube: Path) -> None:
-    root = make_dataset(tmp_path / "cr", ["ROIs1158/106", "ROIs1868/17"], patches_per_roi=2, size=32,
-                        layout="sen12mscr", workers=1, progress=False)
+    root = make_dataset(
+        tmp_path / "cr",
+        ["ROIs1158/106", "ROIs1868/17"],
+        patches_per_roi=2,
+        size=32,
+        layout="sen12mscr",
+        workers=1,
+        progress=False,
+    )
     convert(root, tmp_path / "cr.zarr", workers=1, progress=False)
     data = SEN12MSCR(tmp_path / "cr.zarr", split="test", cloud_masks="cloud_cloudshadow_mask")
     assert len(data) == 2
@@ -38,9 +45,13 @@ def test_mono_temporal_samples(tmp_path: Path, sampling_cube: Path) -> None:
         SEN12MSCRTS(tmp_path / "cr.zarr")
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("cloud_masks", "clouds", "invalid cloud_masks 'clouds': choose from"),
-    ("rescale_method", "none", "invalid rescale_method 'none': choose from")])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("cloud_masks", "clouds", "invalid cloud_masks 'clouds': choose from"),
+        ("rescale_method", "none", "invalid rescale_method 'none': choose from"),
+    ],
+)
 def test_a_bad_option_is_one_line(sampling_cube: Path, option: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{message}[^\n]*$"):
         SEN12MSCR(sampling_cube, **{option: value})

@@ -18,7 +18,7 @@ from cube.clouds.detectors import (
     s2cloudless_probability,
 )
 from cube.dataset.layout import scan_ts
-from cube.dataset.rois import select_rois
+from cube.dataset.rois import Roi, select_rois
 from cube.synth.hollow import make_hollow
 
 SOURCE_CACHE: dict = {}
@@ -28,15 +28,15 @@ def _patches_in_order(root: Path, split: str, region: str) -> list[tuple]:
     """(roi, pid) of the selection in the original's order, from the file tree alone."""
     files = scan_ts(root)[0]
     present = {(f.roi, f.pid) for f in files}
-    return [(roi, pid) for roi in select_rois(split, region)
-            for pid in sorted({p for r, p in present if r == roi})]
+    return [(roi, pid) for roi in select_rois(split, region) for pid in sorted({p for r, p in present if r == roi})]
 
 
-def _coverage_from_geotiffs(root: Path, roi, pid: int, detector: str | None) -> np.ndarray:
+def _coverage_from_geotiffs(root: Path, roi: Roi, pid: int, detector: str | None) -> np.ndarray:
     key = (roi, pid, detector)
     if key not in SOURCE_CACHE:
-        files = sorted((f for f in scan_ts(root)[0] if (f.roi, f.pid) == (roi, pid) and f.modality == "S2"),
-                       key=lambda f: f.t)
+        files = sorted(
+            (f for f in scan_ts(root)[0] if (f.roi, f.pid) == (roi, pid) and f.modality == "S2"), key=lambda f: f.t
+        )
         values = []
         for f in files:
             s2 = rasterio.open(f.path).read()
@@ -59,19 +59,30 @@ def _rules(coverage: np.ndarray, n: int, min_cov: float, max_cov: float) -> tupl
     return [t for t in range(len(coverage)) if t != target][:n], target, False
 
 
-@pytest.mark.parametrize(("cloud_masks", "n", "min_cov", "max_cov", "split", "region"), [
-    ("s2cloudless_mask", 3, 0.0, 1.0, "all", "all"),
-    ("s2cloudless_mask", 2, 0.1, 0.5, "train", "all"),
-    ("s2cloudless_map", 4, 0.0, 0.05, "test", "europa"),
-    ("cloud_cloudshadow_mask", 3, 0.2, 0.6, "val", "all"),
-    ("cloud_cloudshadow_mask", 2, 0.95, 1.0, "all", "africa"),
-    ("s2cloudless_mask", 4, 0.0, 0.3, "train", "europa"),
-])
-def test_indices_follow_the_rules_on_the_geotiffs(sampling_cube: Path, cloud_masks: str, n: int, min_cov: float,
-                                                  max_cov: float, split: str, region: str) -> None:
+@pytest.mark.parametrize(
+    ("cloud_masks", "n", "min_cov", "max_cov", "split", "region"),
+    [
+        ("s2cloudless_mask", 3, 0.0, 1.0, "all", "all"),
+        ("s2cloudless_mask", 2, 0.1, 0.5, "train", "all"),
+        ("s2cloudless_map", 4, 0.0, 0.05, "test", "europa"),
+        ("cloud_cloudshadow_mask", 3, 0.2, 0.6, "val", "all"),
+        ("cloud_cloudshadow_mask", 2, 0.95, 1.0, "all", "africa"),
+        ("s2cloudless_mask", 4, 0.0, 0.3, "train", "europa"),
+    ],
+)
+def test_indices_follow_the_rules_on_the_geotiffs(
+    sampling_cube: Path, cloud_masks: str, n: int, min_cov: float, max_cov: float, split: str, region: str
+) -> None:
     root = sampling_cube.parent / "SEN12MSCRTS"
-    data = SEN12MSCRTS(sampling_cube, split=split, region=region, cloud_masks=cloud_masks, n_input_samples=n,
-                       min_cov=min_cov, max_cov=max_cov)
+    data = SEN12MSCRTS(
+        sampling_cube,
+        split=split,
+        region=region,
+        cloud_masks=cloud_masks,
+        n_input_samples=n,
+        min_cov=min_cov,
+        max_cov=max_cov,
+    )
     expected = _patches_in_order(root, split, region)
     assert [(lab.roi, lab.patch_id) for lab in data.labels] == list(expected)
     for pdx, (roi, pid) in enumerate(expected):
@@ -87,7 +98,6 @@ def test_fallback_happens_in_these_cases(sampling_cube: Path) -> None:
 
 
 def test_arrays_equal_the_scaled_geotiffs(sampling_cube: Path) -> None:
-    root = sampling_cube.parent / "SEN12MSCRTS"
     for method, s2_div in (("default", 10000), ("resnet", 2000)):
         data = SEN12MSCRTS(sampling_cube, split="test", cloud_masks="cloud_cloudshadow_mask", rescale_method=method)
         sample = data[1]
@@ -103,8 +113,9 @@ def test_arrays_equal_the_scaled_geotiffs(sampling_cube: Path) -> None:
                 if method == "default":
                     expected = np.nan_to_num((np.clip(s1, -25, 0) + 25) / 25)
                 else:
-                    expected = np.nan_to_num(np.stack([(np.clip(s1[0], -25, 0) + 25) / 25 * 2,
-                                                       (np.clip(s1[1], -32.5, 0) + 32.5) / 32.5 * 2]))
+                    expected = np.nan_to_num(
+                        np.stack([(np.clip(s1[0], -25, 0) + 25) / 25 * 2, (np.clip(s1[1], -32.5, 0) + 32.5) / 32.5 * 2])
+                    )
                 np.testing.assert_allclose(sample[part]["S1"][k], expected, rtol=1e-5, atol=1e-6)
     assert set(sample) == {"input", "target", "coverage bin"}
     assert len(sample["input"]["S2"]) == 3 and len(sample["target"]["S2"]) == 1
@@ -128,10 +139,17 @@ def test_generic_and_no_detector_give_the_whole_series(sampling_cube: Path) -> N
 
 @pytest.mark.parametrize("suffix", [".npy", ".json"])
 def test_index_export_then_import_round_trips(sampling_cube: Path, tmp_path: Path, suffix: str) -> None:
-    exported = SEN12MSCRTS(sampling_cube, split="train", n_input_samples=2, min_cov=0.1, max_cov=0.5,
-                           export_data_path=tmp_path / f"index{suffix}")
-    imported = SEN12MSCRTS(sampling_cube, split="train", n_input_samples=2,
-                           import_data_path=tmp_path / f"index{suffix}")
+    exported = SEN12MSCRTS(
+        sampling_cube,
+        split="train",
+        n_input_samples=2,
+        min_cov=0.1,
+        max_cov=0.5,
+        export_data_path=tmp_path / f"index{suffix}",
+    )
+    imported = SEN12MSCRTS(
+        sampling_cube, split="train", n_input_samples=2, import_data_path=tmp_path / f"index{suffix}"
+    )
     np.testing.assert_array_equal(imported.index.inputs, exported.index.inputs)
     np.testing.assert_array_equal(imported.index.target, exported.index.target)
     for a, b in zip(imported[2]["input"]["S2"], exported[2]["input"]["S2"], strict=True):
@@ -151,7 +169,7 @@ def test_original_file_names_and_format(sampling_cube: Path, tmp_path: Path) -> 
 
 def test_an_index_of_other_patches_is_refused(sampling_cube: Path, tmp_path: Path) -> None:
     SEN12MSCRTS(sampling_cube, split="train", export_data_path=tmp_path / "train.npy")
-    with pytest.raises(ValueError, match="samples are pdx 0..2; the file has pdx 3, 4, 5 in excess"):
+    with pytest.raises(ValueError, match=r"samples are pdx 0..2; the file has pdx 3, 4, 5 in excess"):
         SEN12MSCRTS(sampling_cube, split="val", import_data_path=tmp_path / "train.npy")
     with pytest.raises(ValueError, match="sample 0 refers to ROIs1868/56 patch"):
         SEN12MSCRTS(sampling_cube, split="test", import_data_path=tmp_path / "train.npy")
@@ -177,7 +195,7 @@ def test_a_malicious_index_file_is_refused_without_running_it(tmp_path: Path) ->
     with crafted.open("wb") as f:
         np.lib.format.write_array_header_1_0(f, header)
         pickle.dump({0: {"input": [0, 1, 2], "target": _Payload(marker)}}, f, protocol=3)
-    with pytest.raises(UnsafeIndexFileError, match="refused: refers to io.open"):
+    with pytest.raises(UnsafeIndexFileError, match=r"refused: refers to io.open"):
         load_npy_index(crafted)
     assert not marker.exists()
 
@@ -189,8 +207,9 @@ def test_index_export_creates_missing_folders(sampling_cube: Path, tmp_path: Pat
     assert (tmp_path / "other" / "idx.json").is_file()
 
 
-def test_a_worker_receives_the_selection_compressed_and_reads_the_same_samples(sampling_cube: Path,
-                                                                                tmp_path: Path) -> None:
+def test_a_worker_receives_the_selection_compressed_and_reads_the_same_samples(
+    sampling_cube: Path, tmp_path: Path
+) -> None:
     samples = SEN12MSCRTS(sampling_cube, split="all", cloud_masks="s2cloudless_mask", n_input_samples=3)
     samples[0]  # reads the paths, which stay behind
     back = pickle.loads(pickle.dumps(samples))
@@ -202,7 +221,8 @@ def test_a_worker_receives_the_selection_compressed_and_reads_the_same_samples(s
         got, want = back[i], samples[i]
         assert got["input"]["idx"] == want["input"]["idx"] and got["input"]["S1 path"] == want["input"]["S1 path"]
         np.testing.assert_array_equal(np.stack(got["input"]["S2"]), np.stack(want["input"]["S2"]))
-    hollow = SEN12MSCRTS(make_hollow(tmp_path / "hollow.zarr", 1060, times=30, size=32), split="train",
-                         cloud_masks="s2cloudless_mask")
+    hollow = SEN12MSCRTS(
+        make_hollow(tmp_path / "hollow.zarr", 1060, times=30, size=32), split="train", cloud_masks="s2cloudless_mask"
+    )
     plain = pickle.dumps({**hollow.__dict__, "_paths": None}, protocol=5)
     assert len(pickle.dumps(hollow)) < len(plain) / 4

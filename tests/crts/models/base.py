@@ -20,10 +20,12 @@ SIZE, STEPS = 32, 3
 def crts_batch(n: int, steps: int = STEPS, size: int = SIZE, seed: int = 0) -> dict[str, torch.Tensor]:
     """A batch as crts.data.loader gives it: inputs in [0, 1] (13 S2 bands then 2 S1), masks, dates in days."""
     g = torch.Generator().manual_seed(seed)
-    return {"inputs": torch.rand(n, steps, 15, size, size, generator=g),
-            "input_masks": (torch.rand(n, steps, size, size, generator=g) > 0.5).float(),
-            "input_s1_td": torch.randint(0, 300, (n, steps), generator=g),
-            "input_s2_td": torch.randint(0, 300, (n, steps), generator=g)}
+    return {
+        "inputs": torch.rand(n, steps, 15, size, size, generator=g),
+        "input_masks": (torch.rand(n, steps, size, size, generator=g) > 0.5).float(),
+        "input_s1_td": torch.randint(0, 300, (n, steps), generator=g),
+        "input_s2_td": torch.randint(0, 300, (n, steps), generator=g),
+    }
 
 
 class ModelContract:
@@ -50,7 +52,7 @@ class ModelContract:
     def test_predictions_are_images_in_the_unit_range(self) -> None:
         model = self.build().eval()
         mean, variance = self.predict(model, crts_batch(2))
-        assert mean.shape == (2, 13, SIZE, SIZE) and 0 <= mean.min() and mean.max() <= 1
+        assert mean.shape == (2, 13, SIZE, SIZE) and mean.min() >= 0 and mean.max() <= 1
         assert (variance is not None) == MODELS[self.kind].uncertain(model.config)
         if variance is not None:
             assert variance.shape == mean.shape and variance.min() >= 0
@@ -58,7 +60,7 @@ class ModelContract:
     def test_a_batch_of_four_equals_four_batches_of_one(self) -> None:
         model, batch = self.build().eval(), crts_batch(4)
         together = self.predict(model, batch)
-        apart = [self.predict(model, {k: v[i:i + 1] for k, v in batch.items()}) for i in range(4)]
+        apart = [self.predict(model, {k: v[i : i + 1] for k, v in batch.items()}) for i in range(4)]
         for j, output in enumerate(together):
             if output is not None:
                 torch.testing.assert_close(output, torch.cat([a[j] for a in apart]), atol=1e-6, rtol=1e-5)
@@ -66,8 +68,9 @@ class ModelContract:
     def test_the_training_loss_reaches_every_parameter(self) -> None:
         model, batch = self.build(), crts_batch(2)
         loss_name = TrainConfig(cube="unused", model=self.kind, **self.settings).resolved().loss
-        loss = MODELS[self.kind].training_loss(model, model.config, loss_name, batch["inputs"],
-                                               batch["inputs"][:, 0, :13], batch)
+        loss = MODELS[self.kind].training_loss(
+            model, model.config, loss_name, batch["inputs"], batch["inputs"][:, 0, :13], batch
+        )
         loss.backward()
         assert torch.isfinite(loss)
         assert [name for name, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
@@ -91,6 +94,13 @@ class ModelContract:
 def random_state(table: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
     """A state dict of random values for a table of names and shapes (variances positive, batch counts 3)."""
     g = torch.Generator().manual_seed(seed)
-    return {k: (torch.tensor(3) if k.endswith("num_batches_tracked") else
-                torch.rand(shape, generator=g) + 0.5 if "running_var" in k else
-                torch.randn(shape, generator=g) * 0.1) for k, shape in table.items()}
+    return {
+        k: (
+            torch.tensor(3)
+            if k.endswith("num_batches_tracked")
+            else torch.rand(shape, generator=g) + 0.5
+            if "running_var" in k
+            else torch.randn(shape, generator=g) * 0.1
+        )
+        for k, shape in table.items()
+    }

@@ -29,7 +29,7 @@ def test_the_recipe_gives_name_summary_and_defaults() -> None:
     assert (kind.name, kind.summary, kind.defaults) == ("halves", "half the last image", {"lr": 0.1})
     assert not kind.uncertain({}) and kind.encoder(nn.Linear(1, 1)) is None
     assert kind.trained_inputs({}, {}) == DEFAULT_INPUTS and kind.trained_inputs({}, {"n_input_samples": 5}) == 5
-    with pytest.raises(ValueError, match="^init_encoder: the halves model has no pre-trained encoder to load$"):
+    with pytest.raises(ValueError, match=r"^init_encoder: the halves model has no pre-trained encoder to load$"):
         kind.load_encoder(nn.Linear(1, 1), "encoder.pt")
 
 

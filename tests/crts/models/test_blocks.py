@@ -25,8 +25,12 @@ def test_padding_reflects_space_and_replicates_time() -> None:
 def test_residual_blocks_add_a_tenth_of_their_branch() -> None:
     x = torch.randn(1, 2, 3, 4, 4)
     block = ResBlock3d(2)
-    assert [name for name, _ in block.named_parameters()] == ["conv_block.1.weight", "conv_block.1.bias",
-                                                               "conv_block.4.weight", "conv_block.4.bias"]
+    assert [name for name, _ in block.named_parameters()] == [
+        "conv_block.1.weight",
+        "conv_block.1.bias",
+        "conv_block.4.weight",
+        "conv_block.4.bias",
+    ]
     torch.nn.init.constant_(block.conv_block[4].bias, 1.0)
     torch.nn.init.zeros_(block.conv_block[4].weight)
     torch.testing.assert_close(block(x), torch.relu(x + RESIDUAL_SCALE))

@@ -57,8 +57,9 @@ def test_an_unknown_kind_is_named_with_the_known_ones(tmp_path: Path) -> None:
 
 def test_entries_the_caller_needs_are_named_when_missing(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "c.pt", _tiny(), step=1)
-    _refused(path, "not a checkpoint of crts train (it lacks 'optimizer', 'epoch')",
-             needs=("step", "optimizer", "epoch"))
+    _refused(
+        path, "not a checkpoint of crts train (it lacks 'optimizer', 'epoch')", needs=("step", "optimizer", "epoch")
+    )
     assert read_checkpoint(path, needs=("step",))["step"] == 1
 
 
@@ -69,10 +70,13 @@ def test_a_checkpoint_of_another_config_than_the_run_s_is_named(tmp_path: Path) 
     assert read_checkpoint(path, config=dict(_tiny().config))["config"] == _tiny().config
 
 
-@pytest.mark.parametrize(("replace", "message"), [
-    ({"config": [4, 1]}, "config is a list, not a dict"),
-    ({"state_dict": "weights"}, "state dict is a str, not a dict"),
-])
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        ({"config": [4, 1]}, "config is a list, not a dict"),
+        ({"state_dict": "weights"}, "state dict is a str, not a dict"),
+    ],
+)
 def test_entries_of_the_wrong_type_are_named(tmp_path: Path, replace: dict, message: str) -> None:
     _refused(_raw(tmp_path, **replace), message)
 

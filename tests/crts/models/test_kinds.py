@@ -54,4 +54,3 @@ def test_a_kind_s_options_and_defaults_reach_train_config(kind: str) -> None:
         assert option.name in fields and option.type in (hints[option.name], *typing.get_args(hints[option.name]))
     resolved = TrainConfig(cube="c.zarr", model=kind).resolved()
     assert {name: getattr(resolved, name) for name in recipe.defaults} == recipe.defaults
-

@@ -13,7 +13,7 @@ from crts.models.ltae import LTAE, PERIOD, aggregate_groups, positional_encoding
 def test_the_positional_encoding_by_hand() -> None:
     code = positional_encoding(torch.tensor([0.0, 100.0]), d=4, n_repeat=2)
     assert code.shape == (2, 8)
-    expected = [math.sin(100), math.cos(100), math.sin(100 / PERIOD ** 0.5), math.cos(100 / PERIOD ** 0.5)]
+    expected = [math.sin(100), math.cos(100), math.sin(100 / PERIOD**0.5), math.cos(100 / PERIOD**0.5)]
     torch.testing.assert_close(code[1], torch.tensor(expected * 2))
     torch.testing.assert_close(code[0], torch.tensor([0.0, 1.0, 0.0, 1.0] * 2))
 

@@ -17,8 +17,12 @@ from crts.models.mbconv import (
 
 
 def test_each_norm_by_name_and_a_bad_name_in_one_line() -> None:
-    assert [type(norm_layer(kind, 8)).__name__ for kind in NORMS] == ["GroupNorm", "BatchNorm2d", "InstanceNorm2d",
-                                                                     "NoneType"]
+    assert [type(norm_layer(kind, 8)).__name__ for kind in NORMS] == [
+        "GroupNorm",
+        "BatchNorm2d",
+        "InstanceNorm2d",
+        "NoneType",
+    ]
     assert norm_layer("group", 8).num_groups == GROUPS
     with pytest.raises(ValueError, match=r"^invalid norm 'layer': choose from group, batch, instance, none$"):
         norm_layer("layer", 8)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from crts.models import ResNet3D, load_original_checkpoint
 
@@ -15,7 +16,7 @@ from .base import ModelContract
 
 class TestResNet3D(ModelContract):
     kind = "resnet3d"
-    settings = {"features": 8, "blocks": 2}
+    settings: ClassVar[dict[str, object]] = {"features": 8, "blocks": 2}
 
 
 def original_state_dict(features: int, blocks: int, n_inputs: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -62,8 +63,9 @@ def reference_forward(state: dict[str, torch.Tensor], x: torch.Tensor, blocks: i
             p = f"model_final.{i}.conv_block"
             r = F.relu(F.conv3d(pad(z), state[f"{p}.1.weight"], state[f"{p}.1.bias"]))
             z = F.relu(z + 0.1 * F.conv3d(pad(r), state[f"{p}.4.weight"], state[f"{p}.4.bias"]))
-        z = F.conv3d(F.pad(z, (1, 1, 1, 1, 0, 0), mode="reflect"), state["model_final.8.weight"],
-                     state["model_final.8.bias"])
+        z = F.conv3d(
+            F.pad(z, (1, 1, 1, 1, 0, 0), mode="reflect"), state["model_final.8.weight"], state["model_final.8.bias"]
+        )
         outputs.append(torch.tanh(z[:, :, 0]))
     return torch.cat(outputs)
 
@@ -102,8 +104,9 @@ def test_baseline_resnet_loads_into_the_encoder() -> None:
     pretrained["netG.model.18.weight"], pretrained["netG.model.18.bias"] = torch.randn(64, 8, 3, 3), torch.randn(64)
     pretrained["netG.model.20.weight"], pretrained["netG.model.20.bias"] = torch.randn(13, 64, 3, 3), torch.randn(13)
     model = load_original_checkpoint(pretrained, ResNet3D(features=8, blocks=16))
-    torch.testing.assert_close(model.model_initial[2].conv_block[0].weight,
-                               generator["model_initial.2.conv_block.0.weight"])
+    torch.testing.assert_close(
+        model.model_initial[2].conv_block[0].weight, generator["model_initial.2.conv_block.0.weight"]
+    )
     with pytest.raises(ValueError, match="pass the ResNet3D"):
         load_original_checkpoint(pretrained)
     with pytest.raises(ValueError, match="neither"):

@@ -32,7 +32,7 @@ def test_a_file_that_is_not_tensors_is_one_line_and_runs_no_code(tmp_path: Path)
         load_file(tmp_path / "evil.pt")
     assert not marker.exists()
     torch.save([1, 2], tmp_path / "list.pt")
-    with pytest.raises(ValueError, match="list.pt: a list, not a state dict"):
+    with pytest.raises(ValueError, match=r"list\.pt: a list, not a state dict"):
         read_state(tmp_path / "list.pt")
     with pytest.raises(FileNotFoundError):
         load_file(tmp_path / "absent.pt")
@@ -61,4 +61,6 @@ def test_weights_that_do_not_fit_are_one_line_naming_the_source() -> None:
     assert model.weight.sum() == 2
     with pytest.raises(ValueError) as raised:
         load_into(model, {"weight": torch.ones(1, 3), "bias": torch.zeros(1)}, "other.pt")
-    assert str(raised.value).startswith("other.pt: its weights do not fit this model (") and "\n" not in str(raised.value)
+    assert str(raised.value).startswith("other.pt: its weights do not fit this model (") and "\n" not in str(
+        raised.value
+    )

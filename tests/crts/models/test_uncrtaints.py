@@ -4,6 +4,7 @@ here)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ TINY = {"encoder_widths": (16,), "decoder_widths": (16, 16), "n_head": 4, "d_mod
 
 class TestUnCRtainTS(ModelContract):
     kind = "uncrtaints"
-    settings = {"width": 16, "n_head": 4, "d_model": 32}
+    settings: ClassVar[dict[str, object]] = {"width": 16, "n_head": 4, "d_model": 32}
 
 
 def mbconv_entries(prefix: str, width: int, batch_norm: bool) -> dict[str, tuple[int, ...]]:
@@ -46,15 +47,23 @@ def mbconv_entries(prefix: str, width: int, batch_norm: bool) -> dict[str, tuple
 def published_table(mono: bool = False) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the published generator (use_sar, widths [128] and [128] * 5, 16 heads, d_model 256,
     d_k 4, group norm in the encoder, batch norm in the decoder, out_conv [13 + 13]), read off the original code."""
-    table = {"in_conv.conv.conv.0.weight": (128, 15, 1, 1), "in_conv.conv.conv.0.bias": (128,),
-             "in_conv.conv.conv.1.weight": (128,), "in_conv.conv.conv.1.bias": (128,)}
+    table = {
+        "in_conv.conv.conv.0.weight": (128, 15, 1, 1),
+        "in_conv.conv.conv.0.bias": (128,),
+        "in_conv.conv.conv.1.weight": (128,),
+        "in_conv.conv.conv.1.bias": (128,),
+    }
     table |= mbconv_entries("in_block.0", 128, batch_norm=False)
     if not mono:
-        table |= {"temporal_encoder.inconv.weight": (256, 128, 1), "temporal_encoder.inconv.bias": (256,),
-                  "temporal_encoder.attention_heads.Q": (16, 4),
-                  "temporal_encoder.attention_heads.fc1_k.weight": (64, 256),
-                  "temporal_encoder.attention_heads.fc1_k.bias": (64,),
-                  "temporal_encoder.in_norm.weight": (128,), "temporal_encoder.in_norm.bias": (128,)}
+        table |= {
+            "temporal_encoder.inconv.weight": (256, 128, 1),
+            "temporal_encoder.inconv.bias": (256,),
+            "temporal_encoder.attention_heads.Q": (16, 4),
+            "temporal_encoder.attention_heads.fc1_k.weight": (64, 256),
+            "temporal_encoder.attention_heads.fc1_k.bias": (64,),
+            "temporal_encoder.in_norm.weight": (128,),
+            "temporal_encoder.in_norm.bias": (128,),
+        }
     for i in range(5):
         table |= mbconv_entries(f"out_block.{i}", 128, batch_norm=True)
     return table | {"out_conv.conv.conv.0.weight": (26, 128, 1, 1), "out_conv.conv.conv.0.bias": (26,)}
@@ -67,7 +76,7 @@ def test_output_shapes_and_ranges(steps: int, batch: int) -> None:
     model = UnCRtainTS(**TINY)
     mean, var = model(torch.rand(batch, steps, 15, 32, 32), torch.arange(batch * steps).view(batch, steps) * 10.0)
     assert mean.shape == var.shape == (batch, 13, 32, 32)
-    assert 0 <= mean.min() and mean.max() <= 1
+    assert mean.min() >= 0 and mean.max() <= 1
     assert var.min() > 0
 
 
@@ -121,7 +130,7 @@ def test_scale_by_rescales_outputs_to_unit_scale() -> None:
     torch.manual_seed(0)
     model = UnCRtainTS(scale_by=10.0, **TINY).eval()
     mean, var = model(torch.rand(1, 2, 15, 32, 32), torch.zeros(1, 2))
-    assert 0 <= mean.min() and mean.max() <= 1
+    assert mean.min() >= 0 and mean.max() <= 1
     assert var.min() >= 1e-3 / 100  # the floor 1e-3 at model scale, divided by scale_by ** 2
 
 
@@ -162,7 +171,7 @@ def _old_name(key: str) -> str:
     """Older files: ``in_block1``, ``out_block1`` ... ``out_block5`` instead of ``in_block.0`` ... ``out_block.4``."""
     for part in ("in_block", "out_block"):
         if key.startswith(f"{part}."):
-            index, rest = key[len(part) + 1:].split(".", 1)
+            index, rest = key[len(part) + 1 :].split(".", 1)
             return f"{part}{int(index) + 1}.{rest}"
     return key
 

@@ -4,10 +4,11 @@ structure), and its forward pass written here with torch.nn.functional from the 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from crts.models import UTAE, load_original_utae
 
@@ -18,12 +19,12 @@ TINY = {"encoder_widths": (8, 16), "decoder_widths": (8, 16), "n_head": 4, "d_mo
 
 class TestUTAE(ModelContract):
     kind = "utae"
-    settings = {"width": 8, "n_head": 4, "d_model": 16}
+    settings: ClassVar[dict[str, object]] = {"width": 8, "n_head": 4, "d_model": 16}
 
 
 class TestUTAEWithVariances(ModelContract):
     kind = "utae"
-    settings = {"width": 8, "n_head": 4, "d_model": 16, "loss": "MGNLL"}
+    settings: ClassVar[dict[str, object]] = {"width": 8, "n_head": 4, "d_model": 16, "loss": "MGNLL"}
 
 
 def _conv(table: dict, prefix: str, d_out: int, d_in: int, k: int, transposed: bool = False) -> None:
@@ -62,9 +63,15 @@ def documented_table(out: int = 13) -> dict[str, tuple[int, ...]]:
         _conv(table, f"{p}.conv2.conv.0", d_out, d_out, 3)
         _norm(table, f"{p}.conv2.conv.1", d_out, batch=True)
     t = "temporal_encoder"
-    table |= {f"{t}.inconv.weight": (256, 128, 1), f"{t}.inconv.bias": (256,), f"{t}.attention_heads.Q": (16, 4),
-              f"{t}.attention_heads.fc1_k.weight": (64, 256), f"{t}.attention_heads.fc1_k.bias": (64,),
-              f"{t}.mlp.0.weight": (128, 256), f"{t}.mlp.0.bias": (128,)}
+    table |= {
+        f"{t}.inconv.weight": (256, 128, 1),
+        f"{t}.inconv.bias": (256,),
+        f"{t}.attention_heads.Q": (16, 4),
+        f"{t}.attention_heads.fc1_k.weight": (64, 256),
+        f"{t}.attention_heads.fc1_k.bias": (64,),
+        f"{t}.mlp.0.weight": (128, 256),
+        f"{t}.mlp.0.bias": (128,),
+    }
     _norm(table, f"{t}.in_norm", 128, batch=False)
     _norm(table, f"{t}.out_norm", 128, batch=False)
     _norm(table, f"{t}.mlp.1", 128, batch=True)
@@ -82,8 +89,9 @@ def _layer(x: torch.Tensor, s: dict, p: str, batch: bool, stride: int = 1, relu:
     """Conv (reflection padding 1, or none for 1x1), norm, ReLU: one ConvLayer of the original."""
     k = s[f"{p}.conv.0.weight"].shape[-1]
     padded = x if k == 1 else F.pad(x, (1, 1, 1, 1), mode="reflect")
-    y = _norm_fn(F.conv2d(padded, s[f"{p}.conv.0.weight"], s[f"{p}.conv.0.bias"], stride=stride), s, f"{p}.conv.1",
-                 batch)
+    y = _norm_fn(
+        F.conv2d(padded, s[f"{p}.conv.0.weight"], s[f"{p}.conv.0.bias"], stride=stride), s, f"{p}.conv.1", batch
+    )
     return F.relu(y) if relu else y
 
 
@@ -91,8 +99,9 @@ def _ltae(s: dict, x: torch.Tensor, days: torch.Tensor, pad: torch.Tensor, heads
     """The original's LTAE2d for one sample: x (T, C, h, w) -> features (C, h, w), attention (heads, T, h, w)."""
     t, c, h, w = x.shape
     p = "temporal_encoder"
-    seq = F.group_norm(x.permute(2, 3, 1, 0).reshape(h * w, c, t), heads, s[f"{p}.in_norm.weight"],
-                       s[f"{p}.in_norm.bias"]).transpose(1, 2)  # (pixels, T, C)
+    seq = F.group_norm(
+        x.permute(2, 3, 1, 0).reshape(h * w, c, t), heads, s[f"{p}.in_norm.weight"], s[f"{p}.in_norm.bias"]
+    ).transpose(1, 2)  # (pixels, T, C)
     seq = seq @ s[f"{p}.inconv.weight"][:, :, 0].T + s[f"{p}.inconv.bias"]
     d = seq.shape[-1] // heads
     denom = torch.tensor([1000 ** (2 * (i // 2) / d) for i in range(d)])
@@ -100,12 +109,19 @@ def _ltae(s: dict, x: torch.Tensor, days: torch.Tensor, pad: torch.Tensor, heads
     code = torch.stack([torch.sin(angles[:, i]) if i % 2 == 0 else torch.cos(angles[:, i]) for i in range(d)], 1)
     seq = seq + code.repeat(1, heads)
     q, d_k = s[f"{p}.attention_heads.Q"], s[f"{p}.attention_heads.Q"].shape[1]
-    keys = (seq @ s[f"{p}.attention_heads.fc1_k.weight"].T + s[f"{p}.attention_heads.fc1_k.bias"])
+    keys = seq @ s[f"{p}.attention_heads.fc1_k.weight"].T + s[f"{p}.attention_heads.fc1_k.bias"]
     scores = (keys.view(h * w, t, heads, d_k) * q).sum(-1) / math.sqrt(d_k)  # (pixels, T, heads)
     attention = scores.masked_fill(pad[None, :, None], -1e3).softmax(dim=1)
     values = (attention[..., None] * seq.view(h * w, t, heads, d)).sum(1).reshape(h * w, heads * d)
-    out = F.relu(F.batch_norm(values @ s[f"{p}.mlp.0.weight"].T + s[f"{p}.mlp.0.bias"], s[f"{p}.mlp.1.running_mean"],
-                              s[f"{p}.mlp.1.running_var"], s[f"{p}.mlp.1.weight"], s[f"{p}.mlp.1.bias"]))
+    out = F.relu(
+        F.batch_norm(
+            values @ s[f"{p}.mlp.0.weight"].T + s[f"{p}.mlp.0.bias"],
+            s[f"{p}.mlp.1.running_mean"],
+            s[f"{p}.mlp.1.running_var"],
+            s[f"{p}.mlp.1.weight"],
+            s[f"{p}.mlp.1.bias"],
+        )
+    )
     out = F.group_norm(out, heads, s[f"{p}.out_norm.weight"], s[f"{p}.out_norm.bias"])
     return out.T.reshape(-1, h, w), attention.permute(2, 1, 0).reshape(heads, t, h, w)
 
@@ -120,11 +136,20 @@ def _reference(s: dict, x: torch.Tensor, days: torch.Tensor, heads: int, scale: 
         if (step == 0).all():  # padded steps stay 0 through the encoder
             maps.append(None)
             continue
-        per_step = [F.relu(_norm_fn(F.conv2d(step[None], s["in_conv.conv.conv.0.weight"],
-                                             s["in_conv.conv.conv.0.bias"]), s, "in_conv.conv.conv.1", False))]
+        per_step = [
+            F.relu(
+                _norm_fn(
+                    F.conv2d(step[None], s["in_conv.conv.conv.0.weight"], s["in_conv.conv.conv.0.bias"]),
+                    s,
+                    "in_conv.conv.conv.1",
+                    False,
+                )
+            )
+        ]
         for i in range(stages - 1):
-            y = _layer(_layer(per_step[-1], s, f"down_blocks.{i}.down", False, stride=2), s,
-                       f"down_blocks.{i}.conv1", False)
+            y = _layer(
+                _layer(per_step[-1], s, f"down_blocks.{i}.down", False, stride=2), s, f"down_blocks.{i}.conv1", False
+            )
             per_step.append(y + _layer(y, s, f"down_blocks.{i}.conv2", False, relu=False))
         maps.append([m[0] for m in per_step])
     like = next(m for m in maps if m is not None)
@@ -140,8 +165,11 @@ def _reference(s: dict, x: torch.Tensor, days: torch.Tensor, heads: int, scale: 
         p = f"up_blocks.{j}"
         up = F.conv_transpose2d(out, s[f"{p}.up.0.weight"], s[f"{p}.up.0.bias"], stride=2, padding=1)
         up = F.relu(_norm_fn(up, s, f"{p}.up.1", True))
-        skip = F.relu(_norm_fn(F.conv2d(skip, s[f"{p}.skip_conv.0.weight"], s[f"{p}.skip_conv.0.bias"]), s,
-                               f"{p}.skip_conv.1", True))
+        skip = F.relu(
+            _norm_fn(
+                F.conv2d(skip, s[f"{p}.skip_conv.0.weight"], s[f"{p}.skip_conv.0.bias"]), s, f"{p}.skip_conv.1", True
+            )
+        )
         y = _layer(torch.cat([up, skip], 1), s, f"{p}.conv1", True)
         out = y + _layer(y, s, f"{p}.conv2", True, relu=False)
     out = F.conv2d(out, s["out_conv.conv.conv.0.weight"], s["out_conv.conv.conv.0.bias"])[0]
@@ -156,8 +184,11 @@ def trained_like_state(out: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     for name, value in state.items():
         if name.endswith(("running_mean", "running_var")):
-            state[name] = torch.rand(value.shape, generator=g) + 0.5 if name.endswith("var") else \
-                torch.randn(value.shape, generator=g) * 0.1
+            state[name] = (
+                torch.rand(value.shape, generator=g) + 0.5
+                if name.endswith("var")
+                else torch.randn(value.shape, generator=g) * 0.1
+            )
     return state
 
 
@@ -188,8 +219,10 @@ def test_loaded_original_weights_reproduce_the_original_forward_pass(out: int, s
 
 def test_original_files_and_wrong_ones() -> None:
     state = random_state(documented_table())
-    for content in ({"state_dict": {f"netG.{k}": v for k, v in state.items()}}, {f"module.{k}": v
-                                                                                 for k, v in state.items()}):
+    for content in (
+        {"state_dict": {f"netG.{k}": v for k, v in state.items()}},
+        {f"module.{k}": v for k, v in state.items()},
+    ):
         assert all(torch.equal(load_original_utae(content).state_dict()[k], v) for k, v in state.items())
     with pytest.raises(ValueError, match="not a U-TAE"):
         load_original_utae(random_state({"in_conv.conv.conv.0.weight": (128, 15, 1, 1)}))

@@ -46,8 +46,9 @@ def test_a_geotiff_has_the_date_and_a_gap_its_nodata(tiny_cube: Path, tmp_path: 
             day = pd.Timestamp(ds.S2_date.isel(patch=patch, time=1).values)
             assert src.tags()["ACQUISITION_DATE"] == f"{day:%Y-%m-%d}"
             assert src.tags()["TIFFTAG_DATETIME"] == f"{day:%Y:%m:%d} 00:00:00"
-            np.testing.assert_array_equal(src.read(), ds.S2.isel(patch=patch, time=1).sel(
-                S2_band=["B4", "B3", "B2"]).values)
+            np.testing.assert_array_equal(
+                src.read(), ds.S2.isel(patch=patch, time=1).sel(S2_band=["B4", "B3", "B2"]).values
+            )
     with rasterio.open(tmp_path / "2.tif") as src:
         assert src.read(masked=True).mask.all()  # the gap reads as nodata everywhere
     to_geotiff(ds, 2, 1, tmp_path / "s1.tif", "S1")
@@ -56,13 +57,17 @@ def test_a_geotiff_has_the_date_and_a_gap_its_nodata(tiny_cube: Path, tmp_path: 
         assert src.tags()["ACQUISITION_DATE"] == f"{day:%Y-%m-%d}" and src.descriptions == ("VV", "VH")
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda ds, path: to_geotiff(ds, 0, [1, 2], path), "invalid time \\[1, 2\\]: give one time step 0..3"),
-    (lambda ds, path: to_geotiff(ds, 0, 1, path, "coverage"), "unknown variable 'coverage': choose from"),
-    (lambda ds, path: to_geotiff(ds, 0, 1, path, bands=["B99"]), "invalid bands \\['B99'\\]"),
-    (lambda ds, path: to_netcdf(ds, 6, path), "invalid patch 6: give a position 0..5"),
-    (lambda ds, path: to_netcdf(ds, 0, path, time=4), "invalid time 4: give time steps 0..3"),
-], ids=["several steps", "not an image", "band", "patch", "step"])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda ds, path: to_geotiff(ds, 0, [1, 2], path), "invalid time \\[1, 2\\]: give one time step 0..3"),
+        (lambda ds, path: to_geotiff(ds, 0, 1, path, "coverage"), "unknown variable 'coverage': choose from"),
+        (lambda ds, path: to_geotiff(ds, 0, 1, path, bands=["B99"]), "invalid bands \\['B99'\\]"),
+        (lambda ds, path: to_netcdf(ds, 6, path), "invalid patch 6: give a position 0..5"),
+        (lambda ds, path: to_netcdf(ds, 0, path, time=4), "invalid time 4: give time steps 0..3"),
+    ],
+    ids=["several steps", "not an image", "band", "patch", "step"],
+)
 def test_a_refused_export_writes_nothing(tiny_cube: Path, tmp_path: Path, call: object, message: str) -> None:
     with pytest.raises(ValueError, match=message) as refused:
         call(open_cube(tiny_cube), tmp_path / "x.out")
@@ -70,7 +75,8 @@ def test_a_refused_export_writes_nothing(tiny_cube: Path, tmp_path: Path, call: 
 
 
 def test_an_existing_file_stays_unless_overwritten_and_a_failed_write_leaves_none(
-        tiny_cube: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_cube: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("netCDF4")
     ds, target = open_cube(tiny_cube), tmp_path / "x.nc"
     target.write_text("mine")

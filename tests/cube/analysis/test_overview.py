@@ -36,8 +36,15 @@ def test_coverage_index_repr_is_one_line(tiny_cube: Path) -> None:
 
 
 def test_summary_of_a_mono_temporal_cube(tmp_path: Path) -> None:
-    root = make_dataset(tmp_path / "cr", ["ROIs1158/106", "ROIs1868/17"], patches_per_roi=1, size=32,
-                        layout="sen12mscr", workers=1, progress=False)
+    root = make_dataset(
+        tmp_path / "cr",
+        ["ROIs1158/106", "ROIs1868/17"],
+        patches_per_roi=1,
+        size=32,
+        layout="sen12mscr",
+        workers=1,
+        progress=False,
+    )
     convert(root, tmp_path / "cr.zarr", workers=1, progress=False)
     facts = summary(open_cube(tmp_path / "cr.zarr"))
     assert (facts["patches"], facts["time_steps"], facts["first_date"], facts["gaps"]) == (2, 1, None, 0)

@@ -68,8 +68,20 @@ def test_a_figure_is_written_whole_or_refused_inside_a_cube(tiny_cube: Path, tmp
 def test_coverage_figure_names_months_counts_images_and_keeps_splits_apart_from_regions(index: CoverageIndex) -> None:
     fig = plot_coverage(index, "det_b")
     hist, month, clear = fig.axes
-    assert [t.get_text() for t in month.get_xticklabels()] == ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
-                                                               "Aug", "Sep", "Oct", "Nov", "Dec"]
+    assert [t.get_text() for t in month.get_xticklabels()] == [
+        "Jan",
+        "Feb",
+        "Mar",
+        "Apr",
+        "May",
+        "Jun",
+        "Jul",
+        "Aug",
+        "Sep",
+        "Oct",
+        "Nov",
+        "Dec",
+    ]
     images = coverage_rows(index).query("detector == 'det_b'").groupby(["region", "split"]).size()
     by_region = [f"{region} (n={n})" for region, n in images.groupby("region").sum().items()]
     assert [t.get_text() for t in hist.get_legend().get_texts()] == by_region

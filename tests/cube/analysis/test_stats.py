@@ -29,12 +29,20 @@ def index() -> CoverageIndex:
 @pytest.mark.parametrize("by", [["region"], ["region", "split"], ["month"], ["roi", "time"], ["detector"]])
 def test_grouped_table_equals_pandas(index: CoverageIndex, by: list[str]) -> None:
     keys = by if "detector" in by else ["detector", *by]
-    expected = coverage_rows(index).groupby(keys).coverage.agg(
-        images="count", mean_coverage="mean", clear_share=lambda c: (c <= 0.01).mean(),
-        cloudy_share=lambda c: (c >= 0.5).mean())
+    expected = (
+        coverage_rows(index)
+        .groupby(keys)
+        .coverage.agg(
+            images="count",
+            mean_coverage="mean",
+            clear_share=lambda c: (c <= 0.01).mean(),
+            cloudy_share=lambda c: (c >= 0.5).mean(),
+        )
+    )
     got = coverage_table(index, by)
-    pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_dtype=False,
-                                  check_index_type=False, check_names=False)
+    pd.testing.assert_frame_equal(
+        got.sort_index(), expected.sort_index(), check_dtype=False, check_index_type=False, check_names=False
+    )
 
 
 def test_filters(index: CoverageIndex) -> None:

@@ -42,12 +42,11 @@ def test_stored_masks_equal_the_detectors_on_the_geotiffs(default_cube: Path, sy
 def test_coverage_is_the_mean_of_each_mask(default_cube: Path) -> None:
     ds = open_cube(default_cube)
     cov = ds.coverage
-    np.testing.assert_allclose(cov.sel(detector="s2cloudless_mask"), ds.s2cloudless_mask.mean(("y", "x")),
-                               rtol=1e-6)
-    np.testing.assert_allclose(cov.sel(detector="s2cloudless_map"), ds.s2cloudless_map.mean(("y", "x")),
-                               rtol=1e-5)
-    np.testing.assert_allclose(cov.sel(detector="cloud_cloudshadow_mask"),
-                               (ds.cloud_cloudshadow_mask > 0).mean(("y", "x")), rtol=1e-6)
+    np.testing.assert_allclose(cov.sel(detector="s2cloudless_mask"), ds.s2cloudless_mask.mean(("y", "x")), rtol=1e-6)
+    np.testing.assert_allclose(cov.sel(detector="s2cloudless_map"), ds.s2cloudless_map.mean(("y", "x")), rtol=1e-5)
+    np.testing.assert_allclose(
+        cov.sel(detector="cloud_cloudshadow_mask"), (ds.cloud_cloudshadow_mask > 0).mean(("y", "x")), rtol=1e-6
+    )
     assert list(ds.detector.values) == list(DETECTORS)
     assert tuple(ds.attrs["cloud_detectors"].split()) == DETECTORS
 
@@ -92,13 +91,23 @@ def test_detectors_can_be_added_later(tiny_root: Path, tiny_cube: Path, tmp_path
 
 @pytest.mark.slow
 def test_kill_9_then_resume_gives_the_same_masks(tmp_path: Path) -> None:
-    root = make_dataset(tmp_path / "src", ["ROIs1868/17", "ROIs2017/32"], patches_per_roi=4, size=64, times=30,
-                        workers=1, progress=False)
+    root = make_dataset(
+        tmp_path / "src",
+        ["ROIs1868/17", "ROIs2017/32"],
+        patches_per_roi=4,
+        size=64,
+        times=30,
+        workers=1,
+        progress=False,
+    )
     reference, dst = tmp_path / "reference.zarr", tmp_path / "cube.zarr"
     convert(root, reference, workers=1, progress=False)
     convert(root, dst, clouds=(), workers=1, progress=False)
-    proc = subprocess.Popen([sys.executable, "-m", "crts", "clouds", str(dst), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crts", "clouds", str(dst), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     kill_when(proc, lambda: (dst / "coverage" / "c" / "0" / "0" / "0").exists())  # after the first rows are written
     with pytest.raises(ValueError, match="interrupted cloud pass"):
         compute_clouds(dst, workers=1, progress=False)

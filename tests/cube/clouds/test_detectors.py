@@ -34,12 +34,17 @@ def _rescale(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def reference_score(s2: np.ndarray) -> np.ndarray:
     """Cloud score of the recipe: float32 up to the 7x7 mean, float64 from there."""
-    img = np.clip(s2.astype(np.float32), 0, 10000) / 10000.
+    img = np.clip(s2.astype(np.float32), 0, 10000) / 10000.0
     score = np.ones(img.shape[1:], np.float32)
     snow_sum = img[2] + img[11]
     snow_sum[snow_sum == 0] = 0.001
-    for part, lo, hi in ((img[1], 0.1, 0.5), (img[0], 0.1, 0.3), (img[0] + img[10], 0.4, 0.9),
-                         (img[3] + img[2] + img[1], 0.2, 0.8), ((img[2] - img[11]) / snow_sum, 0.8, 0.6)):
+    for part, lo, hi in (
+        (img[1], 0.1, 0.5),
+        (img[0], 0.1, 0.3),
+        (img[0] + img[10], 0.4, 0.9),
+        (img[3] + img[2] + img[1], 0.2, 0.8),
+        ((img[2] - img[11]) / snow_sum, 0.8, 0.6),
+    ):
         score = np.minimum(score, _rescale(part, lo, hi))
     assert score.dtype == np.float32
     closed = ndimage.minimum_filter(ndimage.maximum_filter(score, size=5), size=5)
@@ -49,8 +54,8 @@ def reference_score(s2: np.ndarray) -> np.ndarray:
 
 def reference_classes(s2: np.ndarray) -> np.ndarray:
     """0 clear, 1 cloud, 2 shadow, by the recipe (cloud wins)."""
-    img = np.clip(s2.astype(np.float32), 0, 10000) / 10000.
-    csi, blue = (img[7] + img[11]) / 2., img[1]
+    img = np.clip(s2.astype(np.float32), 0, 10000) / 10000.0
+    csi, blue = (img[7] + img[11]) / 2.0, img[1]
     t3 = np.min(csi) + 3 / 4 * (np.mean(csi) - np.min(csi))
     t4 = np.min(blue) + 5 / 6 * (np.mean(blue) - np.min(blue))
     assert t3.dtype == t4.dtype == np.float32
@@ -100,8 +105,9 @@ def test_every_pixel_of_the_default_set_matches_the_float32_recipe(synthetic_roo
     for path in paths:
         with rasterio.open(path) as src:
             s2 = src.read()
-        np.testing.assert_allclose(heuristic_cloud_score(s2), reference_score(s2), rtol=0, atol=1e-12,
-                                   err_msg=path.name)
+        np.testing.assert_allclose(
+            heuristic_cloud_score(s2), reference_score(s2), rtol=0, atol=1e-12, err_msg=path.name
+        )
         classes = reference_classes(s2)
         np.testing.assert_array_equal(cloud_cloudshadow_classes(s2), classes, err_msg=path.name)
         np.testing.assert_array_equal(cloud_cloudshadow_mask(s2), classes != CLEAR, err_msg=path.name)
@@ -121,9 +127,11 @@ def test_the_registry_s_float_masks_are_the_original_loader_s(synthetic_root: Pa
     path = sorted(synthetic_root.glob("ROIs*/*/S2/*/*.tif"))[0]
     with rasterio.open(path) as src:
         s2 = src.read()
-    expected = {"s2cloudless_mask": s2cloudless_mask(s2).astype(np.float32),
-                "s2cloudless_map": s2cloudless_map(s2cloudless_probability(s2)),
-                "cloud_cloudshadow_mask": cloud_cloudshadow_mask(s2).astype(np.float32)}
+    expected = {
+        "s2cloudless_mask": s2cloudless_mask(s2).astype(np.float32),
+        "s2cloudless_map": s2cloudless_map(s2cloudless_probability(s2)),
+        "cloud_cloudshadow_mask": cloud_cloudshadow_mask(s2).astype(np.float32),
+    }
     assert DETECTORS == tuple(REGISTRY) == tuple(expected)
     for name, mask in expected.items():
         np.testing.assert_array_equal(float_mask(name, s2), mask)

@@ -20,8 +20,8 @@ from cube.clouds.forest import (
     MODEL_PATH,
     ForestPredictor,
     cache_dir,
-    feature_bins,
     fast_probability,
+    feature_bins,
     kernel_path,
     load_forest,
     predictor,
@@ -107,8 +107,9 @@ def test_sigmoid_rounds_as_the_c_library() -> None:
     np.testing.assert_array_equal(sigmoid32(margin), expected)
 
 
-def test_stored_masks_without_a_compiler_fall_back_to_s2cloudless(tiny_root: Path, tiny_cube: Path, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stored_masks_without_a_compiler_fall_back_to_s2cloudless(
+    tiny_root: Path, tiny_cube: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.warns(RuntimeWarning, match="compiled s2cloudless forest unavailable.*using s2cloudless"):
@@ -137,8 +138,10 @@ def test_a_corrupt_or_stale_artifact_is_rebuilt(tmp_path: Path) -> None:
 
 def test_models_it_cannot_reproduce_are_refused(tmp_path: Path) -> None:
     text = MODEL_PATH.read_text()
-    for old, new, message in [("objective=binary sigmoid:1", "objective=regression", "not a binary"),
-                              ("decision_type=2 ", "decision_type=10 ", "missing-value")]:
+    for old, new, message in [
+        ("objective=binary sigmoid:1", "objective=regression", "not a binary"),
+        ("decision_type=2 ", "decision_type=10 ", "missing-value"),
+    ]:
         bad = tmp_path / "model.txt"
         bad.write_text(text.replace(old, new, 1))
         with pytest.raises(ValueError, match=message):

@@ -24,5 +24,5 @@ def test_s2_has_13_bands_in_wavelength_order() -> None:
 
 def test_each_modality_s_bands_and_dtype() -> None:
     assert BANDS == {"S1": ("VV", "VH"), "S2": S2_BANDS} and S1_BANDS == ("VV", "VH")
-    assert DTYPES == {"S1": np.dtype("float32"), "S2": np.dtype("uint16")}
+    assert {"S1": np.dtype("float32"), "S2": np.dtype("uint16")} == DTYPES
     assert bands_of("S1") == S1_BANDS and bands_of("S2") is bands_of("S2_cloudy") is S2_BANDS

@@ -21,24 +21,25 @@ def test_ts_name_round_trip() -> None:
     roi = Roi("ROIs2017", 8)
     path = ROOT / ts_relpath("S1", roi, 29, dt.date(2018, 12, 30), 3)
     parsed = parse_ts_path(path, ROOT)
-    assert (parsed.modality, parsed.roi, parsed.t, parsed.date, parsed.pid) == ("S1", roi, 29,
-                                                                               dt.date(2018, 12, 30), 3)
+    assert (parsed.modality, parsed.roi, parsed.t, parsed.date, parsed.pid) == ("S1", roi, 29, dt.date(2018, 12, 30), 3)
 
 
 def test_cr_name_matches_the_reference_example() -> None:
     rel = cr_relpath("s2_cloudy", Roi("ROIs1158", 106), 407)
-    assert rel.as_posix() == ("ROIs1158_spring_s2_cloudy/s2_cloudy_106/"
-                              "ROIs1158_spring_s2_cloudy_106_p407.tif")
+    assert rel.as_posix() == ("ROIs1158_spring_s2_cloudy/s2_cloudy_106/ROIs1158_spring_s2_cloudy_106_p407.tif")
     parsed = parse_cr_path(ROOT / rel, ROOT)
     assert (parsed.kind, parsed.roi, parsed.pid) == ("s2_cloudy", Roi("ROIs1158", 106), 407)
 
 
-@pytest.mark.parametrize(("rel", "problem"), [
-    ("ROIs1868/73/S2/14/s2_ROIs1868_73_ImgNo_14_2018-06-21_patch_171.tiff", "does not follow"),
-    ("ROIs1868/73/S2/14/s2_ROIs1868_73_ImgNo_14_2018-13-21_patch_171.tif", "invalid date"),
-    ("ROIs1868/73/S2/15/s2_ROIs1868_73_ImgNo_14_2018-06-21_patch_171.tif", "lies in ROIs1868/73/S2/15"),
-    ("ROIs1868/73/S1/14/s2_ROIs1868_73_ImgNo_14_2018-06-21_patch_171.tif", "lies in"),
-])
+@pytest.mark.parametrize(
+    ("rel", "problem"),
+    [
+        ("ROIs1868/73/S2/14/s2_ROIs1868_73_ImgNo_14_2018-06-21_patch_171.tiff", "does not follow"),
+        ("ROIs1868/73/S2/14/s2_ROIs1868_73_ImgNo_14_2018-13-21_patch_171.tif", "invalid date"),
+        ("ROIs1868/73/S2/15/s2_ROIs1868_73_ImgNo_14_2018-06-21_patch_171.tif", "lies in ROIs1868/73/S2/15"),
+        ("ROIs1868/73/S1/14/s2_ROIs1868_73_ImgNo_14_2018-06-21_patch_171.tif", "lies in"),
+    ],
+)
 def test_bad_names_are_reported_with_the_file(rel: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem) as err:
         parse_ts_path(ROOT / rel, ROOT)

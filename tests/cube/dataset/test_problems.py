@@ -23,7 +23,19 @@ def test_a_file_problem_crosses_processes_with_its_fields(kind: type[FileProblem
 def test_a_located_problem_records_its_slot_and_an_unlocated_one_says_so() -> None:
     located = FileProblem("a.tif", "bad").located(Roi("ROIs2017", 32), 7, 3, "S1")
     assert located == Problem("a.tif", "bad", Roi("ROIs2017", 32), 7, 3, "S1")
-    assert located.record() == {"path": "a.tif", "message": "bad", "roi": "ROIs2017/32", "patch_id": 7, "time": 3,
-                                "modality": "S1"}
+    assert located.record() == {
+        "path": "a.tif",
+        "message": "bad",
+        "roi": "ROIs2017/32",
+        "patch_id": 7,
+        "time": 3,
+        "modality": "S1",
+    }
     assert FileProblem("folder", "cannot be read").located().record() == {
-        "path": "folder", "message": "cannot be read", "roi": "", "patch_id": -1, "time": -1, "modality": ""}
+        "path": "folder",
+        "message": "cannot be read",
+        "roi": "",
+        "patch_id": -1,
+        "time": -1,
+        "modality": "",
+    }

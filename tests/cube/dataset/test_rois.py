@@ -29,8 +29,7 @@ def test_splits_partition_the_table() -> None:
 def test_selection_follows_table_order_not_list_order() -> None:
     # The reference lists the test split starting with ROIs1868/119; the sample order starts with ROIs1158.
     assert names(select_rois("test"))[:4] == ["ROIs1158/106", "ROIs1868/73", "ROIs1868/100", "ROIs1868/119"]
-    assert names(select_rois("val")) == ["ROIs1868/17", "ROIs1868/127", "ROIs1970/65", "ROIs2017/22",
-                                         "ROIs2017/117"]
+    assert names(select_rois("val")) == ["ROIs1868/17", "ROIs1868/127", "ROIs1970/65", "ROIs2017/22", "ROIs2017/117"]
 
 
 def test_region_lists() -> None:
@@ -44,7 +43,7 @@ def test_asiawest_reproduces_the_original_gap_by_default() -> None:
     default = names(select_rois("train", "asiaWest"))
     assert default == ["ROIs1970/57", "ROIs1970/83", "ROIs1970/112", "ROIs2017/69"]
     corrected = names(select_rois("train", "asiaWest", correct_asiawest=True))
-    assert corrected == default + ["ROIs2017/115", "ROIs2017/130"]
+    assert corrected == [*default, "ROIs2017/115", "ROIs2017/130"]
 
 
 def test_labels_of_an_roi() -> None:
@@ -58,7 +57,7 @@ def test_labels_of_an_roi() -> None:
 def test_parse() -> None:
     assert Roi.parse("ROIs1868/73") == Roi("ROIs1868", 73)
     assert Roi.parse("1868/73") == Roi("ROIs1868", 73)
-    with pytest.raises(ValueError, match="'ROIs1868/999'.*not one of the 53"):
+    with pytest.raises(ValueError, match=r"'ROIs1868/999'.*not one of the 53"):
         Roi.parse("ROIs1868/999")
     with pytest.raises(ValueError, match="'ROIs1868-73'"):
         Roi.parse("ROIs1868-73")

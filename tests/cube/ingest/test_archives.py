@@ -44,8 +44,11 @@ def test_a_truncated_archive_names_the_last_member_read_whole(archive: Path, tmp
     broken = tmp_path / archive.name
     broken.write_bytes(data[: int(len(data) * keep)])
     read = []
-    with pytest.raises(ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke after member "
-                                           r"europa/ROIs1868/17/S2/") as caught:
+    with pytest.raises(
+        ArchiveError,
+        match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke after member "
+        r"europa/ROIs1868/17/S2/",
+    ) as caught:
         for name, _ in MemberStream(Archive(str(broken), broken.name)):
             read.append(name)
     assert read and read[-1] in str(caught.value) and "\n" not in str(caught.value)
@@ -62,7 +65,7 @@ def test_a_corrupt_byte_is_an_error(archive: Path, tmp_path: Path, where: float)
 
 
 def test_a_missing_archive_url_is_one_error(tmp_path: Path) -> None:
-    with http_server(tmp_path) as url, pytest.raises(ArchiveError, match="s2_x.tar.gz: cannot be opened"):
+    with http_server(tmp_path) as url, pytest.raises(ArchiveError, match=r"s2_x.tar.gz: cannot be opened"):
         MemberStream(Archive(f"{url}/s2_x.tar.gz", "s2_x.tar.gz"))
 
 
@@ -80,8 +83,7 @@ def test_what_an_archive_claims_is_bounded_and_named_in_one_line(archive: Path, 
     except ArchiveError as err:
         errors.append((None, err))
     assert len(errors) == 1 and "\n" not in str(errors[0][1])
-    assert re.fullmatch(re.escape(path.name) + CASES[case].format(member=re.escape(named)) + ".*",
-                        str(errors[0][1]))
+    assert re.fullmatch(re.escape(path.name) + CASES[case].format(member=re.escape(named)) + ".*", str(errors[0][1]))
     assert all(len(content) <= MEMBER_LIMIT for _, content in got)
     lost = {"zeros": 1, "sparse": 1, "pax": 1, "other": 0, "trailing": 0}[case]  # the rest is read on
     assert len(got) == len(members_of(archive)) - lost
@@ -90,7 +92,7 @@ def test_what_an_archive_claims_is_bounded_and_named_in_one_line(archive: Path, 
 class EndlessZeros(SimpleHTTPRequestHandler):
     """A served archive whose gzip stream goes on with zeros after its tar archive, for as long as it is read."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -108,9 +110,14 @@ class EndlessZeros(SimpleHTTPRequestHandler):
 
 def test_endless_data_after_the_tar_archive_stops_within_its_bound(archive: Path) -> None:
     start = time.monotonic()
-    with http_server(archive.parent, EndlessZeros) as url, pytest.raises(
-            ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke after member europa/.*: "
-                                r"more than 1048576 B follow the end of the tar archive"):
+    with (
+        http_server(archive.parent, EndlessZeros) as url,
+        pytest.raises(
+            ArchiveError,
+            match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke after member europa/.*: "
+            r"more than 1048576 B follow the end of the tar archive",
+        ),
+    ):
         list(MemberStream(Archive(f"{url}/s2_europa.tar.gz", "s2_europa.tar.gz")))
     assert time.monotonic() - start < 20
 
@@ -118,7 +125,7 @@ def test_endless_data_after_the_tar_archive_stops_within_its_bound(archive: Path
 class Stalls(SimpleHTTPRequestHandler):
     """Sends the headers and the first 100 bytes of a served archive, then nothing for 5 s."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -132,9 +139,14 @@ class Stalls(SimpleHTTPRequestHandler):
 def test_a_stalled_server_times_out_in_one_line(archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(archives, "URL_TIMEOUT_S", 0.5)
     start = time.monotonic()
-    with http_server(archive.parent, Stalls) as url, pytest.raises(
-            ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke before its first member: "
-                                r"timed out$"):
+    with (
+        http_server(archive.parent, Stalls) as url,
+        pytest.raises(
+            ArchiveError,
+            match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke before its first member: "
+            r"timed out$",
+        ),
+    ):
         list(MemberStream(Archive(f"{url}/s2_europa.tar.gz", "s2_europa.tar.gz")))
     assert time.monotonic() - start < 4
 
@@ -144,7 +156,7 @@ class BreaksMidChunk(SimpleHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -157,9 +169,14 @@ class BreaksMidChunk(SimpleHTTPRequestHandler):
 
 def test_a_chunked_answer_cut_short_is_one_line(archive: Path) -> None:
     """It raised http.client.IncompleteRead (a traceback from crts convert)."""
-    with http_server(archive.parent, BreaksMidChunk) as url, pytest.raises(
-            ArchiveError, match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke before its first member: "
-                                r"IncompleteRead\(0 bytes read\)$"):
+    with (
+        http_server(archive.parent, BreaksMidChunk) as url,
+        pytest.raises(
+            ArchiveError,
+            match=r"^s2_europa.tar.gz: truncated or corrupt archive, broke before its first member: "
+            r"IncompleteRead\(0 bytes read\)$",
+        ),
+    ):
         list(MemberStream(Archive(f"{url}/s2_europa.tar.gz", "s2_europa.tar.gz")))
 
 
@@ -175,22 +192,41 @@ def pax(records: dict[str, str]) -> Iterator[bytes]:
 
 
 def test_links_devices_fifos_and_sparse_files_named_tif_are_refused_unread(tmp_path: Path) -> None:
-    parts = [header("a/link.tif", 0, tarfile.SYMTYPE), header("a/fifo.tif", 0, tarfile.FIFOTYPE),
-             header("a/device.tif", 1 << 30, tarfile.CHRTYPE),  # a size that a device's header does not hold
-             *pax({"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "a/sparse.tif",
-                   "GNU.sparse.realsize": str(GIB)}), header("a/GNUSparseFile.0/sparse.tif", 512), bytes(512),
-             header("a/dir.tif/", 0, tarfile.DIRTYPE), *member("a/notes.txt", b"skipped"),  # both skipped
-             *member("a/image.tif", b"II*\0"), bytes(1024)]
+    parts = [
+        header("a/link.tif", 0, tarfile.SYMTYPE),
+        header("a/fifo.tif", 0, tarfile.FIFOTYPE),
+        header("a/device.tif", 1 << 30, tarfile.CHRTYPE),  # a size that a device's header does not hold
+        *pax(
+            {
+                "GNU.sparse.major": "1",
+                "GNU.sparse.minor": "0",
+                "GNU.sparse.name": "a/sparse.tif",
+                "GNU.sparse.realsize": str(GIB),
+            }
+        ),
+        header("a/GNUSparseFile.0/sparse.tif", 512),
+        bytes(512),
+        header("a/dir.tif/", 0, tarfile.DIRTYPE),
+        *member("a/notes.txt", b"skipped"),  # both skipped
+        *member("a/image.tif", b"II*\0"),
+        bytes(1024),
+    ]
     path = write_tar_gz(tmp_path / "s2_x.tar.gz", parts)
-    got = [(name, content if isinstance(content, bytes) else str(content))
-           for name, content in MemberStream(Archive(str(path), path.name))]
+    got = [
+        (name, content if isinstance(content, bytes) else str(content))
+        for name, content in MemberStream(Archive(str(path), path.name))
+    ]
     assert got == [
         ("a/link.tif", "s2_x.tar.gz!a/link.tif: a symbolic link, not a regular file: refused, skipped unread"),
         ("a/fifo.tif", "s2_x.tar.gz!a/fifo.tif: a FIFO, not a regular file: refused, skipped unread"),
         ("a/device.tif", "s2_x.tar.gz!a/device.tif: a character device, not a regular file: refused, skipped unread"),
-        ("a/sparse.tif", "s2_x.tar.gz!a/sparse.tif: a sparse file claiming 1073741824 B, not a regular file: "
-                         "refused, skipped unread"),
-        ("a/image.tif", b"II*\0")]
+        (
+            "a/sparse.tif",
+            "s2_x.tar.gz!a/sparse.tif: a sparse file claiming 1073741824 B, not a regular file: "
+            "refused, skipped unread",
+        ),
+        ("a/image.tif", b"II*\0"),
+    ]
 
 
 def test_an_endless_old_gnu_sparse_map_stops_the_archive(tmp_path: Path) -> None:
@@ -199,9 +235,12 @@ def test_an_endless_old_gnu_sparse_map_stops_the_archive(tmp_path: Path) -> None
     sparse = header("a/sparse.tif", 512, tarfile.GNUTYPE_SPARSE, {482: b"\1", 483: b"%011o\0" % GIB})
     parts = [*member("a/first.tif", b"II*\0"), sparse, *[bytes(extension)] * 1000]
     path = write_tar_gz(tmp_path / "s2_x.tar.gz", parts)
-    with pytest.raises(ArchiveError, match=r"^s2_x.tar.gz: truncated or corrupt archive, broke after member "
-                                           r"a/first.tif \(1 read whole\): the old GNU sparse map of a/sparse.tif"
-                                           r" is longer than 65536 B \(HEADER_LIMIT\): refused unread$"):
+    with pytest.raises(
+        ArchiveError,
+        match=r"^s2_x.tar.gz: truncated or corrupt archive, broke after member "
+        r"a/first.tif \(1 read whole\): the old GNU sparse map of a/sparse.tif"
+        r" is longer than 65536 B \(HEADER_LIMIT\): refused unread$",
+    ):
         list(MemberStream(Archive(str(path), path.name)))
 
 
@@ -214,9 +253,11 @@ EMPTY_BLOCK = b"\x00\x00\x00\xff\xff"
 EMPTY_MEMBER = GZIP_HEADER + b"\x03\x00" + bytes(8)
 """A whole gzip member of no bytes (its last block empty, CRC 0, size 0)."""
 NO_OUTPUT = {"empty deflate blocks": (GZIP_HEADER, EMPTY_BLOCK), "empty gzip members": (b"", EMPTY_MEMBER)}
-BOUND = (r"^s2_x.tar.gz: truncated or corrupt archive, broke before its first member: \d+ B of compressed data for "
-         r"at most 512 B of output, more than any gzip writer needs \(INPUT_PER_OUTPUT, INPUT_SLACK\): refused, read "
-         r"no further$")
+BOUND = (
+    r"^s2_x.tar.gz: truncated or corrupt archive, broke before its first member: \d+ B of compressed data for "
+    r"at most 512 B of output, more than any gzip writer needs \(INPUT_PER_OUTPUT, INPUT_SLACK\): refused, read "
+    r"no further$"
+)
 
 
 def no_output(case: str, size: int) -> Iterator[bytes]:
@@ -244,7 +285,7 @@ class EmptyBlocks(SimpleHTTPRequestHandler):
 
     sent = 0
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -272,6 +313,9 @@ def test_a_gzip_header_longer_than_igzip_reads_is_one_line(tmp_path: Path) -> No
     """A file name of 1 MiB in the gzip header: igzip raised OverflowError (a traceback from crts convert)."""
     path = tmp_path / "s2_x.tar.gz"
     path.write_bytes(GZIP_HEADER[:3] + b"\x08" + GZIP_HEADER[4:] + b"a" * (1 << 20) + b"\0" + EMPTY_BLOCK)
-    with pytest.raises(ArchiveError, match=r"^s2_x.tar.gz: truncated or corrupt archive, broke before its first "
-                                           r"member: Gzip header exceeds input buffer size of 524288$"):
+    with pytest.raises(
+        ArchiveError,
+        match=r"^s2_x.tar.gz: truncated or corrupt archive, broke before its first "
+        r"member: Gzip header exceeds input buffer size of 524288$",
+    ):
         list(MemberStream(Archive(str(path), path.name)))

@@ -81,5 +81,6 @@ def test_a_reader_waits_for_its_pace_and_is_woken(tmp_path: Path) -> None:
 
 def test_nothing_outside_the_assembly_reaches_its_lock(tmp_path: Path) -> None:
     assembly = _assembly(tmp_path)
-    assert not any(isinstance(value, threading.Condition) for name, value in vars(assembly).items()
-                   if not name.startswith("_"))
+    assert not any(
+        isinstance(value, threading.Condition) for name, value in vars(assembly).items() if not name.startswith("_")
+    )

@@ -30,9 +30,17 @@ SPEC = SPECS["sen12mscrts"]
 
 def _metas(roi: Roi, pids: range, times: int) -> list[PatchMeta]:
     dates = {(m, t): dt.date(2018, 1, 1 + t) for m in ("S1", "S2") for t in range(times)}
-    return [PatchMeta(roi, pid, 32632, (10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0), dates,
-                      {s: ts_relpath(s[0], roi, s[1], d, pid).as_posix() for s, d in dates.items()})
-            for pid in pids]
+    return [
+        PatchMeta(
+            roi,
+            pid,
+            32632,
+            (10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0),
+            dates,
+            {s: ts_relpath(s[0], roi, s[1], d, pid).as_posix() for s, d in dates.items()},
+        )
+        for pid in pids
+    ]
 
 
 def test_problems_are_refused_in_one_error_listing_twenty() -> None:
@@ -69,13 +77,30 @@ def test_an_existing_cube_must_fit_the_source(tiny_cube: Path, tiny_root: Path, 
 def test_placing_creates_then_grows_the_store_and_the_commit_completes_it(tmp_path: Path) -> None:
     store, state, times = as_store(tmp_path / "cube.zarr", "r+"), CubeState(), 2
     with store.writer("test") as owner:
-        place_patches(store, owner, SPEC, state, 0, _metas(Roi("ROIs1868", 17), range(2), times), times, 16,
-                      DTYPES, 16, "/src", archives_done=[])
-        assert store.state().pending == {"start": 0, "patches": [["ROIs1868", 17, 0], ["ROIs1868", 17, 1]],
-                                         "grown": True, "archives_done": []}
+        place_patches(
+            store,
+            owner,
+            SPEC,
+            state,
+            0,
+            _metas(Roi("ROIs1868", 17), range(2), times),
+            times,
+            16,
+            DTYPES,
+            16,
+            "/src",
+            archives_done=[],
+        )
+        assert store.state().pending == {
+            "start": 0,
+            "patches": [["ROIs1868", 17, 0], ["ROIs1868", 17, 1]],
+            "grown": True,
+            "archives_done": [],
+        }
         assert store.group_attributes("")["source_root"] == root_attributes(SPEC, "/src")["source_root"] == "/src"
-        place_patches(store, owner, SPEC, state, 2, _metas(Roi("ROIs2017", 32), range(1), times), times, 16,
-                      DTYPES, 16, "/src")
+        place_patches(
+            store, owner, SPEC, state, 2, _metas(Roi("ROIs2017", 32), range(1), times), times, 16, DTYPES, 16, "/src"
+        )
         assert store.array("valid").shape[0] == 3 and store.array("roi")[2] == 32
         valid = np.ones((3, times, 2), bool)
         valid[0, 0, 0] = False

@@ -45,8 +45,7 @@ def test_labels_and_dates_come_from_the_file_names(default_cube: Path, synthetic
     assert list(ds.roi_group.values) == ["ROIs1868"] * 4 + ["ROIs1970"] * 2 + ["ROIs2017"] * 2
     assert list(ds.split.values) == ["val", "val", "train", "train", "train", "train", "test", "test"]
     assert list(ds.region.values) == ["europa"] * 4 + ["africa"] * 2 + ["europa"] * 2
-    assert list(ds.S2_band.values) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11",
-                                       "B12"]
+    assert list(ds.S2_band.values) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
     assert list(ds.S1_band.values) == ["VV", "VH"]
 
 
@@ -96,8 +95,15 @@ def test_selection_by_split_and_region(tiny_root: Path, tmp_path: Path) -> None:
 
 
 def test_mono_temporal_layout(tmp_path: Path) -> None:
-    root = make_dataset(tmp_path / "cr", ["ROIs1158/106", "ROIs1868/17"], patches_per_roi=2, size=32,
-                        layout="sen12mscr", workers=1, progress=False)
+    root = make_dataset(
+        tmp_path / "cr",
+        ["ROIs1158/106", "ROIs1868/17"],
+        patches_per_roi=2,
+        size=32,
+        layout="sen12mscr",
+        workers=1,
+        progress=False,
+    )
     convert(root, tmp_path / "cr.zarr", workers=1, progress=False)
     ds = open_cube(tmp_path / "cr.zarr")
     assert ds.attrs["dataset"] == "SEN12MS-CR"
@@ -111,8 +117,9 @@ def test_mono_temporal_layout(tmp_path: Path) -> None:
 
 
 def test_mono_temporal_scenes_beyond_the_time_series_rois_are_kept(tmp_path: Path) -> None:
-    root = make_dataset(tmp_path / "cr", ["ROIs1158/106"], patches_per_roi=1, size=32, layout="sen12mscr",
-                        workers=1, progress=False)
+    root = make_dataset(
+        tmp_path / "cr", ["ROIs1158/106"], patches_per_roi=1, size=32, layout="sen12mscr", workers=1, progress=False
+    )
     for path in sorted(root.glob("ROIs1158_*/**/*_106*"), key=lambda p: -len(p.parts)):  # files, then folders
         path.rename(path.with_name(path.name.replace("_106", "_12")))
     convert(root, tmp_path / "cr.zarr", workers=1, progress=False)
@@ -126,12 +133,26 @@ def test_mono_temporal_scenes_beyond_the_time_series_rois_are_kept(tmp_path: Pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", ["while creating the store", "after some patches"])
-def test_kill_9_then_resume_gives_the_same_cube(synthetic_root: Path, default_cube: Path, tmp_path: Path,
-                                              moment: str) -> None:
+def test_kill_9_then_resume_gives_the_same_cube(
+    synthetic_root: Path, default_cube: Path, tmp_path: Path, moment: str
+) -> None:
     dst = tmp_path / "cube.zarr"
-    proc = subprocess.Popen([sys.executable, "-m", "crts", "convert", str(synthetic_root), str(dst),
-                             "--workers", "1", "--detectors", "none"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crts",
+            "convert",
+            str(synthetic_root),
+            str(dst),
+            "--workers",
+            "1",
+            "--detectors",
+            "none",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     if moment == "while creating the store":
         kill_when(proc, lambda: (dst / "cube_state" / "zarr.json").exists())
     else:
@@ -154,15 +175,23 @@ def test_an_existing_dask_cluster_does_the_work(tiny_root: Path, tiny_cube: Path
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
         convert(tiny_root, tmp_path / "c.zarr", scheduler=cluster.scheduler_address, progress=False)
-    xr.testing.assert_identical(open_cube(tmp_path / "c.zarr").S2.reset_coords(drop=True),
-                                open_cube(tiny_cube).S2.reset_coords(drop=True))
+    xr.testing.assert_identical(
+        open_cube(tmp_path / "c.zarr").S2.reset_coords(drop=True), open_cube(tiny_cube).S2.reset_coords(drop=True)
+    )
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("clouds", ("fmask",), "invalid detector 'fmask'"), ("split", "tset", "invalid split 'tset'"),
-    ("tile", 7, "invalid tile 7 px"), ("on_error", "ignore", "invalid on_error 'ignore'")])
-def test_a_bad_argument_is_refused_before_anything_is_written(tiny_root: Path, tmp_path: Path, option: str,
-                                                             value: object, message: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("clouds", ("fmask",), "invalid detector 'fmask'"),
+        ("split", "tset", "invalid split 'tset'"),
+        ("tile", 7, "invalid tile 7 px"),
+        ("on_error", "ignore", "invalid on_error 'ignore'"),
+    ],
+)
+def test_a_bad_argument_is_refused_before_anything_is_written(
+    tiny_root: Path, tmp_path: Path, option: str, value: object, message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         convert(tiny_root, tmp_path / "cube.zarr", workers=1, progress=False, **{option: value})
     assert not (tmp_path / "cube.zarr").exists()

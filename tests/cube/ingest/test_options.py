@@ -12,8 +12,11 @@ from cube.ingest.options import ConversionOptions
 
 
 def test_the_options_are_convert_s_keywords_with_the_same_defaults() -> None:
-    keywords = {name: p.default for name, p in inspect.signature(convert).parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    keywords = {
+        name: p.default
+        for name, p in inspect.signature(convert).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
     fields = {f.name: f.default for f in dataclasses.fields(ConversionOptions)}
     assert fields == keywords
 
@@ -25,12 +28,15 @@ def test_the_options_cannot_change_after_construction() -> None:
     assert dataclasses.replace(options, resume=True).workers == 2
 
 
-@pytest.mark.parametrize(("given", "message"), [
-    ({"on_error": "ignore"}, "invalid on_error 'ignore': choose one of fail, skip"),
-    ({"workers": 0}, "invalid workers 0: give at least 1 process"),
-    ({"clouds": ("fmask",)}, "invalid detector 'fmask'"),
-    ({"groups_at_once": 0}, "invalid groups_at_once 0: read at least 1 group of archives at once"),
-])
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"on_error": "ignore"}, "invalid on_error 'ignore': choose one of fail, skip"),
+        ({"workers": 0}, "invalid workers 0: give at least 1 process"),
+        ({"clouds": ("fmask",)}, "invalid detector 'fmask'"),
+        ({"groups_at_once": 0}, "invalid groups_at_once 0: read at least 1 group of archives at once"),
+    ],
+)
 def test_a_value_that_cannot_be_right_is_refused_in_one_line(given: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message) as err:
         ConversionOptions(**given)

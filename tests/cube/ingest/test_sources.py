@@ -28,11 +28,12 @@ def test_a_tree_with_archives_is_read_by_the_archive_driver(tiny_root: Path, tmp
     (tmp_path / "s1_europa.tar.gz").write_bytes(b"")
     sources = resolve_sources([tiny_root, tmp_path / "s1_europa.tar.gz"])
     assert sources.trees == [tiny_root.resolve()] and [a.name for a in sources.archives] == [
-        str((tmp_path / "s1_europa.tar.gz").relative_to(sources.root))]
+        str((tmp_path / "s1_europa.tar.gz").relative_to(sources.root))
+    ]
 
 
 def test_a_folder_of_neither_and_mixed_data_sets_are_refused_in_one_line(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="holds neither ROIsXXXX/ folders nor .tar.gz archives"):
+    with pytest.raises(FileNotFoundError, match=r"holds neither ROIsXXXX/ folders nor .tar.gz archives"):
         resolve_sources(tmp_path)
     mixed = [tmp_path / "s1_europa.tar.gz", tmp_path / "ROIs1158_spring_s1.tar.gz"]
     for path in mixed:

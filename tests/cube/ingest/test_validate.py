@@ -23,8 +23,7 @@ def _rewrite(path: Path, data: np.ndarray | None = None, **profile: object) -> N
     with rasterio.open(path) as src:
         meta, pixels = src.profile, src.read()
     pixels = pixels if data is None else data
-    meta.update(count=pixels.shape[0], height=pixels.shape[1], width=pixels.shape[2], dtype=pixels.dtype,
-                **profile)
+    meta.update(count=pixels.shape[0], height=pixels.shape[1], width=pixels.shape[2], dtype=pixels.dtype, **profile)
     with rasterio.open(path, "w", **meta) as dst:
         dst.write(pixels)
 
@@ -85,7 +84,8 @@ def bad_name(root: Path) -> tuple[Path, str, tuple[str, int]]:
 
 
 KINDS: dict[str, Callable[[Path], tuple[Path, str, tuple[str, int]]]] = {
-    f.__name__: f for f in (missing_step, unpaired, band_count, size, dtype, crs, truncated, bad_name)}
+    f.__name__: f for f in (missing_step, unpaired, band_count, size, dtype, crs, truncated, bad_name)
+}
 
 
 @pytest.fixture
@@ -115,8 +115,9 @@ def test_skip_converts_the_rest_and_flags_every_gap(broken_root: Path, tiny_cube
         where, problem, slot = KINDS[kind](broken_root)
         expected_gaps[slot] = (where, problem)
     report_path = tmp_path / "report.json"
-    report = convert(broken_root, tmp_path / "cube.zarr", on_error="skip", report=report_path, workers=1,
-                     progress=False)
+    report = convert(
+        broken_root, tmp_path / "cube.zarr", on_error="skip", report=report_path, workers=1, progress=False
+    )
     ds = open_cube(tmp_path / "cube.zarr")
     p = patch_index(ds, ROI, pids[1])
     valid = ds.valid.values
@@ -126,11 +127,12 @@ def test_skip_converts_the_rest_and_flags_every_gap(broken_root: Path, tiny_cube
     saved = json.loads(report_path.read_text())
     for where, problem in expected_gaps.values():
         assert any(e["path"] == str(where) and problem in e["message"] for e in saved["problems"])
-    located = {(e["modality"], e["time"]) for e in saved["problems"]
-               if (e["roi"], e["patch_id"]) == (str(ROI), pids[1])}
+    located = {
+        (e["modality"], e["time"]) for e in saved["problems"] if (e["roi"], e["patch_id"]) == (str(ROI), pids[1])
+    }
     assert located == set(expected_gaps)  # every gap's problem names its patch slot by fields
     # the gaps hold the fill value, everything else is exactly the clean conversion
-    for (modality, t) in expected_gaps:
+    for modality, t in expected_gaps:
         image = ds[modality].isel(patch=p, time=t).values
         assert np.isnan(image).all() if modality == "S1" else (image == 0).all()
     ok = ds.valid.sel(modality="S2")

@@ -11,8 +11,18 @@ from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.buffer import default_buffer_prototype
 
 from cube.store import backends
-from cube.store.backends import (CubeLocalStore, MetadataError, PatientObjectStore, StorageError, read_ranges,
-                                 read_tail, storage_error, storage_requests, sync, zarr_store)
+from cube.store.backends import (
+    CubeLocalStore,
+    MetadataError,
+    PatientObjectStore,
+    StorageError,
+    read_ranges,
+    read_tail,
+    storage_error,
+    storage_requests,
+    sync,
+    zarr_store,
+)
 
 
 def test_each_location_gets_its_store(tmp_path: Path) -> None:
@@ -23,13 +33,25 @@ def test_each_location_gets_its_store(tmp_path: Path) -> None:
     assert zarr_store("memory://backends/cube/", read_only=True).store is memory.store  # one per URL and process
 
 
-@pytest.mark.parametrize("location, read_only, options, message", [
-    ("ftp://host/cube.zarr", True, {}, "^ftp://host/cube.zarr: unknown URL scheme 'ftp'; a cube is a path or a s3, "
-                                       "gs, http, https, file, memory URL$"),
-    ("https://host/cube.zarr", False, {}, "^https://host/cube.zarr: HTTP is read-only; write the cube to a path"),
-    ("s3://bucket/cube.zarr", True, {"max_retries": "many"}, "^invalid storage option max_retries='many': give a "
-                                                             "whole number >= 0$"),
-])
+@pytest.mark.parametrize(
+    "location, read_only, options, message",
+    [
+        (
+            "ftp://host/cube.zarr",
+            True,
+            {},
+            "^ftp://host/cube.zarr: unknown URL scheme 'ftp'; a cube is a path or a s3, "
+            "gs, http, https, file, memory URL$",
+        ),
+        ("https://host/cube.zarr", False, {}, "^https://host/cube.zarr: HTTP is read-only; write the cube to a path"),
+        (
+            "s3://bucket/cube.zarr",
+            True,
+            {"max_retries": "many"},
+            "^invalid storage option max_retries='many': give a whole number >= 0$",
+        ),
+    ],
+)
 def test_bad_locations_and_options_are_one_line(location: str, read_only: bool, options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         zarr_store(location, read_only=read_only, storage_options=options)
@@ -40,8 +62,11 @@ def test_zarr_s_own_metadata_reads_are_bounded(tmp_path: Path, monkeypatch: pyte
     (tmp_path / "c").write_bytes(b"x" * 2000)
     monkeypatch.setattr(backends, "METADATA_BYTES", 1000)
     store = CubeLocalStore(tmp_path, read_only=True)
-    with pytest.raises(MetadataError, match=r"^zarr.json: 1002 bytes of metadata, more than a cube's can be \(1000, "
-                                            r"METADATA_BYTES\)$"):
+    with pytest.raises(
+        MetadataError,
+        match=r"^zarr.json: 1002 bytes of metadata, more than a cube's can be \(1000, "
+        r"METADATA_BYTES\)$",
+    ):
         sync(store.get("zarr.json", prototype=default_buffer_prototype()))
     assert len(sync(store.get("c", prototype=default_buffer_prototype()))) == 2000  # data objects are not metadata
 
@@ -51,7 +76,7 @@ def test_only_the_object_store_client_s_errors_become_storage_errors() -> None:
     assert storage_error(FileNotFoundError("no such file"), "s3://b/cube") is None  # a missing local folder
     missing = storage_error(FileNotFoundError("Generic S3 error: Error performing GET"), "s3://b/cube")
     assert isinstance(missing, StorageError) and str(missing) == "s3://b/cube: not found (does the bucket exist?)"
-    with pytest.raises(StorageError, match="^s3://b/cube: not found"), storage_requests("s3://b/cube"):
+    with pytest.raises(StorageError, match=r"^s3://b/cube: not found"), storage_requests("s3://b/cube"):
         raise FileNotFoundError("Error performing GET http://127.0.0.1/b/cube/zarr.json")
     with pytest.raises(KeyError), storage_requests("s3://b/cube"):
         raise KeyError("passes")

@@ -22,9 +22,18 @@ REMOVED = ("ROIs1868/17/S2/2", "ROIs2017/63/S1/4")
 
 def _selections(image: int) -> list[tuple]:
     """Whole images, windows (across tiles and flush with the edges), single bands, negative indexes, time ranges."""
-    return [(0, 0), (1, 2), (3, 5), (2, -1), (-1, 3, slice(None), slice(7, 39), slice(30, image)),
-            (0, 4, slice(None), slice(0, 16), slice(0, 16)), (1, 0, 1), (2, slice(1, 4)), (0, slice(None)),
-            (slice(None), 1)]  # the last one spans shards: zarr reads it
+    return [
+        (0, 0),
+        (1, 2),
+        (3, 5),
+        (2, -1),
+        (-1, 3, slice(None), slice(7, 39), slice(30, image)),
+        (0, 4, slice(None), slice(0, 16), slice(0, 16)),
+        (1, 0, 1),
+        (2, slice(1, 4)),
+        (0, slice(None)),
+        (slice(None), 1),
+    ]  # the last one spans shards: zarr reads it
 
 
 def _image_selections(name: str, image: int) -> list[tuple]:
@@ -37,8 +46,16 @@ def _image_selections(name: str, image: int) -> list[tuple]:
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 ROIs x 2 patches x 6 steps of 64 px, with one S2 and one S1 file missing."""
-    root = make_dataset(tmp_path_factory.mktemp("chunks") / "src", ["ROIs1868/17", "ROIs2017/63"], patches_per_roi=2,
-                        size=64, times=6, seed=3, workers=1, progress=False)
+    root = make_dataset(
+        tmp_path_factory.mktemp("chunks") / "src",
+        ["ROIs1868/17", "ROIs2017/63"],
+        patches_per_roi=2,
+        size=64,
+        times=6,
+        seed=3,
+        workers=1,
+        progress=False,
+    )
     for folder in REMOVED:
         min((root / folder).glob("*.tif")).unlink()
     return root
@@ -84,12 +101,15 @@ def test_reads_into_given_arrays_of_a_stack(cube: Path) -> None:
     area = (slice(3, 40), slice(20, 64))
     s2 = np.empty((3, 13, 37, 44), np.uint16)
     images = np.zeros((3, 15, 37, 44), np.float32)
-    returned = store.read([("S2", (1, t, slice(None), *area)) for t in steps]
-                          + [("S1", (1, t, slice(None), *area)) for t in steps], [*s2, *images[:, 13:]])
+    returned = store.read(
+        [("S2", (1, t, slice(None), *area)) for t in steps] + [("S1", (1, t, slice(None), *area)) for t in steps],
+        [*s2, *images[:, 13:]],
+    )
     assert all(r.base is not None for r in returned)  # the given arrays (views of the stacks)
     np.testing.assert_array_equal(s2, np.stack(_zarr_reads(cube, "S2", [(1, t, slice(None), *area) for t in steps])))
-    np.testing.assert_array_equal(images[:, 13:],
-                                  np.stack(_zarr_reads(cube, "S1", [(1, t, slice(None), *area) for t in steps])))
+    np.testing.assert_array_equal(
+        images[:, 13:], np.stack(_zarr_reads(cube, "S1", [(1, t, slice(None), *area) for t in steps]))
+    )
     assert (images[:, :13] == 0).all()
 
 
@@ -99,8 +119,19 @@ def test_a_given_array_of_another_type_is_refused(cube: Path) -> None:
 
 
 @pytest.mark.faults
-@pytest.mark.parametrize("case", ["past the end", "1 TiB long", "too short", "one byte short", "half missing",
-                                  "bad crc", "truncated index", "cut before its index"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "past the end",
+        "1 TiB long",
+        "too short",
+        "one byte short",
+        "half missing",
+        "bad crc",
+        "truncated index",
+        "cut before its index",
+    ],
+)
 def test_a_damaged_shard_is_named_with_its_patch(cube: Path, tmp_path: Path, case: str) -> None:
     array = zarr.open_array(CubeStore(cube).store, path="S2", mode="r")
     chunk_bytes = int(np.prod(array.metadata.codecs[0].chunk_shape)) * array.dtype.itemsize

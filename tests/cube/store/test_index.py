@@ -67,8 +67,7 @@ def test_footprints_project_back_onto_the_patch_bounds_and_match_the_geotiffs(gr
         s2 = ds.S2_path.values[row.patch][0]
         with rasterio.open(Path(ds.attrs["source_root"]) / s2) as src:
             assert src.crs.to_epsg() == row.epsg
-            np.testing.assert_allclose(row.geometry.bounds, transform_bounds(src.crs, 4326, *src.bounds),
-                                       atol=1e-6)
+            np.testing.assert_allclose(row.geometry.bounds, transform_bounds(src.crs, 4326, *src.bounds), atol=1e-6)
     found = table[table.intersects(table.geometry.iloc[4].centroid)]  # find a patch by place
     assert found.patch.tolist() == [4]
 
@@ -108,9 +107,10 @@ def test_a_cube_without_cloud_pass_has_no_index(tiny_root: Path, tmp_path: Path)
 
 def test_the_store_owns_the_file_names(tmp_path: Path) -> None:
     store = CubeStore(tmp_path / "c.zarr", mode="r+")
-    with pytest.raises(ValueError, match="invalid cube file 'other.parquet'"):
+    with pytest.raises(ValueError, match=r"invalid cube file 'other.parquet'"):
         store.write_file("other.parquet", b"x")
     assert store.read_file(INDEX_FILE) is None
     store.write_file(INDEX_FILE, b"abc")
-    assert store.read_file(INDEX_FILE) == b"abc" and store.file_location(INDEX_FILE) == str(tmp_path / "c.zarr" /
-                                                                                           INDEX_FILE)
+    assert store.read_file(INDEX_FILE) == b"abc" and store.file_location(INDEX_FILE) == str(
+        tmp_path / "c.zarr" / INDEX_FILE
+    )

@@ -17,16 +17,26 @@ from cube.store.store import CubeStore
 from cube.synth import make_dataset
 from tests.helpers import chunks_per_shard, damage_cases, damaged_copy, index_of, label_of, with_index
 
-HINT = ("repair: crts convert does not convert stored patches again (a resumed or repeated conversion skips them); "
-        "restore the shards from a copy, or convert their ROIs from the source into a new cube: crts convert {src} "
-        "NEW.zarr --rois {rois}")
+HINT = (
+    "repair: crts convert does not convert stored patches again (a resumed or repeated conversion skips them); "
+    "restore the shards from a copy, or convert their ROIs from the source into a new cube: crts convert {src} "
+    "NEW.zarr --rois {rois}"
+)
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 ROIs (one train, one test) x 2 patches x 4 steps of 32 px."""
-    return make_dataset(tmp_path_factory.mktemp("verify") / "src", ["ROIs1868/17", "ROIs2017/63"],
-                        patches_per_roi=2, size=32, times=4, seed=5, workers=1, progress=False)
+    return make_dataset(
+        tmp_path_factory.mktemp("verify") / "src",
+        ["ROIs1868/17", "ROIs2017/63"],
+        patches_per_roi=2,
+        size=32,
+        times=4,
+        seed=5,
+        workers=1,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +55,7 @@ def _huge_length(entries: int) -> object:
         index = index_of(shard, entries)
         index[1, 1] = 2**40
         return with_index(shard, index)
+
     return edit
 
 
@@ -57,9 +68,10 @@ def damaged(intact: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     edits = {"S2/c/1/0/0/0/0": _flip_crc, "S1/c/3/0/0/0/0": _huge_length(chunks_per_shard(intact, "S1"))}
     for key, edit in edits.items():
         (copy / key).write_bytes(edit((copy / key).read_bytes()))
-    return copy, [f"{copy}/S1/c/3/0/0/0/0 ({label_of(intact, 3)}): damaged shard: its index gives chunk 1 "
-                  f"{2**40} bytes at byte", f"{copy}/S2/c/1/0/0/0/0 ({label_of(intact, 1)}): damaged shard: its index "
-                  "fails its crc32c checksum"]
+    return copy, [
+        f"{copy}/S1/c/3/0/0/0/0 ({label_of(intact, 3)}): damaged shard: its index gives chunk 1 {2**40} bytes at byte",
+        f"{copy}/S2/c/1/0/0/0/0 ({label_of(intact, 1)}): damaged shard: its index fails its crc32c checksum",
+    ]
 
 
 def test_an_intact_cube_passes_silently(intact: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,12 +87,23 @@ def _listing(path: Path) -> dict[str, tuple[int, int]]:
 
 
 def _sharded(path: Path) -> list[str]:
-    return [name for name in ("S1", "S2", "s2cloudless_mask", "s2cloudless_map", "cloud_cloudshadow_mask",
-                              "s2cloudless_probability") if (path / name).is_dir()]
+    return [
+        name
+        for name in (
+            "S1",
+            "S2",
+            "s2cloudless_mask",
+            "s2cloudless_map",
+            "cloud_cloudshadow_mask",
+            "s2cloudless_probability",
+        )
+        if (path / name).is_dir()
+    ]
 
 
-def test_damaged_shards_are_named_one_line_each(damaged: tuple[Path, list[str]], tree: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_damaged_shards_are_named_one_line_each(
+    damaged: tuple[Path, list[str]], tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     copy, expected = damaged
     before = _listing(copy)
     assert main(["verify", str(copy)]) == 2
@@ -95,8 +118,9 @@ def test_damaged_shards_are_named_one_line_each(damaged: tuple[Path, list[str]],
 
 
 @pytest.mark.parametrize("case", list(damage_cases(1, 1)))
-def test_each_damage_is_named_alike_by_verify_and_the_read_path(intact: Path, tmp_path: Path, case: str,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_damage_is_named_alike_by_verify_and_the_read_path(
+    intact: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     chunk_bytes = 13 * 32 * 32 * 2  # one S2 image of this cube
     edit, _ = damage_cases(chunks_per_shard(intact, "S2"), chunk_bytes)[case]
     copy, _ = damaged_copy(intact, tmp_path, "S2/c/2/0/0/0/0", edit)
@@ -106,8 +130,9 @@ def test_each_damage_is_named_alike_by_verify_and_the_read_path(intact: Path, tm
     assert capsys.readouterr().out == f"{err.value}\n"
 
 
-def test_the_read_path_names_the_same_shard(damaged: tuple[Path, list[str]],
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_read_path_names_the_same_shard(
+    damaged: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
     copy, expected = damaged
     with pytest.raises(DamagedShardError) as err:
         CubeStore(copy).read([("S2", (1, 0))])
@@ -121,11 +146,12 @@ def test_a_selection_checks_only_its_patches(damaged: tuple[Path, list[str]]) ->
     one = verify(copy, patches=[label_of(copy, 1).replace(" patch ", "/")])
     assert [str(e) for e in one.damaged] == [expected[1]] and one.shards == len(_sharded(copy))
     roi = label_of(copy, 3).split(" patch ")[0]
-    assert [str(e)[:len(expected[0])] for e in verify(copy, patches=[roi]).damaged] == [expected[0]]
+    assert [str(e)[: len(expected[0])] for e in verify(copy, patches=[roi]).damaged] == [expected[0]]
 
 
-@pytest.mark.parametrize(("option", "values"), [("split", ("train", "test", "val")),
-                                                 ("region", ("europa", "america", "africa"))])
+@pytest.mark.parametrize(
+    ("option", "values"), [("split", ("train", "test", "val")), ("region", ("europa", "america", "africa"))]
+)
 def test_split_and_region_select(damaged: tuple[Path, list[str]], option: str, values: tuple[str, ...]) -> None:
     copy = damaged[0]
     of = CubeStore(copy).array(option)[:]
@@ -141,16 +167,22 @@ def test_an_absent_image_shard_is_named(intact: Path, tmp_path: Path) -> None:
     (copy / "S2/c/2/0/0/0/0").unlink()
     (copy / "s2cloudless_mask/c/2/0/0/0").unlink(missing_ok=True)
     report = verify(copy)
-    assert [str(e) for e in report.damaged] == [f"{copy}/S2/c/2/0/0/0/0 ({label_of(copy, 2)}): damaged shard: absent, "
-                                                "but the valid flags say its patch has images"]
+    assert [str(e) for e in report.damaged] == [
+        f"{copy}/S2/c/2/0/0/0/0 ({label_of(copy, 2)}): damaged shard: absent, "
+        "but the valid flags say its patch has images"
+    ]
 
 
-@pytest.mark.parametrize(("patches", "message"), [
-    ("ROIs1868/18", "--patches 'ROIs1868/18': no such ROI or patch in the cube"),
-    ("ROIs1868/17/x", "--patches 'ROIs1868/17/x': give ROIsXXXX/NN or ROIsXXXX/NN/PATCH"),
-])
-def test_a_bad_selection_is_one_line(intact: Path, patches: str, message: str,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("patches", "message"),
+    [
+        ("ROIs1868/18", "--patches 'ROIs1868/18': no such ROI or patch in the cube"),
+        ("ROIs1868/17/x", "--patches 'ROIs1868/17/x': give ROIsXXXX/NN or ROIsXXXX/NN/PATCH"),
+    ],
+)
+def test_a_bad_selection_is_one_line(
+    intact: Path, patches: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["verify", str(intact), "--patches", patches]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"crts verify: error: {message}") and err.count("\n") == 1
@@ -171,12 +203,14 @@ def test_a_cube_in_a_bucket(tree: Path, s3: str, capsys: pytest.CaptureFixture[s
     assert out == f"{url}/{key} ({label_of(url, 1)}): damaged shard: its index fails its crc32c checksum\n"
 
 
-def test_a_command_reading_the_damaged_shard_ends_in_one_line(damaged: tuple[Path, list[str]],
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_command_reading_the_damaged_shard_ends_in_one_line(
+    damaged: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
     copy, expected = damaged
     split = CubeStore(copy).array("split")[1]
-    code = main(["evaluate", str(copy), "--baseline", "least_cloudy", "--split", str(split), "--run", "x",
-                 "--device", "cpu"])
+    code = main(
+        ["evaluate", str(copy), "--baseline", "least_cloudy", "--split", str(split), "--run", "x", "--device", "cpu"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.splitlines()[-1] == f"crts evaluate: error: {expected[1]}"

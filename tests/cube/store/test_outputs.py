@@ -52,8 +52,11 @@ def test_an_oversized_cube_document_is_not_read(tmp_path: Path) -> None:
 def test_an_output_inside_a_cube_or_through_a_link_into_one_is_refused(tmp_path: Path) -> None:
     cube = _group(tmp_path / "cube.zarr", {"schema_version": 3})
     (tmp_path / "link").symlink_to(cube)
-    for path, where in ((cube / "S2" / "out.csv", "lies inside the cube"), (tmp_path / "link" / "x", "lies inside"),
-                        (cube, "is the cube")):
+    for path, where in (
+        (cube / "S2" / "out.csv", "lies inside the cube"),
+        (tmp_path / "link" / "x", "lies inside"),
+        (cube, "is the cube"),
+    ):
         with pytest.raises(OutputRefused, match=where) as raised:
             check_not_in_cube(path)
         assert "\n" not in str(raised.value)
@@ -64,8 +67,11 @@ def test_an_output_inside_a_cube_or_through_a_link_into_one_is_refused(tmp_path:
 def test_an_output_must_neither_lie_in_nor_hold_the_source(tmp_path: Path) -> None:
     source = tmp_path / "data" / "SEN12MSCRTS"
     check_outside(tmp_path / "data" / "cube.zarr", source)
-    for target, words in ((source, "lies inside the source"), (source / "x", "lies inside the source"),
-                          (tmp_path, "would hold the source")):
+    for target, words in (
+        (source, "lies inside the source"),
+        (source / "x", "lies inside the source"),
+        (tmp_path, "would hold the source"),
+    ):
         with pytest.raises(ValueError, match=words):
             check_outside(target, source, "the cube")
 
@@ -81,7 +87,7 @@ def test_an_output_folder_must_be_new_empty_or_already_the_command_s(tmp_path: P
     (tmp_path / "notes.txt").write_text("")
     with pytest.raises(ValueError, match=r"holds files that are not a report \(e.g. mine\)"):
         check_output_folder(tmp_path, own, "a report")
-    with pytest.raises(ValueError, match="notes.txt: is a file, not a folder for a report"):
+    with pytest.raises(ValueError, match=r"notes\.txt: is a file, not a folder for a report"):
         check_output_folder(tmp_path / "notes.txt", own, "a report")
 
 

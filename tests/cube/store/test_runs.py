@@ -21,8 +21,7 @@ from cube.store.store import CubeStore
 from tests.servers import create_bucket
 
 
-def test_a_run_exports_to_netcdf_with_its_writer_also_when_written_with_a_dict(
-        tiny_cube: Path, tmp_path: Path) -> None:
+def test_a_run_exports_to_netcdf_with_its_writer_also_when_written_with_a_dict(tiny_cube: Path, tmp_path: Path) -> None:
     pytest.importorskip("netCDF4")
     cube = tmp_path / "cube.zarr"
     shutil.copytree(tiny_cube, cube)
@@ -44,7 +43,8 @@ def test_a_run_exports_to_netcdf_with_its_writer_also_when_written_with_a_dict(
     for stored in (json.dumps, dict):  # an unpublished version whose writer is gone is pruned, in either form
         unpublished = RunWriter(store, "b", xr.Dataset({"rmse": ("sample", da.zeros(3, chunks=3))}))
         store.group(unpublished.path, mode="r+").update_attributes(
-            {"writer": stored({**unpublished.writer, "pid_started": 0.0})})  # its process: ended
+            {"writer": stored({**unpublished.writer, "pid_started": 0.0})}
+        )  # its process: ended
         assert prune_runs(cube) == [unpublished.path]
 
 
@@ -74,8 +74,9 @@ def test_prune_deletes_nothing_through_a_link(tiny_cube: Path, tmp_path: Path, l
     target = {"runs": outside, "runs/linked": outside / "a"}.get(link, outside / OLD_VERSION)
     (cube / link).symlink_to(target, target_is_directory=True)
     before = _snapshot(outside)
-    with pytest.raises(OutputRefused, match=f"^{re.escape(str(cube / link))}: is a symbolic link .*nothing is "
-                                            "deleted through a link"):
+    with pytest.raises(
+        OutputRefused, match=f"^{re.escape(str(cube / link))}: is a symbolic link .*nothing is deleted through a link"
+    ):
         prune_runs(cube, older_than_hours=1)
     assert _snapshot(outside) == before and len(before) == 2
     assert (cube / link).is_symlink()
@@ -89,12 +90,15 @@ def test_prune_in_a_bucket_deletes_only_its_prefix_under_the_cube(s3: str, tiny_
     name = bucket.removeprefix("s3://")
     for path in sorted(tiny_cube.rglob("*")):
         if path.is_file() and not path.relative_to(tiny_cube).as_posix().startswith("runs/"):
-            client.put_object(Bucket=name, Key=f"cube.zarr/{path.relative_to(tiny_cube).as_posix()}",
-                              Body=path.read_bytes())
+            client.put_object(
+                Bucket=name, Key=f"cube.zarr/{path.relative_to(tiny_cube).as_posix()}", Body=path.read_bytes()
+            )
     leftover = f"cube.zarr/runs/a/{OLD_VERSION}"
-    kept = [f"{leftover}0/zarr.json",  # another version whose name starts with the leftover's
-            f"cube.zarr.old/runs/a/{OLD_VERSION}/zarr.json",  # another cube whose prefix starts with the cube's
-            f"other/cube.zarr/runs/a/{OLD_VERSION}/zarr.json"]
+    kept = [
+        f"{leftover}0/zarr.json",  # another version whose name starts with the leftover's
+        f"cube.zarr.old/runs/a/{OLD_VERSION}/zarr.json",  # another cube whose prefix starts with the cube's
+        f"other/cube.zarr/runs/a/{OLD_VERSION}/zarr.json",
+    ]
     for key in [f"{leftover}/zarr.json", f"{leftover}/prediction/c/0", *kept]:
         client.put_object(Bucket=name, Key=key, Body=b"{}")
     assert prune_runs(f"{bucket}/cube.zarr", older_than_hours=1) == [f"runs/a/{OLD_VERSION}"]
@@ -106,11 +110,19 @@ KINDS = ("folder", "link to a folder outside", "link to a file outside", "dangli
 """What each level of ``runs/<run>/<version>`` is in :func:`test_prune_never_reaches_outside_the_cube`."""
 
 
-@given(levels=st.tuples(*[st.sampled_from(KINDS)] * 3), version=st.sampled_from([OLD_VERSION, "x", "v1"]),
-       published=st.booleans())
+@given(
+    levels=st.tuples(*[st.sampled_from(KINDS)] * 3),
+    version=st.sampled_from([OLD_VERSION, "x", "v1"]),
+    published=st.booleans(),
+)
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_prune_never_reaches_outside_the_cube(tiny_cube: Path, tmp_path_factory: pytest.TempPathFactory,
-                                              levels: tuple[str, str, str], version: str, published: bool) -> None:
+def test_prune_never_reaches_outside_the_cube(
+    tiny_cube: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    levels: tuple[str, str, str],
+    version: str,
+    published: bool,
+) -> None:
     base = tmp_path_factory.mktemp("links")
     cube = base / "cube.zarr"
     for name in ("zarr.json", "cube_state/zarr.json"):  # what prune reads of a cube besides its runs
@@ -118,22 +130,32 @@ def test_prune_never_reaches_outside_the_cube(tiny_cube: Path, tmp_path_factory:
         shutil.copy(tiny_cube / name, cube / name)
     outside = _outside(base)
     for folder in (outside, outside / "a", outside / OLD_VERSION):
-        (folder / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group",
-                                                      "attributes": {"published": "2020"} if published else {}}))
+        (folder / "zarr.json").write_text(
+            json.dumps(
+                {"zarr_format": 3, "node_type": "group", "attributes": {"published": "2020"} if published else {}}
+            )
+        )
     path = cube
     for kind, name in zip(levels, ("runs", "a", version), strict=True):
         path = path / name
         if kind == "folder":
             path.mkdir()
         else:
-            path.symlink_to({"link to a folder outside": outside / ("a" if name == "a" else OLD_VERSION),
-                             "link to a file outside": outside / "a" / OLD_VERSION / "thesis.tex",
-                             "dangling link": base / "gone"}[kind])
+            path.symlink_to(
+                {
+                    "link to a folder outside": outside / ("a" if name == "a" else OLD_VERSION),
+                    "link to a file outside": outside / "a" / OLD_VERSION / "thesis.tex",
+                    "dangling link": base / "gone",
+                }[kind]
+            )
         if kind != "folder":
             break
     else:  # a real version folder: pruned, as a leftover, if its name is an old version's
-        (path / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group",
-                                                    "attributes": {"published": "2020"} if published else {}}))
+        (path / "zarr.json").write_text(
+            json.dumps(
+                {"zarr_format": 3, "node_type": "group", "attributes": {"published": "2020"} if published else {}}
+            )
+        )
     before = _snapshot(outside)
     try:
         prune_runs(cube, older_than_hours=1)
@@ -142,8 +164,9 @@ def test_prune_never_reaches_outside_the_cube(tiny_cube: Path, tmp_path_factory:
     assert _snapshot(outside) == before
 
 
-def test_a_version_the_file_system_will_not_delete_is_one_error(tiny_cube: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_the_file_system_will_not_delete_is_one_error(
+    tiny_cube: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cube = Path(shutil.copytree(tiny_cube, tmp_path / "cube.zarr"))
     (cube / "runs" / "a" / OLD_VERSION).mkdir(parents=True)
 
@@ -153,5 +176,6 @@ def test_a_version_the_file_system_will_not_delete_is_one_error(tiny_cube: Path,
     monkeypatch.setattr(shutil, "rmtree", immutable)
     with pytest.raises(OutputRefused) as err:
         prune_runs(cube, older_than_hours=1)
-    assert str(err.value) == (f"{cube / 'runs' / 'a' / OLD_VERSION}: cannot be deleted: Operation not permitted "
-                              "(zarr.json)")
+    assert str(err.value) == (
+        f"{cube / 'runs' / 'a' / OLD_VERSION}: cannot be deleted: Operation not permitted (zarr.json)"
+    )

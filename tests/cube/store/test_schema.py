@@ -30,14 +30,23 @@ TS, CR = SPECS["sen12mscrts"], SPECS["sen12mscr"]
 def _patch(roi: str, pid: int, times: int = 3, missing: tuple = ()) -> PatchMeta:
     """A patch with dates and paths at every step but the (modality, step) pairs in ``missing``."""
     keys = [(m, t) for m in ("S1", "S2", "S2_cloudy") for t in range(times) if (m, t) not in missing]
-    return PatchMeta(Roi.parse(roi), pid, 32633, (10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0),
-                     {k: dt.date(2018, 1, 1 + 10 * k[1]) for k in keys}, {k: f"{k[0]}/{k[1]}/p{pid}.tif" for k in keys})
+    return PatchMeta(
+        Roi.parse(roi),
+        pid,
+        32633,
+        (10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0),
+        {k: dt.date(2018, 1, 1 + 10 * k[1]) for k in keys},
+        {k: f"{k[0]}/{k[1]}/p{pid}.tif" for k in keys},
+    )
 
 
-@pytest.mark.parametrize(("size", "tile", "message"), [
-    (256, 100, "invalid tile 100 px: it must divide the patch size (256 px)"),
-    (64, 0, "invalid tile 0 px: it must divide the patch size (64 px)"),
-])
+@pytest.mark.parametrize(
+    ("size", "tile", "message"),
+    [
+        (256, 100, "invalid tile 100 px: it must divide the patch size (256 px)"),
+        (64, 0, "invalid tile 0 px: it must divide the patch size (64 px)"),
+    ],
+)
 def test_a_tile_that_does_not_divide_the_patch_is_one_line(size: int, tile: int, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)) as err:
         image_chunk(size, tile)
@@ -80,8 +89,9 @@ def test_patch_labels_come_from_the_roi_tables_and_gaps_are_nat_and_empty() -> N
 
 
 def test_the_template_allocates_nothing_and_describes_its_images() -> None:
-    ds = template(TS, [_patch("ROIs1868/17", 1), _patch("ROIs1868/17", 2)], times=3, size=8, dtypes=DTYPES,
-                  attrs={"title": "t"})
+    ds = template(
+        TS, [_patch("ROIs1868/17", 1), _patch("ROIs1868/17", 2)], times=3, size=8, dtypes=DTYPES, attrs={"title": "t"}
+    )
     assert ds.S2.shape == (2, 3, 13, 8, 8) and ds.S2.dtype == np.uint16 and ds.S1.dtype == np.float32
     assert ds.S2.chunks is not None and ds.valid.dims == ("patch", "time", "modality")  # dask: never computed
     assert ds.S2_band.values.tolist() == list(S2_BANDS) and ds.S1_band.values.tolist() == list(S1_BANDS)

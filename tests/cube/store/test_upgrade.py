@@ -37,8 +37,9 @@ def test_upgrade_rewrites_the_tables_in_place_and_then_does_nothing(tiny_cube: P
     assert zarr.open_array(old / "coverage").chunks[0] == TABLE_CHUNK
     for name, values in tables(tiny_cube).items():
         np.testing.assert_array_equal(tables(old)[name], values)
-    xr.testing.assert_identical(open_cube(old).reset_coords(drop=True).valid,
-                                open_cube(tiny_cube).reset_coords(drop=True).valid)
+    xr.testing.assert_identical(
+        open_cube(old).reset_coords(drop=True).valid, open_cube(tiny_cube).reset_coords(drop=True).valid
+    )
     assert CubeStore(old).state().history[-1].endswith(f"chunked by {TABLE_CHUNK} patches")
     before = sorted(p.stat().st_mtime_ns for p in old.rglob("zarr.json"))
     assert upgrade(old) == []  # a current cube: nothing is written
@@ -69,8 +70,9 @@ def test_an_upgrade_killed_at_any_step_finishes_when_run_again(tiny_cube: Path, 
 @pytest.mark.slow
 def test_kill_9_during_the_upgrade_then_again_gives_the_same_cube(default_cube: Path, tmp_path: Path) -> None:
     old = as_schema_2(default_cube, tmp_path / "old.zarr")
-    proc = subprocess.Popen([sys.executable, "-m", "crts", "upgrade", str(old)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crts", "upgrade", str(old)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     while proc.poll() is None and not (old / COPY).exists():
         pass
     proc.kill()

@@ -64,8 +64,12 @@ def test_bands_carry_wavelengths_and_cloud_parameters_are_numbers(tiny_cube: Pat
     wavelength = ds.S2_wavelength.sel(S2_band=["B2", "B8A", "B12"])
     np.testing.assert_allclose(wavelength.values, [492.4, 864.7, 2202.4], rtol=1e-6)
     assert wavelength.attrs["units"] == "nm"
-    parameters = {name: value for var in ("s2cloudless_probability", "s2cloudless_mask", "cloud_cloudshadow_mask")
-                  for name, value in ds[var].attrs.items() if "threshold" in name or name.startswith("s2cloudless_")}
+    parameters = {
+        name: value
+        for var in ("s2cloudless_probability", "s2cloudless_mask", "cloud_cloudshadow_mask")
+        for name, value in ds[var].attrs.items()
+        if "threshold" in name or name.startswith("s2cloudless_")
+    }
     assert parameters["s2cloudless_threshold"] == 0.4 and parameters["s2cloudless_all_bands"] == 1
     assert all(isinstance(value, int | float) for value in parameters.values())
 
@@ -74,9 +78,14 @@ def test_bands_carry_wavelengths_and_cloud_parameters_are_numbers(tiny_cube: Pat
 def test_images_say_what_their_numbers_are_also_in_cubes_written_before(tiny_cube: Path, tmp_path: Path) -> None:
     cube = tmp_path / "cube.zarr"
     shutil.copytree(tiny_cube, cube)
-    before = {"S2": {"long_name": "Sentinel-2 L1C top-of-atmosphere reflectance x 10000", "units": "1",
-                     "reflectance_scale": 10000.0},
-              "S1": {"long_name": "Sentinel-1 GRD backscatter (VV, VH)", "units": "dB"}}
+    before = {
+        "S2": {
+            "long_name": "Sentinel-2 L1C top-of-atmosphere reflectance x 10000",
+            "units": "1",
+            "reflectance_scale": 10000.0,
+        },
+        "S1": {"long_name": "Sentinel-1 GRD backscatter (VV, VH)", "units": "dB"},
+    }
     for name, attrs in before.items():  # the descriptions that cubes were written with before
         array = zarr.open_array(cube / name, mode="r+")
         array.attrs.put({**{k: v for k, v in array.attrs.items() if k not in ("standard_name", "comment")}, **attrs})
@@ -139,8 +148,11 @@ def test_plain_xarray_selects_by_labels_and_groups_by_month(tiny_cube: Path) -> 
     np.testing.assert_allclose(natural.values, by_month.values)
     xr.testing.assert_identical(loaded.where(loaded.split == "test", drop=True).load(), test.load())
     months = ds.S2_date.dt.month.values
-    np.testing.assert_allclose(by_month.sel(month=months[0, 0]).values,
-                               np.nanmean(ds.coverage.values[months == months[0, 0]], axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        by_month.sel(month=months[0, 0]).values,
+        np.nanmean(ds.coverage.values[months == months[0, 0]], axis=0),
+        rtol=1e-6,
+    )
 
 
 def test_patch_labels_are_the_inverse_of_patch_index(tiny_cube: Path, tiny_root: Path) -> None:

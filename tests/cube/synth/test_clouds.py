@@ -29,8 +29,14 @@ def test_a_sky_covers_about_the_asked_fraction(coverage: float) -> None:
 def _sky(opacity: float, shift: tuple[int, int] = (0, 0)) -> Sky:
     """A uniform sky over SHAPE: no cirrus, even brightness."""
     padded = (SHAPE[0] + 2 * PAD, SHAPE[1] + 2 * PAD)
-    return Sky(opacity=np.full(padded, opacity, np.float32), cirrus=np.zeros(padded, np.float32),
-               brightness=np.ones(padded, np.float32), cirrus_b10=0.05, shift=shift, shadow_strength=0.9)
+    return Sky(
+        opacity=np.full(padded, opacity, np.float32),
+        cirrus=np.zeros(padded, np.float32),
+        brightness=np.ones(padded, np.float32),
+        cirrus_b10=0.05,
+        shift=shift,
+        shadow_strength=0.9,
+    )
 
 
 def test_a_clear_sky_leaves_the_ground_and_an_opaque_one_hides_it() -> None:
@@ -46,7 +52,7 @@ def test_a_clear_sky_leaves_the_ground_and_an_opaque_one_hides_it() -> None:
 
 def test_a_shadow_is_masked_only_beside_its_cloud() -> None:
     sky = _sky(0.0, shift=(0, 20))
-    sky.opacity[PAD:PAD + 10, PAD:PAD + 10] = 1.0  # a cloud in the top-left corner, its shadow 20 px away
+    sky.opacity[PAD : PAD + 10, PAD : PAD + 10] = 1.0  # a cloud in the top-left corner, its shadow 20 px away
     cloudy, cloud, shadow = apply_sky(np.full((13, *SHAPE), 0.2, np.float32), sky)
     assert cloud[:10, :10].all() and cloud.sum() == 100
     assert shadow[:10, 20:30].all() and shadow.sum() == 100 and not (shadow & cloud).any()

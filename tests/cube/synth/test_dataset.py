@@ -126,9 +126,18 @@ def test_truth_is_aligned_with_the_tree(tiny_root: Path) -> None:
         for t in range(4):
             assert truth.s2_date[p, t].values.astype("datetime64[D]").item() == s2_dates[(*key, t)]
     # The written image is the cloud-free truth where no cloud or shadow is, and much brighter under clouds.
-    written = np.stack([np.stack([rasterio.open(f.path).read() for f in files if f.modality == "S2"
-                                  and (f.roi.number, f.pid) == (int(truth.roi[p]), int(truth.patch_id[p]))])
-                        for p in range(6)]).astype(int)
+    written = np.stack(
+        [
+            np.stack(
+                [
+                    rasterio.open(f.path).read()
+                    for f in files
+                    if f.modality == "S2" and (f.roi.number, f.pid) == (int(truth.roi[p]), int(truth.patch_id[p]))
+                ]
+            )
+            for p in range(6)
+        ]
+    ).astype(int)
     clear = truth.s2_clear.values.astype(int)
     cloud, shadow = truth.cloud.values, truth.shadow.values
     free = ~(cloud | shadow)
@@ -145,8 +154,15 @@ def test_manifest_records_the_parameters(tiny_root: Path) -> None:
 
 
 def test_mono_temporal_layout(tmp_path: Path) -> None:
-    root = make_dataset(tmp_path / "cr", ["ROIs1158/106", "ROIs2017/63"], patches_per_roi=2, size=32,
-                        layout="sen12mscr", workers=1, progress=False)
+    root = make_dataset(
+        tmp_path / "cr",
+        ["ROIs1158/106", "ROIs2017/63"],
+        patches_per_roi=2,
+        size=32,
+        layout="sen12mscr",
+        workers=1,
+        progress=False,
+    )
     files, problems = scan_cr(root)
     assert problems == []
     assert Counter(f.kind for f in files) == {"s1": 4, "s2": 4, "s2_cloudy": 4}
@@ -161,7 +177,7 @@ def test_mono_temporal_layout(tmp_path: Path) -> None:
 
 def test_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("precious")
-    with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
+    with pytest.raises(FileExistsError, match=r"not empty.*--overwrite"):
         make_dataset(tmp_path, ["ROIs1970/21"], size=16, times=1, progress=False)
     with pytest.raises(FileExistsError, match="not made by this generator"):
         make_dataset(tmp_path, ["ROIs1970/21"], size=16, times=1, overwrite=True, progress=False)
@@ -175,13 +191,16 @@ def test_overwrite_replaces_a_synthetic_set(tmp_path: Path) -> None:
     assert {f.roi for f in scan_ts(tmp_path)[0]} == {Roi("ROIs2017", 63)}
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"rois": ["ROIs1868/18"]}, "invalid ROI 'ROIs1868/18'"),
-    ({"size": 8}, "invalid size 8"),
-    ({"times": 31}, "invalid times 31"),
-    ({"layout": "sen12ms"}, "invalid layout 'sen12ms'"),
-    ({"rois": ["ROIs1868/17", "1868/17"]}, "names an ROI twice"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rois": ["ROIs1868/18"]}, "invalid ROI 'ROIs1868/18'"),
+        ({"size": 8}, "invalid size 8"),
+        ({"times": 31}, "invalid times 31"),
+        ({"layout": "sen12ms"}, "invalid layout 'sen12ms'"),
+        ({"rois": ["ROIs1868/17", "1868/17"]}, "names an ROI twice"),
+    ],
+)
 def test_invalid_arguments_name_the_bad_value(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_dataset(tmp_path / "x", **kwargs)

@@ -12,8 +12,10 @@ from cube.synth.hollow import make_hollow
 def layout(path: Path) -> dict[str, tuple]:
     with plain_files_ignored():  # the patch index
         arrays = dict(CubeStore(path).group().arrays())
-    return {name: (array.dtype, array.metadata.dimension_names, array.chunks[1:], array.shards)
-            for name, array in arrays.items()}
+    return {
+        name: (array.dtype, array.metadata.dimension_names, array.chunks[1:], array.shards)
+        for name, array in arrays.items()
+    }
 
 
 def test_a_hollow_cube_is_laid_out_as_a_converted_one(tiny_cube: Path, tmp_path: Path) -> None:

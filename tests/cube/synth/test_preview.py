@@ -25,8 +25,7 @@ def test_three_rows_at_evenly_spaced_steps_showing_the_truth(tiny_root: Path) ->
     plt.close(fig)
 
 
-def test_a_preview_is_written_as_png_but_never_inside_a_cube(tiny_root: Path, tiny_cube: Path,
-                                                             tmp_path: Path) -> None:
+def test_a_preview_is_written_as_png_but_never_inside_a_cube(tiny_root: Path, tiny_cube: Path, tmp_path: Path) -> None:
     out = plot_patch(tiny_root, n_times=2, out=tmp_path / "preview.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(OutputRefused, match="lies inside the cube"):

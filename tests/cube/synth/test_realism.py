@@ -56,8 +56,11 @@ def test_shadows_are_dark_and_displaced_from_their_clouds(synthetic_root: Path) 
     assert not (cloud & shadow).any()
     # Shadowed ground is darker in the NIR than the same ground without shadow.
     p, t = np.unravel_index(np.argmax(shadow.mean(axis=(2, 3))), shadow.shape[:2])
-    f = next(f for f in files if f.modality == "S2" and f.t == t and f.roi.number == int(truth.roi[p])
-             and f.pid == int(truth.patch_id[p]))
+    f = next(
+        f
+        for f in files
+        if f.modality == "S2" and f.t == t and f.roi.number == int(truth.roi[p]) and f.pid == int(truth.patch_id[p])
+    )
     written = rasterio.open(f.path).read()[7].astype(float)
     clear = truth.s2_clear.values[p, t, 7].astype(float)
     assert np.median(written[shadow[p, t]] / clear[shadow[p, t]]) < 0.7
@@ -68,8 +71,12 @@ def test_radar_follows_land_cover_not_clouds(synthetic_root: Path) -> None:
     files, _ = scan_ts(synthetic_root)
     by_patch = {(f.roi.number, f.pid): f for f in files if f.modality == "S1" and f.t == 10}
     cover = truth.land_cover.values
-    vv = np.stack([rasterio.open(by_patch[(int(r), int(p))].path).read(1)
-                   for r, p in zip(truth.roi.values, truth.patch_id.values, strict=True)])
+    vv = np.stack(
+        [
+            rasterio.open(by_patch[(int(r), int(p))].path).read(1)
+            for r, p in zip(truth.roi.values, truth.patch_id.values, strict=True)
+        ]
+    )
     assert np.nanmedian(vv[cover == URBAN]) - np.nanmedian(vv[cover == WATER]) > 10
     assert np.nanmedian(vv[cover == FOREST]) > np.nanmedian(vv[cover == BARE])
 
@@ -78,8 +85,10 @@ def test_s2cloudless_with_toolbox_parameters_finds_the_clouds(synthetic_root: Pa
     # The cube's s2cloudless masks are the detector's output (tests/cube/clouds/test_compute.py checks that).
     truth = open_truth(synthetic_root)
     ds = open_cube(default_cube)
-    order = [patch_index(ds, f"{g}/{r}", int(p)) for g, r, p in zip(truth.roi_group.values, truth.roi.values,
-                                                                    truth.patch_id.values, strict=True)]
+    order = [
+        patch_index(ds, f"{g}/{r}", int(p))
+        for g, r, p in zip(truth.roi_group.values, truth.roi.values, truth.patch_id.values, strict=True)
+    ]
     detected = ds.s2cloudless_mask.values[order] == 1
     true = truth.cloud.values
     assert (detected & true).sum() / (detected | true).sum() >= 0.6

@@ -30,8 +30,9 @@ def test_a_cube_without_a_synthetic_source_has_no_truth(tiny_cube: Path, tmp_pat
 
 def test_a_synthetic_set_that_lacks_the_cube_s_patches_is_one_line(tiny_cube: Path, tmp_path: Path) -> None:
     ds = open_cube(tiny_cube)
-    other = make_dataset(tmp_path / "other", ["ROIs1868/17"], patches_per_roi=1, size=32, times=2, workers=1,
-                         progress=False)
+    other = make_dataset(
+        tmp_path / "other", ["ROIs1868/17"], patches_per_roi=1, size=32, times=2, workers=1, progress=False
+    )
     ds.attrs["source_root"] = str(other)
-    with pytest.raises(ValueError, match="its synthetic truth lacks .* of the cube's .* patches"):
+    with pytest.raises(ValueError, match=r"its synthetic truth lacks .* of the cube's .* patches"):
         score_detectors(ds)
