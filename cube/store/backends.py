@@ -31,7 +31,9 @@ import numpy as np
 from zarr.abc.store import ByteRequest, SuffixByteRequest
 
 # The one zarr internal the package uses, imported here only: zarr 3.1 to 3.4 offer no public way to wait, from
-# synchronous code, for a store's coroutine on zarr's own event loop (cube.store's modules take it from here).
+# synchronous code, for a store's coroutine on zarr's own event loop (cube.store's modules take it from here,
+# hence the explicit re-export form).
+from zarr.core.sync import sync as sync
 from zarr.storage import LocalStore, ObjectStore
 
 from ..dataset.problems import FileProblem
