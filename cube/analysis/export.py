@@ -192,7 +192,8 @@ def to_netcdf(
         one = georeferenced(ds, patch, name).isel(steps)
         one.attrs = dict(ds[name].attrs)  # band labels are a coordinate: netCDF keeps the variable's own long_name
         parts.append(one)
-    out = xr.merge(parts, combine_attrs="override")
+    # compat and join: xarray's defaults until they change (passed, xarray does not warn that they will)
+    out = xr.merge(parts, compat="no_conflicts", join="outer", combine_attrs="override")
     out.attrs = {**ds.attrs, "Conventions": "CF-1.8"}
     with replacing(target) as partial:
         out.to_netcdf(partial, engine="netcdf4")

@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from ..dataset.problems import FileProblem
 from ..parallel import RowBatches, check_workers, run_tasks
 from ..store.index import store_index
 from ..store.schema import TABLE_CHUNK, compressor
@@ -65,9 +66,29 @@ def _check_detectors(detectors: tuple[str, ...]) -> None:
         raise ValueError(f"invalid detector(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(DETECTORS)}")
 
 
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of a cube's root ``group`` (zarr types a member as an array or a group); a group there
+    is a :class:`cube.dataset.problems.FileProblem` naming it."""
+    member = group[name]
+    if not isinstance(member, zarr.Array):
+        raise FileProblem(f"{group.store_path}/{name}", "a group where the cube has an array")
+    return member
+
+
+def _values(group: zarr.Group, name: str, selection: int | slice = slice(None)) -> np.ndarray:
+    """``selection`` of the array ``name`` of ``group``, as the numpy array zarr reads (typed by zarr as any
+    array-like or scalar)."""
+    return np.asarray(_array(group, name)[selection])
+
+
+def _s2_column(group: zarr.Group) -> int:
+    """Where S2 lies along the ``modality`` axis of the ``valid`` flags."""
+    return list(_values(group, "modality")).index("S2")
+
+
 def _columns(group: zarr.Group, detectors: tuple[str, ...]) -> list[int]:
     """The ``coverage`` columns of ``detectors``, found by the stored ``detector`` labels."""
-    labels = [str(label) for label in group["detector"][:]]
+    labels = [str(label) for label in _values(group, "detector")]
     if missing := [d for d in detectors if d not in labels]:
         raise ValueError(
             f"the cube's coverage table has no column for {', '.join(missing)} (it holds {', '.join(labels)})"
@@ -86,7 +107,7 @@ def add_cloud_variables(store: CubeStore, names: list[str]) -> None:
     patches, times, size = ds.sizes["patch"], ds.sizes["time"], ds.sizes["y"]
     tile = ds["S2"].encoding["chunks"][-2:]  # masks are read with the S2 window: the same tiles
     dims = ("patch", "time", "y", "x")
-    new = {}
+    new: dict[str, tuple[tuple[str, ...], da.Array, dict]] = {}
     encoding = {}
     for name in names:
         if name in ds:
@@ -134,31 +155,38 @@ def clouds_patch(
     All the patch's images go to ``predictor`` in one call.
     """
     group = store.group(mode="r+")
-    s2 = group["S2"][index]
-    valid = group["valid"][index][:, list(group["modality"][:]).index("S2")]
-    coverage = group["coverage"][index]
+    s2 = _values(group, "S2", index)
+    valid = _values(group, "valid", index)[:, _s2_column(group)]
+    coverage = _values(group, "coverage", index)
     times, size = s2.shape[0], s2.shape[-1]
     images = s2[valid]
     prob = None
     if _uses_probability(detectors):
-        prob = predictor(images) if len(images) else np.zeros((0, size, size), np.float32)
+        if not len(images):
+            prob = np.zeros((0, size, size), np.float32)
+        elif predictor is not None:
+            prob = predictor(images)
+        else:
+            raise ValueError(
+                f"{', '.join(detectors)}: the detectors that use s2cloudless probabilities need a predictor"
+            )
         stored = np.full((times, size, size), NO_DATA, np.uint8)
         stored[valid] = np.round(prob * PROBABILITY_SCALE).astype(np.uint8)
-        group[PROBABILITY][index] = stored
+        _array(group, PROBABILITY)[index] = stored
     for name, column in zip(detectors, _columns(group, detectors), strict=True):
         d = detector(name)
         mask = np.full((times, size, size), d.gap, d.dtype)
         if len(images):
             mask[valid] = d.detect(images, prob)
-        group[name][index] = mask
+        _array(group, name)[index] = mask
         coverage[valid, column] = d.to_float(mask[valid]).mean(axis=(1, 2))
     return index, coverage
 
 
 def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
     """Patches whose coverage is known for every valid image and chosen detector."""
-    coverage = group["coverage"][:][:, :, _columns(group, detectors)]
-    valid = group["valid"][:][:, :, list(group["modality"][:]).index("S2")]
+    coverage = _values(group, "coverage")[:, :, _columns(group, detectors)]
+    valid = _values(group, "valid")[:, :, _s2_column(group)]
     return (~np.isnan(coverage) | ~valid[:, :, None]).all(axis=(1, 2))
 
 
@@ -235,7 +263,12 @@ def cloud_pass(
 ) -> int:
     """The cloud pass's writes, by the holder of the writer lock (``owner``); see :func:`compute_clouds`."""
     state = checked_state(store)
-    if store.group_attributes("").get("layout") != "sen12mscrts":
+    attributes = store.group_attributes("")
+    if attributes is None:  # a committed state beside a lost or overwritten root document
+        raise FileProblem(
+            f"{store.location.rstrip('/')}/zarr.json", "missing or not a group: the cube has lost its root"
+        )
+    if attributes.get("layout") != "sen12mscrts":
         raise ValueError(f"{store.location}: the cloud pass runs on SEN12MS-CR-TS cubes")
     todo_detectors = tuple(d for d in DETECTORS if d in set(detectors) | set(state.clouds.get("detectors", ())))
     state.clouds = {"detectors": list(todo_detectors), "complete": False}
@@ -249,7 +282,7 @@ def cloud_pass(
         predictor = fast_probability()
     todo = np.flatnonzero(~done)
     tasks = [(store, int(i), detectors, predictor) for i in todo]
-    images = group["valid"][:][todo, :, list(group["modality"][:]).index("S2")].sum(axis=1)
+    images = _values(group, "valid")[todo, :, _s2_column(group)].sum(axis=1)
     with RowBatches(store, "coverage") as rows:  # this process is the only writer of the table
         for index, row in run_tasks(
             tasks,

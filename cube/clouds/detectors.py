@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 from scipy import ndimage, signal
@@ -22,7 +22,17 @@ from ..dataset.bands import S2_SCALE
 if TYPE_CHECKING:
     from s2cloudless import S2PixelCloudDetector
 
-S2CLOUDLESS_PARAMS = {"threshold": 0.4, "average_over": 4, "dilation_size": 2, "all_bands": True}
+
+class S2cloudlessParams(TypedDict):
+    """The arguments of ``S2PixelCloudDetector`` that the toolbox sets, with their types."""
+
+    threshold: float
+    average_over: int
+    dilation_size: int
+    all_bands: bool
+
+
+S2CLOUDLESS_PARAMS = S2cloudlessParams(threshold=0.4, average_over=4, dilation_size=2, all_bands=True)
 """Exactly the toolbox's ``S2PixelCloudDetector`` arguments."""
 MAP_MIN_PROBABILITY = 0.5
 MAP_SIGMA = 2.0
@@ -63,9 +73,14 @@ def s2cloudless_probability(s2: np.ndarray) -> np.ndarray:
 def s2cloudless_mask(s2: np.ndarray | None = None, probability: np.ndarray | None = None) -> np.ndarray:
     """Binary cloud mask (uint8): probability averaged over 4 px, > 0.4, dilated by 2 px.
 
-    Give ``s2`` (image or stack), or its ``probability`` to skip the classifier.
+    Give ``s2`` (image or stack), or its ``probability`` to skip the classifier; neither is a ValueError.
     """
-    prob = s2cloudless_probability(s2) if probability is None else probability
+    if probability is not None:
+        prob = probability
+    elif s2 is not None:
+        prob = s2cloudless_probability(s2)
+    else:
+        raise ValueError("s2cloudless_mask needs the S2 image(s) or their s2cloudless probability")
     mask = s2cloudless_detector().get_mask_from_prob(prob[None] if prob.ndim == 2 else prob)
     return mask[0] if prob.ndim == 2 else mask
 
@@ -78,6 +93,14 @@ def s2cloudless_map(probability: np.ndarray) -> np.ndarray:
     """
     kept = np.where(probability < MAP_MIN_PROBABILITY, 0, probability).astype(np.float32)
     return ndimage.gaussian_filter(kept, sigma=MAP_SIGMA).astype(np.float32)
+
+
+def _maps(probability: np.ndarray | None) -> np.ndarray:
+    """:func:`s2cloudless_map` of each image of a stack of probabilities (N, H, W); None is a ValueError (the
+    ``s2cloudless_map`` detector is always given the probabilities)."""
+    if probability is None:
+        raise ValueError("the s2cloudless_map detector needs the images' s2cloudless probabilities")
+    return np.stack([s2cloudless_map(p) for p in probability])
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -148,7 +171,7 @@ class Detector:
 
     name: str
     detect: Callable[[np.ndarray, np.ndarray | None], np.ndarray]
-    dtype: type
+    dtype: type[np.generic]
     attrs: dict = field(default_factory=dict)
     uses_probability: bool = False
     to_float: Callable[[np.ndarray], np.ndarray] = lambda stored: stored.astype(np.float32)
@@ -179,7 +202,7 @@ REGISTRY: dict[str, Detector] = {
         ),
         Detector(
             "s2cloudless_map",
-            lambda images, probability: np.stack([s2cloudless_map(p) for p in probability]),
+            lambda images, probability: _maps(probability),
             np.float32,
             {
                 "long_name": "s2cloudless cloud map: probabilities < 0.5 set to 0, Gaussian-smoothed",

@@ -18,6 +18,7 @@ import tarfile
 from collections import defaultdict
 from collections.abc import Collection
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from tqdm.auto import tqdm
 
@@ -29,6 +30,17 @@ from .dataset import MANIFEST, TRUTH_DIR, make_dataset, prepare_output
 
 COMPRESSLEVEL = 6
 """gzip level of the archives: gzip's and tar's default, as the published archives were presumably written."""
+
+
+class TreeOptions(TypedDict, total=False):
+    """The options of :func:`cube.synth.make_dataset` that :func:`make_archived_dataset` passes on to it."""
+
+    patches_per_roi: int
+    size: int
+    times: int
+    seed: int
+    layout: str
+    workers: int | None
 
 
 def _members(tree: Path) -> dict[str, list[tuple[str, Path]]]:
@@ -44,9 +56,9 @@ def _members(tree: Path) -> dict[str, list[tuple[str, Path]]]:
     for f in ts:
         name, top = archive_of(f.modality, f.roi)
         archives[name].append((f"{top}/{f.path.relative_to(tree).as_posix()}", f.path))
-    for f in cr:
-        relative = f.path.relative_to(tree).as_posix()
-        archives[f"{relative.split('/')[0]}.tar.gz"].append((relative, f.path))
+    for c in cr:
+        relative = c.path.relative_to(tree).as_posix()
+        archives[f"{relative.split('/')[0]}.tar.gz"].append((relative, c.path))
     return {name: sorted(files) for name, files in sorted(archives.items())}
 
 
@@ -126,11 +138,11 @@ def make_archived_dataset(
     overwrite: bool = False,
     shuffle: Collection[str] | bool = (),
     progress: bool = True,
-    **options: object,
+    **options: Unpack[TreeOptions],
 ) -> list[Path]:
     """A synthetic data set written only as its published archives, with its ground truth and manifest beside them.
 
-    The tree is written into ``out`` first (``options`` as for
+    The tree is written into ``out`` first (``options``: :class:`TreeOptions`, as for
     :func:`cube.synth.make_dataset`), packed with :func:`write_archives` and
     deleted; ``out/synthetic.json`` then lists the archives, and
     :func:`cube.synth.open_truth` reads ``out`` as it reads a tree.

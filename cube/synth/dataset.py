@@ -6,8 +6,10 @@ import datetime as dt
 import json
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import dask.array as da
@@ -382,6 +384,7 @@ def make_dataset(
     check_workers(workers)
     out = Path(out)
     prepare_output(out, overwrite)
+    steps = times if layout == "sen12mscrts" else 1  # SEN12MS-CR's truth: the cloudy image
     manifest = {
         "generator": "cube.synth",
         "version": __version__,
@@ -389,7 +392,7 @@ def make_dataset(
         "rois": [str(r) for r in parsed],
         "patches_per_roi": patches_per_roi,
         "size": size,
-        "times": times if layout == "sen12mscrts" else 1,
+        "times": steps,
         "seed": seed,
         "complete": False,
     }
@@ -397,22 +400,23 @@ def make_dataset(
 
     plans = [plan_roi(r, patches_per_roi, size, times if layout == "sen12mscrts" else 2, seed) for r in parsed]
     for plan in plans:
-        _truth_template(plan, manifest["times"]).to_zarr(
+        _truth_template(plan, steps).to_zarr(
             _truth_path(out, plan.roi), compute=False, zarr_format=3, consolidated=False
         )
+    tasks: list[Callable[[], None]]
     if layout == "sen12mscrts":
-        tasks = [(_ts_task, out, plan, t, seed) for plan in plans for t in range(times)]
+        tasks = [partial(_ts_task, out, plan, t, seed) for plan in plans for t in range(times)]
     else:
-        tasks = [(_cr_task, out, plan, seed) for plan in plans]
+        tasks = [partial(_cr_task, out, plan, seed) for plan in plans]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(tasks), desc="synthesising", unit="step", disable=not progress)
     if workers == 1:
-        for fn, *args in tasks:
-            fn(*args)
+        for task in tasks:
+            task()
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-            for future in as_completed([pool.submit(*task) for task in tasks]):
+            for future in as_completed([pool.submit(task) for task in tasks]):
                 future.result()
                 bar.update()
     bar.close()

@@ -114,18 +114,18 @@ def make_hollow(
             first = 0 if not state.complete else store.array("valid").shape[0]
             place_patches(store, owner, spec, state, first, metas, times, size, DTYPES, TILE_PX, Path(SOURCE))
             valid, coverage = _flags(rng, len(metas), times, gaps)
-            store.group(mode="r+")["valid"][first:] = valid
+            store.array("valid", mode="r+")[first:] = valid
             commit_complete(
                 store,
                 owner,
                 state,
-                store.array("valid")[:],
+                np.asarray(store.array("valid")[:]),
                 f"hollow: {len(metas)} patch(es) of split {split} ({dt.date.today()})",
             )
             coverages.append(coverage)
         state.clouds = {"detectors": list(DETECTORS), "complete": False}
         store.commit(state, owner)
         add_cloud_variables(store, cloud_variables(DETECTORS))
-        store.group(mode="r+")["coverage"][:] = np.concatenate(coverages)
+        store.array("coverage", mode="r+")[:] = np.concatenate(coverages)
         commit_pass(store, owner, state)
     return store

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,16 @@ def test_an_existing_file_stays_unless_overwritten_and_a_failed_write_leaves_non
     to_netcdf(ds, 0, target, overwrite=True)
     with xr.open_dataset(target) as back:
         assert back.sizes["time"] == 4 and "S1" in back
+
+
+def test_a_netcdf_export_warns_nothing(tiny_cube: Path, tmp_path: Path) -> None:
+    """The merge of a patch's variables passes xarray's combine options (compat, join) that keep today's result,
+    so xarray's FutureWarning about their defaults changing is not raised (here: an error)."""
+    pytest.importorskip("netCDF4")
+    ds = open_cube(tiny_cube)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_netcdf(ds, 1, tmp_path / "p.nc", time=[0, 2])
+    with xr.open_dataset(tmp_path / "p.nc") as back:
+        assert set(back.data_vars) >= {"S1", "S2", "s2cloudless_mask", "cloud_cloudshadow_mask"}
+        np.testing.assert_array_equal(back.S1.values, ds.S1.isel(patch=1, time=[0, 2]).values)

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 
 from cube import convert, open_cube
-from cube.clouds.compute import compute_clouds, require_clouds
+from cube.clouds.compute import clouds_patch, compute_clouds, require_clouds
 from cube.clouds.detectors import (
     DETECTORS,
     cloud_cloudshadow_classes,
@@ -20,6 +20,7 @@ from cube.clouds.detectors import (
     s2cloudless_mask,
     s2cloudless_probability,
 )
+from cube.dataset.problems import FileProblem
 from cube.store.store import CubeStore
 from cube.synth import make_dataset
 from tests.helpers import checksums, kill_when
@@ -131,3 +132,40 @@ def test_coverage_columns_are_found_by_their_stored_label() -> None:
     group.create_array("detector", data=np.array(DETECTORS[:2]))
     with pytest.raises(ValueError, match="no column for cloud_cloudshadow_mask"):
         _columns(group, ("cloud_cloudshadow_mask",))
+    group = zarr.group(store=zarr.storage.MemoryStore())
+    group.create_group("detector")  # zarr types a member as an array or a group: a group here is named
+    with pytest.raises(FileProblem, match="/detector: a group where the cube has an array"):
+        _columns(group, ("cloud_cloudshadow_mask",))
+
+
+def test_a_patch_of_the_probability_detectors_needs_a_predictor(tiny_cube: Path, tmp_path: Path) -> None:
+    """``clouds_patch`` (public) without a predictor for a detector that uses s2cloudless probabilities is one
+    ValueError line (it called None), raised before anything is written."""
+    dst = tmp_path / "c.zarr"
+    shutil.copytree(tiny_cube, dst)
+    before = checksums(dst, ("s2cloudless_probability", "s2cloudless_mask"))
+    with pytest.raises(ValueError, match="s2cloudless_mask: the detectors that use s2cloudless probabilities need"):
+        clouds_patch(CubeStore(dst, "r+"), 0, ("s2cloudless_mask",), None)
+    assert checksums(dst, ("s2cloudless_probability", "s2cloudless_mask")) == before
+
+
+def test_a_cube_that_lost_its_root_document_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A committed state beside a missing root ``zarr.json``: the cloud pass names that document in one line (it
+    was an AttributeError on None), before it commits anything, and leaves the writer lock free."""
+    from crts.cli import main
+
+    root = make_dataset(
+        tmp_path / "src", ["ROIs1868/17"], patches_per_roi=1, size=16, times=2, workers=1, progress=False
+    )
+    dst = tmp_path / "c.zarr"
+    convert(root, dst, clouds=("cloud_cloudshadow_mask",), workers=1, progress=False)
+    (dst / "zarr.json").unlink()
+    before = CubeStore(dst).state()
+    with pytest.raises(FileProblem, match=r"c\.zarr/zarr\.json: missing or not a group"):
+        compute_clouds(dst, ("s2cloudless_mask",), workers=1, progress=False)
+    assert CubeStore(dst).state() == before and not (dst / "s2cloudless_mask").exists()
+    assert main(["clouds", str(dst), "--detectors", "s2cloudless_mask", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "c.zarr/zarr.json: missing or not a group" in err[0]

@@ -11,6 +11,7 @@ zero padding for ``signal.medfilt2d``); they agree, borders included.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,12 @@ from scipy import ndimage
 from cube.clouds.detectors import (
     CLEAR,
     CLOUD,
+    REGISTRY,
     SHADOW,
     cloud_cloudshadow_classes,
     cloud_cloudshadow_mask,
     heuristic_cloud_score,
+    s2cloudless_mask,
 )
 
 
@@ -136,3 +139,20 @@ def test_the_registry_s_float_masks_are_the_original_loader_s(synthetic_root: Pa
     for name, mask in expected.items():
         np.testing.assert_array_equal(float_mask(name, s2), mask)
         assert REGISTRY[name].gap == (255 if REGISTRY[name].dtype == np.uint8 else pytest.approx(np.nan, nan_ok=True))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: s2cloudless_mask(), "s2cloudless_mask needs the S2 image"),
+        (lambda: REGISTRY["s2cloudless_mask"].detect(np.zeros((1, 13, 16, 16), np.uint16), None), "needs the S2"),
+        (lambda: REGISTRY["s2cloudless_map"].detect(np.zeros((1, 13, 16, 16), np.uint16), None), "probabilities"),
+    ],
+)
+def test_the_probability_detectors_without_probabilities_are_one_value_error(
+    call: Callable[[], object], message: str
+) -> None:
+    """s2cloudless's mask with neither images nor probabilities, and the registry's probability detectors given
+    none, say what they need (they failed on None: an AttributeError, a TypeError)."""
+    with pytest.raises(ValueError, match=message):
+        call()
