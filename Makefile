@@ -7,6 +7,8 @@ PYENV_ROOT ?= $(HOME)/.pyenv
 PY313 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13) python3.13)
 PY313_FOUND := $(shell $(PY313) -c 'import sys; print(sys.version_info[:2] == (3, 13))' 2>/dev/null)
 VENV313 ?= .venv313
+# $(MAKE) copied: a recipe line naming $(MAKE) runs even under `make -n`, and `test`'s line also runs the suite.
+SUBMAKE := $(MAKE)
 BIN := $(VENV)/bin
 DEMO_DIR ?= data/synthetic
 DEMO_CUBE ?= data/cube.zarr
@@ -49,7 +51,7 @@ demo: setup
 # `make test`.
 test: setup
 	@log=$$(mktemp); \
-	$(MAKE) --no-print-directory test-py313 >$$log 2>&1 & py313=$$!; \
+	$(SUBMAKE) --no-print-directory test-py313 >$$log 2>&1 & py313=$$!; \
 	$(BIN)/python -m pytest; py311_status=$$?; \
 	wait $$py313; py313_status=$$?; \
 	cat $$log; rm -f $$log; \
