@@ -5,7 +5,10 @@ TORCH ?= torch==2.13.0
 # pyenv's shim answers only its global version (3.11 here): take a pyenv-installed 3.13 directly where there is one.
 PYENV_ROOT ?= $(HOME)/.pyenv
 PY313 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13) python3.13)
+PY313_FOUND := $(shell $(PY313) -c 'import sys; print(sys.version_info[:2] == (3, 13))' 2>/dev/null)
 VENV313 ?= .venv313
+# $(MAKE) copied: a recipe line naming $(MAKE) runs even under `make -n`, and `test`'s line also runs the suite.
+SUBMAKE := $(MAKE)
 BIN := $(VENV)/bin
 DEMO_DIR ?= data/synthetic
 DEMO_CUBE ?= data/cube.zarr
@@ -43,19 +46,39 @@ demo: setup
 	@echo "  coverage plot data/coverage.png, training run data/train (log.csv, tensorboard/, last.pt),"
 	@echo "  evaluation runs in $(DEMO_CUBE)/runs, report data/report/report.md with figures beside it"
 
+# The suite on Python 3.11 with everything, and beside it (CI has 2 cores; one pytest keeps about one busy)
+# test-py313, whose output follows once both are done (one line where it is skipped); either failing fails
+# `make test`.
 test: setup
-	$(BIN)/python -m pytest
+	@log=$$(mktemp); \
+	$(SUBMAKE) --no-print-directory test-py313 >$$log 2>&1 & py313=$$!; \
+	$(BIN)/python -m pytest; py311_status=$$?; \
+	wait $$py313; py313_status=$$?; \
+	cat $$log; rm -f $$log; \
+	[ $$py311_status -eq 0 ] || echo "make test: the Python 3.11 suite failed (exit status $$py311_status)"; \
+	[ $$py313_status -eq 0 ] || echo "make test: test-py313 failed (exit status $$py313_status)"; \
+	[ $$py311_status -eq 0 ] && [ $$py313_status -eq 0 ]
 
-# The tests on Python 3.13 without torch, in their own venv with what pip resolves there (a plain install of the
-# package and the dev extra): what needs torch is skipped (tests/conftest.py). Not part of `make test`.
+# The torch-free suite on Python 3.13, in its own venv with the newest releases pip resolves there (the package
+# and the dev extra, upgraded whenever the venv is rebuilt): what needs torch is skipped (tests/conftest.py), and
+# the docs and lint checks, which do not depend on the Python that runs them, are left to the 3.11 suite.
 $(VENV313)/.installed: pyproject.toml Makefile
 	$(PY313) -m venv $(VENV313)
 	$(VENV313)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV313)/bin/python -m pip install --quiet -e ".[dev]"
+	$(VENV313)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[dev]"
 	touch $@
 
+ifeq ($(PY313_FOUND),True)
 test-py313: $(VENV313)/.installed
-	$(VENV313)/bin/python -m pytest --ignore tests/test_docs.py
+	$(VENV313)/bin/python -m pytest -p no:cacheprovider --ignore tests/test_docs.py --ignore tests/test_lint.py
+# bench_shard_reads (torch-free) measures zarr's own sharded reads: with the newest zarr, on Python 3.13.
+SHARD_BENCH := $(VENV313)/.installed
+SHARD_BENCH_PYTHON := $(VENV313)/bin/python
+else
+test-py313:
+	@echo "test-py313: skipped, no Python 3.13 found (looked for $(PY313); set PY313=/path/to/python3.13)"
+SHARD_BENCH_PYTHON := $(BIN)/python
+endif
 
 # The fuzz targets with many fresh inputs each (FUZZ_EXAMPLES per target, default 20,000); `make test` runs
 # each with a bounded, reproducible count.
@@ -67,8 +90,9 @@ fuzz: setup
 docs: setup
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-bench: setup
-	$(BIN)/python -m benchmarks
+bench: setup $(SHARD_BENCH)
+	$(BIN)/python -m benchmarks $(filter-out bench_shard_reads,$(basename $(notdir $(wildcard benchmarks/bench_*.py))))
+	$(SHARD_BENCH_PYTHON) -m benchmarks bench_shard_reads
 
 clean:
 	rm -rf $(VENV) $(VENV313) data .pytest_cache docs/_build docs/generated

@@ -1,9 +1,15 @@
 """Images of the cube's sharded arrays read straight from their bytes: the loader's hot path.
 
 zarr-python 3.1 reads a shard's index again for every inner chunk it reads and spends
-about 2 ms of Python per chunk (benchmarks/bench_loader.py compares the two). For a basic
-selection that lies in one shard of an array stored the way the cube stores its images
-(sharding; inner chunks of bytes + Blosc; an index of bytes + crc32c at the shard's end),
+about 2 ms of Python per chunk (benchmarks/bench_loader.py compares the two). zarr 3.3 and
+later coalesce the byte ranges of a read within a shard, but on Python 3.13 with zarr 3.4.2
+the loaders' selections through ``AsyncArray.getitem`` (one sample's gathered) still took
+1.3 to 6.9x as long as this reader on a local disk (4 steps as whole images or 64 px windows,
+a patch's 30 steps; 256 and 64 px tiles) and 1.1 to 1.8x in a bucket with 20 ms per request
+(benchmarks/bench_shard_reads.py, two runs on a loaded 2-core machine), so it reads them all.
+
+For a basic selection that lies in one shard of an array stored the way the cube stores its
+images (sharding; inner chunks of bytes + Blosc; an index of bytes + crc32c at the shard's end),
 :func:`plan` lists the inner chunks it touches, :func:`read_chunks` reads each touched
 shard's index once and then all the touched chunks (two round trips on a bucket, whatever
 the number of images), and :func:`assemble` decodes them with Blosc, straight into the
