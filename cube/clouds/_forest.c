@@ -134,6 +134,12 @@ static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_
 /* 1 where the vector walk runs on this CPU. */
 int forest_vector(void) { return has_vector(); }
 
+#ifdef FOREST_RECIPE
+/* What an install-time build (setup.py) was made from: "<sha256 of this file> <machine>". forest.py uses an
+ * installed kernel only where this names its own source and machine; the run-time build is checked by its cache. */
+const char *forest_recipe(void) { return FOREST_RECIPE; }
+#endif
+
 /* Probability of n pixels: bins (n x 16 bytes), trees given by node and leaf offsets, sigmoid alpha;
  * vector = 1 walks vector_nodes (the same trees in the vector layout) where the CPU can, else nodes. */
 void forest_probability(const uint8_t *bins, ptrdiff_t n, int32_t n_trees, const uint32_t *nodes,
