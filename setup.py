@@ -3,9 +3,10 @@
 An optional extension: where the compiler is missing or fails, setuptools
 prints a warning and the install goes on without it; ``cube.clouds.forest``
 then builds the kernel at first use (or uses s2cloudless itself). The kernel
-is loaded with ctypes, not imported, so it has no ``PyInit_`` function (on
-Linux and macOS the linker exports every symbol; setuptools' export list is
-used on Windows only). Everything else is in ``pyproject.toml``.
+is loaded with ctypes; the ``FOREST_RECIPE`` define also gives it what it
+reports to that loader and an empty ``PyInit__forest``, so that importing the
+module's name (as ``pkgutil.walk_packages`` over ``cube`` does) is no error.
+Everything else is in ``pyproject.toml``.
 """
 
 from __future__ import annotations

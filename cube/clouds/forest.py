@@ -345,13 +345,14 @@ def checked_installed(path: Path) -> Path:
     ValueError
         It was built from another ``_forest.c`` or for another machine.
     """
-    done = subprocess.run(
-        [sys.executable, "-c", RECIPE_SCRIPT, str(path)], capture_output=True, text=True, timeout=CHECK_TIMEOUT
+    done = subprocess.run(  # -I: isolated, no PYTHON* variables nor user site (ctypes is all it needs)
+        [sys.executable, "-I", "-c", RECIPE_SCRIPT, str(path)], capture_output=True, text=True, timeout=CHECK_TIMEOUT
     )
+    if done.returncode < 0:
+        killer = signal.strsignal(-done.returncode) or f"signal {-done.returncode}"
+        raise OSError(f"{path}: loading it killed the process ({killer})")
     if done.returncode:
-        lines = done.stderr.strip().splitlines()
-        signal_name = signal.Signals(-done.returncode).name if done.returncode < 0 else ""
-        raise OSError(lines[-1] if lines else f"{path}: loading it killed the process ({signal_name})")
+        raise OSError((done.stderr.strip().splitlines() or [f"{path}: cannot be loaded"])[-1])
     if done.stdout.strip() != installed_recipe():
         raise ValueError(f"{path}: stale, built from another {SOURCE.name} or for another machine")
     return path

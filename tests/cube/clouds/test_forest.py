@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import pickle
 import shutil
 import subprocess
 import sys
+import sysconfig
 import warnings
 from pathlib import Path
 
@@ -181,6 +183,9 @@ def test_the_installed_kernel_has_the_run_time_flags_and_comes_first(
     kernel, log = installed
     [compile_line] = [line for line in log.splitlines() if " -c cube/clouds/_forest.c " in line]
     assert compile_line.endswith(" ".join(FLAGS)) and installed_recipe() in compile_line  # the last -O is FLAGS'
+    spec = importlib.util.spec_from_file_location("cube.clouds._forest", kernel)
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # importable too: walking cube's modules works
     monkeypatch.setattr("cube.clouds.forest.INSTALLED", kernel)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))  # a run-time build would fail
@@ -214,8 +219,8 @@ def _unusable(case: str, kernel: Path, bad: Path, tmp_path: Path, monkeypatch: p
     else:  # wrong results behind the right recipe: the sigmoid's sign flipped
         source = tmp_path / "wrong.c"
         source.write_text(SOURCE.read_text().replace("exp(-alpha * acc[i])", "exp(alpha * acc[i])"))
-        recipe = f'-DFOREST_RECIPE="{installed_recipe()}"'
-        subprocess.run(["cc", *FLAGS, recipe, str(source), "-o", str(bad), "-lm"], check=True)
+        recipe, python = f'-DFOREST_RECIPE="{installed_recipe()}"', f"-I{sysconfig.get_paths()['include']}"
+        subprocess.run(["cc", *FLAGS, recipe, python, str(source), "-o", str(bad), "-lm"], check=True)
 
 
 @pytest.mark.parametrize(
