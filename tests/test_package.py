@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
+
+import pytest
 
 
 def test_cube_never_imports_torch_or_crts() -> None:
@@ -135,3 +139,36 @@ def test_the_data_commands_run_without_torch_and_the_others_say_how_to_install_i
         for name in ("train", "clouds")
     ]
     assert not (tmp_path / "run").exists()
+
+
+PIP_OFFLINE = (
+    *(sys.executable, "-m", "pip", "install", "-v"),
+    *("--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir"),
+)
+"""pip install with this venv's setuptools and nothing from the network (nor its wheel cache: --no-cache-dir)."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compiler", ["cc", "false", "no-such-compiler"])
+def test_pip_install_builds_the_kernel_where_it_can_and_succeeds_where_it_cannot(compiler: str, tmp_path: Path) -> None:
+    # A copy of the project, so that the build writes nothing into the repository.
+    source, target = tmp_path / "source", tmp_path / "target"
+    for name in ("cube", "crts"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    done = subprocess.run(
+        [*PIP_OFFLINE, "--target", str(target), str(source)],
+        env={**os.environ, "CC": compiler},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    clouds = target / "cube" / "clouds"
+    assert (clouds / "forest.py").is_file() and (clouds / "_forest.c").is_file()
+    kernels = [path.name for path in clouds.glob("_forest*.so")]
+    if compiler == "cc":
+        assert kernels == [f"_forest{sysconfig.get_config_var('EXT_SUFFIX')}"]  # where forest.INSTALLED looks
+    else:
+        assert kernels == [] and 'building extension "cube.clouds._forest" failed' in done.stdout + done.stderr

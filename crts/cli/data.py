@@ -379,7 +379,8 @@ def clouds_options(p: argparse.ArgumentParser) -> None:
         "--device",
         default="cpu",
         metavar="DEVICE",
-        help="cpu (default: the compiled forest) or a torch device such as cuda for s2cloudless",
+        help="cpu (default: the compiled forest, the kernel built at install or else at first use, else "
+        "s2cloudless itself) or a torch device such as cuda for s2cloudless",
     )
     add_force_unlock(p)
     p.set_defaults(handler=_run_clouds)

@@ -19,6 +19,10 @@
  * a group takes the next 16 pixels as soon as all its lanes are at leaves.
  * The vector walk reads the same trees in its own node layout (see advance).
  */
+#ifdef FOREST_RECIPE /* the install-time build (setup.py) is an importable (empty) extension module too */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#endif
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -133,6 +137,17 @@ static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_
 
 /* 1 where the vector walk runs on this CPU. */
 int forest_vector(void) { return has_vector(); }
+
+#ifdef FOREST_RECIPE
+/* What an install-time build (setup.py) was made from: "<sha256 of this file> <machine>". forest.py uses an
+ * installed kernel only where this names its own source and machine; the run-time build is checked by its cache. */
+const char *forest_recipe(void) { return FOREST_RECIPE; }
+
+/* Nothing to import: forest.py loads this file with ctypes. The module exists so that importing the name
+ * (pkgutil.walk_packages over cube, for one) finds an empty module, not an ImportError. */
+static struct PyModuleDef forest_module = {PyModuleDef_HEAD_INIT, "_forest", NULL, -1, NULL};
+PyMODINIT_FUNC PyInit__forest(void) { return PyModule_Create(&forest_module); }
+#endif
 
 /* Probability of n pixels: bins (n x 16 bytes), trees given by node and leaf offsets, sigmoid alpha;
  * vector = 1 walks vector_nodes (the same trees in the vector layout) where the CPU can, else nodes. */

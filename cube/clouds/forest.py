@@ -7,15 +7,19 @@ distinct thresholds. So every feature value is replaced once by its bin, the
 number of that feature's thresholds below it, and ``value <= threshold``
 becomes ``bin <= rank of the threshold``: the very comparison LightGBM makes
 (feature as double against the double threshold), in one byte. The kernel
-(``_forest.c``, compiled once per machine with the C compiler and cached
-outside the repository) walks the trees in LightGBM's order and sums the
+(``_forest.c``) walks the trees in LightGBM's order and sums the
 leaves in double, then applies the same sigmoid: the probabilities are
 bitwise those of s2cloudless. It walks 16 pixels per AVX-512 vector where the
 CPU can (checked at run time; nodes in :func:`vector_nodes`' layout), else
 eight interleaved pixels; both walks reach the same leaves.
 
-Where the kernel cannot be built, loaded or verified,
-:func:`fast_probability` falls back to s2cloudless with a warning.
+The kernel is built at install time where a C compiler exists (``setup.py``,
+an optional extension: :data:`INSTALLED`), else at first use with the C
+compiler into a per-machine cache outside the repository (:func:`kernel_path`).
+:func:`fast_probability` takes the installed one where it names this source
+and machine and passes the probe, else the cached one, else s2cloudless
+itself; an installed kernel it cannot use and a kernel it cannot build are
+each one warning line.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ import math
 import os
 import platform
 import shlex
+import signal
 import subprocess
+import sys
+import sysconfig
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,8 +59,26 @@ CACHE_ENV = "SEN12MSCRTS_CACHE"
 """Environment variable naming the cache folder (default ``~/.cache/sen12mscrts``)."""
 SOURCE = Path(__file__).with_name("_forest.c")
 FLAGS = ("-O2", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off")
-"""No fast-math, no contraction: the kernel's double arithmetic is LightGBM's."""
+"""No fast-math, no contraction: the kernel's double arithmetic is LightGBM's. ``setup.py`` reads these for
+the install-time build (after Python's own CFLAGS, so the last ``-O`` and ``-ffp-contract`` are these)."""
+INSTALLED = SOURCE.with_name(SOURCE.stem + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+"""The kernel built at install time. Its name carries this interpreter's platform tag (e.g.
+``.cpython-311-x86_64-linux-gnu.so``), so a build for another platform is never looked at."""
 BUILD_TIMEOUT = 120
+CHECK_TIMEOUT = 60
+"""Seconds for a bare interpreter to load the installed kernel and report its recipe (well under one second
+unloaded; generous for a machine busy with a cloud pass)."""
+RECIPE_SCRIPT = """import ctypes, resource, sys
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a library that kills the child leaves no core file
+try:
+    recipe = ctypes.CDLL(sys.argv[1]).forest_recipe
+except (OSError, AttributeError) as error:
+    sys.exit(str(error))
+recipe.restype = ctypes.c_char_p
+print(recipe().decode())
+"""
+"""What :func:`checked_installed`'s child runs: load the library named by its argument, print its recipe (or
+ctypes' one-line error)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,6 +326,38 @@ def kernel_path(cache: Path | None = None) -> Path:
     return artifact
 
 
+def installed_recipe() -> str:
+    """What an installed kernel must report (``forest_recipe``): ``"<sha256 of _forest.c> <machine>"``."""
+    return f"{_sha256(SOURCE)} {platform.machine()}"
+
+
+def checked_installed(path: Path) -> Path:
+    """``path`` once another process has loaded it and it reported this source and machine.
+
+    Loading a damaged library can kill the process that loads it (a truncated
+    one is a bus error), and a stale one may take other arguments: so a child
+    interpreter loads it and calls only ``forest_recipe``.
+
+    Raises
+    ------
+    OSError
+        The child could not load it, or it has no ``forest_recipe``.
+    ValueError
+        It was built from another ``_forest.c`` or for another machine.
+    """
+    done = subprocess.run(  # -I: isolated, no PYTHON* variables nor user site (ctypes is all it needs)
+        [sys.executable, "-I", "-c", RECIPE_SCRIPT, str(path)], capture_output=True, text=True, timeout=CHECK_TIMEOUT
+    )
+    if done.returncode < 0:
+        killer = signal.strsignal(-done.returncode) or f"signal {-done.returncode}"
+        raise OSError(f"{path}: loading it killed the process ({killer})")
+    if done.returncode:
+        raise OSError((done.stderr.strip().splitlines() or [f"{path}: cannot be loaded"])[-1])
+    if done.stdout.strip() != installed_recipe():
+        raise ValueError(f"{path}: stale, built from another {SOURCE.name} or for another machine")
+    return path
+
+
 def _load(path: Path) -> tuple[Callable, bool]:
     """The kernel's entry point and whether its vector walk runs on this CPU."""
     pointer = np.ctypeslib.ndpointer
@@ -369,30 +426,43 @@ class ForestPredictor:
         Use the kernel's AVX-512 walk where the CPU has it and the forest fits
         (:func:`vector_nodes`); False: the portable walk. Both give the same
         leaves; ``self.vector`` says which one runs.
+    kernel : path, optional
+        A kernel built at install time (:data:`INSTALLED`) to load instead of
+        building one in ``cache``; it must report this source and machine.
+        ``self.kernel`` is the library loaded, ``self.installed`` whether it is
+        an installed one; ``repr`` says both and the walk.
 
     Raises
     ------
     OSError, subprocess.SubprocessError, ValueError
-        Where the kernel cannot be built or loaded, or differs from LightGBM on
-        the threshold probe.
+        Where the kernel cannot be built or loaded, is stale, or differs from
+        LightGBM on the threshold probe.
     """
 
-    def __init__(self, cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True) -> None:
+    def __init__(
+        self, cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True, kernel: Path | None = None
+    ) -> None:
         import lightgbm
 
         self.cache, self.model = cache, Path(model)
         self.forest = load_forest(self.model)
-        self._fn, cpu_vector = _load(kernel_path(cache))
+        self.installed = kernel is not None
+        self.kernel = checked_installed(Path(kernel)) if kernel is not None else kernel_path(cache)
+        self._fn, cpu_vector = _load(self.kernel)
         layout = vector_nodes(self.forest) if vector and cpu_vector else None
         self.vector = layout is not None
         self._vector_nodes = self.forest.nodes if layout is None else layout
         probe = threshold_probe(self.forest)
         expected = np.asarray(lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1), np.float32)
         if not np.array_equal(self.bins_probability(feature_bins(self.forest, probe)), expected):
-            raise ValueError(f"{kernel_path(cache)}: the compiled forest differs from LightGBM on the probe")
+            raise ValueError(f"{self.kernel}: the compiled forest differs from LightGBM on the probe")
 
     def __reduce__(self) -> tuple:
-        return predictor, (self.cache, self.model, self.vector)
+        return predictor, (self.cache, self.model, self.vector, self.kernel if self.installed else None)
+
+    def __repr__(self) -> str:
+        built = "installed" if self.installed else "built at first use"
+        return f"ForestPredictor({str(self.kernel)!r}, {built}, {'AVX-512' if self.vector else 'portable'} walk)"
 
     def bins_probability(self, bins: np.ndarray) -> np.ndarray:
         """Probabilities (float32) of binned pixels (n, 16)."""
@@ -423,22 +493,36 @@ class ForestPredictor:
 
 
 @cache
-def predictor(cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True) -> ForestPredictor:
-    """The process's :class:`ForestPredictor` for a cache, model and walk (loaded and verified once)."""
-    return ForestPredictor(cache, model, vector)
+def predictor(
+    cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True, kernel: Path | None = None
+) -> ForestPredictor:
+    """The process's :class:`ForestPredictor` for a cache, model, walk and kernel (loaded and verified once)."""
+    return ForestPredictor(cache, model, vector, kernel)
+
+
+def _warn_unavailable(what: str, error: Exception, instead: str) -> None:
+    """One warning line: what cannot be had, the first line of why, and what is used instead."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    warnings.warn(f"{what} unavailable ({reason}); {instead}", RuntimeWarning, stacklevel=3)
 
 
 def fast_probability() -> Callable[[np.ndarray], np.ndarray]:
-    """The compiled predictor, or s2cloudless with a one-line warning where it cannot be had."""
+    """The compiled predictor, or s2cloudless with a one-line warning where it cannot be had.
+
+    In order: the kernel built at install time (:data:`INSTALLED`) where the file exists, reports this
+    source and machine and passes the probe (else a one-line warning); the kernel built at first use in
+    :func:`cache_dir`; s2cloudless itself. ``repr`` of the predictor says which kernel it runs.
+    """
     from .detectors import s2cloudless_probability
 
+    errors = (OSError, ValueError, subprocess.SubprocessError)
+    if INSTALLED.exists():
+        try:
+            return predictor(None, MODEL_PATH, True, INSTALLED)
+        except errors as error:
+            _warn_unavailable("installed s2cloudless forest kernel", error, "building it at first use instead")
     try:
         return predictor(cache_dir(), MODEL_PATH)
-    except (OSError, ValueError, subprocess.SubprocessError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        warnings.warn(
-            f"compiled s2cloudless forest unavailable ({reason}); using s2cloudless itself (same masks, 4-12x slower)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    except errors as error:
+        _warn_unavailable("compiled s2cloudless forest", error, "using s2cloudless itself (same masks, 4-12x slower)")
         return s2cloudless_probability

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
+import pickle
 import shutil
+import subprocess
+import sys
+import sysconfig
+import warnings
 from pathlib import Path
 
 import lightgbm
@@ -17,11 +23,15 @@ from cube import convert, open_cube
 from cube.clouds.detectors import s2cloudless_map, s2cloudless_mask, s2cloudless_probability
 from cube.clouds.forest import (
     CACHE_ENV,
+    FLAGS,
+    INSTALLED,
     MODEL_PATH,
+    SOURCE,
     ForestPredictor,
     cache_dir,
     fast_probability,
     feature_bins,
+    installed_recipe,
     kernel_path,
     load_forest,
     predictor,
@@ -29,6 +39,8 @@ from cube.clouds.forest import (
     threshold_probe,
     vector_nodes,
 )
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _cpu_flags() -> set[str]:
@@ -112,6 +124,7 @@ def test_stored_masks_without_a_compiler_fall_back_to_s2cloudless(
 ) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr("cube.clouds.forest.INSTALLED", tmp_path / INSTALLED.name)  # none installed either
     with pytest.warns(RuntimeWarning, match="compiled s2cloudless forest unavailable.*using s2cloudless"):
         assert fast_probability() is s2cloudless_probability
     with pytest.warns(RuntimeWarning, match="using s2cloudless"):
@@ -146,3 +159,88 @@ def test_models_it_cannot_reproduce_are_refused(tmp_path: Path) -> None:
         bad.write_text(text.replace(old, new, 1))
         with pytest.raises(ValueError, match=message):
             load_forest(bad)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The kernel as ``pip install`` builds it (setup.py's build_ext, outside the repository) and the build's log."""
+    out = tmp_path_factory.mktemp("install")
+    before = sorted(ROOT.iterdir()), sorted(SOURCE.parent.glob("_forest*"))
+    done = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--build-lib", str(out / "lib"), "--build-temp", str(out / "tmp")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (sorted(ROOT.iterdir()), sorted(SOURCE.parent.glob("_forest*"))) == before  # nothing in the repository
+    return out / "lib" / INSTALLED.relative_to(ROOT), done.stdout
+
+
+def test_the_installed_kernel_has_the_run_time_flags_and_comes_first(
+    installed: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel, log = installed
+    [compile_line] = [line for line in log.splitlines() if " -c cube/clouds/_forest.c " in line]
+    assert compile_line.endswith(" ".join(FLAGS)) and installed_recipe() in compile_line  # the last -O is FLAGS'
+    spec = importlib.util.spec_from_file_location("cube.clouds._forest", kernel)
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # importable too: walking cube's modules works
+    monkeypatch.setattr("cube.clouds.forest.INSTALLED", kernel)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))  # a run-time build would fail
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chosen = fast_probability()
+    assert isinstance(chosen, ForestPredictor) and chosen.installed and chosen.kernel == kernel
+    assert repr(chosen).startswith(f"ForestPredictor({str(kernel)!r}, installed, ")
+    s2 = np.random.default_rng(10).integers(0, 11_000, (2, 13, 24, 24)).astype(np.uint16)
+    np.testing.assert_array_equal(chosen(s2), s2cloudless_probability(s2))
+    assert pickle.loads(pickle.dumps(chosen)) is chosen  # workers load the same file
+    assert not (tmp_path / "cache").exists()
+
+
+def _unusable(case: str, kernel: Path, bad: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Write an installed kernel at ``bad`` that must not be used, in one of the ways it can go wrong."""
+    if case == "truncated":
+        bad.write_bytes(kernel.read_bytes()[:4096])
+    elif case == "not a library":
+        bad.write_text("#!/bin/sh\n")
+    elif case == "no recipe":  # a build by hand, or one from before recipes
+        shutil.copy(kernel_path(tmp_path / "cache"), bad)
+    elif case == "other source":  # an editable install whose _forest.c changed since
+        shutil.copy(kernel, bad)
+        source = tmp_path / SOURCE.name
+        source.write_text(SOURCE.read_text() + "/* changed */\n")
+        monkeypatch.setattr("cube.clouds.forest.SOURCE", source)
+    elif case == "other machine":
+        shutil.copy(kernel, bad)
+        monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    else:  # wrong results behind the right recipe: the sigmoid's sign flipped
+        source = tmp_path / "wrong.c"
+        source.write_text(SOURCE.read_text().replace("exp(-alpha * acc[i])", "exp(alpha * acc[i])"))
+        recipe, python = f'-DFOREST_RECIPE="{installed_recipe()}"', f"-I{sysconfig.get_paths()['include']}"
+        subprocess.run(["cc", *FLAGS, recipe, python, str(source), "-o", str(bad), "-lm"], check=True)
+
+
+@pytest.mark.parametrize(
+    "case", ["truncated", "not a library", "no recipe", "other source", "other machine", "wrong results"]
+)
+def test_an_unusable_installed_kernel_is_one_warning_line_then_the_run_time_build(
+    case: str, installed: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "site-packages" / INSTALLED.name
+    bad.parent.mkdir()
+    _unusable(case, installed[0], bad, tmp_path, monkeypatch)
+    monkeypatch.setattr("cube.clouds.forest.INSTALLED", bad)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.warns(RuntimeWarning) as record:
+        chosen = fast_probability()
+    [message] = [str(w.message) for w in record]
+    assert message.startswith(f"installed s2cloudless forest kernel unavailable ({bad}: ") and "\n" not in message
+    assert message.endswith("; building it at first use instead"), message
+    if case in ("other source", "other machine"):
+        assert "stale, built from another _forest.c or for another machine" in message
+    assert isinstance(chosen, ForestPredictor) and not chosen.installed
+    assert chosen.kernel.is_relative_to(tmp_path / "cache") and "built at first use" in repr(chosen)
+    assert chosen(np.zeros((13, 4, 4), np.uint16)).shape == (4, 4)
