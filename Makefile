@@ -16,7 +16,7 @@ DEMO_CUBE ?= data/cube.zarr
 .PHONY: setup demo test test-py313 docs fuzz bench clean
 
 # torch is installed first and pinned (CPU wheel), so that pip never resolves a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
@@ -62,7 +62,7 @@ test: setup
 # The torch-free suite on Python 3.13, in its own venv with the newest releases pip resolves there (the package
 # and the dev extra, upgraded whenever the venv is rebuilt): what needs torch is skipped (tests/conftest.py), and
 # the docs and lint checks, which do not depend on the Python that runs them, are left to the 3.11 suite.
-$(VENV313)/.installed: pyproject.toml Makefile
+$(VENV313)/.installed: pyproject.toml setup.py Makefile
 	$(PY313) -m venv $(VENV313)
 	$(VENV313)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV313)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[dev]"
