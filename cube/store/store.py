@@ -307,8 +307,8 @@ class CubeStore:
     def parsed_by_zarr(self, path: str = "") -> Iterator[None]:
         """zarr and xarray read the metadata of the node at ``path`` inside: a document nested too deep for
         their JSON parser (a RecursionError) becomes a :class:`cube.store.backends.MetadataError` naming it; one
-        too large (refused by :class:`cube.store.backends.MetadataBounded`, which knows only its key) is named with
-        the cube's location."""
+        too large (refused by :func:`cube.store.backends.bounded_metadata`, which knows only its key) is named
+        with the cube's location."""
         try:
             yield
         except MetadataError as err:
