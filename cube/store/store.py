@@ -431,6 +431,12 @@ class CubeStore:
         with self.parsed_by_zarr(name):
             return zarr.open_array(self.store, path=name, mode=mode, zarr_format=3)
 
+    def values(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The values of array ``name`` from ``start`` to ``stop`` along its first axis (its end by default)."""
+        # zarr types a read as any array-like or a scalar: a slice keeps its axis, so zarr gives a NumPy array,
+        # which asarray passes through as it is
+        return np.asarray(self.array(name)[start:stop])
+
     def get_ranges(
         self, requests: Mapping[str, Sequence[RangeByteRequest | SuffixByteRequest]]
     ) -> dict[str, list[np.ndarray | None]]:
@@ -491,7 +497,7 @@ class CubeStore:
                     err.patches,
                     labels_of(
                         *(
-                            np.asarray(self.array(name)[err.patches.start : err.patches.stop])
+                            self.values(name, err.patches.start, err.patches.stop)
                             for name in ("roi_group", "roi", "patch_id")
                         )
                     ),
@@ -658,6 +664,21 @@ def plain_files_ignored() -> Iterator[None]:
             "ignore", f"Object at ({'|'.join(map(re.escape, FILES))}) is not recognized", UserWarning
         )
         yield
+
+
+def member_array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of a group (zarr gives a group's member as an array or a group; a cube's variables are
+    arrays).
+
+    Raises
+    ------
+    ValueError
+        If it is a group: the store is no cube that this toolkit wrote.
+    """
+    found = group[name]
+    if not isinstance(found, zarr.Array):
+        raise ValueError(f"{group.store_path}/{name}: a Zarr group, where a cube holds an array")
+    return found
 
 
 def _reopen(location: str, mode: str, storage_options: dict, environment: dict[str, str]) -> CubeStore:
