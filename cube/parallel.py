@@ -289,7 +289,7 @@ class TaskPool:
         self.bar.total = (self.bar.total or 0) + 1
         self.bar.refresh()
 
-    def finished(self, timeout: float = 0.0) -> list[tuple[object, object]]:
+    def finished(self, timeout: float = 0.0) -> list[tuple[Any, Any]]:
         """``(key, result)`` of the tasks that ended (waiting up to ``timeout`` s for one); the first failure raises."""
         if not self.running:
             return []
