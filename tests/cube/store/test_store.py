@@ -10,9 +10,9 @@ import pytest
 import xarray as xr
 
 from cube import open_cube
+from cube.store.backends import MetadataError
 from cube.store.lock import LOCK
 from cube.store.outputs import OutputRefused
-from cube.store.backends import MetadataError
 from cube.store.store import STATE, CubeStore
 
 

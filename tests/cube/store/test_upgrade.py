@@ -13,8 +13,8 @@ import xarray as xr
 import zarr
 
 from cube import open_cube
-from cube.store.schema import SCHEMA_VERSION, TABLE_CHUNK
 from cube.store.lock import LOCK
+from cube.store.schema import SCHEMA_VERSION, TABLE_CHUNK
 from cube.store.store import STATE, CubeState, CubeStore
 from cube.store.upgrade import COPY, upgrade
 from tests.helpers import as_schema_2
