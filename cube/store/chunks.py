@@ -218,8 +218,8 @@ def _bounds(shape: tuple[int, ...], selection: tuple) -> list[tuple[int, int, bo
 def read_chunks(get_tails: GetTails, get_ranges: GetRanges, plans: list[Plan]) -> list[list[np.ndarray | None]]:
     """The encoded chunks (bytes) of every plan (None: never written): the index of each shard once, checked, then
     the chunks of all shards at once; ``get_tails({key: n})`` reads the end of objects and their sizes
-    (:meth:`cube.store.store.CubeStore.get_tails`), ``get_ranges({key: ranges})`` byte ranges of objects
-    (:meth:`cube.store.store.CubeStore.get_ranges`).
+    (:func:`cube.store.reads.get_tails`), ``get_ranges({key: ranges})`` byte ranges of objects
+    (:func:`cube.store.reads.get_ranges`).
 
     Raises
     ------

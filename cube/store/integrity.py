@@ -17,12 +17,13 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..dataset.rois import PatchLabel, Roi
-from . import chunks
+from . import chunks, reads
 from .store import CubeStore, as_store, checked_state
 
 MODALITIES = ("S1", "S2")
@@ -116,7 +117,7 @@ def verify(
     with tqdm(total=len(work), unit="shard", disable=not progress, desc="verify") as bar:
         for first in range(0, len(work), BATCH):
             batch = work[first : first + BATCH]
-            report.damaged += [store.named(err, labels) for err in _checked(store, batch, valid)]
+            report.damaged += [reads.named(store, err, labels) for err in _checked(store, batch, valid)]
             report.shards += len(batch)
             bar.update(len(batch))
     report.seconds = time.perf_counter() - start
@@ -219,10 +220,12 @@ def _whole(shard: Shard) -> chunks.Plan:
 def _read(store: CubeStore, batch: list[Shard], valid: np.ndarray | None) -> list[chunks.DamagedShardError]:
     """Read and decode every chunk of a batch of shards (their indexes read once: ``read_chunks`` is given
     them); the absent shards of images that exist."""
-    tails = store.get_tails({s.key: s.layout.index_bytes for s in batch})
+    tails = reads.get_tails(store, {s.key: s.layout.index_bytes for s in batch})
     present = [s for s in batch if tails[s.key] is not None]
     plans = [_whole(s) for s in present]
-    for p, data in zip(plans, chunks.read_chunks(lambda _: tails, store.get_ranges, plans), strict=True):
+    for p, data in zip(
+        plans, chunks.read_chunks(lambda _: tails, partial(reads.get_ranges, store), plans), strict=True
+    ):
         chunks.assemble(p, data)
     name_of = {s.key: s.key.split("/", 1)[0] for s in batch}
     return [

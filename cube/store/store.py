@@ -18,36 +18,31 @@ this module.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 import numpy as np
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
-from zarr.abc.store import RangeByteRequest, Store, SuffixByteRequest
+from zarr.abc.store import Store
 from zarr.buffer import cpu, default_buffer_prototype
 from zarr.storage import LocalStore, StorePath
 
-from ..dataset.rois import PatchLabel, Roi
-from . import chunks
+from . import chunks, reads
 from .backends import (
     CLOUD_VARIABLES,
     CubeLocalStore,
     MetadataError,
     parse_metadata,
-    read_ranges,
-    read_tail,
     storage_requests,
     sync,
     zarr_store,
@@ -169,7 +164,8 @@ class CubeStore:
         self.location, self.mode, self.storage_options = str(location), mode, dict(storage_options or {})
         self.store = zarr_store(location, read_only=mode == "r", storage_options=storage_options)
         self.local = isinstance(self.store, LocalStore)
-        self._layouts: dict[str, tuple[zarr.AsyncArray, chunks.Layout | None]] = {}
+        self.layouts: dict[str, tuple[zarr.AsyncArray, chunks.Layout | None]] = {}
+        """The arrays that :meth:`read` opened, with their layouts (:func:`cube.store.reads.layouts`)."""
 
     def __repr__(self) -> str:
         return f"CubeStore({self.location!r})"
@@ -437,137 +433,12 @@ class CubeStore:
         # which asarray passes through as it is
         return np.asarray(self.array(name)[start:stop])
 
-    def get_ranges(
-        self, requests: Mapping[str, Sequence[RangeByteRequest | SuffixByteRequest]]
-    ) -> dict[str, list[np.ndarray | None]]:
-        """Byte ranges of objects, by key, as uint8 arrays (each None if its object is absent).
-
-        On a local disk they are read at once in this thread (a thread or event-loop hop
-        per range costs more than reading a chunk); on object storage all at once,
-        concurrently, nearby ranges of an object merged (zarr's ObjectStore over obstore's ``get_ranges``).
-        """
-        if self.local:
-            return {key: read_ranges(self.folder() / key, ranges) for key, ranges in requests.items()}
-
-        async def ranges_of(key: str, ranges: Sequence[RangeByteRequest | SuffixByteRequest]) -> list:
-            try:
-                return await self.store.get_partial_values(default_buffer_prototype(), [(key, r) for r in ranges])
-            except FileNotFoundError:  # a shard never written (as on the disk)
-                return [None] * len(ranges)
-
-        async def gather() -> list:
-            return await asyncio.gather(*(ranges_of(key, ranges) for key, ranges in requests.items()))
-
-        answers = sync(gather())
-        return {
-            key: [None if a is None else a.as_numpy_array() for a in found]
-            for key, found in zip(requests, answers, strict=True)
-        }
-
-    def get_tails(self, requests: dict[str, int]) -> dict[str, tuple[np.ndarray, int] | None]:
-        """The last ``n`` bytes (fewer if the object is shorter; uint8) and the size of objects, by key (None
-        where absent): one read each, at once (on object storage a suffix request, whose answer gives the size)."""
-        if isinstance(self.store, CubeLocalStore):
-            return {key: read_tail(self.store.root / key, n) for key, n in requests.items()}
-        import obstore
-
-        objects = self.store.store
-
-        async def tail_of(key: str, n: int) -> tuple[np.ndarray, int] | None:
-            try:
-                result = await obstore.get_async(objects, key, options={"range": {"suffix": n}})
-                return np.frombuffer(memoryview(await result.bytes_async()), np.uint8), int(result.meta["size"])
-            except FileNotFoundError:  # a shard never written (as on the disk)
-                return None
-
-        async def gather() -> list:
-            return await asyncio.gather(*(tail_of(key, n) for key, n in requests.items()))
-
-        with storage_requests(self.location):
-            return dict(zip(requests, sync(gather()), strict=True))
-
-    def named(
-        self, err: chunks.DamagedShardError, labels: list[PatchLabel] | dict[int, PatchLabel] | None = None
-    ) -> chunks.DamagedShardError:
-        """A damaged shard's error with the cube's location and the labels of the patches it holds (``labels``:
-        by store position, where the caller has them; else those of the shard's patches are read)."""
-        if labels is None and err.patches:
-            labels = dict(
-                zip(
-                    err.patches,
-                    labels_of(
-                        *(
-                            self.values(name, err.patches.start, err.patches.stop)
-                            for name in ("roi_group", "roi", "patch_id")
-                        )
-                    ),
-                    strict=True,
-                )
-            )
-        held = () if labels is None else tuple(labels[p] for p in err.patches)  # None: no patches known
-        where = f"{self.location.rstrip('/')}/{err.path}" + (f" ({', '.join(map(str, held))})" if held else "")
-        return chunks.DamagedShardError(where, err.message, err.patches, held)
-
     def read(
         self, requests: list[tuple[str, tuple]], out: Sequence[np.ndarray | None] | None = None
     ) -> list[np.ndarray]:
-        """Basic selections ``(variable, selection)`` of cube arrays, all read at once.
-
-        Images of the cube's sharded arrays are read by :mod:`cube.store.chunks`: each shard's
-        index once, then the chunks, all at once (over a network: two latencies for the
-        whole list, not one per image), Blosc decoding into the result. Other arrays and
-        selections are read by zarr, concurrently. ``out`` (optional): one C-contiguous array
-        per request (or None), of its result's shape and the array's type, to read into;
-        it is what is returned.
-
-        Raises
-        ------
-        cube.store.chunks.DamagedShardError
-            For a damaged shard, naming it and the patches it holds.
-        """
-        new = sorted({name for name, _ in requests} - set(self._layouts))
-        if new:  # all at once: one round trip on a bucket
-
-            async def open_arrays() -> list[zarr.AsyncArray]:
-                return await asyncio.gather(
-                    *(
-                        zarr.api.asynchronous.open_array(store=self.store, path=name, mode="r", zarr_format=3)
-                        for name in new
-                    )
-                )
-
-            with storage_requests(self.location), self.parsed_by_zarr():
-                self._layouts.update(
-                    {name: (array, chunks.layout(array)) for name, array in zip(new, sync(open_arrays()), strict=True)}
-                )
-        targets = out or [None] * len(requests)
-        for (name, _), target in zip(requests, targets, strict=True):
-            stored = self._layouts[name][0].dtype
-            if target is not None and target.dtype != stored:
-                raise ValueError(f"{name}: cannot read {stored} images into a {target.dtype} array")
-        plans = [
-            None if (where := self._layouts[name][1]) is None else chunks.plan(where, sel) for name, sel in requests
-        ]
-
-        async def zarr_reads() -> list[np.ndarray]:
-            found = await asyncio.gather(
-                *(self._layouts[name][0].getitem(sel) for (name, sel), p in zip(requests, plans, strict=True) if not p)
-            )
-            # zarr types a read as any array-like or a scalar; with its default (CPU) buffers it is a NumPy array
-            # where the selection keeps an axis, as every caller's does
-            return cast(list[np.ndarray], found)
-
-        try:
-            with storage_requests(self.location), ThreadPoolExecutor(1) as pool:  # zarr's reads beside the direct ones
-                pending = None if all(plans) else pool.submit(sync, zarr_reads())
-                direct = iter(chunks.read_chunks(self.get_tails, self.get_ranges, [p for p in plans if p]))
-                others = iter(pending.result() if pending else [])
-            return [
-                chunks.assemble(p, next(direct), target) if p else _into(target, next(others))
-                for p, target in zip(plans, targets, strict=True)
-            ]
-        except chunks.DamagedShardError as err:
-            raise self.named(err) from None
+        """Basic selections ``(variable, selection)`` of cube arrays, all read at once, into ``out`` where given
+        (:func:`cube.store.reads.read`)."""
+        return reads.read(self, requests, out)
 
     def dataset(
         self, group: str | None = None, chunks: dict | None = None, *, load_coordinates: bool = False
@@ -687,24 +558,10 @@ def _reopen(location: str, mode: str, storage_options: dict, environment: dict[s
     return CubeStore(location, mode, storage_options)
 
 
-def _into(target: np.ndarray | None, result: np.ndarray) -> np.ndarray:
-    if target is None:
-        return result
-    target[...] = result
-    return target
-
-
 def _plain_file(name: str) -> str:
     if name not in FILES:
         raise ValueError(f"invalid cube file {name!r}: a cube holds {', '.join(FILES)}")
     return name
-
-
-def labels_of(roi_group: Iterable, roi: Iterable, patch_id: Iterable) -> list[PatchLabel]:
-    """The labels of patches from their coordinates ``roi_group``, ``roi`` and ``patch_id`` (one item per patch
-    each): :meth:`CubeStore.named` labels a damaged shard's patches with it, :func:`cube.store.views.patch_labels`
-    those of an opened cube."""
-    return [PatchLabel(Roi(str(g), int(r)), int(p)) for g, r, p in zip(roi_group, roi, patch_id, strict=True)]
 
 
 def as_store(cube: str | os.PathLike | CubeStore, mode: str = "r", storage_options: dict | None = None) -> CubeStore:
