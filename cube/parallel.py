@@ -13,11 +13,18 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import as_completed as futures_completed
-from contextlib import contextmanager
+from concurrent.futures import wait as futures_wait
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # imported where a cluster is used (dask.distributed is slow to import)
+    from distributed import Client
+
+    from .store.store import CubeStore
 
 PATCHES_IN_FLIGHT = 2
 """Tasks run at once in this process when no dask cluster is used."""
@@ -42,8 +49,9 @@ class RowBatches:
         store grown meanwhile is seen at its new size).
     """
 
-    def __init__(self, store: object, name: str) -> None:
-        self.store, self.name, self.rows, self.flushed = store, name, {}, time.monotonic()
+    def __init__(self, store: CubeStore, name: str) -> None:
+        self.store, self.name, self.flushed = store, name, time.monotonic()
+        self.rows: dict[int, np.ndarray] = {}
 
     def add(self, index: int, row: np.ndarray) -> None:
         """Keep a patch's row; write the batch when it is full or old."""
@@ -129,7 +137,7 @@ def unguarded_script_call() -> tuple[str, int] | None:
     except (OSError, SyntaxError, ValueError):
         return path, line
     guarded = any(
-        node.lineno <= line <= node.body[-1].end_lineno
+        node.lineno <= line <= (node.body[-1].end_lineno or node.body[-1].lineno)  # ast.parse gives end_lineno
         for node in ast.walk(tree)
         if isinstance(node, ast.If) and _is_main_guard(node.test)
     )
@@ -152,7 +160,7 @@ _WARNED: set[tuple[str, int]] = set()
 
 
 @contextmanager
-def _client(workers: int, scheduler: str | None) -> Iterator[object | None]:
+def _client(workers: int, scheduler: str | None) -> Iterator[Client | None]:
     """A dask.distributed client: the given scheduler, or local processes; None runs tasks in-process.
 
     Local processes are not started where each would re-run the calling script
@@ -247,13 +255,13 @@ def run_tasks(
             return
         from distributed import as_completed
 
-        futures = {client.submit(fn, *task, pure=False): i for i, task in enumerate(tasks)}
+        remote = {client.submit(fn, *task, pure=False): i for i, task in enumerate(tasks)}
         try:
-            for future in as_completed(futures):
-                yield future.result()
-                bar.update(weight[futures[future]])
+            for done in as_completed(remote):
+                yield done.result()
+                bar.update(weight[remote[done]])
         except BaseException:
-            client.cancel(list(futures))
+            client.cancel(list(remote))
             raise
 
 
@@ -265,43 +273,43 @@ class TaskPool:
     Use it as a context manager (:func:`task_pool`).
     """
 
-    def __init__(self, fn: Callable, client: object | None, bar: tqdm) -> None:
-        self.fn, self.client, self.bar = fn, client, bar
-        self.threads = ThreadPoolExecutor(PATCHES_IN_FLIGHT) if client is None else None
-        self.running: dict[object, object] = {}
+    def __init__(self, fn: Callable, client: Client | None, bar: tqdm) -> None:
+        self.fn, self.bar = fn, bar
+        self.pool: ThreadPoolExecutor | Client = ThreadPoolExecutor(PATCHES_IN_FLIGHT) if client is None else client
+        """Two threads of this process (no client), or the cluster's client."""
+        self.running: dict[Any, object] = {}
+        """The futures (of concurrent.futures or of dask.distributed) of the tasks not yet collected: their keys."""
 
     def submit(self, key: object, *task: object) -> None:
         """Start ``fn(*task)``; :meth:`finished` returns its result under ``key``."""
-        future = (
-            self.threads.submit(self.fn, *task)
-            if self.client is None
-            else self.client.submit(self.fn, *task, pure=False)
-        )
-        self.running[future] = key
+        if isinstance(self.pool, ThreadPoolExecutor):
+            self.running[self.pool.submit(self.fn, *task)] = key
+        else:
+            self.running[self.pool.submit(self.fn, *task, pure=False)] = key
         self.bar.total = (self.bar.total or 0) + 1
         self.bar.refresh()
 
-    def finished(self, timeout: float = 0.0) -> list[tuple[object, object]]:
+    def finished(self, timeout: float = 0.0) -> list[tuple[Any, Any]]:
         """``(key, result)`` of the tasks that ended (waiting up to ``timeout`` s for one); the first failure raises."""
         if not self.running:
             return []
-        if self.client is None:
-            from concurrent.futures import wait
+        done: set[Any] = set()
+        if isinstance(self.pool, ThreadPoolExecutor):
+            done = futures_wait(list(self.running), timeout=timeout, return_when="FIRST_COMPLETED").done
         else:
             from distributed import wait
-        try:
-            done = wait(list(self.running), timeout=timeout, return_when="FIRST_COMPLETED").done
-        except TimeoutError:  # distributed's wait raises where none ended in time
-            done = set()
+
+            with suppress(TimeoutError):  # distributed's wait raises where none ended in time
+                done = wait(list(self.running), timeout=timeout, return_when="FIRST_COMPLETED").done
         out = [(self.running.pop(future), future.result()) for future in list(done)]
         self.bar.update(len(out))
         return out
 
     def cancel(self) -> None:
-        if self.client is None:
-            self.threads.shutdown(cancel_futures=True)
+        if isinstance(self.pool, ThreadPoolExecutor):
+            self.pool.shutdown(cancel_futures=True)
         else:
-            self.client.cancel(list(self.running))
+            self.pool.cancel(list(self.running))
 
 
 @contextmanager
@@ -317,5 +325,5 @@ def task_pool(
         except BaseException:
             pool.cancel()
             raise
-        if pool.threads is not None:
-            pool.threads.shutdown()
+        if isinstance(pool.pool, ThreadPoolExecutor):
+            pool.pool.shutdown()

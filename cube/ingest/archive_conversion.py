@@ -30,13 +30,15 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from ..dataset.problems import FileProblem, Problem
 from ..dataset.rois import ALL_ROIS, Roi, in_cr_split, select_rois
-from ..parallel import RowBatches, task_pool
+from ..parallel import RowBatches, TaskPool, task_pool
 from ..store.outputs import check_not_in_cube, check_outside, writing
 from ..store.schema import SPECS, PatchMeta, Spec
 from ..store.store import CubeState, CubeStore, as_store
@@ -75,6 +77,19 @@ WORKERS_PER_GROUP = 6
 """Default groups read at once: one per this many workers. Measured on the synthetic archives: one group's reader
 of its S2 archive (igzip, one core) decompresses about 350 MB/s; a worker converts about 60 MB/s of GeoTIFFs per
 core."""
+
+
+def resolved(value: int | None, name: str) -> int:
+    """A count that :func:`convert_sources` resolves (``workers``, ``times``, ``groups_at_once``).
+
+    Raises
+    ------
+    ValueError
+        If it is None: the options did not come through :func:`convert_sources`.
+    """
+    if value is None:
+        raise ValueError(f"invalid {name} None: an archive conversion takes the options that convert_sources resolves")
+    return value
 
 
 def prepare_scratch(scratch: str | os.PathLike) -> Path:
@@ -221,6 +236,8 @@ class ArchiveConversion:
         pending = self.state.pending or {}
         if pending and not pending.get("grown"):  # its creation was interrupted: nothing placed counts
             pending = {}
+        self.times, self.workers = resolved(options.times, "times"), resolved(options.workers, "workers")
+        self.groups_at_once = resolved(options.groups_at_once, "groups_at_once")
         self.start = pending.get("start", self.store.array("valid").shape[0] if self.state.complete else 0)
         self.positions = {tuple(k): self.start + i for i, k in enumerate(pending.get("patches", []))}
         self.created = bool(pending.get("grown")) or self.state.complete
@@ -228,11 +245,12 @@ class ArchiveConversion:
         self.names: dict[str, str] = {}
         self.running: dict[tuple, dict] = {}
         self.problems: list[Problem] = []
-        self.pool = None
+        self.pool: TaskPool | None = None
+        """The pool that runs the patches' tasks, while :meth:`run` runs."""
         self.rows: RowBatches | None = None
         """The ``valid`` rows of finished patches, written by this process (once the store exists)."""
         wanted = wanted_rois(spec, options.rois, options.split, options.region)
-        self.assembly = Assembly(spec, options.times, wanted, set(stored) | self._resumed(), scratch)
+        self.assembly = Assembly(spec, self.times, wanted, set(stored) | self._resumed(), scratch)
 
     def _resumed(self) -> set[tuple]:
         """Patches placed by the interrupted conversion that were written (skipped now); makes room for all placed."""
@@ -241,13 +259,14 @@ class ArchiveConversion:
         total = self.start + len(self.positions)
         resize_store(self.store, total)  # killed between the commit of a batch and its growth, or during the growth
         # (arrays are resized one by one): every per-patch array is checked, not one of them
-        valid = self.store.array("valid")[self.start : total].reshape(len(self.positions), -1).any(axis=1)
+        rows = self.store.values("valid", self.start, total).reshape(len(self.positions), -1)
+        valid = np.asarray(rows.any(axis=1))  # a flag per patch (numpy types the reduction as a scalar or an array)
         return {k for k, p in self.positions.items() if valid[p - self.start]}
 
     def backlog(self) -> bool:
         """Whether the archives pause: as many patches complete or being written as
         :data:`BACKLOG_PER_WORKER` per worker."""
-        return self.assembly.ready_count() + len(self.running) >= BACKLOG_PER_WORKER * self.options.workers
+        return self.assembly.ready_count() + len(self.running) >= BACKLOG_PER_WORKER * self.workers
 
     def _commit(self) -> None:
         self.store.commit(self.state, self.owner)
@@ -263,7 +282,7 @@ class ArchiveConversion:
                 self.state,
                 0,
                 metas,
-                self.options.times,
+                self.times,
                 size,
                 dtypes,
                 self.options.tile,
@@ -282,7 +301,7 @@ class ArchiveConversion:
             total = self.start + len(self.state.pending["patches"])
             self.state.pending["patches"] += keys
             self._commit()
-            grow_store(self.store, self.spec, total, metas, self.options.times)
+            grow_store(self.store, self.spec, total, metas, self.times)
         for key in keys:
             self.positions[tuple(key)] = self.start + len(self.positions)
 
@@ -300,7 +319,7 @@ class ArchiveConversion:
                 self.assembly.release(members)
         taken = [(p, m) for p, m in taken if p.key in georef]
         metas = [
-            PatchMeta(p.roi, p.pid, *georef[p.key], dates=p.dates, paths={s: m.name for s, m in members.items()})
+            PatchMeta(p.roi, p.pid, *georef[p.key], p.dates, {s: m.name for s, m in members.items()})
             for p, members in taken
         ]
         fresh = [meta for meta in metas if (meta.roi.group, meta.roi.number, meta.pid) not in self.positions]
@@ -313,16 +332,16 @@ class ArchiveConversion:
                     self.spec,
                     self.positions[(meta.roi.group, meta.roi.number, meta.pid)],
                     [meta],
-                    self.options.times,
+                    self.times,
                 )
         for (patch, members), meta in zip(taken, metas, strict=True):
             self.running[patch.key] = members
-            self.pool.submit(
+            self.tasks().submit(
                 patch.key,
                 self.store,
                 self.positions[patch.key],
                 self.spec.layout,
-                self.options.times,
+                self.times,
                 {s: str(m.path) for s, m in members.items()},
                 self.expected,
                 meta.epsg,
@@ -331,6 +350,18 @@ class ArchiveConversion:
                 (patch.roi, patch.pid),
             )
         self.out.patches_converted += len(taken)
+
+    def tasks(self) -> TaskPool:
+        """The pool of :meth:`run`.
+
+        Raises
+        ------
+        RuntimeError
+            Outside :meth:`run`.
+        """
+        if self.pool is None:
+            raise RuntimeError("an archive conversion places patches only while it runs (ArchiveConversion.run)")
+        return self.pool
 
     def _problems(self, problems: list[Problem], what: str) -> None:
         """Problems found ``what`` (e.g. "in the names"): refused under ``on_error='fail'``, else recorded."""
@@ -341,7 +372,7 @@ class ArchiveConversion:
     def harvest(self, timeout: float) -> None:
         """Collect the tasks that ended: their problems, and their scratch files deleted."""
         try:
-            finished = self.pool.finished(timeout)
+            finished = self.tasks().finished(timeout)
         except FileProblem as err:
             raise _failed(err, self.names) from None
         for key, (index, valid, problems) in finished:
@@ -375,7 +406,7 @@ class ArchiveConversion:
                 raise err
             self.problems.append(err.located())
 
-    def _flush(self, ended: str | None, reading: set[str] = frozenset()) -> None:
+    def _flush(self, ended: str | None, reading: Set[str] = frozenset()) -> None:
         """Patches that can get no more files (see :meth:`Assembly.incomplete`): their gaps are problems, the rest
         of them is converted."""
         keys, missing = self.assembly.incomplete(self.sources.root, ended, reading)
@@ -390,10 +421,10 @@ class ArchiveConversion:
         if self.created or not keys or not self.spec.temporal:
             return
         steps = held_steps(self.assembly.patches_of(keys), self.spec.modalities)
-        if steps is not None and steps < self.options.times:
+        if steps is not None and steps < self.times:
             raise ValueError(
                 f"{self.sources.root}: the archives hold {steps} time step(s) per patch, not "
-                f"{self.options.times}: convert with --times {steps} (times={steps})"
+                f"{self.times}: convert with --times {steps} (times={steps})"
             )
 
     def _advance(self, reading: _Reading, others: list[_Reading]) -> bool:
@@ -422,7 +453,7 @@ class ArchiveConversion:
         reading: list[_Reading] = []
         try:
             while groups or reading:
-                while groups and len(reading) < self.options.groups_at_once:
+                while groups and len(reading) < self.groups_at_once:
                     name, archives = groups.pop(0)
                     stop = threading.Event()
                     reading.append(
@@ -434,7 +465,7 @@ class ArchiveConversion:
             for r in reading:
                 r.close(self.assembly)
 
-    def run(self, pool: object, groups: dict[str, list[Archive]]) -> None:
+    def run(self, pool: TaskPool, groups: dict[str, list[Archive]]) -> None:
         """Trees first (their patches may wait for archive members), then the groups not done before."""
         self.pool = pool
         try:
@@ -470,7 +501,7 @@ def _check_end(conversion: ArchiveConversion, rois: list[str] | None, stored: se
     if not conversion.positions and not stored:
         raise ValueError(f"{conversion.sources.root}: no patches of the chosen ROIs / split / region")
     if conversion.positions:
-        labels = conversion.store.array("roi_group")[conversion.start :]
+        labels = conversion.store.values("roi_group", conversion.start)
         if (labels == "").any():
             raise ValueError(
                 f"{conversion.store.location}: patches placed by the interrupted conversion were not "
@@ -483,16 +514,16 @@ def convert_archives(
 ) -> CubeState:
     """The conversion's writes from archives, under the writer lock; returns the state as committed at the end.
     ``options`` come with their defaults resolved (``workers``, ``times``, ``scratch``, ``groups_at_once``)."""
-    state, stored = existing_cube(store, spec, sources.root, options.times, options.resume)
+    state, stored = existing_cube(store, spec, sources.root, resolved(options.times, "times"), options.resume)
     if state is not None and state.pending and "archives_done" not in state.pending:
         raise ValueError(
             f"{store.location}: resume must use the same source and ROIs as the interrupted "
             "conversion (it converted a tree)"
         )
-    scratch = prepare_scratch(options.scratch)
+    scratch = prepare_scratch(options.scratch or default_scratch(store))  # convert_sources gives one
     try:  # a refused or failed conversion leaves no scratch either (a resume starts from an empty one)
         conversion = ArchiveConversion(store, owner, spec, sources, out, state, stored, scratch, options)
-        with task_pool(convert_patch, options.workers, options.scheduler, options.progress, "converting") as pool:
+        with task_pool(convert_patch, conversion.workers, options.scheduler, options.progress, "converting") as pool:
             conversion.run(pool, _selected_groups(sources, conversion.assembly.wanted))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -507,7 +538,7 @@ def convert_archives(
             store,
             owner,
             state,
-            store.array("valid")[:],
+            store.values("valid"),
             f"converted {out.patches_added} patch(es) from the archives in {sources.root}",
         )
     return state
@@ -527,7 +558,7 @@ def _times(store: CubeStore, spec: Spec, times: int | None) -> int:
 def default_scratch(store: CubeStore) -> Path:
     """``<cube>.scratch`` beside a local cube; for a cube in a bucket, a folder in the system's temporary folder."""
     if store.local:
-        root = Path(store.store.root)
+        root = store.folder()
         return root.with_name(root.name + ".scratch")
     digest = hashlib.sha256(store.location.encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"crts-scratch-{digest}"

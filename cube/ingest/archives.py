@@ -41,12 +41,15 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, TYPE_CHECKING, cast
 
 from isal import igzip, isal_zlib
 
 from ..dataset.problems import FileProblem
 from ..dataset.rois import Roi, region_of, split_of
+
+if TYPE_CHECKING:  # typeshed's buffer protocol, not importable
+    from _typeshed import WriteableBuffer
 
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tgz")
 IMAGE_SUFFIX = ".tif"
@@ -192,7 +195,13 @@ class RedirectChecked(urllib.request.HTTPRedirectHandler):
     urllib reads it whole (a ``Content-Length`` of 25 GB was a MemoryError)."""
 
     def redirect_request(
-        self, req: urllib.request.Request, fp: BinaryIO, code: int, msg: str, headers: object, newurl: str
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
     ) -> urllib.request.Request | None:
         fp.close()
         check_redirect(req.full_url, newurl)
@@ -218,14 +227,14 @@ only to http(s), never from https to http>
         )
 
 
-def open_url(request: urllib.request.Request | str, timeout: float) -> BinaryIO:
+def open_url(request: urllib.request.Request | str, timeout: float) -> http.client.HTTPResponse:
     """A GET of ``request`` (an http(s) URL) with redirects checked (:class:`RedirectChecked`), ``timeout`` seconds
     at most without a byte; urllib's errors (OSErrors) as they come."""
     opener = urllib.request.build_opener(RedirectChecked)
     return opener.open(request, timeout=timeout)
 
 
-def _open_raw(archive: Archive) -> BinaryIO:
+def _open_raw(archive: Archive) -> io.BufferedIOBase:
     """The archive's compressed bytes as a stream."""
     try:
         if is_url(archive.location):
@@ -244,13 +253,13 @@ class CompressedInput(io.RawIOBase):
     (set by :class:`Inflated`): at most :data:`INPUT_PER_OUTPUT` times it plus :data:`INPUT_SLACK`; more is a
     :class:`DamagedTarError`."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: io.BufferedIOBase) -> None:
         self.raw, self.taken, self.output = raw, 0, 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         count = self.raw.readinto(buffer) or 0
         self.taken += count
         if self.taken > math.ceil(self.output * INPUT_PER_OUTPUT) + INPUT_SLACK:
@@ -264,7 +273,7 @@ class CompressedInput(io.RawIOBase):
 class Inflated:
     """The decompressed bytes of a gzip stream (igzip), its compressed input bounded by :class:`CompressedInput`."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: io.BufferedIOBase) -> None:
         self.input, self.given = CompressedInput(raw), 0
         self.gzip = igzip.IGzipFile(fileobj=self.input, mode="rb")
 
@@ -281,7 +290,14 @@ class Inflated:
         self.gzip.close()
 
 
-_BROKEN = (DamagedTarError, EOFError, isal_zlib.error, OSError, OverflowError, http.client.HTTPException)
+_BROKEN = (
+    DamagedTarError,
+    EOFError,
+    cast("type[Exception]", isal_zlib.error),  # a class: isal's stub declares it an instance of Exception
+    OSError,
+    OverflowError,
+    http.client.HTTPException,
+)
 """What the tar reader, igzip and a URL's answer raise on a truncated, corrupt or unbounded archive (a bad CRC:
 ``gzip.BadGzipFile``, an OSError; a gzip header longer than igzip's 512 KiB input buffer: an OverflowError; a
 chunked answer cut short: ``http.client.IncompleteRead``)."""
@@ -392,7 +408,7 @@ class TarReader:
     """The members of an uncompressed tar stream, in order; a member's data is read by :meth:`read`, or else
     skipped in chunks (never held whole) when the next header is read. Every length is bounded before it is read."""
 
-    def __init__(self, data: BinaryIO) -> None:
+    def __init__(self, data: Inflated) -> None:
         self.data = data
         self.left = 0
         """Bytes of the current member's data (and its padding) not read yet."""
@@ -515,7 +531,7 @@ def refusal(member: TarMember) -> str | None:
     return f"a {member.kind}{claims}, not a regular file: refused, skipped unread"
 
 
-def read_members(raw: BinaryIO, archive: str) -> Iterator[tuple[str, bytes | ArchiveError]]:
+def read_members(raw: io.BufferedIOBase, archive: str) -> Iterator[tuple[str, bytes | ArchiveError]]:
     """The ``.tif`` members of a ``.tar.gz`` stream ``raw`` (named ``archive`` in errors): ``(name, bytes)``, or
     ``(name, ArchiveError)`` for a member refused (:func:`refusal`), in the order they lie in the archive.
 

@@ -8,7 +8,7 @@ import itertools
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +75,8 @@ class Assembly:
                 return
         if content is not None:
             path = self._spool(relative, content)
+        if path is None:
+            raise ValueError(f"{name}: a member comes with its bytes or its file")
         with self._cond:
             if self._refused(f, key, slot, name):  # filled or converted while this member was spooled
                 self.release({slot: Member(path, name, content is not None)})
@@ -107,8 +109,8 @@ class Assembly:
 
     def _spool(self, relative: str, content: bytes) -> Path:
         """The member written into the scratch folder, under a name no other member has (archives may repeat one)."""
-        relative = Path(relative)
-        path = self.scratch / relative.parent / f"{next(self.spooled)}-{relative.name}"
+        inside = Path(relative)
+        path = self.scratch / inside.parent / f"{next(self.spooled)}-{inside.name}"
         part = path.with_name(path.name + ".part")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +178,7 @@ class Assembly:
             return any(group in self._origin.get(key, ()) for key in [*self._patches, *keys])
 
     def incomplete(
-        self, root: str, ended: str | None, reading: set[str] = frozenset()
+        self, root: str, ended: str | None, reading: Set[str] = frozenset()
     ) -> tuple[list[tuple], list[Problem]]:
         """Patches still missing files and the problems naming what is missing: with ``ended`` None all of them,
         else those with scratch files from the archives of group ``ended`` and of no group still ``reading``."""

@@ -39,7 +39,7 @@ from ..dataset.problems import FileProblem, Problem
 from ..dataset.rois import Roi
 from ..store.outputs import check_not_in_cube, check_outside, check_writable
 from ..store.schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, table_encoding, template
-from ..store.store import CubeState, CubeStore, checked_state, plain_files_ignored
+from ..store.store import CubeState, CubeStore, checked_state, member_array, plain_files_ignored
 from .options import ConversionOptions
 from .validate import Expected, PatchFiles, read_checked, read_header
 
@@ -90,14 +90,18 @@ def raise_if_any(problems: list[Problem], what: str) -> None:
         )
 
 
-def agreed_headers(patches: list[PatchFiles], spec: Spec) -> tuple[dict, dict[str, np.dtype], int, list[Problem]]:
+Georef = dict[tuple[str, int, int], tuple[int, tuple[float, ...]]]
+"""The georeference of patches (EPSG code, affine transform) by key (ROI group, ROI number, patch id)."""
+
+
+def agreed_headers(patches: list[PatchFiles], spec: Spec) -> tuple[Georef, dict[str, np.dtype], int, list[Problem]]:
     """Georeference of each patch, and dtype per modality and patch size, by agreement of file headers.
 
     Per patch, headers are read (S2 and S1 alternately, from the first time step
     on) until two agree on CRS and transform, so one odd file cannot impose its
     georeference on the others; dtype and size are the most common ones seen.
     """
-    georef: dict[tuple, tuple[int, tuple[float, ...]]] = {}
+    georef: Georef = {}
     dtypes: dict[str, Counter] = {m: Counter() for m in spec.modalities}
     sizes: Counter = Counter()
     problems: list[Problem] = []
@@ -165,7 +169,7 @@ def convert_patch(
     valid = np.zeros((times, len(spec.modalities)), dtype=bool)
     problems: list[Problem] = []
     for mi, m in enumerate(spec.modalities):
-        array = group[m]
+        array = member_array(group, m)
         data = np.empty((times, *array.shape[-3:]), dtype=array.dtype)
         for t in range(times):
             image = images.get((m, t))
@@ -184,8 +188,8 @@ def convert_patch(
 def expected_of(store: CubeStore, spec: Spec) -> dict[str, Expected]:
     """What each modality's files must hold to fit the cube: band count, the cube's dtype and patch size."""
     group = store.group()
-    size = group[spec.modalities[0]].shape[-1]
-    return {m: Expected(len(bands_of(m)), np.dtype(group[m].dtype), size) for m in spec.modalities}
+    size = member_array(group, spec.modalities[0]).shape[-1]
+    return {m: Expected(len(bands_of(m)), np.dtype(member_array(group, m).dtype), size) for m in spec.modalities}
 
 
 def create_store(store: CubeStore, ds_template: xr.Dataset, enc: dict) -> None:
@@ -209,7 +213,7 @@ def resize_store(store: CubeStore, total: int) -> None:
     """Give every per-patch array ``total`` patches."""
     with plain_files_ignored():  # a grown cube may hold its patch index
         for _, array in store.group(mode="r+").arrays():
-            names = array.metadata.dimension_names
+            names = array.metadata.dimension_names if array.metadata.zarr_format == 3 else None
             if names and names[0] == "patch" and array.shape[0] != total:
                 array.resize((total, *array.shape[1:]))
 
@@ -224,7 +228,7 @@ def write_labels(store: CubeStore, spec: Spec, start: int, metas: list[PatchMeta
 def _stored_keys(store: CubeStore, state: CubeState) -> set[tuple[str, int, int]]:
     """Keys of the patches converted before (those of an unfinished conversion excluded)."""
     upto = state.pending["start"] if state.pending else store.array("valid").shape[0]
-    labels = [store.array(name)[:upto].tolist() for name in ("roi_group", "roi", "patch_id")]
+    labels = [store.values(name, stop=upto).tolist() for name in ("roi_group", "roi", "patch_id")]
     return set(zip(*labels, strict=True))
 
 
@@ -242,9 +246,13 @@ def existing_cube(
         raise ValueError(f"{store.location}: an unfinished conversion; re-run with resume=True (--resume)")
     if state.pending and state.pending["start"] == 0 and not state.pending.get("grown"):
         return state, set()  # its creation was interrupted: nothing in it counts
-    if attributes.get("schema_version") != SCHEMA_VERSION and state.complete:
+    if attributes is not None and attributes.get("schema_version") != SCHEMA_VERSION and state.complete:
         checked_state(store)  # an older cube: says how to upgrade it
-    if attributes.get("schema_version") != SCHEMA_VERSION or attributes.get("layout") != spec.layout:
+    if (  # no root group (removed after patches were placed) is no such cube either
+        attributes is None
+        or attributes.get("schema_version") != SCHEMA_VERSION
+        or attributes.get("layout") != spec.layout
+    ):
         raise ValueError(f"{store.location}: exists and is not a {spec.title} cube of schema version {SCHEMA_VERSION}")
     if (root := attributes.get("source_root")) != str(src):
         raise ValueError(
@@ -345,16 +353,16 @@ def check_destination(store: CubeStore, sources: list[Path], report: str | os.Pa
     to resume."""
     for src in sources:
         if store.local:
-            check_outside(store.store.root, src, "the cube")
+            check_outside(store.folder(), src, "the cube")
         if report:
             check_outside(report, src, "the report")
     if store.local:
-        check_not_in_cube(store.store.root, "the cube", itself=False)
+        check_not_in_cube(store.folder(), "the cube", itself=False)
     if report:
         check_not_in_cube(report, "the report", itself=False)
     store.check_cube_or_empty()
     if store.local and store.state() is None and store.group_attributes("") is None:  # a new cube (an existing
-        check_writable(store.store.root, "the cube")  # one with nothing to add is not written: it may be read-only)
+        check_writable(store.folder(), "the cube")  # one with nothing to add is not written: it may be read-only)
     if report:
         check_writable(report, "the report")
     if resume and store.state() is None:

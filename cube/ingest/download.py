@@ -46,6 +46,7 @@ from ..store.outputs import check_not_in_cube
 from .archives import MEMBER_SEPARATOR, archive_group, open_url, printable, reason_of
 
 if TYPE_CHECKING:
+    from .building import ConversionReport
     from .options import ConversionOptions
 
 TIMEOUT_S = 60
@@ -408,7 +409,7 @@ def _default_options(progress: bool) -> ConversionOptions:
     return ConversionOptions(progress=progress)
 
 
-def _convert_group(paths: list[Path], cube: str | os.PathLike, options: ConversionOptions) -> object:
+def _convert_group(paths: list[Path], cube: str | os.PathLike, options: ConversionOptions) -> ConversionReport:
     """Convert one group's archives into ``cube``, resuming the cube's unfinished conversion if it has one."""
     from ..store.store import CubeStore
     from .conversion import convert_with
@@ -451,7 +452,8 @@ def download(
     """
     dest = prepare_dest(dest)
     report = DownloadReport()
-    done = archives_in_cube(cube, convert_options and convert_options.storage_options) if cube is not None else set()
+    storage = convert_options.storage_options if convert_options else None
+    done = archives_in_cube(cube, storage) if cube is not None else set()
     for group, members in _groups(archives).items():
         if cube is not None and all(a.name in done for a in members):
             report.in_cube.append(group)

@@ -25,6 +25,7 @@ from .building import (
     STOPPED,
     ConversionError,
     ConversionReport,
+    Georef,
     agreed_headers,
     check_destination,
     commit_complete,
@@ -61,7 +62,7 @@ def _select(
     return sorted(chosen, key=lambda p: order[p.roi])  # stable: natural patch order inside each ROI
 
 
-def _metas(patches: list[PatchFiles], georef: dict, src: Path) -> list[PatchMeta]:
+def _metas(patches: list[PatchFiles], georef: Georef, src: Path) -> list[PatchMeta]:
     """The labels of patches to place: their georeference and their files' paths relative to ``src``."""
     return [
         PatchMeta(
@@ -120,13 +121,13 @@ def _convert_new(
 ) -> tuple[list[Problem], int]:
     """Run one task per patch not yet done; the problems found and the number of tasks."""
     store.remove_torn_writes([*spec.modalities, "valid"])
-    group = store.group()
-    done = group["valid"][first:].reshape(len(new), -1).all(axis=1) if new else np.array([], bool)
+    # one flag per patch: numpy types an axis reduction as a scalar or an array
+    done = np.asarray(store.values("valid", first).reshape(len(new), -1).all(axis=1)) if new else np.array([], bool)
     expected = expected_of(store, spec)
     georef = {
         (str(g), int(r), int(p)): (int(e), tuple(t))
         for g, r, p, e, t in zip(
-            *(group[name][first:] for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True
+            *(store.values(name, first) for name in ("roi_group", "roi", "patch_id", "epsg", "transform")), strict=True
         )
     }
     tasks = [
@@ -240,7 +241,7 @@ def _convert_locked(
     placed = {tuple(key) for key in state.pending["patches"]} if state.pending else set()
     new = [p for p in new if p.key in placed]
     task_problems, out.patches_converted = _convert_new(store, spec, new, first, times, options)
-    valid = store.array("valid")[:]
+    valid = store.values("valid")
     if placed:  # (nothing is left to do if another writer finished the same work before this one got the lock)
         commit_complete(store, owner, state, valid, f"converted {len(placed)} patch(es) from {out.source}")
     out.patches_in_cube, out.patches_added, out.gaps = valid.shape[0], len(placed), state.gaps

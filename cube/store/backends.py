@@ -6,7 +6,7 @@ zarr's stores this module adds what a cube needs of every backend:
 
 - bounded metadata: every JSON metadata object is parsed within :data:`METADATA_BYTES` and
   :data:`METADATA_DEPTH` (:func:`parse_metadata`), and zarr's and xarray's own reads of ``zarr.json`` are
-  refused above the size bound (:class:`MetadataBounded`), each with a one-line :class:`MetadataError`;
+  refused above the size bound (:func:`bounded_metadata`), each with a one-line :class:`MetadataError`;
 - retries: the object-store client retries as :data:`RETRY` says, writes and deletes included
   (:class:`PatientObjectStore`);
 - one-line errors: a failed request of the object-store client becomes a :class:`StorageError`
@@ -23,12 +23,13 @@ import datetime as dt
 import json
 import os
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-from zarr.abc.store import ByteRequest, SuffixByteRequest
+from zarr.abc.store import ByteRequest, RangeByteRequest, SuffixByteRequest
 
 # The one zarr internal the package uses, imported here only: zarr 3.1 to 3.4 offer no public way to wait, from
 # synchronous code, for a store's coroutine on zarr's own event loop (cube.store's modules take it from here,
@@ -37,6 +38,11 @@ from zarr.core.sync import sync as sync
 from zarr.storage import LocalStore, ObjectStore
 
 from ..dataset.problems import FileProblem
+
+if TYPE_CHECKING:  # obstore's configuration types exist for type checkers only
+    from obstore.store import ClientConfig, MemoryStore, RetryConfig
+    from obstore.store import ObjectStore as ObstoreStore
+    from zarr.abc.buffer import Buffer, BufferPrototype
 
 METADATA_BYTES = 16 * 2**20
 """Largest JSON metadata object of a cube read (16 MiB): a full-size cube's root ``zarr.json`` with its
@@ -127,11 +133,11 @@ def storage_requests(location: str) -> Iterator[None]:
 
 SCHEMES = ("s3", "gs", "http", "https", "file", "memory")
 """URL schemes of a cube's location besides a plain path (``http(s)`` read-only)."""
-_MEMORY: dict[str, object] = {}
+_MEMORY: dict[str, MemoryStore] = {}
 """``memory://`` stores of this process, by URL (for tests and notebooks)."""
 
 
-RETRY = {
+RETRY: RetryConfig = {
     "max_retries": 10,
     "retry_timeout": dt.timedelta(minutes=3),
     "backoff": {"init_backoff": dt.timedelta(milliseconds=100), "max_backoff": dt.timedelta(seconds=15), "base": 2},
@@ -142,7 +148,7 @@ connection or a read timeout: up to 10 times, within 3 minutes, waiting 0.1 s, 0
 The storage option ``max_retries`` sets the number of retries (0: none, to fail fast)."""
 
 
-def _object_store(location: str, scheme: str, storage_options: dict) -> object:
+def _object_store(location: str, scheme: str, storage_options: dict) -> ObstoreStore:
     """An obstore store for a URL, retrying as :data:`RETRY` says; ``anon=True`` means unsigned requests."""
     from obstore.store import MemoryStore, from_url
 
@@ -151,13 +157,16 @@ def _object_store(location: str, scheme: str, storage_options: dict) -> object:
     options = dict(storage_options)
     if str(options.pop("anon", "false")).lower() in ("true", "1", "yes"):
         options["skip_signature"] = True
-    client = {k: options.pop(k) for k in ("allow_http", "timeout", "connect_timeout") if k in options}
+    # the user's values under ClientConfig's own keys: obstore checks their types when it builds the client
+    client = cast(
+        "ClientConfig", {k: options.pop(k) for k in ("allow_http", "timeout", "connect_timeout") if k in options}
+    )
     if scheme == "http":
         client.setdefault("allow_http", True)  # the URL says so
     return from_url(location, client_options=client or None, retry_config=_retry_config(options), **options)
 
 
-def _retry_config(options: dict) -> dict:
+def _retry_config(options: dict) -> RetryConfig:
     """:data:`RETRY` with the ``max_retries`` of the storage options (taken out of them), if they give one."""
     given = options.pop("max_retries", RETRY["max_retries"])
     if not str(given).isdigit():
@@ -165,7 +174,7 @@ def _retry_config(options: dict) -> dict:
     return {**RETRY, "max_retries": int(given)}
 
 
-async def _again(request: Callable[[], Awaitable[object]]) -> object:
+async def _again(request: Callable[[], Awaitable[None]]) -> None:
     """Await ``request()``, again as :data:`RETRY` says while it fails for the network (obstore's generic error)."""
     from obstore.exceptions import GenericError
 
@@ -180,25 +189,35 @@ async def _again(request: Callable[[], Awaitable[object]]) -> object:
     return await request()
 
 
-class MetadataBounded:
-    """A zarr store whose ``zarr.json`` objects are refused above :data:`METADATA_BYTES` (what zarr and xarray
-    read themselves: consolidated metadata, arrays' and groups' documents), with a :class:`MetadataError`."""
+def bounded_metadata(key: str, buffer: Buffer | None) -> Buffer | None:
+    """``buffer``, the object at ``key`` of a cube's store, unless it is a ``zarr.json`` above
+    :data:`METADATA_BYTES`: the stores of this module read every object through it, so what zarr and xarray read
+    themselves (consolidated metadata, arrays' and groups' documents) is bounded too.
 
-    async def get(self, key: str, prototype: object = None, byte_range: ByteRequest | None = None) -> object:
-        buffer = await super().get(key, prototype, byte_range)
-        if buffer is not None and key.rsplit("/", 1)[-1] == "zarr.json" and len(buffer) > METADATA_BYTES:
-            raise MetadataError(
-                key, f"{len(buffer)} bytes of metadata, more than a cube's can be ({METADATA_BYTES}, METADATA_BYTES)"
-            )
-        return buffer
+    Raises
+    ------
+    MetadataError
+        For a ``zarr.json`` above the bound (named by its key: the store knows no more).
+    """
+    if buffer is not None and key.rsplit("/", 1)[-1] == "zarr.json" and len(buffer) > METADATA_BYTES:
+        raise MetadataError(
+            key, f"{len(buffer)} bytes of metadata, more than a cube's can be ({METADATA_BYTES}, METADATA_BYTES)"
+        )
+    return buffer
 
 
-class CubeLocalStore(MetadataBounded, LocalStore):
-    """zarr's store of a local folder, its metadata bounded (:class:`MetadataBounded`)."""
+class CubeLocalStore(LocalStore):
+    """zarr's store of a local folder, its metadata bounded (:func:`bounded_metadata`)."""
+
+    async def get(
+        self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        return bounded_metadata(key, await super().get(key, prototype, byte_range))
 
 
-class PatientObjectStore(MetadataBounded, ObjectStore):
-    """zarr's obstore-backed store, whose writes and deletes are retried after a dropped connection too.
+class PatientObjectStore(ObjectStore):
+    """zarr's obstore-backed store, whose writes and deletes are retried after a dropped connection too, its
+    metadata bounded (:func:`bounded_metadata`).
 
     obstore retries 5xx answers of every request, but a dropped connection only for
     reads: it does not know a PUT or DELETE to be safe to repeat. In a cube they are:
@@ -207,10 +226,13 @@ class PatientObjectStore(MetadataBounded, ObjectStore):
     :meth:`cube.store.store.CubeStore.create`, which so tells whether a lost attempt was its own.
     """
 
-    async def set(self, key: str, value: object) -> None:
+    async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
+        return bounded_metadata(key, await super().get(key, prototype, byte_range))
+
+    async def set(self, key: str, value: Buffer) -> None:
         await _again(lambda: super(PatientObjectStore, self).set(key, value))
 
-    async def set_if_not_exists(self, key: str, value: object) -> None:
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         await _again(lambda: super(PatientObjectStore, self).set_if_not_exists(key, value))
 
     async def delete(self, key: str) -> None:
@@ -220,7 +242,9 @@ class PatientObjectStore(MetadataBounded, ObjectStore):
         await _again(lambda: super(PatientObjectStore, self).delete_dir(prefix))
 
 
-def zarr_store(location: str | os.PathLike, read_only: bool, storage_options: dict | None = None) -> object:
+def zarr_store(
+    location: str | os.PathLike, read_only: bool, storage_options: dict | None = None
+) -> CubeLocalStore | PatientObjectStore:
     """The zarr store of a path or URL: zarr's LocalStore for paths and ``file://``, obstore for the rest.
 
     Credentials and endpoints come from the standard variables (``AWS_ACCESS_KEY_ID``,
@@ -248,14 +272,14 @@ CLOUD_VARIABLES = ("AWS_", "GOOGLE_", "AZURE_")
 :class:`cube.store.store.CubeStore` of a bucket carries them to the process that opens it again."""
 
 
-def read_ranges(path: Path, ranges: list[ByteRequest]) -> list[np.ndarray | None]:
+def read_ranges(path: Path, ranges: Sequence[RangeByteRequest | SuffixByteRequest]) -> list[np.ndarray | None]:
     """Byte ranges of a local file, each read straight into a new array (None each if there is no file)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return [None] * len(ranges)
     try:
-        size, out = os.fstat(fd).st_size, []
+        size, out = os.fstat(fd).st_size, list[np.ndarray | None]()
         for request in ranges:
             start, end = (
                 (max(size - request.suffix, 0), size)
@@ -263,7 +287,7 @@ def read_ranges(path: Path, ranges: list[ByteRequest]) -> list[np.ndarray | None
                 else (request.start, request.end)
             )
             data = np.empty(end - start, np.uint8)
-            if os.preadv(fd, [data], start) != data.size:
+            if os.preadv(fd, [data.data], start) != data.size:
                 raise OSError(f"{path}: {end - start} bytes at {start} were asked, the file is {size} bytes")
             out.append(data)
         return out
@@ -280,7 +304,7 @@ def read_tail(path: Path, n: int) -> tuple[np.ndarray, int] | None:
     try:
         size = os.fstat(fd).st_size
         data = np.empty(min(n, size), np.uint8)
-        got = os.preadv(fd, [data], size - data.size)
+        got = os.preadv(fd, [data.data], size - data.size)
         return data[:got], size
     finally:
         os.close(fd)

@@ -34,13 +34,13 @@ import numpy as np
 import zarr
 from numcodecs import Blosc
 from numcodecs.checksum32 import CRC32C
-from zarr.abc.store import ByteRequest, RangeByteRequest
+from zarr.abc.store import RangeByteRequest
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 
 from ..dataset.problems import FileProblem
 
 _BLOSC, _CRC32C = Blosc(), CRC32C()
-GetRanges = Callable[[dict[str, list[ByteRequest]]], dict[str, list[np.ndarray | None]]]
+GetRanges = Callable[[dict[str, list[RangeByteRequest]]], dict[str, list[np.ndarray | None]]]
 """Reads byte ranges of objects of the store, by key (None each where an object is absent)."""
 GetTails = Callable[[dict[str, int]], dict[str, tuple[np.ndarray, int] | None]]
 """Reads the last ``n`` bytes of objects of the store and their sizes, by key (None where an object is absent)."""
@@ -101,7 +101,9 @@ class Layout:
 
 def layout(array: zarr.AsyncArray) -> Layout | None:
     """The layout of an array whose images :func:`plan` can read, or None (zarr reads it)."""
-    codecs = getattr(array.metadata, "codecs", ())
+    if array.metadata.zarr_format != 3:  # Zarr v2 has no sharding
+        return None
+    codecs = array.metadata.codecs
     if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec) or array.dtype.newbyteorder("<") != array.dtype:
         return None
     sharding = codecs[0]
@@ -203,7 +205,7 @@ def _bounds(shape: tuple[int, ...], selection: tuple) -> list[tuple[int, int, bo
     if len(selection) > len(shape):
         return None
     bounds = []
-    for size, item in itertools.zip_longest(shape, selection, fillvalue=slice(None)):
+    for size, item in zip(shape, selection + (slice(None),) * (len(shape) - len(selection)), strict=True):
         if isinstance(item, int | np.integer):
             index = int(item) + (size if item < 0 else 0)
             if not 0 <= index < size:
@@ -222,8 +224,8 @@ def _bounds(shape: tuple[int, ...], selection: tuple) -> list[tuple[int, int, bo
 def read_chunks(get_tails: GetTails, get_ranges: GetRanges, plans: list[Plan]) -> list[list[np.ndarray | None]]:
     """The encoded chunks (bytes) of every plan (None: never written): the index of each shard once, checked, then
     the chunks of all shards at once; ``get_tails({key: n})`` reads the end of objects and their sizes
-    (:meth:`cube.store.store.CubeStore.get_tails`), ``get_ranges({key: ranges})`` byte ranges of objects
-    (:meth:`cube.store.store.CubeStore.get_ranges`).
+    (:func:`cube.store.reads.get_tails`), ``get_ranges({key: ranges})`` byte ranges of objects
+    (:func:`cube.store.reads.get_ranges`).
 
     Raises
     ------
@@ -235,15 +237,15 @@ def read_chunks(get_tails: GetTails, get_ranges: GetRanges, plans: list[Plan]) -
     shards = {plan.key: plan.layout for plan in plans}
     tails = get_tails({key: where.index_bytes for key, where in shards.items()})
     indexes = {
-        key: None if tails[key] is None else checked_index(where, key, *tails[key]) for key, where in shards.items()
+        key: None if (tail := tails[key]) is None else checked_index(where, key, *tail) for key, where in shards.items()
     }
     spans: dict[str, list[RangeByteRequest | None]] = {key: [] for key in shards}
     for plan in plans:
         spans[plan.key] += [_range(indexes[plan.key], piece.chunk) for piece in plan.pieces]
     found = get_ranges({key: [span for span in wanted if span is not None] for key, wanted in spans.items()})
     data = {key: iter(found[key]) for key in shards}  # a chunk never written (span None) reads as None
-    spans = {key: iter(wanted) for key, wanted in spans.items()}
-    return [[None if next(spans[plan.key]) is None else next(data[plan.key]) for _ in plan.pieces] for plan in plans]
+    unread = {key: iter(wanted) for key, wanted in spans.items()}
+    return [[None if next(unread[plan.key]) is None else next(data[plan.key]) for _ in plan.pieces] for plan in plans]
 
 
 def longest_chunk(where: Layout) -> int:

@@ -17,12 +17,13 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..dataset.rois import PatchLabel, Roi
-from . import chunks
+from . import chunks, reads
 from .store import CubeStore, as_store, checked_state
 
 MODALITIES = ("S1", "S2")
@@ -112,11 +113,11 @@ def verify(
     chosen = selected(labels, ds.split.values, ds.region.values, patches, split, region)
     valid = ds.valid.values if "valid" in ds.variables else None
     report = VerifyReport(store.location, source_root=ds.attrs.get("source_root"))
-    work = list(_shards(store, chosen, [name for name in ds.data_vars if ds[name].dims[:1] == ("patch",)]))
+    work = list(_shards(store, chosen, [str(name) for name in ds.data_vars if ds[name].dims[:1] == ("patch",)]))
     with tqdm(total=len(work), unit="shard", disable=not progress, desc="verify") as bar:
         for first in range(0, len(work), BATCH):
             batch = work[first : first + BATCH]
-            report.damaged += [store.named(err, labels) for err in _checked(store, batch, valid)]
+            report.damaged += [reads.named(store, err, labels) for err in _checked(store, batch, valid)]
             report.shards += len(batch)
             bar.update(len(batch))
     report.seconds = time.perf_counter() - start
@@ -203,22 +204,28 @@ def _checked(store: CubeStore, batch: list[Shard], valid: np.ndarray | None) -> 
     return found
 
 
+def _whole(shard: Shard) -> chunks.Plan:
+    """The plan that reads every chunk of a shard."""
+    plan = chunks.plan(
+        shard.layout,
+        tuple(
+            slice(c * n, min((c + 1) * n, size))
+            for c, n, size in zip(shard.coords, shard.layout.shard, shard.layout.array.shape, strict=True)
+        ),
+    )
+    assert plan is not None, "a shard's own extent is a basic selection inside that one shard"
+    return plan
+
+
 def _read(store: CubeStore, batch: list[Shard], valid: np.ndarray | None) -> list[chunks.DamagedShardError]:
     """Read and decode every chunk of a batch of shards (their indexes read once: ``read_chunks`` is given
     them); the absent shards of images that exist."""
-    tails = store.get_tails({s.key: s.layout.index_bytes for s in batch})
+    tails = reads.get_tails(store, {s.key: s.layout.index_bytes for s in batch})
     present = [s for s in batch if tails[s.key] is not None]
-    plans = [
-        chunks.plan(
-            s.layout,
-            tuple(
-                slice(c * n, min((c + 1) * n, size))
-                for c, n, size in zip(s.coords, s.layout.shard, s.layout.array.shape, strict=True)
-            ),
-        )
-        for s in present
-    ]
-    for p, data in zip(plans, chunks.read_chunks(lambda _: tails, store.get_ranges, plans), strict=True):
+    plans = [_whole(s) for s in present]
+    for p, data in zip(
+        plans, chunks.read_chunks(lambda _: tails, partial(reads.get_ranges, store), plans), strict=True
+    ):
         chunks.assemble(p, data)
     name_of = {s.key: s.key.split("/", 1)[0] for s in batch}
     return [

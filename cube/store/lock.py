@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 import psutil
+from zarr.abc.store import Store
 
 from .backends import sync
 
@@ -41,7 +42,13 @@ class LockedStore(Protocol):
 
     location: str
     local: bool
-    store: object
+
+    @property
+    def store(self) -> Store:
+        """zarr's store of the cube."""
+
+    def folder(self) -> Path:
+        """The folder of a local cube."""
 
     def group_attributes(self, path: str) -> dict | None:
         """The attributes of a group, or None if there is no group at ``path``."""
@@ -117,7 +124,7 @@ def writer_lock(store: LockedStore, purpose: str, *, force_unlock: bool = False)
             store.delete(LOCK)
             if store.local and not store.children():  # a writer that stopped before writing leaves no folder
                 with suppress(OSError):  # (a link, a mount point, a parent it may not change: it stays)
-                    Path(store.store.root).rmdir()
+                    store.folder().rmdir()
 
 
 def _acquire(store: LockedStore, owner: dict, force_unlock: bool) -> None:

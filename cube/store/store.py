@@ -18,34 +18,31 @@ this module.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import warnings
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
-from zarr.abc.store import ByteRequest
+from zarr.abc.store import Store
 from zarr.buffer import cpu, default_buffer_prototype
 from zarr.storage import LocalStore, StorePath
 
-from ..dataset.rois import PatchLabel, Roi
-from . import chunks
+from . import chunks, reads
 from .backends import (
     CLOUD_VARIABLES,
+    CubeLocalStore,
     MetadataError,
     parse_metadata,
-    read_ranges,
-    read_tail,
     storage_requests,
     sync,
     zarr_store,
@@ -73,6 +70,8 @@ with ``consolidated=False`` the attribute shows it; unconverted patches would ot
 consolidation that completes a conversion replaces both: a complete cube's metadata is as before."""
 _TORN_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
 """zarr's local temporary files (``<key>.<uuid>.partial``), left behind when a writer is killed mid-write."""
+Mode = Literal["r", "r+"]
+"""How zarr opens a group or array of the cube: read only, or read and write."""
 
 
 class IncompleteCubeError(RuntimeError):
@@ -125,8 +124,9 @@ def _load_coordinates(raw: xr.Dataset) -> None:
     Not yet decoded, most coordinates are still data variables, named by ``coordinates``
     attributes; decoding (indexes, dates) would read them one after another.
     """
-    names = set(raw.coords) | {
-        name for holder in (raw, *raw.variables.values()) for name in str(holder.attrs.get("coordinates", "")).split()
+    holders: list[xr.Dataset | xr.Variable] = [raw, *raw.variables.values()]
+    names = {str(name) for name in raw.coords} | {
+        name for holder in holders for name in str(holder.attrs.get("coordinates", "")).split()
     }
     loaded = sync(raw[sorted(names & set(raw.variables))].load_async())
     for name in loaded.variables:
@@ -164,7 +164,8 @@ class CubeStore:
         self.location, self.mode, self.storage_options = str(location), mode, dict(storage_options or {})
         self.store = zarr_store(location, read_only=mode == "r", storage_options=storage_options)
         self.local = isinstance(self.store, LocalStore)
-        self._layouts: dict[str, tuple[zarr.AsyncArray, chunks.Layout | None]] = {}
+        self.layouts: dict[str, tuple[zarr.AsyncArray, chunks.Layout | None]] = {}
+        """The arrays that :meth:`read` opened, with their layouts (:func:`cube.store.reads.layouts`)."""
 
     def __repr__(self) -> str:
         return f"CubeStore({self.location!r})"
@@ -188,7 +189,38 @@ class CubeStore:
     def read_json(self, key: str) -> dict | None:
         """A JSON object of the store, or None if absent."""
         data = self._get(key)
-        return None if data is None else parse_metadata(data, f"{self.location.rstrip('/')}/{key}")
+        if data is None:
+            return None
+        where = f"{self.location.rstrip('/')}/{key}"
+        document = parse_metadata(data, where)
+        if not isinstance(document, dict):
+            raise MetadataError(where, f"a JSON {type(document).__name__}, not an object")
+        return document
+
+    def root_document(self) -> dict:
+        """The root group's ``zarr.json``.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is none (no cube here).
+        """
+        root = self.read_json("zarr.json")
+        if root is None:
+            raise FileNotFoundError(f"{self.location}: no cube here (no zarr.json)")
+        return root
+
+    def folder(self) -> Path:
+        """The folder of a local cube (callers ask where :attr:`local` is true).
+
+        Raises
+        ------
+        ValueError
+            For a cube in a bucket or behind an HTTP server, which has none.
+        """
+        if not isinstance(self.store, CubeLocalStore):
+            raise ValueError(f"{self.location}: a cube in a bucket has no local folder")
+        return self.store.root
 
     def _get(self, key: str) -> bytes | None:
         """An object's bytes, or None if absent."""
@@ -222,7 +254,7 @@ class CubeStore:
     def file_location(self, name: str) -> str:
         """Path (local cube) or URL of one of the cube's plain files, for other programs (QGIS, GDAL)."""
         name = _plain_file(name)
-        return str(Path(self.store.root) / name) if self.local else f"{self.location.rstrip('/')}/{name}"
+        return str(self.folder() / name) if self.local else f"{self.location.rstrip('/')}/{name}"
 
     def create(self, key: str, data: bytes) -> bool:
         """Write an object only if it does not exist; True if this call created it.
@@ -246,7 +278,7 @@ class CubeStore:
         cube.store.outputs.OutputRefused
             For a name reached through a link, or one that the file system refuses to delete (an immutable folder).
         """
-        checked = writing(check_no_links(self.store.root, name), "cannot be deleted") if self.local else nullcontext()
+        checked = writing(check_no_links(self.folder(), name), "cannot be deleted") if self.local else nullcontext()
         with checked, storage_requests(self.location):
             sync(self.store.delete(name))
             sync(self.store.delete_dir(name))
@@ -296,8 +328,10 @@ class CubeStore:
 
     def remove_torn_writes(self, prefixes: list[str]) -> None:
         """Delete temporary files of writes that a killed writer left under ``prefixes`` (local disks only)."""
-        root = Path(self.store.root) if self.local else None
-        for prefix in prefixes if root else ():
+        if not self.local:
+            return
+        root = self.folder()
+        for prefix in prefixes:
             for leftover in (root / prefix).rglob("*.partial"):
                 if leftover.is_file() and _TORN_WRITE.search(leftover.name):
                     leftover.unlink(missing_ok=True)
@@ -307,8 +341,8 @@ class CubeStore:
     def parsed_by_zarr(self, path: str = "") -> Iterator[None]:
         """zarr and xarray read the metadata of the node at ``path`` inside: a document nested too deep for
         their JSON parser (a RecursionError) becomes a :class:`cube.store.backends.MetadataError` naming it; one
-        too large (refused by :class:`cube.store.backends.MetadataBounded`, which knows only its key) is named with
-        the cube's location."""
+        too large (refused by :func:`cube.store.backends.bounded_metadata`, which knows only its key) is named
+        with the cube's location."""
         try:
             yield
         except MetadataError as err:
@@ -321,7 +355,7 @@ class CubeStore:
                 self.read_json(key)  # raises the MetadataError that names the document
             raise MetadataError(f"{self.location.rstrip('/')}/{path}", "metadata nested too deep to read") from None
 
-    def at(self, path: str = "") -> object:
+    def at(self, path: str = "") -> Store | StorePath:
         """The store rooted at a group's path, for zarr and xarray calls on that group alone.
 
         (Opened through the root, a group not listed in the root's consolidated
@@ -329,10 +363,28 @@ class CubeStore:
         """
         return StorePath(self.store, path) if path else self.store
 
-    def write_dataset(self, ds: xr.Dataset, path: str = "", **to_zarr: object) -> None:
+    def write_dataset(
+        self,
+        ds: xr.Dataset,
+        path: str = "",
+        *,
+        mode: Literal["w-", "a", "r+"],
+        compute: Literal[True, False] = True,  # not bool: xarray's to_zarr has one overload for each
+        encoding: Mapping | None = None,
+        region: Mapping[str, slice] | None = None,
+    ) -> None:
         """Write ``ds`` into the group at ``path`` with :meth:`xarray.Dataset.to_zarr` (Zarr v3, metadata not
-        consolidated: :meth:`commit` consolidates); ``to_zarr`` holds its other arguments (mode, region, ...)."""
-        ds.to_zarr(self.at(path), zarr_format=3, consolidated=False, **to_zarr)
+        consolidated: :meth:`commit` consolidates); ``mode`` (``w-`` a new group, ``a`` new variables or
+        attributes, ``r+`` a ``region`` of existing variables), ``compute`` and ``encoding`` as to_zarr takes them."""
+        ds.to_zarr(
+            self.at(path),
+            mode=mode,
+            compute=compute,
+            encoding=encoding,
+            region=region,
+            zarr_format=3,
+            consolidated=False,
+        )
 
     def size_bytes(self) -> int | None:
         """Bytes of every file of a local cube (None in a bucket, where listing every object would cost a
@@ -345,7 +397,7 @@ class CubeStore:
             for name in names
         )
 
-    def group(self, path: str = "", mode: str = "r") -> zarr.Group:
+    def group(self, path: str = "", mode: Mode = "r") -> zarr.Group:
         """A group as zarr sees it now (not as its consolidated metadata saw it at the last commit)."""
         with self.parsed_by_zarr(path):
             return zarr.open_group(self.at(path), mode=mode, use_consolidated=False, zarr_format=3)
@@ -363,138 +415,30 @@ class CubeStore:
             fill_value=old.fill_value,
             compressors=old.compressors,
             filters=old.filters,
-            dimension_names=old.metadata.dimension_names,
+            dimension_names=old.metadata.dimension_names if old.metadata.zarr_format == 3 else None,
             attributes=dict(old.attrs),
             overwrite=True,
             zarr_format=3,
         )
         new[...] = old[...]
 
-    def array(self, name: str, mode: str = "r") -> zarr.Array:
+    def array(self, name: str, mode: Mode = "r") -> zarr.Array:
         """One variable of the cube (or of a run: ``runs/<name>/<version>/prediction``) as a zarr array."""
         with self.parsed_by_zarr(name):
             return zarr.open_array(self.store, path=name, mode=mode, zarr_format=3)
 
-    def get_ranges(self, requests: dict[str, list[ByteRequest]]) -> dict[str, list[np.ndarray | None]]:
-        """Byte ranges of objects, by key, as uint8 arrays (each None if its object is absent).
+    def values(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The values of array ``name`` from ``start`` to ``stop`` along its first axis (its end by default)."""
+        # zarr types a read as any array-like or a scalar: a slice keeps its axis, so zarr gives a NumPy array,
+        # which asarray passes through as it is
+        return np.asarray(self.array(name)[start:stop])
 
-        On a local disk they are read at once in this thread (a thread or event-loop hop
-        per range costs more than reading a chunk); on object storage all at once,
-        concurrently, nearby ranges of an object merged (zarr's ObjectStore over obstore's ``get_ranges``).
-        """
-        if self.local:
-            return {key: read_ranges(Path(self.store.root) / key, ranges) for key, ranges in requests.items()}
-
-        async def ranges_of(key: str, ranges: list[ByteRequest]) -> list:
-            try:
-                return await self.store.get_partial_values(default_buffer_prototype(), [(key, r) for r in ranges])
-            except FileNotFoundError:  # a shard never written (as on the disk)
-                return [None] * len(ranges)
-
-        async def gather() -> list:
-            return await asyncio.gather(*(ranges_of(key, ranges) for key, ranges in requests.items()))
-
-        answers = sync(gather())
-        return {
-            key: [None if a is None else a.as_numpy_array() for a in found]
-            for key, found in zip(requests, answers, strict=True)
-        }
-
-    def get_tails(self, requests: dict[str, int]) -> dict[str, tuple[np.ndarray, int] | None]:
-        """The last ``n`` bytes (fewer if the object is shorter; uint8) and the size of objects, by key (None
-        where absent): one read each, at once (on object storage a suffix request, whose answer gives the size)."""
-        if self.local:
-            return {key: read_tail(Path(self.store.root) / key, n) for key, n in requests.items()}
-        import obstore
-
-        async def tail_of(key: str, n: int) -> tuple[np.ndarray, int] | None:
-            try:
-                result = await obstore.get_async(self.store.store, key, options={"range": {"suffix": n}})
-                return np.frombuffer(await result.bytes_async(), np.uint8), int(result.meta["size"])
-            except FileNotFoundError:  # a shard never written (as on the disk)
-                return None
-
-        async def gather() -> list:
-            return await asyncio.gather(*(tail_of(key, n) for key, n in requests.items()))
-
-        with storage_requests(self.location):
-            return dict(zip(requests, sync(gather()), strict=True))
-
-    def named(
-        self, err: chunks.DamagedShardError, labels: list[PatchLabel] | dict[int, PatchLabel] | None = None
-    ) -> chunks.DamagedShardError:
-        """A damaged shard's error with the cube's location and the labels of the patches it holds (``labels``:
-        by store position, where the caller has them; else those of the shard's patches are read)."""
-        if labels is None and err.patches:
-            labels = dict(
-                zip(
-                    err.patches,
-                    labels_of(
-                        *(
-                            self.array(name)[err.patches.start : err.patches.stop]
-                            for name in ("roi_group", "roi", "patch_id")
-                        )
-                    ),
-                    strict=True,
-                )
-            )
-        held = tuple(labels[p] for p in err.patches)
-        where = f"{self.location.rstrip('/')}/{err.path}" + (f" ({', '.join(map(str, held))})" if held else "")
-        return chunks.DamagedShardError(where, err.message, err.patches, held)
-
-    def read(self, requests: list[tuple[str, tuple]], out: list[np.ndarray] | None = None) -> list[np.ndarray]:
-        """Basic selections ``(variable, selection)`` of cube arrays, all read at once.
-
-        Images of the cube's sharded arrays are read by :mod:`cube.store.chunks`: each shard's
-        index once, then the chunks, all at once (over a network: two latencies for the
-        whole list, not one per image), Blosc decoding into the result. Other arrays and
-        selections are read by zarr, concurrently. ``out`` (optional): one C-contiguous array
-        per request (or None), of its result's shape and the array's type, to read into;
-        it is what is returned.
-
-        Raises
-        ------
-        cube.store.chunks.DamagedShardError
-            For a damaged shard, naming it and the patches it holds.
-        """
-        new = sorted({name for name, _ in requests} - set(self._layouts))
-        if new:  # all at once: one round trip on a bucket
-
-            async def open_arrays() -> list[zarr.AsyncArray]:
-                return await asyncio.gather(
-                    *(
-                        zarr.api.asynchronous.open_array(store=self.store, path=name, mode="r", zarr_format=3)
-                        for name in new
-                    )
-                )
-
-            with storage_requests(self.location), self.parsed_by_zarr():
-                self._layouts.update(
-                    {name: (array, chunks.layout(array)) for name, array in zip(new, sync(open_arrays()), strict=True)}
-                )
-        targets = out or [None] * len(requests)
-        for (name, _), target in zip(requests, targets, strict=True):
-            stored = self._layouts[name][0].dtype
-            if target is not None and target.dtype != stored:
-                raise ValueError(f"{name}: cannot read {stored} images into a {target.dtype} array")
-        plans = [(where := self._layouts[name][1]) and chunks.plan(where, sel) for name, sel in requests]
-
-        async def zarr_reads() -> list[np.ndarray]:
-            return await asyncio.gather(
-                *(self._layouts[name][0].getitem(sel) for (name, sel), p in zip(requests, plans, strict=True) if not p)
-            )
-
-        try:
-            with storage_requests(self.location), ThreadPoolExecutor(1) as pool:  # zarr's reads beside the direct ones
-                pending = None if all(plans) else pool.submit(sync, zarr_reads())
-                direct = iter(chunks.read_chunks(self.get_tails, self.get_ranges, [p for p in plans if p]))
-                others = iter(pending.result() if pending else [])
-            return [
-                chunks.assemble(p, next(direct), target) if p else _into(target, next(others))
-                for p, target in zip(plans, targets, strict=True)
-            ]
-        except chunks.DamagedShardError as err:
-            raise self.named(err) from None
+    def read(
+        self, requests: list[tuple[str, tuple]], out: Sequence[np.ndarray | None] | None = None
+    ) -> list[np.ndarray]:
+        """Basic selections ``(variable, selection)`` of cube arrays, all read at once, into ``out`` where given
+        (:func:`cube.store.reads.read`)."""
+        return reads.read(self, requests, out)
 
     def dataset(
         self, group: str | None = None, chunks: dict | None = None, *, load_coordinates: bool = False
@@ -541,7 +485,7 @@ class CubeStore:
                 zarr.consolidate_metadata(self.store, path=group)
         if group:
             return
-        root = self.read_json("zarr.json")
+        root = self.root_document()
         root["attributes"].pop(CONVERSION_STATE, None)  # the data are final: see mark_incomplete
         listed = root["consolidated_metadata"]["metadata"]
         root["consolidated_metadata"]["metadata"] = {
@@ -552,7 +496,7 @@ class CubeStore:
     def mark_incomplete(self) -> None:
         """Mark the root group as the data of an unfinished conversion, in one write of its ``zarr.json``
         (see :data:`INCOMPLETE_NOTE`); the next :meth:`consolidate` of the root removes the mark."""
-        root = self.read_json("zarr.json")
+        root = self.root_document()
         root["attributes"][CONVERSION_STATE] = INCOMPLETE_NOTE
         root["consolidated_metadata"] = {"kind": INCOMPLETE_NOTE, "must_understand": False, "metadata": {}}
         self.write("zarr.json", json.dumps(root, indent=2).encode())
@@ -593,30 +537,31 @@ def plain_files_ignored() -> Iterator[None]:
         yield
 
 
+def member_array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of a group (zarr gives a group's member as an array or a group; a cube's variables are
+    arrays).
+
+    Raises
+    ------
+    ValueError
+        If it is a group: the store is no cube that this toolkit wrote.
+    """
+    found = group[name]
+    if not isinstance(found, zarr.Array):
+        raise ValueError(f"{group.store_path}/{name}: a Zarr group, where a cube holds an array")
+    return found
+
+
 def _reopen(location: str, mode: str, storage_options: dict, environment: dict[str, str]) -> CubeStore:
     """A pickled :class:`CubeStore` in another process, with the object-store variables of the one that sent it."""
     os.environ.update(environment)
     return CubeStore(location, mode, storage_options)
 
 
-def _into(target: np.ndarray | None, result: np.ndarray) -> np.ndarray:
-    if target is None:
-        return result
-    target[...] = result
-    return target
-
-
 def _plain_file(name: str) -> str:
     if name not in FILES:
         raise ValueError(f"invalid cube file {name!r}: a cube holds {', '.join(FILES)}")
     return name
-
-
-def labels_of(roi_group: Sequence, roi: Sequence, patch_id: Sequence) -> list[PatchLabel]:
-    """The labels of patches from their coordinates ``roi_group``, ``roi`` and ``patch_id`` (one item per patch
-    each): :meth:`CubeStore.named` labels a damaged shard's patches with it, :func:`cube.store.views.patch_labels`
-    those of an opened cube."""
-    return [PatchLabel(Roi(str(g), int(r)), int(p)) for g, r, p in zip(roi_group, roi, patch_id, strict=True)]
 
 
 def as_store(cube: str | os.PathLike | CubeStore, mode: str = "r", storage_options: dict | None = None) -> CubeStore:

@@ -25,20 +25,20 @@ COPY = "upgrade_copy"
 
 def _rewrite(store: CubeStore, owner: dict, state: CubeState, name: str) -> None:
     """Rewrite one table with its new chunks, from a copy (resumes at the committed step)."""
-    step = (state.upgrade or {}).get("step") if (state.upgrade or {}).get("array") == name else None
-    if step is None:
-        state.upgrade = {"array": name, "step": "copying"}
+    progress = state.upgrade if (state.upgrade or {}).get("array") == name else None
+    if progress is None or progress.get("step") is None:
+        progress = state.upgrade = {"array": name, "step": "copying"}
         store.commit(state, owner)
-        step = "copying"
+    step = progress["step"]
     shape = store.array(COPY if step in ("copied", "replaced") else name).shape
     chunks = (TABLE_CHUNK, *shape[1:])
     if step == "copying":
         store.copy_array(name, COPY, chunks)
-        state.upgrade["step"] = step = "copied"
+        progress["step"] = step = "copied"
         store.commit(state, owner)
     if step == "copied":
         store.copy_array(COPY, name, chunks)
-        state.upgrade["step"] = "replaced"
+        progress["step"] = "replaced"
         store.commit(state, owner)
     store.delete(COPY)
     state.upgrade = None
@@ -74,6 +74,7 @@ def upgrade(
         return []
     if attributes is None or attributes.get("schema_version") not in (*UPGRADABLE, SCHEMA_VERSION):
         checked_state(store)  # names what is there and what to do
+        store.root_document()  # raises where a state has no root group (checked_state lets that pass)
     store = store.reopened("r+")
     with store.writer("upgrade", force_unlock=force_unlock) as owner:
         state = store.state() or CubeState()
@@ -85,7 +86,7 @@ def upgrade(
             state.upgrade = {"array": None, "step": "metadata"}
             store.commit(state, owner)
         # the root without its consolidated metadata: readers see the new chunks at once, then fresh metadata
-        store.write_group("", {**store.group_attributes(""), "schema_version": SCHEMA_VERSION})
+        store.write_group("", {**store.root_document()["attributes"], "schema_version": SCHEMA_VERSION})
         store.consolidate()
         state.upgrade = None
         state.history.append(

@@ -16,8 +16,9 @@ import xarray as xr
 from natsort import natsort_keygen
 
 from ..dataset.rois import GROUPS, PatchLabel, Roi
+from .reads import labels_of
 from .schema import DESCRIPTIONS
-from .store import CubeStore, as_store, checked_state, labels_of
+from .store import CubeStore, as_store, checked_state
 
 
 def open_cube(

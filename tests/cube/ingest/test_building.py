@@ -4,6 +4,7 @@ commit, the one-line refusal of problems."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from cube.ingest.building import (
     root_attributes,
 )
 from cube.store.schema import SPECS, PatchMeta
-from cube.store.store import CubeState, CubeStore, as_store
+from cube.store.store import STATE, CubeState, CubeStore, as_store
 
 SPEC = SPECS["sen12mscrts"]
 
@@ -108,3 +109,11 @@ def test_placing_creates_then_grows_the_store_and_the_commit_completes_it(tmp_pa
     final = store.state()
     assert final.complete and final.pending is None and final.gaps == 1
     assert final.history[-1].endswith(" test conversion")
+
+
+def test_placed_patches_without_a_root_group_are_no_cube_to_resume(tmp_path: Path, tiny_root: Path) -> None:
+    """A pending conversion whose root zarr.json is gone: one line (it was an AttributeError on None)."""
+    store = CubeStore(tmp_path / "cube.zarr", "r+")
+    store.write_group(STATE, asdict(CubeState(pending={"start": 2, "patches": [], "grown": True})))
+    with pytest.raises(ValueError, match=r"cube\.zarr: exists and is not a .* cube of schema version"):
+        existing_cube(store, SPEC, tiny_root, 4, resume=True)

@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 
 from cube import open_cube
+from cube.store.backends import MetadataError
 from cube.store.lock import LOCK
 from cube.store.outputs import OutputRefused
 from cube.store.store import STATE, CubeStore
@@ -53,3 +54,12 @@ def test_a_local_delete_never_goes_through_a_link(tmp_path: Path) -> None:
     (cube / "runs" / "mine").mkdir()
     store.delete("runs/mine")  # the cube's own folder goes
     assert not (cube / "runs" / "mine").exists()
+
+
+@pytest.mark.parametrize("document", ["[1, 2]", '"cube"', "3"])
+def test_metadata_that_is_no_json_object_is_refused_in_one_line(tmp_path: Path, document: str) -> None:
+    """A zarr.json holding another JSON value (it was an AttributeError wherever a key was read)."""
+    (tmp_path / "cube.zarr").mkdir()
+    (tmp_path / "cube.zarr" / "zarr.json").write_text(document)
+    with pytest.raises(MetadataError, match=r"cube\.zarr/zarr\.json: a JSON \w+, not an object$"):
+        CubeStore(tmp_path / "cube.zarr").group_attributes("")

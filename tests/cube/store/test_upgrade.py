@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ import xarray as xr
 import zarr
 
 from cube import open_cube
+from cube.store.lock import LOCK
 from cube.store.schema import SCHEMA_VERSION, TABLE_CHUNK
-from cube.store.store import CubeStore
+from cube.store.store import STATE, CubeState, CubeStore
 from cube.store.upgrade import COPY, upgrade
 from tests.helpers import as_schema_2
 
@@ -82,3 +84,14 @@ def test_kill_9_during_the_upgrade_then_again_gives_the_same_cube(default_cube: 
     assert "schema version 3" in done.stdout
     for name, values in tables(default_cube).items():
         np.testing.assert_array_equal(tables(old)[name], values)
+
+
+def test_a_state_without_a_root_group_is_no_cube_to_upgrade(tmp_path: Path) -> None:
+    """Refused in one line before anything is written (it was a TypeError after the state's commit)."""
+    store = CubeStore(tmp_path / "cube.zarr", "r+")
+    store.write_group(STATE, asdict(CubeState(complete=True)))
+    before = (tmp_path / "cube.zarr" / STATE / "zarr.json").read_bytes()
+    with pytest.raises(FileNotFoundError, match=r"cube\.zarr: no cube here \(no zarr\.json\)"):
+        upgrade(tmp_path / "cube.zarr")
+    assert (tmp_path / "cube.zarr" / STATE / "zarr.json").read_bytes() == before
+    assert store.children() == [STATE] and LOCK not in store.children()
