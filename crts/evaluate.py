@@ -30,8 +30,8 @@ from .blend import PatchBlender
 from .data.batches import SampleWindows, loader
 from .data.sen12mscrts import SEN12MSCRTS
 from .devices import resolve_device
+from .metric_definitions import CALIBRATION_BINS, METRIC_UNITS, REFLECTANCE
 from .metrics import (
-    CALIBRATION_BINS,
     calibration_bins,
     error_by_certainty,
     evaluate_batch,
@@ -53,15 +53,6 @@ KEPT_PERCENT = 5
 VARIANCE_DTYPE = np.float16
 """Stored type of the predicted variances (relative precision 2**-11 from 6.1e-5 up; see docs/schema.md)."""
 DIMS = ("sample", "S2_band", "y", "x")
-REFLECTANCE = "[0, 1] reflectance"
-METRIC_UNITS = {
-    "rmse": ("1", f", {REFLECTANCE}"),
-    "mae": ("1", f", {REFLECTANCE}"),
-    "psnr": ("dB", " (peak 1 of [0, 1] reflectance)"),
-    "sam": ("degree", ""),
-    "ssim": ("1", ""),
-}
-"""Units of each per-image metric (``rmse_cloudy`` etc. as ``rmse``) and what the long name adds."""
 
 
 def _sha256(path: Path) -> str:

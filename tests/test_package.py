@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,13 @@ def test_the_data_commands_run_without_torch_and_the_others_say_how_to_install_i
         for name in ("train", "clouds")
     ]
     assert not (tmp_path / "run").exists()
+
+
+def test_crts_report_runs_without_torch_on_the_runs_stored_in_a_cube(tiny_cube: Path, tmp_path: Path) -> None:
+    from crts.evaluate import evaluate  # the run is made with torch; the report reads it without
+
+    cube = Path(shutil.copytree(tiny_cube, tmp_path / "cube.zarr"))
+    evaluate(cube, "least", baseline="least_cloudy", split="test", min_cov=0.05, progress=False)
+    statuses, err = crts_without_torch(["report", "cube.zarr", "--runs", "least", "--out", "report"], cwd=tmp_path)
+    assert statuses == [0], err
+    assert {"report.md", "overall.csv", "samples.csv"} <= {path.name for path in (tmp_path / "report").iterdir()}
