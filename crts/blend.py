@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .data import SampleWindows
+from .data.batches import SampleWindows
 
 
 def taper(size: int, overlap: int) -> torch.Tensor:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import dask.array as da
@@ -26,10 +27,11 @@ from cube.store.store import as_store
 
 from . import __version__
 from .blend import PatchBlender
-from .data import SEN12MSCRTS, SampleWindows, loader
+from .data.batches import SampleWindows, loader
+from .data.sen12mscrts import SEN12MSCRTS
 from .devices import resolve_device
+from .metric_definitions import CALIBRATION_BINS, METRIC_UNITS, REFLECTANCE
 from .metrics import (
-    CALIBRATION_BINS,
     calibration_bins,
     error_by_certainty,
     evaluate_batch,
@@ -37,8 +39,9 @@ from .metrics import (
     mean_variance,
     uncertainty_calibration,
 )
-from .models import kind_of, load_checkpoint, new_baseline
 from .models.adapter import DEFAULT_INPUTS, Prediction, from_model_scale, to_model_scale
+from .models.checkpoints import load_checkpoint, model_config
+from .models.registry import kind_of, new_baseline
 
 
 class TargetAmongInputsWarning(UserWarning):
@@ -50,15 +53,6 @@ KEPT_PERCENT = 5
 VARIANCE_DTYPE = np.float16
 """Stored type of the predicted variances (relative precision 2**-11 from 6.1e-5 up; see docs/schema.md)."""
 DIMS = ("sample", "S2_band", "y", "x")
-REFLECTANCE = "[0, 1] reflectance"
-METRIC_UNITS = {
-    "rmse": ("1", f", {REFLECTANCE}"),
-    "mae": ("1", f", {REFLECTANCE}"),
-    "psnr": ("dB", " (peak 1 of [0, 1] reflectance)"),
-    "sam": ("degree", ""),
-    "ssim": ("1", ""),
-}
-"""Units of each per-image metric (``rmse_cloudy`` etc. as ``rmse``) and what the long name adds."""
 
 
 def _sha256(path: Path) -> str:
@@ -83,6 +77,9 @@ def _baseline_predict(net: torch.nn.Module, config: dict, inputs: torch.Tensor, 
 class _Predictor:
     """A model or baseline with how to call it, and its provenance attributes."""
 
+    predict: Callable[[torch.nn.Module, dict, torch.Tensor, dict], Prediction]
+    """How the model predicts: its kind's :meth:`crts.models.adapter.ModelAdapter.predict`, or a baseline's."""
+
     def __init__(self, checkpoint: str | None, baseline: str | None) -> None:
         if (checkpoint is None) == (baseline is None):
             raise ValueError("give exactly one of a checkpoint or a baseline")
@@ -90,8 +87,9 @@ class _Predictor:
             self.model, self.config, self.predict, self.uncertain = new_baseline(baseline), {}, _baseline_predict, False
             self.provenance, self.trained_inputs = {"baseline": baseline}, DEFAULT_INPUTS
             return
+        assert checkpoint is not None  # exactly one of the two is given
         self.model, content = load_checkpoint(checkpoint)
-        kind, self.config = kind_of(self.model), self.model.config
+        kind, self.config = kind_of(self.model), model_config(self.model)
         self.predict, self.uncertain = kind.predict, kind.uncertain(self.config)
         self.trained_inputs = kind.trained_inputs(self.config, _train_config(content))
         self.provenance = {
@@ -110,18 +108,19 @@ class _Predictor:
 
 def _labels(samples: SEN12MSCRTS) -> dict:
     """The run's coordinates: bands, and per sample its patch, target and input steps and their coverage."""
+    index = samples.sample_index
     return {
         "S2_band": np.array(S2_BANDS, dtype=object),
         "roi_group": ("sample", np.array([lab.roi.group for lab in samples.labels], dtype=object)),
         "roi": ("sample", np.array([lab.roi.number for lab in samples.labels], np.int32)),
         "patch_id": ("sample", np.array([lab.patch_id for lab in samples.labels], np.int32)),
-        "target_time": ("sample", samples.index.target),
-        "input_times": (("sample", "input"), samples.index.inputs),
-        "input_coverage": (("sample", "input"), np.take_along_axis(samples.coverage, samples.index.inputs, axis=1)),
-        "coverage_bin": ("sample", samples.index.coverage_bin),
+        "target_time": ("sample", index.target),
+        "input_times": (("sample", "input"), index.inputs),
+        "input_coverage": (("sample", "input"), np.take_along_axis(samples.coverage, index.inputs, axis=1)),
+        "coverage_bin": ("sample", index.coverage_bin),
         "target_in_inputs": (
             "sample",
-            samples.index.target_in_inputs,
+            index.target_in_inputs,
             {"long_name": "the target time step is also an input (its scores are trivial)"},
         ),
     }
@@ -359,7 +358,7 @@ def evaluate(
     windows = SampleWindows(
         samples, None if window is None else {"y": window, "x": window}, {"y": overlap, "x": overlap}
     )  # bad windows are refused before anything is written
-    trivial = int(samples.index.target_in_inputs.sum())
+    trivial = int(samples.sample_index.target_in_inputs.sum())
     if trivial:
         warnings.warn(
             f"{trivial} of {len(samples)} samples have their target among their inputs (min_cov "

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .metric_definitions import CALIBRATION_BINS
+
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
-CALIBRATION_BINS = 20
-"""Images are binned by mean predicted variance into this many bins for UCE and AUCE (UnCRtainTS: 5 % steps)."""
 
 
 def rmse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

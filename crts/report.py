@@ -21,8 +21,7 @@ from cube.store.runs import list_runs, open_run, side_by_side
 from cube.store.store import CubeStore, as_store
 from cube.store.views import open_cube, patch_labels
 
-from .evaluate import METRIC_UNITS
-from .metrics import CALIBRATION_BINS
+from .metric_definitions import CALIBRATION_BINS, METRIC_UNITS
 
 METRICS = ("rmse", "mae", "psnr", "sam", "ssim", "rmse_cloudy", "rmse_clear", "mae_cloudy", "mae_clear")
 COVERAGE_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)

@@ -14,12 +14,34 @@ import math
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .data.sampling import check_selection
 from .models.kinds import recipe
 
 LOSSES = ("l1", "l2", "MGNLL")
 """The training losses (:func:`crts.losses.reconstruction_loss`)."""
+
+_Value = TypeVar("_Value")
+
+
+def resolved_setting(value: _Value | None, name: str) -> _Value:
+    """``value`` of the setting ``name`` of a :class:`TrainConfig`, one that the model's recipe sets: unset (None)
+    until :meth:`TrainConfig.resolved` takes it from there.
+
+    Raises
+    ------
+    ValueError
+        If it is unset: the settings were not resolved.
+
+    Examples
+    --------
+    >>> resolved_setting(TrainConfig("cube.zarr").resolved().lr, "lr")
+    0.0002
+    """
+    if value is None:
+        raise ValueError(f"{name} is unset: resolve the settings first (TrainConfig.resolved takes the model's recipe)")
+    return value
 
 
 @dataclass
@@ -77,7 +99,8 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """This config with unset settings taken from its model's recipe (:mod:`crts.models.kinds`), checked."""
-        unset = {k: v for k, v in recipe(self.model).defaults.items() if getattr(self, k) is None}
+        # the recipe's values, each of its setting's type (numbers checked below)
+        unset: dict[str, Any] = {k: v for k, v in recipe(self.model).defaults.items() if getattr(self, k) is None}
         resolved = replace(self, **unset)
         resolved.check()
         return resolved
@@ -88,11 +111,16 @@ class TrainConfig:
             value = getattr(self, name)
             if not ((value is None and name in OPTIONAL) or limit.holds(value)):
                 raise ValueError(f"invalid {name} {value!r}: must be {limit}")
-        if self.epochs + self.epochs_decay < 1:
+        if self.all_epochs < 1:
             raise ValueError(f"invalid epochs {self.epochs} and epochs_decay {self.epochs_decay}: together at least 1")
         if self.d_model % self.n_head:
             raise ValueError(f"invalid d_model {self.d_model}: must be a multiple of n_head {self.n_head}")
         check_selection(self.n_input_samples, self.min_cov, self.max_cov)
+
+    @property
+    def all_epochs(self) -> int:
+        """Epochs in all: at the initial rate, then decaying (of resolved settings)."""
+        return resolved_setting(self.epochs, "epochs") + resolved_setting(self.epochs_decay, "epochs_decay")
 
 
 @dataclass(frozen=True)

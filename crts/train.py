@@ -23,6 +23,7 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.distributed as dist
@@ -31,12 +32,17 @@ from tqdm.auto import tqdm
 
 from cube.store.outputs import check_output_folder
 
-from .data import SEN12MSCRTS, SampleWindows, loader
+from .data.batches import SampleWindows, loader
+from .data.sen12mscrts import SEN12MSCRTS
 from .devices import resolve_device
-from .models import LeastCloudy, model_kind
 from .models.adapter import ModelAdapter, to_model_scale
-from .models.checkpoints import read_checkpoint, save_checkpoint
-from .settings import RESUME_SAME, TrainConfig
+from .models.baselines import LeastCloudy
+from .models.checkpoints import model_config, read_checkpoint, save_checkpoint
+from .models.registry import model_kind
+from .settings import RESUME_SAME, TrainConfig, resolved_setting
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 def _validate(
@@ -61,7 +67,7 @@ def _validate(
         ):
             inputs = batch["inputs"].to(device, non_blocking=True)
             target = to_model_scale(batch["target"].to(device, non_blocking=True))
-            prediction = to_model_scale(kind.predict(model, model.config, inputs, batch)[0])
+            prediction = to_model_scale(kind.predict(model, model_config(model), inputs, batch)[0])
             baseline = LeastCloudy()(to_model_scale(inputs), batch["input_masks"].to(device, non_blocking=True))
             sums += torch.stack(
                 [torch.nn.functional.l1_loss(x.float(), target, reduction="sum") for x in (prediction, baseline)]
@@ -85,7 +91,7 @@ def steps_per_epoch(windows: int, world: int, config: TrainConfig) -> int:
 def total_steps(windows: int, world: int, config: TrainConfig) -> int:
     """Optimizer steps of a whole run: :func:`steps_per_epoch` x epochs, or ``config.max_steps`` when that
     comes first."""
-    steps = steps_per_epoch(windows, world, config) * (config.epochs + config.epochs_decay)
+    steps = steps_per_epoch(windows, world, config) * config.all_epochs
     return steps if config.max_steps is None else min(steps, config.max_steps)
 
 
@@ -167,7 +173,7 @@ def _windows(config: TrainConfig, split: str, storage_options: dict | None) -> S
         n_input_samples=config.n_input_samples,
         min_cov=config.min_cov,
         max_cov=config.max_cov,
-        sampler=config.sampler if split == "train" else "fixed",
+        sampler=resolved_setting(config.sampler, "sampler") if split == "train" else "fixed",
         seed=config.seed,
         storage_options=storage_options,
     )
@@ -202,6 +208,8 @@ def _workers(chosen: int | None, device: torch.device) -> int:
 
 class _Meter:
     """Loss, samples and data-waiting time since the last log line; the loss stays on the device until read."""
+
+    loss: float | torch.Tensor
 
     def __init__(self) -> None:
         self.reset()
@@ -299,9 +307,12 @@ class _Trainer:
             self.kind.load_encoder(self.model, config.init_encoder)
         self.model.to(self.device)
         _warn_if_slow(self.model, self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+        lr, beta1 = resolved_setting(config.lr, "lr"), resolved_setting(config.beta1, "beta1")
+        self.loss = resolved_setting(config.loss, "loss")
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, betas=(beta1, 0.999))
+        epochs, decay = resolved_setting(config.epochs, "epochs"), resolved_setting(config.epochs_decay, "epochs_decay")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - config.epochs) / float(config.epochs_decay + 1)
+            self.optimizer, lambda epoch: 1.0 - max(0, epoch + 1 - epochs) / float(decay + 1)
         )
         self.step = self.epoch = self.position = 0
         if resume:
@@ -312,13 +323,13 @@ class _Trainer:
         self.ddp = DistributedDataParallel(self.model) if self.world > 1 else None
         self.net = self.ddp or self.model
         if config.compile:
-            self.net = torch.compile(self.net)
+            self.net = cast(torch.nn.Module, torch.compile(self.net))  # of a module: a module (OptimizedModule)
         self.amp = config.amp and self.device.type == "cuda"
         self.workers = _workers(config.num_workers, self.device)
         self.meter = _Meter()
         self.log = _Log(
             self.run,
-            config.loss,
+            self.loss,
             total_steps(len(self.train_windows), self.world, config),
             self.step,
             self.rank == 0,
@@ -331,7 +342,7 @@ class _Trainer:
         saved = read_checkpoint(
             self.run / "last.pt",
             self.device,
-            config=self.model.config,
+            config=model_config(self.model),
             needs=("optimizer", "scheduler", "step", "epoch", "position"),
         )
         before = json.loads(saved.get("train_config", "{}"))
@@ -366,7 +377,7 @@ class _Trainer:
 
     def fit(self) -> None:
         """Epochs until the last one or ``max_steps``; after each whole epoch the rate's next step and validation."""
-        while self.epoch < self.config.epochs + self.config.epochs_decay and not self.done:
+        while self.epoch < self.config.all_epochs and not self.done:
             finished = self._epoch()
             self._write_train()
             if finished:
@@ -375,7 +386,7 @@ class _Trainer:
                 scores = _validate(
                     self.model, self.kind, self.val_windows, self.device, self.config.batch_size, self.rank, self.world
                 )
-                self.log.write(self.step, self.epoch, self.scheduler.get_last_lr()[0], scores)
+                self.log.write(self.step, self.epoch, self._lr(), scores)
         self.save()
 
     def _epoch(self) -> bool:
@@ -421,7 +432,7 @@ class _Trainer:
         with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 loss = (
-                    self.kind.training_loss(self.net, self.model.config, self.config.loss, inputs, target, batch)
+                    self.kind.training_loss(self.net, model_config(self.model), self.loss, inputs, target, batch)
                     * share
                 )
             loss.backward()
@@ -442,7 +453,11 @@ class _Trainer:
     def _write_train(self) -> None:
         """A log line for the steps since the last one (none if there were none)."""
         if self.meter.steps:
-            self.log.write(self.step, self.epoch, self.scheduler.get_last_lr()[0], self.meter.read(self.world))
+            self.log.write(self.step, self.epoch, self._lr(), self.meter.read(self.world))
+
+    def _lr(self) -> float:
+        """The rate of the current epoch (a float: Adam was given one)."""
+        return float(self.scheduler.get_last_lr()[0])
 
     def close(self) -> None:
         self.log.close()
@@ -450,7 +465,7 @@ class _Trainer:
             dist.destroy_process_group()
 
 
-def _writer(run: Path) -> object:
+def _writer(run: Path) -> SummaryWriter:
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(run / "tensorboard")

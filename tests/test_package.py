@@ -172,3 +172,13 @@ def test_pip_install_builds_the_kernel_where_it_can_and_succeeds_where_it_cannot
         assert kernels == [f"_forest{sysconfig.get_config_var('EXT_SUFFIX')}"]  # where forest.INSTALLED looks
     else:
         assert kernels == [] and 'building extension "cube.clouds._forest" failed' in done.stdout + done.stderr
+
+
+def test_crts_report_runs_without_torch_on_the_runs_stored_in_a_cube(tiny_cube: Path, tmp_path: Path) -> None:
+    from crts.evaluate import evaluate  # the run is made with torch; the report reads it without
+
+    cube = Path(shutil.copytree(tiny_cube, tmp_path / "cube.zarr"))
+    evaluate(cube, "least", baseline="least_cloudy", split="test", min_cov=0.05, progress=False)
+    statuses, err = crts_without_torch(["report", "cube.zarr", "--runs", "least", "--out", "report"], cwd=tmp_path)
+    assert statuses == [0], err
+    assert {"report.md", "overall.csv", "samples.csv"} <= {path.name for path in (tmp_path / "report").iterdir()}

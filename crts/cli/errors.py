@@ -59,8 +59,9 @@ UNCHECKED = (TypeError, LookupError, AttributeError)
 
 
 TORCH_EXTRA = {"torch": "PyTorch", "tensorboard": "TensorBoard", "xbatcher": "xbatcher"}
-"""The modules of the package's ``torch`` extra (by their names in messages): training, evaluation and reports
-import them, the cube and the data commands do not, so a plain ``pip install`` leaves them out."""
+"""The modules of the package's ``torch`` extra (by their names in messages): training and evaluation import
+them, the cube, the data commands and the reports of stored runs do not, so a plain ``pip install`` leaves them
+out."""
 
 
 INSTALL_TORCH = "pip install 'sen12mscrts-cube[torch]' (or first a build of PyTorch for your GPU from pytorch.org)"

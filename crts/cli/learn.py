@@ -44,7 +44,9 @@ recipe's options (:func:`crts.models.kinds.model_options`)."""
 
 def _value_type(hint: object) -> type:
     """The type of an option's values from a setting's type hint (``int | None`` -> ``int``)."""
-    return next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+    if isinstance(hint, type):
+        return hint
+    return next(t for t in typing.get_args(hint) if t is not type(None))
 
 
 def train_options(p: argparse.ArgumentParser) -> None:
@@ -105,6 +107,7 @@ def _run_train(args: argparse.Namespace) -> None:
     if base:
         config = TrainConfig.from_json(base, cube=cube, **overrides)
     else:
+        assert cube is not None  # required without a file of settings: given_cube refused its absence
         config = TrainConfig(cube=cube, **{k: v for k, v in overrides.items() if v is not None})
     config.resolved()  # every number checked before torch is imported
     args.run_folder = Path(config.out)  # what an interrupt reports on (INTERRUPTED)

@@ -172,7 +172,7 @@ class SampleWindows(torch.utils.data.Dataset):
         """Items ``indices``, every image of all of them read in one concurrent request (:meth:`SEN12MSCRTS.read_many`;
         the DataLoader asks for a batch so): over a network, two latencies per batch, not per item."""
         places = [self.position(i) for i in indices]
-        index, (h, w) = self.samples.index, self.input_dims.values()
+        index, (h, w) = self.samples.sample_index, self.input_dims.values()
         reads = self.samples.read_many(
             [
                 (pdx, [*map(int, index.inputs[pdx]), int(index.target[pdx])], (slice(y0, y0 + h), slice(x0, x0 + w)))
@@ -182,7 +182,7 @@ class SampleWindows(torch.utils.data.Dataset):
         return [self._item(pdx, y0, x0, read) for (pdx, y0, x0), read in zip(places, reads, strict=True)]
 
     def _item(self, pdx: int, y0: int, x0: int, read: dict) -> dict:
-        index, label = self.samples.index, self.samples.labels[pdx]
+        index, label = self.samples.sample_index, self.samples.labels[pdx]
         n = index.inputs.shape[1]
         return {
             "inputs": torch.from_numpy(read["images"][:n]),
@@ -260,7 +260,7 @@ def collate(items: list[dict]) -> ArrayBatch:
 class _Loader(torch.utils.data.DataLoader):
     """A DataLoader whose batches (:class:`ArrayBatch` from :func:`collate`) arrive as dicts of tensors."""
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[dict]:  # type: ignore[override]  # torch types it as its own iterator class
         for batch in super().__iter__():
             yield batch.tensors() if isinstance(batch, ArrayBatch) else batch
 

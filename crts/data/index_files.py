@@ -20,6 +20,7 @@ import pickle
 import pickletools
 import reprlib
 from pathlib import Path
+from typing import Literal, TypeGuard
 
 import numpy as np
 
@@ -43,6 +44,9 @@ modality, list of paths); deeper input would recurse as deep as it is nested."""
 SIMPLE_DTYPES = frozenset({"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f4", "f8"})
 """The only dtypes (besides the one object dtype of the 0-d array that holds the dict) that an index file may
 describe: booleans, integers and floats, of one byte order, without fields, subarrays or objects."""
+BYTE_ORDERS: dict[str, Literal["<", ">", "="]] = {"<": "<", ">": ">", "|": "=", "=": "="}
+"""The byte orders a dtype's state may give, and what each means for a simple dtype (``|``, not applicable:
+native)."""
 _NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
 _OPCODES = frozenset(
     {
@@ -127,7 +131,8 @@ class NumpyDtype:
             isinstance(state, tuple)
             and len(state) == 8
             and state[0] == 3
-            and state[1] in ("<", ">", "|", "=")
+            and isinstance(state[1], str)
+            and state[1] in BYTE_ORDERS
             and state[2:5] == (None, None, None)
             and state[5:7] == (-1, -1)
             and isinstance(state[7], int)
@@ -142,7 +147,7 @@ class NumpyDtype:
         """The dtype, if it is one of :data:`SIMPLE_DTYPES`."""
         if self.spec == "O8":
             raise UnsafeIndexFileError("holds a nested object array; only plain numbers and lists are allowed")
-        return np.dtype(self.spec).newbyteorder("=" if self.order == "|" else self.order)
+        return np.dtype(self.spec).newbyteorder(BYTE_ORDERS[self.order])
 
 
 class NumpyArray:
@@ -239,7 +244,7 @@ def checked_opcodes(payload: bytes) -> None:
     for opcode, arg, position in pickletools.genops(payload):
         if opcode.name not in _OPCODES:
             raise UnsafeIndexFileError(f"uses pickle opcode {opcode.name} at byte {position}; not plain data")
-        if opcode.name.endswith("PUT") and not 0 <= arg < INDEX_ITEMS:
+        if opcode.name.endswith("PUT") and not (isinstance(arg, int) and 0 <= arg < INDEX_ITEMS):
             raise UnsafeIndexFileError(
                 f"puts an object at memo position {arg} (byte {position}); at most {INDEX_ITEMS} are allowed"
             )
@@ -342,7 +347,7 @@ def save_npy_index(path: str | os.PathLike, index: SampleIndex, paths: list[dict
         for pdx in range(len(index))
     }
     path = Path(path)
-    np.save(path, content, allow_pickle=True)
+    np.save(path, np.array(content, dtype=object), allow_pickle=True)  # a 0-d object array, as np.save makes
     return path
 
 
@@ -395,7 +400,7 @@ def _check_sample_numbers(records: dict, n_samples: int, source: str) -> None:
         )
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     """An integer, and not a bool (JSON's true and false are Python ints)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -406,7 +411,7 @@ def _listed(values: list, most: int = 5) -> str:
 
 
 def _checked_record(
-    record: object, pdx: int, n_input_samples: int, n_times: int, label: dict, source: str
+    record: object, pdx: int, n_input_samples: int, n_times: int, label: PatchLabel, source: str
 ) -> tuple[list[int], int, bool]:
     """One sample's inputs, target and coverage bin, checked."""
     where = f"{source}: sample {pdx}"

@@ -54,7 +54,8 @@ def _panels(part: dict, name: str, rescale_method: str, coverage: bool, contour:
     panels = []
     for image, step, day, share, mask in zip(images, steps, days, shares, clouds, strict=True):
         where = None if step is None else f"t = {int(step)}"
-        title = [f"{name} ({where})" if name and where else name or where]
+        role = f"{name} ({where})" if name and where else name or where
+        title = [] if role is None else [role]
         title += [] if day is None else [s2_date(day)]
         title += [] if share is None else [f"clouds {100 * float(share):.0f} %"]
         panels.append((title, s2_reflectance(image, rescale_method), mask))

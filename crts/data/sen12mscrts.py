@@ -14,7 +14,7 @@ from cube.clouds.compute import require_clouds
 from cube.clouds.detectors import DETECTORS, detector
 from cube.dataset.layout import parse_ts_path
 from cube.dataset.rois import select_rois
-from cube.store.store import as_store
+from cube.store.store import CubeStore, as_store
 from cube.store.views import open_cube, patch_bounds, patch_labels, stored_order
 
 from .index_files import (
@@ -68,8 +68,8 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
 
     Parameters
     ----------
-    cube : path
-        A cube made by ``crts convert`` (with its cloud pass).
+    cube : path, str or cube.store.store.CubeStore
+        A cube made by ``crts convert`` (with its cloud pass): a path, URL or opened store.
     split, region, cloud_masks, sample_type, n_input_samples, rescale_method, min_cov, max_cov
         As in the original loader (docs/reference.md §2 Splits to §5 Sampling).
     import_data_path : path, optional
@@ -98,7 +98,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
 
     def __init__(
         self,
-        cube: str | os.PathLike,
+        cube: str | os.PathLike | CubeStore,
         split: str = "all",
         region: str = "all",
         cloud_masks: str | None = "s2cloudless_mask",
@@ -192,6 +192,22 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
                         f"selection's sample {pdx} is {mine}"
                     )
 
+    @property
+    def sample_index(self) -> SampleIndex:
+        """The inputs and target of every sample (:attr:`index`), which the ``generic`` sample type has none of.
+
+        Raises
+        ------
+        ValueError
+            For a selection of sample type ``generic`` (or without a cloud detector).
+        """
+        if self.index is None:
+            raise ValueError(
+                f"{self.cube}: a selection of sample type 'generic' has no inputs and targets: choose "
+                "sample_type='cloudy_cloudfree' and a cloud detector"
+            )
+        return self.index
+
     def set_epoch(self, epoch: int) -> None:
         """Draw the ``random`` sampler's time steps for ``epoch`` (from ``(seed, epoch)``); no-op for ``fixed``."""
         if self.sampler == "random" and self.index is not None:
@@ -203,7 +219,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         A ``path`` with a suffix is the file; one without (or an existing folder) is a folder that gets the
         original's file name (:func:`index_file_name`). Missing parent folders are created.
         """
-        path = Path(path)
+        index, path = self.sample_index, Path(path)
         if path.is_dir() or not path.suffix:
             path = path / index_file_name(self.n_input_samples, self.split, self.cloud_masks)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,21 +227,21 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
             settings = {
                 k: getattr(self, k) for k in ("split", "region", "cloud_masks", "n_input_samples", "min_cov", "max_cov")
             }
-            return save_json_index(path, self.index, self.labels, settings)
+            return save_json_index(path, index, self.labels, settings)
         paths = [
             {
                 "input": {
-                    "S1": [self._path("S1", p, t) for t in self.index.inputs[p]],
-                    "S2": [self._path("S2", p, t) for t in self.index.inputs[p]],
+                    "S1": [self._path("S1", p, t) for t in index.inputs[p]],
+                    "S2": [self._path("S2", p, t) for t in index.inputs[p]],
                 },
                 "target": {
-                    "S1": [self._path("S1", p, self.index.target[p])],
-                    "S2": [self._path("S2", p, self.index.target[p])],
+                    "S1": [self._path("S1", p, index.target[p])],
+                    "S2": [self._path("S2", p, index.target[p])],
                 },
             }
             for p in range(len(self))
         ]
-        return save_npy_index(path, self.index, paths)
+        return save_npy_index(path, index, paths)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -256,13 +272,15 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         self.__dict__.update(pickle.loads(Zstd().decode(state["zstd"])))  # our own __getstate__'s bytes
 
     def _path(self, modality: str, pdx: int, t: int) -> str:
-        if self._paths is None:
-            self._keep_paths([self.store.array(f"{m}_path")[:] for m in ("S1", "S2")])
-        return str(self.source_root / str(self._paths[modality][pdx, t]))
+        paths = self._paths
+        if paths is None:
+            paths = self._keep_paths([np.asarray(self.store.array(f"{m}_path")[:]) for m in ("S1", "S2")])
+        return str(self.source_root / str(paths[modality][pdx, t]))
 
-    def _keep_paths(self, stored: list[np.ndarray]) -> None:
-        """Keep the selection's rows of the ``S1_path`` and ``S2_path`` arrays (as stored)."""
+    def _keep_paths(self, stored: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Keep (and return) the selection's rows of the ``S1_path`` and ``S2_path`` arrays (as stored)."""
         self._paths = {m: paths[self.positions] for m, paths in zip(("S1", "S2"), stored, strict=True)}
+        return self._paths
 
     def read_steps(self, pdx: int, steps: list[int], window: tuple[slice, slice] | None = None) -> dict:
         """Stacked arrays of some time steps of one sample: scaled ``S1`` (n, 2, H, W) and ``S2`` (n, 13, H, W),
@@ -303,7 +321,7 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         height, width = (len(range(self.image_size)[part]) for part in (rows, cols))
         images = np.empty((n, 15, height, width), np.float32)
         s2 = np.empty((n, 13, height, width), self._s2_type)
-        requests = [("S2", (p, t, slice(None), rows, cols)) for t in steps]
+        requests: list[tuple[str, tuple]] = [("S2", (p, t, slice(None), rows, cols)) for t in steps]
         requests += [("S1", (p, t, slice(None), rows, cols)) for t in steps]
         if self.cloud_masks is not None:
             requests += [(self.cloud_masks, (p, t, rows, cols)) for t in steps]
@@ -312,13 +330,15 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
     def _finish(self, pdx: int, steps: list[int], images: np.ndarray, s2: np.ndarray, masks: list) -> dict:
         """:meth:`read_steps`' result from the images read (``masks``: the detector's, or none)."""
         n, (height, width) = len(steps), images.shape[-2:]
-        masks = (
-            detector(self.cloud_masks).to_float(np.stack(masks)) if masks else np.ones((n, height, width), np.float32)
+        clouds = (
+            detector(self.cloud_masks).to_float(np.stack(masks))
+            if masks and self.cloud_masks is not None  # masks are read only where there is a detector
+            else np.ones((n, height, width), np.float32)
         )
         return {
             "S1": scale_s1(images[:, 13:], self.rescale_method, out=images[:, 13:]),
             "S2": scale_s2(s2, self.rescale_method, out=images[:, :13]),
-            "masks": masks,
+            "masks": clouds,
             "images": images,
             "coverage": [float(self.coverage[pdx, t]) for t in steps],
             "S1 TD": [int(self.s1_td[pdx, t]) for t in steps],
@@ -338,14 +358,15 @@ class SEN12MSCRTS(SamplePlots, torch.utils.data.Dataset):
         crs = {"crs": self.crs[pdx]}
         if self.sample_type == "generic":
             return self._series(self.read_steps(pdx, list(range(self.coverage.shape[1]))), slice(None)) | crs
-        inputs = [int(t) for t in self.index.inputs[pdx]]
-        read = self.read_steps(pdx, [*inputs, int(self.index.target[pdx])])  # one request for the whole sample
+        index = self.sample_index
+        inputs = [int(t) for t in index.inputs[pdx]]
+        read = self.read_steps(pdx, [*inputs, int(index.target[pdx])])  # one request for the whole sample
         target = self._series(read, slice(len(inputs), None)) | crs
         target["idx"] = target["idx"][0]
         return {
             "input": self._series(read, slice(0, len(inputs))) | crs,
             "target": target,
-            "coverage bin": bool(self.index.coverage_bin[pdx]),
+            "coverage bin": bool(index.coverage_bin[pdx]),
         }
 
 

@@ -20,11 +20,25 @@ LEGACY_KIND = "resnet3d"
 """The kind of checkpoints that name none (written before UnCRtainTS)."""
 
 
+def model_config(model: torch.nn.Module) -> dict:
+    """The config a model of a registered kind keeps: its constructor's arguments, as our checkpoints store them.
+
+    Raises
+    ------
+    TypeError
+        For a module without a config dict (not a model of a registered kind).
+    """
+    config = getattr(model, "config", None)  # torch types a module's attributes as its tensors and modules
+    if not isinstance(config, dict):
+        raise TypeError(f"a {type(model).__name__} keeps no config dict: not a model of a registered kind")
+    return config
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, **extra: object) -> Path:
     """Our checkpoints: a plain state dict, the model's kind and JSON-serialisable config (plus ``extra``)."""
     path = Path(path)
     kind = kind_of(model).name
-    torch.save({"state_dict": model.state_dict(), "model": kind, "config": dict(model.config), **extra}, path)
+    torch.save({"state_dict": model.state_dict(), "model": kind, "config": dict(model_config(model)), **extra}, path)
     return path
 
 

@@ -54,14 +54,11 @@ class AttentionHeads(nn.Module):
         return scores.softmax(dim=-1)
 
 
-class LTAE(nn.Module):
-    """Per-pixel temporal attention masks from a sequence of feature maps (the original's ``LTAE2dtiny``).
-
-    Input (N, T, C, h, w) features and (N, T) dates in days; output attention
-    (n_head, N, T, h, w). Per pixel: group norm (``n_head`` groups, statistics
-    over each channel group and all T steps), 1x1 projection C -> ``d_model``, plus
-    the positional encoding of the dates, then :class:`AttentionHeads`.
-    """
+class TemporalAttention(nn.Module):
+    """The attention of the L-TAE encoders, :class:`LTAE` and U-TAE's full one: per pixel, group norm
+    (``n_head`` groups, statistics over each channel group and all T steps), 1x1 projection C -> ``d_model``,
+    plus the positional encoding of the dates, then :class:`AttentionHeads`. Each encoder's ``forward`` returns
+    its own outputs."""
 
     def __init__(
         self,
@@ -78,12 +75,6 @@ class LTAE(nn.Module):
         self.inconv = nn.Conv1d(in_channels, d_model, 1)
         self.attention_heads = AttentionHeads(n_head, d_k, d_model)
         self.in_norm = nn.GroupNorm(n_head, in_channels)
-
-    def forward(
-        self, x: torch.Tensor, dates: torch.Tensor | None = None, pad_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        n, _, _, h, w = x.shape
-        return self.masks(self.attend(x, dates, pad_mask)[1], n, h, w)
 
     def attend(
         self, x: torch.Tensor, dates: torch.Tensor | None, pad_mask: torch.Tensor | None
@@ -104,6 +95,20 @@ class LTAE(nn.Module):
     def masks(self, attention: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
         """Attention (n_head, P, T) as masks (n_head, N, T, h, w)."""
         return attention.view(self.n_head, n, h, w, -1).permute(0, 1, 4, 2, 3)
+
+
+class LTAE(TemporalAttention):
+    """Per-pixel temporal attention masks from a sequence of feature maps (the original's ``LTAE2dtiny``).
+
+    Input (N, T, C, h, w) features and (N, T) dates in days; output attention
+    (n_head, N, T, h, w), from :class:`TemporalAttention`.
+    """
+
+    def forward(
+        self, x: torch.Tensor, dates: torch.Tensor | None = None, pad_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        n, _, _, h, w = x.shape
+        return self.masks(self.attend(x, dates, pad_mask)[1], n, h, w)
 
 
 def aggregate_groups(

@@ -33,6 +33,14 @@ def norm_layer(kind: str, channels: int) -> nn.Module | None:
     raise ValueError(f"invalid norm {kind!r}: choose from {', '.join(NORMS)}")
 
 
+def block_norm(kind: str, channels: int) -> nn.Module:
+    """:func:`norm_layer` of an MBConv block, which needs one (``none`` refused)."""
+    layer = norm_layer(kind, channels)
+    if layer is None:
+        raise ValueError("MBConv needs a normalisation (group, batch or instance)")
+    return layer
+
+
 class PointwiseBlock(nn.Module):
     """1x1 convolution, then optionally a normalisation and a ReLU; applied to (N, C, H, W)."""
 
@@ -82,21 +90,20 @@ class MBConv(nn.Module):
 
     def __init__(self, channels: int, expansion: int = 2, norm: str = "batch") -> None:
         super().__init__()
-        if norm == "none":
-            raise ValueError("MBConv needs a normalisation (group, batch or instance)")
         hidden = channels * expansion
+        pre_norm = block_norm(norm, channels)  # first: a refused norm raises before a weight is drawn
         fn = nn.Sequential(
             nn.Conv2d(channels, hidden, 1, bias=False),
-            norm_layer(norm, hidden),
+            block_norm(norm, hidden),
             nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="reflect", groups=hidden, bias=False),
-            norm_layer(norm, hidden),
+            block_norm(norm, hidden),
             nn.GELU(),
             SqueezeExcitation(hidden, int(channels * SE_RATIO)),
             nn.Conv2d(hidden, channels, 1, bias=False),
-            norm_layer(norm, channels),
+            block_norm(norm, channels),
         )
-        self.conv = PreNorm(norm_layer(norm, channels), fn)
+        self.conv = PreNorm(pre_norm, fn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv(x)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -184,11 +184,19 @@ class ResNet3DAdapter(ModelAdapter):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{source}: config {key!r} holds {value!r}, not an integer of at least {least}")
 
-    def encoder(self, model: ResNet3D) -> nn.Module:
-        return model.model_initial
+    def encoder(self, model: nn.Module) -> nn.Module:
+        return _resnet(model).model_initial
 
-    def load_encoder(self, model: ResNet3D, path: str | os.PathLike) -> None:
-        load_original_checkpoint(path, model)
+    def load_encoder(self, model: nn.Module, path: str | os.PathLike) -> None:
+        load_original_checkpoint(path, _resnet(model))
 
     def load_original(self, path_or_state_dict: str | os.PathLike | StateDict, **options: object) -> ResNet3D:
-        return load_original_checkpoint(path_or_state_dict, **options)
+        # the loader's own keywords, passed on as given
+        return load_original_checkpoint(path_or_state_dict, **cast(dict[str, Any], options))
+
+
+def _resnet(model: nn.Module) -> ResNet3D:
+    """``model``, which the 3D ResNet's adapter is given only of its own kind."""
+    if not isinstance(model, ResNet3D):
+        raise TypeError(f"the 3D ResNet's adapter was given a {type(model).__name__}, not a ResNet3D")
+    return model

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..settings import resolved_setting
 from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
 from .ltae import LTAE, aggregate_groups
 from .mbconv import MBConv, PointwiseBlock
@@ -109,7 +110,7 @@ class UnCRtainTS(nn.Module):
         if len(set(encoder_widths) | set(decoder_widths)) != 1:
             raise ValueError("UnCRtainTS keeps one width: encoder_widths and decoder_widths must all be equal")
         width = encoder_widths[0]
-        self.config = {
+        self.config: dict[str, Any] = {  # of several types, as our checkpoints store it
             "use_sar": use_sar,
             "encoder_widths": list(encoder_widths),
             "decoder_widths": list(decoder_widths),
@@ -246,12 +247,13 @@ class UnCRtainTSAdapter(ModelAdapter):
     anchors = (("in_conv.conv.conv.0.weight", 4),)
 
     def build(self, settings: TrainConfig) -> UnCRtainTS:
+        width = resolved_setting(settings.width, "width")
         return UnCRtainTS(
-            encoder_widths=(settings.width,),
-            decoder_widths=(settings.width,) * 5,
+            encoder_widths=(width,),
+            decoder_widths=(width,) * 5,
             n_head=settings.n_head,
             d_model=settings.d_model,
-            scale_by=settings.scale_by,
+            scale_by=resolved_setting(settings.scale_by, "scale_by"),
         )
 
     def predict(self, net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
@@ -267,4 +269,5 @@ class UnCRtainTSAdapter(ModelAdapter):
         return uncrtaints_config(state)
 
     def load_original(self, path_or_state_dict: str | os.PathLike | StateDict, **options: object) -> UnCRtainTS:
-        return load_original_uncrtaints(path_or_state_dict, **options)
+        # the loader's own keywords, passed on as given
+        return load_original_uncrtaints(path_or_state_dict, **cast(dict[str, Any], options))

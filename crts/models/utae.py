@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..settings import resolved_setting
 from .adapter import S1_CHANNELS, S2_CHANNELS, ModelAdapter, Prediction
-from .ltae import LTAE, aggregate_groups
+from .ltae import TemporalAttention, aggregate_groups
 from .state import StateDict, count_blocks, generator_state, load_into, read_state
 from .uncrtaints import PAD_VALUE, network_inputs, predict_dated
 from .utae_recipe import UTAE_RECIPE
@@ -32,7 +33,17 @@ MLP_DROPOUT = 0.2
 """Dropout after the L-TAE's MLP while training (the original's ``LTAE2d`` default)."""
 ATTENTION_DROPOUT = 0.1
 """Dropout on the L-TAE's attention while training (the original's ``MultiHeadAttention``)."""
-STRIDED = {"kernel_size": 4, "stride": 2, "padding": 1}
+
+
+class Convolution(TypedDict):
+    """Size, stride and padding of a convolution, as keyword arguments."""
+
+    kernel_size: int
+    stride: int
+    padding: int
+
+
+STRIDED: Convolution = {"kernel_size": 4, "stride": 2, "padding": 1}
 """The strided down and transposed up convolutions (the original's ``str_conv_k``, ``_s``, ``_p``)."""
 NORMS = ("group", "batch")
 
@@ -107,7 +118,7 @@ class UpConvBlock(nn.Module):
         return out + self.conv2(out)
 
 
-class TemporalEncoder(LTAE):
+class TemporalEncoder(TemporalAttention):
     """The full L-TAE (the original's ``LTAE2d``): its attention also weighs the values, the heads' outputs are
     concatenated and go through an MLP ``d_model -> C`` (linear, batch norm, ReLU), dropout and a group norm.
 
@@ -192,7 +203,7 @@ class UTAE(nn.Module):
         scale_by: float = 1.0,
     ) -> None:
         super().__init__()
-        self.config = {
+        self.config: dict[str, Any] = {  # of several types, as our checkpoints store it
             "use_sar": use_sar,
             "encoder_widths": list(encoder_widths),
             "decoder_widths": list(decoder_widths),
@@ -333,14 +344,15 @@ class UTAEAdapter(ModelAdapter):
 
     def build(self, settings: TrainConfig) -> UTAE:
         """Widths [w, w, w, 2w] from ``settings.width`` (64: the documented [64, 64, 64, 128])."""
-        widths = (settings.width,) * 3 + (2 * settings.width,)
+        width = resolved_setting(settings.width, "width")
+        widths = (width,) * 3 + (2 * width,)
         return UTAE(
             encoder_widths=widths,
             decoder_widths=widths,
             n_head=settings.n_head,
             d_model=settings.d_model,
             out_conv=(2 * S2_CHANNELS if settings.loss == "MGNLL" else S2_CHANNELS,),
-            scale_by=settings.scale_by,
+            scale_by=resolved_setting(settings.scale_by, "scale_by"),
         )
 
     def predict(self, net: nn.Module, config: dict, inputs: torch.Tensor, batch: dict) -> Prediction:
@@ -353,4 +365,5 @@ class UTAEAdapter(ModelAdapter):
         return utae_config(state)
 
     def load_original(self, path_or_state_dict: str | os.PathLike | StateDict, **options: object) -> UTAE:
-        return load_original_utae(path_or_state_dict, **options)
+        # the loader's own keywords, passed on as given
+        return load_original_utae(path_or_state_dict, **cast(dict[str, Any], options))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crts.settings import LIMITS, OPTIONAL, Limit, TrainConfig
+from crts.settings import LIMITS, OPTIONAL, Limit, TrainConfig, resolved_setting
 
 
 def test_a_config_round_trips_through_json_with_overrides_on_top(tmp_path: Path) -> None:
@@ -69,3 +69,13 @@ def test_a_limit_s_bounds_and_kind() -> None:
     assert [closed.holds(v) for v in (0, 1, 3, 4, 2.0, "2")] == [False, True, True, False, False, False]
     assert [half_open.holds(v) for v in (0, 0.5, 1, 1.0)] == [False, True, False, False]
     assert (str(closed), str(half_open)) == ("a whole number in [1, 3]", "a number in (0, 1)")
+
+
+def test_a_setting_left_to_the_recipe_is_refused_in_one_line_until_resolved() -> None:
+    unresolved = TrainConfig("cube.zarr", model="uncrtaints")
+    with pytest.raises(ValueError, match=r"^epochs is unset: resolve the settings first"):
+        unresolved.all_epochs  # noqa: B018 (the property raises)
+    with pytest.raises(ValueError, match=r"^width is unset"):
+        resolved_setting(unresolved.width, "width")
+    resolved = unresolved.resolved()
+    assert (resolved.all_epochs, resolved_setting(resolved.width, "width")) == (20, 128)

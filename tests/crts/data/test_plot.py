@@ -11,6 +11,7 @@ import rasterio
 import torch
 
 from crts.data import SEN12MSCR, SEN12MSCRTS
+from crts.data.plot import plot_sample
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -88,6 +89,13 @@ def test_generic_series_and_no_titles(sampling_cube: Path) -> None:
         [f"t = {t}", _file_date(path)] for t, path in enumerate(sample["S2 path"])
     ]
     assert not any(ax.get_title() for ax in data.plot(sample, show_titles=False).axes)
+
+
+def test_a_series_without_time_steps_is_drawn_with_dates_alone() -> None:
+    # no role and no step: the title's first line was None, and joining the title a TypeError
+    series = {"S2": [np.full((13, 4, 4), 0.2, np.float32)], "S2 TD": [1540]}
+    fig = plot_sample(series)
+    assert [ax.get_title() for ax in fig.axes] == ["2018-06-21"]
 
 
 def test_without_a_detector_no_masks_are_drawn(sampling_cube: Path) -> None:

@@ -226,3 +226,12 @@ def test_a_worker_receives_the_selection_compressed_and_reads_the_same_samples(
     )
     plain = pickle.dumps({**hollow.__dict__, "_paths": None}, protocol=5)
     assert len(pickle.dumps(hollow)) < len(plain) / 4
+
+
+def test_a_generic_selection_refuses_to_export_an_index_in_one_line(sampling_cube: Path, tmp_path: Path) -> None:
+    # it has no inputs and targets: the export was an AttributeError on None
+    generic = SEN12MSCRTS(sampling_cube, split="test", sample_type="generic")
+    for name in ("index.npy", "index.json"):
+        with pytest.raises(ValueError, match=r"sample type 'generic' has no inputs and targets: choose sample_type="):
+            generic.export_index(tmp_path / "out" / name)
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from crts.models import MODELS, ResNet3D, load_checkpoint, read_checkpoint, save_checkpoint
-from crts.models.checkpoints import LEGACY_KIND
+from crts.models.checkpoints import LEGACY_KIND, model_config
 
 
 def _tiny() -> ResNet3D:
@@ -85,3 +85,9 @@ def test_tensors_load_where_asked(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "c.pt", _tiny())
     content = read_checkpoint(path, map_location="meta")
     assert {t.device.type for t in content["state_dict"].values()} == {"meta"}
+
+
+def test_the_config_of_a_module_of_no_registered_kind_is_refused_naming_its_class() -> None:
+    assert model_config(ResNet3D(features=4, blocks=1))["features"] == 4
+    with pytest.raises(TypeError, match=r"^a Linear keeps no config dict: not a model of a registered kind$"):
+        model_config(torch.nn.Linear(2, 2))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from crts.models import ResNet3D, load_original_checkpoint
+from crts.models import MODELS, ResNet3D, load_original_checkpoint
 
 from .base import ModelContract
 
@@ -116,3 +116,11 @@ def test_baseline_resnet_loads_into_the_encoder() -> None:
 def test_wrong_number_of_steps_is_named() -> None:
     with pytest.raises(ValueError, match="takes 3 time steps, got 2"):
         ResNet3D(features=4, blocks=1)(torch.zeros(1, 2, 15, 8, 8))
+
+
+def test_its_adapter_refuses_the_encoder_of_another_kind_naming_it() -> None:
+    adapter = MODELS["resnet3d"]
+    model = ResNet3D(features=4, blocks=1)
+    assert adapter.encoder(model) is model.model_initial
+    with pytest.raises(TypeError, match=r"^the 3D ResNet's adapter was given a Linear, not a ResNet3D$"):
+        adapter.encoder(torch.nn.Linear(2, 2))
