@@ -1,5 +1,6 @@
-"""The documentation builds with warnings as errors, every public module has an API page, links resolve, and
-the benchmarks page is what its generator makes of the committed results."""
+"""The documentation builds with warnings as errors, every public module has an API page, every name a package
+offers is on its page, links resolve, the benchmarks page is what its generator makes of the committed results,
+and environment.yml installs what pyproject.toml and the Makefile do."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import pkgutil
 import re
 import subprocess
 import sys
+import tomllib
 import types
 from pathlib import Path
 
 import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import crts
 import cube
@@ -172,3 +177,37 @@ def test_the_benchmarks_page_names_each_result_s_machine(tmp_path: Path) -> None
         "date not recorded; 2 CPUs (model not recorded); GPU: not recorded; Python 3.11.7"
     )
     assert describe_machine({**machine, "gpu": None}).endswith("GPU: none; Python 3.11.7")
+
+
+def requirements(lines: list[str]) -> dict[str, str]:
+    """Each requirement's canonical name and its version bounds, sorted (``dask[distributed]>=2025.1`` also gives
+    ``distributed``, which conda ships apart)."""
+    found = {}
+    for line in lines:
+        requirement = Requirement(line)
+        bounds = ",".join(sorted(str(spec) for spec in requirement.specifier))
+        for name in [requirement.name, *sorted(requirement.extras & {"distributed"})]:
+            found[canonicalize_name(name)] = bounds
+    return found
+
+
+def test_environment_yml_installs_what_make_test_installs() -> None:
+    """environment.yml is for conda users: the packages and bounds of pyproject.toml with the extras the Makefile
+    installs, torch as the Makefile pins it, then this checkout with those extras."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    makefile = (ROOT / "Makefile").read_text()
+    extras = re.search(r'pip install --quiet -e "\.\[([\w,]+)\]"', makefile).group(1)
+    wanted = [*project["dependencies"]]
+    for extra in extras.split(","):
+        wanted += project["optional-dependencies"][extra]
+    expected = {
+        **requirements(wanted),
+        "torch": str(Requirement(re.search(r"^TORCH \?= (\S+)$", makefile, re.M).group(1)).specifier),
+    }
+    listed = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    pip = next(item["pip"] for item in listed if isinstance(item, dict))
+    conda = [
+        item for item in listed if isinstance(item, str) and item not in ("pip",) and not item.startswith("python=")
+    ]
+    assert [line for line in pip if line.startswith("-e")] == [f"-e .[{extras}]"]
+    assert requirements(conda + [line for line in pip if not line.startswith("-e")]) == expected
