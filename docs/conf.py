@@ -6,7 +6,12 @@ it too (tests/test_docs.py). Nothing is fetched from the network: no intersphinx
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
+import pkgutil
 import sys
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +48,60 @@ napoleon_numpy_docstring = True
 html_theme = "pydata_sphinx_theme"
 html_title = project
 html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
+
+
+def defining_module(package: types.ModuleType, name: str) -> str:
+    """The module of ``package`` that assigns ``name`` at its top level (for a constant, which names no module).
+
+    Raises
+    ------
+    LookupError
+        If no module of the package assigns it.
+    """
+    for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+        origin = importlib.util.find_spec(module.name).origin
+        tree = ast.parse(Path(origin).read_text()) if origin and origin.endswith(".py") else ast.Module([], [])
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            if any(isinstance(target, ast.Name) and target.id == name for target in targets):
+                return module.name
+    raise LookupError(f"{package.__name__}.{name}: no module of the package assigns it")
+
+
+def exported(package: types.ModuleType) -> list[str]:
+    """Where each public name that a package offers but does not define is defined, relative to the package.
+
+    Those are the names of its ``__all__`` and those it imports on first use (PEP 562: its ``__dir__`` lists them,
+    its namespace does not hold them yet). autodoc documents a name once, where it is defined, so the package's
+    page lists these and links there.
+    """
+    names = {*getattr(package, "__all__", ()), *(set(dir(package)) - set(vars(package)))}
+    found = []
+    for name in sorted(name for name in names if not name.startswith("_")):
+        value = getattr(package, name)
+        if inspect.ismodule(value):
+            found.append(value.__name__)
+        elif inspect.isclass(value) or inspect.isfunction(value):
+            found.append(f"{value.__module__}.{value.__qualname__}")
+        else:
+            found.append(f"{defining_module(package, name)}.{name}")
+    inside = f"{package.__name__}."
+    return [full.removeprefix(inside) for full in found if full.rsplit(".", 1)[0] != package.__name__]
+
+
+def exports(*roots: str) -> dict[str, list[str]]:
+    """:func:`exported` for every package under ``roots`` that offers a name it does not define."""
+    packages = []
+    for root in roots:
+        package = importlib.import_module(root)
+        packages.append(package)
+        packages += [
+            importlib.import_module(found.name)
+            for found in pkgutil.walk_packages(package.__path__, f"{root}.")
+            if found.ispkg
+        ]
+    return {package.__name__: names for package in packages if (names := exported(package))}
+
+
+autosummary_context = {"exports": exports("cube", "crts")}
+"""What docs/_templates/autosummary/module.rst lists on a package's page, under "Public names"."""

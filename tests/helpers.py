@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -14,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 import zarr
 from hypothesis import strategies as st
 from isal import igzip
 from numcodecs.checksum32 import CRC32C
 
+from crts.cli import main
 from cube import open_cube
 from cube.analysis.stats import CoverageIndex
 from cube.store import chunks
@@ -72,6 +76,41 @@ def assert_same_cube(cube: Path, expected: Path) -> None:
     """Equal arrays, labels, dates, valid flags, georeference, and cloud pass where ``cube`` has one."""
     got, want = without_paths(open_cube(cube)), without_paths(open_cube(expected))
     xr.testing.assert_identical(got, want[list(got.data_vars)])
+
+
+# Commands refused in one line
+BESIDE_THE_ERROR = re.compile(
+    r"^(?!crts [\w-]+: error: ).*(\d+%\||\[(\d+:)?\d+:\d\d[<,\]])|^crts [\w-]+: warning: |^\s*$"
+)
+"""Lines a refused command may write besides its error: progress bars (a share, or tqdm's elapsed time when the
+total is not known yet), its own one-line warnings, blank lines. An error line is never one of them."""
+
+
+def error_line(status: int | str | None, err: str, *words: str) -> str:
+    """The line in which a ``crts`` command refused its input, from its exit status and its stderr ``err``.
+
+    Asserts what a refusal must be: exit status 2, no traceback, and one line (besides progress bars and warnings,
+    :data:`BESIDE_THE_ERROR`) that holds each of ``words``.
+    """
+    lines = [line for line in err.splitlines() if not BESIDE_THE_ERROR.search(line)]
+    assert status == 2 and len(lines) == 1 and "Traceback" not in err and err.endswith("\n"), err
+    assert all(word in lines[0] for word in words), err
+    return lines[0]
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    """``crts ARGV`` run in this process, its refusal checked by :func:`error_line`: the line."""
+    capsys.readouterr()  # what earlier commands wrote
+    status = main(argv)
+    return error_line(status, capsys.readouterr().err, *words)
+
+
+def crts(*args: str, code: str | None = None, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``python -m crts ARGS`` (or ``python -c CODE ARGS``) in a new process from this checkout, as a user runs it,
+    behind ``wrapper`` (a command that takes a command line) if given."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [*wrapper, sys.executable, *(["-c", code] if code else ["-m", "crts"]), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
 # Old cubes

@@ -1,18 +1,24 @@
-"""The documentation builds with warnings as errors, every public module has an API page, links resolve, and
-the benchmarks page is what its generator makes of the committed results."""
+"""The documentation builds with warnings as errors, every public module has an API page, every name a package
+offers is on its page, links resolve, the benchmarks page is what its generator makes of the committed results,
+and environment.yml installs what pyproject.toml and the Makefile do."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import pkgutil
 import re
 import subprocess
 import sys
+import tomllib
 import types
 from pathlib import Path
 
 import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import crts
 import cube
@@ -86,6 +92,44 @@ def test_every_public_module_has_an_api_page(html: Path) -> None:
     assert not missing, f"no API page for {missing}"
 
 
+def offered_names(package: types.ModuleType) -> set[str]:
+    """The public names a user imports from a package (``from crts.models import ResNet3D``) that it does not
+    define itself: those of its ``__all__``, and those imported on first use (listed by its ``__dir__`` only)."""
+    names = {*getattr(package, "__all__", ()), *(set(dir(package)) - set(vars(package)))}
+    defined = {name for name, value in vars(package).items() if getattr(value, "__module__", None) == package.__name__}
+    return {name for name in names if not name.startswith("_")} - defined
+
+
+API_LINK = re.compile(
+    r'<a class="reference internal" href="([\w.]+\.html)#([\w.-]+)"[^>]*><code[^>]*><span class="pre">(\w+)<'
+)
+"""A link of an API page's summary table: the page and anchor it points to, and the name it shows."""
+
+
+@pytest.mark.slow  # shares the build above
+def test_every_name_a_package_offers_is_on_its_api_page(html: Path) -> None:
+    """Names a package imports on first use (PEP 562) or re-exports are defined elsewhere, so autodoc alone shows
+    none of them on the package's page: each must be listed there, linking to where it is documented."""
+    packages = [
+        name
+        for name in public_modules(cube) + public_modules(crts)
+        if hasattr(importlib.import_module(name), "__path__")
+    ]
+    checked = 0
+    for name in packages:
+        offered = offered_names(importlib.import_module(name))
+        page = (html / "generated" / f"{name}.html").read_text()
+        links = {shown: (target, anchor) for target, anchor, shown in API_LINK.findall(page)}
+        assert not offered - set(links), f"the API page of {name} misses {sorted(offered - set(links))}"
+        for shown in offered:
+            target, anchor = links[shown]
+            assert f'id="{anchor}"' in (html / "generated" / target).read_text(), (
+                f"{name}.{shown}: no {target}#{anchor}"
+            )
+        checked += len(offered)
+    assert checked >= 40  # cube's, cube.clouds', cube.synth's, crts.data's, crts.models' and crts.cli's names
+
+
 @pytest.mark.slow  # shares the build above
 def test_the_readme_links_resolve(html: Path) -> None:
     """The README is not part of the build, so its links are checked here: the file exists, and a link to a
@@ -133,3 +177,37 @@ def test_the_benchmarks_page_names_each_result_s_machine(tmp_path: Path) -> None
         "date not recorded; 2 CPUs (model not recorded); GPU: not recorded; Python 3.11.7"
     )
     assert describe_machine({**machine, "gpu": None}).endswith("GPU: none; Python 3.11.7")
+
+
+def requirements(lines: list[str]) -> dict[str, str]:
+    """Each requirement's canonical name and its version bounds, sorted (``dask[distributed]>=2025.1`` also gives
+    ``distributed``, which conda ships apart)."""
+    found = {}
+    for line in lines:
+        requirement = Requirement(line)
+        bounds = ",".join(sorted(str(spec) for spec in requirement.specifier))
+        for name in [requirement.name, *sorted(requirement.extras & {"distributed"})]:
+            found[canonicalize_name(name)] = bounds
+    return found
+
+
+def test_environment_yml_installs_what_make_test_installs() -> None:
+    """environment.yml is for conda users: the packages and bounds of pyproject.toml with the extras the Makefile
+    installs, torch as the Makefile pins it, then this checkout with those extras."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    makefile = (ROOT / "Makefile").read_text()
+    extras = re.search(r'pip install --quiet -e "\.\[([\w,]+)\]"', makefile).group(1)
+    wanted = [*project["dependencies"]]
+    for extra in extras.split(","):
+        wanted += project["optional-dependencies"][extra]
+    expected = {
+        **requirements(wanted),
+        "torch": str(Requirement(re.search(r"^TORCH \?= (\S+)$", makefile, re.M).group(1)).specifier),
+    }
+    listed = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    pip = next(item["pip"] for item in listed if isinstance(item, dict))
+    conda = [
+        item for item in listed if isinstance(item, str) and item not in ("pip",) and not item.startswith("python=")
+    ]
+    assert [line for line in pip if line.startswith("-e")] == [f"-e .[{extras}]"]
+    assert requirements(conda + [line for line in pip if not line.startswith("-e")]) == expected

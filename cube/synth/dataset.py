@@ -31,6 +31,7 @@ from .clouds import CIRRUS_OPACITY_MIN, CLOUD_OPACITY_MIN, SHADOW_MIN, apply_sky
 from .scene import CLASSES, make_landscape, render_s1, render_s2
 
 LAYOUTS: tuple[str, ...] = ("sen12mscrts", "sen12mscr")
+"""The on-disk layouts :func:`make_dataset` writes: SEN12MS-CR-TS's time series, or SEN12MS-CR's triplets."""
 DEFAULT_ROIS: tuple[str, ...] = ("ROIs1868/17", "ROIs1868/56", "ROIs1970/21", "ROIs2017/63")
 """Europe val, train and test, and an African train ROI: every split, two regions."""
 MANIFEST = "synthetic.json"

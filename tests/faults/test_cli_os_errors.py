@@ -9,7 +9,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from crts.cli import main
 from cube import convert
 from cube.store.store import CubeStore
+from tests.helpers import as_schema_2, crts, error_line, refused
 
 pytestmark = pytest.mark.faults
 
@@ -41,19 +41,17 @@ def _synth(out: Path) -> list[str]:
 
 def test_a_name_too_long(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / ("a" * 300)
-    assert main(_synth(out)) == 2
-    assert capsys.readouterr().err == f"crts synth: error: {out}: File name too long\n"
+    assert refused(_synth(out), capsys) == f"crts synth: error: {out}: File name too long"
 
 
 def test_a_file_where_a_folder_should_be(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "file").write_text("x")
     out = tmp_path / "file" / "data"
-    assert main(_synth(out)) == 2
-    assert capsys.readouterr().err == f"crts synth: error: {out}: Not a directory\n"
+    assert refused(_synth(out), capsys) == f"crts synth: error: {out}: Not a directory"
 
 
 def test_a_full_disk(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
+    line = refused(
         [
             "convert",
             str(tiny_root),
@@ -64,19 +62,10 @@ def test_a_full_disk(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixt
             "none",
             "--report",
             "/dev/full",
-        ]
+        ],
+        capsys,
     )
-    assert code == 2
-    err = capsys.readouterr().err  # after the progress bar
-    assert err.endswith("\ncrts convert: error: /dev/full: No space left on device\n") and "Traceback" not in err
-
-
-def _crts_under(wrapper: list[str], args: list[str]) -> subprocess.CompletedProcess:
-    """``crts ARGS`` as a subprocess behind ``wrapper`` (a command that takes a command line)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run(
-        [*wrapper, sys.executable, "-m", "crts", *args], capture_output=True, text=True, env=env, timeout=120
-    )
+    assert line == "crts convert: error: /dev/full: No space left on device"  # after the progress bar
 
 
 def _can(command: list[str]) -> bool:
@@ -87,9 +76,8 @@ def test_a_read_only_file_system(tmp_path: Path) -> None:
     mount = ["unshare", "--mount", "sh", "-c", f'mount -t tmpfs -o ro,size=1m none {tmp_path} && exec "$@"', "sh"]
     if not _can([*mount, "true"]):
         pytest.skip("needs root to mount a read-only tmpfs in a private mount namespace")
-    done = _crts_under(mount, _synth(tmp_path / "data"))
-    assert done.returncode == 2
-    assert done.stderr == f"crts synth: error: {tmp_path / 'data'}: Read-only file system\n"
+    done = crts(*_synth(tmp_path / "data"), wrapper=tuple(mount))
+    assert error_line(done.returncode, done.stderr) == f"crts synth: error: {tmp_path / 'data'}: Read-only file system"
 
 
 def test_permission_denied(tmp_path: Path) -> None:
@@ -98,9 +86,8 @@ def test_permission_denied(tmp_path: Path) -> None:
     without_override = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
     if not _can([*without_override, "true"]) or _can([*without_override, "touch", str(locked / "x")]):
         pytest.skip("needs setpriv to drop root's right to override file permissions")
-    done = _crts_under(without_override, _synth(locked / "data"))
-    assert done.returncode == 2
-    assert done.stderr == f"crts synth: error: {locked / 'data'}: Permission denied\n"
+    done = crts(*_synth(locked / "data"), wrapper=tuple(without_override))
+    assert error_line(done.returncode, done.stderr) == f"crts synth: error: {locked / 'data'}: Permission denied"
 
 
 def _readonly_commands(sampling_cube: Path, tiny_root: Path, locked: Path, cube: Path) -> dict[str, list[str]]:
@@ -141,10 +128,9 @@ def test_read_only_outputs_are_one_line(sampling_cube: Path, tiny_root: Path, tm
         assert main(["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"]) == 0
     for path in [cube, *cube.rglob("*")] if command == "evaluate" else []:
         path.chmod(0o555 if path.is_dir() else 0o444)  # a cube on a read-only share
-    done = _crts_under(without_override, _readonly_commands(sampling_cube, tiny_root, locked, cube)[command])
-    lines = [line for line in done.stderr.splitlines() if "%|" not in line and "warning:" not in line]
-    assert done.returncode == 2 and len(lines) == 1 and "Permission denied" in lines[0], done.stderr
-    assert lines[0].startswith(f"crts {command}: error: ") and "Traceback" not in done.stderr
+    done = crts(*_readonly_commands(sampling_cube, tiny_root, locked, cube)[command], wrapper=tuple(without_override))
+    line = error_line(done.returncode, done.stderr, "Permission denied")
+    assert line.startswith(f"crts {command}: error: "), line
     assert list(locked.iterdir()) == []
 
 
@@ -244,8 +230,6 @@ def _writer_case(command: str, sampling_cube: Path, tiny_root: Path, tmp_path: P
     if command == "clouds":
         convert(tiny_root, cube, workers=1, clouds=(), progress=False)
     elif command == "upgrade":
-        from tests.helpers import as_schema_2
-
         as_schema_2(sampling_cube, cube)
     else:
         shutil.copytree(sampling_cube, cube)
@@ -325,12 +309,8 @@ def _failing_writes(monkeypatch: pytest.MonkeyPatch, folder: Path, code: int) ->
 
 
 def _refused_in_one_line(argv: list[str], capsys: pytest.CaptureFixture[str], folder: Path, reason: str) -> None:
-    command = argv[0]
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if "%|" not in line and "warning:" not in line]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith(f"crts {command}: error: {folder}") and reason in lines[0], lines[0]
+    line = refused(argv, capsys, reason)
+    assert line.startswith(f"crts {argv[0]}: error: {folder}"), line
 
 
 @pytest.mark.parametrize("command", WRITERS)
@@ -433,16 +413,13 @@ def test_a_disk_that_fills_up_mid_conversion_is_one_line_and_resume_finishes(
         *([] if source == "tree" else ["--times", "4"]),
     ]
     _disk_full_after(monkeypatch, cube / "S2" / "c", 3)  # the images of three patches' first steps are written
-    code = main(argv)
+    line = refused(argv, capsys)
     monkeypatch.undo()
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and "patch/s" not in line]  # (progress bars)
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith(
+    assert line.startswith(
         f"crts convert: error: {cube}: the conversion stopped (the patches written so far "
         "are kept: run the same command with --resume to finish): No space left on device ("
         f"{cube / 'S2' / 'c'}"
-    ), lines[0]
+    ), line
     assert main([*argv, "--resume"]) == 0
     assert CubeStore(cube).state().complete and CubeStore(cube).array("valid")[:].all()
     assert not list(cube.rglob("*.partial")) and not (tmp_path / "cube.zarr.scratch").exists()

@@ -24,6 +24,7 @@ from crts.train import _warn_if_slow
 from cube import convert, open_cube
 from cube.store.runs import list_runs, open_run
 from cube.synth import make_dataset
+from tests.helpers import crts, error_line, refused
 
 pytestmark = pytest.mark.faults
 
@@ -65,28 +66,6 @@ UNCRTAINTS = [
 ]
 
 
-def _one_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
-    err = capsys.readouterr().err
-    last = err.splitlines()[-1]
-    assert "Traceback" not in err and err.endswith("\n"), err
-    for word in words:
-        assert word in last, err
-    return last
-
-
-def _crts(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
-    """``python -m crts ARGS`` (or ``python -c CODE ARGS``) as a user runs it, from this checkout."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, *(["-c", code] if code else ["-m", "crts"]), *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-
-
-def _last_line(done: subprocess.CompletedProcess) -> str:
-    """The one line a failed command wrote last (no traceback before it)."""
-    assert "Traceback" not in done.stderr and done.stderr.endswith("\n"), done.stderr
-    return done.stderr.splitlines()[-1]
-
-
 @pytest.fixture
 def cube_copy(sampling_cube: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(sampling_cube, tmp_path / "cube.zarr"))
@@ -110,8 +89,7 @@ def test_train_checks_every_number_before_writing(
     sampling_cube: Path, tmp_path: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert main(["train", str(sampling_cube), "--out", str(out), *SMALL, *flags]) == 2
-    _one_line(capsys, message)
+    refused(["train", str(sampling_cube), "--out", str(out), *SMALL, *flags], capsys, message)
     assert not out.exists()
 
 
@@ -119,8 +97,12 @@ def test_train_into_a_folder_of_other_files_is_refused(
     sampling_cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    assert main(["train", str(sampling_cube), "--out", str(tmp_path), *SMALL]) == 2
-    _one_line(capsys, "holds files that are not a training run", "notes.txt")
+    refused(
+        ["train", str(sampling_cube), "--out", str(tmp_path), *SMALL],
+        capsys,
+        "holds files that are not a training run",
+        "notes.txt",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
@@ -132,13 +114,13 @@ def test_resume_takes_the_run_s_own_model_and_settings(
     assert main(["train", "--out", str(out), "--resume", "--max-steps", "3"]) == 0  # no --model, no cube
     content = torch.load(out / "last.pt", weights_only=True)
     assert content["model"] == "uncrtaints" and content["step"] == 3
-    assert (
-        main(["train", str(sampling_cube), "--out", str(out), "--resume", "--model", "resnet3d", "--max-steps", "4"])
-        == 2
+    refused(
+        ["train", str(sampling_cube), "--out", str(out), "--resume", "--model", "resnet3d", "--max-steps", "4"],
+        capsys,
+        f"{out} was trained as uncrtaints, not resnet3d: leave out --model (or give --model uncrtaints)",
     )
-    _one_line(capsys, f"{out} was trained as uncrtaints, not resnet3d: leave out --model (or give --model uncrtaints)")
-    done = _crts("train", "--out", str(out), "--resume", "--model", "utae", "--max-steps", "4")  # as a user does
-    assert done.returncode == 2 and _last_line(done) == (
+    done = crts("train", "--out", str(out), "--resume", "--model", "utae", "--max-steps", "4")  # as a user does
+    assert error_line(done.returncode, done.stderr) == (
         f"crts train: error: {out} was trained as uncrtaints, not utae: leave out --model (or give --model "
         "uncrtaints) to resume it"
     )
@@ -157,31 +139,32 @@ def test_init_encoder_errors_name_the_file(
 ) -> None:
     wrong = tmp_path / "baseline_resnet.pth"
     torch.save({"conv.weight": torch.zeros(2, 2)}, wrong)
-    assert (
-        main(["train", str(sampling_cube), "--out", str(tmp_path / "run"), *SMALL, "--init-encoder", str(wrong)]) == 2
+    refused(
+        ["train", str(sampling_cube), "--out", str(tmp_path / "run"), *SMALL, "--init-encoder", str(wrong)],
+        capsys,
+        str(wrong),
+        "neither an original generator",
     )
-    _one_line(capsys, str(wrong), "neither an original generator")
     small = ResNet3D(n_inputs=2, features=4, blocks=1).state_dict()
     torch.save(
         {f"module.model.{k.split('.', 1)[1]}": v for k, v in small.items() if k.startswith("model_initial")}, wrong
     )
-    assert (
-        main(
-            [
-                "train",
-                str(sampling_cube),
-                "--out",
-                str(tmp_path / "run"),
-                *SMALL,
-                "--features",
-                "8",
-                "--init-encoder",
-                str(wrong),
-            ]
-        )
-        == 2
+    refused(
+        [
+            "train",
+            str(sampling_cube),
+            "--out",
+            str(tmp_path / "run"),
+            *SMALL,
+            "--features",
+            "8",
+            "--init-encoder",
+            str(wrong),
+        ],
+        capsys,
+        str(wrong),
+        "do not fit this model",
     )
-    _one_line(capsys, str(wrong), "do not fit this model")
 
 
 @pytest.mark.parametrize(
@@ -197,8 +180,9 @@ def test_init_encoder_errors_name_the_file(
 def test_evaluate_checks_every_number_before_writing(
     cube_copy: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["evaluate", str(cube_copy), "--baseline", "mosaic", "--split", "test", "--run", "r", *flags]) == 2
-    _one_line(capsys, message)
+    refused(
+        ["evaluate", str(cube_copy), "--baseline", "mosaic", "--split", "test", "--run", "r", *flags], capsys, message
+    )
     assert list_runs(cube_copy) == [] and not (cube_copy / "runs").exists()
 
 
@@ -249,22 +233,22 @@ def test_typos_get_one_line_with_the_closest_choice(
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and suggestion in err and "usage:" not in err, err
+    assert "usage:" not in error_line(exit_.value.code, capsys.readouterr().err, suggestion)
 
 
 def test_a_geotiff_tree_given_as_the_cube_gets_the_remedy(tiny_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["info", str(tiny_root)]) == 2
-    _one_line(capsys, "GeoTIFF tree", "crts convert SRC CUBE")
+    refused(["info", str(tiny_root)], capsys, "GeoTIFF tree", "crts convert SRC CUBE")
 
 
 @pytest.mark.parametrize("workers", ["0", "-2"])
 def test_convert_needs_at_least_one_worker(
     tiny_root: Path, tmp_path: Path, workers: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["convert", str(tiny_root), str(tmp_path / "c.zarr"), "--workers", workers]) == 2
-    _one_line(capsys, f"invalid workers {workers}")
+    refused(
+        ["convert", str(tiny_root), str(tmp_path / "c.zarr"), "--workers", workers],
+        capsys,
+        f"invalid workers {workers}",
+    )
     assert not (tmp_path / "c.zarr").exists()
 
 
@@ -367,14 +351,14 @@ def test_a_plain_open_zarr_of_an_unfinished_conversion_fails_naming_it(tiny_root
     intact = damaged.read_bytes()
     damaged.write_bytes(intact[:500])  # found while reading pixels: the conversion stops with the cube written
     cube = tmp_path / "cube.zarr"
-    done = _crts("convert", str(root), str(cube), "--workers", "1", "--detectors", "none")
-    assert done.returncode == 2 and str(damaged) in done.stderr
+    done = crts("convert", str(root), str(cube), "--workers", "1", "--detectors", "none")
+    assert done.returncode == 2 and str(damaged) in done.stderr and "Traceback" not in done.stderr
     plain = (
         "import sys, xarray as xr\n"
         "try:\n    xr.open_zarr(sys.argv[1])\nexcept ValueError as err:\n    print(err)\n"
         "print(xr.open_zarr(sys.argv[1], consolidated=False).attrs.get('conversion_state'))"
     )
-    seen = _crts(str(cube), code=plain)
+    seen = crts(str(cube), code=plain)
     assert seen.returncode == 0, seen.stderr
     failed, attribute = seen.stdout.splitlines()
     assert "incomplete: the conversion writing this cube has not finished" in failed and "--resume" in failed
@@ -382,7 +366,7 @@ def test_a_plain_open_zarr_of_an_unfinished_conversion_fails_naming_it(tiny_root
     partial = open_cube(cube, allow_incomplete=True)
     assert not partial.valid.values.all() and "conversion_state" in partial.attrs
     damaged.write_bytes(intact)
-    assert _crts("convert", str(root), str(cube), "--workers", "1", "--detectors", "none", "--resume").returncode == 0
+    assert crts("convert", str(root), str(cube), "--workers", "1", "--detectors", "none", "--resume").returncode == 0
     convert(root, tmp_path / "fresh.zarr", workers=1, clouds=(), progress=False)
     finished, fresh = (json.loads((c / "zarr.json").read_text()) for c in (cube, tmp_path / "fresh.zarr"))
     assert finished == fresh and "conversion_state" not in finished["attributes"]  # a complete cube is as before
@@ -397,8 +381,8 @@ def test_another_synthetic_set_appended_says_how_to_go_on(tmp_path: Path) -> Non
     )
     cube = tmp_path / "cube.zarr"
     convert(first, cube, workers=1, clouds=("cloud_cloudshadow_mask",), progress=False)
-    done = _crts("convert", str(other), str(cube), "--workers", "1")
-    assert done.returncode == 2 and _last_line(done) == (
+    done = crts("convert", str(other), str(cube), "--workers", "1")
+    assert error_line(done.returncode, done.stderr) == (
         f"crts convert: error: {cube}: was converted from {first}, not {other}; a cube appends from its own source "
         f"root only (it records file paths relative to it): put the new ROI folders or archives in {first} and run "
         f"`crts convert {first} {cube}` (it adds only the patches not in the cube), or convert {other} into a new "
@@ -406,8 +390,8 @@ def test_another_synthetic_set_appended_says_how_to_go_on(tmp_path: Path) -> Non
     )
     make_dataset(first, ["ROIs2017/32"], seed=2, overwrite=True, **tiny)  # another set where the first was
     convert(first, cube, workers=1, clouds=("cloud_cloudshadow_mask",), progress=False)
-    done = _crts("stats", str(cube), "--truth")
-    assert done.returncode == 2 and _last_line(done) == (
+    done = crts("stats", str(cube), "--truth")
+    assert error_line(done.returncode, done.stderr) == (
         f"crts stats: error: {first}: its synthetic truth lacks 2 of the cube's 4 patches (e.g. ROIs1868/17 patch "
         f"{open_cube(cube).patch_id.values[0]}: converted from a synthetic set that is no longer there); --truth "
         f"scores a cube converted from one synthetic set: convert {first} into a new cube to score that set"
@@ -426,8 +410,8 @@ def test_a_missing_index_file_names_where_the_published_ones_come_from(cube_copy
         SEN12MSCRTS(cube_copy, split="test", import_data_path=missing)
     with pytest.raises(FileNotFoundError, match=re.escape(f"{missing}: {where}")):  # a folder without the file
         SEN12MSCRTS(cube_copy, split="test", n_input_samples=3, import_data_path=tmp_path)
-    done = _crts("evaluate", str(cube_copy), "--baseline", "mosaic", "--import-index", str(missing), "--run", "m")
-    assert done.returncode == 2 and _last_line(done).startswith(f"crts evaluate: error: {missing}: {where}")
+    done = crts("evaluate", str(cube_copy), "--baseline", "mosaic", "--import-index", str(missing), "--run", "m")
+    assert error_line(done.returncode, done.stderr).startswith(f"crts evaluate: error: {missing}: {where}")
     assert list_runs(cube_copy) == []
 
 
@@ -451,6 +435,25 @@ def test_train_and_evaluate_check_their_arguments_before_importing_torch(argv: l
         "print(code, sorted(m for m in ('torch', 'xarray', 'zarr', 'crts.train', 'crts.evaluate') "
         "if m in sys.modules))"
     )
-    done = _crts(*argv, code=code)
+    done = crts(*argv, code=code)
     assert done.stdout.splitlines() == ["2 []"], done.stderr
-    assert done.stderr.count("\n") == 1 and message in done.stderr and "Traceback" not in done.stderr
+    error_line(2, done.stderr, message)  # the status printed above
+
+
+@pytest.mark.parametrize(
+    ("status", "err"),
+    [
+        (1, "crts info: error: x: no cube\n"),  # the wrong exit status
+        (2, "crts info: error: x: no cube\ncrts info: error: and another\n"),  # two lines
+        (2, 'Traceback (most recent call last):\n  File "x"\nValueError: x\ncrts info: error: x: no cube\n'),
+        (2, "crts info: error: x: no cube"),  # no end of line
+        (2, "crts info: error: x: a cube\n"),  # not the words asked for
+        (2, " 40%|####      | 2/5 [00:01<00:02, 1.2patch/s]\r\n"),  # no error at all
+    ],
+)
+def test_a_refusal_is_one_line_with_exit_status_2(status: int, err: str) -> None:
+    """What the tests of this folder hold every refused command to; progress bars and warnings may come first."""
+    bar, warning = " 40%|####      | 2/5 [00:01<00:02, 1.2patch/s]\r", "crts info: warning: slow disk\n"
+    assert error_line(2, f"{bar}{warning}crts info: error: x: no cube\n", "no cube") == "crts info: error: x: no cube"
+    with pytest.raises(AssertionError):
+        error_line(status, err, "no cube")
