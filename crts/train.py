@@ -186,7 +186,7 @@ CPU_PARAMETERS = 5_000_000
 """Parameters above which a model on the CPU takes minutes per step (the full-size 3D ResNet has 38 M)."""
 
 
-def _warn_if_slow(model: torch.nn.Module, device: torch.device) -> None:
+def warn_if_slow(model: torch.nn.Module, device: torch.device) -> None:
     """Say at once when a full-size model was started on the CPU, before its first step takes minutes."""
     parameters = sum(p.numel() for p in model.parameters())
     if device.type == "cpu" and parameters > CPU_PARAMETERS:
@@ -198,7 +198,7 @@ def _warn_if_slow(model: torch.nn.Module, device: torch.device) -> None:
         )
 
 
-def _workers(chosen: int | None, device: torch.device) -> int:
+def default_workers(chosen: int | None, device: torch.device) -> int:
     """DataLoader workers: as chosen, else none on a CPU (the model needs the cores) and up to 6 on CUDA, which
     prefetch batches into pinned memory while the GPU computes (bench_windows measures the GPU's busy share)."""
     if chosen is not None:
@@ -306,7 +306,7 @@ class _Trainer:
         if config.init_encoder:  # the mono-temporal pre-trained network (baseline_resnet.pth), as the original offers
             self.kind.load_encoder(self.model, config.init_encoder)
         self.model.to(self.device)
-        _warn_if_slow(self.model, self.device)
+        warn_if_slow(self.model, self.device)
         lr, beta1 = resolved_setting(config.lr, "lr"), resolved_setting(config.beta1, "beta1")
         self.loss = resolved_setting(config.loss, "loss")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, betas=(beta1, 0.999))
@@ -325,7 +325,7 @@ class _Trainer:
         if config.compile:
             self.net = cast(torch.nn.Module, torch.compile(self.net))  # of a module: a module (OptimizedModule)
         self.amp = config.amp and self.device.type == "cuda"
-        self.workers = _workers(config.num_workers, self.device)
+        self.workers = default_workers(config.num_workers, self.device)
         self.meter = _Meter()
         self.log = _Log(
             self.run,

@@ -86,7 +86,7 @@ def _s2_column(group: zarr.Group) -> int:
     return list(_values(group, "modality")).index("S2")
 
 
-def _columns(group: zarr.Group, detectors: tuple[str, ...]) -> list[int]:
+def coverage_columns(group: zarr.Group, detectors: tuple[str, ...]) -> list[int]:
     """The ``coverage`` columns of ``detectors``, found by the stored ``detector`` labels."""
     labels = [str(label) for label in _values(group, "detector")]
     if missing := [d for d in detectors if d not in labels]:
@@ -173,7 +173,7 @@ def clouds_patch(
         stored = np.full((times, size, size), NO_DATA, np.uint8)
         stored[valid] = np.round(prob * PROBABILITY_SCALE).astype(np.uint8)
         _array(group, PROBABILITY)[index] = stored
-    for name, column in zip(detectors, _columns(group, detectors), strict=True):
+    for name, column in zip(detectors, coverage_columns(group, detectors), strict=True):
         d = detector(name)
         mask = np.full((times, size, size), d.gap, d.dtype)
         if len(images):
@@ -185,7 +185,7 @@ def clouds_patch(
 
 def _done(group: zarr.Group, detectors: tuple[str, ...]) -> np.ndarray:
     """Patches whose coverage is known for every valid image and chosen detector."""
-    coverage = _values(group, "coverage")[:, :, _columns(group, detectors)]
+    coverage = _values(group, "coverage")[:, :, coverage_columns(group, detectors)]
     valid = _values(group, "valid")[:, :, _s2_column(group)]
     return (~np.isnan(coverage) | ~valid[:, :, None]).all(axis=(1, 2))
 

@@ -378,7 +378,7 @@ def test_resume_refuses_other_batches_and_keeps_an_old_log_s_columns(sampling_cu
 
 
 def test_workers_default_to_none_on_a_cpu_and_some_on_cuda() -> None:
-    from crts.train import _workers
+    from crts.train import default_workers
 
-    assert _workers(None, torch.device("cpu")) == 0 and _workers(3, torch.device("cpu")) == 3
-    assert 1 <= _workers(None, torch.device("cuda")) <= 6
+    assert default_workers(None, torch.device("cpu")) == 0 and default_workers(3, torch.device("cpu")) == 3
+    assert 1 <= default_workers(None, torch.device("cuda")) <= 6

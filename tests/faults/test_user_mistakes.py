@@ -20,7 +20,7 @@ import torch
 
 from crts.cli import main
 from crts.models import ResNet3D
-from crts.train import _warn_if_slow
+from crts.train import warn_if_slow
 from cube import convert, open_cube
 from cube.store.runs import list_runs, open_run
 from cube.synth import make_dataset
@@ -131,7 +131,7 @@ def test_a_full_size_model_on_the_cpu_is_announced(monkeypatch: pytest.MonkeyPat
     model = ResNet3D(n_inputs=2, features=8, blocks=1)
     monkeypatch.setattr("crts.train.CPU_PARAMETERS", 100)
     with pytest.warns(UserWarning, match="on the CPU takes minutes per step.*--features 16"):
-        _warn_if_slow(model, torch.device("cpu"))
+        warn_if_slow(model, torch.device("cpu"))
 
 
 def test_init_encoder_errors_name_the_file(

@@ -123,19 +123,19 @@ def test_coverage_columns_are_found_by_their_stored_label() -> None:
     DETECTORS (which may change, or grow, after the cube was made)."""
     import zarr
 
-    from cube.clouds.compute import _columns
+    from cube.clouds.compute import coverage_columns
 
     group = zarr.group(store=zarr.storage.MemoryStore())
     group.create_array("detector", data=np.array(list(reversed(DETECTORS))))
-    assert _columns(group, ("s2cloudless_mask", "cloud_cloudshadow_mask")) == [2, 0]
+    assert coverage_columns(group, ("s2cloudless_mask", "cloud_cloudshadow_mask")) == [2, 0]
     group = zarr.group(store=zarr.storage.MemoryStore())
     group.create_array("detector", data=np.array(DETECTORS[:2]))
     with pytest.raises(ValueError, match="no column for cloud_cloudshadow_mask"):
-        _columns(group, ("cloud_cloudshadow_mask",))
+        coverage_columns(group, ("cloud_cloudshadow_mask",))
     group = zarr.group(store=zarr.storage.MemoryStore())
     group.create_group("detector")  # zarr types a member as an array or a group: a group here is named
     with pytest.raises(FileProblem, match="/detector: a group where the cube has an array"):
-        _columns(group, ("cloud_cloudshadow_mask",))
+        coverage_columns(group, ("cloud_cloudshadow_mask",))
 
 
 def test_a_patch_of_the_probability_detectors_needs_a_predictor(tiny_cube: Path, tmp_path: Path) -> None:
