@@ -58,6 +58,31 @@ def machine() -> dict:
     }
 
 
+def write_result(name: str, purpose: str, result: dict, results: Path = RESULTS) -> Path:
+    """Write one benchmark's result with its purpose and :func:`machine` to ``results/<name>.json``.
+
+    Parameters
+    ----------
+    name
+        The benchmark's module name (``bench_...``), the file's stem.
+    purpose
+        The first line of its docstring, shown on the page above its numbers.
+    result
+        Its measures by label: numbers, strings or lists of them.
+    results
+        The folder of result files (default :data:`RESULTS`).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.json"
+    path.write_text(json.dumps({**result, "purpose": purpose, "machine": machine()}, indent=2))
+    return path
+
+
 def describe_machine(info: dict) -> str:
     """One line naming the machine of a result (fields that older result files lack say ``not recorded``)."""
     gpu_name = info.get("gpu", "not recorded") or "none"
