@@ -132,7 +132,7 @@ $(DEVICE_SITE)/.installed: $(wildcard $(WHEELS)/*.whl)
 
 ifneq ($(wildcard $(WHEELS)/*.whl),)
 bench-device: $(DEVICE_SITE)/.installed
-	PYTHONPATH=$(CURDIR):$(CURDIR)/$(DEVICE_SITE) $(DEVICE_PYTHON) -m benchmarks.bench_device $(BENCH_DEVICE_ARGS)
+	PYTHONPATH=$(CURDIR):$(abspath $(DEVICE_SITE)) $(DEVICE_PYTHON) -m benchmarks.bench_device $(BENCH_DEVICE_ARGS)
 else
 bench-device: $(DEVICE_VENV)/.installed
 	$(DEVICE_VENV)/bin/python -m benchmarks.bench_device $(BENCH_DEVICE_ARGS)

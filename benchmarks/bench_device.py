@@ -7,13 +7,13 @@ each row measures against its baseline in the same run:
   256 px, batch 8 bf16 autocast against batch 1 fp32 (:func:`benchmarks.training.samples_per_s`);
 - GPU busy share (CUDA): ``crts train`` of the full-size 3D ResNet (its default crop, batch 8, bf16) on a synthetic
   cube with the default DataLoader workers: nvidia-smi's ``utilization.gpu`` sampled every ``SMI_PERIOD_MS`` while it
-  trains (start-up included), and 1 - the data-wait share of its log;
+  runs (start-up and validation included), and 1 - the data-wait share of its log (training steps only);
 - cloud pass: the torch forest (:mod:`crts.clouds_gpu`) on CUDA against the compiled kernel
-  (:mod:`cube.clouds.forest`, one core) on the same synthetic S2 digital numbers: pixels/s, ratio, equality;
+  (:mod:`cube.clouds.forest`, one core) on the same random S2 digital numbers: pixels/s, ratio, equality;
 - DataLoader workers 1/2/4/8 (as many as the cores allow) against one process: whole-image samples/s from a
   synthetic cube through ``crts.data.loader``;
 - archive groups at once: synthetic archives to a cube with every core a worker, one group at a time against all
-  groups at once (``groups_at_once``).
+  groups at once (``groups_at_once``), each conversion's start of its worker processes included.
 
 Each row runs in a process of its own within its budget (:data:`ROW_BUDGET_S`, :data:`TOTAL_BUDGET_S` in all): a row
 that cannot run here, overruns or fails says so in one line, and the others still run. ``--tiny`` runs every row at
@@ -61,10 +61,13 @@ ROW_BUDGET_S = {
     "DataLoader workers": 75,
     "archive groups at once": 90,
 }
-"""Seconds each row may take, its synthetic data included (sum: TOTAL_BUDGET_S). Sized for one H100 and 16 cores:
-the full-size 3D ResNet takes about 1 s per batch-8 bf16 step at 256 px, and four models' warm-up and 5 timed steps
-each come to well under a minute; training for the busy share runs TRAIN_STEPS steps; the cube and the archives
-take about 10 s each to synthesise on 16 cores."""
+"""Seconds each row may take, its synthetic data and its process's start included (sum: TOTAL_BUDGET_S); a row
+still running then is stopped. Sized for one H100 and 16 cores from estimates, not yet measurements: a batch-8
+bf16 step of the full-size 3D ResNet at 256 px is about 2.4e14 floating-point operations (96 2D and a few 3D
+convolutions of 256 channels, forward and backward), about a second at a few hundred TFLOP/s, so each model's
+warm-up and 5 timed steps per configuration take well under a minute; the busy share's cube (4 ROIs x 16 patches x
+8 steps, about 1 GB of GeoTIFFs) is synthesised and converted by 16 processes in about half a minute before 60
+steps of training; the archives (4 ROIs x 6 patches x 8 steps) are written once and converted twice."""
 TINY_BUDGET_S = 60
 """Seconds each row may take at ``--tiny`` size (about 5-15 s each on a loaded 2-core machine)."""
 SMI_PERIOD_MS = 200
@@ -84,18 +87,44 @@ class Size:
     train_steps: int
     """Steps of ``crts train`` for the busy share."""
     patches: int
-    """Patches per ROI of the synthetic cube and archives."""
+    """Patches per ROI of the synthetic cube (enough for training steps between epochs' validation)."""
+    archive_patches: int
+    """Patches per ROI of the synthetic archives."""
     times: int
     """Time steps of the synthetic cube and archives."""
     loader_items: int
     """Samples per DataLoader pass."""
     cloud_images: int
     """S2 images of the cloud pass."""
+    rois: tuple[str, ...] | None
+    """ROIs of the synthetic cube and archives (None: cube.synth's default four, a train, a val and two test)."""
     tiny: bool
 
 
-DEVICE_SIZE = Size(px=256, steps=5, train_steps=60, patches=4, times=8, loader_items=400, cloud_images=64, tiny=False)
-TINY_SIZE = Size(px=32, steps=1, train_steps=3, patches=2, times=4, loader_items=16, cloud_images=2, tiny=True)
+DEVICE_SIZE = Size(
+    px=256,
+    steps=5,
+    train_steps=60,
+    patches=16,
+    archive_patches=6,
+    times=8,
+    loader_items=400,
+    cloud_images=64,
+    rois=None,
+    tiny=False,
+)
+TINY_SIZE = Size(
+    px=32,
+    steps=1,
+    train_steps=3,
+    patches=2,
+    archive_patches=2,
+    times=4,
+    loader_items=16,
+    cloud_images=1,
+    rois=("ROIs1868/56", "ROIs1868/17"),
+    tiny=True,
+)
 
 
 def compute_device(size: Size) -> torch.device | None:
@@ -139,18 +168,15 @@ def training_steps(size: Size, scratch: Path) -> dict:
 
 
 def synthetic_cube(size: Size, scratch: Path) -> Path:
-    """A synthetic cube with its s2cloudless masks in ``scratch`` (made once, then reused by later rows)."""
+    """A synthetic cube with its s2cloudless masks in ``scratch``, made once (whole, or not at all) for later rows."""
     cube = scratch / "cube.zarr"
     if not cube.exists():
-        root = make_dataset(
-            scratch / "src",
-            patches_per_roi=size.patches,
-            size=size.px,
-            times=size.times,
-            workers=cores(),
-            progress=False,
-        )
-        convert(root, cube, workers=1, clouds=("s2cloudless_mask",), progress=False)
+        workers = 1 if size.tiny else cores()
+        options = {"patches_per_roi": size.patches, "size": size.px, "times": size.times, "overwrite": True}
+        root = make_dataset(scratch / "src", size.rois, workers=workers, progress=False, **options)
+        shutil.rmtree(scratch / "cube.partial.zarr", ignore_errors=True)
+        convert(root, scratch / "cube.partial.zarr", workers=workers, clouds=("s2cloudless_mask",), progress=False)
+        (scratch / "cube.partial.zarr").rename(cube)
     return cube
 
 

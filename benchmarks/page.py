@@ -26,6 +26,9 @@ stale. Each benchmark measures against a baseline taken in the same run, so its 
 machine named with it; absolute numbers move with the machine and its load.
 """
 
+RUN_ELSEWHERE = {"bench_device": "`make bench-device` on a machine with a GPU and/or many cores"}
+"""Benchmarks that ``make bench`` leaves out, and how they are run instead."""
+
 
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo``, else :func:`platform.processor`, else ``unknown``."""
@@ -128,5 +131,6 @@ def render(results: Path = RESULTS) -> str:
             "\n## Not measured yet\n\nNo committed result for: "
             + ", ".join(f"`{name}`" for name in missing)
             + ". Run `python -m benchmarks NAME` on an idle machine, then regenerate this page.\n"
+            + "".join(f"`{name}` runs with {how}.\n" for name, how in RUN_ELSEWHERE.items() if name in missing)
         )
     return "".join(parts)
