@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.bench_device import DEVICE_SIZE, ROWS, TINY_SIZE, run_row, training_steps
+from benchmarks import bench_device
+from benchmarks.bench_device import DEVICE_SIZE, ROWS, TINY_SIZE, run, run_row, training_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +50,12 @@ def test_a_row_past_its_budget_is_stopped_and_says_so(tmp_path: Path) -> None:
     measures = run_row("archive groups at once", TINY_SIZE, tmp_path, budget_s=1)
     assert measures == {"skipped": "over its 1 s budget, stopped"}
     assert time.perf_counter() - start < 10
+
+
+def test_rows_past_the_total_budget_are_skipped_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench_device, "TOTAL_BUDGET_S", 0)
+    result = run(tiny=True)
+    assert {row: result[row] for row in ROWS} == dict.fromkeys(ROWS, "skipped: the 0 s of all rows are spent")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
