@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= data/synthetic
 DEMO_CUBE ?= data/cube.zarr
 
-.PHONY: setup demo test test-py313 docs fuzz bench clean
+.PHONY: setup demo test test-py313 docs fuzz bench bench-device device-wheels clean
 
 # torch is installed first and pinned (CPU wheel), so that pip never resolves a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml setup.py Makefile
@@ -91,8 +91,64 @@ docs: setup
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: setup $(SHARD_BENCH)
-	$(BIN)/python -m benchmarks $(filter-out bench_shard_reads,$(basename $(notdir $(wildcard benchmarks/bench_*.py))))
+	$(BIN)/python -m benchmarks $(filter-out bench_shard_reads bench_device,$(basename $(notdir $(wildcard benchmarks/bench_*.py))))
 	$(SHARD_BENCH_PYTHON) -m benchmarks bench_shard_reads
 
+# bench_device, one shot on a machine with a GPU and/or many cores (8 minutes; benchmarks/bench_device.py). With
+# wheels in $(WHEELS) (`make device-wheels` on a machine with network, then carry the checkout with them) it installs
+# nothing but those, --no-index, into $(DEVICE_SITE) beside $(DEVICE_PYTHON)'s own packages (its CUDA torch among
+# them): for a machine without network that has torch, numpy, pandas, xarray, scipy, matplotlib, psutil, pyarrow, tabulate, tqdm,
+# tensorboard, opencv-python-headless and tifffile. Without them it installs like `make setup`, into $(DEVICE_VENV),
+# which sees $(DEVICE_PYTHON)'s packages, so that the torch there (a CUDA build) stays; pip installs one where none is.
+DEVICE_PYTHON ?= python3
+DEVICE_VENV ?= .venv-device
+DEVICE_SITE ?= .device-site
+WHEELS ?= .whl
+BENCH_DEVICE_ARGS ?=
+# What the device's Python lacks of what bench_device imports (PEP 562 keeps the rest of cube's dependencies out):
+# the cube (zarr), its synthetic GeoTIFFs (rasterio), dask for conversion, the cube's index (geopandas), the cloud
+# pass (s2cloudless, which imports sentinelhub at import time), the loader (xbatcher), and their own needs.
+DEVICE_WHEELS := zarr numcodecs donfig google-crc32c dask distributed partd locket tblib zict tornado affine cligj \
+	click-plugins geopandas shapely pyproj natsort isal s2cloudless lightgbm sentinelhub aenum dataclasses-json \
+	marshmallow oauthlib requests-oauthlib tomli tomli-w utm xbatcher
+# Pinned instead of `make setup`'s version: rasterio 1.4.4 ships a 36 MB wheel for CPython 3.12 (manylinux_2_28
+# only), 1.4.3 a 22 MB one, which keeps the wheels and the tracked files under what travels.
+DEVICE_PINNED := rasterio==1.4.3
+WHEEL_PYVER ?= 3.12
+WHEEL_PLATFORMS := $(foreach n,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1,--platform $(n)_x86_64)
+# What travels to a lent machine: the tracked files and the wheels, at most 64 MiB together.
+CARRY_LIMIT := 67108864
+
+$(DEVICE_VENV)/.installed: pyproject.toml setup.py Makefile
+	$(DEVICE_PYTHON) -m venv --system-site-packages --without-pip $(DEVICE_VENV)
+	$(DEVICE_PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
+		"$$($(DEVICE_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/device-python.pth"
+	$(DEVICE_PYTHON) -m pip --python $(DEVICE_VENV)/bin/python install --quiet -e ".[torch]"
+	touch $@
+
+$(DEVICE_SITE)/.installed: $(wildcard $(WHEELS)/*.whl)
+	$(DEVICE_PYTHON) -m pip install --quiet --no-index --no-deps --no-compile --upgrade --target $(DEVICE_SITE) $^
+	touch $@
+
+ifneq ($(wildcard $(WHEELS)/*.whl),)
+bench-device: $(DEVICE_SITE)/.installed
+	PYTHONPATH=$(CURDIR):$(abspath $(DEVICE_SITE)) $(DEVICE_PYTHON) -m benchmarks.bench_device $(BENCH_DEVICE_ARGS)
+else
+bench-device: $(DEVICE_VENV)/.installed
+	$(DEVICE_VENV)/bin/python -m benchmarks.bench_device $(BENCH_DEVICE_ARGS)
+endif
+
+# The wheels of DEVICE_WHEELS for CPython $(WHEEL_PYVER) on x86-64 Linux, at the versions `make setup` installed, into
+# $(WHEELS); fails where they and the tracked files pass what travels to a lent machine.
+device-wheels: setup
+	rm -rf $(WHEELS) && mkdir -p $(WHEELS)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version $(WHEEL_PYVER) \
+		--implementation cp $(WHEEL_PLATFORMS) -d $(WHEELS) $$($(BIN)/python -c \
+		'import sys, importlib.metadata as m; print(*(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' $(DEVICE_WHEELS)) $(DEVICE_PINNED)
+	@wheels=$$(cat $(WHEELS)/*.whl | wc -c); tracked=$$(git ls-files -z | xargs -0 cat | wc -c); \
+	echo "device-wheels: $$(ls $(WHEELS)/*.whl | wc -l) wheels, $$wheels bytes; tracked files $$tracked bytes;" \
+		"together $$((wheels + tracked)) of $(CARRY_LIMIT)"; \
+	[ $$((wheels + tracked)) -le $(CARRY_LIMIT) ] || { echo "device-wheels: over $(CARRY_LIMIT) bytes"; exit 1; }
+
 clean:
-	rm -rf $(VENV) $(VENV313) data .pytest_cache docs/_build docs/generated
+	rm -rf $(VENV) $(VENV313) $(DEVICE_VENV) $(DEVICE_SITE) data .pytest_cache docs/_build docs/generated

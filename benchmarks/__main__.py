@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import pkgutil
 from pathlib import Path
 
 import benchmarks
-from benchmarks.page import RESULTS, machine, render
+from benchmarks.page import RESULTS, render, write_result
 
 
 def main() -> None:
@@ -36,7 +35,6 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(names)}")
-    RESULTS.mkdir(exist_ok=True)
     for name in chosen:
         module = importlib.import_module(f"benchmarks.{name}")
         purpose = module.__doc__.strip().splitlines()[0]
@@ -44,8 +42,7 @@ def main() -> None:
         result = module.run()
         for key, value in result.items():
             print(f"   {key}: {value}")
-        result.update(purpose=purpose, machine=machine())
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+        write_result(name, purpose, result)
     print(f"results written to {RESULTS}")
 
 

@@ -108,7 +108,7 @@ class _Ready(torch.utils.data.Dataset):
         return {key: value.clone() if torch.is_tensor(value) else value for key, value in self.item.items()}
 
 
-def _loader_rate(
+def loader_rate(
     windows: torch.utils.data.Dataset, workers: int, order: list[int], start_method: str | None = None
 ) -> float:
     """Items/s of one pass through ``crts.data.loader`` (batches of 4), timed from its first batch."""
@@ -126,8 +126,8 @@ def worker_scaling(samples: SEN12MSCRTS, passes: int = 200) -> dict:
     order, threads = list(range(len(windows))) * passes, torch.get_num_threads()
     torch.set_num_threads(1)  # as in each worker: torch's thread pool made batching (torch.stack) 10x slower
     try:
-        one, two = _loader_rate(windows, 0, order), _loader_rate(windows, 2, order)
-        ready = _loader_rate(_Ready(windows[0], len(order)), 2, list(range(len(order))))
+        one, two = loader_rate(windows, 0, order), loader_rate(windows, 2, order)
+        ready = loader_rate(_Ready(windows[0], len(order)), 2, list(range(len(order))))
     finally:
         torch.set_num_threads(threads)
     return {
@@ -147,7 +147,7 @@ def shared_memory_split(samples: SEN12MSCRTS, passes: int = 30) -> dict:
     try:
         for label, limit in (("split", default), ("all in the message", 1 << 62), ("all shared", 0)):
             batches.SHARED_BYTES = limit  # forked workers inherit it
-            rates[label] = _loader_rate(windows, 2, order, start_method="fork")
+            rates[label] = loader_rate(windows, 2, order, start_method="fork")
     finally:
         batches.SHARED_BYTES = default
     return {

@@ -10,42 +10,10 @@ ResNet's at batch 4 in fp32, with both models' parameter counts.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from crts.losses import gaussian_nll
+from benchmarks.training import samples_per_s
 from crts.models import ResNet3D, UnCRtainTS
-
-
-def _samples_per_s(model: torch.nn.Module, batch: int, size: int, device: torch.device, amp: bool, steps: int) -> float:
-    x = torch.rand(batch, 3, 15, size, size, device=device)
-    target = torch.rand(batch, 13, size, size, device=device)
-    dates = torch.tensor([[30.0, 60.0, 90.0]] * batch, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999))
-
-    def loss_of_step() -> torch.Tensor:
-        if isinstance(model, UnCRtainTS):
-            mean, variance = model(x, dates)
-            return gaussian_nll(mean.float(), target, variance.float())
-        return torch.nn.functional.l1_loss(model(x).float(), target)
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = loss_of_step()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - start)
 
 
 def run() -> dict:
@@ -54,19 +22,19 @@ def run() -> dict:
     size, steps = (256, 10) if cuda else (64, 2)
     model = ResNet3D().to(device)
     out = {"device": torch.cuda.get_device_name() if cuda else "cpu", "patch_px": size}
-    base = _samples_per_s(model, 1, size, device, False, steps)
+    base = samples_per_s(model, 1, size, device, False, steps)
     out["batch 1 fp32 samples/s (baseline)"] = round(base, 3)
-    batch4 = _samples_per_s(model, 4, size, device, False, steps)
+    batch4 = samples_per_s(model, 4, size, device, False, steps)
     out["batch 4 fp32 samples/s"] = round(batch4, 3)
     out["ratio batch 4 / batch 1"] = round(batch4 / base, 2)
     uncrtaints = UnCRtainTS().to(device)
-    rate = _samples_per_s(uncrtaints, 4, size, device, False, steps)
+    rate = samples_per_s(uncrtaints, 4, size, device, False, steps)
     out["UnCRtainTS batch 4 fp32 samples/s"] = round(rate, 3)
     out["ratio UnCRtainTS / 3D ResNet, batch 4 fp32"] = round(rate / batch4, 2)
     out["parameters 3D ResNet (T=3)"] = sum(p.numel() for p in model.parameters())
     out["parameters UnCRtainTS"] = sum(p.numel() for p in uncrtaints.parameters())
     if cuda:
-        amp = _samples_per_s(model, 8, size, device, True, steps)
+        amp = samples_per_s(model, 8, size, device, True, steps)
         out["batch 8 AMP (bf16) samples/s"] = round(amp, 3)
         out["ratio AMP batch 8 / fp32 batch 1 (goal >= 5)"] = round(amp / base, 2)
     return out

@@ -17,16 +17,14 @@ ceiling; GPU busy share >= 90%.
 
 from __future__ import annotations
 
-import csv
 import tempfile
 import time
-from itertools import pairwise
 from pathlib import Path
 
 import torch
 
+from benchmarks.training import data_wait
 from crts.data import SEN12MSCRTS, SampleWindows
-from crts.train import TrainConfig, train
 from cube import convert
 from cube.store.schema import WINDOW_TILE_PX
 from cube.synth import make_dataset
@@ -70,28 +68,6 @@ def _rates(samples: SEN12MSCRTS, window: int, raw: bool = False) -> float:
     return EPOCHS * len(windows) / best
 
 
-def _data_wait(cube: Path, out: Path, device: str, batch_size: int, **settings: object) -> float:
-    """Share of a training run's time spent waiting for data, from its log lines (each weighted by its time)."""
-    config = TrainConfig(
-        cube=str(cube),
-        out=str(out),
-        device=device,
-        batch_size=batch_size,
-        epochs=100,
-        epochs_decay=0,
-        log_every=3,
-        checkpoint_every=10**6,
-        **settings,
-    )
-    run = train(config, progress=False)
-    with (run / "log.csv").open(newline="") as log:
-        rows = [row for row in csv.DictReader(log) if row["loss"]]
-    steps = [int(row["step"]) - int(before["step"]) for before, row in pairwise([{"step": 0}, *rows])]
-    seconds = [n * batch_size / float(row["samples_per_s"]) for n, row in zip(steps, rows, strict=True)]
-    waiting = sum(s * float(row["data_share"]) for s, row in zip(seconds, rows, strict=True))
-    return waiting / sum(seconds)
-
-
 def _training_cube(tmp: Path) -> Path:
     """16 patches of a train ROI and of a val ROI, 6 time steps: epochs of several steps."""
     root = make_dataset(
@@ -103,10 +79,10 @@ def _training_cube(tmp: Path) -> Path:
 
 def _training(tmp: Path) -> dict:
     cube, out = _training_cube(tmp), {}
-    wait = _data_wait(cube, tmp / "cpu", "cpu", 4, features=16, blocks=2, crop=64, max_steps=30)
+    wait = data_wait(cube, tmp / "cpu", "cpu", 4, features=16, blocks=2, crop=64, max_steps=30)
     out["CPU training (16 features, 64 px, batch 4, no workers): data-wait share"] = f"{wait:.0%}"
     if torch.cuda.is_available():
-        wait = _data_wait(cube, tmp / "gpu", "cuda", 8, crop=128, num_workers=WORKERS, max_steps=60)
+        wait = data_wait(cube, tmp / "gpu", "cuda", 8, crop=128, num_workers=WORKERS, max_steps=60)
         out[f"CUDA full-size 3D ResNet, 128 px, batch 8, {WORKERS} workers: GPU busy share"] = f"{1 - wait:.0%}"
     return out
 

@@ -26,6 +26,9 @@ stale. Each benchmark measures against a baseline taken in the same run, so its 
 machine named with it; absolute numbers move with the machine and its load.
 """
 
+RUN_ELSEWHERE = {"bench_device": "`make bench-device` on a machine with a GPU and/or many cores"}
+"""Benchmarks that ``make bench`` leaves out, and how they are run instead."""
+
 
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo``, else :func:`platform.processor`, else ``unknown``."""
@@ -56,6 +59,31 @@ def machine() -> dict:
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
     }
+
+
+def write_result(name: str, purpose: str, result: dict, results: Path = RESULTS) -> Path:
+    """Write one benchmark's result with its purpose and :func:`machine` to ``results/<name>.json``.
+
+    Parameters
+    ----------
+    name
+        The benchmark's module name (``bench_...``), the file's stem.
+    purpose
+        The first line of its docstring, shown on the page above its numbers.
+    result
+        Its measures by label: numbers, strings or lists of them.
+    results
+        The folder of result files (default :data:`RESULTS`).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.json"
+    path.write_text(json.dumps({**result, "purpose": purpose, "machine": machine()}, indent=2))
+    return path
 
 
 def describe_machine(info: dict) -> str:
@@ -103,5 +131,6 @@ def render(results: Path = RESULTS) -> str:
             "\n## Not measured yet\n\nNo committed result for: "
             + ", ".join(f"`{name}`" for name in missing)
             + ". Run `python -m benchmarks NAME` on an idle machine, then regenerate this page.\n"
+            + "".join(f"`{name}` runs with {how}.\n" for name, how in RUN_ELSEWHERE.items() if name in missing)
         )
     return "".join(parts)
