@@ -269,6 +269,16 @@ def test_commands_that_need_neither_torch_nor_the_converter_import_neither() -> 
 
 
 @pytest.mark.slow
+def stderr_until(proc: subprocess.Popen, pattern: re.Pattern[bytes], timeout: float = 120) -> bytes:
+    """What ``proc`` wrote to stderr until ``pattern`` matched it: the moment to interrupt it, taken
+    from its own progress rather than from files that may appear only near its end."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while not pattern.search(seen):
+        assert time.monotonic() < deadline and proc.poll() is None, seen.decode(errors="replace")
+        seen += os.read(proc.stderr.fileno(), 4096)
+    return seen
+
+
 def test_ctrl_c_during_convert_is_one_line_and_resumes(tmp_path: Path) -> None:
     root = make_dataset(
         tmp_path / "src",
@@ -282,12 +292,11 @@ def test_ctrl_c_during_convert_is_one_line_and_resumes(tmp_path: Path) -> None:
     cube = tmp_path / "cube.zarr"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "crts", "convert", str(root), str(cube), "--workers", "2", "--detectors", "none"]
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not any(cube.glob("S2/c/*")) and time.monotonic() < deadline:  # the workers run (and hear Ctrl-C)
-        time.sleep(0.05)
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    err = stderr_until(proc, re.compile(rb"converting: .*\b[1-3]/8\b"))  # the workers run (and hear Ctrl-C)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to every process of the group, dask workers too
-    err = proc.communicate(timeout=120)[1]
+    err += proc.communicate(timeout=120)[1]
+    err = err.decode()
     assert proc.returncode == 130, err
     lines = [line for line in err.replace("\r", "\n").splitlines() if line and "converting" not in line]
     assert lines == [
