@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -49,6 +50,13 @@ MISSING_EXTRA = {name for name in TORCH_EXTRA if missing(name)}
 """The modules of the ``torch`` extra that this Python lacks (none in `make test`'s venv)."""
 if MISSING_EXTRA:
     sys.meta_path.insert(0, SkipWithoutTorch())
+
+
+# A non-interactive shell starts its background jobs with SIGINT ignored (`make test` runs the Python 3.13 part so,
+# beside the 3.11 suite), and every child inherits that: the tests that interrupt a command as a terminal's Ctrl-C
+# does would see it ignored. The suite takes SIGINT back, so its children start with the default again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
