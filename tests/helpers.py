@@ -149,6 +149,11 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float 
     proc.wait()
 
 
+TINY_TRAINING = ["--features", "4", "--blocks", "1", "--crop", "16", "--batch-size", "2", "--n-input-samples", "2"]
+"""``crts train`` options of a tiny 3D ResNet run (4 features, 1 block, 16 px crops, batch 2, 2 inputs), for
+tests of what surrounds the training rather than of what it learns."""
+
+
 # Damaged shards
 def index_of(shard: bytes, entries: int) -> np.ndarray:
     """A shard's index (offset, length per inner chunk) as a writable (entries, 2) uint64 array."""

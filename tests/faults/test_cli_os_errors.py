@@ -17,7 +17,7 @@ import pytest
 from crts.cli import main
 from cube import convert
 from cube.store.store import CubeStore
-from tests.helpers import as_schema_2, crts, error_line, refused
+from tests.helpers import TINY_TRAINING, as_schema_2, crts, error_line, refused
 
 pytestmark = pytest.mark.faults
 
@@ -91,23 +91,9 @@ def test_permission_denied(tmp_path: Path) -> None:
 
 
 def _readonly_commands(sampling_cube: Path, tiny_root: Path, locked: Path, cube: Path) -> dict[str, list[str]]:
-    small = [
-        "--features",
-        "4",
-        "--blocks",
-        "1",
-        "--crop",
-        "16",
-        "--batch-size",
-        "2",
-        "--n-input-samples",
-        "2",
-        "--max-steps",
-        "1",
-    ]
     return {
         "convert": ["convert", str(tiny_root), str(locked / "c.zarr"), "--workers", "1"],
-        "train": ["train", str(sampling_cube), "--out", str(locked / "run"), *small],
+        "train": ["train", str(sampling_cube), "--out", str(locked / "run"), *SMALL_TRAINING],
         "report": ["report", str(cube), "--out", str(locked / "report")],
         "stats": ["stats", str(sampling_cube), "--plot", str(locked / "p.png")],
         "evaluate": ["evaluate", str(cube), "--baseline", "mosaic", "--min-cov", "0.05", "--run", "m"],
@@ -151,20 +137,7 @@ WRITERS = [
     "stats --plot",
 ]
 """Every command that writes (and the options of two that write elsewhere than their cube)."""
-SMALL_TRAINING = [
-    "--features",
-    "4",
-    "--blocks",
-    "1",
-    "--crop",
-    "16",
-    "--batch-size",
-    "2",
-    "--n-input-samples",
-    "2",
-    "--max-steps",
-    "1",
-]
+SMALL_TRAINING = [*TINY_TRAINING, "--max-steps", "1"]
 
 
 def _snapshot(folder: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from crts.cli import main
-from tests.helpers import refused
+from tests.helpers import TINY_TRAINING, refused
 
 pytestmark = pytest.mark.faults
 
@@ -145,20 +145,7 @@ def test_synth_overwrite_replaces_only_a_synthetic_data_set(tmp_path: Path, caps
 
 def _inside_a_cube(cube: Path, tiny_root: Path, tmp_path: Path) -> dict[str, tuple[list[str], Path]]:
     """Each command with an output inside ``cube``: its arguments and the output."""
-    small = [
-        "--features",
-        "4",
-        "--blocks",
-        "1",
-        "--crop",
-        "16",
-        "--batch-size",
-        "2",
-        "--n-input-samples",
-        "2",
-        "--max-steps",
-        "1",
-    ]
+    small = [*TINY_TRAINING, "--max-steps", "1"]
     return {
         "report": (["report", str(cube), "--out", str(cube / "runs" / "mine")], cube / "runs" / "mine"),
         "train": (["train", str(cube), "--out", str(cube / "train"), *small], cube / "train"),

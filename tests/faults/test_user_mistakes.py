@@ -24,26 +24,11 @@ from crts.train import warn_if_slow
 from cube import convert, open_cube
 from cube.store.runs import list_runs, open_run
 from cube.synth import make_dataset
-from tests.helpers import crts, error_line, refused
+from tests.helpers import TINY_TRAINING, crts, error_line, refused
 
 pytestmark = pytest.mark.faults
 
-SMALL = [
-    "--features",
-    "4",
-    "--blocks",
-    "1",
-    "--crop",
-    "16",
-    "--batch-size",
-    "2",
-    "--n-input-samples",
-    "2",
-    "--max-steps",
-    "2",
-    "--checkpoint-every",
-    "1",
-]
+SMALL = [*TINY_TRAINING, "--max-steps", "2", "--checkpoint-every", "1"]
 UNCRTAINTS = [
     "--model",
     "uncrtaints",
@@ -322,7 +307,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_so_and_the_same_command_runs_ag
         str(sampling_cube),
         "--out",
         str(out),
-        *SMALL[:-4],
+        *TINY_TRAINING,
         "--max-steps",
         "400",
         "--checkpoint-every",
