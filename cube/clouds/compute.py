@@ -263,11 +263,7 @@ def cloud_pass(
 ) -> int:
     """The cloud pass's writes, by the holder of the writer lock (``owner``); see :func:`compute_clouds`."""
     state = checked_state(store)
-    attributes = store.group_attributes("")
-    if attributes is None:  # a committed state beside a lost or overwritten root document
-        raise FileProblem(
-            f"{store.location.rstrip('/')}/zarr.json", "missing or not a group: the cube has lost its root"
-        )
+    attributes = store.group_attributes("") or {}  # checked_state: a complete cube has its root
     if attributes.get("layout") != "sen12mscrts":
         raise ValueError(f"{store.location}: the cloud pass runs on SEN12MS-CR-TS cubes")
     todo_detectors = tuple(d for d in DETECTORS if d in set(detectors) | set(state.clouds.get("detectors", ())))

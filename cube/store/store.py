@@ -37,6 +37,7 @@ from zarr.abc.store import Store
 from zarr.buffer import cpu, default_buffer_prototype
 from zarr.storage import LocalStore, StorePath
 
+from ..dataset.problems import FileProblem
 from . import chunks, reads
 from .backends import (
     CLOUD_VARIABLES,
@@ -572,7 +573,8 @@ def as_store(cube: str | os.PathLike | CubeStore, mode: str = "r", storage_optio
 
 
 def checked_state(store: CubeStore, allow_incomplete: bool = False, attributes: dict | None = None) -> CubeState:
-    """The state of a cube of this schema version; raises unless it is complete (or ``allow_incomplete``).
+    """The state of a cube of this schema version; raises unless it is complete (or ``allow_incomplete``) and,
+    where complete, beside its root group.
 
     ``attributes``: the root group's, where the caller has read them already.
     """
@@ -605,5 +607,9 @@ def checked_state(store: CubeStore, allow_incomplete: bool = False, attributes: 
         raise IncompleteCubeError(
             f"{store.location}: the conversion writing this cube did not finish; "
             "re-run `crts convert SRC CUBE --resume` to complete it"
+        )
+    if attributes is None and state.complete:  # a committed state beside a lost or overwritten root document
+        raise FileProblem(
+            f"{store.location.rstrip('/')}/zarr.json", "missing or not a group: the cube has lost its root"
         )
     return state

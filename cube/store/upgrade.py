@@ -73,8 +73,7 @@ def upgrade(
     ):
         return []
     if attributes is None or attributes.get("schema_version") not in (*UPGRADABLE, SCHEMA_VERSION):
-        checked_state(store)  # names what is there and what to do
-        store.root_document()  # raises where a state has no root group (checked_state lets that pass)
+        checked_state(store)  # names what is there and what to do (a state without its root group included)
     store = store.reopened("r+")
     with store.writer("upgrade", force_unlock=force_unlock) as owner:
         state = store.state() or CubeState()

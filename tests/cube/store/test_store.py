@@ -4,16 +4,19 @@ from the store; deletes never go through a link."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import xarray as xr
 
 from cube import open_cube
+from cube.dataset.problems import FileProblem
 from cube.store.backends import MetadataError
 from cube.store.lock import LOCK
 from cube.store.outputs import OutputRefused
 from cube.store.store import STATE, CubeStore
+from tests.helpers import refused
 
 
 def test_consolidated_metadata_lists_neither_the_state_nor_the_lock(tiny_cube: Path) -> None:
@@ -63,3 +66,17 @@ def test_metadata_that_is_no_json_object_is_refused_in_one_line(tmp_path: Path, 
     (tmp_path / "cube.zarr" / "zarr.json").write_text(document)
     with pytest.raises(MetadataError, match=r"cube\.zarr/zarr\.json: a JSON \w+, not an object$"):
         CubeStore(tmp_path / "cube.zarr").group_attributes("")
+
+
+def test_a_cube_that_lost_its_root_document_is_refused_in_one_line(
+    tiny_cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A complete state beside a missing root ``zarr.json`` names that document, in the API and on every command
+    (it was zarr's "No group found in store" for ``crts info``/``stats``/``verify``)."""
+    damaged = tmp_path / "c.zarr"
+    shutil.copytree(tiny_cube, damaged)
+    (damaged / "zarr.json").unlink()
+    with pytest.raises(FileProblem, match=r"c\.zarr/zarr\.json: missing or not a group: the cube has lost its root"):
+        open_cube(damaged)
+    for command in ("info", "stats", "verify", "upgrade"):
+        refused([command, str(damaged)], capsys, "c.zarr/zarr.json", "lost its root")

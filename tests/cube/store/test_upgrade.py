@@ -13,6 +13,7 @@ import xarray as xr
 import zarr
 
 from cube import open_cube
+from cube.dataset.problems import FileProblem
 from cube.store.lock import LOCK
 from cube.store.schema import SCHEMA_VERSION, TABLE_CHUNK
 from cube.store.store import STATE, CubeState, CubeStore
@@ -91,7 +92,7 @@ def test_a_state_without_a_root_group_is_no_cube_to_upgrade(tmp_path: Path) -> N
     store = CubeStore(tmp_path / "cube.zarr", "r+")
     store.write_group(STATE, asdict(CubeState(complete=True)))
     before = (tmp_path / "cube.zarr" / STATE / "zarr.json").read_bytes()
-    with pytest.raises(FileNotFoundError, match=r"cube\.zarr: no cube here \(no zarr\.json\)"):
+    with pytest.raises(FileProblem, match=r"cube\.zarr/zarr\.json: missing or not a group: the cube has lost its root"):
         upgrade(tmp_path / "cube.zarr")
     assert (tmp_path / "cube.zarr" / STATE / "zarr.json").read_bytes() == before
     assert store.children() == [STATE] and LOCK not in store.children()
