@@ -36,6 +36,15 @@ def _run_info(args: argparse.Namespace) -> None:
     )
 
 
+PERCENT_COLUMNS = {
+    "mean_coverage": "mean coverage (% of pixels)",
+    "clear_share": "clear (% of images)",
+    "cloudy_share": "cloudy (% of images)",
+}
+"""The fractions of :func:`cube.analysis.stats.coverage_table` as ``crts stats`` shows them in its table, in
+percent."""
+
+
 def stats_options(p: argparse.ArgumentParser) -> None:
     """The description, example and options of ``crts stats``."""
     from cube.analysis.stats import GROUP_KEYS
@@ -60,7 +69,12 @@ def stats_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="one detector (default: every detector of the cloud pass, as a group)",
     )
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output (default: table)")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="output: a table in percent, or csv/json with the coverage and shares as fractions 0-1 (default: table)",
+    )
     p.add_argument(
         "--plot",
         metavar="PNG",
@@ -89,7 +103,8 @@ def _run_stats(args: argparse.Namespace) -> None:
     elif args.format == "json":
         print(table.reset_index().to_json(orient="records", indent=2))
     else:
-        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        percent = table.assign(**{name: table[name] * 100 for name in PERCENT_COLUMNS}).rename(columns=PERCENT_COLUMNS)
+        print(percent.to_string(float_format=lambda v: f"{v:.1f}"))
     if args.plot:
         print(f"plot: {plot_coverage(index, args.detector, out=args.plot)}", file=sys.stderr)
     if args.truth:

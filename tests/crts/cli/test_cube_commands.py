@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from crts.cli import main
@@ -36,7 +38,14 @@ def test_stats_prints_tables_plots_and_truth(
     assert "precision" in out and (tmp_path / "c.png").exists()
     assert main(["stats", str(tiny_cube), "--by", "month,time"]) == 0
     table = capsys.readouterr().out
-    assert "cloud_cloudshadow_mask" in table and "mean_coverage" in table
+    assert "cloud_cloudshadow_mask" in table and "mean coverage (% of pixels)" in table.splitlines()[0]
+    assert main(["stats", str(tiny_cube), "--by", "region", "--format", "csv"]) == 0
+    fractions = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert main(["stats", str(tiny_cube), "--by", "region"]) == 0
+    shown = capsys.readouterr().out.splitlines()[2:]  # header, index names, then one row per detector and region
+    assert [float(line.split()[-3]) for line in shown] == pytest.approx(
+        list(fractions.mean_coverage * 100), abs=0.05
+    )  # the table's percent are the csv's fractions
 
 
 def test_info_summarises_the_cube(tiny_cube: Path, capsys: pytest.CaptureFixture[str]) -> None:
