@@ -23,7 +23,7 @@ from cube import convert
 from cube.ingest import download
 from cube.ingest.archives import RedirectChecked
 from cube.ingest.download import PUBLISHED, DownloadError, Published, fetch, select
-from tests.helpers import assert_same_cube
+from tests.helpers import assert_same_cube, error_line
 from tests.servers import RangeRequestHandler, http_server
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "convert-real-data.md"
@@ -116,13 +116,6 @@ def _no_real_urls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _download(dest: Path, url: str, *extra: str) -> int:
     return main(["download", str(dest), "--regions", "europa", "--split", "train", "--base-url", url, *extra])
-
-
-def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    """The last line of stderr (the progress bars write there too), asserting it is the command's error."""
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("crts download: error: ") and "Traceback" not in last
-    return last
 
 
 def test_dry_run_lists_urls_and_sizes_and_downloads_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,7 +215,7 @@ def test_a_broken_transfer_is_one_line_keeps_the_part_and_resumes(
     size = (served / "s1_europa.tar.gz").stat().st_size
     with http_server(served, BreaksHalfway) as url:
         assert _download(dest, url) == 2
-    assert _one_line(capsys) == (
+    assert error_line(2, capsys.readouterr().err) == (
         f"crts download: error: {url}/s1_europa.tar.gz: got {size // 2} B, the server's "
         f"size is {size} B; s1_europa.tar.gz.part is kept: run the same command again to "
         "resume"
@@ -244,7 +237,7 @@ def test_a_part_larger_than_the_archive_is_a_size_mismatch(
     (dest / "s1_europa.tar.gz.part").write_bytes(b"x" * (size + 10))
     with http_server(served) as url:
         assert _download(dest, url) == 2
-    assert _one_line(capsys) == (
+    assert error_line(2, capsys.readouterr().err) == (
         f"crts download: error: s1_europa.tar.gz.part: holds {size + 10} B, more than the "
         f"archive at {url}/s1_europa.tar.gz (size {size} B); delete it to start over"
     )
@@ -382,7 +375,7 @@ def test_a_redirect_off_http_is_one_line_in_the_cli(
 ) -> None:
     with http_server(served, Lies) as url:
         assert _download(tmp_path / "archives", f"{url}/hop") == 2
-    assert _one_line(capsys).startswith(
+    assert error_line(2, capsys.readouterr().err).startswith(
         f"crts download: error: {url}/hop/s1_europa.tar.gz: cannot be reached "
         f"(refused a redirect from {url}/ftp/s1_europa.tar.gz to ftp://"
     )
@@ -404,16 +397,24 @@ def test_unreachable_server_missing_archive_and_unwritable_dest_are_one_line(
     with http_server(served) as url:
         pass  # stopped: nothing listens on its port any more
     assert _download(tmp_path / "a", url) == 2
-    assert _one_line(capsys).startswith(f"crts download: error: {url}/s1_europa.tar.gz: cannot be reached (")
+    assert error_line(2, capsys.readouterr().err).startswith(
+        f"crts download: error: {url}/s1_europa.tar.gz: cannot be reached ("
+    )
     with http_server(served / "ground_truth") as url:
         assert _download(tmp_path / "a", url) == 2
-    assert _one_line(capsys) == f"crts download: error: {url}/s1_europa.tar.gz: HTTP 404 File not found"
+    assert error_line(2, capsys.readouterr().err) == (
+        f"crts download: error: {url}/s1_europa.tar.gz: HTTP 404 File not found"
+    )
     (tmp_path / "file").write_text("")
     assert _download(tmp_path / "file", url) == 2
-    assert _one_line(capsys) == f"crts download: error: {tmp_path / 'file'}: exists and is not a folder"
+    assert error_line(2, capsys.readouterr().err) == (
+        f"crts download: error: {tmp_path / 'file'}: exists and is not a folder"
+    )
     assert _download(tmp_path / "file" / "below", url) == 2
     below = tmp_path / "file" / "below"
-    assert _one_line(capsys) == f"crts download: error: {below}: cannot be written (Not a directory)"
+    assert error_line(2, capsys.readouterr().err) == (
+        f"crts download: error: {below}: cannot be written (Not a directory)"
+    )
 
 
 def test_convert_each_group_then_delete_its_archives(
