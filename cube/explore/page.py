@@ -1,0 +1,190 @@
+"""A page to share: the map of a cube's patches and each patch's strip, as static files that open from disk.
+
+``write_page(cube, out)`` writes into ``out``: ``index.html`` and ``explore.js`` (the viewer, no library, no
+CDN, no font or tile from elsewhere), ``land.js`` (the coastline, Natural Earth 110 m), ``data.js`` (every
+patch's footprint, labels and values: what the map draws, colours and filters by) and per patch
+``strips/<patch>.js`` (dates, coverage per detector, the loader's pick) with ``thumbs/<patch>.webp``, one image
+holding the patch's 30 S2 thumbnails above its 30 S1 thumbnails. Files are ``.js`` loaded by ``<script>`` tags,
+because a browser refuses ``fetch`` of a file opened from disk.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from PIL import Image
+
+from ..analysis.plots import MONTHS
+from ..parallel import run_tasks
+from ..store.outputs import check_output_folder
+from ..store.store import CubeStore
+from ..store.views import open_cube
+from .model import (
+    CATEGORY_COLOURS,
+    COLOUR_KEYS,
+    MISSING_COLOUR,
+    RAMP,
+    THUMB_PX,
+    MapModel,
+    Pick,
+    map_model,
+    patch_strip,
+    patch_values,
+    picks,
+    units_of,
+)
+
+VIEWER = ("index.html", "explore.js")
+"""The viewer's files, copied from this package (``page.html`` is written as ``index.html``)."""
+WEBP_QUALITY = 75
+"""Lossy WebP quality of the thumbnails: a 30-step strip of 64 px (1,920 x 128 px) is about 60-120 KB of a real
+patch (measured on the synthetic set: see docs/exploring.md), so one click loads one small file."""
+DATA_DIGITS = 3
+"""Decimals of the values in ``data.js`` (coverage and shares 0 .. 1): finer than a colour step of the ramp."""
+OUTLINE_DIGITS = 4
+"""Decimals of the footprints' degrees in ``data.js``: 1e-4 degrees is at most 11 m, a pixel of the patch."""
+
+
+def rounded(values: np.ndarray, digits: int = DATA_DIGITS) -> list[float | None]:
+    """``values`` rounded for JSON, NaN as null."""
+    return [None if np.isnan(v) else round(float(v), digits) for v in np.asarray(values, float).ravel()]
+
+
+def page_data(model: MapModel, targets: np.ndarray, thumbnails: bool) -> dict:
+    """What ``data.js`` holds: every patch's footprint, labels and values, with the colours and words the legend
+    uses (the same as :func:`cube.explore.model.colouring`)."""
+    values = {key: {d: rounded(patch_values(model, key, d)) for d in model.detectors} for key in ("coverage", "clear")}
+    values["month"] = {
+        d: [rounded(patch_values(model, "month", d, m), 2) for m in range(1, 13)] for d in model.detectors
+    }
+    units = {f"{key}/{d}": units_of(key, d) for key in ("coverage", "clear") for d in model.detectors}
+    units |= {f"month/{d}/{m}": units_of("month", d, m) for d in model.detectors for m in range(1, 13)}
+    units |= {key: units_of(key, "") for key in CATEGORY_COLOURS}
+    return {
+        "detectors": list(model.detectors),
+        "keys": list(COLOUR_KEYS),
+        "months": list(MONTHS),
+        "ramp": list(RAMP),
+        "missing": MISSING_COLOUR,
+        "categories": {key: {k: v for k, v in palette.items()} for key, palette in CATEGORY_COLOURS.items()},
+        "units": units,
+        "thumbnails": thumbnails,
+        "thumb_px": THUMB_PX,
+        "patches": {
+            "roi": model.labels.roi.tolist(),
+            "patch_id": model.labels.patch_id.tolist(),
+            "split": model.labels.split.tolist(),
+            "region": model.labels.region.tolist(),
+            "outline": [round(float(v), OUTLINE_DIGITS) for v in model.outlines.ravel()],
+            "target": targets.tolist(),
+            **values,
+        },
+    }
+
+
+def strip_image(s2: np.ndarray, s1: np.ndarray) -> bytes:
+    """One WebP of a patch's strip: its S2 thumbnails side by side above its S1 VV thumbnails (grey)."""
+    top = np.concatenate(list(s2), axis=1)
+    bottom = np.repeat(np.concatenate(list(s1), axis=1)[:, :, None], 3, axis=2)
+    buffer = io.BytesIO()
+    Image.fromarray(np.concatenate([top, bottom], axis=0)).save(buffer, "WEBP", quality=WEBP_QUALITY)
+    return buffer.getvalue()
+
+
+def write_strip(ds: xr.Dataset, model: MapModel, patch: int, out: Path, pick: Pick | None, thumbs: bool) -> int:
+    """Write ``strips/<patch>.js`` (and ``thumbs/<patch>.webp`` with ``thumbs``); returns the bytes written."""
+    strip = patch_strip(ds, model, patch, pick=pick)
+    record = {
+        "patch": patch,
+        "title": strip.title,
+        "s2_dates": strip.s2_dates,
+        "s1_dates": strip.s1_dates,
+        "detectors": list(strip.detectors),
+        "coverage": [rounded(strip.coverage[:, k]) for k in range(len(strip.detectors))],
+        "captions": [strip.caption(t) for t in range(len(strip.s2_dates))],
+        "inputs": strip.inputs,
+        "target": strip.target,
+    }
+    text = f"crtsStrip({json.dumps(record, separators=(',', ':'))});\n"
+    (out / "strips" / f"{patch}.js").write_text(text)
+    written = len(text)
+    if thumbs:
+        image = strip_image(strip.s2, strip.s1)
+        (out / "thumbs" / f"{patch}.webp").write_bytes(image)
+        written += len(image)
+    return written
+
+
+def is_page(folder: Path) -> bool:
+    """True for a folder that :func:`write_page` wrote (it may be written again)."""
+    return (folder / "data.js").is_file() and (folder / "index.html").is_file()
+
+
+def write_viewer(out: Path, data: dict) -> None:
+    """Write the viewer (:data:`VIEWER`), ``land.js`` and ``data.js`` into ``out``."""
+    package = resources.files(__package__)
+    (out / "index.html").write_text(package.joinpath("page.html").read_text())
+    (out / "explore.js").write_text(package.joinpath("page.js").read_text())
+    (out / "land.js").write_text(f"var CRTS_LAND = {package.joinpath('land.json').read_text()};\n")
+    (out / "data.js").write_text(f"var CRTS_MAP = {json.dumps(data, separators=(',', ':'))};\n")
+
+
+def write_page(
+    cube: str | os.PathLike | CubeStore | xr.Dataset,
+    out: str | os.PathLike,
+    *,
+    pick: Pick | None = None,
+    thumbnails: bool = True,
+    progress: bool = False,
+    storage_options: dict | None = None,
+) -> dict[str, int]:
+    """Write the static page of a cube into the folder ``out`` (see the module docstring).
+
+    Parameters
+    ----------
+    cube : path, str, CubeStore or xarray.Dataset
+        The cube (local or in a bucket), or the cube opened.
+    out : path
+        A new or empty folder, or one this function wrote before (rewritten).
+    pick : callable, optional
+        The original loader's rule (:data:`cube.explore.model.Pick`) whose inputs and target the strips mark.
+    thumbnails : bool
+        Write each patch's thumbnails (False: strips of dates and coverage only).
+    progress : bool
+        Show a progress bar of the patches written (two at a time).
+
+    Returns
+    -------
+    dict
+        ``patches``, ``bytes`` (all files written) and ``data_bytes`` (``data.js``, what the page loads at first).
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is a file or holds other files, or the cube has no finished cloud pass.
+
+    Examples
+    --------
+    >>> write_page("cube.zarr", "map", progress=True)  # doctest: +SKIP
+    {'patches': 6, 'bytes': 61234, 'data_bytes': 9876}
+    """
+    out = Path(out)
+    check_output_folder(out, is_page, "a map page")
+    ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube, chunks=None, storage_options=storage_options)
+    model = map_model(ds)
+    for sub in ("strips", "thumbs"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+        (out / sub).mkdir(parents=True)
+    tasks = [(ds, model, p, out, pick, thumbnails) for p in range(len(model))]
+    written = sum(run_tasks(tasks, write_strip, 1, None, progress, "map page"))
+    write_viewer(out, page_data(model, picks(model, pick)[1], thumbnails))
+    data_bytes = (out / "data.js").stat().st_size
+    viewer = sum((out / name).stat().st_size for name in (*VIEWER, "land.js"))
+    return {"patches": len(model), "bytes": written + data_bytes + viewer, "data_bytes": data_bytes}
