@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from matplotlib.colors import to_hex
 from PIL import Image
 
 from ..analysis.plots import MONTHS
@@ -73,7 +74,7 @@ def page_data(model: MapModel, targets: np.ndarray, thumbnails: bool) -> dict:
         "months": list(MONTHS),
         "ramp": list(RAMP),
         "missing": MISSING_COLOUR,
-        "categories": {key: {k: v for k, v in palette.items()} for key, palette in CATEGORY_COLOURS.items()},
+        "categories": {key: {k: to_hex(v) for k, v in palette.items()} for key, palette in CATEGORY_COLOURS.items()},
         "units": units,
         "thumbnails": thumbnails,
         "thumb_px": THUMB_PX,

@@ -85,6 +85,14 @@ def test_the_page_shows_the_map_and_a_clicked_patch_s_strip_from_its_folder_only
     expected = colouring(map_model(ds), "coverage")
     drawn = driver.execute_script("return [0,1,2,3,4,5].map((i) => crtsMap.colourOf(i))")
     assert np.abs(np.array(drawn) - expected.rgb.astype(int)).max() <= 1  # values rounded to 0.001 in data.js
+    driver.execute_script(
+        "const by = document.getElementById('by'); by.value = 'region'; by.dispatchEvent(new Event('change'))"
+    )
+    drawn = driver.execute_script("return [0,1,2,3,4,5].map((i) => crtsMap.colourOf(i))")
+    assert drawn == colouring(map_model(ds), "region").rgb.tolist()
+    assert "europa" in driver.find_element("id", "legend").text
+    driver.find_element("css selector", "#regions input[value=europa]").click()
+    assert driver.execute_script("return crtsMap.shown()") == [3, 4, 5]
 
     lon, lat = map_model(ds).outlines[4].mean(axis=0)
     driver.execute_script(f"crtsMap.view({lon}, {lat}, 200000)")  # zoomed in: 2 px per 10 m pixel
