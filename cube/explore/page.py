@@ -99,9 +99,11 @@ def strip_image(s2: np.ndarray, s1: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_strip(ds: xr.Dataset, model: MapModel, patch: int, out: Path, pick: Pick | None, thumbs: bool) -> int:
+def write_strip(
+    ds: xr.Dataset, model: MapModel, patch: int, out: Path, pick: Pick | None, detector: str | None, thumbs: bool
+) -> int:
     """Write ``strips/<patch>.js`` (and ``thumbs/<patch>.webp`` with ``thumbs``); returns the bytes written."""
-    strip = patch_strip(ds, model, patch, pick=pick)
+    strip = patch_strip(ds, model, patch, detector, pick)
     record = {
         "patch": patch,
         "title": strip.title,
@@ -142,6 +144,7 @@ def write_page(
     out: str | os.PathLike,
     *,
     pick: Pick | None = None,
+    detector: str | None = None,
     thumbnails: bool = True,
     progress: bool = False,
     storage_options: dict | None = None,
@@ -156,6 +159,8 @@ def write_page(
         A new or empty folder, or one this function wrote before (rewritten).
     pick : callable, optional
         The original loader's rule (:data:`cube.explore.model.Pick`) whose inputs and target the strips mark.
+    detector : str, optional
+        Whose masks the thumbnails contour and whose coverage the pick uses (default: the cloud pass's first).
     thumbnails : bool
         Write each patch's thumbnails (False: strips of dates and coverage only).
     progress : bool
@@ -164,7 +169,8 @@ def write_page(
     Returns
     -------
     dict
-        ``patches``, ``bytes`` (all files written) and ``data_bytes`` (``data.js``, what the page loads at first).
+        ``patches``, ``marked`` (patches whose sample ``pick`` marks: those it does not refuse), ``bytes`` (all
+        files written) and ``data_bytes`` (``data.js``, what the page loads at first).
 
     Raises
     ------
@@ -174,18 +180,25 @@ def write_page(
     Examples
     --------
     >>> write_page("cube.zarr", "map", progress=True)  # doctest: +SKIP
-    {'patches': 6, 'bytes': 61234, 'data_bytes': 9876}
+    {'patches': 6, 'marked': 0, 'bytes': 61234, 'data_bytes': 9876}
     """
     out = Path(out)
     check_output_folder(out, is_page, "a map page")
     ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube, chunks=None, storage_options=storage_options)
     model = map_model(ds)
+    model.detector(detector)  # refuse a detector the cloud pass lacks before writing anything
     for sub in ("strips", "thumbs"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
-    tasks = [(ds, model, p, out, pick, thumbnails) for p in range(len(model))]
+    tasks = [(ds, model, p, out, pick, detector, thumbnails) for p in range(len(model))]
     written = sum(run_tasks(tasks, write_strip, 1, None, progress, "map page"))
-    write_viewer(out, page_data(model, picks(model, pick)[1], thumbnails))
+    targets = picks(model, pick, detector)[1]
+    write_viewer(out, page_data(model, targets, thumbnails))
     data_bytes = (out / "data.js").stat().st_size
     viewer = sum((out / name).stat().st_size for name in (*VIEWER, "land.js"))
-    return {"patches": len(model), "bytes": written + data_bytes + viewer, "data_bytes": data_bytes}
+    return {
+        "patches": len(model),
+        "marked": int((targets >= 0).sum()),
+        "bytes": written + data_bytes + viewer,
+        "data_bytes": data_bytes,
+    }
