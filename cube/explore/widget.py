@@ -149,7 +149,7 @@ class MapView:
         self.ds, self.model, self.pick = ds, model, pick
         self.layer = footprint_layer(model, detector)
         self.strip: PatchStrip | None = None
-        option = dict(style={"description_width": "initial"})
+        option = {"style": {"description_width": "initial"}}
         self.by = widgets.Dropdown(options=COLOUR_KEYS, value="coverage", description="colour by", **option)
         self.detector = widgets.Dropdown(options=model.detectors, value=detector or model.detectors[0], **option)
         self.month = widgets.Dropdown(options=[(m, k + 1) for k, m in enumerate(MONTHS)], value=1, **option)
@@ -164,9 +164,9 @@ class MapView:
         self.layer.observe(self.select, names="selected_index")
         self.step.observe(self.show_step, names="value")
         controls = widgets.HBox([widgets.VBox([self.by, self.detector, self.month]), self.splits, self.regions])
+        map_ = Map(self.layer, height=500)
         self.box = widgets.VBox(
-            [controls, self.coverage, self.count, Map(self.layer, height=500), self.legend, self.panel, self.step]
-            + [self.large]
+            [controls, self.coverage, self.count, map_, self.legend, self.panel, self.step, self.large]
         )
         self.redraw()
 
