@@ -34,7 +34,9 @@ def test_the_map_starts_with_every_patch_coloured_by_mean_coverage(view: MapView
     assert column(view.layer.get_fill_color, 3) == colouring(view.model, "coverage").rgb.tolist()
     assert "mean cloud coverage (s2cloudless_mask)" in view.legend.value
     table = footprint_table(view.model)
-    assert table.hover[3].startswith("ROIs2017/32 patch 333 | test | africa | coverage ")
+    row = table.iloc[3]
+    assert (row.roi, row.patch_id, row.split, row.region) == ("ROIs2017/32", 333, "test", "africa")
+    assert row.coverage == pytest.approx(np.nanmean(view.ds.coverage.values[3, :, 0]))
     assert np.allclose(table.geometry.bounds.minx, view.model.outlines[:, :, 0].min(axis=1))
 
 
