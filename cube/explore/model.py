@@ -301,7 +301,8 @@ def thumbnails(ds: xr.Dataset, patch: int, detector: str) -> tuple[np.ndarray, n
     factor = max(1, ds.sizes["x"] // THUMB_PX)
     s2, s1 = [], []
     for t in range(ds.sizes["time"]):
-        s2.append(true_colour(shrink(ds.S2.isel(patch=patch, time=t).values.astype(np.float32), factor)))
+        colour = true_colour(ds.S2.isel(patch=patch, time=t).values).astype(np.float32)  # only B4, B3, B2 scaled
+        s2.append(shrink(colour.transpose(2, 0, 1), factor).transpose(1, 2, 0))
         s1.append(shrink(ds.S1.isel(patch=patch, time=t).values[0], factor))
     masks = shrink(np.nan_to_num(ds[detector].isel(patch=patch).values.astype(np.float32)), factor) >= 0.5
     rgb_steps = np.rint(np.stack(s2) * 255).astype(np.uint8)
