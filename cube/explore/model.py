@@ -41,8 +41,11 @@ class StepChoice(Protocol):
     """Time steps chosen per patch (e.g. :class:`crts.data.sampling.SampleIndex`): ``inputs`` (patches, n) and
     ``target`` (patches,)."""
 
-    inputs: np.ndarray
-    target: np.ndarray
+    @property
+    def inputs(self) -> np.ndarray: ...
+
+    @property
+    def target(self) -> np.ndarray: ...
 
 
 Pick = Callable[[np.ndarray], StepChoice]
@@ -325,16 +328,16 @@ def picks(
         chosen = pick(cov)
         return np.asarray(chosen.inputs, np.int64), np.asarray(chosen.target, np.int64)
     except ValueError:  # some patch refused: choose row by row
-        rows = []
+        each: list[tuple[np.ndarray | None, int]] = []
         for row in cov:
             try:
                 one = pick(row[None])
-                rows.append((np.asarray(one.inputs[0], np.int64), int(one.target[0])))
+                each.append((np.asarray(one.inputs[0], np.int64), int(one.target[0])))
             except ValueError:
-                rows.append((None, -1))
-        n = max((len(i) for i, _ in rows if i is not None), default=0)
-        inputs = np.array([i if i is not None else np.full(n, -1) for i, _ in rows], np.int64).reshape(len(cov), n)
-        return inputs, np.array([t for _, t in rows], np.int64)
+                each.append((None, -1))
+        n = max((len(i) for i, _ in each if i is not None), default=0)
+        inputs = np.array([i if i is not None else np.full(n, -1) for i, _ in each], np.int64).reshape(len(cov), n)
+        return inputs, np.array([t for _, t in each], np.int64)
 
 
 def patch_strip(

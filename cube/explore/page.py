@@ -61,7 +61,9 @@ def rounded(values: np.ndarray, digits: int = DATA_DIGITS) -> list[float | None]
 def page_data(model: MapModel, targets: np.ndarray, thumbnails: bool) -> dict:
     """What ``data.js`` holds: every patch's footprint, labels and values, with the colours and words the legend
     uses (the same as :func:`cube.explore.model.colouring`)."""
-    values = {key: {d: rounded(patch_values(model, key, d)) for d in model.detectors} for key in ("coverage", "clear")}
+    values: dict[str, dict[str, list]] = {
+        key: {d: rounded(patch_values(model, key, d)) for d in model.detectors} for key in ("coverage", "clear")
+    }
     values["month"] = {
         d: [rounded(patch_values(model, "month", d, m), 2) for m in range(1, 13)] for d in model.detectors
     }

@@ -46,7 +46,8 @@ def footprint_table(model: MapModel, detector: str | None = None) -> gpd.GeoData
 
 def footprint_layer(model: MapModel, detector: str | None = None) -> PolygonLayer:
     """The lonboard layer of every footprint, coloured by mean coverage, all shown, selectable by a click."""
-    return PolygonLayer.from_geopandas(
+    # get_filter_value and filter_range are DataFilterExtension's keywords, which lonboard's signature leaves out
+    return PolygonLayer.from_geopandas(  # type: ignore[call-arg]
         footprint_table(model, detector),
         get_fill_color=colouring(model, "coverage", detector).rgb,
         get_line_color=[40, 40, 40],
@@ -97,7 +98,7 @@ def step_figure(ds: xr.Dataset, strip: PatchStrip, step: int) -> plt.Figure:
     s2 = ds.S2.isel(patch=strip.patch, time=step).values
     with plt.rc_context(READABLE):
         fig = plt.figure(figsize=(15, 6), layout="constrained")
-        top, bands = fig.subfigures(2, 1, height_ratios=[2.2, 1])
+        top, bands = fig.subfigures(2, 1, height_ratios=[2.2, 1])  # type: ignore[misc]
         ax = top.subplots(1, 3)
         ax[0].imshow(true_colour(s2))
         draw_clouds(ax[0], ds[strip.detectors[0]].isel(patch=strip.patch, time=step).values)
