@@ -155,3 +155,32 @@ def test_picks_leave_out_only_the_patches_the_rule_refuses() -> None:
     # the target may be an input (min_cov 0, as in the original)
     assert target.tolist() == [1, -1] and inputs.tolist() == [[0, 1], [-1, -1]]
     assert picks(model, None)[1].tolist() == [-1, -1]
+
+
+IMAGES = ("S1", "S2", "s2cloudless_mask", "s2cloudless_map", "s2cloudless_probability", "cloud_cloudshadow_mask")
+"""The cube's image variables: a map reads none of them, a strip one patch's."""
+
+
+def test_in_a_bucket_the_map_reads_no_image_and_a_strip_one_patch_s(s3: str, tiny_root: Path) -> None:
+    from cube import convert
+    from tests.servers import S3Proxy, create_bucket
+
+    url = f"{create_bucket('explore')}/cube.zarr"
+    convert(tiny_root, url, workers=1, progress=False)
+    proxy = S3Proxy(s3)
+    try:
+        with proxy.counting() as opening:
+            ds = open_cube(url, chunks=None, storage_options={"endpoint": proxy.url})
+            model = map_model(ds)
+        assert len(model) == 6
+        opened = opening.keys()  # Traffic.keys: the requested keys, in order
+        assert not [k for k in opened if k.split("/")[1] in IMAGES and "/c/" in k]
+        with proxy.counting() as reads:
+            strip = patch_strip(ds, model, 4)
+        read = reads.keys()
+        shards = {k for k in read if k.split("/")[1] in IMAGES and "/c/" in k}
+        assert {k.split("/")[1] for k in shards} == {"S1", "S2", "s2cloudless_mask"}
+        assert len({k.split("/c/")[1].split("/")[0] for k in shards}) == 1  # one patch's shards
+        assert strip.s2_dates == [str(d)[:10] for d in ds.S2_date.values[4]]
+    finally:
+        proxy.close()
