@@ -86,7 +86,7 @@ def full_size(tmp: Path, out: dict) -> None:
     out["one patch's strip (30 steps, hollow)_s"] = round(
         min(timed(lambda: patch_strip(ds, model, 7_777))[0] for _ in range(3)), 3
     )
-    built, text = timed(lambda: json.dumps(page_data(model, np.full(len(model), -1), True)))
+    built, text = timed(lambda: json.dumps(page_data(model, True)))
     out["page: data.js of 15,600 patches_MB"] = round(len(text) / 1e6, 2)  # type: ignore[arg-type]
     out["page: data.js build_s"] = round(built, 2)
     page = tmp / "page"

@@ -58,7 +58,7 @@ def rounded(values: np.ndarray, digits: int = DATA_DIGITS) -> list[float | None]
     return [None if np.isnan(v) else round(float(v), digits) for v in np.asarray(values, float).ravel()]
 
 
-def page_data(model: MapModel, targets: np.ndarray, thumbnails: bool) -> dict:
+def page_data(model: MapModel, thumbnails: bool) -> dict:
     """What ``data.js`` holds: every patch's footprint, labels and values, with the colours and words the legend
     uses (the same as :func:`cube.explore.model.colouring`)."""
     values: dict[str, dict[str, list]] = {
@@ -86,7 +86,6 @@ def page_data(model: MapModel, targets: np.ndarray, thumbnails: bool) -> dict:
             "split": model.labels.split.tolist(),
             "region": model.labels.region.tolist(),
             "outline": [round(float(v), OUTLINE_DIGITS) for v in model.outlines.ravel()],
-            "target": targets.tolist(),
             **values,
         },
     }
@@ -194,13 +193,12 @@ def write_page(
         (out / sub).mkdir(parents=True)
     tasks = [(ds, model, p, out, pick, detector, thumbnails) for p in range(len(model))]
     written = sum(run_tasks(tasks, write_strip, 1, None, progress, "map page"))
-    targets = picks(model, pick, detector)[1]
-    write_viewer(out, page_data(model, targets, thumbnails))
+    write_viewer(out, page_data(model, thumbnails))
     data_bytes = (out / "data.js").stat().st_size
     viewer = sum((out / name).stat().st_size for name in (*VIEWER, "land.js"))
     return {
         "patches": len(model),
-        "marked": int((targets >= 0).sum()),
+        "marked": int((picks(model, pick, detector)[1] >= 0).sum()),
         "bytes": written + data_bytes + viewer,
         "data_bytes": data_bytes,
     }
