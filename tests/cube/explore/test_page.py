@@ -41,6 +41,7 @@ def page(tiny_cube: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def browser() -> Iterator[object]:
     if not (Path(CHROMIUM).is_file() and Path(DRIVER).is_file()):
         pytest.skip(f"no Chromium at {CHROMIUM} with {DRIVER}: `make test` installs Debian's where it is root")
+    pytest.importorskip("selenium", reason="no selenium (the dev extra installs it): the browser test is skipped")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
