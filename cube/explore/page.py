@@ -127,17 +127,19 @@ def write_strip(
 
 
 def is_page(folder: Path) -> bool:
-    """True for a folder that :func:`write_page` wrote (it may be written again)."""
-    return (folder / "data.js").is_file() and (folder / "index.html").is_file()
+    """True for a folder that :func:`write_page` wrote, whole or interrupted (it may be written again)."""
+    return all((folder / name).is_file() for name in VIEWER)
 
 
-def write_viewer(out: Path, data: dict) -> None:
-    """Write the viewer (:data:`VIEWER`), ``land.js`` and ``data.js`` into ``out``."""
+def write_viewer(out: Path) -> None:
+    """Write the viewer (:data:`VIEWER`) and ``land.js`` into ``out``: first, so that a page interrupted before
+    its ``data.js`` is still known as one and written again."""
     package = resources.files(__package__)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data.js").unlink(missing_ok=True)  # an old page's data: the page is whole again with the new one
     (out / "index.html").write_text(package.joinpath("page.html").read_text())
     (out / "explore.js").write_text(package.joinpath("page.js").read_text())
     (out / "land.js").write_text(f"var CRTS_LAND = {package.joinpath('land.json').read_text()};\n")
-    (out / "data.js").write_text(f"var CRTS_MAP = {json.dumps(data, separators=(',', ':'))};\n")
 
 
 def write_page(
@@ -188,12 +190,13 @@ def write_page(
     ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube, chunks=None, storage_options=storage_options)
     model = map_model(ds)
     model.detector(detector)  # refuse a detector the cloud pass lacks before writing anything
+    write_viewer(out)
     for sub in ("strips", "thumbs"):
         shutil.rmtree(out / sub, ignore_errors=True)
-        (out / sub).mkdir(parents=True)
+        (out / sub).mkdir()
     tasks = [(ds, model, p, out, pick, detector, thumbnails) for p in range(len(model))]
     written = sum(run_tasks(tasks, write_strip, 1, None, progress, "map page"))
-    write_viewer(out, page_data(model, thumbnails))
+    (out / "data.js").write_text(f"var CRTS_MAP = {json.dumps(page_data(model, thumbnails), separators=(',', ':'))};\n")
     data_bytes = (out / "data.js").stat().st_size
     viewer = sum((out / name).stat().st_size for name in (*VIEWER, "land.js"))
     return {

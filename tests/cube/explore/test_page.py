@@ -140,6 +140,12 @@ def test_a_page_is_rewritten_without_thumbnails_and_a_foreign_folder_refused(tin
     assert first["patches"] == again["patches"] == 6 and again["bytes"] < first["bytes"]
     assert not list((out / "thumbs").iterdir()) and len(list((out / "strips").iterdir())) == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map"]  # nothing beside the page
+    with pytest.MonkeyPatch.context() as patch:  # a failure (or Ctrl-C) after the first strips
+        patch.setattr("cube.explore.page.write_strip", lambda *task: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            write_page(tiny_cube, out)
+    assert not (out / "data.js").exists()  # the page says it is unfinished: it opens without data
+    assert write_page(tiny_cube, out)["patches"] == 6 and (out / "data.js").is_file()  # and is written again
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"notes: holds files that are not a map page \(e.g. todo.txt\)"):
