@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from .options import add_cube, add_force_unlock, add_split_and_region, comma_list
+from .options import add_cube, add_force_unlock, add_split_and_region, add_workers, comma_list
 
 
 def info_options(p: argparse.ArgumentParser) -> None:
@@ -263,6 +263,7 @@ def map_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-cov", type=float, default=0.0, help="lowest input coverage of the sample (default: 0.0)")
     p.add_argument("--max-cov", type=float, default=1.0, help="highest input coverage of the sample (default: 1.0)")
     p.add_argument("--no-thumbnails", action="store_true", help="strips of dates and coverage only, no images")
+    add_workers(p, "local processes writing the strips (default: all cores; 1: in this process)")
     p.set_defaults(handler=_run_map)
 
 
@@ -283,6 +284,7 @@ def _run_map(args: argparse.Namespace) -> None:
         pick=pick,
         detector=args.cloud_masks,
         thumbnails=not args.no_thumbnails,
+        workers=args.workers,
         progress=sys.stderr.isatty(),
         storage_options=dict(args.storage_options),
     )

@@ -10,10 +10,12 @@ because a browser refuses ``fetch`` of a file opened from disk.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import shutil
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -23,9 +25,9 @@ from matplotlib.colors import to_hex
 from PIL import Image
 
 from ..analysis.plots import MONTHS
-from ..parallel import run_tasks
+from ..parallel import check_workers, run_tasks
 from ..store.outputs import check_output_folder
-from ..store.store import CubeStore
+from ..store.store import CubeStore, as_store
 from ..store.views import open_cube
 from .model import (
     CATEGORY_COLOURS,
@@ -49,6 +51,9 @@ WEBP_QUALITY = 75
 patch (measured on the synthetic set: see docs/exploring.md), so one click loads one small file."""
 DATA_DIGITS = 3
 """Decimals of the values in ``data.js`` (coverage and shares 0 .. 1): finer than a colour step of the ramp."""
+PATCHES_PER_TASK = 64
+"""Patches whose strips one task of a worker process writes (a task of several seconds: the cluster's overhead per
+task stays small)."""
 OUTLINE_DIGITS = 4
 """Decimals of the footprints' degrees in ``data.js``: 1e-4 degrees is at most 11 m, a pixel of the patch."""
 
@@ -126,6 +131,37 @@ def write_strip(
     return written
 
 
+@functools.lru_cache(maxsize=1)
+def opened(location: str, options: str) -> tuple[xr.Dataset, MapModel]:
+    """The cube at ``location`` (storage options as JSON) and its map, made once per worker process."""
+    ds = open_cube(location, chunks=None, storage_options=json.loads(options) or None)
+    return ds, map_model(ds)
+
+
+def write_strips(
+    location: str, options: str, patches: list[int], out: Path, pick: Pick | None, detector: str | None, thumbs: bool
+) -> int:
+    """:func:`write_strip` of each of ``patches`` of the cube at ``location``, in a worker process."""
+    ds, model = opened(location, options)
+    return sum(write_strip(ds, model, p, out, pick, detector, thumbs) for p in patches)
+
+
+def strip_tasks(
+    cube: str | os.PathLike | CubeStore | xr.Dataset, workers: int, storage_options: dict | None, todo: tuple
+) -> tuple[list[tuple], Callable[..., int], list[int] | None]:
+    """The tasks of :func:`write_page` (``todo``: ds, model, out, pick, detector, thumbs): one patch each in this
+    process, :data:`PATCHES_PER_TASK` each for worker processes (which open the cube themselves); with the
+    function and the patches per task."""
+    ds, model, *rest = todo
+    if workers <= 1:
+        return [(ds, model, p, *rest) for p in range(len(model))], write_strip, None
+    if isinstance(cube, xr.Dataset):
+        raise ValueError("worker processes open the cube themselves: give its path or URL, not an opened Dataset")
+    location, options = as_store(cube, storage_options=storage_options).location, json.dumps(storage_options or {})
+    batches = [list(range(i, min(i + PATCHES_PER_TASK, len(model)))) for i in range(0, len(model), PATCHES_PER_TASK)]
+    return [(location, options, batch, *rest) for batch in batches], write_strips, [len(b) for b in batches]
+
+
 def is_page(folder: Path) -> bool:
     """True for a folder that :func:`write_page` wrote, whole or interrupted (it may be written again)."""
     return all((folder / name).is_file() for name in VIEWER)
@@ -149,6 +185,7 @@ def write_page(
     pick: Pick | None = None,
     detector: str | None = None,
     thumbnails: bool = True,
+    workers: int | None = 1,
     progress: bool = False,
     storage_options: dict | None = None,
 ) -> dict[str, int]:
@@ -166,8 +203,10 @@ def write_page(
         Whose masks the thumbnails contour and whose coverage the pick uses (default: the cloud pass's first).
     thumbnails : bool
         Write each patch's thumbnails (False: strips of dates and coverage only).
+    workers : int or None
+        Local worker processes writing the strips (None: all cores); 1: this process, two patches at a time.
     progress : bool
-        Show a progress bar of the patches written (two at a time).
+        Show a progress bar of the patches written.
 
     Returns
     -------
@@ -186,16 +225,18 @@ def write_page(
     {'patches': 6, 'marked': 0, 'bytes': 61234, 'data_bytes': 9876}
     """
     out = Path(out)
+    check_workers(workers)
+    workers = workers or os.cpu_count() or 1
     check_output_folder(out, is_page, "a map page")
     ds = cube if isinstance(cube, xr.Dataset) else open_cube(cube, chunks=None, storage_options=storage_options)
     model = map_model(ds)
     model.detector(detector)  # refuse a detector the cloud pass lacks before writing anything
+    tasks, fn, sizes = strip_tasks(cube, workers, storage_options, (ds, model, out, pick, detector, thumbnails))
     write_viewer(out)
     for sub in ("strips", "thumbs"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir()
-    tasks = [(ds, model, p, out, pick, detector, thumbnails) for p in range(len(model))]
-    written = sum(run_tasks(tasks, write_strip, 1, None, progress, "map page"))
+    written = sum(run_tasks(tasks, fn, workers, None, progress, "map page", sizes))
     (out / "data.js").write_text(f"var CRTS_MAP = {json.dumps(page_data(model, thumbnails), separators=(',', ':'))};\n")
     data_bytes = (out / "data.js").stat().st_size
     viewer = sum((out / name).stat().st_size for name in (*VIEWER, "land.js"))

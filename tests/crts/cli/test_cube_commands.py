@@ -58,18 +58,13 @@ def test_map_writes_a_page_marking_the_loader_s_sample(
     from cube import open_cube
 
     out = tmp_path / "map"
-    assert (
-        main(["map", str(tiny_cube), "--out", str(out), "--n-input-samples", "2", "--cloud-masks", "s2cloudless_map"])
-        == 0
-    )
+    common = ["map", str(tiny_cube), "--out", str(out), "--n-input-samples"]
+    assert main([*common, "2", "--cloud-masks", "s2cloudless_map"]) == 0  # on worker processes (all cores)
     line = capsys.readouterr().out
     assert line.startswith(f"map page: {out}/index.html (6 patches, the sample marked on 6; ")
-    assert main(["map", str(tiny_cube), "--out", str(out), "--n-input-samples", "4", "--no-thumbnails"]) == 0
+    assert main([*common, "4", "--no-thumbnails", "--workers", "1"]) == 0
     assert "the sample marked on 0;" in capsys.readouterr().out  # 4 steps hold no sample of 4 inputs and a target
-    assert (
-        main(["map", str(tiny_cube), "--out", str(out), "--n-input-samples", "2", "--cloud-masks", "s2cloudless_map"])
-        == 0
-    )
+    assert main([*common, "2", "--cloud-masks", "s2cloudless_map", "--workers", "1"]) == 0
     strip = json.loads((out / "strips" / "2.js").read_text().removeprefix("crtsStrip(").rstrip(");\n"))
     expected = choose_steps(open_cube(tiny_cube, chunks=None).coverage.values[[2], :, 1], 2)
     assert strip["target"] == expected.target[0] and strip["inputs"] == expected.inputs[0].tolist()

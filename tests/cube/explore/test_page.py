@@ -151,3 +151,14 @@ def test_a_page_is_rewritten_without_thumbnails_and_a_foreign_folder_refused(tin
     with pytest.raises(ValueError, match=r"notes: holds files that are not a map page \(e.g. todo.txt\)"):
         write_page(tiny_cube, tmp_path / "notes")
     assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["todo.txt"]
+
+
+def test_worker_processes_write_the_same_page(tiny_cube: Path, page: Path, tmp_path: Path) -> None:
+    out = tmp_path / "map"
+    pick = functools.partial(choose_steps, n_input_samples=2)
+    assert write_page(tiny_cube, out, pick=pick, workers=2)["patches"] == 6
+    for name in ("data.js", *(f"strips/{i}.js" for i in range(6)), *(f"thumbs/{i}.webp" for i in range(6))):
+        assert (out / name).read_bytes() == (page / name).read_bytes(), name
+    with pytest.raises(ValueError, match="give its path or URL, not an opened Dataset"):
+        write_page(open_cube(tiny_cube, chunks=None), tmp_path / "other", workers=2)
+    assert not (tmp_path / "other").exists()
