@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= data/synthetic
 DEMO_CUBE ?= data/cube.zarr
 
-.PHONY: setup demo test test-py313 docs fuzz bench bench-device device-wheels clean
+.PHONY: setup browser demo test test-py313 docs fuzz bench bench-device device-wheels clean
 
 # torch is installed first and pinned (CPU wheel), so that pip never resolves a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml setup.py Makefile
@@ -46,10 +46,18 @@ demo: setup
 	@echo "  coverage plot data/coverage.png, training run data/train (log.csv, tensorboard/, last.pt),"
 	@echo "  evaluation runs in $(DEMO_CUBE)/runs, report data/report/report.md with figures beside it"
 
+# The map page's browser test (tests/cube/explore/test_page.py) needs Debian's Chromium and its driver: installed
+# quietly where they are missing and this runs as root with apt-get; elsewhere that test is skipped with one line.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+	  >/dev/null 2>&1 || echo "make test: no Chromium installed (needs root and apt-get): the map page's browser test is skipped"; }
+
 # The suite on Python 3.11 with everything, and beside it (CI has 2 cores; one pytest keeps about one busy)
 # test-py313, whose output follows once both are done (one line where it is skipped); either failing fails
 # `make test`.
-test: setup
+test: setup browser
 	@log=$$(mktemp); \
 	$(SUBMAKE) --no-print-directory test-py313 >$$log 2>&1 & py313=$$!; \
 	$(BIN)/python -m pytest; py311_status=$$?; \

@@ -31,6 +31,7 @@ LAYERS = {
     "cube.ingest": 5,
     "cube.analysis": 6,
     "cube.synth": 7,
+    "cube.explore": 8,
 }
 """Each part of ``cube`` and its floor: a module may import from its own floor and below, never above. ``cube``
 itself (its ``__init__``: the version, and public names looked up on first use) is the ground floor."""

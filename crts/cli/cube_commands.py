@@ -1,5 +1,5 @@
 """The commands that look after a cube: ``crts info``, ``crts stats``, ``crts index``, ``crts verify``,
-``crts runs`` and ``crts upgrade``."""
+``crts runs``, ``crts upgrade`` and ``crts map``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from .options import add_cube, add_force_unlock, add_split_and_region, comma_list
+from .options import add_cube, add_force_unlock, add_split_and_region, add_workers, comma_list
 
 
 def info_options(p: argparse.ArgumentParser) -> None:
@@ -252,4 +252,59 @@ def _run_upgrade(args: argparse.Namespace) -> None:
             if rewritten
             else f"schema version {SCHEMA_VERSION}, up to date: nothing to do"
         )
+    )
+
+
+def map_options(p: argparse.ArgumentParser) -> None:
+    """The description, example and options of ``crts map``."""
+    from cube.clouds.detectors import DETECTORS
+
+    p.description = (
+        "Write a page to share into DIR: a map of CUBE's patches (coloured by mean cloud coverage, clear-image "
+        "share, coverage in a month, split or region, with filters) and per patch its year as a strip of "
+        "thumbnails with dates, cloud %, the coverage curve and the original loader's inputs and target. It "
+        "opens from disk in a browser (DIR/index.html): no server, nothing from the internet."
+    )
+    p.epilog = "example: crts map cube.zarr --out map"
+    add_cube(p, "a cube with a cloud pass (a path or URL)")
+    p.add_argument("--out", metavar="DIR", required=True, help="a new or empty folder (or a map page, rewritten)")
+    p.add_argument(
+        "--cloud-masks",
+        choices=DETECTORS,
+        default="s2cloudless_mask",
+        help="detector whose masks the thumbnails contour and whose coverage picks the sample (default: %(default)s)",
+    )
+    p.add_argument("--n-input-samples", type=int, default=3, help="inputs of the marked sample (default: 3)")
+    p.add_argument("--min-cov", type=float, default=0.0, help="lowest input coverage of the sample (default: 0.0)")
+    p.add_argument("--max-cov", type=float, default=1.0, help="highest input coverage of the sample (default: 1.0)")
+    p.add_argument("--no-thumbnails", action="store_true", help="strips of dates and coverage only, no images")
+    add_workers(p, "local processes writing the strips (default: all cores; 1: in this process)")
+    p.set_defaults(handler=_run_map)
+
+
+def _run_map(args: argparse.Namespace) -> None:
+    import functools
+
+    from crts.data.sampling import check_selection, choose_steps
+    from cube.explore.page import write_page
+
+    check_selection(args.n_input_samples, args.min_cov, args.max_cov)
+    start = time.perf_counter()
+    pick = functools.partial(
+        choose_steps, n_input_samples=args.n_input_samples, min_cov=args.min_cov, max_cov=args.max_cov
+    )
+    written = write_page(
+        args.cube,
+        args.out,
+        pick=pick,
+        detector=args.cloud_masks,
+        thumbnails=not args.no_thumbnails,
+        workers=args.workers,
+        progress=sys.stderr.isatty(),
+        storage_options=dict(args.storage_options),
+    )
+    print(
+        f"map page: {args.out}/index.html ({written['patches']} patches, the sample marked on {written['marked']}; "
+        f"{written['bytes'] / 2**20:.1f} MiB, {written['data_bytes'] / 2**20:.1f} MiB loaded on opening; "
+        f"{time.perf_counter() - start:.1f} s)"
     )

@@ -31,6 +31,7 @@ INTERRUPTED = {
     "(without --resume) to start the run over",
     "evaluate": "no run was published; the cube is as it was",
     "report": "the report is unfinished: write it again",
+    "map": "the page is unfinished: write it again (the same command)",
     "upgrade": "the upgrade is unfinished and the cube unreadable until it is done: run the same command again",
 }
 """What a sub-command stopped by Ctrl-C leaves, and how to go on (the others change nothing); ``crts train``

@@ -11,7 +11,15 @@ from typing import NoReturn
 
 from crts import __version__
 
-from .cube_commands import index_options, info_options, runs_options, stats_options, upgrade_options, verify_options
+from .cube_commands import (
+    index_options,
+    info_options,
+    map_options,
+    runs_options,
+    stats_options,
+    upgrade_options,
+    verify_options,
+)
 from .data import clouds_options, convert_options, download_options, synth_options
 from .learn import evaluate_options, report_options, train_options
 
@@ -35,6 +43,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     ),
     "report": ("metric tables and figures of evaluation runs", report_options),
     "index": ("write the GeoParquet index of a cube's patches (footprints, labels, dates, coverage)", index_options),
+    "map": ("write a page of a map of a cube's patches and each patch's year, to open from disk", map_options),
     "runs": ("list the evaluation runs of a cube, or clean up what interrupted runs left", runs_options),
     "upgrade": ("bring a cube written by an older version up to the current schema, in place", upgrade_options),
     "verify": ("check every shard of a cube's images: name the damaged ones and the patches they hold", verify_options),

@@ -56,3 +56,51 @@ def test_info_summarises_the_cube(tiny_cube: Path, capsys: pytest.CaptureFixture
     assert out[2].startswith("mean coverage: s2cloudless_mask 0.")
     assert out[3] == "runs: none" and out[4].endswith(" MiB")
     assert out[-2:] == ["test         3       0", "val          0       3"]
+
+
+def test_map_writes_a_page_marking_the_loader_s_sample(
+    tiny_cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from crts.data.sampling import choose_steps
+    from cube import open_cube
+
+    out = tmp_path / "map"
+    common = ["map", str(tiny_cube), "--out", str(out), "--n-input-samples"]
+    assert main([*common, "2", "--cloud-masks", "s2cloudless_map"]) == 0  # on worker processes (all cores)
+    line = capsys.readouterr().out
+    assert line.startswith(f"map page: {out}/index.html (6 patches, the sample marked on 6; ")
+    assert main([*common, "4", "--no-thumbnails", "--workers", "1"]) == 0
+    assert "the sample marked on 0;" in capsys.readouterr().out  # 4 steps hold no sample of 4 inputs and a target
+    assert main([*common, "2", "--cloud-masks", "s2cloudless_map", "--workers", "1"]) == 0
+    strip = json.loads((out / "strips" / "2.js").read_text().removeprefix("crtsStrip(").rstrip(");\n"))
+    expected = choose_steps(open_cube(tiny_cube, chunks=None).coverage.values[[2], :, 1], 2)
+    assert strip["target"] == expected.target[0] and strip["inputs"] == expected.inputs[0].tolist()
+    assert strip["detectors"][0] == "s2cloudless_map" and len(list((out / "thumbs").iterdir())) == 6
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--min-cov", "2"], ("invalid min_cov 2.0",)),
+        (["--n-input-samples", "0"], ("invalid n_input_samples 0",)),
+    ],
+)
+def test_map_refuses_bad_options_in_one_line(
+    tiny_cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], words: tuple[str, ...]
+) -> None:
+    from tests.helpers import refused
+
+    refused(["map", str(tiny_cube), "--out", str(tmp_path / "map"), *options], capsys, *words)
+
+
+def test_map_refuses_a_foreign_folder_and_a_missing_cube(
+    tiny_cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import refused
+
+    (tmp_path / "notes.txt").write_text("mine")
+    refused(["map", str(tiny_cube), "--out", str(tmp_path)], capsys, "holds files that are not a map page")
+    refused(["map", str(tmp_path / "none.zarr"), "--out", str(tmp_path / "m")], capsys, "no cube here")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

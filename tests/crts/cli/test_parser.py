@@ -70,6 +70,7 @@ def test_cli_reference_has_every_sub_command(capsys: pytest.CaptureFixture[str])
         "evaluate",
         "report",
         "index",
+        "map",
         "runs",
         "upgrade",
         "verify",
