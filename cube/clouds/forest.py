@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,20 @@ from ..dataset.bands import S2_SCALE
 MODEL_PATH = Path(s2cloudless.__file__).with_name("models") / "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
 """The forest shipped in the s2cloudless wheel."""
 LEAF = 0x80000000
+WALKS = ("vector", "portable")
+"""The kernel's walks: AVX-512 (16 pixels per vector, where the CPU has AVX-512 VBMI) and portable C99."""
+WALK_NAMES = {"vector": "AVX-512", "portable": "portable"}
+"""How ``repr`` and the benchmark name each walk."""
+FASTEST = "fastest"
+"""The walk choice that times every available walk on the probe at first use and keeps the fastest."""
+PROBE_ROUNDS = 3
+"""Timings of each walk on the probe (8192 pixels, ~20 ms each here); the best counts, so that a moment of
+other load on the machine does not decide."""
+TOP_LEVELS = 5
+"""Levels of every tree the vector walk takes from registers, not gathers (``_forest.c``'s TOP): the 31 nodes
+above level 5 fill two AVX-512 registers, which one two-source permute indexes."""
+TOP_WORDS = 96
+"""Words per tree of :func:`vector_tops`: 32 for the top nodes, 32 indices and 32 words of level 5."""
 PIXEL_BYTES = 16
 """Bins of one pixel in the kernel's input (features beyond the model's are zero)."""
 _MISSING_NONE_NUMERICAL = {0, 2}
@@ -358,6 +373,13 @@ def checked_installed(path: Path) -> Path:
     return path
 
 
+def _thread_seconds(fn: Callable[[np.ndarray], object], data: np.ndarray) -> float:
+    """CPU seconds of this thread that ``fn(data)`` took (other load on the machine counts little)."""
+    start = time.thread_time()
+    fn(data)
+    return time.thread_time() - start
+
+
 def _load(path: Path) -> tuple[Callable, bool]:
     """The kernel's entry point and whether its vector walk runs on this CPU."""
     pointer = np.ctypeslib.ndpointer
@@ -372,6 +394,7 @@ def _load(path: Path) -> tuple[Callable, bool]:
         pointer(np.float64, flags="C"),
         pointer(np.int64, flags="C"),
         ctypes.c_double,
+        pointer(np.uint32, flags="C"),
         pointer(np.uint32, flags="C"),
         ctypes.c_int32,
         pointer(np.float32, flags="C"),
@@ -394,6 +417,28 @@ def vector_nodes(forest: Forest) -> np.ndarray | None:
         return None
     vector = ((words & 15) << 4) | (((words >> 4) & 255) << 8) | (right << 16)
     return np.where(split, vector, words).astype(np.uint32)
+
+
+def vector_tops(forest: Forest, words: np.ndarray) -> np.ndarray:
+    """Each tree's first levels for the vector walk's gather-free start, (n_trees, TOP_WORDS) uint32.
+
+    Per tree: the 31 nodes of levels 0-4 breadth first as a complete tree
+    (``words``' layout; 0 where a leaf above stands in), one unused word, then
+    the preorder index and the word of each of the 32 nodes at level 5 (a
+    leaf above level 5 for all its missing descendants).
+    """
+    tops = np.zeros((len(forest.node_offsets), TOP_WORDS), np.uint32)
+    for t, start in enumerate(forest.node_offsets):
+        nodes = words[start:]
+        slots = [0]
+        for i in range(2**TOP_LEVELS - 1):
+            x = slots[i]
+            leaf = bool(nodes[x] & LEAF)
+            slots += [x, x] if leaf else [x + 1, int(nodes[x]) >> 16]
+            tops[t, i] = 0 if leaf else nodes[x]
+        level = np.array(slots[2**TOP_LEVELS - 1 :])
+        tops[t, 32:64], tops[t, 64:] = level, nodes[level]
+    return tops
 
 
 def threshold_probe(forest: Forest, n: int = 8192, seed: int = 0) -> np.ndarray:
@@ -422,10 +467,14 @@ class ForestPredictor:
         Cache folder (default :func:`cache_dir`).
     model : path
         The LightGBM model (default: s2cloudless's).
-    vector : bool
-        Use the kernel's AVX-512 walk where the CPU has it and the forest fits
-        (:func:`vector_nodes`); False: the portable walk. Both give the same
-        leaves; ``self.vector`` says which one runs.
+    walk : str
+        ``"fastest"``: of the walks that run here (:data:`WALKS`), the one
+        that took the least CPU time on the threshold probe; ``"vector"``: the
+        AVX-512 walk where the CPU has it and the forest fits
+        (:func:`vector_nodes`), else the portable one; ``"portable"``. All give
+        the same leaves. ``self.walk`` names the walk that runs,
+        ``self.walks`` those available, ``self.walk_seconds`` each one's
+        best time on the probe (where ``"fastest"`` timed them).
     kernel : path, optional
         A kernel built at install time (:data:`INSTALLED`) to load instead of
         building one in ``cache``; it must report this source and machine.
@@ -435,34 +484,47 @@ class ForestPredictor:
     Raises
     ------
     OSError, subprocess.SubprocessError, ValueError
-        Where the kernel cannot be built or loaded, is stale, or differs from
-        LightGBM on the threshold probe.
+        Where the kernel cannot be built or loaded, is stale, or a walk differs
+        from LightGBM on the threshold probe; ValueError for an unknown walk.
     """
 
     def __init__(
-        self, cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True, kernel: Path | None = None
+        self, cache: Path | None = None, model: Path = MODEL_PATH, walk: str = FASTEST, kernel: Path | None = None
     ) -> None:
         import lightgbm
 
-        self.cache, self.model = cache, Path(model)
+        if walk not in (FASTEST, *WALKS):
+            raise ValueError(f"unknown forest walk {walk!r}: expected one of {', '.join((FASTEST, *WALKS))}")
+        self.cache, self.model, self.requested = cache, Path(model), walk
         self.forest = load_forest(self.model)
         self.installed = kernel is not None
         self.kernel = checked_installed(Path(kernel)) if kernel is not None else kernel_path(cache)
         self._fn, cpu_vector = _load(self.kernel)
-        layout = vector_nodes(self.forest) if vector and cpu_vector else None
-        self.vector = layout is not None
+        layout = vector_nodes(self.forest) if cpu_vector else None
+        self.walks = WALKS if layout is not None else ("portable",)
         self._vector_nodes = self.forest.nodes if layout is None else layout
+        self._vector_tops = vector_tops(self.forest, layout) if layout is not None else np.zeros(0, np.uint32)
         probe = threshold_probe(self.forest)
+        bins = feature_bins(self.forest, probe)
         expected = np.asarray(lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1), np.float32)
-        if not np.array_equal(self.bins_probability(feature_bins(self.forest, probe)), expected):
-            raise ValueError(f"{self.kernel}: the compiled forest differs from LightGBM on the probe")
+        self.walk_seconds: dict[str, float] = {}
+        for self.walk in self.walks:
+            if not np.array_equal(self.bins_probability(bins), expected):
+                raise ValueError(f"{self.kernel}: the compiled forest's {self.walk} walk differs from LightGBM on the probe")
+            if walk == FASTEST:
+                self.walk_seconds[self.walk] = min(_thread_seconds(self.bins_probability, bins) for _ in range(PROBE_ROUNDS))
+        if walk == FASTEST:
+            self.walk = min(self.walk_seconds, key=self.walk_seconds.__getitem__)
+        else:
+            self.walk = walk if walk in self.walks else "portable"
 
     def __reduce__(self) -> tuple:
-        return predictor, (self.cache, self.model, self.vector, self.kernel if self.installed else None)
+        return predictor, (self.cache, self.model, self.requested, self.kernel if self.installed else None)
 
     def __repr__(self) -> str:
         built = "installed" if self.installed else "built at first use"
-        return f"ForestPredictor({str(self.kernel)!r}, {built}, {'AVX-512' if self.vector else 'portable'} walk)"
+        how = "fastest on this CPU" if self.requested == FASTEST else "asked for"
+        return f"ForestPredictor({str(self.kernel)!r}, {built}, {WALK_NAMES[self.walk]} walk, {how})"
 
     def bins_probability(self, bins: np.ndarray) -> np.ndarray:
         """Probabilities (float32) of binned pixels (n, 16)."""
@@ -478,7 +540,8 @@ class ForestPredictor:
             f.leaf_offsets,
             f.sigmoid,
             self._vector_nodes,
-            int(self.vector),
+            self._vector_tops,
+            int(self.walk == "vector"),
             out,
         )
         return out
@@ -494,10 +557,10 @@ class ForestPredictor:
 
 @cache
 def predictor(
-    cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True, kernel: Path | None = None
+    cache: Path | None = None, model: Path = MODEL_PATH, walk: str = FASTEST, kernel: Path | None = None
 ) -> ForestPredictor:
     """The process's :class:`ForestPredictor` for a cache, model, walk and kernel (loaded and verified once)."""
-    return ForestPredictor(cache, model, vector, kernel)
+    return ForestPredictor(cache, model, walk, kernel)
 
 
 def _warn_unavailable(what: str, error: Exception, instead: str) -> None:
@@ -518,7 +581,7 @@ def fast_probability() -> Callable[[np.ndarray], np.ndarray]:
     errors = (OSError, ValueError, subprocess.SubprocessError)
     if INSTALLED.exists():
         try:
-            return predictor(None, MODEL_PATH, True, INSTALLED)
+            return predictor(None, MODEL_PATH, FASTEST, INSTALLED)
         except errors as error:
             _warn_unavailable("installed s2cloudless forest kernel", error, "building it at first use instead")
     try:
