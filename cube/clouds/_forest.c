@@ -82,8 +82,7 @@ VECTOR static inline __mmask16 goes_left(const Group *g, __m512i w) {
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __mmask64 low = 0x1111111111111111ull;
     __m512i index = _mm512_add_epi32(w, lanes);
-    __m512i bin = _mm512_maskz_permutexvar_epi8(low, index, g->t0);
-    bin = _mm512_mask_permutexvar_epi8(bin, _mm512_test_epi8_mask(w, _mm512_set1_epi32(64)), index, g->t1);
+    __m512i bin = _mm512_maskz_permutex2var_epi8(low, g->t0, index, g->t1);
     bin = _mm512_mask_permutexvar_epi8(bin, _mm512_test_epi8_mask(w, _mm512_set1_epi32(128)), index, g->t2);
     return _mm512_cmple_epu32_mask(bin, _mm512_and_si512(_mm512_srli_epi32(w, 8), _mm512_set1_epi32(255)));
 }
