@@ -40,7 +40,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -508,11 +508,12 @@ class ForestPredictor:
         bins = feature_bins(self.forest, probe)
         expected = np.asarray(lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1), np.float32)
         self.walk_seconds: dict[str, float] = {}
-        for self.walk in self.walks:
-            if not np.array_equal(self.bins_probability(bins), expected):
-                raise ValueError(f"{self.kernel}: the compiled forest's {self.walk} walk differs from LightGBM on the probe")
+        for name in self.walks:
+            run = partial(self.bins_probability, walk=name)
+            if not np.array_equal(run(bins), expected):
+                raise ValueError(f"{self.kernel}: the compiled forest's {name} walk differs from LightGBM on the probe")
             if walk == FASTEST:
-                self.walk_seconds[self.walk] = min(_thread_seconds(self.bins_probability, bins) for _ in range(PROBE_ROUNDS))
+                self.walk_seconds[name] = min(_thread_seconds(run, bins) for _ in range(PROBE_ROUNDS))
         if walk == FASTEST:
             self.walk = min(self.walk_seconds, key=self.walk_seconds.__getitem__)
         else:
@@ -526,9 +527,10 @@ class ForestPredictor:
         how = "fastest on this CPU" if self.requested == FASTEST else "asked for"
         return f"ForestPredictor({str(self.kernel)!r}, {built}, {WALK_NAMES[self.walk]} walk, {how})"
 
-    def bins_probability(self, bins: np.ndarray) -> np.ndarray:
-        """Probabilities (float32) of binned pixels (n, 16)."""
-        f = self.forest
+    def bins_probability(self, bins: np.ndarray, walk: str | None = None) -> np.ndarray:
+        """Probabilities (float32) of binned pixels (n, 16) by ``walk`` (default ``self.walk``; one not in
+        ``self.walks`` runs the portable walk)."""
+        f, vector = self.forest, (walk or self.walk) == "vector" and "vector" in self.walks
         out = np.empty(len(bins), np.float32)
         self._fn(
             np.ascontiguousarray(bins),
@@ -541,7 +543,7 @@ class ForestPredictor:
             f.sigmoid,
             self._vector_nodes,
             self._vector_tops,
-            int(self.walk == "vector"),
+            int(vector),
             out,
         )
         return out

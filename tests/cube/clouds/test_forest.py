@@ -23,7 +23,6 @@ from cube import convert, open_cube
 from cube.clouds.detectors import s2cloudless_map, s2cloudless_mask, s2cloudless_probability
 from cube.clouds.forest import (
     CACHE_ENV,
-    FASTEST,
     FLAGS,
     INSTALLED,
     MODEL_PATH,
