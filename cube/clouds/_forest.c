@@ -34,31 +34,33 @@
 #define LEAF 0x80000000u
 #define TOP_WORDS 96 /* vector walk: per tree, 32 words breadth first, then level 5's 32 indices and 32 words */
 #define CHUNK 192 /* vector walk: bins of 16 pixels, feature-major (byte 16 * feature + lane), features 0-11 */
-#define STEP(w, x, p)                                                   \
-    if (!((w) & LEAF)) {                                                \
-        (x) = (p)[(w) & 15u] <= (((w) >> 4) & 255u) ? (x) + 1 : (w) >> 12; \
-        (w) = nodes[x];                                                 \
-    }
+/* Portable walk: a split's word is feature | (rank + 1) << 4 | right child << 12, a leaf's LEAF | itself << 12.
+ * bin < rank + 1 goes left (the next node), else right; a leaf (rank + 1 = 0) goes "right" to itself, so eight
+ * pixels step together with no test per pixel (a branch that mispredicts at every leaf) until all are at leaves. */
+#define STEP(w, x, p) (x) = (p)[(w) & 15u] < (((w) >> 4) & 255u) ? (x) + 1 : (w) >> 12 & 0x7ffffu, (w) = nodes[x];
 
-static void eight(const uint32_t *nodes, const uint8_t *p, uint32_t *leaf_of) {
+/* Add one tree's leaf value (values, by node) to the sums (acc) of eight pixels (bins p, 16 bytes each). */
+static void eight(const uint32_t *nodes, const double *values, const uint8_t *p, double *acc) {
     uint32_t a = 0, b = 0, c = 0, d = 0, e = 0, f = 0, g = 0, h = 0;
     uint32_t wa = nodes[0], wb = wa, wc = wa, wd = wa, we = wa, wf = wa, wg = wa, wh = wa;
     while (!(wa & wb & wc & wd & we & wf & wg & wh & LEAF)) {
         STEP(wa, a, p) STEP(wb, b, p + 16) STEP(wc, c, p + 32) STEP(wd, d, p + 48)
         STEP(we, e, p + 64) STEP(wf, f, p + 80) STEP(wg, g, p + 96) STEP(wh, h, p + 112)
     }
-    leaf_of[0] = wa & ~LEAF; leaf_of[1] = wb & ~LEAF; leaf_of[2] = wc & ~LEAF; leaf_of[3] = wd & ~LEAF;
-    leaf_of[4] = we & ~LEAF; leaf_of[5] = wf & ~LEAF; leaf_of[6] = wg & ~LEAF; leaf_of[7] = wh & ~LEAF;
+    acc[0] += values[a], acc[1] += values[b], acc[2] += values[c], acc[3] += values[d];
+    acc[4] += values[e], acc[5] += values[f], acc[6] += values[g], acc[7] += values[h];
 }
 
-/* Leaf of one tree for each of m pixels (bins, 16 bytes each), portable. */
-static void tree_portable(const uint32_t *nodes, const uint8_t *bins, int32_t m, uint32_t *leaf_of) {
+/* Add one tree's leaf value to the sum (acc) of each of m pixels (bins, 16 bytes each), portable. */
+static void tree_portable(const uint32_t *nodes, const double *values, const uint8_t *bins, int32_t m, double *acc) {
     int32_t i = 0;
-    for (; i + 8 <= m; i += 8) eight(nodes, bins + i * 16, leaf_of + i);
+    for (; i + 8 <= m; i += 8) eight(nodes, values, bins + i * 16, acc + i);
     for (; i < m; ++i) {
         uint32_t x = 0, w = nodes[0];
-        while (!(w & LEAF)) STEP(w, x, bins + i * 16)
-        leaf_of[i] = w & ~LEAF;
+        while (!(w & LEAF)) {
+            STEP(w, x, bins + i * 16)
+        }
+        acc[i] += values[x];
     }
 }
 
@@ -175,15 +177,14 @@ static struct PyModuleDef forest_module = {PyModuleDef_HEAD_INIT, "_forest", NUL
 PyMODINIT_FUNC PyInit__forest(void) { return PyModule_Create(&forest_module); }
 #endif
 
-/* Probability of n pixels: bins (n x 16 bytes), trees given by node and leaf offsets, sigmoid alpha;
- * vector = 1 walks vector_nodes (the same trees in the vector layout) from each tree's TOP_WORDS words of
- * vector_tops down where the CPU can, else nodes. */
-void forest_probability(const uint8_t *bins, ptrdiff_t n, int32_t n_trees, const uint32_t *nodes,
-                        const int64_t *node_offsets, const double *leaves, const int64_t *leaf_offsets,
-                        double alpha, const uint32_t *vector_nodes, const uint32_t *vector_tops, int32_t vector,
-                        float *out) {
+/* Probability of n pixels: bins (n x 16 bytes), trees starting at node_offsets, sigmoid alpha. vector = 1
+ * walks vector_nodes from each tree's TOP_WORDS words of vector_tops down and adds leaves (by leaf index, from
+ * leaf_offsets) where the CPU can; else the portable walk over nodes adds node_values (by node). */
+void forest_probability(const uint8_t *bins, ptrdiff_t n, int32_t n_trees, const int64_t *node_offsets,
+                        const uint32_t *nodes, const double *node_values, const double *leaves,
+                        const int64_t *leaf_offsets, double alpha, const uint32_t *vector_nodes,
+                        const uint32_t *vector_tops, int32_t vector, float *out) {
     double acc[BLOCK];
-    uint32_t leaf_of[BLOCK];
     uint8_t chunks[BLOCK / 16 * CHUNK];
     vector = vector && has_vector();
     for (ptrdiff_t start = 0; start < n; start += BLOCK) {
@@ -192,13 +193,11 @@ void forest_probability(const uint8_t *bins, ptrdiff_t n, int32_t n_trees, const
         if (vector) transpose(block, m, chunks);
         for (int32_t i = 0; i < (m + 15) / 16 * 16; ++i) acc[i] = 0.0;
         for (int32_t t = 0; t < n_trees; ++t) {
-            const double *values = leaves + leaf_offsets[t];
-            if (vector) {
-                tree_vector(vector_nodes + node_offsets[t], vector_tops + (ptrdiff_t)t * TOP_WORDS, chunks, (m + 15) / 16, values, acc);
-                continue;
-            }
-            tree_portable(nodes + node_offsets[t], block, m, leaf_of);
-            for (int32_t i = 0; i < m; ++i) acc[i] += values[leaf_of[i]];
+            if (vector)
+                tree_vector(vector_nodes + node_offsets[t], vector_tops + (ptrdiff_t)t * TOP_WORDS, chunks,
+                            (m + 15) / 16, leaves + leaf_offsets[t], acc);
+            else
+                tree_portable(nodes + node_offsets[t], node_values + node_offsets[t], block, m, acc);
         }
         for (int32_t i = 0; i < m; ++i) out[start + i] = (float)(1.0 / (1.0 + exp(-alpha * acc[i])));
     }

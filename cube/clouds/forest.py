@@ -389,8 +389,9 @@ def _load(path: Path) -> tuple[Callable, bool]:
         pointer(np.uint8, flags="C"),
         ctypes.c_ssize_t,
         ctypes.c_int32,
-        pointer(np.uint32, flags="C"),
         pointer(np.int64, flags="C"),
+        pointer(np.uint32, flags="C"),
+        pointer(np.float64, flags="C"),
         pointer(np.float64, flags="C"),
         pointer(np.int64, flags="C"),
         ctypes.c_double,
@@ -401,6 +402,23 @@ def _load(path: Path) -> tuple[Callable, bool]:
     ]
     fn.restype = None
     return fn, bool(library.forest_vector())
+
+
+def portable_nodes(forest: Forest) -> tuple[np.ndarray, np.ndarray]:
+    """The nodes in the portable walk's layout and each node's leaf value (0 at splits).
+
+    A split is ``feature | (rank + 1) << 4 | right child << 12``, a leaf
+    ``LEAF | its own index << 12``: the walk goes left where ``bin < rank +
+    1``, so a leaf (``rank + 1 = 0``) steps to itself.
+    """
+    words = forest.nodes.astype(np.int64)
+    leaf = (words & LEAF) != 0
+    sizes = np.diff(np.append(forest.node_offsets, len(words)))
+    own = np.arange(len(words)) - np.repeat(forest.node_offsets, sizes)
+    split = (words & 15) | (((words >> 4) & 255) + 1) << 4 | (words >> 12) << 12
+    leaf_index = np.repeat(forest.leaf_offsets, sizes) + (words & (LEAF - 1))
+    values = np.where(leaf, forest.leaves[np.where(leaf, leaf_index, 0)], 0.0)
+    return np.where(leaf, LEAF | own << 12, split).astype(np.uint32), values
 
 
 def vector_nodes(forest: Forest) -> np.ndarray | None:
@@ -502,6 +520,7 @@ class ForestPredictor:
         self._fn, cpu_vector = _load(self.kernel)
         layout = vector_nodes(self.forest) if cpu_vector else None
         self.walks = WALKS if layout is not None else ("portable",)
+        self._portable_nodes, self._node_values = portable_nodes(self.forest)
         self._vector_nodes = self.forest.nodes if layout is None else layout
         self._vector_tops = vector_tops(self.forest, layout) if layout is not None else np.zeros(0, np.uint32)
         probe = threshold_probe(self.forest)
@@ -536,8 +555,9 @@ class ForestPredictor:
             np.ascontiguousarray(bins),
             len(bins),
             len(f.node_offsets),
-            f.nodes,
             f.node_offsets,
+            self._portable_nodes,
+            self._node_values,
             f.leaves,
             f.leaf_offsets,
             f.sigmoid,

@@ -34,6 +34,7 @@ from cube.clouds.forest import (
     installed_recipe,
     kernel_path,
     load_forest,
+    portable_nodes,
     predictor,
     sigmoid32,
     threshold_probe,
@@ -137,6 +138,17 @@ def test_forests_beyond_the_vector_layout_take_the_portable_walk() -> None:
     assert np.array_equal(words[split] >> 4 & 15, forest.nodes[split] & 15)
     assert np.array_equal(words[split] >> 16, forest.nodes[split] >> 12)
     assert vector_nodes(dataclasses.replace(forest, thresholds=forest.thresholds + [np.zeros(0)] * 3)) is None
+
+
+def test_the_portable_walks_leaves_step_to_themselves_and_carry_their_values() -> None:
+    forest = load_forest()
+    words, values = portable_nodes(forest)
+    leaf = (forest.nodes & 0x80000000) != 0
+    own = np.concatenate([np.arange(n) for n in np.diff(np.append(forest.node_offsets, len(words)))])
+    assert np.array_equal(words[leaf] >> 12 & 0x7FFFF, own[leaf]) and not (words[leaf] >> 4 & 255).any()
+    assert np.array_equal(words[~leaf] >> 4 & 255, (forest.nodes[~leaf] >> 4 & 255) + 1)
+    assert np.array_equal(words[~leaf] >> 12, forest.nodes[~leaf] >> 12) and not values[~leaf].any()
+    assert np.array_equal(np.sort(values[leaf]), np.sort(forest.leaves))
 
 
 def test_the_vector_walks_top_levels_are_each_trees_first_five_levels() -> None:
