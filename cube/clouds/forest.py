@@ -9,9 +9,12 @@ becomes ``bin <= rank of the threshold``: the very comparison LightGBM makes
 (feature as double against the double threshold), in one byte. The kernel
 (``_forest.c``) walks the trees in LightGBM's order and sums the
 leaves in double, then applies the same sigmoid: the probabilities are
-bitwise those of s2cloudless. It walks 16 pixels per AVX-512 vector where the
-CPU can (checked at run time; nodes in :func:`vector_nodes`' layout), else
-eight interleaved pixels; both walks reach the same leaves.
+bitwise those of s2cloudless. It has two walks that reach the same leaves: 16
+pixels per AVX-512 vector where the CPU can (checked at run time; nodes in
+:func:`vector_nodes`' layout, each tree's first levels from registers:
+:func:`vector_tops`) and eight interleaved pixels in portable C
+(:func:`portable_nodes`). Each walk the CPU runs is checked against LightGBM
+and timed on the threshold probe at first use; the fastest runs.
 
 The kernel is built at install time where a C compiler exists (``setup.py``,
 an optional extension: :data:`INSTALLED`), else at first use with the C
