@@ -17,7 +17,10 @@
  * sit feature-major in three registers, byte permutes pick each lane's bin and
  * one gather fetches the 16 next nodes; eight such groups are interleaved, and
  * a group takes the next 16 pixels as soon as all its lanes are at leaves.
- * The vector walk reads the same trees in its own node layout (see advance).
+ * A gather is slow on some CPUs (18 cycles for 16 lanes on AMD Zen 4): so the first five levels of every
+ * tree come from two registers instead (descend_top), a tree's 31 top nodes breadth first, indexed by one
+ * two-source permute; only the levels below are gathered. The vector walk reads the same trees in its own
+ * node layout (see goes_left). Which walk runs is chosen by timing both (forest.py).
  */
 #ifdef FOREST_RECIPE /* the install-time build (setup.py) is an importable (empty) extension module too */
 #define PY_SSIZE_T_CLEAN
@@ -29,32 +32,35 @@
 
 #define BLOCK 2048
 #define LEAF 0x80000000u
+#define TOP_WORDS 96 /* vector walk: per tree, 32 words breadth first, then level 5's 32 indices and 32 words */
 #define CHUNK 192 /* vector walk: bins of 16 pixels, feature-major (byte 16 * feature + lane), features 0-11 */
-#define STEP(w, x, p)                                                   \
-    if (!((w) & LEAF)) {                                                \
-        (x) = (p)[(w) & 15u] <= (((w) >> 4) & 255u) ? (x) + 1 : (w) >> 12; \
-        (w) = nodes[x];                                                 \
-    }
+/* Portable walk: a split's word is feature | (rank + 1) << 4 | right child << 12, a leaf's LEAF | itself << 12.
+ * bin < rank + 1 goes left (the next node), else right; a leaf (rank + 1 = 0) goes "right" to itself, so eight
+ * pixels step together with no test per pixel (a branch that mispredicts at every leaf) until all are at leaves. */
+#define STEP(w, x, p) (x) = (p)[(w) & 15u] < (((w) >> 4) & 255u) ? (x) + 1 : (w) >> 12 & 0x7ffffu, (w) = nodes[x];
 
-static void eight(const uint32_t *nodes, const uint8_t *p, uint32_t *leaf_of) {
+/* Add one tree's leaf value (values, by node) to the sums (acc) of eight pixels (bins p, 16 bytes each). */
+static void eight(const uint32_t *nodes, const double *values, const uint8_t *p, double *acc) {
     uint32_t a = 0, b = 0, c = 0, d = 0, e = 0, f = 0, g = 0, h = 0;
     uint32_t wa = nodes[0], wb = wa, wc = wa, wd = wa, we = wa, wf = wa, wg = wa, wh = wa;
     while (!(wa & wb & wc & wd & we & wf & wg & wh & LEAF)) {
         STEP(wa, a, p) STEP(wb, b, p + 16) STEP(wc, c, p + 32) STEP(wd, d, p + 48)
         STEP(we, e, p + 64) STEP(wf, f, p + 80) STEP(wg, g, p + 96) STEP(wh, h, p + 112)
     }
-    leaf_of[0] = wa & ~LEAF; leaf_of[1] = wb & ~LEAF; leaf_of[2] = wc & ~LEAF; leaf_of[3] = wd & ~LEAF;
-    leaf_of[4] = we & ~LEAF; leaf_of[5] = wf & ~LEAF; leaf_of[6] = wg & ~LEAF; leaf_of[7] = wh & ~LEAF;
+    acc[0] += values[a], acc[1] += values[b], acc[2] += values[c], acc[3] += values[d];
+    acc[4] += values[e], acc[5] += values[f], acc[6] += values[g], acc[7] += values[h];
 }
 
-/* Leaf of one tree for each of m pixels (bins, 16 bytes each), portable. */
-static void tree_portable(const uint32_t *nodes, const uint8_t *bins, int32_t m, uint32_t *leaf_of) {
+/* Add one tree's leaf value to the sum (acc) of each of m pixels (bins, 16 bytes each), portable. */
+static void tree_portable(const uint32_t *nodes, const double *values, const uint8_t *bins, int32_t m, double *acc) {
     int32_t i = 0;
-    for (; i + 8 <= m; i += 8) eight(nodes, bins + i * 16, leaf_of + i);
+    for (; i + 8 <= m; i += 8) eight(nodes, values, bins + i * 16, acc + i);
     for (; i < m; ++i) {
         uint32_t x = 0, w = nodes[0];
-        while (!(w & LEAF)) STEP(w, x, bins + i * 16)
-        leaf_of[i] = w & ~LEAF;
+        while (!(w & LEAF)) {
+            STEP(w, x, bins + i * 16)
+        }
+        acc[i] += values[x];
     }
 }
 
@@ -62,6 +68,8 @@ static void tree_portable(const uint32_t *nodes, const uint8_t *bins, int32_t m,
 #include <immintrin.h>
 #define VECTOR __attribute__((target("avx512f,avx512bw,avx512vbmi")))
 #define GROUPS 8
+#define TOP 5         /* levels walked from registers (descend_top) */
+#define TOP_NODES 31  /* nodes above level TOP */
 
 typedef struct { __m512i t0, t1, t2, x, w; int32_t chunk; } Group;
 
@@ -70,36 +78,56 @@ VECTOR static void transpose(const uint8_t *bins, int32_t m, uint8_t *chunks) {
         for (int f = 0; f < 12; ++f) chunks[i / 16 * CHUNK + f * 16 + i % 16] = i < m ? bins[i * 16 + f] : 0;
 }
 
-VECTOR static inline void begin(Group *g, const uint8_t *chunks, int32_t chunk, __m512i root) {
-    const uint8_t *c = chunks + (ptrdiff_t)chunk * CHUNK;
-    g->t0 = _mm512_loadu_si512(c); g->t1 = _mm512_loadu_si512(c + 64); g->t2 = _mm512_loadu_si512(c + 128);
-    g->x = _mm512_setzero_si512(); g->w = root; g->chunk = chunk;
-}
-
-/* One step of 16 lanes: each lane not at a leaf moves to the child its bin selects. Node words here are
- * the vector layout: bits 0-7 16 * feature, 8-15 rank, 16-30 right child, 31 leaf. */
-VECTOR static inline void advance(Group *g, const uint32_t *nodes, __mmask16 inner) { /* x: any for leaves */
+/* Lanes whose bin of w's feature is <= w's rank (they go left). Node words here are the vector layout:
+ * bits 0-7 16 * feature, 8-15 rank, 16-30 right child, 31 leaf. */
+VECTOR static inline __mmask16 goes_left(const Group *g, __m512i w) {
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __mmask64 low = 0x1111111111111111ull;
-    __m512i index = _mm512_add_epi32(g->w, lanes);
-    __m512i bin = _mm512_maskz_permutexvar_epi8(low, index, g->t0);
-    bin = _mm512_mask_permutexvar_epi8(bin, _mm512_test_epi8_mask(g->w, _mm512_set1_epi32(64)), index, g->t1);
-    bin = _mm512_mask_permutexvar_epi8(bin, _mm512_test_epi8_mask(g->w, _mm512_set1_epi32(128)), index, g->t2);
-    __m512i rank = _mm512_and_si512(_mm512_srli_epi32(g->w, 8), _mm512_set1_epi32(255));
-    __mmask16 left = _mm512_cmple_epu32_mask(bin, rank);
-    g->x = _mm512_mask_add_epi32(_mm512_srli_epi32(g->w, 16), left, g->x, _mm512_set1_epi32(1));
+    __m512i index = _mm512_add_epi32(w, lanes);
+    __m512i bin = _mm512_maskz_permutex2var_epi8(low, g->t0, index, g->t1);
+    bin = _mm512_mask_permutexvar_epi8(bin, _mm512_test_epi8_mask(w, _mm512_set1_epi32(128)), index, g->t2);
+    return _mm512_cmple_epu32_mask(bin, _mm512_and_si512(_mm512_srli_epi32(w, 8), _mm512_set1_epi32(255)));
+}
+
+/* The first TOP levels without gathers: top holds the tree's first 31 nodes breadth first (a complete tree,
+ * a leaf standing in for its missing descendants), then the preorder index and word of the 32 nodes at
+ * level TOP; node i's children are 2i + 1 (left) and 2i + 2. */
+VECTOR static inline void descend_top(Group *g, const uint32_t *top) {
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i words0 = _mm512_loadu_si512(top), words1 = _mm512_loadu_si512(top + 16);
+    __m512i i = _mm512_setzero_si512();
+    for (int level = 0; level < TOP; ++level) {
+        __mmask16 left = goes_left(g, _mm512_permutex2var_epi32(words0, i, words1));
+        i = _mm512_add_epi32(_mm512_add_epi32(i, i), one);
+        i = _mm512_mask_add_epi32(i, (__mmask16)~left, i, one);
+    }
+    i = _mm512_sub_epi32(i, _mm512_set1_epi32(TOP_NODES));
+    g->x = _mm512_permutex2var_epi32(_mm512_loadu_si512(top + 32), i, _mm512_loadu_si512(top + 48));
+    g->w = _mm512_permutex2var_epi32(_mm512_loadu_si512(top + 64), i, _mm512_loadu_si512(top + 80));
+}
+
+VECTOR static inline void begin(Group *g, const uint8_t *chunks, int32_t chunk, const uint32_t *top) {
+    const uint8_t *c = chunks + (ptrdiff_t)chunk * CHUNK;
+    g->t0 = _mm512_loadu_si512(c); g->t1 = _mm512_loadu_si512(c + 64); g->t2 = _mm512_loadu_si512(c + 128);
+    g->chunk = chunk;
+    descend_top(g, top);
+}
+
+/* One step of 16 lanes: each lane not at a leaf moves to the child its bin selects. */
+VECTOR static inline void advance(Group *g, const uint32_t *nodes, __mmask16 inner) { /* x: any for leaves */
+    g->x = _mm512_mask_add_epi32(_mm512_srli_epi32(g->w, 16), goes_left(g, g->w), g->x, _mm512_set1_epi32(1));
     g->w = _mm512_mask_i32gather_epi32(g->w, inner, g->x, nodes, 4);
 }
 
 /* Add one tree's leaf value (values) to the sum (acc) of every pixel of n_chunks chunks (16 pixels each). */
-VECTOR static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_chunks, const double *values,
-                               double *acc) {
-    const __m512i root = _mm512_set1_epi32((int)nodes[0]), leaf = _mm512_set1_epi32((int)LEAF);
+VECTOR static void tree_vector(const uint32_t *nodes, const uint32_t *top, const uint8_t *chunks, int32_t n_chunks,
+                               const double *values, double *acc) {
+    const __m512i leaf = _mm512_set1_epi32((int)LEAF);
     Group groups[GROUPS];
     int32_t next = 0, active = 0;
     for (int i = 0; i < GROUPS; ++i) {
         groups[i].chunk = -1, groups[i].w = leaf; /* idle until begun */
-        if (next < n_chunks) begin(&groups[i], chunks, next++, root), ++active;
+        if (next < n_chunks) begin(&groups[i], chunks, next++, top), ++active;
     }
     while (active) {
         for (int i = 0; i < GROUPS; ++i) {
@@ -115,7 +143,7 @@ VECTOR static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int
                 _mm512_storeu_pd(sum, _mm512_add_pd(_mm512_loadu_pd(sum), low));
                 _mm512_storeu_pd(sum + 8, _mm512_add_pd(_mm512_loadu_pd(sum + 8), high));
                 g->chunk = -1;
-                if (next < n_chunks) begin(g, chunks, next++, root); else --active;
+                if (next < n_chunks) begin(g, chunks, next++, top); else --active;
             }
         }
     }
@@ -129,9 +157,9 @@ static int has_vector(void) {
 #else
 static int has_vector(void) { return 0; }
 static void transpose(const uint8_t *bins, int32_t m, uint8_t *chunks) { (void)bins, (void)m, (void)chunks; }
-static void tree_vector(const uint32_t *nodes, const uint8_t *chunks, int32_t n_chunks, const double *values,
-                        double *acc) {
-    (void)nodes, (void)chunks, (void)n_chunks, (void)values, (void)acc; /* never called: has_vector() is 0 */
+static void tree_vector(const uint32_t *nodes, const uint32_t *top, const uint8_t *chunks, int32_t n_chunks,
+                        const double *values, double *acc) {
+    (void)nodes, (void)top, (void)chunks, (void)n_chunks, (void)values, (void)acc; /* never called: has_vector() is 0 */
 }
 #endif
 
@@ -149,13 +177,14 @@ static struct PyModuleDef forest_module = {PyModuleDef_HEAD_INIT, "_forest", NUL
 PyMODINIT_FUNC PyInit__forest(void) { return PyModule_Create(&forest_module); }
 #endif
 
-/* Probability of n pixels: bins (n x 16 bytes), trees given by node and leaf offsets, sigmoid alpha;
- * vector = 1 walks vector_nodes (the same trees in the vector layout) where the CPU can, else nodes. */
-void forest_probability(const uint8_t *bins, ptrdiff_t n, int32_t n_trees, const uint32_t *nodes,
-                        const int64_t *node_offsets, const double *leaves, const int64_t *leaf_offsets,
-                        double alpha, const uint32_t *vector_nodes, int32_t vector, float *out) {
+/* Probability of n pixels: bins (n x 16 bytes), trees starting at node_offsets, sigmoid alpha. vector = 1
+ * walks vector_nodes from each tree's TOP_WORDS words of vector_tops down and adds leaves (by leaf index, from
+ * leaf_offsets) where the CPU can; else the portable walk over nodes adds node_values (by node). */
+void forest_probability(const uint8_t *bins, ptrdiff_t n, int32_t n_trees, const int64_t *node_offsets,
+                        const uint32_t *nodes, const double *node_values, const double *leaves,
+                        const int64_t *leaf_offsets, double alpha, const uint32_t *vector_nodes,
+                        const uint32_t *vector_tops, int32_t vector, float *out) {
     double acc[BLOCK];
-    uint32_t leaf_of[BLOCK];
     uint8_t chunks[BLOCK / 16 * CHUNK];
     vector = vector && has_vector();
     for (ptrdiff_t start = 0; start < n; start += BLOCK) {
@@ -164,13 +193,11 @@ void forest_probability(const uint8_t *bins, ptrdiff_t n, int32_t n_trees, const
         if (vector) transpose(block, m, chunks);
         for (int32_t i = 0; i < (m + 15) / 16 * 16; ++i) acc[i] = 0.0;
         for (int32_t t = 0; t < n_trees; ++t) {
-            const double *values = leaves + leaf_offsets[t];
-            if (vector) {
-                tree_vector(vector_nodes + node_offsets[t], chunks, (m + 15) / 16, values, acc);
-                continue;
-            }
-            tree_portable(nodes + node_offsets[t], block, m, leaf_of);
-            for (int32_t i = 0; i < m; ++i) acc[i] += values[leaf_of[i]];
+            if (vector)
+                tree_vector(vector_nodes + node_offsets[t], vector_tops + (ptrdiff_t)t * TOP_WORDS, chunks,
+                            (m + 15) / 16, leaves + leaf_offsets[t], acc);
+            else
+                tree_portable(nodes + node_offsets[t], node_values + node_offsets[t], block, m, acc);
         }
         for (int32_t i = 0; i < m; ++i) out[start + i] = (float)(1.0 / (1.0 + exp(-alpha * acc[i])));
     }

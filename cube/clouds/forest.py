@@ -9,9 +9,12 @@ becomes ``bin <= rank of the threshold``: the very comparison LightGBM makes
 (feature as double against the double threshold), in one byte. The kernel
 (``_forest.c``) walks the trees in LightGBM's order and sums the
 leaves in double, then applies the same sigmoid: the probabilities are
-bitwise those of s2cloudless. It walks 16 pixels per AVX-512 vector where the
-CPU can (checked at run time; nodes in :func:`vector_nodes`' layout), else
-eight interleaved pixels; both walks reach the same leaves.
+bitwise those of s2cloudless. It has two walks that reach the same leaves: 16
+pixels per AVX-512 vector where the CPU can (checked at run time; nodes in
+:func:`vector_nodes`' layout, each tree's first levels from registers:
+:func:`vector_tops`) and eight interleaved pixels in portable C
+(:func:`portable_nodes`). Each walk the CPU runs is checked against LightGBM
+and timed on the threshold probe at first use; the fastest runs.
 
 The kernel is built at install time where a C compiler exists (``setup.py``,
 an optional extension: :data:`INSTALLED`), else at first use with the C
@@ -36,10 +39,11 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +55,20 @@ from ..dataset.bands import S2_SCALE
 MODEL_PATH = Path(s2cloudless.__file__).with_name("models") / "pixel_s2_cloud_detector_lightGBM_v0.1.txt"
 """The forest shipped in the s2cloudless wheel."""
 LEAF = 0x80000000
+WALKS = ("vector", "portable")
+"""The kernel's walks: AVX-512 (16 pixels per vector, where the CPU has AVX-512 VBMI) and portable C99."""
+WALK_NAMES = {"vector": "AVX-512", "portable": "portable"}
+"""How ``repr`` and the benchmark name each walk."""
+FASTEST = "fastest"
+"""The walk choice that times every available walk on the probe at first use and keeps the fastest."""
+PROBE_ROUNDS = 3
+"""Timings of each walk on the probe (8192 pixels, ~20 ms each here); the best counts, so that a moment of
+other load on the machine does not decide."""
+TOP_LEVELS = 5
+"""Levels of every tree the vector walk takes from registers, not gathers (``_forest.c``'s TOP): the 31 nodes
+above level 5 fill two AVX-512 registers, which one two-source permute indexes."""
+TOP_WORDS = 96
+"""Words per tree of :func:`vector_tops`: 32 for the top nodes, 32 indices and 32 words of level 5."""
 PIXEL_BYTES = 16
 """Bins of one pixel in the kernel's input (features beyond the model's are zero)."""
 _MISSING_NONE_NUMERICAL = {0, 2}
@@ -358,6 +376,13 @@ def checked_installed(path: Path) -> Path:
     return path
 
 
+def _thread_seconds(fn: Callable[[np.ndarray], object], data: np.ndarray) -> float:
+    """CPU seconds of this thread that ``fn(data)`` took (other load on the machine counts little)."""
+    start = time.thread_time()
+    fn(data)
+    return time.thread_time() - start
+
+
 def _load(path: Path) -> tuple[Callable, bool]:
     """The kernel's entry point and whether its vector walk runs on this CPU."""
     pointer = np.ctypeslib.ndpointer
@@ -367,17 +392,36 @@ def _load(path: Path) -> tuple[Callable, bool]:
         pointer(np.uint8, flags="C"),
         ctypes.c_ssize_t,
         ctypes.c_int32,
-        pointer(np.uint32, flags="C"),
         pointer(np.int64, flags="C"),
+        pointer(np.uint32, flags="C"),
+        pointer(np.float64, flags="C"),
         pointer(np.float64, flags="C"),
         pointer(np.int64, flags="C"),
         ctypes.c_double,
+        pointer(np.uint32, flags="C"),
         pointer(np.uint32, flags="C"),
         ctypes.c_int32,
         pointer(np.float32, flags="C"),
     ]
     fn.restype = None
     return fn, bool(library.forest_vector())
+
+
+def portable_nodes(forest: Forest) -> tuple[np.ndarray, np.ndarray]:
+    """The nodes in the portable walk's layout and each node's leaf value (0 at splits).
+
+    A split is ``feature | (rank + 1) << 4 | right child << 12``, a leaf
+    ``LEAF | its own index << 12``: the walk goes left where ``bin < rank +
+    1``, so a leaf (``rank + 1 = 0``) steps to itself.
+    """
+    words = forest.nodes.astype(np.int64)
+    leaf = (words & LEAF) != 0
+    sizes = np.diff(np.append(forest.node_offsets, len(words)))
+    own = np.arange(len(words)) - np.repeat(forest.node_offsets, sizes)
+    split = (words & 15) | (((words >> 4) & 255) + 1) << 4 | (words >> 12) << 12
+    leaf_index = np.repeat(forest.leaf_offsets, sizes) + (words & (LEAF - 1))
+    values = np.where(leaf, forest.leaves[np.where(leaf, leaf_index, 0)], 0.0)
+    return np.where(leaf, LEAF | own << 12, split).astype(np.uint32), values
 
 
 def vector_nodes(forest: Forest) -> np.ndarray | None:
@@ -394,6 +438,28 @@ def vector_nodes(forest: Forest) -> np.ndarray | None:
         return None
     vector = ((words & 15) << 4) | (((words >> 4) & 255) << 8) | (right << 16)
     return np.where(split, vector, words).astype(np.uint32)
+
+
+def vector_tops(forest: Forest, words: np.ndarray) -> np.ndarray:
+    """Each tree's first levels for the vector walk's gather-free start, (n_trees, TOP_WORDS) uint32.
+
+    Per tree: the 31 nodes of levels 0-4 breadth first as a complete tree
+    (``words``' layout; 0 where a leaf above stands in), one unused word, then
+    the preorder index and the word of each of the 32 nodes at level 5 (a
+    leaf above level 5 for all its missing descendants).
+    """
+    tops = np.zeros((len(forest.node_offsets), TOP_WORDS), np.uint32)
+    for t, start in enumerate(forest.node_offsets):
+        nodes = words[start:]
+        slots = [0]
+        for i in range(2**TOP_LEVELS - 1):
+            x = slots[i]
+            leaf = bool(nodes[x] & LEAF)
+            slots += [x, x] if leaf else [x + 1, int(nodes[x]) >> 16]
+            tops[t, i] = 0 if leaf else nodes[x]
+        level = np.array(slots[2**TOP_LEVELS - 1 :])
+        tops[t, 32:64], tops[t, 64:] = level, nodes[level]
+    return tops
 
 
 def threshold_probe(forest: Forest, n: int = 8192, seed: int = 0) -> np.ndarray:
@@ -422,10 +488,14 @@ class ForestPredictor:
         Cache folder (default :func:`cache_dir`).
     model : path
         The LightGBM model (default: s2cloudless's).
-    vector : bool
-        Use the kernel's AVX-512 walk where the CPU has it and the forest fits
-        (:func:`vector_nodes`); False: the portable walk. Both give the same
-        leaves; ``self.vector`` says which one runs.
+    walk : str
+        ``"fastest"``: of the walks that run here (:data:`WALKS`), the one
+        that took the least CPU time on the threshold probe; ``"vector"``: the
+        AVX-512 walk where the CPU has it and the forest fits
+        (:func:`vector_nodes`), else the portable one; ``"portable"``. All give
+        the same leaves. ``self.walk`` names the walk that runs,
+        ``self.walks`` those available, ``self.walk_seconds`` each one's
+        best time on the probe (where ``"fastest"`` timed them).
     kernel : path, optional
         A kernel built at install time (:data:`INSTALLED`) to load instead of
         building one in ``cache``; it must report this source and machine.
@@ -435,50 +505,68 @@ class ForestPredictor:
     Raises
     ------
     OSError, subprocess.SubprocessError, ValueError
-        Where the kernel cannot be built or loaded, is stale, or differs from
-        LightGBM on the threshold probe.
+        Where the kernel cannot be built or loaded, is stale, or a walk differs
+        from LightGBM on the threshold probe; ValueError for an unknown walk.
     """
 
     def __init__(
-        self, cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True, kernel: Path | None = None
+        self, cache: Path | None = None, model: Path = MODEL_PATH, walk: str = FASTEST, kernel: Path | None = None
     ) -> None:
         import lightgbm
 
-        self.cache, self.model = cache, Path(model)
+        if walk not in (FASTEST, *WALKS):
+            raise ValueError(f"unknown forest walk {walk!r}: expected one of {', '.join((FASTEST, *WALKS))}")
+        self.cache, self.model, self.requested = cache, Path(model), walk
         self.forest = load_forest(self.model)
         self.installed = kernel is not None
         self.kernel = checked_installed(Path(kernel)) if kernel is not None else kernel_path(cache)
         self._fn, cpu_vector = _load(self.kernel)
-        layout = vector_nodes(self.forest) if vector and cpu_vector else None
-        self.vector = layout is not None
+        layout = vector_nodes(self.forest) if cpu_vector else None
+        self.walks = WALKS if layout is not None else ("portable",)
+        self._portable_nodes, self._node_values = portable_nodes(self.forest)
         self._vector_nodes = self.forest.nodes if layout is None else layout
+        self._vector_tops = vector_tops(self.forest, layout) if layout is not None else np.zeros(0, np.uint32)
         probe = threshold_probe(self.forest)
+        bins = feature_bins(self.forest, probe)
         expected = np.asarray(lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1), np.float32)
-        if not np.array_equal(self.bins_probability(feature_bins(self.forest, probe)), expected):
-            raise ValueError(f"{self.kernel}: the compiled forest differs from LightGBM on the probe")
+        self.walk_seconds: dict[str, float] = {}
+        for name in self.walks:
+            run = partial(self.bins_probability, walk=name)
+            if not np.array_equal(run(bins), expected):
+                raise ValueError(f"{self.kernel}: the compiled forest's {name} walk differs from LightGBM on the probe")
+            if walk == FASTEST:
+                self.walk_seconds[name] = min(_thread_seconds(run, bins) for _ in range(PROBE_ROUNDS))
+        if walk == FASTEST:
+            self.walk = min(self.walk_seconds, key=self.walk_seconds.__getitem__)
+        else:
+            self.walk = walk if walk in self.walks else "portable"
 
     def __reduce__(self) -> tuple:
-        return predictor, (self.cache, self.model, self.vector, self.kernel if self.installed else None)
+        return predictor, (self.cache, self.model, self.requested, self.kernel if self.installed else None)
 
     def __repr__(self) -> str:
         built = "installed" if self.installed else "built at first use"
-        return f"ForestPredictor({str(self.kernel)!r}, {built}, {'AVX-512' if self.vector else 'portable'} walk)"
+        how = "fastest on this CPU" if self.requested == FASTEST else "asked for"
+        return f"ForestPredictor({str(self.kernel)!r}, {built}, {WALK_NAMES[self.walk]} walk, {how})"
 
-    def bins_probability(self, bins: np.ndarray) -> np.ndarray:
-        """Probabilities (float32) of binned pixels (n, 16)."""
-        f = self.forest
+    def bins_probability(self, bins: np.ndarray, walk: str | None = None) -> np.ndarray:
+        """Probabilities (float32) of binned pixels (n, 16) by ``walk`` (default ``self.walk``; one not in
+        ``self.walks`` runs the portable walk)."""
+        f, vector = self.forest, (walk or self.walk) == "vector" and "vector" in self.walks
         out = np.empty(len(bins), np.float32)
         self._fn(
             np.ascontiguousarray(bins),
             len(bins),
             len(f.node_offsets),
-            f.nodes,
             f.node_offsets,
+            self._portable_nodes,
+            self._node_values,
             f.leaves,
             f.leaf_offsets,
             f.sigmoid,
             self._vector_nodes,
-            int(self.vector),
+            self._vector_tops,
+            int(vector),
             out,
         )
         return out
@@ -494,10 +582,10 @@ class ForestPredictor:
 
 @cache
 def predictor(
-    cache: Path | None = None, model: Path = MODEL_PATH, vector: bool = True, kernel: Path | None = None
+    cache: Path | None = None, model: Path = MODEL_PATH, walk: str = FASTEST, kernel: Path | None = None
 ) -> ForestPredictor:
     """The process's :class:`ForestPredictor` for a cache, model, walk and kernel (loaded and verified once)."""
-    return ForestPredictor(cache, model, vector, kernel)
+    return ForestPredictor(cache, model, walk, kernel)
 
 
 def _warn_unavailable(what: str, error: Exception, instead: str) -> None:
@@ -518,7 +606,7 @@ def fast_probability() -> Callable[[np.ndarray], np.ndarray]:
     errors = (OSError, ValueError, subprocess.SubprocessError)
     if INSTALLED.exists():
         try:
-            return predictor(None, MODEL_PATH, True, INSTALLED)
+            return predictor(None, MODEL_PATH, FASTEST, INSTALLED)
         except errors as error:
             _warn_unavailable("installed s2cloudless forest kernel", error, "building it at first use instead")
     try:

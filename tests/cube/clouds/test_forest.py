@@ -34,10 +34,12 @@ from cube.clouds.forest import (
     installed_recipe,
     kernel_path,
     load_forest,
+    portable_nodes,
     predictor,
     sigmoid32,
     threshold_probe,
     vector_nodes,
+    vector_tops,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -50,13 +52,28 @@ def _cpu_flags() -> set[str]:
     return set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
 
 
+VECTOR_CPU = {"avx512f", "avx512bw", "avx512vbmi"}
+"""What the vector walk needs of the CPU."""
+
+
 @pytest.fixture(scope="module")
 def fast() -> ForestPredictor:
-    """The predictor from the default cache (built at most once per machine)."""
+    """The predictor from the default cache (built at most once per machine), the fastest walk."""
     return fast_probability()
 
 
-def test_synthetic_images_give_s2cloudless_bit_for_bit(fast: ForestPredictor, synthetic_root: Path) -> None:
+@pytest.fixture(scope="module", params=["vector", "portable"])
+def each_walk(request: pytest.FixtureRequest) -> ForestPredictor:
+    """The predictor running one walk; a walk this CPU cannot run is skipped with the reason."""
+    if request.param == "vector" and not _cpu_flags() >= VECTOR_CPU:
+        pytest.skip(f"the vector walk needs {', '.join(sorted(VECTOR_CPU))}, which this CPU lacks")
+    walk = predictor(cache_dir(), MODEL_PATH, request.param)
+    assert walk.walk == request.param
+    return walk
+
+
+def test_synthetic_images_give_s2cloudless_bit_for_bit(each_walk: ForestPredictor, synthetic_root: Path) -> None:
+    fast = each_walk
     paths = sorted(synthetic_root.rglob("S2/*/*.tif"))
     picks = np.random.default_rng(3).choice(len(paths), 6, replace=False)
     s2 = np.stack([rasterio.open(paths[i]).read() for i in picks])
@@ -69,7 +86,8 @@ def test_synthetic_images_give_s2cloudless_bit_for_bit(fast: ForestPredictor, sy
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32, np.float64])
-def test_random_reflectances_give_s2cloudless_bit_for_bit(fast: ForestPredictor, dtype: type) -> None:
+def test_random_reflectances_give_s2cloudless_bit_for_bit(each_walk: ForestPredictor, dtype: type) -> None:
+    fast = each_walk
     rng = np.random.default_rng(4)
     s2 = rng.integers(-50, 12_000, (2, 13, 48, 48)).astype(dtype)
     if np.issubdtype(dtype, np.floating):
@@ -78,10 +96,8 @@ def test_random_reflectances_give_s2cloudless_bit_for_bit(fast: ForestPredictor,
     np.testing.assert_array_equal(fast(s2[0]), s2cloudless_probability(s2[0]))
 
 
-@pytest.mark.parametrize("vector", [True, False], ids=["vector-walk", "portable-walk"])
-def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(vector: bool) -> None:
-    walk = predictor(cache_dir(), MODEL_PATH, vector)
-    assert walk.vector == (vector and _cpu_flags() >= {"avx512f", "avx512bw", "avx512vbmi"})
+def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(each_walk: ForestPredictor) -> None:
+    walk = each_walk
     forest = load_forest()
     probe = threshold_probe(forest, n=50_000, seed=5)
     for f, ts in enumerate(forest.thresholds):
@@ -94,8 +110,19 @@ def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(vector: bool) 
     np.testing.assert_array_equal(walk.bins_probability(feature_bins(forest, probe)), expected)
 
 
-def test_both_walks_agree_on_every_pixel_count_and_image(fast: ForestPredictor) -> None:
-    portable = predictor(cache_dir(), MODEL_PATH, False)
+def test_the_fastest_walk_is_timed_among_those_this_cpu_runs(fast: ForestPredictor) -> None:
+    assert fast.walks == (("vector", "portable") if _cpu_flags() >= VECTOR_CPU else ("portable",))
+    assert set(fast.walk_seconds) == set(fast.walks) and all(s > 0 for s in fast.walk_seconds.values())
+    assert fast.walk == min(fast.walk_seconds, key=fast.walk_seconds.__getitem__)
+    assert repr(fast).endswith(f"{'AVX-512' if fast.walk == 'vector' else 'portable'} walk, fastest on this CPU)")
+    asked = predictor(cache_dir(), MODEL_PATH, "portable")
+    assert asked.walk == "portable" and asked.walk_seconds == {} and repr(asked).endswith("portable walk, asked for)")
+    with pytest.raises(ValueError, match="unknown forest walk 'avx2': expected one of fastest, vector, portable"):
+        ForestPredictor(cache_dir(), MODEL_PATH, "avx2")
+
+
+def test_both_walks_agree_on_every_pixel_count_and_image(each_walk: ForestPredictor) -> None:
+    fast, portable = each_walk, predictor(cache_dir(), MODEL_PATH, "portable")
     bins = feature_bins(fast.forest, threshold_probe(fast.forest, n=4099, seed=8))
     for n in (0, 1, 15, 16, 17, 100, 2047, 2049, 4099):  # fewer chunks of 16 than groups, ragged blocks
         np.testing.assert_array_equal(fast.bins_probability(bins[:n]), portable.bins_probability(bins[:n]))
@@ -111,6 +138,40 @@ def test_forests_beyond_the_vector_layout_take_the_portable_walk() -> None:
     assert np.array_equal(words[split] >> 4 & 15, forest.nodes[split] & 15)
     assert np.array_equal(words[split] >> 16, forest.nodes[split] >> 12)
     assert vector_nodes(dataclasses.replace(forest, thresholds=forest.thresholds + [np.zeros(0)] * 3)) is None
+
+
+def test_the_portable_walks_leaves_step_to_themselves_and_carry_their_values() -> None:
+    forest = load_forest()
+    words, values = portable_nodes(forest)
+    leaf = (forest.nodes & 0x80000000) != 0
+    own = np.concatenate([np.arange(n) for n in np.diff(np.append(forest.node_offsets, len(words)))])
+    assert np.array_equal(words[leaf] >> 12 & 0x7FFFF, own[leaf]) and not (words[leaf] >> 4 & 255).any()
+    assert np.array_equal(words[~leaf] >> 4 & 255, (forest.nodes[~leaf] >> 4 & 255) + 1)
+    assert np.array_equal(words[~leaf] >> 12, forest.nodes[~leaf] >> 12) and not values[~leaf].any()
+    assert np.array_equal(np.sort(values[leaf]), np.sort(forest.leaves))
+
+
+def test_the_vector_walks_top_levels_are_each_trees_first_five_levels() -> None:
+    forest = load_forest()
+    words = vector_nodes(forest)
+    assert words is not None
+    tops = vector_tops(forest, words)
+    shallow = 0
+    for t, start in enumerate(forest.node_offsets):
+        nodes, top = words[start:], tops[t]
+        for leaf_slot in range(32):  # down to level 5 by the slot's path bits; node i's children: 2i+1, 2i+2
+            x, i = 0, 0
+            for level in range(5):
+                right = leaf_slot >> (4 - level) & 1
+                if not nodes[x] & 0x80000000:
+                    assert top[i] == nodes[x]
+                    x = int(nodes[x]) >> 16 if right else x + 1
+                else:
+                    shallow += 1
+                    assert top[i] == 0
+                i = 2 * i + 1 + right
+            assert top[32 + i - 31] == x and top[64 + i - 31] == nodes[x]
+    assert shallow > 0  # trees with leaves above level 5 (s2cloudless: 153 of 170) are covered
 
 
 def test_sigmoid_rounds_as_the_c_library() -> None:
