@@ -27,6 +27,7 @@ import functools
 import io
 import logging
 import os
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,10 +49,23 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 bands x 256 x 256 px x 2 B = 1.7 MB of pixels plus a few kB of tags), fits twice: whatever tifffile allocates for a
 crafted file (its tags, the pixel array) is bounded by the bytes read, at most this."""
 
-GEOKEYS_KNOWN = {1024, 1025, 1026, 2048, 2049, 2054, 3072, 3073, 3076}
-"""GeoKeys of a plain EPSG-coded CRS (model and raster type, citations, the EPSG codes, the default units); a file
-with any other key (an ellipsoid, a datum, projection parameters) gives GDAL more to build its CRS from, and goes to
-rasterio."""
+TAG_TYPES = {
+    **dict.fromkeys((256, 257, 278), (3, 4)),  # width, length, rows per strip: SHORT or LONG
+    **dict.fromkeys((273, 279), (3, 4, 16)),  # strip offsets and byte counts: SHORT, LONG or LONG8
+    **dict.fromkeys((254,), (4,)),  # subfile type: LONG
+    **dict.fromkeys((258, 259, 262, 266, 274, 277, 284, 317, 338, 339), (3,)),  # the image's layout: SHORT
+    **dict.fromkeys((33550, 33922, 34264, 34736), (12,)),  # pixel scale, tiepoint, transformation, params: DOUBLE
+    **dict.fromkeys((34735,), (3,)),  # the GeoKey directory: SHORT
+    **dict.fromkeys((269, 270, 305, 306, 315, 34737, 42112, 42113), (2,)),  # names, notes, GDAL's metadata: ASCII
+}
+"""The tags a file read by tifffile may hold, each with the TIFF types the specification gives it (3 SHORT, 4 LONG,
+16 LONG8, 12 DOUBLE, 2 ASCII). GDAL refuses some other types where tifffile takes them (a FLOAT image width), and
+a tag not listed (tiles, colour maps, orientation, ...) may change what GDAL reads: such files go to rasterio."""
+
+GEOKEYS_KNOWN = {1024, 1025, 1026, 2049, 2054, 3072, 3073, 3076}
+"""GeoKeys of a plain EPSG-coded projected CRS, as the data set's UTM files have (model and raster type, citations,
+the EPSG code, the default units); a file with any other key (an ellipsoid, a datum, projection parameters, a
+geographic CRS) gives GDAL more to build its CRS from, and goes to rasterio."""
 
 GEOKEY_DEFAULTS = {1025: 1, 2054: 9102, 3076: 9001}
 """The only values accepted for these keys: pixels as areas, angles in degrees, lengths in metres."""
@@ -142,7 +156,10 @@ def plain_geotiff(path: Path, content: bytes | bytearray | None = None) -> Plain
     try:
         with tifffile.TiffFile(io.BytesIO(content)) as tif:
             page = tif.pages.first
-            return _plain_page(page, content) if tif.byteorder == "<" and len(tif.pages) == 1 else None
+            entries = struct.unpack_from(tif.tiff.tagnoformat, content, page.offset)[0]
+            if tif.byteorder != "<" or len(tif.pages) != 1 or entries != len(page.tags):
+                return None  # big-endian, several images, or tags tifffile left out (of a type it does not know)
+            return _plain_page(page, content)
     except Exception:  # any complaint of tifffile about a crafted file: rasterio decides
         return None
 
@@ -165,7 +182,9 @@ def _plain_page(page: tifffile.TiffPage, content: bytes) -> PlainGeoTiff | None:
     """The page as a :class:`PlainGeoTiff`, if its pixels lie uncompressed in one run of ``content`` and its tags
     give an EPSG code and a north-up transform."""
     simple = (
-        page.compression == 1
+        all(int(tag.dtype) in TAG_TYPES.get(tag.code, ()) for tag in page.tags.values())
+        and all(len(set(np.atleast_1d(page.tags.valueof(code, 1)).tolist())) == 1 for code in (258, 339))
+        and page.compression == 1
         and page.predictor == 1
         and page.fillorder == 1
         and page.subfiletype == 0
@@ -177,6 +196,7 @@ def _plain_page(page: tifffile.TiffPage, content: bytes) -> PlainGeoTiff | None:
         and sum(page.databytecounts) == page.nbytes
         and page.dataoffsets[0] + page.nbytes <= len(content)
         and page.imagedepth == 1
+        and min(page.imagewidth, page.imagelength, page.samplesperpixel) > 0
     )
     if not simple:
         return None
@@ -206,7 +226,7 @@ def _transform(tags: tifffile.TiffTags) -> tuple[float, ...] | None:
 
 
 def _epsg(tags: tifffile.TiffTags) -> int | None:
-    """The EPSG code of a GeoKeyDirectory that holds nothing but a projected or geographic EPSG code (see
+    """The EPSG code of a GeoKeyDirectory that holds nothing but a projected EPSG code (see
     :data:`GEOKEYS_KNOWN`), if PROJ knows that code; None otherwise."""
     directory = tags.valueof(34735)
     if directory is None or len(directory) < 4 or directory[0] != 1 or len(directory) != 4 + 4 * directory[3]:
@@ -214,11 +234,9 @@ def _epsg(tags: tifffile.TiffTags) -> int | None:
     keys = {directory[k]: directory[k + 1 : k + 4] for k in range(4, len(directory), 4)}
     if not set(keys) <= GEOKEYS_KNOWN or any(keys[k] != (0, 1, v) for k, v in GEOKEY_DEFAULTS.items() if k in keys):
         return None
-    model = keys.get(1024)
-    code_key = {(0, 1, 1): 3072, (0, 1, 2): 2048}.get(tuple(model) if model else ())
-    if code_key is None or set(keys) & {3072, 2048} != {code_key} or keys[code_key][:2] != (0, 1):
-        return None
-    return known_epsg(int(keys[code_key][2]))
+    if keys.get(1024) != (0, 1, 1) or keys.get(3072, (1,))[:2] != (0, 1):
+        return None  # not projected, or no EPSG code of its own
+    return known_epsg(int(keys[3072][2]))
 
 
 @functools.lru_cache(maxsize=256)
