@@ -25,10 +25,12 @@ from cube.synth import make_dataset
 TRANSFORM = from_origin(600000.0, 5000000.0, 10.0, 10.0)
 
 
-def write(path: Path, data: np.ndarray, crs: str = "EPSG:32631", transform: Affine = TRANSFORM, **options: object) -> Path:
+def write(
+    path: Path, data: np.ndarray, crs: str = "EPSG:32631", transform: Affine = TRANSFORM, **options: object
+) -> Path:
     """``data`` (bands, rows, columns) as a GeoTIFF written by rasterio with creation ``options``."""
     count, height, width = data.shape
-    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=data.dtype, crs=crs)
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count, "dtype": data.dtype, "crs": crs}
     with rasterio.open(path, "w", transform=transform, **profile, **options) as dst:
         dst.write(data)
     return path
@@ -45,6 +47,37 @@ def both(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple, tuple]:
     return fast, slow
 
 
+def outcome(check: object) -> tuple:
+    """What a check gives: ("read", its result) or ("problem", its one-line message)."""
+    try:
+        return "read", check()  # type: ignore[operator]
+    except FileProblem as err:
+        assert "\n" not in str(err)
+        return "problem", str(err)
+
+
+def outcomes(path: Path, expected: Expected, modality: str, fast: bool) -> list[tuple]:
+    """The outcomes of read_header and read_checked (against EPSG:32631 and :data:`TRANSFORM`), with the tifffile
+    path on or off."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(geotiff, "FAST_READER", fast)
+        return [
+            outcome(lambda: read_header(path)),
+            outcome(lambda: read_checked(path, modality, expected, 32631, tuple(TRANSFORM)[:6])),
+        ]
+
+
+def assert_read_alike(path: Path, expected: Expected, modality: str) -> list[tuple]:
+    """Both readers give the same outcomes (equal pixels, or the same message); they are returned."""
+    fast, slow = outcomes(path, expected, modality, True), outcomes(path, expected, modality, False)
+    assert fast[0] == slow[0] and fast[1][0] == slow[1][0]
+    if fast[1][0] == "read":
+        np.testing.assert_array_equal(fast[1][1], slow[1][1])
+    else:
+        assert fast[1][1] == slow[1][1]
+    return fast
+
+
 S2 = (np.arange(13 * 32 * 32) % 5000).astype("uint16").reshape(13, 32, 32)
 S1 = (np.random.default_rng(1).standard_normal((2, 32, 32)) * 10).astype("float32")
 
@@ -55,7 +88,10 @@ WAYS = {
     "geographic": ({"crs": "EPSG:4326", "transform": from_origin(2.0, 48.0, 1e-4, 1e-4)}, GdalGeoTiff),
     "tiled": ({"tiled": True, "blockxsize": 16, "blockysize": 16}, GdalGeoTiff),
     "deflate": ({"compress": "deflate"}, GdalGeoTiff),
-    "deflate, predictor, band interleaved": ({"compress": "deflate", "predictor": 2, "interleave": "band"}, GdalGeoTiff),
+    "deflate, predictor, band interleaved": (
+        {"compress": "deflate", "predictor": 2, "interleave": "band"},
+        GdalGeoTiff,
+    ),
     "lzw tiled": ({"compress": "lzw", "tiled": True, "blockxsize": 16, "blockysize": 16}, GdalGeoTiff),
     "big-endian": ({"endianness": "big"}, GdalGeoTiff),
     "rotated": ({"transform": Affine(10.0, 1.0, 600000.0, 1.0, -10.0, 5000000.0)}, PlainGeoTiff),
@@ -77,7 +113,9 @@ def test_header_and_pixels_equal_rasterio_s_however_the_file_is_written(
 
 
 def test_the_synthetic_files_are_read_by_tifffile_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = make_dataset(tmp_path / "src", ["ROIs1868/17"], patches_per_roi=1, size=32, times=2, workers=1, progress=False)
+    root = make_dataset(
+        tmp_path / "src", ["ROIs1868/17"], patches_per_roi=1, size=32, times=2, workers=1, progress=False
+    )
     files = sorted(root.rglob("*.tif"))
     assert len(files) == 4
     for path in files:
@@ -96,25 +134,18 @@ def test_a_pam_side_file_sends_the_file_to_rasterio(tmp_path: Path) -> None:
 def test_a_file_larger_than_the_bound_is_read_by_rasterio(tmp_path: Path) -> None:
     data = np.zeros((13, 300, 300), "uint16")  # 2.3 MB of pixels; the bound lowered under it below
     path = write(tmp_path / "x.tif", data)
-    assert geotiff.MAX_FILE_BYTES > path.stat().st_size  # a file this size goes to tifffile
+    assert path.stat().st_size < geotiff.MAX_FILE_BYTES  # a file this size goes to tifffile
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(geotiff, "MAX_FILE_BYTES", path.stat().st_size - 1)
         with open_geotiff(path) as tif:
             assert type(tif) is GdalGeoTiff and tif.read().shape == data.shape
 
 
-def test_a_truncated_file_is_the_same_one_line_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_truncated_file_is_the_same_one_line_problem(tmp_path: Path) -> None:
     path = write(tmp_path / "x.tif", S2)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    expected = Expected(13, np.dtype("uint16"), 32)
-    messages = []
-    for fast in (True, False):
-        monkeypatch.setattr(geotiff, "FAST_READER", fast)
-        with pytest.raises(FileProblem) as err:
-            read_checked(path, "S2", expected, 32631, tuple(TRANSFORM)[:6])
-        messages.append(str(err.value))
-    assert messages[0] == messages[1] and "cannot be read as a GeoTIFF (corrupt or truncated?)" in messages[0]
-    assert "\n" not in messages[0]
+    _, (kind, message) = assert_read_alike(path, Expected(13, np.dtype("uint16"), 32), "S2")
+    assert kind == "problem" and "cannot be read as a GeoTIFF (corrupt or truncated?)" in message
 
 
 def _ifd_entry(path: Path, code: int) -> int:
@@ -161,7 +192,11 @@ def test_a_crafted_header_is_refused_or_read_in_bounded_memory(tmp_path: Path, c
     path = write(tmp_path / "x.tif", np.ones((13, 40, 40), "uint16"))
     for code, kind, count, value in CRAFTED[case]:
         _craft(path, code, kind, count, value)
-    probe = [sys.executable, "-c", "import cube.ingest.validate, resource, sys; print(open('/proc/self/status').read())"]
+    probe = [
+        sys.executable,
+        "-c",
+        "import cube.ingest.validate, resource, sys; print(open('/proc/self/status').read())",
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     status = subprocess.run(probe, capture_output=True, text=True, env=env, check=True).stdout
     base = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmPeak:"))) * 1024
@@ -180,7 +215,26 @@ def test_a_crafted_header_is_refused_or_read_in_bounded_memory(tmp_path: Path, c
     assert all(line == "read" or line.startswith(f"problem {path}: ") for line in lines)
 
 
-def test_read_header_of_the_fast_path_says_what_rasterio_s_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+FOUND = {
+    "an image width of 0": [(256, 3, 1, 0)],
+    "a FLOAT image width": [(256, 11, 1, struct.unpack("<I", struct.pack("<f", 32.0))[0])],
+    "a SampleFormat of type 0, which tifffile leaves out": [(339, 0, 2, 3 | 3 << 16)],
+}
+"""Files the fuzz target tests/fuzz/test_geotiff.py found read by tifffile where GDAL refuses them."""
+
+
+@pytest.mark.parametrize("case", list(FOUND))
+def test_files_the_fuzz_target_found_are_refused_as_rasterio_refuses_them(tmp_path: Path, case: str) -> None:
+    path = write(tmp_path / "x.tif", S1)
+    for code, kind, count, value in FOUND[case]:
+        _craft(path, code, kind, count, value)
+    header, pixels = assert_read_alike(path, Expected(2, np.dtype("float32"), 32), "S1")
+    assert header[0] == pixels[0] == "problem"
+
+
+def test_read_header_of_the_fast_path_says_what_rasterio_s_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path / "x.tif", S2)
     fast = read_header(path)
     monkeypatch.setattr(geotiff, "FAST_READER", False)
