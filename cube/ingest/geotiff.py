@@ -62,6 +62,10 @@ TAG_TYPES = {
 16 LONG8, 12 DOUBLE, 2 ASCII). GDAL refuses some other types where tifffile takes them (a FLOAT image width), and
 a tag not listed (tiles, colour maps, orientation, ...) may change what GDAL reads: such files go to rasterio."""
 
+HEADER_BYTES = 64 * 1024
+"""Bytes read of a file whose header alone is wanted (64 KiB): GDAL writes a file's tags before its pixels (the data
+set's files: their first 2 kB); tags further on make tifffile fail on the bytes read, and rasterio reads the file."""
+
 GEOKEYS_KNOWN = {1024, 1025, 1026, 2049, 2054, 3072, 3073, 3076}
 """GeoKeys of a plain EPSG-coded projected CRS, as the data set's UTM files have (model and raster type, citations,
 the EPSG code, the default units); a file with any other key (an ellipsoid, a datum, projection parameters, a
@@ -94,7 +98,13 @@ class PlainGeoTiff:
         self.header, self.content, self.offset, self.planar = header, content, offset, planar
 
     def read(self) -> np.ndarray:
-        """The pixels, (bands, rows, columns): a view of the file's bytes, no copy (read-only where those are)."""
+        """The pixels, (bands, rows, columns): a view of the file's bytes, no copy (read-only where those are).
+
+        Raises
+        ------
+        ValueError
+            For a file opened for its header only.
+        """
         h = self.header
         flat = np.frombuffer(self.content, h.dtype, h.count * h.height * h.width, self.offset)
         if self.planar:
@@ -125,15 +135,16 @@ class GdalGeoTiff:
 
 
 @contextmanager
-def open_geotiff(path: Path, content: bytes | None = None) -> Iterator[PlainGeoTiff | GdalGeoTiff]:
-    """The GeoTIFF at ``path`` (or its bytes ``content``, if they are in memory already), opened once.
+def open_geotiff(path: Path, header_only: bool = False) -> Iterator[PlainGeoTiff | GdalGeoTiff]:
+    """The GeoTIFF at ``path``, opened once; with ``header_only`` only its first :data:`HEADER_BYTES` are read where
+    tifffile reads it (no pixels then).
 
     Raises
     ------
     FileProblem
         If GDAL cannot read the file (a file tifffile reads is one GDAL reads alike).
     """
-    plain = plain_geotiff(path, content) if FAST_READER else None
+    plain = plain_geotiff(path, header_only=header_only) if FAST_READER else None
     if plain is not None:
         yield plain
         return
@@ -144,43 +155,47 @@ def open_geotiff(path: Path, content: bytes | None = None) -> Iterator[PlainGeoT
         raise FileProblem(path, f"cannot be read as a GeoTIFF (corrupt or truncated?): {err}") from None
 
 
-def plain_geotiff(path: Path, content: bytes | bytearray | None = None) -> PlainGeoTiff | None:
-    """The file read by tifffile if it is laid out as the data set's files are; None if it is not (or is not a TIFF
-    tifffile reads): rasterio reads it then."""
+def plain_geotiff(
+    path: Path, content: bytes | bytearray | None = None, header_only: bool = False
+) -> PlainGeoTiff | None:
+    """The file read by tifffile if it is laid out as the data set's files are (``header_only``: of its bytes, the
+    first :data:`HEADER_BYTES`); None if it is not (or is not a TIFF tifffile reads): rasterio reads it then."""
     if path.with_name(path.name + ".aux.xml").exists():
         return None  # GDAL lets a PAM side file override the file's own tags
-    if content is None:
-        content = file_bytes(path)
-    if content is None or len(content) > MAX_FILE_BYTES:
+    read = (content, len(content)) if content is not None else file_bytes(path, header_only)
+    if read is None or read[1] > MAX_FILE_BYTES:
         return None
+    content, size = read
     try:
         with tifffile.TiffFile(io.BytesIO(content)) as tif:
             page = tif.pages.first
             entries = struct.unpack_from(tif.tiff.tagnoformat, content, page.offset)[0]
             if tif.byteorder != "<" or len(tif.pages) != 1 or entries != len(page.tags):
                 return None  # big-endian, several images, or tags tifffile left out (of a type it does not know)
-            return _plain_page(page, content)
+            return _plain_page(page, content, size)
     except Exception:  # any complaint of tifffile about a crafted file: rasterio decides
         return None
 
 
-def file_bytes(path: Path) -> bytearray | None:
-    """The bytes of a file of at most :data:`MAX_FILE_BYTES`, in one read (None for a larger file, or one that
-    cannot be read: rasterio says what is wrong then, as before)."""
+def file_bytes(path: Path, header_only: bool = False) -> tuple[bytearray, int] | None:
+    """The bytes of a file of at most :data:`MAX_FILE_BYTES` (``header_only``: its first :data:`HEADER_BYTES`), in one
+    read, and the file's size (None for a larger file, or one that cannot be read: rasterio says what is wrong then,
+    as before)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size > MAX_FILE_BYTES:
                 return None
-            content = bytearray(size)
-            return content if f.readinto(content) == size else None
+            content = bytearray(min(size, HEADER_BYTES) if header_only else size)
+            return (content, size) if f.readinto(content) == len(content) else None
     except OSError:
         return None
 
 
-def _plain_page(page: tifffile.TiffPage, content: bytes) -> PlainGeoTiff | None:
-    """The page as a :class:`PlainGeoTiff`, if its pixels lie uncompressed in one run of ``content`` and its tags
-    give an EPSG code and a north-up transform."""
+def _plain_page(page: tifffile.TiffPage, content: bytes | bytearray, size: int) -> PlainGeoTiff | None:
+    """The page as a :class:`PlainGeoTiff`, if its pixels lie uncompressed in one run inside the file's ``size``
+    bytes (``content``: all of them, or the first ones for a header) and its tags give an EPSG code and a north-up
+    transform."""
     simple = (
         all(int(tag.dtype) in TAG_TYPES.get(tag.code, ()) for tag in page.tags.values())
         and all(len(set(np.atleast_1d(page.tags.valueof(code, 1)).tolist())) == 1 for code in (258, 339))
@@ -194,7 +209,7 @@ def _plain_page(page: tifffile.TiffPage, content: bytes) -> PlainGeoTiff | None:
         and page.dtype.kind in "uif"
         and page.is_contiguous
         and sum(page.databytecounts) == page.nbytes
-        and page.dataoffsets[0] + page.nbytes <= len(content)
+        and page.dataoffsets[0] + page.nbytes <= size
         and page.imagedepth == 1
         and min(page.imagewidth, page.imagelength, page.samplesperpixel) > 0
     )

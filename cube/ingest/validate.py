@@ -15,6 +15,7 @@ from ..dataset.bands import bands_of
 from ..dataset.layout import CrFile, TsFile, cr_relpath, scan_cr, scan_ts, ts_relpath
 from ..dataset.problems import FileProblem, Problem
 from ..dataset.rois import Roi
+from . import geotiff
 from .geotiff import Header, open_geotiff
 
 CR_MODALITIES: dict[str, str] = {"s1": "S1", "s2": "S2", "s2_cloudy": "S2_cloudy"}
@@ -130,18 +131,16 @@ class Expected:
     size: int
 
 
-def read_checked(
-    path: Path, modality: str, expected: Expected, epsg: int, transform: tuple[float, ...], content: bytes | None = None
-) -> np.ndarray:
-    """Read a GeoTIFF (opened once, see :func:`cube.ingest.geotiff.open_geotiff`; ``content``: its bytes, if they are
-    in memory) after checking band count, dtype, size, CRS and transform.
+def read_checked(path: Path, modality: str, expected: Expected, epsg: int, transform: tuple[float, ...]) -> np.ndarray:
+    """Read a GeoTIFF (opened once, see :func:`cube.ingest.geotiff.open_geotiff`) after checking band count, dtype,
+    size, CRS and transform.
 
     Raises
     ------
     FileProblem
         Naming the file and the first problem found.
     """
-    with open_geotiff(path, content) as tif:
+    with open_geotiff(path) as tif:
         check_header(path, modality, expected, epsg, transform, tif.header)
         data = tif.read()  # a GDAL error here is a FileProblem too (open_geotiff)
     if modality != "S1" and data.dtype.kind == "f" and not np.isfinite(data).all():
@@ -173,11 +172,32 @@ def check_header(
         raise FileProblem(path, f"transform {header.transform} differs from {transform} of the patch's other files")
 
 
-def read_header(path: Path, content: bytes | None = None) -> tuple[int, tuple[float, ...], np.dtype, int, int]:
-    """EPSG code, transform, dtype, band count and size of a GeoTIFF, without reading pixels (``content``: its bytes,
-    if they are in memory)."""
-    with open_geotiff(path, content) as tif:
+HeaderFields = tuple[int, tuple[float, ...], np.dtype, int, int]
+"""EPSG code, transform, dtype, band count and size of a GeoTIFF."""
+
+
+def read_header(path: Path) -> HeaderFields:
+    """EPSG code, transform, dtype, band count and size of a GeoTIFF, without reading pixels.
+
+    Raises
+    ------
+    FileProblem
+        If the file cannot be read, or its CRS has no EPSG code.
+    """
+    with open_geotiff(path, header_only=True) as tif:
         header = tif.header
     if header.epsg is None:
         raise FileProblem(path, "has no EPSG-coded CRS")
-    return header.epsg, header.transform, header.dtype, header.count, header.width
+    return _fields(header)
+
+
+def header_in_memory(path: Path, content: bytes) -> HeaderFields | None:
+    """:func:`read_header` of a file whose bytes ``content`` are in memory, where tifffile reads them; None where it
+    does not (:func:`read_header` reads the file then, as rasterio)."""
+    plain = geotiff.plain_geotiff(path, content, header_only=True) if geotiff.FAST_READER else None
+    return None if plain is None else _fields(plain.header)
+
+
+def _fields(header: Header) -> HeaderFields:
+    """The fields of a header with an EPSG code that :func:`read_header` gives."""
+    return int(header.epsg or 0), header.transform, header.dtype, header.count, header.width

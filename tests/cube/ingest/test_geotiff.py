@@ -232,10 +232,13 @@ def test_files_the_fuzz_target_found_are_refused_as_rasterio_refuses_them(tmp_pa
     assert header[0] == pixels[0] == "problem"
 
 
-def test_read_header_of_the_fast_path_says_what_rasterio_s_says(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = write(tmp_path / "x.tif", S2)
+def test_a_header_alone_is_read_from_the_file_s_first_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path / "x.tif", np.zeros((13, 256, 256), "uint16"))  # 1.7 MB, as the data set's S2 files
+    assert path.stat().st_size > geotiff.HEADER_BYTES
+    with open_geotiff(path, header_only=True) as tif:
+        assert type(tif) is PlainGeoTiff and len(tif.content) == geotiff.HEADER_BYTES
+        with pytest.raises(ValueError):
+            tif.read()
     fast = read_header(path)
     monkeypatch.setattr(geotiff, "FAST_READER", False)
-    assert fast == read_header(path) == (32631, tuple(TRANSFORM)[:6], np.dtype("uint16"), 13, 32)
+    assert fast == read_header(path) == (32631, tuple(TRANSFORM)[:6], np.dtype("uint16"), 13, 256)
