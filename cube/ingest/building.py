@@ -135,7 +135,8 @@ def agreed_headers(
 
 
 READ_THREADS = 4
-"""Files of a patch read at once (GDAL releases the GIL): overlaps file I/O with decoding."""
+"""Files of a patch read at once (a file's read, by tifffile's path or GDAL, releases the GIL): overlaps file I/O
+with checking and decoding."""
 
 
 def _read_slot(

@@ -169,9 +169,15 @@ def plain_geotiff(
     try:
         with tifffile.TiffFile(io.BytesIO(content)) as tif:
             page = tif.pages.first
-            entries = struct.unpack_from(tif.tiff.tagnoformat, content, page.offset)[0]
-            if tif.byteorder != "<" or len(tif.pages) != 1 or entries != len(page.tags):
-                return None  # big-endian, several images, or tags tifffile left out (of a type it does not know)
+            form = tif.tiff
+            entries = struct.unpack_from(form.tagnoformat, content, page.offset)[0]
+            after = page.offset + form.tagnosize + entries * form.tagsize  # where the next image's offset lies
+            if (
+                tif.byteorder != "<"
+                or entries != len(page.tags)
+                or struct.unpack_from(form.offsetformat, content, after)[0]
+            ):
+                return None  # big-endian, tags tifffile left out (of a type it does not know), or another image
             return _plain_page(page, content, size)
     except Exception:  # any complaint of tifffile about a crafted file: rasterio decides
         return None
