@@ -205,6 +205,9 @@ def _plain_page(page: tifffile.TiffPage, content: bytes | bytearray, size: int) 
     simple = (
         all(int(tag.dtype) in TAG_TYPES.get(tag.code, ()) for tag in page.tags.values())
         and all(len(set(np.atleast_1d(page.tags.valueof(code, 1)).tolist())) == 1 for code in (258, 339))
+        and all(_plain_ascii(tag, content) for tag in page.tags.values() if int(tag.dtype) == 2)
+        and len(page.extrasamples) < page.samplesperpixel
+        and all(int(v) in (0, 1, 2) for v in page.extrasamples)  # libtiff refuses other kinds of extra samples
         and page.compression == 1
         and page.predictor == 1
         and page.fillorder == 1
@@ -228,6 +231,13 @@ def _plain_page(page: tifffile.TiffPage, content: bytes | bytearray, size: int) 
     count = page.samplesperpixel
     header = Header(epsg, f"EPSG:{epsg}", transform, dtype, count, page.imagelength, page.imagewidth)
     return PlainGeoTiff(header, content, page.dataoffsets[0], page.planarconfig == 2 or count == 1)
+
+
+def _plain_ascii(tag: tifffile.TiffTag, content: bytes | bytearray) -> bool:
+    """Whether an ASCII tag's bytes hold no NUL before their last (libtiff drops a tag with one, and GDAL then
+    builds no CRS from GeoKeys citing it)."""
+    raw = bytes(content[tag.valueoffset : tag.valueoffset + tag.count])
+    return len(raw) == tag.count and b"\0" not in raw[:-1]
 
 
 def _transform(tags: tifffile.TiffTags) -> tuple[float, ...] | None:

@@ -219,6 +219,7 @@ FOUND = {
     "an image width of 0": [(256, 3, 1, 0)],
     "a FLOAT image width": [(256, 11, 1, struct.unpack("<I", struct.pack("<f", 32.0))[0])],
     "a SampleFormat of type 0, which tifffile leaves out": [(339, 0, 2, 3 | 3 << 16)],
+    "an ExtraSamples kind of 3": [(338, 3, 1, 3)],
 }
 """Files the fuzz target tests/fuzz/test_geotiff.py found read by tifffile where GDAL refuses them."""
 
@@ -230,6 +231,17 @@ def test_files_the_fuzz_target_found_are_refused_as_rasterio_refuses_them(tmp_pa
         _craft(path, code, kind, count, value)
     header, pixels = assert_read_alike(path, Expected(2, np.dtype("float32"), 32), "S1")
     assert header[0] == pixels[0] == "problem"
+
+
+def test_a_nul_inside_geoasciiparams_is_refused_as_rasterio_refuses_it(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.tif", S1)  # found by the fuzz target too: libtiff drops the tag, GDAL builds no CRS
+    with tifffile.TiffFile(path) as tif:
+        at = tif.pages.first.tags[34737].valueoffset
+    content = bytearray(path.read_bytes())
+    content[at] = 0
+    path.write_bytes(bytes(content))
+    header, _ = assert_read_alike(path, Expected(2, np.dtype("float32"), 32), "S1")
+    assert header == ("problem", f"{path}: has no EPSG-coded CRS")
 
 
 def test_a_header_alone_is_read_from_the_file_s_first_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
