@@ -312,7 +312,8 @@ class ArchiveConversion:
             return
         for _, members in taken:
             self.names.update({str(m.path): m.name for m in members.values()})
-        georef, dtypes, size, problems = agreed_headers([p for p, _ in taken], self.spec)
+        known = {m.path: m.header for _, members in taken for m in members.values() if m.header}
+        georef, dtypes, size, problems = agreed_headers([p for p, _ in taken], self.spec, known)
         self._problems([renamed(p, self.names) for p in problems], "in the headers")
         for patch, members in taken:
             if patch.key not in georef:  # no readable header: it cannot be placed (as from a tree)

@@ -16,16 +16,18 @@ from ..dataset.layout import CrFile, TsFile, parse_cr_path, parse_ts_path, scan_
 from ..dataset.problems import FileProblem, Problem
 from ..dataset.rois import Roi
 from ..store.schema import Spec
-from .validate import CR_MODALITIES, PatchFiles, check_complete
+from .validate import CR_MODALITIES, HeaderFields, PatchFiles, check_complete, header_in_memory
 
 
 @dataclass
 class Member:
-    """A file of a patch: where it can be read now, its name as recorded, and whether it is a scratch copy."""
+    """A file of a patch: where it can be read now, its name as recorded, whether it is a scratch copy, and its
+    header if it was read from the member's bytes before they were spooled."""
 
     path: Path
     name: str
     spooled: bool
+    header: HeaderFields | None = None
 
 
 class Assembly:
@@ -73,8 +75,11 @@ class Assembly:
             self.seen.add(f.roi)
             if key in self.skip or self._refused(f, key, slot, name):
                 return
+        header = None
         if content is not None:
             path = self._spool(relative, content)
+            if slot[1] == 0:  # the headers the patch's georeference is agreed from, read from the bytes in memory
+                header = header_in_memory(path, content)
         if path is None:
             raise ValueError(f"{name}: a member comes with its bytes or its file")
         with self._cond:
@@ -83,7 +88,7 @@ class Assembly:
                 return
             if group is not None:
                 self._origin.setdefault(key, set()).add(group)
-            self._members[key][slot] = Member(path, name, content is not None)
+            self._members[key][slot] = Member(path, name, content is not None, header)
             patch = self._patches.setdefault(key, PatchFiles(f.roi, f.pid))
             patch.files[slot] = path
             if isinstance(f, TsFile):

@@ -25,6 +25,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from ..store.outputs import check_not_in_cube, check_outside, check_writable
 from ..store.schema import SCHEMA_VERSION, SPECS, PatchMeta, Spec, encoding, patch_variables, table_encoding, template
 from ..store.store import CubeState, CubeStore, checked_state, member_array, plain_files_ignored
 from .options import ConversionOptions
-from .validate import Expected, PatchFiles, read_checked, read_header
+from .validate import Expected, HeaderFields, PatchFiles, read_checked, read_header
 
 STOPPED = "the conversion stopped (the patches written so far are kept: run the same command with --resume to finish)"
 """How an OS error that refuses the cube's writes mid-run (a full disk, a failing one) is reported: as one line
@@ -94,12 +95,16 @@ Georef = dict[tuple[str, int, int], tuple[int, tuple[float, ...]]]
 """The georeference of patches (EPSG code, affine transform) by key (ROI group, ROI number, patch id)."""
 
 
-def agreed_headers(patches: list[PatchFiles], spec: Spec) -> tuple[Georef, dict[str, np.dtype], int, list[Problem]]:
+def agreed_headers(
+    patches: list[PatchFiles], spec: Spec, known: Mapping[Path, HeaderFields] | None = None
+) -> tuple[Georef, dict[str, np.dtype], int, list[Problem]]:
     """Georeference of each patch, and dtype per modality and patch size, by agreement of file headers.
 
     Per patch, headers are read (S2 and S1 alternately, from the first time step
     on) until two agree on CRS and transform, so one odd file cannot impose its
     georeference on the others; dtype and size are the most common ones seen.
+    ``known``: headers read already (from archive members' bytes), by file; only
+    the others are read.
     """
     georef: Georef = {}
     dtypes: dict[str, Counter] = {m: Counter() for m in spec.modalities}
@@ -109,7 +114,8 @@ def agreed_headers(patches: list[PatchFiles], spec: Spec) -> tuple[Georef, dict[
         seen: list[tuple[int, tuple[float, ...]]] = []
         for slot in sorted(patch.files, key=lambda s: (s[1], s[0] != "S2"))[:6]:
             try:
-                epsg, transform, dtype, _, width = read_header(patch.files[slot])
+                path = patch.files[slot]
+                epsg, transform, dtype, _, width = (known or {}).get(path) or read_header(path)
             except FileProblem as err:
                 problems.append(err.located(patch.roi, patch.pid, slot[1], slot[0]))
                 continue
@@ -129,7 +135,8 @@ def agreed_headers(patches: list[PatchFiles], spec: Spec) -> tuple[Georef, dict[
 
 
 READ_THREADS = 4
-"""Files of a patch read at once (GDAL releases the GIL): overlaps file I/O with decoding."""
+"""Files of a patch read at once (a file's read, by tifffile's path or GDAL, releases the GIL): overlaps file I/O
+with checking and decoding."""
 
 
 def _read_slot(

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.errors import RasterioError
 
 from ..dataset.bands import bands_of
 from ..dataset.layout import CrFile, TsFile, cr_relpath, scan_cr, scan_ts, ts_relpath
 from ..dataset.problems import FileProblem, Problem
 from ..dataset.rois import Roi
+from . import geotiff
+from .geotiff import Header, open_geotiff
 
 CR_MODALITIES: dict[str, str] = {"s1": "S1", "s2": "S2", "s2_cloudy": "S2_cloudy"}
 """Mono-temporal file kinds and the cube modality each becomes."""
@@ -132,49 +132,72 @@ class Expected:
 
 
 def read_checked(path: Path, modality: str, expected: Expected, epsg: int, transform: tuple[float, ...]) -> np.ndarray:
-    """Read a GeoTIFF after checking band count, dtype, size, CRS and transform.
+    """Read a GeoTIFF (opened once, see :func:`cube.ingest.geotiff.open_geotiff`) after checking band count, dtype,
+    size, CRS and transform.
 
     Raises
     ------
     FileProblem
         Naming the file and the first problem found.
     """
-    try:
-        with rasterio.open(path) as src:
-            if src.count != expected.count:
-                raise FileProblem(
-                    path, f"has {src.count} bands, expected {expected.count} ({', '.join(bands_of(modality))})"
-                )
-            if np.dtype(src.dtypes[0]) != expected.dtype:
-                raise FileProblem(
-                    path, f"has dtype {src.dtypes[0]}, expected {expected.dtype} like the other {modality} files"
-                )
-            if (src.height, src.width) != (expected.size, expected.size):
-                raise FileProblem(path, f"is {src.height} x {src.width} px, expected {expected.size} x {expected.size}")
-            if src.crs is None or src.crs.to_epsg() != epsg:
-                raise FileProblem(
-                    path,
-                    f"CRS {src.crs.to_string() if src.crs else 'missing'} differs from "
-                    f"EPSG:{epsg} of the patch's other files",
-                )
-            if not np.allclose(tuple(src.transform)[:6], transform):
-                raise FileProblem(
-                    path, f"transform {tuple(src.transform)[:6]} differs from {transform} of the patch's other files"
-                )
-            data = src.read()
-    except RasterioError as err:
-        raise FileProblem(path, f"cannot be read as a GeoTIFF (corrupt or truncated?): {err}") from None
+    with open_geotiff(path) as tif:
+        check_header(path, modality, expected, epsg, transform, tif.header)
+        data = tif.read()  # a GDAL error here is a FileProblem too (open_geotiff)
     if modality != "S1" and data.dtype.kind == "f" and not np.isfinite(data).all():
         raise FileProblem(path, f"{int((~np.isfinite(data)).sum())} NaN/inf values in {modality}")
     return data
 
 
-def read_header(path: Path) -> tuple[int, tuple[float, ...], np.dtype, int, int]:
-    """EPSG code, transform, dtype, band count and size of a GeoTIFF, without reading pixels."""
-    try:
-        with rasterio.open(path) as src:
-            if src.crs is None or src.crs.to_epsg() is None:
-                raise FileProblem(path, "has no EPSG-coded CRS")
-            return (int(src.crs.to_epsg()), tuple(src.transform)[:6], np.dtype(src.dtypes[0]), src.count, src.width)
-    except RasterioError as err:
-        raise FileProblem(path, f"cannot be read as a GeoTIFF (corrupt or truncated?): {err}") from None
+def check_header(
+    path: Path, modality: str, expected: Expected, epsg: int, transform: tuple[float, ...], header: Header
+) -> None:
+    """Refuse a file whose band count, dtype, size, CRS or transform is not what the patch expects.
+
+    Raises
+    ------
+    FileProblem
+        Naming the file and the first problem found.
+    """
+    if header.count != expected.count:
+        raise FileProblem(
+            path, f"has {header.count} bands, expected {expected.count} ({', '.join(bands_of(modality))})"
+        )
+    if header.dtype != expected.dtype:
+        raise FileProblem(path, f"has dtype {header.dtype}, expected {expected.dtype} like the other {modality} files")
+    if (header.height, header.width) != (expected.size, expected.size):
+        raise FileProblem(path, f"is {header.height} x {header.width} px, expected {expected.size} x {expected.size}")
+    if header.epsg != epsg:
+        raise FileProblem(path, f"CRS {header.crs} differs from EPSG:{epsg} of the patch's other files")
+    if not np.allclose(header.transform, transform):
+        raise FileProblem(path, f"transform {header.transform} differs from {transform} of the patch's other files")
+
+
+HeaderFields = tuple[int, tuple[float, ...], np.dtype, int, int]
+"""EPSG code, transform, dtype, band count and size of a GeoTIFF."""
+
+
+def read_header(path: Path) -> HeaderFields:
+    """EPSG code, transform, dtype, band count and size of a GeoTIFF, without reading pixels.
+
+    Raises
+    ------
+    FileProblem
+        If the file cannot be read, or its CRS has no EPSG code.
+    """
+    with open_geotiff(path, header_only=True) as tif:
+        header = tif.header
+    if header.epsg is None:
+        raise FileProblem(path, "has no EPSG-coded CRS")
+    return _fields(header)
+
+
+def header_in_memory(path: Path, content: bytes) -> HeaderFields | None:
+    """:func:`read_header` of a file whose bytes ``content`` are in memory, where tifffile reads them; None where it
+    does not (:func:`read_header` reads the file then, as rasterio)."""
+    plain = geotiff.plain_geotiff(path, content, header_only=True) if geotiff.FAST_READER else None
+    return None if plain is None else _fields(plain.header)
+
+
+def _fields(header: Header) -> HeaderFields:
+    """The fields of a header with an EPSG code that :func:`read_header` gives."""
+    return int(header.epsg or 0), header.transform, header.dtype, header.count, header.width

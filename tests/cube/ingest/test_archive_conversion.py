@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import subprocess
 import sys
@@ -318,3 +319,42 @@ def test_archives_of_fewer_steps_say_times_in_one_line_and_leave_no_scratch(
     assert not (tmp_path / "cube.zarr.scratch").exists()
     assert main([*args, "--times", "12"]) == 0  # the same command with the flag it names
     assert open_cube(tmp_path / "cube.zarr").sizes["time"] == 12
+
+
+COUNT_OPENS = """
+import os, sys
+from collections import Counter
+from pathlib import Path
+from cube import convert
+src, dst, scratch = sys.argv[1:4]
+opened = Counter()
+
+
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, os.PathLike)) and "r" in str(args[1] or ""):
+        path = os.fspath(args[0])
+        if path.startswith(scratch) and path.endswith(".tif"):
+            opened[path] += 1
+
+
+sys.addaudithook(hook)
+convert(src, dst, times=4, workers=1, clouds=(), scratch=scratch, progress=False)
+print(len(opened), sorted(set(opened.values())))
+"""
+"""Converts archives, counting how often each spooled member is opened for reading (the audit hook hears Python's
+opens, the tifffile path's; a file left to GDAL would not be counted)."""
+
+
+def test_each_spooled_member_is_read_once(tiny_archives: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    scratch = tmp_path / "scratch"
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT_OPENS, str(tiny_archives), str(tmp_path / "cube.zarr"), str(scratch)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    assert done.stdout.split("\n")[0] == "48 [1]"  # 6 patches x 4 steps x 2 modalities, each opened once
+    assert not scratch.exists() or [p.name for p in scratch.iterdir()] == []

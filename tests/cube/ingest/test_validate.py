@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import xarray as xr
 from rasterio.crs import CRS
 
 from cube import ConversionError, IncompleteCubeError, convert, open_cube, patch_index
 from cube.dataset.layout import scan_ts
 from cube.dataset.rois import Roi
+from cube.ingest import geotiff
 
 ROI = Roi("ROIs1868", 17)
 
@@ -171,3 +173,22 @@ def test_an_odd_first_file_does_not_impose_its_crs_or_dtype(broken_root: Path, t
     p = patch_index(ds, ROI, sorted({f.pid for f in scan_ts(broken_root)[0] if f.roi == ROI})[0])
     assert int(ds.epsg[p]) == epsg
     assert int((~ds.valid).sum()) == 1 and not bool(ds.valid.sel(modality="S2")[p, 0])
+
+
+def test_the_tifffile_reader_converts_exactly_as_rasterio_alone(
+    broken_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for kind in ("band_count", "crs", "truncated", "dtype", "size"):
+        KINDS[kind](broken_root)
+    cubes, reports = [], []
+    for fast in (True, False):
+        monkeypatch.setattr(geotiff, "FAST_READER", fast)
+        dst = tmp_path / f"cube_{fast}.zarr"
+        reports.append(convert(broken_root, dst, on_error="skip", workers=1, progress=False).problems)
+        cubes.append(open_cube(dst))
+    assert reports[0] == reports[1] and len(reports[0]) == 5
+    assert int((~cubes[0].valid).sum()) == 5
+    xr.testing.assert_identical(cubes[0].drop_attrs(deep=False), cubes[1].drop_attrs(deep=False))
+    assert {k: v for k, v in cubes[0].attrs.items() if k != "history"} == {
+        k: v for k, v in cubes[1].attrs.items() if k != "history"
+    }
