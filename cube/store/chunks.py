@@ -374,9 +374,8 @@ def writable(array: zarr.Array) -> Layout | None:
     return where if all(endian in (None, Endian.little) for endian in ordered) else None
 
 
-def blosc_of(where: Layout) -> Blosc:
-    """numcodecs' Blosc with exactly the settings of the array's inner Blosc codec (as zarr builds it)."""
-    codec = where.array.metadata.codecs[0].codecs[1]
+def blosc_of(codec: BloscCodec) -> Blosc:
+    """numcodecs' Blosc with exactly the settings of zarr's Blosc codec ``codec`` (as zarr builds it)."""
     return Blosc(
         cname=codec.cname.value,
         clevel=codec.clevel,
@@ -395,9 +394,9 @@ def fill_only(chunk: np.ndarray, fill: object) -> bool:
 def encode_shard(where: Layout, data: np.ndarray, threads: int = SHARD_THREADS) -> bytes | None:
     """The object zarr stores for a whole shard of :func:`writable` array ``where`` holding ``data``.
 
-    Its inner chunks in zarr's order (Morton order of their grid positions), each compressed with
-    :func:`blosc_of` unless it holds only the fill value (then its index entry is :data:`_MISSING` twice), then
-    the index (offset, length as little-endian uint64 per chunk, in C order) and its crc32c.
+    Its inner chunks in zarr's order (Morton order of their grid positions), each compressed with the array's
+    Blosc settings (:func:`blosc_of`) unless it holds only the fill value (then its index entry is :data:`_MISSING`
+    twice), then the index (offset, length as little-endian uint64 per chunk, in C order) and its crc32c.
 
     Parameters
     ----------
@@ -418,7 +417,7 @@ def encode_shard(where: Layout, data: np.ndarray, threads: int = SHARD_THREADS) 
         raise ValueError(f"a shard of {where.array.path} has shape {where.shard}, not {data.shape}")
     data = data.astype(where.array.dtype, copy=False)
     order = list(morton_order_iter(where.chunks_per_shard))
-    codec, fill = blosc_of(where), where.array.metadata.fill_value
+    codec, fill = blosc_of(where.array.metadata.codecs[0].codecs[1]), where.array.metadata.fill_value
 
     def encoded(position: tuple[int, ...]) -> bytes | None:
         chunk = np.ascontiguousarray(
