@@ -1,15 +1,19 @@
 """The direct shard writer (cube.store.chunks.encode_shard via CubeStore.write_shard) stores exactly the bytes zarr
 stores: 256 and 64 px tiles, uint16 and float32, chunks of fill values left out, on a local disk and in a bucket;
-arrays of any other layout go through zarr; a converted cube is the same byte for byte with the writer on and off."""
+arrays of any other layout go through zarr; a converted cube is the same byte for byte with the writer on and off;
+and any shard (hypothesis: dtypes, fill values, tiles, chunks of fill values, -0.0 and NaN) equals zarr's."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from hypothesis import given
+from hypothesis import strategies as st
 from zarr.buffer import default_buffer_prototype
 from zarr.codecs import BloscCodec, ZstdCodec
 
@@ -163,3 +167,51 @@ def test_cube_same_with_writer_on_and_off(
     xr.testing.assert_identical(open_cube(cubes[True]).load(), open_cube(cubes[False]).load())
     if tree == "ts":
         assert not open_cube(cubes[True]).valid.values.all()  # the gaps are there, as fill values
+
+
+@st.composite
+def _shards(draw: st.DrawFn) -> tuple[dict, np.ndarray]:
+    """An array's settings (dtype, fill value, image and tile size, bands, steps) and one shard of values whose
+    chunks are each noise, the fill value, noise with fill values, or (floats) -0.0 or NaN."""
+    dtype = np.dtype(draw(st.sampled_from(["uint8", "uint16", "int16", "float32", "float64"])))
+    fill = draw(st.sampled_from([0, 7, *([float("nan"), -0.0] if dtype.kind == "f" else [])]))
+    size = draw(st.sampled_from([8, 16, 32]))
+    tile = size // draw(st.sampled_from([1, 2, 4]))
+    shape = (1, draw(st.integers(1, 4)), draw(st.integers(1, 3)), size, size)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    data = rng.integers(0, 100, shape).astype(dtype)
+    for t, y, x in itertools.product(range(shape[1]), range(0, size, tile), range(0, size, tile)):
+        chunk = data[0, t, :, y : y + tile, x : x + tile]
+        kind = draw(st.sampled_from(["noise", "fill", "part", "zero", "nan"]))
+        if kind == "fill":
+            chunk[...] = fill
+        elif kind == "part":
+            chunk[:, : tile // 2] = fill
+        elif kind in ("zero", "nan") and dtype.kind == "f":
+            chunk[...] = -0.0 if kind == "zero" else np.nan
+    return {"dtype": dtype, "fill": fill, "tile": tile, "shape": shape}, data
+
+
+@given(_shards())
+def test_any_shard_same_bytes_as_zarr(case: tuple[dict, np.ndarray]) -> None:
+    settings, data = case
+    store = CubeStore("memory://shard-writer/property", "r+")
+    ours, theirs = (
+        zarr.create_array(
+            store.store,
+            name=name,
+            shape=settings["shape"],
+            chunks=(1, 1, settings["shape"][2], settings["tile"], settings["tile"]),
+            shards=settings["shape"],
+            dtype=settings["dtype"],
+            fill_value=settings["fill"],
+            compressors=(compressor(settings["dtype"]),),
+            overwrite=True,
+            zarr_format=3,
+        )
+        for name in ("ours", "theirs")
+    )
+    store.write_shard(ours, 0, data[0])
+    theirs[0] = data[0]
+    assert _raw(store, "ours/c/0/0/0/0/0") == _raw(store, "theirs/c/0/0/0/0/0")
+    np.testing.assert_array_equal(ours[0], data[0])
