@@ -60,7 +60,11 @@ SHARD_THREADS = 2
 """Threads that compress the inner chunks of one shard. Blosc releases the GIL while it compresses (numcodecs'
 one-thread context, the one zarr uses from its worker threads): the 30 S2 images of a patch took 63 ms in 2 threads
 against 91 ms in one on the 2-core machine. A dask worker runs one task per core, so more would only contend."""
-_SHUFFLES = {BloscShuffle.noshuffle: Blosc.NOSHUFFLE, BloscShuffle.shuffle: Blosc.SHUFFLE}
+_SHUFFLES = {
+    BloscShuffle.noshuffle: Blosc.NOSHUFFLE,
+    BloscShuffle.shuffle: Blosc.SHUFFLE,
+    BloscShuffle.bitshuffle: Blosc.BITSHUFFLE,
+}
 
 
 class DamagedShardError(FileProblem):
@@ -366,7 +370,7 @@ def writable(array: zarr.Array) -> Layout | None:
     writes it): :func:`layout`'s, with both byte codecs little-endian (or none for 1-byte values), numbers in C
     order, and chunks that hold only the fill value left out (zarr's ``write_empty_chunks=False``)."""
     where = layout(array.async_array)
-    if where is None or array.config.write_empty_chunks or array.config.order != "C" or array.dtype.kind not in "biuf":
+    if where is None or array.config.write_empty_chunks or array.config.order != "C" or array.dtype.kind not in "iuf":
         return None
     sharding = where.array.metadata.codecs[0]
     assert isinstance(sharding, ShardingCodec)  # as layout() found it
@@ -379,7 +383,7 @@ def blosc_of(codec: BloscCodec) -> Blosc:
     return Blosc(
         cname=codec.cname.value,
         clevel=codec.clevel,
-        shuffle=_SHUFFLES.get(codec.shuffle, Blosc.BITSHUFFLE),
+        shuffle=_SHUFFLES[codec.shuffle],
         blocksize=codec.blocksize,
         typesize=codec.typesize,
     )
