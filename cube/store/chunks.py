@@ -23,7 +23,7 @@ its size, its crc32c, and every entry against the object's size and the most a c
 before it is decoded. A shard that fails is a :class:`DamagedShardError` naming its key.
 
 Writes go the other way: :func:`writable` accepts the arrays whose whole shards :func:`encode_shard` encodes into
-exactly the bytes zarr writes (tests/cube/store/test_shard_writer.py compares them), so that
+exactly the bytes zarr writes (tests/cube/store/test_chunks.py compares them), so that
 :meth:`cube.store.store.CubeStore.write_shard` puts each shard in one write, without zarr's codec pipeline.
 """
 
