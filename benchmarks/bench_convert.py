@@ -69,13 +69,14 @@ def _convert_cpu(root: Path, tmp: Path, repeat: int) -> float:
     )
 
 
-def _marginal(tmp: Path, size: int, times: int, fewer: int, more: int, more_cpu: float, repeat: int) -> dict:
-    """Rows of the cost per patch beyond the fixed start-up: a set of ``fewer`` patches per ROI converted as well."""
+def _marginal(
+    tmp: Path, size: int, times: int, fewer: int, more: int, more_cpu: float, floor_per_patch: float, repeat: int
+) -> dict:
+    """Rows of the cost per patch beyond the fixed start-up: a set of ``fewer`` patches per ROI converted as well
+    (the floor has no start-up: its cost per patch is the whole set's divided by its patches)."""
     root = make_dataset(tmp / "fewer", patches_per_roi=fewer, size=size, times=times, workers=2, progress=False)
     fewer_cpu = _convert_cpu(root, tmp, repeat)
-    files = [f.path for f in scan_ts(root)[0]]
     per_patch = (more_cpu - fewer_cpu) / (4 * (more - fewer))
-    floor_per_patch = _best_of(lambda: floor(files), repeat, time.process_time) / (4 * fewer)
     return {
         f"convert_1_process_cpu_s ({4 * fewer} patches)": round(fewer_cpu, 2),
         "fixed_start_up_cpu_s (convert minus its patches at the marginal cost)": round(
@@ -114,7 +115,8 @@ def run(
             lambda: convert(root, tmp / f"c1_{time.monotonic_ns()}.zarr", workers=1, clouds=(), progress=False),
             repeat,
         )
-        marginal = _marginal(tmp, size, times, fewer, patches_per_roi, convert_cpu, repeat)
+        floor_per_patch = floor_cpu / (4 * patches_per_roi)
+        marginal = _marginal(tmp, size, times, fewer, patches_per_roi, convert_cpu, floor_per_patch, repeat)
         start = time.perf_counter()
         convert(root, tmp / "cube.zarr", workers=2, clouds=(), progress=False)  # the cloud pass: bench_stats
         convert_2 = time.perf_counter() - start
