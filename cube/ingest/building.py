@@ -188,7 +188,7 @@ def convert_patch(
                 data[t], valid[t, mi] = image, True
             else:
                 data[t] = array.fill_value
-        array[index] = data if spec.temporal else data[0]
+        store.write_shard(array, index, data if spec.temporal else data[0])
     return index, valid if spec.temporal else valid[0], problems
 
 

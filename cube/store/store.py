@@ -71,6 +71,9 @@ with ``consolidated=False`` the attribute shows it; unconverted patches would ot
 consolidation that completes a conversion replaces both: a complete cube's metadata is as before."""
 _TORN_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
 """zarr's local temporary files (``<key>.<uuid>.partial``), left behind when a writer is killed mid-write."""
+DIRECT_SHARD_WRITES = True
+"""Whether :meth:`CubeStore.write_shard` encodes the shards that :func:`cube.store.chunks.writable` accepts itself
+(the same bytes as zarr, in one write); False leaves every write to zarr (the tests compare the two)."""
 Mode = Literal["r", "r+"]
 """How zarr opens a group or array of the cube: read only, or read and write."""
 
@@ -422,6 +425,20 @@ class CubeStore:
             zarr_format=3,
         )
         new[...] = old[...]
+
+    def write_shard(self, array: zarr.Array, index: int, data: np.ndarray) -> None:
+        """Write ``data`` as position ``index`` along the first axis of ``array`` (an array of this store), which
+        :func:`cube.store.chunks.encode_shard` puts in one write where it is one whole shard of an array that
+        :func:`cube.store.chunks.writable` accepts (see :data:`DIRECT_SHARD_WRITES`), and zarr writes otherwise.
+        A shard of fill values only is deleted, as zarr deletes it."""
+        where = chunks.writable(array) if DIRECT_SHARD_WRITES else None
+        if where is None or where.shard != (1, *array.shape[1:]) or not 0 <= index < array.shape[0]:
+            array[index] = data
+            return
+        key = where.key((index, *(0,) * (array.ndim - 1)))
+        encoded = chunks.encode_shard(where, data[np.newaxis])
+        with storage_requests(self.location):
+            sync(self.store.delete(key) if encoded is None else self.store.set(key, cpu.Buffer.from_bytes(encoded)))
 
     def array(self, name: str, mode: Mode = "r") -> zarr.Array:
         """One variable of the cube (or of a run: ``runs/<name>/<version>/prediction``) as a zarr array."""

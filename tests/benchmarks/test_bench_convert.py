@@ -1,0 +1,24 @@
+"""bench_convert at a tiny size: every row is there and a number (the benchmark cannot break unnoticed)."""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks.bench_convert import run
+
+
+def test_the_tiny_size_gives_every_row() -> None:
+    result = run(patches_per_roi=2, fewer=1, size=32, times=2, repeat=1)
+    numbers = {key: value for key, value in result.items() if key != "goals"}
+    assert result["geotiffs"] == 4 * 2 * 2 * 2  # 4 ROIs x 2 patches x 2 steps x S1 and S2
+    assert all(isinstance(value, int | float) and math.isfinite(value) for value in numbers.values()), numbers
+    assert {
+        "floor_cpu_s (tifffile read + Blosc compress of every file once, one thread)",
+        "convert_1_process_cpu_s (--workers 1 --detectors none)",
+        "ratio_convert_cpu_vs_floor",
+        "marginal_cpu_s_per_patch (2 vs 1 patches per ROI)",
+        "floor_cpu_s_per_patch",
+        "ratio_marginal_vs_floor_per_patch",
+        "read_all_geotiffs_s",
+        "ratio_convert_vs_read_same_process",
+    } <= set(result)
