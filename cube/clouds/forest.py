@@ -410,18 +410,19 @@ def _load(path: Path) -> tuple[Callable, bool]:
 def portable_nodes(forest: Forest) -> tuple[np.ndarray, np.ndarray]:
     """The nodes in the portable walk's layout and each node's leaf value (0 at splits).
 
-    A split is ``feature | (rank + 1) << 4 | right child << 12``, a leaf
-    ``LEAF | its own index << 12``: the walk goes left where ``bin < rank +
-    1``, so a leaf (``rank + 1 = 0``) steps to itself.
+    A split is ``(rank + 1) | feature << 8 | right child << 12``, a leaf its
+    own index ``<< 12``: the walk goes left where ``bin < rank + 1``, so a
+    leaf (``rank + 1 = 0``) steps to itself. Rank and right child each take
+    one instruction to extract (low byte, top bits).
     """
     words = forest.nodes.astype(np.int64)
     leaf = (words & LEAF) != 0
     sizes = np.diff(np.append(forest.node_offsets, len(words)))
     own = np.arange(len(words)) - np.repeat(forest.node_offsets, sizes)
-    split = (words & 15) | (((words >> 4) & 255) + 1) << 4 | (words >> 12) << 12
+    split = (((words >> 4) & 255) + 1) | (words & 15) << 8 | (words >> 12) << 12
     leaf_index = np.repeat(forest.leaf_offsets, sizes) + (words & (LEAF - 1))
     values = np.where(leaf, forest.leaves[np.where(leaf, leaf_index, 0)], 0.0)
-    return np.where(leaf, LEAF | own << 12, split).astype(np.uint32), values
+    return np.where(leaf, own << 12, split).astype(np.uint32), values
 
 
 def vector_nodes(forest: Forest) -> np.ndarray | None:

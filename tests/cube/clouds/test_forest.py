@@ -145,8 +145,9 @@ def test_the_portable_walks_leaves_step_to_themselves_and_carry_their_values() -
     words, values = portable_nodes(forest)
     leaf = (forest.nodes & 0x80000000) != 0
     own = np.concatenate([np.arange(n) for n in np.diff(np.append(forest.node_offsets, len(words)))])
-    assert np.array_equal(words[leaf] >> 12 & 0x7FFFF, own[leaf]) and not (words[leaf] >> 4 & 255).any()
-    assert np.array_equal(words[~leaf] >> 4 & 255, (forest.nodes[~leaf] >> 4 & 255) + 1)
+    assert np.array_equal(words[leaf] >> 12, own[leaf]) and not (words[leaf] & 4095).any()
+    assert np.array_equal(words[~leaf] & 255, (forest.nodes[~leaf] >> 4 & 255) + 1)
+    assert np.array_equal(words[~leaf] >> 8 & 15, forest.nodes[~leaf] & 15)
     assert np.array_equal(words[~leaf] >> 12, forest.nodes[~leaf] >> 12) and not values[~leaf].any()
     assert np.array_equal(np.sort(values[leaf]), np.sort(forest.leaves))
 
