@@ -34,11 +34,12 @@
 #define LEAF 0x80000000u
 #define TOP_WORDS 96 /* vector walk: per tree, 32 words breadth first, then level 5's 32 indices and 32 words */
 #define CHUNK 192 /* vector walk: bins of 16 pixels, feature-major (byte 16 * feature + lane), features 0-11 */
-/* Portable walk: a split's word is (rank + 1) | feature << 8 | right child << 12, a leaf's itself << 12. bin <
+/* Portable walk: a split's word is (rank + 1) | feature << 8 | right child << 16, a leaf's itself << 16. bin <
  * rank + 1 goes left (the next node), else right; a leaf (rank + 1 = 0) goes "right" to itself, so eight pixels
- * step together with no test per pixel (a branch that mispredicts at every leaf) until all are at leaves. The
- * rank in the low byte and the right child in the top bits take one instruction each to extract. */
-#define STEP(w, x, p) (x) = (p)[(w) >> 8 & 15u] < ((w) & 255u) ? (x) + 1 : (w) >> 12, (w) = nodes[x];
+ * step together with no test per pixel (a branch that mispredicts at every leaf) until all are at leaves. Rank,
+ * feature and right child each take one instruction to extract (low byte, second byte, top half; forest.py
+ * refuses trees of more than 32768 leaves, 65535 nodes). */
+#define STEP(w, x, p) (x) = (p)[(w) >> 8 & 255u] < ((w) & 255u) ? (x) + 1 : (w) >> 16, (w) = nodes[x];
 #define PORTABLE_LEAF(w) (((w) & 255u) == 0)
 
 /* Add one tree's leaf value (values, by node) to the sums (acc) of eight pixels (bins p, 16 bytes each). */
