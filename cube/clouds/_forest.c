@@ -34,16 +34,19 @@
 #define LEAF 0x80000000u
 #define TOP_WORDS 96 /* vector walk: per tree, 32 words breadth first, then level 5's 32 indices and 32 words */
 #define CHUNK 192 /* vector walk: bins of 16 pixels, feature-major (byte 16 * feature + lane), features 0-11 */
-/* Portable walk: a split's word is feature | (rank + 1) << 4 | right child << 12, a leaf's LEAF | itself << 12.
- * bin < rank + 1 goes left (the next node), else right; a leaf (rank + 1 = 0) goes "right" to itself, so eight
- * pixels step together with no test per pixel (a branch that mispredicts at every leaf) until all are at leaves. */
-#define STEP(w, x, p) (x) = (p)[(w) & 15u] < (((w) >> 4) & 255u) ? (x) + 1 : (w) >> 12 & 0x7ffffu, (w) = nodes[x];
+/* Portable walk: a split's word is (rank + 1) | feature << 8 | right child << 16, a leaf's itself << 16. bin <
+ * rank + 1 goes left (the next node), else right; a leaf (rank + 1 = 0) goes "right" to itself, so eight pixels
+ * step together with no test per pixel (a branch that mispredicts at every leaf) until all are at leaves. Rank,
+ * feature and right child each take one instruction to extract (low byte, second byte, top half; forest.py
+ * refuses trees of more than 32768 leaves, 65535 nodes). */
+#define STEP(w, x, p) (x) = (p)[(w) >> 8 & 255u] < ((w) & 255u) ? (x) + 1 : (w) >> 16, (w) = nodes[x];
+#define PORTABLE_LEAF(w) (((w) & 255u) == 0)
 
 /* Add one tree's leaf value (values, by node) to the sums (acc) of eight pixels (bins p, 16 bytes each). */
 static void eight(const uint32_t *nodes, const double *values, const uint8_t *p, double *acc) {
     uint32_t a = 0, b = 0, c = 0, d = 0, e = 0, f = 0, g = 0, h = 0;
     uint32_t wa = nodes[0], wb = wa, wc = wa, wd = wa, we = wa, wf = wa, wg = wa, wh = wa;
-    while (!(wa & wb & wc & wd & we & wf & wg & wh & LEAF)) {
+    while (!PORTABLE_LEAF(wa | wb | wc | wd | we | wf | wg | wh)) {
         STEP(wa, a, p) STEP(wb, b, p + 16) STEP(wc, c, p + 32) STEP(wd, d, p + 48)
         STEP(we, e, p + 64) STEP(wf, f, p + 80) STEP(wg, g, p + 96) STEP(wh, h, p + 112)
     }
@@ -57,7 +60,7 @@ static void tree_portable(const uint32_t *nodes, const double *values, const uin
     for (; i + 8 <= m; i += 8) eight(nodes, values, bins + i * 16, acc + i);
     for (; i < m; ++i) {
         uint32_t x = 0, w = nodes[0];
-        while (!(w & LEAF)) {
+        while (!PORTABLE_LEAF(w)) {
             STEP(w, x, bins + i * 16)
         }
         acc[i] += values[x];

@@ -71,6 +71,9 @@ TOP_WORDS = 96
 """Words per tree of :func:`vector_tops`: 32 for the top nodes, 32 indices and 32 words of level 5."""
 PIXEL_BYTES = 16
 """Bins of one pixel in the kernel's input (features beyond the model's are zero)."""
+MAX_TREE_LEAVES = 32768
+"""Most leaves a tree may have: its 65535 nodes then fit the portable walk's 16-bit node indices (one
+instruction to extract). LightGBM's ``num_leaves`` is 31 by default; s2cloudless's trees have 770."""
 _MISSING_NONE_NUMERICAL = {0, 2}
 """LightGBM decision types this evaluator reproduces: numerical, missing type None (default_left unused)."""
 CACHE_ENV = "SEN12MSCRTS_CACHE"
@@ -151,6 +154,8 @@ def _check(path: Path, header: dict[str, str], trees: list[dict[str, str]]) -> f
     if int(header["max_feature_idx"]) >= PIXEL_BYTES:
         raise ValueError(f"{path}: more than {PIXEL_BYTES} features")
     for i, tree in enumerate(trees):
+        if int(tree.get("num_leaves", "1")) > MAX_TREE_LEAVES:
+            raise ValueError(f"{path}: tree {i} has {tree['num_leaves']} leaves, more than {MAX_TREE_LEAVES}")
         kinds = {int(d) for d in tree.get("decision_type", "").split()}
         if not kinds <= _MISSING_NONE_NUMERICAL or tree.get("is_linear", "0") != "0":
             raise ValueError(f"{path}: tree {i} has categorical, missing-value or linear splits")
@@ -410,18 +415,20 @@ def _load(path: Path) -> tuple[Callable, bool]:
 def portable_nodes(forest: Forest) -> tuple[np.ndarray, np.ndarray]:
     """The nodes in the portable walk's layout and each node's leaf value (0 at splits).
 
-    A split is ``feature | (rank + 1) << 4 | right child << 12``, a leaf
-    ``LEAF | its own index << 12``: the walk goes left where ``bin < rank +
-    1``, so a leaf (``rank + 1 = 0``) steps to itself.
+    A split is ``(rank + 1) | feature << 8 | right child << 16``, a leaf its
+    own index ``<< 16``: the walk goes left where ``bin < rank + 1``, so a
+    leaf (``rank + 1 = 0``) steps to itself. Rank, feature and right child
+    each take one instruction to extract (low byte, second byte, top half):
+    trees have at most :data:`MAX_TREE_LEAVES` leaves, so indices fit 16 bits.
     """
     words = forest.nodes.astype(np.int64)
     leaf = (words & LEAF) != 0
     sizes = np.diff(np.append(forest.node_offsets, len(words)))
     own = np.arange(len(words)) - np.repeat(forest.node_offsets, sizes)
-    split = (words & 15) | (((words >> 4) & 255) + 1) << 4 | (words >> 12) << 12
+    split = (((words >> 4) & 255) + 1) | (words & 15) << 8 | (words >> 12) << 16
     leaf_index = np.repeat(forest.leaf_offsets, sizes) + (words & (LEAF - 1))
     values = np.where(leaf, forest.leaves[np.where(leaf, leaf_index, 0)], 0.0)
-    return np.where(leaf, LEAF | own << 12, split).astype(np.uint32), values
+    return np.where(leaf, own << 16, split).astype(np.uint32), values
 
 
 def vector_nodes(forest: Forest) -> np.ndarray | None:

@@ -145,9 +145,10 @@ def test_the_portable_walks_leaves_step_to_themselves_and_carry_their_values() -
     words, values = portable_nodes(forest)
     leaf = (forest.nodes & 0x80000000) != 0
     own = np.concatenate([np.arange(n) for n in np.diff(np.append(forest.node_offsets, len(words)))])
-    assert np.array_equal(words[leaf] >> 12 & 0x7FFFF, own[leaf]) and not (words[leaf] >> 4 & 255).any()
-    assert np.array_equal(words[~leaf] >> 4 & 255, (forest.nodes[~leaf] >> 4 & 255) + 1)
-    assert np.array_equal(words[~leaf] >> 12, forest.nodes[~leaf] >> 12) and not values[~leaf].any()
+    assert np.array_equal(words[leaf] >> 16, own[leaf]) and not (words[leaf] & 0xFFFF).any()
+    assert np.array_equal(words[~leaf] & 255, (forest.nodes[~leaf] >> 4 & 255) + 1)
+    assert np.array_equal(words[~leaf] >> 8 & 255, forest.nodes[~leaf] & 15)
+    assert np.array_equal(words[~leaf] >> 16, forest.nodes[~leaf] >> 12) and not values[~leaf].any()
     assert np.array_equal(np.sort(values[leaf]), np.sort(forest.leaves))
 
 
@@ -215,6 +216,7 @@ def test_models_it_cannot_reproduce_are_refused(tmp_path: Path) -> None:
     for old, new, message in [
         ("objective=binary sigmoid:1", "objective=regression", "not a binary"),
         ("decision_type=2 ", "decision_type=10 ", "missing-value"),
+        ("num_leaves=", "num_leaves=99", "tree 0 has 99[0-9]+ leaves, more than 32768"),
     ]:
         bad = tmp_path / "model.txt"
         bad.write_text(text.replace(old, new, 1))
