@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -194,11 +195,10 @@ def convert_patch(
     group = store.group(mode="r+")
     arrays = {m: member_array(group, m) for m in spec.modalities}
     data = {m: patch_buffer(m, (times, *a.shape[-3:]), a.dtype) for m, a in arrays.items()}
-    slots = sorted(files)
-    found = read_pool().map(
-        lambda s: _read_into(data[s[0]][s[1]], files[s], s[0], expected[s[0]], epsg, transform), slots
-    )
-    read = dict(zip(slots, found, strict=True))
+    slots = sorted(s for s in files if s[0] in data and s[1] < times)  # others were never written
+    reads = [read_pool().submit(_read_into, data[m][t], files[m, t], m, expected[m], epsg, transform) for m, t in slots]
+    futures_wait(reads)  # every read done, even where one raised: none writes into the buffer after this patch
+    read = {slot: future.result() for slot, future in zip(slots, reads, strict=True)}
     valid = np.zeros((times, len(spec.modalities)), dtype=bool)
     problems: list[Problem] = []
     for mi, m in enumerate(spec.modalities):
