@@ -183,17 +183,19 @@ def plain_geotiff(
         return None
 
 
-def file_bytes(path: Path, header_only: bool = False) -> tuple[bytearray, int] | None:
+def file_bytes(path: Path, header_only: bool = False) -> tuple[bytes, int] | None:
     """The bytes of a file of at most :data:`MAX_FILE_BYTES` (``header_only``: its first :data:`HEADER_BYTES`), in one
     read, and the file's size (None for a larger file, or one that cannot be read: rasterio says what is wrong then,
-    as before)."""
+    as before). Immutable ``bytes``, which ``io.BytesIO`` shares with tifffile instead of copying (a bytearray is
+    copied: 1.7 MB more per S2 file)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size > MAX_FILE_BYTES:
                 return None
-            content = bytearray(min(size, HEADER_BYTES) if header_only else size)
-            return (content, size) if f.readinto(content) == len(content) else None
+            wanted = min(size, HEADER_BYTES) if header_only else size
+            content = f.read(wanted)
+            return (content, size) if len(content) == wanted else None
     except OSError:
         return None
 

@@ -29,6 +29,7 @@ exactly the bytes zarr writes (tests/cube/store/test_chunks.py compares them), s
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -395,6 +396,12 @@ def fill_only(chunk: np.ndarray, fill: object) -> bool:
     return all(NDBuffer.from_numpy_array(part).all_equal(fill) for part in (chunk.reshape(-1)[:1], chunk))
 
 
+@functools.cache
+def shard_pool(threads: int) -> ThreadPoolExecutor:
+    """The ``threads`` threads that compress shards' chunks, started once per process (not once per shard)."""
+    return ThreadPoolExecutor(max(1, threads), thread_name_prefix="cube-shard")
+
+
 def encode_shard(where: Layout, data: np.ndarray, threads: int = SHARD_THREADS) -> bytes | None:
     """The object zarr stores for a whole shard of :func:`writable` array ``where`` holding ``data``.
 
@@ -429,8 +436,7 @@ def encode_shard(where: Layout, data: np.ndarray, threads: int = SHARD_THREADS) 
         )
         return None if fill_only(chunk, fill) else codec.encode(chunk)
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        parts = list(pool.map(encoded, order))
+    parts = list(shard_pool(threads).map(encoded, order))
     if all(part is None for part in parts):
         return None
     index = np.full((*where.chunks_per_shard, 2), _MISSING, "<u8")

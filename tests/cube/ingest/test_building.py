@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cube import convert, open_cube, parallel
 from cube.dataset.bands import DTYPES
 from cube.dataset.layout import ts_relpath
 from cube.dataset.problems import Problem
@@ -19,12 +20,14 @@ from cube.ingest.building import (
     check_destination,
     commit_complete,
     existing_cube,
+    patch_buffer,
     place_patches,
     raise_if_any,
     root_attributes,
 )
 from cube.store.schema import SPECS, PatchMeta
 from cube.store.store import STATE, CubeState, CubeStore, as_store
+from cube.synth import make_dataset
 
 SPEC = SPECS["sen12mscrts"]
 
@@ -117,3 +120,23 @@ def test_placed_patches_without_a_root_group_are_no_cube_to_resume(tmp_path: Pat
     store.write_group(STATE, asdict(CubeState(pending={"start": 2, "patches": [], "grown": True})))
     with pytest.raises(ValueError, match=r"cube\.zarr: exists and is not a .* cube of schema version"):
         existing_cube(store, SPEC, tiny_root, 4, resume=True)
+
+
+def test_one_thread_reuses_its_patch_buffer_and_fills_a_later_gap_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every patch converted on one thread, in one buffer: a step missing from a later patch is its fill value, not
+    the pixels the previous patch left there."""
+    assert patch_buffer("S2", (2, 13, 8, 8), np.dtype("uint16")) is patch_buffer(
+        "S2", (2, 13, 8, 8), np.dtype("uint16")
+    )
+    monkeypatch.setattr(parallel, "PATCHES_IN_FLIGHT", 1)
+    root = make_dataset(
+        tmp_path / "src", ["ROIs1868/17"], patches_per_roi=3, size=32, times=3, seed=2, workers=1, progress=False
+    )
+    max((root / "ROIs1868/17/S2/1").glob("*.tif")).unlink()  # the last patch's
+    convert(root, tmp_path / "cube.zarr", workers=1, clouds=(), on_error="skip", progress=False)
+    ds = open_cube(tmp_path / "cube.zarr").load()
+    s2 = list(ds.modality.values).index("S2")
+    assert ds.valid.values[:, 1, s2].tolist() == [True, True, False]
+    assert (ds.S2.values[2, 1] == 0).all() and (ds.S2.values[1, 1] != 0).any()  # 0: S2's fill value
