@@ -2,9 +2,11 @@
 :func:`cube.ingest.conversion.convert`.
 
 It discovers the chosen patches and checks the whole tree (names, completeness,
-pairing, and under ``on_error='fail'`` every header) before the first write,
-then runs the steps of :mod:`cube.ingest.building` under the cube's writer lock:
-place the new patches, one task per patch, commit, cloud pass.
+pairing, and the headers each patch's georeference is agreed from: up to six
+files per patch, see :func:`cube.ingest.building.agreed_headers`) before the
+first write; every other file's header is checked as its pixels are read. It
+then runs the steps of :mod:`cube.ingest.building` under the cube's writer
+lock: place the new patches, one task per patch, commit, cloud pass.
 """
 
 from __future__ import annotations
