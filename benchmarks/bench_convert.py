@@ -3,9 +3,10 @@
 The floor: every GeoTIFF's pixels read once with tifffile and compressed once with the cube's own codec (Blosc lz4,
 bit shuffle, level 5: cube.store.schema.compressor) on one thread, in CPU seconds. Goals (issue 35): tree -> cube
 (``--workers 1 --detectors none``) <= 1.5x the floor in CPU seconds, and so the cost of each patch beyond the fixed
-start-up (two set sizes converted, their difference per patch). Kept as a second baseline: reading every GeoTIFF
-with rasterio (issue 3: conversion <= 1.5x that, same process). Also: cube bytes <= 1.0x GeoTIFF bytes, and
-reading one (patch, time) image from the cube.
+start-up (two set sizes converted, their difference per patch). Beside it the floor with writes: the same, and
+each patch's compressed steps written as one file (what a shard is), since the floor writes nothing. Kept as a
+baseline too: reading every GeoTIFF with rasterio (issue 3: conversion <= 1.5x that, same process). Also: cube
+bytes <= 1.0x GeoTIFF bytes, and reading one (patch, time) image from the cube.
 """
 
 from __future__ import annotations
@@ -47,14 +48,22 @@ def _best_of(fn: Callable[[], object], repeat: int = 3, clock: Callable[[], floa
     return min(times)
 
 
-def floor(files: list[Path]) -> None:
+def floor(files: list[Path], out: Path | None = None, per_object: int = 30) -> None:
     """Read every file's pixels once with tifffile and compress them once with the cube's codec, on one thread
-    (a worker thread, where numcodecs compresses as the converter's writer and zarr do)."""
+    (a worker thread, where numcodecs compresses as the converter's writer and zarr do); with ``out``, also write
+    the compressed bytes of each ``per_object`` files as one file there (as a shard holds a patch's steps)."""
 
     def read_and_compress() -> None:
-        for path in files:
+        held: list = []
+        for n, path in enumerate(files, 1):
             pixels = np.ascontiguousarray(tifffile.imread(path))
-            blosc_of(compressor(pixels.dtype)).encode(pixels)
+            encoded = blosc_of(compressor(pixels.dtype)).encode(pixels)
+            if out is None:
+                continue
+            held.append(encoded)
+            if n % per_object == 0 or n == len(files):
+                (out / str(n)).write_bytes(b"".join(held))
+                held = []
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(read_and_compress).result()
@@ -110,6 +119,8 @@ def run(
 
         read_s = _best_of(read_all, repeat)
         floor_cpu = _best_of(lambda: floor(files), repeat, time.process_time)
+        (tmp / "floor").mkdir()
+        floor_writes_cpu = _best_of(lambda: floor(files, tmp / "floor", times), repeat, time.process_time)
         convert_cpu = _convert_cpu(root, tmp, repeat)
         convert_1 = _best_of(
             lambda: convert(root, tmp / f"c1_{time.monotonic_ns()}.zarr", workers=1, clouds=(), progress=False),
@@ -138,6 +149,10 @@ def run(
         "floor_cpu_s (tifffile read + Blosc compress of every file once, one thread)": round(floor_cpu, 2),
         "convert_1_process_cpu_s (--workers 1 --detectors none)": round(convert_cpu, 2),
         "ratio_convert_cpu_vs_floor": round(convert_cpu / floor_cpu, 2),
+        "floor_with_writes_cpu_s (the floor, and each patch's compressed steps written as one file)": round(
+            floor_writes_cpu, 2
+        ),
+        "ratio_convert_cpu_vs_floor_with_writes": round(convert_cpu / floor_writes_cpu, 2),
         **marginal,
         "read_all_geotiffs_s": round(read_s, 2),
         "convert_1_process_s": round(convert_1, 2),

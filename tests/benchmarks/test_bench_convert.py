@@ -16,6 +16,7 @@ def test_the_tiny_size_gives_every_row() -> None:
         "floor_cpu_s (tifffile read + Blosc compress of every file once, one thread)",
         "convert_1_process_cpu_s (--workers 1 --detectors none)",
         "ratio_convert_cpu_vs_floor",
+        "ratio_convert_cpu_vs_floor_with_writes",
         "marginal_cpu_s_per_patch (2 vs 1 patches per ROI)",
         "floor_cpu_s_per_patch",
         "ratio_marginal_vs_floor_per_patch",
