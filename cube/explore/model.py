@@ -242,14 +242,14 @@ def hover_text(model: MapModel, patch: int, detector: str | None = None) -> str:
     Examples
     --------
     >>> hover_text(model, 0)  # doctest: +SKIP
-    'ROIs1868/17 patch 489 | val | europa | coverage 0.42 (s2cloudless_mask, 4 images)'
+    'ROIs1868/17 patch 489 | val | europa | mean coverage 42 % (s2cloudless_mask, 4 images)'
     """
     row = model.labels.iloc[model.check_patch(patch)]
     cov = model.coverage[patch, :, model.detector(detector)]
     images = int((~np.isnan(cov)).sum())
-    mean = f"{np.nanmean(cov):.2f}" if images else "n/a"
+    mean = f"{100 * np.nanmean(cov):.0f} %" if images else "n/a"
     return (
-        f"{row.roi} patch {row.patch_id} | {row.split} | {row.region} | coverage {mean} "
+        f"{row.roi} patch {row.patch_id} | {row.split} | {row.region} | mean coverage {mean} "
         f"({detector or model.detectors[0]}, {images} images)"
     )
 

@@ -110,8 +110,8 @@ function nearest(px, py) {
 
 function hover(i) {
   const det = $("detector").value, mean = P.coverage[det][i];
-  return `${P.roi[i]} patch ${P.patch_id[i]} | ${P.split[i]} | ${P.region[i]} | coverage ` +
-    `${mean === null ? "n/a" : mean.toFixed(2)} (${det})`;
+  return `${P.roi[i]} patch ${P.patch_id[i]} | ${P.split[i]} | ${P.region[i]} | mean coverage ` +
+    `${mean === null ? "n/a" : (100 * mean).toFixed(0) + " %"} (${det})`;
 }
 
 function openStrip(i) {
@@ -146,7 +146,7 @@ function crtsStrip(strip) {
 function large(strip, t) {
   const image = MAP.thumbnails ? [0, 1].map((row) => `<div style="${thumbStyle(strip.patch, t, row, 4)}"></div>`) : [];
   $("large").innerHTML = `<p>step ${t}: S2 ${strip.s2_dates[t] || "no image"}, S1 ${strip.s1_dates[t] || "no image"}; ` +
-    strip.detectors.map((d, k) => `${d} ${strip.coverage[k][t] === null ? "n/a" : strip.coverage[k][t].toFixed(3)}`).join(", ") +
+    strip.detectors.map((d, k) => `${d} ${strip.coverage[k][t] === null ? "n/a" : (100 * strip.coverage[k][t]).toFixed(1) + " %"}`).join(", ") +
     `</p>` + image.join("");
 }
 

@@ -118,7 +118,7 @@ def test_bad_choices_are_refused_in_one_line(tiny: tuple, call: object, words: s
 def test_hover_names_roi_patch_split_region_and_coverage(tiny: tuple) -> None:
     ds, model = tiny
     mean = float(np.nanmean(ds.coverage.values[3, :, 0]))
-    expected = f"ROIs2017/32 patch 333 | test | africa | coverage {mean:.2f} (s2cloudless_mask, 4 images)"
+    expected = f"ROIs2017/32 patch 333 | test | africa | mean coverage {100 * mean:.0f} % (s2cloudless_mask, 4 images)"
     assert hover_text(model, 3) == expected
 
 
