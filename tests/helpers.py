@@ -17,15 +17,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import rasterio
 import xarray as xr
 import zarr
 from hypothesis import strategies as st
 from isal import igzip
 from numcodecs.checksum32 import CRC32C
+from rasterio.transform import Affine, from_origin
 
 from crts.cli import main
 from cube import open_cube
 from cube.analysis.stats import CoverageIndex
+from cube.dataset.problems import FileProblem
+from cube.ingest import geotiff
+from cube.ingest.validate import Expected, read_checked, read_header
 from cube.store import chunks
 from cube.store.store import CubeStore
 from cube.synth import make_dataset
@@ -392,3 +397,49 @@ def coverage_rows(index: CoverageIndex) -> pd.DataFrame:
     frame["roi"] = frame.roi_name
     frame["month"] = pd.DatetimeIndex(index.dates[frame.patch, frame.time]).month
     return frame.dropna(subset=["coverage"])
+
+
+# GeoTIFFs read by both readers (cube.ingest.geotiff: tifffile's path and rasterio's)
+TRANSFORM = from_origin(600000.0, 5000000.0, 10.0, 10.0)
+
+
+def write_geotiff(
+    path: Path, data: np.ndarray, crs: str = "EPSG:32631", transform: Affine = TRANSFORM, **options: object
+) -> Path:
+    """``data`` (bands, rows, columns) as a GeoTIFF written by rasterio with creation ``options``."""
+    count, height, width = data.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count, "dtype": data.dtype, "crs": crs}
+    with rasterio.open(path, "w", transform=transform, **profile, **options) as dst:
+        dst.write(data)
+    return path
+
+
+def outcome(check: object) -> tuple:
+    """What a check gives: ("read", its result) or ("problem", its one-line message)."""
+    try:
+        return "read", check()  # type: ignore[operator]
+    except FileProblem as err:
+        assert "\n" not in str(err)
+        return "problem", str(err)
+
+
+def outcomes(path: Path, expected: Expected, modality: str, fast: bool) -> list[tuple]:
+    """The outcomes of read_header and read_checked (against EPSG:32631 and :data:`TRANSFORM`), with the tifffile
+    path on or off."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(geotiff, "FAST_READER", fast)
+        return [
+            outcome(lambda: read_header(path)),
+            outcome(lambda: read_checked(path, modality, expected, 32631, tuple(TRANSFORM)[:6])),
+        ]
+
+
+def assert_read_alike(path: Path, expected: Expected, modality: str) -> list[tuple]:
+    """Both readers give the same outcomes (equal pixels, or the same message); they are returned."""
+    fast, slow = outcomes(path, expected, modality, True), outcomes(path, expected, modality, False)
+    assert fast[0] == slow[0] and fast[1][0] == slow[1][0]
+    if fast[1][0] == "read":
+        np.testing.assert_array_equal(fast[1][1], slow[1][1])
+    else:
+        assert fast[1][1] == slow[1][1]
+    return fast

@@ -32,18 +32,18 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import zarr
+import zarr.core.indexing
 from numcodecs import Blosc
 from numcodecs.checksum32 import CRC32C
 from zarr.abc.store import RangeByteRequest
-from zarr.codecs import BloscCodec, BloscShuffle, BytesCodec, Crc32cCodec, Endian, ShardingCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.core.buffer.cpu import NDBuffer
-from zarr.core.indexing import morton_order_iter
 
 from ..dataset.problems import FileProblem
 
@@ -61,11 +61,12 @@ SHARD_THREADS = 2
 """Threads that compress the inner chunks of one shard. Blosc releases the GIL while it compresses (numcodecs'
 one-thread context, the one zarr uses from its worker threads): the 30 S2 images of a patch took 63 ms in 2 threads
 against 91 ms in one on the 2-core machine. A dask worker runs one task per core, so more would only contend."""
-_SHUFFLES = {
-    BloscShuffle.noshuffle: Blosc.NOSHUFFLE,
-    BloscShuffle.shuffle: Blosc.SHUFFLE,
-    BloscShuffle.bitshuffle: Blosc.BITSHUFFLE,
-}
+_SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
+
+
+def _name(setting: object) -> str:
+    """The name of a setting of zarr's Blosc or bytes codec: an enum member in zarr 3.1, a string in zarr 3.4."""
+    return str(getattr(setting, "value", setting))
 
 
 class DamagedShardError(FileProblem):
@@ -366,6 +367,13 @@ def decode(plan: Plan, chunk: int, data: np.ndarray, out: np.ndarray) -> None:
         raise plan.layout.damaged(plan.key, f"chunk {chunk} does not decode ({err})") from None
 
 
+morton_order: Callable[[tuple[int, ...]], Iterable[tuple[int, ...]]] = (
+    getattr(zarr.core.indexing, "morton_order_coords", None) or zarr.core.indexing.morton_order_iter
+)
+"""The order in which zarr's sharding codec writes a shard's inner chunks (Morton order of their grid positions):
+zarr's own function, ``morton_order_coords`` in zarr 3.4, ``morton_order_iter`` in 3.1."""
+
+
 def writable(array: zarr.Array) -> Layout | None:
     """The layout of an array whose whole shards :func:`encode_shard` encodes exactly as zarr does, or None (zarr
     writes it): :func:`layout`'s, with both byte codecs little-endian (or none for 1-byte values), numbers in C
@@ -375,16 +383,18 @@ def writable(array: zarr.Array) -> Layout | None:
         return None
     sharding = where.array.metadata.codecs[0]
     assert isinstance(sharding, ShardingCodec)  # as layout() found it
+    if getattr(sharding, "subchunk_write_order", "morton") != "morton":  # zarr >= 3.4 can write other orders
+        return None
     ordered = [codec.endian for codec in (*sharding.codecs, *sharding.index_codecs) if isinstance(codec, BytesCodec)]
-    return where if all(endian in (None, Endian.little) for endian in ordered) else None
+    return where if all(endian is None or _name(endian) == "little" for endian in ordered) else None
 
 
 def blosc_of(codec: BloscCodec) -> Blosc:
     """numcodecs' Blosc with exactly the settings of zarr's Blosc codec ``codec`` (as zarr builds it)."""
     return Blosc(
-        cname=codec.cname.value,
+        cname=_name(codec.cname),
         clevel=codec.clevel,
-        shuffle=_SHUFFLES[codec.shuffle],
+        shuffle=_SHUFFLES[_name(codec.shuffle)],
         blocksize=codec.blocksize,
         typesize=codec.typesize,
     )
@@ -427,7 +437,7 @@ def encode_shard(where: Layout, data: np.ndarray, threads: int = SHARD_THREADS) 
     if data.shape != where.shard:
         raise ValueError(f"a shard of {where.array.path} has shape {where.shard}, not {data.shape}")
     data = data.astype(where.array.dtype, copy=False)
-    order = list(morton_order_iter(where.chunks_per_shard))
+    order = list(morton_order(where.chunks_per_shard))
     codec, fill = blosc_of(where.array.metadata.codecs[0].codecs[1]), where.array.metadata.fill_value
 
     def encoded(position: tuple[int, ...]) -> bytes | None:

@@ -15,8 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cube.ingest.validate import Expected
-from tests.cube.ingest.test_geotiff import assert_read_alike, write
-from tests.helpers import mutated
+from tests.helpers import assert_read_alike, mutated, write_geotiff
 
 pytestmark = pytest.mark.fuzz
 FOLDER = Path(tempfile.mkdtemp(prefix="fuzz_geotiff_reader_"))
@@ -28,7 +27,7 @@ def _genuine(modality: str) -> bytes:
     """A 16 x 16 px GeoTIFF of the modality's bands and type, written as cube.synth writes the data set's files."""
     count, dtype = SHAPES[modality]
     data = (np.random.default_rng(0).random((count, 16, 16)) * 1000).astype(dtype)
-    return write(FOLDER / f"{modality}.tif", data).read_bytes()
+    return write_geotiff(FOLDER / f"{modality}.tif", data).read_bytes()
 
 
 GENUINE = {modality: _genuine(modality) for modality in SHAPES}

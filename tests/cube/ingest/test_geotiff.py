@@ -12,28 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import tifffile
 from rasterio.transform import Affine, from_origin
 
-from cube.dataset.problems import FileProblem
 from cube.ingest import geotiff
 from cube.ingest.geotiff import GdalGeoTiff, PlainGeoTiff, open_geotiff
-from cube.ingest.validate import Expected, read_checked, read_header
+from cube.ingest.validate import Expected, read_header
 from cube.synth import make_dataset
-
-TRANSFORM = from_origin(600000.0, 5000000.0, 10.0, 10.0)
-
-
-def write(
-    path: Path, data: np.ndarray, crs: str = "EPSG:32631", transform: Affine = TRANSFORM, **options: object
-) -> Path:
-    """``data`` (bands, rows, columns) as a GeoTIFF written by rasterio with creation ``options``."""
-    count, height, width = data.shape
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": count, "dtype": data.dtype, "crs": crs}
-    with rasterio.open(path, "w", transform=transform, **profile, **options) as dst:
-        dst.write(data)
-    return path
+from tests.helpers import TRANSFORM, assert_read_alike, write_geotiff
 
 
 def both(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple, tuple]:
@@ -45,37 +31,6 @@ def both(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple, tuple]:
         slow = (type(tif), tif.header, tif.read())
     monkeypatch.setattr(geotiff, "FAST_READER", True)
     return fast, slow
-
-
-def outcome(check: object) -> tuple:
-    """What a check gives: ("read", its result) or ("problem", its one-line message)."""
-    try:
-        return "read", check()  # type: ignore[operator]
-    except FileProblem as err:
-        assert "\n" not in str(err)
-        return "problem", str(err)
-
-
-def outcomes(path: Path, expected: Expected, modality: str, fast: bool) -> list[tuple]:
-    """The outcomes of read_header and read_checked (against EPSG:32631 and :data:`TRANSFORM`), with the tifffile
-    path on or off."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(geotiff, "FAST_READER", fast)
-        return [
-            outcome(lambda: read_header(path)),
-            outcome(lambda: read_checked(path, modality, expected, 32631, tuple(TRANSFORM)[:6])),
-        ]
-
-
-def assert_read_alike(path: Path, expected: Expected, modality: str) -> list[tuple]:
-    """Both readers give the same outcomes (equal pixels, or the same message); they are returned."""
-    fast, slow = outcomes(path, expected, modality, True), outcomes(path, expected, modality, False)
-    assert fast[0] == slow[0] and fast[1][0] == slow[1][0]
-    if fast[1][0] == "read":
-        np.testing.assert_array_equal(fast[1][1], slow[1][1])
-    else:
-        assert fast[1][1] == slow[1][1]
-    return fast
 
 
 S2 = (np.arange(13 * 32 * 32) % 5000).astype("uint16").reshape(13, 32, 32)
@@ -105,7 +60,7 @@ def test_header_and_pixels_equal_rasterio_s_however_the_file_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str, modality: str
 ) -> None:
     options, reader = WAYS[way]
-    path = write(tmp_path / "x.tif", S1 if modality == "S1" else S2, **options)
+    path = write_geotiff(tmp_path / "x.tif", S1 if modality == "S1" else S2, **options)
     (kind, header, pixels), (slow_kind, slow_header, slow_pixels) = both(path, monkeypatch)
     assert (kind, slow_kind) == (reader, GdalGeoTiff)
     assert header == slow_header and pixels.dtype == slow_pixels.dtype
@@ -125,7 +80,7 @@ def test_the_synthetic_files_are_read_by_tifffile_alike(tmp_path: Path, monkeypa
 
 
 def test_a_pam_side_file_sends_the_file_to_rasterio(tmp_path: Path) -> None:
-    path = write(tmp_path / "x.tif", S1)
+    path = write_geotiff(tmp_path / "x.tif", S1)
     Path(f"{path}.aux.xml").write_text("<PAMDataset><SRS>EPSG:32632</SRS></PAMDataset>")
     with open_geotiff(path) as tif:
         assert type(tif) is GdalGeoTiff and tif.header.epsg == 32632  # GDAL's own reading of a side file
@@ -133,7 +88,7 @@ def test_a_pam_side_file_sends_the_file_to_rasterio(tmp_path: Path) -> None:
 
 def test_a_file_larger_than_the_bound_is_read_by_rasterio(tmp_path: Path) -> None:
     data = np.zeros((13, 300, 300), "uint16")  # 2.3 MB of pixels; the bound lowered under it below
-    path = write(tmp_path / "x.tif", data)
+    path = write_geotiff(tmp_path / "x.tif", data)
     assert path.stat().st_size < geotiff.MAX_FILE_BYTES  # a file this size goes to tifffile
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(geotiff, "MAX_FILE_BYTES", path.stat().st_size - 1)
@@ -142,7 +97,7 @@ def test_a_file_larger_than_the_bound_is_read_by_rasterio(tmp_path: Path) -> Non
 
 
 def test_a_truncated_file_is_the_same_one_line_problem(tmp_path: Path) -> None:
-    path = write(tmp_path / "x.tif", S2)
+    path = write_geotiff(tmp_path / "x.tif", S2)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     _, (kind, message) = assert_read_alike(path, Expected(13, np.dtype("uint16"), 32), "S2")
     assert kind == "problem" and "cannot be read as a GeoTIFF (corrupt or truncated?)" in message
@@ -189,7 +144,7 @@ for check in (lambda: read_header(path), lambda: read_checked(path, "S2", Expect
 
 @pytest.mark.parametrize("case", list(CRAFTED))
 def test_a_crafted_header_is_refused_or_read_in_bounded_memory(tmp_path: Path, case: str) -> None:
-    path = write(tmp_path / "x.tif", np.ones((13, 40, 40), "uint16"))
+    path = write_geotiff(tmp_path / "x.tif", np.ones((13, 40, 40), "uint16"))
     for code, kind, count, value in CRAFTED[case]:
         _craft(path, code, kind, count, value)
     probe = [
@@ -226,7 +181,7 @@ FOUND = {
 
 @pytest.mark.parametrize("case", list(FOUND))
 def test_files_the_fuzz_target_found_are_refused_as_rasterio_refuses_them(tmp_path: Path, case: str) -> None:
-    path = write(tmp_path / "x.tif", S1)
+    path = write_geotiff(tmp_path / "x.tif", S1)
     for code, kind, count, value in FOUND[case]:
         _craft(path, code, kind, count, value)
     header, pixels = assert_read_alike(path, Expected(2, np.dtype("float32"), 32), "S1")
@@ -234,7 +189,8 @@ def test_files_the_fuzz_target_found_are_refused_as_rasterio_refuses_them(tmp_pa
 
 
 def test_a_nul_inside_geoasciiparams_is_refused_as_rasterio_refuses_it(tmp_path: Path) -> None:
-    path = write(tmp_path / "x.tif", S1)  # found by the fuzz target too: libtiff drops the tag, GDAL builds no CRS
+    # found by the fuzz target too: libtiff drops the tag, GDAL builds no CRS
+    path = write_geotiff(tmp_path / "x.tif", S1)
     with tifffile.TiffFile(path) as tif:
         at = tif.pages.first.tags[34737].valueoffset
     content = bytearray(path.read_bytes())
@@ -245,7 +201,7 @@ def test_a_nul_inside_geoasciiparams_is_refused_as_rasterio_refuses_it(tmp_path:
 
 
 def test_a_header_alone_is_read_from_the_file_s_first_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write(tmp_path / "x.tif", np.zeros((13, 256, 256), "uint16"))  # 1.7 MB, as the data set's S2 files
+    path = write_geotiff(tmp_path / "x.tif", np.zeros((13, 256, 256), "uint16"))  # 1.7 MB, as the data set's S2 files
     assert path.stat().st_size > geotiff.HEADER_BYTES
     with open_geotiff(path, header_only=True) as tif:
         assert type(tif) is PlainGeoTiff and len(tif.content) == geotiff.HEADER_BYTES
