@@ -477,6 +477,7 @@ class ArchiveConversion:
             self._flush(None)
             while self.assembly.ready_count() or self.running:
                 self._step(0.5)
+            self._step(0)  # what the readers recorded after the last step (a second file for a slot, say)
         finally:  # also on an error: the patches written so far are done
             if self.rows:
                 self.rows.flush()
