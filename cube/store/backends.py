@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from zarr.abc.store import ByteRequest, RangeByteRequest, SuffixByteRequest
+from zarr.buffer import cpu
 
 # The one zarr internal the package uses, imported here only: zarr 3.1 to 3.4 offer no public way to wait, from
 # synchronous code, for a store's coroutine on zarr's own event loop (cube.store's modules take it from here,
@@ -214,6 +216,29 @@ class CubeLocalStore(LocalStore):
     ) -> Buffer | None:
         return bounded_metadata(key, await super().get(key, prototype, byte_range))
 
+    async def set_parts(self, key: str, parts: Sequence[bytes]) -> None:
+        """Write the object ``key`` whose bytes are ``parts`` one after another, without joining them first (a
+        shard's compressed chunks, :meth:`cube.store.store.CubeStore.write_shard`)."""
+        self._check_writable()
+        await asyncio.to_thread(write_whole, self.root / key, parts)
+
+
+def write_whole(path: Path, parts: Sequence[bytes]) -> None:
+    """Write ``parts`` one after another as the file ``path``, as zarr's LocalStore writes an object: into
+    ``<name>.<uuid>.partial`` beside it, then renamed into place, so that a reader sees the old file or the new
+    one, never a part. The parts are not joined first: joining a patch's 37 MB of S2 chunks into one bytes object
+    (fresh pages, faulted in and copied) and writing that took 1.0-3.3 CPU s for 24 such objects, writing the parts
+    one after another 0.35-2.0 s (the same run, this machine's disk)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with partial.open("xb") as f:
+            f.writelines(parts)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
 
 class PatientObjectStore(ObjectStore):
     """zarr's obstore-backed store, whose writes and deletes are retried after a dropped connection too, its
@@ -234,6 +259,10 @@ class PatientObjectStore(ObjectStore):
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         await _again(lambda: super(PatientObjectStore, self).set_if_not_exists(key, value))
+
+    async def set_parts(self, key: str, parts: Sequence[bytes]) -> None:
+        """Write the object ``key`` whose bytes are ``parts`` one after another (one PUT of them joined)."""
+        await self.set(key, cpu.Buffer.from_bytes(b"".join(parts)))
 
     async def delete(self, key: str) -> None:
         await _again(lambda: super(PatientObjectStore, self).delete(key))

@@ -412,8 +412,9 @@ def shard_pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(1, threads), thread_name_prefix="cube-shard")
 
 
-def encode_shard(where: Layout, data: np.ndarray, threads: int = SHARD_THREADS) -> bytes | None:
-    """The object zarr stores for a whole shard of :func:`writable` array ``where`` holding ``data``.
+def encode_shard(where: Layout, data: np.ndarray, threads: int = SHARD_THREADS) -> list[bytes] | None:
+    """The object zarr stores for a whole shard of :func:`writable` array ``where`` holding ``data``, as its parts
+    in order (the object is their concatenation, which the caller writes without joining them on a local disk).
 
     Its inner chunks in zarr's order (Morton order of their grid positions), each compressed with the array's
     Blosc settings (:func:`blosc_of`) unless it holds only the fill value (then its index entry is :data:`_MISSING`
@@ -431,8 +432,9 @@ def encode_shard(where: Layout, data: np.ndarray, threads: int = SHARD_THREADS) 
 
     Returns
     -------
-    bytes or None
-        None where every chunk holds the fill value: zarr then stores no object.
+    list of bytes or None
+        The compressed chunks in the order stored, then the index; None where every chunk holds the fill value:
+        zarr then stores no object.
     """
     if data.shape != where.shard:
         raise ValueError(f"a shard of {where.array.path} has shape {where.shard}, not {data.shape}")
@@ -455,4 +457,4 @@ def encode_shard(where: Layout, data: np.ndarray, threads: int = SHARD_THREADS) 
         if part is not None:
             index[position] = offset, len(part)
             offset += len(part)
-    return b"".join([part for part in parts if part is not None] + [_CRC32C.encode(index).tobytes()])
+    return [part for part in parts if part is not None] + [_CRC32C.encode(index).tobytes()]

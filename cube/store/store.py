@@ -436,9 +436,9 @@ class CubeStore:
             array[index] = data
             return
         key = where.key((index, *(0,) * (array.ndim - 1)))
-        encoded = chunks.encode_shard(where, data[np.newaxis])
+        parts = chunks.encode_shard(where, data[np.newaxis])
         with storage_requests(self.location):
-            sync(self.store.delete(key) if encoded is None else self.store.set(key, cpu.Buffer.from_bytes(encoded)))
+            sync(self.store.delete(key) if parts is None else self.store.set_parts(key, parts))
 
     def array(self, name: str, mode: Mode = "r") -> zarr.Array:
         """One variable of the cube (or of a run: ``runs/<name>/<version>/prediction``) as a zarr array."""

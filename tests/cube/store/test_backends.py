@@ -94,3 +94,23 @@ def test_local_ranges_and_tails_are_read_straight_from_the_file(tmp_path: Path) 
     assert size == 100 and tail.tobytes() == bytes(range(100))
     assert read_ranges(tmp_path / "none", [SuffixByteRequest(3)] * 2) == [None, None]
     assert read_tail(tmp_path / "none" / "deeper", 8) is None
+
+
+def test_an_object_in_parts_is_written_whole_on_a_disk_and_in_memory(tmp_path: Path) -> None:
+    parts = [b"chunk one ", b"", b"chunk two " * 1000, b"index"]
+    for store in (zarr_store(tmp_path / "cube.zarr", read_only=False), zarr_store("memory://parts/c", False)):
+        sync(store.set_parts("S2/c/0/0", parts))
+        stored = sync(store.get("S2/c/0/0", prototype=default_buffer_prototype()))
+        assert stored is not None and stored.to_bytes() == b"".join(parts)
+    assert [p.name for p in (tmp_path / "cube.zarr" / "S2" / "c" / "0").iterdir()] == ["0"]  # no .partial left
+
+
+def test_a_failed_write_in_parts_leaves_the_old_object_and_no_partial_file(tmp_path: Path) -> None:
+    store = zarr_store(tmp_path, read_only=False)
+    sync(store.set_parts("shard", [b"old"]))
+    with pytest.raises(TypeError):
+        sync(store.set_parts("shard", [b"new, until", "not bytes"]))  # type: ignore[list-item]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard"]
+    assert (tmp_path / "shard").read_bytes() == b"old"
+    with pytest.raises(ValueError, match="read-only"):
+        sync(zarr_store(tmp_path, read_only=True).set_parts("shard", [b"new"]))
