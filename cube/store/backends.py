@@ -219,6 +219,8 @@ class CubeLocalStore(LocalStore):
     async def set_parts(self, key: str, parts: Sequence[bytes]) -> None:
         """Write the object ``key`` whose bytes are ``parts`` one after another, without joining them first (a
         shard's compressed chunks, :meth:`cube.store.store.CubeStore.write_shard`)."""
+        if not self._is_open:  # as zarr's own writes do
+            await self._open()
         self._check_writable()
         await asyncio.to_thread(write_whole, self.root / key, parts)
 
