@@ -129,6 +129,36 @@ def s3() -> str:
         yield endpoint
 
 
+@pytest.fixture(scope="session")
+def bucket_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The set the object-storage tests put in a bucket: 3 ROIs (train, val, test) x 2 patches x 4 steps of 32 px."""
+    return make_dataset(
+        tmp_path_factory.mktemp("objects") / "src",
+        ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63"],
+        patches_per_roi=2,
+        size=32,
+        times=4,
+        seed=5,
+        workers=1,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def s3_cube(s3: str, bucket_root: Path) -> str:
+    """``bucket_root`` converted by ``crts convert`` into a new bucket of the module's S3 server; its URL.
+
+    One per test module, like :func:`s3`: tests of a module that write into it (runs) or damage it see each
+    other's changes.
+    """
+    from crts.cli import main
+    from tests.servers import create_bucket
+
+    url = f"{create_bucket('cubes')}/cube.zarr"
+    assert main(["convert", str(bucket_root), url, "--workers", "1"]) == 0
+    return url
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``requires_cuda`` tests where torch sees no CUDA device (CI has none)."""
     if not any("requires_cuda" in item.keywords for item in items):

@@ -414,12 +414,13 @@ def write_geotiff(
     return path
 
 
-def outcome(check: object) -> tuple:
-    """What a check gives: ("read", its result) or ("problem", its one-line message)."""
+def outcome(check: Callable[[], object], path: Path) -> tuple:
+    """What a check of the file ``path`` gives: ("read", its result) or ("problem", its message: one line, a
+    FileProblem that names ``path``)."""
     try:
-        return "read", check()  # type: ignore[operator]
+        return "read", check()
     except FileProblem as err:
-        assert "\n" not in str(err)
+        assert err.path == str(path) and "\n" not in str(err)
         return "problem", str(err)
 
 
@@ -429,8 +430,8 @@ def outcomes(path: Path, expected: Expected, modality: str, fast: bool) -> list[
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(geotiff, "FAST_READER", fast)
         return [
-            outcome(lambda: read_header(path)),
-            outcome(lambda: read_checked(path, modality, expected, 32631, tuple(TRANSFORM)[:6])),
+            outcome(lambda: read_header(path), path),
+            outcome(lambda: read_checked(path, modality, expected, 32631, tuple(TRANSFORM)[:6]), path),
         ]
 
 

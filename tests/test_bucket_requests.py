@@ -14,8 +14,7 @@ import pytest
 
 from crts.cli import main
 from crts.data import SEN12MSCRTS, SampleWindows, loader
-from cube import convert, open_cube
-from cube.synth import make_dataset
+from cube import open_cube
 from cube.synth.hollow import make_hollow
 from tests.servers import S3Proxy, Traffic, create_bucket
 
@@ -39,24 +38,6 @@ def counter(s3: str) -> S3Proxy:
     proxy = S3Proxy(s3)
     yield proxy
     proxy.close()
-
-
-@pytest.fixture(scope="module")
-def small_cube(s3: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """3 ROIs (train, val, test) x 2 patches x 4 steps of 32 px, converted into a bucket (not through the proxy)."""
-    tree = make_dataset(
-        tmp_path_factory.mktemp("requests") / "src",
-        ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63"],
-        patches_per_roi=2,
-        size=32,
-        times=4,
-        seed=5,
-        workers=1,
-        progress=False,
-    )
-    url = f"{create_bucket('counted')}/cube.zarr"
-    convert(tree, url, workers=1, progress=False)
-    return url
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +66,10 @@ def _costs(proxy: S3Proxy, url: str) -> dict[str, Traffic]:
 
 
 def test_opening_reads_two_metadata_objects_and_each_coordinate_once_in_three_round_trips(
-    proxy: S3Proxy, small_cube: str
+    proxy: S3Proxy, s3_cube: str
 ) -> None:
     with proxy.counting() as requests:
-        ds = open_cube(small_cube, storage_options={"endpoint": proxy.url})
+        ds = open_cube(s3_cube, storage_options={"endpoint": proxy.url})
     assert {r.method for r in requests} == {"GET"}
     keys = requests.keys()  # Traffic.keys: the requested keys, in order
     assert sorted(k for k in keys if k.endswith("zarr.json")) == sorted(METADATA)
@@ -98,17 +79,17 @@ def test_opening_reads_two_metadata_objects_and_each_coordinate_once_in_three_ro
 
 
 def test_info_and_stats_cost_at_most_20_requests_more_than_opening(
-    counter: S3Proxy, small_cube: str, capsys: pytest.CaptureFixture[str]
+    counter: S3Proxy, s3_cube: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    costs = _costs(counter, small_cube)
+    costs = _costs(counter, s3_cube)
     capsys.readouterr()
     for name in ("info", "stats"):
         assert len(costs[name]) <= len(costs["open"]) + 20, (name, costs[name].keys())
         assert set(costs[name].keys()) >= set(METADATA)
 
 
-def test_a_sample_costs_two_round_trips_once_its_arrays_are_open(proxy: S3Proxy, small_cube: str) -> None:
-    samples = SEN12MSCRTS(small_cube, storage_options={"endpoint": proxy.url})
+def test_a_sample_costs_two_round_trips_once_its_arrays_are_open(proxy: S3Proxy, s3_cube: str) -> None:
+    samples = SEN12MSCRTS(s3_cube, storage_options={"endpoint": proxy.url})
     with proxy.counting() as first:
         samples[0]
     images = 3 * (samples.n_input_samples + 1)  # S2, S1 and the mask of each input step and the target
@@ -123,9 +104,9 @@ def test_a_sample_costs_two_round_trips_once_its_arrays_are_open(proxy: S3Proxy,
         assert len(requests) - len(indexes) <= images  # then its chunks, nearby ones merged
 
 
-def test_a_batch_of_windows_costs_two_round_trips(proxy: S3Proxy, small_cube: str) -> None:
+def test_a_batch_of_windows_costs_two_round_trips(proxy: S3Proxy, s3_cube: str) -> None:
     windows = SampleWindows(
-        SEN12MSCRTS(small_cube, storage_options={"endpoint": proxy.url}), {"y": 16, "x": 16}, placement="random"
+        SEN12MSCRTS(s3_cube, storage_options={"endpoint": proxy.url}), {"y": 16, "x": 16}, placement="random"
     )
     windows[0]  # the arrays' metadata and the source paths
     with proxy.counting() as requests:

@@ -20,7 +20,6 @@ from crts.data import SEN12MSCRTS, SampleWindows, loader
 from cube import convert
 from cube.store.runs import list_runs, open_run
 from cube.store.store import CubeStore
-from cube.synth import make_dataset
 from tests.helpers import assert_same_variables
 from tests.servers import create_bucket, http_server
 
@@ -28,32 +27,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 ROIs (train, val and test) x 2 patches x 4 steps of 32 px."""
-    return make_dataset(
-        tmp_path_factory.mktemp("objects") / "src",
-        ["ROIs1868/17", "ROIs1868/56", "ROIs2017/63"],
-        patches_per_roi=2,
-        size=32,
-        times=4,
-        seed=5,
-        workers=1,
-        progress=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def local_cube(tree: Path) -> Path:
-    dst = tree.parent / "local.zarr"
-    convert(tree, dst, workers=1, progress=False)
+def local_cube(bucket_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dst = tmp_path_factory.mktemp("objects") / "local.zarr"
+    convert(bucket_root, dst, workers=1, progress=False)
     return dst
-
-
-@pytest.fixture(scope="module")
-def s3_cube(s3: str, tree: Path) -> str:
-    url = f"{create_bucket('lab-cubes')}/sen12mscrts.zarr"
-    assert main(["convert", str(tree), url, "--workers", "1"]) == 0
-    return url
 
 
 def bucket() -> str:
@@ -65,10 +42,10 @@ def test_a_cube_converted_into_a_bucket_equals_the_local_one(s3_cube: str, local
     assert not (Path.cwd() / "s3:").exists()  # the URL was not taken for a folder
 
 
-def test_kill_9_then_resume_into_a_bucket(s3: str, tree: Path, local_cube: Path) -> None:
+def test_kill_9_then_resume_into_a_bucket(s3: str, bucket_root: Path, local_cube: Path) -> None:
     url = f"{bucket()}/cube.zarr"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "crts", "convert", str(tree), url, "--workers", "1"],
+        [sys.executable, "-m", "crts", "convert", str(bucket_root), url, "--workers", "1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -78,7 +55,7 @@ def test_kill_9_then_resume_into_a_bucket(s3: str, tree: Path, local_cube: Path)
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert main(["convert", str(tree), url, "--workers", "1", "--resume"]) == 0
+    assert main(["convert", str(bucket_root), url, "--workers", "1", "--resume"]) == 0
     assert_same_variables(url, local_cube)
 
 
@@ -208,8 +185,10 @@ def test_bad_locations_are_one_line_errors(
     assert len(err) == 1 and expected in err[0] and "Traceback" not in err[0]
 
 
-def test_converting_into_a_missing_bucket_is_one_line(s3: str, tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["convert", str(tree), "s3://no-such-bucket-here/cube.zarr", "--workers", "1"]) == 2
+def test_converting_into_a_missing_bucket_is_one_line(
+    s3: str, bucket_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["convert", str(bucket_root), "s3://no-such-bucket-here/cube.zarr", "--workers", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-bucket-here" in err[0]
 

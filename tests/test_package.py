@@ -182,3 +182,45 @@ def test_crts_report_runs_without_torch_on_the_runs_stored_in_a_cube(tiny_cube: 
     statuses, err = crts_without_torch(["report", "cube.zarr", "--runs", "least", "--out", "report"], cwd=tmp_path)
     assert statuses == [0], err
     assert {"report.md", "overall.csv", "samples.csv"} <= {path.name for path in (tmp_path / "report").iterdir()}
+
+
+LOADED_AFTER = """import contextlib, io, json, sys
+from crts.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(json.loads(sys.argv[1]))
+    except SystemExit:
+        pass
+print(json.dumps(sorted(sys.modules)))
+"""
+"""Runs ``crts`` with the argument list of its JSON argument; prints the names of the modules then loaded."""
+
+HEAVY = ("scipy.signal", "dask.array", "distributed", "torch", "matplotlib.pyplot")
+"""Modules that cost ``crts`` a tenth of a CPU second or more to import, after numpy, pandas and xarray (measured:
+torch 1.05 s, scipy.signal 0.51 s, dask.array 0.41 s, matplotlib.pyplot 0.31 s, distributed 0.15 s)."""
+
+
+@pytest.mark.parametrize(
+    ("argv", "allowed"),
+    [
+        (["--help"], ()),
+        (["info", "--help"], ()),
+        (["stats", "--help"], ()),
+        (["verify", "--help"], ()),
+        (["synth", "--help"], ()),
+        # Reading a cube, xarray itself imports dask.array (to tell dask arrays from others): allowed there.
+        (["info", "CUBE"], ("dask.array",)),
+        (["stats", "CUBE"], ("dask.array",)),
+        (["verify", "CUBE"], ("dask.array",)),
+    ],
+)
+def test_help_and_the_light_commands_leave_the_heavy_modules_unloaded(
+    argv: list[str], allowed: tuple[str, ...], tiny_cube: Path
+) -> None:
+    argv = [str(tiny_cube) if arg == "CUBE" else arg for arg in argv]
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_AFTER, json.dumps(argv)], capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "crts.cli" in loaded
+    assert [name for name in HEAVY if name in loaded and name not in allowed] == []

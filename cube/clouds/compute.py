@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
@@ -103,6 +102,8 @@ def add_cloud_variables(store: CubeStore, names: list[str]) -> None:
     probability, NaN for the map), so an image the pass never writes, such as
     every image of a patch without S2, reads as a gap rather than clear sky.
     """
+    import dask.array as da  # here: only the cloud pass adds variables; `crts stats` reads its constants only
+
     ds = store.dataset(chunks=None)
     patches, times, size = ds.sizes["patch"], ds.sizes["time"], ds.sizes["y"]
     tile = ds["S2"].encoding["chunks"][-2:]  # masks are read with the S2 window: the same tiles

@@ -15,7 +15,6 @@ from functools import cache
 from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
-from scipy import ndimage, signal
 
 from ..dataset.bands import S2_SCALE
 
@@ -91,6 +90,8 @@ def s2cloudless_map(probability: np.ndarray) -> np.ndarray:
     Probabilities below 0.5 are set to 0, then Gaussian-smoothed (sigma 2,
     scipy defaults: reflect mode, truncate 4); float32 in [0, 1].
     """
+    from scipy import ndimage  # here, not at the top: `crts stats` and `info` load this module's constants only
+
     kept = np.where(probability < MAP_MIN_PROBABILITY, 0, probability).astype(np.float32)
     return ndimage.gaussian_filter(kept, sigma=MAP_SIGMA).astype(np.float32)
 
@@ -115,6 +116,8 @@ def heuristic_cloud_score(s2: np.ndarray) -> np.ndarray:
     float32 up to the grey closing, then the 7x7 mean with a float64 kernel
     (so the mean and the clipping are float64).
     """
+    from scipy import ndimage, signal  # here: importing scipy.signal costs ~0.5 CPU s, see s2cloudless_map
+
     r = reflectance(s2)
     b1, b2, b3, b4, b10, b11 = r[0], r[1], r[2], r[3], r[10], r[11]
     denominator = b3 + b11
@@ -138,6 +141,8 @@ def heuristic_shadow(s2: np.ndarray) -> np.ndarray:
 
     All in float32 as in the original, the thresholds from float32 minima and means.
     """
+    from scipy import signal  # here, as in heuristic_cloud_score
+
     r = reflectance(s2)
     blue, csi = r[1], (r[7] + r[11]) / 2
     t3 = csi.min() + 3 / 4 * (csi.mean() - csi.min())

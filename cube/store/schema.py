@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 from zarr.codecs import BloscCodec
@@ -264,6 +263,8 @@ def template(
     spec: Spec, patches: list[PatchMeta], times: int, size: int, dtypes: dict[str, np.dtype], attrs: dict
 ) -> xr.Dataset:
     """The full cube with lazily allocated (never computed) image and validity variables."""
+    import dask.array as da  # here: only a conversion builds the template; readers of the schema need no dask.array
+
     n = len(patches)
     data_vars = {}
     for m in spec.modalities:

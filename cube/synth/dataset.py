@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import rasterio
 import xarray as xr
@@ -175,6 +174,8 @@ def _render_step(
 
 def _truth_template(plan: RoiPlan, times: int) -> xr.Dataset:
     """Empty, lazily allocated ground-truth dataset of one ROI (filled time step by time step)."""
+    import dask.array as da  # here: `crts synth --help` reads this module's constants only
+
     n, s = len(plan.pids), plan.size
     mask_chunks, image_chunks = (1, 1, s, s), (1, 1, len(S2_BANDS), s, s)
     mask = ("patch", "time", "y", "x")

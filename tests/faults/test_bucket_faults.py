@@ -13,37 +13,13 @@ import xarray as xr
 
 from crts.cli import main
 from crts.data import SEN12MSCRTS
-from cube import convert
 from cube.store.runs import open_run
-from cube.synth import make_dataset
 from tests.helpers import assert_same_variables
 from tests.servers import S3Proxy, create_bucket
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 FAULT_RATE, SEED = 0.05, 1
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """2 ROIs x 2 patches x 4 steps of 64 px."""
-    return make_dataset(
-        tmp_path_factory.mktemp("faults") / "src",
-        ["ROIs1868/17", "ROIs2017/63"],
-        patches_per_roi=2,
-        size=64,
-        times=4,
-        seed=5,
-        workers=1,
-        progress=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def clean(s3: str, tree: Path) -> str:
-    """The tree converted into a bucket without faults."""
-    url = f"{create_bucket('clean')}/cube.zarr"
-    convert(tree, url, workers=1, progress=False)
-    return url
+"""Share of the requests the proxy breaks, and its seed; ``s3_cube`` (tests/conftest.py) is the fault-free cube."""
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +33,21 @@ def _through(proxy: S3Proxy) -> list[str]:
     return ["--storage-option", f"endpoint={proxy.url}"]
 
 
-def test_a_conversion_through_faults_equals_the_fault_free_one(faulty: S3Proxy, tree: Path, clean: str) -> None:
+def test_a_conversion_through_faults_equals_the_fault_free_one(
+    faulty: S3Proxy, bucket_root: Path, s3_cube: str
+) -> None:
     url = f"{create_bucket('converted-through-faults')}/cube.zarr"
     with faulty.counting() as requests:
-        assert main(["convert", str(tree), url, "--workers", "1", *_through(faulty)]) == 0
+        assert main(["convert", str(bucket_root), url, "--workers", "1", *_through(faulty)]) == 0
     assert sum(r.fault is not None for r in requests) >= 0.02 * len(requests) > 5  # it was tried
     assert {r.fault for r in requests} == {None, "reset", "500", "503"}
-    assert_same_variables(url, clean)
+    assert_same_variables(url, s3_cube)
 
 
-def test_training_reads_through_faults_equal_fault_free_ones(faulty: S3Proxy, clean: str) -> None:
+def test_training_reads_through_faults_equal_fault_free_ones(faulty: S3Proxy, s3_cube: str) -> None:
     direct, through = (
-        SEN12MSCRTS(clean, split="all"),
-        SEN12MSCRTS(clean, split="all", storage_options={"endpoint": faulty.url}),
+        SEN12MSCRTS(s3_cube, split="all"),
+        SEN12MSCRTS(s3_cube, split="all", storage_options={"endpoint": faulty.url}),
     )
     with faulty.counting() as requests:
         read = [through[pdx] for pdx in range(len(through))]
@@ -81,28 +59,30 @@ def test_training_reads_through_faults_equal_fault_free_ones(faulty: S3Proxy, cl
                 np.testing.assert_array_equal(np.stack(sample[part][key]), np.stack(expected[part][key]))
 
 
-def test_evaluation_into_a_bucket_through_faults_gives_the_same_run(faulty: S3Proxy, clean: str) -> None:
-    common = ["evaluate", "--cube", clean, "--split", "all", "--baseline", "mosaic"]
+def test_evaluation_into_a_bucket_through_faults_gives_the_same_run(faulty: S3Proxy, s3_cube: str) -> None:
+    common = ["evaluate", "--cube", s3_cube, "--split", "all", "--baseline", "mosaic"]
     assert main([*common, "--run", "direct"]) == 0
     with faulty.counting() as requests:
         assert main([*common, "--run", "through-faults", *_through(faulty)]) == 0
     assert any(r.fault for r in requests)
-    xr.testing.assert_identical(open_run(clean, "through-faults").drop_attrs(), open_run(clean, "direct").drop_attrs())
+    xr.testing.assert_identical(
+        open_run(s3_cube, "through-faults").drop_attrs(), open_run(s3_cube, "direct").drop_attrs()
+    )
 
 
-def test_a_bucket_that_keeps_failing_is_one_line(s3: str, clean: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bucket_that_keeps_failing_is_one_line(s3: str, s3_cube: str, capsys: pytest.CaptureFixture[str]) -> None:
     broken = S3Proxy(s3, fault_rate=1.0)
     try:
-        assert main(["stats", clean, *_through(broken), "--storage-option", "max_retries=1"]) == 2
+        assert main(["stats", s3_cube, *_through(broken), "--storage-option", "max_retries=1"]) == 2
     finally:
         broken.close()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and clean in err[0] and "Traceback" not in err[0], err
+    assert len(err) == 1 and s3_cube in err[0] and "Traceback" not in err[0], err
     tries = Counter(r.key for r in broken.requests)  # the root's zarr.json, read twice, each a try and a retry
     assert list(tries) == ["cube.zarr/zarr.json"] and tries["cube.zarr/zarr.json"] == 4
 
 
-def test_a_wrong_number_of_retries_is_one_line(clean: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["stats", clean, "--storage-option", "max_retries=many"]) == 2
+def test_a_wrong_number_of_retries_is_one_line(s3_cube: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", s3_cube, "--storage-option", "max_retries=many"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "max_retries='many'" in err[0], err

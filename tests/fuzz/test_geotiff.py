@@ -1,6 +1,7 @@
-"""Fuzz target: the one-open GeoTIFF reader (cube.ingest.geotiff) on mutated small GeoTIFFs laid out as the data
-set's: what the tifffile path gives (header and pixels, or a one-line FileProblem) is exactly what rasterio alone
-gives, and nothing else is ever raised."""
+"""Fuzz target: the GeoTIFF checks of discovery and conversion (cube.ingest.validate.read_header and read_checked)
+through the one-open reader (cube.ingest.geotiff) on mutated small GeoTIFFs laid out as the data set's: each file
+is read or refused with one FileProblem line naming it, never another error, and what the tifffile path gives
+(header and pixels, or the refusal) is exactly what rasterio alone gives."""
 
 from __future__ import annotations
 
