@@ -72,7 +72,7 @@ TOP_WORDS = 128
 of the 32 nodes of level 5 its index in the 4-ary layout and the two halves of its 4-ary node."""
 MAX_QUAD_NODES = 1 << 16
 """Most 4-ary nodes of one tree in the vector walk's layout: a node names its four grandchildren by a 16-bit
-index. A tree of n leaves has at most 4n + 28 of them (s2cloudless's, of 770 leaves: at most 1597); a forest
+index. A tree of n leaves has at most 4n + 28 of them (s2cloudless's, of 770 leaves: at most 1585); a forest
 with a larger tree takes the portable walk."""
 ALWAYS_LEFT = 0xFF00
 """A 4-ary node's split that every bin takes to the left (feature 0, rank 255: bins are at most 255), standing
@@ -523,7 +523,8 @@ def _quad_tree(nodes: list[int], leaves: np.ndarray, roots: list[int]) -> tuple[
     index = {root: add(root) for root in dict.fromkeys(roots)}
     while splits:
         at, node = splits.pop()
-        halves, below = [], []
+        halves: list[int] = []
+        below: list[int | None] = []
         for child in (node + 1, nodes[node] >> 12):
             leaf = nodes[child] & LEAF
             halves.append(ALWAYS_LEFT if leaf else _quad_split(nodes[child]))
