@@ -13,7 +13,7 @@
  * Two walks give the same leaves: a portable one (eight pixels at a time so
  * that their node chains overlap) and, where the CPU has AVX-512 VBMI (checked
  * at run time) and the forest fits (at most 12 features, trees of at most
- * 32768 nodes), one that walks 16 neighbouring pixels per vector: their bins
+ * 32768 nodes and 65536 4-ary nodes), one that walks 16 neighbouring pixels per vector: their bins
  * sit feature-major in three registers, byte permutes pick each lane's bin and
  * two 8-lane gathers fetch the 16 next nodes; eight such groups are interleaved, and
  * a group takes the next 16 pixels as soon as all its lanes are at leaves.
