@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define BLOCK 2048
-#define TOP_WORDS 128 /* vector walk: per tree, 32 words breadth first, then level 5's 32 indices, low and high halves */
+#define TOP_WORDS 128 /* vector walk, per tree: 32 words breadth first, level 5's 32 indices, low and high halves */
 #define CHUNK 192 /* vector walk: bins of 16 pixels, feature-major (byte 16 * feature + lane), features 0-11 */
 /* Portable walk: a split's word is (rank + 1) | feature << 8 | right child << 16, a leaf's itself << 16. bin <
  * rank + 1 goes left (the next node), else right; a leaf (rank + 1 = 0) goes "right" to itself, so eight pixels
