@@ -10,10 +10,9 @@ becomes ``bin <= rank of the threshold``: the very comparison LightGBM makes
 (``_forest.c``) walks the trees in LightGBM's order and sums the
 leaves in double, then applies the same sigmoid: the probabilities are
 bitwise those of s2cloudless. It has two walks that reach the same leaves: 16
-pixels per AVX-512 vector where the CPU can (checked at run time; nodes in
-:func:`vector_nodes`' layout, each tree's first levels from registers:
-:func:`vector_tops`) and eight interleaved pixels in portable C
-(:func:`portable_nodes`). Each walk the CPU runs is checked against LightGBM
+pixels per AVX-512 vector where the CPU can (checked at run time; each tree's
+first levels from registers, then nodes of two levels each: :func:`vector_layout`)
+and eight interleaved pixels in portable C (:func:`portable_nodes`). Each walk the CPU runs is checked against LightGBM
 and timed on the threshold probe at first use; the fastest runs.
 
 The kernel is built at install time where a C compiler exists (``setup.py``,
@@ -45,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import s2cloudless
@@ -67,8 +67,16 @@ other load on the machine does not decide."""
 TOP_LEVELS = 5
 """Levels of every tree the vector walk takes from registers, not gathers (``_forest.c``'s TOP): the 31 nodes
 above level 5 fill two AVX-512 registers, which one two-source permute indexes."""
-TOP_WORDS = 96
-"""Words per tree of :func:`vector_tops`: 32 for the top nodes, 32 indices and 32 words of level 5."""
+TOP_WORDS = 128
+"""Words per tree of the vector walk's tops (``_forest.c``'s TOP_WORDS): 32 for the top nodes, then for each
+of the 32 nodes of level 5 its index in the 4-ary layout and the two halves of its 4-ary node."""
+MAX_QUAD_NODES = 1 << 16
+"""Most 4-ary nodes of one tree in the vector walk's layout: a node names its four grandchildren by a 16-bit
+index. A tree of n leaves has at most 4n + 28 of them (s2cloudless's, of 770 leaves: at most 1585); a forest
+with a larger tree takes the portable walk."""
+ALWAYS_LEFT = 0xFF00
+"""A 4-ary node's split that every bin takes to the left (feature 0, rank 255: bins are at most 255), standing
+in for a leaf child's split."""
 PIXEL_BYTES = 16
 """Bins of one pixel in the kernel's input (features beyond the model's are zero)."""
 MAX_TREE_LEAVES = 32768
@@ -400,10 +408,10 @@ def _load(path: Path) -> tuple[Callable, bool]:
         pointer(np.int64, flags="C"),
         pointer(np.uint32, flags="C"),
         pointer(np.float64, flags="C"),
-        pointer(np.float64, flags="C"),
         pointer(np.int64, flags="C"),
+        pointer(np.uint64, flags="C"),
+        pointer(np.float64, flags="C"),
         ctypes.c_double,
-        pointer(np.uint32, flags="C"),
         pointer(np.uint32, flags="C"),
         ctypes.c_int32,
         pointer(np.float32, flags="C"),
@@ -432,7 +440,7 @@ def portable_nodes(forest: Forest) -> tuple[np.ndarray, np.ndarray]:
 
 
 def vector_nodes(forest: Forest) -> np.ndarray | None:
-    """The nodes in the vector walk's layout, or None where the forest does not fit it.
+    """The nodes in the layout of the vector walk's top levels, or None where the forest does not fit it.
 
     Leaves as in ``Forest.nodes``; a split is ``16 * feature | rank << 8 |
     right child << 16``. It needs at most 12 features and right children
@@ -448,14 +456,14 @@ def vector_nodes(forest: Forest) -> np.ndarray | None:
 
 
 def vector_tops(forest: Forest, words: np.ndarray) -> np.ndarray:
-    """Each tree's first levels for the vector walk's gather-free start, (n_trees, TOP_WORDS) uint32.
+    """Each tree's first levels for the vector walk's gather-free start, (n_trees, 64) uint32.
 
     Per tree: the 31 nodes of levels 0-4 breadth first as a complete tree
     (``words``' layout; 0 where a leaf above stands in), one unused word, then
-    the preorder index and the word of each of the 32 nodes at level 5 (a
-    leaf above level 5 for all its missing descendants).
+    the preorder index of each of the 32 nodes at level 5 (a leaf above level
+    5 for all its missing descendants).
     """
-    tops = np.zeros((len(forest.node_offsets), TOP_WORDS), np.uint32)
+    tops = np.zeros((len(forest.node_offsets), 64), np.uint32)
     for t, start in enumerate(forest.node_offsets):
         nodes = words[start:]
         slots = [0]
@@ -464,9 +472,98 @@ def vector_tops(forest: Forest, words: np.ndarray) -> np.ndarray:
             leaf = bool(nodes[x] & LEAF)
             slots += [x, x] if leaf else [x + 1, int(nodes[x]) >> 16]
             tops[t, i] = 0 if leaf else nodes[x]
-        level = np.array(slots[2**TOP_LEVELS - 1 :])
-        tops[t, 32:64], tops[t, 64:] = level, nodes[level]
+        tops[t, 32:] = slots[2**TOP_LEVELS - 1 :]
     return tops
+
+
+class VectorLayout(NamedTuple):
+    """The vector walk's trees: 4-ary nodes (uint64) and their values, where each tree starts, its tops."""
+
+    offsets: np.ndarray
+    nodes: np.ndarray
+    values: np.ndarray
+    tops: np.ndarray
+
+
+def _quad_leaf(at: int) -> int:
+    """The 4-ary node of a leaf at index ``at``: every split goes left, to ``at`` itself."""
+    return ALWAYS_LEFT | ALWAYS_LEFT << 16 | (ALWAYS_LEFT | at << 16) << 32
+
+
+def _quad_split(word: int) -> int:
+    """A split of ``Forest.nodes`` as the vector walk compares it: ``16 * feature | rank << 8``."""
+    return 16 * (word & 15) | (word >> 4 & 255) << 8
+
+
+def _quad_tree(nodes: list[int], leaves: np.ndarray, roots: list[int]) -> tuple[list[int], list[float], list[int]]:
+    """One tree (``Forest.nodes`` words, preorder) as 4-ary nodes from the given roots: the nodes, their values
+    (leaves') and each root's index.
+
+    A node holds a split and its children's splits; its four grandchildren
+    follow one another (a leaf child: an always-left split to a leaf, the
+    slot after it unused).
+    """
+    words: list[int] = []
+    values: list[float] = []
+    splits: list[tuple[int, int]] = []  # (4-ary index, preorder index) of splits to fill in
+
+    def add(node: int | None) -> int:
+        """Append the 4-ary node of ``node`` (a split is filled in later; None: an unused slot)."""
+        at = len(words)
+        if node is not None and nodes[node] & LEAF:
+            words.append(_quad_leaf(at))
+            values.append(float(leaves[nodes[node] & (LEAF - 1)]))
+        else:
+            words.append(0)
+            values.append(0.0)
+            if node is not None:
+                splits.append((at, node))
+        return at
+
+    index = {root: add(root) for root in dict.fromkeys(roots)}
+    while splits:
+        at, node = splits.pop()
+        halves: list[int] = []
+        below: list[int | None] = []
+        for child in (node + 1, nodes[node] >> 12):
+            leaf = nodes[child] & LEAF
+            halves.append(ALWAYS_LEFT if leaf else _quad_split(nodes[child]))
+            below += [child, None] if leaf else [child + 1, nodes[child] >> 12]
+        base = len(words)
+        for grandchild in below:
+            add(grandchild)
+        words[at] = _quad_split(nodes[node]) | halves[0] << 16 | (halves[1] | base << 16) << 32
+    return words, values, [index[root] for root in roots]
+
+
+def vector_layout(forest: Forest, words: np.ndarray) -> VectorLayout | None:
+    """The vector walk's trees, or None where a tree has more than :data:`MAX_QUAD_NODES` 4-ary nodes.
+
+    Each tree's tops (``TOP_WORDS`` words) are its first five levels from
+    :func:`vector_tops` (``words``: :func:`vector_nodes`), then the 4-ary
+    index, low and high half of each node of level 5. Below level 5 a 4-ary
+    node (64 bits) decides two levels: low half the split (bits 0-15) and
+    its left child's (16-31), high half the right child's split (0-15) and
+    the index of the grandchildren (16-31).
+    """
+    tops = vector_tops(forest, words)
+    out = np.zeros((len(tops), TOP_WORDS), np.uint32)
+    ends = np.append(forest.node_offsets[1:], len(forest.nodes))
+    leaf_ends = np.append(forest.leaf_offsets[1:], len(forest.leaves))
+    trees, values, sizes = [], [], []
+    for t, (start, end) in enumerate(zip(forest.node_offsets, ends, strict=True)):
+        leaves = forest.leaves[forest.leaf_offsets[t] : leaf_ends[t]]
+        quads, vals, index = _quad_tree(forest.nodes[start:end].tolist(), leaves, tops[t, 32:].tolist())
+        if len(quads) > MAX_QUAD_NODES:
+            return None
+        level = np.array(quads, np.uint64)[index]
+        out[t, :32], out[t, 32:64] = tops[t, :32], index
+        out[t, 64:96], out[t, 96:] = level & 0xFFFFFFFF, level >> 32
+        trees.append(np.array(quads, np.uint64))
+        values.append(np.array(vals))
+        sizes.append(len(quads))
+    offsets = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
+    return VectorLayout(offsets, np.concatenate(trees), np.concatenate(values), out)
 
 
 def threshold_probe(forest: Forest, n: int = 8192, seed: int = 0) -> np.ndarray:
@@ -499,7 +596,7 @@ class ForestPredictor:
         ``"fastest"``: of the walks that run here (:data:`WALKS`), the one
         that took the least CPU time on the threshold probe; ``"vector"``: the
         AVX-512 walk where the CPU has it and the forest fits
-        (:func:`vector_nodes`), else the portable one; ``"portable"``. All give
+        (:func:`vector_nodes`, :func:`vector_layout`), else the portable one; ``"portable"``. All give
         the same leaves. ``self.walk`` names the walk that runs,
         ``self.walks`` those available, ``self.walk_seconds`` each one's
         best time on the probe (where ``"fastest"`` timed them).
@@ -528,11 +625,12 @@ class ForestPredictor:
         self.installed = kernel is not None
         self.kernel = checked_installed(Path(kernel)) if kernel is not None else kernel_path(cache)
         self._fn, cpu_vector = _load(self.kernel)
-        layout = vector_nodes(self.forest) if cpu_vector else None
+        words = vector_nodes(self.forest) if cpu_vector else None
+        layout = vector_layout(self.forest, words) if words is not None else None
         self.walks = WALKS if layout is not None else ("portable",)
         self._portable_nodes, self._node_values = portable_nodes(self.forest)
-        self._vector_nodes = self.forest.nodes if layout is None else layout
-        self._vector_tops = vector_tops(self.forest, layout) if layout is not None else np.zeros(0, np.uint32)
+        empty = VectorLayout(*(np.zeros(0, dtype) for dtype in (np.int64, np.uint64, np.float64, np.uint32)))
+        self._vector = layout or empty
         probe = threshold_probe(self.forest)
         bins = feature_bins(self.forest, probe)
         expected = np.asarray(lightgbm.Booster(model_file=str(self.model)).predict(probe, num_threads=1), np.float32)
@@ -568,11 +666,11 @@ class ForestPredictor:
             f.node_offsets,
             self._portable_nodes,
             self._node_values,
-            f.leaves,
-            f.leaf_offsets,
+            self._vector.offsets,
+            self._vector.nodes,
+            self._vector.values,
             f.sigmoid,
-            self._vector_nodes,
-            self._vector_tops,
+            self._vector.tops,
             int(vector),
             out,
         )

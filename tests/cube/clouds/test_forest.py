@@ -38,6 +38,7 @@ from cube.clouds.forest import (
     predictor,
     sigmoid32,
     threshold_probe,
+    vector_layout,
     vector_nodes,
     vector_tops,
 )
@@ -171,8 +172,94 @@ def test_the_vector_walks_top_levels_are_each_trees_first_five_levels() -> None:
                     shallow += 1
                     assert top[i] == 0
                 i = 2 * i + 1 + right
-            assert top[32 + i - 31] == x and top[64 + i - 31] == nodes[x]
+            assert top[32 + i - 31] == x
     assert shallow > 0  # trees with leaves above level 5 (s2cloudless: 153 of 170) are covered
+
+
+def _model_text(trees: list[dict[str, list]], n_features: int = 10) -> str:
+    """A LightGBM model file (binary objective, numerical splits) with the given trees' fields."""
+    lines = ["tree", "version=v2", "num_class=1", "num_tree_per_iteration=1", "label_index=0"]
+    lines += [f"max_feature_idx={n_features - 1}", "objective=binary sigmoid:1"]
+    lines += ["feature_names=" + " ".join(f"Column_{i}" for i in range(n_features))]
+    lines += ["feature_infos=" + " ".join(["[0:1]"] * n_features), ""]
+    for i, tree in enumerate(trees):
+        lines += [f"Tree={i}", f"num_leaves={len(tree['leaf_value'])}", "num_cat=0"]
+        lines += [f"{key}={' '.join(map(repr, values))}" for key, values in tree.items()]
+        lines += [f"decision_type={' '.join(['2'] * (len(tree['leaf_value']) - 1))}", "shrinkage=1", "", ""]
+    return "\n".join([*lines, "end of trees", ""])
+
+
+def _chain(depth: int) -> dict[str, list]:
+    """A tree of ``depth`` splits, each with one leaf child, going on right and left in turn.
+
+    Split i is on feature i % 10: a pixel with value v in even features and
+    1 - v in odd ones goes on while (i + 1) / (depth + 2) < v (see :func:`_chain_pixels`).
+    """
+    onward = [i + 1 if i < depth - 1 else -(depth + 1) for i in range(depth)]
+    level = [(i + 1) / (depth + 2) for i in range(depth)]
+    return {
+        "split_feature": [i % 10 for i in range(depth)],
+        "threshold": [1 - s if i % 2 else s for i, s in enumerate(level)],
+        "left_child": [onward[i] if i % 2 else -(i + 1) for i in range(depth)],
+        "right_child": [-(i + 1) if i % 2 else onward[i] for i in range(depth)],
+        "leaf_value": [0.01 * (i + 1) * (-1) ** i for i in range(depth + 1)],
+    }
+
+
+def _chain_pixels(depth: int) -> np.ndarray:
+    """One pixel (float64 features) for each leaf of :func:`_chain`'s tree, the deepest last."""
+    v = (np.arange(depth + 1) + 0.5) / (depth + 2)
+    return np.where(np.arange(10) % 2, 1 - v[:, None], v[:, None])
+
+
+EDGE_TREES = [
+    {"leaf_value": [0.25]},  # a single leaf
+    {  # a leaf at depth 1, the other child a split
+        "split_feature": [3, 5],
+        "threshold": [0.5, 0.25],
+        "left_child": [-1, -2],
+        "right_child": [1, -3],
+        "leaf_value": [0.1, -0.2, 0.3],
+    },
+    _chain(80),  # deeper than s2cloudless's deepest path (74 splits), odd and even levels below the top
+]
+"""Trees at the edges of the vector walk's 4-ary layout."""
+
+
+@pytest.mark.parametrize("walk", ["vector", "portable"])
+def test_edge_trees_give_lightgbms_probabilities(walk: str, tmp_path: Path) -> None:
+    if walk == "vector" and not _cpu_flags() >= VECTOR_CPU:
+        pytest.skip(f"the vector walk needs {', '.join(sorted(VECTOR_CPU))}, which this CPU lacks")
+    model = tmp_path / "edges.txt"
+    model.write_text(_model_text(EDGE_TREES))
+    chosen = ForestPredictor(cache_dir(), model, walk)  # checked against LightGBM on its probe
+    assert chosen.walk == walk
+    forest = chosen.forest
+    layout = vector_layout(forest, vector_nodes(forest))
+    assert layout is not None and layout.offsets.tolist() == [0, 1, 4]  # tree 1: its 3 leaves, from the tops
+    assert (layout.tops[0, 32:64] == 0).all() and layout.values[0] == 0.25  # the single leaf is all the tree
+    assert sorted(layout.values[1:4]) == [-0.2, 0.1, 0.3] and (layout.nodes[:4] & 0xFFFF == 0xFF00).all()
+    chain = layout.nodes[4:]
+    split = chain & 0xFFFF != 0xFF00
+    for half in (chain >> 16 & 0xFFFF, chain >> 32 & 0xFFFF):  # a leaf child's split always goes left
+        assert (split & (half == 0xFF00)).any()
+    probe = threshold_probe(forest, n=20_000, seed=11)
+    expected = lightgbm.Booster(model_file=str(model)).predict(probe, num_threads=1).astype(np.float32)
+    got = chosen.bins_probability(feature_bins(forest, probe))
+    np.testing.assert_array_equal(got, expected)
+    chain, booster = _chain_pixels(80).astype(np.float32), lightgbm.Booster(model_file=str(model))
+    assert booster.predict(chain, pred_leaf=True)[:, 2].tolist() == list(range(81))  # every leaf, the deepest last
+    expected = booster.predict(chain, num_threads=1).astype(np.float32)
+    np.testing.assert_array_equal(chosen.bins_probability(feature_bins(forest, chain)), expected)
+
+
+def test_a_tree_beyond_the_4_ary_layout_takes_the_portable_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    forest = load_forest()
+    layout = vector_layout(forest, vector_nodes(forest))
+    assert layout is not None and np.diff([*layout.offsets, len(layout.nodes)]).max() == 1585
+    monkeypatch.setattr("cube.clouds.forest.MAX_QUAD_NODES", 1584)
+    assert vector_layout(forest, vector_nodes(forest)) is None
+    assert ForestPredictor(cache_dir(), MODEL_PATH, "vector").walks == ("portable",)
 
 
 def test_sigmoid_rounds_as_the_c_library() -> None:
