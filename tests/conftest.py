@@ -145,16 +145,18 @@ def bucket_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def s3_cube(s3: str, bucket_root: Path) -> str:
+def s3_cube(request: pytest.FixtureRequest, s3: str, bucket_root: Path) -> str:
     """``bucket_root`` converted by ``crts convert`` into a new bucket of the module's S3 server; its URL.
 
     One per test module, like :func:`s3`: tests of a module that write into it (runs) or damage it see each
-    other's changes.
+    other's changes. The bucket is named after the module: moto keeps its buckets in the process, not in its
+    server, so a module's server still holds the buckets of the modules before it (one that damaged its cube).
     """
     from crts.cli import main
     from tests.servers import create_bucket
 
-    url = f"{create_bucket('cubes')}/cube.zarr"
+    bucket = "cubes-" + request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    url = f"{create_bucket(bucket)}/cube.zarr"
     assert main(["convert", str(bucket_root), url, "--workers", "1"]) == 0
     return url
 
