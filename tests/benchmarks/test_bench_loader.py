@@ -7,4 +7,6 @@ from tests.benchmarks.rows import assert_every_row_finite
 
 
 def test_the_tiny_size_gives_every_row() -> None:
-    assert_every_row_finite("bench_loader", run(patches_per_roi=1, size=128, times=4, scaling_passes=10, long_passes=10))
+    assert_every_row_finite(
+        "bench_loader", run(patches_per_roi=1, size=128, times=4, scaling_passes=10, long_passes=10)
+    )
