@@ -44,10 +44,13 @@ def _gunzip(path: Path, module: object) -> None:
             pass
 
 
-def run() -> dict:
+def run(patches_per_roi: int = PATCHES_PER_ROI, size: int = 256, times: int = 30, repeat: int = 3) -> dict:
+    """Every row; smaller ``patches_per_roi``, ``size``, ``times`` and ``repeat`` for a quick check."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        archives = make_archived_dataset(tmp / "archives", patches_per_roi=PATCHES_PER_ROI, workers=2, progress=False)
+        archives = make_archived_dataset(
+            tmp / "archives", patches_per_roi=patches_per_roi, size=size, times=times, workers=2, progress=False
+        )
         tree = tmp / "tree"
         tree.mkdir()
         extract, extract_cpu = _timed(
@@ -70,14 +73,15 @@ def run() -> dict:
                 clouds=(),
                 progress=False,
                 groups_at_once=at_once,
+                times=times,
             )
 
         archive_convert, archive_cpu = _timed(lambda: from_archives(1))
         groups = len({archive_group(a.name) for a in archives})
         all_at_once, all_cpu = _timed(lambda: from_archives(groups))
         largest = max(archives, key=lambda a: a.stat().st_size)
-        python_gzip = min(_seconds(lambda: _gunzip(largest, gzip)) for _ in range(3))
-        isal = min(_seconds(lambda: _gunzip(largest, igzip)) for _ in range(3))
+        python_gzip = min(_seconds(lambda: _gunzip(largest, gzip)) for _ in range(repeat))
+        isal = min(_seconds(lambda: _gunzip(largest, igzip)) for _ in range(repeat))
         archive_bytes = sum(a.stat().st_size for a in archives)
         tree_bytes = sum(p.stat().st_size for p in merged.rglob("*.tif"))
     return {

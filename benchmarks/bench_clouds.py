@@ -62,7 +62,7 @@ def _cpu() -> str:
     return names[0] if names else platform.machine()
 
 
-def _per_core(s2: np.ndarray, out: dict) -> None:
+def _per_core(s2: np.ndarray, out: dict, repeats: int = REPEATS) -> None:
     """Images per CPU second of s2cloudless and of each walk of the kernel this CPU runs; probabilities compared."""
     fastest = fast_probability()
     walks: dict[str, Callable[[np.ndarray], np.ndarray]] = {"s2cloudless": _s2cloudless_one_thread}
@@ -72,7 +72,7 @@ def _per_core(s2: np.ndarray, out: dict) -> None:
     out["walk chosen on this CPU (fastest on the probe)"] = WALK_NAMES.get(getattr(fastest, "walk", ""), "none")
     seconds: dict[str, list[float]] = {name: [] for name in walks}
     expected = None
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         for name, fn in walks.items():
             spent, got = _timed(lambda fn=fn: fn(s2), time.process_time)
             seconds[name].append(spent)
@@ -92,18 +92,27 @@ def _per_core(s2: np.ndarray, out: dict) -> None:
         out[f"core-hours for {IMAGES_IN_DATA_SET:,} images, {name}"] = round(IMAGES_IN_DATA_SET / per_s.max() / 3600)
 
 
-def run() -> dict:
+def run(patches_per_roi: int = 2, times: int = 8, size: int = 256, repeats: int = REPEATS) -> dict:
+    """Every row; smaller ``patches_per_roi``, ``times``, ``size`` and ``repeats`` for a quick check."""
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_dataset(Path(tmp) / "src", ["ROIs1868/17"], patches_per_roi=2, times=8, workers=2, progress=False)
+        root = make_dataset(
+            Path(tmp) / "src",
+            ["ROIs1868/17"],
+            patches_per_roi=patches_per_roi,
+            size=size,
+            times=times,
+            workers=2,
+            progress=False,
+        )
         cube = Path(tmp) / "cube.zarr"
         convert(root, cube, workers=1, clouds=(), progress=False)
-        s2 = xr.open_zarr(cube, consolidated=False).S2.values.reshape(-1, 13, 256, 256)
+        s2 = xr.open_zarr(cube, consolidated=False).S2.values.reshape(-1, 13, size, size)
         build_s, _ = _timed(lambda: kernel_path(Path(tmp) / "cache"))
         out["kernel build (fresh cache)_s"] = round(build_s, 2)
         ready_s, _ = _timed(fast_probability)
         out["compiled forest ready (cached build, load, probe check)_s"] = round(ready_s, 2)
-        _per_core(s2, out)
+        _per_core(s2, out, repeats)
         old_s, old = _pass(cube, Path(tmp) / "old.zarr", workers=1, predictor=_s2cloudless_one_thread)
         new_s, new = _pass(cube, Path(tmp) / "new.zarr", workers=1)
         two_s, two = _pass(cube, Path(tmp) / "two.zarr", workers=2)

@@ -27,6 +27,8 @@ from cube.synth.hollow import make_hollow
 N_PATCHES = 15_600
 STRIP_SAMPLE = 60
 """Patches of the hollow cube whose strips are written, to extrapolate the page's writing time."""
+STRIP_PATCH = 7_777
+"""The hollow cube's patch whose strip is timed (the last patch where a tiny cube has fewer)."""
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -73,9 +75,11 @@ def widget_libraries(model: object, out: dict) -> None:
     )
 
 
-def full_size(tmp: Path, out: dict) -> None:
-    """Map, strip and page of the hollow cube of 15,600 patches."""
-    store = make_hollow(tmp / "hollow.zarr", N_PATCHES)
+def full_size(
+    tmp: Path, out: dict, n_patches: int = N_PATCHES, strip_sample: int = STRIP_SAMPLE, repeat: int = 3
+) -> None:
+    """Map, strip and page of the hollow cube of ``n_patches`` patches (15,600)."""
+    store = make_hollow(tmp / "hollow.zarr", n_patches)
     opened, ds = timed(lambda: open_cube(store, chunks=None))
     modelled, model = timed(lambda: map_model(ds))
     out["open the cube + map model (15,600 patches)_s"] = round(opened + modelled, 2)
@@ -84,7 +88,7 @@ def full_size(tmp: Path, out: dict) -> None:
         opened + modelled + out["lonboard layer of 15,600 footprints, build_s"], 2
     )
     out["one patch's strip (30 steps, hollow)_s"] = round(
-        min(timed(lambda: patch_strip(ds, model, 7_777))[0] for _ in range(3)), 3
+        min(timed(lambda: patch_strip(ds, model, min(STRIP_PATCH, n_patches - 1)))[0] for _ in range(repeat)), 3
     )
     built, text = timed(lambda: json.dumps(page_data(model, True)))
     out["page: data.js of 15,600 patches_MB"] = round(len(text) / 1e6, 2)  # type: ignore[arg-type]
@@ -92,15 +96,17 @@ def full_size(tmp: Path, out: dict) -> None:
     page = tmp / "page"
     (page / "strips").mkdir(parents=True)
     (page / "thumbs").mkdir()
-    per_patch, _ = timed(lambda: [write_strip(ds, model, p, page, None, None, True) for p in range(STRIP_SAMPLE)])
+    per_patch, _ = timed(lambda: [write_strip(ds, model, p, page, None, None, True) for p in range(strip_sample)])
     out["page: strips of 15,600 patches, one thread (extrapolated)_min"] = round(
-        per_patch / STRIP_SAMPLE * N_PATCHES / 60, 1
+        per_patch / strip_sample * n_patches / 60, 1
     )
 
 
-def real_thumbnails(tmp: Path, out: dict) -> None:
-    """Thumbnails of real pixels: sprite size and strip time of 256 px patches of 30 steps."""
-    root = make_dataset(tmp / "src", ["ROIs1868/17"], patches_per_roi=2, workers=1, progress=False)
+def real_thumbnails(tmp: Path, out: dict, size: int = 256, times: int = 30) -> None:
+    """Thumbnails of real pixels: sprite size and strip time of 2 patches of ``size`` px (256), ``times`` steps (30)."""
+    root = make_dataset(
+        tmp / "src", ["ROIs1868/17"], patches_per_roi=2, size=size, times=times, workers=1, progress=False
+    )
     convert(root, tmp / "cube.zarr", workers=1, progress=False)
     written, result = timed(lambda: write_page(tmp / "cube.zarr", tmp / "real"))
     sprites = sorted((tmp / "real" / "thumbs").iterdir())
@@ -116,10 +122,14 @@ def real_thumbnails(tmp: Path, out: dict) -> None:
     out["page of 2 real patches_MB"] = round(result["bytes"] / 1e6, 2)  # type: ignore[index]
 
 
-def run() -> dict:
+def run(
+    n_patches: int = N_PATCHES, strip_sample: int = STRIP_SAMPLE, size: int = 256, times: int = 30, repeat: int = 3
+) -> dict:
+    """Every row; smaller ``n_patches`` and ``strip_sample`` (hollow cube), ``size`` and ``times`` (real patches)
+    and ``repeat`` for a quick check (the rows keep their names)."""
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        full_size(Path(tmp), out)
-        real_thumbnails(Path(tmp), out)
+        full_size(Path(tmp), out, n_patches, strip_sample, repeat)
+        real_thumbnails(Path(tmp), out, size, times)
     out["goal"] = "map opens in <= 3 s, a patch's strip in <= 1 s (15,600 patches)"
     return out

@@ -73,8 +73,9 @@ def _first_batch_and_rate(windows: SampleWindows, method: str | None, passes: in
     return first, _rate(lambda: [None for _ in batches], len(order) - 4)
 
 
-def start_methods(samples: SEN12MSCRTS) -> dict:
-    """Start-up and steady rate of 2 workers per start method (128 px windows of ``samples``), and ratios to fork."""
+def start_methods(samples: SEN12MSCRTS, passes: int = 30) -> dict:
+    """Start-up and steady rate of 2 workers per start method (128 px windows of ``samples``, ``passes`` x over
+    them), and ratios to fork."""
     windows = SampleWindows(samples, {"y": 128, "x": 128})
     windows[0]  # the parent has read the cube (and used dask) before the workers start, as in training
     runs = {
@@ -84,7 +85,7 @@ def start_methods(samples: SEN12MSCRTS) -> dict:
         "forkserver (server running)": "forkserver",
         "spawn": "spawn",
     }
-    measured = {label: _first_batch_and_rate(windows, method) for label, method in runs.items()}
+    measured = {label: _first_batch_and_rate(windows, method, passes) for label, method in runs.items()}
     out = {}
     for label, (first, rate) in measured.items():
         out[f"start method {label}: first batch s"] = round(first, 2)
@@ -228,11 +229,22 @@ def decode_limit(cube: Path, samples: SEN12MSCRTS, whole_rate: float) -> dict:
     }
 
 
-def run() -> dict:
+def run(
+    patches_per_roi: int = 2, size: int = 256, times: int = 30, scaling_passes: int = 200, long_passes: int = 30
+) -> dict:
+    """Every row; smaller ``patches_per_roi``, ``size`` (at least the 128 px windows), ``times`` and passes
+    (``scaling_passes`` for :func:`worker_scaling`, ``long_passes`` for :func:`shared_memory_split` and
+    :func:`start_methods`) for a quick check."""
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = make_dataset(
-            Path(tmp) / "src", ["ROIs1868/17", "ROIs2017/63"], patches_per_roi=2, workers=2, progress=False
+            Path(tmp) / "src",
+            ["ROIs1868/17", "ROIs2017/63"],
+            patches_per_roi=patches_per_roi,
+            size=size,
+            times=times,
+            workers=2,
+            progress=False,
         )
         cube_path = Path(tmp) / "cube.zarr"
         convert(root, cube_path, workers=1, clouds=("s2cloudless_mask",), tile=WINDOW_TILE_PX, progress=False)
@@ -270,9 +282,9 @@ def run() -> dict:
         out["raw chunk read bandwidth MB/s"] = round(raw_rate * sample_bytes / 1e6, 1)
         out["loader share of the raw read rate"] = f"{ours_rate / raw_rate:.0%}"
         out.update(decode_limit(cube_path, ours, ours_rate))
-        out.update(worker_scaling(ours))
-        out.update(shared_memory_split(ours))
-        out.update(start_methods(ours))
+        out.update(worker_scaling(ours, scaling_passes))
+        out.update(shared_memory_split(ours, long_passes))
+        out.update(start_methods(ours, long_passes))
     out["goals"] = (
         ">= 100x with s2cloudless masks; >= 5x masks off; loader share >= 50%; whole samples >= 0.5 of the "
         "decode limit; 64 px windows >= 4x whole samples; 2 workers >= 1.8x one process"

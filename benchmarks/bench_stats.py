@@ -41,10 +41,14 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
-def run() -> dict:
+def run(
+    n_patches: int = N_PATCHES, times: int = TIMES, patches_per_roi: int = 2, size: int = 256, repeat: int = 3
+) -> dict:
+    """Every row; smaller ``n_patches`` (index), ``times``, ``patches_per_roi`` and ``size`` (cloud pass) and
+    ``repeat`` for a quick check (the rows keep their names)."""
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        store = make_hollow(Path(tmp) / "index.zarr", N_PATCHES, times=TIMES)
+        store = make_hollow(Path(tmp) / "index.zarr", n_patches, times=times)
         load_s, index = _timed(lambda: coverage_index(open_cube(store)))
         out["load index from the store (50,000 x 30 x 3)_s"] = round(load_s, 3)
         queries = {
@@ -57,7 +61,7 @@ def run() -> dict:
             "histogram by region": lambda: histogram(index, 20, by="region"),
         }
         for name, query in queries.items():
-            out[f"{name}_s"] = round(min(_timed(query)[0] for _ in range(3)), 3)
+            out[f"{name}_s"] = round(min(_timed(query)[0] for _ in range(repeat)), 3)
 
         def pandas_baseline() -> pd.DataFrame:
             p, t, d = np.meshgrid(*(np.arange(n) for n in index.coverage.shape), indexing="ij")
@@ -77,11 +81,19 @@ def run() -> dict:
         out["pandas baseline, table by region, month_s"] = round(baseline, 3)
         out["ratio pandas / ours (region, month)"] = round(baseline / out["table by region, month_s"], 1)
 
-        root = make_dataset(Path(tmp) / "src", ["ROIs1868/17"], patches_per_roi=2, workers=2, progress=False)
+        root = make_dataset(
+            Path(tmp) / "src",
+            ["ROIs1868/17"],
+            patches_per_roi=patches_per_roi,
+            size=size,
+            times=times,
+            workers=2,
+            progress=False,
+        )
         convert(root, Path(tmp) / "cube.zarr", workers=1, clouds=(), progress=False)
-        images = 2 * 30
+        images = patches_per_roi * times
         pass_s, _ = _timed(lambda: compute_clouds(Path(tmp) / "cube.zarr", workers=1, progress=False))
-        s2 = xr.open_zarr(Path(tmp) / "cube.zarr", consolidated=False).S2.values.reshape(-1, 13, 256, 256)
+        s2 = xr.open_zarr(Path(tmp) / "cube.zarr", consolidated=False).S2.values.reshape(-1, 13, size, size)
         alone_s, _ = _timed(lambda: s2cloudless_probability(s2))
         out["cloud pass, all 3 detectors, in-process_images_per_s"] = round(images / pass_s, 2)
         out["s2cloudless probability alone_images_per_s"] = round(images / alone_s, 2)
