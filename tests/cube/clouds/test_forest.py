@@ -28,6 +28,7 @@ from cube.clouds.forest import (
     MODEL_PATH,
     SOURCE,
     ForestPredictor,
+    alike_order,
     cache_dir,
     fast_probability,
     feature_bins,
@@ -109,6 +110,17 @@ def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(each_walk: For
         assert np.isin(down, probe[:, f]).mean() > 0.9 and np.isin(up, probe[:, f]).mean() > 0.9
     expected = lightgbm.Booster(model_file=str(MODEL_PATH)).predict(probe, num_threads=1).astype(np.float32)
     np.testing.assert_array_equal(walk.bins_probability(feature_bins(forest, probe)), expected)
+
+
+def test_pixels_are_walked_alike_first_and_answered_in_their_own_order(each_walk: ForestPredictor) -> None:
+    forest = load_forest()
+    bins = feature_bins(forest, threshold_probe(forest, n=4096, seed=9))
+    order = alike_order(bins, len(forest.thresholds))
+    walked = bins[order]
+    assert (np.diff(walked[:, 0].astype(int)) >= 0).all()  # feature 0's bins ascend: alike pixels side by side
+    assert not np.array_equal(order, np.arange(len(bins)))  # the probe is not in that order already
+    shuffle = np.random.default_rng(9).permutation(len(bins))
+    np.testing.assert_array_equal(each_walk.bins_probability(bins[shuffle]), each_walk.bins_probability(bins)[shuffle])
 
 
 def test_the_fastest_walk_is_timed_among_those_this_cpu_runs(fast: ForestPredictor) -> None:
