@@ -228,7 +228,9 @@ class CubeLocalStore(LocalStore):
 def write_whole(path: Path, parts: Sequence[bytes]) -> None:
     """Write ``parts`` one after another as the file ``path``, as zarr's LocalStore writes an object: into
     ``<name>.<uuid>.partial`` beside it, then renamed into place, so that a reader sees the old file or the new
-    one, never a part. The parts are not joined first: joining a patch's 37 MB of S2 chunks into one bytes object
+    one, never a part; what a killed writer leaves has the name :mod:`cube.store.store` clears as a torn write
+    (zarr's pattern: :func:`cube.store.outputs.replacing` names its temporary files otherwise, and it refuses
+    targets inside a cube). The parts are not joined first: joining a patch's 37 MB of S2 chunks into one bytes object
     (fresh pages, faulted in and copied) and writing that took 1.0-3.3 CPU s for 24 such objects, writing the parts
     one after another 0.35-2.0 s (the same run, this machine's disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)

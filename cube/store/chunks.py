@@ -65,7 +65,8 @@ _SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle
 
 
 def _name(setting: object) -> str:
-    """The name of a setting of zarr's Blosc or bytes codec: an enum member in zarr 3.1, a string in zarr 3.4."""
+    """The name of a setting of zarr's Blosc, bytes or sharding codec: an enum member in zarr 3.1, a string in zarr
+    3.4."""
     return str(getattr(setting, "value", setting))
 
 
@@ -130,7 +131,7 @@ def layout(array: zarr.AsyncArray) -> Layout | None:
         return None
     sharding = codecs[0]
     inner, index = sharding.codecs, sharding.index_codecs
-    where = getattr(sharding.index_location, "value", sharding.index_location)  # zarr 3.1: an Enum; 3.4: a str
+    where = _name(sharding.index_location)
     if not (
         len(inner) == 2
         and isinstance(inner[0], BytesCodec)
