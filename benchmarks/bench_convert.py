@@ -15,6 +15,7 @@ bytes, and reading one (patch, time) image from the cube.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -79,10 +80,20 @@ def floor(files: list[Path], out: Path | None = None, per_object: int = 30) -> N
 
 def _cpu_s(fn: Callable[[], object]) -> tuple[float, float]:
     """User and system CPU seconds of this process (every thread) while ``fn()`` runs."""
-    start = os.times()
+    start = resource.getrusage(resource.RUSAGE_SELF)
     fn()
-    end = os.times()
-    return end.user - start.user, end.system - start.system
+    end = resource.getrusage(resource.RUSAGE_SELF)
+    return end.ru_utime - start.ru_utime, end.ru_stime - start.ru_stime
+
+
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+"""The clock tick (10 ms on Linux): the kernel splits CPU time into user and system by the ticks that land in
+each, so a part shorter than a tick can read 0."""
+
+
+def _ratio_of_cpu(a: float, b: float) -> float:
+    """``a / b``, CPU seconds both, with ``b`` read as at least one clock tick (a tiny run's floor can read 0)."""
+    return a / max(b, TICK_S)
 
 
 def _convert(root: Path, cube: Path) -> None:
@@ -111,9 +122,11 @@ def _pairs(root: Path, files: list[Path], tmp: Path, times: int, repeat: int) ->
         "floor_with_writes_user_system_cpu_s": [round(v, 2) for v in floor_best],
         "convert_1_process_user_system_cpu_s": [round(v, 2) for v in convert_best],
         "ratio_convert_cpu_vs_floor_with_writes (median of A/B pairs)": round(
-            statistics.median(sum(c) / sum(f) for f, c in runs), 2
+            statistics.median(_ratio_of_cpu(sum(c), sum(f)) for f, c in runs), 2
         ),
-        "ratio_convert_user_cpu_vs_floor_with_writes_user": round(statistics.median(c[0] / f[0] for f, c in runs), 2),
+        "ratio_convert_user_cpu_vs_floor_with_writes_user": round(
+            statistics.median(_ratio_of_cpu(c[0], f[0]) for f, c in runs), 2
+        ),
     }
     return rows, sum(floor_best), sum(convert_best)
 
