@@ -33,7 +33,7 @@ from cube.synth import make_dataset
 
 IMAGES_IN_DATA_SET = 470_000
 PRODUCTS = ("s2cloudless_mask", "s2cloudless_map")
-REPEATS = 3
+REPEATS = 5
 
 
 def _s2cloudless_one_thread(s2: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from cube.clouds.forest import (
     ForestPredictor,
     alike_order,
     cache_dir,
+    dn_bins,
     fast_probability,
     feature_bins,
     installed_recipe,
@@ -43,6 +44,7 @@ from cube.clouds.forest import (
     vector_nodes,
     vector_tops,
 )
+from cube.dataset.bands import S2_SCALE
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -112,10 +114,20 @@ def test_pixels_on_and_next_to_every_threshold_decide_as_lightgbm(each_walk: For
     np.testing.assert_array_equal(walk.bins_probability(feature_bins(forest, probe)), expected)
 
 
+def test_every_digital_number_bins_as_its_clipped_reflectance() -> None:
+    forest = load_forest()
+    every = np.broadcast_to(np.arange(65536, dtype=np.uint16).reshape(1, 1, 256, 256), (1, 13, 256, 256))
+    np.testing.assert_array_equal(
+        dn_bins(forest, np.ascontiguousarray(every), S2_SCALE), dn_bins(forest, every.astype(np.float32), S2_SCALE)
+    )
+    wide = every.astype(np.int32) - 1000  # other integer types, negative values too: clipped before the table
+    np.testing.assert_array_equal(dn_bins(forest, wide, S2_SCALE), dn_bins(forest, wide.astype(np.float32), S2_SCALE))
+
+
 def test_pixels_are_walked_alike_first_and_answered_in_their_own_order(each_walk: ForestPredictor) -> None:
     forest = load_forest()
     bins = feature_bins(forest, threshold_probe(forest, n=4096, seed=9))
-    order = alike_order(bins, len(forest.thresholds))
+    order = alike_order(bins)
     walked = bins[order]
     assert (np.diff(walked[:, 0].astype(int)) >= 0).all()  # feature 0's bins ascend: alike pixels side by side
     assert not np.array_equal(order, np.arange(len(bins)))  # the probe is not in that order already
