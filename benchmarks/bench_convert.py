@@ -6,8 +6,10 @@ bit shuffle, level 5: cube.store.schema.compressor) on one thread, in CPU second
 start-up (two set sizes converted, their difference per patch). The floor writes nothing, and writing costs as much
 as the rest here (the kernel copies each byte into fresh page-cache pages: system time that moves with the disk's
 state from run to run), so beside it the floor with writes: the same, and each patch's compressed steps written
-into a new file (what a shard is), in a new folder each round as each conversion writes a new cube; floor with
-writes and conversion alternate (A B A B) and their ratio is taken pair by pair. Kept as a baseline too: reading
+into a new file (what a shard is), in a new folder each round as each conversion writes a new cube. The floor, the
+floor with writes, the conversion and the smaller set's conversion take turns, five rounds (A B C D A B C D), the
+best of each counts, and the ratio to the floor with writes is also taken pair by pair: this VM's system time moves
+by up to 2x from run to run, and the cost per patch is a difference of two conversions. Kept as a baseline too: reading
 every GeoTIFF with rasterio (issue 3: conversion <= 1.5x that, same process). Also: cube bytes <= 1.0x GeoTIFF
 bytes, and reading one (patch, time) image from the cube.
 """
@@ -101,61 +103,59 @@ def _convert(root: Path, cube: Path) -> None:
     convert(root, cube, workers=1, clouds=(), progress=False)
 
 
-def _pairs(root: Path, files: list[Path], tmp: Path, times: int, repeat: int) -> tuple[dict, float, float]:
-    """The floor with writes and the conversion alternated ``repeat`` times (A B A B), each into a new folder:
-    rows of the best CPU seconds of each, their user and system parts and the median of the ratios pair by pair;
-    and the best CPU seconds of each."""
-    runs: list[tuple[tuple[float, float], tuple[float, float]]] = []
+def _rounds(root: Path, fewer: Path, files: list[Path], tmp: Path, times: int, repeat: int) -> dict[str, list]:
+    """CPU seconds (user, system) of the floor, the floor with writes, the conversion and the conversion of the
+    smaller set ``fewer``, taken in turn ``repeat`` times (A B C D A B C D), each writing into a new folder: a
+    machine that gets slower or faster for a while weighs on all four alike."""
+    jobs: dict[str, Callable[[Path], object]] = {
+        "floor": lambda out: floor(files),
+        "floor_with_writes": lambda out: (out.mkdir(), floor(files, out, times)),
+        "convert": lambda out: _convert(root, out),
+        "convert_fewer": lambda out: _convert(fewer, out),
+    }
+    spent: dict[str, list] = {name: [] for name in jobs}
     for _ in range(repeat):
-        out = tmp / f"floor_{time.monotonic_ns()}"
-        out.mkdir()
-        cube = tmp / f"pair_{time.monotonic_ns()}.zarr"
-        runs.append((_cpu_s(lambda out=out: floor(files, out, times)), _cpu_s(lambda cube=cube: _convert(root, cube))))
-        for written in (out, cube):  # a full-size run's outputs would fill the disk
-            shutil.rmtree(written)
-    floor_best = min(runs, key=lambda pair: sum(pair[0]))[0]
-    convert_best = min(runs, key=lambda pair: sum(pair[1]))[1]
-    rows = {
+        for name, job in jobs.items():
+            out = tmp / f"{name}_{time.monotonic_ns()}"
+            spent[name].append(_cpu_s(lambda job=job, out=out: job(out)))
+            shutil.rmtree(out, ignore_errors=True)  # a full-size run's outputs would fill the disk
+    return spent
+
+
+def _cpu_rows(spent: dict[str, list], patches: int, fewer_patches: int) -> dict:
+    """Rows of the best CPU seconds of each job of :func:`_rounds`, their user and system parts, the ratios of the
+    conversion to the floor (with writes: the median pair by pair) and the cost per patch beyond the fixed start-up
+    (the floor has no start-up: its cost per patch is the whole set's divided by its patches)."""
+    best = {name: min(runs, key=sum) for name, runs in spent.items()}
+    floor_cpu, with_writes, convert_cpu, fewer_cpu = (
+        sum(best[name]) for name in ("floor", "floor_with_writes", "convert", "convert_fewer")
+    )
+    per_patch = (convert_cpu - fewer_cpu) / (patches - fewer_patches)
+    pairs = list(zip(spent["floor_with_writes"], spent["convert"], strict=True))
+    return {
+        "floor_cpu_s (tifffile read + Blosc compress of every file once, one thread)": round(floor_cpu, 2),
+        "convert_1_process_cpu_s (--workers 1 --detectors none)": round(convert_cpu, 2),
+        "ratio_convert_cpu_vs_floor": round(convert_cpu / floor_cpu, 2),
         "floor_with_writes_cpu_s (the floor, and each patch's compressed steps written into a new file)": round(
-            sum(floor_best), 2
+            with_writes, 2
         ),
-        "floor_with_writes_user_system_cpu_s": [round(v, 2) for v in floor_best],
-        "convert_1_process_user_system_cpu_s": [round(v, 2) for v in convert_best],
+        "floor_with_writes_user_system_cpu_s": [round(v, 2) for v in best["floor_with_writes"]],
+        "convert_1_process_user_system_cpu_s": [round(v, 2) for v in best["convert"]],
         "ratio_convert_cpu_vs_floor_with_writes (median of A/B pairs)": round(
-            statistics.median(_ratio_of_cpu(sum(c), sum(f)) for f, c in runs), 2
+            statistics.median(_ratio_of_cpu(sum(c), sum(f)) for f, c in pairs), 2
         ),
         "ratio_convert_user_cpu_vs_floor_with_writes_user": round(
-            statistics.median(_ratio_of_cpu(c[0], f[0]) for f, c in runs), 2
+            statistics.median(_ratio_of_cpu(c[0], f[0]) for f, c in pairs), 2
         ),
-    }
-    return rows, sum(floor_best), sum(convert_best)
-
-
-def _convert_cpu(root: Path, tmp: Path, repeat: int) -> float:
-    """Best CPU seconds of this process for tree -> cube in one process (no cloud pass), each into a new cube."""
-    return _best_of(lambda: _convert(root, tmp / f"c1_{time.monotonic_ns()}.zarr"), repeat, time.process_time)
-
-
-def _marginal(
-    tmp: Path, size: int, times: int, fewer: int, more: int, more_cpu: float, floors: tuple[float, float], repeat: int
-) -> dict:
-    """Rows of the cost per patch beyond the fixed start-up: a set of ``fewer`` patches per ROI converted as well
-    (the floor has no start-up: its cost per patch, without and with writes (``floors``), is the whole set's
-    divided by its patches)."""
-    root = make_dataset(tmp / "fewer", patches_per_roi=fewer, size=size, times=times, workers=2, progress=False)
-    fewer_cpu = _convert_cpu(root, tmp, repeat)
-    per_patch = (more_cpu - fewer_cpu) / (4 * (more - fewer))
-    floor_per_patch, with_writes = (cpu / (4 * more) for cpu in floors)
-    return {
-        f"convert_1_process_cpu_s ({4 * fewer} patches)": round(fewer_cpu, 2),
+        f"convert_1_process_cpu_s ({fewer_patches} patches)": round(fewer_cpu, 2),
         "fixed_start_up_cpu_s (convert minus its patches at the marginal cost)": round(
-            fewer_cpu - 4 * fewer * per_patch, 2
+            fewer_cpu - fewer_patches * per_patch, 2
         ),
-        f"marginal_cpu_s_per_patch ({more} vs {fewer} patches per ROI)": round(per_patch, 3),
-        "floor_cpu_s_per_patch": round(floor_per_patch, 3),
-        "ratio_marginal_vs_floor_per_patch": round(per_patch / floor_per_patch, 2),
-        "floor_with_writes_cpu_s_per_patch": round(with_writes, 3),
-        "ratio_marginal_vs_floor_with_writes_per_patch": round(per_patch / with_writes, 2),
+        f"marginal_cpu_s_per_patch ({patches} vs {fewer_patches} patches)": round(per_patch, 3),
+        "floor_cpu_s_per_patch": round(floor_cpu / patches, 3),
+        "ratio_marginal_vs_floor_per_patch": round(per_patch / (floor_cpu / patches), 2),
+        "floor_with_writes_cpu_s_per_patch": round(with_writes / patches, 3),
+        "ratio_marginal_vs_floor_with_writes_per_patch": round(per_patch / (with_writes / patches), 2),
     }
 
 
@@ -164,7 +164,7 @@ def run(
     fewer: int = FEWER_PATCHES_PER_ROI,
     size: int = 256,
     times: int = 30,
-    repeat: int = 3,
+    repeat: int = 5,
 ) -> dict:
     """Every row; smaller ``patches_per_roi``, ``fewer``, ``size`` and ``times`` for a quick check."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,11 +180,12 @@ def run(
                     src.read()
 
         read_s = _best_of(read_all, repeat)
-        floor_cpu = _best_of(lambda: floor(files), repeat, time.process_time)
-        pairs, floor_writes_cpu, convert_cpu = _pairs(root, files, tmp, times, repeat)
+        fewer_root = make_dataset(
+            tmp / "fewer", patches_per_roi=fewer, size=size, times=times, workers=2, progress=False
+        )
+        spent = _rounds(root, fewer_root, files, tmp, times, repeat)
+        cpu = _cpu_rows(spent, 4 * patches_per_roi, 4 * fewer)
         convert_1 = _best_of(lambda: _convert(root, tmp / f"c1_{time.monotonic_ns()}.zarr"), repeat)
-        floors = (floor_cpu, floor_writes_cpu)
-        marginal = _marginal(tmp, size, times, fewer, patches_per_roi, convert_cpu, floors, repeat)
         start = time.perf_counter()
         convert(root, tmp / "cube.zarr", workers=2, clouds=(), progress=False)  # the cloud pass: bench_stats
         convert_2 = time.perf_counter() - start
@@ -203,11 +204,7 @@ def run(
     image_mb = 13 * size * size * 2 / 1e6
     return {
         "geotiffs": len(files),
-        "floor_cpu_s (tifffile read + Blosc compress of every file once, one thread)": round(floor_cpu, 2),
-        "convert_1_process_cpu_s (--workers 1 --detectors none)": round(convert_cpu, 2),
-        "ratio_convert_cpu_vs_floor": round(convert_cpu / floor_cpu, 2),
-        **pairs,
-        **marginal,
+        **cpu,
         "read_all_geotiffs_s": round(read_s, 2),
         "convert_1_process_s": round(convert_1, 2),
         "ratio_convert_vs_read_same_process": round(convert_1 / read_s, 2),

@@ -5,8 +5,10 @@ EPSG-coded CRS, a north-up transform) are read by tifffile from the file's bytes
 read in one go: no GDAL open, no PROJ look-up per file. Every other file (or one
 larger than :data:`MAX_FILE_BYTES`, or any that tifffile finds odd) is read by
 rasterio, as before: both readers give the same header and the same pixels
-(tests/cube/ingest/test_geotiff.py). Set :data:`FAST_READER` to False to read
-every file with rasterio.
+(tests/cube/ingest/test_geotiff.py). A file alike in its size and its header
+bytes to one parsed before (a patch's time steps) reuses that parse
+(:data:`PARSED`). Set :data:`FAST_READER` to False to read every file with
+rasterio.
 
 Examples
 --------
@@ -26,8 +28,10 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,12 +164,15 @@ def plain_geotiff(
 ) -> PlainGeoTiff | None:
     """The file read by tifffile if it is laid out as the data set's files are (``header_only``: of its bytes, the
     first :data:`HEADER_BYTES`); None if it is not (or is not a TIFF tifffile reads): rasterio reads it then."""
-    if path.with_name(path.name + ".aux.xml").exists():
+    if os.path.exists(f"{path}.aux.xml"):
         return None  # GDAL lets a PAM side file override the file's own tags
     read = (content, len(content)) if content is not None else file_bytes(path, header_only)
     if read is None or read[1] > MAX_FILE_BYTES:
         return None
     content, size = read
+    known = PARSED.find(content, size)
+    if known is not None:
+        return known
     try:
         with tifffile.TiffFile(io.BytesIO(content)) as tif:
             page = tif.pages.first
@@ -178,9 +185,62 @@ def plain_geotiff(
                 or struct.unpack_from(form.offsetformat, content, after)[0]
             ):
                 return None  # big-endian, tags tifffile left out (of a type it does not know), or another image
-            return _plain_page(page, content, size)
+            plain = _plain_page(page, content, size)
+            header_end = max(after + form.offsetsize, *(t.valueoffset + t.valuebytecount for t in page.tags.values()))
+            if plain is not None and header_end <= plain.offset:
+                PARSED.add(content, size, plain)
+            return plain
     except Exception:  # any complaint of tifffile about a crafted file: rasterio decides
         return None
+
+
+class ParsedHeaders:
+    """Files read by tifffile, by their size, the number of their bytes read and their bytes before their pixels,
+    where those bytes hold the whole header (the TIFF header, the image's tags and their values): a file alike in
+    all three is the same file but for its pixels, and reuses the parse (a patch's 30 time steps share their
+    header bytes in the synthetic data set: one parse and check instead of 30, 0.2 ms each). Bounded: the last
+    ``entries`` headers of at most ``longest`` bytes each; safe to share between threads.
+
+    Examples
+    --------
+    >>> headers = ParsedHeaders()
+    >>> headers.find(b"II*\\x00" + bytes(100), 104) is None
+    True
+    """
+
+    def __init__(self, entries: int = 64, longest: int = 16384) -> None:
+        self.entries, self.longest = entries, longest
+        self._known: dict[tuple[int, int, bytes], PlainGeoTiff] = {}
+        self._lengths: dict[int, None] = {}  # lengths of the headers known, in the order first seen
+        self._lock = threading.Lock()
+
+    def find(self, content: bytes | bytearray, size: int) -> PlainGeoTiff | None:
+        """The file ``content`` (of a file of ``size`` bytes) as a :class:`PlainGeoTiff`, where a file alike was
+        parsed before; None otherwise."""
+        with self._lock:
+            lengths = list(self._lengths)
+        for length in lengths:
+            known = self._known.get((size, len(content), bytes(content[:length])))
+            if known is not None:
+                return PlainGeoTiff(known.header, content, known.offset, known.planar)
+        return None
+
+    def add(self, content: bytes | bytearray, size: int, plain: PlainGeoTiff) -> None:
+        """Keep the parse ``plain`` of ``content`` (of a file of ``size`` bytes), whose header ends at its pixels."""
+        if plain.offset > self.longest:
+            return
+        key = (size, len(content), bytes(content[: plain.offset]))
+        with self._lock:
+            self._known[key] = PlainGeoTiff(plain.header, b"", plain.offset, plain.planar)
+            self._lengths[plain.offset] = None
+            while len(self._known) > self.entries:
+                del self._known[next(iter(self._known))]
+            while len(self._lengths) > 8:
+                del self._lengths[next(iter(self._lengths))]
+
+
+PARSED = ParsedHeaders()
+"""The process's :class:`ParsedHeaders`."""
 
 
 def file_bytes(path: Path, header_only: bool = False) -> tuple[bytes, int] | None:
@@ -253,7 +313,7 @@ def _transform(tags: tifffile.TiffTags) -> tuple[float, ...] | None:
         return None
     sx, sy = float(scale[0]), float(scale[1])
     i, j, x, y = (float(v) for v in (tiepoint[0], tiepoint[1], tiepoint[3], tiepoint[4]))
-    if not (sx > 0 and sy > 0 and np.isfinite([sx, sy, i, j, x, y]).all()):
+    if not (sx > 0 and sy > 0 and all(map(math.isfinite, (sx, sy, i, j, x, y)))):
         return None
     return (sx, 0.0, x - i * sx, 0.0, -sy, y - j * -sy)
 

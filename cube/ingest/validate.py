@@ -168,8 +168,20 @@ def check_header(
         raise FileProblem(path, f"is {header.height} x {header.width} px, expected {expected.size} x {expected.size}")
     if header.epsg != epsg:
         raise FileProblem(path, f"CRS {header.crs} differs from EPSG:{epsg} of the patch's other files")
-    if not np.allclose(header.transform, transform):
+    if not _close(header.transform, transform):
         raise FileProblem(path, f"transform {header.transform} differs from {transform} of the patch's other files")
+
+
+def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """``np.allclose(a, b)`` of two short tuples (rtol 1e-5, atol 1e-8; NaN never close, equal infinities are),
+    without making arrays (numpy's took 2 ms of each patch's 60 files).
+
+    Examples
+    --------
+    >>> _close((10.0, 0.0, 5e5), (10.0, 0.0, 5e5 + 1)), _close((10.0,), (10.1,)), _close((float("nan"),), (0.0,))
+    (True, False, False)
+    """
+    return len(a) == len(b) and all(x == y or abs(x - y) <= 1e-8 + 1e-5 * abs(y) for x, y in zip(a, b, strict=True))
 
 
 HeaderFields = tuple[int, tuple[float, ...], np.dtype, int, int]

@@ -23,7 +23,7 @@ def test_the_tiny_size_gives_every_row() -> None:
         "ratio_convert_cpu_vs_floor",
         "ratio_convert_cpu_vs_floor_with_writes (median of A/B pairs)",
         "ratio_marginal_vs_floor_with_writes_per_patch",
-        "marginal_cpu_s_per_patch (2 vs 1 patches per ROI)",
+        "marginal_cpu_s_per_patch (8 vs 4 patches)",
         "floor_cpu_s_per_patch",
         "ratio_marginal_vs_floor_per_patch",
         "read_all_geotiffs_s",

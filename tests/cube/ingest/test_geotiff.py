@@ -16,7 +16,7 @@ import tifffile
 from rasterio.transform import Affine, from_origin
 
 from cube.ingest import geotiff
-from cube.ingest.geotiff import GdalGeoTiff, PlainGeoTiff, open_geotiff
+from cube.ingest.geotiff import GdalGeoTiff, ParsedHeaders, PlainGeoTiff, open_geotiff
 from cube.ingest.validate import Expected, read_header
 from cube.synth import make_dataset
 from tests.helpers import TRANSFORM, assert_read_alike, write_geotiff
@@ -210,3 +210,50 @@ def test_a_header_alone_is_read_from_the_file_s_first_bytes(tmp_path: Path, monk
     fast = read_header(path)
     monkeypatch.setattr(geotiff, "FAST_READER", False)
     assert fast == read_header(path) == (32631, tuple(TRANSFORM)[:6], np.dtype("uint16"), 13, 256)
+
+
+def test_a_file_alike_but_for_its_pixels_reuses_the_parse_and_reads_its_own_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed = ParsedHeaders()
+    monkeypatch.setattr(geotiff, "PARSED", parsed)
+    first, alike = write_geotiff(tmp_path / "a.tif", S2), write_geotiff(tmp_path / "b.tif", S2 + 1)
+    moved = write_geotiff(tmp_path / "c.tif", S2, transform=from_origin(600010.0, 5000000.0, 10.0, 10.0))
+    with open_geotiff(first):
+        pass
+    assert parsed.find(alike.read_bytes(), alike.stat().st_size) is not None  # the same bytes before the pixels
+    assert parsed.find(moved.read_bytes(), moved.stat().st_size) is None  # another transform: parsed anew
+    for path, pixels in ((alike, S2 + 1), (moved, S2)):
+        (kind, header, read), (_, slow_header, _) = both(path, monkeypatch)
+        assert kind is PlainGeoTiff and header == slow_header
+        np.testing.assert_array_equal(read, pixels)
+
+
+def test_a_header_whose_values_lie_after_the_pixels_is_parsed_every_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed = ParsedHeaders()
+    monkeypatch.setattr(geotiff, "PARSED", parsed)
+    path = write_geotiff(tmp_path / "x.tif", S1)
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages.first.tags[34737]  # GeoAsciiParams: its value moved to the end, after the pixels
+        entry, start, length = tag.offset, tag.valueoffset, tag.valuebytecount
+    content = bytearray(path.read_bytes())
+    content[entry + 8 : entry + 12] = struct.pack("<I", len(content))
+    path.write_bytes(bytes(content + content[start : start + length]))
+    (kind, header, _), (_, slow_header, _) = both(path, monkeypatch)
+    assert kind is PlainGeoTiff and header == slow_header
+    assert parsed.find(path.read_bytes(), path.stat().st_size) is None  # the bytes before the pixels are not all
+
+
+def test_parsed_headers_are_bounded(tmp_path: Path) -> None:
+    parsed = ParsedHeaders(entries=2)
+    paths = [write_geotiff(tmp_path / f"{n}.tif", S1, transform=from_origin(6e5 + n, 5e6, 10, 10)) for n in range(3)]
+    for path in paths:
+        content = path.read_bytes()
+        plain = geotiff.plain_geotiff(path, content)
+        assert plain is not None
+        parsed.add(content, len(content), plain)
+    found = [parsed.find(path.read_bytes(), path.stat().st_size) is not None for path in paths]
+    assert found == [False, True, True]  # the oldest went
+    assert ParsedHeaders(longest=10).find(content, len(content)) is None
