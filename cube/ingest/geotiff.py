@@ -186,8 +186,11 @@ def plain_geotiff(
             ):
                 return None  # big-endian, tags tifffile left out (of a type it does not know), or another image
             plain = _plain_page(page, content, size)
-            header_end = max(after + form.offsetsize, *(t.valueoffset + t.valuebytecount for t in page.tags.values()))
-            if plain is not None and header_end <= plain.offset:
+            if (
+                plain is not None
+                and max(after + form.offsetsize, *(t.valueoffset + t.valuebytecount for t in page.tags.values()))
+                <= plain.offset
+            ):  # the whole header lies before the pixels
                 PARSED.add(content, size, plain)
             return plain
     except Exception:  # any complaint of tifffile about a crafted file: rasterio decides
